@@ -1,0 +1,59 @@
+# TracSeq Dagster. `make demo` and `make test` are all the set-up a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data
+DEMO_ROWS ?= 20000
+
+# No telemetry, no network: these machines reach only package registries.
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := False
+export DAGSTER_DISABLE_TELEMETRY := 1
+export TRACSEQ_DATA_DIR := $(abspath $(DATA))
+
+.PHONY: venv demo test test-fast ui lock clean bench
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==25.3
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/check_environment.py
+	touch $@
+
+venv: $(BIN)/.installed
+
+## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine
+demo: venv
+	rm -rf $(DATA)/landing $(DATA)/lake $(DATA)/dagster_home
+	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 2 --format csv --messy --seed 1 --out $(DATA)/landing
+	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format parquet --seed 2 --id-offset 100000 --out $(DATA)/landing
+	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format jsonl --seed 3 --id-offset 200000 --out $(DATA)/landing
+	cp examples/exports/*.csv $(DATA)/landing/
+	$(BIN)/tracseq ingest $(DATA)/landing || echo "(the example file with broken structure fails alone, as it should)"
+	$(BIN)/tracseq features --ids TS-2025-000001,TS-2025-100001 --as-of 2025-12-31T00:00:00Z
+
+## test: every test, the slow end-to-end ones included
+test: venv
+	$(BIN)/python -m pytest
+
+## test-fast: unit tests only
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+## ui: the Dagster UI (webserver + daemon) on the code location, embedded SQLite instance
+ui: venv
+	mkdir -p $(DATA)/dagster_home && touch $(DATA)/dagster_home/dagster.yaml
+	DAGSTER_HOME=$(abspath $(DATA))/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## bench: the numbers in BENCHMARKS.md
+bench: venv
+	$(BIN)/python benchmarks/spine_benchmark.py --rows 100000 1000000
+
+## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^tracseq' > requirements.lock
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -1,0 +1,1 @@
+"""Software-defined assets: thin wrappers over the domain modules in tracseq_dagster."""

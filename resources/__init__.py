@@ -1,0 +1,7 @@
+"""Dagster resources: typed, configurable handles on the outside world."""
+
+from resources.lake import LakeResource
+from resources.landing import LandingZoneResource
+from resources.parsing import ExportParsingResource
+
+__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource"]

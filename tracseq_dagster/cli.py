@@ -1,0 +1,114 @@
+"""The ``tracseq`` command line."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="TracSeq Dagster: lab exports in, validated point-in-time features out.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command("generate-exports")
+def generate_exports_command(
+    rows: Annotated[int, typer.Option(help="Samples to generate in total.")] = 1000,
+    format: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
+    out: Annotated[Path, typer.Option(help="Folder to write the exports to.")] = Path("data/landing"),
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    files: Annotated[int, typer.Option(help="Number of export files to split the rows over.")] = 1,
+    messy: Annotated[bool, typer.Option(help="Write what a real LIMS writes (separators, BOM, dates, extra columns).")] = False,
+    id_offset: Annotated[int, typer.Option(help="First sample number minus one, to keep ids unique across calls.")] = 0,
+) -> None:
+    """Write synthetic LIMS exports that follow the export contract."""
+    from tracseq_dagster.generator import generate_exports
+
+    if format not in ("csv", "parquet", "jsonl"):
+        raise typer.BadParameter(f"--format must be csv, parquet or jsonl, not {format!r}")
+    paths = generate_exports(rows, format, out, seed=seed, files=files, messy=messy, id_offset=id_offset)
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+@app.command("ingest")
+def ingest_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of exports (CSV, Parquet, JSON Lines).")] = Path("data/landing"),
+    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    force: Annotated[bool, typer.Option(help="Re-ingest files whose bytes were already ingested.")] = False,
+    features: Annotated[bool, typer.Option(help="Rebuild sample_features afterwards.")] = True,
+) -> None:
+    """Materialize the ingest and feature assets for every export in FOLDER, without a UI."""
+    from tracseq_dagster.definitions import build_definitions
+    from tracseq_dagster.ingest import build_features, ingest_folder
+    from tracseq_dagster.instance import get_instance
+    from tracseq_dagster.landing import list_landing_files
+
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder")
+    defs = build_definitions(lake_dir=str(lake) if lake else None, landing_url=str(folder))
+    instance = get_instance()
+    total = len(list_landing_files(str(folder)))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("ingesting exports", total=total)
+        outcomes = ingest_folder(
+            folder, defs=defs, instance=instance, force=force, on_file=lambda _: progress.advance(task)
+        )
+    table = Table("file", "hash", "status", "accepted", "quarantined", "error")
+    for o in outcomes:
+        colour = {"ingested": "green", "failed": "red", "unchanged": "dim"}[o.status]
+        table.add_row(
+            Path(o.path).name, o.file_hash, f"[{colour}]{o.status}[/]", _count(o.rows_accepted), _count(o.rows_quarantined), o.error or ""
+        )
+    console.print(table)
+    if features:
+        with console.status("building sample_features"):
+            result = build_features(defs=defs, instance=instance)
+        console.print("sample_features: " + ("[green]materialized[/]" if result.success else "[red]failed[/]"))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed or (features and not result.success):
+        raise typer.Exit(code=1)
+
+
+@app.command("features")
+def features_command(
+    ids: Annotated[str, typer.Option("--ids", help="Comma-separated sample ids.")],
+    as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="Point in time (ISO 8601); default now.")] = None,
+    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    output: Annotated[str, typer.Option(help="table, csv or json.")] = "table",
+) -> None:
+    """Read features of samples as they stood at a point in time (the offline feature store)."""
+    from tracseq_dagster import settings
+    from tracseq_dagster.feature_store import features_as_of
+    from tracseq_dagster.lake import Lake
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    frame = features_as_of(Lake(lake or settings.lake_dir()), wanted, as_of)
+    missing = sorted(set(wanted) - set(frame["sample_id"].astype(str)))
+    if output == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif output == "json":
+        typer.echo(frame.to_json(orient="records", date_format="iso"))
+    else:
+        table = Table("feature", *[str(s) for s in frame["sample_id"]])
+        for column in frame.columns.drop("sample_id"):
+            table.add_row(column, *[str(v) for v in frame[column]])
+        console.print(table)
+    if missing:
+        err_console.print(f"[yellow]not known at that time: {', '.join(missing)}[/]")
+        raise typer.Exit(code=2 if len(missing) == len(wanted) else 0)
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+if __name__ == "__main__":
+    app()

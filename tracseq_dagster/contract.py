@@ -1,0 +1,135 @@
+"""The lab export contract: one row per sample, as DESIGN.md describes it.
+
+This module is the single source of truth for column names, types, enums, ranges and
+per-type rules. The parser (types), the row-level validator (quarantine), the Great
+Expectations suite (asset checks), the generator and the feature code all read it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """The logical type of a contract column."""
+
+    STRING = "string"
+    ENUM = "enum"
+    TIMESTAMP = "timestamp"
+    FLOAT = "float"
+    INT = "int"
+
+
+@dataclass(frozen=True)
+class ContractColumn:
+    """One column of the export contract.
+
+    ``minimum``/``maximum`` are inclusive unless ``exclusive_minimum`` is set.
+    ``pattern`` is a full-match regular expression for strings.
+    """
+
+    name: str
+    kind: Kind
+    required: bool
+    description: str
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+
+SAMPLE_TYPES: tuple[str, ...] = ("DNA", "RNA", "cfDNA", "tissue", "blood", "saliva", "FFPE")
+# RIN is measured on RNA extracts, DIN on DNA extracts. Tissue, blood and saliva are
+# submitted for DNA work in this lab, so they carry DIN.
+RNA_TYPES: tuple[str, ...] = ("RNA",)
+DNA_TYPES: tuple[str, ...] = ("DNA", "cfDNA", "tissue", "blood", "saliva", "FFPE")
+PRIORITIES: tuple[str, ...] = ("routine", "urgent")
+QC_STATUSES: tuple[str, ...] = ("pass", "borderline", "fail")
+
+SAMPLE_ID_PATTERN = r"TS-\d{4}-\d{6}"
+# FREEZER/RACK/BOX/POSITION, e.g. FRZ-03/R2/B14/A7
+STORAGE_LOCATION_PATTERN = r"[A-Z][A-Z0-9]*-\d{1,3}/R\d{1,3}/B\d{1,3}/[A-Z]\d{1,2}"
+
+COLUMNS: tuple[ContractColumn, ...] = (
+    ContractColumn("sample_id", Kind.STRING, True, "Sample identifier, unique across all exports", pattern=SAMPLE_ID_PATTERN),
+    ContractColumn("project_id", Kind.STRING, True, "Project the sample belongs to"),
+    ContractColumn("sample_type", Kind.ENUM, True, "Material type", allowed=SAMPLE_TYPES),
+    ContractColumn("collection_ts", Kind.TIMESTAMP, True, "When the sample was collected"),
+    ContractColumn("received_ts", Kind.TIMESTAMP, True, "When the lab received the sample"),
+    ContractColumn("extraction_ts", Kind.TIMESTAMP, False, "When nucleic acid was extracted"),
+    ContractColumn("sequencing_ts", Kind.TIMESTAMP, False, "When the sample was sequenced"),
+    ContractColumn("storage_temp_c", Kind.FLOAT, True, "Storage temperature", unit="°C", minimum=-200, maximum=40),
+    ContractColumn("temp_excursions", Kind.INT, True, "Recorded temperature excursions", minimum=0),
+    ContractColumn("max_temp_deviation_c", Kind.FLOAT, True, "Largest excursion from the set point", unit="°C", minimum=0),
+    ContractColumn("freeze_thaw_cycles", Kind.INT, True, "Freeze-thaw cycles", minimum=0, maximum=50),
+    ContractColumn("concentration_ng_ul", Kind.FLOAT, True, "Nucleic acid concentration", unit="ng/µL", minimum=0),
+    ContractColumn("volume_ul", Kind.FLOAT, True, "Volume", unit="µL", minimum=0, exclusive_minimum=True),
+    ContractColumn("a260_280", Kind.FLOAT, True, "Absorbance ratio 260/280", minimum=0, maximum=5),
+    ContractColumn("a260_230", Kind.FLOAT, True, "Absorbance ratio 260/230", minimum=0, maximum=5),
+    ContractColumn("rin", Kind.FLOAT, False, "RNA integrity number (RNA types only)", minimum=1, maximum=10),
+    ContractColumn("din", Kind.FLOAT, False, "DNA integrity number (DNA types only)", minimum=1, maximum=10),
+    ContractColumn("storage_location", Kind.STRING, True, "FREEZER/RACK/BOX/POSITION", pattern=STORAGE_LOCATION_PATTERN),
+    ContractColumn("box_occupancy", Kind.INT, True, "Positions used in the box", unit="positions", minimum=0, maximum=100),
+    ContractColumn("operator_id", Kind.STRING, True, "Operator who handled the sample"),
+    ContractColumn("site", Kind.STRING, True, "Collection site"),
+    ContractColumn("priority", Kind.ENUM, True, "Processing priority", allowed=PRIORITIES),
+    ContractColumn("qc_status", Kind.ENUM, False, "QC outcome; empty until QC'd (the label)", allowed=QC_STATUSES),
+)
+
+COLUMN_BY_NAME: dict[str, ContractColumn] = {c.name: c for c in COLUMNS}
+CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
+TIMESTAMP_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.TIMESTAMP)
+FLOAT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.FLOAT)
+INT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.INT)
+NUMERIC_COLUMNS: tuple[str, ...] = FLOAT_COLUMNS + INT_COLUMNS
+STRING_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind in (Kind.STRING, Kind.ENUM))
+
+# Timestamps that must be in order when present: each pair is (earlier, later).
+TIMESTAMP_ORDER: tuple[tuple[str, str], ...] = (
+    ("collection_ts", "received_ts"),
+    ("received_ts", "extraction_ts"),
+    ("extraction_ts", "sequencing_ts"),
+)
+
+# Lineage columns the parser adds to every row; they name where a row came from.
+FILE_HASH = "_file_hash"
+SOURCE_FILE = "_source_file"
+ROW_NUMBER = "_row_number"  # 1-based line in a CSV/JSONL file (header is line 1), record number in Parquet
+LINEAGE_COLUMNS: tuple[str, ...] = (FILE_HASH, SOURCE_FILE, ROW_NUMBER)
+
+# Headers a LIMS is known to send for contract columns (after normalisation).
+COLUMN_ALIASES: dict[str, str] = {
+    "sampleid": "sample_id",
+    "sample": "sample_id",
+    "projectid": "project_id",
+    "project": "project_id",
+    "type": "sample_type",
+    "sampletype": "sample_type",
+    "collected": "collection_ts",
+    "collection_date": "collection_ts",
+    "received": "received_ts",
+    "received_date": "received_ts",
+    "a260_280_ratio": "a260_280",
+    "a260_230_ratio": "a260_230",
+    "260_280": "a260_280",
+    "260_230": "a260_230",
+    "operator": "operator_id",
+    "qc": "qc_status",
+}
+
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_column_name(raw: str) -> str:
+    """Map a header as a LIMS writes it ("Sample ID", "A260/280", "\\ufeffsample_id") to a contract name.
+
+    Unknown headers are normalised the same way (lower snake case) and kept.
+    """
+    name = raw.replace("\ufeff", "").strip().lower()
+    name = _NON_WORD.sub("_", name).strip("_")
+    return COLUMN_ALIASES.get(name, COLUMN_ALIASES.get(name.replace("_", ""), name))

@@ -1,0 +1,36 @@
+"""The Dagster code location of TracSeq Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.features import sample_features
+from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
+from assets.validation import validate_lab_export
+from resources import ExportParsingResource, LakeResource, LandingZoneResource
+from tracseq_dagster import settings
+from tracseq_dagster.jobs import ingest_lab_export_job, sample_features_job
+from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
+
+
+def build_definitions(
+    *,
+    lake_dir: str | None = None,
+    landing_url: str | None = None,
+    chunk_rows: int | None = None,
+) -> dg.Definitions:
+    """The code location, with folders from the arguments or the environment (see settings)."""
+    return dg.Definitions(
+        assets=[raw_lab_exports, validate_lab_export, sample_features],
+        asset_checks=[raw_rows_meet_contract],
+        jobs=[ingest_lab_export_job, sample_features_job],
+        sensors=[lab_export_sensor, features_automation_sensor],
+        resources={
+            "lake": LakeResource(root=lake_dir or settings.lake_dir()),
+            "landing_zone": LandingZoneResource(url=landing_url or settings.landing_url()),
+            "export_parsing": ExportParsingResource(chunk_rows=chunk_rows or settings.chunk_rows()),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,106 @@
+"""Ingest a folder of exports without a UI: the same jobs the sensor launches, in process.
+
+Used by ``tracseq ingest``, ``make demo`` and the benchmarks. Each file is its own
+partition and its own run, so one bad file fails alone and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from tracseq_dagster.landing import content_hash, list_landing_files
+from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one file."""
+
+    path: str
+    file_hash: str
+    status: str  # "ingested", "failed", "unchanged" (same bytes already ingested)
+    run_id: str | None = None
+    error: str | None = None
+    rows_accepted: int | None = None
+    rows_quarantined: int | None = None
+
+
+def ingest_folder(
+    folder: str | Path,
+    *,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    force: bool = False,
+    on_file: Callable[[IngestOutcome], None] | None = None,
+) -> list[IngestOutcome]:
+    """Materialize raw → validated/quarantined for every export in ``folder``.
+
+    Files whose bytes were already ingested are skipped unless ``force``.
+    """
+    job = defs.resolve_job_def("ingest_lab_export")
+    outcomes = []
+    for landing_file in list_landing_files(str(folder)):
+        key = content_hash(landing_file.path)
+        if not force and _is_materialized(instance, key):
+            outcome = IngestOutcome(landing_file.path, key, "unchanged")
+        else:
+            instance.add_dynamic_partitions(lab_export_partitions.name, [key])
+            result = job.execute_in_process(
+                instance=instance, partition_key=key, tags={SOURCE_PATH_TAG: landing_file.path}, raise_on_error=False
+            )
+            if result.success:
+                outcome = IngestOutcome(
+                    landing_file.path,
+                    key,
+                    "ingested",
+                    run_id=result.run_id,
+                    rows_accepted=_row_count(instance, "validated_samples", key),
+                    rows_quarantined=_row_count(instance, "quarantined_samples", key),
+                )
+            else:
+                outcome = IngestOutcome(landing_file.path, key, "failed", run_id=result.run_id, error=_failure_message(result))
+        outcomes.append(outcome)
+        if on_file is not None:
+            on_file(outcome)
+    return outcomes
+
+
+def build_features(*, defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """Materialize sample_features from every accepted sample."""
+    return defs.resolve_job_def("build_sample_features").execute_in_process(instance=instance, raise_on_error=False)
+
+
+def _is_materialized(instance: dg.DagsterInstance, key: str) -> bool:
+    if not instance.has_dynamic_partition(lab_export_partitions.name, key):
+        return False
+    return _latest_materialization(instance, "validated_samples", key) is not None
+
+
+def _latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str) -> dg.AssetMaterialization | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization if records else None
+
+
+def _row_count(instance: dg.DagsterInstance, asset: str, partition: str) -> int | None:
+    materialization = _latest_materialization(instance, asset, partition)
+    if materialization is None or "dagster/row_count" not in materialization.metadata:
+        return None
+    return int(materialization.metadata["dagster/row_count"].value)
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The user-facing reason of the first failed step (a dg.Failure's description)."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            if data.error is not None:
+                return data.error.message.strip()
+    return "run failed"

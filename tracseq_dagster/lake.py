@@ -1,0 +1,156 @@
+"""The lake folder: where every stage persists its tables as Parquet.
+
+Layout (one file set per export, named by the export's content hash)::
+
+    <root>/raw/<hash>.parquet            typed rows as parsed, with lineage columns
+    <root>/raw/<hash>.issues.parquet     cells that could not be typed
+    <root>/raw/<hash>.json               parse summary: source, dialect, warnings, time
+    <root>/validated/<hash>.parquet      rows that passed every contract rule
+    <root>/quarantine/<hash>.parquet     rejected rows with the rules they broke
+    <root>/features/sample_features.parquet
+    <root>/gx/                           Great Expectations project with Data Docs
+
+Raw exports themselves never live here and are never touched: the lake only holds
+derived tables, so it can be rebuilt from the landing folder at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tracseq_dagster.contract import SOURCE_FILE
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What the lake knows about one parsed export (one Dagster partition)."""
+
+    file_hash: str
+    source: str
+    parsed_at: str  # ISO 8601, UTC
+    rows: int
+
+
+class Lake:
+    """Typed access to the lake folder. Writes are atomic (temp file, then rename)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------
+    def raw_path(self, file_hash: str) -> Path:
+        return self.root / "raw" / f"{file_hash}.parquet"
+
+    def issues_path(self, file_hash: str) -> Path:
+        return self.root / "raw" / f"{file_hash}.issues.parquet"
+
+    def record_path(self, file_hash: str) -> Path:
+        return self.root / "raw" / f"{file_hash}.json"
+
+    def validated_path(self, file_hash: str) -> Path:
+        return self.root / "validated" / f"{file_hash}.parquet"
+
+    def quarantine_path(self, file_hash: str) -> Path:
+        return self.root / "quarantine" / f"{file_hash}.parquet"
+
+    @property
+    def features_path(self) -> Path:
+        return self.root / "features" / "sample_features.parquet"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.root / "gx"
+
+    # -- export records ------------------------------------------------------------
+    def write_record(self, file_hash: str, source: str, rows: int, extra: dict[str, Any] | None = None) -> ExportRecord:
+        record = ExportRecord(file_hash, source, datetime.now(timezone.utc).isoformat(), rows)
+        _atomic_write_text(self.record_path(file_hash), json.dumps({**asdict(record), **(extra or {})}, indent=2, default=str))
+        return record
+
+    def records(self) -> list[ExportRecord]:
+        """Every parsed export, oldest first."""
+        out = []
+        for path in sorted((self.root / "raw").glob("*.json")):
+            data = json.loads(path.read_text())
+            out.append(ExportRecord(data["file_hash"], data["source"], data["parsed_at"], int(data["rows"])))
+        return sorted(out, key=lambda r: r.parsed_at)
+
+    def current_records(self) -> list[ExportRecord]:
+        """The latest parsed version of each source file.
+
+        When a lab fixes a file and drops it again under the same name, the new content
+        (a new hash, a new partition) supersedes the old one: its rows replace the old
+        version's rows everywhere downstream instead of colliding with them.
+        """
+        latest: dict[str, ExportRecord] = {}
+        for record in self.records():
+            latest[record.source] = record
+        return sorted(latest.values(), key=lambda r: r.parsed_at)
+
+    # -- tables --------------------------------------------------------------------
+    def write_table(self, path: Path, frame: pd.DataFrame) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            frame.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def read_table(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(path, columns=columns)
+
+    def head(self, path: Path, rows: int = 10) -> pd.DataFrame:
+        """The first rows of a Parquet table without reading the rest of it."""
+        parquet = pq.ParquetFile(path)
+        if parquet.num_row_groups == 0:
+            return parquet.schema_arrow.empty_table().to_pandas()
+        return parquet.read_row_group(0).slice(0, rows).to_pandas()
+
+    def read_validated(self, *, exclude_source: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """All accepted rows of the current version of every export (optionally but one source)."""
+        frames = [
+            pd.read_parquet(self.validated_path(r.file_hash), columns=columns)
+            for r in self.current_records()
+            if r.source != exclude_source and self.validated_path(r.file_hash).exists()
+        ]
+        if not frames:
+            return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+    def accepted_sample_ids(self, *, exclude_source: str | None = None) -> pd.Index:
+        """Sample ids already accepted from other exports (for cross-export uniqueness)."""
+        frame = self.read_validated(exclude_source=exclude_source, columns=["sample_id"])
+        return pd.Index(frame["sample_id"].dropna().astype(str).unique()) if len(frame) else pd.Index([], dtype=str)
+
+    def read_features(self) -> pd.DataFrame:
+        if not self.features_path.exists():
+            raise FileNotFoundError(f"{self.features_path} does not exist: materialize sample_features first (tracseq ingest)")
+        return pd.read_parquet(self.features_path)
+
+    def read_quarantine(self) -> pd.DataFrame:
+        frames = [
+            pd.read_parquet(self.quarantine_path(r.file_hash))
+            for r in self.current_records()
+            if self.quarantine_path(r.file_hash).exists()
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[SOURCE_FILE])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
