@@ -50,6 +50,21 @@ DNA_TYPES: tuple[str, ...] = ("DNA", "cfDNA", "tissue", "blood", "saliva", "FFPE
 PRIORITIES: tuple[str, ...] = ("routine", "urgent")
 QC_STATUSES: tuple[str, ...] = ("pass", "borderline", "fail")
 
+# Storage set point per sample type (°C): where a sample of that type should be kept.
+STORAGE_TARGET_C: dict[str, float] = {
+    "DNA": -20.0, "RNA": -80.0, "cfDNA": -80.0, "tissue": -80.0, "blood": 4.0, "saliva": -20.0, "FFPE": 20.0,
+}
+# Absorbance ratios of a pure extract: 260/280 is 2.0 for RNA and 1.8 for DNA; 260/230 is 2.1.
+A260_280_IDEAL_RNA = 2.0
+A260_280_IDEAL_DNA = 1.8
+A260_280_IDEAL: dict[str, float] = {
+    **{t: A260_280_IDEAL_RNA for t in RNA_TYPES},
+    **{t: A260_280_IDEAL_DNA for t in DNA_TYPES},
+}
+A260_230_IDEAL = 2.1
+if set(STORAGE_TARGET_C) != set(SAMPLE_TYPES) or set(A260_280_IDEAL) != set(SAMPLE_TYPES):
+    raise RuntimeError("STORAGE_TARGET_C and A260_280_IDEAL must cover exactly SAMPLE_TYPES")
+
 SAMPLE_ID_PATTERN = r"TS-\d{4}-\d{6}"
 # FREEZER/RACK/BOX/POSITION, e.g. FRZ-03/R2/B14/A7
 STORAGE_LOCATION_PATTERN = r"[A-Z][A-Z0-9]*-\d{1,3}/R\d{1,3}/B\d{1,3}/[A-Z]\d{1,2}"

@@ -34,7 +34,7 @@ def build_feature_table(lake: Lake) -> pd.DataFrame:
     samples = accepted_samples(lake)
     if samples.empty:
         raise ValueError(f"No accepted samples in {lake.root}: ingest at least one export first.")
-    return compute_features(samples, samples, as_of=None)
+    return compute_features(samples, samples, as_of=None).reset_index()
 
 
 def features_as_of(lake: Lake, sample_ids: Iterable[str], as_of: datetime | pd.Timestamp | str | None) -> pd.DataFrame:
@@ -45,5 +45,7 @@ def features_as_of(lake: Lake, sample_ids: Iterable[str], as_of: datetime | pd.T
     """
     history = accepted_samples(lake)
     wanted = history[history["sample_id"].isin(list(sample_ids))]
-    moment = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
-    return compute_features(wanted, history, as_of=moment)
+    moment = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
+    if moment.tzinfo is None:  # naive times are UTC, as everywhere in the lake
+        moment = moment.tz_localize("UTC")
+    return compute_features(wanted, history, as_of=moment).reset_index()
