@@ -53,7 +53,7 @@ bench: venv
 
 ## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
 lock:
-	$(BIN)/pip freeze --exclude-editable | grep -v '^tracseq' > requirements.lock
+	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^tracseq' -e '^pip==' > requirements.lock
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -1,6 +1,5 @@
 """sample_features: point-in-time features of every accepted sample (the offline store)."""
 
-from __future__ import annotations
 
 import dagster as dg
 

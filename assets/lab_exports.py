@@ -1,6 +1,5 @@
 """raw_lab_exports: one partition per LIMS export file, parsed into the lake."""
 
-from __future__ import annotations
 
 import dagster as dg
 

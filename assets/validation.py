@@ -1,6 +1,5 @@
 """validated_samples and quarantined_samples: the contract applied row by row."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 

@@ -1,6 +1,5 @@
 """The lake folder as a Dagster resource."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """The landing folder for LIMS exports as a Dagster resource."""
 
-from __future__ import annotations
 
 import json
 

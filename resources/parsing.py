@@ -1,6 +1,5 @@
 """How exports are read: memory budget and date conventions."""
 
-from __future__ import annotations
 
 import dagster as dg
 

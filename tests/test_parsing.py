@@ -760,10 +760,11 @@ def test_fast_paths_do_not_need_the_csv_module(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_throughput_guard(tmp_path, monkeypatch):
-    """200,000 rows in the 'messy' dialect well under the budget (about 15 s per million rows)."""
-    import time
+def test_large_messy_file_takes_the_vectorised_path(tmp_path, monkeypatch):
+    """200,000 messy rows in bounded chunks, never through the per-row fallback.
 
+    Speed itself is measured by benchmarks/spine_benchmark.py, not here.
+    """
     import pyarrow.csv as pacsv
 
     from tracseq_dagster import parsing
@@ -790,12 +791,9 @@ def test_throughput_guard(tmp_path, monkeypatch):
     with pa.OSFile(str(path), "wb") as f:
         f.write(b"\xef\xbb\xbf")
         pacsv.write_csv(table, f, write_options=pacsv.WriteOptions(delimiter=";", quoting_style="needed"))
-    start = time.perf_counter()
     summary = parse_export_to_parquet(path, tmp_path / "big.parquet", file_hash="h", chunk_rows=50_000)
-    elapsed = time.perf_counter() - start
     assert summary.rows == n and summary.issues == 0
     out = pq.read_table(tmp_path / "big.parquet", columns=[ROW_NUMBER, "collection_ts", "a260_280"])
     assert out.column(ROW_NUMBER)[-1].as_py() == n + 1 + n // 50  # every 50th row spans two lines
     assert out.column("collection_ts")[1].as_py() == pd.Timestamp("2025-11-02 01:05", tz="UTC")
     assert out.column("a260_280")[7].as_py() == 1.0
-    assert elapsed < 12, f"{n} rows took {elapsed:.1f} s"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -80,17 +79,23 @@ def ingest_command(
 @app.command("features")
 def features_command(
     ids: Annotated[str, typer.Option("--ids", help="Comma-separated sample ids.")],
-    as_of: Annotated[Optional[datetime], typer.Option("--as-of", help="Point in time (ISO 8601); default now.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Point in time, ISO 8601 (naive = UTC); default now.")] = None,
     lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
     output: Annotated[str, typer.Option(help="table, csv or json.")] = "table",
 ) -> None:
     """Read features of samples as they stood at a point in time (the offline feature store)."""
+    import pandas as pd
+
     from tracseq_dagster import settings
     from tracseq_dagster.feature_store import features_as_of
     from tracseq_dagster.lake import Lake
 
     wanted = [i.strip() for i in ids.split(",") if i.strip()]
-    frame = features_as_of(Lake(lake or settings.lake_dir()), wanted, as_of)
+    try:
+        moment = None if as_of is None else pd.Timestamp(as_of)
+    except ValueError as error:
+        raise typer.BadParameter(f"--as-of {as_of!r} is not an ISO 8601 timestamp") from error
+    frame = features_as_of(Lake(lake or settings.lake_dir()), wanted, moment)
     missing = sorted(set(wanted) - set(frame["sample_id"].astype(str)))
     if output == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)

@@ -1,6 +1,5 @@
 """Sensors: new LIMS exports in the landing folder become partitions and runs."""
 
-from __future__ import annotations
 
 import dagster as dg
 
