@@ -12,6 +12,7 @@ from tracseq_dagster.contract import SOURCE_FILE
 from tracseq_dagster.expectations import run_expectation_suite
 from tracseq_dagster.metadata import expectation_metadata, preview, records_table
 from tracseq_dagster.partitions import lab_export_partitions
+from tracseq_dagster.rules import UniqueAcrossExportsRule
 from tracseq_dagster.validation import validate_samples
 
 CONTRACT_CHECK = "accepted_rows_meet_contract"
@@ -90,14 +91,21 @@ def validate_lab_export(context: dg.AssetExecutionContext, lake: LakeResource) -
         },
     )
 
-    # The suite re-checks what quarantine let through, across every current export, so a
-    # bug in the row rules or two exports accepted at the same moment cannot reach features.
-    accepted = pd.concat([lake_.read_validated(exclude_source=source), result.valid], ignore_index=True)
-    summary = run_expectation_suite(accepted, project_dir=lake_.gx_dir, run_name=f"accepted-{file_hash}")
+    # The suite re-checks what quarantine let through, so a bug in the row rules cannot reach
+    # features; sample_id uniqueness is re-checked over every current export, which also
+    # catches two exports accepted at the same moment.
+    per_export = run_expectation_suite(
+        result.valid, project_dir=lake_.gx_dir, run_name=f"accepted-{file_hash}", include_cross_export_uniqueness=False
+    )
+    all_ids = pd.concat([lake_.read_validated(exclude_source=source, columns=["sample_id"]), result.valid[["sample_id"]]])
+    across = run_expectation_suite(all_ids, rules=[UniqueAcrossExportsRule()])
     yield dg.AssetCheckResult(
         check_name=CONTRACT_CHECK,
         asset_key="validated_samples",
-        passed=summary.success,
-        metadata={**expectation_metadata(summary), "rows_checked": len(accepted)},
+        passed=per_export.success and across.success,
+        metadata={
+            **expectation_metadata(per_export),
+            "sample_ids_across_exports": len(all_ids),
+            "duplicate_ids_across_exports": sum(r["unexpected_count"] or 0 for r in across.results if not r["success"]),
+        },
     )
-

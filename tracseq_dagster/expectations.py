@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +60,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 import great_expectations as gx  # noqa: E402
 
 from tracseq_dagster.contract import CONTRACT_COLUMNS  # noqa: E402
-from tracseq_dagster.rules import RuleContext, as_utc, contract_rules, utc_now  # noqa: E402
+from tracseq_dagster.rules import Rule, RuleContext, as_utc, contract_rules, utc_now  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +80,20 @@ DEFAULT_RESULT_FORMAT: dict[str, Any] = {
 
 
 def build_expectation_suite(
-    *, include_cross_export_uniqueness: bool = True, now: pd.Timestamp | None = None
+    *,
+    include_cross_export_uniqueness: bool = True,
+    now: pd.Timestamp | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> gx.ExpectationSuite:
     """The contract suite, one or more expectations per rule, each with ``meta["rule"]``.
 
     ``now`` (default: the current time) sets the upper bound of the ``plausible_date`` rules.
+    ``rules`` restricts the suite to those rules (default: the whole contract).
     """
     ctx = RuleContext(now=utc_now() if now is None else as_utc(now))
-    expectations = [
-        expectation
-        for rule in contract_rules(include_cross_export_uniqueness=include_cross_export_uniqueness)
-        for expectation in rule.expectations(ctx)
-    ]
+    if rules is None:
+        rules = contract_rules(include_cross_export_uniqueness=include_cross_export_uniqueness)
+    expectations = [expectation for rule in rules for expectation in rule.expectations(ctx)]
     # Passed to the constructor, not via suite.add_expectation(): in GX 1.24 add_expectation
     # needs an active Data Context (it checks whether the suite was saved), and it silently
     # drops an expectation equal to one already present ignoring meta and notes, which would
@@ -141,8 +144,9 @@ def run_expectation_suite(
     include_cross_export_uniqueness: bool = True,
     now: pd.Timestamp | None = None,
     result_format: dict[str, Any] | str | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> GXRunSummary:
-    """Validate ``frame`` with the contract suite.
+    """Validate ``frame`` with the contract suite (or the suite of just ``rules``).
 
     With ``project_dir``: a file-mode GX project rooted there (created on first use) holding a
     pandas datasource, a dataframe asset with a whole-dataframe batch definition, the suite, a
@@ -158,7 +162,9 @@ def run_expectation_suite(
     # Only contract columns go to GX: no expectation names the others, and GX copies the
     # frame for many metric domains, so lineage/extra columns would only cost time.
     frame = frame[[c for c in frame.columns if c in CONTRACT_COLUMNS]]
-    suite = build_expectation_suite(include_cross_export_uniqueness=include_cross_export_uniqueness, now=now)
+    suite = build_expectation_suite(
+        include_cross_export_uniqueness=include_cross_export_uniqueness, now=now, rules=rules
+    )
     fmt = result_format if result_format is not None else DEFAULT_RESULT_FORMAT
     run_id = _run_id(run_name)
 

@@ -52,7 +52,7 @@ def expectation_metadata(summary: Any) -> dict[str, Any]:
         "expectations_unsuccessful": summary.unsuccessful,
         "failed_expectations": records_table(
             [
-                {k: r.get(k) for k in ("rule", "expectation", "column", "unexpected_count", "unexpected_percent")}
+                {k: r.get(k) for k in ("rule", "expectation_type", "column", "unexpected_count", "unexpected_percent")}
                 for r in failed
             ]
         ),
