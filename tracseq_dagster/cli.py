@@ -41,6 +41,7 @@ def ingest_command(
     lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
     force: Annotated[bool, typer.Option(help="Re-ingest files whose bytes were already ingested.")] = False,
     features: Annotated[bool, typer.Option(help="Rebuild sample_features afterwards.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every Dagster event on the console.")] = False,
 ) -> None:
     """Materialize the ingest and feature assets for every export in FOLDER, without a UI."""
     from tracseq_dagster.definitions import build_definitions
@@ -52,25 +53,35 @@ def ingest_command(
         raise typer.BadParameter(f"{folder} is not a folder")
     defs = build_definitions(lake_dir=str(lake) if lake else None, landing_url=str(folder))
     instance = get_instance()
+    log_level = "DEBUG" if verbose else "CRITICAL"  # failures are summarised below the table
     total = len(list_landing_files(str(folder)))
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("ingesting exports", total=total)
         outcomes = ingest_folder(
-            folder, defs=defs, instance=instance, force=force, on_file=lambda _: progress.advance(task)
+            folder,
+            defs=defs,
+            instance=instance,
+            force=force,
+            on_file=lambda _: progress.advance(task),
+            log_level=log_level,
         )
-    table = Table("file", "hash", "status", "accepted", "quarantined", "error")
+    table = Table("file", "partition", "status", "accepted", "quarantined")
     for o in outcomes:
         colour = {"ingested": "green", "failed": "red", "unchanged": "dim"}[o.status]
         table.add_row(
-            Path(o.path).name, o.file_hash, f"[{colour}]{o.status}[/]", _count(o.rows_accepted), _count(o.rows_quarantined), o.error or ""
+            Path(o.path).name, o.file_hash, f"[{colour}]{o.status}[/]", _count(o.rows_accepted), _count(o.rows_quarantined)
         )
     console.print(table)
+    for o in outcomes:
+        if o.error:
+            console.print(f"[red]✗[/] {o.error}", soft_wrap=True)
     if features:
         with console.status("building sample_features"):
-            result = build_features(defs=defs, instance=instance)
+            result = build_features(defs=defs, instance=instance, log_level=log_level)
         console.print("sample_features: " + ("[green]materialized[/]" if result.success else "[red]failed[/]"))
+    console.print(f"Dagster instance: {instance.root_directory}; lake: {defs.resources['lake'].root}")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed or (features and not result.success):
         raise typer.Exit(code=1)
@@ -104,11 +115,15 @@ def features_command(
     else:
         table = Table("feature", *[str(s) for s in frame["sample_id"]])
         for column in frame.columns.drop("sample_id"):
-            table.add_row(column, *[str(v) for v in frame[column]])
+            table.add_row(column, *[_cell(v) for v in frame[column]])
         console.print(table)
     if missing:
         err_console.print(f"[yellow]not known at that time: {', '.join(missing)}[/]")
         raise typer.Exit(code=2 if len(missing) == len(wanted) else 0)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _count(value: int | None) -> str:

@@ -36,10 +36,12 @@ def ingest_folder(
     instance: dg.DagsterInstance,
     force: bool = False,
     on_file: Callable[[IngestOutcome], None] | None = None,
+    log_level: str = "DEBUG",
 ) -> list[IngestOutcome]:
     """Materialize raw → validated/quarantined for every export in ``folder``.
 
-    Files whose bytes were already ingested are skipped unless ``force``.
+    Files whose bytes were already ingested are skipped unless ``force``. ``log_level``
+    sets the console logger of the runs (the instance keeps every event regardless).
     """
     job = defs.resolve_job_def("ingest_lab_export")
     outcomes = []
@@ -50,7 +52,11 @@ def ingest_folder(
         else:
             instance.add_dynamic_partitions(lab_export_partitions.name, [key])
             result = job.execute_in_process(
-                instance=instance, partition_key=key, tags={SOURCE_PATH_TAG: landing_file.path}, raise_on_error=False
+                run_config=_console_log_level(log_level),
+                instance=instance,
+                partition_key=key,
+                tags={SOURCE_PATH_TAG: landing_file.path},
+                raise_on_error=False,
             )
             if result.success:
                 outcome = IngestOutcome(
@@ -69,9 +75,17 @@ def ingest_folder(
     return outcomes
 
 
-def build_features(*, defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def build_features(
+    *, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG"
+) -> dg.ExecuteInProcessResult:
     """Materialize sample_features from every accepted sample."""
-    return defs.resolve_job_def("build_sample_features").execute_in_process(instance=instance, raise_on_error=False)
+    return defs.resolve_job_def("build_sample_features").execute_in_process(
+        run_config=_console_log_level(log_level), instance=instance, raise_on_error=False
+    )
+
+
+def _console_log_level(level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
 def _is_materialized(instance: dg.DagsterInstance, key: str) -> bool:
