@@ -14,7 +14,8 @@ from tracseq_dagster.metadata import column_summary, preview
     group_name="features",
     kinds={"pandas", "parquet"},
     code_version=FEATURE_CODE_VERSION,
-    automation_condition=dg.AutomationCondition.eager(),
+    # Recompute when new exports are validated, but never past a failed contract check.
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
 )
 def sample_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every feature of DESIGN.md for every accepted sample, each as of its own latest event.

@@ -78,8 +78,9 @@ def raw_lab_exports(
 @dg.asset_check(
     asset=raw_lab_exports,
     partitions_def=lab_export_partitions,
-    description="The export contract's Great Expectations suite on the raw rows, before quarantine. "
-    "Warns (does not block): quarantine is what removes bad rows; this shows a person what arrived.",
+    description="The export contract's Great Expectations suite on the raw rows, before quarantine, "
+    "with Data Docs. Warns (does not block): quarantine is what removes bad rows; this shows a person "
+    "what arrived. On demand (UI or the audit_raw_export job), not part of every ingest.",
 )
 def raw_rows_meet_contract(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     lake_ = lake.lake()

@@ -198,3 +198,36 @@ def test_offline_feature_store_reads_any_ids_as_of_any_time(tmp_path: Path, sqli
     shown = CliRunner().invoke(app, ["features", "--ids", ",".join(ids), "--as-of", middle.isoformat(), "--output", "csv"])
     assert shown.exit_code == 0, shown.output
     assert ids[0] in shown.output and ids[1] in shown.output and ids[2] not in shown.output.split("not known")[0]
+
+
+def test_raw_export_audit_writes_data_docs_of_what_arrived(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+    landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
+    landing.mkdir()
+    shutil.copy(EXAMPLES / "lims_manual_entries.csv", landing)
+    defs = build_definitions(lake_dir=str(lake_dir), landing_url=str(landing))
+    (outcome,) = ingest_folder(landing, defs=defs, instance=sqlite_instance)
+    ingest_checks = sqlite_instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert [e.dagster_event.event_specific_data.check_name for e in ingest_checks] == ["accepted_rows_meet_contract"]
+
+    audit = defs.resolve_job_def("audit_raw_export").execute_in_process(
+        instance=sqlite_instance, partition_key=outcome.file_hash, tags={"tracseq/source_path": outcome.path}, raise_on_error=False
+    )
+    (evaluation,) = audit.get_asset_check_evaluations()
+    assert evaluation.check_name == "raw_rows_meet_contract" and not evaluation.passed
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN
+    failed = evaluation.metadata["failed_expectations"].value
+    for rule in ("range:storage_temp_c", "enum:sample_type", "rin_only_rna", "pattern:sample_id"):
+        assert rule in failed
+    docs = Path(evaluation.metadata["data_docs"].value.removeprefix("file://"))
+    assert docs.exists() and "lab_export_contract" in docs.read_text()
+
+
+def test_validated_exports_request_sample_features_through_automation(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+    landing = tmp_path / "landing"
+    generate_exports(200, "jsonl", landing, seed=9)
+    defs = build_definitions(lake_dir=str(tmp_path / "lake"), landing_url=str(landing))
+    before = dg.evaluate_automation_conditions(defs=defs, instance=sqlite_instance)
+    assert before.total_requested == 0, "nothing validated yet: nothing to compute"
+    ingest_folder(landing, defs=defs, instance=sqlite_instance)
+    after = dg.evaluate_automation_conditions(defs=defs, instance=sqlite_instance, cursor=before.cursor)
+    assert after.get_num_requested(dg.AssetKey("sample_features")) == 1

@@ -9,7 +9,7 @@ from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
 from assets.validation import validate_lab_export
 from resources import ExportParsingResource, LakeResource, LandingZoneResource
 from tracseq_dagster import settings
-from tracseq_dagster.jobs import ingest_lab_export_job, sample_features_job
+from tracseq_dagster.jobs import audit_raw_export_job, ingest_lab_export_job, sample_features_job
 from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
 
 
@@ -23,7 +23,7 @@ def build_definitions(
     return dg.Definitions(
         assets=[raw_lab_exports, validate_lab_export, sample_features],
         asset_checks=[raw_rows_meet_contract],
-        jobs=[ingest_lab_export_job, sample_features_job],
+        jobs=[ingest_lab_export_job, audit_raw_export_job, sample_features_job],
         sensors=[lab_export_sensor, features_automation_sensor],
         resources={
             "lake": LakeResource(root=lake_dir or settings.lake_dir()),
