@@ -9,7 +9,7 @@ import pandas as pd
 from assets.lab_exports import raw_lab_exports
 from resources import LakeResource
 from tracseq_dagster.contract import SOURCE_FILE
-from tracseq_dagster.expectations import run_expectation_suite
+from tracseq_dagster.expectations import run_expectation_suite, run_expectation_suite_detailing_failures
 from tracseq_dagster.metadata import expectation_metadata, preview, records_table
 from tracseq_dagster.partitions import lab_export_partitions
 from tracseq_dagster.rules import UniqueAcrossExportsRule
@@ -94,7 +94,7 @@ def validate_lab_export(context: dg.AssetExecutionContext, lake: LakeResource) -
     # The suite re-checks what quarantine let through, so a bug in the row rules cannot reach
     # features; sample_id uniqueness is re-checked over every current export, which also
     # catches two exports accepted at the same moment.
-    per_export = run_expectation_suite(
+    per_export = run_expectation_suite_detailing_failures(
         result.valid, project_dir=lake_.gx_dir, run_name=f"accepted-{file_hash}", include_cross_export_uniqueness=False
     )
     all_ids = pd.concat([lake_.read_validated(exclude_source=source, columns=["sample_id"]), result.valid[["sample_id"]]])

@@ -468,3 +468,15 @@ def test_file_mode_writes_data_docs_and_can_run_again(gx_api, tmp_path):
     pages = list((tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations").rglob("*.html"))
     assert len(pages) == 2  # both runs kept, even with the same run name
     assert (tmp_path / "gx" / "expectations" / f"{gx_api.SUITE_NAME}.json").exists()
+
+
+def test_detailing_failures_is_cheap_when_green_and_counts_when_red():
+    from tracseq_dagster.expectations import run_expectation_suite_detailing_failures
+
+    clean = clean_frame()
+    green = run_expectation_suite_detailing_failures(clean, include_cross_export_uniqueness=False, now=NOW)
+    assert green.success and all(r["unexpected_count"] is None for r in green.results), "BOOLEAN_ONLY carries no counts"
+    dirty = clean.copy()
+    dirty.loc[dirty.index[:3], "storage_temp_c"] = 99.0
+    red = run_expectation_suite_detailing_failures(dirty, include_cross_export_uniqueness=False, now=NOW)
+    assert not red.success and red.failed_rules() == {"range:storage_temp_c": 3}
