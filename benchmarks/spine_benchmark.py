@@ -7,7 +7,10 @@ Each size runs in its own process so its peak memory (max RSS) is its own. Two v
 * ``dagster``: ``tracseq ingest``'s code path on an embedded SQLite instance: the real
   jobs, asset checks and lake writes, N rows split over 4 files, then sample_features.
 
-Usage: python benchmarks/spine_benchmark.py --rows 100000 1000000
+``--messy`` writes the exports the way a real LIMS does (semicolons and decimal commas,
+BOM, day-first dates, extra and reordered columns) instead of clean CSV.
+
+Usage: python benchmarks/spine_benchmark.py --rows 100000 1000000 [--messy]
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 
+MESSY = os.getenv("TRACSEQ_BENCH_MESSY") == "1"
+
+
 def run_stages(rows: int, work: Path) -> dict:
     from tracseq_dagster.expectations import run_expectation_suite
     from tracseq_dagster.features import compute_features
@@ -38,7 +44,7 @@ def run_stages(rows: int, work: Path) -> dict:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    (path,) = generate_exports(rows, "csv", work / "landing", seed=11)
+    (path,) = generate_exports(rows, "csv", work / "landing", seed=11, messy=MESSY)
     timings["generate_csv_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -64,6 +70,7 @@ def run_stages(rows: int, work: Path) -> dict:
     timings["gx_suite_s"] = time.perf_counter() - start
     return {
         "rows": rows,
+        "messy": MESSY,
         "file_mb": round(path.stat().st_size / 1e6, 1),
         "parsed": summary.rows,
         "accepted": len(result.valid),
@@ -84,7 +91,7 @@ def run_dagster(rows: int, work: Path) -> dict:
     import dagster as dg
 
     ensure_embedded_home(work / "dagster_home")
-    generate_exports(rows, "csv", work / "landing", seed=11, files=4)
+    generate_exports(rows, "csv", work / "landing", seed=11, files=4, messy=MESSY)
     defs = build_definitions(lake_dir=str(work / "lake"), landing_url=str(work / "landing"))
     with dg.DagsterInstance.get() as instance:
         start = time.perf_counter()
@@ -116,12 +123,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--modes", nargs="+", default=["stages", "dagster"], choices=["stages", "dagster"])
+    parser.add_argument("--messy", action="store_true", help="messy LIMS CSV instead of clean CSV")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
     env = {**os.environ, "DO_NOT_TRACK": "1", "GX_ANALYTICS_ENABLED": "False", "DAGSTER_DISABLE_TELEMETRY": "1"}
+    env["TRACSEQ_BENCH_MESSY"] = "1" if args.messy else "0"
     results = []
     for mode in args.modes:
         for rows in args.rows:
@@ -135,7 +144,7 @@ def main() -> None:
             results.append(result)
     OUT.mkdir(exist_ok=True)
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
-    (OUT / "spine.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (OUT / f"spine{'-messy' if args.messy else ''}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
