@@ -9,13 +9,22 @@ from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES
 from tracseq_dagster.metadata import column_summary, preview
 
 
+# Recompute when new exports are validated: eager, except that a file that failed to parse
+# (its partition stays missing for good) must not hold every later export back; and never
+# past a failed blocking contract check, which needs a person to look.
+FEATURES_AUTOMATION = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+) & ~dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
+)
+
+
 @dg.asset(
     deps=["validated_samples"],
     group_name="features",
     kinds={"pandas", "parquet"},
     code_version=FEATURE_CODE_VERSION,
-    # Recompute when new exports are validated, but never past a failed contract check.
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=FEATURES_AUTOMATION,
 )
 def sample_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every feature of DESIGN.md for every accepted sample, each as of its own latest event.

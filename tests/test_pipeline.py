@@ -225,6 +225,8 @@ def test_raw_export_audit_writes_data_docs_of_what_arrived(tmp_path: Path, sqlit
 def test_validated_exports_request_sample_features_through_automation(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
     landing = tmp_path / "landing"
     generate_exports(200, "jsonl", landing, seed=9)
+    # A file that fails leaves its partition missing for good: it must not hold features back.
+    shutil.copy(EXAMPLES / "lims_export_without_received_ts.csv", landing)
     defs = build_definitions(lake_dir=str(tmp_path / "lake"), landing_url=str(landing))
     before = dg.evaluate_automation_conditions(defs=defs, instance=sqlite_instance)
     assert before.total_requested == 0, "nothing validated yet: nothing to compute"
