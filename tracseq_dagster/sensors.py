@@ -4,6 +4,7 @@
 import dagster as dg
 
 from resources import LandingZoneResource
+from tracseq_dagster import settings
 from tracseq_dagster.jobs import ingest_lab_export_job
 from tracseq_dagster.landing import LandingCursor, scan_landing
 from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
@@ -11,7 +12,7 @@ from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
 
 @dg.sensor(
     job=ingest_lab_export_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches the landing folder; each new, finished export becomes one partition and one run.",
 )
@@ -49,5 +50,5 @@ features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
     target=dg.AssetSelection.assets("sample_features"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval_s(),
 )

@@ -26,3 +26,8 @@ def lake_dir() -> str:
 def chunk_rows() -> int:
     """Rows parsed at a time: bounds the parser's memory whatever the file size."""
     return int(os.getenv("TRACSEQ_CHUNK_ROWS", "250000"))
+
+
+def sensor_interval_s() -> int:
+    """Seconds between sensor ticks (a file is picked up on its second sighting)."""
+    return int(os.getenv("TRACSEQ_SENSOR_INTERVAL_S", "30"))
