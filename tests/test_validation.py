@@ -480,3 +480,23 @@ def test_detailing_failures_is_cheap_when_green_and_counts_when_red():
     dirty.loc[dirty.index[:3], "storage_temp_c"] = 99.0
     red = run_expectation_suite_detailing_failures(dirty, include_cross_export_uniqueness=False, now=NOW)
     assert not red.success and red.failed_rules() == {"range:storage_temp_c": 3}
+
+
+def _file_mode_run(args):
+    project_dir, run_name = args
+    from tracseq_dagster.expectations import run_expectation_suite
+
+    return run_expectation_suite(clean_frame(), project_dir=project_dir, run_name=run_name, now=NOW).success
+
+
+@pytest.mark.slow
+def test_parallel_processes_share_one_gx_project(tmp_path):
+    """Dagster runs one process per export; their GX runs must not corrupt the shared stores."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    runs = [(tmp_path, f"parallel-{i}") for i in range(4)]
+    with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(_file_mode_run, runs)) == [True] * 4
+    results = list((tmp_path / "gx" / "uncommitted" / "validations").rglob("*.json"))
+    assert len(results) == 4

@@ -53,6 +53,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -179,28 +180,12 @@ def run_expectation_suite(
         result = validation.run(batch_parameters={"dataframe": frame}, result_format=fmt, run_id=run_id)
         docs_index = None
     else:
-        from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: PLC0415
-
         project_dir = Path(project_dir)
         project_dir.mkdir(parents=True, exist_ok=True)
-        context = gx.get_context(mode="file", project_root_dir=str(project_dir))
-        _quiet(context)
-        batch_definition = _batch_definition(context)
-        suite = context.suites.add_or_update(suite)
-        validation = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=VALIDATION_DEFINITION_NAME, data=batch_definition, suite=suite)
-        )
-        checkpoint = context.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=CHECKPOINT_NAME,
-                validation_definitions=[validation],
-                actions=[UpdateDataDocsAction(name=DATA_DOCS_ACTION_NAME)],
-                result_format=fmt,
-            )
-        )
-        checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
-        (result,) = checkpoint_result.run_results.values()
-        docs_index = _data_docs_index(context, project_dir)
+        # GX's file stores are not safe for concurrent writers, and parallel Dagster runs
+        # (one per export) share one project: one file-mode run at a time, across processes.
+        with FileLock(project_dir / ".tracseq-gx.lock"):
+            result, docs_index = _run_checkpoint(frame, suite, project_dir, fmt, run_id)
 
     summary = _summarise(result)
     summary.data_docs_index = docs_index
@@ -222,6 +207,30 @@ def run_expectation_suite_detailing_failures(frame: pd.DataFrame, **kwargs: Any)
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+
+
+def _run_checkpoint(frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir: Path, fmt: Any, run_id: Any):
+    """Validate in the file-mode project: stores, a checkpoint, and Data Docs updated."""
+    from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: PLC0415
+
+    context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+    _quiet(context)
+    batch_definition = _batch_definition(context)
+    suite = context.suites.add_or_update(suite)
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=VALIDATION_DEFINITION_NAME, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=CHECKPOINT_NAME,
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name=DATA_DOCS_ACTION_NAME)],
+            result_format=fmt,
+        )
+    )
+    checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+    (result,) = checkpoint_result.run_results.values()
+    return result, _data_docs_index(context, project_dir)
 
 
 def _run_id(run_name: str | None):
