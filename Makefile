@@ -24,9 +24,10 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 
 venv: $(BIN)/.installed
 
-## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine
+## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine.
+## Idempotent: the generator is seeded, so a second run finds the same bytes and ingests nothing new.
+## Nothing in the landing folder is ever deleted.
 demo: venv
-	rm -rf $(DATA)/landing $(DATA)/lake $(DATA)/dagster_home
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 2 --format csv --messy --seed 1 --out $(DATA)/landing
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format parquet --seed 2 --id-offset 100000 --out $(DATA)/landing
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format jsonl --seed 3 --id-offset 200000 --out $(DATA)/landing
@@ -55,5 +56,6 @@ bench: venv
 lock:
 	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^tracseq' -e '^pip==' > requirements.lock
 
+## clean: the venv and everything derived (lake, Dagster home); never the landing folder
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache
+	rm -rf $(VENV) $(DATA)/lake $(DATA)/dagster_home .pytest_cache
