@@ -122,6 +122,65 @@ def features_command(
         raise typer.Exit(code=2 if len(missing) == len(wanted) else 0)
 
 
+@app.command("automl")
+def automl_command(
+    csv: Annotated[Path, typer.Option("--csv", help="Table to learn from (CSV with a header row).")],
+    target: Annotated[str, typer.Option("--target", help="Column to predict.")],
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Wall-clock budget of the whole run, seconds.")] = 60.0,
+    task: Annotated[str, typer.Option("--task", help="auto, binary, multiclass or regression.")] = "auto",
+    max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data, same trials.")] = 0,
+    families: Annotated[
+        Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")
+    ] = None,
+) -> None:
+    """Sweep the AutoML engine over any table and print the leaderboard and the holdout score."""
+    from typing import NoReturn
+
+    import optuna
+    import pandas as pd
+
+    from tracseq_dagster.automl import ALL_FAMILIES, AutoMLConfig, AutoMLInputError, run_automl
+
+    def fail(message: str) -> NoReturn:
+        err_console.print(f"[red]error:[/] {message}", soft_wrap=True)
+        raise typer.Exit(code=2)
+
+    try:
+        frame = pd.read_csv(csv)
+    except (OSError, ValueError) as error:  # missing file, empty file, unparsable CSV
+        fail(f"cannot read {csv}: {error}")
+    chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
+    config = AutoMLConfig(
+        target=target, task=task, time_budget_s=budget_s, max_trials=max_trials, seed=seed, families=chosen  # type: ignore[arg-type]
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
+    try:
+        with console.status(f"sweeping {', '.join(chosen)} for up to {budget_s:g} s"):
+            result = run_automl(frame, config)
+    except AutoMLInputError as error:
+        fail(str(error))
+    higher = "higher" if result.greater_is_better else "lower"
+    table = Table(
+        title=f"{result.task} · {result.metric} ({higher} is better) · {len(result.feature_columns)} features",
+    )
+    for header in ("#", "family", "trial", "CV mean", "± std", "fit s", "ms/row", "trials"):
+        table.add_column(header, no_wrap=True, justify="left" if header == "family" else "right")
+    for rank, row in enumerate(result.leaderboard, start=1):
+        table.add_row(
+            str(rank), row.family, str(row.best_trial), f"{row.cv_mean:.4f}", f"{row.cv_std:.4f}",
+            f"{row.fit_seconds:.3f}", f"{row.predict_latency_ms:.4f}", str(row.trials),
+        )
+    console.print(table)
+    if result.dropped_columns:
+        dropped = "; ".join(f"{c} ({why})" for c, why in result.dropped_columns.items())
+        console.print(f"dropped columns: {dropped}", soft_wrap=True)
+    console.print(
+        f"winner [bold]{result.best_family}[/]: holdout {result.metric} = [bold]{result.holdout_score:.4f}[/] "
+        f"on {result.holdout_size} rows; wall time {result.wall_seconds:.1f} s of {budget_s:g} s"
+    )
+
+
 def _cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 

@@ -1,0 +1,46 @@
+"""AutoML engine: typed, plain Python, usable without Dagster.
+
+>>> from tracseq_dagster.automl import AutoMLConfig, run_automl
+>>> result = run_automl(frame, AutoMLConfig(target="qc_status", time_budget_s=60))
+>>> result.leaderboard[0].family, result.holdout_score
+
+See :mod:`.engine` for the sweep, :mod:`.families` for the model families, :mod:`.tasks`
+for task detection and metrics, :mod:`.preprocessing` for the feature rules and
+:mod:`.budget` for how the time budget is shared.
+"""
+
+from tracseq_dagster.automl.budget import MIN_BUDGET_S
+from tracseq_dagster.automl.engine import (
+    AutoMLConfig,
+    AutoMLInputError,
+    AutoMLResult,
+    LeaderboardRow,
+    TrialRecord,
+    run_automl,
+)
+from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily
+from tracseq_dagster.automl.model import LabelDecodingClassifier
+from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
+from tracseq_dagster.automl.tasks import DEFAULT_METRICS, METRICS, Metric, TaskType, detect_task, resolve_metric
+
+__all__ = [
+    "ALL_FAMILIES",
+    "DEFAULT_METRICS",
+    "FAMILIES",
+    "METRICS",
+    "MIN_BUDGET_S",
+    "AutoMLConfig",
+    "AutoMLInputError",
+    "AutoMLResult",
+    "FeatureColumns",
+    "LabelDecodingClassifier",
+    "LeaderboardRow",
+    "Metric",
+    "ModelFamily",
+    "TaskType",
+    "TrialRecord",
+    "detect_task",
+    "prepare_features",
+    "resolve_metric",
+    "run_automl",
+]

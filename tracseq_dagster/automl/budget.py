@@ -1,0 +1,79 @@
+"""The wall-clock budget of one AutoML run, and how it is shared out.
+
+The budget covers the whole run: preparation, the sweep, the final refit and the holdout
+scoring. It is shared as follows:
+
+* A **reserve** is held back at the end for the final refit and scoring. It starts at
+  :data:`MIN_RESERVE_FRACTION` of the budget and grows as trials complete to the estimated
+  refit time of the slowest family-best trial so far (any of them may win): its mean fold fit
+  time × k/(k-1) (the refit sees all training rows, not (k-1)/k of them) × a safety factor.
+* The rest, the **sweep time**, is split across the requested families in order: each family
+  gets an equal share of the sweep time still left when it starts, so time a fast family does
+  not use rolls over to the ones after it.
+* Within a family's share, a new trial starts only if the share still fits one more trial of
+  the median duration seen so far in that family (Optuna's ``timeout`` is set to the share as
+  well). A running trial is abandoned between folds (recorded as pruned, reason
+  ``"time budget"``) as soon as its remaining folds, at its pace so far, would end after the
+  sweep time. A family whose share is empty when its turn comes runs no trial.
+  Before a trial's first fold, its pace is not known yet: the median fold time of the family
+  so far stands in, or, for a family's first trial, the median fold time of all families so far.
+* Only a single fold fit longer than the reserve plus the 5% tolerance can overrun: fits are
+  not interrupted mid-way.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+#: Budgets below this cannot fit even one cross-validated trial plus the refit.
+MIN_BUDGET_S = 2.0
+#: Share of the budget always held back for the final refit and holdout scoring.
+MIN_RESERVE_FRACTION = 0.04
+#: Margin on the refit estimate (timing noise, a busy machine).
+REFIT_SAFETY = 1.5
+
+
+class Budget:
+    """Deadlines of one run, measured with ``time.perf_counter`` from construction."""
+
+    def __init__(self, total_s: float) -> None:
+        self.total_s = total_s
+        self.start = time.perf_counter()
+        self.deadline = self.start + total_s
+        self._reserve_s = MIN_RESERVE_FRACTION * total_s
+        self._fold_seconds: dict[str, list[float]] = {}
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.start
+
+    def reserve_refit(self, fold_fit_seconds: float, folds: int) -> None:
+        """Grow the reserve to fit refitting a model whose folds took ``fold_fit_seconds`` each."""
+        estimate = fold_fit_seconds * folds / max(folds - 1, 1) * REFIT_SAFETY
+        self._reserve_s = max(self._reserve_s, estimate)
+
+    @property
+    def sweep_deadline(self) -> float:
+        """When the sweep must end: the deadline minus the refit reserve."""
+        return self.deadline - self._reserve_s
+
+    def sweep_left(self) -> float:
+        """Seconds of sweep time left (may be negative)."""
+        return self.sweep_deadline - time.perf_counter()
+
+    def family_share(self, families_left: int) -> float:
+        """Seconds for the next family: an equal share of the sweep time still left."""
+        return max(self.sweep_left(), 0.0) / max(families_left, 1)
+
+    def record_fold(self, family: str, seconds: float) -> None:
+        """Note how long one fold (fit and scoring) of ``family`` took."""
+        self._fold_seconds.setdefault(family, []).append(seconds)
+
+    def typical_fold_seconds(self, family: str) -> float:
+        """Median fold time of ``family``, else of every family, else 0 (nothing known yet)."""
+        own = self._fold_seconds.get(family)
+        if own:
+            return statistics.median(own)
+        every = [s for times in self._fold_seconds.values() for s in times]
+        return statistics.median(every) if every else 0.0

@@ -1,0 +1,534 @@
+"""The AutoML sweep: one seeded Optuna study per model family, cross-validated, on a budget.
+
+``run_automl(frame, config)`` does, in order:
+
+1. **Input checks** (:class:`AutoMLInputError` with a message naming the problem): unknown
+   families or metric, a budget below :data:`~tracseq_dagster.automl.budget.MIN_BUDGET_S`, a
+   missing / all-null / constant target, a class with a single member, no usable features.
+   Rows whose target is null are dropped: they carry no label to learn from.
+2. **Features**: :func:`~tracseq_dagster.automl.preprocessing.prepare_features` (ids, free text,
+   constant and empty columns dropped; datetimes as days since the epoch).
+3. **Holdout**: a split of ``holdout_fraction`` of the rows (stratified for classification,
+   seeded) made first and never seen by the sweep; only the winner is scored on it.
+4. **Sweep**: for each family in ``config.families``, in order, an Optuna study named
+   ``f"{study_name}-{family}"`` (so each family can later run in its own process on a shared
+   RDB storage) with a seeded multivariate TPE sampler and a median pruner. A trial
+   cross-validates one configuration (stratified k-fold for classification, k-fold for
+   regression, shuffled with the seed; the same folds for every trial), reporting the running
+   mean score after every fold so that hopeless trials are pruned early.
+   ``max_trials`` is **per family**. Time is shared as described in
+   :mod:`~tracseq_dagster.automl.budget`.
+5. **Refit** of the best configuration of the best family on all training rows, then its
+   score on the holdout. The leaderboard has every family's best trial.
+
+Determinism: estimators are seeded and single-threaded, the folds and the sampler are seeded,
+and the only time-dependent decisions are the budget checks — so with the same data, seed
+and ``max_trials`` and a budget that is not reached, two runs give the same trials and winner.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelEncoder
+from threadpoolctl import threadpool_limits
+
+from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
+from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, N_JOBS, ModelFamily
+from tracseq_dagster.automl.model import LabelDecodingClassifier
+from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
+from tracseq_dagster.automl.tasks import (
+    Metric,
+    TaskChoice,
+    TaskType,
+    detect_task,
+    is_classification,
+    is_imbalanced,
+    resolve_metric,
+)
+
+TrialState = Literal["complete", "pruned", "failed"]
+
+#: Random trials before TPE starts modelling (per family study).
+TPE_STARTUP_TRIALS = 8
+#: The median pruner waits for this many finished trials, and never prunes after the first fold.
+PRUNER_STARTUP_TRIALS = 5
+PRUNER_WARMUP_FOLDS = 1
+
+
+class AutoMLInputError(ValueError):
+    """The table or the configuration cannot be swept; the message says why."""
+
+
+@dataclass
+class AutoMLConfig:
+    """What to learn and how hard to try.
+
+    ``max_trials`` is per family; ``time_budget_s`` covers the whole run (sweep, refit and
+    holdout scoring). ``storage`` is an Optuna RDB URL (``sqlite:///…``, ``postgresql://…``);
+    ``None`` keeps the studies in memory. ``study_name`` defaults to a fresh unique name.
+    """
+
+    target: str
+    task: TaskChoice = "auto"
+    metric: str | None = None
+    families: tuple[str, ...] = ALL_FAMILIES
+    time_budget_s: float = 60.0
+    max_trials: int | None = None
+    cv_folds: int = 5
+    holdout_fraction: float = 0.2
+    seed: int = 0
+    storage: str | None = None
+    study_name: str | None = None
+
+
+@dataclass
+class TrialRecord:
+    """One trial of one family. ``cv_mean`` of a pruned trial is the mean of the folds it ran;
+    ``fit_seconds`` is the time spent fitting all its folds. A trial abandoned because the time
+    budget ran out is ``"pruned"`` with ``reason="time budget"``; an estimator error is ``"failed"``."""
+
+    family: str
+    number: int
+    params: dict[str, Any]
+    cv_mean: float | None
+    cv_std: float | None
+    fold_scores: list[float]
+    fit_seconds: float
+    state: TrialState
+    reason: str | None = None  # why it did not complete: the pruner, the time budget, or the error
+
+
+@dataclass
+class LeaderboardRow:
+    """A family's best complete trial. ``fit_seconds`` is the mean time of one fold fit;
+    ``predict_latency_ms`` is per row, predicting the holdout in one batch."""
+
+    family: str
+    best_trial: int
+    cv_mean: float
+    cv_std: float
+    fit_seconds: float
+    predict_latency_ms: float
+    trials: int
+
+
+@dataclass
+class AutoMLResult:
+    """The outcome of :func:`run_automl`; ``model`` predicts in the target's own labels."""
+
+    task: TaskType
+    metric: str
+    greater_is_better: bool
+    leaderboard: list[LeaderboardRow]
+    trials: list[TrialRecord]
+    best_family: str
+    best_params: dict[str, Any]
+    model: Any
+    holdout_score: float
+    holdout_size: int
+    wall_seconds: float
+    feature_columns: list[str]
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    classes: list[Any] | None = None
+    study_names: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Data:
+    """The prepared problem: features, encoded target, holdout and folds."""
+
+    task: TaskType
+    metric: Metric
+    columns: FeatureColumns
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_holdout: pd.DataFrame
+    y_holdout: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    classes: np.ndarray | None
+    balance: bool
+
+
+def run_automl(
+    frame: pd.DataFrame, config: AutoMLConfig, *, on_trial: Callable[[TrialRecord], None] | None = None
+) -> AutoMLResult:
+    """Sweep the configured families on ``frame`` and return the leaderboard and refit winner.
+
+    ``on_trial`` is called after every trial (complete, pruned or failed), e.g. for progress.
+    Raises :class:`AutoMLInputError` for unusable input or a budget too small to finish a trial.
+    """
+    budget = Budget(config.time_budget_s)
+    _check_config(config)
+    data = _prepare(frame, config)
+    base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
+
+    sweeps: list[_FamilySweep] = []
+    for index, name in enumerate(config.families):
+        sweep = _FamilySweep(FAMILIES[name], data, config, budget, f"{base_name}-{name}", on_trial)
+        sweep.run(share_s=budget.family_share(len(config.families) - index))
+        sweeps.append(sweep)
+
+    finished = [s for s in sweeps if s.best is not None]
+    if not finished:
+        records = [r for s in sweeps for r in s.records]
+        errors = [r.reason for r in records if r.state == "failed"]
+        if errors and len(errors) == len(records):
+            raise AutoMLInputError(f"every trial failed; the first with {errors[0]}")
+        raise AutoMLInputError(
+            f"time budget of {config.time_budget_s:g} s is too small: no trial completed "
+            f"({len(records)} started); raise the budget or lower cv_folds"
+        )
+    sign = 1.0 if data.metric.greater_is_better else -1.0
+    finished.sort(key=lambda s: -sign * s.best_record.cv_mean)  # type: ignore[union-attr,operator]
+    winner = finished[0]
+
+    model = _refit(winner, data, config.seed)
+    holdout_score = data.metric.score(data.y_holdout, _output(model, data.x_holdout, data.metric))
+    leaderboard = [s.leaderboard_row(model if s is winner else None) for s in finished]
+    if data.classes is not None:
+        model = LabelDecodingClassifier.from_fitted(model, data.classes)
+
+    return AutoMLResult(
+        task=data.task,
+        metric=data.metric.name,
+        greater_is_better=data.metric.greater_is_better,
+        leaderboard=leaderboard,
+        trials=[r for s in sweeps for r in s.records],
+        best_family=winner.family.name,
+        best_params=dict(winner.best.params),  # type: ignore[union-attr]
+        model=model,
+        holdout_score=float(holdout_score),
+        holdout_size=len(data.y_holdout),
+        wall_seconds=budget.elapsed(),
+        feature_columns=data.columns.all,
+        dropped_columns=dict(data.columns.dropped),
+        classes=None if data.classes is None else data.classes.tolist(),
+        study_names={s.family.name: s.study_name for s in sweeps},
+    )
+
+
+# -- input -------------------------------------------------------------------------------------
+
+
+def _check_config(config: AutoMLConfig) -> None:
+    unknown = [f for f in config.families if f not in FAMILIES]
+    if unknown:
+        raise AutoMLInputError(f"unknown model families {', '.join(unknown)}; choose from {', '.join(ALL_FAMILIES)}")
+    if not config.families:
+        raise AutoMLInputError("no model families requested")
+    if len(set(config.families)) != len(config.families):
+        raise AutoMLInputError("a model family is requested twice")
+    if not config.time_budget_s >= MIN_BUDGET_S:
+        raise AutoMLInputError(
+            f"time budget of {config.time_budget_s:g} s is too small for even one trial (minimum {MIN_BUDGET_S:g} s)"
+        )
+    if config.max_trials is not None and config.max_trials < 1:
+        raise AutoMLInputError(f"max_trials must be at least 1, not {config.max_trials}")
+    if config.cv_folds < 2:
+        raise AutoMLInputError(f"cv_folds must be at least 2, not {config.cv_folds}")
+    if not 0.0 < config.holdout_fraction <= 0.5:
+        raise AutoMLInputError(f"holdout_fraction must be in (0, 0.5], not {config.holdout_fraction}")
+    if config.task not in ("auto", "binary", "multiclass", "regression"):
+        raise AutoMLInputError(f"task must be auto, binary, multiclass or regression, not {config.task!r}")
+
+
+def _prepare(frame: pd.DataFrame, config: AutoMLConfig) -> _Data:
+    target = config.target
+    if target not in frame.columns:
+        raise AutoMLInputError(f"target column {target!r} is missing; columns are {', '.join(map(str, frame.columns))}")
+    labelled = frame[frame[target].notna()]
+    if labelled.empty:
+        raise AutoMLInputError(f"target column {target!r} is all null")
+    y_raw = labelled[target]
+    if y_raw.nunique() == 1:
+        value = y_raw.iloc[0]
+        shown = value.item() if isinstance(value, np.generic) else value  # 1, not np.int64(1)
+        raise AutoMLInputError(f"target column {target!r} is constant (every row is {shown!r})")
+    task = _resolve_task(y_raw, config)
+    try:
+        metric = resolve_metric(task, config.metric)
+    except (KeyError, ValueError) as error:
+        raise AutoMLInputError(str(error.args[0])) from error
+
+    # The columns are chosen on the converted frame; the pipelines take the raw columns and
+    # convert them themselves, so the returned model accepts frames like the input.
+    _, columns = prepare_features(labelled, target)
+    features = labelled[columns.all]
+    if not columns.all:
+        reasons = "; ".join(f"{c}: {why}" for c, why in columns.dropped.items()) or "the table has only the target"
+        raise AutoMLInputError(f"no usable feature columns ({reasons})")
+
+    classes: np.ndarray | None = None
+    if is_classification(task):
+        labels = y_raw.astype(str) if y_raw.dtype == object else y_raw
+        counts = labels.value_counts()
+        single = counts[counts < 2]
+        if not single.empty:
+            names = ", ".join(repr(c) for c in single.index)
+            raise AutoMLInputError(
+                f"target column {target!r} has a class with a single member ({names}); "
+                "every class needs at least 2 rows (better: many more) to be split and learned"
+            )
+        encoder = LabelEncoder().fit(labels.to_numpy())
+        classes = encoder.classes_
+        y = encoder.transform(labels.to_numpy()).astype(np.int64)
+    else:
+        y = y_raw.astype("float64").to_numpy()
+
+    try:
+        x_train, x_holdout, y_train, y_holdout = train_test_split(
+            features,
+            y,
+            test_size=config.holdout_fraction,
+            random_state=config.seed,
+            stratify=y if classes is not None else None,
+        )
+    except ValueError as error:
+        raise AutoMLInputError(f"cannot make a holdout split of {len(y)} labelled rows: {error}") from error
+    folds = _folds(x_train, y_train, task, config)
+    balance = classes is not None and is_imbalanced(y_train)
+    return _Data(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance)
+
+
+def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
+    detected = detect_task(y)
+    if config.task == "auto":
+        return detected
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    if config.task == "regression" and not numeric:
+        raise AutoMLInputError(f"target column {config.target!r} is not numeric ({y.dtype}); cannot do regression")
+    distinct = y.nunique()
+    if config.task == "binary" and distinct != 2:
+        raise AutoMLInputError(f"target column {config.target!r} has {distinct} classes, not 2; cannot do binary")
+    if config.task == "multiclass" and distinct < 3:
+        raise AutoMLInputError(f"target column {config.target!r} has {distinct} classes; use binary, not multiclass")
+    return config.task
+
+
+def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    if is_classification(task):
+        # Fewer folds than the rarest class has rows would leave that class out of some fold.
+        smallest = int(np.bincount(y).min())
+        k = min(config.cv_folds, smallest)
+        if k < 2:
+            raise AutoMLInputError(
+                f"the rarest class has only {smallest} row(s) left after the holdout split; "
+                "cross-validation needs at least 2 (collect more rows or lower holdout_fraction)"
+            )
+        splitter: Any = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    else:
+        if len(y) < 2 * config.cv_folds:
+            raise AutoMLInputError(f"only {len(y)} training rows; {config.cv_folds}-fold cross-validation needs more")
+        splitter = KFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
+    return list(splitter.split(x, y))
+
+
+# -- the sweep ---------------------------------------------------------------------------------
+
+
+class _FamilySweep:
+    """One family's Optuna study: runs trials, records them, keeps the best trial's fold model."""
+
+    def __init__(
+        self,
+        family: ModelFamily,
+        data: _Data,
+        config: AutoMLConfig,
+        budget: Budget,
+        study_name: str,
+        on_trial: Callable[[TrialRecord], None] | None,
+    ) -> None:
+        self.family = family
+        self.data = data
+        self.config = config
+        self.budget = budget
+        self.study_name = study_name
+        self.on_trial = on_trial
+        self.records: list[TrialRecord] = []
+        self.best: optuna.trial.FrozenTrial | None = None
+        self.best_record: TrialRecord | None = None
+        self._best_value: float | None = None
+        self._best_model: Pipeline | None = None  # fitted on the last fold: for predict latency
+        self._candidate: Pipeline | None = None
+        self._durations: list[float] = []
+        self._family_deadline = 0.0
+
+    def run(self, share_s: float) -> None:
+        """Run trials until ``max_trials``, the family's time share or the sweep time runs out."""
+        if share_s <= 0.0:
+            return
+        self._family_deadline = time.perf_counter() + share_s
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=self.config.seed,
+                multivariate=True,
+                n_startup_trials=TPE_STARTUP_TRIALS,
+                constant_liar=True,  # several workers on one study do not sample the same point
+            )
+        study = optuna.create_study(
+            storage=self.config.storage,
+            sampler=sampler,
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_FOLDS
+            ),
+            study_name=self.study_name,
+            direction="maximize" if self.data.metric.greater_is_better else "minimize",
+            load_if_exists=True,
+        )
+        study.optimize(
+            self._objective,
+            n_trials=self.config.max_trials,
+            timeout=share_s,
+            catch=(Exception,),
+            callbacks=[self._after_trial],
+        )
+
+    def _objective(self, trial: optuna.Trial) -> float:
+        try:
+            return self._cross_validate(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            # Optuna records the trial as failed (``catch``); keep the reason for the record.
+            trial.set_user_attr("reason", f"{type(error).__name__}: {error}")
+            raise
+
+    def _cross_validate(self, trial: optuna.Trial) -> float:
+        """Score one configuration fold by fold, reporting the running mean to the pruner."""
+        data = self.data
+        params = self.family.suggest(trial, data.task)
+        scores: list[float] = []
+        fit_seconds = 0.0
+        trial.set_user_attr("fit_seconds", 0.0)
+        trial_started = time.perf_counter()
+        for fold, (train, valid) in enumerate(data.folds):
+            # Do not start (or abandon) a trial whose remaining folds, at this trial's pace or
+            # else the typical fold time seen so far, cannot end before the sweep must:
+            # finishing it would eat the refit's reserve.
+            now = time.perf_counter()
+            pace = (now - trial_started) / fold if fold else self.budget.typical_fold_seconds(self.family.name)
+            if now + pace * (len(data.folds) - fold) > self.budget.sweep_deadline:
+                trial.set_user_attr("reason", "time budget")
+                raise optuna.TrialPruned("time budget")
+            pipeline = self.family.build(params, data.task, data.columns, seed=self.config.seed, balance=data.balance)
+            y_fold = data.y_train[train]
+            started = time.perf_counter()
+            with _quiet_and_bounded():
+                pipeline.fit(
+                    data.x_train.iloc[train],
+                    y_fold,
+                    **self.family.fit_params(y_fold, data.task, balance=data.balance),
+                )
+                fit_seconds += time.perf_counter() - started
+                score = data.metric.score(data.y_train[valid], _output(pipeline, data.x_train.iloc[valid], data.metric))
+            if not np.isfinite(score):
+                raise ValueError(f"fold {fold} scored {score}")
+            self.budget.record_fold(self.family.name, time.perf_counter() - started)
+            scores.append(float(score))
+            trial.set_user_attr("fold_scores", scores)
+            trial.set_user_attr("fit_seconds", fit_seconds)
+            trial.report(float(np.mean(scores)), fold)
+            if trial.should_prune():
+                trial.set_user_attr("reason", f"pruned after fold {fold}: running mean below the median")
+                raise optuna.TrialPruned()
+        self._candidate = pipeline
+        return float(np.mean(scores))
+
+    def _after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state: TrialState = {
+            optuna.trial.TrialState.COMPLETE: "complete",
+            optuna.trial.TrialState.PRUNED: "pruned",
+        }.get(trial.state, "failed")
+        scores = [float(s) for s in trial.user_attrs.get("fold_scores", [])]
+        record = TrialRecord(
+            family=self.family.name,
+            number=trial.number,
+            params=dict(trial.params),
+            cv_mean=float(np.mean(scores)) if scores else None,
+            cv_std=float(np.std(scores)) if scores else None,
+            fold_scores=scores,
+            fit_seconds=float(trial.user_attrs.get("fit_seconds", 0.0)),
+            state=state,
+            reason=trial.user_attrs.get("reason"),
+        )
+        self.records.append(record)
+        if trial.duration is not None:
+            self._durations.append(trial.duration.total_seconds())
+        if state == "complete" and self._is_better(record.cv_mean):  # type: ignore[arg-type]
+            self.best, self.best_record, self._best_value = trial, record, record.cv_mean
+            self._best_model = self._candidate
+            self.budget.reserve_refit(record.fit_seconds / len(scores), len(self.data.folds))
+        self._candidate = None
+        if self.on_trial is not None:
+            self.on_trial(record)
+        # Stop when another trial of typical length would overrun this family's share or the sweep.
+        typical = float(np.median(self._durations)) if self._durations else 0.0
+        now = time.perf_counter()
+        if now + typical > min(self._family_deadline, self.budget.sweep_deadline):
+            study.stop()
+
+    def _is_better(self, value: float) -> bool:
+        if self._best_value is None:
+            return True
+        return value > self._best_value if self.data.metric.greater_is_better else value < self._best_value
+
+    def leaderboard_row(self, refit: Pipeline | None) -> LeaderboardRow:
+        """This family's best trial; latency from ``refit`` when given, else the best fold model."""
+        record = self.best_record
+        assert record is not None and self._best_model is not None
+        model = refit if refit is not None else self._best_model
+        started = time.perf_counter()
+        _output(model, self.data.x_holdout, self.data.metric)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(self.data.x_holdout), 1)
+        return LeaderboardRow(
+            family=self.family.name,
+            best_trial=record.number,
+            cv_mean=float(record.cv_mean),  # type: ignore[arg-type]
+            cv_std=float(record.cv_std),  # type: ignore[arg-type]
+            fit_seconds=record.fit_seconds / max(len(record.fold_scores), 1),
+            predict_latency_ms=latency_ms,
+            trials=len(self.records),
+        )
+
+
+def _refit(sweep: _FamilySweep, data: _Data, seed: int) -> Pipeline:
+    """The winning configuration fitted on every training row."""
+    params = dict(sweep.best.params)  # type: ignore[union-attr]
+    pipeline = sweep.family.build(params, data.task, data.columns, seed=seed, balance=data.balance)
+    with _quiet_and_bounded():
+        pipeline.fit(data.x_train, data.y_train, **sweep.family.fit_params(data.y_train, data.task, balance=data.balance))
+    return pipeline
+
+
+@contextmanager
+def _quiet_and_bounded() -> Iterator[None]:
+    """Fit or predict on at most ``N_JOBS`` native threads, without per-fit warning noise.
+
+    Some estimators (HistGradientBoosting, numpy's BLAS) take every core through OpenMP/BLAS
+    unless told otherwise; on a shared machine that oversubscribes and makes fit times erratic.
+    Non-converged MLP/logistic fits are scored like any other: the sweep judges them.
+    """
+    with threadpool_limits(limits=N_JOBS), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _output(model: Any, x: pd.DataFrame, metric: Metric) -> np.ndarray:
+    """What ``metric`` scores: class probabilities or predictions."""
+    with _quiet_and_bounded():
+        return np.asarray(model.predict_proba(x) if metric.needs_proba else model.predict(x))

@@ -1,0 +1,248 @@
+"""The six model families: search space, preprocessing and estimator of each.
+
+A family turns Optuna's suggestions into an unfitted scikit-learn ``Pipeline``
+(``preprocess`` → ``model``). Every pipeline is built from the prepared frame's column kinds
+(:class:`~tracseq_dagster.automl.preprocessing.FeatureColumns`), takes the user's raw columns
+(the first step converts dtypes), is seeded, and uses at most
+:data:`N_JOBS` threads so that trials are reproducible and several families can share a machine.
+
+Classification pipelines are trained on labels encoded 0..k-1 (the engine encodes once).
+Class imbalance (majority/minority ≥ ``IMBALANCE_RATIO``, decided by the engine on the training
+data) is handled by class weighting: ``class_weight="balanced"`` where the estimator has it,
+``scale_pos_weight`` for binary XGBoost, and balanced sample weights passed to ``fit`` for
+multiclass XGBoost and the MLP (see :meth:`ModelFamily.fit_params`).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+import optuna
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.pipeline import Pipeline
+from xgboost import XGBClassifier, XGBRegressor
+
+from tracseq_dagster.automl.preprocessing import (
+    FeatureColumns,
+    categorical_mask,
+    feature_converter,
+    ordinal_imputed,
+    ordinal_with_missing,
+    scaled_one_hot,
+)
+from tracseq_dagster.automl.tasks import TaskType, balanced_sample_weight, is_classification, positive_weight
+
+#: Threads per estimator. Fixed (not "all cores") so results do not depend on the machine.
+N_JOBS = 1
+
+Params = dict[str, Any]
+
+
+class ModelFamily(abc.ABC):
+    """One model family: ``suggest`` a configuration, ``build`` its pipeline."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        """Sample this family's hyperparameters from ``trial``."""
+
+    @abc.abstractmethod
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        """An unfitted pipeline for ``params``; ``balance`` switches on class weighting."""
+
+    def fit_params(self, y: np.ndarray, task: TaskType, *, balance: bool) -> dict[str, Any]:
+        """Extra keyword arguments for ``pipeline.fit`` (sample weights where the estimator needs them).
+
+        ``balance`` only ever applies to classification; for regression it is ignored.
+        """
+        return {}
+
+
+def _pipeline(columns: FeatureColumns, preprocess: Any, model: Any) -> Pipeline:
+    """``features`` (dtype conversion of the user's columns) → ``preprocess`` → ``model``."""
+    return Pipeline([("features", feature_converter(columns)), ("preprocess", preprocess), ("model", model)])
+
+
+class Logistic(ModelFamily):
+    """Logistic regression (classification) or ridge regression: scaled, one-hot, L2-regularised."""
+
+    name = "logistic"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        if is_classification(task):
+            return {"C": trial.suggest_float("C", 1e-4, 1e2, log=True)}
+        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True)}
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        if is_classification(task):
+            model: Any = LogisticRegression(
+                **params, class_weight="balanced" if balance else None, max_iter=2000, random_state=seed
+            )
+        else:
+            model = Ridge(**params, random_state=seed)
+        return _pipeline(columns, scaled_one_hot(columns), model)
+
+
+class RandomForest(ModelFamily):
+    """Random forest on median-imputed numbers and ordinal-coded categories."""
+
+    name = "random_forest"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+            "max_depth": trial.suggest_int("max_depth", 3, 20),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 20, log=True),
+            "max_features": trial.suggest_float("max_features", 0.1, 1.0),
+            "bootstrap": trial.suggest_categorical("bootstrap", [True, False]),
+        }
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        if is_classification(task):
+            model: Any = RandomForestClassifier(
+                **params, class_weight="balanced" if balance else None, n_jobs=N_JOBS, random_state=seed
+            )
+        else:
+            model = RandomForestRegressor(**params, n_jobs=N_JOBS, random_state=seed)
+        return _pipeline(columns, ordinal_imputed(columns), model)
+
+
+class GradientBoosting(ModelFamily):
+    """scikit-learn's histogram gradient boosting, with native categorical and missing-value support."""
+
+    name = "gradient_boosting"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_iter": trial.suggest_int("max_iter", 50, 300, step=50),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 64, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True),
+            "max_features": trial.suggest_float("max_features", 0.5, 1.0),
+        }
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        # Early stopping would carve a random validation split out of each fold; the sweep's
+        # max_iter search plays that role, and a fixed setting keeps fold scores comparable.
+        common = {"categorical_features": categorical_mask(columns), "early_stopping": False, "random_state": seed}
+        if is_classification(task):
+            model: Any = HistGradientBoostingClassifier(
+                **params, **common, class_weight="balanced" if balance else None
+            )
+        else:
+            model = HistGradientBoostingRegressor(**params, **common)
+        return _pipeline(columns, ordinal_with_missing(columns), model)
+
+
+class XGBoost(ModelFamily):
+    """XGBoost (hist trees) on ordinal-coded categories, NaN handled natively."""
+
+    name = "xgboost"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "max_depth": trial.suggest_int("max_depth", 2, 10),
+            "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20.0, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+            "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
+        }
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        common = {"tree_method": "hist", "n_jobs": N_JOBS, "random_state": seed, "verbosity": 0}
+        if is_classification(task):
+            model: Any = XGBClassifier(**params, **common)
+        else:
+            model = XGBRegressor(**params, **common)
+        return _pipeline(columns, ordinal_with_missing(columns), model)
+
+    def fit_params(self, y: np.ndarray, task: TaskType, *, balance: bool) -> dict[str, Any]:
+        if not balance or not is_classification(task):
+            return {}
+        if task == "binary":
+            # scale_pos_weight is a constructor argument, but it depends on the fold's labels;
+            # row weights of the same ratio are equivalent and can be passed per fit.
+            weights = np.where(np.asarray(y) == 1, positive_weight(y), 1.0)
+            return {"model__sample_weight": weights}
+        return {"model__sample_weight": balanced_sample_weight(y)}
+
+
+class LightGBM(ModelFamily):
+    """LightGBM (leaf-wise boosting) on ordinal-coded categories, NaN handled natively."""
+
+    name = "lightgbm"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+        }
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        # subsample only acts with subsample_freq > 0; deterministic=True pins LightGBM's
+        # otherwise thread-order-dependent histogram sums.
+        common = {"subsample_freq": 1, "n_jobs": N_JOBS, "random_state": seed, "deterministic": True, "verbose": -1}
+        if is_classification(task):
+            model: Any = LGBMClassifier(**params, **common, class_weight="balanced" if balance else None)
+        else:
+            model = LGBMRegressor(**params, **common)
+        return _pipeline(columns, ordinal_with_missing(columns), model)
+
+
+class MLP(ModelFamily):
+    """A scikit-learn multi-layer perceptron (Adam, early stopping) on scaled, one-hot input."""
+
+    name = "mlp"
+
+    def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        layers = trial.suggest_int("n_layers", 1, 3)
+        width = trial.suggest_int("width", 16, 256, log=True)
+        return {
+            "hidden_layer_sizes": tuple([width] * layers),
+            "alpha": trial.suggest_float("alpha", 1e-6, 1e-1, log=True),
+            "learning_rate_init": trial.suggest_float("learning_rate_init", 1e-4, 1e-2, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+        }
+
+    def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
+        params = _mlp_params(params)
+        common = {"early_stopping": True, "max_iter": 300, "n_iter_no_change": 10, "random_state": seed}
+        model: Any = MLPClassifier(**params, **common) if is_classification(task) else MLPRegressor(**params, **common)
+        return _pipeline(columns, scaled_one_hot(columns), model)
+
+    def fit_params(self, y: np.ndarray, task: TaskType, *, balance: bool) -> dict[str, Any]:
+        return {"model__sample_weight": balanced_sample_weight(y)} if balance and is_classification(task) else {}
+
+
+def _mlp_params(params: Params) -> Params:
+    """Accept both the suggested form and Optuna's stored form (``n_layers`` + ``width``)."""
+    params = dict(params)
+    if "n_layers" in params:
+        params["hidden_layer_sizes"] = tuple([params.pop("width")] * params.pop("n_layers"))
+    return params
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    f.name: f for f in (Logistic(), RandomForest(), GradientBoosting(), XGBoost(), LightGBM(), MLP())
+}
+ALL_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
