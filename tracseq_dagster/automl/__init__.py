@@ -16,6 +16,7 @@ from tracseq_dagster.automl.engine import (
     AutoMLResult,
     LeaderboardRow,
     TrialRecord,
+    prepare_study_storage,
     run_automl,
 )
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily
@@ -38,6 +39,7 @@ __all__ = [
     "Metric",
     "ModelFamily",
     "TaskType",
+    "prepare_study_storage",
     "TrialRecord",
     "detect_task",
     "prepare_features",

@@ -223,6 +223,17 @@ def run_automl(
 # -- input -------------------------------------------------------------------------------------
 
 
+def prepare_study_storage(storage: str) -> None:
+    """Create Optuna's tables in an RDB storage before workers share it.
+
+    Workers that open an empty database at the same moment race to create the schema
+    (PostgreSQL: duplicate ``studydirection`` type). Whoever fans the sweep out (the
+    Dagster run, an operator) calls this once first; afterwards any number of processes
+    or machines can run ``run_automl`` on the same ``storage`` and ``study_name``.
+    """
+    optuna.storages.RDBStorage(storage)
+
+
 def _check_config(config: AutoMLConfig) -> None:
     unknown = [f for f in config.families if f not in FAMILIES]
     if unknown:
