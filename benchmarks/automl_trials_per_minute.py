@@ -25,14 +25,18 @@ from tracseq_dagster.generator import generate_samples
 OUT = Path(__file__).resolve().parent / "out"
 
 
+def lab_table(rows: int) -> pd.DataFrame:
+    """Features of ``rows`` generated samples (seed 3) with their target ``LABEL_COLUMN`` (qc_status)."""
+    samples = generate_samples(rows, seed=3)
+    features = compute_features(samples, samples, as_of=None).reset_index()
+    return features[[*FEATURE_NAMES, LABEL_COLUMN]].dropna(subset=[LABEL_COLUMN])
+
+
 def tables(lab_rows: int) -> dict[str, tuple[pd.DataFrame, str]]:
     cancer = load_breast_cancer(as_frame=True)
-    samples = generate_samples(lab_rows, seed=3)
-    features = compute_features(samples, samples, as_of=None).reset_index()
-    lab = features[[*FEATURE_NAMES, LABEL_COLUMN]].dropna(subset=[LABEL_COLUMN])
     return {
         "breast_cancer": (pd.concat([cancer.data, cancer.target.rename("malignant")], axis=1), "malignant"),
-        "lab_qc_status": (lab, LABEL_COLUMN),
+        "lab_qc_status": (lab_table(lab_rows), LABEL_COLUMN),
     }
 
 

@@ -147,8 +147,12 @@ class AutoMLResult:
 
 
 @dataclass
-class _Data:
-    """The prepared problem: features, encoded target, holdout and folds."""
+class Problem:
+    """The prepared problem: features, encoded target, holdout and folds.
+
+    Made once by :func:`prepare_problem`; every family sweep and the final fit use the same
+    one, so they see the same holdout and the same folds.
+    """
 
     task: TaskType
     metric: Metric
@@ -163,61 +167,110 @@ class _Data:
 
 
 def run_automl(
-    frame: pd.DataFrame, config: AutoMLConfig, *, on_trial: Callable[[TrialRecord], None] | None = None
+    frame: pd.DataFrame,
+    config: AutoMLConfig,
+    *,
+    holdout: pd.Series | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> AutoMLResult:
     """Sweep the configured families on ``frame`` and return the leaderboard and refit winner.
 
+    ``holdout`` optionally fixes which rows are held out (a boolean Series aligned with
+    ``frame``); by default a seeded split of ``config.holdout_fraction`` is made.
     ``on_trial`` is called after every trial (complete, pruned or failed), e.g. for progress.
     Raises :class:`AutoMLInputError` for unusable input or a budget too small to finish a trial.
     """
     budget = Budget(config.time_budget_s)
-    _check_config(config)
-    data = _prepare(frame, config)
+    problem = prepare_problem(frame, config, holdout=holdout)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
-    sweeps: list[_FamilySweep] = []
-    for index, name in enumerate(config.families):
-        sweep = _FamilySweep(FAMILIES[name], data, config, budget, f"{base_name}-{name}", on_trial)
-        sweep.run(share_s=budget.family_share(len(config.families) - index))
-        sweeps.append(sweep)
-
+    sweeps = [
+        sweep_family(problem, name, config, budget=budget, families_left=len(config.families) - index,
+                     study_name=f"{base_name}-{name}", on_trial=on_trial)
+        for index, name in enumerate(config.families)
+    ]
     finished = [s for s in sweeps if s.best is not None]
     if not finished:
-        records = [r for s in sweeps for r in s.records]
-        errors = [r.reason for r in records if r.state == "failed"]
-        if errors and len(errors) == len(records):
-            raise AutoMLInputError(f"every trial failed; the first with {errors[0]}")
-        raise AutoMLInputError(
-            f"time budget of {config.time_budget_s:g} s is too small: no trial completed "
-            f"({len(records)} started); raise the budget or lower cv_folds"
-        )
-    sign = 1.0 if data.metric.greater_is_better else -1.0
-    finished.sort(key=lambda s: -sign * s.best_record.cv_mean)  # type: ignore[union-attr,operator]
+        raise _nothing_finished([r for s in sweeps for r in s.records], config.time_budget_s)
+    finished = rank_sweeps(finished, problem)
     winner = finished[0]
 
-    model = _refit(winner, data, config.seed)
-    holdout_score = data.metric.score(data.y_holdout, _output(model, data.x_holdout, data.metric))
-    leaderboard = [s.leaderboard_row(model if s is winner else None) for s in finished]
-    if data.classes is not None:
-        model = LabelDecodingClassifier.from_fitted(model, data.classes)
+    refit, holdout_score = _refit(FAMILIES[winner.family], winner.best.params, problem, config.seed)  # type: ignore[union-attr]
+    leaderboard = [s.leaderboard_row(refit if s is winner else None) for s in finished]
 
     return AutoMLResult(
-        task=data.task,
-        metric=data.metric.name,
-        greater_is_better=data.metric.greater_is_better,
+        task=problem.task,
+        metric=problem.metric.name,
+        greater_is_better=problem.metric.greater_is_better,
         leaderboard=leaderboard,
         trials=[r for s in sweeps for r in s.records],
-        best_family=winner.family.name,
+        best_family=winner.family,
         best_params=dict(winner.best.params),  # type: ignore[union-attr]
-        model=model,
-        holdout_score=float(holdout_score),
-        holdout_size=len(data.y_holdout),
+        model=_decoded(refit, problem),
+        holdout_score=holdout_score,
+        holdout_size=len(problem.y_holdout),
         wall_seconds=budget.elapsed(),
-        feature_columns=data.columns.all,
-        dropped_columns=dict(data.columns.dropped),
-        classes=None if data.classes is None else data.classes.tolist(),
-        study_names={s.family.name: s.study_name for s in sweeps},
+        feature_columns=problem.columns.all,
+        dropped_columns=dict(problem.columns.dropped),
+        classes=None if problem.classes is None else problem.classes.tolist(),
+        study_names={s.family: s.study_name for s in sweeps},
     )
+
+
+def sweep_family(
+    problem: Problem,
+    family: str,
+    config: AutoMLConfig,
+    *,
+    budget: Budget | None = None,
+    families_left: int = 1,
+    study_name: str | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> FamilySweep:
+    """Run one family's study on ``problem``: the unit a Dagster partition or a worker runs.
+
+    With no ``budget``, the family has ``config.time_budget_s`` to itself (its refit happens
+    elsewhere, so no refit reserve beyond the minimum is held back). Processes that pass the
+    same ``study_name`` and an RDB ``config.storage`` add trials to one shared study.
+    """
+    if family not in FAMILIES:
+        raise AutoMLInputError(f"unknown model family {family}; choose from {', '.join(ALL_FAMILIES)}")
+    budget = budget or Budget(config.time_budget_s)
+    name = study_name or f"{config.study_name or 'tracseq-automl'}-{family}"
+    sweep = FamilySweep(FAMILIES[family], problem, config, budget, name, on_trial)
+    sweep.run(share_s=budget.family_share(families_left))
+    return sweep
+
+
+def rank_sweeps(sweeps: list[FamilySweep], problem: Problem) -> list[FamilySweep]:
+    """Finished family sweeps, best CV mean first (ties: the earlier family)."""
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    return sorted(sweeps, key=lambda s: -sign * s.best_record.cv_mean)  # type: ignore[union-attr,operator]
+
+
+def fit_final(problem: Problem, family: str, params: dict[str, Any], seed: int) -> tuple[Any, float]:
+    """The winning configuration refit on every training row, in the user's labels, and its holdout score."""
+    refit, score = _refit(FAMILIES[family], params, problem, seed)
+    return _decoded(refit, problem), score
+
+
+def predict_scores(model: Any, x: pd.DataFrame, metric: Metric) -> np.ndarray:
+    """What ``metric`` scores: class probabilities or predictions (bounded threads, no warnings)."""
+    return _output(model, x, metric)
+
+
+def _nothing_finished(records: list[TrialRecord], budget_s: float) -> AutoMLInputError:
+    errors = [r.reason for r in records if r.state == "failed"]
+    if errors and len(errors) == len(records):
+        return AutoMLInputError(f"every trial failed; the first with {errors[0]}")
+    return AutoMLInputError(
+        f"time budget of {budget_s:g} s is too small: no trial completed "
+        f"({len(records)} started); raise the budget or lower cv_folds"
+    )
+
+
+def _decoded(model: Pipeline, problem: Problem) -> Any:
+    return model if problem.classes is None else LabelDecodingClassifier.from_fitted(model, problem.classes)
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -256,7 +309,14 @@ def _check_config(config: AutoMLConfig) -> None:
         raise AutoMLInputError(f"task must be auto, binary, multiclass or regression, not {config.task!r}")
 
 
-def _prepare(frame: pd.DataFrame, config: AutoMLConfig) -> _Data:
+def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Series | None = None) -> Problem:
+    """Check the table, choose the features, encode the target, split off the holdout, make the folds.
+
+    ``holdout``: a boolean Series aligned with ``frame`` fixing the held-out rows (e.g. a
+    stable hash of the sample id, so a sample is held out in every retraining); by default a
+    seeded split of ``config.holdout_fraction``, stratified for classification.
+    """
+    _check_config(config)
     target = config.target
     if target not in frame.columns:
         raise AutoMLInputError(f"target column {target!r} is missing; columns are {', '.join(map(str, frame.columns))}")
@@ -299,19 +359,36 @@ def _prepare(frame: pd.DataFrame, config: AutoMLConfig) -> _Data:
     else:
         y = y_raw.astype("float64").to_numpy()
 
-    try:
-        x_train, x_holdout, y_train, y_holdout = train_test_split(
-            features,
-            y,
-            test_size=config.holdout_fraction,
-            random_state=config.seed,
-            stratify=y if classes is not None else None,
-        )
-    except ValueError as error:
-        raise AutoMLInputError(f"cannot make a holdout split of {len(y)} labelled rows: {error}") from error
+    if holdout is None:
+        try:
+            x_train, x_holdout, y_train, y_holdout = train_test_split(
+                features,
+                y,
+                test_size=config.holdout_fraction,
+                random_state=config.seed,
+                stratify=y if classes is not None else None,
+            )
+        except ValueError as error:
+            raise AutoMLInputError(f"cannot make a holdout split of {len(y)} labelled rows: {error}") from error
+    else:
+        x_train, x_holdout, y_train, y_holdout = _fixed_split(features, y, holdout, classes)
     folds = _folds(x_train, y_train, task, config)
     balance = classes is not None and is_imbalanced(y_train)
-    return _Data(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance)
+    return Problem(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance)
+
+
+def _fixed_split(
+    features: pd.DataFrame, y: np.ndarray, holdout: pd.Series, classes: np.ndarray | None
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    mask = holdout.reindex(features.index).fillna(False).astype(bool).to_numpy()
+    if mask.all() or not mask.any():
+        raise AutoMLInputError(f"the holdout mask selects {int(mask.sum())} of {len(mask)} labelled rows; it must select some, not all")
+    if classes is not None:
+        missing = sorted(set(range(len(classes))) - set(y[mask].tolist()))
+        if missing:
+            names = ", ".join(repr(classes[i]) for i in missing)
+            raise AutoMLInputError(f"the holdout has no rows of class {names}; it cannot score the model on them")
+    return features[~mask], features[mask], y[~mask], y[mask]
 
 
 def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
@@ -350,19 +427,24 @@ def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig)
 # -- the sweep ---------------------------------------------------------------------------------
 
 
-class _FamilySweep:
-    """One family's Optuna study: runs trials, records them, keeps the best trial's fold model."""
+class FamilySweep:
+    """One family's Optuna study: runs trials, records them, keeps the best trial's fold model.
+
+    ``family`` is the family's name; ``best`` / ``best_record`` its best complete trial (None
+    when no trial completed); ``records`` every trial it ran.
+    """
 
     def __init__(
         self,
         family: ModelFamily,
-        data: _Data,
+        data: Problem,
         config: AutoMLConfig,
         budget: Budget,
         study_name: str,
         on_trial: Callable[[TrialRecord], None] | None,
     ) -> None:
-        self.family = family
+        self.family = family.name
+        self.model_family = family
         self.data = data
         self.config = config
         self.budget = budget
@@ -421,7 +503,7 @@ class _FamilySweep:
     def _cross_validate(self, trial: optuna.Trial) -> float:
         """Score one configuration fold by fold, reporting the running mean to the pruner."""
         data = self.data
-        params = self.family.suggest(trial, data.task)
+        params = self.model_family.suggest(trial, data.task)
         scores: list[float] = []
         fit_seconds = 0.0
         trial.set_user_attr("fit_seconds", 0.0)
@@ -431,24 +513,24 @@ class _FamilySweep:
             # else the typical fold time seen so far, cannot end before the sweep must:
             # finishing it would eat the refit's reserve.
             now = time.perf_counter()
-            pace = (now - trial_started) / fold if fold else self.budget.typical_fold_seconds(self.family.name)
+            pace = (now - trial_started) / fold if fold else self.budget.typical_fold_seconds(self.family)
             if now + pace * (len(data.folds) - fold) > self.budget.sweep_deadline:
                 trial.set_user_attr("reason", "time budget")
                 raise optuna.TrialPruned("time budget")
-            pipeline = self.family.build(params, data.task, data.columns, seed=self.config.seed, balance=data.balance)
+            pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=data.balance)
             y_fold = data.y_train[train]
             started = time.perf_counter()
             with _quiet_and_bounded():
                 pipeline.fit(
                     data.x_train.iloc[train],
                     y_fold,
-                    **self.family.fit_params(y_fold, data.task, balance=data.balance),
+                    **self.model_family.fit_params(y_fold, data.task, balance=data.balance),
                 )
                 fit_seconds += time.perf_counter() - started
                 score = data.metric.score(data.y_train[valid], _output(pipeline, data.x_train.iloc[valid], data.metric))
             if not np.isfinite(score):
                 raise ValueError(f"fold {fold} scored {score}")
-            self.budget.record_fold(self.family.name, time.perf_counter() - started)
+            self.budget.record_fold(self.family, time.perf_counter() - started)
             scores.append(float(score))
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("fit_seconds", fit_seconds)
@@ -466,7 +548,7 @@ class _FamilySweep:
         }.get(trial.state, "failed")
         scores = [float(s) for s in trial.user_attrs.get("fold_scores", [])]
         record = TrialRecord(
-            family=self.family.name,
+            family=self.family,
             number=trial.number,
             params=dict(trial.params),
             cv_mean=float(np.mean(scores)) if scores else None,
@@ -506,7 +588,7 @@ class _FamilySweep:
         _output(model, self.data.x_holdout, self.data.metric)
         latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(self.data.x_holdout), 1)
         return LeaderboardRow(
-            family=self.family.name,
+            family=self.family,
             best_trial=record.number,
             cv_mean=float(record.cv_mean),  # type: ignore[arg-type]
             cv_std=float(record.cv_std),  # type: ignore[arg-type]
@@ -516,13 +598,15 @@ class _FamilySweep:
         )
 
 
-def _refit(sweep: _FamilySweep, data: _Data, seed: int) -> Pipeline:
-    """The winning configuration fitted on every training row."""
-    params = dict(sweep.best.params)  # type: ignore[union-attr]
-    pipeline = sweep.family.build(params, data.task, data.columns, seed=seed, balance=data.balance)
+def _refit(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> tuple[Pipeline, float]:
+    """``params`` fitted on every training row (encoded labels), and the holdout score."""
+    pipeline = family.build(dict(params), problem.task, problem.columns, seed=seed, balance=problem.balance)
     with _quiet_and_bounded():
-        pipeline.fit(data.x_train, data.y_train, **sweep.family.fit_params(data.y_train, data.task, balance=data.balance))
-    return pipeline
+        pipeline.fit(
+            problem.x_train, problem.y_train, **family.fit_params(problem.y_train, problem.task, balance=problem.balance)
+        )
+    score = problem.metric.score(problem.y_holdout, _output(pipeline, problem.x_holdout, problem.metric))
+    return pipeline, float(score)
 
 
 @contextmanager
