@@ -181,6 +181,55 @@ def automl_command(
     )
 
 
+model_app = typer.Typer(help="The sample_quality model in the MLflow registry: history, rollback.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    """The registry of ``$MLFLOW_TRACKING_URI`` (or the embedded store), as the code location uses it."""
+    from tracseq_dagster import settings
+    from tracseq_dagster.registry import ModelRegistry
+    from tracseq_dagster.tracking import open_client
+
+    return ModelRegistry(open_client(settings.mlflow_tracking_uri()), "sample_quality")
+
+
+@model_app.command("history")
+def model_history_command() -> None:
+    """List what was champion when: every promotion and rollback, oldest first."""
+    from tracseq_dagster.registry import CHALLENGER, CHAMPION, RegistryError
+
+    registry = _registry()
+    try:
+        events = registry.history()
+    except RegistryError as error:
+        err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    table = Table("#", "when (UTC)", "action", "champion", "replaced", "Dagster run", "reason", title=f"{registry.name}: champion history")
+    for e in events:
+        table.add_row(str(e.sequence), e.at[:19], e.action, f"v{e.version}", f"v{e.previous}" if e.previous else "",
+                      (e.dagster_run_id or "")[:8], e.reason)
+    console.print(table)
+    for alias in (CHAMPION, CHALLENGER):
+        version = registry.version(alias)
+        console.print(f"{alias}: " + (f"v{version.version}" if version else "none"))
+
+
+@model_app.command("rollback")
+def model_rollback_command(
+    reason: Annotated[str, typer.Option(help="Why, recorded in the history.")] = "manual rollback",
+) -> None:
+    """Move the champion alias back to the previous champion."""
+    from tracseq_dagster.registry import RegistryError
+
+    try:
+        event = _registry().rollback(reason)
+    except RegistryError as error:
+        err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    console.print(f"champion is now v{event.version} (was v{event.previous})")
+
+
 def _cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 

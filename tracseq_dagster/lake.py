@@ -8,6 +8,9 @@ Layout (one file set per export, named by the export's content hash)::
     <root>/validated/<hash>.parquet      rows that passed every contract rule
     <root>/quarantine/<hash>.parquet     rejected rows with the rules they broke
     <root>/features/sample_features.parquet
+    <root>/automl/families/<family>.json   each family's latest sweep (best trial, leaderboard row)
+    <root>/automl/leaderboard.json         the families of the current sweep, ranked
+    <root>/automl/registered_model.json    the latest registered version and its holdout scores
     <root>/gx/                           Great Expectations project with Data Docs
 
 Raw exports themselves never live here and are never touched: the lake only holds
@@ -65,6 +68,25 @@ class Lake:
     @property
     def features_path(self) -> Path:
         return self.root / "features" / "sample_features.parquet"
+
+    def automl_family_path(self, family: str) -> Path:
+        """The latest sweep result of one model family (written by automl_trials)."""
+        return self.root / "automl" / "families" / f"{family}.json"
+
+    @property
+    def leaderboard_path(self) -> Path:
+        return self.root / "automl" / "leaderboard.json"
+
+    @property
+    def registered_model_path(self) -> Path:
+        return self.root / "automl" / "registered_model.json"
+
+    def write_json(self, path: Path, payload: dict[str, Any]) -> Path:
+        _atomic_write_text(path, json.dumps(payload, indent=2, default=str))
+        return path
+
+    def read_json(self, path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())
 
     @property
     def gx_dir(self) -> Path:

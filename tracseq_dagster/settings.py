@@ -31,3 +31,19 @@ def chunk_rows() -> int:
 def sensor_interval_s() -> int:
     """Seconds between sensor ticks (a file is picked up on its second sighting)."""
     return int(os.getenv("TRACSEQ_SENSOR_INTERVAL_S", "30"))
+
+
+def mlflow_tracking_uri() -> str:
+    """MLflow's own variable, else an embedded SQLite store under the data folder."""
+    return os.getenv("MLFLOW_TRACKING_URI", f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}")
+
+
+def mlflow_artifact_location() -> str | None:
+    """Artifact root of experiments created here; with a tracking server, the server's default."""
+    default = None if mlflow_tracking_uri().startswith("http") else (data_dir() / "mlflow" / "artifacts").as_uri()
+    return os.getenv("TRACSEQ_MLFLOW_ARTIFACTS", default)
+
+
+def optuna_storage_url() -> str:
+    """Optuna's RDB storage: SQLite under the data folder by default, PostgreSQL in production."""
+    return os.getenv("TRACSEQ_OPTUNA_STORAGE", f"sqlite:///{data_dir() / 'optuna.db'}")

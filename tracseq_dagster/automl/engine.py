@@ -49,6 +49,7 @@ from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, N_JOBS, ModelFamily
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
+from tracseq_dagster.sqlite_lock import first_use_lock
 from tracseq_dagster.automl.tasks import (
     Metric,
     TaskChoice,
@@ -282,9 +283,11 @@ def prepare_study_storage(storage: str) -> None:
     Workers that open an empty database at the same moment race to create the schema
     (PostgreSQL: duplicate ``studydirection`` type). Whoever fans the sweep out (the
     Dagster run, an operator) calls this once first; afterwards any number of processes
-    or machines can run ``run_automl`` on the same ``storage`` and ``study_name``.
+    or machines can run ``run_automl`` on the same ``storage`` and ``study_name``. For SQLite
+    the first use is serialised across processes (:mod:`tracseq_dagster.sqlite_lock`).
     """
-    optuna.storages.RDBStorage(storage)
+    with first_use_lock(storage):
+        optuna.storages.RDBStorage(storage)
 
 
 def _check_config(config: AutoMLConfig) -> None:

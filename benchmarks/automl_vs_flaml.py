@@ -1,0 +1,309 @@
+"""Our AutoML engine against FLAML and a default LightGBM, same data, budget and seed.
+
+Datasets (nothing is downloaded): scikit-learn's bundled breast cancer (binary), digits
+(multiclass, 10 classes), wine (multiclass, 3 classes) and diabetes (regression), and the
+synthetic lab data (features of generated samples, target qc_status, 3 classes; the table of
+``automl_trials_per_minute.py``).
+
+For each dataset there is ONE outer train/test split (25% test, stratified for
+classification, seeded), shared by the three contenders. Each sees only the training part:
+
+1. **engine**: ``run_automl`` with ``time_budget_s=budget`` (it holds out 20% of what it is
+   given for its own scoring, and its budget covers the sweep, the refit and that scoring);
+2. **FLAML** 2.7: ``AutoML().fit(..., time_budget=budget, metric=<the engine's metric>)`` over
+   the installed learners lgbm, xgboost, xgb_limitdepth, rf, extra_tree (+ lrl1 for
+   classification); catboost is not installed;
+3. **default LightGBM**: ``LGBMClassifier`` / ``LGBMRegressor`` with default hyperparameters,
+   no tuning (the baseline any search should beat).
+
+Fairness: the engine runs every estimator single-threaded, so FLAML and LightGBM get
+``n_jobs=1`` too and all three run one after the other, never concurrently. All get the same
+seed (FLAML's ``seed`` seeds only its search; its learners use FLAML's fixed seed).
+FLAML and LightGBM get pandas ``category`` columns for text columns and labels encoded
+0..k-1; the engine gets the table as it is.
+
+Every contender is scored on the outer test set with the engine's default metric for the
+task (its own scoring code): ``roc_auc`` (binary), macro one-vs-rest ``roc_auc_ovr``
+(multiclass), ``rmse`` (regression, lower is better). Wall time is ``time.perf_counter``
+around the whole fit; "over budget" means more than 5% over it.
+
+Output: a markdown table and a summary line on stdout, everything in
+``benchmarks/out/automl_vs_flaml.json``.
+
+Usage: python benchmarks/automl_vs_flaml.py [--budget-s 60] [--seed 0]
+           [--datasets breast_cancer digits wine diabetes lab_qc_status] [--lab-rows 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from flaml import AutoML
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+
+from tracseq_dagster.automl import DEFAULT_METRICS, METRICS, AutoMLConfig, TaskType, detect_task, run_automl
+from tracseq_dagster.features import LABEL_COLUMN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from automl_trials_per_minute import lab_table  # noqa: E402  (sibling script, not a package)
+
+OUT = Path(__file__).resolve().parent / "out"
+TEST_FRACTION = 0.25
+#: A contender whose wall time exceeds the budget by more than this fraction is "over budget".
+OVER_BUDGET_TOLERANCE = 0.05
+FLAML_LEARNERS = ["lgbm", "xgboost", "xgb_limitdepth", "rf", "extra_tree"]
+FLAML_CLASSIFICATION_LEARNERS = [*FLAML_LEARNERS, "lrl1"]
+
+
+def _sklearn_table(loader: Callable[..., Any]) -> tuple[pd.DataFrame, str]:
+    return loader(as_frame=True).frame, "target"
+
+
+DATASETS: dict[str, Callable[[int], tuple[pd.DataFrame, str]]] = {
+    "breast_cancer": lambda _: _sklearn_table(load_breast_cancer),
+    "digits": lambda _: _sklearn_table(load_digits),
+    "wine": lambda _: _sklearn_table(load_wine),
+    "diabetes": lambda _: _sklearn_table(load_diabetes),
+    "lab_qc_status": lambda rows: (lab_table(rows), LABEL_COLUMN),
+}
+
+
+@dataclass
+class Split:
+    """One dataset's outer split. ``train`` is the raw table (with the target) for the engine;
+    ``x_*`` / ``y_*`` are the converted features and encoded target for FLAML and LightGBM, and
+    the encoded target every contender is scored against. ``labels[i]`` is the original label of
+    code ``i`` (None for regression)."""
+
+    task: TaskType
+    target: str
+    train: pd.DataFrame
+    x_train: pd.DataFrame
+    y_train: np.ndarray
+    x_test: pd.DataFrame
+    y_test: np.ndarray
+    labels: np.ndarray | None
+
+
+@dataclass
+class Outcome:
+    """One contender on one dataset: test score, wall time and what it picked."""
+
+    score: float
+    wall_s: float
+    over_budget: bool
+    model: str
+
+
+def split(frame: pd.DataFrame, target: str, seed: int) -> Split:
+    """The outer train/test split, plus the converted copies for FLAML and LightGBM."""
+    frame = frame.dropna(subset=[target]).reset_index(drop=True)
+    task = detect_task(frame[target])
+    features = frame.drop(columns=[target])
+    text = features.select_dtypes(include=["object", "string"]).columns
+    features = features.astype({column: "category" for column in text})
+    labels: np.ndarray | None = None
+    if task == "regression":
+        y = frame[target].to_numpy(dtype="float64")
+    else:
+        encoder = LabelEncoder().fit(frame[target].to_numpy())
+        labels = encoder.classes_
+        y = encoder.transform(frame[target].to_numpy()).astype(np.int64)
+    train_rows, test_rows = train_test_split(
+        np.arange(len(frame)), test_size=TEST_FRACTION, random_state=seed, stratify=None if labels is None else y
+    )
+    return Split(
+        task=task,
+        target=target,
+        train=frame.iloc[train_rows],
+        x_train=features.iloc[train_rows],
+        y_train=y[train_rows],
+        x_test=features.iloc[test_rows],
+        y_test=y[test_rows],
+        labels=labels,
+    )
+
+
+def model_output(model: Any, x: pd.DataFrame, classes: np.ndarray | None) -> np.ndarray:
+    """Predictions for the metric: probabilities with columns in code order 0..k-1, or values.
+
+    ``classes`` is the label the model was trained with for each code, in code order (None for
+    regression); the probability columns are reordered from ``model.classes_`` to match.
+    """
+    if classes is None:
+        return np.asarray(model.predict(x), dtype="float64")
+    position = {label: column for column, label in enumerate(np.asarray(model.classes_).tolist())}
+    return np.asarray(model.predict_proba(x))[:, [position[label] for label in classes.tolist()]]
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence library warnings (convergence, feature names, deprecations) while fitting."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def timed(fit: Callable[[], Any]) -> tuple[Any, float]:
+    """``fit()``'s result and its wall time in seconds."""
+    started = time.perf_counter()
+    with quiet():
+        fitted = fit()
+    return fitted, time.perf_counter() - started
+
+
+def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
+    result, wall = timed(lambda: run_automl(data.train, AutoMLConfig(target=data.target, time_budget_s=budget_s, seed=seed)))
+    if result.task != data.task:
+        raise RuntimeError(f"the engine detected {result.task}, the benchmark {data.task}")
+    return result.model, wall, result.best_family
+
+
+def run_flaml(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
+    automl = AutoML()
+    learners = FLAML_LEARNERS if data.task == "regression" else FLAML_CLASSIFICATION_LEARNERS
+    _, wall = timed(
+        lambda: automl.fit(
+            data.x_train,
+            data.y_train,
+            task=data.task,
+            metric=DEFAULT_METRICS[data.task],
+            time_budget=budget_s,
+            seed=seed,
+            estimator_list=learners,
+            n_jobs=1,
+            verbose=0,
+            mlflow_logging=False,
+        )
+    )
+    return automl, wall, str(automl.best_estimator)
+
+
+def run_lightgbm(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
+    model_class = LGBMRegressor if data.task == "regression" else LGBMClassifier
+    model = model_class(random_state=seed, n_jobs=1, verbose=-1)
+    _, wall = timed(lambda: model.fit(data.x_train, data.y_train))
+    return model, wall, "defaults"
+
+
+#: name → runner returning (fitted model, wall seconds, what it chose).
+CONTENDERS: dict[str, Callable[[Split, float, int], tuple[Any, float, str]]] = {
+    "engine": run_engine,
+    "flaml": run_flaml,
+    "lightgbm": run_lightgbm,
+}
+
+
+def benchmark(name: str, data: Split, budget_s: float, seed: int) -> dict[str, Any]:
+    """Run every contender on ``data`` and score it on the outer test set."""
+    metric = METRICS[DEFAULT_METRICS[data.task]]
+    codes = None if data.labels is None else np.arange(len(data.labels))
+    row: dict[str, Any] = {
+        "dataset": name,
+        "task": data.task,
+        "metric": metric.name,
+        "greater_is_better": metric.greater_is_better,
+        "train_rows": len(data.train),
+        "test_rows": len(data.y_test),
+        "budget_s": budget_s,
+    }
+    for contender, run in CONTENDERS.items():
+        model, wall, chosen = run(data, budget_s, seed)
+        # The engine predicts in the original labels; FLAML and LightGBM in the codes.
+        classes = data.labels if contender == "engine" else codes
+        score = metric.score(data.y_test, model_output(model, data.x_test, classes))
+        outcome = Outcome(round(score, 4), round(wall, 2), wall > budget_s * (1 + OVER_BUDGET_TOLERANCE), chosen)
+        row[contender] = asdict(outcome)
+        print(f"{name}: {contender} {metric.name}={outcome.score} in {outcome.wall_s} s ({chosen})", flush=True)
+    return row
+
+
+def engine_at_least_flaml(row: dict[str, Any]) -> bool:
+    engine, flaml = row["engine"]["score"], row["flaml"]["score"]
+    return bool(engine >= flaml if row["greater_is_better"] else engine <= flaml)
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    wins = sum(engine_at_least_flaml(row) for row in rows)
+    over = [
+        f"{contender} on {row['dataset']} ({row[contender]['wall_s']} s)"
+        for row in rows
+        for contender in CONTENDERS
+        if row[contender]["over_budget"]
+    ]
+    limit = f"{OVER_BUDGET_TOLERANCE:.0%}"
+    return (
+        f"Engine >= FLAML on {wins} of {len(rows)} datasets (rmse: lower is better). "
+        f"Over budget by > {limit}: {', '.join(over) if over else 'none'}."
+    )
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    return pd.DataFrame(
+        [
+            {
+                "dataset": row["dataset"],
+                "task": row["task"],
+                "metric": row["metric"],
+                "engine": row["engine"]["score"],
+                "FLAML": row["flaml"]["score"],
+                "default LightGBM": row["lightgbm"]["score"],
+                "engine wall s": row["engine"]["wall_s"],
+                "FLAML wall s": row["flaml"]["wall_s"],
+                "budget s": row["budget_s"],
+            }
+            for row in rows
+        ]
+    ).to_markdown(index=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-s", type=float, default=60.0, help="wall-clock budget per contender and dataset")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the outer split and of every contender")
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS), metavar="NAME",
+                        help=f"subset of: {', '.join(DATASETS)}")
+    parser.add_argument("--lab-rows", type=int, default=5000, help="generated samples in the lab table")
+    args = parser.parse_args()
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("flaml").setLevel(logging.CRITICAL)
+
+    rows = []
+    for name in args.datasets:
+        frame, target = DATASETS[name](args.lab_rows)
+        rows.append(benchmark(name, split(frame, target, args.seed), args.budget_s, args.seed))
+
+    OUT.mkdir(exist_ok=True)
+    settings = {
+        "budget_s": args.budget_s,
+        "seed": args.seed,
+        "lab_rows": args.lab_rows,
+        "test_fraction": TEST_FRACTION,
+        "n_jobs": 1,
+        "versions": {package: version(package) for package in ("flaml", "lightgbm", "xgboost-cpu", "scikit-learn")},
+    }
+    (OUT / "automl_vs_flaml.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+    print(table(rows))
+    print(summary(rows))
+
+
+if __name__ == "__main__":
+    main()

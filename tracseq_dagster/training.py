@@ -1,0 +1,366 @@
+"""Training the ``sample_quality`` model, step by step, as the Dagster assets run it.
+
+1. :func:`sweep_one_family`: one family's Optuna study on the training set (one
+   ``automl_trials`` partition, one process), every trial logged as a nested MLflow run.
+2. :func:`rank_families`: the families that finished on the *current* training set, ranked.
+3. :func:`register_winner`: the winner refit on every training row, scored on the stable
+   holdout, logged to MLflow with its plots and registered as the ``challenger``.
+4. :func:`run_promotion_gate`: challenger and champion scored on the same holdout; the gate
+   decides; ``champion`` moves only if it says so.
+
+Each step is a plain function of the lake, an MLflow client and settings, so the assets stay
+thin and the steps can be tested and run without Dagster.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mlflow
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from tracseq_dagster.automl import (
+    AutoMLConfig,
+    AutoMLInputError,
+    LeaderboardRow,
+    fit_final,
+    predict_scores,
+    prepare_problem,
+    sweep_family,
+)
+from tracseq_dagster.automl.tasks import METRICS
+from tracseq_dagster.evaluation import Evaluation, diagnostic_figures, evaluate, feature_importances, importance_figure
+from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
+from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
+from tracseq_dagster.tracking import TrialLogger, child_run, log_values, running
+from tracseq_dagster.training_set import SLICE_COLUMN, TARGET, TrainingSet
+
+#: Packages the logged model needs, pinned to what trained it (skips MLflow's slow inference).
+MODEL_REQUIREMENTS = ("scikit-learn", "xgboost-cpu", "lightgbm", "pandas", "numpy")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How hard each family tries."""
+
+    time_budget_s: float = 60.0
+    max_trials: int | None = None
+    cv_folds: int = 5
+    seed: int = 0
+
+
+@dataclass
+class FamilyOutcome:
+    """What one family's sweep found on one training set (None fields: no trial completed)."""
+
+    family: str
+    fingerprint: str
+    study_name: str
+    metric: str
+    greater_is_better: bool
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+    wall_seconds: float
+    best_params: dict[str, Any] | None
+    leaderboard: dict[str, Any] | None  # a LeaderboardRow as a dict
+    mlflow_run_id: str | None = None
+    dagster_run_id: str | None = None
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> FamilyOutcome:
+        return cls(**payload)
+
+
+@dataclass
+class RegisteredModel:
+    """The version ``register_winner`` registered and what it was scored at."""
+
+    version: str
+    family: str
+    params: dict[str, Any]
+    evaluation: dict[str, Any]
+    importances: dict[str, float]
+    mlflow_run_id: str
+    model_uri: str
+    fingerprint: str
+    export_hashes: list[str] = field(default_factory=list)
+
+
+def study_name(fingerprint: str, family: str) -> str:
+    """One study per training set and family: re-running it on the same data adds trials to it."""
+    return f"sample_quality-{fingerprint}-{family}"
+
+
+def automl_config(settings: SweepSettings, *, family: str, storage: str | None, fingerprint: str) -> AutoMLConfig:
+    return AutoMLConfig(
+        target=TARGET,
+        families=(family,),
+        time_budget_s=settings.time_budget_s,
+        max_trials=settings.max_trials,
+        cv_folds=settings.cv_folds,
+        seed=settings.seed,
+        storage=storage,
+        study_name=f"sample_quality-{fingerprint}",
+    )
+
+
+def sweep_one_family(
+    training_set: TrainingSet,
+    family: str,
+    settings: SweepSettings,
+    *,
+    storage: str | None,
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    dagster_run_id: str,
+) -> FamilyOutcome:
+    """Run ``family``'s study on the training set; every trial becomes a nested MLflow run."""
+    config = automl_config(settings, family=family, storage=storage, fingerprint=training_set.fingerprint)
+    started = time.perf_counter()
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    tags = {"dagster_run_id": dagster_run_id, "training_fingerprint": training_set.fingerprint}
+    family_run = child_run(client, experiment_id, parent_run_id, f"family-{family}", "family", {**tags, "family": family})
+    with running(client, family_run):
+        name = study_name(training_set.fingerprint, family)
+        sweep = sweep_family(problem, family, config, study_name=name, on_trial=TrialLogger(client, experiment_id, family_run, tags))
+        row = sweep.leaderboard_row(None) if sweep.best is not None else None
+        states = [r.state for r in sweep.records]
+        outcome = FamilyOutcome(
+            family=family,
+            fingerprint=training_set.fingerprint,
+            study_name=name,
+            metric=problem.metric.name,
+            greater_is_better=problem.metric.greater_is_better,
+            trials=len(states),
+            complete=states.count("complete"),
+            pruned=states.count("pruned"),
+            failed=states.count("failed"),
+            wall_seconds=time.perf_counter() - started,
+            best_params=dict(sweep.best.params) if sweep.best is not None else None,
+            leaderboard=asdict(row) if row is not None else None,
+            mlflow_run_id=family_run,
+            dagster_run_id=dagster_run_id,
+        )
+        client.log_dict(family_run, asdict(outcome), "family_outcome.json")
+        if row is not None:
+            client.log_metric(family_run, "best_cv_mean", row.cv_mean)
+            client.log_metric(family_run, "best_cv_std", row.cv_std)
+    return outcome
+
+
+def rank_families(outcomes: list[FamilyOutcome], fingerprint: str) -> list[FamilyOutcome]:
+    """Families that completed a trial on the training set ``fingerprint``, best CV mean first.
+
+    Results of an older training set are left out: they were judged on other data.
+    """
+    current = [o for o in outcomes if o.fingerprint == fingerprint and o.leaderboard is not None]
+    if not current:
+        raise AutoMLInputError(
+            "no model family has a completed sweep on the current training set: materialize automl_trials first"
+        )
+    sign = 1.0 if current[0].greater_is_better else -1.0
+    return sorted(current, key=lambda o: -sign * o.leaderboard["cv_mean"])  # type: ignore[index]
+
+
+def leaderboard_table(ranked: list[FamilyOutcome]) -> pd.DataFrame:
+    """The leaderboard as a table: one row per family."""
+    rows = [{**LeaderboardRow(**o.leaderboard).__dict__, "complete": o.complete, "pruned": o.pruned} for o in ranked]  # type: ignore[arg-type]
+    return pd.DataFrame(rows)
+
+
+def register_winner(
+    training_set: TrainingSet,
+    winner: FamilyOutcome,
+    ranked: list[FamilyOutcome],
+    *,
+    seed: int,
+    storage: str | None,
+    registry: ModelRegistry,
+    experiment_id: str,
+    parent_run_id: str,
+    dagster_run_id: str,
+) -> RegisteredModel:
+    """Refit the winner on all training rows, score it on the holdout, log and register it as challenger."""
+    client = registry.client
+    config = automl_config(SweepSettings(seed=seed), family=winner.family, storage=storage, fingerprint=training_set.fingerprint)
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    model, _ = fit_final(problem, winner.family, winner.best_params or {}, seed)
+    holdout = training_set.holdout_frame()
+    evaluation = evaluate(model, holdout, TARGET, winner.metric, SLICE_COLUMN)
+    importances = feature_importances(model, holdout, TARGET, winner.metric, seed=seed)
+
+    tags = {
+        "dagster_run_id": dagster_run_id,
+        "family": winner.family,
+        "feature_code_version": training_set.feature_code_version,
+        "training_fingerprint": training_set.fingerprint,
+        "training_rows": str(training_set.rows),
+        "export_hashes": ",".join(training_set.export_hashes)[:4900],
+        "export_count": str(len(training_set.export_hashes)),
+    }
+    run_id = child_run(client, experiment_id, parent_run_id, f"registered-{winner.family}", "registered_model", tags)
+    with running(client, run_id):
+        metrics = {**evaluation.mlflow_metrics(), "cv_mean": winner.leaderboard["cv_mean"]}  # type: ignore[index]
+        log_values(client, run_id, metrics, params=winner.best_params or {})
+        _log_artifacts(client, run_id, model, training_set, evaluation, importances, ranked, storage)
+        info = _log_model(run_id, model, training_set)
+        version = registry.register(
+            info.model_uri,
+            run_id=run_id,
+            model_id=info.model_id,
+            tags={**tags, "holdout_score": f"{evaluation.score:.6f}", "metric": evaluation.metric},
+            registration_key=f"{dagster_run_id}:{training_set.fingerprint}",
+        )
+    return RegisteredModel(
+        version=str(version.version),
+        family=winner.family,
+        params=winner.best_params or {},
+        evaluation=evaluation.as_dict(),
+        importances=importances.round(6).to_dict(),
+        mlflow_run_id=run_id,
+        model_uri=registry.model_uri(str(version.version)),
+        fingerprint=training_set.fingerprint,
+        export_hashes=list(training_set.export_hashes),
+    )
+
+
+@dataclass
+class GateOutcome:
+    """What the gate decided about which versions."""
+
+    decision: GateDecision
+    challenger_version: str
+    champion_version: str | None
+    challenger: Evaluation
+    champion: Evaluation | None
+    promoted: bool
+    mlflow_run_id: str
+
+
+def run_promotion_gate(
+    training_set: TrainingSet,
+    policy: GatePolicy,
+    *,
+    registry: ModelRegistry,
+    metric: str,
+    experiment_id: str,
+    parent_run_id: str,
+    dagster_run_id: str,
+) -> GateOutcome:
+    """Score challenger and champion on the same holdout; move ``champion`` if the gate passes."""
+    challenger_version = registry.version(CHALLENGER)
+    if challenger_version is None:
+        raise AutoMLInputError(f"{registry.name} has no challenger: materialize registered_model first")
+    champion_version = registry.version(CHAMPION)
+    holdout = training_set.holdout_frame()
+    challenger = evaluate(_load(registry, challenger_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+    champion = None
+    if champion_version is not None:
+        champion = evaluate(_load(registry, champion_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+
+    if champion_version is not None and champion_version.version == challenger_version.version:
+        decision = GateDecision(promote=False)
+        decision.checks.append(_already_champion(challenger_version.version))
+    else:
+        decision = decide(challenger, champion, policy)
+
+    client = registry.client
+    tags = {"dagster_run_id": dagster_run_id, "challenger_version": str(challenger_version.version)}
+    if champion_version is not None:
+        tags["champion_version"] = str(champion_version.version)
+    run_id = child_run(client, experiment_id, parent_run_id, f"gate-v{challenger_version.version}", "promotion_gate", tags)
+    with running(client, run_id):
+        log_values(client, run_id, {**challenger.mlflow_metrics("challenger"), **(champion.mlflow_metrics("champion") if champion else {})})
+        client.log_dict(run_id, {**decision.as_dict(), "policy": asdict(policy)}, "gate_decision.json")
+        client.set_tag(run_id, "gate_decision", "promote" if decision.promote else "reject")
+        client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", "promote" if decision.promote else "reject")
+        client.set_model_version_tag(registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900])
+        if decision.promote:
+            registry.promote(challenger_version.version, decision.summary(), dagster_run_id=dagster_run_id)
+    return GateOutcome(
+        decision=decision,
+        challenger_version=str(challenger_version.version),
+        champion_version=None if champion_version is None else str(champion_version.version),
+        challenger=challenger,
+        champion=champion,
+        promoted=decision.promote,
+        mlflow_run_id=run_id,
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _already_champion(version: str) -> GateCheck:
+    return GateCheck("is a new model", False, f"version {version} is already the champion")
+
+
+def _load(registry: ModelRegistry, version: str) -> Any:
+    return mlflow.sklearn.load_model(registry.model_uri(str(version)))
+
+
+def _log_model(run_id: str, model: Any, training_set: TrainingSet) -> Any:
+    """The model in MLflow's sklearn flavour, with signature, input example and pinned requirements."""
+    from importlib.metadata import version as installed
+
+    example = training_set.frame.drop(columns=[TARGET]).head(5)
+    metric = METRICS["log_loss"] if hasattr(model, "classes_") else METRICS["rmse"]
+    signature = infer_signature(example, predict_scores(model, example, metric))
+    with mlflow.start_run(run_id=run_id, nested=True):
+        return mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            # skops refuses the project's own pipeline steps; cloudpickle stores them by reference,
+            # so loading needs this package installed (the Bento and the code location have it).
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=[f"{p}=={installed(p)}" for p in MODEL_REQUIREMENTS] + [f"mlflow=={installed('mlflow')}"],
+        )
+
+
+def _log_artifacts(
+    client: MlflowClient,
+    run_id: str,
+    model: Any,
+    training_set: TrainingSet,
+    evaluation: Evaluation,
+    importances: pd.Series,
+    ranked: list[FamilyOutcome],
+    storage: str | None,
+) -> None:
+    holdout = training_set.holdout_frame()
+    for name, figure in diagnostic_figures(model, holdout, TARGET).items():
+        client.log_figure(run_id, figure, f"plots/{name}")
+    client.log_figure(run_id, importance_figure(importances), "plots/feature_importance.png")
+    client.log_dict(run_id, importances.round(6).to_dict(), "feature_importance.json")
+    client.log_dict(run_id, evaluation.as_dict(), "holdout_evaluation.json")
+    client.log_dict(run_id, {"export_hashes": list(training_set.export_hashes)}, "training_exports.json")
+    client.log_text(run_id, leaderboard_table(ranked).to_markdown(index=False), "leaderboard.md")
+    history = optimisation_history_figure([o.study_name for o in ranked], storage)
+    if history is not None:
+        client.log_figure(run_id, history, "plots/optimization_history.png")
+
+
+def optimisation_history_figure(study_names: list[str], storage: str | None) -> Any:
+    """Optuna's optimisation history plot of the families' studies (None without an RDB storage)."""
+    if storage is None:
+        return None
+    import warnings
+
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    studies = [optuna.load_study(study_name=name, storage=storage) for name in study_names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+        axes = plot_optimization_history(studies)
+    axes.figure.set_size_inches(8, 5)
+    return axes.figure
