@@ -2,6 +2,8 @@
 
 from resources.lake import LakeResource
 from resources.landing import LandingZoneResource
+from resources.mlflow_tracking import MLflowResource
+from resources.optuna_storage import OptunaStorageResource
 from resources.parsing import ExportParsingResource
 
-__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource"]
+__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource", "MLflowResource", "OptunaStorageResource"]

@@ -181,6 +181,59 @@ def automl_command(
     )
 
 
+@app.command("train")
+def train_command(
+    budget_s: Annotated[float, typer.Option("--budget-s", help="Wall-clock budget of each family's sweep, seconds.")] = 60.0,
+    families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")] = None,
+    max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
+    cv_folds: Annotated[int, typer.Option("--cv-folds", help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
+    workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
+) -> None:
+    """Train sample_quality through Dagster: sweep the families, register the winner, run the promotion gate."""
+    import time
+
+    from rich.markup import escape
+
+    from tracseq_dagster.automl import ALL_FAMILIES
+    from tracseq_dagster.instance import get_instance
+    from tracseq_dagster.train import StepOutcome, train
+
+    chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
+    unknown = sorted(set(chosen) - set(ALL_FAMILIES))
+    if unknown:
+        raise typer.BadParameter(f"unknown families {', '.join(unknown)}; choose from {', '.join(ALL_FAMILIES)}")
+    instance = get_instance()
+    started = time.perf_counter()
+
+    def report(step: StepOutcome) -> None:
+        mark = "[green]✓[/]" if step.success else "[red]✗[/]"
+        console.print(f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})" + (f": {step.error}" if step.error else ""), soft_wrap=True)
+
+    sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed}
+    with console.status(f"sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
+        outcomes = train(chosen, sweep_config=sweep, workers=workers, on_step=report)
+    _print_training_summary(instance)
+    if not outcomes or not outcomes[-1].success or outcomes[-1].name != "register_and_promote":
+        raise typer.Exit(code=1)
+
+
+def _print_training_summary(instance) -> None:  # type: ignore[no-untyped-def]
+    """The leaderboard and the gate's decision, from the latest materializations."""
+    import dagster as dg
+
+    for key in ("automl_leaderboard", "promotion_gate"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        if event is None or event.asset_materialization is None:
+            continue
+        metadata = event.asset_materialization.metadata
+        if key == "automl_leaderboard":
+            console.print(metadata["leaderboard"].value)
+        else:
+            console.print(f"promotion gate: [bold]{metadata['decision'].value}[/] (challenger v{metadata['challenger_version'].value})")
+            console.print(metadata["reasons"].value)
+
+
 model_app = typer.Typer(help="The sample_quality model in the MLflow registry: history, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 

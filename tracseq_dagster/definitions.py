@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
 from assets.features import sample_features
 from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
 from assets.validation import validate_lab_export
-from resources import ExportParsingResource, LakeResource, LandingZoneResource
+from resources import ExportParsingResource, LakeResource, LandingZoneResource, MLflowResource, OptunaStorageResource
 from tracseq_dagster import settings
-from tracseq_dagster.jobs import audit_raw_export_job, ingest_lab_export_job, sample_features_job
+from tracseq_dagster.jobs import (
+    audit_raw_export_job,
+    automl_sweep_job,
+    ingest_lab_export_job,
+    register_and_promote_job,
+    sample_features_job,
+)
 from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
 
 
@@ -18,17 +25,38 @@ def build_definitions(
     lake_dir: str | None = None,
     landing_url: str | None = None,
     chunk_rows: int | None = None,
+    mlflow_tracking_uri: str | None = None,
+    optuna_storage: str | None = None,
 ) -> dg.Definitions:
     """The code location, with folders from the arguments or the environment (see settings)."""
     return dg.Definitions(
-        assets=[raw_lab_exports, validate_lab_export, sample_features],
+        assets=[
+            raw_lab_exports,
+            validate_lab_export,
+            sample_features,
+            automl_trials,
+            automl_leaderboard,
+            registered_model,
+            promotion_gate,
+        ],
         asset_checks=[raw_rows_meet_contract],
-        jobs=[ingest_lab_export_job, audit_raw_export_job, sample_features_job],
+        jobs=[
+            ingest_lab_export_job,
+            audit_raw_export_job,
+            sample_features_job,
+            automl_sweep_job,
+            register_and_promote_job,
+        ],
         sensors=[lab_export_sensor, features_automation_sensor],
         resources={
             "lake": LakeResource(root=lake_dir or settings.lake_dir()),
             "landing_zone": LandingZoneResource(url=landing_url or settings.landing_url()),
             "export_parsing": ExportParsingResource(chunk_rows=chunk_rows or settings.chunk_rows()),
+            "mlflow_tracking": MLflowResource(
+                tracking_uri=mlflow_tracking_uri or settings.mlflow_tracking_uri(),
+                artifact_location=settings.mlflow_artifact_location(),
+            ),
+            "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
         },
     )
 

@@ -634,14 +634,14 @@ def _csv_bytes(table: pa.Table, dialect: CsvDialect) -> bytes:
     # Unquoted like Excel writes it; quote only if some value really needs it.
     for quoting in ("none", "needed"):
         sink = io.BytesIO()
-        options = pa_csv.WriteOptions(
-            delimiter=dialect.delimiter, eol=dialect.eol, quoting_style=quoting, quoting_header=quoting
-        )
+        options = pa_csv.WriteOptions(delimiter=dialect.delimiter, quoting_style=quoting, quoting_header=quoting)
         try:
             pa_csv.write_csv(table, sink, options)
         except pa.ArrowInvalid:
             continue
-        return sink.getvalue()
+        # Line ends set here, not by WriteOptions(eol=…), which pyarrow < 26 lacks (mlflow pins < 26).
+        # Generated values never contain a line break, so every "\n" is a line end.
+        return sink.getvalue().replace(b"\n", dialect.eol.encode("ascii"))
     raise AssertionError("unreachable: quoting 'needed' accepts every value")
 
 

@@ -68,7 +68,7 @@ def ingest_folder(
                     rows_quarantined=_row_count(instance, "quarantined_samples", key),
                 )
             else:
-                outcome = IngestOutcome(landing_file.path, key, "failed", run_id=result.run_id, error=_failure_message(result))
+                outcome = IngestOutcome(landing_file.path, key, "failed", run_id=result.run_id, error=failure_message(result))
         outcomes.append(outcome)
         if on_file is not None:
             on_file(outcome)
@@ -108,7 +108,7 @@ def _row_count(instance: dg.DagsterInstance, asset: str, partition: str) -> int 
     return int(materialization.metadata["dagster/row_count"].value)
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
     """The user-facing reason of the first failed step (a dg.Failure's description)."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from tracseq_dagster.automl import ALL_FAMILIES
 from tracseq_dagster.partitions import lab_export_partitions
 
 # One export file: parse, validate, quarantine, and the blocking contract check. The
@@ -30,4 +31,19 @@ sample_features_job = dg.define_asset_job(
     "build_sample_features",
     selection=dg.AssetSelection.assets("sample_features"),
     description="Recompute point-in-time features of every accepted sample.",
+)
+
+# One model family's sweep per run: a backfill over the family partitions fans them out.
+automl_sweep_job = dg.define_asset_job(
+    "automl_sweep",
+    selection=dg.AssetSelection.assets("automl_trials"),
+    partitions_def=dg.StaticPartitionsDefinition(list(ALL_FAMILIES)),
+    description="Sweep one model family (one partition per family; backfill all of them to run in parallel).",
+)
+
+# After the sweeps: rank them, register the winner as challenger, and let the gate decide.
+register_and_promote_job = dg.define_asset_job(
+    "register_and_promote",
+    selection=dg.AssetSelection.assets("automl_leaderboard", "registered_model", "promotion_gate"),
+    description="Rank the family sweeps, refit and register the winner as challenger, run the promotion gate.",
 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
@@ -93,6 +94,23 @@ def log_values(client: MlflowClient, run_id: str, metrics: dict[str, float], par
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
     )
+
+
+@contextmanager
+def fluent_api(client: MlflowClient) -> Iterator[None]:
+    """Point MLflow's module-level API (``log_model``, ``load_model``) at ``client``'s stores.
+
+    Model flavours only exist in the fluent API; this keeps them on the same tracking and
+    registry URIs as the client, and restores the previous ones afterwards.
+    """
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client._registry_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from tracseq_dagster.automl.tasks import METRICS
 from tracseq_dagster.evaluation import Evaluation, diagnostic_figures, evaluate, feature_importances, importance_figure
 from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
-from tracseq_dagster.tracking import TrialLogger, child_run, log_values, running
+from tracseq_dagster.tracking import TrialLogger, child_run, fluent_api, log_values, running
 from tracseq_dagster.training_set import SLICE_COLUMN, TARGET, TrainingSet
 
 #: Packages the logged model needs, pinned to what trained it (skips MLflow's slow inference).
@@ -124,6 +124,7 @@ def sweep_one_family(
 ) -> FamilyOutcome:
     """Run ``family``'s study on the training set; every trial becomes a nested MLflow run."""
     config = automl_config(settings, family=family, storage=storage, fingerprint=training_set.fingerprint)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # every trial is in MLflow; no line per trial in the logs
     started = time.perf_counter()
     problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
     tags = {"dagster_run_id": dagster_run_id, "training_fingerprint": training_set.fingerprint}
@@ -207,7 +208,8 @@ def register_winner(
         "export_count": str(len(training_set.export_hashes)),
     }
     run_id = child_run(client, experiment_id, parent_run_id, f"registered-{winner.family}", "registered_model", tags)
-    with running(client, run_id):
+    # The fluent API throughout: the registry store itself looks the logged model up through it.
+    with running(client, run_id), fluent_api(client):
         metrics = {**evaluation.mlflow_metrics(), "cv_mean": winner.leaderboard["cv_mean"]}  # type: ignore[index]
         log_values(client, run_id, metrics, params=winner.best_params or {})
         _log_artifacts(client, run_id, model, training_set, evaluation, importances, ranked, storage)
@@ -261,10 +263,11 @@ def run_promotion_gate(
         raise AutoMLInputError(f"{registry.name} has no challenger: materialize registered_model first")
     champion_version = registry.version(CHAMPION)
     holdout = training_set.holdout_frame()
-    challenger = evaluate(_load(registry, challenger_version.version), holdout, TARGET, metric, SLICE_COLUMN)
-    champion = None
-    if champion_version is not None:
-        champion = evaluate(_load(registry, champion_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+    with fluent_api(registry.client):
+        challenger = evaluate(_load(registry, challenger_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+        champion = None
+        if champion_version is not None:
+            champion = evaluate(_load(registry, champion_version.version), holdout, TARGET, metric, SLICE_COLUMN)
 
     if champion_version is not None and champion_version.version == challenger_version.version:
         decision = GateDecision(promote=False)

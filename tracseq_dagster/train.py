@@ -1,0 +1,84 @@
+"""Training through Dagster without a UI: the family sweeps in parallel processes, then register and gate.
+
+``tracseq train`` and ``make demo`` call :func:`train`. Each family is one partition run of
+``automl_sweep`` on the same instance, so the runs, their MLflow runs and the Optuna studies
+are exactly what the UI or a daemon-driven backfill would produce.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from tracseq_dagster.ingest import failure_message
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One Dagster run of the training: which, whether it succeeded, and why not."""
+
+    name: str
+    run_id: str
+    success: bool
+    error: str | None = None
+
+
+def train(
+    families: tuple[str, ...],
+    *,
+    sweep_config: dict[str, Any],
+    gate_config: dict[str, Any] | None = None,
+    workers: int = 2,
+    definitions_kwargs: dict[str, Any] | None = None,
+    on_step: Callable[[StepOutcome], None] | None = None,
+) -> list[StepOutcome]:
+    """Sweep ``families`` (``workers`` at a time, each in its own process), then register and gate.
+
+    ``sweep_config`` is the ``SweepConfig`` of every family run; the final step runs when at
+    least one family succeeded. The instance is ``$DAGSTER_HOME`` (set it before calling).
+    """
+    outcomes: list[StepOutcome] = []
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(_sweep, f, sweep_config, definitions_kwargs or {}) for f in families]
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes.append(outcome)
+            if on_step:
+                on_step(outcome)
+    if any(o.success for o in outcomes):
+        final = _register_and_promote(sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {})
+        outcomes.append(final)
+        if on_step:
+            on_step(final)
+    return outcomes
+
+
+def _sweep(family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any]) -> StepOutcome:
+    from tracseq_dagster.definitions import build_definitions
+
+    defs = build_definitions(**definitions_kwargs)
+    result = defs.resolve_job_def("automl_sweep").execute_in_process(
+        partition_key=family,
+        instance=dg.DagsterInstance.get(),
+        run_config={"ops": {"automl_trials": {"config": sweep_config}}},
+        raise_on_error=False,
+        tags={"tracseq/trigger": "cli", "tracseq/pid": str(os.getpid())},
+    )
+    return StepOutcome(f"automl_trials[{family}]", result.run_id, result.success, None if result.success else failure_message(result))
+
+
+def _register_and_promote(seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any]) -> StepOutcome:
+    from tracseq_dagster.definitions import build_definitions
+
+    defs = build_definitions(**definitions_kwargs)
+    result = defs.resolve_job_def("register_and_promote").execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        run_config={"ops": {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}}},
+        raise_on_error=False,
+    )
+    return StepOutcome("register_and_promote", result.run_id, result.success, None if result.success else failure_message(result))
