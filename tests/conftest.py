@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 POSTGRES_ADMIN_URL = os.getenv("TRACSEQ_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new database on the local PostgreSQL server (its URL), dropped afterwards."""
     import psycopg2
 
     name = f"tracseq_test_{uuid.uuid4().hex[:10]}"
@@ -32,6 +33,20 @@ def postgres_url() -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_postgres_url() -> Iterator[str]:
+    """Another fresh database: MLflow and Optuna each keep an alembic_version table, so they cannot share one."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ def ingest_folder(
         else:
             instance.add_dynamic_partitions(lab_export_partitions.name, [key])
             result = job.execute_in_process(
-                run_config=_console_log_level(log_level),
+                run_config=console_log_level(log_level),
                 instance=instance,
                 partition_key=key,
                 tags={SOURCE_PATH_TAG: landing_file.path},
@@ -80,11 +80,11 @@ def build_features(
 ) -> dg.ExecuteInProcessResult:
     """Materialize sample_features from every accepted sample."""
     return defs.resolve_job_def("build_sample_features").execute_in_process(
-        run_config=_console_log_level(log_level), instance=instance, raise_on_error=False
+        run_config=console_log_level(log_level), instance=instance, raise_on_error=False
     )
 
 
-def _console_log_level(level: str) -> dict:
+def console_log_level(level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 

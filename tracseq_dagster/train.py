@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from tracseq_dagster.ingest import failure_message
+from tracseq_dagster.ingest import console_log_level, failure_message
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ def train(
     workers: int = 2,
     definitions_kwargs: dict[str, Any] | None = None,
     on_step: Callable[[StepOutcome], None] | None = None,
+    log_level: str = "ERROR",
 ) -> list[StepOutcome]:
     """Sweep ``families`` (``workers`` at a time, each in its own process), then register and gate.
 
@@ -44,41 +45,46 @@ def train(
     """
     outcomes: list[StepOutcome] = []
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_sweep, f, sweep_config, definitions_kwargs or {}) for f in families]
+        futures = [pool.submit(_sweep, f, sweep_config, definitions_kwargs or {}, log_level) for f in families]
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
             if on_step:
                 on_step(outcome)
     if any(o.success for o in outcomes):
-        final = _register_and_promote(sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {})
+        final = _register_and_promote(sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {}, log_level)
         outcomes.append(final)
         if on_step:
             on_step(final)
     return outcomes
 
 
-def _sweep(family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any]) -> StepOutcome:
+def _sweep(family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str) -> StepOutcome:
     from tracseq_dagster.definitions import build_definitions
 
     defs = build_definitions(**definitions_kwargs)
     result = defs.resolve_job_def("automl_sweep").execute_in_process(
         partition_key=family,
         instance=dg.DagsterInstance.get(),
-        run_config={"ops": {"automl_trials": {"config": sweep_config}}},
+        run_config={"ops": {"automl_trials": {"config": sweep_config}}, **console_log_level(log_level)},
         raise_on_error=False,
         tags={"tracseq/trigger": "cli", "tracseq/pid": str(os.getpid())},
     )
     return StepOutcome(f"automl_trials[{family}]", result.run_id, result.success, None if result.success else failure_message(result))
 
 
-def _register_and_promote(seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any]) -> StepOutcome:
+def _register_and_promote(
+    seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
+) -> StepOutcome:
     from tracseq_dagster.definitions import build_definitions
 
     defs = build_definitions(**definitions_kwargs)
     result = defs.resolve_job_def("register_and_promote").execute_in_process(
         instance=dg.DagsterInstance.get(),
-        run_config={"ops": {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}}},
+        run_config={
+            "ops": {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}},
+            **console_log_level(log_level),
+        },
         raise_on_error=False,
     )
     return StepOutcome("register_and_promote", result.run_id, result.success, None if result.success else failure_message(result))

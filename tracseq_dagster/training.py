@@ -14,6 +14,7 @@ thin and the steps can be tested and run without Dagster.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -317,6 +318,8 @@ def _log_model(run_id: str, model: Any, training_set: TrainingSet) -> Any:
     example = training_set.frame.drop(columns=[TARGET]).head(5)
     metric = METRICS["log_loss"] if hasattr(model, "classes_") else METRICS["rmse"]
     signature = infer_signature(example, predict_scores(model, example, metric))
+    # MLflow warns about cloudpickle on every save; the choice is deliberate (see below).
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     with mlflow.start_run(run_id=run_id, nested=True):
         return mlflow.sklearn.log_model(
             model,
