@@ -47,7 +47,7 @@ class GateConfig(dg.Config):
     min_improvement: float = 0.002
     max_slice_regression: float = 0.02
     max_brier: float = 0.5
-    max_ece: float = 0.1
+    max_ece: float = 0.15
 
 
 @dg.asset(

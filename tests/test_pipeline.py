@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+from dagster_helpers import latest_materialization
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -45,14 +46,6 @@ def _landing(tmp_path: Path) -> Path:
     return landing
 
 
-def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dg.AssetMaterialization:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    assert records, f"no materialization of {asset} {partition or ''}"
-    return records[0].asset_materialization
-
-
 def test_sensor_to_features_on_a_real_instance(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
     landing, lake_dir = _landing(tmp_path), tmp_path / "lake"
     before = {p.name: _sha(p) for p in landing.iterdir()}
@@ -80,14 +73,14 @@ def test_sensor_to_features_on_a_real_instance(tmp_path: Path, sqlite_instance: 
     lake = Lake(lake_dir)
     features = lake.read_features()
     accepted = sum(
-        int(_latest(sqlite_instance, "validated_samples", r.partition_key).metadata["dagster/row_count"].value)
+        int(latest_materialization(sqlite_instance, "validated_samples", r.partition_key).metadata["dagster/row_count"].value)
         for r in requests
         if Path(r.tags["tracseq/source_path"]).name in results
     )
     assert len(features) == accepted >= 3000
     assert set(FEATURE_NAMES) <= set(features.columns)
 
-    materialization = _latest(sqlite_instance, "sample_features")
+    materialization = latest_materialization(sqlite_instance, "sample_features")
     assert materialization.metadata["dagster/row_count"].value == accepted
     assert materialization.metadata["feature_code_version"].value == FEATURE_CODE_VERSION
     assert materialization.tags["dagster/code_version"] == FEATURE_CODE_VERSION
@@ -169,9 +162,9 @@ def test_full_spine_on_postgres_through_the_cli(tmp_path: Path, postgres_url: st
         assert "Postgres" in type(instance.run_storage).__name__
         partitions = instance.get_dynamic_partitions(lab_export_partitions.name)
         assert len(partitions) == 2
-        accepted = sum(int(_latest(instance, "validated_samples", p).metadata["dagster/row_count"].value) for p in partitions)
+        accepted = sum(int(latest_materialization(instance, "validated_samples", p).metadata["dagster/row_count"].value) for p in partitions)
         assert accepted == 1200
-        assert _latest(instance, "sample_features").metadata["dagster/row_count"].value == 1200
+        assert latest_materialization(instance, "sample_features").metadata["dagster/row_count"].value == 1200
         runs = instance.get_runs()
         assert len(runs) == 3 and all(r.is_success for r in runs)
 

@@ -18,7 +18,7 @@ from tracseq_dagster.features import compute_features
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.promotion import GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
-from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
+from tracseq_dagster.tracking import ensure_experiment, fluent_api, open_client, parent_run
 from tracseq_dagster.training import (
     SweepSettings,
     rank_families,
@@ -40,13 +40,9 @@ def training_set():  # type: ignore[no-untyped-def]
 
 @pytest.fixture()
 def mlflow_store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = open_client(uri)
+    client = open_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = ensure_experiment(client, "sample_quality", (tmp_path / "artifacts").as_uri())
-    yield client, experiment, f"sqlite:///{tmp_path / 'optuna.db'}"
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    return client, experiment, f"sqlite:///{tmp_path / 'optuna.db'}"
 
 
 # -- the training set --------------------------------------------------------------------------
@@ -168,7 +164,8 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
     artifacts = {a.path for a in client.list_artifacts(v1.run_id, "plots")}
     assert {"plots/roc.png", "plots/confusion_matrix.png", "plots/feature_importance.png", "plots/optimization_history.png"} <= artifacts
     assert any(k.startswith("holdout_roc_auc_ovr_") for k in registered_run.data.metrics)  # per sample type
-    loaded = mlflow.sklearn.load_model("models:/sample_quality@challenger")
+    with fluent_api(client):
+        loaded = mlflow.sklearn.load_model("models:/sample_quality@challenger")
     assert set(loaded.predict(training_set.frame.drop(columns=[TARGET]).head(50))) <= {"pass", "borderline", "fail"}
 
     policy = GatePolicy(max_brier=0.8, max_ece=0.2)

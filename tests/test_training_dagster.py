@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+from dagster_helpers import latest_materialization
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -33,13 +34,6 @@ from tracseq_dagster.training_set import training_set_from_features
 pytestmark = pytest.mark.slow
 
 
-def _latest(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dg.AssetMaterialization:
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset), partition=partition) if partition else \
-        instance.get_latest_materialization_event(dg.AssetKey(asset))
-    assert event is not None and event.asset_materialization is not None, f"{asset}[{partition}] not materialized"
-    return event.asset_materialization
-
-
 def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
     monkeypatch.setenv("TRACSEQ_DATA_DIR", str(data))
@@ -49,23 +43,24 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     assert runner.invoke(app, ["generate-exports", "--rows", "3000", "--seed", "4", "--out", str(data / "landing")]).exit_code == 0
     assert runner.invoke(app, ["ingest", str(data / "landing")]).exit_code == 0
 
-    result = runner.invoke(app, ["train", "--budget-s", "6", "--families", "logistic,lightgbm", "--cv-folds", "3"])
+    result = runner.invoke(app, ["train", "--budget-s", "10", "--families", "logistic,lightgbm", "--cv-folds", "3", "--max-ece", "0.3"])
     assert result.exit_code == 0, result.output
-    assert "promotion gate: promoted (challenger v1)" in result.output
+    assert "promotion gate: promoted (challenger v1)" in result.output, result.output
 
     instance = dg.DagsterInstance.get()
     for family in ("logistic", "lightgbm"):
-        trials = _latest(instance, "automl_trials", family).metadata
+        trials = latest_materialization(instance, "automl_trials", family).metadata  # noqa
+
         assert trials["complete"].value >= 1 and trials["best_cv_mean"].value > 0.6
-    board = _latest(instance, "automl_leaderboard").metadata
+    board = latest_materialization(instance, "automl_leaderboard").metadata
     assert board["families"].value == 2 and "| family" in board["leaderboard"].value
-    registered = _latest(instance, "registered_model").metadata
+    registered = latest_materialization(instance, "registered_model").metadata
     assert registered["model_version"].value == "1" and registered["holdout_roc_auc_ovr"].value > 0.6
     assert set(registered["holdout_by_sample_type"].value) >= {"DNA", "RNA"}
-    assert _latest(instance, "promotion_gate").metadata["decision"].value == "promoted"
+    assert latest_materialization(instance, "promotion_gate").metadata["decision"].value == "promoted"
 
     # MLflow: each Dagster run has one parent run; trials nest under their family's run.
-    client = MlflowClient(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
+    client = open_client(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sample_quality")
     assert experiment.artifact_location.startswith((data / "mlflow" / "artifacts").as_uri())
     runs = client.search_runs([experiment.experiment_id], max_results=2000)
@@ -81,7 +76,7 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     registry = ModelRegistry(client, "sample_quality")
     assert str(registry.version(CHAMPION).version) == "1"
     history = runner.invoke(app, ["model", "history"])
-    assert history.exit_code == 0 and "promote" in history.output and "v1" in history.output
+    assert history.exit_code == 0 and "promote" in history.output and "v1" in history.output, history.output
     rollback = runner.invoke(app, ["model", "rollback"])
     assert rollback.exit_code == 2 and "no previous champion" in rollback.output
 

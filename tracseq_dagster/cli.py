@@ -189,6 +189,9 @@ def train_command(
     cv_folds: Annotated[int, typer.Option("--cv-folds", help="Cross-validation folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
+    min_improvement: Annotated[float, typer.Option(help="Gate: holdout gain over the champion required.")] = 0.002,
+    max_ece: Annotated[float, typer.Option(help="Gate: largest expected calibration error accepted.")] = 0.15,
+    max_brier: Annotated[float, typer.Option(help="Gate: largest Brier score accepted.")] = 0.5,
 ) -> None:
     """Train sample_quality through Dagster: sweep the families, register the winner, run the promotion gate."""
     import time
@@ -212,7 +215,8 @@ def train_command(
 
     sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed}
     with console.status(f"sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
-        outcomes = train(chosen, sweep_config=sweep, workers=workers, on_step=report)
+        gate = {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}
+        outcomes = train(chosen, sweep_config=sweep, gate_config=gate, workers=workers, on_step=report)
     _print_training_summary(instance)
     if not outcomes or not outcomes[-1].success or outcomes[-1].name != "register_and_promote":
         raise typer.Exit(code=1)

@@ -116,5 +116,9 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
             if data.error is not None:
-                return data.error.message.strip()
+                # The user's exception is the innermost cause of Dagster's step error.
+                error = data.error
+                while error.cause is not None:
+                    error = error.cause
+                return error.message.strip()
     return "run failed"

@@ -16,9 +16,10 @@ the fluent API's global "active run", so concurrent steps cannot log into each o
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
@@ -40,10 +41,9 @@ def open_client(tracking_uri: str, registry_uri: str | None = None) -> MlflowCli
 
     A SQLite store runs its schema migrations on first use: see :mod:`tracseq_dagster.sqlite_lock`.
     """
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
-    with first_use_lock(tracking_uri):
+    with first_use_lock(tracking_uri), first_use_lock(registry_uri or tracking_uri) if registry_uri else nullcontext():
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
         client.search_experiments(max_results=1)
-    with first_use_lock(registry_uri or tracking_uri):
         client.search_registered_models(max_results=1)
     return client
 
@@ -103,14 +103,22 @@ def fluent_api(client: MlflowClient) -> Iterator[None]:
     Model flavours only exist in the fluent API; this keeps them on the same tracking and
     registry URIs as the client, and restores the previous ones afterwards.
     """
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    # The *explicitly set* URIs (None when unset), not get_tracking_uri()'s default: setting that
+    # default back would also export it as $MLFLOW_TRACKING_URI to this process and its children.
+    tracking_state = mlflow.tracking._tracking_service.utils
+    registry_state = mlflow.tracking._model_registry.utils
+    previous = (tracking_state._tracking_uri, registry_state._registry_uri, dict(os.environ))
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_registry_uri(client._registry_uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        tracking_state._tracking_uri, registry_state._registry_uri = previous[0], previous[1]
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            if name in previous[2]:
+                os.environ[name] = previous[2][name]
+            else:
+                os.environ.pop(name, None)
 
 
 @contextmanager
