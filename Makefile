@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data
 DEMO_ROWS ?= 20000
+DEMO_BUDGET_S ?= 30
 
 # No telemetry, no network: these machines reach only package registries.
 export DO_NOT_TRACK := 1
@@ -24,7 +25,8 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 
 venv: $(BIN)/.installed
 
-## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine.
+## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine,
+## then the AutoML sweep of all six families, the registered model and the promotion gate (MLflow in data/mlflow).
 ## Idempotent: the generator is seeded, so a second run finds the same bytes and ingests nothing new.
 ## Nothing in the landing folder is ever deleted.
 demo: venv
@@ -34,6 +36,8 @@ demo: venv
 	cp examples/exports/*.csv $(DATA)/landing/
 	$(BIN)/tracseq ingest $(DATA)/landing || echo "(the example file with broken structure fails alone, as it should)"
 	$(BIN)/tracseq features --ids TS-2025-000001,TS-2025-100001 --as-of 2025-12-31T00:00:00Z
+	$(BIN)/tracseq train --budget-s $(DEMO_BUDGET_S)
+	$(BIN)/tracseq model history
 
 ## test: every test, the slow end-to-end ones included
 test: venv

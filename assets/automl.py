@@ -33,6 +33,9 @@ class SweepConfig(dg.Config):
     max_trials: int | None = None
     cv_folds: int = 5
     seed: int = 0
+    # Trials cross-validate on a stratified sample of at most this many training rows, so that
+    # one fold fits in the budget on large tables; the registered model is fit on every row.
+    max_sweep_rows: int | None = 10_000
 
 
 class RefitConfig(dg.Config):
@@ -77,7 +80,7 @@ def automl_trials(
     outcome = sweep_one_family(
         training_set,
         family,
-        SweepSettings(config.time_budget_s, config.max_trials, config.cv_folds, config.seed),
+        SweepSettings(config.time_budget_s, config.max_trials, config.cv_folds, config.seed, config.max_sweep_rows),
         storage=optuna_storage.prepared_url(),
         client=client,
         experiment_id=experiment,

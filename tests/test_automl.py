@@ -328,3 +328,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(breast_cancer: pd.DataFrame, tmp_p
     assert result.exit_code == 2
     assert "target column 'qc_status' is missing" in result.output
     assert "Traceback" not in result.output and not isinstance(result.exception, AutoMLInputError)
+
+
+def test_sweep_sample_caps_trial_rows_but_not_the_refit(breast_cancer: pd.DataFrame) -> None:
+    from tracseq_dagster.automl import prepare_problem
+
+    problem = prepare_problem(breast_cancer, AutoMLConfig(target="target", max_sweep_rows=200, cv_folds=4))
+    assert len(problem.y_sweep) == 200 and len(problem.y_train) == 455
+    assert max(max(train.max(), valid.max()) for train, valid in problem.folds) < 200
+    # Stratified: the class balance of the sample follows the training rows.
+    assert abs(problem.y_sweep.mean() - problem.y_train.mean()) < 0.02
+    result = run_automl(
+        breast_cancer, AutoMLConfig(target="target", families=("logistic",), max_trials=3, max_sweep_rows=200, time_budget_s=30)
+    )
+    assert result.holdout_score > 0.95
+    with pytest.raises(AutoMLInputError, match="max_sweep_rows must be at least 50"):
+        run_automl(breast_cancer, AutoMLConfig(target="target", max_sweep_rows=10))

@@ -187,6 +187,7 @@ def train_command(
     families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")] = None,
     max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
     cv_folds: Annotated[int, typer.Option("--cv-folds", help="Cross-validation folds.")] = 5,
+    max_sweep_rows: Annotated[int, typer.Option(help="Training rows the trials see at most (a stratified sample); the final fit uses all.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
     min_improvement: Annotated[float, typer.Option(help="Gate: holdout gain over the champion required.")] = 0.002,
@@ -213,7 +214,7 @@ def train_command(
         mark = "[green]✓[/]" if step.success else "[red]✗[/]"
         console.print(f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})" + (f": {step.error}" if step.error else ""), soft_wrap=True)
 
-    sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed}
+    sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed, "max_sweep_rows": max_sweep_rows}
     with console.status(f"sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
         gate = {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}
         outcomes = train(chosen, sweep_config=sweep, gate_config=gate, workers=workers, on_step=report)

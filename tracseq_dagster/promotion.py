@@ -54,6 +54,11 @@ class GateDecision:
     def reasons(self) -> list[str]:
         return [f"{'PASS' if c.passed else 'FAIL'} {c.rule}: {c.reason}" for c in self.checks]
 
+    def headline(self) -> str:
+        """One line: the verdict and how many rules passed (the reasons are in ``checks``)."""
+        passed = sum(c.passed for c in self.checks)
+        return f"promotion gate {'passed' if self.promote else 'failed'} ({passed}/{len(self.checks)} rules)"
+
     def summary(self) -> str:
         return ("promote" if self.promote else "keep the champion") + " — " + "; ".join(self.reasons)
 

@@ -53,6 +53,7 @@ class SweepSettings:
     max_trials: int | None = None
     cv_folds: int = 5
     seed: int = 0
+    max_sweep_rows: int | None = 10_000
 
 
 @dataclass
@@ -107,6 +108,7 @@ def automl_config(settings: SweepSettings, *, family: str, storage: str | None, 
         max_trials=settings.max_trials,
         cv_folds=settings.cv_folds,
         seed=settings.seed,
+        max_sweep_rows=settings.max_sweep_rows,
         storage=storage,
         study_name=f"sample_quality-{fingerprint}",
     )
@@ -288,7 +290,8 @@ def run_promotion_gate(
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", "promote" if decision.promote else "reject")
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900])
         if decision.promote:
-            registry.promote(challenger_version.version, decision.summary(), dagster_run_id=dagster_run_id)
+            first = decision.checks[0].reason  # the overall comparison
+            registry.promote(challenger_version.version, f"{decision.headline()}: {first}", dagster_run_id=dagster_run_id)
     return GateOutcome(
         decision=decision,
         challenger_version=str(challenger_version.version),

@@ -80,6 +80,9 @@ class AutoMLConfig:
     ``max_trials`` is per family; ``time_budget_s`` covers the whole run (sweep, refit and
     holdout scoring). ``storage`` is an Optuna RDB URL (``sqlite:///…``, ``postgresql://…``);
     ``None`` keeps the studies in memory. ``study_name`` defaults to a fresh unique name.
+    ``max_sweep_rows`` caps the training rows the trials cross-validate on (a seeded, stratified
+    sample): on large tables a single fold fit could otherwise outlast the budget. The final
+    model is always refit on every training row.
     """
 
     target: str
@@ -90,6 +93,7 @@ class AutoMLConfig:
     max_trials: int | None = None
     cv_folds: int = 5
     holdout_fraction: float = 0.2
+    max_sweep_rows: int | None = None
     seed: int = 0
     storage: str | None = None
     study_name: str | None = None
@@ -162,9 +166,11 @@ class Problem:
     y_train: np.ndarray
     x_holdout: pd.DataFrame
     y_holdout: np.ndarray
-    folds: list[tuple[np.ndarray, np.ndarray]]
+    folds: list[tuple[np.ndarray, np.ndarray]]  # indices into x_sweep / y_sweep
     classes: np.ndarray | None
     balance: bool
+    x_sweep: pd.DataFrame  # the rows trials cross-validate on: x_train, or a sample of it
+    y_sweep: np.ndarray
 
 
 def run_automl(
@@ -304,6 +310,8 @@ def _check_config(config: AutoMLConfig) -> None:
         )
     if config.max_trials is not None and config.max_trials < 1:
         raise AutoMLInputError(f"max_trials must be at least 1, not {config.max_trials}")
+    if config.max_sweep_rows is not None and config.max_sweep_rows < 50:
+        raise AutoMLInputError(f"max_sweep_rows must be at least 50, not {config.max_sweep_rows}")
     if config.cv_folds < 2:
         raise AutoMLInputError(f"cv_folds must be at least 2, not {config.cv_folds}")
     if not 0.0 < config.holdout_fraction <= 0.5:
@@ -375,9 +383,24 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
             raise AutoMLInputError(f"cannot make a holdout split of {len(y)} labelled rows: {error}") from error
     else:
         x_train, x_holdout, y_train, y_holdout = _fixed_split(features, y, holdout, classes)
-    folds = _folds(x_train, y_train, task, config)
+    x_sweep, y_sweep = _sweep_sample(x_train, y_train, classes is not None, config)
+    folds = _folds(x_sweep, y_sweep, task, config)
     balance = classes is not None and is_imbalanced(y_train)
-    return Problem(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance)
+    return Problem(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance, x_sweep, y_sweep)
+
+
+def _sweep_sample(
+    x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most ``config.max_sweep_rows`` training rows for the trials (stratified, seeded)."""
+    limit = config.max_sweep_rows
+    if limit is None or len(y) <= limit:
+        return x, y
+    keep, _ = train_test_split(
+        np.arange(len(y)), train_size=limit, random_state=config.seed, stratify=y if classification else None
+    )
+    keep = np.sort(keep)
+    return x.iloc[keep], y[keep]
 
 
 def _fixed_split(
@@ -521,16 +544,16 @@ class FamilySweep:
                 trial.set_user_attr("reason", "time budget")
                 raise optuna.TrialPruned("time budget")
             pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=data.balance)
-            y_fold = data.y_train[train]
+            y_fold = data.y_sweep[train]
             started = time.perf_counter()
             with _quiet_and_bounded():
                 pipeline.fit(
-                    data.x_train.iloc[train],
+                    data.x_sweep.iloc[train],
                     y_fold,
                     **self.model_family.fit_params(y_fold, data.task, balance=data.balance),
                 )
                 fit_seconds += time.perf_counter() - started
-                score = data.metric.score(data.y_train[valid], _output(pipeline, data.x_train.iloc[valid], data.metric))
+                score = data.metric.score(data.y_sweep[valid], _output(pipeline, data.x_sweep.iloc[valid], data.metric))
             if not np.isfinite(score):
                 raise ValueError(f"fold {fold} scored {score}")
             self.budget.record_fold(self.family, time.perf_counter() - started)
@@ -567,7 +590,9 @@ class FamilySweep:
         if state == "complete" and self._is_better(record.cv_mean):  # type: ignore[arg-type]
             self.best, self.best_record, self._best_value = trial, record, record.cv_mean
             self._best_model = self._candidate
-            self.budget.reserve_refit(record.fit_seconds / len(scores), len(self.data.folds))
+            # The refit sees every training row, more than the sweep sample when it is capped.
+            scale = len(self.data.y_train) / len(self.data.y_sweep)
+            self.budget.reserve_refit(record.fit_seconds / len(scores) * scale, len(self.data.folds))
         self._candidate = None
         if self.on_trial is not None:
             self.on_trial(record)
