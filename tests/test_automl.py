@@ -344,3 +344,18 @@ def test_sweep_sample_caps_trial_rows_but_not_the_refit(breast_cancer: pd.DataFr
     assert result.holdout_score > 0.95
     with pytest.raises(AutoMLInputError, match="max_sweep_rows must be at least 50"):
         run_automl(breast_cancer, AutoMLConfig(target="target", max_sweep_rows=10))
+
+
+def test_final_fit_all_refits_on_holdout_rows_too(breast_cancer: pd.DataFrame) -> None:
+    base = AutoMLConfig(target="target", families=("logistic",), max_trials=3, time_budget_s=30)
+    train_only = run_automl(breast_cancer, base)
+    from dataclasses import replace
+
+    everything = run_automl(breast_cancer, replace(base, final_fit="all"))
+    # Same sweep, same winner, same holdout score; the returned model saw 114 more rows.
+    assert everything.best_params == train_only.best_params
+    assert everything.holdout_score == pytest.approx(train_only.holdout_score)
+    x = breast_cancer.drop(columns="target")
+    assert not np.allclose(everything.model.predict_proba(x), train_only.model.predict_proba(x))
+    with pytest.raises(AutoMLInputError, match="final_fit must be train or all"):
+        run_automl(breast_cancer, replace(base, final_fit="most"))  # type: ignore[arg-type]

@@ -133,6 +133,9 @@ def automl_command(
     families: Annotated[
         Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")
     ] = None,
+    final_fit: Annotated[
+        str, typer.Option("--final-fit", help="train: the model is fit on training rows; all: refit on holdout rows too after scoring.")
+    ] = "train",
 ) -> None:
     """Sweep the AutoML engine over any table and print the leaderboard and the holdout score."""
     from typing import NoReturn
@@ -152,7 +155,8 @@ def automl_command(
         fail(f"cannot read {csv}: {error}")
     chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
     config = AutoMLConfig(
-        target=target, task=task, time_budget_s=budget_s, max_trials=max_trials, seed=seed, families=chosen  # type: ignore[arg-type]
+        target=target, task=task, time_budget_s=budget_s, max_trials=max_trials, seed=seed, families=chosen,  # type: ignore[arg-type]
+        final_fit=final_fit,  # type: ignore[arg-type]
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
     try:

@@ -7,9 +7,10 @@ scoring. It is shared as follows:
   :data:`MIN_RESERVE_FRACTION` of the budget and grows as trials complete to the estimated
   refit time of the slowest family-best trial so far (any of them may win): its mean fold fit
   time × k/(k-1) (the refit sees all training rows, not (k-1)/k of them) × a safety factor.
-* The rest, the **sweep time**, is split across the requested families in order: each family
-  gets an equal share of the sweep time still left when it starts, so time a fast family does
-  not use rolls over to the ones after it.
+* The rest, the **sweep time**, is shared in two rounds (see the engine): in round 1 each
+  family gets an equal share of what is left of the round's half, so time a fast family does
+  not use rolls over to the ones after it; in round 2 the two leading families share what is
+  left of the sweep time the same way.
 * Within a family's share, a new trial starts only if the share still fits one more trial of
   the median duration seen so far in that family (Optuna's ``timeout`` is set to the share as
   well). A running trial is abandoned between folds (recorded as pruned, reason
@@ -17,6 +18,8 @@ scoring. It is shared as follows:
   sweep time. A family whose share is empty when its turn comes runs no trial.
   Before a trial's first fold, its pace is not known yet: the median fold time of the family
   so far stands in, or, for a family's first trial, the median fold time of all families so far.
+* With ``final_fit="all"`` the reserve also covers the second fit on training plus holdout
+  rows (``refits`` > 1).
 * Only a single fold fit longer than the reserve plus the 5% tolerance can overrun: fits are
   not interrupted mid-way.
 """
@@ -37,8 +40,9 @@ REFIT_SAFETY = 1.5
 class Budget:
     """Deadlines of one run, measured with ``time.perf_counter`` from construction."""
 
-    def __init__(self, total_s: float) -> None:
+    def __init__(self, total_s: float, refits: float = 1.0) -> None:
         self.total_s = total_s
+        self.refits = refits  # final fits to reserve time for, in units of one training-rows refit
         self.start = time.perf_counter()
         self.deadline = self.start + total_s
         self._reserve_s = MIN_RESERVE_FRACTION * total_s
@@ -50,7 +54,7 @@ class Budget:
 
     def reserve_refit(self, fold_fit_seconds: float, folds: int) -> None:
         """Grow the reserve to fit refitting a model whose folds took ``fold_fit_seconds`` each."""
-        estimate = fold_fit_seconds * folds / max(folds - 1, 1) * REFIT_SAFETY
+        estimate = fold_fit_seconds * folds / max(folds - 1, 1) * REFIT_SAFETY * self.refits
         self._reserve_s = max(self._reserve_s, estimate)
 
     @property

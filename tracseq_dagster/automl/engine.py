@@ -16,8 +16,9 @@
    cross-validates one configuration (stratified k-fold for classification, k-fold for
    regression, shuffled with the seed; the same folds for every trial), reporting the running
    mean score after every fold so that hopeless trials are pruned early.
-   ``max_trials`` is **per family**. Time is shared as described in
-   :mod:`~tracseq_dagster.automl.budget`.
+   ``max_trials`` is **per family**. Two rounds: round 1 gives every family an equal part of
+   half the sweep time; round 2 gives the rest to the two best families so far, continuing
+   their studies. Time is shared as described in :mod:`~tracseq_dagster.automl.budget`.
 5. **Refit** of the best configuration of the best family on all training rows, then its
    score on the holdout. The leaderboard has every family's best trial.
 
@@ -62,6 +63,10 @@ from tracseq_dagster.automl.tasks import (
 
 TrialState = Literal["complete", "pruned", "failed"]
 
+#: Share of the sweep time that round 1 spreads over every family; the rest goes to the leaders.
+EXPLORE_SHARE = 0.5
+#: Families that share round 2.
+EXPLOIT_FAMILIES = 2
 #: Random trials before TPE starts modelling (per family study).
 TPE_STARTUP_TRIALS = 8
 #: The median pruner waits for this many finished trials, and never prunes after the first fold.
@@ -83,6 +88,10 @@ class AutoMLConfig:
     ``max_sweep_rows`` caps the training rows the trials cross-validate on (a seeded, stratified
     sample): on large tables a single fold fit could otherwise outlast the budget. The final
     model is always refit on every training row.
+    ``final_fit="all"`` refits the winner once more on training *and* holdout rows after the
+    holdout score is taken, as FLAML's ``retrain_full`` does: the returned model has seen more
+    data, and ``holdout_score`` then describes the training-rows fit. Keep ``"train"`` where
+    the holdout must stay unseen (the registry's promotion gate scores models on it).
     """
 
     target: str
@@ -94,6 +103,7 @@ class AutoMLConfig:
     cv_folds: int = 5
     holdout_fraction: float = 0.2
     max_sweep_rows: int | None = None
+    final_fit: Literal["train", "all"] = "train"
     seed: int = 0
     storage: str | None = None
     study_name: str | None = None
@@ -187,15 +197,28 @@ def run_automl(
     ``on_trial`` is called after every trial (complete, pruned or failed), e.g. for progress.
     Raises :class:`AutoMLInputError` for unusable input or a budget too small to finish a trial.
     """
-    budget = Budget(config.time_budget_s)
+    # A fit on training + holdout rows costs about 1 / (1 - holdout_fraction) training-rows refits.
+    extra = 1.0 / (1.0 - config.holdout_fraction) if config.final_fit == "all" else 0.0
+    budget = Budget(config.time_budget_s, refits=1.0 + extra)
     problem = prepare_problem(frame, config, holdout=holdout)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
-    sweeps = [
-        sweep_family(problem, name, config, budget=budget, families_left=len(config.families) - index,
-                     study_name=f"{base_name}-{name}", on_trial=on_trial)
-        for index, name in enumerate(config.families)
-    ]
+    # Round 1 explores: every family gets an equal part of EXPLORE_SHARE of the sweep time.
+    # Round 2 exploits: the sweep time left goes to the EXPLOIT_FAMILIES best families so far,
+    # whose studies continue where they stopped (a slow family that rarely wins no longer
+    # holds a sixth of the budget).
+    explore_deadline = time.perf_counter() + EXPLORE_SHARE * max(budget.sweep_left(), 0.0)
+    sweeps: list[FamilySweep] = []
+    for index, name in enumerate(config.families):
+        left = len(config.families) - index
+        share = max(explore_deadline - time.perf_counter(), 0.0) / left
+        sweep = FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial)
+        sweep.run(share_s=share)
+        sweeps.append(sweep)
+    leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES]
+    for index, sweep in enumerate(leaders):
+        sweep.run(share_s=budget.family_share(len(leaders) - index))
+
     finished = [s for s in sweeps if s.best is not None]
     if not finished:
         raise _nothing_finished([r for s in sweeps for r in s.records], config.time_budget_s)
@@ -204,6 +227,8 @@ def run_automl(
 
     refit, holdout_score = _refit(FAMILIES[winner.family], winner.best.params, problem, config.seed)  # type: ignore[union-attr]
     leaderboard = [s.leaderboard_row(refit if s is winner else None) for s in finished]
+    if config.final_fit == "all":
+        refit = _fit_all_rows(FAMILIES[winner.family], winner.best.params, problem, config.seed)  # type: ignore[union-attr]
 
     return AutoMLResult(
         task=problem.task,
@@ -316,6 +341,8 @@ def _check_config(config: AutoMLConfig) -> None:
         raise AutoMLInputError(f"cv_folds must be at least 2, not {config.cv_folds}")
     if not 0.0 < config.holdout_fraction <= 0.5:
         raise AutoMLInputError(f"holdout_fraction must be in (0, 0.5], not {config.holdout_fraction}")
+    if config.final_fit not in ("train", "all"):
+        raise AutoMLInputError(f"final_fit must be train or all, not {config.final_fit!r}")
     if config.task not in ("auto", "binary", "multiclass", "regression"):
         raise AutoMLInputError(f"task must be auto, binary, multiclass or regression, not {config.task!r}")
 
@@ -484,12 +511,29 @@ class FamilySweep:
         self._candidate: Pipeline | None = None
         self._durations: list[float] = []
         self._family_deadline = 0.0
+        self.study: optuna.Study | None = None
 
     def run(self, share_s: float) -> None:
-        """Run trials until ``max_trials``, the family's time share or the sweep time runs out."""
-        if share_s <= 0.0:
+        """Run trials until ``max_trials``, the family's time share or the sweep time runs out.
+
+        Called again (the second round of :func:`run_automl`), it continues the same study:
+        the sampler keeps what it learnt and ``max_trials`` counts every round's trials.
+        """
+        remaining = None if self.config.max_trials is None else self.config.max_trials - len(self.records)
+        if share_s <= 0.0 or remaining == 0:
             return
         self._family_deadline = time.perf_counter() + share_s
+        if self.study is None:
+            self.study = self._create_study()
+        self.study.optimize(
+            self._objective,
+            n_trials=remaining,
+            timeout=share_s,
+            catch=(Exception,),
+            callbacks=[self._after_trial],
+        )
+
+    def _create_study(self) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
@@ -498,7 +542,7 @@ class FamilySweep:
                 n_startup_trials=TPE_STARTUP_TRIALS,
                 constant_liar=True,  # several workers on one study do not sample the same point
             )
-        study = optuna.create_study(
+        return optuna.create_study(
             storage=self.config.storage,
             sampler=sampler,
             pruner=optuna.pruners.MedianPruner(
@@ -507,13 +551,6 @@ class FamilySweep:
             study_name=self.study_name,
             direction="maximize" if self.data.metric.greater_is_better else "minimize",
             load_if_exists=True,
-        )
-        study.optimize(
-            self._objective,
-            n_trials=self.config.max_trials,
-            timeout=share_s,
-            catch=(Exception,),
-            callbacks=[self._after_trial],
         )
 
     def _objective(self, trial: optuna.Trial) -> float:
@@ -635,6 +672,16 @@ def _refit(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: 
         )
     score = problem.metric.score(problem.y_holdout, _output(pipeline, problem.x_holdout, problem.metric))
     return pipeline, float(score)
+
+
+def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> Pipeline:
+    """``params`` fitted on training and holdout rows together (``final_fit="all"``)."""
+    x = pd.concat([problem.x_train, problem.x_holdout])
+    y = np.concatenate([problem.y_train, problem.y_holdout])
+    pipeline = family.build(dict(params), problem.task, problem.columns, seed=seed, balance=problem.balance)
+    with _quiet_and_bounded():
+        pipeline.fit(x, y, **family.fit_params(y, problem.task, balance=problem.balance))
+    return pipeline
 
 
 @contextmanager
