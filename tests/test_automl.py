@@ -359,3 +359,14 @@ def test_final_fit_all_refits_on_holdout_rows_too(breast_cancer: pd.DataFrame) -
     assert not np.allclose(everything.model.predict_proba(x), train_only.model.predict_proba(x))
     with pytest.raises(AutoMLInputError, match="final_fit must be train or all"):
         run_automl(breast_cancer, replace(base, final_fit="most"))  # type: ignore[arg-type]
+
+
+def test_class_weighting_is_tuned_on_imbalanced_labels() -> None:
+    cancer = load_breast_cancer(as_frame=True).frame
+    frame = pd.concat([cancer[cancer.target == 1], cancer[cancer.target == 0].head(60)])  # 357 : 60
+    result = run_automl(frame, AutoMLConfig(target="target", families=("logistic",), max_trials=12, time_budget_s=60))
+    tried = {t.params.get("balance_classes") for t in result.trials}
+    assert tried == {False, True}  # both offered to the sampler
+    assert "balance_classes" in result.best_params
+    balanced = run_automl(load_breast_cancer(as_frame=True).frame, AutoMLConfig(target="target", families=("logistic",), max_trials=3))
+    assert all("balance_classes" not in t.params for t in balanced.trials)  # 1.7:1 is not imbalanced

@@ -63,6 +63,8 @@ from tracseq_dagster.automl.tasks import (
 
 TrialState = Literal["complete", "pruned", "failed"]
 
+#: The tuned choice of weighting classes, offered when the labels are imbalanced.
+BALANCE_PARAM = "balance_classes"
 #: Share of the sweep time that round 1 spreads over every family; the rest goes to the leaders.
 EXPLORE_SHARE = 0.5
 #: Families that share round 2.
@@ -178,7 +180,7 @@ class Problem:
     y_holdout: np.ndarray
     folds: list[tuple[np.ndarray, np.ndarray]]  # indices into x_sweep / y_sweep
     classes: np.ndarray | None
-    balance: bool
+    balance: bool  # imbalanced labels: the sweep tunes whether to weight classes
     x_sweep: pd.DataFrame  # the rows trials cross-validate on: x_train, or a sample of it
     y_sweep: np.ndarray
 
@@ -567,6 +569,11 @@ class FamilySweep:
         """Score one configuration fold by fold, reporting the running mean to the pruner."""
         data = self.data
         params = self.model_family.suggest(trial, data.task)
+        if data.balance:
+            # Whether to weight classes is itself tuned: weighting helps threshold metrics on
+            # imbalanced labels but can cost ranking quality and calibration.
+            params[BALANCE_PARAM] = trial.suggest_categorical(BALANCE_PARAM, [False, True])
+        params, balance = _without_balance(params)
         scores: list[float] = []
         fit_seconds = 0.0
         trial.set_user_attr("fit_seconds", 0.0)
@@ -580,14 +587,14 @@ class FamilySweep:
             if now + pace * (len(data.folds) - fold) > self.budget.sweep_deadline:
                 trial.set_user_attr("reason", "time budget")
                 raise optuna.TrialPruned("time budget")
-            pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=data.balance)
+            pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=balance)
             y_fold = data.y_sweep[train]
             started = time.perf_counter()
             with _quiet_and_bounded():
                 pipeline.fit(
                     data.x_sweep.iloc[train],
                     y_fold,
-                    **self.model_family.fit_params(y_fold, data.task, balance=data.balance),
+                    **self.model_family.fit_params(y_fold, data.task, balance=balance),
                 )
                 fit_seconds += time.perf_counter() - started
                 score = data.metric.score(data.y_sweep[valid], _output(pipeline, data.x_sweep.iloc[valid], data.metric))
@@ -665,22 +672,28 @@ class FamilySweep:
 
 def _refit(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> tuple[Pipeline, float]:
     """``params`` fitted on every training row (encoded labels), and the holdout score."""
-    pipeline = family.build(dict(params), problem.task, problem.columns, seed=seed, balance=problem.balance)
+    params, balance = _without_balance(params)
+    pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
-        pipeline.fit(
-            problem.x_train, problem.y_train, **family.fit_params(problem.y_train, problem.task, balance=problem.balance)
-        )
+        pipeline.fit(problem.x_train, problem.y_train, **family.fit_params(problem.y_train, problem.task, balance=balance))
     score = problem.metric.score(problem.y_holdout, _output(pipeline, problem.x_holdout, problem.metric))
     return pipeline, float(score)
+
+
+def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The family's own parameters, and whether to weight classes (the tuned ``BALANCE_PARAM``)."""
+    own = {k: v for k, v in params.items() if k != BALANCE_PARAM}
+    return own, bool(params.get(BALANCE_PARAM, False))
 
 
 def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> Pipeline:
     """``params`` fitted on training and holdout rows together (``final_fit="all"``)."""
     x = pd.concat([problem.x_train, problem.x_holdout])
     y = np.concatenate([problem.y_train, problem.y_holdout])
-    pipeline = family.build(dict(params), problem.task, problem.columns, seed=seed, balance=problem.balance)
+    params, balance = _without_balance(params)
+    pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
-        pipeline.fit(x, y, **family.fit_params(y, problem.task, balance=problem.balance))
+        pipeline.fit(x, y, **family.fit_params(y, problem.task, balance=balance))
     return pipeline
 
 

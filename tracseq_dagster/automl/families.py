@@ -8,7 +8,8 @@ A family turns Optuna's suggestions into an unfitted scikit-learn ``Pipeline``
 
 Classification pipelines are trained on labels encoded 0..k-1 (the engine encodes once).
 Class imbalance (majority/minority ≥ ``IMBALANCE_RATIO``, decided by the engine on the training
-data) is handled by class weighting: ``class_weight="balanced"`` where the estimator has it,
+data) makes class weighting a tuned choice (the engine's ``balance_classes`` parameter: it helps
+threshold metrics but can cost ranking quality and calibration). When chosen it is: ``class_weight="balanced"`` where the estimator has it,
 ``scale_pos_weight`` for binary XGBoost, and balanced sample weights passed to ``fit`` for
 multiclass XGBoost and the MLP (see :meth:`ModelFamily.fit_params`).
 """
