@@ -15,10 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
+import optuna
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
-from tracseq_dagster.automl import ALL_FAMILIES, AutoMLConfig, run_automl
+from tracseq_dagster.automl import ALL_FAMILIES, AutoMLConfig, AutoMLInputError, run_automl
 from tracseq_dagster.features import FEATURE_NAMES, LABEL_COLUMN, compute_features
 from tracseq_dagster.generator import generate_samples
 
@@ -45,10 +46,17 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=20.0)
     parser.add_argument("--lab-rows", type=int, default=5000)
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     for name, (frame, target) in tables(args.lab_rows).items():
         for family in ALL_FAMILIES:
-            result = run_automl(frame, AutoMLConfig(target=target, families=(family,), time_budget_s=args.budget_s, seed=0))
+            try:
+                result = run_automl(frame, AutoMLConfig(target=target, families=(family,), time_budget_s=args.budget_s, seed=0))
+            except AutoMLInputError as error:  # no trial of this family completed within the budget
+                row = {"table": name, "family": family, "trials": 0, "note": str(error), "budget_s": args.budget_s}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+                continue
             complete = [t for t in result.trials if t.state == "complete"]
             row = {
                 "table": name,

@@ -217,7 +217,8 @@ def run_automl(
         sweep = FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial)
         sweep.run(share_s=share)
         sweeps.append(sweep)
-    leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES]
+    # With no completed trial anywhere yet (slow families, a short budget), everyone goes on.
+    leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES] or sweeps
     for index, sweep in enumerate(leaders):
         sweep.run(share_s=budget.family_share(len(leaders) - index))
 
@@ -640,6 +641,11 @@ class FamilySweep:
         self._candidate = None
         if self.on_trial is not None:
             self.on_trial(record)
+        if record.reason == "time budget":
+            # The time left cannot fit this family's folds at the pace seen; it only shrinks,
+            # so every further trial would be abandoned the same way: stop the study.
+            study.stop()
+            return
         # Stop when another trial of typical length would overrun this family's share or the sweep.
         typical = float(np.median(self._durations)) if self._durations else 0.0
         now = time.perf_counter()
