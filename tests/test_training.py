@@ -226,3 +226,12 @@ def test_model_cli_history_and_rollback(mlflow_store, tmp_path: Path, monkeypatc
     missing = runner.invoke(app, ["model", "history"])
     assert missing.exit_code == 2 and "no registered model 'sample_quality'" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_sqlite_paths_follow_sqlalchemy() -> None:
+    from tracseq_dagster.sqlite_lock import sqlite_path
+
+    assert sqlite_path("sqlite:////tmp/a/mlflow.db") == Path("/tmp/a/mlflow.db")
+    assert sqlite_path("sqlite:///mlflow.db") == Path("mlflow.db")
+    assert sqlite_path("sqlite:///:memory:") is None and sqlite_path("postgresql://h/db") is None
+    assert sqlite_path("http://127.0.0.1:5000") is None

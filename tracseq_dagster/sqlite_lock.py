@@ -19,7 +19,10 @@ from filelock import FileLock
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///…`` URL, else None."""
     parsed = urlparse(uri)
-    return Path(parsed.path) if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:") else None
+    if parsed.scheme != "sqlite" or parsed.path in ("", "/", "/:memory:"):
+        return None
+    # SQLAlchemy: sqlite:///relative.db and sqlite:////absolute.db (the third slash separates).
+    return Path(parsed.path[1:])
 
 
 @contextmanager
