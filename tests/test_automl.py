@@ -319,6 +319,10 @@ def test_cli_prints_leaderboard_and_holdout(breast_cancer: pd.DataFrame, tmp_pat
     assert result.exit_code == 0, result.output
     assert "logistic" in result.output and "lightgbm" in result.output
     assert "holdout roc_auc" in result.output
+    overridden = CliRunner().invoke(app, [*args, "--families", "logistic", "--metric", "log_loss"])
+    assert overridden.exit_code == 0 and "log_loss (lower is better)" in overridden.output, overridden.output
+    wrong = CliRunner().invoke(app, [*args, "--metric", "rmse"])
+    assert wrong.exit_code == 2 and "does not fit a binary task" in wrong.output
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(breast_cancer: pd.DataFrame, tmp_path: Path) -> None:

@@ -133,6 +133,9 @@ def automl_command(
     families: Annotated[
         Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")
     ] = None,
+    metric: Annotated[
+        Optional[str], typer.Option("--metric", help="Metric to optimise (default: roc_auc, roc_auc_ovr or rmse by task).")
+    ] = None,
     final_fit: Annotated[
         str, typer.Option("--final-fit", help="train: the model is fit on training rows; all: refit on holdout rows too after scoring.")
     ] = "train",
@@ -156,7 +159,7 @@ def automl_command(
     chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
     config = AutoMLConfig(
         target=target, task=task, time_budget_s=budget_s, max_trials=max_trials, seed=seed, families=chosen,  # type: ignore[arg-type]
-        final_fit=final_fit,  # type: ignore[arg-type]
+        final_fit=final_fit, metric=metric,  # type: ignore[arg-type]
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
     try:
