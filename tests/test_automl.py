@@ -214,6 +214,10 @@ def test_rdb_storage_persists_trials(breast_cancer: pd.DataFrame, tmp_path: Path
     assert len(study.trials) == 3
     assert [t.params for t in study.trials] == [t.params for t in result.trials]
     assert len(study.best_trial.user_attrs["fold_scores"]) == 5
+    # Resumed on the same study, the sweep adds trials at new points instead of repeating them.
+    again = run_automl(breast_cancer, config)
+    assert len(optuna.load_study(study_name="bc-logistic", storage=storage).trials) == 6
+    assert [t.params for t in again.trials] != [t.params for t in result.trials]
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def sweep_family(
     """
     if family not in FAMILIES:
         raise AutoMLInputError(f"unknown model family {family}; choose from {', '.join(ALL_FAMILIES)}")
-    budget = budget or Budget(config.time_budget_s)
+    budget = budget or Budget(config.time_budget_s, refits=0.0)
     name = study_name or f"{config.study_name or 'tracseq-automl'}-{family}"
     sweep = FamilySweep(FAMILIES[family], problem, config, budget, name, on_trial)
     sweep.run(share_s=budget.family_share(families_left))
@@ -540,7 +540,10 @@ class FamilySweep:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
-                seed=self.config.seed,
+                # A study resumed or shared in RDB storage already holds trials: offsetting the
+                # seed by their number keeps this worker from re-sampling the points its
+                # predecessors drew first (a fresh study keeps the plain seed: reproducible).
+                seed=self.config.seed + self._existing_trials(),
                 multivariate=True,
                 n_startup_trials=TPE_STARTUP_TRIALS,
                 constant_liar=True,  # several workers on one study do not sample the same point
@@ -555,6 +558,15 @@ class FamilySweep:
             direction="maximize" if self.data.metric.greater_is_better else "minimize",
             load_if_exists=True,
         )
+
+    def _existing_trials(self) -> int:
+        if self.config.storage is None:
+            return 0
+        try:
+            study = optuna.load_study(study_name=self.study_name, storage=self.config.storage)
+        except KeyError:  # no such study yet
+            return 0
+        return len(study.get_trials(deepcopy=False))
 
     def _objective(self, trial: optuna.Trial) -> float:
         try:
@@ -587,6 +599,9 @@ class FamilySweep:
             pace = (now - trial_started) / fold if fold else self.budget.typical_fold_seconds(self.family)
             if now + pace * (len(data.folds) - fold) > self.budget.sweep_deadline:
                 trial.set_user_attr("reason", "time budget")
+                # Before the first fold the pace is the family's typical one: no trial fits any
+                # more. After it, only this (slow) configuration does not; a cheaper one may.
+                trial.set_user_attr("family_out_of_time", fold == 0)
                 raise optuna.TrialPruned("time budget")
             pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=balance)
             y_fold = data.y_sweep[train]
@@ -641,8 +656,8 @@ class FamilySweep:
         self._candidate = None
         if self.on_trial is not None:
             self.on_trial(record)
-        if record.reason == "time budget":
-            # The time left cannot fit this family's folds at the pace seen; it only shrinks,
+        if trial.user_attrs.get("family_out_of_time"):
+            # The time left cannot fit this family's folds at its typical pace; it only shrinks,
             # so every further trial would be abandoned the same way: stop the study.
             study.stop()
             return
