@@ -27,15 +27,17 @@ AUTOML_FAMILIES = dg.StaticPartitionsDefinition(list(ALL_FAMILIES))
 
 
 class SweepConfig(dg.Config):
-    """How hard each family tries (per partition)."""
+    """How hard each family tries (per partition); defaults from SweepSettings.
 
-    time_budget_s: float = 60.0
-    max_trials: int | None = None
-    cv_folds: int = 5
-    seed: int = 0
-    # Trials cross-validate on a stratified sample of at most this many training rows, so that
-    # one fold fits in the budget on large tables; the registered model is fit on every row.
-    max_sweep_rows: int | None = 10_000
+    Trials cross-validate on a stratified sample of at most ``max_sweep_rows`` training rows,
+    so that one fold fits in the budget on large tables; the registered model is fit on every row.
+    """
+
+    time_budget_s: float = SweepSettings.time_budget_s
+    max_trials: int | None = SweepSettings.max_trials
+    cv_folds: int = SweepSettings.cv_folds
+    seed: int = SweepSettings.seed
+    max_sweep_rows: int | None = SweepSettings.max_sweep_rows
 
 
 class RefitConfig(dg.Config):
@@ -45,12 +47,12 @@ class RefitConfig(dg.Config):
 
 
 class GateConfig(dg.Config):
-    """Thresholds of the promotion gate (see tracseq_dagster.promotion)."""
+    """Thresholds of the promotion gate; defaults from GatePolicy (see tracseq_dagster.promotion)."""
 
-    min_improvement: float = 0.002
-    max_slice_regression: float = 0.02
-    max_brier: float = 0.5
-    max_ece: float = 0.15
+    min_improvement: float = GatePolicy.min_improvement
+    max_slice_regression: float = GatePolicy.max_slice_regression
+    max_brier: float = GatePolicy.max_brier
+    max_ece: float = GatePolicy.max_ece
 
 
 @dg.asset(
@@ -80,7 +82,7 @@ def automl_trials(
     outcome = sweep_one_family(
         training_set,
         family,
-        SweepSettings(config.time_budget_s, config.max_trials, config.cv_folds, config.seed, config.max_sweep_rows),
+        SweepSettings(**config.model_dump()),
         storage=optuna_storage.prepared_url(),
         client=client,
         experiment_id=experiment,
@@ -213,7 +215,7 @@ def promotion_gate(
     experiment = mlflow_tracking.experiment_id(client)
     outcome = run_promotion_gate(
         training_set,
-        GatePolicy(config.min_improvement, config.max_slice_regression, config.max_brier, config.max_ece),
+        GatePolicy(**config.model_dump()),
         registry=mlflow_tracking.registry(client),
         metric=registered["evaluation"]["metric"],
         experiment_id=experiment,

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tracseq_dagster.promotion import GatePolicy
+
 app = typer.Typer(help="TracSeq Dagster: lab exports in, validated point-in-time features out.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -197,9 +199,9 @@ def train_command(
     max_sweep_rows: Annotated[int, typer.Option(help="Training rows the trials see at most (a stratified sample); the final fit uses all.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
-    min_improvement: Annotated[float, typer.Option(help="Gate: holdout gain over the champion required.")] = 0.002,
-    max_ece: Annotated[float, typer.Option(help="Gate: largest expected calibration error accepted.")] = 0.15,
-    max_brier: Annotated[float, typer.Option(help="Gate: largest Brier score accepted.")] = 0.5,
+    min_improvement: Annotated[float, typer.Option(help="Gate: holdout gain over the champion required.")] = GatePolicy.min_improvement,
+    max_ece: Annotated[float, typer.Option(help="Gate: largest expected calibration error accepted.")] = GatePolicy.max_ece,
+    max_brier: Annotated[float, typer.Option(help="Gate: largest Brier score accepted.")] = GatePolicy.max_brier,
 ) -> None:
     """Train sample_quality through Dagster: sweep the families, register the winner, run the promotion gate."""
     import time
@@ -251,12 +253,10 @@ app.add_typer(model_app, name="model")
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    """The registry of ``$MLFLOW_TRACKING_URI`` (or the embedded store), as the code location uses it."""
-    from tracseq_dagster import settings
-    from tracseq_dagster.registry import ModelRegistry
-    from tracseq_dagster.tracking import open_client
+    """The model registry of the code location's MLflow resource ($MLFLOW_TRACKING_URI or the embedded store)."""
+    from tracseq_dagster.definitions import build_definitions
 
-    return ModelRegistry(open_client(settings.mlflow_tracking_uri()), "sample_quality")
+    return build_definitions().resources["mlflow_tracking"].registry()
 
 
 @model_app.command("history")

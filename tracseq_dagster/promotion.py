@@ -17,9 +17,10 @@ show why a model was or was not promoted.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracseq_dagster.evaluation import Evaluation
+if TYPE_CHECKING:  # only for annotations: the CLI imports this module for its defaults, cheaply
+    from tracseq_dagster.evaluation import Evaluation
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
+
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
@@ -41,8 +42,11 @@ def open_client(tracking_uri: str, registry_uri: str | None = None) -> MlflowCli
 
     A SQLite store runs its schema migrations on first use: see :mod:`tracseq_dagster.sqlite_lock`.
     """
-    with first_use_lock(tracking_uri), first_use_lock(registry_uri or tracking_uri) if registry_uri else nullcontext():
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+    registry_uri = registry_uri or tracking_uri
+    with ExitStack() as locks:
+        for uri in dict.fromkeys((tracking_uri, registry_uri)):  # each distinct store once
+            locks.enter_context(first_use_lock(uri))
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
     return client
@@ -92,8 +96,13 @@ def log_values(client: MlflowClient, run_id: str, metrics: dict[str, float], par
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-        params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()],
+        params=_params(params or {}),
     )
+
+
+def _params(values: dict[str, object]) -> list[Param]:
+    """MLflow parameters, each value as text within MLflow's length limit."""
+    return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in values.items()]
 
 
 @contextmanager
@@ -140,7 +149,6 @@ class TrialLogger:
         self.experiment_id = experiment_id
         self.family_run_id = family_run_id
         self.tags = tags
-        self.logged = 0
 
     def __call__(self, record: TrialRecord) -> None:
         tags = {**self.tags, "trial_state": record.state, "trial_number": str(record.number), "family": record.family}
@@ -154,7 +162,5 @@ class TrialLogger:
         metrics.append(Metric("fit_seconds", record.fit_seconds, now, 0))
         if record.cv_mean is not None:
             metrics += [Metric("cv_mean", record.cv_mean, now, 0), Metric("cv_std", record.cv_std or 0.0, now, 0)]
-        params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in record.params.items()]
-        self.client.log_batch(run_id, metrics=metrics, params=params)
+        self.client.log_batch(run_id, metrics=metrics, params=_params(record.params))
         self.client.set_terminated(run_id, _TRIAL_STATUS[record.state])
-        self.logged += 1

@@ -60,31 +60,42 @@ def train(
 
 
 def _sweep(family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str) -> StepOutcome:
-    from tracseq_dagster.definitions import build_definitions
-
-    defs = build_definitions(**definitions_kwargs)
-    result = defs.resolve_job_def("automl_sweep").execute_in_process(
+    return _run_job(
+        "automl_sweep",
+        f"automl_trials[{family}]",
+        {"ops": {"automl_trials": {"config": sweep_config}}},
+        definitions_kwargs,
+        log_level,
         partition_key=family,
-        instance=dg.DagsterInstance.get(),
-        run_config={"ops": {"automl_trials": {"config": sweep_config}}, **console_log_level(log_level)},
-        raise_on_error=False,
         tags={"tracseq/trigger": "cli", "tracseq/pid": str(os.getpid())},
     )
-    return StepOutcome(f"automl_trials[{family}]", result.run_id, result.success, None if result.success else failure_message(result))
 
 
 def _register_and_promote(
     seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
 ) -> StepOutcome:
+    ops = {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}}
+    return _run_job("register_and_promote", "register_and_promote", {"ops": ops}, definitions_kwargs, log_level)
+
+
+def _run_job(
+    job: str,
+    step: str,
+    run_config: dict[str, Any],
+    definitions_kwargs: dict[str, Any],
+    log_level: str,
+    *,
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> StepOutcome:
+    """Run ``job`` of the code location in this process on the ``$DAGSTER_HOME`` instance."""
     from tracseq_dagster.definitions import build_definitions
 
-    defs = build_definitions(**definitions_kwargs)
-    result = defs.resolve_job_def("register_and_promote").execute_in_process(
+    result = build_definitions(**definitions_kwargs).resolve_job_def(job).execute_in_process(
+        partition_key=partition_key,
         instance=dg.DagsterInstance.get(),
-        run_config={
-            "ops": {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}},
-            **console_log_level(log_level),
-        },
+        run_config={**run_config, **console_log_level(log_level)},
         raise_on_error=False,
+        tags=tags,
     )
-    return StepOutcome("register_and_promote", result.run_id, result.success, None if result.success else failure_message(result))
+    return StepOutcome(step, result.run_id, result.success, None if result.success else failure_message(result))

@@ -38,7 +38,7 @@ from tracseq_dagster.automl.tasks import METRICS
 from tracseq_dagster.evaluation import Evaluation, diagnostic_figures, evaluate, feature_importances, importance_figure
 from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
-from tracseq_dagster.tracking import TrialLogger, child_run, fluent_api, log_values, running
+from tracseq_dagster.tracking import DAGSTER_RUN_TAG, TrialLogger, child_run, fluent_api, log_values, running
 from tracseq_dagster.training_set import SLICE_COLUMN, TARGET, TrainingSet
 
 #: Packages the logged model needs, pinned to what trained it (skips MLflow's slow inference).
@@ -95,11 +95,6 @@ class RegisteredModel:
     export_hashes: list[str] = field(default_factory=list)
 
 
-def study_name(fingerprint: str, family: str) -> str:
-    """One study per training set and family: re-running it on the same data adds trials to it."""
-    return f"sample_quality-{fingerprint}-{family}"
-
-
 def automl_config(settings: SweepSettings, *, family: str, storage: str | None, fingerprint: str) -> AutoMLConfig:
     return AutoMLConfig(
         target=TARGET,
@@ -110,6 +105,8 @@ def automl_config(settings: SweepSettings, *, family: str, storage: str | None, 
         seed=settings.seed,
         max_sweep_rows=settings.max_sweep_rows,
         storage=storage,
+        # One study per training set and family (the engine appends the family): re-running a
+        # family on the same data adds trials to its study.
         study_name=f"sample_quality-{fingerprint}",
     )
 
@@ -130,17 +127,16 @@ def sweep_one_family(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every trial is in MLflow; no line per trial in the logs
     started = time.perf_counter()
     problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
-    tags = {"dagster_run_id": dagster_run_id, "training_fingerprint": training_set.fingerprint}
+    tags = {DAGSTER_RUN_TAG: dagster_run_id, "training_fingerprint": training_set.fingerprint}
     family_run = child_run(client, experiment_id, parent_run_id, f"family-{family}", "family", {**tags, "family": family})
     with running(client, family_run):
-        name = study_name(training_set.fingerprint, family)
-        sweep = sweep_family(problem, family, config, study_name=name, on_trial=TrialLogger(client, experiment_id, family_run, tags))
+        sweep = sweep_family(problem, family, config, on_trial=TrialLogger(client, experiment_id, family_run, tags))
         row = sweep.leaderboard_row(None) if sweep.best is not None else None
         states = [r.state for r in sweep.records]
         outcome = FamilyOutcome(
             family=family,
             fingerprint=training_set.fingerprint,
-            study_name=name,
+            study_name=sweep.study_name,
             metric=problem.metric.name,
             greater_is_better=problem.metric.greater_is_better,
             trials=len(states),
@@ -202,7 +198,7 @@ def register_winner(
     importances = feature_importances(model, holdout, TARGET, winner.metric, seed=seed)
 
     tags = {
-        "dagster_run_id": dagster_run_id,
+        DAGSTER_RUN_TAG: dagster_run_id,
         "family": winner.family,
         "feature_code_version": training_set.feature_code_version,
         "training_fingerprint": training_set.fingerprint,
@@ -279,15 +275,16 @@ def run_promotion_gate(
         decision = decide(challenger, champion, policy)
 
     client = registry.client
-    tags = {"dagster_run_id": dagster_run_id, "challenger_version": str(challenger_version.version)}
+    tags = {DAGSTER_RUN_TAG: dagster_run_id, "challenger_version": str(challenger_version.version)}
     if champion_version is not None:
         tags["champion_version"] = str(champion_version.version)
     run_id = child_run(client, experiment_id, parent_run_id, f"gate-v{challenger_version.version}", "promotion_gate", tags)
     with running(client, run_id):
         log_values(client, run_id, {**challenger.mlflow_metrics("challenger"), **(champion.mlflow_metrics("champion") if champion else {})})
         client.log_dict(run_id, {**decision.as_dict(), "policy": asdict(policy)}, "gate_decision.json")
-        client.set_tag(run_id, "gate_decision", "promote" if decision.promote else "reject")
-        client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", "promote" if decision.promote else "reject")
+        verdict = "promote" if decision.promote else "reject"
+        client.set_tag(run_id, "gate_decision", verdict)
+        client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", verdict)
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900])
         if decision.promote:
             first = decision.checks[0].reason  # the overall comparison

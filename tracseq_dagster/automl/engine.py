@@ -693,29 +693,31 @@ class FamilySweep:
 
 def _refit(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> tuple[Pipeline, float]:
     """``params`` fitted on every training row (encoded labels), and the holdout score."""
-    params, balance = _without_balance(params)
-    pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
-    with _quiet_and_bounded():
-        pipeline.fit(problem.x_train, problem.y_train, **family.fit_params(problem.y_train, problem.task, balance=balance))
+    pipeline = _fit(family, params, problem, problem.x_train, problem.y_train, seed)
     score = problem.metric.score(problem.y_holdout, _output(pipeline, problem.x_holdout, problem.metric))
     return pipeline, float(score)
-
-
-def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The family's own parameters, and whether to weight classes (the tuned ``BALANCE_PARAM``)."""
-    own = {k: v for k, v in params.items() if k != BALANCE_PARAM}
-    return own, bool(params.get(BALANCE_PARAM, False))
 
 
 def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> Pipeline:
     """``params`` fitted on training and holdout rows together (``final_fit="all"``)."""
     x = pd.concat([problem.x_train, problem.x_holdout])
     y = np.concatenate([problem.y_train, problem.y_holdout])
+    return _fit(family, params, problem, x, y, seed)
+
+
+def _fit(family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> Pipeline:
+    """A final model: ``params`` (with the tuned class weighting) built and fitted on ``x``, ``y``."""
     params, balance = _without_balance(params)
     pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
         pipeline.fit(x, y, **family.fit_params(y, problem.task, balance=balance))
     return pipeline
+
+
+def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The family's own parameters, and whether to weight classes (the tuned ``BALANCE_PARAM``)."""
+    own = {k: v for k, v in params.items() if k != BALANCE_PARAM}
+    return own, bool(params.get(BALANCE_PARAM, False))
 
 
 @contextmanager
