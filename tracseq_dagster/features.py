@@ -74,11 +74,12 @@ lookup of history ``sample_id`` in the rows' ``sample_id`` and subtracted. About
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,7 @@ __all__ = [
     "FEATURE_SPECS",
     "FEATURE_SPEC_BY_NAME",
     "FeatureSpec",
+    "HistorySnapshot",
     "LABEL_COLUMN",
     "NUMERIC_FEATURES",
     "compute_features",
@@ -349,10 +351,15 @@ def _codes(*arrays: np.ndarray) -> list[np.ndarray]:
     return np.split(codes.astype(np.int64), np.cumsum([len(a) for a in arrays])[:-1])
 
 
+def _freezer_heads(locations: np.ndarray) -> pa.Array:
+    """The freezer of each storage location (first segment of FREEZER/RACK/BOX/POSITION); null when missing."""
+    joined = pa.array(locations, type=pa.string(), from_pandas=True)
+    return pc.list_element(pc.split_pattern(joined, "/", max_splits=1), 0)
+
+
 def _freezer_codes(*locations: np.ndarray) -> list[np.ndarray]:
     """Joint codes of the freezer (first segment of FREEZER/RACK/BOX/POSITION); missing -1."""
-    joined = pa.array(np.concatenate(locations), type=pa.string(), from_pandas=True)
-    heads = pc.list_element(pc.split_pattern(joined, "/", max_splits=1), 0)
+    heads = _freezer_heads(np.concatenate(locations))
     codes = pc.fill_null(pc.dictionary_encode(heads).indices, -1).to_numpy(zero_copy_only=False)
     return np.split(codes.astype(np.int64), np.cumsum([len(a) for a in locations])[:-1])
 
@@ -475,6 +482,180 @@ def _quality_risk_score(f: Mapping[str, np.ndarray]) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+#: Per query row, (count, sum) of the history events of its operator, site and freezer.
+Aggregates = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _history_aggregates(
+    sub: pd.DataFrame, history: pd.DataFrame, samples: pd.DataFrame, sid_index: pd.Index, idx: np.ndarray, t: np.ndarray
+) -> Aggregates:
+    """Operator and site (labelled count, fail count) and freezer (count, occupancy sum) per row of
+    ``sub``, over ``history`` events strictly before the row's ``t``, the row's own sample excluded."""
+    what, hw = "samples", "history"
+    n_q = len(idx)
+    if len(history) == 0:
+        history = pd.DataFrame(
+            {c: pd.Series(dtype="datetime64[ns, UTC]" if c.endswith("_ts") else object) for c in _HISTORY_COLUMNS}
+        )
+    h_sid = _obj(history, "sample_id", hw)
+    h_received = _ns(history, "received_ts", hw)
+    h_label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), h_received)
+    h_occ = _float(history, "box_occupancy", hw)
+    h_qc = _enum(_obj(history, "qc_status", hw), QC_STATUSES)
+
+    q_op, e_op = _codes(_obj(sub, "operator_id", what), _obj(history, "operator_id", hw))
+    q_site, e_site = _codes(_obj(sub, "site", what), _obj(history, "site", hw))
+    q_frz, e_frz = _freezer_codes(_obj(sub, "storage_location", what), _obj(history, "storage_location", hw))
+
+    # Pairs (output row pi, history row pj) of the same sample: their contributions are subtracted.
+    row_of_input = np.full(len(samples) + 1, -1, dtype=np.int64)  # input position -> output row; [-1] -> -1
+    row_of_input[idx] = np.arange(n_q)
+    match = row_of_input[sid_index.get_indexer(h_sid)] if len(h_sid) else np.array([], dtype=np.int64)
+    pj = np.flatnonzero(match >= 0)
+    pi = match[pj]
+
+    q_order = np.argsort(t, kind="stable")  # shared by every timeline
+
+    def aggregate(
+        ev: np.ndarray, ev_group: np.ndarray, timeline: _Timeline, values: np.ndarray, q_group: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Count and sum of ``values`` over events ``ev`` (mask) of the row's group strictly
+        before its as_of, minus the row's own sample."""
+        count, total = _sums_before(ev_group[ev], values[ev], q_group, timeline)
+        ev_pos = np.cumsum(ev) - 1  # position of a history row among the events
+        own = ev[pj] & (ev_group[pj] == q_group[pi]) & (q_group[pi] >= 0)
+        own[own] = timeline.rank_e[ev_pos[pj[own]]] < timeline.rank_q[pi[own]]
+        count -= np.bincount(pi[own], minlength=n_q)
+        total -= np.bincount(pi[own], weights=values[pj[own]], minlength=n_q)
+        return count, total
+
+    labelled = (h_qc >= 0) & (h_label != _NAT)
+    is_fail = (h_qc == QC_STATUSES.index(FAIL_STATUS)).astype(np.float64)
+    label_timeline = _Timeline.build(h_label[labelled], t, q_order)
+    out: Aggregates = {}
+    for name, q_group, ev_group in (("operator", q_op, e_op), ("site", q_site, e_site)):
+        out[name] = aggregate(labelled, ev_group, label_timeline, is_fail, q_group)
+    in_freezer = (h_received != _NAT) & ~np.isnan(h_occ) & (e_frz >= 0)
+    freezer_timeline = _Timeline.build(h_received[in_freezer], t, q_order)
+    out["freezer"] = aggregate(in_freezer, e_frz, freezer_timeline, h_occ, q_frz)
+    return out
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    """The history aggregates as they stand after every known event: what serving needs.
+
+    ``compute_features(samples, HistorySnapshot.build(history), as_of)`` equals
+    ``compute_features(samples, history, as_of)`` for every ``as_of`` later than the latest
+    event of ``history`` (``cutoff``): then every label and every receipt is "strictly before"
+    the row, so the point-in-time aggregates are plain per-group totals, which a dictionary
+    lookup answers in microseconds instead of sorting the whole history per request. Earlier
+    instants raise: they need the full history.
+
+    ``groups`` holds one row per (kind, key): operator and site labelled counts and fail counts,
+    freezer sample counts and occupancy sums. ``own`` holds each history sample's contribution,
+    so a request about a known sample excludes its own label, exactly like the full path.
+    """
+
+    cutoff: pd.Timestamp
+    groups: pd.DataFrame  # index (kind, key); columns count, total
+    own: pd.DataFrame  # index sample_id; operator_id, site, freezer, labelled, is_fail, in_freezer, occupancy
+
+    @classmethod
+    def build(cls, history: pd.DataFrame) -> HistorySnapshot:
+        hw = "history"
+        h_received = _ns(history, "received_ts", hw)
+        h_label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), h_received)
+        h_occ = _float(history, "box_occupancy", hw)
+        h_qc = _enum(_obj(history, "qc_status", hw), QC_STATUSES)
+        own = pd.DataFrame(
+            {
+                "operator_id": _obj(history, "operator_id", hw),
+                "site": _obj(history, "site", hw),
+                "freezer": np.asarray(_freezer_heads(_obj(history, "storage_location", hw)).to_pandas(), dtype=object),
+                "labelled": (h_qc >= 0) & (h_label != _NAT),
+                "is_fail": (h_qc == QC_STATUSES.index(FAIL_STATUS)).astype(np.float64),
+                "occupancy": h_occ,
+            },
+            index=pd.Index(_obj(history, "sample_id", hw), name=SAMPLE_ID),
+        )
+        own["in_freezer"] = (h_received != _NAT) & ~np.isnan(h_occ) & own["freezer"].notna()
+        labelled, in_freezer = own[own["labelled"]], own[own["in_freezer"]]
+        parts = [
+            labelled.groupby("operator_id")["is_fail"].agg(["count", "sum"]).assign(kind="operator"),
+            labelled.groupby("site")["is_fail"].agg(["count", "sum"]).assign(kind="site"),
+            in_freezer.groupby("freezer")["occupancy"].agg(["count", "sum"]).assign(kind="freezer"),
+        ]
+        groups = pd.concat([p.rename_axis("key").reset_index() for p in parts], ignore_index=True)
+        groups = groups.rename(columns={"sum": "total"}).set_index(["kind", "key"])[["count", "total"]].astype(float)
+        events = np.concatenate([h_label[own["labelled"].to_numpy()], h_received[own["in_freezer"].to_numpy()]])
+        cutoff = pd.Timestamp(int(events.max()), tz="UTC") if len(events) else pd.Timestamp(0, tz="UTC")
+        relevant = own[own["labelled"] | own["in_freezer"]]
+        return cls(cutoff=cutoff, groups=groups, own=relevant[~relevant.index.duplicated(keep="first")])
+
+    def aggregates(self, sub: pd.DataFrame, t: np.ndarray) -> Aggregates:
+        """The aggregates of :func:`_history_aggregates` for rows computed after ``cutoff``."""
+        if len(t) and t.min() <= self.cutoff.value:
+            raise ValueError(
+                f"this history snapshot holds events up to {self.cutoff.isoformat()}; "
+                "features as of that moment or earlier need the full history"
+            )
+        what = "samples"
+        keys = {
+            "operator": _obj(sub, "operator_id", what),
+            "site": _obj(sub, "site", what),
+            "freezer": np.asarray(_freezer_heads(_obj(sub, "storage_location", what)).to_pandas(), dtype=object),
+        }
+        own_row = self._lookup["own"].get_indexer(pd.Index(_obj(sub, "sample_id", what), dtype=object))
+        out: Aggregates = {}
+        for kind, key in keys.items():
+            index, count, total, own_key, own_counted, own_value = self._lookup[kind]
+            at = index.get_indexer(pd.Index(key, dtype=object))
+            found = at >= 0
+            n = np.where(found, count[np.maximum(at, 0)], 0.0)
+            sums = np.where(found, total[np.maximum(at, 0)], 0.0)
+            # the row's own sample, when the history knows it, under the same key
+            mine = (own_row >= 0) & found
+            mine[mine] = own_counted[own_row[mine]] & (own_key[own_row[mine]] == at[mine])
+            out[kind] = (n - mine, sums - np.where(mine, own_value[np.maximum(own_row, 0)], 0.0))
+        return out
+
+    @functools.cached_property
+    def _lookup(self) -> dict[str, Any]:
+        """Hash indexes and plain arrays per kind, built once: lookups are vectorised get_indexer calls."""
+        own = self.own
+        lookup: dict[str, Any] = {"own": pd.Index(own.index, dtype=object)}
+        columns = {"operator": ("operator_id", "labelled", "is_fail"), "site": ("site", "labelled", "is_fail"),
+                   "freezer": ("freezer", "in_freezer", "occupancy")}  # fmt: skip
+        for kind, (key_column, counted, value) in columns.items():
+            table = self.groups.xs(kind, level="kind") if kind in self.groups.index.get_level_values(0) else None
+            index = pd.Index([] if table is None else table.index, dtype=object)
+            lookup[kind] = (
+                index,
+                np.empty(0) if table is None else table["count"].to_numpy(dtype=float),
+                np.empty(0) if table is None else table["total"].to_numpy(dtype=float),
+                index.get_indexer(pd.Index(own[key_column], dtype=object)),
+                own[counted].to_numpy(dtype=bool),
+                np.nan_to_num(own[value].to_numpy(dtype=float)),
+            )
+        return lookup
+
+    def save(self, folder: Path) -> None:
+        """Write the snapshot as two Parquet files and the cutoff (shipped inside the Bento)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.groups.reset_index().to_parquet(folder / "groups.parquet", index=False)
+        self.own.reset_index().to_parquet(folder / "own.parquet", index=False)
+        (folder / "cutoff.txt").write_text(self.cutoff.isoformat())
+
+    @classmethod
+    def load(cls, folder: Path) -> HistorySnapshot:
+        groups = pd.read_parquet(folder / "groups.parquet").set_index(["kind", "key"])
+        own = pd.read_parquet(folder / "own.parquet").set_index(SAMPLE_ID)
+        for column in ("operator_id", "site", "freezer"):
+            own[column] = own[column].astype(object).where(own[column].notna(), None)
+        return cls(cutoff=pd.Timestamp((folder / "cutoff.txt").read_text()), groups=groups, own=own)
+
+
 def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
     ts = pd.Timestamp(as_of)
     if ts is pd.NaT:
@@ -487,7 +668,7 @@ def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
 
 def compute_features(
     samples: pd.DataFrame,
-    history: pd.DataFrame,
+    history: pd.DataFrame | HistorySnapshot,
     as_of: pd.Timestamp | datetime | str | None = None,
 ) -> pd.DataFrame:
     """Compute the point-in-time features of ``samples`` against ``history``.
@@ -497,7 +678,8 @@ def compute_features(
             be unique. Optional contract columns may be absent (read as missing).
         history: typed frame of all known samples (may include ``samples``; may be empty).
             Only ``sample_id``, the timestamps, ``storage_location``, ``box_occupancy``,
-            ``operator_id``, ``site`` and ``qc_status`` are read.
+            ``operator_id``, ``site`` and ``qc_status`` are read. Or a :class:`HistorySnapshot`
+            of it (serving): the same answer for ``as_of`` after its cutoff, without the sort.
         as_of: an instant (naive = UTC) at which every row is computed, or None to compute
             each sample as of its own ``label_ts`` (the training view). See the module
             docstring for the exact point-in-time rules.
@@ -562,54 +744,15 @@ def compute_features(
     f["box_utilisation"] = _float(sub, "box_occupancy", what) / 100.0
 
     # ---- history aggregates (point-in-time, the row's own sample excluded)
-    hw = "history"
-    if len(history) == 0:
-        history = pd.DataFrame(
-            {c: pd.Series(dtype="datetime64[ns, UTC]" if c.endswith("_ts") else object) for c in _HISTORY_COLUMNS}
-        )
-    h_sid = _obj(history, "sample_id", hw)
-    h_received = _ns(history, "received_ts", hw)
-    h_label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), h_received)
-    h_occ = _float(history, "box_occupancy", hw)
-    h_qc = _enum(_obj(history, "qc_status", hw), QC_STATUSES)
-
-    q_op, e_op = _codes(_obj(sub, "operator_id", what), _obj(history, "operator_id", hw))
-    q_site, e_site = _codes(_obj(sub, "site", what), _obj(history, "site", hw))
-    q_frz, e_frz = _freezer_codes(_obj(sub, "storage_location", what), _obj(history, "storage_location", hw))
-
-    # Pairs (output row pi, history row pj) of the same sample: their contributions are subtracted.
-    row_of_input = np.full(len(samples) + 1, -1, dtype=np.int64)  # input position -> output row; [-1] -> -1
-    row_of_input[idx] = np.arange(n_q)
-    match = row_of_input[sid_index.get_indexer(h_sid)] if len(h_sid) else np.array([], dtype=np.int64)
-    pj = np.flatnonzero(match >= 0)
-    pi = match[pj]
-
-    q_order = np.argsort(t, kind="stable")  # shared by every timeline
-
-    def aggregate(
-        ev: np.ndarray, ev_group: np.ndarray, timeline: _Timeline, values: np.ndarray, q_group: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Count and sum of ``values`` over events ``ev`` (mask) of the row's group strictly
-        before its as_of, minus the row's own sample."""
-        count, total = _sums_before(ev_group[ev], values[ev], q_group, timeline)
-        ev_pos = np.cumsum(ev) - 1  # position of a history row among the events
-        own = ev[pj] & (ev_group[pj] == q_group[pi]) & (q_group[pi] >= 0)
-        own[own] = timeline.rank_e[ev_pos[pj[own]]] < timeline.rank_q[pi[own]]
-        count -= np.bincount(pi[own], minlength=n_q)
-        total -= np.bincount(pi[own], weights=values[pj[own]], minlength=n_q)
-        return count, total
-
-    labelled = (h_qc >= 0) & (h_label != _NAT)
-    is_fail = (h_qc == QC_STATUSES.index(FAIL_STATUS)).astype(np.float64)
-    label_timeline = _Timeline.build(h_label[labelled], t, q_order)
-    for name, q_group, ev_group in (("operator", q_op, e_op), ("site", q_site, e_site)):
-        n, n_fail = aggregate(labelled, ev_group, label_timeline, is_fail, q_group)
+    if isinstance(history, HistorySnapshot):
+        aggregates = history.aggregates(sub, t)
+    else:
+        aggregates = _history_aggregates(sub, history, samples, sid_index, idx, t)
+    for name in ("operator", "site"):
+        n, n_fail = aggregates[name]
         f[f"{name}_failure_rate"] = (n_fail + FAILURE_PRIOR_WEIGHT * FAILURE_PRIOR) / (n + FAILURE_PRIOR_WEIGHT)
         f[f"{name}_history_count"] = n
-
-    in_freezer = (h_received != _NAT) & ~np.isnan(h_occ) & (e_frz >= 0)
-    freezer_timeline = _Timeline.build(h_received[in_freezer], t, q_order)
-    n_box, occ_sum = aggregate(in_freezer, e_frz, freezer_timeline, h_occ, q_frz)
+    n_box, occ_sum = aggregates["freezer"]
     f["freezer_utilisation"] = np.where(n_box > 0, occ_sum / np.maximum(n_box, 1) / 100.0, f["box_utilisation"])
 
     priority = _enum(_obj(sub, "priority", what), PRIORITIES)

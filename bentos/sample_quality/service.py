@@ -1,0 +1,125 @@
+"""The ``sample_quality`` champion as a BentoML service.
+
+    POST /predict          one raw LIMS record → probability, category, risk factors, recommendations
+    POST /batch_predict    {"samples": [record, …]} → one answer per record, in order
+    POST /features         {"sample_ids": [...]} → latest features of known samples (online store)
+    GET  /features/{id}    the same for one sample
+    GET  /model            versions, aliases, metrics, lineage, traffic split
+    GET  /healthz /livez /readyz /metrics   BentoML's probes and Prometheus metrics
+
+The domain work happens in :mod:`tracseq_dagster.serving`; this file wires it to HTTP. The
+served bundle is the BentoML model ``TRACSEQ_MODEL_TAG`` (the ``model_tag`` build argument,
+which the ``sample_quality_bento`` asset sets to the registered versions it packed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from tracseq_dagster import settings
+from tracseq_dagster.serving.auth import BearerTokenMiddleware
+from tracseq_dagster.serving.micro_batcher import MicroBatcher
+from tracseq_dagster.serving.online_store import open_feature_store
+from tracseq_dagster.serving.prediction_cache import cache_key, open_cache
+from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
+from tracseq_dagster.serving.predictor import SampleQualityPredictor
+from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS, SampleRecord
+from tracseq_dagster.serving.service_metrics import ServiceMetrics
+from tracseq_dagster.serving.traffic_split import TrafficSplit
+
+MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "sample_quality:latest"
+
+
+class BatchRequest(BaseModel):
+    samples: list[SampleRecord] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)  # type: ignore[valid-type]
+
+
+class FeatureRequest(BaseModel):
+    sample_ids: list[str] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)
+
+
+routes = FastAPI(title="sample_quality extras")
+
+
+@bentoml.service(
+    name="sample_quality",
+    workers=int(os.environ.get("TRACSEQ_BENTO_WORKERS", "1")),
+    traffic={"timeout": 30, "max_concurrency": 4096},
+    metrics={"enabled": True, "namespace": "tracseq"},
+)
+@bentoml.asgi_app(routes, path="/")
+class SampleQuality:
+    bundle = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        split = TrafficSplit(float(os.environ.get("TRACSEQ_CHALLENGER_SHARE", "0")), os.environ.get("TRACSEQ_AB_SALT", "ab-1"))
+        self.predictor = SampleQualityPredictor(self.bundle.path, split)
+        redis_url = os.environ.get("TRACSEQ_REDIS_URL") or None
+        self.cache = open_cache(redis_url)
+        self.features_store = open_feature_store(redis_url, settings.lake_dir())
+        self.log = BackgroundLogWriter(open_prediction_log(settings.prediction_log_url()))
+        self.metrics = ServiceMetrics()
+        self.batcher = MicroBatcher(
+            self._answer_batch,
+            max_batch=int(os.environ.get("TRACSEQ_MAX_BATCH", "64")),
+            max_wait_ms=float(os.environ.get("TRACSEQ_MAX_WAIT_MS", "5")),
+        )
+
+    @bentoml.api(route="/predict", input_spec=SampleRecord)
+    async def predict(self, **record: Any) -> dict[str, Any]:
+        """Quality of one sample: probability of passing QC, category, risk factors, recommendations."""
+        started = time.perf_counter()
+        key = cache_key(self.predictor.tag, record)
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.metrics.cache_hit()
+            return {**cached, "request_id": uuid.uuid4().hex, "cached": True}
+        answer = await self.batcher.submit(record)
+        self.cache.put(key, answer.response)
+        self._log([answer], started)
+        return {**answer.response, "cached": False}
+
+    @bentoml.api(route="/batch_predict", input_spec=BatchRequest)
+    def batch_predict(self, samples: list[Any]) -> list[dict[str, Any]]:
+        """The same answer as /predict for each record, in order (features and models run once per batch)."""
+        started = time.perf_counter()
+        answers = self.predictor.predict([s.model_dump() for s in samples])
+        self._log(answers, started)
+        return [a.response for a in answers]
+
+    @bentoml.api(route="/features", input_spec=FeatureRequest)
+    def features(self, sample_ids: list[str]) -> dict[str, Any]:
+        """Latest features of known samples (Redis when configured, the offline store otherwise)."""
+        found = self.features_store.get_many(sample_ids)
+        return {"features": found, "missing": [s for s in sample_ids if s not in found]}
+
+    @routes.get("/features/{sample_id}")
+    def one_sample_features(self, sample_id: str) -> dict[str, Any]:
+        found = self.features_store.get_many([sample_id])
+        if sample_id not in found:
+            raise HTTPException(status_code=404, detail=f"no features for sample {sample_id!r}: not in the online store")
+        return {"sample_id": sample_id, "features": found[sample_id]}
+
+    @routes.get("/model")
+    def model(self) -> dict[str, Any]:
+        return self.predictor.model_info()
+
+    def _answer_batch(self, records: list[dict[str, Any]]) -> list[Any]:
+        return self.predictor.predict(records)
+
+    def _log(self, answers: list[Any], started: float) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.metrics.observe(answers)
+        self.log.submit([{**a.log_row, "ts": datetime.now(timezone.utc), "latency_ms": latency_ms / max(len(answers), 1)} for a in answers])
+
+
+if os.environ.get("TRACSEQ_API_TOKEN"):
+    SampleQuality.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])

@@ -1,0 +1,139 @@
+"""What a prediction means for the bench: a quality category, risk factors and recommendations.
+
+Categories by the probability that the sample passes QC (thresholds documented in the README):
+
+* ``high``: P(pass) >= 0.70: process as planned.
+* ``medium``: 0.40 <= P(pass) < 0.70: check the flagged factors before spending sequencing.
+* ``low``: P(pass) < 0.40: act on the recommendations first.
+
+Risk factors are the features with the most negative contributions (see
+:mod:`tracseq_dagster.serving.scoring`); each maps to an action a lab technician can take,
+worded with the sample's own values (the freezer, the cycle count, the ratio).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME
+
+HIGH_THRESHOLD = 0.70
+MEDIUM_THRESHOLD = 0.40
+#: How many risk factors an answer lists.
+TOP_RISK_FACTORS = 5
+
+
+def category(quality_probability: float) -> str:
+    """high / medium / low by the documented thresholds."""
+    if quality_probability >= HIGH_THRESHOLD:
+        return "high"
+    if quality_probability >= MEDIUM_THRESHOLD:
+        return "medium"
+    return "low"
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    feature: str
+    value: Any
+    contribution: float
+    description: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "value": self.value, "contribution": self.contribution,
+                "description": self.description}  # fmt: skip
+
+
+def risk_factors(contributions: np.ndarray, features: Mapping[str, Any], top: int = TOP_RISK_FACTORS) -> list[RiskFactor]:
+    """The features pushing hardest away from ``pass`` (negative contributions), worst first."""
+    order = np.argsort(contributions)
+    out = []
+    for j in order[:top]:
+        if contributions[j] >= 0:
+            break
+        name = FEATURE_NAMES[j]
+        out.append(RiskFactor(name, _plain(features.get(name)), round(float(contributions[j]), 6),
+                              FEATURE_SPEC_BY_NAME[name].description))  # fmt: skip
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, (int, float, str)) else str(value)
+
+
+def _freezer(record: Mapping[str, Any]) -> str:
+    return str(record.get("storage_location") or "?").split("/", 1)[0]
+
+
+# One action per feature; each reads the raw record and the features for the sample's own numbers.
+_ACTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
+    "freeze_thaw_cycles": lambda r, f: (
+        f"Limit freeze-thaw cycles: {r.get('freeze_thaw_cycles')} recorded; aliquot before the next thaw."
+    ),
+    "integrity_score": lambda r, f: (
+        f"Re-extract: integrity is low (RIN {r.get('rin')}, DIN {r.get('din')}); check the extraction protocol."
+    ),
+    "purity_score": lambda r, f: (
+        f"Clean up and re-quantify: A260/280 {r.get('a260_280')}, A260/230 {r.get('a260_230')} are off the ideal."
+    ),
+    "log_concentration": lambda r, f: (
+        f"Re-quantify: concentration {r.get('concentration_ng_ul')} ng/µL is low for library preparation."
+    ),
+    "total_yield_ng": lambda r, f: (
+        f"Re-quantify or concentrate: total yield {_plain(f.get('total_yield_ng'))} ng may not be enough."
+    ),
+    "storage_temp_deviation_c": lambda r, f: (
+        f"Check freezer {_freezer(r)}: stored at {r.get('storage_temp_c')} °C, "
+        f"{_plain(f.get('storage_temp_deviation_c'))} °C from the target for {r.get('sample_type')}."
+    ),
+    "max_temp_deviation_c": lambda r, f: (
+        f"Check freezer {_freezer(r)}: an excursion of {r.get('max_temp_deviation_c')} °C was recorded."
+    ),
+    "temp_excursion_rate_per_day": lambda r, f: (
+        f"Check freezer {_freezer(r)} and its alarm log: {r.get('temp_excursions')} temperature excursions."
+    ),
+    "processing_delay_hours": lambda r, f: (
+        f"Extract promptly: {_plain(f.get('processing_delay_hours'))} h between receipt and extraction."
+    ),
+    "processing_delay_category": lambda r, f: (
+        f"Extract promptly: processing delay is '{_plain(f.get('processing_delay_category'))}'."
+    ),
+    "sample_age_hours": lambda r, f: (
+        f"Prioritise: the sample is {_plain(f.get('sample_age_hours'))} h old; consider requesting a fresh sample."
+    ),
+    "transit_time_hours": lambda r, f: (
+        f"Review shipping from {r.get('site')}: {_plain(f.get('transit_time_hours'))} h in transit."
+    ),
+    "operator_failure_rate": lambda r, f: (
+        f"Review handling with operator {r.get('operator_id')} (recent failure rate "
+        f"{_plain(f.get('operator_failure_rate'))})."
+    ),
+    "site_failure_rate": lambda r, f: (
+        f"Review collection and shipping at {r.get('site')} (recent failure rate {_plain(f.get('site_failure_rate'))})."
+    ),
+    "box_utilisation": lambda r, f: (
+        f"Check box {r.get('storage_location')}: {r.get('box_occupancy')} of 100 positions used."
+    ),
+    "freezer_utilisation": lambda r, f: f"Check freezer {_freezer(r)}: it is heavily loaded.",
+    "quality_risk_score": lambda r, f: "Several handling risks combine: review storage and processing history.",
+}
+
+
+def recommendations(factors: list[RiskFactor], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
+    """One action per risk factor that has one, in the factors' order, without repeats."""
+    out: list[str] = []
+    for factor in factors:
+        action = _ACTIONS.get(factor.feature)
+        if action is not None:
+            text = action(record, features)
+            if text not in out:
+                out.append(text)
+    return out

@@ -1,0 +1,124 @@
+"""The serving bundle: everything the prediction service loads, exported from the registry.
+
+A bundle is a folder::
+
+    champion/model.pkl      the registered model (MLflow's cloudpickle of the sklearn flavour)
+    champion/card.json      name, version, alias, family, training metrics, lineage
+    challenger/…            the same for the challenger, when one exists besides the champion
+    history/                the HistorySnapshot of every accepted sample (point-in-time aggregates)
+    reference.json          typical training values per feature (occlusion baseline)
+    bundle.json             which variants are in it, when it was made, its tag
+
+The ``sample_quality_bento`` asset saves a bundle into the BentoML model store and builds the
+Bento around it, so a Bento is self-contained: no registry or lake access at serve time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+import pandas as pd
+
+from tracseq_dagster.features import FEATURE_CODE_VERSION, HistorySnapshot
+from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
+from tracseq_dagster.serving.scoring import reference_values
+from tracseq_dagster.tracking import fluent_api
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What ``GET /model`` reports about one served model version."""
+
+    name: str
+    version: str
+    alias: str
+    family: str
+    run_id: str
+    metrics: dict[str, float]
+    feature_code_version: str
+    training_fingerprint: str
+    training_rows: int
+    export_hashes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    tag: str  # "v<champion>" or "v<champion>-c<challenger>", plus a content hash
+    champion: ModelCard
+    challenger: ModelCard | None
+    history_cutoff: str
+    history_samples: int
+    created_at: str
+
+
+def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.DataFrame, folder: Path) -> BundleInfo:
+    """Write the champion (and challenger, if different) into ``folder`` with the history of
+    ``samples`` (every accepted sample) and the typical values of ``features`` (the offline table)."""
+    champion = registry.version(CHAMPION)
+    if champion is None:
+        raise RegistryError(f"model {registry.name!r} has no champion yet: train and promote one first (tracseq train)")
+    challenger = registry.version(CHALLENGER)
+    folder.mkdir(parents=True, exist_ok=True)
+    cards = {CHAMPION: _export_version(registry, champion, CHAMPION, folder / CHAMPION)}
+    if challenger is not None and str(challenger.version) != str(champion.version):
+        cards[CHALLENGER] = _export_version(registry, challenger, CHALLENGER, folder / CHALLENGER)
+
+    snapshot = HistorySnapshot.build(samples)
+    snapshot.save(folder / "history")
+    (folder / "reference.json").write_text(json.dumps(reference_values(features), indent=2))
+
+    versions = f"v{cards[CHAMPION].version}" + (f"-c{cards[CHALLENGER].version}" if CHALLENGER in cards else "")
+    content = hashlib.sha256(f"{versions}|{snapshot.cutoff}|{len(samples)}|{FEATURE_CODE_VERSION}".encode())
+    info = BundleInfo(
+        tag=f"{versions}-{content.hexdigest()[:8]}",
+        champion=cards[CHAMPION],
+        challenger=cards.get(CHALLENGER),
+        history_cutoff=snapshot.cutoff.isoformat(),
+        history_samples=len(samples),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    (folder / "bundle.json").write_text(json.dumps(asdict(info), indent=2))
+    return info
+
+
+def _export_version(registry: ModelRegistry, version: Any, alias: str, folder: Path) -> ModelCard:
+    client = registry.client
+    with fluent_api(client):
+        model = mlflow.sklearn.load_model(registry.model_uri(str(version.version)))
+    run = client.get_run(version.run_id)
+    tags = version.tags or {}
+    card = ModelCard(
+        name=registry.name,
+        version=str(version.version),
+        alias=alias,
+        family=tags.get("family", "unknown"),
+        run_id=version.run_id,
+        metrics={k: float(v) for k, v in run.data.metrics.items() if k.startswith(("holdout_", "cv_"))},
+        feature_code_version=tags.get("feature_code_version", ""),
+        training_fingerprint=tags.get("training_fingerprint", ""),
+        training_rows=int(tags.get("training_rows", "0") or 0),
+        export_hashes=[h for h in tags.get("export_hashes", "").split(",") if h],
+    )
+    if card.feature_code_version and card.feature_code_version != FEATURE_CODE_VERSION:
+        # Serving would compute features with other code than the model was trained on.
+        raise RegistryError(
+            f"{registry.name} v{card.version} was trained with feature code {card.feature_code_version}, "
+            f"this build has {FEATURE_CODE_VERSION}: retrain before packaging"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "model.pkl").open("wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    (folder / "card.json").write_text(json.dumps(asdict(card), indent=2))
+    return card

@@ -1,0 +1,71 @@
+"""Answers to identical repeated requests, in process (default) or in Redis.
+
+The key is the model versions serving plus a hash of the canonical request, so a new model
+version can never be answered from an old one's cache (the old keys are simply never asked
+again; Redis entries expire, the in-process LRU evicts them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import redis
+
+
+class PredictionCache(Protocol):
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+def cache_key(model_tag: str, record: dict[str, Any]) -> str:
+    """A stable key: the models' tag and the record's canonical JSON."""
+    canonical = json.dumps(record, sort_keys=True, default=str, separators=(",", ":"))
+    return f"{model_tag}:{hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()}"
+
+
+class InProcessCache:
+    """A bounded LRU, one per worker process."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+class RedisCache:
+    """Shared by every worker and replica; entries expire after ``ttl_s``."""
+
+    def __init__(self, url: str, prefix: str = "tracseq:prediction:", ttl_s: int = 3600) -> None:
+        self._redis = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self._redis.get(self.prefix + key)
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._redis.set(self.prefix + key, json.dumps(value, default=str), ex=self.ttl_s)
+
+
+def open_cache(url: str | None) -> PredictionCache:
+    """Redis when a ``redis://`` URL is configured, the in-process LRU otherwise."""
+    return RedisCache(url) if url else InProcessCache()

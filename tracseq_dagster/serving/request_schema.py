@@ -1,0 +1,102 @@
+"""What a LIMS sends to the prediction service: one raw sample record of the export contract.
+
+The pydantic model is generated from :mod:`tracseq_dagster.contract`, so the HTTP contract
+cannot drift from the export contract: the same names, types, enums, ranges and patterns,
+and the same timestamp order. A bad record is answered 400 with one entry per bad field
+(pydantic's ``loc`` names it); the service never sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from tracseq_dagster.contract import (
+    COLUMNS,
+    CONTRACT_COLUMNS,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    STRING_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    TIMESTAMP_ORDER,
+    ContractColumn,
+    Kind,
+)
+
+#: The largest batch one call may carry; bigger batches are refused with 400, not queued.
+MAX_BATCH_RECORDS = 10_000
+#: The label is what the model predicts: a request never carries it.
+REQUEST_COLUMNS: tuple[str, ...] = tuple(c for c in CONTRACT_COLUMNS if c != "qc_status")
+
+
+def _field(column: ContractColumn) -> tuple[Any, Any]:
+    """The pydantic type and ``Field`` of one contract column."""
+    python_type: Any = {Kind.STRING: str, Kind.TIMESTAMP: datetime, Kind.FLOAT: float, Kind.INT: int}.get(column.kind)
+    if column.kind is Kind.ENUM:
+        python_type = Literal[column.allowed]  # type: ignore[valid-type]
+    bounds: dict[str, Any] = {}
+    if column.minimum is not None:
+        bounds["gt" if column.exclusive_minimum else "ge"] = column.minimum
+    if column.maximum is not None:
+        bounds["le"] = column.maximum
+    if column.pattern is not None:
+        bounds["pattern"] = f"^{column.pattern}$"
+    if column.kind in (Kind.STRING,) and column.pattern is None:
+        bounds["min_length"] = 1
+    if column.kind is Kind.FLOAT:
+        bounds["allow_inf_nan"] = False
+    description = column.description + (f" ({column.unit})" if column.unit else "")
+    if column.required:
+        return python_type, Field(..., description=description, **bounds)
+    return python_type | None, Field(None, description=description, **bounds)
+
+
+class _RecordBase(BaseModel):
+    # Extra columns are what real exports carry (see DESIGN.md): ignored, like the parser does.
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    @model_validator(mode="after")
+    def _timestamps_in_order(self) -> _RecordBase:
+        for earlier, later in TIMESTAMP_ORDER:
+            a, b = getattr(self, earlier), getattr(self, later)
+            if a is not None and b is not None and _utc(a) > _utc(b):
+                raise ValueError(f"{earlier} ({a.isoformat()}) is after {later} ({b.isoformat()})")
+        return self
+
+
+SampleRecord: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "SampleRecord",
+    __base__=_RecordBase,
+    __doc__="One sample as the LIMS export contract defines it (the qc_status label excluded).",
+    **{c.name: _field(c) for c in COLUMNS if c.name in REQUEST_COLUMNS},
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are UTC, as everywhere in the lake."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Validated records (``model_dump()`` dicts) as the typed frame the feature code reads.
+
+    Strings as pandas ``"string"``, timestamps ``datetime64[ns, UTC]``, floats ``float64``,
+    ints ``"Int64"``: the parser's conventions, so features are computed exactly as in training.
+    """
+    frame = pd.DataFrame.from_records(records, columns=list(REQUEST_COLUMNS))
+    for name in TIMESTAMP_COLUMNS:
+        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601") if frame[name].dtype == object else frame[name]
+        if not isinstance(frame[name].dtype, pd.DatetimeTZDtype):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        frame[name] = frame[name].astype("datetime64[ns, UTC]")
+    for name in FLOAT_COLUMNS:
+        frame[name] = frame[name].astype("float64")
+    for name in INT_COLUMNS:
+        frame[name] = frame[name].astype("Int64")
+    for name in STRING_COLUMNS:
+        if name in frame.columns:
+            frame[name] = frame[name].astype("string")
+    return frame
