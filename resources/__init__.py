@@ -3,7 +3,8 @@
 from resources.lake import LakeResource
 from resources.landing import LandingZoneResource
 from resources.mlflow_tracking import MLflowResource
+from resources.online_store import OnlineStoreResource
 from resources.optuna_storage import OptunaStorageResource
 from resources.parsing import ExportParsingResource
 
-__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource", "MLflowResource", "OptunaStorageResource"]
+__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource", "MLflowResource", "OnlineStoreResource", "OptunaStorageResource"]

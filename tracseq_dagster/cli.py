@@ -295,6 +295,53 @@ def model_rollback_command(
     console.print(f"champion is now v{event.version} (was v{event.previous})")
 
 
+bento_app = typer.Typer(help="The sample_quality prediction service (BentoML): build, serve.", no_args_is_help=True)
+app.add_typer(bento_app, name="bento")
+
+
+@bento_app.command("build")
+def bento_build_command() -> None:
+    """Package the registry's champion (and challenger) as the sample_quality Bento, through Dagster."""
+    from tracseq_dagster.instance import get_instance
+    from tracseq_dagster.train import package_bento
+
+    instance = get_instance()
+    with console.status("exporting the champion and building the Bento"):
+        outcome = package_bento()
+    if not outcome.success:
+        err_console.print(f"[red]error:[/] {outcome.error}", soft_wrap=True)
+        raise typer.Exit(code=1)
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("sample_quality_bento"))
+    metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+    console.print(f"built [bold]{metadata['bento'].value}[/] (champion v{metadata['champion_version'].value}, "
+                  f"challenger {metadata['challenger_version'].value}); serve it with: tracseq bento serve")  # fmt: skip
+
+
+@bento_app.command("serve")
+def bento_serve_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    tag: Annotated[Optional[str], typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
+) -> None:
+    """Serve the latest sample_quality Bento (bentoml serve) until interrupted."""
+    import os
+    import shutil
+    import sys
+
+    import bentoml
+
+    if tag is None:
+        builds = sorted(bentoml.bentos.list("sample_quality"), key=lambda b: b.info.creation_time)
+        if not builds:
+            err_console.print("[red]error:[/] no sample_quality Bento yet: run tracseq bento build", soft_wrap=True)
+            raise typer.Exit(code=2)
+        tag = str(builds[-1].tag)
+    bentoml_cli = shutil.which("bentoml") or os.path.join(os.path.dirname(sys.executable), "bentoml")
+    os.execv(bentoml_cli, [bentoml_cli, "serve", tag, "--host", host, "--port", str(port)])
+
+
 def _cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 

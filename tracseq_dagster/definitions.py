@@ -7,13 +7,22 @@ import dagster as dg
 from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
 from assets.features import sample_features
 from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
+from assets.serving import online_sample_features, sample_quality_bento
 from assets.validation import validate_lab_export
-from resources import ExportParsingResource, LakeResource, LandingZoneResource, MLflowResource, OptunaStorageResource
+from resources import (
+    ExportParsingResource,
+    LakeResource,
+    LandingZoneResource,
+    MLflowResource,
+    OnlineStoreResource,
+    OptunaStorageResource,
+)
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import (
     audit_raw_export_job,
     automl_sweep_job,
     ingest_lab_export_job,
+    package_bento_job,
     register_and_promote_job,
     sample_features_job,
 )
@@ -38,6 +47,8 @@ def build_definitions(
             automl_leaderboard,
             registered_model,
             promotion_gate,
+            sample_quality_bento,
+            online_sample_features,
         ],
         asset_checks=[raw_rows_meet_contract],
         jobs=[
@@ -46,6 +57,7 @@ def build_definitions(
             sample_features_job,
             automl_sweep_job,
             register_and_promote_job,
+            package_bento_job,
         ],
         sensors=[lab_export_sensor, features_automation_sensor],
         resources={
@@ -57,6 +69,7 @@ def build_definitions(
                 artifact_location=settings.mlflow_artifact_location(),
             ),
             "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
+            "online_store": OnlineStoreResource(redis_url=settings.redis_url()),
         },
     )
 

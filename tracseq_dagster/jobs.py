@@ -47,3 +47,10 @@ register_and_promote_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("automl_leaderboard", "registered_model", "promotion_gate"),
     description="Rank the family sweeps, refit and register the winner as challenger, run the promotion gate.",
 )
+
+# After a promotion: export the champion (and challenger) with the history and build the Bento.
+package_bento_job = dg.define_asset_job(
+    "package_bento",
+    selection=dg.AssetSelection.assets("sample_quality_bento"),
+    description="Package the registry's champion (and challenger) as the sample_quality Bento.",
+)

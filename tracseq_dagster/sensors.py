@@ -48,7 +48,7 @@ def lab_export_sensor(context: dg.SensorEvaluationContext, landing_zone: Landing
 # Declarative automation keeps sample_features fresh once new exports are validated.
 features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
-    target=dg.AssetSelection.assets("sample_features"),
+    target=dg.AssetSelection.assets("sample_features", "online_sample_features"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=settings.sensor_interval_s(),
 )

@@ -99,3 +99,8 @@ def _run_job(
         tags=tags,
     )
     return StepOutcome(step, result.run_id, result.success, None if result.success else failure_message(result))
+
+
+def package_bento(definitions_kwargs: dict[str, Any] | None = None, log_level: str = "ERROR") -> StepOutcome:
+    """Materialize ``sample_quality_bento`` (export the champion, build the Bento) on ``$DAGSTER_HOME``."""
+    return _run_job("package_bento", "sample_quality_bento", {}, definitions_kwargs or {}, log_level)

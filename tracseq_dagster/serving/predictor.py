@@ -71,12 +71,14 @@ class SampleQualityPredictor:
             "history_samples": self.info["history_samples"],
         }
 
-    def predict(self, records: list[dict[str, Any]], request_ids: list[str] | None = None) -> list[Answer]:
+    def predict(
+        self, records: list[dict[str, Any]], request_ids: list[str] | None = None, *, as_of: pd.Timestamp | None = None
+    ) -> list[Answer]:
         """Answers for validated records (``SampleRecord.model_dump()``), in input order.
 
-        Records are computed as of now (or of the latest ``received_ts`` among them, if a
-        clock runs ahead), always after the history snapshot's cutoff. A sample id repeated in
-        one call is answered once per occurrence.
+        Records are computed as of ``as_of`` (default now; or the latest ``received_ts`` among
+        them, if a clock runs ahead), always after the history snapshot's cutoff. A sample id
+        repeated in one call is answered once per occurrence.
         """
         if not records:
             return []
@@ -84,13 +86,14 @@ class SampleQualityPredictor:
         answers: list[Answer | None] = [None] * len(records)
         for positions in _rounds_without_repeats([r["sample_id"] for r in records]):
             batch = [records[i] for i in positions]
-            for i, answer in zip(positions, self._predict_unique(batch, [ids[i] for i in positions]), strict=True):
+            for i, answer in zip(positions, self._predict_unique(batch, [ids[i] for i in positions], as_of), strict=True):
                 answers[i] = answer
         return [a for a in answers if a is not None]
 
-    def _predict_unique(self, records: list[dict[str, Any]], request_ids: list[str]) -> list[Answer]:
+    def _predict_unique(self, records: list[dict[str, Any]], request_ids: list[str], as_of: pd.Timestamp | None) -> list[Answer]:
         frame = records_frame(records)
-        as_of = max(pd.Timestamp.now(tz="UTC"), frame["received_ts"].max(), self.history.cutoff + pd.Timedelta(microseconds=1))
+        moment = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
+        as_of = max(moment, frame["received_ts"].max(), self.history.cutoff + pd.Timedelta(microseconds=1))
         features = compute_features(frame, self.history, as_of=as_of).reindex(frame[SAMPLE_ID].astype(object))
         variant_of = np.array([self.split.variant(str(s)) for s in frame[SAMPLE_ID]], dtype=object)
         out: list[Answer | None] = [None] * len(records)

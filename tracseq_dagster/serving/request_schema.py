@@ -88,10 +88,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """
     frame = pd.DataFrame.from_records(records, columns=list(REQUEST_COLUMNS))
     for name in TIMESTAMP_COLUMNS:
-        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601") if frame[name].dtype == object else frame[name]
-        if not isinstance(frame[name].dtype, pd.DatetimeTZDtype):
-            frame[name] = pd.to_datetime(frame[name], utc=True)
-        frame[name] = frame[name].astype("datetime64[ns, UTC]")
+        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
     for name in FLOAT_COLUMNS:
         frame[name] = frame[name].astype("float64")
     for name in INT_COLUMNS:

@@ -1,0 +1,20 @@
+"""The online feature store (Redis) as a Dagster resource."""
+
+import dagster as dg
+from pydantic import Field
+
+from tracseq_dagster.serving.online_store import DEFAULT_PREFIX, RedisFeatureStore
+
+
+class OnlineStoreResource(dg.ConfigurableResource):
+    """Where the serving layer reads the latest features of known samples.
+
+    Without ``redis_url`` the prediction service reads the lake's offline table instead, and
+    publishing is skipped (the asset says so). Set it with ``dg.EnvVar("TRACSEQ_REDIS_URL")``.
+    """
+
+    redis_url: str | None = Field(default=None, description="redis://host:port/db; none = offline store only")
+    key_prefix: str = Field(default=DEFAULT_PREFIX, description="Prefix of every feature key")
+
+    def store(self) -> RedisFeatureStore | None:
+        return RedisFeatureStore(self.redis_url, self.key_prefix) if self.redis_url else None

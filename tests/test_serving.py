@@ -1,0 +1,258 @@
+"""The serving core without HTTP: snapshot features, request schema, scoring, advice, split, cache, stores."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+from pydantic import ValidationError
+
+from tests.serving_support import recent_samples, request_records, trained_registry
+from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
+from tracseq_dagster.lake import Lake
+from tracseq_dagster.registry import RegistryError
+from tracseq_dagster.serving.advice import category, recommendations, risk_factors
+from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.serving.micro_batcher import MicroBatcher
+from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore
+from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, cache_key
+from tracseq_dagster.serving.predictor import SampleQualityPredictor
+from tracseq_dagster.serving.request_schema import SampleRecord, records_frame
+from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A registry with a LightGBM champion (v1) and a logistic challenger (v2), and their bundle."""
+    folder = tmp_path_factory.mktemp("serving")
+    trained = trained_registry(folder, rows=2000)
+    trained.train("lightgbm", "run-1")
+    trained.train("logistic", "run-2", promote=False)
+    info = export_bundle(trained.registry, trained.samples, trained.features, folder / "bundle")
+    return trained, info, folder / "bundle"
+
+
+# -- features from a history snapshot ------------------------------------------------------------
+
+
+def test_snapshot_features_equal_the_full_history_path() -> None:
+    history = recent_samples(3000, seed=3)
+    snapshot = HistorySnapshot.build(history)
+    later = snapshot.cutoff + pd.Timedelta(hours=2)
+    known = history.sample(150, random_state=1)  # their own labels must not count
+    new = recent_samples(150, seed=4, id_offset=500_000)
+    requests = pd.concat([known, new], ignore_index=True)
+    expected = compute_features(requests, history, as_of=later)
+    pd.testing.assert_frame_equal(compute_features(requests, snapshot, as_of=later), expected)
+    assert (expected["operator_history_count"] > 0).all()  # the aggregates are really exercised
+
+
+def test_snapshot_round_trips_and_refuses_moments_before_its_cutoff(tmp_path: Path) -> None:
+    history = recent_samples(500, seed=5)
+    snapshot = HistorySnapshot.build(history)
+    snapshot.save(tmp_path / "history")
+    loaded = HistorySnapshot.load(tmp_path / "history")
+    later = snapshot.cutoff + pd.Timedelta(minutes=1)
+    pd.testing.assert_frame_equal(
+        compute_features(history.head(20), loaded, as_of=later), compute_features(history.head(20), history, as_of=later)
+    )
+    with pytest.raises(ValueError, match="need the full history"):
+        compute_features(history.head(1), loaded, as_of=snapshot.cutoff)
+
+
+# -- the request contract -------------------------------------------------------------------------
+
+
+def test_request_schema_names_every_bad_field() -> None:
+    record = request_records(recent_samples(1, seed=6))[0]
+    bad = {**record, "sample_type": "plasma", "storage_temp_c": 55, "volume_ul": "lots", "sample_id": "S-1"}
+    del bad["site"]
+    with pytest.raises(ValidationError) as error:
+        SampleRecord.model_validate(bad)
+    fields = {e["loc"][0] for e in error.value.errors()}
+    assert fields == {"sample_type", "storage_temp_c", "volume_ul", "sample_id", "site"}
+
+
+def test_request_schema_checks_timestamp_order_and_ignores_extra_columns() -> None:
+    record = request_records(recent_samples(1, seed=7))[0]
+    assert SampleRecord.model_validate({**record, "lims_note": "extra"}).model_dump()["sample_id"] == record["sample_id"]
+    with pytest.raises(ValidationError, match="collection_ts .* is after received_ts"):
+        SampleRecord.model_validate({**record, "collection_ts": "2099-01-01T00:00:00Z"})
+
+
+def test_records_frame_gives_the_features_of_the_typed_export() -> None:
+    samples = recent_samples(40, seed=8)
+    records = [SampleRecord.model_validate(r).model_dump() for r in request_records(samples)]
+    moment = samples["received_ts"].max() + pd.Timedelta(days=1)
+    from_requests = compute_features(records_frame(records), samples, as_of=moment)
+    from_export = compute_features(samples.drop(columns=["qc_status"]), samples, as_of=moment)
+    pd.testing.assert_frame_equal(from_requests[list(FEATURE_NAMES)], from_export[list(FEATURE_NAMES)])
+
+
+# -- predictions ------------------------------------------------------------------------------------
+
+
+def test_answers_equal_the_registered_model_on_offline_features(served) -> None:  # type: ignore[no-untyped-def]
+    trained, info, bundle = served
+    predictor = SampleQualityPredictor(bundle)
+    new = recent_samples(30, seed=9, id_offset=700_000)
+    moment = predictor.history.cutoff + pd.Timedelta(hours=1)
+    answers = predictor.predict(request_records(new), as_of=moment)
+    assert [a.response["sample_id"] for a in answers] == new["sample_id"].tolist()  # input order
+    offline = compute_features(new, trained.samples, as_of=moment).loc[new["sample_id"]]
+    champion = predictor.variants[CHAMPION].scorer.model
+    expected = champion.predict_proba(offline[list(FEATURE_NAMES)])[:, list(champion.classes_).index("pass")]
+    got = np.array([a.response["quality_probability"] for a in answers])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    for answer in answers:
+        r = answer.response
+        assert r["model"] == {"name": "sample_quality", "version": info.champion.version, "variant": CHAMPION}
+        assert r["category"] == category(r["quality_probability"]) and r["attribution"] == "tree_shap"
+        assert sum(r["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert all(f["contribution"] < 0 for f in r["risk_factors"])
+        assert set(answer.log_row) >= {"request_id", "variant", "model_version", *FEATURE_NAMES}
+
+
+def test_tree_shap_contributions_add_up_to_the_raw_score(served) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer
+    features = compute_features(recent_samples(25, seed=10), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
+    scores = scorer.score(features)
+    pipeline = scorer.model.estimator_
+    matrix = pipeline[:-1].transform(features[list(FEATURE_NAMES)])
+    booster = pipeline.steps[-1][1].booster_
+    full = booster.predict(matrix, pred_contrib=True).reshape(len(features), -1, len(FEATURE_NAMES) + 1)
+    raw = booster.predict(matrix, raw_score=True)
+    k = scorer.classes.index("pass")
+    np.testing.assert_allclose(scores.contributions.sum(axis=1) + full[:, k, -1], raw[:, k], atol=1e-6)
+
+
+def test_occlusion_explains_the_other_families(served) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    scorer = SampleQualityPredictor(bundle, TrafficSplit(1.0)).variants[CHALLENGER].scorer
+    assert scorer.method == "occlusion"
+    features = compute_features(recent_samples(10, seed=11), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
+    typical = features.assign(**{k: v for k, v in scorer.reference.items() if k != "sample_type"})
+    contributions = scorer.score(typical).contributions
+    at_reference = [j for j, name in enumerate(FEATURE_NAMES) if name != "sample_type"]
+    np.testing.assert_allclose(contributions[:, at_reference], 0.0, atol=1e-12)  # nothing to explain there
+    assert np.abs(scorer.score(features).contributions).sum() > 0
+
+
+def test_ab_split_is_sticky_and_reported(served) -> None:  # type: ignore[no-untyped-def]
+    _, info, bundle = served
+    split = TrafficSplit(0.5, salt="exp-7")
+    predictor = SampleQualityPredictor(bundle, split)
+    records = request_records(recent_samples(200, seed=12, id_offset=800_000))
+    first = predictor.predict(records)
+    variants = {a.response["sample_id"]: a.response["model"]["variant"] for a in first}
+    assert set(variants.values()) == {CHAMPION, CHALLENGER}
+    assert 60 < sum(v == CHALLENGER for v in variants.values()) < 140
+    again = predictor.predict(list(reversed(records)))
+    assert all(variants[a.response["sample_id"]] == a.response["model"]["variant"] for a in again)
+    versions = {a.response["model"]["variant"]: a.response["model"]["version"] for a in first}
+    assert versions == {CHAMPION: info.champion.version, CHALLENGER: info.challenger.version}
+    assert TrafficSplit(0.5, salt="other").variant("TS-2026-000001") in (CHAMPION, CHALLENGER)
+    with pytest.raises(ValueError):
+        TrafficSplit(1.5)
+
+
+def test_repeated_sample_ids_in_one_call_are_each_answered(served) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    record = request_records(recent_samples(1, seed=13))[0]
+    answers = SampleQualityPredictor(bundle).predict([record, {**record, "freeze_thaw_cycles": 40}])
+    assert [a.response["sample_id"] for a in answers] == [record["sample_id"]] * 2
+    assert answers[0].response["quality_probability"] != answers[1].response["quality_probability"]
+
+
+def test_bundle_needs_a_champion_with_the_current_feature_code(tmp_path: Path, served) -> None:  # type: ignore[no-untyped-def]
+    trained, info, _ = served
+    empty = trained_registry(tmp_path / "empty", rows=200)
+    with pytest.raises(RegistryError, match="no champion yet"):
+        export_bundle(empty.registry, empty.samples, empty.features, tmp_path / "b1")
+    client = trained.registry.client
+    client.set_model_version_tag("sample_quality", info.champion.version, "feature_code_version", "0123456789abcdef")
+    try:
+        with pytest.raises(RegistryError, match="retrain before packaging"):
+            export_bundle(trained.registry, trained.samples, trained.features, tmp_path / "b2")
+    finally:
+        client.set_model_version_tag("sample_quality", info.champion.version, "feature_code_version",
+                                     info.champion.feature_code_version)  # fmt: skip
+
+
+# -- advice ------------------------------------------------------------------------------------------
+
+
+def test_categories_and_recommendations_use_the_samples_own_values() -> None:
+    assert [category(p) for p in (0.95, 0.70, 0.69, 0.40, 0.39)] == ["high", "high", "medium", "medium", "low"]
+    contributions = np.zeros(len(FEATURE_NAMES))
+    contributions[FEATURE_NAMES.index("freeze_thaw_cycles")] = -0.8
+    contributions[FEATURE_NAMES.index("storage_temp_deviation_c")] = -0.5
+    contributions[FEATURE_NAMES.index("purity_score")] = 0.3  # protective: not a risk factor
+    features = {"freeze_thaw_cycles": 12.0, "storage_temp_deviation_c": 18.0, "purity_score": 0.9}
+    factors = risk_factors(contributions, features)
+    assert [f.feature for f in factors] == ["freeze_thaw_cycles", "storage_temp_deviation_c"]
+    record = {"freeze_thaw_cycles": 12, "storage_location": "FRZ-07/R1/B2/C3", "storage_temp_c": -2.0, "sample_type": "DNA"}
+    advice = recommendations(factors, record, features)
+    assert "12 recorded" in advice[0] and "FRZ-07" in advice[1]
+
+
+# -- cache, stores, batching ---------------------------------------------------------------------
+
+
+def test_cache_keys_change_with_the_model_and_the_lru_is_bounded() -> None:
+    record = {"sample_id": "TS-2026-000001", "volume_ul": 20.0}
+    assert cache_key("v1-aaaa", record) == cache_key("v1-aaaa", dict(reversed(record.items())))
+    assert cache_key("v1-aaaa", record) != cache_key("v2-bbbb", record)
+    cache = InProcessCache(max_entries=2)
+    for key in ("a", "b", "c"):
+        cache.put(key, {"k": key})
+    assert cache.get("a") is None and cache.get("c") == {"k": "c"}
+
+
+def test_redis_cache_and_online_store_round_trip(tmp_path: Path) -> None:
+    prefix = f"tracseq-test-{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        cache = RedisCache(REDIS_URL, prefix=prefix + "prediction:", ttl_s=60)
+        cache.put("k1", {"quality_probability": 0.5})
+        assert cache.get("k1") == {"quality_probability": 0.5} and cache.get("k2") is None
+        samples = recent_samples(50, seed=14)
+        features = compute_features(samples, samples).reset_index()
+        store = RedisFeatureStore(REDIS_URL, prefix=prefix + "features:")
+        assert store.publish(features) == 50
+        wanted = features["sample_id"].iloc[[3, 7]].tolist()
+        found = store.get_many([*wanted, "TS-1999-000001"])
+        assert set(found) == set(wanted)
+        assert found[wanted[0]]["freeze_thaw_cycles"] == features.set_index("sample_id").loc[wanted[0], "freeze_thaw_cycles"]
+        lake = Lake(tmp_path / "lake")
+        lake.write_table(lake.features_path, features)
+        assert OfflineFeatureStore(tmp_path / "lake").get_many(wanted) == found  # the same answers
+    finally:
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+
+
+def test_micro_batcher_batches_concurrent_requests_and_reports_errors() -> None:
+    def handler(items: list[int]) -> list[int]:
+        if -1 in items:
+            raise ValueError("bad item")
+        return [i * 10 for i in items]
+
+    async def scenario() -> tuple[list[int], MicroBatcher[int, int]]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=16, max_wait_ms=20)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(40)))
+        with pytest.raises(ValueError, match="bad item"):
+            await batcher.submit(-1)
+        return list(results), batcher
+
+    results, batcher = asyncio.run(scenario())
+    assert results == [i * 10 for i in range(40)]
+    assert batcher.items == 40 and batcher.batches <= 5  # 40 requests, batches of up to 16
