@@ -47,3 +47,13 @@ def mlflow_artifact_location() -> str | None:
 def optuna_storage_url() -> str:
     """Optuna's RDB storage: SQLite under the data folder by default, PostgreSQL in production."""
     return os.getenv("TRACSEQ_OPTUNA_STORAGE", f"sqlite:///{data_dir() / 'optuna.db'}")
+
+
+def prediction_log_url() -> str:
+    """Where the service logs every prediction: a folder of Parquet files, or postgresql://…"""
+    return os.getenv("TRACSEQ_PREDICTION_LOG", str(data_dir() / "prediction_log"))
+
+
+def redis_url() -> str | None:
+    """Redis for the online feature store and the shared prediction cache; none = in process / offline."""
+    return os.getenv("TRACSEQ_REDIS_URL") or None
