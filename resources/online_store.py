@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from tracseq_dagster.serving.online_store import DEFAULT_PREFIX, RedisFeatureStore
+from tracseq_dagster.serving.online_store import RedisFeatureStore, features_prefix
 
 
 class OnlineStoreResource(dg.ConfigurableResource):
@@ -14,7 +14,7 @@ class OnlineStoreResource(dg.ConfigurableResource):
     """
 
     redis_url: str | None = Field(default=None, description="redis://host:port/db; none = offline store only")
-    key_prefix: str = Field(default=DEFAULT_PREFIX, description="Prefix of every feature key")
+    key_prefix: str = Field(default_factory=features_prefix, description="Prefix of every feature key")
 
     def store(self) -> RedisFeatureStore | None:
         return RedisFeatureStore(self.redis_url, self.key_prefix) if self.redis_url else None

@@ -12,7 +12,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from tests.serving_support import recent_samples, request_records, trained_registry
+from serving_support import recent_samples, request_records, trained_registry
 from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
@@ -23,6 +23,7 @@ from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatu
 from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, cache_key
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import SampleRecord, records_frame
+from tracseq_dagster.serving.scoring import QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -84,7 +85,9 @@ def test_request_schema_checks_timestamp_order_and_ignores_extra_columns() -> No
     record = request_records(recent_samples(1, seed=7))[0]
     assert SampleRecord.model_validate({**record, "lims_note": "extra"}).model_dump()["sample_id"] == record["sample_id"]
     with pytest.raises(ValidationError, match="collection_ts .* is after received_ts"):
-        SampleRecord.model_validate({**record, "collection_ts": "2099-01-01T00:00:00Z"})
+        SampleRecord.model_validate({**record, "collection_ts": (pd.Timestamp(record["received_ts"]) + pd.Timedelta(hours=1)).isoformat()})
+    with pytest.raises(ValidationError, match="not a plausible date"):
+        SampleRecord.model_validate({**record, "collection_ts": "1661-12-06T21:13:32Z"})
 
 
 def test_records_frame_gives_the_features_of_the_typed_export() -> None:
@@ -114,24 +117,33 @@ def test_answers_equal_the_registered_model_on_offline_features(served) -> None:
     for answer in answers:
         r = answer.response
         assert r["model"] == {"name": "sample_quality", "version": info.champion.version, "variant": CHAMPION}
-        assert r["category"] == category(r["quality_probability"]) and r["attribution"] == "tree_shap"
+        assert r["category"] == category(r["quality_probability"]) and r["attribution"] == "tree_path"
         assert sum(r["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert all(f["contribution"] < 0 for f in r["risk_factors"])
         assert set(answer.log_row) >= {"request_id", "variant", "model_version", *FEATURE_NAMES}
 
 
-def test_tree_shap_contributions_add_up_to_the_raw_score(served) -> None:  # type: ignore[no-untyped-def]
+def test_tree_attributions_add_up_to_the_raw_score(served) -> None:  # type: ignore[no-untyped-def]
     _, _, bundle = served
-    scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer
+    model = SampleQualityPredictor(bundle).variants[CHAMPION].scorer.model
     features = compute_features(recent_samples(25, seed=10), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
-    scores = scorer.score(features)
-    pipeline = scorer.model.estimator_
+    pipeline = model.estimator_
     matrix = pipeline[:-1].transform(features[list(FEATURE_NAMES)])
     booster = pipeline.steps[-1][1].booster_
-    full = booster.predict(matrix, pred_contrib=True).reshape(len(features), -1, len(FEATURE_NAMES) + 1)
-    raw = booster.predict(matrix, raw_score=True)
-    k = scorer.classes.index("pass")
-    np.testing.assert_allclose(scores.contributions.sum(axis=1) + full[:, k, -1], raw[:, k], atol=1e-6)
+    k = list(model.classes_).index("pass")
+    raw = booster.predict(matrix, raw_score=True)[:, k]
+    shap = booster.predict(matrix, pred_contrib=True).reshape(len(features), -1, len(FEATURE_NAMES) + 1)[:, k]
+
+    paths = QualityScorer(model, {}, "tree_path")
+    by_path = paths.score(features).contributions
+    np.testing.assert_allclose(by_path.sum(axis=1) + paths._paths.bias, raw, atol=1e-6)
+    exact = QualityScorer(model, {}, "tree_shap").score(features).contributions
+    np.testing.assert_allclose(exact.sum(axis=1) + shap[:, -1], raw, atol=1e-6)
+    # Two different credit rules over the same trees: they agree on which features matter most.
+    top = lambda c: set(np.argsort(-np.abs(c).mean(axis=0))[:5])  # noqa: E731
+    assert len(top(by_path) & top(exact)) >= 3
+    with pytest.raises(ValueError, match="tree_path or tree_shap"):
+        QualityScorer(model, {}, "occlusion")
 
 
 def test_occlusion_explains_the_other_families(served) -> None:  # type: ignore[no-untyped-def]

@@ -4,15 +4,13 @@ and register → promote → rollback against a real `mlflow server` backed by P
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
 from dagster_helpers import latest_materialization
+from processes import free_port, stop, wait_until_ready
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -113,16 +111,10 @@ def test_bad_training_input_fails_clearly_and_leaves_the_registry_alone(tmp_path
     assert open_client(tracking).search_registered_models() == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(postgres_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A real `mlflow server` on a free loopback port, its backend store in PostgreSQL."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "mlflow-server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_url,
@@ -131,21 +123,9 @@ def mlflow_server(postgres_url: str, tmp_path: Path):  # type: ignore[no-untyped
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("mlflow server did not start:\n" + (tmp_path / "mlflow-server.log").read_text()[-3000:])
-        time.sleep(0.5)
+    wait_until_ready(process, f"{url}/health", tmp_path / "mlflow-server.log")
     yield url, postgres_url
-    process.terminate()
-    process.wait(timeout=30)
+    stop(process)
 
 
 def test_register_promote_rollback_against_mlflow_server_on_postgres(mlflow_server, second_postgres_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -57,3 +57,8 @@ def prediction_log_url() -> str:
 def redis_url() -> str | None:
     """Redis for the online feature store and the shared prediction cache; none = in process / offline."""
     return os.getenv("TRACSEQ_REDIS_URL") or None
+
+
+def redis_prefix() -> str:
+    """Prefix of every Redis key the project writes (features, cached answers), so deployments can share a server."""
+    return os.getenv("TRACSEQ_REDIS_PREFIX", "tracseq:")

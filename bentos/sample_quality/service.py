@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from tracseq_dagster import settings
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
+from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import cache_key, open_cache
@@ -61,7 +62,8 @@ class SampleQuality:
 
     def __init__(self) -> None:
         split = TrafficSplit(float(os.environ.get("TRACSEQ_CHALLENGER_SHARE", "0")), os.environ.get("TRACSEQ_AB_SALT", "ab-1"))
-        self.predictor = SampleQualityPredictor(self.bundle.path, split)
+        attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
+        self.predictor = SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
         redis_url = os.environ.get("TRACSEQ_REDIS_URL") or None
         self.cache = open_cache(redis_url)
         self.features_store = open_feature_store(redis_url, settings.lake_dir())
@@ -121,5 +123,6 @@ class SampleQuality:
         self.log.submit([{**a.log_row, "ts": datetime.now(timezone.utc), "latency_ms": latency_ms / max(len(answers), 1)} for a in answers])
 
 
+SampleQuality.add_asgi_middleware(JsonOnlyMiddleware)
 if os.environ.get("TRACSEQ_API_TOKEN"):
     SampleQuality.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])

@@ -62,10 +62,11 @@ def risk_factors(contributions: np.ndarray, features: Mapping[str, Any], top: in
 
 
 def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
+    """A JSON-safe scalar: NaN and infinities (a product of huge inputs) become None."""
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
     return value if isinstance(value, (int, float, str)) else str(value)
 
 

@@ -9,8 +9,9 @@ the secret.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
+
+from tracseq_dagster.serving.http_answers import send_json
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 
@@ -30,7 +31,5 @@ class BearerTokenMiddleware:
         if hmac.compare_digest(given, self._expected):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": "missing or wrong bearer token (Authorization: Bearer <TRACSEQ_API_TOKEN>)"}).encode()
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
+        error = {"error": "missing or wrong bearer token (Authorization: Bearer <TRACSEQ_API_TOKEN>)"}
+        await send_json(send, 401, error, [(b"www-authenticate", b"Bearer")])

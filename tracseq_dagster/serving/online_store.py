@@ -17,10 +17,10 @@ from typing import Any, Protocol
 import pandas as pd
 import redis
 
+from tracseq_dagster import settings
 from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.lake import Lake
 
-DEFAULT_PREFIX = "tracseq:features:"
 #: Samples written per Redis round trip when publishing.
 PUBLISH_CHUNK = 5_000
 
@@ -49,10 +49,14 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def features_prefix() -> str:
+    return settings.redis_prefix() + "features:"
+
+
 class RedisFeatureStore:
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, url: str, prefix: str | None = None) -> None:
         self._redis = redis.Redis.from_url(url)
-        self.prefix = prefix
+        self.prefix = prefix if prefix is not None else features_prefix()
 
     def publish(self, frame: pd.DataFrame) -> int:
         """Write every row of a feature table; returns how many samples were written."""

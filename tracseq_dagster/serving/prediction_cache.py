@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import redis
 
+from tracseq_dagster import settings
+
 
 class PredictionCache(Protocol):
     def get(self, key: str) -> dict[str, Any] | None: ...
@@ -53,9 +55,9 @@ class InProcessCache:
 class RedisCache:
     """Shared by every worker and replica; entries expire after ``ttl_s``."""
 
-    def __init__(self, url: str, prefix: str = "tracseq:prediction:", ttl_s: int = 3600) -> None:
+    def __init__(self, url: str, prefix: str | None = None, ttl_s: int = 3600) -> None:
         self._redis = redis.Redis.from_url(url)
-        self.prefix = prefix
+        self.prefix = prefix if prefix is not None else settings.redis_prefix() + "prediction:"
         self.ttl_s = ttl_s
 
     def get(self, key: str) -> dict[str, Any] | None:

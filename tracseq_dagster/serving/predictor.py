@@ -23,7 +23,7 @@ from tracseq_dagster.features import FEATURE_NAMES, SAMPLE_ID, HistorySnapshot, 
 from tracseq_dagster.serving.advice import category, recommendations, risk_factors
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.request_schema import records_frame
-from tracseq_dagster.serving.scoring import QualityScorer
+from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 
@@ -44,7 +44,12 @@ class Answer:
 class SampleQualityPredictor:
     """Loads a serving bundle (see :mod:`.bundle`) and answers batches of records."""
 
-    def __init__(self, bundle_dir: str | Path, split: TrafficSplit | None = None) -> None:
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        split: TrafficSplit | None = None,
+        tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION,
+    ) -> None:
         folder = Path(bundle_dir)
         self.info: dict[str, Any] = json.loads((folder / "bundle.json").read_text())
         self.tag: str = self.info["tag"]
@@ -55,7 +60,7 @@ class SampleQualityPredictor:
             if (folder / name / "model.pkl").exists():
                 with (folder / name / "model.pkl").open("rb") as handle:
                     model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
-                self.variants[name] = Variant(ModelCard.load(folder / name / "card.json"), QualityScorer(model, reference))
+                self.variants[name] = Variant(ModelCard.load(folder / name / "card.json"), QualityScorer(model, reference, tree_attribution))
         self.split = split or TrafficSplit()
         if self.split.challenger_share > 0 and CHALLENGER not in self.variants:
             # Asked for an A/B test without a challenger in the bundle: everything goes to the champion.

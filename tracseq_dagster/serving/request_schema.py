@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from tracseq_dagster.contract import (
     COLUMNS,
@@ -25,6 +25,7 @@ from tracseq_dagster.contract import (
     ContractColumn,
     Kind,
 )
+from tracseq_dagster.rules import EARLIEST_PLAUSIBLE_DATE, FUTURE_TOLERANCE
 
 #: The largest batch one call may carry; bigger batches are refused with 400, not queued.
 MAX_BATCH_RECORDS = 10_000
@@ -40,6 +41,10 @@ def _field(column: ContractColumn) -> tuple[Any, Any]:
     bounds: dict[str, Any] = {}
     if column.minimum is not None:
         bounds["gt" if column.exclusive_minimum else "ge"] = column.minimum
+    if column.exclusive_minimum:
+        # BentoML publishes OpenAPI 3.0, where exclusiveMinimum is a flag beside minimum
+        # (pydantic writes the JSON Schema 2020 number form, which 3.0 tools reject).
+        bounds["json_schema_extra"] = {"minimum": column.minimum, "exclusiveMinimum": True}
     if column.maximum is not None:
         bounds["le"] = column.maximum
     if column.pattern is not None:
@@ -57,6 +62,18 @@ def _field(column: ContractColumn) -> tuple[Any, Any]:
 class _RecordBase(BaseModel):
     # Extra columns are what real exports carry (see DESIGN.md): ignored, like the parser does.
     model_config = ConfigDict(extra="ignore", strict=False)
+
+    @field_validator(*TIMESTAMP_COLUMNS, check_fields=False)
+    @classmethod
+    def _plausible_date(cls, value: datetime | None) -> datetime | None:
+        """The export contract's plausible_date rule: 1990 up to a day from now."""
+        if value is None:
+            return value
+        moment = pd.Timestamp(_utc(value))
+        latest = pd.Timestamp.now(tz="UTC") + FUTURE_TOLERANCE
+        if not EARLIEST_PLAUSIBLE_DATE <= moment <= latest:
+            raise ValueError(f"{value.isoformat()} is not a plausible date (from {EARLIEST_PLAUSIBLE_DATE.date()} to tomorrow)")
+        return value
 
     @model_validator(mode="after")
     def _timestamps_in_order(self) -> _RecordBase:

@@ -1,0 +1,274 @@
+"""The sample_quality Bento for real: built through Dagster, served by `bentoml serve`, called over HTTP.
+
+One module-wide stack: exports ingested by the CLI, a LightGBM champion and a logistic
+challenger in a real MLflow registry, `tracseq bento build` (the Dagster asset), then
+`bentoml serve` on a free loopback port with a bearer token, Redis for features and the cache,
+and a Parquet prediction log. The last test promotes the challenger, rebuilds and restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import dagster as dg
+import pandas as pd
+import pytest
+import redis
+import requests
+from processes import free_port, stop, wait_until_ready
+from serving_support import TrainedRegistry, recent_samples, request_records
+
+from assets.serving import online_sample_features
+from resources import LakeResource, OnlineStoreResource
+from tracseq_dagster.feature_store import accepted_samples
+from tracseq_dagster.lake import Lake
+from tracseq_dagster.registry import ModelRegistry
+from tracseq_dagster.serving.prediction_log import open_prediction_log
+from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS
+from tracseq_dagster.tracking import open_client
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-5b1e"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Stack:
+    """The environment, the registry and the running server of this module."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.prefix = f"tracseq-test-{uuid.uuid4().hex[:8]}:"
+        home = folder / "dagster_home"
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        self.env = {
+            **os.environ,
+            "TRACSEQ_DATA_DIR": str(folder / "data"),
+            "DAGSTER_HOME": str(home),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+            "TRACSEQ_MLFLOW_ARTIFACTS": (folder / "artifacts").as_uri(),
+            "BENTOML_HOME": str(folder / "bentoml"),
+            "TRACSEQ_REDIS_URL": REDIS_URL,
+            "TRACSEQ_REDIS_PREFIX": self.prefix,
+            "TRACSEQ_PREDICTION_LOG": str(folder / "prediction_log"),
+            "TRACSEQ_API_TOKEN": TOKEN,
+            "TRACSEQ_CHALLENGER_SHARE": "0.3",
+            "DO_NOT_TRACK": "1",
+        }
+        self.lake = Lake(folder / "data" / "lake")
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "tracseq_dagster.cli", *args], env=self.env,
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def build(self) -> str:
+        out = self.run("bento", "build")
+        match = re.search(r"built (sample_quality:\S+)", out)
+        assert match, out
+        return match.group(1)
+
+    def serve(self, tag: str) -> None:
+        if self.process is not None:
+            stop(self.process)
+        port = free_port()
+        log = self.folder / f"serve-{port}.log"
+        self.process = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until_ready(self.process, f"{self.url}/readyz", log, timeout_s=180)
+
+    def post(self, route: str, payload: Any, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + route, json=payload, headers=kwargs.pop("headers", AUTH), timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("bento")
+    stack = Stack(folder)
+    landing = folder / "landing"
+    landing.mkdir()
+    recent_samples(2000, seed=31).to_csv(landing / "lims_export.csv", index=False)
+    stack.run("ingest", str(landing))
+    registry = ModelRegistry(open_client(stack.env["MLFLOW_TRACKING_URI"]), "sample_quality")
+    stack.trained = TrainedRegistry(registry, accepted_samples(stack.lake), stack.lake.read_features(),
+                                    stack.env["MLFLOW_TRACKING_URI"], folder)  # fmt: skip
+    stack.trained.train("lightgbm", "run-1")
+    stack.trained.train("logistic", "run-2", promote=False)
+    stack.serve(stack.build())
+    yield stack
+    if stack.process is not None:
+        stop(stack.process)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=stack.prefix + "*"):
+        client.delete(key)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    return request_records(recent_samples(40, seed=32, id_offset=600_000))
+
+
+def test_bearer_token_guards_everything_but_the_probes(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    assert stack.post("/predict", records[0], headers={}).status_code == 401
+    assert stack.post("/predict", records[0], headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert requests.get(stack.url + "/model", timeout=10).status_code == 401
+    for probe in ("/readyz", "/livez", "/metrics"):
+        assert requests.get(stack.url + probe, timeout=10).status_code == 200
+
+
+def test_predict_through_the_bentoml_client(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    with bentoml.SyncHTTPClient(stack.url, token=TOKEN) as client:
+        answer = client.predict(**records[0])
+    assert answer["sample_id"] == records[0]["sample_id"]
+    assert 0.0 <= answer["quality_probability"] <= 1.0
+    assert answer["category"] in {"high", "medium", "low"}
+    assert answer["model"]["name"] == "sample_quality" and answer["model"]["variant"] in {"champion", "challenger"}
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"])
+
+
+def test_batch_answers_match_single_answers_and_the_split_is_sticky(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    batch = stack.post("/batch_predict", {"samples": records})
+    assert batch.status_code == 200
+    answers = batch.json()
+    assert [a["sample_id"] for a in answers] == [r["sample_id"] for r in records]
+    singles = [stack.post("/predict", r).json() for r in records[:8]]
+    for single, from_batch in zip(singles, answers, strict=False):
+        assert single["quality_probability"] == pytest.approx(from_batch["quality_probability"], abs=1e-3)
+        assert single["model"] == from_batch["model"]  # sticky: the same sample meets the same model
+    variants = {a["model"]["variant"] for a in answers}
+    assert variants == {"champion", "challenger"}  # 30% challenger over 40 samples
+    low = [a for a in answers if a["category"] == "low"]
+    assert low and all(a["risk_factors"] and a["recommendations"] for a in low)
+
+
+def test_identical_requests_are_answered_from_the_cache(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    first = stack.post("/predict", records[20]).json()
+    second = stack.post("/predict", records[20]).json()
+    assert second["cached"] is True and second["quality_probability"] == first["quality_probability"]
+    assert second["request_id"] != first["request_id"]
+    assert any(k.startswith(f"{stack.prefix}prediction:".encode()) for k in redis.Redis.from_url(REDIS_URL).scan_iter(match=stack.prefix + "*"))
+
+
+def test_features_come_from_redis_after_publishing(stack: Stack) -> None:
+    sample_id = stack.trained.samples["sample_id"].iloc[5]
+    assert requests.get(f"{stack.url}/features/{sample_id}", headers=AUTH, timeout=10).status_code == 404
+    result = dg.materialize(
+        [online_sample_features],
+        resources={"lake": LakeResource(root=str(stack.lake.root)),
+                   "online_store": OnlineStoreResource(redis_url=REDIS_URL, key_prefix=stack.prefix + "features:")},
+    )  # fmt: skip
+    assert result.success
+    one = requests.get(f"{stack.url}/features/{sample_id}", headers=AUTH, timeout=10)
+    assert one.status_code == 200
+    offline = stack.lake.read_features().set_index("sample_id").loc[sample_id]
+    assert one.json()["features"]["freeze_thaw_cycles"] == offline["freeze_thaw_cycles"]
+    many = stack.post("/features", {"sample_ids": [sample_id, "TS-1999-000001"]}).json()
+    assert set(many["features"]) == {sample_id} and many["missing"] == ["TS-1999-000001"]
+
+
+def test_model_info_and_metrics(stack: Stack) -> None:
+    info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
+    champion, challenger = info["variants"]["champion"], info["variants"]["challenger"]
+    assert (champion["version"], champion["family"], champion["attribution"]) == ("1", "lightgbm", "tree_path")
+    assert (challenger["version"], challenger["family"], challenger["attribution"]) == ("2", "logistic", "occlusion")
+    assert "holdout_roc_auc_ovr" in champion["metrics"] and champion["training_rows"] > 1000
+    assert champion["export_hashes"] == ["export-a"] and len(champion["feature_code_version"]) == 16
+    assert info["traffic_split"]["challenger_share"] == 0.3 and info["history_samples"] == 2000
+    metrics = requests.get(stack.url + "/metrics", timeout=10).text
+    assert re.search(r'tracseq_predictions_total\{category="\w+",model_version="1",variant="champion"\} \d', metrics)
+    assert "tracseq_prediction_cache_hits_total" in metrics
+    assert re.search(r'tracseq_request_duration_seconds_bucket\{[^}]*endpoint="/predict"', metrics)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: {k: v for k, v in r.items() if k != "site"}, "site"),
+        (lambda r: {**r, "volume_ul": "twenty"}, "volume_ul"),
+        (lambda r: {**r, "storage_temp_c": 120.0}, "storage_temp_c"),
+        (lambda r: {**r, "sample_type": "plasma"}, "sample_type"),
+        (lambda r: {**r, "freeze_thaw_cycles": -2}, "freeze_thaw_cycles"),
+        (lambda r: {**r, "storage_location": "top shelf"}, "storage_location"),
+        (lambda r: {**r, "received_ts": "yesterday"}, "received_ts"),
+    ],
+    ids=["missing", "mistyped", "out-of-range", "unknown-type", "negative-count", "bad-pattern", "bad-timestamp"],
+)
+def test_bad_records_get_400_naming_the_field(stack: Stack, records, change, field: str) -> None:  # type: ignore[no-untyped-def]
+    response = stack.post("/predict", change(records[0]))
+    assert response.status_code == 400, response.text
+    assert [field] in [d["loc"] for d in response.json()["detail"]]
+    in_batch = stack.post("/batch_predict", {"samples": [records[1], change(records[0])]})
+    assert in_batch.status_code == 400
+    assert ["samples", 1, field] in [d["loc"] for d in in_batch.json()["detail"]]
+
+
+def test_malformed_and_oversized_requests_are_refused_not_crashed(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    broken = requests.post(stack.url + "/predict", data=b'{"sample_id": ', headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    assert broken.status_code == 400 and "json" in broken.text.lower()
+    multipart = requests.post(stack.url + "/features", data=b'{"sample_ids": ["x"]}',
+                              headers={**AUTH, "Content-Type": "multipart/form-data"}, timeout=10)  # fmt: skip
+    assert multipart.status_code == 415 and "application/json" in multipart.text
+    assert stack.post("/batch_predict", {"samples": []}).status_code == 400
+    oversized = stack.post("/batch_predict", {"samples": [records[0]] * (MAX_BATCH_RECORDS + 1)})
+    assert oversized.status_code == 400 and "samples" in oversized.text
+    later = (pd.Timestamp(records[0]["received_ts"]) + pd.Timedelta(hours=1)).isoformat()
+    order = stack.post("/predict", {**records[0], "collection_ts": later})
+    assert order.status_code == 400 and "after received_ts" in order.text
+
+
+def test_every_prediction_is_logged_in_the_background(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    answer = stack.post("/predict", {**records[30], "freeze_thaw_cycles": 7}).json()
+    log = open_prediction_log(stack.env["TRACSEQ_PREDICTION_LOG"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        frame = log.read()
+        if len(frame) and answer["request_id"] in set(frame["request_id"]):
+            break
+        time.sleep(0.5)
+    row = frame.set_index("request_id").loc[answer["request_id"]]
+    assert row["sample_id"] == records[30]["sample_id"] and row["freeze_thaw_cycles"] == 7.0
+    assert row["model_version"] == answer["model"]["version"] and row["variant"] == answer["model"]["variant"]
+    assert row["quality_probability"] == pytest.approx(answer["quality_probability"], abs=1e-6)
+    assert row["latency_ms"] > 0
+    assert len(frame) >= 40  # the batch and the single requests before
+
+
+def test_schema_driven_fuzz_finds_no_server_error(stack: Stack) -> None:
+    st = os.path.join(os.path.dirname(sys.executable), "st")
+    result = subprocess.run(
+        [st, "run", f"{stack.url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "40",
+         "--header", f"Authorization: Bearer {TOKEN}", "--generation-deterministic", "--workers", "2",
+         "--include-path-regex", "^/(predict|batch_predict|features)$"],
+        capture_output=True, text=True, timeout=600, env=stack.env, cwd=stack.folder,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-2000:]
+    assert re.search(r"(\d+) passed", result.stdout) or "No issues found" in result.stdout, result.stdout[-3000:]
+
+
+def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    stack.trained.registry.promote("2", "serving test: switch to the logistic model")
+    tag = stack.build()
+    assert tag.startswith("sample_quality:v2")  # champion v2, no separate challenger any more
+    stack.serve(tag)
+    info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
+    assert info["variants"]["champion"]["version"] == "2" and "challenger" not in info["variants"]
+    answer = stack.post("/predict", records[3]).json()
+    assert answer["model"] == {"name": "sample_quality", "version": "2", "variant": "champion"}
+    assert answer["attribution"] == "occlusion" and answer["cached"] is False

@@ -1,0 +1,28 @@
+"""Refuse request bodies that are not JSON before the framework tries to parse them.
+
+BentoML picks a body parser by Content-Type and answers 500 when, say, a multipart body has
+no boundary (found by the schema-driven fuzz test). Every API here takes JSON, so anything
+else gets a clear 415 instead. A missing Content-Type is read as JSON, as BentoML does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracseq_dagster.serving.http_answers import send_json
+
+JSON_TYPES = frozenset({"application/json"})
+
+
+class JsonOnlyMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH"):
+            raw = dict(scope.get("headers") or []).get(b"content-type")
+            media_type = raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else "application/json"
+            if media_type not in JSON_TYPES:
+                await send_json(send, 415, {"error": f"unsupported Content-Type {media_type!r}: send application/json"})
+                return
+        await self.app(scope, receive, send)
