@@ -5,5 +5,7 @@ from resources.landing import LandingZoneResource
 from resources.mlflow_tracking import MLflowResource
 from resources.optuna_storage import OptunaStorageResource
 from resources.parsing import ExportParsingResource
+from resources.prediction_log import PredictionLogResource
 
-__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource", "MLflowResource", "OptunaStorageResource"]
+__all__ = ["ExportParsingResource", "LakeResource", "LandingZoneResource", "MLflowResource", "OptunaStorageResource",
+           "PredictionLogResource"]

@@ -47,3 +47,23 @@ def mlflow_artifact_location() -> str | None:
 def optuna_storage_url() -> str:
     """Optuna's RDB storage: SQLite under the data folder by default, PostgreSQL in production."""
     return os.getenv("TRACSEQ_OPTUNA_STORAGE", f"sqlite:///{data_dir() / 'optuna.db'}")
+
+
+def prediction_log_url() -> str:
+    """Where the service logs every prediction: a folder of Parquet files, or postgresql://…"""
+    return os.getenv("TRACSEQ_PREDICTION_LOG", str(data_dir() / "prediction_log"))
+
+
+def monitoring_interval_s() -> int:
+    """Seconds between ticks of the retraining sensor."""
+    return int(os.getenv("TRACSEQ_MONITORING_INTERVAL_S", "300"))
+
+
+def retrain_min_new_labels() -> int:
+    """Newly labelled samples (beyond the champion's training set) that start a retraining."""
+    return int(os.getenv("TRACSEQ_RETRAIN_MIN_NEW_LABELS", "1000"))
+
+
+def retrain_drift_cooldown_hours() -> float:
+    """Least time between two retrainings started by drift."""
+    return float(os.getenv("TRACSEQ_RETRAIN_DRIFT_COOLDOWN_H", "24"))
