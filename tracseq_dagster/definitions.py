@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
 from assets.features import sample_features
 from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
+from assets.monitoring import ab_test_report, feature_drift_report, prediction_log
 from assets.validation import validate_lab_export
-from resources import ExportParsingResource, LakeResource, LandingZoneResource, MLflowResource, OptunaStorageResource
+from resources import (
+    ExportParsingResource,
+    LakeResource,
+    LandingZoneResource,
+    MLflowResource,
+    OptunaStorageResource,
+    PredictionLogResource,
+)
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import (
     audit_raw_export_job,
     automl_sweep_job,
     ingest_lab_export_job,
+    monitoring_reports_job,
+    monitoring_schedule,
     register_and_promote_job,
     sample_features_job,
 )
-from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
+from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor, retraining_sensor
 
 
 def build_definitions(
@@ -27,6 +39,7 @@ def build_definitions(
     chunk_rows: int | None = None,
     mlflow_tracking_uri: str | None = None,
     optuna_storage: str | None = None,
+    prediction_log_url: str | None = None,
 ) -> dg.Definitions:
     """The code location, with folders from the arguments or the environment (see settings)."""
     return dg.Definitions(
@@ -38,6 +51,9 @@ def build_definitions(
             automl_leaderboard,
             registered_model,
             promotion_gate,
+            prediction_log,
+            feature_drift_report,
+            ab_test_report,
         ],
         asset_checks=[raw_rows_meet_contract],
         jobs=[
@@ -46,8 +62,10 @@ def build_definitions(
             sample_features_job,
             automl_sweep_job,
             register_and_promote_job,
+            monitoring_reports_job,
         ],
-        sensors=[lab_export_sensor, features_automation_sensor],
+        schedules=[monitoring_schedule],
+        sensors=[lab_export_sensor, features_automation_sensor, retraining_sensor],
         resources={
             "lake": LakeResource(root=lake_dir or settings.lake_dir()),
             "landing_zone": LandingZoneResource(url=landing_url or settings.landing_url()),
@@ -57,8 +75,15 @@ def build_definitions(
                 artifact_location=settings.mlflow_artifact_location(),
             ),
             "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
+            "prediction_log": PredictionLogResource(url=prediction_log_url or _prediction_log_url()),
         },
     )
+
+
+
+def _prediction_log_url() -> str | dg.EnvVar:
+    """From the environment as an EnvVar when set: a PostgreSQL URL may hold a password, kept out of the UI."""
+    return dg.EnvVar("TRACSEQ_PREDICTION_LOG") if os.getenv("TRACSEQ_PREDICTION_LOG") else settings.prediction_log_url()
 
 
 defs = build_definitions()

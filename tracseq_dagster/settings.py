@@ -67,3 +67,9 @@ def retrain_min_new_labels() -> int:
 def retrain_drift_cooldown_hours() -> float:
     """Least time between two retrainings started by drift."""
     return float(os.getenv("TRACSEQ_RETRAIN_DRIFT_COOLDOWN_H", "24"))
+
+
+def retrain_families() -> tuple[str, ...] | None:
+    """Model families a retraining sweeps (comma-separated); None: all of them."""
+    value = os.getenv("TRACSEQ_RETRAIN_FAMILIES", "")
+    return tuple(f.strip() for f in value.split(",") if f.strip()) or None

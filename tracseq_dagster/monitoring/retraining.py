@@ -32,6 +32,7 @@ from tracseq_dagster.registry import CHAMPION, ModelRegistry
 #: Run tag that ties the runs of one retraining batch together.
 RETRAIN_BATCH_TAG = "tracseq/retrain_batch"
 RETRAIN_REASON_TAG = "tracseq/retrain_reason"
+DRIFT_REASON = "the feature drift check failed"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,18 @@ class RetrainState:
         return cls(**json.loads(cursor)) if cursor else cls()
 
 
-def retrain_reasons(
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Why to retrain now; no reasons: do not."""
+
+    reasons: tuple[str, ...] = ()
+    drift: bool = False  # the failed drift evaluation is one of the reasons (mark it seen)
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons)
+
+
+def retrain_decision(
     policy: RetrainPolicy,
     state: RetrainState,
     *,
@@ -68,11 +80,10 @@ def retrain_reasons(
     labelled_now: int,
     champion_training_rows: int | None,
     now: datetime | None = None,
-) -> list[str]:
-    """Why to retrain now (empty: do not). ``failed_drift_evaluation`` is the id of the latest
-    drift check evaluation if it failed, else None."""
+) -> RetrainDecision:
+    """``failed_drift_evaluation`` is the id of the latest drift check evaluation if it failed, else None."""
     if champion_training_rows is None:
-        return []
+        return RetrainDecision()
     now = now or datetime.now(timezone.utc)
     reasons = []
     if failed_drift_evaluation is not None and failed_drift_evaluation != state.drift_evaluation_seen:
@@ -80,11 +91,12 @@ def retrain_reasons(
             hours=policy.drift_cooldown_hours
         )
         if cooled:
-            reasons.append("the feature drift check failed")
+            reasons.append(DRIFT_REASON)
     baseline = max(champion_training_rows, state.labels_at_last_retrain)
     if labelled_now - baseline >= policy.min_new_labels:
         reasons.append(f"{labelled_now - baseline} newly labelled samples (the champion learned from {champion_training_rows})")
-    return reasons
+    drift = bool(reasons) and reasons[0] == DRIFT_REASON
+    return RetrainDecision(tuple(reasons), drift)
 
 
 def champion_training_rows(registry: ModelRegistry) -> int | None:
