@@ -35,7 +35,7 @@ class DriftConfig(dg.Config):
     ks_statistic_threshold: float = DriftThresholds.ks_statistic
     ks_alpha: float = DriftThresholds.ks_alpha
     min_rows: int = DriftThresholds.min_rows
-    ignore_features: list[str] = []
+    not_judged: list[str] = list(DriftThresholds.not_judged)
 
 
 class ABConfig(dg.Config):
@@ -86,9 +86,13 @@ def feature_drift_report(
             raise
         reference = pd.DataFrame(columns=list(FEATURE_NAMES))  # nothing served yet, nothing to compare
     thresholds = DriftThresholds(
-        psi=config.psi_threshold, ks_statistic=config.ks_statistic_threshold, ks_alpha=config.ks_alpha, min_rows=config.min_rows
+        psi=config.psi_threshold,
+        ks_statistic=config.ks_statistic_threshold,
+        ks_alpha=config.ks_alpha,
+        min_rows=config.min_rows,
+        not_judged=tuple(config.not_judged),
     )
-    report = feature_drift(reference, current, thresholds, ignore=tuple(config.ignore_features))
+    report = feature_drift(reference, current, thresholds)
     table = report.table()
     payload = {"window_start": since.isoformat(), "window_end": until.isoformat(), **report.to_dict()}
     json_path = lake_.write_json(lake_.monitoring_path("feature_drift_report.json"), payload)

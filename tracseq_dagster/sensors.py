@@ -105,12 +105,17 @@ def retraining_sensor(
         busy = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_PROGRESS), limit=1)
         if busy:
             return dg.SensorResult(skip_reason=f"{job.name} is already running ({busy[0].run_id[:8]})", cursor=state.to_json())
+    champion_rows = champion_training_rows(mlflow_tracking.registry())
     decision = retrain_decision(
-        policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled,
-        champion_training_rows=champion_training_rows(mlflow_tracking.registry()),
+        policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled, champion_training_rows=champion_rows
     )
     if not decision:
-        return dg.SensorResult(skip_reason="no reason to retrain (no champion, or drift in its cool-down)", cursor=state.to_json())
+        drift = "failed (already acted on, or cooling down)" if failed_drift is not None else "passing"
+        champion = "no champion" if champion_rows is None else f"the champion learned from {champion_rows}"
+        return dg.SensorResult(
+            skip_reason=f"no reason to retrain: drift check {drift}; {labelled} labelled samples, {champion}",
+            cursor=state.to_json(),
+        )
 
     now = datetime.now(timezone.utc)
     batch = f"retrain-{now:%Y%m%dT%H%M%S}"

@@ -15,7 +15,9 @@ thumb: below 0.1 stable, 0.1 to 0.2 a moderate shift, 0.2 and above a major one)
 ``D >= 0.1`` **and** ``p < 0.01``. Why not the p-value alone: the reference holds tens of
 thousands of rows, and at that size KS calls shifts far too small to matter significant; ``D``
 is the size of the shift, and the p-value only guards against a large ``D`` by chance in a
-small window. The report's verdict is ``drift`` when any feature drifted, ``no_drift``
+small window. ``operator_history_count`` and ``site_history_count`` are measured but not judged
+by default: they count the lab's history up to the moment of the prediction, so they grow
+with time by construction and would "drift" forever. The report's verdict is ``drift`` when any feature drifted, ``no_drift``
 otherwise, and ``insufficient_data`` when the window holds fewer than ``min_rows`` predictions.
 
 The reference is the labelled rows of the offline store (:func:`reference_features`): the
@@ -25,7 +27,7 @@ learn from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +56,8 @@ class DriftThresholds:
     ks_alpha: float = 0.01
     min_rows: int = 200
     bins: int = 10
+    #: Measured and shown, but never a reason for the verdict.
+    not_judged: tuple[str, ...] = ("operator_history_count", "site_history_count")
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,6 @@ class DriftReport:
     reference_rows: int
     current_rows: int
     verdict: Verdict
-    ignored_features: tuple[str, ...] = field(default=())
 
     @property
     def drifted_features(self) -> list[str]:
@@ -109,7 +112,6 @@ class DriftReport:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "drifted_features": self.drifted_features,
-            "ignored_features": list(self.ignored_features),
             "thresholds": asdict(self.thresholds),
             "features": [asdict(f) for f in self.features],
         }
@@ -132,7 +134,8 @@ def numeric_bins(reference: np.ndarray, bins: int) -> np.ndarray:
     values = reference[~np.isnan(reference)]
     if values.size == 0:
         return np.array([])
-    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    # Observed values as edges (not interpolated ones), so a discrete feature gets clean bins.
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf"))
 
 
 def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -150,20 +153,14 @@ def feature_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     thresholds: DriftThresholds = DriftThresholds(),
-    *,
-    ignore: tuple[str, ...] = (),
 ) -> DriftReport:
-    """PSI and KS of every feature of ``FEATURE_NAMES`` (but ``ignore``), and the verdict."""
-    rows = []
-    for name in FEATURE_NAMES:
-        if name in ignore:
-            continue
-        rows.append(_one_feature(name, reference[name], current[name], thresholds))
+    """PSI and KS of every feature of ``FEATURE_NAMES``, and the verdict."""
+    rows = [_one_feature(name, reference[name], current[name], thresholds) for name in FEATURE_NAMES]
     if len(current) < thresholds.min_rows:
         verdict: Verdict = "insufficient_data"
     else:
         verdict = "drift" if any(r.drifted for r in rows) else "no_drift"
-    return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict, tuple(ignore))
+    return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict)
 
 
 def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds) -> FeatureDrift:
@@ -194,6 +191,7 @@ def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftTh
         reasons.append(f"PSI {psi:.3f} >= {t.psi}")
     if ks_statistic is not None and ks_statistic >= t.ks_statistic and ks_pvalue is not None and ks_pvalue < t.ks_alpha:
         reasons.append(f"KS D {ks_statistic:.3f} >= {t.ks_statistic}, p {ks_pvalue:.2g} < {t.ks_alpha}")
+    judged = name not in t.not_judged
     return FeatureDrift(
         feature=name,
         kind=spec.kind,
@@ -204,6 +202,6 @@ def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftTh
         psi=round(psi, 6),
         ks_statistic=ks_statistic,
         ks_pvalue=ks_pvalue,
-        drifted=bool(reasons),
-        reason="; ".join(reasons) or "within thresholds",
+        drifted=judged and bool(reasons),
+        reason=("; ".join(reasons) or "within thresholds") + ("" if judged else " (not judged: grows with the history)"),
     )
