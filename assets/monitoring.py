@@ -5,17 +5,16 @@ call it, write the report to ``<lake>/monitoring/`` and describe it in their met
 """
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pandas as pd
 
 from resources import LakeResource, MLflowResource, PredictionLogResource
-from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.metadata import records_table
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings, CategoryThresholds
-from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, feature_drift, reference_features
+from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
+from tracseq_dagster.serving.prediction_log import last_hours
 
 #: Written by the sample_quality service, not by Dagster: declared so the lineage shows it.
 prediction_log = dg.AssetSpec(
@@ -49,11 +48,6 @@ class ABConfig(dg.Config):
     medium_threshold: float = CategoryThresholds.medium
 
 
-def _window(hours: float) -> tuple[datetime, datetime]:
-    until = datetime.now(timezone.utc)
-    return until - timedelta(hours=hours), until
-
-
 @dg.asset(
     deps=[prediction_log, "sample_features"],
     group_name="monitoring",
@@ -77,14 +71,8 @@ def feature_drift_report(
     Written to <lake>/monitoring/feature_drift_report.json and .parquet.
     """
     lake_ = lake.lake()
-    since, until = _window(config.window_hours)
+    since, until = last_hours(config.window_hours)
     current = prediction_log.log().read(since, until)
-    try:
-        reference = reference_features(lake_)
-    except FileNotFoundError:
-        if len(current):
-            raise
-        reference = pd.DataFrame(columns=list(FEATURE_NAMES))  # nothing served yet, nothing to compare
     thresholds = DriftThresholds(
         psi=config.psi_threshold,
         ks_statistic=config.ks_statistic_threshold,
@@ -92,7 +80,7 @@ def feature_drift_report(
         min_rows=config.min_rows,
         not_judged=tuple(config.not_judged),
     )
-    report = feature_drift(reference, current, thresholds)
+    report = drift_against_training(current, lake_, thresholds)
     table = report.table()
     payload = {"window_start": since.isoformat(), "window_end": until.isoformat(), **report.to_dict()}
     json_path = lake_.write_json(lake_.monitoring_path("feature_drift_report.json"), payload)
@@ -146,7 +134,7 @@ def ab_test_report(
     and the challenger-minus-champion differences. Written to <lake>/monitoring/ab_test_report.json.
     """
     lake_ = lake.lake()
-    since, until = _window(config.window_hours)
+    since, until = last_hours(config.window_hours)
     log = prediction_log.log().read(since, until)
     settings = ABSettings(
         min_labels=config.min_labels,

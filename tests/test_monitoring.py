@@ -363,3 +363,18 @@ def test_retraining_sensor_on_new_labels_once(world: World, sqlite_instance: dg.
     state.batch = None  # as if the batch finished and the gate kept the champion
     again = _tick(world, sqlite_instance, state.to_json(), lake)
     assert not again.run_requests
+
+
+def test_tracseq_monitor_drift_command(world: World, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracseq_dagster.cli import app
+
+    clean_log, drifted_log = tmp_path / "clean", tmp_path / "drifted"
+    open_prediction_log(str(clean_log)).append(served_rows(world, rows=300, seed=6))
+    open_prediction_log(str(drifted_log)).append(served_rows(world, rows=300, seed=7, shift=True))
+    runner = CliRunner()
+    clean = runner.invoke(app, ["monitor", "drift", "--log", str(clean_log), "--lake", str(world.lake.root)])
+    assert clean.exit_code == 0 and "no_drift" in clean.output, clean.output
+    drifted = runner.invoke(app, ["monitor", "drift", "--log", str(drifted_log), "--lake", str(world.lake.root)])
+    assert drifted.exit_code == 1 and "drift:" in drifted.output and "freeze_thaw_cycles" in drifted.output, drifted.output

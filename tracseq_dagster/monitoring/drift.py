@@ -122,6 +122,21 @@ def reference_features(lake: Lake) -> pd.DataFrame:
     return load_training_set(lake).frame[list(FEATURE_NAMES)]
 
 
+def drift_against_training(current: pd.DataFrame, lake: Lake, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
+    """Drift of ``current`` (rows of the prediction log) against the training features of ``lake``.
+
+    Before anything was served or trained there is nothing to compare: no predictions and no
+    offline store give an ``insufficient_data`` report rather than an error.
+    """
+    try:
+        reference = reference_features(lake)
+    except FileNotFoundError:
+        if len(current):
+            raise
+        reference = pd.DataFrame(columns=list(FEATURE_NAMES))
+    return feature_drift(reference, current, thresholds)
+
+
 def population_stability_index(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
     """PSI of two histograms over the same bins."""
     r = np.clip(reference_counts / max(reference_counts.sum(), 1), EMPTY_BIN_SHARE, None)
@@ -173,7 +188,8 @@ def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftTh
             ref.value_counts().reindex(categories, fill_value=0).to_numpy(float),
             cur.value_counts().reindex(categories, fill_value=0).to_numpy(float),
         )
-        ref_missing, cur_missing = (ref == MISSING).mean(), (cur == MISSING).mean()
+        ref_missing = float((ref == MISSING).mean()) if len(ref) else 0.0
+        cur_missing = float((cur == MISSING).mean()) if len(cur) else 0.0
     else:
         ref_values = pd.to_numeric(reference, errors="coerce").to_numpy(float)
         cur_values = pd.to_numeric(current, errors="coerce").to_numpy(float)

@@ -29,7 +29,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -49,6 +49,7 @@ __all__ = [
     "ParquetPredictionLog",
     "PostgresPredictionLog",
     "PredictionLog",
+    "last_hours",
     "open_prediction_log",
 ]
 
@@ -97,6 +98,12 @@ def open_prediction_log(target: str) -> PredictionLog:
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise ValueError(f"prediction log {target!r}: use a folder path, file://… or postgresql://…")
     return ParquetPredictionLog(target)
+
+
+def last_hours(hours: float) -> tuple[datetime, datetime]:
+    """The window ``[now - hours, now)`` in UTC, as ``read`` takes it."""
+    until = datetime.now(timezone.utc)
+    return until - timedelta(hours=hours), until
 
 
 # -- rows → a typed frame ---------------------------------------------------------------------
