@@ -304,11 +304,13 @@ def monitor_drift_command(
     window_hours: Annotated[float, typer.Option(help="Judge the predictions of the last this many hours.")] = 24 * 7,
     log: Annotated[Optional[str], typer.Option(help="Prediction log (default: $TRACSEQ_PREDICTION_LOG or data/prediction_log).")] = None,
     lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
-    psi: Annotated[float, typer.Option(help="PSI at which a feature drifted.")] = 0.2,
-    ks_statistic: Annotated[float, typer.Option(help="KS statistic at which a feature drifted (with p below --ks-alpha).")] = 0.1,
-    ks_alpha: Annotated[float, typer.Option(help="KS p-value below which a large statistic counts.")] = 0.01,
+    psi: Annotated[Optional[float], typer.Option(help="PSI at which a feature drifted (default 0.2).")] = None,
+    ks_statistic: Annotated[Optional[float], typer.Option(help="KS statistic at which a feature drifted (default 0.1), with p below --ks-alpha.")] = None,
+    ks_alpha: Annotated[Optional[float], typer.Option(help="KS p-value below which a large statistic counts (default 0.01).")] = None,
 ) -> None:
     """PSI and KS per feature of recent predictions against the training features; exit 1 on drift."""
+    from dataclasses import replace
+
     import pandas as pd
 
     from tracseq_dagster import settings
@@ -316,11 +318,12 @@ def monitor_drift_command(
     from tracseq_dagster.monitoring.drift import DriftThresholds, drift_against_training
     from tracseq_dagster.serving.prediction_log import last_hours, open_prediction_log
 
+    given = {"psi": psi, "ks_statistic": ks_statistic, "ks_alpha": ks_alpha}  # the defaults live in DriftThresholds
     since, until = last_hours(window_hours)
     current = open_prediction_log(log or settings.prediction_log_url()).read(since, until)
     try:
         report = drift_against_training(
-            current, Lake(lake or settings.lake_dir()), DriftThresholds(psi=psi, ks_statistic=ks_statistic, ks_alpha=ks_alpha)
+            current, Lake(lake or settings.lake_dir()), replace(DriftThresholds(), **{k: v for k, v in given.items() if v is not None})
         )
     except FileNotFoundError as error:
         err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
