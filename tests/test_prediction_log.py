@@ -244,3 +244,15 @@ def test_background_writer_into_parquet_keeps_every_row(tmp_path: Path, features
     assert len(log.read()) == 120
     writer.close()
     assert set(log.read()[list(FEATURE_NAMES)].columns) == set(FEATURE_NAMES)
+
+
+def test_rows_queued_when_the_process_exits_are_still_written(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log\n"
+        "writer = BackgroundLogWriter(open_prediction_log(sys.argv[1]), flush_interval_s=3600)\n"
+        "writer.submit([{'request_id': 'last-words', 'sample_id': 'TS-2026-000001', 'ts': '2026-03-01T10:00:00Z'}])\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "log")], check=True, timeout=120)
+    frame = ParquetPredictionLog(tmp_path / "log").read()
+    assert frame["request_id"].tolist() == ["last-words"] and frame["ts"].iloc[0] == pd.Timestamp("2026-03-01T10:00:00Z")

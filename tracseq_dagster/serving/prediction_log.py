@@ -23,10 +23,12 @@ per :data:`tracseq_dagster.features.FEATURE_NAMES` (numeric as float64, categori
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -299,6 +301,10 @@ class BackgroundLogWriter:
     raises, and when ``max_queue_rows`` are already waiting it drops the rows and adds them to
     ``dropped``. A failed write is logged, its rows added to ``failed``, and the writer goes on.
     ``written`` counts rows the log accepted.
+
+    Create one per process, after the server forks its workers (a thread does not survive a
+    fork). ``close()`` at shutdown writes what is queued; an interpreter that exits without it
+    still flushes, from an ``atexit`` hook.
     """
 
     def __init__(self, log: PredictionLog, *, flush_interval_s: float = 1.0, max_queue_rows: int = 200_000) -> None:
@@ -318,6 +324,7 @@ class BackgroundLogWriter:
         self._wake_rows = max(1, max_queue_rows // 4)
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     @property
     def queued(self) -> int:
@@ -370,3 +377,10 @@ class BackgroundLogWriter:
             self.flush()
             if self._closed:
                 return
+
+
+def _close_at_exit(writer: weakref.ref[BackgroundLogWriter]) -> None:
+    """Flush a writer nobody closed (a weak reference: the hook must not keep writers alive)."""
+    alive = writer()
+    if alive is not None:
+        alive.close(timeout_s=5.0)
