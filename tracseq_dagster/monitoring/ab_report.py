@@ -151,10 +151,10 @@ def ab_test_report(
         agreement = model_agreement(log, labels, models[CHAMPION], models[CHALLENGER], settings, notes)
     elif not log.empty:
         notes.append("agreement not computed: the registry has no champion and challenger to re-score with")
-    return ABReport(len(log), variant_summary(log, settings.thresholds), score_histogram(log), labelled, differences, agreement, notes)
+    return ABReport(len(log), variant_summary(log), score_histogram(log), labelled, differences, agreement, notes)
 
 
-def variant_summary(log: pd.DataFrame, thresholds: CategoryThresholds = CategoryThresholds()) -> pd.DataFrame:
+def variant_summary(log: pd.DataFrame) -> pd.DataFrame:
     """Per variant: volume, versions, score quantiles, category mix, latency."""
     rows = []
     for variant, part in log.groupby("variant", sort=True):
