@@ -24,4 +24,9 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
     trials = graph.get(dg.AssetKey("automl_trials"))
     assert trials.partitions_def.get_partition_keys() == list(ALL_FAMILIES)
     assert graph.get(dg.AssetKey("registered_model")).group_name == "training"
-    assert {"automl_sweep", "register_and_promote"} <= {job.name for job in defs.resolve_all_job_defs()}
+    assert {"automl_sweep", "register_and_promote", "monitoring_reports"} <= {job.name for job in defs.resolve_all_job_defs()}
+    for name in ("feature_drift_report", "ab_test_report", "prediction_log"):
+        assert graph.get(dg.AssetKey(name)).group_name == "monitoring"
+    assert dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), "feature_drift_within_threshold") in graph.asset_check_keys
+    assert {"lab_export_sensor", "retraining_sensor"} <= {s.name for s in defs.sensors}
+    assert [s.name for s in defs.schedules] == ["monitoring_reports_hourly"]

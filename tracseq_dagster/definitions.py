@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
 from assets.features import sample_features
 from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
+from assets.monitoring import ab_test_report, feature_drift_report, prediction_log
 from assets.serving import online_sample_features, sample_quality_bento
 from assets.validation import validate_lab_export
 from resources import (
@@ -16,17 +19,20 @@ from resources import (
     MLflowResource,
     OnlineStoreResource,
     OptunaStorageResource,
+    PredictionLogResource,
 )
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import (
     audit_raw_export_job,
     automl_sweep_job,
     ingest_lab_export_job,
+    monitoring_reports_job,
+    monitoring_schedule,
     package_bento_job,
     register_and_promote_job,
     sample_features_job,
 )
-from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
+from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor, retraining_sensor
 
 
 def build_definitions(
@@ -36,6 +42,7 @@ def build_definitions(
     chunk_rows: int | None = None,
     mlflow_tracking_uri: str | None = None,
     optuna_storage: str | None = None,
+    prediction_log_url: str | None = None,
 ) -> dg.Definitions:
     """The code location, with folders from the arguments or the environment (see settings)."""
     return dg.Definitions(
@@ -49,6 +56,9 @@ def build_definitions(
             promotion_gate,
             sample_quality_bento,
             online_sample_features,
+            prediction_log,
+            feature_drift_report,
+            ab_test_report,
         ],
         asset_checks=[raw_rows_meet_contract],
         jobs=[
@@ -58,8 +68,10 @@ def build_definitions(
             automl_sweep_job,
             register_and_promote_job,
             package_bento_job,
+            monitoring_reports_job,
         ],
-        sensors=[lab_export_sensor, features_automation_sensor],
+        schedules=[monitoring_schedule],
+        sensors=[lab_export_sensor, features_automation_sensor, retraining_sensor],
         resources={
             "lake": LakeResource(root=lake_dir or settings.lake_dir()),
             "landing_zone": LandingZoneResource(url=landing_url or settings.landing_url()),
@@ -69,9 +81,18 @@ def build_definitions(
                 artifact_location=settings.mlflow_artifact_location(),
             ),
             "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
-            "online_store": OnlineStoreResource(redis_url=settings.redis_url()),
+            "online_store": OnlineStoreResource(redis_url=_secret_url("TRACSEQ_REDIS_URL", settings.redis_url())),
+            "prediction_log": PredictionLogResource(
+                url=prediction_log_url or _secret_url("TRACSEQ_PREDICTION_LOG", settings.prediction_log_url())
+            ),
         },
     )
+
+
+def _secret_url(variable: str, default: str | None) -> str | dg.EnvVar | None:
+    """From the environment as an EnvVar when set: a URL may hold a password, kept out of the UI."""
+    return dg.EnvVar(variable) if os.getenv(variable) else default
+
 
 
 defs = build_definitions()

@@ -12,6 +12,7 @@ Layout (one file set per export, named by the export's content hash)::
     <root>/automl/leaderboard.json         the families of the current sweep, ranked
     <root>/automl/registered_model.json    the latest registered version and its holdout scores
     <root>/gx/                           Great Expectations project with Data Docs
+    <root>/monitoring/                   feature_drift_report and ab_test_report (JSON, Parquet tables)
 
 Raw exports themselves never live here and are never touched: the lake only holds
 derived tables, so it can be rebuilt from the landing folder at any time.
@@ -80,6 +81,10 @@ class Lake:
     @property
     def registered_model_path(self) -> Path:
         return self.root / "automl" / "registered_model.json"
+
+    def monitoring_path(self, name: str) -> Path:
+        """A file of the monitoring reports (``feature_drift_report.json``, …)."""
+        return self.root / "monitoring" / name
 
     def write_json(self, path: Path, payload: dict[str, Any]) -> Path:
         _atomic_write_text(path, json.dumps(payload, indent=2, default=str))

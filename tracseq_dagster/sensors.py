@@ -1,11 +1,22 @@
-"""Sensors: new LIMS exports in the landing folder become partitions and runs."""
+"""Sensors: new LIMS exports in the landing folder become partitions and runs; monitoring starts retraining."""
 
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from resources import LandingZoneResource
+from resources import LakeResource, LandingZoneResource, MLflowResource
 from tracseq_dagster import settings
-from tracseq_dagster.jobs import ingest_lab_export_job
+from tracseq_dagster.jobs import automl_sweep_job, ingest_lab_export_job, register_and_promote_job
+from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
+from tracseq_dagster.monitoring.retraining import (
+    RETRAIN_BATCH_TAG,
+    RETRAIN_REASON_TAG,
+    RetrainPolicy,
+    RetrainState,
+    champion_training_rows,
+    labelled_sample_count,
+    retrain_decision,
+)
 from tracseq_dagster.landing import LandingCursor, scan_landing
 from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
 
@@ -52,3 +63,94 @@ features_automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=settings.sensor_interval_s(),
 )
+
+
+DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)
+#: A batch whose sweep runs never appeared (launch failed) is given up after this long.
+BATCH_LAUNCH_TIMEOUT = timedelta(hours=1)
+_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+@dg.sensor(
+    jobs=[automl_sweep_job, register_and_promote_job],
+    minimum_interval_seconds=settings.monitoring_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retrains sample_quality when the feature drift check failed or enough newly labelled "
+    "samples arrived: every family's automl_sweep partition, then register_and_promote.",
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, mlflow_tracking: MLflowResource
+) -> dg.SensorResult:
+    """Starts a retraining batch, or, while one runs, chains register_and_promote after its sweeps.
+
+    The decision is tracseq_dagster.monitoring.retraining's; the cursor remembers the open
+    batch, the labels it saw and the drift evaluation it acted on, so nothing starts twice.
+    """
+    state = RetrainState.from_json(context.cursor)
+    if state.batch is not None:
+        return _advance_batch(context, state)
+
+    policy = RetrainPolicy(
+        min_new_labels=settings.retrain_min_new_labels(),
+        drift_cooldown_hours=settings.retrain_drift_cooldown_hours(),
+        families=settings.retrain_families() or RetrainPolicy.families,
+    )
+    latest_check = context.instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK)
+    failed_drift = latest_check.id if latest_check and latest_check.status.value == "FAILED" else None
+    labelled = labelled_sample_count(lake.lake())
+    # Cheap tests first: most ticks end here without opening the registry.
+    if failed_drift is None and labelled - state.labels_at_last_retrain < policy.min_new_labels:
+        return dg.SensorResult(skip_reason=f"no failed drift check; {labelled} labelled samples", cursor=state.to_json())
+    for job in (automl_sweep_job, register_and_promote_job):  # a training someone else started
+        busy = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_PROGRESS), limit=1)
+        if busy:
+            return dg.SensorResult(skip_reason=f"{job.name} is already running ({busy[0].run_id[:8]})", cursor=state.to_json())
+    champion_rows = champion_training_rows(mlflow_tracking.registry())
+    decision = retrain_decision(
+        policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled, champion_training_rows=champion_rows
+    )
+    if not decision:
+        drift = "failed (already acted on, or cooling down)" if failed_drift is not None else "passing"
+        champion = "no champion" if champion_rows is None else f"the champion learned from {champion_rows}"
+        return dg.SensorResult(
+            skip_reason=f"no reason to retrain: drift check {drift}; {labelled} labelled samples, {champion}",
+            cursor=state.to_json(),
+        )
+
+    now = datetime.now(timezone.utc)
+    batch = f"retrain-{now:%Y%m%dT%H%M%S}"
+    because = "; ".join(decision.reasons)
+    context.log.info(f"{batch}: retraining because {because}")
+    tags = {RETRAIN_BATCH_TAG: batch, RETRAIN_REASON_TAG: because[:1000]}
+    state.batch, state.labels_at_last_retrain, state.last_retrain_at = batch, labelled, now.isoformat()
+    if decision.drift:
+        state.drift_evaluation_seen = failed_drift
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(job_name=automl_sweep_job.name, partition_key=family, run_key=f"{batch}:{family}", tags=tags)
+            for family in policy.families
+        ],
+        cursor=state.to_json(),
+    )
+
+
+def _advance_batch(context: dg.SensorEvaluationContext, state: RetrainState) -> dg.SensorResult:
+    """register_and_promote once every sweep of the open batch finished and one succeeded."""
+    batch = state.batch
+    sweeps = [r for r in context.instance.get_runs(dg.RunsFilter(tags={RETRAIN_BATCH_TAG: batch})) if r.job_name == automl_sweep_job.name]
+    started = datetime.fromisoformat(state.last_retrain_at) if state.last_retrain_at else datetime.now(timezone.utc)
+    if not sweeps and datetime.now(timezone.utc) - started < BATCH_LAUNCH_TIMEOUT:
+        return dg.SensorResult(skip_reason=f"{batch}: waiting for its sweep runs to be launched", cursor=state.to_json())
+    running = [r for r in sweeps if not r.is_finished]
+    if running:
+        return dg.SensorResult(skip_reason=f"{batch}: {len(running)} of {len(sweeps)} sweeps still running", cursor=state.to_json())
+    state.batch = None
+    if not any(r.is_success for r in sweeps):
+        context.log.warning(f"{batch}: no sweep succeeded; nothing to register")
+        return dg.SensorResult(skip_reason=f"{batch}: no sweep succeeded", cursor=state.to_json())
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(job_name=register_and_promote_job.name, run_key=f"{batch}:register", tags={RETRAIN_BATCH_TAG: batch})
+        ],
+        cursor=state.to_json(),
+    )

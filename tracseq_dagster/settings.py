@@ -62,3 +62,24 @@ def redis_url() -> str | None:
 def redis_prefix() -> str:
     """Prefix of every Redis key the project writes (features, cached answers), so deployments can share a server."""
     return os.getenv("TRACSEQ_REDIS_PREFIX", "tracseq:")
+
+
+def monitoring_interval_s() -> int:
+    """Seconds between ticks of the retraining sensor."""
+    return int(os.getenv("TRACSEQ_MONITORING_INTERVAL_S", "300"))
+
+
+def retrain_min_new_labels() -> int:
+    """Newly labelled samples (beyond the champion's training set) that start a retraining."""
+    return int(os.getenv("TRACSEQ_RETRAIN_MIN_NEW_LABELS", "1000"))
+
+
+def retrain_drift_cooldown_hours() -> float:
+    """Least time between two retrainings started by drift."""
+    return float(os.getenv("TRACSEQ_RETRAIN_DRIFT_COOLDOWN_H", "24"))
+
+
+def retrain_families() -> tuple[str, ...] | None:
+    """Model families a retraining sweeps (comma-separated); None: all of them."""
+    value = os.getenv("TRACSEQ_RETRAIN_FAMILIES", "")
+    return tuple(f.strip() for f in value.split(",") if f.strip()) or None

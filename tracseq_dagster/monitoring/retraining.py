@@ -1,0 +1,114 @@
+"""When to retrain ``sample_quality``: the decision the retraining sensor takes, without Dagster.
+
+Two reasons start a retraining:
+
+* **Drift**: the ``feature_drift_report`` check failed. Acted on once per failed evaluation, and
+  at most once per ``drift_cooldown_hours``: the drift reference is the training data, which a
+  retraining on the same data does not change, so without a cool-down a lasting shift would
+  retrain on every evaluation.
+* **New labels**: at least ``min_new_labels`` more labelled samples in the offline store than
+  the champion was trained on (its version's ``training_rows`` tag, set by ``register_winner``),
+  or than at the last retraining this sensor started if that was later (the gate may have kept
+  the old champion, and retraining again on the same labels would change nothing).
+
+No champion yet means nothing to compare with: the first training is an operator's decision.
+A retraining is a *batch*: one ``automl_sweep`` run per family, then ``register_and_promote``
+once every sweep of the batch has finished and at least one succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from tracseq_dagster.automl import ALL_FAMILIES
+from tracseq_dagster.features import LABEL_COLUMN
+from tracseq_dagster.lake import Lake
+from tracseq_dagster.registry import CHAMPION, ModelRegistry
+
+#: Run tag that ties the runs of one retraining batch together.
+RETRAIN_BATCH_TAG = "tracseq/retrain_batch"
+RETRAIN_REASON_TAG = "tracseq/retrain_reason"
+DRIFT_REASON = "the feature drift check failed"
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """How much change justifies a retraining, and what a retraining sweeps."""
+
+    min_new_labels: int = 1000
+    drift_cooldown_hours: float = 24.0
+    families: tuple[str, ...] = ALL_FAMILIES
+
+
+@dataclass
+class RetrainState:
+    """What the sensor remembers between ticks (its cursor)."""
+
+    drift_evaluation_seen: int | None = None  # id of the last failed drift check acted on
+    labels_at_last_retrain: int = 0
+    last_retrain_at: str | None = None  # ISO 8601, UTC
+    batch: str | None = None  # the retraining whose sweeps are running
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, cursor: str | None) -> RetrainState:
+        return cls(**json.loads(cursor)) if cursor else cls()
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Why to retrain now; no reasons: do not."""
+
+    reasons: tuple[str, ...] = ()
+    drift: bool = False  # the failed drift evaluation is one of the reasons (mark it seen)
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons)
+
+
+def retrain_decision(
+    policy: RetrainPolicy,
+    state: RetrainState,
+    *,
+    failed_drift_evaluation: int | None,
+    labelled_now: int,
+    champion_training_rows: int | None,
+    now: datetime | None = None,
+) -> RetrainDecision:
+    """``failed_drift_evaluation`` is the id of the latest drift check evaluation if it failed, else None."""
+    if champion_training_rows is None:
+        return RetrainDecision()
+    now = now or datetime.now(timezone.utc)
+    reasons = []
+    if failed_drift_evaluation is not None and failed_drift_evaluation != state.drift_evaluation_seen:
+        cooled = state.last_retrain_at is None or now - datetime.fromisoformat(state.last_retrain_at) >= timedelta(
+            hours=policy.drift_cooldown_hours
+        )
+        if cooled:
+            reasons.append(DRIFT_REASON)
+    baseline = max(champion_training_rows, state.labels_at_last_retrain)
+    if labelled_now - baseline >= policy.min_new_labels:
+        reasons.append(f"{labelled_now - baseline} newly labelled samples (the champion learned from {champion_training_rows})")
+    drift = bool(reasons) and reasons[0] == DRIFT_REASON
+    return RetrainDecision(tuple(reasons), drift)
+
+
+def champion_training_rows(registry: ModelRegistry) -> int | None:
+    """Labelled rows the champion was trained on (None: no champion, or a version without the tag)."""
+    champion = registry.version(CHAMPION)
+    if champion is None or "training_rows" not in champion.tags:
+        return None
+    return int(champion.tags["training_rows"])
+
+
+def labelled_sample_count(lake: Lake) -> int:
+    """Labelled samples in the offline store: the rows the next training set would have."""
+    if not lake.features_path.exists():
+        return 0
+    return int(pd.read_parquet(lake.features_path, columns=[LABEL_COLUMN])[LABEL_COLUMN].notna().sum())

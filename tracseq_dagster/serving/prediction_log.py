@@ -1,0 +1,386 @@
+"""The prediction log: one row per prediction the service made, for the A/B and drift reports.
+
+Two stores behind one interface (:class:`PredictionLog`), chosen by :func:`open_prediction_log`:
+
+* **Parquet** (a folder path or ``file://`` URL, the default): one file per flush,
+  ``<root>/date=YYYY-MM-DD/part-<utc time>-<pid>-<uuid>.parquet``. Several service workers
+  write at once without coordinating: every file has a name no other writer can pick, and
+  is written under a hidden temporary name and renamed, so a reader sees whole files or
+  none. A file that still cannot be read (copied in half by hand, a full disk) is skipped
+  with a warning, never fatal.
+* **PostgreSQL** (``postgresql://…``): the table ``prediction_log``, created when missing,
+  filled in batches with ``execute_values``.
+
+The request path never writes: it hands rows to a :class:`BackgroundLogWriter`, whose thread
+writes a batch every ``flush_interval_s``. When the store is slow or down the queue fills up
+to ``max_queue_rows`` and then further rows are dropped and counted, so serving never waits on
+the log and never fails because of it.
+
+Columns (:data:`PREDICTION_LOG_COLUMNS`): the answer (request id, time, variant, model version,
+P(pass), category, predicted status, latency) then the feature vector the model saw, one column
+per :data:`tracseq_dagster.features.FEATURE_NAMES` (numeric as float64, categorical as text).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+
+__all__ = [
+    "PREDICTION_LOG_COLUMNS",
+    "BackgroundLogWriter",
+    "ParquetPredictionLog",
+    "PostgresPredictionLog",
+    "PredictionLog",
+    "last_hours",
+    "open_prediction_log",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The answer's columns, in order; the feature vector follows.
+ANSWER_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "ts",
+    "sample_id",
+    "variant",
+    "model_version",
+    "quality_probability",
+    "category",
+    "predicted_status",
+    "latency_ms",
+)
+PREDICTION_LOG_COLUMNS: tuple[str, ...] = (*ANSWER_COLUMNS, *FEATURE_NAMES)
+TIME_COLUMN = "ts"
+_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", *(set(FEATURE_NAMES) - set(CATEGORICAL_FEATURES))})
+
+#: The Arrow schema of every Parquet file (and of what ``read`` returns, as pandas).
+SCHEMA = pa.schema(
+    [
+        pa.field(name, pa.timestamp("us", tz="UTC") if name == TIME_COLUMN else pa.float64() if name in _FLOAT_COLUMNS else pa.string())
+        for name in PREDICTION_LOG_COLUMNS
+    ]
+)
+
+
+class PredictionLog(Protocol):
+    """Where predictions are kept. ``append`` writes one batch synchronously; ``read`` a time window."""
+
+    def append(self, rows: list[dict]) -> None: ...
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame: ...
+
+
+def open_prediction_log(target: str) -> PredictionLog:
+    """The log at ``target``: ``postgresql://…`` → PostgreSQL; a folder path or ``file://`` URL → Parquet."""
+    scheme = urlparse(target).scheme.split("+")[0]
+    if scheme in ("postgresql", "postgres"):
+        return PostgresPredictionLog(target)
+    if scheme == "file":
+        return ParquetPredictionLog(url2pathname(urlparse(target).path))
+    if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        raise ValueError(f"prediction log {target!r}: use a folder path, file://… or postgresql://…")
+    return ParquetPredictionLog(target)
+
+
+def last_hours(hours: float) -> tuple[datetime, datetime]:
+    """The window ``[now - hours, now)`` in UTC, as ``read`` takes it."""
+    until = datetime.now(timezone.utc)
+    return until - timedelta(hours=hours), until
+
+
+# -- rows → a typed frame ---------------------------------------------------------------------
+
+
+def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a frame with exactly :data:`PREDICTION_LOG_COLUMNS`, typed; unknown keys are ignored.
+
+    A missing ``ts`` becomes now: a row is never lost for want of a time.
+    """
+    frame = pd.DataFrame.from_records(list(rows), columns=list(PREDICTION_LOG_COLUMNS))
+    typed = typed_frame(frame)
+    if typed[TIME_COLUMN].isna().any():
+        typed[TIME_COLUMN] = typed[TIME_COLUMN].fillna(pd.Timestamp.now(tz="UTC"))
+    return typed
+
+
+def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Any frame of log columns with the log's types: ts UTC, floats float64, the rest ``string``."""
+    frame = frame.reindex(columns=list(PREDICTION_LOG_COLUMNS))
+    out = {}
+    for name in PREDICTION_LOG_COLUMNS:
+        column = frame[name]
+        if name == TIME_COLUMN:
+            out[name] = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+        elif name in _FLOAT_COLUMNS:
+            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        else:
+            # Categorical features arrive as pandas categoricals from compute_features: keep the labels.
+            out[name] = column.astype("object").where(column.notna(), None).astype("string")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _in_window(frame: pd.DataFrame, since: datetime | None, until: datetime | None) -> pd.DataFrame:
+    keep = pd.Series(True, index=frame.index)
+    if since is not None:
+        keep &= frame[TIME_COLUMN] >= _utc(since)
+    if until is not None:
+        keep &= frame[TIME_COLUMN] < _utc(until)
+    return frame[keep].sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
+
+
+def _utc(moment: datetime | pd.Timestamp | str) -> pd.Timestamp:
+    """Naive times are UTC, as everywhere in the project."""
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+# -- Parquet ----------------------------------------------------------------------------------
+
+
+class ParquetPredictionLog:
+    """A folder of Parquet files under date partitions; safe with many writer processes."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        frame = rows_to_frame(rows)
+        # A batch that straddles midnight goes to both days' partitions.
+        for day, part in frame.groupby(frame[TIME_COLUMN].dt.strftime("%Y-%m-%d"), sort=True):
+            self._write_file(self.root / f"date={day}", part)
+
+    def _write_file(self, folder: Path, frame: pd.DataFrame) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+        # Hidden while being written: readers list only visible *.parquet names.
+        tmp = folder / f".{name}.tmp"
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), tmp)
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return folder / name
+
+    def files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
+        """The finished files of the date partitions that can hold rows of [since, until)."""
+        first = None if since is None else _utc(since).strftime("%Y-%m-%d")
+        last = None if until is None else _utc(until).strftime("%Y-%m-%d")
+        out = []
+        for folder in sorted(self.root.glob("date=*")):
+            day = folder.name.removeprefix("date=")
+            if (first is None or day >= first) and (last is None or day <= last):
+                out += sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+        return out
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        files = self.files(since, until)
+        if not files:
+            return typed_frame(pd.DataFrame(columns=list(PREDICTION_LOG_COLUMNS)))
+        try:
+            # One multi-threaded scan; files written before a feature was added get nulls for it.
+            table = ds.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+        except (pa.ArrowException, OSError):
+            table = self._read_one_by_one(files)
+        return _in_window(typed_frame(table.to_pandas()), since, until)
+
+    def _read_one_by_one(self, files: list[Path]) -> pa.Table:
+        """The slow path when some file is unreadable: every other file, and a warning per bad one."""
+        tables = []
+        for path in files:
+            try:
+                tables.append(ds.dataset(str(path), schema=SCHEMA, format="parquet").to_table())
+            except (pa.ArrowException, OSError) as error:
+                logger.warning("prediction log: skipping unreadable file %s (%s)", path, error)
+        return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+class PostgresPredictionLog:
+    """The table ``prediction_log`` in a PostgreSQL database (created on first use)."""
+
+    def __init__(self, url: str, table: str = "prediction_log") -> None:
+        # psycopg2 (libpq) takes postgresql:// URLs, not SQLAlchemy's postgresql+psycopg2://.
+        scheme, rest = url.split("://", 1)
+        self.url = f"{scheme.split('+')[0]}://{rest}"
+        self.table = table
+        self._ready = False
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        import psycopg2
+
+        connection = psycopg2.connect(self.url)
+        if not self._ready:
+            self._create_table(connection)
+            self._ready = True
+        return connection
+
+    def _create_table(self, connection) -> None:  # type: ignore[no-untyped-def]
+        sql_types = {name: "timestamptz" if t == pa.timestamp("us", tz="UTC") else "double precision" if t == pa.float64() else "text"
+                     for name, t in zip(SCHEMA.names, SCHEMA.types)}
+        columns = ", ".join(f'"{name}" {sql_types[name]}' for name in PREDICTION_LOG_COLUMNS)
+        with connection, connection.cursor() as cursor:
+            # Several workers start at once: IF NOT EXISTS alone races on the catalog.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
+            cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({columns})')
+            cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_ts" ON "{self.table}" (ts)')
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        from psycopg2.extras import execute_values
+
+        frame = rows_to_frame(rows)
+        values = [
+            tuple(None if _missing(v) else v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in record)
+            for record in frame.astype(object).itertuples(index=False, name=None)
+        ]
+        names = ", ".join(f'"{c}"' for c in PREDICTION_LOG_COLUMNS)
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                execute_values(cursor, f'INSERT INTO "{self.table}" ({names}) VALUES %s', values, page_size=1000)
+        finally:
+            connection.close()
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+        names = ", ".join(f'"{c}"' for c in PREDICTION_LOG_COLUMNS)
+        where, params = [], []
+        if since is not None:
+            where.append("ts >= %s")
+            params.append(_utc(since).to_pydatetime())
+        if until is not None:
+            where.append("ts < %s")
+            params.append(_utc(until).to_pydatetime())
+        sql = f'SELECT {names} FROM "{self.table}"' + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY ts"
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                records = cursor.fetchall()
+        finally:
+            connection.close()
+        return typed_frame(pd.DataFrame.from_records(records, columns=list(PREDICTION_LOG_COLUMNS)))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
+
+
+# -- the writer the request path uses ---------------------------------------------------------
+
+
+class BackgroundLogWriter:
+    """Queues rows in memory; a daemon thread writes them to ``log`` every ``flush_interval_s``.
+
+    ``submit`` only takes a lock for an append to a deque: it never waits for a write, never
+    raises, and when ``max_queue_rows`` are already waiting it drops the rows and adds them to
+    ``dropped``. A failed write is logged, its rows added to ``failed``, and the writer goes on.
+    ``written`` counts rows the log accepted.
+
+    Create one per process, after the server forks its workers (a thread does not survive a
+    fork). ``close()`` at shutdown writes what is queued; an interpreter that exits without it
+    still flushes, from an ``atexit`` hook.
+    """
+
+    def __init__(self, log: PredictionLog, *, flush_interval_s: float = 1.0, max_queue_rows: int = 200_000) -> None:
+        self.log = log
+        self.flush_interval_s = flush_interval_s
+        self.max_queue_rows = max_queue_rows
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+        self._pending: deque[list[dict]] = deque()
+        self._pending_rows = 0
+        self._closed = False
+        self._queue_lock = threading.Lock()  # guards the queue; never held while writing
+        self._write_lock = threading.Lock()  # one write at a time, from the thread or flush()
+        self._wake = threading.Event()
+        # A big burst (a batch request) is written at once rather than after the interval.
+        self._wake_rows = max(1, max_queue_rows // 4)
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    @property
+    def queued(self) -> int:
+        return self._pending_rows
+
+    def submit(self, rows: list[dict]) -> None:
+        try:
+            count = len(rows)
+            if not count:
+                return
+            with self._queue_lock:
+                if self._closed or self._pending_rows + count > self.max_queue_rows:
+                    self.dropped += count
+                    return
+                self._pending.append(list(rows))
+                self._pending_rows += count
+                wake = self._pending_rows >= self._wake_rows
+            if wake:
+                self._wake.set()
+        except Exception:  # the request path must never fail because of the log
+            logger.exception("prediction log: could not queue rows")
+
+    def flush(self) -> None:
+        """Write everything queued so far (waits for a write in progress first)."""
+        with self._write_lock:
+            with self._queue_lock:
+                batches, self._pending = self._pending, deque()
+                count, self._pending_rows = self._pending_rows, 0
+            if not count:
+                return
+            try:
+                self.log.append([row for batch in batches for row in batch])
+                self.written += count
+            except Exception:
+                self.failed += count
+                logger.exception("prediction log: could not write %d rows; they are lost", count)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking rows, write what is queued, stop the thread. Safe to call twice."""
+        with self._queue_lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self.flush()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self.flush()
+            if self._closed:
+                return
+
+
+def _close_at_exit(writer: weakref.ref[BackgroundLogWriter]) -> None:
+    """Flush a writer nobody closed (a weak reference: the hook must not keep writers alive)."""
+    alive = writer()
+    if alive is not None:
+        alive.close(timeout_s=5.0)
