@@ -5,19 +5,37 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
+from assets.documents import document_chunks, document_index, submission_metadata
 from assets.features import sample_features
 from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
 from assets.validation import validate_lab_export
-from resources import ExportParsingResource, LakeResource, LandingZoneResource, MLflowResource, OptunaStorageResource
+from resources import (
+    EmbedderResource,
+    ExportParsingResource,
+    LakeResource,
+    LanceDBResource,
+    LandingZoneResource,
+    MLflowResource,
+    OllamaResource,
+    OptunaStorageResource,
+)
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import (
     audit_raw_export_job,
     automl_sweep_job,
+    index_documents_job,
+    ingest_document_job,
     ingest_lab_export_job,
     register_and_promote_job,
     sample_features_job,
 )
-from tracseq_dagster.sensors import features_automation_sensor, lab_export_sensor
+from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+from tracseq_dagster.sensors import (
+    documents_automation_sensor,
+    documents_sensor,
+    features_automation_sensor,
+    lab_export_sensor,
+)
 
 
 def build_definitions(
@@ -27,6 +45,8 @@ def build_definitions(
     chunk_rows: int | None = None,
     mlflow_tracking_uri: str | None = None,
     optuna_storage: str | None = None,
+    documents_url: str | None = None,
+    lancedb_dir: str | None = None,
 ) -> dg.Definitions:
     """The code location, with folders from the arguments or the environment (see settings)."""
     return dg.Definitions(
@@ -38,6 +58,9 @@ def build_definitions(
             automl_leaderboard,
             registered_model,
             promotion_gate,
+            document_chunks,
+            document_index,
+            submission_metadata,
         ],
         asset_checks=[raw_rows_meet_contract],
         jobs=[
@@ -46,8 +69,10 @@ def build_definitions(
             sample_features_job,
             automl_sweep_job,
             register_and_promote_job,
+            ingest_document_job,
+            index_documents_job,
         ],
-        sensors=[lab_export_sensor, features_automation_sensor],
+        sensors=[lab_export_sensor, features_automation_sensor, documents_sensor, documents_automation_sensor],
         resources={
             "lake": LakeResource(root=lake_dir or settings.lake_dir()),
             "landing_zone": LandingZoneResource(url=landing_url or settings.landing_url()),
@@ -57,6 +82,14 @@ def build_definitions(
                 artifact_location=settings.mlflow_artifact_location(),
             ),
             "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
+            "documents_landing": LandingZoneResource(
+                url=documents_url or settings.documents_url(), suffixes=list(DOCUMENT_SUFFIXES)
+            ),
+            "lancedb": LanceDBResource(uri=lancedb_dir or settings.lancedb_dir()),
+            "embedder": EmbedderResource(spec=settings.embedder()),
+            "ollama": OllamaResource(
+                host=settings.ollama_host(), model=settings.ollama_model(), timeout_s=settings.ollama_timeout_s()
+            ),
         },
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 
 # Set before unstructured, sentence-transformers or huggingface_hub are imported: they read
 # these at import time. setdefault so a deployment can still opt in to anything.
@@ -33,6 +34,21 @@ class MissingSystemTool(RuntimeError):
 def set_offline_environment() -> None:
     for name, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    hide_torchvision()
+
+
+def hide_torchvision() -> None:
+    """Make ``import torchvision`` fail cleanly, so transformers treats it as absent.
+
+    PyPI's torchvision 0.28 (only in the lock to satisfy unstructured-inference) does not
+    import beside the CPU build of torch 2.13.0: ``operator torchvision::nms does not exist``
+    (DESIGN.md). transformers imports it whenever it is installed, which breaks
+    sentence-transformers. Neither the embedding model nor unstructured's fast and ocr_only
+    strategies need it. A ``None`` entry in ``sys.modules`` is Python's documented way to
+    block an import: ``importlib.util.find_spec`` then reports the package as missing.
+    """
+    if "torchvision" not in sys.modules and not os.getenv("TRACSEQ_USE_TORCHVISION"):
+        sys.modules["torchvision"] = None  # type: ignore[assignment]
 
 
 @functools.cache
