@@ -102,8 +102,8 @@ def chunk_document(
         if not text:
             continue
         originals = element.metadata.orig_elements or [element]
-        titles = [o.text.strip() for o in originals if type(o).__name__ == "Title" and o.text.strip()]
-        if titles:  # a chunk that opens a section; continuations keep the last one
+        titles = [o.text.strip() for o in originals if type(o).__name__ == "Title" and o.text.strip() not in ("", title)]
+        if titles:  # the first section the chunk opens; continuations keep the last one seen
             section = titles[0]
         pages = [o.metadata.page_number for o in originals if o.metadata.page_number is not None] or [1]
         index = len(chunks)
