@@ -38,6 +38,7 @@ class FakeOllama:
         self.models = set(models)
         self.reply = reply or (lambda messages, fmt: "DNA extracts are stored at -20 C [1].")
         self.delay_s = 0.0
+        self.fail_with: tuple[int, str] | None = None  # (status, error) for every generation, e.g. a crashed runner
         self.requests: list[tuple[str, dict]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -100,6 +101,8 @@ class FakeOllama:
                 if model not in fake.models:
                     return self._json(404, {"error": f"model '{model}' not found"})
                 time.sleep(fake.delay_s)
+                if fake.fail_with is not None:
+                    return self._json(fake.fail_with[0], {"error": fake.fail_with[1]})
                 if self.path == "/api/embed":
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     return self._json(200, {"model": model, "embeddings": [fake_vector(t) for t in inputs], "total_duration": 1000, "load_duration": 10, "prompt_eval_count": len(inputs)})

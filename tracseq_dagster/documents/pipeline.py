@@ -129,3 +129,32 @@ def sync_index(
     report.documents = len(set(index.documents()))
     report.seconds = timer
     return report
+
+
+def index_folder(
+    folder: str | Path, *, lake_root: str | Path, lancedb_uri: str | Path, embedder: str = "minilm"
+) -> tuple[DocumentIndex, Embedder, IndexReport]:
+    """Chunk and index every document of a local folder in process, without Dagster.
+
+    For the benchmark and tests of retrieval; files that cannot be parsed are left out.
+    """
+    from tracseq_dagster.documents.embedding import make_embedder
+    from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES, DocumentParseError
+    from tracseq_dagster.documents.qa import open_index
+    from tracseq_dagster.landing import content_hash, list_landing_files
+
+    store = DocumentStore(lake_root)
+    current = set()
+    for landed in list_landing_files(str(folder), DOCUMENT_SUFFIXES):
+        document_id = content_hash(landed.path)
+        current.add(document_id)
+        if document_id in store.document_ids():
+            continue
+        try:
+            chunked = chunk_file(landed.path, document_id=document_id)
+        except DocumentParseError:
+            continue
+        store.write(document_id, chunked.chunks, chunked.record(landed.path))
+    vectors = make_embedder(embedder)
+    index = open_index(str(lancedb_uri), vectors)
+    return index, vectors, sync_index(store, index, vectors, current)

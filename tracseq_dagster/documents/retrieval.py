@@ -18,9 +18,9 @@ from tracseq_dagster.documents.embedding import Embedder
 from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, DocumentIndex, _quote
 
 DEFAULT_TOP_K = 5
-# Calibrated with benchmarks/rag.py: answerable questions' best passage scores 0.45-0.8 with
-# MiniLM, off-topic questions 0.05-0.25 (see BENCHMARKS.md, "Evidence threshold").
-DEFAULT_MIN_SIMILARITY = 0.30
+# Calibrated with benchmarks/rag.py (BENCHMARKS.md, "Evidence threshold"): with MiniLM the best
+# passage of an off-topic question scores below it, that of an answerable one above it.
+DEFAULT_MIN_SIMILARITY = 0.18
 CANDIDATES = 30  # per search before fusion
 ANN_NPROBES = 20
 
