@@ -68,6 +68,10 @@ ui: venv
 bench: venv
 	$(BIN)/python benchmarks/spine_benchmark.py --rows 100000 1000000
 
+## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
+bench-rag: venv
+	$(BIN)/python benchmarks/rag.py
+
 ## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
 lock:
 	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^tracseq' -e '^pip==' > requirements.lock
