@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 ENV DO_NOT_TRACK=1 GX_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home
 WORKDIR /opt/tracseq
+# OCR of scanned PDF pages (documents pipeline): tesseract and poppler's pdftoppm.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
+ && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY tracseq_dagster ./tracseq_dagster

@@ -13,7 +13,19 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag system-deps
+
+# Debian packages the document pipeline needs: tesseract (OCR of pages without a text
+# layer) and poppler-utils (pdftoppm renders those pages for it). Installed only when
+# missing, so a machine that has them needs no root.
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng poppler-utils
+system-deps:
+	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx eng; then \
+		echo "system packages present: $(SYSTEM_PACKAGES)"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +35,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python scripts/check_environment.py
 	touch $@
 
-venv: $(BIN)/.installed
+venv: system-deps $(BIN)/.installed
 
 ## demo: synthetic exports in all three formats (some messy, one with bad rows) through the whole spine,
 ## then the AutoML sweep of all six families, the registered model and the promotion gate (MLflow in data/mlflow).
@@ -55,6 +67,10 @@ ui: venv
 ## bench: the numbers in BENCHMARKS.md
 bench: venv
 	$(BIN)/python benchmarks/spine_benchmark.py --rows 100000 1000000
+
+## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
+bench-rag: venv
+	$(BIN)/python benchmarks/rag.py
 
 ## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
 lock:

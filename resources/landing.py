@@ -17,13 +17,15 @@ class LandingZoneResource(dg.ConfigurableResource):
 
     url: str
     storage_options_json: str = "{}"
+    # Which files count: exports by default; the documents landing folder lists PDF, DOCX, …
+    suffixes: list[str] = list(landing.EXPORT_SUFFIXES)
 
     @property
     def storage_options(self) -> dict:
         return json.loads(self.storage_options_json)
 
     def list_files(self) -> list[landing.LandingFile]:
-        return landing.list_landing_files(self.url, **self.storage_options)
+        return landing.list_landing_files(self.url, self.suffixes, **self.storage_options)
 
     def content_hash(self, path: str) -> str:
         return landing.content_hash(path, **self.storage_options)

@@ -18,15 +18,20 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"automl_trials", "automl_leaderboard", "registered_model", "promotion_gate", "sample_features"} <= keys
+    assert {"document_chunks", "document_index", "submission_metadata"} <= keys
+    assert graph.get(dg.AssetKey("document_chunks")).partitions_def.name == "documents"
     for key in graph.get_all_asset_keys():
         spec = graph.get(key)
         assert spec.description and len(spec.description) > 40, f"{key} has no docstring"
     trials = graph.get(dg.AssetKey("automl_trials"))
     assert trials.partitions_def.get_partition_keys() == list(ALL_FAMILIES)
     assert graph.get(dg.AssetKey("registered_model")).group_name == "training"
-    assert {"automl_sweep", "register_and_promote", "monitoring_reports"} <= {job.name for job in defs.resolve_all_job_defs()}
+    jobs = {"automl_sweep", "register_and_promote", "package_bento", "monitoring_reports", "ingest_document", "index_documents"}
+    assert jobs <= {job.name for job in defs.resolve_all_job_defs()}
+    assert graph.get(dg.AssetKey("sample_quality_bento")).group_name == "serving"
     for name in ("feature_drift_report", "ab_test_report", "prediction_log"):
         assert graph.get(dg.AssetKey(name)).group_name == "monitoring"
     assert dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), "feature_drift_within_threshold") in graph.asset_check_keys
     assert {"lab_export_sensor", "retraining_sensor"} <= {s.name for s in defs.sensors}
     assert [s.name for s in defs.schedules] == ["monitoring_reports_hourly"]
+    assert {"documents_sensor", "documents_automation"} <= {sensor.name for sensor in defs.sensors}

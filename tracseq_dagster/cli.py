@@ -341,6 +341,7 @@ def bento_serve_command(
     bentoml_cli = shutil.which("bentoml") or os.path.join(os.path.dirname(sys.executable), "bentoml")
     os.execv(bentoml_cli, [bentoml_cli, "serve", tag, "--host", host, "--port", str(port)])
 
+
 monitor_app = typer.Typer(help="Monitoring over the prediction log of the sample_quality service.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
 
@@ -387,6 +388,130 @@ def monitor_drift_command(
     console.print(f"[bold]{report.verdict}[/]: {report.summary()}", soft_wrap=True)
     if report.verdict == "drift":
         raise typer.Exit(code=1)
+
+
+documents_app = typer.Typer(help="Lab documents: ingest into LanceDB, example documents.", no_args_is_help=True)
+app.add_typer(documents_app, name="documents")
+
+
+@documents_app.command("ingest")
+def documents_ingest_command(
+    folder: Annotated[str, typer.Argument(help="Documents folder: a path or fsspec URL (default: $TRACSEQ_DOCUMENTS_URL or data/documents).")] = "",
+    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    lancedb: Annotated[Optional[str], typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
+    force: Annotated[bool, typer.Option(help="Re-parse documents whose bytes were already ingested.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every Dagster event on the console.")] = False,
+) -> None:
+    """Parse, chunk and index every document in FOLDER through Dagster, without a UI."""
+    from tracseq_dagster import settings
+    from tracseq_dagster.definitions import build_definitions
+    from tracseq_dagster.documents.ingest import index_documents, ingest_documents
+    from tracseq_dagster.instance import get_instance
+
+    url = folder or settings.documents_url()
+    defs = build_definitions(lake_dir=str(lake) if lake else None, documents_url=url, lancedb_dir=lancedb)
+    instance = get_instance()
+    log_level = "DEBUG" if verbose else "CRITICAL"
+    with console.status("parsing documents"):
+        outcomes = ingest_documents(url, defs=defs, instance=instance, force=force, log_level=log_level)
+    table = Table("file", "partition", "status", "pages", "chunks")
+    for o in outcomes:
+        colour = {"ingested": "green", "failed": "red", "unchanged": "dim"}[o.status]
+        table.add_row(Path(o.path).name, o.document_id, f"[{colour}]{o.status}[/]", _count(o.pages), _count(o.chunks))
+    console.print(table)
+    for o in outcomes:
+        if o.error:
+            console.print(f"[red]✗[/] {o.error}", soft_wrap=True)
+    with console.status("embedding and indexing"):
+        result, meta = index_documents(defs=defs, instance=instance, log_level=log_level)
+    if result.success:
+        console.print(
+            f"document_index: [green]{meta.get('documents', 0)} documents, {meta.get('dagster/row_count', 0)} chunks[/] "
+            f"({meta.get('documents_written', 0)} written, {meta.get('documents_unchanged', 0)} unchanged, "
+            f"{meta.get('documents_removed', 0)} removed) in {defs.resources['lancedb'].uri}"
+        )
+    else:
+        from tracseq_dagster.ingest import failure_message
+
+        console.print(f"[red]indexing failed:[/] {failure_message(result)}", soft_wrap=True)
+    if not result.success or any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(code=1)
+
+
+@documents_app.command("generate-examples")
+def documents_examples_command(
+    out: Annotated[Path, typer.Option(help="Folder to write the example documents to.")] = Path("data/documents"),
+) -> None:
+    """Write example lab documents (SOP with a scanned page, QC report, submission forms, DOCX/HTML/Markdown/text)."""
+    from tracseq_dagster.documents.examples import generate_examples
+
+    for path in generate_examples(out):
+        console.print(f"wrote {path}")
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="A question about the lab's documents.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Passages to retrieve.")] = 5,
+    document_type: Annotated[Optional[str], typer.Option("--type", help="Only this document type: sop, report, submission_form, other.")] = None,
+    file: Annotated[Optional[str], typer.Option("--file", help="Only this file name.")] = None,
+    generate: Annotated[bool, typer.Option(help="Generate an answer with Ollama (--no-generate: passages only).")] = True,
+    model: Annotated[Optional[str], typer.Option(help="Ollama model (default: $TRACSEQ_OLLAMA_MODEL or llama3.2:3b).")] = None,
+    lancedb: Annotated[Optional[str], typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """Answer from the indexed documents with file and page citations (streamed from Ollama).
+
+    Without Ollama the best passages are shown with one line saying why and how to fix it.
+    """
+    import json
+
+    from rich.markup import escape
+
+    from tracseq_dagster import settings
+    from tracseq_dagster.documents.llm import OllamaUnavailable
+    from tracseq_dagster.documents.qa import DocumentQA
+    from tracseq_dagster.documents.retrieval import Filters
+
+    try:
+        qa = DocumentQA.open(
+            lancedb or settings.lancedb_dir(), embedder=settings.embedder(), ollama_host=settings.ollama_host(),
+            model=model or settings.ollama_model(), timeout_s=settings.ollama_timeout_s(), generate=generate,
+        )
+        if qa.index.count() == 0:
+            err_console.print("No documents are indexed yet. Fix: `tracseq documents ingest <folder>`.")
+            raise typer.Exit(code=2)
+        streamed: list[str] = []
+
+        def show(piece: str) -> None:
+            streamed.append(piece)
+            if not as_json:
+                console.out(piece, end="", highlight=False)
+
+        answer = qa.ask(question, top_k=top_k, filters=Filters(document_type, file), on_token=show)
+    except OllamaUnavailable as error:  # only an Ollama embedder reaches here; generation never raises
+        err_console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), indent=2))
+        return
+    if streamed:
+        console.print()
+    if answer.mode == "generated":
+        console.print(f"\n[bold]Answer[/] ({answer.model}): {escape(answer.text)}", soft_wrap=True)
+    elif answer.mode == "not_found":
+        console.print(f"[yellow]{answer.text}[/]")
+    else:
+        console.print(f"[yellow]{escape(answer.notice or '')}[/]", soft_wrap=True)
+    if answer.notice and answer.mode == "generated":
+        console.print(f"[yellow]{escape(answer.notice)}[/]")
+    if answer.mode != "not_found":
+        console.print("[bold]Sources[/]")
+        for number, passage in enumerate(answer.passages, 1):
+            console.print(
+                f"[{number}] [cyan]{escape(passage.citation)}[/] ({passage.similarity:.2f}) {escape(passage.text[:200].replace(chr(10), ' '))}",
+                soft_wrap=True,
+            )
 
 
 def _cell(value: object) -> str:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.partitions import lab_export_partitions
+from tracseq_dagster.partitions import document_partitions, lab_export_partitions
 
 # One export file: parse, validate, quarantine, and the blocking contract check. The
 # raw-rows check is left out: it re-runs the whole suite on what arrived (as long again as
@@ -69,4 +69,19 @@ monitoring_schedule = dg.ScheduleDefinition(
     cron_schedule="0 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Feature drift and the A/B report over the prediction log, every hour.",
+)
+
+# One lab document: parse and chunk it (one partition per file, like exports).
+ingest_document_job = dg.define_asset_job(
+    "ingest_document",
+    selection=dg.AssetSelection.assets("document_chunks"),
+    partitions_def=document_partitions,
+    description="Parse and chunk one lab document (one partition per file).",
+)
+
+# The index and the submission table, brought in line with the documents folder.
+index_documents_job = dg.define_asset_job(
+    "index_documents",
+    selection=dg.AssetSelection.assets("document_index", "submission_metadata"),
+    description="Embed new chunks into LanceDB, drop deleted documents, extract submission forms.",
 )

@@ -1,12 +1,21 @@
-"""Sensors: new LIMS exports in the landing folder become partitions and runs; monitoring starts retraining."""
+"""Sensors: new LIMS exports and lab documents become partitions and runs; monitoring starts retraining."""
 
+import hashlib
+import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
 from resources import LakeResource, LandingZoneResource, MLflowResource
 from tracseq_dagster import settings
-from tracseq_dagster.jobs import automl_sweep_job, ingest_lab_export_job, register_and_promote_job
+from tracseq_dagster.jobs import (
+    automl_sweep_job,
+    index_documents_job,
+    ingest_document_job,
+    ingest_lab_export_job,
+    register_and_promote_job,
+)
+from tracseq_dagster.landing import LandingCursor, ScanResult, scan_landing
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.monitoring.retraining import (
     RETRAIN_BATCH_TAG,
@@ -17,8 +26,7 @@ from tracseq_dagster.monitoring.retraining import (
     labelled_sample_count,
     retrain_decision,
 )
-from tracseq_dagster.landing import LandingCursor, scan_landing
-from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
+from tracseq_dagster.partitions import SOURCE_PATH_TAG, document_partitions, lab_export_partitions
 
 
 @dg.sensor(
@@ -154,3 +162,58 @@ def _advance_batch(context: dg.SensorEvaluationContext, state: RetrainState) -> 
         ],
         cursor=state.to_json(),
     )
+
+
+@dg.sensor(
+    jobs=[ingest_document_job, index_documents_job],
+    minimum_interval_seconds=settings.sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches the documents folder: each new, finished document becomes one partition and one run; "
+    "a deleted document starts a run of the index that removes its chunks.",
+)
+def documents_sensor(context: dg.SensorEvaluationContext, documents_landing: LandingZoneResource) -> dg.SensorResult:
+    """Like lab_export_sensor: settled files only, keyed by content hash, same bytes start nothing.
+
+    The cursor also keeps the folder's file list (a documents folder holds thousands of
+    files, not the millions an export folder may): when a file disappears, the index job
+    runs to drop its chunks.
+    """
+    state = json.loads(context.cursor) if context.cursor else {}
+    files = documents_landing.list_files()
+    scan: ScanResult = scan_landing(files, LandingCursor.from_json(state.get("scan")), documents_landing.content_hash)
+    for error in scan.errors:
+        context.log.warning(f"Cannot read {error}; retrying on the next tick.")
+    if scan.waiting:
+        context.log.info(f"Waiting for {len(scan.waiting)} document(s) to finish writing: {', '.join(scan.waiting[:5])}")
+
+    new_keys: dict[str, str] = {}
+    for ready in scan.ready:
+        key = ready.content_hash
+        if key in new_keys or context.instance.has_dynamic_partition(document_partitions.name, key):
+            context.log.info(f"{ready.file.path}: same bytes as a document already ingested ({key}); nothing to do.")
+            continue
+        new_keys[key] = ready.file.path
+    run_requests = [
+        dg.RunRequest(job_name=ingest_document_job.name, partition_key=key, run_key=key, tags={SOURCE_PATH_TAG: path})
+        for key, path in new_keys.items()
+    ]
+    paths = sorted(f.path for f in files)
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    previous = set(state.get("paths_seen", []))
+    if previous - set(paths):
+        context.log.info(f"Document(s) removed from the folder: {', '.join(sorted(previous - set(paths))[:5])}")
+        run_requests.append(dg.RunRequest(job_name=index_documents_job.name, run_key=f"removed-{digest}"))
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[document_partitions.build_add_request(list(new_keys))] if new_keys else [],
+        cursor=json.dumps({"scan": scan.cursor.to_json(), "paths_seen": paths}),
+    )
+
+
+# New document chunks reach the index (and submission forms the submission table) on their own.
+documents_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "documents_automation",
+    target=dg.AssetSelection.assets("document_index", "submission_metadata"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=settings.sensor_interval_s(),
+)

@@ -83,3 +83,31 @@ def retrain_families() -> tuple[str, ...] | None:
     """Model families a retraining sweeps (comma-separated); None: all of them."""
     value = os.getenv("TRACSEQ_RETRAIN_FAMILIES", "")
     return tuple(f.strip() for f in value.split(",") if f.strip()) or None
+def documents_url() -> str:
+    """Landing folder for lab documents (PDF, DOCX, HTML, Markdown, text): a path or fsspec URL."""
+    return os.getenv("TRACSEQ_DOCUMENTS_URL", str(data_dir() / "documents"))
+
+
+def lancedb_dir() -> str:
+    """The embedded LanceDB database of document chunks (a folder, or s3://… for LanceDB on object storage)."""
+    return os.getenv("TRACSEQ_LANCEDB_DIR", str(data_dir() / "lancedb"))
+
+
+def embedder() -> str:
+    """``minilm`` (offline all-MiniLM-L6-v2) or ``ollama:<model>``, e.g. ``ollama:nomic-embed-text``."""
+    return os.getenv("TRACSEQ_EMBEDDER", "minilm")
+
+
+def ollama_host() -> str:
+    """Ollama's own variable, OLLAMA_HOST, else its default address."""
+    from tracseq_dagster.documents.llm import default_host
+
+    return default_host()
+
+
+def ollama_model() -> str:
+    return os.getenv("TRACSEQ_OLLAMA_MODEL", "llama3.2:3b")
+
+
+def ollama_timeout_s() -> float:
+    return float(os.getenv("TRACSEQ_OLLAMA_TIMEOUT_S", "120"))

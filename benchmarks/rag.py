@@ -1,0 +1,265 @@
+"""Documents benchmark: ingest pages/s by stage, retrieval latency at 10k/100k chunks, hit@5 and MRR@10.
+
+    .venv/bin/python benchmarks/rag.py [--pdfs N] [--sizes 10000 100000] [--queries 200]
+
+Corpora: Debian's own PDF manuals found on this machine (shared-mime-info's specification,
+libtasn1's manual) with hand-written questions whose source page is known, and the example
+lab documents (tracseq_dagster.documents.examples) with theirs. Ingest speed is measured on
+those manuals plus generated multi-page text PDFs, through the product's own functions
+(chunk_file, the embedder, DocumentIndex). Latency tables are filled with real chunk texts
+(re-sampled) and random unit vectors: embedding 100k passages with MiniLM on two cores would
+take longer than the rest of the run, and search cost does not depend on what the vectors
+mean. Query embedding time is reported separately from search time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tracseq_dagster.documents.chunking import Chunk  # noqa: E402
+from tracseq_dagster.documents.environment import set_offline_environment  # noqa: E402
+from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, generate_examples  # noqa: E402
+from tracseq_dagster.documents.index import DocumentIndex, chunk_table  # noqa: E402
+from tracseq_dagster.documents.pdf import PageLayout, write_pdf  # noqa: E402
+from tracseq_dagster.documents.pipeline import chunk_file, index_folder  # noqa: E402
+from tracseq_dagster.documents.retrieval import retrieve  # noqa: E402
+
+MANUALS = {
+    "shared-mime-info-spec.pdf": Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf"),
+    "libtasn1.pdf": Path("/usr/share/doc/libtasn1-doc/libtasn1.pdf"),
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    file_name: str
+    pages: tuple[int, ...]
+
+
+MANUAL_QUESTIONS: tuple[Question, ...] = (
+    Question("Which version of the Shared MIME-info Database specification is this?", "shared-mime-info-spec.pdf", (1,)),
+    Question("What magic string does the MIME magic file start with?", "shared-mime-info-spec.pdf", (9,)),
+    Question("Which extended attribute can hold a file's MIME type?", "shared-mime-info-spec.pdf", (14,)),
+    Question("What is inode/mount-point a subclass of?", "shared-mime-info-spec.pdf", (16,)),
+    Question("What does the magic-deleteall element indicate?", "shared-mime-info-spec.pdf", (5,)),
+    Question("How is each section of the magic file introduced?", "shared-mime-info-spec.pdf", (11,)),
+    Question("What if a MIME type is given explicitly, for example by a Content-Type HTTP header?", "shared-mime-info-spec.pdf", (15,)),
+    Question("Can treematch elements be nested?", "shared-mime-info-spec.pdf", (6,)),
+    Question("What should applications do when two MIME types provide the same glob pattern?", "shared-mime-info-spec.pdf", (8,)),
+    Question("Which version of GNU Libtasn1 does the manual describe?", "libtasn1.pdf", (1, 2)),
+    Question("Is the ASN.1 parser case sensitive and how do comments begin?", "libtasn1.pdf", (5,)),
+    Question("Does libtasn1 handle the REAL type or AUTOMATIC TAGS?", "libtasn1.pdf", (6,)),
+    Question("What does the asn1Parser program generate from ASN.1 definitions?", "libtasn1.pdf", (8,)),
+    Question("What does asn1Decoding do with a DER encoded binary file?", "libtasn1.pdf", (10,)),
+    Question("What are the arguments of asn1_array2tree?", "libtasn1.pdf", (12,)),
+    Question("What does asn1_create_element create?", "libtasn1.pdf", (13,)),
+    Question("What is the maximum length that asn1_length_der will encode?", "libtasn1.pdf", (19,)),
+    Question("What does asn1_get_length_der return for an indefinite length?", "libtasn1.pdf", (21,)),
+    Question("Which function returns a description of a libtasn1 error, like strerror?", "libtasn1.pdf", (26,)),
+    Question("Which simple parsing functions can be used for types like OCTET STRING?", "libtasn1.pdf", (7,)),
+)
+
+WORDS = (
+    "sample extraction storage freezer rack centrifuge plasma library pooling flow cell reads quality "
+    "threshold integrity concentration volume buffer reagent lot operator site shipment courier dry ice "
+    "temperature excursion label barcode protocol deviation approval review batch record instrument"
+).split()
+
+
+def generated_pdf(path: Path, pages: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    layout = PageLayout()
+    layout.title(f"Generated lab manual {seed}")
+    for page in range(pages):
+        if page:
+            layout.new_page()
+        for section in range(3):
+            layout.heading(f"Section {page + 1}.{section + 1} {rng.choice(WORDS).title()}")
+            layout.paragraph(" ".join(rng.choice(WORDS) for _ in range(90)) + ".")
+    return write_pdf(path, layout.pages)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def bench_ingest(folder: Path, pdfs: int) -> tuple[list[str], list[Chunk]]:
+    from tracseq_dagster.documents.embedding import make_embedder
+
+    generated = [generated_pdf(folder / f"generated-{i}.pdf", 10, i) for i in range(pdfs)]
+    files = [*(p for p in MANUALS.values() if p.exists()), *generated]
+    embedder = make_embedder()
+    warm = generated_pdf(folder / "warm.pdf", 1, 99)
+    started = time.perf_counter()
+    chunk_file(str(warm), document_id="warm")  # loads pdfminer, spaCy's model
+    embedder.embed_documents(["warm up"])
+    load_s = time.perf_counter() - started
+    totals = {"partition": 0.0, "chunk": 0.0, "embed": 0.0, "write": 0.0}
+    pages = 0
+    all_chunks: list[Chunk] = []
+    index = DocumentIndex(folder / "ingest.lancedb", "chunks", 384)
+    for number, path in enumerate(files):
+        chunked = chunk_file(str(path), document_id=f"doc{number}")
+        totals["partition"] += chunked.seconds["partition"]
+        totals["chunk"] += chunked.seconds["chunk"]
+        started = time.perf_counter()
+        vectors = embedder.embed_documents([c.search_text for c in chunked.chunks])
+        totals["embed"] += time.perf_counter() - started
+        started = time.perf_counter()
+        index.upsert_document(chunked.chunks, vectors)
+        totals["write"] += time.perf_counter() - started
+        pages += chunked.parsed.pages
+        all_chunks += chunked.chunks
+    started = time.perf_counter()
+    index.refresh_indexes()
+    totals["fts index"] = time.perf_counter() - started
+    ocr_started = time.perf_counter()
+    sop = generate_examples(folder / "examples")[0]
+    ocr = chunk_file(str(sop), document_id="sop").seconds.get("ocr", 0.0)
+    lines = [
+        f"Ingest: {len(files)} text PDFs ({len(MANUALS)} Debian manuals + {pdfs} generated), {pages} pages, "
+        f"{len(all_chunks)} chunks; one-off model load {load_s:.1f} s",
+        "",
+        "| stage | seconds | pages/s |",
+        "|---|---:|---:|",
+    ]
+    for stage, seconds in totals.items():
+        lines.append(f"| {stage} | {seconds:.2f} | {pages / seconds if seconds else float('inf'):.1f} |")
+    total = sum(totals.values())
+    lines.append(f"| **all stages** | {total:.2f} | **{pages / total:.1f}** |")
+    lines.append(f"| OCR (1 scanned page, tesseract via ocr_only) | {ocr:.2f} | {1 / ocr if ocr else 0:.2f} |")
+    del ocr_started
+    return lines, all_chunks
+
+
+def bench_quality(folder: Path) -> list[str]:
+    corpus = folder / "corpus"
+    generate_examples(corpus)
+    for name, path in MANUALS.items():
+        if path.exists():
+            shutil.copy(path, corpus / name)
+    index, embedder, _ = index_folder(corpus, lake_root=folder / "lake", lancedb_uri=folder / "quality.lancedb")
+    sets = {
+        "Debian manuals": [(q.question, q.file_name, q.pages) for q in MANUAL_QUESTIONS if (corpus / q.file_name).exists()],
+        "example lab documents": [(q.question, q.file_name, (q.page,)) for q in EXAMPLE_QUESTIONS],
+    }
+    lines = ["| question set | questions | hit@5 | MRR@10 |", "|---|---:|---:|---:|"]
+    best_answerable: list[float] = []
+    misses: list[str] = []
+    everything: list[tuple[int, float]] = []
+    for label, questions in sets.items():
+        hits, reciprocal = 0, 0.0
+        for question, file_name, pages in questions:
+            passages = retrieve(index, embedder, question, top_k=10)
+            best_answerable.append(max(p.similarity for p in passages))
+            rank = next((i for i, p in enumerate(passages, 1) if p.file_name == file_name and any(p.page_start <= pg <= p.page_end for pg in pages)), None)
+            hits += rank is not None and rank <= 5
+            reciprocal += 1 / rank if rank else 0.0
+            everything.append((int(rank is not None and rank <= 5), 1 / rank if rank else 0.0))
+            if rank is None or rank > 5:
+                misses.append(f"{question} (wanted {file_name} p. {pages}, got {passages[0].citation})")
+        lines.append(f"| {label} | {len(questions)} | {hits / len(questions):.2f} | {reciprocal / len(questions):.2f} |")
+    lines.append(
+        f"| **all** | {len(everything)} | **{sum(h for h, _ in everything) / len(everything):.2f}** | "
+        f"**{sum(r for _, r in everything) / len(everything):.2f}** |"
+    )
+    unanswerable = [max(p.similarity for p in retrieve(index, embedder, q)) for q in UNANSWERABLE_QUESTIONS]
+    lines += [
+        "",
+        f"Evidence threshold: best-passage cosine similarity of the {len(best_answerable)} answerable questions "
+        f"min {min(best_answerable):.2f}, 5th percentile {percentile(best_answerable, 5):.2f}, median {statistics.median(best_answerable):.2f}; "
+        f"of the {len(unanswerable)} off-topic questions max {max(unanswerable):.2f}, median {statistics.median(unanswerable):.2f}.",
+    ]
+    if misses:
+        lines += ["", "Misses (not in the top 5): " + "; ".join(misses)]
+    return lines
+
+
+def bench_latency(folder: Path, chunks: list[Chunk], sizes: list[int], queries: int) -> list[str]:
+    from tracseq_dagster.documents.embedding import make_embedder
+
+    embedder = make_embedder()
+    rng = np.random.default_rng(0)
+    texts = [c.search_text for c in chunks]
+    questions = [q.question for q in MANUAL_QUESTIONS] + [q.question for q in EXAMPLE_QUESTIONS]
+    lines = [
+        "| chunks | ANN index | index build s | search p50 ms | search p99 ms | query embedding p50 ms | end to end p50 ms |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        index = DocumentIndex(folder / f"latency-{size}.lancedb", "chunks", 384)
+        batch = 20_000
+        for start in range(0, size, batch):
+            n = min(batch, size - start)
+            sample = [
+                Chunk(f"c{start + i}", f"d{(start + i) // 20}", f"/docs/{(start + i) // 20}.pdf", f"{(start + i) // 20}.pdf",
+                      "sop", "Synthetic", "", 1, 1, i % 20, texts[(start + i) % len(texts)])
+                for i in range(n)
+            ]
+            vectors = rng.normal(size=(n, 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            index.table.add(chunk_table(sample, vectors))
+        started = time.perf_counter()
+        done = index.refresh_indexes()
+        build = time.perf_counter() - started
+        search_ms, embed_ms = [], []
+        for i in range(queries):
+            question = questions[i % len(questions)]
+            t0 = time.perf_counter()
+            embedder.embed_query(question)
+            t1 = time.perf_counter()
+            retrieve(index, _Fixed(embedder.embed_query(question)), question)
+            search_ms.append((time.perf_counter() - t1) * 1000)
+            embed_ms.append((t1 - t0) * 1000)
+        ann = "IVF_HNSW_SQ" if "ann" in done else "none (flat scan)"
+        lines.append(
+            f"| {size:,} | {ann} | {build:.1f} | {percentile(search_ms, 50):.1f} | {percentile(search_ms, 99):.1f} | "
+            f"{percentile(embed_ms, 50):.1f} | {percentile(search_ms, 50) + percentile(embed_ms, 50):.1f} |"
+        )
+    return lines
+
+
+class _Fixed:
+    """An embedder that returns a precomputed query vector: times the search alone."""
+
+    name = "fixed"
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.vector
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pdfs", type=int, default=5, help="generated 10-page text PDFs for the ingest numbers")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    set_offline_environment()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        ingest, chunks = bench_ingest(folder, args.pdfs)
+        print("\n".join(ingest), "\n", flush=True)
+        print("\n".join(bench_quality(folder)), "\n", flush=True)
+        print("\n".join(bench_latency(folder, chunks, args.sizes, args.queries)), flush=True)
+        print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The LanceDB index and hybrid retrieval over the example documents, and answers through the official ollama client."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.documents_helpers import example_folder
+from tests.fake_ollama import FakeOllama
+from tracseq_dagster.cli import app
+from tracseq_dagster.documents.answering import answer_question
+from tracseq_dagster.documents.embedding import OllamaEmbedder, make_embedder
+from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, SUBMISSION_SAMPLES, submission_form_lines
+from tracseq_dagster.documents.llm import OllamaChat
+from tracseq_dagster.documents.pipeline import index_folder
+from tracseq_dagster.documents.retrieval import Filters, evidence_is_weak, retrieve
+from tracseq_dagster.documents.submission_forms import Extraction, extract_with_ollama, parse_template, submission_rows
+
+SOP = "SOP-014-nucleic-acid-extraction.pdf"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("rag")
+    folder = example_folder(root)
+    index, embedder, _ = index_folder(folder, lake_root=root / "lake", lancedb_uri=root / "lancedb")
+    return index, embedder, root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hybrid_retrieval_finds_every_known_fact_on_its_page(indexed) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    hits = 0
+    for q in EXAMPLE_QUESTIONS:
+        passages = retrieve(index, embedder, q.question)
+        assert len(passages) == 5
+        if any(p.file_name == q.file_name and p.page_start <= q.page <= p.page_end and q.answer_contains in p.text for p in passages):
+            hits += 1
+    assert hits / len(EXAMPLE_QUESTIONS) >= 0.9
+    # An exact identifier is found by the full-text side of the fusion.
+    top = retrieve(index, embedder, "TS-2025-000117")[0]
+    assert (top.file_name, top.page_start) == ("QC-report-run-R-2025-031.pdf", 2)
+
+
+def test_filters_by_document_type_and_file(indexed) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    sops = retrieve(index, embedder, "Where are extracts stored?", filters=Filters(document_type="sop"))
+    assert sops and {p.document_type for p in sops} == {"sop"}
+    only = retrieve(index, embedder, "freezer", filters=Filters(file_name="freezer-map.html"))
+    assert only and {p.file_name for p in only} == {"freezer-map.html"}
+
+
+def test_evidence_threshold_turns_away_questions_the_documents_do_not_answer(indexed) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    for question in UNANSWERABLE_QUESTIONS:
+        assert evidence_is_weak(retrieve(index, embedder, question)), question
+        answer = answer_question(question, retrieve(index, embedder, question), OllamaChat(host="http://127.0.0.1:9"))
+        assert (answer.mode, answer.text) == ("not_found", "The documents do not answer this question.")
+    strong = [not evidence_is_weak(retrieve(index, embedder, q.question)) for q in EXAMPLE_QUESTIONS]
+    assert sum(strong) / len(strong) >= 0.9
+
+
+def test_grounded_answer_streams_with_file_and_page_citations(indexed) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    passages = retrieve(index, embedder, "At what temperature are DNA extracts stored?")
+    storage = next(i for i, p in enumerate(passages, 1) if p.file_name == SOP and p.page_start == 2)
+    pieces: list[str] = []
+    with FakeOllama(reply=lambda messages, fmt: f"DNA extracts are stored at -20 C in freezer FRZ-03 [{storage}].") as fake:
+        answer = answer_question("At what temperature are DNA extracts stored?", passages, OllamaChat(host=fake.url), on_token=pieces.append)
+        path, request = fake.requests[-1]
+    assert path == "/api/chat" and request["stream"] is True
+    assert request["model"] == "llama3.2:3b" and request["options"]["num_ctx"] == 8192
+    assert "freezer FRZ-07" in request["messages"][1]["content"]  # the passages are in the prompt
+    assert len(pieces) > 5 and "".join(pieces).strip().endswith(f"[{storage}].")
+    assert answer.mode == "generated" and answer.notice is None
+    assert answer.citations == [f"{SOP}, p. 2"]
+    assert answer.text == f"DNA extracts are stored at -20 C in freezer FRZ-03 [{SOP}, p. 2]."
+
+
+def test_model_says_the_passages_do_not_answer(indexed) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    passages = retrieve(index, embedder, "Which freezer holds the RNA extracts?")
+    with FakeOllama(reply=lambda m, f: "NOT_IN_DOCUMENTS") as fake:
+        answer = answer_question("Which freezer holds the RNA extracts?", passages, OllamaChat(host=fake.url))
+    assert answer.mode == "not_found"
+
+
+@pytest.mark.parametrize("failure", ["model_not_pulled", "server_down", "timeout", "server_error"])
+def test_without_ollama_the_answer_is_retrieval_only_with_one_line_and_the_fix(indexed, failure: str) -> None:  # type: ignore[no-untyped-def]
+    index, embedder, _ = indexed
+    passages = retrieve(index, embedder, "Which rotor does the centrifuge use?")
+    expected = {
+        "model_not_pulled": "model llama3.2:3b is not pulled on the Ollama server",
+        "server_down": "Ollama is not reachable at",
+        "timeout": "did not answer within 0.5 s",
+        "server_error": "failed: boom",
+    }[failure]
+    with FakeOllama(models=() if failure == "model_not_pulled" else ("llama3.2:3b",)) as fake:
+        host = fake.url if failure != "server_down" else f"http://127.0.0.1:{_free_port()}"
+        fake.delay_s = 2.0 if failure == "timeout" else 0.0
+        fake.fail_with = (500, "boom") if failure == "server_error" else None
+        answer = answer_question("Which rotor does the centrifuge use?", passages, OllamaChat(host=host, timeout_s=0.5))
+    assert answer.mode == "retrieval_only"
+    assert answer.notice is not None and "\n" not in answer.notice and expected in answer.notice, answer.notice
+    assert "`ollama pull" in answer.notice
+    assert answer.citations[0] == passages[0].citation and f"{SOP}, p. 4" in answer.citations
+    assert answer.passages == passages
+
+
+def test_ollama_embedder_sends_nomic_prefixes_and_normalises() -> None:
+    with FakeOllama(models=("nomic-embed-text",)) as fake:
+        embedder = make_embedder("ollama:nomic-embed-text", ollama_host=fake.url)
+        assert isinstance(embedder, OllamaEmbedder)
+        documents = embedder.embed_documents(["freezer FRZ-03", "rotor R-77"])
+        query = embedder.embed_query("which freezer")
+        sent = [body["input"] for path, body in fake.requests if path == "/api/embed"]
+    assert sent == [["search_document: freezer FRZ-03", "search_document: rotor R-77"], ["search_query: which freezer"]]
+    assert documents.shape == (2, 64) and np.allclose(np.linalg.norm(documents, axis=1), 1.0)
+    assert query.shape == (64,)
+
+
+def test_submission_forms_template_parser_and_ollama_structured_output() -> None:
+    fields, rows = submission_form_lines()
+    extraction = parse_template("TracSeq Sample Submission Form\n" + "\n".join(fields + rows))
+    assert extraction.fields["principal_investigator"] == "Prof. Lena Okafor"
+    assert extraction.fields["project_id"] == "PRJ-0042" and extraction.fields["date_submitted"] == "2025-03-04"
+    table = submission_rows(extraction, document_id="d", source="form.pdf")
+    assert list(table["sample_id"]) == [s[0] for s in SUBMISSION_SAMPLES]
+    assert (table["violations"] == "").all() and table["volume_ul"].tolist() == [50.0, 45.0, 30.0, 25.0]
+
+    bad = submission_rows(
+        Extraction("template", {"project_id": "P1"}, [
+            {"sample_id": "TS-25-1", "sample_type": "plasma", "volume_ul": 0.0, "concentration_ng_ul": -1.0},
+            {"sample_id": "TS-2025-000001", "sample_type": "rna", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
+            {"sample_id": "TS-2025-000001", "sample_type": "RNA", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
+        ]),
+        document_id="d", source="x",
+    )
+    problems = bad["violations"].tolist()
+    assert "does not match" in problems[0] and "not one of" in problems[0] and "volume_ul 0 must be > 0" in problems[0]
+    assert "concentration_ng_ul -1 must be >= 0" in problems[0]
+    assert problems[1] == "" and bad["sample_type"][1] == "RNA"  # case is normalised as the export parser does
+    assert "appears twice" in problems[2]
+
+    reply = {"submitter": "Maria Lindqvist", "principal_investigator": "Dr. Samuel Berg", "project_id": "PRJ-0077",
+             "requested_service": "poly-A RNA-seq", "date_submitted": "2025-04-02",
+             "samples": [{"sample_id": "TS-2025-000201", "sample_type": "RNA", "volume_ul": 40, "concentration_ng_ul": 120}]}
+    with FakeOllama(reply=lambda m, fmt: json.dumps(reply) if isinstance(fmt, dict) else "not json") as fake:
+        extracted = extract_with_ollama("Hello, I am sending RNA samples ...", OllamaChat(host=fake.url))
+        body = fake.requests[-1][1]
+    assert body["format"]["properties"]["samples"]["type"] == "array" and body["stream"] is False
+    rows = submission_rows(extracted, document_id="e", source="mail.txt")
+    assert rows.loc[0, "principal_investigator"] == "Dr. Samuel Berg" and rows.loc[0, "violations"] == ""
+
+
+def test_cli_ask_streams_an_answer_and_falls_back_without_a_traceback(indexed) -> None:  # type: ignore[no-untyped-def]
+    _, _, root = indexed
+    runner = CliRunner()
+    question = "Which rotor does the centrifuge use?"
+    down = runner.invoke(app, ["ask", question, "--lancedb", str(root / "lancedb")], env={"OLLAMA_HOST": f"127.0.0.1:{_free_port()}"})
+    assert down.exit_code == 0, down.output
+    assert "Traceback" not in down.output and down.exception is None
+    assert "No generated answer: Ollama is not reachable" in down.output and "ollama pull llama3.2:3b" in down.output
+    assert f"{SOP}, p. 4" in down.output
+    with FakeOllama(reply=lambda m, f: "The centrifuge uses rotor R-77 [1].") as fake:
+        up = runner.invoke(app, ["ask", question, "--lancedb", str(root / "lancedb"), "--json"], env={"OLLAMA_HOST": fake.url})
+    answer = json.loads(up.output)
+    assert answer["mode"] == "generated" and answer["citations"] == [answer["passages"][0]["citation"]]
+    empty = runner.invoke(app, ["ask", question, "--lancedb", str(root / "empty")])
+    assert empty.exit_code == 2 and "tracseq documents ingest" in empty.output

@@ -1,0 +1,79 @@
+"""A folder of lab documents through Dagster without a UI: what ``tracseq documents ingest`` runs.
+
+The same jobs the documents sensor launches, in process: one ``ingest_document`` run per
+file (a bad file fails alone), then one ``index_documents`` run that embeds, indexes,
+removes deleted documents and extracts submission forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+from tracseq_dagster.ingest import console_log_level, failure_message
+from tracseq_dagster.landing import content_hash, list_landing_files
+from tracseq_dagster.partitions import SOURCE_PATH_TAG, document_partitions
+
+
+@dataclass
+class DocumentOutcome:
+    path: str
+    document_id: str
+    status: str  # "ingested", "failed", "unchanged"
+    error: str | None = None
+    pages: int | None = None
+    chunks: int | None = None
+
+
+def _metadata(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()} if records else {}
+
+
+def ingest_documents(
+    url: str,
+    *,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    force: bool = False,
+    on_file: Callable[[DocumentOutcome], None] | None = None,
+    log_level: str = "DEBUG",
+) -> list[DocumentOutcome]:
+    """Chunk every document under ``url`` not yet chunked (all of them with ``force``)."""
+    job = defs.resolve_job_def("ingest_document")
+    outcomes = []
+    for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
+        key = content_hash(landed.path)
+        if not force and instance.has_dynamic_partition(document_partitions.name, key) and _metadata(instance, "document_chunks", key):
+            outcome = DocumentOutcome(landed.path, key, "unchanged")
+        else:
+            instance.add_dynamic_partitions(document_partitions.name, [key])
+            result = job.execute_in_process(
+                run_config=console_log_level(log_level),
+                instance=instance,
+                partition_key=key,
+                tags={SOURCE_PATH_TAG: landed.path},
+                raise_on_error=False,
+            )
+            if result.success:
+                meta = _metadata(instance, "document_chunks", key)
+                outcome = DocumentOutcome(landed.path, key, "ingested", pages=meta.get("pages"), chunks=meta.get("chunks"))
+            else:
+                outcome = DocumentOutcome(landed.path, key, "failed", error=failure_message(result))
+        outcomes.append(outcome)
+        if on_file is not None:
+            on_file(outcome)
+    return outcomes
+
+
+def index_documents(*, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG") -> tuple[dg.ExecuteInProcessResult, dict]:
+    """Run ``index_documents``; the result and document_index's metadata."""
+    result = defs.resolve_job_def("index_documents").execute_in_process(
+        run_config=console_log_level(log_level), instance=instance, raise_on_error=False
+    )
+    return result, _metadata(instance, "document_index")

@@ -1,0 +1,162 @@
+"""A document file into unstructured elements, each with the page it came from.
+
+PDFs go through unstructured's ``fast`` strategy (pdfminer reads the text layer). Pages
+that yield nothing have no text layer, usually scans: only those pages are copied into a
+temporary PDF and read by the ``ocr_only`` strategy (tesseract through poppler's
+pdftoppm), and their elements take the original page numbers back. ``hi_res`` needs layout
+models from a hub and is never used. DOCX, HTML, Markdown and plain text have their own
+partitioners.
+
+A file that cannot be read fails with a ``DocumentParseError`` whose reason says why in
+words a lab can act on: corrupt, encrypted, empty, no text even after OCR.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracseq_dagster.documents.environment import prepare_unstructured, require_ocr_tools
+
+PDF_SUFFIXES = (".pdf",)
+DOCUMENT_SUFFIXES: tuple[str, ...] = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt")
+LANGUAGES = ["eng"]
+# pypdf logs every repair it attempts on a broken file; the DocumentParseError says it once.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+class DocumentParseError(Exception):
+    """A document that cannot be turned into text; ``reason`` is for people."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class ParsedDocument:
+    """What one file yielded, and how long each stage took."""
+
+    path: str
+    file_type: str
+    elements: list[Any]  # unstructured Element objects, metadata.page_number always set
+    pages: int
+    ocr_pages: list[int] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
+
+    @property
+    def characters(self) -> int:
+        return sum(len(e.text or "") for e in self.elements)
+
+    def page_text(self, page: int) -> str:
+        return "\n".join(e.text for e in self.elements if e.metadata.page_number == page)
+
+
+def parse_document(path: str | Path, *, ocr: bool = True) -> ParsedDocument:
+    """Partition the file at ``path`` (a local file) by its suffix."""
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix not in DOCUMENT_SUFFIXES:
+        raise DocumentParseError(path, f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(DOCUMENT_SUFFIXES)}")
+    prepare_unstructured()
+    if suffix in PDF_SUFFIXES:
+        parsed = _parse_pdf(path, ocr=ocr)
+    else:
+        parsed = _parse_other(path, suffix)
+    if not any((e.text or "").strip() for e in parsed.elements):
+        detail = f" even after OCR of {len(parsed.ocr_pages)} page(s)" if parsed.ocr_pages else ""
+        raise DocumentParseError(path, f"no text found{detail}: the document is empty or unreadable")
+    return parsed
+
+
+def _parse_pdf(path: str, *, ocr: bool) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+    from unstructured.partition.pdf import partition_pdf
+
+    started = time.perf_counter()
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentParseError(path, "the PDF is encrypted with a password; save an unprotected copy")
+        pages = len(reader.pages)
+    except DocumentParseError:
+        raise
+    except (PdfReadError, ValueError, KeyError, OSError) as error:
+        raise DocumentParseError(path, f"not a readable PDF (corrupt or truncated): {error}") from error
+    if pages == 0:
+        raise DocumentParseError(path, "the PDF has no pages")
+
+    try:
+        elements = partition_pdf(filename=path, strategy="fast", languages=LANGUAGES)
+    except Exception as error:  # pdfminer raises many types for broken files
+        raise DocumentParseError(path, f"not a readable PDF: {type(error).__name__}: {error}") from error
+    seconds = {"partition": time.perf_counter() - started}
+
+    with_text = {e.metadata.page_number for e in elements if (e.text or "").strip()}
+    without_text = [p for p in range(1, pages + 1) if p not in with_text]
+    ocr_pages: list[int] = []
+    if ocr and without_text:
+        started = time.perf_counter()
+        elements = sorted(
+            elements + _ocr_pages(reader, without_text, path), key=lambda e: e.metadata.page_number or 0
+        )
+        ocr_pages = without_text
+        seconds["ocr"] = time.perf_counter() - started
+    return ParsedDocument(path, "pdf", elements, pages, ocr_pages, seconds)
+
+
+def _ocr_pages(reader: Any, page_numbers: list[int], path: str) -> list[Any]:
+    """OCR only the given pages (1-based): copy them into a temporary PDF, map pages back."""
+    from pypdf import PdfWriter
+    from unstructured.partition.pdf import partition_pdf
+
+    require_ocr_tools()
+    writer = PdfWriter()
+    for number in page_numbers:
+        writer.add_page(reader.pages[number - 1])
+    with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:
+        writer.write(handle)
+        handle.flush()
+        try:
+            elements = partition_pdf(filename=handle.name, strategy="ocr_only", languages=LANGUAGES)
+        except Exception as error:
+            raise DocumentParseError(path, f"OCR of pages {page_numbers} failed: {type(error).__name__}: {error}") from error
+    for element in elements:
+        element.metadata.page_number = page_numbers[(element.metadata.page_number or 1) - 1]
+    return elements
+
+
+def _parse_other(path: str, suffix: str) -> ParsedDocument:
+    started = time.perf_counter()
+    try:
+        if suffix == ".docx":
+            from unstructured.partition.docx import partition_docx
+
+            elements = partition_docx(filename=path, languages=LANGUAGES)
+        elif suffix in (".html", ".htm"):
+            from unstructured.partition.html import partition_html
+
+            elements = partition_html(filename=path, languages=LANGUAGES)
+        elif suffix in (".md", ".markdown"):
+            from unstructured.partition.md import partition_md
+
+            elements = partition_md(filename=path, languages=LANGUAGES)
+        else:
+            from unstructured.partition.text import partition_text
+
+            elements = partition_text(filename=path, languages=LANGUAGES)
+    except Exception as error:  # a broken DOCX zip, undecodable text, ...
+        raise DocumentParseError(path, f"cannot read the {suffix} file: {type(error).__name__}: {error}") from error
+    # Formats without pages (HTML, Markdown, text) are one page; DOCX counts its page breaks.
+    for element in elements:
+        if element.metadata.page_number is None:
+            element.metadata.page_number = 1
+    pages = max((e.metadata.page_number for e in elements), default=1)
+    file_type = {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
+    return ParsedDocument(path, file_type, elements, pages, [], {"partition": time.perf_counter() - started})

@@ -1,0 +1,65 @@
+"""Question answering over the index: what ``tracseq ask`` and the ``/ask`` service share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tracseq_dagster.documents.answering import Answer, answer_question
+from tracseq_dagster.documents.embedding import Embedder, make_embedder
+from tracseq_dagster.documents.index import DocumentIndex, table_name_for
+from tracseq_dagster.documents.llm import OllamaChat
+from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
+
+
+def open_index(uri: str, embedder: Embedder) -> DocumentIndex:
+    """The chunk table of ``embedder`` in the LanceDB database at ``uri`` (created if missing)."""
+    return DocumentIndex(uri, table_name_for(embedder.name), embedder_dimensions(embedder))
+
+
+def embedder_dimensions(embedder: Embedder) -> int:
+    return int(embedder.embed_query("dimensions").shape[0])
+
+
+@dataclass
+class DocumentQA:
+    index: DocumentIndex
+    embedder: Embedder
+    chat: OllamaChat | None
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
+
+    @classmethod
+    def open(
+        cls,
+        lancedb_uri: str,
+        *,
+        embedder: str = "minilm",
+        ollama_host: str | None = None,
+        model: str | None = None,
+        num_ctx: int | None = None,
+        timeout_s: float | None = None,
+        generate: bool = True,
+        min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    ) -> DocumentQA:
+        chat = None
+        if generate:
+            chat = OllamaChat()
+            for name, value in (("host", ollama_host), ("model", model), ("num_ctx", num_ctx), ("timeout_s", timeout_s)):
+                if value is not None:
+                    setattr(chat, name, value)
+        vectors = make_embedder(embedder, ollama_host=ollama_host)
+        return cls(open_index(lancedb_uri, vectors), vectors, chat, min_similarity)
+
+    def search(self, question: str, *, top_k: int = DEFAULT_TOP_K, filters: Filters | None = None) -> list[Passage]:
+        return retrieve(self.index, self.embedder, question, top_k=top_k, filters=filters)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        filters: Filters | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        passages = self.search(question, top_k=top_k, filters=filters)
+        return answer_question(question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token)

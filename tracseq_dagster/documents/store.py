@@ -1,0 +1,76 @@
+"""Where parsed documents live in the lake: one chunk table and one record per document.
+
+Layout under the lake root::
+
+    documents/chunks/<content hash>.parquet   the document's chunks (text, pages, ids)
+    documents/chunks/<content hash>.json      what parsing found: source, pages, OCR pages, timings
+    documents/submission_samples.parquet      submission_metadata's validated table
+    documents/extractions/<content hash>.json Ollama's extraction of a free-form form (cached)
+
+Like the rest of the lake it is derived from the landing folder and can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tracseq_dagster.documents.chunking import Chunk
+
+
+def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class DocumentStore:
+    def __init__(self, lake_root: str | Path) -> None:
+        self.root = Path(lake_root) / "documents"
+
+    def chunks_path(self, document_id: str) -> Path:
+        return self.root / "chunks" / f"{document_id}.parquet"
+
+    def record_path(self, document_id: str) -> Path:
+        return self.root / "chunks" / f"{document_id}.json"
+
+    def extraction_path(self, document_id: str) -> Path:
+        return self.root / "extractions" / f"{document_id}.json"
+
+    @property
+    def submissions_path(self) -> Path:
+        return self.root / "submission_samples.parquet"
+
+    def write(self, document_id: str, chunks: list[Chunk], record: dict[str, Any]) -> None:
+        frame = pd.DataFrame([c.to_record() for c in chunks], columns=list(Chunk.__dataclass_fields__))
+        _atomic_write(self.chunks_path(document_id), lambda tmp: frame.to_parquet(tmp, index=False))
+        _atomic_write(self.record_path(document_id), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+
+    def read_chunks(self, document_id: str) -> list[Chunk]:
+        frame = pd.read_parquet(self.chunks_path(document_id))
+        return [Chunk(**{k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()}) for row in frame.to_dict("records")]
+
+    def read_record(self, document_id: str) -> dict[str, Any]:
+        return json.loads(self.record_path(document_id).read_text())
+
+    def document_ids(self) -> list[str]:
+        folder = self.root / "chunks"
+        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
+
+    def remove(self, document_id: str) -> None:
+        for path in (self.chunks_path(document_id), self.record_path(document_id), self.extraction_path(document_id)):
+            path.unlink(missing_ok=True)
+
+    def write_json(self, path: Path, data: Any) -> None:
+        _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
