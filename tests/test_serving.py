@@ -268,3 +268,17 @@ def test_micro_batcher_batches_concurrent_requests_and_reports_errors() -> None:
     results, batcher = asyncio.run(scenario())
     assert results == [i * 10 for i in range(40)]
     assert batcher.items == 40 and batcher.batches <= 5  # 40 requests, batches of up to 16
+
+
+def test_repeated_records_are_scored_once_and_conflicting_repeats_refused(served) -> None:  # type: ignore[no-untyped-def]
+    from tracseq_dagster.serving.request_schema import BatchRequest
+
+    _, _, bundle = served
+    record = request_records(recent_samples(1, seed=15))[0]
+    predictor = SampleQualityPredictor(bundle)
+    answers = predictor.predict([record] * 500, request_ids=[f"r{i}" for i in range(500)])
+    assert len({a.response["quality_probability"] for a in answers}) == 1
+    assert [a.response["request_id"] for a in answers[:3]] == ["r0", "r1", "r2"]
+    assert BatchRequest.model_validate({"samples": [record, record]})
+    with pytest.raises(ValidationError, match="appears earlier with other values"):
+        BatchRequest.model_validate({"samples": [record, {**record, "volume_ul": 1.0}]})

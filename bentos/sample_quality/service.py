@@ -22,7 +22,6 @@ from typing import Any
 
 import bentoml
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
 
 from tracseq_dagster import settings
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
@@ -32,19 +31,11 @@ from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import cache_key, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
-from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS, SampleRecord
+from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest, SampleRecord
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
 from tracseq_dagster.serving.traffic_split import TrafficSplit
 
 MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "sample_quality:latest"
-
-
-class BatchRequest(BaseModel):
-    samples: list[SampleRecord] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)  # type: ignore[valid-type]
-
-
-class FeatureRequest(BaseModel):
-    sample_ids: list[str] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)
 
 
 routes = FastAPI(title="sample_quality extras")

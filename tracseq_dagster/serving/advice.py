@@ -38,14 +38,18 @@ def category(quality_probability: float) -> str:
 
 @dataclass(frozen=True)
 class RiskFactor:
+    """One feature pushing away from pass: its value (in ``unit``) and its contribution.
+
+    What each feature means is in ``GET /model`` (``features``), not repeated in every answer.
+    """
+
     feature: str
     value: Any
+    unit: str
     contribution: float
-    description: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"feature": self.feature, "value": self.value, "contribution": self.contribution,
-                "description": self.description}  # fmt: skip
+        return {"feature": self.feature, "value": self.value, "unit": self.unit, "contribution": self.contribution}
 
 
 def risk_factors(contributions: np.ndarray, features: Mapping[str, Any], top: int = TOP_RISK_FACTORS) -> list[RiskFactor]:
@@ -56,8 +60,7 @@ def risk_factors(contributions: np.ndarray, features: Mapping[str, Any], top: in
         if contributions[j] >= 0:
             break
         name = FEATURE_NAMES[j]
-        out.append(RiskFactor(name, _plain(features.get(name)), round(float(contributions[j]), 6),
-                              FEATURE_SPEC_BY_NAME[name].description))  # fmt: skip
+        out.append(RiskFactor(name, _plain(features.get(name)), FEATURE_SPEC_BY_NAME[name].unit, round(float(contributions[j]), 6)))
     return out
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_NAMES, SAMPLE_ID, HistorySnapshot, compute_features
-from tracseq_dagster.serving.advice import category, recommendations, risk_factors
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, HistorySnapshot, compute_features
+from tracseq_dagster.serving.advice import HIGH_THRESHOLD, MEDIUM_THRESHOLD, category, recommendations, risk_factors
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.request_schema import records_frame
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
@@ -74,6 +74,9 @@ class SampleQualityPredictor:
             "traffic_split": {"challenger_share": self.split.challenger_share, "salt": self.split.salt},
             "history_cutoff": self.info["history_cutoff"],
             "history_samples": self.info["history_samples"],
+            "features": {spec.name: {"unit": spec.unit, "description": spec.description} for spec in FEATURE_SPECS},
+            "categories": {"high": f"P(pass) >= {HIGH_THRESHOLD}", "medium": f"{MEDIUM_THRESHOLD} <= P(pass) < {HIGH_THRESHOLD}",
+                           "low": f"P(pass) < {MEDIUM_THRESHOLD}"},  # fmt: skip
         }
 
     def predict(
@@ -83,17 +86,21 @@ class SampleQualityPredictor:
 
         Records are computed as of ``as_of`` (default now; or the latest ``received_ts`` among
         them, if a clock runs ahead), always after the history snapshot's cutoff. A sample id
-        repeated in one call is answered once per occurrence.
+        repeated in one call is answered once per occurrence (identical records are scored once;
+        different records under one id, which micro-batching can bring together, in rounds).
         """
         if not records:
             return []
         ids = request_ids or [uuid.uuid4().hex for _ in records]
-        answers: list[Answer | None] = [None] * len(records)
-        for positions in _rounds_without_repeats([r["sample_id"] for r in records]):
+        # Identical records get identical answers: each distinct record is scored once.
+        first_of: dict[str, int] = {}
+        distinct = [first_of.setdefault(json.dumps(r, sort_keys=True, default=str), i) for i, r in enumerate(records)]
+        unique = sorted(set(distinct))
+        answers: dict[int, Answer] = {}
+        for positions in _rounds_without_repeats([records[i]["sample_id"] for i in unique], unique):
             batch = [records[i] for i in positions]
-            for i, answer in zip(positions, self._predict_unique(batch, [ids[i] for i in positions], as_of), strict=True):
-                answers[i] = answer
-        return [a for a in answers if a is not None]
+            answers.update(zip(positions, self._predict_unique(batch, [ids[i] for i in positions], as_of), strict=True))
+        return [_with_request_id(answers[d], ids[i]) if d != i else answers[i] for i, d in enumerate(distinct)]
 
     def _predict_unique(self, records: list[dict[str, Any]], request_ids: list[str], as_of: pd.Timestamp | None) -> list[Answer]:
         frame = records_frame(records)
@@ -104,49 +111,60 @@ class SampleQualityPredictor:
         out: list[Answer | None] = [None] * len(records)
         for name, variant in self.variants.items():
             rows = np.flatnonzero(variant_of == name)
-            if not len(rows):
-                continue
-            part = features.iloc[rows]
-            scores = variant.scorer.score(part)
-            vectors = part[list(FEATURE_NAMES)].to_dict("records")
-            for k, i in enumerate(rows):
-                out[i] = self._answer(records[i], request_ids[i], name, variant, vectors[k], scores, k)
+            if len(rows):
+                for i, answer in zip(rows, self._answers(features.iloc[rows], [records[i] for i in rows],
+                                                         [request_ids[i] for i in rows], name, variant), strict=True):  # fmt: skip
+                    out[i] = answer
         return [a for a in out if a is not None]
 
-    def _answer(self, record: dict[str, Any], request_id: str, name: str, variant: Variant,
-                vector: dict[str, Any], scores: Any, k: int) -> Answer:  # fmt: skip
-        p_pass = float(scores.quality_probability[k])
-        factors = risk_factors(scores.contributions[k], vector)
-        response = {
-            "request_id": request_id,
-            "sample_id": record["sample_id"],
-            "quality_probability": round(p_pass, 6),
-            "category": category(p_pass),
-            "predicted_status": str(scores.predicted_status[k]),
-            "class_probabilities": {c: round(float(p), 6) for c, p in zip(scores.classes, scores.probabilities[k], strict=True)},
-            "risk_factors": [f.as_dict() for f in factors],
-            "recommendations": recommendations(factors, record, vector),
-            "attribution": scores.method,
-            "model": {"name": variant.card.name, "version": variant.card.version, "variant": name},
-        }
-        log_row = {
-            "request_id": request_id,
-            "sample_id": record["sample_id"],
-            "variant": name,
-            "model_version": variant.card.version,
-            "quality_probability": p_pass,
-            "category": response["category"],
-            "predicted_status": response["predicted_status"],
-            **{f: (None if pd.isna(v) else (str(v) if isinstance(v, str) or not np.isscalar(v) else v)) for f, v in vector.items()},
-        }
-        return Answer(response, log_row)
+    def _answers(self, part: pd.DataFrame, records: list[dict[str, Any]], request_ids: list[str], name: str,
+                 variant: Variant) -> list[Answer]:  # fmt: skip
+        """One variant's answers: the model runs once, then only the wording is per row."""
+        scores = variant.scorer.score(part)
+        p_pass = scores.quality_probability.tolist()
+        status = scores.predicted_status.tolist()
+        probabilities = np.round(scores.probabilities, 6).tolist()
+        vectors = part[list(FEATURE_NAMES)].to_dict("records")
+        model = {"name": variant.card.name, "version": variant.card.version, "variant": name}
+        answers = []
+        for k, record in enumerate(records):
+            factors = risk_factors(scores.contributions[k], vectors[k])
+            response = {
+                "request_id": request_ids[k],
+                "sample_id": record["sample_id"],
+                "quality_probability": round(p_pass[k], 6),
+                "category": category(p_pass[k]),
+                "predicted_status": status[k],
+                "class_probabilities": dict(zip(scores.classes, probabilities[k], strict=True)),
+                "risk_factors": [f.as_dict() for f in factors],
+                "recommendations": recommendations(factors, record, vectors[k]),
+                "attribution": scores.method,
+                "model": model,
+            }
+            log_row = {
+                "request_id": request_ids[k],
+                "sample_id": record["sample_id"],
+                "variant": name,
+                "model_version": variant.card.version,
+                "quality_probability": p_pass[k],
+                "category": response["category"],
+                "predicted_status": status[k],
+                **vectors[k],
+            }
+            answers.append(Answer(response, log_row))
+        return answers
 
 
-def _rounds_without_repeats(sample_ids: list[str]) -> list[list[int]]:
-    """Positions grouped so that no group repeats an id (compute_features needs unique ids)."""
+def _with_request_id(answer: Answer, request_id: str) -> Answer:
+    """A repeated record's answer under its own request id."""
+    return Answer({**answer.response, "request_id": request_id}, {**answer.log_row, "request_id": request_id})
+
+
+def _rounds_without_repeats(sample_ids: list[str], positions: list[int]) -> list[list[int]]:
+    """``positions`` grouped so that no group repeats a sample id (compute_features needs unique ids)."""
     seen: dict[str, int] = {}
     rounds: list[list[int]] = []
-    for position, sample_id in enumerate(sample_ids):
+    for position, sample_id in zip(positions, sample_ids, strict=True):
         occurrence = seen.get(sample_id, 0)
         seen[sample_id] = occurrence + 1
         if occurrence == len(rounds):

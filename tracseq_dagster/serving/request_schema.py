@@ -29,6 +29,8 @@ from tracseq_dagster.rules import EARLIEST_PLAUSIBLE_DATE, FUTURE_TOLERANCE
 
 #: The largest batch one call may carry; bigger batches are refused with 400, not queued.
 MAX_BATCH_RECORDS = 10_000
+_EARLIEST = EARLIEST_PLAUSIBLE_DATE.to_pydatetime()
+_TOLERANCE = FUTURE_TOLERANCE.to_pytimedelta()
 #: The label is what the model predicts: a request never carries it.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(c for c in CONTRACT_COLUMNS if c != "qc_status")
 
@@ -69,9 +71,8 @@ class _RecordBase(BaseModel):
         """The export contract's plausible_date rule: 1990 up to a day from now."""
         if value is None:
             return value
-        moment = pd.Timestamp(_utc(value))
-        latest = pd.Timestamp.now(tz="UTC") + FUTURE_TOLERANCE
-        if not EARLIEST_PLAUSIBLE_DATE <= moment <= latest:
+        moment = _utc(value)  # plain datetimes: this runs for every timestamp of every request
+        if not _EARLIEST <= moment <= datetime.now(timezone.utc) + _TOLERANCE:
             raise ValueError(f"{value.isoformat()} is not a plausible date (from {EARLIEST_PLAUSIBLE_DATE.date()} to tomorrow)")
         return value
 
@@ -90,6 +91,29 @@ SampleRecord: type[BaseModel] = create_model(  # type: ignore[call-overload]
     __doc__="One sample as the LIMS export contract defines it (the qc_status label excluded).",
     **{c.name: _field(c) for c in COLUMNS if c.name in REQUEST_COLUMNS},
 )
+
+
+class BatchRequest(BaseModel):
+    """``POST /batch_predict``: many records, answered in order."""
+
+    samples: list[SampleRecord] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _one_record_per_sample(self) -> BatchRequest:
+        """A batch describes distinct samples: the same id twice must be the same record."""
+        seen: dict[str, Any] = {}
+        for position, sample in enumerate(self.samples):
+            record = sample.model_dump()
+            earlier = seen.setdefault(record["sample_id"], record)
+            if earlier != record:
+                raise ValueError(f"samples[{position}]: sample_id {record['sample_id']!r} appears earlier with other values")
+        return self
+
+
+class FeatureRequest(BaseModel):
+    """``POST /features``: the latest features of these samples."""
+
+    sample_ids: list[str] = Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)
 
 
 def _utc(value: datetime) -> datetime:

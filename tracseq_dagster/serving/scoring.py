@@ -105,10 +105,13 @@ class QualityScorer:
         x = features[list(FEATURE_NAMES)]
         kind = self._native_kind()
         if kind is not None:
-            matrix = self._transform.transform(x)
+            matrix = np.asarray(self._transform.transform(x), dtype=float)
+            if self._paths is not None and self._paths.softmax_or_sigmoid:
+                # One pass through the trees gives both: the leaves of each row score and explain it.
+                leaves = self._estimator.booster_.predict(matrix, pred_leaf=True)
+                return Scores(self.classes, self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
             probabilities = self._estimator.predict_proba(matrix)
-            contributions = self._tree_contributions(kind, np.asarray(matrix, dtype=float))
-            return Scores(self.classes, probabilities, contributions, self.method)
+            return Scores(self.classes, probabilities, self._tree_contributions(kind, matrix), self.method)
         probabilities = self.model.predict_proba(x)
         return Scores(self.classes, probabilities, self._occlusion(x, probabilities[:, self._pass]), "occlusion")
 
@@ -134,8 +137,13 @@ class QualityScorer:
                 toward_pass = per_class[:, 0, :width] * (1.0 if self._pass == 1 else -1.0)
             else:
                 toward_pass = per_class[:, self._pass, :width]
+        return self._reorder(toward_pass)
+
+    @staticmethod
+    def _reorder(booster_columns: np.ndarray) -> np.ndarray:
+        """Booster column order (numeric, then categorical) → FEATURE_NAMES order."""
         order = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
-        return toward_pass[:, [order.index(name) for name in FEATURE_NAMES]]
+        return booster_columns[:, [order.index(name) for name in FEATURE_NAMES]]
 
     def _occlusion(self, x: pd.DataFrame, p_pass: np.ndarray) -> np.ndarray:
         """P(pass) minus P(pass) with one feature at its reference value, for every feature at once."""
@@ -162,6 +170,9 @@ class _LeafPaths:
     tables: tuple[np.ndarray, ...]  # per such tree: (leaves, features) credit of each leaf's path
     sign: float
     bias: float
+    leaf_values: tuple[np.ndarray, ...]  # every tree's leaf values, for the raw score of each class
+    per_iteration: int  # trees per boosting round (classes, or 1 for binary)
+    softmax_or_sigmoid: bool  # the objective maps raw scores to probabilities the usual way
 
     @classmethod
     def of(cls, booster: Any, pass_index: int, n_classes: int) -> _LeafPaths:
@@ -170,7 +181,11 @@ class _LeafPaths:
         per_iteration = dump.get("num_tree_per_iteration", 1)
         own_class = pass_index if per_iteration > 1 else 1
         trees, tables, bias = [], [], 0.0
+        leaf_values = []
         for t, info in enumerate(dump["tree_info"]):
+            values = np.zeros(info["num_leaves"])
+            _collect_leaf_values(info["tree_structure"], values)
+            leaf_values.append(values)
             if per_iteration > 1 and t % per_iteration != own_class:
                 continue
             table = np.zeros((info["num_leaves"], width))
@@ -192,7 +207,22 @@ class _LeafPaths:
             trees.append(t)
             tables.append(table)
         sign = -1.0 if (per_iteration == 1 and pass_index == 0) else 1.0
-        return cls(np.asarray(trees), tuple(tables), sign, sign * bias)
+        objective = str(dump.get("objective", "")).split()[0] if dump.get("objective") else ""
+        usual = objective in ("multiclass", "softmax") if per_iteration > 1 else objective in ("binary",)
+        return cls(np.asarray(trees), tuple(tables), sign, sign * bias, tuple(leaf_values), per_iteration, usual)
+
+    def probabilities(self, leaves: np.ndarray) -> np.ndarray:
+        """Class probabilities from the leaves: raw score per class, then softmax (sigmoid if binary)."""
+        leaves = np.asarray(leaves, dtype=np.int64).reshape(len(leaves), -1)
+        raw = np.zeros((len(leaves), self.per_iteration))
+        for t, values in enumerate(self.leaf_values):
+            raw[:, t % self.per_iteration] += values[leaves[:, t]]
+        if self.per_iteration == 1:
+            positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        raw -= raw.max(axis=1, keepdims=True)
+        exp = np.exp(raw)
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def contributions(self, leaves: np.ndarray) -> np.ndarray:
         """Sum over the pass class's trees of each row's leaf credit (rows × features)."""
@@ -201,3 +231,14 @@ class _LeafPaths:
         for column, table in zip(self.trees, self.tables, strict=True):
             total += table[leaves[:, column]]
         return self.sign * total
+
+
+def _collect_leaf_values(node: dict[str, Any], values: np.ndarray) -> None:
+    """Fill ``values[leaf_index]`` with the leaf values of a dumped LightGBM tree."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if "split_feature" in current:
+            stack.extend((current["left_child"], current["right_child"]))
+        else:
+            values[current.get("leaf_index", 0)] = current["leaf_value"]

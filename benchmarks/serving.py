@@ -1,0 +1,213 @@
+"""Load test of the sample_quality service on loopback: BentoML against bare Starlette.
+
+Builds the product the way a lab would (generated exports → `tracseq ingest` → `tracseq train`
+→ `tracseq bento build`), then for each server (``bentoml serve`` with 1 and 2 workers, and
+the same predictor on bare Starlette/uvicorn, benchmarks/bare_serving_app.py) measures:
+
+* start-up: process start to ``/readyz`` answering 200;
+* single-record ``/predict`` at fixed arrival rates (open loop: each request is sent at its
+  scheduled time and its latency counts from then, so a slow server cannot hide queueing);
+  every request has its own sample id, so the prediction cache never answers;
+* the same with every request repeated (cache hits), for the Bento;
+* ``/batch_predict`` rows per second (batches of 1,000 distinct records, 2 at a time);
+* resident memory of the server's process tree after the load.
+
+The load generator is one asyncio process on the same 2-core machine.
+
+Usage: python benchmarks/serving.py [--rates 100,300,600,1000] [--duration 15] [--out benchmarks/out/serving.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pandas as pd
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_product(work: Path, env: dict[str, str]) -> tuple[str, Path]:
+    """Exports → ingest → train (LightGBM) → Bento; returns the Bento tag and the bundle folder."""
+    def tracseq(*args: str) -> str:
+        result = subprocess.run([str(BIN / "tracseq"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
+        if result.returncode != 0:
+            raise SystemExit(f"tracseq {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    landing = work / "landing"
+    if not (work / "data" / "lake" / "features").exists():
+        tracseq("generate-exports", "--rows", "20000", "--files", "2", "--seed", "5", "--out", str(landing))
+        tracseq("ingest", str(landing))
+        tracseq("train", "--budget-s", "40", "--families", "lightgbm", "--workers", "1")
+    tag = re.search(r"built (sample_quality:\S+)", tracseq("bento", "build")).group(1)  # type: ignore[union-attr]
+    bundle = work / "bentoml" / "models" / "sample_quality" / tag.split(":", 1)[1]
+    return tag, bundle
+
+
+def request_bodies(n: int, seed: int, unique: bool) -> list[bytes]:
+    """``n`` JSON records of recent generated samples; distinct sample ids unless ``unique`` is False."""
+    from tracseq_dagster.generator import generate_samples
+
+    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=300)
+    pool = generate_samples(2000, seed=seed, start=start, id_offset=800_000).drop(columns=["qc_status"])
+    records = json.loads(pool.to_json(orient="records", date_format="iso"))
+    bodies = []
+    for i in range(n):
+        record = dict(records[i % len(records)])
+        if unique:
+            record["sample_id"] = f"TS-2026-{(i % 999_999) + 1:06d}"
+        bodies.append(json.dumps(record).encode())
+    return bodies
+
+
+async def open_loop(url: str, bodies: list[bytes], rate: float, headers: dict[str, str]) -> dict[str, Any]:
+    """Send ``bodies`` at ``rate`` per second on schedule; latency counts from the scheduled time."""
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+
+        async def one(i: int, body: bytes) -> None:
+            nonlocal errors
+            scheduled = start + i / rate
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                errors += 1
+            latencies.append(loop.time() - scheduled)
+
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+        elapsed = loop.time() - start
+    lat = np.array(latencies) * 1000
+    return {"target_rps": rate, "achieved_rps": round(len(bodies) / elapsed, 1), "requests": len(bodies), "errors": errors,
+            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2)}  # fmt: skip
+
+
+async def batches(url: str, rows: int, count: int, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
+    """Rows per second through /batch_predict: ``count`` batches of ``rows`` distinct records."""
+    payloads = [b'{"samples": [' + b",".join(request_bodies(rows, seed=40 + k, unique=True)) + b"]}" for k in range(count)]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for p in payloads:
+        queue.put_nowait(p)
+    errors = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                body = queue.get_nowait()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    errors += response.status != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"batch_rows": rows, "batches": count, "errors": errors, "rows_per_s": round(rows * count / elapsed)}
+
+
+def tree_rss_mb(pid: int) -> float:
+    process = psutil.Process(pid)
+    return round(sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20, 1)
+
+
+def serve(name: str, command: list[str], env: dict[str, str], port: int, log: Path) -> tuple[subprocess.Popen, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    while True:
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process, time.perf_counter() - started
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit(f"{name} died:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def measure(name: str, command: list[str], env: dict[str, str], port: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    process, startup = serve(name, command, env, port, work / f"{name}.log")
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Content-Type": "application/json"}
+    result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": [], "cached": None}
+    try:
+        asyncio.run(open_loop(base + "/predict", request_bodies(200, seed=7, unique=True), 50, headers))  # warm-up
+        for k, rate in enumerate(args.rates):
+            bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
+            result["single"].append(asyncio.run(open_loop(base + "/predict", bodies, rate, headers)))
+            print(name, result["single"][-1], flush=True)
+        if name.startswith("bentoml"):
+            same = request_bodies(int(max(args.rates) * args.duration), seed=9, unique=False)
+            result["cached"] = asyncio.run(open_loop(base + "/predict", same, max(args.rates), headers))
+            print(name, "cached", result["cached"], flush=True)
+        result["batch"] = asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers))
+        print(name, result["batch"], flush=True)
+        result["rss_mb"] = tree_rss_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rates", default="100,300,600,1000")
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "serving")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "dagster_home").mkdir(exist_ok=True)
+    (work / "dagster_home" / "dagster.yaml").touch()
+    env = {**os.environ, "TRACSEQ_DATA_DIR": str(work / "data"), "DAGSTER_HOME": str(work / "dagster_home"),
+           "BENTOML_HOME": str(work / "bentoml"), "DO_NOT_TRACK": "1", "TRACSEQ_PREDICTION_LOG": str(work / "prediction_log")}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TRACSEQ_API_TOKEN", None)
+    tag, bundle = build_product(work, env)
+    print("serving", tag, flush=True)
+    results = []
+    for workers in (1, 2):
+        port = free_port()
+        results.append(measure(f"bentoml-{workers}w", [str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+                               {**env, "TRACSEQ_BENTO_WORKERS": str(workers)}, port, work, args))  # fmt: skip
+    port = free_port()
+    results.append(measure("starlette-1w", [str(BIN / "uvicorn"), "benchmarks.bare_serving_app:app", "--host", "127.0.0.1",
+                                            "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                           {**env, "TRACSEQ_BUNDLE_DIR": str(bundle)}, port, work, args))  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"bento": tag, "results": results}, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
