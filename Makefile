@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag system-deps
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving system-deps
 
 # Debian packages the document pipeline needs: tesseract (OCR of pages without a text
 # layer) and poppler-utils (pdftoppm renders those pages for it). Installed only when
@@ -50,6 +50,7 @@ demo: venv
 	$(BIN)/tracseq features --ids TS-2025-000001,TS-2025-100001 --as-of 2025-12-31T00:00:00Z
 	$(BIN)/tracseq train --budget-s $(DEMO_BUDGET_S)
 	$(BIN)/tracseq model history
+	$(BIN)/tracseq bento build
 
 ## test: every test, the slow end-to-end ones included
 test: venv
@@ -67,6 +68,10 @@ ui: venv
 ## bench: the numbers in BENCHMARKS.md
 bench: venv
 	$(BIN)/python benchmarks/spine_benchmark.py --rows 100000 1000000
+
+## bench-serving: the Bento under load (single-record latency at fixed rates, batch rows/s) against bare Starlette
+bench-serving: venv
+	$(BIN)/python benchmarks/serving.py
 
 ## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
 bench-rag: venv

@@ -68,7 +68,7 @@ def request_bodies(n: int, seed: int, unique: bool) -> list[bytes]:
     """``n`` JSON records of recent generated samples; distinct sample ids unless ``unique`` is False."""
     from tracseq_dagster.generator import generate_samples
 
-    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=300)
+    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=450)  # the generator spans about a year
     pool = generate_samples(2000, seed=seed, start=start, id_offset=800_000).drop(columns=["qc_status"])
     records = json.loads(pool.to_json(orient="records", date_format="iso"))
     bodies = []

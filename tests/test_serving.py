@@ -114,6 +114,8 @@ def test_answers_equal_the_registered_model_on_offline_features(served) -> None:
     expected = champion.predict_proba(offline[list(FEATURE_NAMES)])[:, list(champion.classes_).index("pass")]
     got = np.array([a.response["quality_probability"] for a in answers])
     np.testing.assert_allclose(got, expected, atol=1e-6)
+    fast_input = predictor.variants[CHAMPION].scorer._fast_input
+    assert fast_input is not None and fast_input.checked  # the numpy input path agreed with the pipeline's
     for answer in answers:
         r = answer.response
         assert r["model"] == {"name": "sample_quality", "version": info.champion.version, "variant": CHAMPION}

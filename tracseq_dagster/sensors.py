@@ -42,18 +42,7 @@ def lab_export_sensor(context: dg.SensorEvaluationContext, landing_zone: Landing
     name) start nothing, and a changed file becomes a new partition.
     """
     scan = scan_landing(landing_zone.list_files(), LandingCursor.from_json(context.cursor), landing_zone.content_hash)
-    for error in scan.errors:
-        context.log.warning(f"Cannot read {error}; retrying on the next tick.")
-    if scan.waiting:
-        context.log.info(f"Waiting for {len(scan.waiting)} file(s) to finish writing: {', '.join(scan.waiting[:5])}")
-
-    new_keys: dict[str, str] = {}
-    for ready in scan.ready:
-        key = ready.content_hash
-        if key in new_keys or context.instance.has_dynamic_partition(lab_export_partitions.name, key):
-            context.log.info(f"{ready.file.path}: same bytes as an export already ingested ({key}); nothing to do.")
-            continue
-        new_keys[key] = ready.file.path
+    new_keys = _new_partition_keys(context, scan, lab_export_partitions, "file")
 
     return dg.SensorResult(
         run_requests=[
@@ -62,6 +51,24 @@ def lab_export_sensor(context: dg.SensorEvaluationContext, landing_zone: Landing
         dynamic_partitions_requests=[lab_export_partitions.build_add_request(list(new_keys))] if new_keys else [],
         cursor=scan.cursor.to_json(),
     )
+
+
+def _new_partition_keys(
+    context: dg.SensorEvaluationContext, scan: ScanResult, partitions: dg.DynamicPartitionsDefinition, noun: str
+) -> dict[str, str]:
+    """Content hash → path of the finished files whose bytes no partition holds yet (logging the rest)."""
+    for error in scan.errors:
+        context.log.warning(f"Cannot read {error}; retrying on the next tick.")
+    if scan.waiting:
+        context.log.info(f"Waiting for {len(scan.waiting)} {noun}(s) to finish writing: {', '.join(scan.waiting[:5])}")
+    new_keys: dict[str, str] = {}
+    for ready in scan.ready:
+        key = ready.content_hash
+        if key in new_keys or context.instance.has_dynamic_partition(partitions.name, key):
+            context.log.info(f"{ready.file.path}: same bytes as a {noun} already ingested ({key}); nothing to do.")
+            continue
+        new_keys[key] = ready.file.path
+    return new_keys
 
 
 # Declarative automation keeps sample_features fresh once new exports are validated.
@@ -181,18 +188,7 @@ def documents_sensor(context: dg.SensorEvaluationContext, documents_landing: Lan
     state = json.loads(context.cursor) if context.cursor else {}
     files = documents_landing.list_files()
     scan: ScanResult = scan_landing(files, LandingCursor.from_json(state.get("scan")), documents_landing.content_hash)
-    for error in scan.errors:
-        context.log.warning(f"Cannot read {error}; retrying on the next tick.")
-    if scan.waiting:
-        context.log.info(f"Waiting for {len(scan.waiting)} document(s) to finish writing: {', '.join(scan.waiting[:5])}")
-
-    new_keys: dict[str, str] = {}
-    for ready in scan.ready:
-        key = ready.content_hash
-        if key in new_keys or context.instance.has_dynamic_partition(document_partitions.name, key):
-            context.log.info(f"{ready.file.path}: same bytes as a document already ingested ({key}); nothing to do.")
-            continue
-        new_keys[key] = ready.file.path
+    new_keys = _new_partition_keys(context, scan, document_partitions, "document")
     run_requests = [
         dg.RunRequest(job_name=ingest_document_job.name, partition_key=key, run_key=key, tags={SOURCE_PATH_TAG: path})
         for key, path in new_keys.items()

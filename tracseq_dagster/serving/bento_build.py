@@ -6,13 +6,20 @@ service in ``bentos/sample_quality`` is built around it, and both carry the bund
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-import bentoml
+from tracseq_dagster import settings
 
-from tracseq_dagster.serving.bundle import BundleInfo
+# Like every embedded default, the BentoML store lives under the data folder unless
+# BENTOML_HOME says otherwise; BentoML reads the variable when it is first imported.
+os.environ.setdefault("BENTOML_HOME", str(settings.data_dir() / "bentoml"))
+
+import bentoml  # noqa: E402
+
+from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
 
 BENTO_NAME = "sample_quality"
 BENTOFILE = Path("bentos") / "sample_quality" / "bentofile.yaml"

@@ -124,7 +124,7 @@ class SampleQualityPredictor:
         p_pass = scores.quality_probability.tolist()
         status = scores.predicted_status.tolist()
         probabilities = np.round(scores.probabilities, 6).tolist()
-        vectors = part[list(FEATURE_NAMES)].to_dict("records")
+        vectors = _feature_vectors(part)
         model = {"name": variant.card.name, "version": variant.card.version, "variant": name}
         answers = []
         for k, record in enumerate(records):
@@ -171,3 +171,15 @@ def _rounds_without_repeats(sample_ids: list[str], positions: list[int]) -> list
             rounds.append([])
         rounds[occurrence].append(position)
     return rounds
+
+
+def _feature_vectors(part: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's features as a plain dict (NaN for unknown numbers, None for unknown categories)."""
+    columns = {}
+    for name in FEATURE_NAMES:
+        column = part[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            columns[name] = column.astype(object).where(column.notna(), None).tolist()
+        else:
+            columns[name] = column.to_numpy(dtype=np.float64).tolist()
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

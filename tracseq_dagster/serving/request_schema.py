@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -126,15 +127,31 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
     Strings as pandas ``"string"``, timestamps ``datetime64[ns, UTC]``, floats ``float64``,
     ints ``"Int64"``: the parser's conventions, so features are computed exactly as in training.
+    Built column by column from plain lists: this runs for every request.
     """
-    frame = pd.DataFrame.from_records(records, columns=list(REQUEST_COLUMNS))
-    for name in TIMESTAMP_COLUMNS:
-        frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
-    for name in FLOAT_COLUMNS:
-        frame[name] = frame[name].astype("float64")
-    for name in INT_COLUMNS:
-        frame[name] = frame[name].astype("Int64")
-    for name in STRING_COLUMNS:
-        if name in frame.columns:
-            frame[name] = frame[name].astype("string")
-    return frame
+    columns: dict[str, Any] = {}
+    for name in REQUEST_COLUMNS:
+        values = [r.get(name) for r in records]
+        if name in TIMESTAMP_COLUMNS:
+            ns = np.array([_NAT if v is None else _epoch_ns(v) for v in values], dtype=np.int64)
+            columns[name] = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+        elif name in FLOAT_COLUMNS:
+            columns[name] = np.array(values, dtype=np.float64)
+        elif name in INT_COLUMNS:
+            columns[name] = pd.array(values, dtype="Int64")
+        else:
+            columns[name] = pd.array(values, dtype="string")
+    return pd.DataFrame(columns)
+
+
+_NAT = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch_ns(value: datetime | str) -> int:
+    """Exact nanoseconds since the epoch (naive = UTC); float timestamps would lose microseconds."""
+    if not isinstance(value, datetime):  # an ISO string from a caller that skipped validation
+        moment = pd.Timestamp(value)
+        return (moment.tz_localize("UTC") if moment.tzinfo is None else moment).value
+    delta = _utc(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
