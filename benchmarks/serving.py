@@ -153,21 +153,26 @@ def serve(name: str, command: list[str], env: dict[str, str], port: int, log: Pa
         time.sleep(0.1)
 
 
-def measure(name: str, command: list[str], env: dict[str, str], port: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(name: str, command: list[str], env: dict[str, str], port: int, work: Path, args: argparse.Namespace,
+            routes: tuple[str, ...] = ("/predict",)) -> dict[str, Any]:  # fmt: skip
     process, startup = serve(name, command, env, port, work / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
     headers = {"Content-Type": "application/json"}
-    result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": [], "cached": None}
+    result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}}
     try:
-        asyncio.run(open_loop(base + "/predict", request_bodies(200, seed=7, unique=True), 50, headers))  # warm-up
-        for k, rate in enumerate(args.rates):
-            bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
-            result["single"].append(asyncio.run(open_loop(base + "/predict", bodies, rate, headers)))
-            print(name, result["single"][-1], flush=True)
-        if name.startswith("bentoml"):
-            same = request_bodies(int(max(args.rates) * args.duration), seed=9, unique=False)
-            result["cached"] = asyncio.run(open_loop(base + "/predict", same, max(args.rates), headers))
-            print(name, "cached", result["cached"], flush=True)
+        for route in routes:
+            asyncio.run(open_loop(base + route, request_bodies(200, seed=7, unique=True), 50, headers))  # warm-up
+            result["single"][route] = []
+            for k, rate in enumerate(args.rates):
+                bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
+                result["single"][route].append(asyncio.run(open_loop(base + route, bodies, rate, headers)))
+                print(name, route, result["single"][route][-1], flush=True)
+                if result["single"][route][-1]["p99_ms"] > 5000:
+                    break  # saturated: higher rates only queue longer
+            if name.startswith("bentoml"):
+                same = request_bodies(int(args.cached_rate * args.duration), seed=9, unique=False)
+                result["cached"][route] = asyncio.run(open_loop(base + route, same, args.cached_rate, headers))
+                print(name, route, "cached", result["cached"][route], flush=True)
         result["batch"] = asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers))
         print(name, result["batch"], flush=True)
         result["rss_mb"] = tree_rss_mb(process.pid)
@@ -181,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="100,300,600,1000")
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--cached-rate", type=float, default=600.0, help="rate of the run whose requests all repeat one record")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "serving")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")
     args = parser.parse_args()
@@ -199,7 +205,8 @@ def main() -> None:
     for workers in (1, 2):
         port = free_port()
         results.append(measure(f"bentoml-{workers}w", [str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-                               {**env, "TRACSEQ_BENTO_WORKERS": str(workers)}, port, work, args))  # fmt: skip
+                               {**env, "TRACSEQ_BENTO_WORKERS": str(workers)}, port, work, args,
+                               routes=("/predict", "/fast/predict")))  # fmt: skip
     port = free_port()
     results.append(measure("starlette-1w", [str(BIN / "uvicorn"), "benchmarks.bare_serving_app:app", "--host", "127.0.0.1",
                                             "--port", str(port), "--log-level", "warning", "--no-access-log"],

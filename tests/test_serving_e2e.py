@@ -158,6 +158,17 @@ def test_batch_answers_match_single_answers_and_the_split_is_sticky(stack: Stack
     assert low and all(a["risk_factors"] and a["recommendations"] for a in low)
 
 
+def test_the_mounted_fast_route_answers_like_predict(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    record = {**records[25], "freeze_thaw_cycles": 11}
+    fast = stack.post("/fast/predict", record)
+    assert fast.status_code == 200, fast.text
+    slow = stack.post("/predict", record).json()
+    assert fast.json()["quality_probability"] == slow["quality_probability"] and fast.json()["model"] == slow["model"]
+    assert stack.post("/fast/predict", record, headers={}).status_code == 401
+    bad = stack.post("/fast/predict", {**record, "volume_ul": "lots", "sample_type": "plasma"})
+    assert bad.status_code == 400 and {("volume_ul",), ("sample_type",)} <= {tuple(d["loc"]) for d in bad.json()["detail"]}
+
+
 def test_identical_requests_are_answered_from_the_cache(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
     first = stack.post("/predict", records[20]).json()
     second = stack.post("/predict", records[20]).json()

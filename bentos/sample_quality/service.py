@@ -21,7 +21,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import bentoml
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from tracseq_dagster import settings
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
@@ -46,6 +48,9 @@ routes = FastAPI(title="sample_quality extras")
     workers=int(os.environ.get("TRACSEQ_BENTO_WORKERS", "1")),
     traffic={"timeout": 30, "max_concurrency": 4096},
     metrics={"enabled": True, "namespace": "tracseq"},
+    # One access-log line per request costs more than a prediction; the prediction log keeps
+    # every answer anyway. TRACSEQ_ACCESS_LOG=1 turns it back on.
+    logging={"access": {"enabled": os.environ.get("TRACSEQ_ACCESS_LOG", "0") == "1"}},
 )
 @bentoml.asgi_app(routes, path="/")
 class SampleQuality:
@@ -69,6 +74,23 @@ class SampleQuality:
     @bentoml.api(route="/predict", input_spec=SampleRecord)
     async def predict(self, **record: Any) -> dict[str, Any]:
         """Quality of one sample: probability of passing QC, category, risk factors, recommendations."""
+        return await self._predict_record(record)
+
+    @routes.post("/fast/predict")
+    async def fast_predict(self, request: Request) -> Response:
+        """/predict through a mounted ASGI route: the same answer, without BentoML's API machinery.
+
+        For high-volume LIMS integrations (see BENCHMARKS.md for the cost of each path). Bad
+        input gets the same 400 with one entry per bad field.
+        """
+        try:
+            record = SampleRecord.model_validate_json(await request.body())
+        except ValidationError as error:
+            detail = error.errors(include_context=False, include_input=False, include_url=False)
+            return JSONResponse({"error": f"{error.error_count()} validation errors", "detail": detail}, status_code=400)
+        return JSONResponse(await self._predict_record(record.model_dump()))
+
+    async def _predict_record(self, record: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         key = cache_key(self.predictor.tag, record)
         cached = self.cache.get(key)
