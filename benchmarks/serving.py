@@ -213,7 +213,24 @@ def main() -> None:
                            {**env, "TRACSEQ_BUNDLE_DIR": str(bundle)}, port, work, args))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"bento": tag, "results": results}, indent=2))
-    print(json.dumps(results, indent=2))
+    print(markdown(results))
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    """The tables of BENCHMARKS.md."""
+    lines = ["| server | route | target req/s | achieved req/s | p50 ms | p99 ms | errors |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        for route, runs in r["single"].items():
+            for run in runs:
+                lines.append(f"| {r['server']} | `{route}` | {run['target_rps']:.0f} | {run['achieved_rps']:.0f} | {run['p50_ms']:.0f} | "
+                             f"{run['p99_ms']:.0f} | {run['errors']} |")  # fmt: skip
+            cached = r["cached"].get(route)
+            if cached:
+                lines.append(f"| {r['server']} | `{route}` (cache hits) | {cached['target_rps']:.0f} | {cached['achieved_rps']:.0f} | "
+                             f"{cached['p50_ms']:.0f} | {cached['p99_ms']:.0f} | {cached['errors']} |")  # fmt: skip
+    lines += ["", "| server | start-up to ready (s) | batch rows/s (1,000-row batches, 2 at a time) | RSS after load (MB) |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['server']} | {r['startup_s']} | {r['batch']['rows_per_s']} | {r['rss_mb']} |" for r in results]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
