@@ -66,7 +66,7 @@ class SampleQuality:
         self.log = BackgroundLogWriter(open_prediction_log(settings.prediction_log_url()))
         self.metrics = ServiceMetrics()
         self.batcher = MicroBatcher(
-            self._answer_batch,
+            self.predictor.predict,
             max_batch=int(os.environ.get("TRACSEQ_MAX_BATCH", "64")),
             max_wait_ms=float(os.environ.get("TRACSEQ_MAX_WAIT_MS", "5")),
         )
@@ -118,6 +118,7 @@ class SampleQuality:
 
     @routes.get("/features/{sample_id}")
     def one_sample_features(self, sample_id: str) -> dict[str, Any]:
+        """Latest features of one known sample; 404 when the store does not know it."""
         found = self.features_store.get_many([sample_id])
         if sample_id not in found:
             raise HTTPException(status_code=404, detail=f"no features for sample {sample_id!r}: not in the online store")
@@ -125,10 +126,13 @@ class SampleQuality:
 
     @routes.get("/model")
     def model(self) -> dict[str, Any]:
+        """Served versions, metrics, lineage, traffic split, feature glossary and category thresholds."""
         return self.predictor.model_info()
 
-    def _answer_batch(self, records: list[dict[str, Any]]) -> list[Any]:
-        return self.predictor.predict(records)
+    @bentoml.on_shutdown
+    def _flush_prediction_log(self) -> None:
+        """Write what the prediction log still holds before the worker exits."""
+        self.log.close()
 
     def _log(self, answers: list[Any], started: float) -> None:
         latency_ms = (time.perf_counter() - started) * 1000.0
