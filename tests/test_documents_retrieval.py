@@ -17,8 +17,10 @@ from tracseq_dagster.documents.answering import answer_question
 from tracseq_dagster.documents.embedding import OllamaEmbedder, make_embedder
 from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, SUBMISSION_SAMPLES, submission_form_lines
 from tracseq_dagster.documents.llm import OllamaChat
+from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, vector_matrix
 from tracseq_dagster.documents.pipeline import index_folder
-from tracseq_dagster.documents.retrieval import Filters, evidence_is_weak, retrieve
+from tracseq_dagster.documents.qa import open_index
+from tracseq_dagster.documents.retrieval import Filters, evidence_is_weak, fts_query, retrieve, search_passages
 from tracseq_dagster.documents.submission_forms import Extraction, extract_with_ollama, parse_template, submission_rows
 
 SOP = "SOP-014-nucleic-acid-extraction.pdf"
@@ -50,6 +52,70 @@ def test_hybrid_retrieval_finds_every_known_fact_on_its_page(indexed) -> None:  
     # An exact identifier is found by the full-text side of the fusion.
     top = retrieve(index, embedder, "TS-2025-000117")[0]
     assert (top.file_name, top.page_start) == ("QC-report-run-R-2025-031.pdf", 2)
+
+
+def test_direct_fusion_ranks_and_scores_as_lancedb_hybrid_query_with_its_rrf_reranker(indexed) -> None:  # type: ignore[no-untyped-def]
+    from lancedb.rerankers import RRFReranker
+
+    index, embedder, _ = indexed
+    questions = [q.question for q in EXAMPLE_QUESTIONS] + ["TS-2025-000117", "freezer FRZ-07 rotor"]
+    for question in questions:
+        vector = embedder.embed_query(question)
+        mine = search_passages(index, vector, question, top_k=10)
+        theirs = (
+            index.table.search(query_type="hybrid", vector_column_name=VECTOR_COLUMN, fts_columns=FTS_COLUMN)
+            .vector(vector)
+            .text(fts_query(question))
+            .rerank(RRFReranker())
+            .distance_type("cosine")
+            .limit(30)
+            .to_arrow()
+            .slice(0, 10)
+        )
+        assert [p.chunk_id for p in mine] == theirs.column("chunk_id").to_pylist(), question
+        assert np.allclose([p.score for p in mine], theirs.column("_relevance_score").to_pylist(), atol=1e-6)
+        stored = vector_matrix(theirs)
+        assert np.allclose([p.similarity for p in mine], stored @ vector, atol=1e-6)
+    # No words to search for: vector search alone, scored by cosine similarity.
+    only_vector = search_passages(index, embedder.embed_query("?!"), "?!", top_k=3)
+    assert len(only_vector) == 3 and all(p.score == p.similarity for p in only_vector)
+    assert [p.similarity for p in only_vector] == sorted((p.similarity for p in only_vector), reverse=True)
+
+
+def test_minilm_query_path_equals_the_batch_encoder_and_stops_at_256_word_pieces(indexed) -> None:  # type: ignore[no-untyped-def]
+    _, embedder, _ = indexed
+    assert embedder.load() == 0.0  # loaded once per process, by the fixture
+    assert embedder._model().max_seq_length == 256
+    texts = ["Where are DNA extracts stored?", "freezer " * 400, "TS-2025-000117"]
+    batch = embedder.embed_documents(texts)
+    assert batch.dtype == np.float32 and batch.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    for text, row in zip(texts, batch):
+        assert np.allclose(embedder.embed_query(text), row, atol=1e-5), text
+    assert np.allclose(embedder.embed_documents(["freezer " * 800])[0], batch[1], atol=1e-5)  # cut at 256
+    assert not np.allclose(embedder.embed_documents(["freezer " * 100])[0], batch[1], atol=1e-3)
+    assert embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_a_changed_document_embeds_only_its_changed_chunks(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    sections = [f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)]
+    manual = folder / "protocol.md"
+    manual.write_text("# Protocol\n\n" + "\n\n".join(sections))
+    (folder / "other.txt").write_text("Freezer FRZ-09 holds the plasma aliquots at -80 C.")
+    _, embedder, first = index_folder(folder, lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db")
+    assert first.chunks_reused == 0 and first.chunks_embedded == first.rows >= 6
+    assert set(first.seconds) >= {"model_load", "embed", "write", "indexes"}
+
+    manual.write_text(manual.read_text().replace("reagent lot L-003", "reagent lot L-303"))
+    _, _, second = index_folder(folder, lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db")
+    assert len(second.written) == 1 and second.unchanged == 1 and second.removed
+    assert second.chunks_embedded == 1 and second.chunks_reused == first.rows - 2  # one changed, other.txt untouched
+    rows = open_index(str(tmp_path / "db"), embedder).table.to_arrow()
+    texts = rows.column("search_text").to_pylist()
+    assert rows.num_rows == first.rows and any("L-303" in t for t in texts) and not any("L-003" in t for t in texts)
+    assert np.allclose(vector_matrix(rows), embedder.embed_documents(texts), atol=1e-5)  # reused = recomputed
 
 
 def test_filters_by_document_type_and_file(indexed) -> None:  # type: ignore[no-untyped-def]

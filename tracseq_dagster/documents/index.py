@@ -73,6 +73,12 @@ def schema(dimensions: int) -> pa.Schema:
     )
 
 
+def vector_matrix(rows: pa.Table) -> np.ndarray:
+    """The vector column of query results as one (rows, dimensions) float32 array, no Python lists."""
+    column = rows.column(VECTOR_COLUMN).combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32, copy=False)
+
+
 def chunk_table(chunks: list[Chunk], vectors: np.ndarray) -> pa.Table:
     """Chunks and their vectors as an Arrow table of the index schema."""
     dimensions = int(vectors.shape[1])
@@ -100,6 +106,9 @@ class DocumentIndex:
     def count(self) -> int:
         return self.table.count_rows()
 
+    def is_empty(self) -> bool:
+        return self.table.count_rows() == 0
+
     def chunk_ids(self, document_ids: Iterable[str]) -> set[str]:
         ids = list(document_ids)
         if not ids or self.count() == 0:
@@ -113,6 +122,21 @@ class DocumentIndex:
             return {}
         rows = self.table.search().select(["document_id", "source"]).limit(None).to_arrow()
         return dict(zip(rows.column("document_id").to_pylist(), rows.column("source").to_pylist()))
+
+    def vectors_by_text(self, sources: Iterable[str]) -> dict[str, np.ndarray]:
+        """``search_text`` -> stored vector, for the chunks indexed from these source files.
+
+        A changed document keeps most of its text; its chunks whose text is already here need
+        not be embedded again (the table belongs to one embedding model, see table_name_for).
+        """
+        wanted = list(sources)
+        if not wanted or self.count() == 0:
+            return {}
+        rows = self.table.search().where(sql_in("source", wanted)).select([FTS_COLUMN, VECTOR_COLUMN]).limit(None).to_arrow()
+        if rows.num_rows == 0:
+            return {}
+        vectors = vector_matrix(rows)
+        return dict(zip(rows.column(FTS_COLUMN).to_pylist(), vectors))
 
     # -- writing -------------------------------------------------------------------------
     def needs_write(self, chunks: list[Chunk]) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsspec
+import numpy as np
 
 from tracseq_dagster.documents.chunking import Chunk, chunk_document
 from tracseq_dagster.documents.doctypes import classify_document
@@ -79,12 +80,28 @@ class IndexReport:
     written: list[str] = field(default_factory=list)  # document ids merged (new or changed)
     unchanged: int = 0
     removed: list[str] = field(default_factory=list)  # document ids no longer in the landing folder
-    chunks_embedded: int = 0
+    chunks_embedded: int = 0  # chunks whose text went through the embedding model
+    chunks_reused: int = 0  # chunks of a changed document whose text was already indexed: vector reused
     chunks_inserted: int = 0
     chunks_deleted: int = 0
     rows: int = 0
     indexes: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # model_load is apart from embed
+
+
+# Texts per call to the embedder: large enough that its length-sorted batches pad little,
+# small enough to bound memory when a whole folder lands at once.
+EMBED_GROUP = 2048
+
+
+def embed_texts(embedder: Embedder, texts: list[str], *, group: int = EMBED_GROUP) -> dict[str, np.ndarray]:
+    """Each distinct text's vector, the texts of all documents encoded together."""
+    unique = list(dict.fromkeys(texts))
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(unique), group):
+        part = unique[start : start + group]
+        vectors.update(zip(part, embedder.embed_documents(part)))
+    return vectors
 
 
 def sync_index(
@@ -92,28 +109,41 @@ def sync_index(
 ) -> IndexReport:
     """Make the index hold exactly the chunks of ``current_ids`` that the lake has.
 
-    Unchanged documents are skipped before embedding (their chunk ids are all present);
-    new and changed ones are embedded and merged; documents no longer current are deleted
-    from the index and the lake.
+    Unchanged documents are skipped before embedding (their chunk ids are all present).
+    The chunks of all new and changed documents are embedded together, in one call per
+    ``EMBED_GROUP`` texts, except those whose text the index already holds for the same
+    source file (the unchanged pages of a changed document): their vectors are reused.
+    Each document is then merged on its own. Documents no longer current are deleted from
+    the index and the lake. The embedding model's one-off load is timed apart from embedding.
     """
     report = IndexReport()
-    timer = {"embed": 0.0, "write": 0.0}
+    timer = {"model_load": 0.0, "embed": 0.0, "write": 0.0}
     stored = set(store.document_ids())
+    pending: list[tuple[str, list[Chunk]]] = []
     for document_id in sorted(stored & current_ids):
         chunks = store.read_chunks(document_id)
-        if not index.needs_write(chunks):
+        if not chunks or not index.needs_write(chunks):
             report.unchanged += 1
             continue
+        pending.append((document_id, chunks))
+    if pending:
+        load = getattr(embedder, "load", None)
+        timer["model_load"] = load() if callable(load) else 0.0
         started = time.perf_counter()
-        vectors = embedder.embed_documents([c.search_text for c in chunks])
-        timer["embed"] += time.perf_counter() - started
+        every = [c for _, chunks in pending for c in chunks]
+        known = index.vectors_by_text({c.source for c in every})
+        fresh = [c.search_text for c in every if c.search_text not in known]
+        vectors = {**known, **embed_texts(embedder, fresh)}
+        report.chunks_embedded = len(fresh)
+        report.chunks_reused = len(every) - len(fresh)
+        timer["embed"] = time.perf_counter() - started
         started = time.perf_counter()
-        stats = index.upsert_document(chunks, vectors)
-        timer["write"] += time.perf_counter() - started
-        report.written.append(document_id)
-        report.chunks_embedded += len(chunks)
-        report.chunks_inserted += stats.inserted
-        report.chunks_deleted += stats.deleted
+        for document_id, chunks in pending:
+            stats = index.upsert_document(chunks, np.stack([vectors[c.search_text] for c in chunks]))
+            report.written.append(document_id)
+            report.chunks_inserted += stats.inserted
+            report.chunks_deleted += stats.deleted
+        timer["write"] = time.perf_counter() - started
     gone = (set(index.documents()) | stored) - current_ids
     started = time.perf_counter()
     report.chunks_deleted += index.delete_documents(sorted(gone))

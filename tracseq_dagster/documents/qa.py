@@ -18,7 +18,9 @@ def open_index(uri: str, embedder: Embedder) -> DocumentIndex:
 
 
 def embedder_dimensions(embedder: Embedder) -> int:
-    return int(embedder.embed_query("dimensions").shape[0])
+    """Known without loading the model when the embedder says (MiniLM); otherwise by embedding a word."""
+    known = getattr(embedder, "dimensions", None)
+    return int(known) if known else int(embedder.embed_query("dimensions").shape[0])
 
 
 @dataclass

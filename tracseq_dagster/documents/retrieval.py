@@ -1,11 +1,18 @@
 """Hybrid retrieval: vector and full-text search fused by reciprocal rank, with filters.
 
-LanceDB runs both searches and fuses them with its RRF reranker: a passage ranked high by
-either the meaning of the question or its exact words (sample ids, run names, reagent lots)
-comes first. RRF scores are ranks, not evidence, so every passage also carries its cosine
-similarity to the question; the best one is compared with a threshold calibrated on
-questions the documents do and do not answer (BENCHMARKS.md) to decide whether the
-evidence is strong enough to answer at all.
+Both searches run on the LanceDB table and are fused here with reciprocal rank fusion
+(score = sum over the two lists of 1 / (RRF_K + rank), rank from 1; LanceDB's RRFReranker
+computes the same): a passage ranked high by either the meaning of the question or its
+exact words (sample ids, run names, reagent lots) comes first. Issuing the two searches
+directly, each selecting only the columns a passage needs, instead of LanceDB's Python
+hybrid query builder saves most of the per-query cost (BENCHMARKS.md): the builder starts a
+thread pool per query, reads every column of both result sets, normalises scores and
+re-sorts them in Arrow, and the vectors came back as Python lists.
+
+RRF scores are ranks, not evidence, so every passage also carries its cosine similarity to
+the question, computed from its stored vector; the best one is compared with a threshold
+calibrated on questions the documents do and do not answer (BENCHMARKS.md) to decide
+whether the evidence is strong enough to answer at all.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from tracseq_dagster.documents.embedding import Embedder
-from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, DocumentIndex, _quote
+from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, DocumentIndex, _quote, vector_matrix
 
 DEFAULT_TOP_K = 5
 # Calibrated with benchmarks/rag.py (BENCHMARKS.md, "Evidence threshold"): with MiniLM the best
@@ -66,6 +74,11 @@ def fts_query(question: str) -> str:
     return " ".join("".join(ch if ch.isalnum() or ch in "-." else " " for ch in question).split())
 
 
+# Columns a Passage needs (the vector only for its cosine similarity).
+PASSAGE_COLUMNS = ["chunk_id", "source", "file_name", "document_type", "title", "section", "page_start", "page_end", "text"]
+RRF_K = 60  # the constant of reciprocal rank fusion (LanceDB's and the RRF paper's default)
+
+
 def retrieve(
     index: DocumentIndex,
     embedder: Embedder,
@@ -76,45 +89,69 @@ def retrieve(
     candidates: int = CANDIDATES,
 ) -> list[Passage]:
     """The ``top_k`` best passages for ``question``, best first (empty if nothing is indexed)."""
-    from lancedb.rerankers import RRFReranker
-
-    if index.count() == 0:
+    if index.is_empty():
         return []
     vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
+    return search_passages(index, vector, question, top_k=top_k, filters=filters, candidates=candidates)
+
+
+def search_passages(
+    index: DocumentIndex,
+    vector: np.ndarray,
+    question: str,
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    filters: Filters | None = None,
+    candidates: int = CANDIDATES,
+) -> list[Passage]:
+    """Hybrid search with an already embedded question: what ``retrieve`` does after embedding."""
     where = (filters or Filters()).where()
     words = fts_query(question)
-    if words:
-        query = (
-            index.table.search(query_type="hybrid", vector_column_name=VECTOR_COLUMN, fts_columns=FTS_COLUMN)
-            .vector(vector)
-            .text(words)
-            .rerank(RRFReranker())
-        )
-    else:
-        query = index.table.search(vector, vector_column_name=VECTOR_COLUMN)
-    query = query.distance_type("cosine").nprobes(ANN_NPROBES).limit(max(top_k, candidates) if words else top_k)
+    limit = max(top_k, candidates) if words else top_k
+    # The score columns are named explicitly: lance warns (on stderr, per query) when a
+    # search selects columns without them.
+    columns = [*PASSAGE_COLUMNS, VECTOR_COLUMN]
+    semantic = (
+        index.table.search(vector, vector_column_name=VECTOR_COLUMN)
+        .distance_type("cosine")
+        .nprobes(ANN_NPROBES)
+        .select([*columns, "_distance"])
+        .limit(limit)
+    )
     if where:
-        query = query.where(where, prefilter=True)
-    rows = query.to_arrow().slice(0, top_k).to_pylist()
-    passages = []
-    for row in rows:
-        similarity = float(np.dot(vector, np.asarray(row[VECTOR_COLUMN], dtype=np.float32)))
-        score = row.get("_relevance_score")
-        passages.append(
-            Passage(
-                chunk_id=row["chunk_id"],
-                source=row["source"],
-                file_name=row["file_name"],
-                document_type=row["document_type"],
-                title=row["title"],
-                section=row["section"],
-                page_start=row["page_start"],
-                page_end=row["page_end"],
-                text=row["text"],
-                score=float(score) if score is not None else 1.0 - float(row.get("_distance", 1.0)),
-                similarity=similarity,
-            )
-        )
+        semantic = semantic.where(where, prefilter=True)
+    if not words:
+        return fuse([semantic.to_arrow()], vector, top_k, fused=False)
+    keyword = index.table.search(words, query_type="fts", fts_columns=FTS_COLUMN).select([*columns, "_score"]).limit(limit)
+    if where:
+        keyword = keyword.where(where, prefilter=True)
+    # One after the other: lance already spreads each search over both cores; running the two
+    # in threads gained nothing measurable here.
+    return fuse([semantic.to_arrow(), keyword.to_arrow()], vector, top_k)
+
+
+def fuse(results: list[pa.Table], vector: np.ndarray, top_k: int, *, fused: bool = True) -> list[Passage]:
+    """Reciprocal rank fusion of ranked result tables (same columns), the ``top_k`` best as Passages.
+
+    Ties keep the order of first appearance, vector results before full-text ones. Without
+    fusion (no words to search for) the score is the vector search's 1 - cosine distance.
+    """
+    scores: dict[str, float] = {}
+    where_found: dict[str, tuple[int, int]] = {}  # chunk id -> (table, row) of its first appearance
+    for table_number, table in enumerate(results):
+        if table.num_rows == 0:
+            continue
+        for rank, chunk_id in enumerate(table.column("chunk_id").to_pylist(), 1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            where_found.setdefault(chunk_id, (table_number, rank - 1))
+    best = sorted(scores, key=scores.__getitem__, reverse=True)[:top_k]  # stable: ties in first-seen order
+    passages: list[Passage] = []
+    matrices = [vector_matrix(table) if table.num_rows else None for table in results]
+    for chunk_id in best:
+        table_number, row_number = where_found[chunk_id]
+        row = {name: results[table_number].column(name)[row_number].as_py() for name in PASSAGE_COLUMNS}
+        similarity = float(np.dot(vector, matrices[table_number][row_number]))  # type: ignore[index]
+        passages.append(Passage(**row, score=scores[chunk_id] if fused else similarity, similarity=similarity))
     return passages
 
 
