@@ -82,15 +82,16 @@ class Stack:
         assert match, out
         return match.group(1)
 
-    def serve(self, tag: str) -> None:
+    def serve(self, tag: str | None) -> None:
+        """`bentoml serve <tag>`, or with no tag `tracseq bento serve` (the latest build)."""
         if self.process is not None:
             stop(self.process)
         port = free_port()
         log = self.folder / f"serve-{port}.log"
-        self.process = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-            env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        address = ["--host", "127.0.0.1", "--port", str(port)]
+        command = ([os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, *address] if tag
+                   else [sys.executable, "-m", "tracseq_dagster.cli", "bento", "serve", *address])  # fmt: skip
+        self.process = subprocess.Popen(command, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
         wait_until_ready(self.process, f"{self.url}/readyz", log, timeout_s=180)
 
@@ -277,7 +278,7 @@ def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records
     stack.trained.registry.promote("2", "serving test: switch to the logistic model")
     tag = stack.build()
     assert tag.startswith("sample_quality:v2")  # champion v2, no separate challenger any more
-    stack.serve(tag)
+    stack.serve(None)  # tracseq bento serve: the latest build
     info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
     assert info["variants"]["champion"]["version"] == "2" and "challenger" not in info["variants"]
     answer = stack.post("/predict", records[3]).json()

@@ -330,10 +330,10 @@ def bento_serve_command(
     import shutil
     import sys
 
-    import bentoml
+    from tracseq_dagster.serving.bento_build import BENTO_NAME, bentoml
 
     if tag is None:
-        builds = sorted(bentoml.bentos.list("sample_quality"), key=lambda b: b.info.creation_time)
+        builds = sorted(bentoml.bentos.list(BENTO_NAME), key=lambda b: b.info.creation_time)
         if not builds:
             err_console.print("[red]error:[/] no sample_quality Bento yet: run tracseq bento build", soft_wrap=True)
             raise typer.Exit(code=2)
