@@ -161,7 +161,9 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
     result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}}
     try:
         for route in routes:
-            asyncio.run(open_loop(base + route, request_bodies(200, seed=7, unique=True), 50, headers))  # warm-up
+            # Warm-up, not counted: a fresh worker answers slowly for its first tens of seconds
+            # (imports on first use, the log writer's first files, interpreter specialisation).
+            asyncio.run(open_loop(base + route, request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers))
             result["single"][route] = []
             for k, rate in enumerate(args.rates):
                 bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
@@ -186,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="100,300,600,1000")
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup-s", type=float, default=25.0, help="seconds of uncounted load at 100/s per route")
     parser.add_argument("--cached-rate", type=float, default=600.0, help="rate of the run whose requests all repeat one record")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "serving")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")

@@ -14,6 +14,7 @@ which the ``sample_quality_bento`` asset sets to the registered versions it pack
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -70,6 +71,10 @@ class SampleQuality:
             max_batch=int(os.environ.get("TRACSEQ_MAX_BATCH", "64")),
             max_wait_ms=float(os.environ.get("TRACSEQ_MAX_WAIT_MS", "5")),
         )
+        # The model, the history snapshot and the imported modules live as long as the worker:
+        # frozen out of the cyclic garbage collector, its full collections need not walk them.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/predict", input_spec=SampleRecord)
     async def predict(self, **record: Any) -> dict[str, Any]:
