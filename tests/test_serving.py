@@ -216,6 +216,11 @@ def test_categories_and_recommendations_use_the_samples_own_values() -> None:
     record = {"freeze_thaw_cycles": 12, "storage_location": "FRZ-07/R1/B2/C3", "storage_temp_c": -2.0, "sample_type": "DNA"}
     advice = recommendations(factors, record, features)
     assert "12 recorded" in advice[0] and "FRZ-07" in advice[1]
+    delay = risk_factors(np.where(np.arange(len(FEATURE_NAMES)) == FEATURE_NAMES.index("processing_delay_hours"), -1.0, 0.0),
+                         {"processing_delay_hours": 5238.364})  # fmt: skip
+    assert recommendations(delay, {}, {"processing_delay_hours": 5238.364}) == [
+        "Extract promptly: 5,238 h between receipt and extraction."
+    ]
 
 
 # -- cache, stores, batching ---------------------------------------------------------------------

@@ -73,6 +73,17 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str)) else str(value)
 
 
+def _shown(value: Any) -> str:
+    """A value as a technician reads it: whole numbers from 100 on, else 3 significant digits;
+    missing as 'not recorded'."""
+    value = _plain(value)
+    if value is None:
+        return "not recorded"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
 def _freezer(record: Mapping[str, Any]) -> str:
     return str(record.get("storage_location") or "?").split("/", 1)[0]
 
@@ -80,51 +91,51 @@ def _freezer(record: Mapping[str, Any]) -> str:
 # One action per feature; each reads the raw record and the features for the sample's own numbers.
 _ACTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
     "freeze_thaw_cycles": lambda r, f: (
-        f"Limit freeze-thaw cycles: {r.get('freeze_thaw_cycles')} recorded; aliquot before the next thaw."
+        f"Limit freeze-thaw cycles: {_shown(r.get('freeze_thaw_cycles'))} recorded; aliquot before the next thaw."
     ),
     "integrity_score": lambda r, f: (
-        f"Re-extract: integrity is low (RIN {r.get('rin')}, DIN {r.get('din')}); check the extraction protocol."
+        f"Re-extract: integrity is low (RIN {_shown(r.get('rin'))}, DIN {_shown(r.get('din'))}); check the extraction protocol."
     ),
     "purity_score": lambda r, f: (
-        f"Clean up and re-quantify: A260/280 {r.get('a260_280')}, A260/230 {r.get('a260_230')} are off the ideal."
+        f"Clean up and re-quantify: A260/280 {_shown(r.get('a260_280'))}, A260/230 {_shown(r.get('a260_230'))} are off the ideal."
     ),
     "log_concentration": lambda r, f: (
-        f"Re-quantify: concentration {r.get('concentration_ng_ul')} ng/µL is low for library preparation."
+        f"Re-quantify: concentration {_shown(r.get('concentration_ng_ul'))} ng/µL is low for library preparation."
     ),
     "total_yield_ng": lambda r, f: (
-        f"Re-quantify or concentrate: total yield {_plain(f.get('total_yield_ng'))} ng may not be enough."
+        f"Re-quantify or concentrate: total yield {_shown(f.get('total_yield_ng'))} ng may not be enough."
     ),
     "storage_temp_deviation_c": lambda r, f: (
-        f"Check freezer {_freezer(r)}: stored at {r.get('storage_temp_c')} °C, "
-        f"{_plain(f.get('storage_temp_deviation_c'))} °C from the target for {r.get('sample_type')}."
+        f"Check freezer {_freezer(r)}: stored at {_shown(r.get('storage_temp_c'))} °C, "
+        f"{_shown(f.get('storage_temp_deviation_c'))} °C from the target for {_shown(r.get('sample_type'))}."
     ),
     "max_temp_deviation_c": lambda r, f: (
-        f"Check freezer {_freezer(r)}: an excursion of {r.get('max_temp_deviation_c')} °C was recorded."
+        f"Check freezer {_freezer(r)}: an excursion of {_shown(r.get('max_temp_deviation_c'))} °C was recorded."
     ),
     "temp_excursion_rate_per_day": lambda r, f: (
-        f"Check freezer {_freezer(r)} and its alarm log: {r.get('temp_excursions')} temperature excursions."
+        f"Check freezer {_freezer(r)} and its alarm log: {_shown(r.get('temp_excursions'))} temperature excursions."
     ),
     "processing_delay_hours": lambda r, f: (
-        f"Extract promptly: {_plain(f.get('processing_delay_hours'))} h between receipt and extraction."
+        f"Extract promptly: {_shown(f.get('processing_delay_hours'))} h between receipt and extraction."
     ),
     "processing_delay_category": lambda r, f: (
-        f"Extract promptly: processing delay is '{_plain(f.get('processing_delay_category'))}'."
+        f"Extract promptly: processing delay is '{_shown(f.get('processing_delay_category'))}'."
     ),
     "sample_age_hours": lambda r, f: (
-        f"Prioritise: the sample is {_plain(f.get('sample_age_hours'))} h old; consider requesting a fresh sample."
+        f"Prioritise: the sample is {_shown(f.get('sample_age_hours'))} h old; consider requesting a fresh sample."
     ),
     "transit_time_hours": lambda r, f: (
-        f"Review shipping from {r.get('site')}: {_plain(f.get('transit_time_hours'))} h in transit."
+        f"Review shipping from {_shown(r.get('site'))}: {_shown(f.get('transit_time_hours'))} h in transit."
     ),
     "operator_failure_rate": lambda r, f: (
-        f"Review handling with operator {r.get('operator_id')} (recent failure rate "
-        f"{_plain(f.get('operator_failure_rate'))})."
+        f"Review handling with operator {_shown(r.get('operator_id'))} (recent failure rate "
+        f"{_shown(f.get('operator_failure_rate'))})."
     ),
     "site_failure_rate": lambda r, f: (
-        f"Review collection and shipping at {r.get('site')} (recent failure rate {_plain(f.get('site_failure_rate'))})."
+        f"Review collection and shipping at {_shown(r.get('site'))} (recent failure rate {_shown(f.get('site_failure_rate'))})."
     ),
     "box_utilisation": lambda r, f: (
-        f"Check box {r.get('storage_location')}: {r.get('box_occupancy')} of 100 positions used."
+        f"Check box {_shown(r.get('storage_location'))}: {_shown(r.get('box_occupancy'))} of 100 positions used."
     ),
     "freezer_utilisation": lambda r, f: f"Check freezer {_freezer(r)}: it is heavily loaded.",
     "quality_risk_score": lambda r, f: "Several handling risks combine: review storage and processing history.",
