@@ -486,6 +486,15 @@ def _quality_risk_score(f: Mapping[str, np.ndarray]) -> np.ndarray:
 Aggregates = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def _history_events(history: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the aggregates read of each history sample: receipt time, label time (``label_ts``),
+    box occupancy and the QC status code (-1 when unlabelled)."""
+    hw = "history"
+    received = _ns(history, "received_ts", hw)
+    label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), received)
+    return received, label, _float(history, "box_occupancy", hw), _enum(_obj(history, "qc_status", hw), QC_STATUSES)
+
+
 def _history_aggregates(
     sub: pd.DataFrame, history: pd.DataFrame, samples: pd.DataFrame, sid_index: pd.Index, idx: np.ndarray, t: np.ndarray
 ) -> Aggregates:
@@ -498,10 +507,7 @@ def _history_aggregates(
             {c: pd.Series(dtype="datetime64[ns, UTC]" if c.endswith("_ts") else object) for c in _HISTORY_COLUMNS}
         )
     h_sid = _obj(history, "sample_id", hw)
-    h_received = _ns(history, "received_ts", hw)
-    h_label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), h_received)
-    h_occ = _float(history, "box_occupancy", hw)
-    h_qc = _enum(_obj(history, "qc_status", hw), QC_STATUSES)
+    h_received, h_label, h_occ, h_qc = _history_events(history)
 
     q_op, e_op = _codes(_obj(sub, "operator_id", what), _obj(history, "operator_id", hw))
     q_site, e_site = _codes(_obj(sub, "site", what), _obj(history, "site", hw))
@@ -564,10 +570,7 @@ class HistorySnapshot:
     @classmethod
     def build(cls, history: pd.DataFrame) -> HistorySnapshot:
         hw = "history"
-        h_received = _ns(history, "received_ts", hw)
-        h_label = _coalesce(_ns(history, "sequencing_ts", hw), _ns(history, "extraction_ts", hw), h_received)
-        h_occ = _float(history, "box_occupancy", hw)
-        h_qc = _enum(_obj(history, "qc_status", hw), QC_STATUSES)
+        h_received, h_label, h_occ, h_qc = _history_events(history)
         own = pd.DataFrame(
             {
                 "operator_id": _obj(history, "operator_id", hw),

@@ -50,14 +50,7 @@ def ingest_folder(
         if not force and _is_materialized(instance, key):
             outcome = IngestOutcome(landing_file.path, key, "unchanged")
         else:
-            instance.add_dynamic_partitions(lab_export_partitions.name, [key])
-            result = job.execute_in_process(
-                run_config=console_log_level(log_level),
-                instance=instance,
-                partition_key=key,
-                tags={SOURCE_PATH_TAG: landing_file.path},
-                raise_on_error=False,
-            )
+            result = run_file_partition(job, instance, lab_export_partitions, key, landing_file.path, log_level)
             if result.success:
                 outcome = IngestOutcome(
                     landing_file.path,
@@ -81,6 +74,26 @@ def build_features(
     """Materialize sample_features from every accepted sample."""
     return defs.resolve_job_def("build_sample_features").execute_in_process(
         run_config=console_log_level(log_level), instance=instance, raise_on_error=False
+    )
+
+
+def run_file_partition(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    partitions: dg.DynamicPartitionsDefinition,
+    key: str,
+    path: str,
+    log_level: str,
+) -> dg.ExecuteInProcessResult:
+    """Run ``job`` in this process for one landed file: its content hash becomes a partition
+    of ``partitions`` (if new) and the run carries the file's path, as a sensor run would."""
+    instance.add_dynamic_partitions(partitions.name, [key])
+    return job.execute_in_process(
+        run_config=console_log_level(log_level),
+        instance=instance,
+        partition_key=key,
+        tags={SOURCE_PATH_TAG: path},
+        raise_on_error=False,
     )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
-from tracseq_dagster.ingest import console_log_level, failure_message
+from tracseq_dagster.ingest import console_log_level, failure_message, run_file_partition
 from tracseq_dagster.landing import content_hash, list_landing_files
-from tracseq_dagster.partitions import SOURCE_PATH_TAG, document_partitions
+from tracseq_dagster.partitions import document_partitions
 
 
 @dataclass
@@ -52,14 +52,7 @@ def ingest_documents(
         if not force and instance.has_dynamic_partition(document_partitions.name, key) and _metadata(instance, "document_chunks", key):
             outcome = DocumentOutcome(landed.path, key, "unchanged")
         else:
-            instance.add_dynamic_partitions(document_partitions.name, [key])
-            result = job.execute_in_process(
-                run_config=console_log_level(log_level),
-                instance=instance,
-                partition_key=key,
-                tags={SOURCE_PATH_TAG: landed.path},
-                raise_on_error=False,
-            )
+            result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
             if result.success:
                 meta = _metadata(instance, "document_chunks", key)
                 outcome = DocumentOutcome(landed.path, key, "ingested", pages=meta.get("pages"), chunks=meta.get("chunks"))
