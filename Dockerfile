@@ -1,20 +1,57 @@
-# One image for the code location, the webserver and the daemon, from the same lock as the Makefile.
+# One image for every process of the stack that runs the project's code: the Dagster code
+# location (gRPC code server, where the runs run), dagster-webserver, dagster-daemon, the
+# MLflow server, the sample-quality Bento and the /ask service (docker-compose.yml).
+# Dependencies come from the same requirements.lock as the Makefile, checked the same way.
 FROM python:3.11-slim
-ENV DO_NOT_TRACK=1 GX_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home
+
+ENV DO_NOT_TRACK=1 \
+    GX_ANALYTICS_ENABLED=False \
+    DAGSTER_DISABLE_TELEMETRY=1 \
+    HF_HUB_OFFLINE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DAGSTER_HOME=/opt/dagster/home \
+    TRACSEQ_DATA_DIR=/data \
+    BENTOML_HOME=/data/bentoml
 WORKDIR /opt/tracseq
-# OCR of scanned PDF pages (documents pipeline): tesseract and poppler's pdftoppm.
+
+# OCR of scanned PDF pages (documents pipeline): tesseract and poppler's pdftoppm, as in
+# the Makefile's system-deps.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
  && rm -rf /var/lib/apt/lists/*
-COPY requirements.lock pyproject.toml README.md ./
-RUN pip install --no-cache-dir -r requirements.lock
+
+# The lock pins torch 2.13.0+cpu, which the development machines install from a local wheel.
+# Here it comes from PyTorch's CPU index, alone and first: with that index beside PyPI for the
+# whole lock, pip would prefer its `+cpu` builds of other pins (torchvision) and the
+# environment check below would fail. PyPI's torch would be the multi-GB CUDA build.
+# --no-deps: torch's own dependencies are pinned in the lock and come from PyPI.
+COPY requirements.lock ./
+RUN python -m pip install --no-cache-dir pip==25.3 \
+ && pip install --no-cache-dir --no-deps --index-url https://download.pytorch.org/whl/cpu \
+        "torch==$(sed -n 's/^torch==//p' requirements.lock)" \
+ && pip install --no-cache-dir -r requirements.lock
+
+# Editable, like the Makefile: the Bento build (tracseq_dagster/serving/bento_build.py)
+# builds from the source tree, which must hold bentos/, requirements.lock and the package.
+COPY pyproject.toml README.md ./
+COPY scripts/check_environment.py ./scripts/
 COPY tracseq_dagster ./tracseq_dagster
 COPY assets ./assets
 COPY resources ./resources
 COPY bentos ./bentos
+COPY compose/serve-sample-quality.sh ./compose/
 COPY workspace.yaml workspace.compose.yaml ./
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
- && mkdir -p $DAGSTER_HOME
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+ && python scripts/check_environment.py
+
+# Not root. The mount points of the named volumes exist here with this owner, so Docker
+# initialises fresh volumes writable by it.
+RUN useradd --uid 10001 --create-home tracseq \
+ && mkdir -p $DAGSTER_HOME/storage /data/landing /data/lake /data/documents /data/lancedb /data/bentoml /mlflow/artifacts \
+ && chown -R tracseq:tracseq $DAGSTER_HOME /data /mlflow
 COPY dagster.yaml $DAGSTER_HOME/dagster.yaml
-EXPOSE 4000 3000
+USER tracseq
+
+EXPOSE 4000 3000 5000
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "tracseq_dagster.definitions"]

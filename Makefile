@@ -15,12 +15,17 @@ export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
 .PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving system-deps
 
-# Debian packages the document pipeline needs: tesseract (OCR of pages without a text
-# layer) and poppler-utils (pdftoppm renders those pages for it). Installed only when
-# missing, so a machine that has them needs no root.
-SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng poppler-utils
+# Debian packages the project needs, installed only when missing (a machine that has
+# them needs no root):
+# - tesseract (OCR of pages without a text layer) and poppler-utils (pdftoppm renders
+#   those pages for it): the document pipeline;
+# - chromium and chromium-driver: the browser test of the Dagster UI;
+# - docker-compose: validates docker-compose.yml against the Compose Specification
+#   (`docker-compose config` needs no Docker engine).
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng poppler-utils chromium chromium-driver docker-compose
 system-deps:
-	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx eng; then \
+	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx eng \
+		&& command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v docker-compose >/dev/null; then \
 		echo "system packages present: $(SYSTEM_PACKAGES)"; \
 	else \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -176,6 +176,7 @@ def registered_model(
         experiment_id=experiment,
         parent_run_id=parent_run(client, experiment, context.run_id),
         dagster_run_id=context.run_id,
+        root_run_id=context.run.root_run_id,
     )
     lake_.write_json(lake_.registered_model_path, registered.__dict__)
     evaluation = registered.evaluation

@@ -124,6 +124,7 @@ def document_index(
             "documents_unchanged": report.unchanged,
             "documents_removed": len(report.removed),
             "chunks_embedded": report.chunks_embedded,
+            "chunks_prefetched": report.chunks_prefetched,
             "chunks_inserted": report.chunks_inserted,
             "chunks_deleted": report.chunks_deleted,
             "embedder": vectors.name,

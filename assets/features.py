@@ -1,9 +1,12 @@
 """sample_features: point-in-time features of every accepted sample (the offline store)."""
 
 
+from datetime import timedelta
+
 import dagster as dg
 
 from resources import LakeResource
+from tracseq_dagster import settings
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES
 from tracseq_dagster.metadata import column_summary, preview
@@ -18,6 +21,14 @@ FEATURES_AUTOMATION = dg.AutomationCondition.eager().without(
     dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed(), blocking_only=True)
 )
 
+# A lab exports at least daily: features older than this mean that exports, the sensor or
+# the automation stopped. The UI shows the asset late (a warning at half the window); the
+# daemon evaluates it (dagster.yaml: freshness enabled).
+FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=settings.features_freshness_hours()),
+    warn_window=timedelta(hours=settings.features_freshness_hours() / 2),
+)
+
 
 @dg.asset(
     deps=["validated_samples"],
@@ -25,6 +36,7 @@ FEATURES_AUTOMATION = dg.AutomationCondition.eager().without(
     kinds={"pandas", "parquet"},
     code_version=FEATURE_CODE_VERSION,
     automation_condition=FEATURES_AUTOMATION,
+    freshness_policy=FEATURES_FRESHNESS,
 )
 def sample_features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Every feature of DESIGN.md for every accepted sample, each as of its own latest event.

@@ -5,11 +5,13 @@ call it, write the report to ``<lake>/monitoring/`` and describe it in their met
 """
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
 
 from resources import LakeResource, MLflowResource, PredictionLogResource
+from tracseq_dagster import settings
 from tracseq_dagster.metadata import records_table
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings, CategoryThresholds
@@ -52,6 +54,8 @@ class ABConfig(dg.Config):
     deps=[prediction_log, "sample_features"],
     group_name="monitoring",
     kinds={"pandas", "scipy"},
+    # The hourly schedule refreshes it; several missed hours mean the daemon or the log stopped.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=settings.monitoring_freshness_hours())),
     check_specs=[
         dg.AssetCheckSpec(
             DRIFT_CHECK_NAME,

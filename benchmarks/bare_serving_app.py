@@ -42,9 +42,15 @@ async def batch_predict(request: Request) -> JSONResponse:
     return JSONResponse([a.response for a in predictor.predict([s.model_dump() for s in samples])])
 
 
+async def hello(request: Request) -> JSONResponse:
+    """Reads the body and answers a constant: the ceiling of uvicorn and the load generator here."""
+    await request.body()
+    return JSONResponse({"hello": True})
+
+
 async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
 app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/batch_predict", batch_predict, methods=["POST"]),
-                        Route("/readyz", ready)])  # fmt: skip
+                        Route("/hello", hello, methods=["POST"]), Route("/readyz", ready)])  # fmt: skip

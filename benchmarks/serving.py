@@ -10,11 +10,18 @@ the same predictor on bare Starlette/uvicorn, benchmarks/bare_serving_app.py) me
   every request has its own sample id, so the prediction cache never answers;
 * the same with every request repeated (cache hits), for the Bento;
 * ``/batch_predict`` rows per second (batches of 1,000 distinct records, 2 at a time);
+* ``/fast/batch_predict`` (the columnar contract: an Arrow IPC stream of records in, a table of
+  answers out) rows per second at 1,000-, 10,000- and 100,000-row bodies, one at a time;
+* for bare Starlette also a ``/hello`` route that does nothing: the ceiling of uvicorn plus the
+  load generator on this machine;
 * resident memory of the server's process tree after the load.
 
-The load generator is one asyncio process on the same 2-core machine.
+With every measurement: the server process tree's CPU seconds per request (or per 1,000 rows),
+which the other engineers' load on this shared machine moves far less than wall-clock numbers,
+and the load average. The load generator is one asyncio process on the same 2-core machine.
 
-Usage: python benchmarks/serving.py [--rates 100,300,600,1000] [--duration 15] [--out benchmarks/out/serving.json]
+Usage: python benchmarks/serving.py [--rates 100,300,600,1000] [--duration 15] [--servers bentoml-1w,bentoml-2w,starlette-1w]
+                                    [--only-columnar] [--out benchmarks/out/serving.json]
 """
 
 from __future__ import annotations
@@ -109,6 +116,56 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, headers: dict[st
             "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2)}  # fmt: skip
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (BentoML's workers are children)."""
+    total = 0.0
+    for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def with_cpu(pid: int, units: int, per: str, run: Any) -> dict[str, Any]:
+    """``run()``'s result plus the server's and the load generator's CPU ms per ``per`` (``units`` of them) and the load average."""
+    before, client = tree_cpu_s(pid), time.process_time()
+    result = run()
+    result[f"server_cpu_ms_per_{per}"] = round((tree_cpu_s(pid) - before) * 1000 / units, 3)
+    result[f"client_cpu_ms_per_{per}"] = round((time.process_time() - client) * 1000 / units, 3)
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def arrow_body(rows: int, seed: int) -> bytes:
+    """``rows`` distinct generated records as an Arrow IPC stream (the columnar contract's body)."""
+    import pyarrow as pa
+
+    from tracseq_dagster.generator import generate_samples
+    from tracseq_dagster.serving.columnar import ARROW_STREAM, write_table
+
+    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=450)
+    samples = generate_samples(rows, seed=seed, start=start, id_offset=100_000 * (1 + seed % 7)).drop(columns=["qc_status"])
+    return write_table(pa.Table.from_pandas(samples, preserve_index=False), ARROW_STREAM)
+
+
+async def columnar_batches(url: str, rows: int, count: int) -> dict[str, Any]:
+    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, one at a time."""
+    from tracseq_dagster.serving.columnar import ARROW_STREAM
+
+    bodies = [arrow_body(rows, seed=60 + k) for k in range(count)]
+    errors = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        started = time.perf_counter()
+        for body in bodies:
+            async with session.post(url, data=body, headers={"Content-Type": ARROW_STREAM}) as response:
+                await response.read()
+                errors += response.status != 200
+        elapsed = time.perf_counter() - started
+    return {"batch_rows": rows, "batches": count, "errors": errors, "rows_per_s": round(rows * count / elapsed)}
+
+
 async def batches(url: str, rows: int, count: int, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
     """Rows per second through /batch_predict: ``count`` batches of ``rows`` distinct records."""
     payloads = [b'{"samples": [' + b",".join(request_bodies(rows, seed=40 + k, unique=True)) + b"]}" for k in range(count)]
@@ -154,12 +211,21 @@ def serve(name: str, command: list[str], env: dict[str, str], port: int, log: Pa
 
 
 def measure(name: str, command: list[str], env: dict[str, str], port: int, work: Path, args: argparse.Namespace,
-            routes: tuple[str, ...] = ("/predict",)) -> dict[str, Any]:  # fmt: skip
+            routes: tuple[str, ...] = ("/predict",), columnar: bool = False) -> dict[str, Any]:  # fmt: skip
     process, startup = serve(name, command, env, port, work / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
     headers = {"Content-Type": "application/json"}
-    result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}}
+    pid = process.pid
+    result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}, "columnar": []}
     try:
+        if columnar:
+            for rows, count in ((1_000, 20), (10_000, 5), (100_000, 3)):
+                asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, 1))  # warm-up, not counted
+                result["columnar"].append(with_cpu(pid, rows * count // 1000, "1k_rows",
+                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count))))
+                print(name, "columnar", result["columnar"][-1], flush=True)
+        if args.only_columnar:
+            return result
         for route in routes:
             # Warm-up, not counted: a fresh worker answers slowly for its first tens of seconds
             # (imports on first use, the log writer's first files, interpreter specialisation).
@@ -167,15 +233,17 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
             result["single"][route] = []
             for k, rate in enumerate(args.rates):
                 bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
-                result["single"][route].append(asyncio.run(open_loop(base + route, bodies, rate, headers)))
+                result["single"][route].append(with_cpu(pid, len(bodies), "request",
+                                                        lambda: asyncio.run(open_loop(base + route, bodies, rate, headers))))
                 print(name, route, result["single"][route][-1], flush=True)
                 if result["single"][route][-1]["p99_ms"] > 5000:
                     break  # saturated: higher rates only queue longer
             if name.startswith("bentoml"):
                 same = request_bodies(int(args.cached_rate * args.duration), seed=9, unique=False)
-                result["cached"][route] = asyncio.run(open_loop(base + route, same, args.cached_rate, headers))
+                result["cached"][route] = with_cpu(pid, len(same), "request",
+                                                   lambda: asyncio.run(open_loop(base + route, same, args.cached_rate, headers)))
                 print(name, route, "cached", result["cached"][route], flush=True)
-        result["batch"] = asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers))
+        result["batch"] = with_cpu(pid, 8, "1k_rows", lambda: asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers)))
         print(name, result["batch"], flush=True)
         result["rss_mb"] = tree_rss_mb(process.pid)
     finally:
@@ -192,7 +260,10 @@ def main() -> None:
     parser.add_argument("--cached-rate", type=float, default=600.0, help="rate of the run whose requests all repeat one record")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "serving")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")
+    parser.add_argument("--servers", default="bentoml-1w,bentoml-2w,starlette-1w")
+    parser.add_argument("--only-columnar", action="store_true", help="only the columnar batch route, on the Bento servers")
     args = parser.parse_args()
+    servers = args.servers.split(",")
     args.rates = [float(r) for r in args.rates.split(",")]
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -206,14 +277,17 @@ def main() -> None:
     print("serving", tag, flush=True)
     results = []
     for workers in (1, 2):
+        if f"bentoml-{workers}w" not in servers:
+            continue
         port = free_port()
         results.append(measure(f"bentoml-{workers}w", [str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
                                {**env, "TRACSEQ_BENTO_WORKERS": str(workers)}, port, work, args,
-                               routes=("/predict", "/fast/predict")))  # fmt: skip
-    port = free_port()
-    results.append(measure("starlette-1w", [str(BIN / "uvicorn"), "benchmarks.bare_serving_app:app", "--host", "127.0.0.1",
-                                            "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                           {**env, "TRACSEQ_BUNDLE_DIR": str(bundle)}, port, work, args))  # fmt: skip
+                               routes=("/predict", "/fast/predict"), columnar=True))  # fmt: skip
+    if "starlette-1w" in servers and not args.only_columnar:
+        port = free_port()
+        results.append(measure("starlette-1w", [str(BIN / "uvicorn"), "benchmarks.bare_serving_app:app", "--host", "127.0.0.1",
+                                                "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                               {**env, "TRACSEQ_BUNDLE_DIR": str(bundle)}, port, work, args, routes=("/predict", "/hello")))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"bento": tag, "results": results}, indent=2))
     print(markdown(results))
@@ -221,18 +295,26 @@ def main() -> None:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     """The tables of BENCHMARKS.md."""
-    lines = ["| server | route | target req/s | achieved req/s | p50 ms | p99 ms | errors |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| server | route | target req/s | achieved req/s | p50 ms | p99 ms | errors | server CPU ms/request | load generator CPU ms/request | load avg |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:
         for route, runs in r["single"].items():
-            for run in runs:
-                lines.append(f"| {r['server']} | `{route}` | {run['target_rps']:.0f} | {run['achieved_rps']:.0f} | {run['p50_ms']:.0f} | "
-                             f"{run['p99_ms']:.0f} | {run['errors']} |")  # fmt: skip
-            cached = r["cached"].get(route)
-            if cached:
-                lines.append(f"| {r['server']} | `{route}` (cache hits) | {cached['target_rps']:.0f} | {cached['achieved_rps']:.0f} | "
-                             f"{cached['p50_ms']:.0f} | {cached['p99_ms']:.0f} | {cached['errors']} |")  # fmt: skip
-    lines += ["", "| server | start-up to ready (s) | batch rows/s (1,000-row batches, 2 at a time) | RSS after load (MB) |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['server']} | {r['startup_s']} | {r['batch']['rows_per_s']} | {r['rss_mb']} |" for r in results]
+            labelled = [(f"`{route}`", run) for run in runs]
+            if r["cached"].get(route):
+                labelled.append((f"`{route}` (cache hits)", r["cached"][route]))
+            for label, run in labelled:
+                lines.append(f"| {r['server']} | {label} | {run['target_rps']:.0f} | {run['achieved_rps']:.0f} | {run['p50_ms']:.0f} | "
+                             f"{run['p99_ms']:.0f} | {run['errors']} | {run['server_cpu_ms_per_request']:.2f} | {run['client_cpu_ms_per_request']:.2f} | "
+                             f"{run['load_avg_1m']} |")  # fmt: skip
+    lines += ["", "| server | body rows | bodies | rows/s | server CPU ms per 1k rows | errors | load avg |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        for run in r.get("columnar", []):
+            lines.append(f"| {r['server']} | {run['batch_rows']:,} | {run['batches']} | {run['rows_per_s']:,} | "
+                         f"{run['server_cpu_ms_per_1k_rows']:.0f} | {run['errors']} | {run['load_avg_1m']} |")  # fmt: skip
+    lines += ["", "| server | start-up to ready (s) | JSON batch rows/s (1,000-row batches, 2 at a time) | CPU ms per 1k rows | RSS after load (MB) |",
+              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {r['server']} | {r['startup_s']} | {r['batch']['rows_per_s']} | {r['batch']['server_cpu_ms_per_1k_rows']:.0f} | {r['rss_mb']} |"
+              for r in results if "batch" in r]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -23,16 +23,22 @@ def fresh_postgres_database() -> Iterator[str]:
     import psycopg2
 
     name = f"tracseq_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+
+    def as_admin(statement: str) -> None:
+        # A connection per statement: the server may have been restarted in between (the stack test does).
+        admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            admin.close()
+
+    as_admin(f'CREATE DATABASE "{name}"')
     try:
         yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

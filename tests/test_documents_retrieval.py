@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from tests.documents_helpers import example_folder
 from tests.fake_ollama import FakeOllama
 from tracseq_dagster.cli import app
 from tracseq_dagster.documents.answering import answer_question
-from tracseq_dagster.documents.embedding import OllamaEmbedder, make_embedder
+from tracseq_dagster.documents.embedding import MiniLMEmbedder, OllamaEmbedder, make_embedder
 from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, SUBMISSION_SAMPLES, submission_form_lines
 from tracseq_dagster.documents.llm import OllamaChat
 from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, vector_matrix
-from tracseq_dagster.documents.pipeline import index_folder
+from tracseq_dagster.documents.pipeline import index_folder, sync_index
+from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.documents.qa import open_index
+from tracseq_dagster.documents.store import DocumentStore
 from tracseq_dagster.documents.retrieval import Filters, evidence_is_weak, fts_query, retrieve, search_passages
 from tracseq_dagster.documents.submission_forms import Extraction, extract_with_ollama, parse_template, submission_rows
 
@@ -30,7 +33,7 @@ SOP = "SOP-014-nucleic-acid-extraction.pdf"
 def indexed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("rag")
     folder = example_folder(root)
-    index, embedder, _ = index_folder(folder, lake_root=root / "lake", lancedb_uri=root / "lancedb")
+    index, embedder, _ = index_folder(folder, lake_root=root / "lake", lancedb_uri=root / "lancedb", in_process=True)
     return index, embedder, root
 
 
@@ -116,6 +119,77 @@ def test_a_changed_document_embeds_only_its_changed_chunks(tmp_path: Path) -> No
     texts = rows.column("search_text").to_pylist()
     assert rows.num_rows == first.rows and any("L-303" in t for t in texts) and not any("L-003" in t for t in texts)
     assert np.allclose(vector_matrix(rows), embedder.embed_documents(texts), atol=1e-5)  # reused = recomputed
+
+
+@pytest.fixture(scope="module")
+def pipelined(indexed):  # type: ignore[no-untyped-def]
+    """The example documents indexed again, each embedded by a worker process while the next was parsed."""
+    _, _, root = indexed
+    return index_folder(root / "documents", lake_root=root / "lake-pipelined", lancedb_uri=root / "db-pipelined", prefetch=True)
+
+
+def test_pipelined_ingest_gives_the_sequential_chunks_and_vectors(indexed, pipelined) -> None:  # type: ignore[no-untyped-def]
+    """Embedding in a worker process while parsing goes on changes nothing in the index."""
+    sequential, embedder, root = indexed
+    index, _, report = pipelined
+    assert report.chunks_prefetched == report.rows == sequential.count() and report.chunks_embedded == 0
+    assert report.seconds["model_load"] == 0.0  # everything was embedded by the worker
+    columns = ["chunk_id", "document_id", "file_name", "title", "section", "page_start", "page_end", "text", FTS_COLUMN]
+    mine, theirs = (i.table.to_arrow().sort_by("chunk_id") for i in (index, sequential))
+    assert mine.select(columns).to_pylist() == theirs.select(columns).to_pylist()
+    assert np.allclose(vector_matrix(mine), vector_matrix(theirs), atol=1e-5)
+    store = DocumentStore(root / "lake-pipelined")
+    assert all(store.read_vectors(d, embedder.identity) for d in store.document_ids())
+
+
+def test_vectors_another_model_made_are_embedded_again_by_worker_processes(tmp_path: Path, indexed, pipelined) -> None:  # type: ignore[no-untyped-def]
+    """sync_index ignores vectors stamped with another model, and embeds new documents in
+    single-threaded worker processes with the vectors of the in-process path."""
+    sequential, embedder, root = indexed
+    lake = tmp_path / "lake"
+    shutil.copytree(root / "lake-pipelined" / "documents" / "chunks", lake / "documents" / "chunks")
+    store = DocumentStore(lake)
+    ids = store.document_ids()
+    chunks = store.read_chunks(ids[0])
+    store.write_vectors(ids[0], "all-MiniLM-L6-v2 int8", [c.chunk_id for c in chunks], np.ones((len(chunks), 384), np.float32))
+    assert store.read_vectors(ids[0], "all-MiniLM-L6-v2 int8") and not store.read_vectors(ids[0], embedder.identity)
+    index = open_index(str(tmp_path / "db"), embedder)
+    report = sync_index(store, index, embedder, set(ids), parallel_min_chunks=1)
+    assert report.chunks_embedded == report.rows == sequential.count() and report.chunks_prefetched == 0
+    assert report.seconds["model_load"] == 0.0  # the workers embedded everything
+    assert all(store.read_vectors(d, embedder.identity) for d in ids)  # the stale file was replaced
+    mine, theirs = (i.table.to_arrow().sort_by("chunk_id") for i in (index, sequential))
+    assert mine.column("chunk_id").to_pylist() == theirs.column("chunk_id").to_pylist()
+    assert np.allclose(vector_matrix(mine), vector_matrix(theirs), atol=1e-5)
+
+
+def test_ollama_embedder_prefetches_through_the_worker_with_its_prefixes(tmp_path: Path, indexed) -> None:  # type: ignore[no-untyped-def]
+    _, _, root = indexed
+    shutil.copytree(root / "lake" / "documents" / "chunks", tmp_path / "lake" / "documents" / "chunks")
+    store = DocumentStore(tmp_path / "lake")
+    document_id = store.document_ids()[0]
+    chunks = store.read_chunks(document_id)
+    with FakeOllama(models=("nomic-embed-text",)) as fake:
+        with EmbeddingPrefetcher(tmp_path / "lake", "ollama:nomic-embed-text", ollama_host=fake.url, workers=1) as workers:
+            workers.submit(document_id)
+        sent = [text for path, body in fake.requests if path == "/api/embed" for text in body["input"]]
+        embedder = make_embedder("ollama:nomic-embed-text", ollama_host=fake.url)
+        expected = embedder.embed_documents([c.search_text for c in chunks])
+    assert workers.report.chunks == len(chunks) and not workers.report.errors
+    assert sent == [f"search_document: {c.search_text}" for c in chunks]
+    vectors = store.read_vectors(document_id, embedder.identity)
+    assert np.allclose(np.stack([vectors[c.chunk_id] for c in chunks]), expected)
+    assert not store.read_vectors(document_id, MiniLMEmbedder().identity)
+
+
+def test_small_document_batches_give_the_vectors_of_large_ones(indexed) -> None:  # type: ignore[no-untyped-def]
+    """Batches of 8 (less padding, the default) and of 64 give the same vectors."""
+    _, embedder, _ = indexed
+    texts = [f"Step {n}: " + "centrifuge the plasma at 4000 g " * n for n in range(1, 40, 3)]
+    assert embedder.batch_size == 8
+    small = embedder.embed_documents(texts)
+    large = MiniLMEmbedder(batch_size=64).embed_documents(texts)
+    assert np.allclose(small, large, atol=1e-5)
 
 
 def test_filters_by_document_type_and_file(indexed) -> None:  # type: ignore[no-untyped-def]

@@ -40,7 +40,8 @@ from tracseq_dagster.monitoring.retraining import (
     retrain_decision,
 )
 from tracseq_dagster.registry import ModelRegistry
-from tracseq_dagster.sensors import DRIFT_CHECK, retraining_sensor
+from tracseq_dagster.sensors import DRIFT_CHECK, retraining_schedule, retraining_sensor
+from tracseq_dagster.sensors.retraining import SCHEDULE_REASON
 from tracseq_dagster.serving.prediction_log import open_prediction_log, typed_frame
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, sweep_one_family
@@ -342,6 +343,39 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     # The same failed evaluation does not start a second retraining.
     after = _tick(world, sqlite_instance, chained.cursor)
     assert not after.run_requests and RetrainState.from_json(after.cursor).batch is None
+
+
+def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
+    world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACSEQ_RETRAIN_FAMILIES", "logistic")
+    sunday = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+
+    def schedule_tick(tracking_uri: str):  # type: ignore[no-untyped-def]
+        # As a context manager: the schedule context opens its own instance from the ref and,
+        # left open, would leave that instance's storage as Dagster's current one after it dies.
+        with dg.build_schedule_context(
+            instance=sqlite_instance, scheduled_execution_time=sunday,
+            resources={"mlflow_tracking": MLflowResource(tracking_uri=tracking_uri)},
+        ) as context:
+            return retraining_schedule(context)
+
+    no_champion = schedule_tick(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert isinstance(no_champion, dg.SkipReason) and "no champion yet" in no_champion.skip_message
+    (sweep,) = schedule_tick(world.tracking_uri)
+    assert sweep.job_name == "automl_sweep" and sweep.partition_key == "logistic"
+    assert sweep.tags[RETRAIN_BATCH_TAG] == "scheduled-20261122T0300" and sweep.tags["tracseq/retrain_reason"] == SCHEDULE_REASON
+
+    run = _definitions(world, tmp_path / "log").resolve_job_def("automl_sweep").execute_in_process(
+        partition_key="logistic", instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
+        run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
+    )
+    assert run.success
+    # The sensor did not start this batch, yet it registers it, once.
+    chained = _tick(world, sqlite_instance, None)
+    (register,) = chained.run_requests
+    assert register.job_name == "register_and_promote" and register.run_key == "scheduled-20261122T0300:register"
+    assert not _tick(world, sqlite_instance, chained.cursor).run_requests
 
 
 def test_retraining_sensor_on_new_labels_once(world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

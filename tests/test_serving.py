@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import redis
 from pydantic import ValidationError
@@ -16,11 +17,13 @@ from serving_support import recent_samples, request_records, trained_registry
 from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
+from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import category, recommendations, risk_factors
 from tracseq_dagster.serving.bundle import export_bundle
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore
-from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, cache_key
+from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, blob_key, cache_key
+from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, ParquetPredictionLog
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import SampleRecord, records_frame
 from tracseq_dagster.serving.scoring import QualityScorer
@@ -289,3 +292,124 @@ def test_repeated_records_are_scored_once_and_conflicting_repeats_refused(served
     assert BatchRequest.model_validate({"samples": [record, record]})
     with pytest.raises(ValidationError, match="appears earlier with other values"):
         BatchRequest.model_validate({"samples": [record, {**record, "volume_ul": 1.0}]})
+
+
+# -- the columnar batch contract ------------------------------------------------------------------
+
+
+def _table_answers(table: pa.Table) -> list[dict]:
+    """A columnar answer in /batch_predict's terms, for comparison."""
+    out = []
+    for row in table.to_pylist():
+        factors = [(row[f"risk_factor_{i}"], row[f"risk_contribution_{i}"]) for i in range(1, 6) if row[f"risk_factor_{i}"]]
+        out.append({"sample_id": row["sample_id"], "quality_probability": row["quality_probability"], "category": row["category"],
+                    "predicted_status": row["predicted_status"], "variant": row["variant"], "version": row["model_version"],
+                    "factors": factors, "recommendations": row.get("recommendations"),
+                    "class_probabilities": {k[2:]: v for k, v in row.items() if k.startswith("p_")}})  # fmt: skip
+    return out
+
+
+def test_columnar_answers_equal_batch_predict_in_both_formats(served) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    predictor = SampleQualityPredictor(bundle, TrafficSplit(0.4, salt="exp-c"))
+    samples = recent_samples(120, seed=16, id_offset=900_000)
+    records = request_records(samples)
+    records.append(dict(records[7]))  # the same record twice is answered twice, as /batch_predict does
+    moment = predictor.history.cutoff + pd.Timedelta(hours=1)
+    expected = [a.response for a in predictor.predict(records, as_of=moment)]
+    # JSON-like text columns (ISO timestamps as strings) through Arrow IPC; typed columns through Parquet.
+    typed = pa.Table.from_pandas(pd.concat([samples, samples.iloc[[7]]]).drop(columns=["qc_status"]), preserve_index=False)
+    for kind, table in ((columnar.ARROW_STREAM, pa.Table.from_pylist(records)), (columnar.PARQUET, typed)):
+        valid = columnar.validate_table(columnar.read_table(columnar.write_table(table, kind), kind))
+        answer = predictor.predict_table(valid, as_of=moment, texts=True).table("b1")
+        assert answer["request_id"].to_pylist()[:2] == ["b1-0", "b1-1"] and answer.num_rows == len(records)
+        for want, got in zip(expected, _table_answers(answer), strict=True):
+            probabilities = got.pop("class_probabilities")
+            assert got == {"sample_id": want["sample_id"], "quality_probability": want["quality_probability"],
+                           "category": want["category"], "predicted_status": want["predicted_status"],
+                           "variant": want["model"]["variant"], "version": want["model"]["version"],
+                           "factors": [(f["feature"], f["contribution"]) for f in want["risk_factors"]],
+                           "recommendations": want["recommendations"]}  # fmt: skip
+            assert probabilities == pytest.approx(want["class_probabilities"], abs=1e-6)
+    assert {a["model"]["variant"] for a in expected} == {CHAMPION, CHALLENGER}  # both variants really answered
+    without_text = predictor.predict_table(valid, as_of=moment).table("b2")
+    assert "recommendations" not in without_text.column_names
+
+
+def test_columnar_bad_rows_are_named_by_row_and_field(served) -> None:  # type: ignore[no-untyped-def]
+    records = request_records(recent_samples(6, seed=17, id_offset=910_000))
+    records[1]["storage_temp_c"] = 120.0
+    records[3]["sample_type"] = "plasma"
+    records[5] = {**records[0], "freeze_thaw_cycles": 40}  # the same sample_id with other values
+    table = pa.Table.from_pylist(records)
+    volumes = [str(r["volume_ul"]) for r in records]
+    volumes[4] = "lots"  # a text column where a number belongs
+    table = table.set_column(table.schema.get_field_index("volume_ul"), "volume_ul", pa.array(volumes))
+    with pytest.raises(columnar.ColumnarError) as error:
+        columnar.validate_table(table)
+    found = {(tuple(d["loc"]), d["rule"]) for d in error.value.detail}
+    # The ingest's rules, all of them: a DIN on an unknown sample type breaks din_only_dna as well.
+    assert found == {(("samples", 1, "storage_temp_c"), "range:storage_temp_c"), (("samples", 3, "sample_type"), "enum:sample_type"),
+                     (("samples", 3, "din", "sample_type"), "din_only_dna"), (("samples", 4, "volume_ul"), "type:volume_ul"),
+                     (("samples", 5, "sample_id"), "unique:sample_id")}  # fmt: skip
+    assert error.value.count == 5 and "120.0 is above the maximum 40" in str(error.value.payload())
+    with pytest.raises(columnar.ColumnarError) as missing:
+        columnar.validate_table(pa.Table.from_pylist(records[:1]).drop_columns(["site", "received_ts"]))
+    assert {tuple(d["loc"]) for d in missing.value.detail} == {("samples", "site"), ("samples", "received_ts")}
+    with pytest.raises(columnar.ColumnarError, match="no rows"):
+        columnar.validate_table(pa.Table.from_pylist(records[:1]).slice(0, 0))
+    with pytest.raises(columnar.ColumnarError, match="not a readable"):
+        columnar.read_table(b"PAR1 not really", columnar.PARQUET)
+    assert columnar.media_type("application/vnd.apache.parquet; charset=binary") == columnar.PARQUET
+    assert columnar.media_type("application/json") is None
+
+
+def test_columnar_batches_are_logged_in_bulk_beside_single_rows(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    predictor = SampleQualityPredictor(bundle, TrafficSplit(0.5, salt="exp-c"))
+    records = request_records(recent_samples(50, seed=18, id_offset=920_000))
+    answers = predictor.predict_table(columnar.validate_table(pa.Table.from_pylist(records)))
+    table = answers.table("batch9")
+    writer = BackgroundLogWriter(ParquetPredictionLog(tmp_path / "log"), flush_interval_s=60)
+    single = predictor.predict(records[:1])[0]
+    writer.submit([single.log_row])
+    writer.submit(answers.log_frame("batch9", latency_ms=25.0))
+    writer.close()
+    logged = ParquetPredictionLog(tmp_path / "log").read().set_index("request_id")
+    assert len(logged) == 51 and writer.written == 51
+    rows = logged.loc[table["request_id"].to_pylist()]
+    assert rows["variant"].tolist() == table["variant"].to_pylist()
+    assert rows["sample_id"].tolist() == [r["sample_id"] for r in records]
+    np.testing.assert_allclose(rows["quality_probability"], table["quality_probability"].to_numpy(), atol=1e-6)
+    assert rows["latency_ms"].iloc[0] == pytest.approx(0.5) and rows["freeze_thaw_cycles"].notna().all()
+    assert logged.loc[single.response["request_id"], "sample_id"] == records[0]["sample_id"]
+
+
+def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  # type: ignore[no-untyped-def]
+    _, _, bundle = served
+    scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer
+    assert scorer._forest is not None
+    features = compute_features(recent_samples(300, seed=19), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
+    features.iloc[::3, features.columns.get_loc("integrity_score")] = np.nan  # missing values take their default branch
+    features.iloc[::5, features.columns.get_loc("sample_type")] = None
+    matrix = scorer._booster_matrix(features[list(FEATURE_NAMES)])
+    raw, credit = scorer._forest.raw_and_credit(matrix)
+    booster = scorer._estimator.booster_
+    np.testing.assert_array_equal(raw, np.asarray(booster.predict(matrix, raw_score=True)).reshape(raw.shape))
+    leaves = booster.predict(matrix, pred_leaf=True)
+    np.testing.assert_array_equal(scorer._paths.sign * credit, scorer._paths.contributions(leaves))
+    many_raw, many_credit = scorer._forest.raw_and_credit(np.tile(matrix, (4, 1)))  # 1,200 rows: the parallel kernel
+    np.testing.assert_array_equal(many_raw, np.tile(raw, (4, 1)))
+    np.testing.assert_array_equal(many_credit, np.tile(credit, (4, 1)))
+    scores = scorer.score(features)
+    assert scorer._forest_checked  # the service's path is the compiled one, checked against LightGBM
+    np.testing.assert_allclose(scores.probabilities, booster.predict(matrix), atol=1e-12)
+
+
+def test_columnar_answers_are_cached_by_body_within_a_byte_budget() -> None:
+    assert blob_key("v1", b"abc", "x") != blob_key("v2", b"abc", "x") != blob_key("v1", b"abd", "x")
+    cache = InProcessCache(max_blob_bytes=10)
+    cache.put_blob("a", b"12345")
+    cache.put_blob("b", b"123456")  # over budget: the oldest goes
+    cache.put_blob("c", b"x" * 11)  # larger than the budget: not kept
+    assert cache.get_blob("a") is None and cache.get_blob("b") == b"123456" and cache.get_blob("c") is None

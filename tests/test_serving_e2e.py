@@ -21,6 +21,7 @@ from typing import Any
 import bentoml
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pytest
 import redis
 import requests
@@ -32,6 +33,7 @@ from resources import LakeResource, OnlineStoreResource
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import ModelRegistry
+from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.prediction_log import open_prediction_log
 from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS
 from tracseq_dagster.tracking import open_client
@@ -168,6 +170,35 @@ def test_the_mounted_fast_route_answers_like_predict(stack: Stack, records) -> N
     assert stack.post("/fast/predict", record, headers={}).status_code == 401
     bad = stack.post("/fast/predict", {**record, "volume_ul": "lots", "sample_type": "plasma"})
     assert bad.status_code == 400 and {("volume_ul",), ("sample_type",)} <= {tuple(d["loc"]) for d in bad.json()["detail"]}
+
+
+def test_the_columnar_route_answers_arrow_like_batch_predict(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    body = columnar.write_table(pa.Table.from_pylist(records), columnar.ARROW_STREAM)
+    headers = {**AUTH, "Content-Type": columnar.ARROW_STREAM}
+    response = requests.post(stack.url + "/fast/batch_predict", data=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    table = columnar.read_table(response.content, columnar.ARROW_STREAM)
+    from_json = stack.post("/batch_predict", {"samples": records}).json()
+    assert table["sample_id"].to_pylist() == [a["sample_id"] for a in from_json]
+    assert table["variant"].to_pylist() == [a["model"]["variant"] for a in from_json]  # the same sticky split
+    assert table["quality_probability"].to_pylist() == pytest.approx([a["quality_probability"] for a in from_json], abs=1e-3)
+    assert table.schema.metadata[b"cached"] == b"false"
+    again = columnar.read_table(requests.post(stack.url + "/fast/batch_predict", data=body, headers=headers, timeout=60).content,
+                                columnar.ARROW_STREAM)  # fmt: skip
+    assert again.schema.metadata[b"cached"] == b"true" and again["request_id"] != table["request_id"]
+    bad = pa.Table.from_pylist([records[0], {**records[1], "storage_temp_c": 120.0}])
+    refused = requests.post(stack.url + "/fast/batch_predict", data=columnar.write_table(bad, columnar.PARQUET),
+                            headers={**AUTH, "Content-Type": columnar.PARQUET}, timeout=60)  # fmt: skip
+    assert refused.status_code == 400 and ["samples", 1, "storage_temp_c"] in [d["loc"] for d in refused.json()["detail"]]
+    assert requests.post(stack.url + "/fast/batch_predict", data=body, headers={"Content-Type": columnar.ARROW_STREAM},
+                         timeout=60).status_code == 401  # fmt: skip
+    assert stack.post("/fast/batch_predict", {"samples": records}).status_code == 415
+    log = open_prediction_log(stack.env["TRACSEQ_PREDICTION_LOG"])
+    wanted = set(table["request_id"].to_pylist())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not wanted <= set(log.read()["request_id"]):
+        time.sleep(0.5)
+    assert wanted <= set(log.read()["request_id"])  # logged in bulk, in the background
 
 
 def test_identical_requests_are_answered_from_the_cache(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]

@@ -125,7 +125,7 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
     registry = ModelRegistry(client, "sample_quality")
     settings = SweepSettings(time_budget_s=30, max_trials=4, cv_folds=3)
 
-    def train(dagster_run_id: str, families: tuple[str, ...]) -> None:
+    def train(dagster_run_id: str, families: tuple[str, ...]) -> list:
         parent = parent_run(client, experiment, dagster_run_id)
         assert parent_run(client, experiment, dagster_run_id) == parent  # one parent per Dagster run
         outcomes = [
@@ -136,6 +136,7 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
         ranked = rank_families(outcomes, training_set.fingerprint)
         register_winner(training_set, ranked[0], ranked, seed=0, storage=storage, registry=registry,
                         experiment_id=experiment, parent_run_id=parent, dagster_run_id=dagster_run_id)
+        return ranked
 
     # First model: no champion yet, so the gate promotes a calibrated challenger.
     train("run-1", ("logistic", "lightgbm"))
@@ -178,7 +179,7 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
     assert not again.promoted and "already the champion" in again.decision.summary()
 
     # Second model: promoted only when it beats the champion on the same holdout by the margin.
-    train("run-2", ("logistic",))
+    ranked_2 = train("run-2", ("logistic",))
     assert str(registry.version(CHALLENGER).version) == "2"
     strict = GatePolicy(min_improvement=1.0, max_brier=0.8, max_ece=0.2)  # no model gains a full AUC point
     rejected = run_promotion_gate(training_set, strict, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
@@ -195,6 +196,11 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
     assert str(registry.register(v1.source, run_id=v1.run_id, model_id=None, tags={},
                              registration_key=v1.tags["registration_key"]).version) == "1"
     assert len(registry.versions()) == 2
+    # run-2 re-executed from failure: a new run id with run-2 as its root finds run-2's version.
+    reexecuted = register_winner(training_set, ranked_2[0], ranked_2, seed=0, storage=storage, registry=registry,
+                                 experiment_id=experiment, parent_run_id=parent_id, dagster_run_id="run-2-again",
+                                 root_run_id="run-2")
+    assert reexecuted.version == "2" and len(registry.versions()) == 2
 
     # Rollback: back to 1; a second rollback has nowhere to go and says so.
     event = registry.rollback("bad predictions reported")

@@ -44,6 +44,7 @@ from tracseq_dagster.sensors import (
     documents_sensor,
     features_automation_sensor,
     lab_export_sensor,
+    retraining_schedule,
     retraining_sensor,
 )
 
@@ -61,6 +62,10 @@ def build_definitions(
 ) -> dg.Definitions:
     """The code location, with folders from the arguments or the environment (see settings)."""
     return dg.Definitions(
+        # One process per run, not per step: a step's own process imports the code location
+        # again (8 s of CPU), and these jobs' steps run one after the other anyway. Parallel
+        # work is parallel runs (one per export file, document, model family).
+        executor=dg.in_process_executor,
         assets=[
             raw_lab_exports,
             validate_lab_export,
@@ -90,7 +95,7 @@ def build_definitions(
             ingest_document_job,
             index_documents_job,
         ],
-        schedules=[monitoring_schedule],
+        schedules=[monitoring_schedule, retraining_schedule],
         sensors=[
             lab_export_sensor,
             features_automation_sensor,
@@ -106,7 +111,9 @@ def build_definitions(
                 tracking_uri=mlflow_tracking_uri or settings.mlflow_tracking_uri(),
                 artifact_location=settings.mlflow_artifact_location(),
             ),
-            "optuna_storage": OptunaStorageResource(url=optuna_storage or settings.optuna_storage_url()),
+            "optuna_storage": OptunaStorageResource(
+                url=optuna_storage or _secret_url("TRACSEQ_OPTUNA_STORAGE", settings.optuna_storage_url())
+            ),
             "online_store": OnlineStoreResource(redis_url=_secret_url("TRACSEQ_REDIS_URL", settings.redis_url())),
             "prediction_log": PredictionLogResource(
                 url=prediction_log_url or _secret_url("TRACSEQ_PREDICTION_LOG", settings.prediction_log_url())

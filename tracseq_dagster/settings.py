@@ -69,6 +69,16 @@ def monitoring_interval_s() -> int:
     return int(os.getenv("TRACSEQ_MONITORING_INTERVAL_S", "300"))
 
 
+def features_freshness_hours() -> float:
+    """Hours after which sample_features without a refresh fails its freshness policy (warns at half)."""
+    return float(os.getenv("TRACSEQ_FEATURES_FRESHNESS_H", "48"))
+
+
+def monitoring_freshness_hours() -> float:
+    """Hours after which the drift report without a refresh fails its freshness policy (it runs hourly)."""
+    return float(os.getenv("TRACSEQ_MONITORING_FRESHNESS_H", "6"))
+
+
 def retrain_min_new_labels() -> int:
     """Newly labelled samples (beyond the champion's training set) that start a retraining."""
     return int(os.getenv("TRACSEQ_RETRAIN_MIN_NEW_LABELS", "1000"))
@@ -77,6 +87,11 @@ def retrain_min_new_labels() -> int:
 def retrain_drift_cooldown_hours() -> float:
     """Least time between two retrainings started by drift."""
     return float(os.getenv("TRACSEQ_RETRAIN_DRIFT_COOLDOWN_H", "24"))
+
+
+def retrain_cron() -> str:
+    """When the retraining schedule sweeps every family (cron, UTC): Sundays at 03:00 by default."""
+    return os.getenv("TRACSEQ_RETRAIN_CRON", "0 3 * * 0")
 
 
 def retrain_families() -> tuple[str, ...] | None:

@@ -187,8 +187,14 @@ def register_winner(
     experiment_id: str,
     parent_run_id: str,
     dagster_run_id: str,
+    root_run_id: str | None = None,
 ) -> RegisteredModel:
-    """Refit the winner on all training rows, score it on the holdout, log and register it as challenger."""
+    """Refit the winner on all training rows, score it on the holdout, log and register it as challenger.
+
+    ``root_run_id`` is the first run of a re-execution lineage (Dagster's ``root_run_id``):
+    the registration key uses it, so a run re-executed from failure after it had already
+    registered finds that version instead of adding a second one.
+    """
     client = registry.client
     config = automl_config(SweepSettings(seed=seed), family=winner.family, storage=storage, fingerprint=training_set.fingerprint)
     problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
@@ -218,7 +224,7 @@ def register_winner(
             run_id=run_id,
             model_id=info.model_id,
             tags={**tags, "holdout_score": f"{evaluation.score:.6f}", "metric": evaluation.metric},
-            registration_key=f"{dagster_run_id}:{training_set.fingerprint}",
+            registration_key=f"{root_run_id or dagster_run_id}:{training_set.fingerprint}",
         )
     return RegisteredModel(
         version=str(version.version),

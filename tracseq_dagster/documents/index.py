@@ -79,6 +79,12 @@ def vector_matrix(rows: pa.Table) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32, copy=False)
 
 
+def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """A (rows, dimensions) array as Arrow's fixed-size list of float32, no Python lists."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, int(vectors.shape[1]))
+
+
 def chunk_table(chunks: list[Chunk], vectors: np.ndarray) -> pa.Table:
     """Chunks and their vectors as an Arrow table of the index schema."""
     dimensions = int(vectors.shape[1])
@@ -87,8 +93,7 @@ def chunk_table(chunks: list[Chunk], vectors: np.ndarray) -> pa.Table:
         for name, value in chunk.to_record().items():
             columns[name].append(value)
         columns[FTS_COLUMN].append(chunk.search_text)
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())
-    columns[VECTOR_COLUMN] = pa.FixedSizeListArray.from_arrays(flat, dimensions)  # type: ignore[assignment]
+    columns[VECTOR_COLUMN] = vector_array(vectors)  # type: ignore[assignment]
     return pa.table(columns, schema=schema(dimensions))
 
 

@@ -2,7 +2,9 @@
 
 The same jobs the documents sensor launches, in process: one ``ingest_document`` run per
 file (a bad file fails alone), then one ``index_documents`` run that embeds, indexes,
-removes deleted documents and extracts submission forms.
+removes deleted documents and extracts submission forms. While the next file is parsed, a
+worker process embeds the chunks of the last one into the lake (prefetch.py), so
+``document_index`` finds their vectors ready and only merges them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.ingest import console_log_level, failure_message, run_file_partition
 from tracseq_dagster.landing import content_hash, list_landing_files
 from tracseq_dagster.partitions import document_partitions
@@ -43,25 +46,45 @@ def ingest_documents(
     force: bool = False,
     on_file: Callable[[DocumentOutcome], None] | None = None,
     log_level: str = "DEBUG",
+    prefetch: bool = True,
 ) -> list[DocumentOutcome]:
-    """Chunk every document under ``url`` not yet chunked (all of them with ``force``)."""
+    """Chunk every document under ``url`` not yet chunked (all of them with ``force``).
+
+    With ``prefetch`` each chunked document is embedded, with the embedder that
+    ``document_index`` is configured with, while the next one is parsed; the worker starts
+    with the first document that needs it and is done when this returns.
+    """
     job = defs.resolve_job_def("ingest_document")
     outcomes = []
-    for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
-        key = content_hash(landed.path)
-        if not force and instance.has_dynamic_partition(document_partitions.name, key) and _metadata(instance, "document_chunks", key):
-            outcome = DocumentOutcome(landed.path, key, "unchanged")
-        else:
-            result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
-            if result.success:
-                meta = _metadata(instance, "document_chunks", key)
-                outcome = DocumentOutcome(landed.path, key, "ingested", pages=meta.get("pages"), chunks=meta.get("chunks"))
+    prefetcher: EmbeddingPrefetcher | None = None
+    try:
+        for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
+            key = content_hash(landed.path)
+            if not force and instance.has_dynamic_partition(document_partitions.name, key) and _metadata(instance, "document_chunks", key):
+                outcome = DocumentOutcome(landed.path, key, "unchanged")
             else:
-                outcome = DocumentOutcome(landed.path, key, "failed", error=failure_message(result))
-        outcomes.append(outcome)
-        if on_file is not None:
-            on_file(outcome)
+                result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
+                if result.success:
+                    meta = _metadata(instance, "document_chunks", key)
+                    outcome = DocumentOutcome(landed.path, key, "ingested", pages=meta.get("pages"), chunks=meta.get("chunks"))
+                    if prefetch:
+                        prefetcher = prefetcher or _prefetcher(defs)
+                        prefetcher.submit(key)
+                else:
+                    outcome = DocumentOutcome(landed.path, key, "failed", error=failure_message(result))
+            outcomes.append(outcome)
+            if on_file is not None:
+                on_file(outcome)
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
     return outcomes
+
+
+def _prefetcher(defs: dg.Definitions) -> EmbeddingPrefetcher:
+    """A prefetcher writing to the lake of ``defs`` with the embedder document_index uses."""
+    embedder = defs.resources["embedder"]
+    return EmbeddingPrefetcher(defs.resources["lake"].root, embedder.spec, ollama_host=embedder.ollama_host)
 
 
 def index_documents(*, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG") -> tuple[dg.ExecuteInProcessResult, dict]:

@@ -1,6 +1,7 @@
 """The two steps every entry point runs: one file into chunks, and the index brought in line.
 
-``chunk_file`` is one ``document_chunks`` partition; ``sync_index`` is ``document_index``.
+``chunk_file`` is one ``document_chunks`` partition; ``sync_index`` is ``document_index``
+(which merges the vectors ``prefetch.py`` embedded while parsing went on, and embeds the rest).
 The assets, ``tracseq documents ingest`` and ``benchmarks/rag.py`` call these, so the
 numbers in BENCHMARKS.md are the product's.
 """
@@ -20,9 +21,10 @@ import numpy as np
 
 from tracseq_dagster.documents.chunking import Chunk, chunk_document
 from tracseq_dagster.documents.doctypes import classify_document
-from tracseq_dagster.documents.embedding import Embedder
+from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder
 from tracseq_dagster.documents.index import DocumentIndex
 from tracseq_dagster.documents.parsing import ParsedDocument, parse_document
+from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.documents.store import DocumentStore
 
 
@@ -82,6 +84,7 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)  # document ids no longer in the landing folder
     chunks_embedded: int = 0  # chunks whose text went through the embedding model
     chunks_reused: int = 0  # chunks of a changed document whose text was already indexed: vector reused
+    chunks_prefetched: int = 0  # chunks whose vectors the lake held from the same model (prefetch.py)
     chunks_inserted: int = 0
     chunks_deleted: int = 0
     rows: int = 0
@@ -92,6 +95,11 @@ class IndexReport:
 # Texts per call to the embedder: large enough that its length-sorted batches pad little,
 # small enough to bound memory when a whole folder lands at once.
 EMBED_GROUP = 2048
+
+
+# Below this many chunks, starting worker processes (a model load each) costs more than
+# embedding them here on one core.
+PARALLEL_MIN_CHUNKS = 64
 
 
 def embed_texts(embedder: Embedder, texts: list[str], *, group: int = EMBED_GROUP) -> dict[str, np.ndarray]:
@@ -105,16 +113,26 @@ def embed_texts(embedder: Embedder, texts: list[str], *, group: int = EMBED_GROU
 
 
 def sync_index(
-    store: DocumentStore, index: DocumentIndex, embedder: Embedder, current_ids: set[str]
+    store: DocumentStore,
+    index: DocumentIndex,
+    embedder: Embedder,
+    current_ids: set[str],
+    *,
+    parallel_min_chunks: float = PARALLEL_MIN_CHUNKS,
 ) -> IndexReport:
     """Make the index hold exactly the chunks of ``current_ids`` that the lake has.
 
     Unchanged documents are skipped before embedding (their chunk ids are all present).
     The chunks of all new and changed documents are embedded together, in one call per
-    ``EMBED_GROUP`` texts, except those whose text the index already holds for the same
-    source file (the unchanged pages of a changed document): their vectors are reused.
-    Each document is then merged on its own. Documents no longer current are deleted from
-    the index and the lake. The embedding model's one-off load is timed apart from embedding.
+    ``EMBED_GROUP`` texts, except those already embedded: chunks whose vectors the lake
+    holds from the same model (embedded while parsing went on, see prefetch.py; vectors of
+    another model or variant are ignored and embedded again), and chunks whose text the
+    index already holds for the same source file (the unchanged pages of a changed
+    document). New documents of at least ``parallel_min_chunks`` chunks in all are embedded
+    by one single-threaded MiniLM process per core (prefetch.py), the rest here. Each
+    document is then merged on its own. Documents no longer current are
+    deleted from the index and the lake. The embedding model is loaded only when something
+    is left to embed, and its one-off load is timed apart from embedding.
     """
     report = IndexReport()
     timer = {"model_load": 0.0, "embed": 0.0, "write": 0.0}
@@ -127,19 +145,37 @@ def sync_index(
             continue
         pending.append((document_id, chunks))
     if pending:
-        load = getattr(embedder, "load", None)
-        timer["model_load"] = load() if callable(load) else 0.0
         started = time.perf_counter()
         every = [c for _, chunks in pending for c in chunks]
-        known = index.vectors_by_text({c.source for c in every})
-        fresh = [c.search_text for c in every if c.search_text not in known]
+        prefetched: dict[str, np.ndarray] = {}
+        for document_id, _ in pending:
+            prefetched.update(store.read_vectors(document_id, embedder.identity))
+        known = index.vectors_by_text({c.source for c in every if c.chunk_id not in prefetched})
+
+        def not_yet_embedded() -> list[str]:  # neither prefetched nor already in the index
+            return [c.search_text for c in every if c.chunk_id not in prefetched and c.search_text not in known]
+
+        fresh = not_yet_embedded()
+        whole = _new_documents(pending, prefetched, known)
+        if isinstance(embedder, MiniLMEmbedder) and len(fresh) >= parallel_min_chunks and len(whole) > 1:
+            embedded_apart = _embed_in_workers(store, embedder, whole)
+            prefetched.update(embedded_apart)
+            fresh = not_yet_embedded()
+        else:
+            embedded_apart = {}
+        load = getattr(embedder, "load", None)
+        if fresh and callable(load):
+            timer["model_load"] = load()
+            started += timer["model_load"]
         vectors = {**known, **embed_texts(embedder, fresh)}
-        report.chunks_embedded = len(fresh)
-        report.chunks_reused = len(every) - len(fresh)
+        report.chunks_prefetched = sum(c.chunk_id in prefetched and c.chunk_id not in embedded_apart for c in every)
+        report.chunks_embedded = len(fresh) + len(embedded_apart)
+        report.chunks_reused = len(every) - report.chunks_embedded - report.chunks_prefetched
         timer["embed"] = time.perf_counter() - started
         started = time.perf_counter()
         for document_id, chunks in pending:
-            stats = index.upsert_document(chunks, np.stack([vectors[c.search_text] for c in chunks]))
+            matrix = np.stack([prefetched[c.chunk_id] if c.chunk_id in prefetched else vectors[c.search_text] for c in chunks])
+            stats = index.upsert_document(chunks, matrix)
             report.written.append(document_id)
             report.chunks_inserted += stats.inserted
             report.chunks_deleted += stats.deleted
@@ -161,12 +197,36 @@ def sync_index(
     return report
 
 
+def _new_documents(pending: list[tuple[str, list[Chunk]]], prefetched: dict, known: dict) -> list[str]:
+    """Documents none of whose chunks has a vector yet."""
+    return [d for d, chunks in pending if not any(c.chunk_id in prefetched or c.search_text in known for c in chunks)]
+
+
+def _embed_in_workers(store: DocumentStore, embedder: Embedder, document_ids: list[str]) -> dict[str, np.ndarray]:
+    """Embed whole documents with one single-threaded worker process per core; chunk id -> vector."""
+    with EmbeddingPrefetcher(store.root.parent, "minilm") as workers:
+        for document_id in document_ids:
+            workers.submit(document_id)
+    vectors: dict[str, np.ndarray] = {}
+    for document_id in document_ids:
+        vectors.update(store.read_vectors(document_id, embedder.identity))
+    return vectors
+
+
 def index_folder(
-    folder: str | Path, *, lake_root: str | Path, lancedb_uri: str | Path, embedder: str = "minilm"
+    folder: str | Path,
+    *,
+    lake_root: str | Path,
+    lancedb_uri: str | Path,
+    embedder: str = "minilm",
+    prefetch: bool = False,
+    in_process: bool = False,
 ) -> tuple[DocumentIndex, Embedder, IndexReport]:
     """Chunk and index every document of a local folder in process, without Dagster.
 
     For the benchmark and tests of retrieval; files that cannot be parsed are left out.
+    ``prefetch`` embeds each document in a worker process while the next one is parsed,
+    as ``tracseq documents ingest`` does; ``in_process`` embeds everything in this process.
     """
     from tracseq_dagster.documents.embedding import make_embedder
     from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES, DocumentParseError
@@ -175,6 +235,7 @@ def index_folder(
 
     store = DocumentStore(lake_root)
     current = set()
+    prefetcher = EmbeddingPrefetcher(lake_root, embedder) if prefetch else None
     for landed in list_landing_files(str(folder), DOCUMENT_SUFFIXES):
         document_id = content_hash(landed.path)
         current.add(document_id)
@@ -185,6 +246,11 @@ def index_folder(
         except DocumentParseError:
             continue
         store.write(document_id, chunked.chunks, chunked.record(landed.path))
+        if prefetcher is not None:
+            prefetcher.submit(document_id)
+    if prefetcher is not None:
+        prefetcher.close()
     vectors = make_embedder(embedder)
     index = open_index(str(lancedb_uri), vectors)
-    return index, vectors, sync_index(store, index, vectors, current)
+    parallel = float("inf") if in_process else PARALLEL_MIN_CHUNKS
+    return index, vectors, sync_index(store, index, vectors, current, parallel_min_chunks=parallel)

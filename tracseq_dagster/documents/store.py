@@ -4,6 +4,9 @@ Layout under the lake root::
 
     documents/chunks/<content hash>.parquet   the document's chunks (text, pages, ids)
     documents/chunks/<content hash>.json      what parsing found: source, pages, OCR pages, timings
+    documents/vectors/<content hash>.parquet  the chunks' vectors, embedded while the next
+                                              document was parsed (prefetch.py), with the
+                                              identity of the model that made them
     documents/submission_samples.parquet      submission_metadata's validated table
     documents/extractions/<content hash>.json Ollama's extraction of a free-form form (cached)
 
@@ -18,9 +21,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tracseq_dagster.documents.chunking import Chunk
+from tracseq_dagster.documents.index import VECTOR_COLUMN, vector_array, vector_matrix
+
+# Schema metadata key of a vector file: which embedding model (and variant) made its vectors.
+EMBEDDER_KEY = b"tracseq.embedder"
 
 
 def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
@@ -45,6 +55,9 @@ class DocumentStore:
     def record_path(self, document_id: str) -> Path:
         return self.root / "chunks" / f"{document_id}.json"
 
+    def vectors_path(self, document_id: str) -> Path:
+        return self.root / "vectors" / f"{document_id}.parquet"
+
     def extraction_path(self, document_id: str) -> Path:
         return self.root / "extractions" / f"{document_id}.json"
 
@@ -61,6 +74,22 @@ class DocumentStore:
         frame = pd.read_parquet(self.chunks_path(document_id))
         return [Chunk(**{k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()}) for row in frame.to_dict("records")]
 
+    def write_vectors(self, document_id: str, identity: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
+        """The vectors of a document's chunks, stamped with the identity of the model that made them."""
+        table = pa.table({"chunk_id": pa.array(chunk_ids, pa.string()), VECTOR_COLUMN: vector_array(vectors)})
+        table = table.replace_schema_metadata({EMBEDDER_KEY: identity.encode()})
+        _atomic_write(self.vectors_path(document_id), lambda tmp: pq.write_table(table, tmp))
+
+    def read_vectors(self, document_id: str, identity: str) -> dict[str, np.ndarray]:
+        """chunk id -> vector, or nothing when there are none or another model made them."""
+        path = self.vectors_path(document_id)
+        if not path.exists():
+            return {}
+        table = pq.read_table(path)
+        if (table.schema.metadata or {}).get(EMBEDDER_KEY) != identity.encode():
+            return {}
+        return dict(zip(table.column("chunk_id").to_pylist(), vector_matrix(table)))
+
     def read_record(self, document_id: str) -> dict[str, Any]:
         return json.loads(self.record_path(document_id).read_text())
 
@@ -69,7 +98,9 @@ class DocumentStore:
         return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
 
     def remove(self, document_id: str) -> None:
-        for path in (self.chunks_path(document_id), self.record_path(document_id), self.extraction_path(document_id)):
+        for path in (
+            self.chunks_path(document_id), self.record_path(document_id), self.vectors_path(document_id), self.extraction_path(document_id)
+        ):
             path.unlink(missing_ok=True)
 
     def write_json(self, path: Path, data: Any) -> None:

@@ -13,13 +13,14 @@ Two reasons start a retraining:
 
 No champion yet means nothing to compare with: the first training is an operator's decision.
 A retraining is a *batch*: one ``automl_sweep`` run per family, then ``register_and_promote``
-once every sweep of the batch has finished and at least one succeeded.
+once every sweep of the batch has finished and at least one succeeded. A weekly schedule
+starts batches too, whatever the drift and the labels say.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -33,6 +34,8 @@ from tracseq_dagster.registry import CHAMPION, ModelRegistry
 RETRAIN_BATCH_TAG = "tracseq/retrain_batch"
 RETRAIN_REASON_TAG = "tracseq/retrain_reason"
 DRIFT_REASON = "the feature drift check failed"
+#: Batches the retraining sensor remembers as registered; older ones fall out of its look-back anyway.
+SETTLED_KEPT = 50
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,11 @@ class RetrainState:
     labels_at_last_retrain: int = 0
     last_retrain_at: str | None = None  # ISO 8601, UTC
     batch: str | None = None  # the retraining whose sweeps are running
+    settled_batches: list[str] = field(default_factory=list)  # registered (or given up), newest last
+
+    def settle(self, batch: str) -> None:
+        """Remember that ``batch`` needs nothing more (only the last SETTLED_KEPT are kept)."""
+        self.settled_batches = [*self.settled_batches, batch][-SETTLED_KEPT:]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -36,6 +36,26 @@ def category(quality_probability: float) -> str:
     return "low"
 
 
+def categories(quality_probability: np.ndarray) -> np.ndarray:
+    """:func:`category` of every row, as codes into :data:`CATEGORIES`."""
+    return np.where(quality_probability >= HIGH_THRESHOLD, 0, np.where(quality_probability >= MEDIUM_THRESHOLD, 1, 2))
+
+
+#: The category names in the order of :func:`categories`' codes.
+CATEGORIES: tuple[str, ...] = ("high", "medium", "low")
+
+
+def top_risk_factors(contributions: np.ndarray, top: int = TOP_RISK_FACTORS) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's :func:`risk_factors` at once: (feature indices, contributions), worst first.
+
+    Where a row has fewer than ``top`` negative contributions, the rest are index -1 and NaN.
+    """
+    order = np.argsort(contributions, axis=1)[:, :top]
+    values = np.take_along_axis(contributions, order, axis=1)
+    risky = values < 0
+    return np.where(risky, order, -1), np.where(risky, np.round(values, 6), np.nan)
+
+
 @dataclass(frozen=True)
 class RiskFactor:
     """One feature pushing away from pass: its value (in ``unit``) and its contribution.
@@ -54,13 +74,18 @@ class RiskFactor:
 
 def risk_factors(contributions: np.ndarray, features: Mapping[str, Any], top: int = TOP_RISK_FACTORS) -> list[RiskFactor]:
     """The features pushing hardest away from ``pass`` (negative contributions), worst first."""
-    order = np.argsort(contributions)
+    indices, values = top_risk_factors(np.asarray(contributions)[None, :], top)
+    return named_risk_factors(indices[0], values[0], features)
+
+
+def named_risk_factors(indices: np.ndarray, values: np.ndarray, features: Mapping[str, Any]) -> list[RiskFactor]:
+    """One row of :func:`top_risk_factors` as RiskFactors with the row's feature values."""
     out = []
-    for j in order[:top]:
-        if contributions[j] >= 0:
+    for j, value in zip(indices.tolist(), values.tolist(), strict=True):
+        if j < 0:
             break
         name = FEATURE_NAMES[j]
-        out.append(RiskFactor(name, _plain(features.get(name)), FEATURE_SPEC_BY_NAME[name].unit, round(float(contributions[j]), 6)))
+        out.append(RiskFactor(name, _plain(features.get(name)), FEATURE_SPEC_BY_NAME[name].unit, value))
     return out
 
 

@@ -21,6 +21,14 @@ from tracseq_dagster import settings
 class PredictionCache(Protocol):
     def get(self, key: str) -> dict[str, Any] | None: ...
     def put(self, key: str, value: dict[str, Any]) -> None: ...
+    # Whole answers of columnar batches (Arrow bytes), keyed by a hash of the body.
+    def get_blob(self, key: str) -> bytes | None: ...
+    def put_blob(self, key: str, value: bytes) -> None: ...
+
+
+def blob_key(model_tag: str, body: bytes, options: str) -> str:
+    """The key of a columnar request: the models' tag, the answer's options and the body's bytes."""
+    return f"{model_tag}:{options}:{hashlib.blake2b(body, digest_size=16).hexdigest()}"
 
 
 def cache_key(model_tag: str, record: dict[str, Any]) -> str:
@@ -30,19 +38,18 @@ def cache_key(model_tag: str, record: dict[str, Any]) -> str:
 
 
 class InProcessCache:
-    """A bounded LRU, one per worker process."""
+    """A bounded LRU, one per worker process; columnar answers in a second one bounded by bytes."""
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 50_000, max_blob_bytes: int = 256 * 2**20) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.max_blob_bytes = max_blob_bytes
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._blob_bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            return value
+        return self._get(self._entries, key)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         with self._lock:
@@ -50,6 +57,25 @@ class InProcessCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def get_blob(self, key: str) -> bytes | None:
+        return self._get(self._blobs, key)
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        if len(value) > self.max_blob_bytes:
+            return
+        with self._lock:
+            self._blob_bytes += len(value) - len(self._blobs.pop(key, b""))
+            self._blobs[key] = value
+            while self._blob_bytes > self.max_blob_bytes:
+                self._blob_bytes -= len(self._blobs.popitem(last=False)[1])
+
+    def _get(self, entries: OrderedDict[str, Any], key: str) -> Any:
+        with self._lock:
+            value = entries.get(key)
+            if value is not None:
+                entries.move_to_end(key)
+            return value
 
 
 class RedisCache:
@@ -66,6 +92,12 @@ class RedisCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._redis.set(self.prefix + key, json.dumps(value, default=str), ex=self.ttl_s)
+
+    def get_blob(self, key: str) -> bytes | None:
+        return self._redis.get(self.prefix + "blob:" + key)
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        self._redis.set(self.prefix + "blob:" + key, value, ex=self.ttl_s)
 
 
 def open_cache(url: str | None) -> PredictionCache:

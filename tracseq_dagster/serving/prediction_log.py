@@ -83,9 +83,10 @@ SCHEMA = pa.schema(
 
 
 class PredictionLog(Protocol):
-    """Where predictions are kept. ``append`` writes one batch synchronously; ``read`` a time window."""
+    """Where predictions are kept. ``append`` writes one batch synchronously (rows, or a frame of
+    the log's columns from a columnar batch); ``read`` a time window."""
 
-    def append(self, rows: list[dict]) -> None: ...
+    def append(self, rows: list[dict] | pd.DataFrame) -> None: ...
 
     def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame: ...
 
@@ -121,6 +122,11 @@ def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     if typed[TIME_COLUMN].isna().any():
         typed[TIME_COLUMN] = typed[TIME_COLUMN].fillna(pd.Timestamp.now(tz="UTC"))
     return typed
+
+
+def as_log_frame(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts) or a frame of log columns, typed as the log keeps them."""
+    return typed_frame(rows) if isinstance(rows, pd.DataFrame) else rows_to_frame(rows)
 
 
 def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -163,10 +169,10 @@ class ParquetPredictionLog:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def append(self, rows: list[dict]) -> None:
-        if not rows:
+    def append(self, rows: list[dict] | pd.DataFrame) -> None:
+        frame = as_log_frame(rows)
+        if frame.empty:
             return
-        frame = rows_to_frame(rows)
         # A batch that straddles midnight goes to both days' partitions.
         for day, part in frame.groupby(frame[TIME_COLUMN].dt.strftime("%Y-%m-%d"), sort=True):
             self._write_file(self.root / f"date={day}", part)
@@ -249,12 +255,12 @@ class PostgresPredictionLog:
             cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({columns})')
             cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_ts" ON "{self.table}" (ts)')
 
-    def append(self, rows: list[dict]) -> None:
-        if not rows:
+    def append(self, rows: list[dict] | pd.DataFrame) -> None:
+        frame = as_log_frame(rows)
+        if frame.empty:
             return
         from psycopg2.extras import execute_values
 
-        frame = rows_to_frame(rows)
         values = [
             tuple(None if _missing(v) else v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in record)
             for record in frame.astype(object).itertuples(index=False, name=None)
@@ -314,7 +320,7 @@ class BackgroundLogWriter:
         self.dropped = 0
         self.written = 0
         self.failed = 0
-        self._pending: deque[list[dict]] = deque()
+        self._pending: deque[list[dict] | pd.DataFrame] = deque()
         self._pending_rows = 0
         self._closed = False
         self._queue_lock = threading.Lock()  # guards the queue; never held while writing
@@ -330,7 +336,8 @@ class BackgroundLogWriter:
     def queued(self) -> int:
         return self._pending_rows
 
-    def submit(self, rows: list[dict]) -> None:
+    def submit(self, rows: list[dict] | pd.DataFrame) -> None:
+        """Queue rows: dicts, or a frame of the log's columns (a columnar batch logs in bulk)."""
         try:
             count = len(rows)
             if not count:
@@ -339,7 +346,7 @@ class BackgroundLogWriter:
                 if self._closed or self._pending_rows + count > self.max_queue_rows:
                     self.dropped += count
                     return
-                self._pending.append(list(rows))
+                self._pending.append(rows if isinstance(rows, pd.DataFrame) else list(rows))
                 self._pending_rows += count
                 wake = self._pending_rows >= self._wake_rows
             if wake:
@@ -356,7 +363,12 @@ class BackgroundLogWriter:
             if not count:
                 return
             try:
-                self.log.append([row for batch in batches for row in batch])
+                rows = [row for batch in batches if not isinstance(batch, pd.DataFrame) for row in batch]
+                frames = [b for b in batches if isinstance(b, pd.DataFrame)]
+                if frames:  # columnar batches came: one frame, the single predictions' rows in it
+                    self.log.append(pd.concat([as_log_frame(f) for f in ([rows] if rows else []) + frames], ignore_index=True))
+                else:
+                    self.log.append(rows)
                 self.written += count
             except Exception:
                 self.failed += count

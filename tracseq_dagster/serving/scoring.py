@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from tracseq_dagster.serving.compiled_trees import CompiledForest
 
 #: The class whose probability is the sample's quality probability.
 PASS = "pass"
@@ -92,6 +93,10 @@ class QualityScorer:
         self.method: ContributionMethod = tree_attribution if self._native_kind() else "occlusion"
         self._paths = _LeafPaths.of(self._estimator.booster_, self._pass, len(self.classes)) if (
             self._native_kind() == "lightgbm" and self.method == "tree_path") else None  # fmt: skip
+        self._forest = self._paths.forest if self._paths is not None and self._paths.softmax_or_sigmoid else None
+        self._forest_checked = False
+        if self._forest is not None:  # compile (or load the cached compilation) now, not in the first request
+            self._forest.raw_and_credit(np.zeros((1, self._forest.credit.shape[1])))
 
     def _native_kind(self) -> str | None:
         name = type(self._estimator).__name__
@@ -109,12 +114,28 @@ class QualityScorer:
             matrix = self._booster_matrix(x)
             if self._paths is not None and self._paths.softmax_or_sigmoid:
                 # One pass through the trees gives both: the leaves of each row score and explain it.
+                compiled = self._compiled_scores(matrix)
+                if compiled is not None:
+                    return compiled
                 leaves = self._estimator.booster_.predict(matrix, pred_leaf=True)
                 return Scores(self.classes, self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
             probabilities = self._estimator.predict_proba(matrix)
             return Scores(self.classes, probabilities, self._tree_contributions(kind, matrix), self.method)
         probabilities = self.model.predict_proba(x)
         return Scores(self.classes, probabilities, self._occlusion(x, probabilities[:, self._pass]), "occlusion")
+
+    def _compiled_scores(self, matrix: np.ndarray) -> Scores | None:
+        """Scores from the compiled forest (:mod:`.compiled_trees`), checked once against LightGBM's raw scores."""
+        if self._forest is None:
+            return None
+        raw, credit = self._forest.raw_and_credit(matrix)
+        if not self._forest_checked:
+            expected = np.asarray(self._estimator.booster_.predict(matrix, raw_score=True)).reshape(raw.shape)
+            if not np.allclose(raw, expected, rtol=0.0, atol=1e-9):
+                self._forest = None  # for good: LightGBM's predictor answers from now on
+                return None
+            self._forest_checked = True
+        return Scores(self.classes, self._paths.from_raw(raw), self._reorder(self._paths.sign * credit), self.method)
 
     def _booster_matrix(self, x: pd.DataFrame) -> np.ndarray:
         """The booster's input: the pipeline's own transform, or its plain-numpy equivalent.
@@ -193,6 +214,7 @@ class _LeafPaths:
     leaf_values: tuple[np.ndarray, ...]  # every tree's leaf values, for the raw score of each class
     per_iteration: int  # trees per boosting round (classes, or 1 for binary)
     softmax_or_sigmoid: bool  # the objective maps raw scores to probabilities the usual way
+    forest: CompiledForest | None  # the same trees for the compiled kernel (None: a split it does not handle)
 
     @classmethod
     def of(cls, booster: Any, pass_index: int, n_classes: int) -> _LeafPaths:
@@ -229,7 +251,8 @@ class _LeafPaths:
         sign = -1.0 if (per_iteration == 1 and pass_index == 0) else 1.0
         objective = str(dump.get("objective", "")).split()[0] if dump.get("objective") else ""
         usual = objective in ("multiclass", "softmax") if per_iteration > 1 else objective in ("binary",)
-        return cls(np.asarray(trees), tuple(tables), sign, sign * bias, tuple(leaf_values), per_iteration, usual)
+        forest = CompiledForest.of(dump, dict(zip(trees, tables, strict=True)))
+        return cls(np.asarray(trees), tuple(tables), sign, sign * bias, tuple(leaf_values), per_iteration, usual, forest)
 
     def probabilities(self, leaves: np.ndarray) -> np.ndarray:
         """Class probabilities from the leaves: raw score per class, then softmax (sigmoid if binary)."""
@@ -237,6 +260,10 @@ class _LeafPaths:
         raw = np.zeros((len(leaves), self.per_iteration))
         for t, values in enumerate(self.leaf_values):
             raw[:, t % self.per_iteration] += values[leaves[:, t]]
+        return self.from_raw(raw)
+
+    def from_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Class probabilities from raw scores (rows × trees per iteration): softmax, or sigmoid if binary."""
         if self.per_iteration == 1:
             positive = 1.0 / (1.0 + np.exp(-raw[:, 0]))
             return np.column_stack([1.0 - positive, positive])

@@ -1,0 +1,173 @@
+"""Retraining in the daemon: on drift or new labels (a sensor), every week (a schedule).
+
+Either starts a *batch*: one ``automl_sweep`` run per family, tagged with the batch name.
+The retraining sensor then chains ``register_and_promote`` once every sweep of a batch has
+finished and one succeeded, whoever started the batch (itself, the schedule, or a person
+who tagged a backfill), exactly once per batch.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+
+from resources import LakeResource, MLflowResource
+from tracseq_dagster import settings
+from tracseq_dagster.jobs import automl_sweep_job, register_and_promote_job
+from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
+from tracseq_dagster.monitoring.retraining import (
+    RETRAIN_BATCH_TAG,
+    RETRAIN_REASON_TAG,
+    RetrainPolicy,
+    RetrainState,
+    champion_training_rows,
+    labelled_sample_count,
+    retrain_decision,
+)
+
+DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)
+#: A batch whose sweep runs never appeared (launch failed) is given up after this long.
+BATCH_LAUNCH_TIMEOUT = timedelta(hours=1)
+#: Sweep runs older than this are not looked at when chaining registrations.
+BATCH_LOOKBACK = timedelta(days=7)
+SCHEDULE_REASON = "the weekly retraining schedule"
+_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _families() -> tuple[str, ...]:
+    return settings.retrain_families() or RetrainPolicy.families
+
+
+def _training_in_progress(instance: dg.DagsterInstance) -> str | None:
+    """Why not to start a batch now: a sweep or a registration is queued or running."""
+    for job in (automl_sweep_job, register_and_promote_job):
+        busy = instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_PROGRESS), limit=1)
+        if busy:
+            return f"{job.name} is already running ({busy[0].run_id[:8]})"
+    return None
+
+
+def _sweep_requests(batch: str, reason: str) -> list[dg.RunRequest]:
+    tags = {RETRAIN_BATCH_TAG: batch, RETRAIN_REASON_TAG: reason[:1000]}
+    return [
+        dg.RunRequest(job_name=automl_sweep_job.name, partition_key=family, run_key=f"{batch}:{family}", tags=tags)
+        for family in _families()
+    ]
+
+
+@dg.sensor(
+    jobs=[automl_sweep_job, register_and_promote_job],
+    minimum_interval_seconds=settings.monitoring_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retrains sample_quality when the feature drift check failed or enough newly labelled "
+    "samples arrived: every family's automl_sweep partition, then register_and_promote (also after the "
+    "weekly schedule's sweeps).",
+)
+def retraining_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, mlflow_tracking: MLflowResource
+) -> dg.SensorResult:
+    """Chains register_and_promote after finished batches, or starts a retraining batch.
+
+    The decision is tracseq_dagster.monitoring.retraining's; the cursor remembers its own
+    open batch, the batches already registered, the labels it saw and the drift evaluation
+    it acted on, so nothing starts twice.
+    """
+    state = RetrainState.from_json(context.cursor)
+    if state.batch is not None:
+        waiting = _own_batch_waiting(context, state)
+        if waiting:
+            return dg.SensorResult(skip_reason=waiting, cursor=state.to_json())
+        state.batch = None
+    due = _registrations_due(context, state)
+    if due:
+        return dg.SensorResult(run_requests=due, cursor=state.to_json())
+
+    policy = RetrainPolicy(
+        min_new_labels=settings.retrain_min_new_labels(),
+        drift_cooldown_hours=settings.retrain_drift_cooldown_hours(),
+        families=_families(),
+    )
+    latest_check = context.instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK)
+    failed_drift = latest_check.id if latest_check and latest_check.status.value == "FAILED" else None
+    labelled = labelled_sample_count(lake.lake())
+    # Cheap tests first: most ticks end here without opening the registry.
+    if failed_drift is None and labelled - state.labels_at_last_retrain < policy.min_new_labels:
+        return dg.SensorResult(skip_reason=f"no failed drift check; {labelled} labelled samples", cursor=state.to_json())
+    busy = _training_in_progress(context.instance)  # a training someone else started
+    if busy:
+        return dg.SensorResult(skip_reason=busy, cursor=state.to_json())
+    champion_rows = champion_training_rows(mlflow_tracking.registry())
+    decision = retrain_decision(
+        policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled, champion_training_rows=champion_rows
+    )
+    if not decision:
+        drift = "failed (already acted on, or cooling down)" if failed_drift is not None else "passing"
+        champion = "no champion" if champion_rows is None else f"the champion learned from {champion_rows}"
+        return dg.SensorResult(
+            skip_reason=f"no reason to retrain: drift check {drift}; {labelled} labelled samples, {champion}",
+            cursor=state.to_json(),
+        )
+
+    now = datetime.now(timezone.utc)
+    batch = f"retrain-{now:%Y%m%dT%H%M%S}"
+    because = "; ".join(decision.reasons)
+    context.log.info(f"{batch}: retraining because {because}")
+    state.batch, state.labels_at_last_retrain, state.last_retrain_at = batch, labelled, now.isoformat()
+    if decision.drift:
+        state.drift_evaluation_seen = failed_drift
+    return dg.SensorResult(run_requests=_sweep_requests(batch, because), cursor=state.to_json())
+
+
+def _own_batch_waiting(context: dg.SensorEvaluationContext, state: RetrainState) -> str | None:
+    """Why the sensor's own batch is not settled yet (its sweeps not launched, or running)."""
+    sweeps = _batch_sweeps(context.instance, state.batch)  # type: ignore[arg-type]
+    started = datetime.fromisoformat(state.last_retrain_at) if state.last_retrain_at else datetime.now(timezone.utc)
+    if not sweeps and datetime.now(timezone.utc) - started < BATCH_LAUNCH_TIMEOUT:
+        return f"{state.batch}: waiting for its sweep runs to be launched"
+    running = [r for r in sweeps if not r.is_finished]
+    if running:
+        return f"{state.batch}: {len(running)} of {len(sweeps)} sweeps still running"
+    return None
+
+
+def _batch_sweeps(instance: dg.DagsterInstance, batch: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(dg.RunsFilter(job_name=automl_sweep_job.name, tags={RETRAIN_BATCH_TAG: batch})))
+
+
+def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainState) -> list[dg.RunRequest]:
+    """register_and_promote for each recent batch whose sweeps all finished and one succeeded (once)."""
+    since = datetime.now(timezone.utc) - BATCH_LOOKBACK
+    batches: dict[str, list[dg.DagsterRun]] = {}
+    for run in context.instance.get_runs(dg.RunsFilter(job_name=automl_sweep_job.name, created_after=since)):
+        batch = run.tags.get(RETRAIN_BATCH_TAG)
+        if batch and batch not in state.settled_batches:
+            batches.setdefault(batch, []).append(run)
+    due = []
+    for batch, sweeps in sorted(batches.items()):
+        if not all(r.is_finished for r in sweeps):
+            continue
+        state.settle(batch)
+        if any(r.is_success for r in sweeps):
+            due.append(
+                dg.RunRequest(job_name=register_and_promote_job.name, run_key=f"{batch}:register", tags={RETRAIN_BATCH_TAG: batch})
+            )
+        else:
+            context.log.warning(f"{batch}: no sweep succeeded; nothing to register")
+    return due
+
+
+@dg.schedule(
+    job=automl_sweep_job,
+    cron_schedule=settings.retrain_cron(),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Retrains sample_quality every week (TRACSEQ_RETRAIN_CRON) even without drift or new labels: "
+    "every family's sweep; the retraining sensor then registers the winner and runs the gate.",
+)
+def retraining_schedule(context: dg.ScheduleEvaluationContext, mlflow_tracking: MLflowResource) -> list[dg.RunRequest] | dg.SkipReason:
+    """One batch of family sweeps per scheduled time, unless no champion exists yet or a training runs."""
+    if champion_training_rows(mlflow_tracking.registry()) is None:
+        return dg.SkipReason("no champion yet: the first training is an operator's decision (tracseq train)")
+    busy = _training_in_progress(context.instance)
+    if busy:
+        return dg.SkipReason(busy)
+    moment = context.scheduled_execution_time or datetime.now(timezone.utc)
+    return _sweep_requests(f"scheduled-{moment:%Y%m%dT%H%M}", SCHEDULE_REASON)
