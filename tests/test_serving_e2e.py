@@ -295,9 +295,12 @@ def test_every_prediction_is_logged_in_the_background(stack: Stack, records) -> 
 
 def test_schema_driven_fuzz_finds_no_server_error(stack: Stack) -> None:
     st = os.path.join(os.path.dirname(sys.executable), "st")
+    # One worker: Python 3.11's ast module keeps its recursion counter per interpreter, not per thread, so two
+    # Hypothesis threads parsing lambda sources at once fail now and then with "AST constructor recursion depth
+    # mismatch" (CPython gh-106905), a crash of the generator, not of the service.
     result = subprocess.run(
         [st, "run", f"{stack.url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "40",
-         "--header", f"Authorization: Bearer {TOKEN}", "--generation-deterministic", "--workers", "2",
+         "--header", f"Authorization: Bearer {TOKEN}", "--generation-deterministic", "--workers", "1",
          "--include-path-regex", "^/(predict|batch_predict|features)$"],
         capture_output=True, text=True, timeout=600, env=stack.env, cwd=stack.folder,
     )  # fmt: skip
