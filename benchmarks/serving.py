@@ -11,14 +11,15 @@ the same predictor on bare Starlette/uvicorn, benchmarks/bare_serving_app.py) me
 * the same with every request repeated (cache hits), for the Bento;
 * ``/batch_predict`` rows per second (batches of 1,000 distinct records, 2 at a time);
 * ``/fast/batch_predict`` (the columnar contract: an Arrow IPC stream of records in, a table of
-  answers out) rows per second at 1,000-, 10,000- and 100,000-row bodies, one at a time;
+  answers out) rows per second at 1,000-, 10,000- and 100,000-row bodies, one and two at a time;
 * for bare Starlette also a ``/hello`` route that does nothing: the ceiling of uvicorn plus the
   load generator on this machine;
 * resident memory of the server's process tree after the load.
 
 With every measurement: the server process tree's CPU seconds per request (or per 1,000 rows),
 which the other engineers' load on this shared machine moves far less than wall-clock numbers,
-and the load average. The load generator is one asyncio process on the same 2-core machine.
+and the load average. The load generator (benchmarks/load_generator.py) is one asyncio process
+on the same 2-core machine.
 
 Usage: python benchmarks/serving.py [--rates 100,300,600,1000] [--duration 15] [--servers bentoml-1w,bentoml-2w,starlette-1w]
                                     [--only-columnar] [--out benchmarks/out/serving.json]
@@ -42,6 +43,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import psutil
+from load_generator import open_loop  # benchmarks/ is on sys.path: this file runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -87,35 +89,6 @@ def request_bodies(n: int, seed: int, unique: bool) -> list[bytes]:
     return bodies
 
 
-async def open_loop(url: str, bodies: list[bytes], rate: float, headers: dict[str, str]) -> dict[str, Any]:
-    """Send ``bodies`` at ``rate`` per second on schedule; latency counts from the scheduled time."""
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.05
-
-        async def one(i: int, body: bytes) -> None:
-            nonlocal errors
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                errors += 1
-            latencies.append(loop.time() - scheduled)
-
-        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
-        elapsed = loop.time() - start
-    lat = np.array(latencies) * 1000
-    return {"target_rps": rate, "achieved_rps": round(len(bodies) / elapsed, 1), "requests": len(bodies), "errors": errors,
-            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2)}  # fmt: skip
-
-
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its children (BentoML's workers are children)."""
     total = 0.0
@@ -150,20 +123,25 @@ def arrow_body(rows: int, seed: int) -> bytes:
     return write_table(pa.Table.from_pandas(samples, preserve_index=False), ARROW_STREAM)
 
 
-async def columnar_batches(url: str, rows: int, count: int) -> dict[str, Any]:
-    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, one at a time."""
+async def columnar_batches(url: str, rows: int, count: int, concurrency: int = 1) -> dict[str, Any]:
+    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, ``concurrency`` in flight."""
     from tracseq_dagster.serving.columnar import ARROW_STREAM
 
     bodies = [arrow_body(rows, seed=60 + k) for k in range(count)]
     errors = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        async def worker(mine: list[bytes]) -> None:
+            nonlocal errors
+            for body in mine:
+                async with session.post(url, data=body, headers={"Content-Type": ARROW_STREAM}) as response:
+                    await response.read()
+                    errors += response.status != 200
+
         started = time.perf_counter()
-        for body in bodies:
-            async with session.post(url, data=body, headers={"Content-Type": ARROW_STREAM}) as response:
-                await response.read()
-                errors += response.status != 200
+        await asyncio.gather(*(worker(bodies[k::concurrency]) for k in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"batch_rows": rows, "batches": count, "errors": errors, "rows_per_s": round(rows * count / elapsed)}
+    return {"batch_rows": rows, "batches": count, "concurrency": concurrency, "errors": errors,
+            "rows_per_s": round(rows * count / elapsed)}  # fmt: skip
 
 
 async def batches(url: str, rows: int, count: int, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
@@ -219,29 +197,29 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
     result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}, "columnar": []}
     try:
         if columnar:
-            for rows, count in ((1_000, 20), (10_000, 5), (100_000, 3)):
+            for rows, count, concurrency in ((1_000, 20, 1), (10_000, 6, 1), (100_000, 3, 1), (10_000, 6, 2), (100_000, 4, 2)):
                 asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, 1))  # warm-up, not counted
                 result["columnar"].append(with_cpu(pid, rows * count // 1000, "1k_rows",
-                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count))))
+                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count, concurrency))))
                 print(name, "columnar", result["columnar"][-1], flush=True)
         if args.only_columnar:
             return result
         for route in routes:
             # Warm-up, not counted: a fresh worker answers slowly for its first tens of seconds
             # (imports on first use, the log writer's first files, interpreter specialisation).
-            asyncio.run(open_loop(base + route, request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers))
+            open_loop(base + route, request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers)
             result["single"][route] = []
             for k, rate in enumerate(args.rates):
                 bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
                 result["single"][route].append(with_cpu(pid, len(bodies), "request",
-                                                        lambda: asyncio.run(open_loop(base + route, bodies, rate, headers))))
+                                                        lambda: open_loop(base + route, bodies, rate, headers)))
                 print(name, route, result["single"][route][-1], flush=True)
                 if result["single"][route][-1]["p99_ms"] > 5000:
                     break  # saturated: higher rates only queue longer
             if name.startswith("bentoml"):
                 same = request_bodies(int(args.cached_rate * args.duration), seed=9, unique=False)
                 result["cached"][route] = with_cpu(pid, len(same), "request",
-                                                   lambda: asyncio.run(open_loop(base + route, same, args.cached_rate, headers)))
+                                                   lambda: open_loop(base + route, same, args.cached_rate, headers))
                 print(name, route, "cached", result["cached"][route], flush=True)
         result["batch"] = with_cpu(pid, 8, "1k_rows", lambda: asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers)))
         print(name, result["batch"], flush=True)
@@ -306,10 +284,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 lines.append(f"| {r['server']} | {label} | {run['target_rps']:.0f} | {run['achieved_rps']:.0f} | {run['p50_ms']:.0f} | "
                              f"{run['p99_ms']:.0f} | {run['errors']} | {run['server_cpu_ms_per_request']:.2f} | {run['client_cpu_ms_per_request']:.2f} | "
                              f"{run['load_avg_1m']} |")  # fmt: skip
-    lines += ["", "| server | body rows | bodies | rows/s | server CPU ms per 1k rows | errors | load avg |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| server | body rows | bodies | in flight | rows/s | server CPU ms per 1k rows | errors | load avg |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         for run in r.get("columnar", []):
-            lines.append(f"| {r['server']} | {run['batch_rows']:,} | {run['batches']} | {run['rows_per_s']:,} | "
+            lines.append(f"| {r['server']} | {run['batch_rows']:,} | {run['batches']} | {run['concurrency']} | {run['rows_per_s']:,} | "
                          f"{run['server_cpu_ms_per_1k_rows']:.0f} | {run['errors']} | {run['load_avg_1m']} |")  # fmt: skip
     lines += ["", "| server | start-up to ready (s) | JSON batch rows/s (1,000-row batches, 2 at a time) | CPU ms per 1k rows | RSS after load (MB) |",
               "|---|---:|---:|---:|---:|"]  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -404,6 +406,29 @@ def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  #
     scores = scorer.score(features)
     assert scorer._forest_checked  # the service's path is the compiled one, checked against LightGBM
     np.testing.assert_allclose(scores.probabilities, booster.predict(matrix), atol=1e-12)
+
+
+def test_small_batches_walk_the_trees_without_starting_a_thread_pool(served) -> None:  # type: ignore[no-untyped-def]
+    """A micro-batch stays on the calling thread: numba's OpenMP workers spin for milliseconds after each parallel call.
+
+    In a fresh interpreter, after this session has compiled and cached both kernels (the
+    serial twin once loaded the parallel code from numba's cache, which is keyed by name).
+    """
+    _, _, bundle = served
+    code = f"""
+import numpy as np
+import numba.np.ufunc.parallel as threading_layer
+from tracseq_dagster.serving.predictor import SampleQualityPredictor
+forest = SampleQualityPredictor({str(bundle)!r}).variants["champion"].scorer._forest
+forest.raw_and_credit(np.zeros((64, forest.credit.shape[1])))
+print("after a micro-batch", threading_layer._is_initialized)
+forest.raw_and_credit(np.zeros((2048, forest.credit.shape[1])))
+print("after a large batch", threading_layer._is_initialized)
+"""
+    forest = SampleQualityPredictor(bundle).variants[CHAMPION].scorer._forest
+    forest.raw_and_credit(np.zeros((2048, forest.credit.shape[1])))  # both kernels compiled and cached here
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.split("\n")[:2] == ["after a micro-batch False", "after a large batch True"], result.stdout + result.stderr
 
 
 def test_columnar_answers_are_cached_by_body_within_a_byte_budget() -> None:

@@ -134,41 +134,54 @@ def _finish(r, hi, leaf, k, explains, leaf_value, credit, raw, contributions):  
                 contributions[r, j] += credit[leaf, j]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _walk(x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw,
-          contributions):  # fmt: skip  # pragma: no cover - compiled
+@numba.njit(inline="always")
+def _walk_block(b, x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw,
+                contributions):  # fmt: skip  # pragma: no cover - compiled
     # Eight rows walk each tree in lockstep: their loads are independent, so the CPU overlaps
     # them (eight is what the registers hold), and no branch depends on a comparison (a
     # mispredicted one costs more than a level). Measured: 4 rows 23 µs per row, 8 rows 18.
     n = x.shape[0]
-    blocks = (n + _BLOCK - 1) // _BLOCK
-    for b in numba.prange(blocks):
-        lo = b * _BLOCK
-        hi = min(n, lo + _BLOCK)
-        last = hi - 1
-        for t in range(roots.shape[0]):
-            k, e = tree_class[t], explains[t]
-            for r in range(lo, hi, 8):
-                r1, r2, r3, r4 = min(r + 1, last), min(r + 2, last), min(r + 3, last), min(r + 4, last)
-                r5, r6, r7 = min(r + 5, last), min(r + 6, last), min(r + 7, last)
-                n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = roots[t]
-                while n0 >= 0 or n1 >= 0 or n2 >= 0 or n3 >= 0 or n4 >= 0 or n5 >= 0 or n6 >= 0 or n7 >= 0:
-                    n0 = _step(x, r, n0, split, threshold, children)
-                    n1 = _step(x, r1, n1, split, threshold, children)
-                    n2 = _step(x, r2, n2, split, threshold, children)
-                    n3 = _step(x, r3, n3, split, threshold, children)
-                    n4 = _step(x, r4, n4, split, threshold, children)
-                    n5 = _step(x, r5, n5, split, threshold, children)
-                    n6 = _step(x, r6, n6, split, threshold, children)
-                    n7 = _step(x, r7, n7, split, threshold, children)
-                _finish(r, hi, ~n0, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 1, hi, ~n1, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 2, hi, ~n2, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 3, hi, ~n3, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 4, hi, ~n4, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 5, hi, ~n5, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 6, hi, ~n6, k, e, leaf_value, credit, raw, contributions)
-                _finish(r + 7, hi, ~n7, k, e, leaf_value, credit, raw, contributions)
+    lo = b * _BLOCK
+    hi = min(n, lo + _BLOCK)
+    last = hi - 1
+    for t in range(roots.shape[0]):
+        k, e = tree_class[t], explains[t]
+        for r in range(lo, hi, 8):
+            r1, r2, r3, r4 = min(r + 1, last), min(r + 2, last), min(r + 3, last), min(r + 4, last)
+            r5, r6, r7 = min(r + 5, last), min(r + 6, last), min(r + 7, last)
+            n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = roots[t]
+            while n0 >= 0 or n1 >= 0 or n2 >= 0 or n3 >= 0 or n4 >= 0 or n5 >= 0 or n6 >= 0 or n7 >= 0:
+                n0 = _step(x, r, n0, split, threshold, children)
+                n1 = _step(x, r1, n1, split, threshold, children)
+                n2 = _step(x, r2, n2, split, threshold, children)
+                n3 = _step(x, r3, n3, split, threshold, children)
+                n4 = _step(x, r4, n4, split, threshold, children)
+                n5 = _step(x, r5, n5, split, threshold, children)
+                n6 = _step(x, r6, n6, split, threshold, children)
+                n7 = _step(x, r7, n7, split, threshold, children)
+            _finish(r, hi, ~n0, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 1, hi, ~n1, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 2, hi, ~n2, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 3, hi, ~n3, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 4, hi, ~n4, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 5, hi, ~n5, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 6, hi, ~n6, k, e, leaf_value, credit, raw, contributions)
+            _finish(r + 7, hi, ~n7, k, e, leaf_value, credit, raw, contributions)
 
 
-_walk_serial = numba.njit(cache=True, nogil=True)(_walk.py_func)
+# Two kernels with their own names, not one Python function compiled twice: numba's on-disk
+# cache is keyed by the function's name, source line and signature, not by `parallel`, so a
+# serial twin of the same function loaded the parallel machine code from the cache, and every
+# micro-batch woke OpenMP threads that then spun for milliseconds on this 2-core machine.
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _walk(x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw,
+          contributions):  # fmt: skip  # pragma: no cover - compiled
+    for b in numba.prange((x.shape[0] + _BLOCK - 1) // _BLOCK):
+        _walk_block(b, x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw, contributions)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_serial(x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw,
+                 contributions):  # fmt: skip  # pragma: no cover - compiled
+    for b in range((x.shape[0] + _BLOCK - 1) // _BLOCK):
+        _walk_block(b, x, split, threshold, children, roots, tree_class, explains, leaf_value, credit, raw, contributions)
