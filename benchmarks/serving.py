@@ -123,11 +123,15 @@ def arrow_body(rows: int, seed: int) -> bytes:
     return write_table(pa.Table.from_pandas(samples, preserve_index=False), ARROW_STREAM)
 
 
-async def columnar_batches(url: str, rows: int, count: int, concurrency: int = 1) -> dict[str, Any]:
-    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, ``concurrency`` in flight."""
+async def columnar_batches(url: str, rows: int, count: int, concurrency: int, seed: int) -> dict[str, Any]:
+    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, ``concurrency`` in flight.
+
+    Every body of a run is new to the server (seeds ``seed`` to ``seed + count - 1``): a body it
+    has seen is answered from the prediction cache.
+    """
     from tracseq_dagster.serving.columnar import ARROW_STREAM
 
-    bodies = [arrow_body(rows, seed=60 + k) for k in range(count)]
+    bodies = [arrow_body(rows, seed=seed + k) for k in range(count)]
     errors = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         async def worker(mine: list[bytes]) -> None:
@@ -197,27 +201,31 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
     result: dict[str, Any] = {"server": name, "startup_s": round(startup, 2), "single": {}, "cached": {}, "columnar": []}
     try:
         if columnar:
-            for rows, count, concurrency in ((1_000, 20, 1), (10_000, 6, 1), (100_000, 3, 1), (10_000, 6, 2), (100_000, 4, 2)):
-                asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, 1))  # warm-up, not counted
+            runs = ((1_000, 20, 1), (10_000, 6, 1), (100_000, 3, 1), (10_000, 6, 2), (100_000, 4, 2))
+            for k, (rows, count, concurrency) in enumerate(runs):
+                seed = 100 * (k + 1)  # distinct bodies across runs and from the warm-up's
+                asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, 1, 1, seed=seed + 50))  # warm-up, not counted
                 result["columnar"].append(with_cpu(pid, rows * count // 1000, "1k_rows",
-                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count, concurrency))))
+                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count, concurrency, seed))))
                 print(name, "columnar", result["columnar"][-1], flush=True)
         if args.only_columnar:
             return result
-        for route in routes:
+        for r, route in enumerate(routes):
+            # Seeds differ per route and per rate: the routes share the prediction cache, and a
+            # record it has answered before would be a cache hit, not a prediction.
             # Warm-up, not counted: a fresh worker answers slowly for its first tens of seconds
             # (imports on first use, the log writer's first files, interpreter specialisation).
-            open_loop(base + route, request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers)
+            open_loop(base + route, request_bodies(int(args.warmup_s * 100), seed=1000 * r + 7, unique=True), 100, headers)
             result["single"][route] = []
             for k, rate in enumerate(args.rates):
-                bodies = request_bodies(int(rate * args.duration), seed=8 + k, unique=True)
+                bodies = request_bodies(int(rate * args.duration), seed=1000 * r + 10 + k, unique=True)
                 result["single"][route].append(with_cpu(pid, len(bodies), "request",
                                                         lambda: open_loop(base + route, bodies, rate, headers)))
                 print(name, route, result["single"][route][-1], flush=True)
                 if result["single"][route][-1]["p99_ms"] > 5000:
                     break  # saturated: higher rates only queue longer
             if name.startswith("bentoml"):
-                same = request_bodies(int(args.cached_rate * args.duration), seed=9, unique=False)
+                same = request_bodies(int(args.cached_rate * args.duration), seed=1000 * r + 9, unique=False)
                 result["cached"][route] = with_cpu(pid, len(same), "request",
                                                    lambda: open_loop(base + route, same, args.cached_rate, headers))
                 print(name, route, "cached", result["cached"][route], flush=True)

@@ -282,6 +282,31 @@ def test_micro_batcher_batches_concurrent_requests_and_reports_errors() -> None:
     assert batcher.items == 40 and batcher.batches <= 5  # 40 requests, batches of up to 16
 
 
+def test_micro_batcher_counts_the_wait_from_the_first_request_of_a_batch() -> None:
+    """Requests that queued up during a slow batch are not made to wait ``max_wait_ms`` again."""
+    import time
+
+    started: list[float] = []
+
+    def handler(items: list[int]) -> list[int]:
+        started.append(time.monotonic())
+        time.sleep(0.3)  # a batch as slow as the whole wait
+        return items
+
+    async def scenario() -> None:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=64, max_wait_ms=250)
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.3)  # the first batch has left (after its 250 ms wait) and runs for 300 ms
+        backlog = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
+        await asyncio.gather(first, *backlog)
+        assert batcher.batches == 2 and batcher.items == 6
+
+    asyncio.run(scenario())
+    # The backlog waited ~250 ms while the first batch ran: its batch starts as the first one ends,
+    # not another 250 ms later.
+    assert started[1] - started[0] < 0.3 + 0.15, started
+
+
 def test_repeated_records_are_scored_once_and_conflicting_repeats_refused(served) -> None:  # type: ignore[no-untyped-def]
     from tracseq_dagster.serving.request_schema import BatchRequest
 

@@ -5,6 +5,11 @@ vectorised call: the feature code and the models cost nearly the same for one ro
 so under load the per-request cost falls as batches grow, and at low load a request waits at
 most ``max_wait_ms``. One batch runs at a time, on a worker thread, so the event loop keeps
 accepting requests meanwhile.
+
+The wait counts from when the batch's first request arrived, not from when the previous batch
+finished: under load the requests that queued up during a batch have waited long enough
+already, and the next batch starts at once. (Counting from the dequeue added a full
+``max_wait_ms`` to every cycle and, at 500 requests/s per worker, about 5 ms to every answer.)
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ class MicroBatcher(Generic[T, R]):
         self.handler = handler
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
@@ -31,8 +36,9 @@ class MicroBatcher(Generic[T, R]):
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        await self._queue.put((item, future, loop.time()))
         return await future
 
     async def _run(self) -> None:
@@ -40,7 +46,7 @@ class MicroBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait_s
+            deadline = batch[0][2] + self.max_wait_s
             while len(batch) < self.max_batch:
                 try:
                     if self._queue.empty():
@@ -49,16 +55,16 @@ class MicroBatcher(Generic[T, R]):
                         batch.append(self._queue.get_nowait())
                 except asyncio.TimeoutError:
                     break
-            items = [item for item, _ in batch]
+            items = [item for item, _, _ in batch]
             try:
                 results = await asyncio.to_thread(self.handler, items)
             except Exception as error:  # every waiter learns what went wrong
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             self.batches += 1
             self.items += len(items)
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
