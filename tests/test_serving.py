@@ -412,6 +412,35 @@ def test_columnar_batches_are_logged_in_bulk_beside_single_rows(served, tmp_path
     assert logged.loc[single.response["request_id"], "sample_id"] == records[0]["sample_id"]
 
 
+def test_category_and_log_follow_the_answered_probability_at_a_threshold(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """P(pass) 0.6999996 is answered as 0.7: "high" (P >= 0.70) in the JSON answer, the table and both logs."""
+    import dataclasses
+
+    from tracseq_dagster.serving.scoring import PASS
+
+    _, _, bundle = served
+    predictor = SampleQualityPredictor(bundle)
+    scorer = predictor.variants[CHAMPION].scorer
+    score = scorer.score
+
+    def on_the_edge(features: pd.DataFrame):  # type: ignore[no-untyped-def]
+        scores = score(features)
+        probabilities = np.full_like(scores.probabilities, (1 - 0.6999996) / (len(scores.classes) - 1))
+        probabilities[:, scores.classes.index(PASS)] = 0.6999996
+        return dataclasses.replace(scores, probabilities=probabilities)
+
+    monkeypatch.setattr(scorer, "score", on_the_edge)
+    records = request_records(recent_samples(3, seed=23, id_offset=930_000))
+    single = predictor.predict(records[:1])[0]
+    assert single.response["quality_probability"] == 0.7 and single.response["category"] == "high"
+    assert single.log_row["quality_probability"] == 0.7 and single.log_row["category"] == "high"
+    answers = predictor.predict_table(columnar.validate_table(pa.Table.from_pylist(records)))
+    table = answers.table("edge")
+    assert table["quality_probability"].to_pylist() == [0.7] * 3 and table["category"].to_pylist() == ["high"] * 3
+    log = answers.log_frame("edge", latency_ms=1.0)
+    assert log["quality_probability"].tolist() == [0.7] * 3 and log["category"].tolist() == ["high"] * 3
+
+
 def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  # type: ignore[no-untyped-def]
     _, _, bundle = served
     scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer

@@ -27,6 +27,17 @@ MEDIUM_THRESHOLD = 0.40
 TOP_RISK_FACTORS = 5
 
 
+#: Probabilities and contributions are answered to this many decimals. The category is read
+#: from the answered probability, so an answer never shows 0.7 beside "medium", and the
+#: prediction log keeps the answered values.
+ANSWER_DECIMALS = 6
+
+
+def answered(values: np.ndarray) -> np.ndarray:
+    """Values as an answer shows them (:data:`ANSWER_DECIMALS`)."""
+    return np.round(values, ANSWER_DECIMALS)
+
+
 def category(quality_probability: float) -> str:
     """high / medium / low by the documented thresholds."""
     if quality_probability >= HIGH_THRESHOLD:
@@ -53,7 +64,7 @@ def top_risk_factors(contributions: np.ndarray, top: int = TOP_RISK_FACTORS) -> 
     order = np.argsort(contributions, axis=1)[:, :top]
     values = np.take_along_axis(contributions, order, axis=1)
     risky = values < 0
-    return np.where(risky, order, -1), np.where(risky, np.round(values, 6), np.nan)
+    return np.where(risky, order, -1), np.where(risky, answered(values), np.nan)
 
 
 @dataclass(frozen=True)

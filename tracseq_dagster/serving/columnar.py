@@ -35,7 +35,7 @@ from tracseq_dagster.contract import REQUIRED_COLUMNS
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.parsing import coerce_columns
 from tracseq_dagster.rules import Rule, UniqueInExportRule, contract_rules
-from tracseq_dagster.serving.advice import CATEGORIES, categories, top_risk_factors
+from tracseq_dagster.serving.advice import CATEGORIES, answered, categories, top_risk_factors
 from tracseq_dagster.serving.request_schema import REQUEST_COLUMNS
 from tracseq_dagster.serving.scoring import PASS
 from tracseq_dagster.validation import validate_samples
@@ -199,7 +199,7 @@ class TableAnswers:
         """The answer: one row per request row, in order; per row what /batch_predict answers
         (risk factors as ``risk_factor_<i>`` feature names and ``risk_contribution_<i>``)."""
         rows = self.valid.rows
-        p_pass = np.round(self.quality_probability, 6)[rows]
+        p_pass = answered(self.quality_probability)[rows]
         status = self.status_code[rows]
         factor, contribution = top_risk_factors(self.contributions)
         columns: dict[str, pa.Array] = {
@@ -208,7 +208,7 @@ class TableAnswers:
             "quality_probability": pa.array(p_pass),
             "category": _labels(categories(p_pass), CATEGORIES),
             "predicted_status": _labels(status, self.classes),
-            **{f"p_{c}": pa.array(np.round(self.probabilities[rows, k], 6)) for k, c in enumerate(self.classes)},
+            **{f"p_{c}": pa.array(answered(self.probabilities[rows, k])) for k, c in enumerate(self.classes)},
             "variant": _labels(self.variant_code[rows], self.variants),
             "model_version": _labels(self.variant_code[rows], self.versions),
             "attribution": _labels(self.variant_code[rows], self.methods),
@@ -225,7 +225,7 @@ class TableAnswers:
         """The prediction log's rows (:data:`~.prediction_log.PREDICTION_LOG_COLUMNS`), one per request row."""
         rows = self.valid.rows
         frame = self.features.iloc[rows].reset_index(drop=True)
-        p_pass = self.quality_probability[rows]
+        p_pass = answered(self.quality_probability)[rows]  # what the answer showed, and its category
         status = self.status_code[rows]
         answer = {
             "request_id": request_ids(batch_id, len(rows)).to_pandas(),

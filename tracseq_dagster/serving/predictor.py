@@ -23,6 +23,7 @@ from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, Hi
 from tracseq_dagster.serving.advice import (
     HIGH_THRESHOLD,
     MEDIUM_THRESHOLD,
+    answered,
     category,
     named_risk_factors,
     recommendations,
@@ -166,9 +167,9 @@ class SampleQualityPredictor:
                  variant: Variant) -> list[Answer]:  # fmt: skip
         """One variant's answers: the model runs once, then only the wording is per row."""
         scores = variant.scorer.score(part)
-        p_pass = scores.quality_probability.tolist()
+        p_pass = answered(scores.quality_probability).tolist()  # the category and the log read the answered value
         status = scores.predicted_status.tolist()
-        probabilities = np.round(scores.probabilities, 6).tolist()
+        probabilities = answered(scores.probabilities).tolist()
         vectors = _feature_vectors(part)
         model = {"name": variant.card.name, "version": variant.card.version, "variant": name}
         top, top_values = top_risk_factors(scores.contributions)  # one sort for the batch, not one per row
@@ -178,7 +179,7 @@ class SampleQualityPredictor:
             response = {
                 "request_id": request_ids[k],
                 "sample_id": record["sample_id"],
-                "quality_probability": round(p_pass[k], 6),
+                "quality_probability": p_pass[k],
                 "category": category(p_pass[k]),
                 "predicted_status": status[k],
                 "class_probabilities": dict(zip(scores.classes, probabilities[k], strict=True)),
