@@ -27,7 +27,7 @@ from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatu
 from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, blob_key, cache_key
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, ParquetPredictionLog
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
-from tracseq_dagster.serving.request_schema import SampleRecord, records_frame
+from tracseq_dagster.serving.request_schema import SampleRecord, records_columns
 from tracseq_dagster.serving.scoring import QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
@@ -95,13 +95,22 @@ def test_request_schema_checks_timestamp_order_and_ignores_extra_columns() -> No
         SampleRecord.model_validate({**record, "collection_ts": "1661-12-06T21:13:32Z"})
 
 
-def test_records_frame_gives_the_features_of_the_typed_export() -> None:
-    samples = recent_samples(40, seed=8)
+def test_request_columns_give_the_features_of_the_typed_export() -> None:
+    """Serving's plain column arrays and the parser's typed frame give identical features, against
+    the full history and against its snapshot (missing optional fields included)."""
+    history = recent_samples(400, seed=8)
+    samples = recent_samples(40, seed=28, id_offset=640_000)
+    samples.loc[samples.index[::4], ["extraction_ts", "rin", "din", "sequencing_ts"]] = None
     records = [SampleRecord.model_validate(r).model_dump() for r in request_records(samples)]
-    moment = samples["received_ts"].max() + pd.Timedelta(days=1)
-    from_requests = compute_features(records_frame(records), samples, as_of=moment)
-    from_export = compute_features(samples.drop(columns=["qc_status"]), samples, as_of=moment)
-    pd.testing.assert_frame_equal(from_requests[list(FEATURE_NAMES)], from_export[list(FEATURE_NAMES)])
+    columns = records_columns(records)
+    assert columns["received_ts"].dtype == "datetime64[ns]" and columns["temp_excursions"].dtype == np.float64
+    moment = max(history["received_ts"].max(), samples["received_ts"].max()) + pd.Timedelta(days=1)
+    snapshot = HistorySnapshot.build(history)
+    for against in (history, snapshot):
+        from_requests = compute_features(columns, against, as_of=moment)
+        from_export = compute_features(samples.drop(columns=["qc_status"]), against, as_of=moment)
+        pd.testing.assert_frame_equal(from_requests[list(FEATURE_NAMES)], from_export[list(FEATURE_NAMES)])
+    assert from_requests["operator_history_count"].gt(0).any()  # the history was really read
 
 
 # -- predictions ------------------------------------------------------------------------------------
@@ -237,8 +246,25 @@ def test_cache_keys_change_with_the_model_and_the_lru_is_bounded() -> None:
     assert cache_key("v1-aaaa", record) != cache_key("v2-bbbb", record)
     cache = InProcessCache(max_entries=2)
     for key in ("a", "b", "c"):
-        cache.put(key, {"k": key})
-    assert cache.get("a") is None and cache.get("c") == {"k": "c"}
+        cache.put(key, {"k": key, "risk_factors": [{"feature": "x", "contribution": -0.1}]})
+    assert cache.get("a") is None and cache.get("c") == {"k": "c", "risk_factors": [{"feature": "x", "contribution": -0.1}]}
+    cache.get("c")["k"] = "changed"  # a caller's copy: the cached answer stays as it was
+    assert cache.get("c")["k"] == "c"
+
+
+def test_cached_answers_are_not_walked_by_the_garbage_collector() -> None:
+    """A full cache adds nothing for Python's cyclic GC to traverse (its pauses stall every request)."""
+    import gc
+
+    cache = InProcessCache(max_entries=5_000)
+    answer = {"quality_probability": 0.5, "risk_factors": [{"feature": f"f{i}", "contribution": -0.1} for i in range(5)],
+              "recommendations": ["re-extract"], "class_probabilities": {"pass": 0.5, "fail": 0.5}}  # fmt: skip
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(5_000):
+        cache.put(f"k{i}", {**answer, "request_id": str(i)})
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # 5,000 answers, not 5,000 × 10 tracked objects
 
 
 def test_redis_cache_and_online_store_round_trip(tmp_path: Path) -> None:

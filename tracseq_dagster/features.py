@@ -282,45 +282,66 @@ _HISTORY_COLUMNS: tuple[str, ...] = (
 
 # ------------------------------------------------------------------------ column access
 
+#: Samples as plain column arrays, the cheap input for a few rows (serving's micro-batches,
+#: where a typed frame's fixed costs outweigh the computation): timestamps ``datetime64[ns]``
+#: (UTC, NaT when missing), numbers ``float64`` (NaN), strings ``object`` (None).
+SampleColumns = Mapping[str, np.ndarray]
+Samples = pd.DataFrame | SampleColumns
 
-def _column(frame: pd.DataFrame, name: str, what: str) -> pd.Series | None:
+
+def _row_count(frame: Samples) -> int:
+    return len(frame) if isinstance(frame, pd.DataFrame) else len(next(iter(frame.values())))
+
+
+def _take_rows(frame: Samples, rows: np.ndarray) -> Samples:
+    if isinstance(frame, pd.DataFrame):
+        return frame.iloc[rows]
+    return {name: values[rows] for name, values in frame.items()}
+
+
+def _column(frame: Samples, name: str, what: str) -> pd.Series | np.ndarray | None:
     """The column ``name``; None for a missing optional contract column, error for a required one."""
-    if name in frame.columns:
+    if name in (frame.columns if isinstance(frame, pd.DataFrame) else frame):
         return frame[name]
     if COLUMN_BY_NAME[name].required:
         raise ValueError(f"{what} is missing the required contract column {name!r}")
     return None
 
 
-def _ns(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
+def _ns(frame: Samples, name: str, what: str) -> np.ndarray:
     """A timestamp column as int64 nanoseconds since the epoch (UTC), NaT as ``_NAT``.
 
     Typed frames carry ``datetime64[ns, UTC]``; anything else is parsed, naive as UTC.
     """
     s = _column(frame, name, what)
     if s is None:
-        return np.full(len(frame), _NAT, dtype=np.int64)
+        return np.full(_row_count(frame), _NAT, dtype=np.int64)
+    if isinstance(s, np.ndarray) and s.dtype == "datetime64[ns]":
+        return s.view(np.int64)  # NaT is the smallest int64, as _NAT
     if not isinstance(s.dtype, pd.DatetimeTZDtype):
         s = pd.to_datetime(s, utc=True)
     return s.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def _float(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
+def _float(frame: Samples, name: str, what: str) -> np.ndarray:
     """A numeric column as float64 with NaN for missing values (all NaN if an optional column is absent)."""
     s = _column(frame, name, what)
     if s is None:
-        return np.full(len(frame), np.nan)
+        return np.full(_row_count(frame), np.nan)
+    if isinstance(s, np.ndarray) and s.dtype == np.float64:
+        return s
+    s = pd.Series(s) if isinstance(s, np.ndarray) else s
     if not (pd.api.types.is_float_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype)):
         s = pd.to_numeric(s, errors="coerce")
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _obj(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
+def _obj(frame: Samples, name: str, what: str) -> np.ndarray:
     """A string column as an object array (no copy for ``"string"`` dtype); missing values stay NA-like."""
     s = _column(frame, name, what)
     if s is None:
-        return np.full(len(frame), None, dtype=object)
-    return np.asarray(s.array, dtype=object)
+        return np.full(_row_count(frame), None, dtype=object)
+    return np.asarray(s if isinstance(s, np.ndarray) else s.array, dtype=object)
 
 
 def _enum(values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray:
@@ -496,7 +517,7 @@ def _history_events(history: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _history_aggregates(
-    sub: pd.DataFrame, history: pd.DataFrame, samples: pd.DataFrame, sid_index: pd.Index, idx: np.ndarray, t: np.ndarray
+    sub: Samples, history: pd.DataFrame, samples: Samples, sid_index: pd.Index, idx: np.ndarray, t: np.ndarray
 ) -> Aggregates:
     """Operator and site (labelled count, fail count) and freezer (count, occupancy sum) per row of
     ``sub``, over ``history`` events strictly before the row's ``t``, the row's own sample excluded."""
@@ -514,7 +535,7 @@ def _history_aggregates(
     q_frz, e_frz = _freezer_codes(_obj(sub, "storage_location", what), _obj(history, "storage_location", hw))
 
     # Pairs (output row pi, history row pj) of the same sample: their contributions are subtracted.
-    row_of_input = np.full(len(samples) + 1, -1, dtype=np.int64)  # input position -> output row; [-1] -> -1
+    row_of_input = np.full(_row_count(samples) + 1, -1, dtype=np.int64)  # input position -> output row; [-1] -> -1
     row_of_input[idx] = np.arange(n_q)
     match = row_of_input[sid_index.get_indexer(h_sid)] if len(h_sid) else np.array([], dtype=np.int64)
     pj = np.flatnonzero(match >= 0)
@@ -596,7 +617,7 @@ class HistorySnapshot:
         relevant = own[own["labelled"] | own["in_freezer"]]
         return cls(cutoff=cutoff, groups=groups, own=relevant[~relevant.index.duplicated(keep="first")])
 
-    def aggregates(self, sub: pd.DataFrame, t: np.ndarray) -> Aggregates:
+    def aggregates(self, sub: Samples, t: np.ndarray) -> Aggregates:
         """The aggregates of :func:`_history_aggregates` for rows computed after ``cutoff``."""
         if len(t) and t.min() <= self.cutoff.value:
             raise ValueError(
@@ -670,15 +691,17 @@ def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
 
 
 def compute_features(
-    samples: pd.DataFrame,
+    samples: Samples,
     history: pd.DataFrame | HistorySnapshot,
     as_of: pd.Timestamp | datetime | str | None = None,
 ) -> pd.DataFrame:
     """Compute the point-in-time features of ``samples`` against ``history``.
 
     Args:
-        samples: typed sample frame (contract columns; extras ignored). ``sample_id`` must
-            be unique. Optional contract columns may be absent (read as missing).
+        samples: typed sample frame (contract columns; extras ignored), or the same as
+            :data:`SampleColumns` (plain arrays: the same answer without a frame's fixed
+            costs). ``sample_id`` must be unique. Optional contract columns may be absent
+            (read as missing).
         history: typed frame of all known samples (may include ``samples``; may be empty).
             Only ``sample_id``, the timestamps, ``storage_location``, ``box_occupancy``,
             ``operator_id``, ``site`` and ``qc_status`` are read. Or a :class:`HistorySnapshot`
@@ -712,12 +735,12 @@ def compute_features(
         keep = received != _NAT
     else:
         t_scalar = _to_utc_timestamp(as_of).as_unit("ns").value
-        t = np.full(len(samples), t_scalar, dtype=np.int64)
+        t = np.full(_row_count(samples), t_scalar, dtype=np.int64)
         keep = (received != _NAT) & (received <= t)
     idx = np.flatnonzero(keep)
     n_q = len(idx)
     t, collection, received, extraction, label_ts = (a[idx] for a in (t, collection, received, extraction, label_ts))
-    sub = samples if n_q == len(samples) else samples.iloc[idx]
+    sub = samples if n_q == _row_count(samples) else _take_rows(samples, idx)
 
     type_code = _enum(_obj(sub, "sample_type", what), SAMPLE_TYPES)
     rna = np.isin(type_code, [SAMPLE_TYPES.index(x) for x in RNA_TYPES])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, HistorySnapshot, compute_features
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, HistorySnapshot, Samples, compute_features
 from tracseq_dagster.serving.advice import (
     HIGH_THRESHOLD,
     MEDIUM_THRESHOLD,
@@ -32,7 +32,7 @@ from tracseq_dagster.serving.advice import (
 )
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
-from tracseq_dagster.serving.request_schema import records_frame
+from tracseq_dagster.serving.request_schema import records_columns
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
@@ -141,24 +141,28 @@ class SampleQualityPredictor:
                             methods=tuple(v.scorer.method for v in self.variants.values()),
                             model_name=self.variants[CHAMPION].card.name, bundle=self.tag, recommendations=advice)  # fmt: skip
 
-    def _features(self, frame: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.DataFrame:
-        """Features of the typed frame's rows, in its order, as of now (never before the snapshot's cutoff)."""
+    def _features(self, samples: Samples, as_of: pd.Timestamp | None) -> pd.DataFrame:
+        """Features of the samples (a typed frame or plain columns), in their order, as of now
+        (never before the snapshot's cutoff)."""
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
-        as_of = max(moment, frame["received_ts"].max(), self.history.cutoff + pd.Timedelta(microseconds=1))
-        return compute_features(frame, self.history, as_of=as_of).reindex(frame[SAMPLE_ID].astype(object))
+        received = samples["received_ts"]
+        latest = pd.Timestamp(received.max(), tz="UTC") if isinstance(received, np.ndarray) else received.max()
+        as_of = max(moment, latest, self.history.cutoff + pd.Timedelta(microseconds=1))
+        return compute_features(samples, self.history, as_of=as_of).reindex(np.asarray(samples[SAMPLE_ID], dtype=object))
 
-    def _split(self, frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    def _split(self, samples: Samples) -> list[tuple[str, np.ndarray]]:
         """The rows each variant answers (sticky per sample id), variants without rows left out."""
-        chosen = self.split.challengers(frame[SAMPLE_ID].astype(object).to_numpy())
+        chosen = self.split.challengers(np.asarray(samples[SAMPLE_ID], dtype=object))
         groups = [(CHAMPION, np.flatnonzero(~chosen)), (CHALLENGER, np.flatnonzero(chosen))]
         return [(name, rows) for name, rows in groups if len(rows)]
 
     def _predict_unique(self, records: list[dict[str, Any]], request_ids: list[str], as_of: pd.Timestamp | None) -> list[Answer]:
-        frame = records_frame(records)
-        features = self._features(frame, as_of)
+        columns = records_columns(records)
+        features = self._features(columns, as_of)
         out: list[Answer | None] = [None] * len(records)
-        for name, rows in self._split(frame):
-            for i, answer in zip(rows, self._answers(features.iloc[rows], [records[i] for i in rows],
+        for name, rows in self._split(columns):
+            part = features if len(rows) == len(records) else features.iloc[rows]  # one variant: no copy
+            for i, answer in zip(rows, self._answers(part, [records[i] for i in rows],
                                                      [request_ids[i] for i in rows], name, self.variants[name]), strict=True):  # fmt: skip
                 out[i] = answer
         return [a for a in out if a is not None]
