@@ -33,7 +33,7 @@ from tracseq_dagster.serving.advice import (
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
 from tracseq_dagster.serving.request_schema import records_columns
-from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
+from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer, category_labels
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 
@@ -235,7 +235,7 @@ def _feature_vectors(part: pd.DataFrame) -> list[dict[str, Any]]:
     for name in FEATURE_NAMES:
         column = part[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
-            columns[name] = column.astype(object).where(column.notna(), None).tolist()
+            columns[name] = category_labels(column).tolist()
         else:
             columns[name] = column.to_numpy(dtype=np.float64).tolist()
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
