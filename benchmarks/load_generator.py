@@ -74,15 +74,15 @@ def _content_length(head: bytes) -> int:
 class _Pool:
     """Idle connections, requests waiting for one, and the measurements."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, max_connections: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, max_connections: int, expected: int) -> None:
         self.loop, self.host, self.port, self.max_connections = loop, host, port, max_connections
+        self.expected = expected  # responses (or failures) after which the run is done
         self.idle: deque[_Connection] = deque()
         self.waiting: deque[tuple[bytes, float]] = deque()
         self.opened = 0
         self.latencies: list[float] = []
         self.errors = 0
         self.done = asyncio.Event()
-        self.expected = 0
 
     async def open(self) -> None:
         self.opened += 1
@@ -102,21 +102,21 @@ class _Pool:
             self.loop.create_task(self.open())
 
     def finished(self, connection: _Connection, status: int) -> None:
-        self.latencies.append(time.perf_counter() - connection.due)
-        self.errors += status != 200
+        self._record(connection.due, failed=status != 200)
         self._next(connection)
-        if len(self.latencies) >= self.expected:
-            self.done.set()
 
     def lost(self, connection: _Connection) -> None:
         self.opened -= 1
         if connection in self.idle:
             self.idle.remove(connection)
         elif connection.due:  # a request was in flight on it
-            self.latencies.append(time.perf_counter() - connection.due)
-            self.errors += 1
-            if len(self.latencies) >= self.expected:
-                self.done.set()
+            self._record(connection.due, failed=True)
+
+    def _record(self, due: float, *, failed: bool) -> None:
+        self.latencies.append(time.perf_counter() - due)
+        self.errors += failed
+        if len(self.latencies) >= self.expected:
+            self.done.set()
 
     def _next(self, connection: _Connection) -> None:
         connection.due = 0.0
@@ -138,8 +138,7 @@ def http_request(host: str, port: int, path: str, body: bytes, headers: dict[str
 async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, connections: int, max_connections: int,
                      timeout_s: float) -> dict[str, Any]:  # fmt: skip
     loop = asyncio.get_running_loop()
-    pool = _Pool(loop, host, port, max_connections)
-    pool.expected = len(requests)
+    pool = _Pool(loop, host, port, max_connections, expected=len(requests))
     await asyncio.gather(*(pool.open() for _ in range(connections)))
     # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
     start = time.perf_counter() + 0.05

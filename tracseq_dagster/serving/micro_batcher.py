@@ -33,10 +33,10 @@ class MicroBatcher(Generic[T, R]):
         self.items = 0
 
     async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-        loop = asyncio.get_running_loop()
+            self._worker = loop.create_task(self._run())
         future: asyncio.Future[R] = loop.create_future()
         await self._queue.put((item, future, loop.time()))
         return await future
