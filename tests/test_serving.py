@@ -16,7 +16,8 @@ import redis
 from pydantic import ValidationError
 
 from serving_support import recent_samples, request_records, trained_registry
-from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
+from tracseq_dagster import features
+from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features, feature_columns
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
 from tracseq_dagster.serving import columnar
@@ -111,6 +112,27 @@ def test_request_columns_give_the_features_of_the_typed_export() -> None:
         from_export = compute_features(samples.drop(columns=["qc_status"]), against, as_of=moment)
         pd.testing.assert_frame_equal(from_requests[list(FEATURE_NAMES)], from_export[list(FEATURE_NAMES)])
     assert from_requests["operator_history_count"].gt(0).any()  # the history was really read
+
+
+def test_features_of_a_few_rows_equal_those_of_many() -> None:
+    """Up to ``_FEW_VALUES`` rows, codes and history keys are looked up in dicts instead of hash
+    indexes (a micro-batch's fixed cost): the same features, with unknown and missing values,
+    known and new samples; ``feature_columns`` keeps the input order and its frame is compute_features'."""
+    history = recent_samples(600, seed=12)
+    snapshot = HistorySnapshot.build(history)
+    requests = pd.concat([history.sample(60, random_state=2), recent_samples(140, seed=13, id_offset=650_000)], ignore_index=True)
+    requests.loc[requests.index[::7], ["operator_id", "sample_type"]] = ["OP-NEVER-SEEN", "plasma"]
+    requests.loc[requests.index[3::7], ["site", "priority", "storage_location", "qc_status"]] = None
+    moment = snapshot.cutoff + pd.Timedelta(hours=3)
+    many = feature_columns(requests, snapshot, as_of=moment)
+    assert len(many) > features._FEW_VALUES and list(many.sample_id) == requests["sample_id"].tolist()
+    few = [feature_columns(requests.iloc[i : i + 10], snapshot, as_of=moment) for i in range(0, len(requests), 10)]
+    for name, values in many.numeric.items():
+        np.testing.assert_array_equal(np.concatenate([f.numeric[name] for f in few]), values, err_msg=name)
+    for name, values in many.codes.items():
+        np.testing.assert_array_equal(np.concatenate([f.codes[name] for f in few]), values, err_msg=name)
+    assert (many.codes["sample_type"] == -1).sum() == len(requests[::7])  # the unknown type, found unknown by both
+    pd.testing.assert_frame_equal(many.frame(), compute_features(requests, history, as_of=moment))
 
 
 # -- predictions ------------------------------------------------------------------------------------

@@ -112,7 +112,9 @@ __all__ = [
     "HistorySnapshot",
     "LABEL_COLUMN",
     "NUMERIC_FEATURES",
+    "FeatureColumns",
     "compute_features",
+    "feature_columns",
     "purity_score",
 ]
 
@@ -344,9 +346,33 @@ def _obj(frame: Samples, name: str, what: str) -> np.ndarray:
     return np.asarray(s if isinstance(s, np.ndarray) else s.array, dtype=object)
 
 
+#: Up to this many values, positions are looked up in a dict: a hash index's fixed cost per
+#: call (~70 µs) is most of a serving micro-batch's; above it, the vectorised index wins.
+_FEW_VALUES = 64
+
+
+class _Positions:
+    """Position of each value in a fixed list of distinct string keys; -1 for missing or unknown values."""
+
+    def __init__(self, keys: Any) -> None:
+        self.index = pd.Index(keys, dtype=object)
+        self._of = {key: i for i, key in enumerate(self.index)}
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if len(values) <= _FEW_VALUES:  # the same answer as get_indexer, for a few values
+            of = self._of
+            return np.fromiter((of.get(v, -1) if isinstance(v, str) else -1 for v in values), np.int64, len(values))
+        return self.index.get_indexer(pd.Index(values, dtype=object)).astype(np.int64)
+
+
+@functools.cache
+def _positions_in(allowed: tuple[str, ...]) -> _Positions:
+    return _Positions(allowed)
+
+
 def _enum(values: np.ndarray, allowed: tuple[str, ...]) -> np.ndarray:
     """Codes of ``values`` in ``allowed`` (-1 for missing or unknown values)."""
-    return pd.Index(allowed, dtype=object).get_indexer(values).astype(np.int64)
+    return _positions_in(allowed)(values)
 
 
 def _coalesce(*arrays: np.ndarray) -> np.ndarray:
@@ -376,6 +402,15 @@ def _freezer_heads(locations: np.ndarray) -> pa.Array:
     """The freezer of each storage location (first segment of FREEZER/RACK/BOX/POSITION); null when missing."""
     joined = pa.array(locations, type=pa.string(), from_pandas=True)
     return pc.list_element(pc.split_pattern(joined, "/", max_splits=1), 0)
+
+
+def _freezer_names(locations: np.ndarray) -> np.ndarray:
+    """:func:`_freezer_heads` as an object array (None when missing); plain Python for a few rows."""
+    if len(locations) <= _FEW_VALUES:
+        names = np.empty(len(locations), dtype=object)
+        names[:] = [v.split("/", 1)[0] if isinstance(v, str) else None for v in locations]
+        return names
+    return np.asarray(_freezer_heads(locations).to_pandas(), dtype=object)
 
 
 def _freezer_codes(*locations: np.ndarray) -> list[np.ndarray]:
@@ -596,7 +631,7 @@ class HistorySnapshot:
             {
                 "operator_id": _obj(history, "operator_id", hw),
                 "site": _obj(history, "site", hw),
-                "freezer": np.asarray(_freezer_heads(_obj(history, "storage_location", hw)).to_pandas(), dtype=object),
+                "freezer": _freezer_names(_obj(history, "storage_location", hw)),
                 "labelled": (h_qc >= 0) & (h_label != _NAT),
                 "is_fail": (h_qc == QC_STATUSES.index(FAIL_STATUS)).astype(np.float64),
                 "occupancy": h_occ,
@@ -628,13 +663,13 @@ class HistorySnapshot:
         keys = {
             "operator": _obj(sub, "operator_id", what),
             "site": _obj(sub, "site", what),
-            "freezer": np.asarray(_freezer_heads(_obj(sub, "storage_location", what)).to_pandas(), dtype=object),
+            "freezer": _freezer_names(_obj(sub, "storage_location", what)),
         }
-        own_row = self._lookup["own"].get_indexer(pd.Index(_obj(sub, "sample_id", what), dtype=object))
+        own_row = self._lookup["own"](_obj(sub, "sample_id", what))
         out: Aggregates = {}
         for kind, key in keys.items():
-            index, count, total, own_key, own_counted, own_value = self._lookup[kind]
-            at = index.get_indexer(pd.Index(key, dtype=object))
+            positions, count, total, own_key, own_counted, own_value = self._lookup[kind]
+            at = positions(key)
             found = at >= 0
             n = np.where(found, count[np.maximum(at, 0)], 0.0)
             sums = np.where(found, total[np.maximum(at, 0)], 0.0)
@@ -646,19 +681,19 @@ class HistorySnapshot:
 
     @functools.cached_property
     def _lookup(self) -> dict[str, Any]:
-        """Hash indexes and plain arrays per kind, built once: lookups are vectorised get_indexer calls."""
+        """Key positions and plain arrays per kind, built once: a lookup is one :class:`_Positions` call."""
         own = self.own
-        lookup: dict[str, Any] = {"own": pd.Index(own.index, dtype=object)}
+        lookup: dict[str, Any] = {"own": _Positions(own.index)}
         columns = {"operator": ("operator_id", "labelled", "is_fail"), "site": ("site", "labelled", "is_fail"),
                    "freezer": ("freezer", "in_freezer", "occupancy")}  # fmt: skip
         for kind, (key_column, counted, value) in columns.items():
             table = self.groups.xs(kind, level="kind") if kind in self.groups.index.get_level_values(0) else None
-            index = pd.Index([] if table is None else table.index, dtype=object)
+            positions = _Positions([] if table is None else table.index)
             lookup[kind] = (
-                index,
+                positions,
                 np.empty(0) if table is None else table["count"].to_numpy(dtype=float),
                 np.empty(0) if table is None else table["total"].to_numpy(dtype=float),
-                index.get_indexer(pd.Index(own[key_column], dtype=object)),
+                positions.index.get_indexer(pd.Index(own[key_column], dtype=object)),
                 own[counted].to_numpy(dtype=bool),
                 np.nan_to_num(own[value].to_numpy(dtype=float)),
             )
@@ -714,12 +749,70 @@ def compute_features(
         One row per sample that exists at its ``as_of``, indexed by ``sample_id`` (sorted),
         with columns ``FEATURE_NAMES + ("as_of", "qc_status")``.
     """
+    return feature_columns(samples, history, as_of).frame()
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """What :func:`compute_features` answers, as plain arrays in the samples' row order.
+
+    The frame costs about a millisecond to assemble whatever its rows: serving's
+    micro-batches read these arrays instead (:func:`feature_columns`), the same features.
+    """
+
+    rows: np.ndarray  # int64: for each row here, its position in the samples (rows that exist at as_of)
+    sample_id: np.ndarray  # object
+    numeric: dict[str, np.ndarray]  # NUMERIC_FEATURES -> float64, NaN where unknown
+    codes: dict[str, np.ndarray]  # CATEGORICAL_FEATURES -> int64 index into the spec's categories, -1 where unknown
+    as_of: np.ndarray  # int64 nanoseconds since the epoch (UTC)
+    label: np.ndarray  # object: the qc_status known at as_of, or pd.NA
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def take(self, positions: np.ndarray) -> FeatureColumns:
+        """The rows at ``positions`` (of these rows, not of the samples)."""
+        return FeatureColumns(
+            rows=self.rows[positions],
+            sample_id=self.sample_id[positions],
+            numeric={name: values[positions] for name, values in self.numeric.items()},
+            codes={name: values[positions] for name, values in self.codes.items()},
+            as_of=self.as_of[positions],
+            label=self.label[positions],
+        )
+
+    def labels(self, name: str) -> np.ndarray:
+        """A categorical feature's values as an object array (None where unknown)."""
+        return np.append(np.asarray(FEATURE_SPEC_BY_NAME[name].categories, dtype=object), None)[self.codes[name]]
+
+    def frame(self, *, sort: bool = True) -> pd.DataFrame:
+        """The :func:`compute_features` frame: indexed by sample_id (sorted, unless ``sort`` is
+        False: then in these rows' order), FEATURE_NAMES, as_of, qc_status."""
+        # one float block (no consolidation copy), then the other columns
+        index = pd.Index(pd.arrays.StringArray(self.sample_id), name=SAMPLE_ID)
+        out = pd.DataFrame(np.stack([self.numeric[name] for name in NUMERIC_FEATURES]).T, columns=list(NUMERIC_FEATURES), index=index)
+        for name in CATEGORICAL_FEATURES:
+            categories = list(FEATURE_SPEC_BY_NAME[name].categories or ())
+            out.insert(FEATURE_NAMES.index(name), name, pd.Categorical.from_codes(self.codes[name], categories=categories))
+        out[AS_OF_COLUMN] = pd.DatetimeIndex(self.as_of.view("datetime64[ns]")).tz_localize("UTC")
+        out[LABEL_COLUMN] = pd.arrays.StringArray(self.label)
+        if sort and not index.is_monotonic_increasing:  # sort by sample_id (code-point order; arrow is the fast sort)
+            out = out.iloc[pc.sort_indices(pa.array(self.sample_id, type=pa.string())).to_numpy()]
+        return out
+
+
+def feature_columns(
+    samples: Samples,
+    history: pd.DataFrame | HistorySnapshot,
+    as_of: pd.Timestamp | datetime | str | None = None,
+) -> FeatureColumns:
+    """:func:`compute_features` without the frame: the same features as :class:`FeatureColumns`."""
     what = "samples"
     sid = _obj(samples, "sample_id", what)
-    sid_index = pd.Index(sid, dtype=object)
-    if sid_index.hasnans:
+    if pd.isna(sid).any():
         raise ValueError("samples must have a sample_id on every row")
-    if not sid_index.is_unique:
+    if not (len(set(sid)) == len(sid) if len(sid) <= _FEW_VALUES else pd.Index(sid, dtype=object).is_unique):
+        sid_index = pd.Index(sid, dtype=object)
         dupes = sorted(map(str, sid_index[sid_index.duplicated()].unique()))[:5]
         raise ValueError(f"samples must have unique sample_id values; duplicated: {dupes}")
 
@@ -773,7 +866,7 @@ def compute_features(
     if isinstance(history, HistorySnapshot):
         aggregates = history.aggregates(sub, t)
     else:
-        aggregates = _history_aggregates(sub, history, samples, sid_index, idx, t)
+        aggregates = _history_aggregates(sub, history, samples, pd.Index(sid, dtype=object), idx, t)
     for name in ("operator", "site"):
         n, n_fail = aggregates[name]
         f[f"{name}_failure_rate"] = (n_fail + FAILURE_PRIOR_WEIGHT * FAILURE_PRIOR) / (n + FAILURE_PRIOR_WEIGHT)
@@ -786,23 +879,16 @@ def compute_features(
     f["weekday_received"] = ((received // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
     f["quality_risk_score"] = _quality_risk_score(f)
 
-    # ---- assemble: one float block (no consolidation copy), then the other columns
-    index = pd.Index(pd.arrays.StringArray(sid[idx]), name=SAMPLE_ID)
-    out = pd.DataFrame(np.stack([f[name] for name in NUMERIC_FEATURES]).T, columns=list(NUMERIC_FEATURES), index=index)
-    categorical = {
-        "processing_delay_category": pd.Categorical.from_codes(delay_code, categories=list(DELAY_CATEGORIES)),
-        "sample_type": pd.Categorical.from_codes(type_code, categories=list(SAMPLE_TYPES)),
-    }
-    for name in CATEGORICAL_FEATURES:
-        out.insert(FEATURE_NAMES.index(name), name, categorical[name])
-    out[AS_OF_COLUMN] = pd.DatetimeIndex(t.view("datetime64[ns]")).tz_localize("UTC")
     qc = _enum(_obj(sub, "qc_status", what), QC_STATUSES)
     label_known = (qc >= 0) & (label_ts != _NAT) & (label_ts <= t)
-    qc_values = np.append(np.array(QC_STATUSES, dtype=object), pd.NA)[np.where(label_known, qc, -1)]
-    out[LABEL_COLUMN] = pd.arrays.StringArray(qc_values)
-    if not index.is_monotonic_increasing:  # sort by sample_id (code-point order; arrow is the fast sort)
-        out = out.iloc[pc.sort_indices(pa.array(sid[idx], type=pa.string())).to_numpy()]
-    return out
+    return FeatureColumns(
+        rows=idx,
+        sample_id=sid[idx],
+        numeric={name: f[name] for name in NUMERIC_FEATURES},
+        codes={"processing_delay_category": delay_code, "sample_type": type_code},
+        as_of=t,
+        label=np.append(np.array(QC_STATUSES, dtype=object), pd.NA)[np.where(label_known, qc, -1)],
+    )
 
 
 def _source_fingerprint() -> str:

@@ -32,7 +32,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from tracseq_dagster.contract import REQUIRED_COLUMNS
-from tracseq_dagster.features import FEATURE_NAMES
+from tracseq_dagster.features import FEATURE_NAMES, FeatureColumns
 from tracseq_dagster.parsing import coerce_columns
 from tracseq_dagster.rules import Rule, UniqueInExportRule, contract_rules
 from tracseq_dagster.serving.advice import CATEGORIES, answered, categories, top_risk_factors
@@ -174,7 +174,7 @@ class TableAnswers:
     """What :meth:`SampleQualityPredictor.predict_table` computed, per distinct sample (``valid.frame``'s rows)."""
 
     valid: ValidTable
-    features: pd.DataFrame  # FEATURE_NAMES columns, in ``valid.frame``'s order
+    features: FeatureColumns  # in ``valid.frame``'s order
     classes: tuple[str, ...]
     probabilities: np.ndarray  # (n, classes)
     contributions: np.ndarray  # (n, FEATURE_NAMES), toward pass
@@ -224,7 +224,7 @@ class TableAnswers:
     def log_frame(self, batch_id: str, latency_ms: float) -> pd.DataFrame:
         """The prediction log's rows (:data:`~.prediction_log.PREDICTION_LOG_COLUMNS`), one per request row."""
         rows = self.valid.rows
-        frame = self.features.iloc[rows].reset_index(drop=True)
+        frame = self.features.take(rows).frame(sort=False).reset_index(drop=True)
         p_pass = answered(self.quality_probability)[rows]  # what the answer showed, and its category
         status = self.status_code[rows]
         answer = {

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, HistorySnapshot, Samples, compute_features
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, FeatureColumns, HistorySnapshot, Samples, feature_columns
 from tracseq_dagster.serving.advice import (
     HIGH_THRESHOLD,
     MEDIUM_THRESHOLD,
@@ -33,7 +33,7 @@ from tracseq_dagster.serving.advice import (
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
 from tracseq_dagster.serving.request_schema import records_columns
-from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer, category_labels
+from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 
@@ -126,7 +126,7 @@ class SampleQualityPredictor:
         variant_code = np.zeros(n, dtype=np.int8)
         names = tuple(self.variants)
         for name, rows in self._split(valid.frame):
-            scores = self.variants[name].scorer.score(features.iloc[rows])
+            scores = self.variants[name].scorer.score(features if len(rows) == n else features.take(rows))
             probabilities[np.ix_(rows, [classes.index(c) for c in scores.classes])] = scores.probabilities
             contributions[rows] = scores.contributions
             variant_code[rows] = names.index(name)
@@ -141,14 +141,17 @@ class SampleQualityPredictor:
                             methods=tuple(v.scorer.method for v in self.variants.values()),
                             model_name=self.variants[CHAMPION].card.name, bundle=self.tag, recommendations=advice)  # fmt: skip
 
-    def _features(self, samples: Samples, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    def _features(self, samples: Samples, as_of: pd.Timestamp | None) -> FeatureColumns:
         """Features of the samples (a typed frame or plain columns), in their order, as of now
-        (never before the snapshot's cutoff)."""
+        (never before the snapshot's cutoff, nor before any sample was received)."""
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
         received = samples["received_ts"]
         latest = pd.Timestamp(received.max(), tz="UTC") if isinstance(received, np.ndarray) else received.max()
         as_of = max(moment, latest, self.history.cutoff + pd.Timedelta(microseconds=1))
-        return compute_features(samples, self.history, as_of=as_of).reindex(np.asarray(samples[SAMPLE_ID], dtype=object))
+        features = feature_columns(samples, self.history, as_of=as_of)
+        if len(features) != len(received):  # validation requires received_ts, so every sample exists by as_of
+            raise ValueError("every sample needs a received_ts to be scored")
+        return features
 
     def _split(self, samples: Samples) -> list[tuple[str, np.ndarray]]:
         """The rows each variant answers (sticky per sample id), variants without rows left out."""
@@ -161,13 +164,13 @@ class SampleQualityPredictor:
         features = self._features(columns, as_of)
         out: list[Answer | None] = [None] * len(records)
         for name, rows in self._split(columns):
-            part = features if len(rows) == len(records) else features.iloc[rows]  # one variant: no copy
+            part = features if len(rows) == len(records) else features.take(rows)  # one variant: no copy
             for i, answer in zip(rows, self._answers(part, [records[i] for i in rows],
                                                      [request_ids[i] for i in rows], name, self.variants[name]), strict=True):  # fmt: skip
                 out[i] = answer
         return [a for a in out if a is not None]
 
-    def _answers(self, part: pd.DataFrame, records: list[dict[str, Any]], request_ids: list[str], name: str,
+    def _answers(self, part: FeatureColumns, records: list[dict[str, Any]], request_ids: list[str], name: str,
                  variant: Variant) -> list[Answer]:  # fmt: skip
         """One variant's answers: the model runs once, then only the wording is per row."""
         scores = variant.scorer.score(part)
@@ -229,13 +232,7 @@ def _plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def _feature_vectors(part: pd.DataFrame) -> list[dict[str, Any]]:
+def _feature_vectors(part: FeatureColumns) -> list[dict[str, Any]]:
     """Each row's features as a plain dict (NaN for unknown numbers, None for unknown categories)."""
-    columns = {}
-    for name in FEATURE_NAMES:
-        column = part[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            columns[name] = category_labels(column).tolist()
-        else:
-            columns[name] = column.to_numpy(dtype=np.float64).tolist()
+    columns = {name: (part.numeric[name] if name in part.numeric else part.labels(name)).tolist() for name in FEATURE_NAMES}
     return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]

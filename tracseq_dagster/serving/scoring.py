@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURE_SPEC_BY_NAME, NUMERIC_FEATURES, FeatureColumns
 from tracseq_dagster.serving.compiled_trees import CompiledForest
 
 #: The class whose probability is the sample's quality probability.
@@ -106,12 +106,12 @@ class QualityScorer:
             return "xgboost"
         return None
 
-    def score(self, features: pd.DataFrame) -> Scores:
-        """Probabilities and contributions of every row of ``features``."""
-        x = features[list(FEATURE_NAMES)]
+    def score(self, features: pd.DataFrame | FeatureColumns) -> Scores:
+        """Probabilities and contributions of every row of ``features``: a frame with the
+        ``FEATURE_NAMES`` columns, or :class:`FeatureColumns` (the same, without a frame's costs)."""
         kind = self._native_kind()
         if kind is not None:
-            matrix = self._booster_matrix(x)
+            matrix = self._booster_matrix(features)
             if self._paths is not None and self._paths.softmax_or_sigmoid:
                 # One pass through the trees gives both: the leaves of each row score and explain it.
                 compiled = self._compiled_scores(matrix)
@@ -121,6 +121,7 @@ class QualityScorer:
                 return Scores(self.classes, self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
             probabilities = self._estimator.predict_proba(matrix)
             return Scores(self.classes, probabilities, self._tree_contributions(kind, matrix), self.method)
+        x = _feature_frame(features)
         probabilities = self.model.predict_proba(x)
         return Scores(self.classes, probabilities, self._occlusion(x, probabilities[:, self._pass]), "occlusion")
 
@@ -137,7 +138,7 @@ class QualityScorer:
             self._forest_checked = True
         return Scores(self.classes, self._paths.from_raw(raw), self._reorder(self._paths.sign * credit), self.method)
 
-    def _booster_matrix(self, x: pd.DataFrame) -> np.ndarray:
+    def _booster_matrix(self, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
         """The booster's input: the pipeline's own transform, or its plain-numpy equivalent.
 
         The pipeline's pandas steps cost about 20 ms per call whatever the rows; the
@@ -146,10 +147,10 @@ class QualityScorer:
         and dropped, for good, if they ever differ.
         """
         if self._fast_input is None:
-            return np.asarray(self._transform.transform(x), dtype=float)
-        fast = self._fast_input.matrix(x)
+            return np.asarray(self._transform.transform(_feature_frame(features)), dtype=float)
+        fast = self._fast_input.matrix(features)
         if not self._fast_input.checked:
-            slow = np.asarray(self._transform.transform(x), dtype=float)
+            slow = np.asarray(self._transform.transform(_feature_frame(features)), dtype=float)
             if fast.shape != slow.shape or not np.allclose(fast, slow, equal_nan=True):
                 self._fast_input = None
                 return slow
@@ -291,6 +292,12 @@ def _collect_leaf_values(node: dict[str, Any], values: np.ndarray) -> None:
             values[current.get("leaf_index", 0)] = current["leaf_value"]
 
 
+def _feature_frame(features: pd.DataFrame | FeatureColumns) -> pd.DataFrame:
+    """The ``FEATURE_NAMES`` columns as a frame, rows in their order (what a pipeline takes)."""
+    frame = features.frame(sort=False) if isinstance(features, FeatureColumns) else features
+    return frame[list(FEATURE_NAMES)]
+
+
 def category_labels(column: pd.Series) -> np.ndarray:
     """A categorical feature column's labels as an object array, None where missing (read
     through the codes: ``astype(object).where(...)`` costs ~100 µs a column, a micro-batch's worth)."""
@@ -305,6 +312,7 @@ class _BoosterInput:
         self.numeric = numeric
         self.categorical = categorical
         self.indexes = [pd.Index([str(c) for c in cats if not pd.isna(c)], dtype=object) for cats in categories]
+        self._encodings: dict[str, np.ndarray] = {}
         self.checked = False
 
     @classmethod
@@ -316,7 +324,11 @@ class _BoosterInput:
         except (AttributeError, KeyError):
             return None  # another layout: the pipeline's own transform it is
 
-    def matrix(self, x: pd.DataFrame) -> np.ndarray:
+    def matrix(self, x: pd.DataFrame | FeatureColumns) -> np.ndarray:
+        if isinstance(x, FeatureColumns) and set(self.categorical) <= set(x.codes):
+            return self._matrix_of_columns(x)
+        if isinstance(x, FeatureColumns):
+            x = x.frame(sort=False)
         numbers = x[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan)
         numbers[~np.isfinite(numbers)] = np.nan
         codes = []
@@ -330,3 +342,22 @@ class _BoosterInput:
             found[found < 0] = np.nan  # unseen or missing: the booster's missing branch
             codes.append(found)
         return np.column_stack([numbers, *codes]) if codes else numbers
+
+    def _matrix_of_columns(self, x: FeatureColumns) -> np.ndarray:
+        """The same matrix from plain arrays: categories go from the feature's codes to the encoder's."""
+        matrix = np.empty((len(x), len(self.numeric) + len(self.categorical)))
+        for j, name in enumerate(self.numeric):
+            matrix[:, j] = x.numeric[name]
+        for j, name in enumerate(self.categorical, start=len(self.numeric)):
+            matrix[:, j] = self._encoded(name)[x.codes[name]]
+        matrix[~np.isfinite(matrix)] = np.nan
+        return matrix
+
+    def _encoded(self, name: str) -> np.ndarray:
+        """Per code of the feature's categories (and -1, last), its ordinal in the fitted encoder, NaN if unseen."""
+        if name not in self._encodings:
+            index = self.indexes[self.categorical.index(name)]
+            found = index.get_indexer(list(FEATURE_SPEC_BY_NAME[name].categories or ())).astype(np.float64)
+            found[found < 0] = np.nan
+            self._encodings[name] = np.append(found, np.nan)
+        return self._encodings[name]
