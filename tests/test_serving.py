@@ -508,6 +508,11 @@ def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  #
     scores = scorer.score(features)
     assert scorer._forest_checked  # the service's path is the compiled one, checked against LightGBM
     np.testing.assert_allclose(scores.probabilities, booster.predict(matrix), atol=1e-12)
+    forest = scorer._forest  # values exactly on a split's threshold go left, as in LightGBM
+    feature = int(np.argmax(forest.cut_count))
+    matrix[::2, feature] = np.resize(forest.cuts[feature, : forest.cut_count[feature]], len(matrix[::2]))
+    raw, _ = forest.raw_and_credit(matrix)
+    np.testing.assert_array_equal(raw, np.asarray(booster.predict(matrix, raw_score=True)).reshape(raw.shape))
 
 
 def test_small_batches_walk_the_trees_without_starting_a_thread_pool(served) -> None:  # type: ignore[no-untyped-def]
