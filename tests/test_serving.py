@@ -29,7 +29,7 @@ from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache,
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, ParquetPredictionLog
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import SampleRecord, records_columns
-from tracseq_dagster.serving.scoring import QualityScorer
+from tracseq_dagster.serving.scoring import CHECKED_ROWS, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -513,6 +513,20 @@ def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  #
     matrix[::2, feature] = np.resize(forest.cuts[feature, : forest.cut_count[feature]], len(matrix[::2]))
     raw, _ = forest.raw_and_credit(matrix)
     np.testing.assert_array_equal(raw, np.asarray(booster.predict(matrix, raw_score=True)).reshape(raw.shape))
+
+
+def test_a_large_first_batch_is_checked_against_lightgbm_on_its_first_rows_only(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The one-time checks of the fast paths read CHECKED_ROWS rows, not a whole first batch
+    (LightGBM's own walk of 100,000 rows took 7.5 s of CPU)."""
+    _, _, bundle = served
+    scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer
+    booster = scorer._estimator.booster_
+    original, seen = booster.predict, []
+    monkeypatch.setattr(booster, "predict", lambda data, **kwargs: seen.append(len(data)) or original(data, **kwargs))
+    features = compute_features(recent_samples(2500, seed=41), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
+    scores = scorer.score(features)
+    assert scorer._forest_checked and scorer._fast_input is not None and scorer._fast_input.checked
+    assert seen == [CHECKED_ROWS] and len(scores.probabilities) == 2500
 
 
 def test_small_batches_walk_the_trees_without_starting_a_thread_pool(served) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,8 @@ It reproduces LightGBM's numerical decision exactly (``x <= threshold`` in doubl
 missing type ``NaN``: NaN follows ``default_left``; ``None``: NaN counts as 0), and sums the
 trees in LightGBM's order. Forests with categorical or zero-as-missing splits are not compiled
 (:meth:`CompiledForest.of` returns None) and keep LightGBM's predictor; :class:`.scoring.QualityScorer` also checks the kernel against
-LightGBM's raw scores on the first batch and drops it, for good, if they ever differ.
+LightGBM's raw scores on the first batch (its first ``CHECKED_ROWS``) and drops it, for good, if they
+ever differ.
 """
 
 from __future__ import annotations
