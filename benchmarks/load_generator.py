@@ -34,6 +34,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self.response_end: int | None = None  # where the response being read ends, once its head is in
         self.due = 0.0
         self.closed = False
 
@@ -47,14 +48,16 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        length = _content_length(bytes(self.buffer[:end]))
-        if len(self.buffer) < end + 4 + length:
+        if self.response_end is None:  # the head is parsed once, not again for every chunk of a large body
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.response_end = end + 4 + _content_length(bytes(self.buffer[:end]))
+        if len(self.buffer) < self.response_end:
             return
         status = int(self.buffer[9:12])
-        del self.buffer[: end + 4 + length]
+        del self.buffer[: self.response_end]
+        self.response_end = None
         self.pool.finished(self, status)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -159,12 +162,16 @@ async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, c
     lat = np.array(pool.latencies or [float("nan")]) * 1000
     return {"target_rps": rate, "achieved_rps": round(len(pool.latencies) / elapsed, 1), "requests": len(requests),
             "errors": pool.errors, "connections": pool.opened, "p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(np.max(lat)), 2)}  # fmt: skip
+            "p99_ms": round(float(np.percentile(lat, 99)), 2), "max_ms": round(float(np.max(lat)), 2), "elapsed_s": elapsed}  # fmt: skip
 
 
 def open_loop(url: str, bodies: list[bytes], rate: float, headers: dict[str, str], *, connections: int = 32,
               max_connections: int = 512, timeout_s: float = 60.0) -> dict[str, Any]:  # fmt: skip
-    """POST ``bodies`` to ``url`` at ``rate`` per second on schedule; latency percentiles from the due times."""
+    """POST ``bodies`` to ``url`` at ``rate`` per second on schedule; latency percentiles from the due times.
+
+    With ``rate=float("inf")`` and ``max_connections=connections`` it is a closed loop instead:
+    every body is due at once, and ``connections`` of them are in flight at a time.
+    """
     rest = url.split("://", 1)[1]
     authority, _, path = rest.partition("/")
     host, _, port = authority.partition(":")

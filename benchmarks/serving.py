@@ -43,6 +43,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow.ipc as ipc
 from load_generator import open_loop  # benchmarks/ is on sys.path: this file runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,29 +124,19 @@ def arrow_body(rows: int, seed: int) -> bytes:
     return write_table(pa.Table.from_pandas(samples, preserve_index=False), ARROW_STREAM)
 
 
-async def columnar_batches(url: str, rows: int, count: int, concurrency: int, seed: int) -> dict[str, Any]:
-    """Rows per second through /fast/batch_predict: ``count`` distinct bodies of ``rows`` records, ``concurrency`` in flight.
+def columnar_batches(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+    """Rows per second through /fast/batch_predict: Arrow ``bodies`` (of equal rows), ``concurrency`` in flight.
 
-    Every body of a run is new to the server (seeds ``seed`` to ``seed + count - 1``): a body it
-    has seen is answered from the prediction cache.
+    Sent by the load generator in a closed loop. Every body of a run must be new to the server:
+    a body it has seen is answered from the prediction cache.
     """
     from tracseq_dagster.serving.columnar import ARROW_STREAM
 
-    bodies = [arrow_body(rows, seed=seed + k) for k in range(count)]
-    errors = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        async def worker(mine: list[bytes]) -> None:
-            nonlocal errors
-            for body in mine:
-                async with session.post(url, data=body, headers={"Content-Type": ARROW_STREAM}) as response:
-                    await response.read()
-                    errors += response.status != 200
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(bodies[k::concurrency]) for k in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {"batch_rows": rows, "batches": count, "concurrency": concurrency, "errors": errors,
-            "rows_per_s": round(rows * count / elapsed)}  # fmt: skip
+    rows = ipc.open_stream(bodies[0]).read_all().num_rows
+    result = open_loop(url, bodies, float("inf"), {"Content-Type": ARROW_STREAM}, connections=concurrency,
+                       max_connections=concurrency, timeout_s=600)  # fmt: skip
+    return {"batch_rows": rows, "batches": len(bodies), "concurrency": concurrency, "errors": result["errors"],
+            "rows_per_s": round(rows * (len(bodies) - result["errors"]) / result["elapsed_s"])}  # fmt: skip
 
 
 async def batches(url: str, rows: int, count: int, concurrency: int, headers: dict[str, str]) -> dict[str, Any]:
@@ -204,9 +195,11 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
             runs = ((1_000, 20, 1), (10_000, 6, 1), (100_000, 3, 1), (10_000, 6, 2), (100_000, 4, 2))
             for k, (rows, count, concurrency) in enumerate(runs):
                 seed = 100 * (k + 1)  # distinct bodies across runs and from the warm-up's
-                asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, 1, 1, seed=seed + 50))  # warm-up, not counted
+                warm_up = [arrow_body(rows, seed=seed + 50 + j) for j in range(2)]  # one per worker, not counted
+                columnar_batches(base + "/fast/batch_predict", warm_up, 2)
+                bodies = [arrow_body(rows, seed=seed + j) for j in range(count)]
                 result["columnar"].append(with_cpu(pid, rows * count // 1000, "1k_rows",
-                                                   lambda: asyncio.run(columnar_batches(base + "/fast/batch_predict", rows, count, concurrency, seed))))
+                                                   lambda: columnar_batches(base + "/fast/batch_predict", bodies, concurrency)))
                 print(name, "columnar", result["columnar"][-1], flush=True)
         if args.only_columnar:
             return result
