@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 _BLOCK = 64
-_LANES = 8  # rows walked in lockstep (written out in _walk_block)
+_LANES = 8  # rows walked in lockstep (written out in _step_lanes)
 _PARALLEL_ROWS = 1024
 # A node record (int64, see _node): bits 0-15 the feature, bit 16 set when NaN goes right,
 # bits 17-32 the limit its bin is compared with (a leaf's is _LEAF_LIMIT, which no bin passes),
@@ -171,6 +171,20 @@ def _step(bins, r, node, nodes):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
+def _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes):  # pragma: no cover - compiled
+    """One level down for the eight rows from ``r`` (one per lane); and whether all were at their leaf."""
+    n0, d0 = _step(bins, r, n0, nodes)
+    n1, d1 = _step(bins, r + 1, n1, nodes)
+    n2, d2 = _step(bins, r + 2, n2, nodes)
+    n3, d3 = _step(bins, r + 3, n3, nodes)
+    n4, d4 = _step(bins, r + 4, n4, nodes)
+    n5, d5 = _step(bins, r + 5, n5, nodes)
+    n6, d6 = _step(bins, r + 6, n6, nodes)
+    n7, d7 = _step(bins, r + 7, n7, nodes)
+    return n0, n1, n2, n3, n4, n5, n6, n7, d0 & d1 & d2 & d3 & d4 & d5 & d6 & d7
+
+
+@numba.njit(inline="always")
 def _bin_rows(x, lo, hi, cuts, cut_count, bins):  # pragma: no cover - compiled
     """Per row and feature, 1 + how many of the feature's cuts lie below the value (0 for NaN):
     ``x <= cut[k]`` exactly when that count is at most k. Rows past ``hi`` repeat the first."""
@@ -219,25 +233,10 @@ def _walk_block(b, x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tr
                 break
             n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = roots[t]
             for _ in range(min_depth[t]):
-                n0, _0 = _step(bins, r, n0, nodes)
-                n1, _1 = _step(bins, r + 1, n1, nodes)
-                n2, _2 = _step(bins, r + 2, n2, nodes)
-                n3, _3 = _step(bins, r + 3, n3, nodes)
-                n4, _4 = _step(bins, r + 4, n4, nodes)
-                n5, _5 = _step(bins, r + 5, n5, nodes)
-                n6, _6 = _step(bins, r + 6, n6, nodes)
-                n7, _7 = _step(bins, r + 7, n7, nodes)
-            while True:  # until a level finds every row already at its leaf
-                n0, d0 = _step(bins, r, n0, nodes)
-                n1, d1 = _step(bins, r + 1, n1, nodes)
-                n2, d2 = _step(bins, r + 2, n2, nodes)
-                n3, d3 = _step(bins, r + 3, n3, nodes)
-                n4, d4 = _step(bins, r + 4, n4, nodes)
-                n5, d5 = _step(bins, r + 5, n5, nodes)
-                n6, d6 = _step(bins, r + 6, n6, nodes)
-                n7, d7 = _step(bins, r + 7, n7, nodes)
-                if d0 & d1 & d2 & d3 & d4 & d5 & d6 & d7:
-                    break
+                n0, n1, n2, n3, n4, n5, n6, n7, _ = _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes)
+            done = False
+            while not done:  # until a level finds every row already at its leaf
+                n0, n1, n2, n3, n4, n5, n6, n7, done = _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes)
             row = lo + r
             _finish(row, hi, n0, k, e, leaf_of_node, leaf_value, credit, raw, contributions)
             _finish(row + 1, hi, n1, k, e, leaf_of_node, leaf_value, credit, raw, contributions)

@@ -177,9 +177,8 @@ class ParquetPredictionLog:
         # A batch that straddles midnight goes to both days' partitions. Days as integers:
         # formatting every row's date was a third of a 100,000-row batch's write.
         days = frame[TIME_COLUMN].dt.floor("D")
-        first, last = days.iloc[0], days.iloc[-1]
-        if first == last and (days == first).all():
-            self._write_file(self.root / f"date={first:%Y-%m-%d}", frame)
+        if (days == days.iloc[0]).all():  # the usual case: one file, no copy of the frame
+            self._write_file(self.root / f"date={days.iloc[0]:%Y-%m-%d}", frame)
             return
         for day, part in frame.groupby(days, sort=True):
             self._write_file(self.root / f"date={day:%Y-%m-%d}", part)
