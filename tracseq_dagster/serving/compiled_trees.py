@@ -25,12 +25,15 @@ ever differ.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
+
+from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
 
 _BLOCK = 64
 _LANES = 8  # rows walked in lockstep (written out in _step_lanes)
@@ -64,6 +67,7 @@ class CompiledForest:
     leaf_value: np.ndarray  # float64, per leaf (all trees)
     credit: np.ndarray  # float64, (leaves, features): each leaf's path credit (zeros for trees that do not explain)
     n_classes: int
+    bitvectors: LeafBitvectors | None = None  # the same splits for the vector kernel, when its trees are small enough
 
     @classmethod
     def of(cls, dump: dict[str, Any], tree_tables: dict[int, np.ndarray]) -> CompiledForest | None:
@@ -116,7 +120,7 @@ class CompiledForest:
             leaf_value.append(values)
             leaf_base += leaves
         n_trees = len(roots)
-        return cls(
+        forest = cls(
             nodes=np.asarray(nodes, dtype=np.int64),
             roots=np.asarray(roots, dtype=np.int64),
             min_depth=np.asarray(min_depth, dtype=np.int64),
@@ -129,6 +133,13 @@ class CompiledForest:
             credit=np.ascontiguousarray(np.concatenate(credit)) if credit else np.zeros((0, width)),
             n_classes=per_iteration,
         )
+        return dataclasses.replace(forest, bitvectors=LeafBitvectors.of(forest))
+
+    def fields(self, node: int) -> tuple[int, int, int, int]:
+        """A node's feature, whether NaN goes right (0/1), limit and first child (a leaf's: itself)."""
+        record = int(self.nodes[node])
+        return (record & _LIMIT_MASK, (record >> _FEATURE_BITS) & 1, (record >> _LIMIT_SHIFT) & _LIMIT_MASK,
+                record >> _CHILD_SHIFT)  # fmt: skip
 
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the raw score of each class (rows × classes) and the summed path credit (rows × features)."""
@@ -136,10 +147,14 @@ class CompiledForest:
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.
-        walk = _walk if len(x) >= _PARALLEL_ROWS else _walk_serial
+        parallel = len(x) >= _PARALLEL_ROWS
         with _KERNEL_LOCK:
-            walk(x, self.cuts, self.cut_count, self.nodes, self.roots, self.min_depth, self.leaf_of_node, self.tree_class,
-                 self.explains, self.leaf_value, self.credit, raw, contributions)  # fmt: skip
+            if self.bitvectors is not None:
+                self.bitvectors.score(x, self, raw, contributions, parallel)
+            else:
+                walk = _walk if parallel else _walk_serial
+                walk(x, self.cuts, self.cut_count, self.nodes, self.roots, self.min_depth, self.leaf_of_node, self.tree_class,
+                     self.explains, self.leaf_value, self.credit, raw, contributions)  # fmt: skip
         return raw, contributions
 
 
