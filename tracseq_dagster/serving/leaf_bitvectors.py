@@ -216,10 +216,10 @@ def _score_block(b, x, cuts, cut_count, column, limit, keeps, first, splits, lea
         _leaf_exits(bins, column, limit, keeps, first[t], splits[t], exits)
         leaves = leaf[t]
         score = scores[tree_class[t]]
-        for r in range(_ROWS):  # tree by tree, as LightGBM adds them: the same sums to the bit
+        for r in range(hi - lo):  # tree by tree, as LightGBM adds them: the same sums to the bit
             score[r] += leaf_value[leaves[exits[r]]]
         if explains[t]:
-            for r in range(_ROWS):
+            for r in range(hi - lo):
                 at = leaves[exits[r]] * padded
                 for j in range(0, padded, _CREDIT_LANES):
                     _add_lanes(credits, r * padded + j, flat_credit, at + j)
