@@ -1,4 +1,4 @@
-"""A LightGBM forest flattened into arrays and walked by one compiled (numba) kernel.
+"""A LightGBM forest flattened into arrays and scored by compiled (numba) kernels.
 
 LightGBM's own predictor costs about 75 µs of CPU per row on a 1,200-tree champion here
 (``pred_leaf`` also materialises a rows × trees leaf matrix: 480 MB for 100,000 rows), which
@@ -8,7 +8,11 @@ its class's raw score and, for the trees of the ``pass`` class, each leaf's path
 row's per-feature contributions (the tree-path attribution of :mod:`.scoring`): scores and
 explanations in one pass, no leaf matrix, rows spread over all cores.
 
-How a level costs little (about 16 µs of CPU per row on that champion, against 20 for a plain
+Two kernels, the same answers to the bit: forests whose trees have at most 32 leaves are
+scored 64 rows at a time with leaf bit vectors (:mod:`.leaf_bitvectors`, about 4 µs of CPU
+per row on that champion); the others by the node walk below.
+
+How a level of the node walk costs little (about 16 µs of CPU per row on that champion, against 20 for a plain
 walk of float thresholds): each block of rows is first *binned*, per feature, as the number of
 the forest's thresholds of that feature below the value (NaN as bin 0), so a split
 ``x <= threshold`` becomes a comparison of small integers; a node is one 64-bit record (feature,
@@ -34,6 +38,7 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
+from tracseq_dagster.serving.threshold_bins import cuts_below
 
 _BLOCK = 64
 _LANES = 8  # rows walked in lockstep (written out in _step_lanes)
@@ -138,7 +143,7 @@ class CompiledForest:
     def fields(self, node: int) -> tuple[int, int, int, int]:
         """A node's feature, whether NaN goes right (0/1), limit and first child (a leaf's: itself)."""
         record = int(self.nodes[node])
-        return (record & _LIMIT_MASK, (record >> _FEATURE_BITS) & 1, (record >> _LIMIT_SHIFT) & _LIMIT_MASK,
+        return (record & ((1 << _FEATURE_BITS) - 1), (record >> _FEATURE_BITS) & 1, (record >> _LIMIT_SHIFT) & _LIMIT_MASK,
                 record >> _CHILD_SHIFT)  # fmt: skip
 
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,17 +212,7 @@ def _bin_rows(x, lo, hi, cuts, cut_count, bins):  # pragma: no cover - compiled
         row = lo + r if lo + r < hi else lo
         for j in range(x.shape[1]):
             value = x[row, j]
-            if np.isnan(value):
-                bins[r, j] = 0
-                continue
-            low, high = 0, cut_count[j]
-            while low < high:
-                middle = (low + high) >> 1
-                if cuts[j, middle] < value:
-                    low = middle + 1
-                else:
-                    high = middle
-            bins[r, j] = low + 1
+            bins[r, j] = 0 if np.isnan(value) else cuts_below(cuts, cut_count, j, value) + 1
 
 
 @numba.njit(inline="always")

@@ -37,6 +37,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tracseq_dagster.serving.threshold_bins import cuts_below
+
 if TYPE_CHECKING:
     from tracseq_dagster.serving.compiled_trees import CompiledForest
 
@@ -123,6 +125,7 @@ def _collect(forest: CompiledForest, node: int, leaves: list[int], columns: list
 
 
 def _splat(builder: ir.IRBuilder, value: ir.Value, vector: ir.VectorType) -> ir.Value:
+    """``value`` in every lane of a ``vector``."""
     lanes = vector.count
     one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(_I32, 0))
     return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
@@ -189,15 +192,9 @@ def _bin_block(x, lo, hi, cuts, cut_count, bins):  # pragma: no cover - compiled
                 bins[j * _ROWS + r] = 0
                 bins[(width + j) * _ROWS + r] = _NAN_RIGHT_BIN
                 continue
-            low, high = 0, cut_count[j]
-            while low < high:
-                middle = (low + high) >> 1
-                if cuts[j, middle] < value:
-                    low = middle + 1
-                else:
-                    high = middle
-            bins[j * _ROWS + r] = low + 1
-            bins[(width + j) * _ROWS + r] = low
+            below = cuts_below(cuts, cut_count, j, value)
+            bins[j * _ROWS + r] = below + 1
+            bins[(width + j) * _ROWS + r] = below
 
 
 @numba.njit(inline="always")
