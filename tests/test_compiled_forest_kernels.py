@@ -1,6 +1,7 @@
 """Both compiled tree kernels against LightGBM itself, on boosters trained here for the edge cases:
-NaN going left and right, NaN read as 0, values exactly on thresholds, partial and parallel
-blocks, binary and multiclass, and the forests too large for the leaf bit vectors."""
+NaN going left and right, NaN read as 0, values exactly on thresholds and within 1e-35 of 0,
+partial and parallel blocks, binary and multiclass, trees of 32, 64 and 128 leaves, and the
+forests too large for the leaf bit vectors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tracseq_dagster.serving.compiled_trees import CompiledForest
 from tracseq_dagster.serving.scoring import _LeafPaths
+from tracseq_dagster.serving.threshold_bins import ZERO_THRESHOLD
 
 
 def _booster(classes: int, *, leaves: int = 31, use_missing: bool = True, max_bin: int = 63, rounds: int = 25, seed: int = 3) -> lgb.Booster:
@@ -38,6 +40,8 @@ def _rows(booster: lgb.Booster, n: int, seed: int = 11) -> np.ndarray:
     dump = booster.dump_model()
     thresholds = [n["threshold"] for info in dump["tree_info"] for n in _splits(info["tree_structure"]) if n["split_feature"] == 2]
     x[::3, 2] = np.resize(thresholds, len(x[::3]))  # exactly on a split's threshold: that goes left
+    tiny = [ZERO_THRESHOLD, -ZERO_THRESHOLD, 1e-36, -1e-36, 2e-35, -2e-35, 0.0]  # LightGBM reads |x| <= 1e-35f as 0
+    x[1::3, 2] = np.resize(tiny, len(x[1::3]))
     return x
 
 
@@ -53,29 +57,30 @@ def _forest(booster: lgb.Booster, classes: int) -> tuple[_LeafPaths, CompiledFor
 
 @pytest.mark.parametrize("classes", [2, 3])
 @pytest.mark.parametrize("use_missing", [True, False])
-@pytest.mark.parametrize("n", [1, 130, 2100])  # one row, a partial block, the parallel kernel
-def test_leaf_bitvectors_give_lightgbms_raw_scores_and_the_node_walks_credits(classes: int, use_missing: bool, n: int) -> None:
-    booster = _booster(classes, use_missing=use_missing)
+@pytest.mark.parametrize(("leaves", "words"), [(31, 1), (48, 2), (120, 4)])  # leaf words per row: 32, 64, 128 leaves
+def test_leaf_bitvectors_give_lightgbms_raw_scores_and_the_node_walks_credits(classes: int, use_missing: bool, leaves: int, words: int) -> None:
+    booster = _booster(classes, use_missing=use_missing, leaves=leaves)
     paths, forest = _forest(booster, classes)
-    assert forest.bitvectors is not None  # 31 leaves, 63 bins: the vector kernel takes it
-    x = _rows(booster, n)
-    raw, credit = forest.raw_and_credit(x)
-    np.testing.assert_array_equal(raw, np.asarray(booster.predict(x, raw_score=True)).reshape(raw.shape))
-    np.testing.assert_array_equal(paths.sign * credit, paths.contributions(booster.predict(x, pred_leaf=True)))
-    walked_raw, walked_credit = dataclasses.replace(forest, bitvectors=None).raw_and_credit(x)
-    np.testing.assert_array_equal(raw, walked_raw)
-    np.testing.assert_array_equal(credit, walked_credit)
+    assert forest.bitvectors is not None and forest.bitvectors.words.max() == words  # the trees really are that large
+    for n in (1, 130, 2100):  # one row, a partial block, the parallel kernel
+        x = _rows(booster, n)
+        raw, credit = forest.raw_and_credit(x)
+        np.testing.assert_array_equal(raw, np.asarray(booster.predict(x, raw_score=True)).reshape(raw.shape))
+        np.testing.assert_array_equal(paths.sign * credit, paths.contributions(booster.predict(x, pred_leaf=True)))
+        walked_raw, walked_credit = dataclasses.replace(forest, bitvectors=None).raw_and_credit(x)
+        np.testing.assert_array_equal(raw, walked_raw)
+        np.testing.assert_array_equal(credit, walked_credit)
 
 
-@pytest.mark.parametrize(("leaves", "max_bin", "rounds"), [(48, 63, 25), (31, 1023, 150)])
+@pytest.mark.parametrize(("leaves", "max_bin", "rounds"), [(200, 63, 25), (31, 1023, 150)])
 def test_forests_too_large_for_the_bitvectors_keep_the_exact_node_walk(leaves: int, max_bin: int, rounds: int) -> None:
-    """More than 32 leaves in a tree, or more than 253 thresholds of a feature: the node walk answers, as exactly."""
+    """More than 128 leaves in a tree, or more than 254 thresholds of a feature: the node walk answers, as exactly."""
     booster = _booster(2, leaves=leaves, max_bin=max_bin, rounds=rounds)
     dump = booster.dump_model()
     most_leaves = max(info["num_leaves"] for info in dump["tree_info"])
     most_cuts = max(len({n["threshold"] for info in dump["tree_info"] for n in _splits(info["tree_structure"]) if n["split_feature"] == j})
                     for j in range(6))  # fmt: skip
-    assert most_leaves > 32 or most_cuts > 253  # the booster really is outside the vector kernel's bounds
+    assert most_leaves > 128 or most_cuts > 254  # the booster really is outside the vector kernel's bounds
     paths, forest = _forest(booster, 2)
     assert forest.bitvectors is None
     x = _rows(booster, 700)

@@ -8,19 +8,20 @@ its class's raw score and, for the trees of the ``pass`` class, each leaf's path
 row's per-feature contributions (the tree-path attribution of :mod:`.scoring`): scores and
 explanations in one pass, no leaf matrix, rows spread over all cores.
 
-Two kernels, the same answers to the bit: forests whose trees have at most 32 leaves are
+Two kernels, the same answers to the bit: forests whose trees have at most 128 leaves are
 scored 64 rows at a time with leaf bit vectors (:mod:`.leaf_bitvectors`, about 4 µs of CPU
 per row on that champion); the others by the node walk below.
 
 How a level of the node walk costs little (about 16 µs of CPU per row on that champion, against 20 for a plain
-walk of float thresholds): each block of rows is first *binned*, per feature, as the number of
-the forest's thresholds of that feature below the value (NaN as bin 0), so a split
+walk of float thresholds): the rows are first *binned* (:func:`.threshold_bins.bin_rows`), per
+feature, as the number of the forest's thresholds of that feature below the value (NaN as bin 0), so a split
 ``x <= threshold`` becomes a comparison of small integers; a node is one 64-bit record (feature,
 threshold bin, where NaN goes, first child), siblings are adjacent (the child is
 ``first + went_right``), and a leaf is a node that leads to itself, so a walk needs no branch.
 
 It reproduces LightGBM's numerical decision exactly (``x <= threshold`` in double precision;
-missing type ``NaN``: NaN follows ``default_left``; ``None``: NaN counts as 0), and sums the
+missing type ``NaN``: NaN follows ``default_left``; ``None``: NaN counts as 0; magnitudes up to
+LightGBM's 1e-35 count as 0, as its predictor reads them), and sums the
 trees in LightGBM's order. Forests with categorical or zero-as-missing splits are not compiled
 (:meth:`CompiledForest.of` returns None) and keep LightGBM's predictor; :class:`.scoring.QualityScorer` also checks the kernel against
 LightGBM's raw scores on the first batch (its first ``CHECKED_ROWS``) and drops it, for good, if they
@@ -38,9 +39,10 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
-from tracseq_dagster.serving.threshold_bins import cuts_below
+from tracseq_dagster.serving.threshold_bins import PAD_ROWS, bin_rows
 
 _BLOCK = 64
+assert PAD_ROWS % _BLOCK == 0  # a block never reads past the binned rows
 _LANES = 8  # rows walked in lockstep (written out in _step_lanes)
 _PARALLEL_ROWS = 1024
 # A node record (int64, see _node): bits 0-15 the feature, bit 16 set when NaN goes right,
@@ -149,16 +151,17 @@ class CompiledForest:
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the raw score of each class (rows × classes) and the summed path credit (rows × features)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
+        bins = bin_rows(x, self.cuts, self.cut_count)
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.
         parallel = len(x) >= _PARALLEL_ROWS
         with _KERNEL_LOCK:
             if self.bitvectors is not None:
-                self.bitvectors.score(x, self, raw, contributions, parallel)
+                self.bitvectors.score(bins, self, raw, contributions, parallel)
             else:
                 walk = _walk if parallel else _walk_serial
-                walk(x, self.cuts, self.cut_count, self.nodes, self.roots, self.min_depth, self.leaf_of_node, self.tree_class,
+                walk(bins, self.nodes, self.roots, self.min_depth, self.leaf_of_node, self.tree_class,
                      self.explains, self.leaf_value, self.credit, raw, contributions)  # fmt: skip
         return raw, contributions
 
@@ -205,17 +208,6 @@ def _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes):  # pragma: no c
 
 
 @numba.njit(inline="always")
-def _bin_rows(x, lo, hi, cuts, cut_count, bins):  # pragma: no cover - compiled
-    """Per row and feature, 1 + how many of the feature's cuts lie below the value (0 for NaN):
-    ``x <= cut[k]`` exactly when that count is at most k. Rows past ``hi`` repeat the first."""
-    for r in range(bins.shape[0]):
-        row = lo + r if lo + r < hi else lo
-        for j in range(x.shape[1]):
-            value = x[row, j]
-            bins[r, j] = 0 if np.isnan(value) else cuts_below(cuts, cut_count, j, value) + 1
-
-
-@numba.njit(inline="always")
 def _finish(r, hi, node, k, explains, leaf_of_node, leaf_value, credit, raw, contributions):  # pragma: no cover - compiled
     if r < hi:
         leaf = leaf_of_node[node]
@@ -226,16 +218,14 @@ def _finish(r, hi, node, k, explains, leaf_of_node, leaf_value, credit, raw, con
 
 
 @numba.njit(inline="always")
-def _walk_block(b, x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
+def _walk_block(b, all_bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
                 contributions):  # fmt: skip  # pragma: no cover - compiled
     # Eight rows walk each tree in lockstep: their loads are independent, so the CPU overlaps
     # them (eight is what the registers hold), and no branch depends on a comparison. Down to
     # the tree's shallowest leaf no row can have finished; below it, the block stops once all have.
-    n = x.shape[0]
     lo = b * _BLOCK
-    hi = min(n, lo + _BLOCK)
-    bins = np.empty((_BLOCK, x.shape[1]), dtype=np.uint16)
-    _bin_rows(x, lo, hi, cuts, cut_count, bins)
+    hi = min(raw.shape[0], lo + _BLOCK)
+    bins = all_bins[lo : lo + _BLOCK]  # padded: always a whole block
     for t in range(roots.shape[0]):
         k, e = tree_class[t], explains[t]
         for r in range(0, _BLOCK, _LANES):
@@ -263,16 +253,16 @@ def _walk_block(b, x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tr
 # serial twin of the same function loaded the parallel machine code from the cache, and every
 # micro-batch woke OpenMP threads that then spun for milliseconds on this 2-core machine.
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _walk(x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
+def _walk(bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
           contributions):  # fmt: skip  # pragma: no cover - compiled
-    for b in numba.prange((x.shape[0] + _BLOCK - 1) // _BLOCK):
-        _walk_block(b, x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
+    for b in numba.prange(bins.shape[0] // _BLOCK):
+        _walk_block(b, bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
                     raw, contributions)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_serial(x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
+def _walk_serial(bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
                  contributions):  # fmt: skip  # pragma: no cover - compiled
-    for b in range((x.shape[0] + _BLOCK - 1) // _BLOCK):
-        _walk_block(b, x, cuts, cut_count, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
+    for b in range(bins.shape[0] // _BLOCK):
+        _walk_block(b, bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
                     raw, contributions)  # fmt: skip

@@ -1,25 +1,27 @@
-"""Small trees scored 64 rows at a time with vector instructions: QuickScorer's leaf bit vectors.
+"""Trees scored 64 rows at a time with vector instructions: QuickScorer's leaf bit vectors.
 
 The node walk of :mod:`.compiled_trees` follows one row down one tree at a time: about 15
 instructions a level, ~7 levels a tree (eight rows in lockstep go as deep as the deepest of
 them), 12 µs of CPU per row on the 1,200-tree champion here. This kernel instead asks every
 split of a tree the question for 64 rows at once (QuickScorer, Lucchese et al., SIGIR 2015):
 
-* Each row of a block of 64 is *binned* per feature as a byte, the number of the forest's
-  thresholds of that feature below its value, so ``x <= threshold`` is a byte comparison and
-  one vector compare answers a split for all 64 rows. NaN has two encodings, one column each:
-  0 (below every limit: it goes left) and 255 (above every limit: it goes right); a split reads
-  the column of the side its NaNs go to.
+* The rows' bins (:func:`.threshold_bins.bin_rows`: how many of the forest's thresholds of a
+  feature lie below the value) become bytes, 64 rows to a column, so one vector compare
+  answers a split for all 64 rows. NaN has two columns per feature: in one NaN is 0 (below
+  every limit: it goes left), in the other 255 (above every limit: it goes right), and a
+  value's bin one less; a split reads the column of the side its NaNs go to.
 * Each row keeps a bit per leaf of the tree (leaves numbered left to right), all set at first.
   A split that sends a row right clears the bits of its left subtree's leaves. The row's leaf
-  is then the lowest bit still set: splits in any order, no branch, no dependent loads.
+  is then the lowest bit still set: splits in any order, no branch, no dependent loads. A row
+  has one 32-bit word per 32 leaves; each tree takes the variant for its own size (1, 2 or 4
+  words, up to 128 leaves: the AutoML's largest ``num_leaves``).
 
-About 1.3 µs of CPU per row for the 1,200 trees (with binning), against 12 for the node walk.
+About 0.75 µs of CPU per row for the 1,200 trees of 24 leaves, against 12 for the node walk.
 Scoring (each leaf's value into its class's raw score, in LightGBM's tree order, so the sums are
 the same bits) and the path credits (24-wide rows of 8-double vector adds) bring it to about
-4 µs. It takes forests whose trees have at most 32 leaves (a 32-bit word per row; 64-bit words
-cost twice as much here), at most 253 thresholds per feature and 128 features; others keep the
-node walk (:meth:`LeafBitvectors.of` returns None).
+4 µs with binning. Forests with more than 128 leaves in a tree, more than 254 thresholds of a
+feature (LightGBM's default ``max_bin`` of 255 gives at most 254) or more than 128 features keep
+the node walk (:meth:`LeafBitvectors.of` returns None).
 
 The vector code is portable LLVM IR (a 64-lane byte compare, selects, ``cttz``) generated in
 numba intrinsics; LLVM lowers it to what the CPU has: AVX-512 here, narrower vectors elsewhere.
@@ -37,17 +39,17 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from tracseq_dagster.serving.threshold_bins import cuts_below
+from tracseq_dagster.serving.threshold_bins import PAD_ROWS
 
 if TYPE_CHECKING:
     from tracseq_dagster.serving.compiled_trees import CompiledForest
 
 _ROWS = 64  # rows per block: one byte lane each in a 512-bit compare
-_LEAVES = 32  # leaf bits per row: a 32-bit word
+assert PAD_ROWS % _ROWS == 0  # a block never reads past the binned rows
 _WORD_LANES = 16  # 32-bit leaf words to a 512-bit vector
-_WORDS = _ROWS // _WORD_LANES  # vectors of leaf words per block
-_NAN_RIGHT_BIN = 255
-_MAX_CUTS = 253  # bins 1..254 for values, 0 and 255 for NaN
+_GROUPS = _ROWS // _WORD_LANES  # lane groups of a block, one vector of words each
+_MAX_WORDS = 4  # leaf words per row at most: trees of up to 128 leaves
+_MAX_CUTS = 254  # a value's bins: 1..255 (NaN 0) and 0..254 (NaN 255); limits up to 254
 _CREDIT_LANES = 8  # doubles per vector add of path credit
 
 _I1, _I8, _I32, _I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -62,10 +64,11 @@ class LeafBitvectors:
 
     column: np.ndarray  # uint8 per split: the feature's bin column (feature, or width + feature when NaN goes right)
     limit: np.ndarray  # uint8 per split: a row goes right when its bin is above this
-    keeps: np.ndarray  # uint32 per split: the leaf bits a right turn keeps (all but its left subtree's)
+    keeps: np.ndarray  # uint32 (splits, 4): the leaf bits a right turn keeps (all but its left subtree's), 32 a word
     first: np.ndarray  # int64 per tree: its first split (each tree's splits together)
     splits: np.ndarray  # int64 per tree: how many splits it has
-    leaf: np.ndarray  # int64 (trees, 32): the forest's leaf number of each tree's k-th leaf from the left
+    words: np.ndarray  # int64 per tree: leaf words per row, 1, 2 or 4 (up to 32, 64 or 128 leaves)
+    leaf: np.ndarray  # int64 (trees, 128): the forest's leaf number of each tree's k-th leaf from the left
     credit: np.ndarray  # float64 (leaves, features rounded up to 8): the forest's path credits, zero padded
 
     @classmethod
@@ -77,39 +80,42 @@ class LeafBitvectors:
         columns: list[int] = []
         limits: list[int] = []
         keeps: list[int] = []
-        first, splits = [], []
-        leaf = np.zeros((len(forest.roots), _LEAVES), dtype=np.int64)
+        first, splits, words = [], [], []
+        leaf = np.zeros((len(forest.roots), 32 * _MAX_WORDS), dtype=np.int64)
         for t, root in enumerate(forest.roots):
             first.append(len(columns))
             left_to_right: list[int] = []
             if not _collect(forest, int(root), left_to_right, columns, limits, keeps):
                 return None
             splits.append(len(columns) - first[-1])
+            words.append(next(w for w in (1, 2, 4) if len(left_to_right) <= 32 * w))
             leaf[t, : len(left_to_right)] = forest.leaf_of_node[left_to_right]
         padded = -(-width // _CREDIT_LANES) * _CREDIT_LANES
         return cls(
             column=np.asarray(columns, dtype=np.uint8),
             limit=np.asarray(limits, dtype=np.uint8),
-            keeps=np.asarray(keeps, dtype=np.uint32),
+            keeps=np.asarray([[(keep >> (32 * k)) & 0xFFFFFFFF for k in range(_MAX_WORDS)] for keep in keeps], dtype=np.uint32),
             first=np.asarray(first, dtype=np.int64),
             splits=np.asarray(splits, dtype=np.int64),
+            words=np.asarray(words, dtype=np.int64),
             leaf=leaf,
             credit=np.ascontiguousarray(np.pad(forest.credit, ((0, 0), (0, padded - width)))),
         )
 
-    def score(self, x: np.ndarray, forest: CompiledForest, raw: np.ndarray, contributions: np.ndarray, parallel: bool) -> None:
-        """Writes each row's raw score per class into ``raw`` and its summed path credit into ``contributions``."""
+    def score(self, bins: np.ndarray, forest: CompiledForest, raw: np.ndarray, contributions: np.ndarray, parallel: bool) -> None:
+        """Writes each row's raw score per class into ``raw`` and its summed path credit into
+        ``contributions``, from the rows' :func:`.threshold_bins.bin_rows`."""
         kernel = _score if parallel else _score_serial
-        kernel(x, forest.cuts, forest.cut_count, self.column, self.limit, self.keeps, self.first, self.splits, self.leaf,
+        kernel(bins, self.column, self.limit, self.keeps.reshape(-1), self.first, self.splits, self.words, self.leaf,
                forest.tree_class, forest.explains, forest.leaf_value, self.credit, raw, contributions)  # fmt: skip
 
 
 def _collect(forest: CompiledForest, node: int, leaves: list[int], columns: list[int], limits: list[int], keeps: list[int]) -> bool:
-    """Appends the splits under ``node`` (children before parents) and its leaves left to right; False past 32 leaves."""
+    """Appends the splits under ``node`` (children before parents) and its leaves left to right; False past 128 leaves."""
     feature, nan_right, limit, child = forest.fields(node)
     if child == node:  # a leaf leads to itself
         leaves.append(node)
-        return len(leaves) <= _LEAVES
+        return len(leaves) <= 32 * _MAX_WORDS
     before = len(leaves)
     if not _collect(forest, child, leaves, columns, limits, keeps):
         return False
@@ -120,7 +126,7 @@ def _collect(forest: CompiledForest, node: int, leaves: list[int], columns: list
     # the NaN-right column holds exactly that, with 255 for NaN.
     columns.append(feature + forest.cuts.shape[0] * nan_right)
     limits.append(limit)
-    keeps.append(0xFFFFFFFF & ~sum(1 << k for k in left))
+    keeps.append(~sum(1 << k for k in left))  # two's complement: every bit but the left subtree's
     return True
 
 
@@ -131,36 +137,60 @@ def _splat(builder: ir.IRBuilder, value: ir.Value, vector: ir.VectorType) -> ir.
     return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
 
 
-@intrinsic
-def _leaf_exits(typingctx, bins, column, limit, keeps, first, splits, exits):  # type: ignore[no-untyped-def]
-    """``exits[r]`` = the leaf (left to right) where row ``r`` of the block leaves the tree whose
-    splits are ``first .. first + splits``; ``bins`` is the block's bytes, 64 per column."""
-    signature = types.void(bins, column, limit, keeps, first, splits, exits)
+def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
+    """The intrinsic that finds the exit leaves of a tree of up to ``32 * words`` leaves."""
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        bins_, column_, limit_, keeps_, exits_ = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 1, 2, 3, 6))
-        words = [cgutils.alloca_once(builder, _WORD_VECTOR) for _ in range(_WORDS)]  # promoted to registers by LLVM
-        for word in words:
-            builder.store(ir.Constant(_WORD_VECTOR, [0xFFFFFFFF] * _WORD_LANES), word)
-        with cgutils.for_range(builder, args[5]) as loop:
-            split = builder.add(args[4], loop.index)
-            at = builder.mul(builder.zext(builder.load(builder.gep(column_.data, [split])), _I64), ir.Constant(_I64, _ROWS))
-            row_bins = builder.load(builder.bitcast(builder.gep(bins_.data, [at]), _BYTES.as_pointer()), align=1)
-            right = builder.icmp_unsigned(">", row_bins, _splat(builder, builder.load(builder.gep(limit_.data, [split])), _BYTES))
-            keep = _splat(builder, builder.load(builder.gep(keeps_.data, [split])), _WORD_VECTOR)
-            for w, word in enumerate(words):
-                lanes = ir.Constant(ir.VectorType(_I32, _WORD_LANES), list(range(w * _WORD_LANES, (w + 1) * _WORD_LANES)))
-                turned = builder.shuffle_vector(right, ir.Constant(right.type, ir.Undefined), lanes)
-                bits = builder.load(word)
-                builder.store(builder.select(turned, builder.and_(bits, keep), bits), word)
-        cttz = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_WORD_VECTOR, [_WORD_VECTOR, _I1]), "llvm.cttz.v16i32")
-        for w, word in enumerate(words):
-            lowest = builder.call(cttz, [builder.load(word), ir.Constant(_I1, 0)])
-            target = builder.gep(exits_.data, [ir.Constant(_I64, w * _WORD_LANES)])
-            builder.store(lowest, builder.bitcast(target, _WORD_VECTOR.as_pointer()), align=4)
-        return context.get_dummy_value()
+    @intrinsic
+    def leaf_exits(typingctx, bins, column, limit, keeps, first, splits, exits):  # type: ignore[no-untyped-def]
+        """``exits[r]`` = the leaf (left to right) where row ``r`` of the block leaves the tree whose
+        splits are ``first .. first + splits``; ``bins`` is the block's bytes, 64 per column."""
+        signature = types.void(bins, column, limit, keeps, first, splits, exits)
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            bins_, column_, limit_, keeps_, exits_ = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 1, 2, 3, 6))
+            # bits[g][k]: word k of the leaf bits of the rows of lane group g; allocas LLVM keeps in registers
+            bits = [[cgutils.alloca_once(builder, _WORD_VECTOR) for _ in range(words)] for _ in range(_GROUPS)]
+            for word in (word for group in bits for word in group):
+                builder.store(ir.Constant(_WORD_VECTOR, [0xFFFFFFFF] * _WORD_LANES), word)
+            with cgutils.for_range(builder, args[5]) as loop:
+                split = builder.add(args[4], loop.index)
+                at = builder.mul(builder.zext(builder.load(builder.gep(column_.data, [split])), _I64), ir.Constant(_I64, _ROWS))
+                row_bins = builder.load(builder.bitcast(builder.gep(bins_.data, [at]), _BYTES.as_pointer()), align=1)
+                right = builder.icmp_unsigned(">", row_bins, _splat(builder, builder.load(builder.gep(limit_.data, [split])), _BYTES))
+                keep_at = builder.mul(split, ir.Constant(_I64, _MAX_WORDS))
+                keep = [_splat(builder, builder.load(builder.gep(keeps_.data, [builder.add(keep_at, ir.Constant(_I64, k))])), _WORD_VECTOR)
+                        for k in range(words)]  # fmt: skip
+                for g, group in enumerate(bits):
+                    lanes = ir.Constant(ir.VectorType(_I32, _WORD_LANES), list(range(g * _WORD_LANES, (g + 1) * _WORD_LANES)))
+                    turned = builder.shuffle_vector(right, ir.Constant(right.type, ir.Undefined), lanes)
+                    for k, word in enumerate(group):
+                        value = builder.load(word)
+                        builder.store(builder.select(turned, builder.and_(value, keep[k]), value), word)
+            cttz = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_WORD_VECTOR, [_WORD_VECTOR, _I1]), "llvm.cttz.v16i32")
+            for g, group in enumerate(bits):
+                # the lowest bit set: in the first word that has one (the last word always has the row's leaf if no other does)
+                lowest = None
+                for k in reversed(range(words)):
+                    value = builder.load(group[k])
+                    here = builder.add(builder.call(cttz, [value, ir.Constant(_I1, 0)]), ir.Constant(_WORD_VECTOR, [32 * k] * _WORD_LANES))
+                    if lowest is None:
+                        lowest = here
+                    else:
+                        found = builder.icmp_unsigned("!=", value, ir.Constant(_WORD_VECTOR, [0] * _WORD_LANES))
+                        lowest = builder.select(found, here, lowest)
+                target = builder.gep(exits_.data, [ir.Constant(_I64, g * _WORD_LANES)])
+                builder.store(lowest, builder.bitcast(target, _WORD_VECTOR.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return leaf_exits
+
+
+# One compiled variant per width: a tree pays for the words its leaves need, not the forest's widest.
+_exits_32 = _leaf_exits_of(1)
+_exits_64 = _leaf_exits_of(2)
+_exits_128 = _leaf_exits_of(4)
 
 
 @intrinsic
@@ -180,37 +210,28 @@ def _add_lanes(typingctx, total, at, values, start):  # type: ignore[no-untyped-
 
 
 @numba.njit(inline="always")
-def _bin_block(x, lo, hi, cuts, cut_count, bins):  # pragma: no cover - compiled
-    """Column ``j`` (NaN 0) and ``width + j`` (NaN 255) of each row: 1 + how many of feature j's cuts
-    lie below the value, and that less one. Rows past ``hi`` repeat the first."""
-    width = x.shape[1]
-    for r in range(_ROWS):
-        row = lo + r if lo + r < hi else lo
-        for j in range(width):
-            value = x[row, j]
-            if np.isnan(value):
-                bins[j * _ROWS + r] = 0
-                bins[(width + j) * _ROWS + r] = _NAN_RIGHT_BIN
-                continue
-            below = cuts_below(cuts, cut_count, j, value)
-            bins[j * _ROWS + r] = below + 1
-            bins[(width + j) * _ROWS + r] = below
-
-
-@numba.njit(inline="always")
-def _score_block(b, x, cuts, cut_count, column, limit, keeps, first, splits, leaf, tree_class, explains, leaf_value, credit, raw,
+def _score_block(b, all_bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
                  contributions):  # fmt: skip  # pragma: no cover - compiled
-    n, width, padded = x.shape[0], x.shape[1], credit.shape[1]
+    width, padded = all_bins.shape[1], credit.shape[1]
     lo = b * _ROWS
-    hi = min(n, lo + _ROWS)
+    hi = min(raw.shape[0], lo + _ROWS)
     bins = np.empty(2 * width * _ROWS, dtype=np.uint8)
+    for r in range(_ROWS):  # a column of 64 bytes per feature and NaN side: 0 / 255 for NaN (see the module docstring)
+        for j in range(width):
+            value = all_bins[lo + r, j]
+            bins[j * _ROWS + r] = value
+            bins[(width + j) * _ROWS + r] = (value - 1) & 0xFF
     exits = np.empty(_ROWS, dtype=np.int32)
     scores = np.zeros((raw.shape[1], _ROWS))
     credits = np.zeros(_ROWS * padded)
     flat_credit = credit.reshape(-1)
-    _bin_block(x, lo, hi, cuts, cut_count, bins)
     for t in range(first.shape[0]):
-        _leaf_exits(bins, column, limit, keeps, first[t], splits[t], exits)
+        if words[t] == 1:
+            _exits_32(bins, column, limit, keeps, first[t], splits[t], exits)
+        elif words[t] == 2:
+            _exits_64(bins, column, limit, keeps, first[t], splits[t], exits)
+        else:
+            _exits_128(bins, column, limit, keeps, first[t], splits[t], exits)
         leaves = leaf[t]
         score = scores[tree_class[t]]
         for r in range(hi - lo):  # tree by tree, as LightGBM adds them: the same sums to the bit
@@ -229,16 +250,16 @@ def _score_block(b, x, cuts, cut_count, column, limit, keeps, first, splits, lea
 
 # Two kernels with their own names (numba's on-disk cache is keyed by name): see compiled_trees._walk.
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _score(x, cuts, cut_count, column, limit, keeps, first, splits, leaf, tree_class, explains, leaf_value, credit, raw,
+def _score(bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
            contributions):  # fmt: skip  # pragma: no cover - compiled
-    for b in numba.prange((x.shape[0] + _ROWS - 1) // _ROWS):
-        _score_block(b, x, cuts, cut_count, column, limit, keeps, first, splits, leaf, tree_class, explains, leaf_value, credit,
+    for b in numba.prange(bins.shape[0] // _ROWS):
+        _score_block(b, bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit,
                      raw, contributions)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_serial(x, cuts, cut_count, column, limit, keeps, first, splits, leaf, tree_class, explains, leaf_value, credit, raw,
+def _score_serial(bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
                   contributions):  # fmt: skip  # pragma: no cover - compiled
-    for b in range((x.shape[0] + _ROWS - 1) // _ROWS):
-        _score_block(b, x, cuts, cut_count, column, limit, keeps, first, splits, leaf, tree_class, explains, leaf_value, credit,
+    for b in range(bins.shape[0] // _ROWS):
+        _score_block(b, bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit,
                      raw, contributions)  # fmt: skip

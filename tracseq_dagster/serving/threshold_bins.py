@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import numba
+import numpy as np
+
+#: LightGBM's kZeroThreshold (1e-35 as a float): its predictor reads any smaller magnitude as 0.0.
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @numba.njit(inline="always")
 def cuts_below(cuts, cut_count, j, value):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """How many of feature ``j``'s thresholds (``cuts[j]``, ascending, ``cut_count[j]`` of them) lie
-    below ``value``: ``value <= cuts[j, k]`` exactly when that count is at most ``k``. Not for NaN."""
+    below ``value``, read as LightGBM reads it: ``value <= cuts[j, k]`` exactly when that count is
+    at most ``k``. Not for NaN."""
+    if abs(value) <= ZERO_THRESHOLD:
+        value = 0.0
     low, high = 0, cut_count[j]
     while low < high:
         middle = (low + high) >> 1
@@ -17,3 +24,21 @@ def cuts_below(cuts, cut_count, j, value):  # type: ignore[no-untyped-def]  # pr
         else:
             high = middle
     return low
+
+
+#: ``bin_rows`` pads its rows with zeros (NaN's bin) to a multiple of this: the kernels' blocks divide it.
+PAD_ROWS = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def bin_rows(x, cuts, cut_count):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """uint16 (rows rounded up to ``PAD_ROWS``, features): 0 for NaN, else 1 + ``cuts_below``.
+    A split ``x <= cuts[j, k]`` is then ``bin <= k + 1``, and NaN is below every limit."""
+    n, width = x.shape
+    bins = np.zeros(((n + PAD_ROWS - 1) // PAD_ROWS * PAD_ROWS, width), dtype=np.uint16)
+    for r in range(n):
+        for j in range(width):
+            value = x[r, j]
+            if not np.isnan(value):
+                bins[r, j] = cuts_below(cuts, cut_count, j, value) + 1
+    return bins
