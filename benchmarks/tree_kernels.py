@@ -34,18 +34,14 @@ def champion(rows: int) -> tuple[str, lgb.Booster, _LeafPaths, np.ndarray] | Non
     bundles = sorted((ROOT / "benchmarks/out/serving/bentoml/models/sample_quality").glob("v*"), key=lambda p: p.stat().st_mtime)
     if not bundles:
         return None
-    import pandas as pd
-    import pyarrow as pa
+    from serving import arrow_body  # benchmarks/ is on sys.path: this file runs as a script
 
-    from tracseq_dagster.generator import generate_samples
     from tracseq_dagster.serving import columnar
     from tracseq_dagster.serving.predictor import CHAMPION, SampleQualityPredictor
 
     predictor = SampleQualityPredictor(bundles[-1])
     scorer = predictor.variants[CHAMPION].scorer
-    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=450)
-    samples = generate_samples(rows, seed=7, start=start, id_offset=800_000).drop(columns=["qc_status"])
-    valid = columnar.validate_table(pa.Table.from_pandas(samples, preserve_index=False))
+    valid = columnar.validate_table(columnar.read_table(arrow_body(rows, seed=7), columnar.ARROW_STREAM))
     matrix = scorer._booster_matrix(predictor._features(valid.frame, None))
     booster = scorer._estimator.booster_
     return f"champion {bundles[-1].name}", booster, scorer._paths, matrix

@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from tracseq_dagster.serving.compiled_trees import CompiledForest
+from tracseq_dagster.serving.compiled_trees import CompiledForest, _internal_nodes
 from tracseq_dagster.serving.scoring import _LeafPaths
 from tracseq_dagster.serving.threshold_bins import ZERO_THRESHOLD
 
@@ -38,15 +38,11 @@ def _rows(booster: lgb.Booster, n: int, seed: int = 11) -> np.ndarray:
     for j in (0, 1, 3, 5):
         x[rng.random(n) < 0.15, j] = np.nan
     dump = booster.dump_model()
-    thresholds = [n["threshold"] for info in dump["tree_info"] for n in _splits(info["tree_structure"]) if n["split_feature"] == 2]
+    thresholds = [n["threshold"] for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"]) if n["split_feature"] == 2]
     x[::3, 2] = np.resize(thresholds, len(x[::3]))  # exactly on a split's threshold: that goes left
     tiny = [ZERO_THRESHOLD, -ZERO_THRESHOLD, 1e-36, -1e-36, 2e-35, -2e-35, 0.0]  # LightGBM reads |x| <= 1e-35f as 0
     x[1::3, 2] = np.resize(tiny, len(x[1::3]))
     return x
-
-
-def _splits(node: dict) -> list[dict]:  # type: ignore[type-arg]
-    return [node, *_splits(node["left_child"]), *_splits(node["right_child"])] if "split_feature" in node else []
 
 
 def _forest(booster: lgb.Booster, classes: int) -> tuple[_LeafPaths, CompiledForest]:
@@ -78,7 +74,7 @@ def test_forests_too_large_for_the_bitvectors_keep_the_exact_node_walk(leaves: i
     booster = _booster(2, leaves=leaves, max_bin=max_bin, rounds=rounds)
     dump = booster.dump_model()
     most_leaves = max(info["num_leaves"] for info in dump["tree_info"])
-    most_cuts = max(len({n["threshold"] for info in dump["tree_info"] for n in _splits(info["tree_structure"]) if n["split_feature"] == j})
+    most_cuts = max(len({n["threshold"] for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"]) if n["split_feature"] == j})
                     for j in range(6))  # fmt: skip
     assert most_leaves > 128 or most_cuts > 254  # the booster really is outside the vector kernel's bounds
     paths, forest = _forest(booster, 2)
