@@ -690,6 +690,21 @@ def test_parquet_output_files_schema_and_metadata(tmp_path):
     assert summary.rows == 2 and pq.read_table(dest.with_suffix(".issues.parquet")).num_rows == 0
 
 
+def test_parquet_output_reads_back_as_the_typed_frame(tmp_path):
+    """pandas must read the lake's Parquet back in the typed convention: an int column with an
+    empty cell stays Int64 (not float64), text stays "string" (not object)."""
+    path = write(tmp_path, "export.csv", CANONICAL.replace(",42,OP-07", ",,OP-07"))
+    dest = tmp_path / "raw.parquet"
+    parse_export_to_parquet(path, dest, file_hash="h")
+    frame, _, _ = read_export(path, file_hash="h")
+    back = pd.read_parquet(dest)
+    assert back["box_occupancy"].dtype == "Int64" and back["box_occupancy"].tolist() == [pd.NA, 7]
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    for name in frame.columns:  # "string" is the convention; pandas picks the storage on reading
+        expected = "string" if frame[name].dtype == "string" else frame[name].dtype
+        assert back[name].dtype == expected, (name, back[name].dtype)
+
+
 def test_source_file_is_not_modified(tmp_path):
     path = write(tmp_path, "keep.csv", EUROPEAN)
     os.utime(path, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))

@@ -23,10 +23,13 @@ from tracseq_dagster.contract import (  # noqa: E402
     COLUMNS,
     CONTRACT_COLUMNS,
     FILE_HASH,
+    INT_COLUMNS,
     ROW_NUMBER,
     SOURCE_FILE,
     Kind,
 )
+from tracseq_dagster.lake import Lake  # noqa: E402
+from tracseq_dagster.parsing import parse_export_to_parquet  # noqa: E402
 from tracseq_dagster.rules import RULE_NAMES, RULES  # noqa: E402
 from tracseq_dagster.validation import VIOLATION_COLUMNS, validate_samples  # noqa: E402
 
@@ -450,6 +453,52 @@ def test_gx_type_check_catches_an_untyped_column(gx_api):
     frame["storage_temp_c"] = frame["storage_temp_c"].astype(str).astype("string")
     summary = gx_api.run_expectation_suite(frame, now=NOW)
     assert "type:storage_temp_c" in summary.failed_rules()
+
+
+@pytest.mark.parametrize("column", [*INT_COLUMNS, "storage_temp_c"])
+def test_one_empty_required_number_quarantines_only_its_row_after_the_lake_round_trip(gx_api, tmp_path, column):
+    """Issue 17: an empty required *integer* cell used to fail the blocking check for the whole file.
+
+    The lake stores the parsed rows as Parquet and the validation asset reads them back; an
+    integer column with one empty cell came back as float64, the accepted rows kept that dtype,
+    and the GX type expectation failed for every good row. The float column is the control.
+    """
+    written = clean_frame()[list(CONTRACT_COLUMNS)]
+    written[column] = written[column].astype("object")
+    written.loc[3, column] = None
+    export = tmp_path / "landing" / "export.csv"
+    export.parent.mkdir()
+    written.to_csv(export, index=False)
+    lake = Lake(tmp_path / "lake")
+    parse_export_to_parquet(export, lake.raw_path("h"), file_hash="h")
+
+    frame = lake.read_table(lake.raw_path("h"))  # exactly as the validation asset reads it
+    result = validate_samples(frame, lake.read_table(lake.issues_path("h")), now=NOW)
+
+    assert result.quarantined[ROW_NUMBER].tolist() == [5]  # header is line 1, the fourth row line 5
+    (violation,) = result.violations.to_dict("records")
+    assert (violation[SOURCE_FILE], violation[ROW_NUMBER], violation["rule"], violation["column"]) == (
+        str(export), 5, f"required:{column}", column)
+    assert result.valid[ROW_NUMBER].tolist() == [2, 3, 4, 6]
+    summary = gx_api.run_expectation_suite(result.valid, include_cross_export_uniqueness=False, now=NOW)
+    assert summary.success, [r for r in summary.results if not r["success"]]
+    for name in INT_COLUMNS:
+        assert result.valid[name].dtype == "Int64", name
+
+
+def test_accepted_rows_leave_in_the_contract_dtypes_whatever_the_input_had(gx_api):
+    """A lake table written before its Parquet carried pandas metadata reads back off the typed
+    convention: float64 for an int column with an empty cell, object for text."""
+    frame = clean_frame()
+    frame["box_occupancy"] = frame["box_occupancy"].astype("float64")
+    frame.loc[2, "box_occupancy"] = np.nan
+    frame["sample_type"] = frame["sample_type"].astype(object)
+    result = validate_samples(frame, now=NOW)
+    assert list(result.quarantined.index) == [2]
+    assert result.valid["box_occupancy"].dtype == "Int64" and result.valid["box_occupancy"].tolist() == [10, 11, 100, 5]
+    assert result.valid["sample_type"].dtype == "string"
+    assert result.quarantined["box_occupancy"].dtype == "float64", "quarantined rows are kept as they came"
+    assert gx_api.run_expectation_suite(result.valid, include_cross_export_uniqueness=False, now=NOW).success
 
 
 def test_file_mode_writes_data_docs_and_can_run_again(gx_api, tmp_path):

@@ -95,6 +95,17 @@ COLUMNS: tuple[ContractColumn, ...] = (
     ContractColumn("qc_status", Kind.ENUM, False, "QC outcome; empty until QC'd (the label)", allowed=QC_STATUSES),
 )
 
+#: The pandas dtype of each kind in the typed sample frame (the parser's output, the validator's
+#: accepted rows, the lake's tables): nullable ``Int64`` so an int column with an empty cell
+#: stays an int column, ``"string"`` so text is never mistaken for numbers.
+PANDAS_DTYPE_BY_KIND: dict[Kind, str] = {
+    Kind.STRING: "string",
+    Kind.ENUM: "string",
+    Kind.FLOAT: "float64",
+    Kind.INT: "Int64",
+    Kind.TIMESTAMP: "datetime64[ns, UTC]",
+}
+
 COLUMN_BY_NAME: dict[str, ContractColumn] = {c.name: c for c in COLUMNS}
 CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)

@@ -92,6 +92,7 @@ from tracseq_dagster.contract import (
     Kind,
     normalise_column_name,
 )
+from tracseq_dagster.rules import whole_numbers
 
 __all__ = [
     "ExportDialect",
@@ -248,7 +249,11 @@ def typed_arrow_schema(extra_columns: Sequence[str] = ()) -> pa.Schema:
     fields = [pa.field(c.name, kinds[c.kind]) for c in COLUMNS]
     fields += [pa.field(name, pa.string()) for name in extra_columns]
     fields += [pa.field(FILE_HASH, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(ROW_NUMBER, pa.int64())]
-    return pa.schema(fields)
+    # The typed frame's pandas metadata goes with the schema, so that pd.read_parquet gives the
+    # typed frame back: without it an int column with one empty cell reads back as float64
+    # (and the GX type check downstream rejects the whole export), text as object.
+    empty, _, _ = coerce_columns({}, np.empty(0, dtype=np.int64), extra_columns=extra_columns)
+    return pa.schema(fields, metadata=pa.Schema.from_pandas(empty, preserve_index=False).metadata)
 
 
 def issues_arrow_schema() -> pa.Schema:
@@ -616,9 +621,7 @@ def coerce_columns(
             continue
         values, bad = _coerce_float(arr, comma_decimal)
         if kind is Kind.INT:
-            finite = np.isfinite(values)
-            fractional = ~np.isnan(values) & (~finite | (np.where(finite, values, 0) % 1 != 0)
-                                              | (np.abs(np.where(finite, values, 0)) >= 2.0**63))
+            fractional = ~np.isnan(values) & ~whole_numbers(values)
             if fractional.any():
                 issue_parts.append((name, fractional, arr, "not an integer"))
                 values = np.where(fractional, np.nan, values)

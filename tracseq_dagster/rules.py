@@ -66,6 +66,7 @@ from tracseq_dagster.contract import (
     COLUMN_BY_NAME,
     COLUMNS,
     DNA_TYPES,
+    PANDAS_DTYPE_BY_KIND,
     RNA_TYPES,
     ROW_NUMBER,
     SOURCE_FILE,
@@ -241,14 +242,54 @@ def column_or_na(frame: pd.DataFrame, name: str) -> pd.Series:
     if name in frame.columns:
         return frame[name]
     kind = COLUMN_BY_NAME[name].kind if name in COLUMN_BY_NAME else Kind.STRING
-    dtype = {
-        Kind.STRING: "string",
-        Kind.ENUM: "string",
-        Kind.FLOAT: "float64",
-        Kind.INT: "Int64",
-        Kind.TIMESTAMP: "datetime64[ns, UTC]",
-    }[kind]
+    dtype = PANDAS_DTYPE_BY_KIND[kind]
     return pd.Series(pd.NA if dtype in ("string", "Int64") else None, index=frame.index, dtype=dtype)
+
+
+def whole_numbers(values: np.ndarray) -> np.ndarray:
+    """True where a float is a whole number an ``int64`` holds (NaN gives False).
+
+    The one definition of "an integer" for the parser (which reports other numbers in an int
+    column as ``not an integer``) and for ``type:<col>`` on frames off the typed convention.
+    """
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(values)
+        safe = np.where(finite, values, 0.0)
+        return finite & (np.floor(safe) == safe) & (np.abs(safe) < 2.0**63)
+
+
+def has_contract_dtype(series: pd.Series, kind: Kind) -> bool:
+    """Whether a column already has its kind's dtype in the typed frame convention."""
+    dtype = series.dtype
+    if kind in (Kind.STRING, Kind.ENUM):
+        return isinstance(dtype, pd.StringDtype)
+    if kind is Kind.TIMESTAMP:
+        return isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) == "UTC" and dtype.unit == "ns"
+    return dtype == PANDAS_DTYPE_BY_KIND[kind]
+
+
+def with_contract_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every contract column in its typed-convention dtype (others untouched).
+
+    For rows that passed ``type:<col>``: every value then converts without loss. A frame read
+    from Parquet without pandas metadata has float64 for an int column with an empty cell and
+    object for text; accepted rows must leave in the contract's dtypes, or the Great
+    Expectations type check (a dtype check) rejects rows the row-level rule accepted.
+    """
+    changed = {}
+    for c in COLUMNS:
+        if c.name not in frame.columns or has_contract_dtype(frame[c.name], c.kind):
+            continue
+        s = frame[c.name]
+        if c.kind is Kind.TIMESTAMP:
+            changed[c.name] = _as_utc_timestamps(s).astype(PANDAS_DTYPE_BY_KIND[c.kind])
+        elif c.kind in (Kind.FLOAT, Kind.INT):
+            changed[c.name] = pd.Series(_as_float(s), index=s.index).astype(PANDAS_DTYPE_BY_KIND[c.kind])
+        else:
+            changed[c.name] = s.astype(PANDAS_DTYPE_BY_KIND[c.kind])
+    if not changed:
+        return frame
+    return frame.assign(**changed)
 
 
 def _as_float(series: pd.Series) -> np.ndarray:
@@ -460,12 +501,10 @@ class TypeRule(Rule):
         present = _notna(series)
         if kind is Kind.TIMESTAMP:
             coerced_ok = _notna(_as_utc_timestamps(series))
+        elif kind is Kind.INT:
+            coerced_ok = whole_numbers(_as_float(series))
         else:
-            values = _as_float(series)
-            coerced_ok = ~np.isnan(values)
-            if kind is Kind.INT:
-                with np.errstate(invalid="ignore"):
-                    coerced_ok &= np.isfinite(values) & (np.floor(values) == values)
+            coerced_ok = ~np.isnan(_as_float(series))
         return present & ~coerced_ok
 
     def mask(self, frame, ctx):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
-from tracseq_dagster.rules import RULES, SAMPLE_ID, Rule, RuleContext
+from tracseq_dagster.rules import RULES, SAMPLE_ID, Rule, RuleContext, with_contract_dtypes
 
 RULES_COLUMN = "_rules"
 REASONS_COLUMN = "_reasons"
@@ -37,7 +37,8 @@ VIOLATION_COLUMNS: tuple[str, ...] = (SOURCE_FILE, ROW_NUMBER, SAMPLE_ID, "rule"
 class ValidationResult:
     """The outcome of :func:`validate_samples`.
 
-    ``valid``: rows that pass every rule, same columns (and index labels) as the input.
+    ``valid``: rows that pass every rule, same columns (and index labels) as the input, contract
+    columns in the typed frame's dtypes (``Int64`` ints even if the input had float64).
     ``quarantined``: every rejected row once, all original columns + ``_rules`` + ``_reasons``.
     ``violations``: long form, one row per broken rule per row
     (``_source_file``, ``_row_number``, ``sample_id``, ``rule``, ``column``, ``message``).
@@ -106,7 +107,10 @@ def validate_samples(
 
     bad = np.zeros(n, dtype=bool)
     bad[pos] = True
-    valid = frame.iloc[np.flatnonzero(~bad)].copy()
+    # Accepted rows leave in the contract's dtypes whatever the input had (e.g. an int column
+    # read back as float64 because a now-quarantined row left a cell empty): the GX suite that
+    # re-checks them tests dtypes, and features rely on the typed convention.
+    valid = with_contract_dtypes(frame.iloc[np.flatnonzero(~bad)].copy())
     quarantined = frame.iloc[np.flatnonzero(bad)].copy()
     if len(pos):
         starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
