@@ -442,6 +442,40 @@ def test_row_numbers_with_quoted_multiline_values(tmp_path):
     assert summary.warnings == ["unknown extra column 'notes' kept"] and issues.empty
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_enum_values_in_another_case_are_read_in_the_contract_spelling_with_one_warning(tmp_path, fmt):
+    """Issue 17: labs vary case (URGENT, dna, Pass); that is not a reason to quarantine a row."""
+    spelled = [("dna", "URGENT", "PASS"), (" rna ", "Routine", "Fail"), ("cfdna", "routine", None),
+               ("ffpe", "urgent", "Borderline"), ("Tissue", "URGENT ", "pass"), ("plasma", "soon", "ok")]
+    rows = [ROW_A | {"sample_id": f"TS-2025-{i:06d}", "sample_type": t, "priority": p, "qc_status": q, "rin": None,
+                     "din": None} for i, (t, p, q) in enumerate(spelled, start=1)]
+    path = tmp_path / f"cases.{fmt}"
+    table = pd.DataFrame(rows)[list(CONTRACT_COLUMNS)]
+    if fmt == "csv":
+        table.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        table.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        table.to_parquet(path, index=False)
+    # chunk_rows=2: the counts add up over chunks into one warning per column
+    frame, issues, summary = read_export(path, file_hash="h", chunk_rows=2)
+    assert frame["sample_type"].tolist() == ["DNA", "RNA", "cfDNA", "FFPE", "tissue", "plasma"]
+    assert frame["priority"].tolist() == ["urgent", "routine", "routine", "urgent", "urgent", "soon"]
+    assert frame["qc_status"].tolist() == ["pass", "fail", pd.NA, "borderline", "pass", "ok"]
+    assert issues.empty
+    assert [w for w in summary.warnings if "another case" in w] == [
+        "sample_type: 5 values in another case were read as the contract's spelling",
+        "priority: 3 values in another case were read as the contract's spelling",
+        "qc_status: 3 values in another case were read as the contract's spelling",
+    ]
+
+
+def test_one_enum_value_in_another_case_is_one_value_in_the_warning(tmp_path):
+    frame, _, summary = read_export(write(tmp_path, "one.csv", CANONICAL.replace(",urgent,", ",Urgent,")), file_hash="h")
+    assert frame["priority"].tolist() == ["routine", "urgent"]
+    assert summary.warnings == ["priority: 1 value in another case was read as the contract's spelling"]
+
+
 def test_extra_columns_are_kept_and_warned(tmp_path):
     text = "Freezer Notes," + HEADER + ",lot\n" + "door open," + LINE_A + ",L1\n" + "," + LINE_B + ",\n"
     frame, _, summary = read_export(write(tmp_path, "extra.csv", text), file_hash="h")

@@ -106,6 +106,15 @@ PANDAS_DTYPE_BY_KIND: dict[Kind, str] = {
     Kind.TIMESTAMP: "datetime64[ns, UTC]",
 }
 
+#: Enumerated values are matched case-insensitively (labs write ``URGENT``, ``dna``, ``Pass``):
+#: per enum column, the lower-case form of each allowed value -> the contract's spelling, which
+#: is what the typed frame stores. The rules and the GX suite then compare exact spellings.
+ENUM_SPELLINGS: dict[str, dict[str, str]] = {
+    c.name: {value.lower(): value for value in c.allowed} for c in COLUMNS if c.allowed is not None
+}
+if any(len(ENUM_SPELLINGS[c.name]) != len(c.allowed or ()) for c in COLUMNS if c.allowed is not None):
+    raise RuntimeError("two allowed values of an enum column differ only in case")
+
 COLUMN_BY_NAME: dict[str, ContractColumn] = {c.name: c for c in COLUMNS}
 CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)

@@ -26,6 +26,9 @@ What happens to bad input
 * A row with fewer fields than the header (e.g. a truncated last line) keeps its missing
   cells as ``<NA>`` and adds a warning naming the line. Unknown extra columns are kept and
   warned about; missing optional columns are added empty and warned about.
+* Enum values in another case or with surrounding spaces (``URGENT``, `` dna``, ``Pass``) are
+  stored in the contract's spelling; the file gets one warning per column with the count.
+  Values that match no allowed value case-insensitively stay as written, for ``enum:<col>``.
 * Everything that makes the file as a whole unusable raises :class:`ExportParseError`
   naming the file, the line and the column where that makes sense: an empty file, a header
   with no data rows, binary content, a header that does not split with any accepted
@@ -64,6 +67,7 @@ import os
 import re
 import uuid
 import zoneinfo
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -82,6 +86,7 @@ from tracseq_dagster.contract import (
     COLUMN_BY_NAME,
     COLUMNS,
     CONTRACT_COLUMNS,
+    ENUM_SPELLINGS,
     FILE_HASH,
     FLOAT_COLUMNS,
     LINEAGE_COLUMNS,
@@ -572,6 +577,18 @@ def _coerce_timestamp(arr: pa.Array | pa.ChunkedArray, dayfirst: bool, tz: str) 
     return out, bad
 
 
+def _contract_spelling(text: pa.Array | pa.ChunkedArray, spellings: Mapping[str, str]) -> tuple[pa.Array | pa.ChunkedArray, int]:
+    """Enum text with every case-insensitive match of an allowed value in the contract's spelling,
+    and how many values that changed. Values that match nothing are left for ``enum:<col>``."""
+    lowered = pa.array(list(spellings), pa.string())
+    at = pc.index_in(pc.utf8_lower(text), value_set=lowered)
+    canonical = pc.take(pa.array(list(spellings.values()), pa.string()), at)
+    changed = pc.sum(pc.fill_null(pc.not_equal(text, canonical), False).cast(pa.int64())).as_py() or 0
+    if not changed:
+        return text, 0
+    return pc.coalesce(canonical, text), changed
+
+
 def coerce_columns(
     raw: Mapping[str, pa.Array | pa.ChunkedArray],
     row_numbers: np.ndarray,
@@ -583,6 +600,7 @@ def coerce_columns(
     dayfirst: bool = True,
     naive_timezone: str = "UTC",
     drop_blank: bool = False,
+    respelled: Counter[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Type one chunk of raw columns (the one implementation used for CSV, JSON Lines and Parquet).
 
@@ -591,6 +609,10 @@ def coerce_columns(
     ``ROW_NUMBER``. Returns ``(frame, issues, kept)``: the typed frame (module docstring),
     one issue row per non-empty cell that could not be typed, and the mask of input rows kept
     (``drop_blank`` drops rows whose cells are all empty, e.g. blank CSV lines).
+
+    Enum values in another case (``URGENT``, ``dna``) are stored in the contract's spelling
+    (:data:`~tracseq_dagster.contract.ENUM_SPELLINGS`); ``respelled``, when given, counts them
+    per column, so that a reader can warn once per file rather than once per chunk.
     """
     n = len(row_numbers)
     rows = np.asarray(row_numbers, dtype=np.int64)
@@ -610,6 +632,10 @@ def coerce_columns(
         if kind in (Kind.STRING, Kind.ENUM):
             text = _clean_text(_as_text(arr))
             present |= _np_bool(pc.is_valid(text))
+            if kind is Kind.ENUM:
+                text, changed = _contract_spelling(text, ENUM_SPELLINGS[name])
+                if changed and respelled is not None:
+                    respelled[name] += changed
             columns[name] = text
             continue
         if kind is Kind.TIMESTAMP:
@@ -1280,6 +1306,7 @@ class ExportReader:
         self.rows = 0
         self.issue_count = 0
         self._short_rows: list[tuple[int, int]] = []
+        self._respelled: Counter[str] = Counter()
         self._short_count = 0
         self._last_line = 0
         self._file = None
@@ -1409,6 +1436,7 @@ class ExportReader:
             dayfirst=self.dayfirst,
             naive_timezone=self.naive_timezone,
             drop_blank=self._src.drop_blank,
+            respelled=self._respelled,
         )
         if raw.fields is not None:
             short = np.flatnonzero((raw.fields < self._src.n_fields) & kept)
@@ -1449,6 +1477,9 @@ class ExportReader:
                 self.warnings.append(f"line {line} has {got} of {n} fields; missing cells left empty")
         if self._short_count > _MAX_SHORT_ROW_WARNINGS:
             self.warnings.append(f"... and {self._short_count - _MAX_SHORT_ROW_WARNINGS} more short rows")
+        for name, count in self._respelled.items():
+            values = "value in another case was" if count == 1 else "values in another case were"
+            self.warnings.append(f"{name}: {count} {values} read as the contract's spelling")
         late = getattr(self._src, "late_keys", {})
         for name, line in late.items():
             self.warnings.append(
