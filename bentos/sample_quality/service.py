@@ -6,7 +6,16 @@
     POST /features         {"sample_ids": [...]} → latest features of known samples (online store)
     GET  /features/{id}    the same for one sample
     GET  /model            versions, aliases, metrics, lineage, traffic split
-    GET  /healthz /livez /readyz /metrics   BentoML's probes and Prometheus metrics
+    GET  /healthz /livez /metrics   BentoML's probes and Prometheus metrics
+    GET  /readyz           200 {"status": "ready" | "degraded", "dependencies": {"redis": "up" | "down: …", …}}
+
+No dependency outage fails a prediction: without Redis the cache is bypassed and /features
+reads the lake's offline table; without the prediction log's database its rows wait in a
+bounded queue (then are dropped and counted). /readyz says which dependency is down, /metrics
+counts the failures (tracseq_dependency_failures_total, tracseq_dependency_bypassed_total,
+tracseq_prediction_log_dropped_rows_total), and the service goes back to each dependency by
+itself once it answers (see tracseq_dagster.serving.dependencies). MLflow is never called at
+serve time: the models are packed in the Bento.
 
 The domain work happens in :mod:`tracseq_dagster.serving`; this file wires it to HTTP. The
 served bundle is the BentoML model ``TRACSEQ_MODEL_TAG`` (the ``model_tag`` build argument,
@@ -34,6 +43,7 @@ from tracseq_dagster import settings
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
+from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware, retry_interval_s
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
@@ -85,11 +95,23 @@ class SampleQuality:
         split = TrafficSplit(float(os.environ.get("TRACSEQ_CHALLENGER_SHARE", "0")), os.environ.get("TRACSEQ_AB_SALT", "ab-1"))
         attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
         self.predictor = SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
-        redis_url = os.environ.get("TRACSEQ_REDIS_URL") or None
-        self.cache = open_cache(redis_url)
-        self.features_store = open_feature_store(redis_url, settings.lake_dir())
-        self.log = BackgroundLogWriter(open_prediction_log(settings.prediction_log_url()))
         self.metrics = ServiceMetrics()
+        self.dependencies = Dependencies()
+        self.dependencies.listen(self.metrics.dependency_event)
+        redis_url = os.environ.get("TRACSEQ_REDIS_URL") or None
+        redis_breaker = self.dependencies.breaker("redis") if redis_url else None
+        self.cache = open_cache(redis_url, redis_breaker)
+        if redis_breaker is not None:
+            self.dependencies.breaker("redis", probe=self.cache.ping)  # type: ignore[attr-defined]
+        self.features_store = open_feature_store(redis_url, settings.lake_dir(), redis_breaker)
+        log = open_prediction_log(settings.prediction_log_url())
+        self.log = BackgroundLogWriter(
+            log,
+            max_queue_rows=int(os.environ.get("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "200000")),
+            retry_s=retry_interval_s(),
+            breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
+            on_dropped=self.metrics.rows_dropped,
+        )
         self.batcher = MicroBatcher(
             self.predictor.predict,
             max_batch=int(os.environ.get("TRACSEQ_MAX_BATCH", "64")),
@@ -175,17 +197,23 @@ class SampleQuality:
 
     @bentoml.api(route="/features", input_spec=FeatureRequest)
     def features(self, sample_ids: list[str]) -> dict[str, Any]:
-        """Latest features of known samples (Redis when configured, the offline store otherwise)."""
-        found = self.features_store.get_many(sample_ids)
-        return {"features": found, "missing": [s for s in sample_ids if s not in found]}
+        """Latest features of known samples (Redis when configured and up, the offline store otherwise)."""
+        found, source = self._features_of(sample_ids)
+        return {"features": found, "missing": [s for s in sample_ids if s not in found], "source": source}
 
     @routes.get("/features/{sample_id}")
     def one_sample_features(self, sample_id: str) -> dict[str, Any]:
         """Latest features of one known sample; 404 when the store does not know it."""
-        found = self.features_store.get_many([sample_id])
+        found, source = self._features_of([sample_id])
         if sample_id not in found:
-            raise HTTPException(status_code=404, detail=f"no features for sample {sample_id!r}: not in the online store")
-        return {"sample_id": sample_id, "features": found[sample_id]}
+            raise HTTPException(status_code=404, detail=f"no features for sample {sample_id!r}: not in the {source} store")
+        return {"sample_id": sample_id, "features": found[sample_id], "source": source}
+
+    def _features_of(self, sample_ids: list[str]) -> tuple[dict[str, Any], str]:
+        """Features found and the store that answered: online (Redis) or offline (the lake's table)."""
+        if hasattr(self.features_store, "get_many_from"):
+            return self.features_store.get_many_from(sample_ids)
+        return self.features_store.get_many(sample_ids), "offline"
 
     @routes.get("/model")
     def model(self) -> dict[str, Any]:
@@ -203,6 +231,11 @@ class SampleQuality:
         self.log.submit([{**a.log_row, "ts": datetime.now(timezone.utc), "latency_ms": latency_ms / max(len(answers), 1)} for a in answers])
 
 
+async def _readiness() -> dict[str, Any]:
+    return await bentoml.get_current_service().dependencies.check()
+
+
+SampleQuality.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
 SampleQuality.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,))
 if os.environ.get("TRACSEQ_API_TOKEN"):
     SampleQuality.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])

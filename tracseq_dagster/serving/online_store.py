@@ -4,6 +4,9 @@
 ``online_sample_features`` asset publishes the offline table to it after every rebuild.
 ``OfflineFeatureStore`` answers from the lake's ``sample_features`` table when no Redis is
 configured (slower to start, same answers). Both return the same dictionaries.
+``OnlineOrOfflineStore`` is what the service uses with Redis configured: Redis, and the
+offline table whenever Redis is down (through the circuit breaker it shares with the cache,
+see :mod:`.dependencies`), back on Redis by itself once it answers again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 import redis
 
 from tracseq_dagster import settings
+from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.lake import Lake
 
@@ -54,8 +58,10 @@ def features_prefix() -> str:
 
 
 class RedisFeatureStore:
-    def __init__(self, url: str, prefix: str | None = None) -> None:
-        self._redis = redis.Redis.from_url(url)
+    """``client`` defaults to redis-py's (its retries suit publishing); the service passes a quick one."""
+
+    def __init__(self, url: str, prefix: str | None = None, client: redis.Redis | None = None) -> None:
+        self._redis = client if client is not None else redis.Redis.from_url(url)
         self.prefix = prefix if prefix is not None else features_prefix()
 
     def publish(self, frame: pd.DataFrame) -> int:
@@ -94,5 +100,29 @@ class OfflineFeatureStore:
         return {s: self._documents[s] for s in sample_ids if s in self._documents}
 
 
-def open_feature_store(redis_url: str | None, lake_dir: str | Path) -> FeatureStore:
-    return RedisFeatureStore(redis_url) if redis_url else OfflineFeatureStore(lake_dir)
+class OnlineOrOfflineStore:
+    """Redis while it answers, the lake's offline table while it does not (never raises for want of Redis)."""
+
+    def __init__(self, online: RedisFeatureStore, offline: OfflineFeatureStore, breaker: CircuitBreaker | None = None) -> None:
+        self.online = online
+        self.offline = offline
+        self.breaker = breaker or CircuitBreaker("redis")
+        self._errors = redis_errors()
+
+    def get_many(self, sample_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return self.get_many_from(sample_ids)[0]
+
+    def get_many_from(self, sample_ids: Iterable[str]) -> tuple[dict[str, dict[str, Any]], str]:
+        """The features found and where from: ``"online"``, or ``"offline"`` when Redis is down."""
+        ids = list(sample_ids)
+        found = self.breaker.call(lambda: self.online.get_many(ids), None, self._errors, "online_store")
+        if found is not None:
+            return found, "online"
+        return self.offline.get_many(ids), "offline"
+
+
+def open_feature_store(redis_url: str | None, lake_dir: str | Path, breaker: CircuitBreaker | None = None) -> FeatureStore:
+    """Redis with the offline table as its fallback when a URL is given, the offline table alone otherwise."""
+    if not redis_url:
+        return OfflineFeatureStore(lake_dir)
+    return OnlineOrOfflineStore(RedisFeatureStore(redis_url, client=redis_client(redis_url)), OfflineFeatureStore(lake_dir), breaker)

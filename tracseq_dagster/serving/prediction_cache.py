@@ -3,6 +3,11 @@
 The key is the model versions serving plus a hash of the canonical request, so a new model
 version can never be answered from an old one's cache (the old keys are simply never asked
 again; Redis entries expire, the in-process LRU evicts them).
+
+Redis is optional at every call: when it is down or slow, lookups miss and writes are skipped
+(the answer is computed as if nothing were cached), through a circuit breaker (see
+:mod:`.dependencies`) that stops trying for a short interval after a failure and comes back
+to Redis by itself.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
-import redis
-
 from tracseq_dagster import settings
+from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 
 
 class PredictionCache(Protocol):
@@ -86,27 +90,39 @@ class InProcessCache:
 
 
 class RedisCache:
-    """Shared by every worker and replica; entries expire after ``ttl_s``."""
+    """Shared by every worker and replica; entries expire after ``ttl_s``.
 
-    def __init__(self, url: str, prefix: str | None = None, ttl_s: int = 3600) -> None:
-        self._redis = redis.Redis.from_url(url)
+    Never raises for want of Redis: a failed or skipped lookup is a miss, a failed write is
+    skipped; ``breaker`` (one per Redis, shared with the online store) counts both.
+    """
+
+    def __init__(self, url: str, prefix: str | None = None, ttl_s: int = 3600, breaker: CircuitBreaker | None = None) -> None:
+        self._redis = redis_client(url)
         self.prefix = prefix if prefix is not None else settings.redis_prefix() + "prediction:"
         self.ttl_s = ttl_s
+        self.breaker = breaker or CircuitBreaker("redis")
+        self._errors = redis_errors()
 
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self._redis.get(self.prefix + key)
+        raw = self.breaker.call(lambda: self._redis.get(self.prefix + key), None, self._errors, "prediction_cache")
         return None if raw is None else json.loads(raw)
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        self._redis.set(self.prefix + key, json.dumps(value, default=str), ex=self.ttl_s)
+        raw = json.dumps(value, default=str)
+        self.breaker.call(lambda: self._redis.set(self.prefix + key, raw, ex=self.ttl_s), None, self._errors, "prediction_cache")
 
     def get_blob(self, key: str) -> bytes | None:
-        return self._redis.get(self.prefix + "blob:" + key)
+        return self.breaker.call(lambda: self._redis.get(self.prefix + "blob:" + key), None, self._errors, "prediction_cache")
 
     def put_blob(self, key: str, value: bytes) -> None:
-        self._redis.set(self.prefix + "blob:" + key, value, ex=self.ttl_s)
+        self.breaker.call(lambda: self._redis.set(self.prefix + "blob:" + key, value, ex=self.ttl_s), None, self._errors,
+                          "prediction_cache")  # fmt: skip
+
+    def ping(self) -> None:
+        """Raises when Redis does not answer (the readiness probe)."""
+        self._redis.ping()
 
 
-def open_cache(url: str | None) -> PredictionCache:
+def open_cache(url: str | None, breaker: CircuitBreaker | None = None) -> PredictionCache:
     """Redis when a ``redis://`` URL is configured, the in-process LRU otherwise."""
-    return RedisCache(url) if url else InProcessCache()
+    return RedisCache(url, breaker=breaker) if url else InProcessCache()

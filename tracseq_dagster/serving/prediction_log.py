@@ -14,7 +14,11 @@ Two stores behind one interface (:class:`PredictionLog`), chosen by :func:`open_
 The request path never writes: it hands rows to a :class:`BackgroundLogWriter`, whose thread
 writes a batch every ``flush_interval_s``. When the store is slow or down the queue fills up
 to ``max_queue_rows`` and then further rows are dropped and counted, so serving never waits on
-the log and never fails because of it.
+the log and never fails because of it. With ``retry_s`` (the service sets it), a batch whose
+write failed goes back to the head of the queue and is written once the store answers again,
+through a circuit breaker (:mod:`.dependencies`) that reports the outage to ``/readyz``.
+PostgreSQL writes are idempotent (a unique index on ``request_id``, ``ON CONFLICT DO NOTHING``),
+so a batch retried after a commit whose acknowledgement was lost is not logged twice.
 
 Columns (:data:`PREDICTION_LOG_COLUMNS`): the answer (request id, time, variant, model version,
 P(pass), category, predicted status, latency) then the feature vector the model saw, one column
@@ -27,10 +31,11 @@ import atexit
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +49,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from tracseq_dagster.serving.dependencies import CircuitBreaker
 
 __all__ = [
     "PREDICTION_LOG_COLUMNS",
@@ -233,23 +239,42 @@ class ParquetPredictionLog:
 
 
 class PostgresPredictionLog:
-    """The table ``prediction_log`` in a PostgreSQL database (created on first use)."""
+    """The table ``prediction_log`` in a PostgreSQL database (created on first use).
 
-    def __init__(self, url: str, table: str = "prediction_log") -> None:
+    Connections give up after ``connect_timeout_s`` (unless the URL sets ``connect_timeout``),
+    so a server that is unreachable holds the background writer for seconds, not minutes.
+    """
+
+    def __init__(self, url: str, table: str = "prediction_log", connect_timeout_s: int = 3) -> None:
         # psycopg2 (libpq) takes postgresql:// URLs, not SQLAlchemy's postgresql+psycopg2://.
         scheme, rest = url.split("://", 1)
         self.url = f"{scheme.split('+')[0]}://{rest}"
         self.table = table
+        self.connect_timeout_s = connect_timeout_s
         self._ready = False
 
     def _connect(self):  # type: ignore[no-untyped-def]
         import psycopg2
 
-        connection = psycopg2.connect(self.url)
+        options = {} if "connect_timeout" in self.url else {"connect_timeout": self.connect_timeout_s}
+        connection = psycopg2.connect(self.url, **options)
         if not self._ready:
-            self._create_table(connection)
+            try:
+                self._create_table(connection)
+            except Exception:
+                connection.close()
+                raise
             self._ready = True
         return connection
+
+    def ping(self) -> None:
+        """Raises when the database does not answer (the readiness probe)."""
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        finally:
+            connection.close()
 
     def _create_table(self, connection) -> None:  # type: ignore[no-untyped-def]
         sql_types = {name: "timestamptz" if t == pa.timestamp("us", tz="UTC") else "double precision" if t == pa.float64() else "text"
@@ -260,6 +285,13 @@ class PostgresPredictionLog:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
             cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({columns})')
             cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_ts" ON "{self.table}" (ts)')
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
+                # Makes retried batches idempotent (ON CONFLICT DO NOTHING in append).
+                cursor.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{self.table}_request_id" ON "{self.table}" (request_id)')
+        except Exception as error:  # an older table that already holds a repeated id: plain inserts
+            logger.warning("prediction log: no unique index on %s.request_id (%s); a retried batch may repeat rows", self.table, error)
 
     def append(self, rows: list[dict] | pd.DataFrame) -> None:
         frame = as_log_frame(rows)
@@ -275,7 +307,8 @@ class PostgresPredictionLog:
         connection = self._connect()
         try:
             with connection, connection.cursor() as cursor:
-                execute_values(cursor, f'INSERT INTO "{self.table}" ({names}) VALUES %s', values, page_size=1000)
+                # ON CONFLICT without a target: idempotent where the unique index exists, a plain insert otherwise.
+                execute_values(cursor, f'INSERT INTO "{self.table}" ({names}) VALUES %s ON CONFLICT DO NOTHING', values, page_size=1000)
         finally:
             connection.close()
 
@@ -311,24 +344,44 @@ class BackgroundLogWriter:
 
     ``submit`` only takes a lock for an append to a deque: it never waits for a write, never
     raises, and when ``max_queue_rows`` are already waiting it drops the rows and adds them to
-    ``dropped``. A failed write is logged, its rows added to ``failed``, and the writer goes on.
-    ``written`` counts rows the log accepted.
+    ``dropped`` (and calls ``on_dropped(count)``). ``written`` counts rows the log accepted.
+
+    A failed write is logged and counted in ``write_failures``. Without ``retry_s`` its rows are
+    lost (added to ``failed``). With ``retry_s`` they go back to the head of the queue (rows
+    beyond ``max_queue_rows`` are dropped and counted, the newest first, as ``submit`` would
+    have), and the writer tries again after ``retry_s``: an outage of the store costs rows only
+    once the queue is full. ``breaker`` (if given) hears of every write's outcome, for
+    ``/readyz`` and ``/metrics``.
 
     Create one per process, after the server forks its workers (a thread does not survive a
     fork). ``close()`` at shutdown writes what is queued; an interpreter that exits without it
     still flushes, from an ``atexit`` hook.
     """
 
-    def __init__(self, log: PredictionLog, *, flush_interval_s: float = 1.0, max_queue_rows: int = 200_000) -> None:
+    def __init__(
+        self,
+        log: PredictionLog,
+        *,
+        flush_interval_s: float = 1.0,
+        max_queue_rows: int = 200_000,
+        retry_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:
         self.log = log
         self.flush_interval_s = flush_interval_s
         self.max_queue_rows = max_queue_rows
+        self.retry_s = retry_s
+        self.breaker = breaker
+        self.on_dropped = on_dropped
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self.write_failures = 0
         self._pending: deque[list[dict] | pd.DataFrame] = deque()
         self._pending_rows = 0
         self._closed = False
+        self._retry_at = 0.0  # monotonic time before which the thread does not try again
         self._queue_lock = threading.Lock()  # guards the queue; never held while writing
         self._write_lock = threading.Lock()  # one write at a time, from the thread or flush()
         self._wake = threading.Event()
@@ -351,11 +404,15 @@ class BackgroundLogWriter:
             with self._queue_lock:
                 if self._closed or self._pending_rows + count > self.max_queue_rows:
                     self.dropped += count
-                    return
-                self._pending.append(rows if isinstance(rows, pd.DataFrame) else list(rows))
-                self._pending_rows += count
+                    dropped = count
+                else:
+                    dropped = 0
+                    self._pending.append(rows if isinstance(rows, pd.DataFrame) else list(rows))
+                    self._pending_rows += count
                 wake = self._pending_rows >= self._wake_rows
-            if wake:
+            if dropped:
+                self._report_dropped(dropped)
+            elif wake:
                 self._wake.set()
         except Exception:  # the request path must never fail because of the log
             logger.exception("prediction log: could not queue rows")
@@ -375,10 +432,50 @@ class BackgroundLogWriter:
                     self.log.append(pd.concat([as_log_frame(f) for f in ([rows] if rows else []) + frames], ignore_index=True))
                 else:
                     self.log.append(rows)
-                self.written += count
+            except Exception as error:
+                self.write_failures += 1
+                if self.breaker is not None:
+                    self.breaker.failed(error, "prediction_log")
+                if self.retry_s is None:
+                    self.failed += count
+                    logger.exception("prediction log: could not write %d rows; they are lost", count)
+                else:
+                    self._retry_at = time.monotonic() + self.retry_s
+                    self._requeue(batches)
+                    logger.warning("prediction log: could not write %d rows (%s); kept, trying again in %.1f s", count, error, self.retry_s)
+                return
+            self.written += count
+            self._retry_at = 0.0
+            if self.breaker is not None:
+                self.breaker.succeeded()
+
+    def _requeue(self, batches: deque[list[dict] | pd.DataFrame]) -> None:
+        """Failed batches back at the head of the queue; what no longer fits is dropped from the tail."""
+        with self._queue_lock:
+            self._pending.extendleft(reversed(batches))
+            self._pending_rows += sum(len(b) for b in batches)
+            excess = self._pending_rows - self.max_queue_rows
+            dropped = 0
+            while excess > 0 and self._pending:
+                last = self._pending.pop()
+                if len(last) > excess:  # keep the head of the newest batch
+                    self._pending.append(last.iloc[: len(last) - excess] if isinstance(last, pd.DataFrame) else last[: len(last) - excess])
+                    dropped += excess
+                    excess = 0
+                else:
+                    dropped += len(last)
+                    excess -= len(last)
+            self._pending_rows -= dropped
+            self.dropped += dropped
+        if dropped:
+            self._report_dropped(dropped)
+
+    def _report_dropped(self, count: int) -> None:
+        if self.on_dropped is not None:
+            try:
+                self.on_dropped(count)
             except Exception:
-                self.failed += count
-                logger.exception("prediction log: could not write %d rows; they are lost", count)
+                logger.exception("prediction log: on_dropped failed")
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop taking rows, write what is queued, stop the thread. Safe to call twice."""
@@ -392,9 +489,11 @@ class BackgroundLogWriter:
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
-            self.flush()
             if self._closed:
+                self.flush()
                 return
+            if time.monotonic() >= self._retry_at:  # after a failure, wait out the retry interval
+                self.flush()
 
 
 def _close_at_exit(writer: weakref.ref[BackgroundLogWriter]) -> None:

@@ -2,7 +2,9 @@
 
 BentoML already exports request counts, in-progress requests and the latency histogram per
 endpoint and status code on ``/metrics``; these add what only the service knows: predictions
-by category, variant and model version, cache hits, and the micro-batch sizes.
+by category, variant and model version, cache hits, and the micro-batch sizes; and how the
+service went on without a dependency (see :mod:`.dependencies`): failed calls per dependency,
+calls answered without it per dependency and use, and prediction log rows dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,25 @@ class ServiceMetrics:
         )
         self.cache_hits = bentoml.metrics.Counter(
             name="tracseq_prediction_cache_hits_total", documentation="Predictions answered from the cache"
+        )
+        self.dependency_failures = bentoml.metrics.Counter(
+            name="tracseq_dependency_failures_total",
+            documentation="Failed calls to a dependency (redis, prediction_log, ollama), probes included",
+            labelnames=["dependency"],
+        )
+        self.dependency_bypassed = bentoml.metrics.Counter(
+            name="tracseq_dependency_bypassed_total",
+            documentation="Calls that went on without a dependency that was down (e.g. a cache lookup skipped)",
+            labelnames=["dependency", "use"],
+        )
+        self.dependency_recoveries = bentoml.metrics.Counter(
+            name="tracseq_dependency_recoveries_total",
+            documentation="Times a dependency came back and was used again",
+            labelnames=["dependency"],
+        )
+        self.log_dropped = bentoml.metrics.Counter(
+            name="tracseq_prediction_log_dropped_rows_total",
+            documentation="Prediction log rows dropped because the bounded queue was full (the log was down or slow)",
         )
         self._children: dict[tuple[str, str, str], Any] = {}
 
@@ -47,3 +68,15 @@ class ServiceMetrics:
 
     def cache_hit(self) -> None:
         self.cache_hits.inc()
+
+    def dependency_event(self, event: str, dependency: str, use: str) -> None:
+        """A :class:`~.dependencies.CircuitBreaker` listener."""
+        if event == "failure":
+            self.dependency_failures.labels(dependency=dependency).inc()
+        elif event == "bypass":
+            self.dependency_bypassed.labels(dependency=dependency, use=use or "other").inc()
+        elif event == "recovery":
+            self.dependency_recoveries.labels(dependency=dependency).inc()
+
+    def rows_dropped(self, count: int) -> None:
+        self.log_dropped.inc(count)
