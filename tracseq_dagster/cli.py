@@ -6,13 +6,71 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tracseq_dagster.promotion import GatePolicy
+from tracseq_dagster.settings import ConfigurationError
 
-app = typer.Typer(help="TracSeq Dagster: lab exports in, validated point-in-time features out.", no_args_is_help=True)
+#: Exit code of an operator's mistake (a setting, a folder, an unreachable server), as for a usage error.
+CONFIGURATION_EXIT_CODE = 2
+
+
+class _Commands(TyperGroup):
+    """The command group: an operator's mistake ends the command with one line on stderr and exit 2.
+
+    Every command and sub-command runs inside this ``invoke``, so the rule holds in one place:
+    :class:`ConfigurationError` (a bad setting, folder, tag or unreachable server, found by the
+    typed getters in :mod:`tracseq_dagster.settings`) and the known dependency failures that
+    slip past those checks print ``error: <what is wrong>: <how to fix it>``, never a traceback.
+    """
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as error:
+            _fail_configuration(str(error))
+        except Exception as error:
+            message = _dependency_failure(error)
+            if message is None:
+                raise
+            _fail_configuration(message)
+
+
+def _fail_configuration(message: str) -> None:
+    # Plain text, not rich: rich wraps at 80 columns when stderr is not a terminal.
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code=CONFIGURATION_EXIT_CODE)
+
+
+def _dependency_failure(error: BaseException) -> str | None:
+    """One line for a failure of a server the CLI talks to directly, else None (a bug: traceback)."""
+    import os
+
+    from tracseq_dagster.settings import redact
+
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+        if len(chain) > 20:
+            break
+    names = {f"{type(e).__module__}.{type(e).__name__}" for e in chain}
+    text = " ".join(str(e) for e in chain)
+    if any(n.startswith("mlflow.") for n in names) and any(
+        hint in text for hint in ("Max retries exceeded", "Connection refused", "ConnectionError", "timed out", "could not connect")
+    ):
+        uri = redact(os.getenv("MLFLOW_TRACKING_URI", "(the embedded store)"))
+        return f"the MLflow tracking server at MLFLOW_TRACKING_URI={uri} stopped answering: start it or fix MLFLOW_TRACKING_URI"
+    if any(n.startswith(("redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError")) for n in names):
+        return f"Redis at TRACSEQ_REDIS_URL={redact(os.getenv('TRACSEQ_REDIS_URL', ''))} cannot be reached: start it or fix TRACSEQ_REDIS_URL"
+    return None
+
+
+app = typer.Typer(
+    cls=_Commands, help="TracSeq Dagster: lab exports in, validated point-in-time features out.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -51,10 +109,14 @@ def ingest_command(
     from tracseq_dagster.instance import get_instance
     from tracseq_dagster.landing import list_landing_files
 
+    from tracseq_dagster import settings
+
     if not folder.is_dir():
-        raise typer.BadParameter(f"{folder} is not a folder")
+        raise ConfigurationError(f"{folder} is not a folder: pass the folder holding the exports (tracseq ingest <folder>)")
+    if lake is not None:
+        settings.local_folder("--lake", lake, purpose="the lake")
+    instance = get_instance()  # first: a wrong DAGSTER_HOME is the likeliest mistake
     defs = build_definitions(lake_dir=str(lake) if lake else None, landing_url=str(folder))
-    instance = get_instance()
     log_level = "DEBUG" if verbose else "CRITICAL"  # failures are summarised below the table
     total = len(list_landing_files(str(folder)))
     with Progress(
@@ -217,6 +279,7 @@ def train_command(
     if unknown:
         raise typer.BadParameter(f"unknown families {', '.join(unknown)}; choose from {', '.join(ALL_FAMILIES)}")
     instance = get_instance()
+    _require_mlflow()
     started = time.perf_counter()
 
     def report(step: StepOutcome) -> None:
@@ -254,9 +317,27 @@ app.add_typer(model_app, name="model")
 
 def _registry():  # type: ignore[no-untyped-def]
     """The model registry of the code location's MLflow resource ($MLFLOW_TRACKING_URI or the embedded store)."""
+    import os
+
+    # A command that only reads or moves an alias need not wait minutes for MLflow's retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    _require_mlflow()
     from tracseq_dagster.definitions import build_definitions
 
     return build_definitions().resources["mlflow_tracking"].registry()
+
+
+def _require_mlflow() -> None:
+    """Fail in seconds, with one line, when the MLflow tracking server cannot be reached."""
+    from tracseq_dagster import settings
+
+    settings.require_reachable(
+        "MLFLOW_TRACKING_URI",
+        settings.mlflow_tracking_uri(),
+        what="the MLflow tracking server",
+        fix="start it (docker compose up -d mlflow) or point MLFLOW_TRACKING_URI at a running server, or unset it for the embedded store",
+    )
 
 
 @model_app.command("history")
@@ -306,6 +387,7 @@ def bento_build_command() -> None:
     from tracseq_dagster.train import package_bento
 
     instance = get_instance()
+    _require_mlflow()
     with console.status("exporting the champion and building the Bento"):
         outcome = package_bento()
     if not outcome.success:
@@ -330,14 +412,26 @@ def bento_serve_command(
     import shutil
     import sys
 
+    from tracseq_dagster import settings
+
+    settings.check_service_settings()  # the service reads them in its workers: fail here, in one line
     from tracseq_dagster.serving.bento_build import BENTO_NAME, bentoml
 
+    store = os.environ.get("BENTOML_HOME", "")
     if tag is None:
         builds = sorted(bentoml.bentos.list(BENTO_NAME), key=lambda b: b.info.creation_time)
         if not builds:
-            err_console.print("[red]error:[/] no sample_quality Bento yet: run tracseq bento build", soft_wrap=True)
-            raise typer.Exit(code=2)
+            raise ConfigurationError(f"no sample_quality Bento in the BentoML store {store}: run tracseq bento build")
         tag = str(builds[-1].tag)
+    elif not os.path.exists(tag):  # a tag in the store (bentoml serve also takes a build folder)
+        try:
+            tag = str(bentoml.bentos.get(tag).tag)
+        except (bentoml.exceptions.NotFound, ValueError) as error:
+            reason = "is not a valid Bento tag" if isinstance(error, ValueError) else "does not exist"
+            raise ConfigurationError(
+                f"Bento {tag} {reason} in the BentoML store {store} (BENTOML_HOME): "
+                f"list the builds with `bentoml list {BENTO_NAME}`, or build one with `tracseq bento build`"
+            ) from None
     bentoml_cli = shutil.which("bentoml") or os.path.join(os.path.dirname(sys.executable), "bentoml")
     os.execv(bentoml_cli, [bentoml_cli, "serve", tag, "--host", host, "--port", str(port)])
 
@@ -409,8 +503,10 @@ def documents_ingest_command(
     from tracseq_dagster.instance import get_instance
 
     url = folder or settings.documents_url()
-    defs = build_definitions(lake_dir=str(lake) if lake else None, documents_url=url, lancedb_dir=lancedb)
+    if lancedb:
+        lancedb = settings.lancedb_folder("--lancedb", lancedb)
     instance = get_instance()
+    defs = build_definitions(lake_dir=str(lake) if lake else None, documents_url=url, lancedb_dir=lancedb)
     log_level = "DEBUG" if verbose else "CRITICAL"
     with console.status("parsing documents"):
         outcomes = ingest_documents(url, defs=defs, instance=instance, force=force, log_level=log_level)
@@ -473,9 +569,10 @@ def ask_command(
     from tracseq_dagster.documents.qa import DocumentQA
     from tracseq_dagster.documents.retrieval import Filters
 
+    location = settings.lancedb_folder("--lancedb", lancedb) if lancedb else settings.lancedb_dir()
     try:
         qa = DocumentQA.open(
-            lancedb or settings.lancedb_dir(), embedder=settings.embedder(), ollama_host=settings.ollama_host(),
+            location, embedder=settings.embedder(), ollama_host=settings.ollama_host(),
             model=model or settings.ollama_model(), timeout_s=settings.ollama_timeout_s(), generate=generate,
         )
         if qa.index.count() == 0:
