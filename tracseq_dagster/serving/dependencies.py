@@ -123,7 +123,8 @@ class CircuitBreaker:
         logger.warning("%s is back: using it again", self.name)
         self._notify("recovery", "")
 
-    def failed(self, error: BaseException | str, use: str = "") -> None:
+    def failed(self, error: BaseException | str, use: str = "", *, went_without: bool = True) -> None:
+        """The dependency failed a call; ``went_without``: the caller answered without it (a bypass, too)."""
         message = error if isinstance(error, str) else describe(error)
         with self._lock:
             now = self._clock()
@@ -135,6 +136,8 @@ class CircuitBreaker:
         if not was_down:
             logger.warning("%s is down (%s): going on without it, trying again every %.1f s", self.name, message, self.retry_after_s)
         self._notify("failure", use)
+        if went_without:
+            self._notify("bypass", use)
 
     def call(self, fn: Callable[[], T], default: T, errors: tuple[type[BaseException], ...], use: str = "") -> T:
         """``fn()``, or ``default`` when the dependency is down or ``fn`` raises one of ``errors``."""
@@ -143,8 +146,7 @@ class CircuitBreaker:
         try:
             value = fn()
         except errors as error:
-            self.failed(error, use)
-            self._notify("bypass", use)  # this call, too, went on without it
+            self.failed(error, use)  # this call, too, went on without it
             return default
         self.succeeded()
         return value
@@ -163,7 +165,8 @@ class CircuitBreaker:
 class Dependencies:
     """A process's breakers, each with an optional probe (a cheap call that raises when down)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._probes: dict[str, Callable[[], Any]] = {}
         self._required: set[str] = set()
@@ -177,7 +180,7 @@ class Dependencies:
         with self._lock:
             breaker = self._breakers.get(name)
             if breaker is None:
-                breaker = self._breakers[name] = CircuitBreaker(name, retry_after_s=retry_after_s)
+                breaker = self._breakers[name] = CircuitBreaker(name, retry_after_s=retry_after_s, clock=self._clock)
                 for listener in self._listeners:
                     breaker.listen(listener)
             if probe is not None:
@@ -205,7 +208,7 @@ class Dependencies:
         try:
             probe()
         except Exception as error:
-            breaker.failed(error, "probe")
+            breaker.failed(error, "probe", went_without=False)
         else:
             breaker.succeeded()
         finally:
@@ -216,7 +219,7 @@ class Dependencies:
         """Dependencies worth probing now: not heard from recently, and not waiting out a retry interval."""
         out = []
         for name, breaker in self._breakers.items():
-            if name in self._probes and not breaker.fresh() and (breaker.up or breaker._clock() >= breaker._next_trial):
+            if name in self._probes and not breaker.fresh() and (breaker.up or self._clock() >= breaker._next_trial):
                 out.append(name)
         return out
 

@@ -435,7 +435,7 @@ class BackgroundLogWriter:
             except Exception as error:
                 self.write_failures += 1
                 if self.breaker is not None:
-                    self.breaker.failed(error, "prediction_log")
+                    self.breaker.failed(error, "write", went_without=self.retry_s is None)
                 if self.retry_s is None:
                     self.failed += count
                     logger.exception("prediction log: could not write %d rows; they are lost", count)

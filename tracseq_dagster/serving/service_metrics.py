@@ -25,21 +25,7 @@ class ServiceMetrics:
         self.cache_hits = bentoml.metrics.Counter(
             name="tracseq_prediction_cache_hits_total", documentation="Predictions answered from the cache"
         )
-        self.dependency_failures = bentoml.metrics.Counter(
-            name="tracseq_dependency_failures_total",
-            documentation="Failed calls to a dependency (redis, prediction_log, ollama), probes included",
-            labelnames=["dependency"],
-        )
-        self.dependency_bypassed = bentoml.metrics.Counter(
-            name="tracseq_dependency_bypassed_total",
-            documentation="Calls that went on without a dependency that was down (e.g. a cache lookup skipped)",
-            labelnames=["dependency", "use"],
-        )
-        self.dependency_recoveries = bentoml.metrics.Counter(
-            name="tracseq_dependency_recoveries_total",
-            documentation="Times a dependency came back and was used again",
-            labelnames=["dependency"],
-        )
+        self.dependencies = DependencyMetrics()
         self.log_dropped = bentoml.metrics.Counter(
             name="tracseq_prediction_log_dropped_rows_total",
             documentation="Prediction log rows dropped because the bounded queue was full (the log was down or slow)",
@@ -70,13 +56,37 @@ class ServiceMetrics:
         self.cache_hits.inc()
 
     def dependency_event(self, event: str, dependency: str, use: str) -> None:
-        """A :class:`~.dependencies.CircuitBreaker` listener."""
-        if event == "failure":
-            self.dependency_failures.labels(dependency=dependency).inc()
-        elif event == "bypass":
-            self.dependency_bypassed.labels(dependency=dependency, use=use or "other").inc()
-        elif event == "recovery":
-            self.dependency_recoveries.labels(dependency=dependency).inc()
+        self.dependencies.event(event, dependency, use)
 
     def rows_dropped(self, count: int) -> None:
         self.log_dropped.inc(count)
+
+
+class DependencyMetrics:
+    """How a service went on without its dependencies (any service: sample_quality, document_qa)."""
+
+    def __init__(self) -> None:
+        self.failures = bentoml.metrics.Counter(
+            name="tracseq_dependency_failures_total",
+            documentation="Failed calls to a dependency (redis, prediction_log, ollama), probes included",
+            labelnames=["dependency"],
+        )
+        self.bypassed = bentoml.metrics.Counter(
+            name="tracseq_dependency_bypassed_total",
+            documentation="Calls that went on without a dependency that was down (e.g. a cache lookup skipped)",
+            labelnames=["dependency", "use"],
+        )
+        self.recoveries = bentoml.metrics.Counter(
+            name="tracseq_dependency_recoveries_total",
+            documentation="Times a dependency came back and was used again",
+            labelnames=["dependency"],
+        )
+
+    def event(self, event: str, dependency: str, use: str) -> None:
+        """A :class:`~.dependencies.CircuitBreaker` listener."""
+        if event == "failure":
+            self.failures.labels(dependency=dependency).inc()
+        elif event == "bypass":
+            self.bypassed.labels(dependency=dependency, use=use or "other").inc()
+        elif event == "recovery":
+            self.recoveries.labels(dependency=dependency).inc()
