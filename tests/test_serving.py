@@ -331,28 +331,39 @@ def test_micro_batcher_batches_concurrent_requests_and_reports_errors() -> None:
 
 
 def test_micro_batcher_counts_the_wait_from_the_first_request_of_a_batch() -> None:
-    """Requests that queued up during a slow batch are not made to wait ``max_wait_ms`` again."""
-    import time
+    """Requests that queued up during a slow batch are not made to wait ``max_wait_ms`` again.
 
-    started: list[float] = []
+    On a fake clock the first batch takes a whole wait; the backlog that arrived meanwhile is
+    then due and leaves at once. Were the wait counted from the dequeue, the backlog would sit
+    through the real 60 s wait and the test would time out: no wall-clock bound to flake.
+    """
+    import threading
+
+    now = [0.0]
+    release = threading.Event()
+    batches: list[list[int]] = []
 
     def handler(items: list[int]) -> list[int]:
-        started.append(time.monotonic())
-        time.sleep(0.3)  # a batch as slow as the whole wait
+        batches.append(list(items))
+        if len(batches) == 1:
+            assert release.wait(30)  # the first batch runs while the backlog arrives ...
+            now[0] += 60.0  # ... and takes as long as the whole wait
         return items
 
     async def scenario() -> None:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=64, max_wait_ms=250)
-        first = asyncio.ensure_future(batcher.submit(0))
-        await asyncio.sleep(0.3)  # the first batch has left (after its 250 ms wait) and runs for 300 ms
-        backlog = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
-        await asyncio.gather(first, *backlog)
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=4, max_wait_ms=60_000, clock=lambda: now[0])
+        first = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]  # a full batch leaves at once
+        while not batches:
+            await asyncio.sleep(0.001)
+        backlog = [asyncio.ensure_future(batcher.submit(i)) for i in range(4, 6)]  # arrive at t=0
+        while batcher._queue is None or batcher._queue.qsize() < 2:
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*first, *backlog), timeout=30)
         assert batcher.batches == 2 and batcher.items == 6
 
     asyncio.run(scenario())
-    # The backlog waited ~250 ms while the first batch ran: its batch starts as the first one ends,
-    # not another 250 ms later.
-    assert started[1] - started[0] < 0.3 + 0.15, started
+    assert batches == [[0, 1, 2, 3], [4, 5]]
 
 
 def test_repeated_records_are_scored_once_and_conflicting_repeats_refused(served) -> None:  # type: ignore[no-untyped-def]

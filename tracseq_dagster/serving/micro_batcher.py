@@ -23,10 +23,18 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, handler: Callable[[list[T]], list[R]], *, max_batch: int = 64, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self,
+        handler: Callable[[list[T]], list[R]],
+        *,
+        max_batch: int = 64,
+        max_wait_ms: float = 5.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.handler = handler
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
+        self.clock = clock  # seconds, for arrival times and the wait; None: the event loop's clock (tests pass a fake one)
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
@@ -38,19 +46,19 @@ class MicroBatcher(Generic[T, R]):
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[R] = loop.create_future()
-        await self._queue.put((item, future, loop.time()))
+        await self._queue.put((item, future, (self.clock or loop.time)()))
         return await future
 
     async def _run(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        clock = self.clock or asyncio.get_running_loop().time
         while True:
             batch = [await self._queue.get()]
             deadline = batch[0][2] + self.max_wait_s
             while len(batch) < self.max_batch:
                 try:
                     if self._queue.empty():
-                        batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time())))
+                        batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - clock())))
                     else:
                         batch.append(self._queue.get_nowait())
                 except asyncio.TimeoutError:
