@@ -43,7 +43,9 @@ class Served:
     def log_rows(self) -> pd.DataFrame:
         connection = psycopg2.connect(self.log_url)
         try:
-            return pd.read_sql('SELECT * FROM "prediction_log"', connection)
+            with connection.cursor() as cursor:
+                cursor.execute('SELECT * FROM "prediction_log"')
+                return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
         finally:
             connection.close()
 
@@ -73,6 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
             "TRACSEQ_BENTO_WORKERS": "1",
             "TRACSEQ_DEPENDENCY_RETRY_S": "0.5",
+            # Small, so that a few seconds of log outage fill it and rows are dropped (and counted).
+            "TRACSEQ_PREDICTION_LOG_QUEUE_ROWS": "100",
             "DO_NOT_TRACK": "1",
         }
         bento = Bento(folder, env).start()
@@ -130,3 +134,65 @@ def test_redis_outage_bypasses_the_cache_and_the_online_store_and_recovers(serve
     assert any(cached_after)  # answers come from the cache again, without a restart
     assert bento.metric("tracseq_dependency_failures_total", dependency="redis") > failures_before
     assert bento.metric("tracseq_dependency_bypassed_total", dependency="redis", use="prediction_cache") > 0
+
+
+REQUIRED_LOG_COLUMNS = ["request_id", "ts", "sample_id", "variant", "model_version", "quality_probability", "category",
+                        "predicted_status", "latency_ms"]  # fmt: skip
+
+
+def test_prediction_log_outage_queues_rows_then_drops_and_counts_them(served: Served, records) -> None:  # type: ignore[no-untyped-def]
+    bento = served.bento
+    fresh = records[100:1500]  # never asked before: every answer is computed and logged
+    dropped_before = bento.metric("tracseq_prediction_log_dropped_rows_total")
+    failures_before = bento.metric("tracseq_dependency_failures_total", dependency="prediction_log")
+    logged_before = set(served.log_rows()["request_id"])
+    with Load(bento.url + "/predict", fresh, rate=RATE) as load:
+        time.sleep(3)
+        served.proxy.close()
+        down = load.mark("log down")
+        assert _wait_for(lambda: bento.readyz()[1].get("status") == "degraded", timeout_s=10)
+        status, body = bento.readyz()
+        assert status == 200 and body["dependencies"]["prediction_log"].startswith("down: ") and body["dependencies"]["redis"] == "up"
+        time.sleep(6)  # 180 answers at 30/s: the 100-row queue overflows
+        served.proxy.open()
+        up = load.mark("log up")
+        assert _wait_for(lambda: bento.readyz()[1].get("status") == "ready", timeout_s=10), bento.readyz()
+        time.sleep(3)
+    result = load.result
+    answered = {request_id for _, request_id, cached in result.answered if not cached}
+    assert not result.errors, result.errors[:5]
+
+    def settled() -> bool:
+        logged = set(served.log_rows()["request_id"]) - logged_before
+        return len(logged) + bento.metric("tracseq_prediction_log_dropped_rows_total") - dropped_before == len(answered)
+
+    assert _wait_for(settled, timeout_s=15)  # every answer is either logged or counted as dropped
+    rows = served.log_rows()
+    new = rows[~rows["request_id"].isin(logged_before)]
+    dropped = bento.metric("tracseq_prediction_log_dropped_rows_total") - dropped_before
+    during, errors_during = result.between(down, up)
+    print(f"\nRELIABILITY prediction log outage: {up - down:.1f} s down, {during} requests answered and {errors_during} "
+          f"errors during it; {result.sent} requests in all; {len(new)} rows logged, {dropped:.0f} dropped "
+          f"(queue of 100 rows)")  # fmt: skip
+    assert rows["request_id"].is_unique  # nothing logged twice
+    assert set(new["request_id"]) <= answered
+    assert new[REQUIRED_LOG_COLUMNS].notna().all().all()  # no half-written rows
+    assert 0 < dropped < during  # the queue kept some of the outage's rows, dropped the rest
+    outage_rows = new[(new["ts"] >= pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=load.now() - down))]
+    assert len(outage_rows) >= 100  # the queued rows were written once the database was back
+    assert bento.metric("tracseq_dependency_failures_total", dependency="prediction_log") > failures_before
+    assert during >= RATE * (up - down) * 0.7
+
+
+def test_mlflow_is_not_needed_at_serve_time(served: Served, records) -> None:  # type: ignore[no-untyped-def]
+    """The fixture points MLFLOW_TRACKING_URI at a closed port: the models are in the Bento."""
+    bento = served.bento
+    assert served.bento.env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
+    status, info = bento.get("/model")
+    assert status == 200 and '"champion"' in info
+    status, body = bento.readyz()
+    assert status == 200 and "mlflow" not in body["dependencies"]
+    with Load(bento.url + "/predict", records[2000:2100], rate=RATE) as load:
+        time.sleep(3)
+    assert load.result.sent > 50 and not load.result.errors
+    print(f"\nRELIABILITY mlflow unreachable for the whole run: {load.result.sent} requests, {len(load.result.errors)} errors")
