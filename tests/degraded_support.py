@@ -242,6 +242,7 @@ class Load:
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.result = LoadResult()
         self.marks: dict[str, float] = {}
+        self.modes: list[tuple[float, str]] = []  # (time, the answer's "mode"), for answers that have one
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
@@ -298,5 +299,7 @@ class Load:
             self.result.statuses[status] += 1
             if status == 200:
                 self.result.answered.append((moment, answer.get("request_id", ""), bool(answer.get("cached"))))
+                if "mode" in answer:
+                    self.modes.append((moment, answer["mode"]))
             else:
                 self.result.errors.append((moment, f"{status}: {answer.get('error', '')}"))
