@@ -8,7 +8,8 @@ import pandas as pd
 
 from assets.lab_exports import raw_lab_exports
 from resources import LakeResource
-from tracseq_dagster.contract import SOURCE_FILE
+from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
+from tracseq_dagster.contract_failures import explain_contract_failure, failure_message
 from tracseq_dagster.expectations import run_expectation_suite, run_expectation_suite_detailing_failures
 from tracseq_dagster.metadata import expectation_metadata, preview, records_table
 from tracseq_dagster.partitions import lab_export_partitions
@@ -97,15 +98,33 @@ def validate_lab_export(context: dg.AssetExecutionContext, lake: LakeResource) -
     per_export = run_expectation_suite_detailing_failures(
         result.valid, project_dir=lake_.gx_dir, run_name=f"accepted-{file_hash}", include_cross_export_uniqueness=False
     )
-    all_ids = pd.concat([lake_.read_validated(exclude_source=source, columns=["sample_id"]), result.valid[["sample_id"]]])
+    others = _accepted_elsewhere(lake_, source)
+    all_ids = pd.concat([f[["sample_id"]] for f in (others, result.valid) if len(f)]) if len(others) else result.valid[["sample_id"]]
     across = run_expectation_suite(all_ids, rules=[UniqueAcrossExportsRule()])
+    passed = per_export.success and across.success
+    metadata = {
+        **expectation_metadata(per_export),
+        "sample_ids_across_exports": len(all_ids),
+        "duplicate_ids_across_exports": sum(r["unexpected_count"] or 0 for r in across.results if not r["success"]),
+    }
+    if passed:
+        yield dg.AssetCheckResult(check_name=CONTRACT_CHECK, asset_key="validated_samples", passed=True, metadata=metadata)
+        return
+    # Say which file, rule, column and lines: in the check's result, and as the step's failure,
+    # so the run (in the UI, from a sensor, in `tracseq ingest`) fails with this sentence rather
+    # than Dagster's "1 blocking asset check failed".
+    failures = explain_contract_failure(source, result.valid, [] if per_export.success else per_export.results, others)
+    message = failure_message(source, failures, CONTRACT_CHECK)
+    metadata["failures"] = records_table([f.as_record() for f in failures])
     yield dg.AssetCheckResult(
-        check_name=CONTRACT_CHECK,
-        asset_key="validated_samples",
-        passed=per_export.success and across.success,
-        metadata={
-            **expectation_metadata(per_export),
-            "sample_ids_across_exports": len(all_ids),
-            "duplicate_ids_across_exports": sum(r["unexpected_count"] or 0 for r in across.results if not r["success"]),
-        },
+        check_name=CONTRACT_CHECK, asset_key="validated_samples", passed=False, description=message, metadata=metadata
     )
+    raise dg.Failure(description=message, metadata={"source": source, "failures": metadata["failures"]}, allow_retries=False)
+
+
+def _accepted_elsewhere(lake_, source: str) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """sample_id, file and line of every row accepted from the other current exports."""
+    try:
+        return lake_.read_validated(exclude_source=source, columns=["sample_id", SOURCE_FILE, ROW_NUMBER])
+    except (KeyError, ValueError):  # a table written before lineage columns were kept
+        return lake_.read_validated(exclude_source=source, columns=["sample_id"])

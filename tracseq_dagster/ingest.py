@@ -122,16 +122,38 @@ def _row_count(instance: dg.DagsterInstance, asset: str, partition: str) -> int 
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The user-facing reason of the first failed step (a dg.Failure's description)."""
+    """The user-facing reason of the first failed step (a dg.Failure's description).
+
+    A step failed by a blocking asset check (Dagster's own "1 blocking asset check failed")
+    is explained by the failed checks' descriptions, which name the file, rule, column and lines.
+    """
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             data = event.step_failure_data
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
             if data.error is not None:
+                if data.error.cls_name == "DagsterAssetCheckFailedError":
+                    return _failed_checks_message(result, event.step_key) or data.error.message.strip()
                 # The user's exception is the innermost cause of Dagster's step error.
                 error = data.error
                 while error.cause is not None:
                     error = error.cause
                 return error.message.strip()
     return "run failed"
+
+
+def _failed_checks_message(result: dg.ExecuteInProcessResult, step_key: str | None) -> str | None:
+    """The descriptions (else names) of the checks that failed in ``step_key``."""
+    failed = [
+        event.asset_check_evaluation_data
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and (step_key is None or event.step_key == step_key)
+        and not event.asset_check_evaluation_data.passed
+    ]
+    if not failed:
+        return None
+    return " | ".join(
+        e.description or f"blocking check {e.check_name} on {e.asset_key.to_user_string()} failed (see its metadata)" for e in failed
+    )
