@@ -242,6 +242,7 @@ class Load:
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.result = LoadResult()
         self.marks: dict[str, float] = {}
+        self.in_flight = 0  # requests sent and not yet answered
         self.modes: list[tuple[float, str]] = []  # (time, the answer's "mode"), for answers that have one
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -285,6 +286,8 @@ class Load:
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+        with self._lock:
+            self.in_flight += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 answer = json.loads(response.read())
@@ -295,6 +298,7 @@ class Load:
             status, answer = 0, {"error": f"{type(error).__name__}: {error}"}
         moment = self.now()
         with self._lock:
+            self.in_flight -= 1
             self.result.sent += 1
             self.result.statuses[status] += 1
             if status == 200:
