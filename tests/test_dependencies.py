@@ -14,6 +14,7 @@ import pandas as pd
 import psycopg2
 import pytest
 from degraded_support import RedisServer, TcpProxy
+from processes import free_port
 from prediction_log_helpers import prediction_rows
 from serving_support import recent_samples
 from starlette.applications import Starlette
@@ -262,3 +263,16 @@ def test_readyz_body_reports_the_dependencies() -> None:
     assert client.get("/readyz").status_code == 503  # a required dependency down: not ready
     not_started = TestClient(ReadinessMiddleware(_app(503), report=report))
     assert not_started.get("/readyz").status_code == 503  # the framework's own verdict stands
+
+
+def test_a_service_can_start_while_redis_is_down(tmp_path: Path) -> None:
+    """Nothing connects at construction: the first lookup finds Redis down and goes on without it."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    dependencies = Dependencies()
+    breaker = dependencies.breaker("redis")
+    cache = open_cache(url, breaker)
+    store = open_feature_store(url, tmp_path / "lake", breaker)
+    started = time.perf_counter()
+    assert cache.get("k") is None and store.get_many(["TS-2026-000001"]) == {}
+    assert time.perf_counter() - started < 1.0
+    assert dependencies.report()["status"] == "degraded" and breaker.failures == 1
