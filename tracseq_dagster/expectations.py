@@ -115,7 +115,9 @@ class GXRunSummary:
 
     ``results``: one dict per expectation with ``rule``, ``expectation_type``, ``column``,
     ``success``, ``unexpected_count``, ``unexpected_percent``, ``partial_unexpected_list``
-    (at most 5 values), ``observed_value`` and ``exception`` (None unless GX raised).
+    (at most 5 values), ``observed_value``, ``exception`` (None unless GX raised) and
+    ``unexpected_index_list`` (the frame's index labels of every unexpected row; only with the
+    ``COMPLETE`` result format and only for row-level expectations, otherwise None).
     ``data_docs_index``: the Data Docs ``index.html`` (file-mode runs only).
     """
 
@@ -126,6 +128,16 @@ class GXRunSummary:
     results: list[dict] = field(default_factory=list)
     data_docs_index: Path | None = None
     seconds: float = 0.0
+
+    def unexpected_rows(self) -> dict[str, set]:
+        """Rule name -> index labels of the rows its failed expectations flagged (``COMPLETE``
+        result format; a failed expectation without row indices, such as a dtype check, maps to
+        an empty set, so it still shows up)."""
+        out: dict[str, set] = {}
+        for r in self.results:
+            if not r["success"]:
+                out.setdefault(r["rule"], set()).update(r["unexpected_index_list"] or ())
+        return out
 
     def failed_rules(self) -> dict[str, int]:
         """Rule name -> largest unexpected_count among its failed expectations (-1 if none given)."""
@@ -329,6 +341,7 @@ def _summarise(result) -> GXRunSummary:
                 "partial_unexpected_list": _plain(list(res.get("partial_unexpected_list") or [])[:MAX_PARTIAL_UNEXPECTED]),
                 "observed_value": _plain(res.get("observed_value")),
                 "exception": exception,
+                "unexpected_index_list": _plain(res.get("unexpected_index_list")),
             }
         )
     stats = result.statistics or {}
