@@ -171,6 +171,10 @@ def test_url_whose_port_is_not_a_number(world: Path) -> None:
     assert "redis://host:6379/0" in line
 
 
+def test_port_that_is_not_a_number(world: Path) -> None:
+    assert_one_line_error(run_cli(["bento", "serve", "--port", "30o0"], world), "--port", "'30o0'", "1 to 65535")
+
+
 def test_bento_workers_that_is_not_a_number(world: Path) -> None:
     assert_one_line_error(run_cli(["bento", "serve"], world, TRACSEQ_BENTO_WORKERS="two"), "TRACSEQ_BENTO_WORKERS", "'two'")
 

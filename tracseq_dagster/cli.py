@@ -403,7 +403,7 @@ def bento_build_command() -> None:
 
 @bento_app.command("serve")
 def bento_serve_command(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    port: Annotated[str, typer.Option(help="Port to listen on (1-65535).")] = "3000",
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     tag: Annotated[Optional[str], typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
 ) -> None:
@@ -414,6 +414,7 @@ def bento_serve_command(
 
     from tracseq_dagster import settings
 
+    port = str(settings.port_number("--port", port))
     settings.check_service_settings()  # the service reads them in its workers: fail here, in one line
     from tracseq_dagster.serving.bento_build import BENTO_NAME, bentoml
 

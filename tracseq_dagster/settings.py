@@ -134,6 +134,17 @@ def local_folder(name: str, value: str | Path, *, purpose: str, default_note: st
     return path.resolve()
 
 
+def port_number(name: str, value: str | int) -> int:
+    """A TCP port (1-65535), else :class:`ConfigurationError` naming ``name``."""
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(f"{name} {value!r} is not a port number: give a whole number from 1 to 65535, e.g. 3000") from None
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"{name} {value} is out of range: give a port from 1 to 65535, e.g. 3000")
+    return port
+
+
 def _is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
