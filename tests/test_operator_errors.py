@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -193,3 +195,29 @@ def test_mlflow_server_that_cannot_be_reached(world: Path) -> None:
     line = assert_one_line_error(result, "MLFLOW_TRACKING_URI", uri)
     assert "cannot be reached" in line
     assert seconds < 30, f"took {seconds:.0f} s: MLflow's client retries must not run"
+
+
+def test_mlflow_uri_where_something_else_listens(world: Path) -> None:
+    """A port that accepts connections but closes them unanswered: MLflow's client fails, in one line, in seconds."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        started = time.monotonic()
+        result = run_cli(["model", "history"], world, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+        seconds = time.monotonic() - started
+    finally:
+        server.close()
+    line = assert_one_line_error(result, "MLFLOW_TRACKING_URI", str(port))
+    assert "does not answer" in line
+    assert seconds < 60, f"took {seconds:.0f} s"

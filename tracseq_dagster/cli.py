@@ -62,7 +62,10 @@ def _dependency_failure(error: BaseException) -> str | None:
         hint in text for hint in ("Max retries exceeded", "Connection refused", "ConnectionError", "timed out", "could not connect")
     ):
         uri = redact(os.getenv("MLFLOW_TRACKING_URI", "(the embedded store)"))
-        return f"the MLflow tracking server at MLFLOW_TRACKING_URI={uri} stopped answering: start it or fix MLFLOW_TRACKING_URI"
+        return (
+            f"the MLflow tracking server at MLFLOW_TRACKING_URI={uri} does not answer requests: "
+            "check that an MLflow server (not another program) runs there, or fix MLFLOW_TRACKING_URI"
+        )
     if any(n.startswith(("redis.exceptions.ConnectionError", "redis.exceptions.TimeoutError")) for n in names):
         return f"Redis at TRACSEQ_REDIS_URL={redact(os.getenv('TRACSEQ_REDIS_URL', ''))} cannot be reached: start it or fix TRACSEQ_REDIS_URL"
     return None
