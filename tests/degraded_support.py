@@ -214,6 +214,7 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     errors: list[tuple[float, str]] = field(default_factory=list)  # (time since start, what)
     answered: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, request_id, cached)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (time, seconds) of every answer, errors too
 
     @property
     def ok(self) -> int:
@@ -223,6 +224,11 @@ class LoadResult:
         """(requests answered 200, errors) whose answer came in [start, end) seconds after the load began."""
         ok = sum(1 for t, *_ in self.answered if start <= t < end)
         return ok, sum(1 for t, _ in self.errors if start <= t < end)
+
+    def latency_ms(self, start: float, end: float, quantile: float) -> float:
+        """A quantile of the latencies of the answers that came in [start, end)."""
+        values = sorted(s for t, s in self.latencies if start <= t < end)
+        return 1000.0 * values[min(len(values) - 1, int(quantile * len(values)))] if values else float("nan")
 
 
 class Load:
@@ -288,6 +294,7 @@ class Load:
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
         with self._lock:
             self.in_flight += 1
+        sent = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 answer = json.loads(response.read())
@@ -300,6 +307,7 @@ class Load:
         with self._lock:
             self.in_flight -= 1
             self.result.sent += 1
+            self.result.latencies.append((moment, time.monotonic() - sent))
             self.result.statuses[status] += 1
             if status == 200:
                 self.result.answered.append((moment, answer.get("request_id", ""), bool(answer.get("cached"))))

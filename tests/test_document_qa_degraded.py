@@ -70,10 +70,9 @@ def test_ollama_outage_answers_from_the_passages_and_generation_comes_back(tmp_p
             assert during >= RATE * (up - down) * 0.5
             # Answers as the client saw them: generated before, passages during, generated after.
             modes = [(round(t, 2), mode) for t, mode in load.modes]
-            print("modes over time:", modes)
-            assert {m for t, m in modes if t < down} == {"generated"}
-            assert {m for t, m in modes if down + 1 < t < up} == {"retrieval_only"}
-            assert {m for t, m in modes if t > up + 2} == {"generated"}
+            assert {m for t, m in modes if t < down} == {"generated"}, modes
+            assert {m for t, m in modes if down + 1 < t < up} == {"retrieval_only"}, modes
+            assert {m for t, m in modes if t > up + 2} == {"generated"}, modes
             assert bento.metric("tracseq_dependency_failures_total", dependency="ollama") >= 1
             assert bento.metric("tracseq_dependency_bypassed_total", dependency="ollama", use="ask") >= during // 2
         finally:

@@ -127,7 +127,8 @@ def test_redis_outage_bypasses_the_cache_and_the_online_store_and_recovers(serve
     result = load.result
     during, errors_during = result.between(down, up)
     print(f"\nRELIABILITY redis outage: {up - down:.1f} s down, {during} requests answered and {errors_during} errors "
-          f"during it; {result.sent} requests in all, {len(result.errors)} errors ({dict(result.statuses)})")  # fmt: skip
+          f"during it (p50 {result.latency_ms(down, up, 0.5):.0f} ms, p99 {result.latency_ms(down, up, 0.99):.0f} ms; before it "
+          f"p50 {result.latency_ms(0, down, 0.5):.0f} ms); {result.sent} requests in all, {len(result.errors)} errors")  # fmt: skip
     assert not result.errors, result.errors[:5]
     assert during >= RATE * (up - down) * 0.7  # the rate held
     cached_after = [c for t, _, c in result.answered if t > up + 1]
@@ -172,7 +173,8 @@ def test_prediction_log_outage_queues_rows_then_drops_and_counts_them(served: Se
     dropped = bento.metric("tracseq_prediction_log_dropped_rows_total") - dropped_before
     during, errors_during = result.between(down, up)
     print(f"\nRELIABILITY prediction log outage: {up - down:.1f} s down, {during} requests answered and {errors_during} "
-          f"errors during it; {result.sent} requests in all; {len(new)} rows logged, {dropped:.0f} dropped "
+          f"errors during it (p99 {result.latency_ms(down, up, 0.99):.0f} ms); {result.sent} requests in all; "
+          f"{len(new)} rows logged, {dropped:.0f} dropped "
           f"(queue of 100 rows)")  # fmt: skip
     assert rows["request_id"].is_unique  # nothing logged twice
     assert set(new["request_id"]) <= answered
