@@ -45,6 +45,7 @@ from tracseq_dagster.contract import (
     RNA_TYPES,
     ROW_NUMBER,
     SAMPLE_TYPES,
+    WHOLE_ROW,
     Kind,
 )
 from tracseq_dagster.expectations import run_expectation_suite
@@ -249,6 +250,20 @@ def truncated_row(draw, rows, at, case):
     return Outcome({f"required:{c}" for c in missing if COLUMN_BY_NAME[c].required})
 
 
+def extra_field(draw, rows, at, case):
+    """CSV: more fields than the header; the row's cells may be shifted, so it is quarantined.
+    JSON Lines names every value: an extra key is an unknown extra column, kept with a warning,
+    and the row is fine."""
+    surplus = draw(st.lists(st.sampled_from(["x", "", "12,5", "note"]), min_size=1, max_size=3))
+    if case.fmt == "jsonl":
+        rows[at]["__extra_key__"] = "; ".join(surplus)
+        return Outcome(set())
+    rows[at]["__surplus__"] = surplus
+    if not any(surplus):  # trailing separators, as spreadsheets write them: nothing lost, nothing shifted
+        return Outcome(set())
+    return Outcome({"field_count"})
+
+
 NOT_A_NUMBER = ["abc", "12 ng", "ten", "x7", "1,2,3", "--5"]
 NOT_A_TIMESTAMP = ["yesterday", "tbd", "soon", "12h"]
 IMPOSSIBLE_DATE = {  # by format: a date that does not exist, written the way the format writes dates
@@ -299,6 +314,8 @@ def defect_catalogue() -> list[Defect]:
         Defect("wrong_sample_type", "rin", measure_on_wrong_type("rin"), touches=frozenset({"rin", "din", "sample_type"})),
         Defect("wrong_sample_type", "din", measure_on_wrong_type("din"), touches=frozenset({"rin", "din", "sample_type"})),
         Defect("truncated", "row", truncated_row, formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}),
+               combinable=False),
+        Defect("extra_field", WHOLE_ROW, extra_field, formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}),
                combinable=False),
     ]
     return defects
@@ -370,8 +387,9 @@ def cell_text(value, fmt: str) -> str:
 
 
 def write_export(case: Case, path: Path) -> None:
-    rows = [{k: v for k, v in r.items() if k != "__keep__"} for r in case.written]
+    rows = [{k: v for k, v in r.items() if not k.startswith("__")} for r in case.written]
     keep = [r.get("__keep__", len(case.order)) for r in case.written]
+    surplus = [r.get("__surplus__", []) for r in case.written]
     if case.fmt.startswith("csv"):
         sep = {"csv": ",", "csv-excel-eu": ";", "csv-tab": "\t"}[case.fmt]
         newline = "\r\n" if case.fmt == "csv-excel-eu" else "\n"
@@ -379,19 +397,21 @@ def write_export(case: Case, path: Path) -> None:
         writer = csv.writer(out, delimiter=sep, lineterminator=newline)
         header = [c.replace("_", " ").title() if case.fmt == "csv-excel-eu" else c for c in case.order]
         writer.writerow(header)
-        for row, k in zip(rows, keep):
-            writer.writerow([cell_text(row[c], case.fmt) for c in case.order[:k]])
+        for row, k, more in zip(rows, keep, surplus):
+            writer.writerow([cell_text(row[c], case.fmt) for c in case.order[:k]] + more)
         text = out.getvalue()
         if case.fmt == "csv-excel-eu":
             text = "\ufeff" + text + newline + newline
         path.write_bytes(text.encode("utf-8"))
     elif case.fmt == "jsonl":
         lines = []
-        for row, k in zip(rows, keep):
+        for row, k, written in zip(rows, keep, case.written):
             obj = {}
             for c in case.order[:k]:
                 v = row[c]
                 obj[c] = cell_text(v, "jsonl") if isinstance(v, (Raw, pd.Timestamp)) else v
+            if "__extra_key__" in written:
+                obj["Lab Note"] = written["__extra_key__"]
             lines.append(json.dumps(obj, ensure_ascii=False))
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
@@ -476,6 +496,9 @@ def check_case(case: Case, folder: Path, index: int) -> Checked:
         assert set(mine["rule"]) == outcome.rules, (label, mine.to_dict("records"))
         for rule, column, message in zip(mine["rule"], mine["column"], mine["message"]):
             named = column.split(",")
+            if named == [WHOLE_ROW]:  # no column is at fault; the message says what is
+                assert "fields but the header has" in message, (label, message)
+                continue
             assert all(c in CONTRACT_COLUMNS for c in named), (label, column)
             assert any(c in message for c in named), (label, message)  # the message names the field
         defect_columns = {d.split(":", 1)[1] for d in case.defects}
@@ -483,6 +506,10 @@ def check_case(case: Case, folder: Path, index: int) -> Checked:
             assert defect_columns <= {c for col in mine["column"] for c in col.split(",")}, (label, mine["column"].tolist())
     if "truncated:row" in case.defects and case.fmt.startswith("csv"):
         assert any(f"line {case.line(at)}" in w for w in warnings), (label, warnings)
+    if f"extra_field:{WHOLE_ROW}" in case.defects and case.fmt.startswith("csv") and not outcome.rules:
+        assert any("1 row ends in empty fields past the header's 23" in w for w in warnings), (label, warnings)
+    if f"extra_field:{WHOLE_ROW}" in case.defects and case.fmt == "jsonl":
+        assert "unknown extra column 'lab_note' (header 'Lab Note') kept" in warnings, (label, warnings)
 
     accepted = result.valid
     good = [p for p in range(len(case.written)) if p not in bad_positions]

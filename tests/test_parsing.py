@@ -29,6 +29,7 @@ from tracseq_dagster.contract import (
     SOURCE_FILE,
     STRING_COLUMNS,
     TIMESTAMP_COLUMNS,
+    WHOLE_ROW,
 )
 from tracseq_dagster.parsing import (
     ISSUE_COLUMNS,
@@ -588,27 +589,51 @@ def test_duplicate_columns(tmp_path):
     assert e.line == 1 and e.column == "sample_id" and e.reason.startswith("duplicate column")
 
 
-def test_row_with_more_fields_than_the_header(tmp_path):
-    for name, text, line in [
-        ("long.csv", f"{HEADER}\n{LINE_A}\n\n{LINE_B},extra\n", 4),
-        ("long2.csv", f"{HEADER}\n{LINE_A},x,y\n{LINE_B}\n", 2),
-        ("quoted.csv", f'{HEADER}\n"{LINE_A[:14]}"{LINE_A[14:]}\n"multi\nline",{LINE_B}\n', 3),
+def test_row_with_more_fields_than_the_header_is_an_issue_not_fatal(tmp_path):
+    """Issue 17: one long row used to refuse the whole file; now it is that row's issue."""
+    for name, text, line, surplus in [
+        ("long.csv", f"{HEADER}\n{LINE_A}\n\n{LINE_B},extra\n", 4, "extra"),
+        ("long2.csv", f"{HEADER}\n{LINE_A},x,y\n{LINE_B}\n", 2, "x,y"),
+        ("quoted.csv", f'{HEADER}\n"{LINE_A[:14]}"{LINE_A[14:]}\n"multi\nline",{LINE_B}x\n', 3, "x"),
     ]:
-        path = write(tmp_path, name, text)
-        e = fatal(path)
-        assert e.line == line and e.column is None
-        assert e.reason.startswith("row has 2") and e.reason.endswith("but the header has 23")
-        assert str(e).startswith(f"{path}: line {line}: row has")
+        frame, issues, summary = read_export(write(tmp_path, name, text), file_hash="h")
+        assert len(frame) == 2, name
+        shape = issues[issues["rule"] == "fields"]
+        assert shape[[ROW_NUMBER, "column", "value"]].values.tolist() == [[line, WHOLE_ROW, surplus]]
+        fields = 23 + len(surplus.split(","))
+        assert shape["message"].tolist() == [f"row has {fields} fields but the header has 23"]
+        # quoted.csv's long row is shifted by one field, so some of its cells do not type either
+        assert summary.issues == len(issues) and (len(issues) == 1) == (name != "quoted.csv")
+    assert frame[ROW_NUMBER].tolist() == [2, 3]  # quoted.csv: the long record starts on line 3
+    assert frame["sample_id"].tolist() == ["TS-2025-000001", "multi\nline"]  # the first fields, as they came
 
 
-def test_long_row_in_a_later_chunk_leaves_nothing_behind(tmp_path):
+def test_trailing_separators_are_not_surplus_fields(tmp_path):
+    text = f"{HEADER}\n{LINE_A},,\n{LINE_B},\n"
+    frame, issues, summary = read_export(write(tmp_path, "excel.csv", text), file_hash="h")
+    assert_typed(frame, ROW_A, ROW_B)
+    assert issues.empty
+    assert summary.warnings == ["2 rows end in empty fields past the header's 23 (trailing separators); ignored"]
+
+
+def test_long_row_in_a_later_chunk_is_found_there(tmp_path):
     lines = [LINE_B.replace("000002", f"{i:06d}") for i in range(30)]
     lines[25] += ",surplus"
     path = write(tmp_path, "late.csv", HEADER + "\n" + "\n".join(lines) + "\n")
+    parse_export_to_parquet(path, tmp_path / "late.parquet", file_hash="h", chunk_rows=7)
+    issues = pd.read_parquet(tmp_path / "late.issues.parquet")
+    assert issues[[ROW_NUMBER, "value", "rule"]].values.tolist() == [[27, "surplus", "fields"]]
+    assert len(pd.read_parquet(tmp_path / "late.parquet")) == 30
+
+
+def test_invalid_json_in_a_later_chunk_leaves_nothing_behind(tmp_path):
+    lines = [json.dumps(ROW_B | {"sample_id": f"TS-2025-{i:06d}"}) for i in range(30)]
+    lines[25] = lines[25][:40]  # cut off mid-object
+    path = write(tmp_path, "late.jsonl", "\n".join(lines) + "\n")
     out = tmp_path / "out"
     with pytest.raises(ExportParseError) as info:
         parse_export_to_parquet(path, out / "late.parquet", file_hash="h", chunk_rows=7)
-    assert info.value.line == 27
+    assert info.value.line == 26
     assert list(out.iterdir()) == []  # no half-written output and no temp files
 
 
@@ -804,8 +829,12 @@ def test_fast_paths_do_not_need_the_csv_module(tmp_path, monkeypatch):
     ragged = f"{HEADER}\n\n{LINE_A}\n   \n{','.join(LINE_B.split(',')[:4])}\n"
     frame, _, summary = read_export(write(tmp_path, "r.csv", ragged), file_hash="h")
     assert frame[ROW_NUMBER].tolist() == [3, 5] and "last line 5 is truncated (4 of 23 fields)" in summary.warnings[0]
-    e = fatal(write(tmp_path, "l.csv", f"{HEADER}\n{LINE_A}\n\n{LINE_B},x\n{LINE_B}\n"))
-    assert e.line == 4 and e.reason == "row has 24 fields but the header has 23"
+    long = f"{HEADER}\n{LINE_A},x,,y\n\n{LINE_B},,z\n{','.join(LINE_B.split(',')[:4])}\n{LINE_B}\n"
+    frame, issues, summary = read_export(write(tmp_path, "l.csv", long), file_hash="h")
+    assert frame[ROW_NUMBER].tolist() == [2, 4, 5, 6]
+    assert issues[[ROW_NUMBER, "value", "rule"]].values.tolist() == [[2, "x,,y", "fields"], [4, ",z", "fields"]]
+    assert_typed(frame.iloc[[0, 1]].reset_index(drop=True), ROW_A, ROW_B)  # the header's fields, unshifted
+    assert summary.warnings == ["line 5 has 4 of 23 fields; missing cells left empty"]
 
 
 @pytest.mark.slow

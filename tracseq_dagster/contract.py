@@ -136,6 +136,9 @@ FILE_HASH = "_file_hash"
 SOURCE_FILE = "_source_file"
 ROW_NUMBER = "_row_number"  # 1-based line in a CSV/JSONL file (header is line 1), record number in Parquet
 LINEAGE_COLUMNS: tuple[str, ...] = (FILE_HASH, SOURCE_FILE, ROW_NUMBER)
+# What a parse issue or a violation names as its column when no single column is at fault
+# (a CSV row with more fields than the header: its surplus fields belong to no column).
+WHOLE_ROW = "<row>"
 
 # Headers a LIMS is known to send for contract columns (after normalisation).
 COLUMN_ALIASES: dict[str, str] = {

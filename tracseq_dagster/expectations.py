@@ -2,7 +2,9 @@
 
 The suite is built from :data:`tracseq_dagster.rules.RULES` (each rule renders its own
 expectations), so it states the same rules as the row-level validator, and every
-expectation carries ``meta={"rule": <rule name>}``.
+expectation carries ``meta={"rule": <rule name>}``. The one exception is ``field_count`` (a CSV
+row with more fields than the header): only the parser sees it, a typed frame has no trace of
+it, so it has no expectation (``Rule.in_gx_suite`` is False).
 
 Only contract columns are named by expectations, so lineage (``_file_hash``,
 ``_source_file``, ``_row_number``) and unknown extra columns in the frame are ignored.

@@ -24,7 +24,11 @@ What happens to bad input
   e.g. ``"not a number: 'abc'"``, ``"not an integer: '2.5'"``,
   ``"not a timestamp: '31.02.2025 10:00'"``). The row itself is kept; the validator decides.
 * A row with fewer fields than the header (e.g. a truncated last line) keeps its missing
-  cells as ``<NA>`` and adds a warning naming the line. Unknown extra columns are kept and
+  cells as ``<NA>`` and adds a warning naming the line. A CSV row with more fields than the
+  header keeps its first fields and adds an issue (``column`` = ``WHOLE_ROW``, ``rule`` =
+  ``"fields"``, ``value`` = the surplus fields): its cells may be shifted, so the validator
+  quarantines it, and the rest of the file goes on. Surplus fields that are all empty are
+  trailing separators: ignored, with one warning for the file. Unknown extra columns are kept and
   warned about; missing optional columns are added empty and warned about.
 * Enum values in another case or with surrounding spaces (``URGENT``, `` dna``, ``Pass``) are
   stored in the contract's spelling; the file gets one warning per column with the count.
@@ -32,8 +36,8 @@ What happens to bad input
 * Everything that makes the file as a whole unusable raises :class:`ExportParseError`
   naming the file, the line and the column where that makes sense: an empty file, a header
   with no data rows, binary content, a header that does not split with any accepted
-  separator, missing required columns, duplicate columns, a row with more fields than the
-  header, an undecodable byte, an invalid JSON line, an unreadable Parquet file.
+  separator, missing required columns, duplicate columns, an undecodable byte, an invalid JSON
+  line, an unreadable Parquet file.
 
 Accepted dialects
 -----------------
@@ -94,6 +98,7 @@ from tracseq_dagster.contract import (
     ROW_NUMBER,
     SOURCE_FILE,
     TIMESTAMP_COLUMNS,
+    WHOLE_ROW,
     Kind,
     normalise_column_name,
 )
@@ -943,6 +948,7 @@ class _RawChunk:
     raw: dict[str, pa.Array | pa.ChunkedArray]
     rows: np.ndarray
     fields: np.ndarray | None = None  # CSV only: fields found on each row
+    surplus: dict[int, list[str]] = field(default_factory=dict)  # CSV only: position -> fields past the header's
 
 
 class _CsvSource:
@@ -1073,7 +1079,8 @@ class _CsvSource:
         return self._tokenise_exact(chunk, first)
 
     def _tokenise_ragged(self, chunk: bytes, first: int) -> _RawChunk:
-        """No quotes but short/long lines: count separators per line, pad short lines, re-parse."""
+        """No quotes but short/long lines: count separators per line, pad short lines, cut long
+        ones (keeping their surplus fields for the issue), re-parse."""
         sep = ord(self.separator)
         b = np.frombuffer(chunk, dtype=np.uint8)
         newlines = np.flatnonzero(b == 10)
@@ -1082,20 +1089,26 @@ class _CsvSource:
         seps = np.flatnonzero(b == sep)
         fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
         content_end = ends - ((ends > starts) & (b[np.maximum(ends - 1, 0)] == 13))
+        surplus: dict[int, list[str]] = {}
         long = np.flatnonzero(fields > self.n_fields)
-        if len(long):
-            i = int(long[0])
-            raise ExportParseError(
-                self.file, first + i, None,
-                f"row has {int(fields[i])} fields but the header has {self.n_fields}",
-            )
+        if len(long):  # cut each long line before its surplus fields, which become its issue
+            cut = seps[np.searchsorted(seps, starts[long]) + self.n_fields - 1]
+            dropped = np.zeros(len(b) + 1, dtype=np.int64)
+            for i, at, end in zip(long.tolist(), cut.tolist(), content_end[long].tolist()):
+                surplus[i] = chunk[at + 1 : end].decode("utf-8").split(self.separator)
+                dropped[at] += 1
+                dropped[end] -= 1
+            keep = np.cumsum(dropped[:-1]) == 0
+            removed_before = np.concatenate(([0], np.cumsum(~keep)))
+            b = b[keep]
+            content_end = content_end - removed_before[content_end]
         short = fields < self.n_fields
         padded = np.insert(b, np.repeat(content_end[short], self.n_fields - fields[short]), sep).tobytes()
         del b
         table, invalid = self._pyarrow_parse(padded, newlines_in_values=False)
         if table is None or invalid or table.num_rows != len(ends):
             return self._tokenise_exact(chunk, first)
-        return _RawChunk(self._named(table.columns), first + np.arange(len(ends), dtype=np.int64), fields)
+        return _RawChunk(self._named(table.columns), first + np.arange(len(ends), dtype=np.int64), fields, surplus)
 
     def _tokenise_exact(self, chunk: bytes, first: int) -> _RawChunk:
         """The slow, exact path (Python's csv module) for quoted chunks with ragged rows."""
@@ -1118,16 +1131,11 @@ class _CsvSource:
         except csv.Error as e:
             raise ExportParseError(self.file, first + previous, None, f"malformed CSV: {e}") from None
         fields = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
-        long = np.flatnonzero(fields > self.n_fields)
-        if len(long):
-            i = int(long[0])
-            raise ExportParseError(
-                self.file, starts[i], None, f"row has {int(fields[i])} fields but the header has {self.n_fields}"
-            )
+        surplus = {i: r[self.n_fields :] for i, r in enumerate(records) if len(r) > self.n_fields}
         raw = {}
         for j, name in enumerate(self.columns):
             raw[name] = pa.array([(r[j] or None) if j < len(r) else None for r in records], pa.string())
-        return _RawChunk(raw, np.asarray(starts, dtype=np.int64), np.maximum(fields, 1))
+        return _RawChunk(raw, np.asarray(starts, dtype=np.int64), np.maximum(fields, 1), surplus)
 
 
 def _normalise_header(names: Sequence[str], file: str, line: int | None) -> list[str]:
@@ -1307,6 +1315,7 @@ class ExportReader:
         self.issue_count = 0
         self._short_rows: list[tuple[int, int]] = []
         self._respelled: Counter[str] = Counter()
+        self._trailing_separators = 0
         self._short_count = 0
         self._last_line = 0
         self._file = None
@@ -1443,11 +1452,44 @@ class ExportReader:
             self._short_count += len(short)
             for i in short[: _MAX_SHORT_ROW_WARNINGS + 1 - len(self._short_rows)]:
                 self._short_rows.append((int(raw.rows[i]), int(raw.fields[i])))
+        if raw.surplus:
+            issues = self._surplus_issues(raw, kept, issues)
         if len(frame):
             self._last_line = int(frame[ROW_NUMBER].iloc[-1])
         self.rows += len(frame)
         self.issue_count += len(issues)
         return ParsedChunk(frame, issues)
+
+    def _surplus_issues(self, raw: _RawChunk, kept: np.ndarray, issues: pd.DataFrame) -> pd.DataFrame:
+        """One ``fields`` issue per kept row with more fields than the header.
+
+        Not fatal: the row keeps its first fields (they may be shifted, so the validator
+        quarantines it by ``field_count``), and the rest of the file is read as usual.
+        """
+        where = [i for i in sorted(raw.surplus) if kept[i]]
+        # Empty fields past the header's are trailing separators (spreadsheets write them):
+        # nothing is lost or shifted by ignoring them, so they are not an issue.
+        trailing = [i for i in where if not any(raw.surplus[i])]
+        self._trailing_separators += len(trailing)
+        where = [i for i in where if any(raw.surplus[i])]
+        if not where:
+            return issues
+        sep = self._src.separator
+        values = [sep.join(raw.surplus[i]) for i in where]
+        extra = pd.DataFrame(
+            {
+                ROW_NUMBER: raw.rows[where].astype(np.int64),
+                "column": WHOLE_ROW,
+                "value": values,
+                "rule": "fields",
+                "message": [
+                    f"row has {self._src.n_fields + len(raw.surplus[i])} fields but the header has {self._src.n_fields}"
+                    for i in where
+                ],
+            }
+        ).astype({name: STRING_DTYPE for name in ISSUE_COLUMNS[1:]})
+        both = pd.concat([issues, extra], ignore_index=True) if len(issues) else extra
+        return both.sort_values(ROW_NUMBER, kind="stable", ignore_index=True)
 
     # -- iteration -------------------------------------------------------------------------
 
@@ -1477,6 +1519,11 @@ class ExportReader:
                 self.warnings.append(f"line {line} has {got} of {n} fields; missing cells left empty")
         if self._short_count > _MAX_SHORT_ROW_WARNINGS:
             self.warnings.append(f"... and {self._short_count - _MAX_SHORT_ROW_WARNINGS} more short rows")
+        if self._trailing_separators:
+            rows = "row ends" if self._trailing_separators == 1 else "rows end"
+            self.warnings.append(
+                f"{self._trailing_separators} {rows} in empty fields past the header's {n} (trailing separators); ignored"
+            )
         for name, count in self._respelled.items():
             values = "value in another case was" if count == 1 else "values in another case were"
             self.warnings.append(f"{name}: {count} {values} read as the contract's spelling")

@@ -39,6 +39,12 @@ Rule families (see :data:`RULES` for the full ordered list):
     ``required:sample_type``.
 ``unique:sample_id``
     ``sample_id`` is unique inside one export: all rows sharing a duplicated id violate it.
+``field_count``
+    A CSV row has no more fields than the header. Its surplus fields belong to no column and
+    its other cells may be shifted, so the row cannot be trusted. Only the parser sees this
+    (its ``fields`` issues, column :data:`~tracseq_dagster.contract.WHOLE_ROW`): a typed
+    frame holds the header's fields only, so this rule has no GX rendering
+    (:attr:`Rule.in_gx_suite` is False) and GX never sees such a row.
 ``unique_across_exports:sample_id``
     ``sample_id`` was not already accepted from another export. Row level this is checked
     against ``known_sample_ids``; in GX by running the suite on the union of all accepted
@@ -71,6 +77,7 @@ from tracseq_dagster.contract import (
     ROW_NUMBER,
     SOURCE_FILE,
     TIMESTAMP_ORDER,
+    WHOLE_ROW,
     ContractColumn,
     Kind,
 )
@@ -377,6 +384,9 @@ class Rule(ABC):
     def description(self) -> str:
         """A sentence a lab person understands."""
 
+    #: Whether the rule has a Great Expectations rendering (all but the parser-only ones).
+    in_gx_suite = True
+
     @property
     def column(self) -> str:
         """The column(s) as one string, for long-form violation tables."""
@@ -543,6 +553,40 @@ class TypeRule(Rule):
                 column=self.contract_column.name, type_=GX_TYPE_BY_KIND[self.contract_column.kind]
             )
         ]
+
+
+@dataclass(frozen=True)
+class FieldCountRule(Rule):
+    """``field_count``: the row had no more fields than the header (from the parser's issues)."""
+
+    #: A typed frame has no trace of surplus fields; GX only ever sees typed frames.
+    in_gx_suite = False
+
+    @property
+    def name(self) -> str:
+        return "field_count"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (WHOLE_ROW,)
+
+    @property
+    def description(self) -> str:
+        return "a row must not have more fields than the header"
+
+    def mask(self, frame, ctx):
+        return ctx.parse_issue_mask(WHOLE_ROW, len(frame))
+
+    def messages(self, frame, positions, ctx):
+        issues = ctx.parse_issues_for(WHOLE_ROW).set_index("_pos")
+        return [
+            f"{issues.at[pos, 'message']}; surplus {fmt_value(issues.at[pos, 'value'])}, "
+            "so its cells may be shifted"
+            for pos in positions.tolist()
+        ]
+
+    def _build_expectations(self, ctx):
+        return []
 
 
 @dataclass(frozen=True)
@@ -1009,7 +1053,7 @@ def order_rules(order: Sequence[tuple[str, str]] = TIMESTAMP_ORDER) -> list[Orde
 
 def contract_rules(*, include_cross_export_uniqueness: bool = True) -> list[Rule]:
     """Every rule of the export contract, in reporting order."""
-    rules: list[Rule] = []
+    rules: list[Rule] = [FieldCountRule()]
     rules += [RequiredRule(c) for c in COLUMNS if c.required]
     rules += [TypeRule(c) for c in COLUMNS]
     rules += [EnumRule(c) for c in COLUMNS if c.allowed is not None]
@@ -1050,6 +1094,7 @@ __all__ = [
     "RULE_BY_NAME",
     "RULE_NAMES",
     "EnumRule",
+    "FieldCountRule",
     "OnlyForTypesRule",
     "OrderRule",
     "PatternRule",
