@@ -24,7 +24,13 @@ from starlette.testclient import TestClient
 
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.serving.dependencies import CircuitBreaker, Dependencies, ReadinessMiddleware
+from tracseq_dagster.serving.dependencies import (
+    CircuitBreaker,
+    Dependencies,
+    ReadinessMiddleware,
+    log_queue_rows,
+    redis_timeout_s,
+)
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore, open_feature_store
 from tracseq_dagster.serving.prediction_cache import RedisCache, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, PostgresPredictionLog
@@ -85,6 +91,14 @@ def test_retry_interval_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> N
         CircuitBreaker("redis")
     monkeypatch.setenv("TRACSEQ_DEPENDENCY_RETRY_S", "0.5")
     assert CircuitBreaker("redis").retry_after_s == 0.5
+    monkeypatch.setenv("TRACSEQ_REDIS_TIMEOUT_S", "-1")
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        redis_timeout_s()
+    monkeypatch.setenv("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "1.5e3")
+    with pytest.raises(ValueError, match="TRACSEQ_PREDICTION_LOG_QUEUE_ROWS='1.5e3': give a positive whole number"):
+        log_queue_rows()
+    monkeypatch.setenv("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "500")
+    assert log_queue_rows() == 500
 
 
 @pytest.fixture

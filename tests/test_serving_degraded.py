@@ -10,6 +10,7 @@ counts the failures, and once it is back the service uses it again without a res
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -117,7 +118,7 @@ def test_redis_outage_bypasses_the_cache_and_the_online_store_and_recovers(serve
         status, body = bento.readyz()
         assert status == 200 and body["dependencies"]["redis"].startswith("down: "), body
         status, features = bento.get(f"/features/{known}")  # the offline table answers instead
-        assert status == 200, features
+        assert status == 200 and json.loads(features)["source"] == "offline", features
         time.sleep(5)
         server.start()  # empty, on the same port
         up = load.mark("redis up")

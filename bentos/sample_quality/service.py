@@ -43,7 +43,7 @@ from tracseq_dagster import settings
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
-from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware, retry_interval_s
+from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware, log_queue_rows, retry_interval_s
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
@@ -107,7 +107,7 @@ class SampleQuality:
         log = open_prediction_log(settings.prediction_log_url())
         self.log = BackgroundLogWriter(
             log,
-            max_queue_rows=int(os.environ.get("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "200000")),
+            max_queue_rows=log_queue_rows(),
             retry_s=retry_interval_s(),
             breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
             on_dropped=self.metrics.rows_dropped,

@@ -14,8 +14,10 @@ ones not heard from recently, within a time budget) and reports
 answer (degraded included), 503 only when a dependency marked ``required`` is down.
 
 Settings (read here, not in :mod:`tracseq_dagster.settings`, since only serving uses them):
-``TRACSEQ_DEPENDENCY_RETRY_S`` (seconds between trial calls to a down dependency, default 2)
-and ``TRACSEQ_REDIS_TIMEOUT_S`` (Redis connect and socket timeout, default 0.25).
+``TRACSEQ_DEPENDENCY_RETRY_S`` (seconds between trial calls to a down dependency, default 2),
+``TRACSEQ_REDIS_TIMEOUT_S`` (Redis connect and socket timeout, default 0.25) and
+``TRACSEQ_PREDICTION_LOG_QUEUE_ROWS`` (log rows kept in memory while the log is down, default
+200,000; beyond it rows are dropped and counted).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ Listener = Callable[[str, str, str], None]
 
 DEFAULT_RETRY_S = 2.0
 DEFAULT_REDIS_TIMEOUT_S = 0.25
+DEFAULT_LOG_QUEUE_ROWS = 200_000
 #: A dependency heard from (a call or a probe) this recently is not probed again by /readyz.
 FRESH_S = 1.0
 
@@ -60,6 +63,18 @@ def retry_interval_s() -> float:
 def redis_timeout_s() -> float:
     """Connect and read timeout of the service's Redis calls (``TRACSEQ_REDIS_TIMEOUT_S``)."""
     return _positive_float("TRACSEQ_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S)
+
+
+def log_queue_rows() -> int:
+    """Rows the prediction log may hold in memory while its store is down (``TRACSEQ_PREDICTION_LOG_QUEUE_ROWS``)."""
+    raw = os.environ.get("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "").strip() or str(DEFAULT_LOG_QUEUE_ROWS)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"TRACSEQ_PREDICTION_LOG_QUEUE_ROWS={raw!r}: give a positive whole number of rows, e.g. {DEFAULT_LOG_QUEUE_ROWS}")
+    return value
 
 
 def describe(error: BaseException) -> str:
