@@ -206,29 +206,37 @@ class ModelRegistry:
         lease = f"{self.name}{LEASE_SUFFIX}"
         holder = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         deadline = time.monotonic() + LOCK_TIMEOUT_S
+        holder_seen = "?"
         while True:
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    f"the champion history of {self.name} stayed locked for {LOCK_TIMEOUT_S:g} s "
+                    f"(registered model {lease!r}, held by {holder_seen}); "
+                    f"if no promotion is running, delete that registered model"
+                )
             try:
                 self.client.create_registered_model(
                     lease, tags={"holder": holder}, description=f"Held while the champion history of {self.name} is written."
                 )
                 break
             except MlflowException as error:
+                # Taken: "already exists". MLflow answers a lost race by reading the existing model,
+                # so a lease released in between comes back as "does not exist": try again at once.
+                if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    continue
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             try:
                 held = self.client.get_registered_model(lease)
-                age_s = time.time() - (held.creation_timestamp or 0) / 1000
-                if age_s > LEASE_STALE_AFTER_S:
-                    self.client.delete_registered_model(lease)  # its writer died holding it
-                    continue
             except MlflowException:
                 continue  # released meanwhile
-            if time.monotonic() > deadline:
-                raise RegistryError(
-                    f"the champion history of {self.name} stayed locked for {LOCK_TIMEOUT_S:g} s "
-                    f"(registered model {lease!r}, held by {held.tags.get('holder', '?')}); "
-                    f"if no promotion is running, delete that registered model"
-                )
+            holder_seen = held.tags.get("holder", "?")
+            if time.time() - (held.creation_timestamp or 0) / 1000 > LEASE_STALE_AFTER_S:
+                try:
+                    self.client.delete_registered_model(lease)  # its writer died holding it
+                except MlflowException:
+                    pass
+                continue
             time.sleep(0.05 + random.random() * 0.1)
         try:
             yield
