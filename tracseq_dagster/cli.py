@@ -110,9 +110,8 @@ def ingest_command(
     from tracseq_dagster.definitions import build_definitions
     from tracseq_dagster.ingest import build_features, ingest_folder
     from tracseq_dagster.instance import get_instance
-    from tracseq_dagster.landing import list_landing_files
-
     from tracseq_dagster import settings
+    from tracseq_dagster.landing import list_landing_files
 
     if not folder.is_dir():
         raise ConfigurationError(f"{folder} is not a folder: pass the folder holding the exports (tracseq ingest <folder>)")

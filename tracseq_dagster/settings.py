@@ -6,8 +6,9 @@ set-up; a deployment points the variables at its own folders or URLs.
 Every getter validates what it reads: a malformed value (``TRACSEQ_CHUNK_ROWS=abc``, a share
 of 1.5, a URL whose port is not a number, a folder that does not exist or cannot be written)
 raises :class:`ConfigurationError`, whose message is one line naming the variable, the bad
-value and how to fix it. The CLI prints that line and exits with code 2; a Dagster code
-location or a Bento fails to load with the same sentence.
+value and how to fix it. The CLI prints that line and exits with code 2 (``tracseq bento
+serve`` checks the prediction service's variables, :func:`check_service_settings`, before it
+starts the service); a Dagster code location fails to load with the same sentence.
 """
 
 from __future__ import annotations
