@@ -27,6 +27,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,43 @@ DEFECTS = defect_catalogue()
 FORMATS = ("csv", "csv-excel-eu", "csv-tab", "jsonl", "parquet")
 
 
+DATE_STYLES = {  # how a format may write timestamps (all read back to the same instant)
+    "csv": ["%Y-%m-%dT%H:%M:%SZ", "offset"],
+    "csv-excel-eu": ["%d.%m.%Y %H:%M", "%d.%m.%y %H:%M"],
+    "csv-tab": ["%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "excel"],
+    "jsonl": ["%Y-%m-%dT%H:%M:%SZ", "offset"],
+    "parquet": ["%Y-%m-%dT%H:%M:%SZ"],  # only for text columns; native timestamps otherwise
+}
+EXCEL_EPOCH = pd.Timestamp("1899-12-30", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one file spells things, within its format."""
+
+    dates: str = "%Y-%m-%dT%H:%M:%SZ"
+    offset_minutes: int = 0  # for dates == "offset"
+    null: str = ""  # an empty numeric or timestamp cell in CSV ("NA", "n/a", "-" ... are empty too)
+    padded: bool = False  # CSV cells with spaces around
+    encoding: str = "utf-8"
+    numbers_as_text: bool = False  # JSON Lines: "12.5" instead of 12.5
+    chunk_rows: int = 250_000
+
+
+@st.composite
+def styles(draw, fmt: str) -> Style:
+    csv_like = fmt.startswith("csv")
+    return Style(
+        dates=draw(st.sampled_from(DATE_STYLES[fmt])),
+        offset_minutes=draw(st.sampled_from([-330, -60, 60, 120, 345])),
+        null=draw(st.sampled_from(["", "NA", "n/a", "-", "null"])) if csv_like else "",
+        padded=draw(st.booleans()) if csv_like else False,
+        encoding=draw(st.sampled_from(["utf-8-sig", "cp1252"])) if fmt == "csv-excel-eu" else "utf-8",
+        numbers_as_text=draw(st.booleans()) if fmt == "jsonl" else False,
+        chunk_rows=draw(st.sampled_from([1, 2, 250_000])),
+    )
+
+
 @dataclass
 class Case:
     """One generated export: its format, column order, rows, and what must become of them."""
@@ -364,26 +402,31 @@ class Case:
     expected: list[dict]
     defective: dict[int, Outcome] = field(default_factory=dict)
     defects: list[str] = field(default_factory=list)
+    style: Style = Style()
 
     def line(self, position: int) -> int:
         """The ROW_NUMBER the parser gives the row at ``position`` (a CSV header is line 1)."""
         return position + (2 if self.fmt.startswith("csv") else 1)
 
 
-def cell_text(value, fmt: str) -> str:
+def cell_text(value, case: Case, column: str) -> str:
+    style = case.style
     if value is None:
-        return ""
+        return style.null if COLUMN_BY_NAME[column].kind in (Kind.FLOAT, Kind.INT, Kind.TIMESTAMP) else ""
     if isinstance(value, Raw):
-        return value.text
-    if isinstance(value, pd.Timestamp):
-        if fmt == "csv-excel-eu":
-            return value.strftime("%d.%m.%Y %H:%M")
-        if fmt == "csv-tab":
-            return value.strftime("%Y-%m-%d %H:%M")  # naive, read as UTC
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, float):
-        return repr(value).replace(".", ",") if fmt == "csv-excel-eu" else repr(value)
-    return str(value)
+        text = value.text
+    elif isinstance(value, pd.Timestamp):
+        if style.dates == "offset":
+            text = value.tz_convert(timezone(timedelta(minutes=style.offset_minutes))).isoformat()
+        elif style.dates == "excel":  # serial days since 1899-12-30, naive (read as UTC)
+            text = repr((value - EXCEL_EPOCH) / pd.Timedelta(days=1))
+        else:
+            text = value.strftime(style.dates)  # naive styles are read as UTC
+    elif isinstance(value, float):
+        text = repr(value).replace(".", ",") if case.fmt == "csv-excel-eu" else repr(value)
+    else:
+        text = str(value)
+    return f"  {text} " if style.padded and text else text
 
 
 def write_export(case: Case, path: Path) -> None:
@@ -398,18 +441,19 @@ def write_export(case: Case, path: Path) -> None:
         header = [c.replace("_", " ").title() if case.fmt == "csv-excel-eu" else c for c in case.order]
         writer.writerow(header)
         for row, k, more in zip(rows, keep, surplus):
-            writer.writerow([cell_text(row[c], case.fmt) for c in case.order[:k]] + more)
+            writer.writerow([cell_text(row[c], case, c) for c in case.order[:k]] + more)
         text = out.getvalue()
         if case.fmt == "csv-excel-eu":
-            text = "\ufeff" + text + newline + newline
-        path.write_bytes(text.encode("utf-8"))
+            text += newline + newline
+        path.write_bytes(text.encode(case.style.encoding))
     elif case.fmt == "jsonl":
         lines = []
         for row, k, written in zip(rows, keep, case.written):
             obj = {}
             for c in case.order[:k]:
                 v = row[c]
-                obj[c] = cell_text(v, "jsonl") if isinstance(v, (Raw, pd.Timestamp)) else v
+                text = isinstance(v, (Raw, pd.Timestamp)) or (case.style.numbers_as_text and isinstance(v, (int, float)))
+                obj[c] = cell_text(v, case, c) if text and v is not None else v
             if "__extra_key__" in written:
                 obj["Lab Note"] = written["__extra_key__"]
             lines.append(json.dumps(obj, ensure_ascii=False))
@@ -420,7 +464,7 @@ def write_export(case: Case, path: Path) -> None:
             values = [row[c] for row in rows]
             kind = COLUMN_BY_NAME[c].kind
             if any(isinstance(v, Raw) for v in values) or (kind in (Kind.FLOAT, Kind.INT) and any(isinstance(v, str) for v in values)):
-                arrays[c] = pa.array([None if v is None else cell_text(v, "parquet") for v in values], pa.string())
+                arrays[c] = pa.array([None if v is None else cell_text(v, case, c) for v in values], pa.string())
             elif kind is Kind.TIMESTAMP:
                 arrays[c] = pa.array(values, pa.timestamp("ns", tz="UTC"))
             elif kind is Kind.FLOAT:
@@ -442,7 +486,7 @@ def cases(draw, fmt: str, defects: list[list[Defect]], block: int, rows: tuple[i
         n = draw(st.integers(*rows))
         order = list(draw(st.permutations(CONTRACT_COLUMNS)))
         pairs = [good_row(draw, f"TS-2025-{(block + k) * 100 + i:06d}") for i in range(n)]
-        case = Case(fmt, order, [w for w, _ in pairs], [e for _, e in pairs])
+        case = Case(fmt, order, [w for w, _ in pairs], [e for _, e in pairs], style=draw(styles(fmt)))
         at = draw(st.integers(0, n - 1))
         rules: set[str] = set()
         twins: set[int] = set()
@@ -477,13 +521,15 @@ def ingest(case: Case, folder: Path, index: int) -> tuple[pd.DataFrame, pd.DataF
     path = folder / f"export_{index}.{suffix}"
     write_export(case, path)
     lake = Lake(folder / "lake")
-    summary = parse_export_to_parquet(path, lake.raw_path(f"h{index}"), file_hash=f"h{index}")
+    summary = parse_export_to_parquet(
+        path, lake.raw_path(f"h{index}"), file_hash=f"h{index}", chunk_rows=case.style.chunk_rows
+    )
     return lake.read_table(lake.raw_path(f"h{index}")), lake.read_table(lake.issues_path(f"h{index}")), summary.warnings
 
 
 def check_case(case: Case, folder: Path, index: int) -> Checked:
     frame, issues, warnings = ingest(case, folder, index)
-    label = f"{case.fmt} {case.defects} ({folder.name}/export_{index})"
+    label = f"{case.fmt} {case.style} {case.defects} ({folder.name}/export_{index})"
     result = validate_samples(frame, issues, now=NOW)
     assert len(frame) == len(case.written), label
 

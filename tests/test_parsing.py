@@ -659,7 +659,20 @@ def test_invalid_json_line(tmp_path):
     assert fatal(not_object).line == 2
     missing = write(tmp_path, "missing.jsonl", json.dumps({"sample_id": "x"}) + "\n")
     e = fatal(missing)
-    assert e.line == 1 and e.reason == "missing required columns" and e.column.startswith("project_id, ")
+    assert e.line is None and e.reason == "missing required columns" and e.column.startswith("project_id, ")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 1000])
+def test_jsonl_keys_are_those_of_the_whole_file_not_of_the_first_chunk(tmp_path, chunk_rows):
+    """Found by the contract property test: a first record without a required key (a truncated
+    record) made the whole file fatal when the first chunk held that record alone."""
+    first = {c: v for c, v in ROW_A.items() if c not in ("site", "rin", "priority", "qc_status", "sequencing_ts")}
+    second = {c: v for c, v in ROW_B.items() if c != "sequencing_ts"}
+    text = json.dumps(first) + "\n" + json.dumps(second) + "\n"
+    frame, issues, summary = read_export(write(tmp_path, "keys.jsonl", text), file_hash="h", chunk_rows=chunk_rows)
+    assert frame["site"].tolist() == [pd.NA, "Bergen"] and frame["priority"].tolist() == [pd.NA, "urgent"]
+    assert issues.empty
+    assert summary.warnings == ["optional column(s) not in the file, left empty: sequencing_ts"]
 
 
 def test_undecodable_bytes_after_the_sniffed_head_name_the_line(tmp_path):

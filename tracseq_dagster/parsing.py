@@ -36,7 +36,8 @@ What happens to bad input
 * Everything that makes the file as a whole unusable raises :class:`ExportParseError`
   naming the file, the line and the column where that makes sense: an empty file, a header
   with no data rows, binary content, a header that does not split with any accepted
-  separator, missing required columns, duplicate columns, an undecodable byte, an invalid JSON
+  separator, missing required columns (JSON Lines: a key no record has, known at the end;
+  a record without it only has empty cells), duplicate columns, an undecodable byte, an invalid JSON
   line, an unreadable Parquet file.
 
 Accepted dialects
@@ -1173,6 +1174,9 @@ class _JsonlSource:
         self.header_names: list[str] = []
         self.first_record_line = 1
         self.late_keys: dict[str, int] = {}
+        # JSON Lines has no header: a contract key is "in the file" if any record has it, which
+        # is known at the end only (the first chunk may lack a key later records have).
+        self.keys_seen: set[str] = set()
 
     def _records(self) -> Iterator[tuple[list[dict], list[int]]]:
         while True:
@@ -1207,11 +1211,11 @@ class _JsonlSource:
             keys: dict[str, list[str]] = {}  # normalised -> raw keys, first seen first
             for key in raw_keys:
                 keys.setdefault(normalise_column_name(str(key)) or "unnamed", []).append(key)
+            self.keys_seen.update(keys)
             if self.columns is None:
                 self.first_record_line = numbers[0]
                 self.columns = list(keys)
                 self.header_names = [spellings[0] for spellings in keys.values()]
-                _check_required(self.columns, self.file, numbers[0])
             raw: dict[str, pa.Array] = {}
             for name, spellings in keys.items():
                 if name not in self.columns and name not in COLUMN_BY_NAME:
@@ -1407,9 +1411,8 @@ class ExportReader:
             spelled = raw_names.get(name, name)
             shown = f"'{name}'" if spelled == name else f"'{name}' (header {spelled!r})"
             self.warnings.append(f"unknown extra column {shown} kept")
-        missing_optional = [c for c in CONTRACT_COLUMNS if c not in columns]
-        if missing_optional:
-            self.warnings.append("optional column(s) not in the file, left empty: " + ", ".join(missing_optional))
+        if self._format != "jsonl":  # JSON Lines: known once every record was read (_finish)
+            self._warn_missing_optional(columns)
         self.columns = list(CONTRACT_COLUMNS) + self.extra_columns + list(LINEAGE_COLUMNS)
         timestamps = [first.raw.get(c) for c in TIMESTAMP_COLUMNS if first.raw.get(c) is not None]
         if timestamps and all(pa.types.is_timestamp(a.type) or pa.types.is_date(a.type) for a in timestamps):
@@ -1425,6 +1428,11 @@ class ExportReader:
             bom=self._bom,
             date_style=date_style,
         )
+
+    def _warn_missing_optional(self, columns: Sequence[str]) -> None:
+        missing_optional = [c for c in CONTRACT_COLUMNS if c not in columns]
+        if missing_optional:
+            self.warnings.append("optional column(s) not in the file, left empty: " + ", ".join(missing_optional))
 
     def _no_rows(self) -> None:
         line = getattr(self._src, "header_line", None) or getattr(self._src, "first_record_line", None)
@@ -1527,6 +1535,9 @@ class ExportReader:
         for name, count in self._respelled.items():
             values = "value in another case was" if count == 1 else "values in another case were"
             self.warnings.append(f"{name}: {count} {values} read as the contract's spelling")
+        if self._format == "jsonl":
+            _check_required(self._src.keys_seen, self.source, None)
+            self._warn_missing_optional(self._src.keys_seen)
         late = getattr(self._src, "late_keys", {})
         for name, line in late.items():
             self.warnings.append(
