@@ -193,14 +193,21 @@ class _FlakyLog(_SlowLog):
         self.rows += rows
 
 
+def _submit_in_a_thread(writer: BackgroundLogWriter, count: int) -> threading.Thread:
+    """``count`` single-row submits on their own thread, joined (30 s at most: a hang, not a pace)."""
+    submitter = threading.Thread(target=lambda: [writer.submit([{"request_id": str(i)}]) for i in range(count)])
+    submitter.start()
+    submitter.join(timeout=30)
+    return submitter
+
+
 def test_background_writer_submit_does_not_wait_for_a_slow_log() -> None:
-    log = _SlowLog(0.5)
+    log = _BlockedLog()  # every write waits until released: as slow a log as can be
     writer = BackgroundLogWriter(log, flush_interval_s=0.01)
-    started = time.perf_counter()
-    for i in range(2000):
-        writer.submit([{"request_id": str(i)}])
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.2, f"2000 submits took {elapsed:.3f} s beside a log that takes 0.5 s per write"
+    # All 2000 submits return while the log has not finished a single write (no wall-clock bound:
+    # a submit that waited for the write would still be blocked when the join gives up).
+    assert not _submit_in_a_thread(writer, 2000).is_alive() and log.rows == []
+    log.release.set()
     writer.close()
     assert len(log.rows) == 2000 and writer.written == 2000 and writer.dropped == 0
     assert not writer._thread.is_alive()
@@ -209,10 +216,7 @@ def test_background_writer_submit_does_not_wait_for_a_slow_log() -> None:
 def test_background_writer_drops_and_counts_when_the_queue_is_full() -> None:
     log = _BlockedLog()
     writer = BackgroundLogWriter(log, flush_interval_s=0.01, max_queue_rows=100)
-    started = time.perf_counter()
-    for i in range(300):
-        writer.submit([{"request_id": str(i)}])
-    assert time.perf_counter() - started < 0.2  # a blocked store never blocks submit
+    assert not _submit_in_a_thread(writer, 300).is_alive() and log.rows == []  # a blocked store never blocks submit
     assert writer.dropped >= 100 and writer.queued <= 100
     log.release.set()
     writer.close()
