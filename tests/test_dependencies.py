@@ -24,13 +24,9 @@ from starlette.testclient import TestClient
 
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.serving.dependencies import (
-    CircuitBreaker,
-    Dependencies,
-    ReadinessMiddleware,
-    log_queue_rows,
-    redis_timeout_s,
-)
+from tracseq_dagster import settings
+from tracseq_dagster.serving.dependencies import CircuitBreaker, Dependencies, ReadinessMiddleware
+from tracseq_dagster.settings import ConfigurationError
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore, open_feature_store
 from tracseq_dagster.serving.prediction_cache import RedisCache, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, PostgresPredictionLog
@@ -87,18 +83,18 @@ def test_breaker_call_answers_the_default_on_failure_and_never_raises() -> None:
 
 def test_retry_interval_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACSEQ_DEPENDENCY_RETRY_S", "soon")
-    with pytest.raises(ValueError, match="TRACSEQ_DEPENDENCY_RETRY_S='soon'"):
+    with pytest.raises(ConfigurationError, match="TRACSEQ_DEPENDENCY_RETRY_S='soon' is not a number"):
         CircuitBreaker("redis")
     monkeypatch.setenv("TRACSEQ_DEPENDENCY_RETRY_S", "0.5")
     assert CircuitBreaker("redis").retry_after_s == 0.5
     monkeypatch.setenv("TRACSEQ_REDIS_TIMEOUT_S", "-1")
-    with pytest.raises(ValueError, match="positive number of seconds"):
-        redis_timeout_s()
+    with pytest.raises(ConfigurationError, match="TRACSEQ_REDIS_TIMEOUT_S=-1 is out of range"):
+        settings.redis_timeout_s()
     monkeypatch.setenv("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "1.5e3")
-    with pytest.raises(ValueError, match="TRACSEQ_PREDICTION_LOG_QUEUE_ROWS='1.5e3': give a positive whole number"):
-        log_queue_rows()
+    with pytest.raises(ConfigurationError, match="TRACSEQ_PREDICTION_LOG_QUEUE_ROWS='1.5e3' is not a whole number"):
+        settings.prediction_log_queue_rows()
     monkeypatch.setenv("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "500")
-    assert log_queue_rows() == 500
+    assert settings.prediction_log_queue_rows() == 500
 
 
 @pytest.fixture

@@ -350,12 +350,30 @@ def max_wait_ms() -> float:
     return env_float("TRACSEQ_MAX_WAIT_MS", 5.0, minimum=0, meaning="milliseconds a request waits for a batch")
 
 
+def dependency_retry_s() -> float:
+    """Seconds between trial calls to a dependency that is down (an outage costs requests nothing meanwhile)."""
+    return env_float("TRACSEQ_DEPENDENCY_RETRY_S", 2.0, minimum=0, above_minimum=True, meaning="seconds between trial calls to a down dependency")
+
+
+def redis_timeout_s() -> float:
+    """Connect and read timeout of the service's Redis calls: a hung Redis costs a request at most this."""
+    return env_float("TRACSEQ_REDIS_TIMEOUT_S", 0.25, minimum=0, above_minimum=True, meaning="seconds a Redis call may take")
+
+
+def prediction_log_queue_rows() -> int:
+    """Prediction-log rows kept in memory while the log's store is down; beyond it rows are dropped and counted."""
+    return env_int("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", 200_000, minimum=1, meaning="log rows kept while the log is down")
+
+
 def check_service_settings() -> None:
     """Read every setting the prediction service reads, so that a bad one fails before it starts."""
     challenger_share()
     bento_workers()
     max_batch()
     max_wait_ms()
+    dependency_retry_s()
+    redis_timeout_s()
+    prediction_log_queue_rows()
     redis_url()
     prediction_log_url()
     lake_dir()

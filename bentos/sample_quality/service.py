@@ -43,7 +43,7 @@ from tracseq_dagster import settings
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
-from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware, log_queue_rows, retry_interval_s
+from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
@@ -76,7 +76,7 @@ fast_routes = Starlette(routes=[Route("/predict", _fast_predict, methods=["POST"
 
 @bentoml.service(
     name="sample_quality",
-    workers=int(os.environ.get("TRACSEQ_BENTO_WORKERS", "1")),
+    workers=settings.bento_workers(),
     traffic={"timeout": 30, "max_concurrency": 4096},
     metrics={"enabled": True, "namespace": "tracseq"},
     # An OpenTelemetry span per request costs about a tenth of a /fast/predict's CPU; the
@@ -92,13 +92,13 @@ class SampleQuality:
     bundle = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        split = TrafficSplit(float(os.environ.get("TRACSEQ_CHALLENGER_SHARE", "0")), os.environ.get("TRACSEQ_AB_SALT", "ab-1"))
+        split = TrafficSplit(settings.challenger_share(), settings.ab_salt())
         attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
         self.predictor = SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
         self.metrics = ServiceMetrics()
         self.dependencies = Dependencies()
         self.dependencies.listen(self.metrics.dependency_event)
-        redis_url = os.environ.get("TRACSEQ_REDIS_URL") or None
+        redis_url = settings.redis_url()
         redis_breaker = self.dependencies.breaker("redis") if redis_url else None
         self.cache = open_cache(redis_url, redis_breaker)
         if redis_breaker is not None:
@@ -107,15 +107,15 @@ class SampleQuality:
         log = open_prediction_log(settings.prediction_log_url())
         self.log = BackgroundLogWriter(
             log,
-            max_queue_rows=log_queue_rows(),
-            retry_s=retry_interval_s(),
+            max_queue_rows=settings.prediction_log_queue_rows(),
+            retry_s=settings.dependency_retry_s(),
             breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
             on_dropped=self.metrics.rows_dropped,
         )
         self.batcher = MicroBatcher(
             self.predictor.predict,
-            max_batch=int(os.environ.get("TRACSEQ_MAX_BATCH", "64")),
-            max_wait_ms=float(os.environ.get("TRACSEQ_MAX_WAIT_MS", "5")),
+            max_batch=settings.max_batch(),
+            max_wait_ms=settings.max_wait_ms(),
         )
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.

@@ -13,11 +13,8 @@ ones not heard from recently, within a time budget) and reports
 :class:`ReadinessMiddleware` answers ``/readyz`` with that body: 200 while the service can
 answer (degraded included), 503 only when a dependency marked ``required`` is down.
 
-Settings (read here, not in :mod:`tracseq_dagster.settings`, since only serving uses them):
-``TRACSEQ_DEPENDENCY_RETRY_S`` (seconds between trial calls to a down dependency, default 2),
-``TRACSEQ_REDIS_TIMEOUT_S`` (Redis connect and socket timeout, default 0.25) and
-``TRACSEQ_PREDICTION_LOG_QUEUE_ROWS`` (log rows kept in memory while the log is down, default
-200,000; beyond it rows are dropped and counted).
+Its settings (:func:`settings.dependency_retry_s`, :func:`settings.redis_timeout_s`,
+:func:`settings.prediction_log_queue_rows`) live with every other setting, checked the same way.
 """
 
 from __future__ import annotations
@@ -25,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from tracseq_dagster import settings
 
 logger = logging.getLogger(__name__)
 
@@ -37,44 +35,8 @@ T = TypeVar("T")
 #: (event, dependency, use): event is "failure", "bypass" or "recovery".
 Listener = Callable[[str, str, str], None]
 
-DEFAULT_RETRY_S = 2.0
-DEFAULT_REDIS_TIMEOUT_S = 0.25
-DEFAULT_LOG_QUEUE_ROWS = 200_000
 #: A dependency heard from (a call or a probe) this recently is not probed again by /readyz.
 FRESH_S = 1.0
-
-
-def _positive_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw.strip() else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: give a number of seconds, e.g. {default}") from None
-    if not value > 0:
-        raise ValueError(f"{name}={raw!r}: give a positive number of seconds, e.g. {default}")
-    return value
-
-
-def retry_interval_s() -> float:
-    """Seconds between trial calls to a dependency that is down (``TRACSEQ_DEPENDENCY_RETRY_S``)."""
-    return _positive_float("TRACSEQ_DEPENDENCY_RETRY_S", DEFAULT_RETRY_S)
-
-
-def redis_timeout_s() -> float:
-    """Connect and read timeout of the service's Redis calls (``TRACSEQ_REDIS_TIMEOUT_S``)."""
-    return _positive_float("TRACSEQ_REDIS_TIMEOUT_S", DEFAULT_REDIS_TIMEOUT_S)
-
-
-def log_queue_rows() -> int:
-    """Rows the prediction log may hold in memory while its store is down (``TRACSEQ_PREDICTION_LOG_QUEUE_ROWS``)."""
-    raw = os.environ.get("TRACSEQ_PREDICTION_LOG_QUEUE_ROWS", "").strip() or str(DEFAULT_LOG_QUEUE_ROWS)
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"TRACSEQ_PREDICTION_LOG_QUEUE_ROWS={raw!r}: give a positive whole number of rows, e.g. {DEFAULT_LOG_QUEUE_ROWS}")
-    return value
 
 
 def describe(error: BaseException) -> str:
@@ -92,7 +54,7 @@ class CircuitBreaker:
 
     def __init__(self, name: str, *, retry_after_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
-        self.retry_after_s = retry_interval_s() if retry_after_s is None else retry_after_s
+        self.retry_after_s = settings.dependency_retry_s() if retry_after_s is None else retry_after_s
         self._clock = clock
         self._lock = threading.Lock()
         self._down = False
@@ -309,7 +271,7 @@ def redis_client(url: str, timeout_s: float | None = None) -> Any:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    timeout = redis_timeout_s() if timeout_s is None else timeout_s
+    timeout = settings.redis_timeout_s() if timeout_s is None else timeout_s
     return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
                                 health_check_interval=0)  # fmt: skip
 
