@@ -149,8 +149,10 @@ def test_breast_cancer_learns_within_the_time_budget(breast_cancer: pd.DataFrame
     result = run_automl(
         breast_cancer, AutoMLConfig(target="target", time_budget_s=8.0), on_trial=lambda r: seen.append(r.family)
     )
-    # The budget covers sweep, refit and holdout scoring, all measured inside the engine.
-    assert result.wall_seconds <= 8.0 * 1.05
+    # The budget covers sweep, refit and holdout scoring, all measured inside the engine. Its exact
+    # bound (5% over) is tested on a fake clock (test_automl_budget.py); on the real clock of a
+    # shared machine only a loose one.
+    assert 0 < result.wall_seconds <= 8.0 * 2
     assert (result.task, result.metric, result.greater_is_better) == ("binary", "roc_auc", True)
     assert result.holdout_score > 0.95
     assert result.holdout_size == 114
@@ -234,12 +236,15 @@ def test_rdb_storage_persists_trials(breast_cancer: pd.DataFrame, tmp_path: Path
     ],
     ids=["missing", "constant", "all-null", "single-member-class", "no-features"],
 )
-def test_bad_input_is_named(change: object, message: str) -> None:
+def test_bad_input_is_named(change: object, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracseq_dagster.automl import engine
+
     frame = change(mixed_frame(rows=60))  # type: ignore[operator]
-    started = time.perf_counter()
+    swept: list[str] = []
+    monkeypatch.setattr(engine.FamilySweep, "run", lambda sweep, share_s: swept.append(sweep.family))
     with pytest.raises(AutoMLInputError, match=message):
         run_automl(frame, AutoMLConfig(target="qc_status", time_budget_s=30))
-    assert time.perf_counter() - started < 2.0  # found before any sweeping
+    assert swept == []  # found before any sweeping
 
 
 @pytest.mark.parametrize(
@@ -297,10 +302,9 @@ class _FakeFamily(ModelFamily):
 
 def test_budget_that_no_trial_can_finish_in_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(FAMILIES, "logistic", _FakeFamily(_Sleepy))
-    started = time.perf_counter()
     with pytest.raises(AutoMLInputError, match="too small: no trial completed"):
         run_automl(mixed_frame(rows=60), AutoMLConfig(target="qc_status", families=("logistic",), time_budget_s=2.0))
-    assert time.perf_counter() - started <= 2.0 * 1.05
+    # That it ends within the budget is tested on a fake clock (test_automl_budget.py).
 
 
 def test_estimator_errors_are_failed_trials_with_their_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -209,11 +209,11 @@ def run_automl(
     # Round 2 exploits: the sweep time left goes to the EXPLOIT_FAMILIES best families so far,
     # whose studies continue where they stopped (a slow family that rarely wins no longer
     # holds a sixth of the budget).
-    explore_deadline = time.perf_counter() + EXPLORE_SHARE * max(budget.sweep_left(), 0.0)
+    explore_deadline = budget.clock() + EXPLORE_SHARE * max(budget.sweep_left(), 0.0)
     sweeps: list[FamilySweep] = []
     for index, name in enumerate(config.families):
         left = len(config.families) - index
-        share = max(explore_deadline - time.perf_counter(), 0.0) / left
+        share = max(explore_deadline - budget.clock(), 0.0) / left
         sweep = FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial)
         sweep.run(share_s=share)
         sweeps.append(sweep)
@@ -513,6 +513,7 @@ class FamilySweep:
         self._best_model: Pipeline | None = None  # fitted on the last fold: for predict latency
         self._candidate: Pipeline | None = None
         self._durations: list[float] = []
+        self._trial_seconds = 0.0  # the last trial's, measured by _objective
         self._family_deadline = 0.0
         self.study: optuna.Study | None = None
 
@@ -525,7 +526,7 @@ class FamilySweep:
         remaining = None if self.config.max_trials is None else self.config.max_trials - len(self.records)
         if share_s <= 0.0 or remaining == 0:
             return
-        self._family_deadline = time.perf_counter() + share_s
+        self._family_deadline = self.budget.clock() + share_s
         if self.study is None:
             self.study = self._create_study()
         self.study.optimize(
@@ -569,6 +570,7 @@ class FamilySweep:
         return len(study.get_trials(deepcopy=False))
 
     def _objective(self, trial: optuna.Trial) -> float:
+        started = self.budget.clock()
         try:
             return self._cross_validate(trial)
         except optuna.TrialPruned:
@@ -577,6 +579,8 @@ class FamilySweep:
             # Optuna records the trial as failed (``catch``); keep the reason for the record.
             trial.set_user_attr("reason", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            self._trial_seconds = self.budget.clock() - started  # on the budget's clock, for _after_trial
 
     def _cross_validate(self, trial: optuna.Trial) -> float:
         """Score one configuration fold by fold, reporting the running mean to the pruner."""
@@ -590,12 +594,12 @@ class FamilySweep:
         scores: list[float] = []
         fit_seconds = 0.0
         trial.set_user_attr("fit_seconds", 0.0)
-        trial_started = time.perf_counter()
+        trial_started = self.budget.clock()
         for fold, (train, valid) in enumerate(data.folds):
             # Do not start (or abandon) a trial whose remaining folds, at this trial's pace or
             # else the typical fold time seen so far, cannot end before the sweep must:
             # finishing it would eat the refit's reserve.
-            now = time.perf_counter()
+            now = self.budget.clock()
             pace = (now - trial_started) / fold if fold else self.budget.typical_fold_seconds(self.family)
             if now + pace * (len(data.folds) - fold) > self.budget.sweep_deadline:
                 trial.set_user_attr("reason", "time budget")
@@ -605,18 +609,18 @@ class FamilySweep:
                 raise optuna.TrialPruned("time budget")
             pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=balance)
             y_fold = data.y_sweep[train]
-            started = time.perf_counter()
+            started = self.budget.clock()
             with _quiet_and_bounded():
                 pipeline.fit(
                     data.x_sweep.iloc[train],
                     y_fold,
                     **self.model_family.fit_params(y_fold, data.task, balance=balance),
                 )
-                fit_seconds += time.perf_counter() - started
+                fit_seconds += self.budget.clock() - started
                 score = data.metric.score(data.y_sweep[valid], _output(pipeline, data.x_sweep.iloc[valid], data.metric))
             if not np.isfinite(score):
                 raise ValueError(f"fold {fold} scored {score}")
-            self.budget.record_fold(self.family, time.perf_counter() - started)
+            self.budget.record_fold(self.family, self.budget.clock() - started)
             scores.append(float(score))
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("fit_seconds", fit_seconds)
@@ -645,8 +649,7 @@ class FamilySweep:
             reason=trial.user_attrs.get("reason"),
         )
         self.records.append(record)
-        if trial.duration is not None:
-            self._durations.append(trial.duration.total_seconds())
+        self._durations.append(self._trial_seconds)
         if state == "complete" and self._is_better(record.cv_mean):  # type: ignore[arg-type]
             self.best, self.best_record, self._best_value = trial, record, record.cv_mean
             self._best_model = self._candidate
@@ -663,7 +666,7 @@ class FamilySweep:
             return
         # Stop when another trial of typical length would overrun this family's share or the sweep.
         typical = float(np.median(self._durations)) if self._durations else 0.0
-        now = time.perf_counter()
+        now = self.budget.clock()
         if now + typical > min(self._family_deadline, self.budget.sweep_deadline):
             study.stop()
 
