@@ -31,7 +31,8 @@ def test_the_challenger_gets_its_share_not_the_rest(share: float) -> None:
 
 
 def test_shares_at_the_ends_send_everyone_to_one_model() -> None:
-    assert not TrafficSplit(0.0).challengers(IDS).any()
+    nobody = TrafficSplit(0.0).challengers(IDS)
+    assert nobody.dtype == bool and nobody.shape == (len(IDS),) and not nobody.any()  # a mask, as with a share
     assert TrafficSplit(1.0).challengers(IDS).all()
     assert TrafficSplit().challenger_share == 0.0 and TrafficSplit().salt == "ab-1"
     assert {TrafficSplit(0.0).variant(s) for s in IDS[:50]} == {CHAMPION}
