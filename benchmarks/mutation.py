@@ -49,7 +49,7 @@ class Module:
 
 
 MODULES: tuple[Module, ...] = (
-    Module("promotion", ("tracseq_dagster/promotion.py",), ("tests/test_promotion_gate.py",)),
+    Module("promotion", ("tracseq_dagster/promotion.py",), ("tests/test_promotion_gate.py", "tests/test_promotion_decisions.py")),
     Module("traffic_split", ("tracseq_dagster/serving/traffic_split.py",), ("tests/test_traffic_split.py",)),
     Module("automl_budget", ("tracseq_dagster/automl/budget.py",), ("tests/test_automl_budget.py",)),
     Module("registry", ("tracseq_dagster/registry.py",), ("tests/test_registry_concurrency.py", "tests/test_registry.py")),
