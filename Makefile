@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving system-deps
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -81,6 +81,13 @@ bench-serving: venv
 ## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
 bench-rag: venv
 	$(BIN)/python benchmarks/rag.py
+
+## mutation: mutmut over the modules that decide things (promotion, traffic split, AutoML budget, registry,
+## retrieval threshold, rules, validation, features), each against its fast tests on one worker; not part of
+## `make test`. Scores into benchmarks/mutation_scores.md. One module: make mutation MODULES=promotion
+MODULES ?=
+mutation: venv
+	$(BIN)/python benchmarks/mutation.py $(MODULES)
 
 ## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
 lock:
