@@ -54,10 +54,16 @@ MODULES: tuple[Module, ...] = (
     Module("automl_budget", ("tracseq_dagster/automl/budget.py",), ("tests/test_automl_budget.py",)),
     Module("registry", ("tracseq_dagster/registry.py",), ("tests/test_registry_concurrency.py", "tests/test_registry.py")),
     Module(
-        "retrieval_thresholds",
+        "retrieval_thresholds",  # the decision to answer, refuse or fall back; not the search itself
         ("tracseq_dagster/documents/retrieval.py", "tracseq_dagster/documents/answering.py"),
-        ("tests/test_retrieval_refusal.py",),
-        ("tracseq_dagster.documents.retrieval.x_evidence_is_weak*", "tracseq_dagster.documents.answering.x_answer_question*"),
+        # Tests without a LanceDB index: its runtime does not survive mutmut's fork per mutant.
+        ("tests/test_answering_outcomes.py", "tests/test_retrieval_refusal.py::test_the_threshold_is_the_calibrated_value_and_a_passage_at_it_counts"),
+        (
+            "tracseq_dagster.documents.retrieval.x_evidence_is_weak__*",
+            "tracseq_dagster.documents.answering.x_answer_question__*",
+            "tracseq_dagster.documents.answering.x_resolve_citations__*",
+            "tracseq_dagster.documents.answering.x_retrieval_only__*",
+        ),
     ),
     Module("rules", ("tracseq_dagster/rules.py",), ("tests/test_validation.py", "tests/test_check_failure_messages.py")),
     Module("validation", ("tracseq_dagster/validation.py",), ("tests/test_validation.py", "tests/test_check_failure_messages.py")),
@@ -78,7 +84,7 @@ def _copy_work_tree(target: Path) -> None:
 
 
 def _setup_cfg(module: Module) -> str:
-    tests = [t for t in module.tests if (ROOT / t).exists()]
+    tests = [t for t in module.tests if (ROOT / t.split("::")[0]).exists()]
     lines = ["[mutmut]", "source_paths = tracseq_dagster", "only_mutate ="]
     lines += [f"    {f}" for f in module.files]
     lines += ["pytest_add_cli_args_test_selection ="] + [f"    {t}" for t in tests]
