@@ -52,7 +52,16 @@ MODULES: tuple[Module, ...] = (
     Module("promotion", ("tracseq_dagster/promotion.py",), ("tests/test_promotion_gate.py", "tests/test_promotion_decisions.py")),
     Module("traffic_split", ("tracseq_dagster/serving/traffic_split.py",), ("tests/test_traffic_split.py",)),
     Module("automl_budget", ("tracseq_dagster/automl/budget.py",), ("tests/test_automl_budget.py",)),
-    Module("registry", ("tracseq_dagster/registry.py",), ("tests/test_registry_concurrency.py", "tests/test_registry.py")),
+    Module(
+        "registry",  # all but the tracking-server lease and the PostgreSQL advisory lock, which need
+        # other processes and a server: test_registry_concurrency.py (a minute a run) covers them
+        ("tracseq_dagster/registry.py",),
+        ("tests/test_registry_unit.py",),
+        tuple(f"tracseq_dagster.registry.xǁModelRegistryǁ{name}__*" for name in (
+            "__init__", "register", "find_by_key", "version", "versions", "model_uri", "promote", "rollback", "history",
+            "champion_stack", "_ensure_registered_model", "history_lock", "_record"))
+        + ("tracseq_dagster.registry.x__file_lock__*", "tracseq_dagster.registry.x__file_lock_in_folder__*"),
+    ),
     Module(
         "retrieval_thresholds",  # the decision to answer, refuse or fall back; not the search itself
         ("tracseq_dagster/documents/retrieval.py", "tracseq_dagster/documents/answering.py"),
@@ -67,7 +76,16 @@ MODULES: tuple[Module, ...] = (
     ),
     Module("rules", ("tracseq_dagster/rules.py",), ("tests/test_validation.py", "tests/test_check_failure_messages.py")),
     Module("validation", ("tracseq_dagster/validation.py",), ("tests/test_validation.py", "tests/test_check_failure_messages.py")),
-    Module("features", ("tracseq_dagster/features.py",), ("tests/test_features.py",)),
+    Module(
+        "features",  # the functions that compute feature values; not the column plumbing and caching
+        ("tracseq_dagster/features.py",),
+        ("tests/test_features.py",),
+        tuple(
+            f"tracseq_dagster.features.x_{name}__*"
+            for name in ("purity_score", "_risk_terms", "_quality_risk_score", "_hours", "_coalesce", "_sums_before",
+                         "_history_aggregates", "_to_utc_timestamp", "feature_columns")
+        ),  # fmt: skip
+    ),
 )
 
 
