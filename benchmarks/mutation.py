@@ -79,7 +79,7 @@ MODULES: tuple[Module, ...] = (
     Module(
         "features",  # the functions that compute feature values; not the column plumbing and caching
         ("tracseq_dagster/features.py",),
-        ("tests/test_features.py",),
+        ("tests/test_features.py", "tests/test_feature_risk_terms.py"),
         tuple(
             f"tracseq_dagster.features.x_{name}__*"
             for name in ("purity_score", "_risk_terms", "_quality_risk_score", "_hours", "_coalesce", "_sums_before",
