@@ -73,3 +73,58 @@ def test_as_of_is_made_utc_and_nat_refused() -> None:
     assert zoned == pd.Timestamp("2025-03-01T12:00:00Z") and str(zoned.tz) == "UTC" and zoned.hour == 12
     with pytest.raises(ValueError, match="^as_of must be a timestamp, not NaT$"):
         _to_utc_timestamp(pd.NaT)
+
+
+# -- feature_columns: edges the hand-computed tests do not reach -------------------------------------
+
+from tests.test_features import frame, h, one  # noqa: E402
+
+from tracseq_dagster.features import HistorySnapshot, compute_features, feature_columns  # noqa: E402
+
+
+def test_an_extraction_exactly_at_as_of_counts_as_done() -> None:
+    done = one({"received_ts": h(24), "extraction_ts": h(30)}, as_of=h(30))
+    assert done["processing_delay_hours"] == 6.0
+    later = one({"received_ts": h(24), "extraction_ts": h(30)}, as_of=h(29))  # not yet: the delay runs on
+    assert later["processing_delay_hours"] == 5.0
+
+
+def test_integrity_is_clipped_to_zero_and_one() -> None:
+    assert one({"sample_type": "DNA", "din": 12.0})["integrity_score"] == 1.0
+    assert one({"sample_type": "DNA", "din": 0.5})["integrity_score"] == 0.0
+    assert one({"sample_type": "RNA", "rin": 5.5, "din": None})["integrity_score"] == 0.5
+
+
+def test_an_unknown_delay_has_no_category() -> None:
+    columns = feature_columns(frame({"received_ts": None}), frame(), as_of=h(48))
+    assert columns.codes["processing_delay_category"].tolist() in ([], [-1])
+
+
+def test_ids_must_be_present_and_unique_with_the_duplicates_named() -> None:
+    with pytest.raises(ValueError, match="^samples must have a sample_id on every row$"):
+        compute_features(frame({}).assign(sample_id=pd.Series([None], dtype="string")), frame())
+    twice = frame({}, {}).assign(sample_id=pd.Series(["TS-2024-000001"] * 2, dtype="string"))
+    with pytest.raises(ValueError, match=r"^samples must have unique sample_id values; duplicated: \['TS-2024-000001'\]$"):
+        compute_features(twice, frame())
+    many = frame(*[{} for _ in range(70)])  # past the few-values shortcut
+    many["sample_id"] = pd.Series([f"TS-2024-{i % 65:06d}" for i in range(70)], dtype="string")
+    with pytest.raises(ValueError, match=r"duplicated: \['TS-2024-000000', 'TS-2024-000001', 'TS-2024-000002', 'TS-2024-000003', 'TS-2024-000004'\]$"):
+        compute_features(many, frame())
+
+
+@pytest.mark.parametrize("column", ["storage_temp_c", "temp_excursions", "max_temp_deviation_c", "freeze_thaw_cycles", "a260_280",
+                                    "a260_230", "concentration_ng_ul", "volume_ul", "box_occupancy", "sample_type"])
+def test_a_missing_required_column_is_named(column: str) -> None:
+    with pytest.raises(ValueError, match=f"^samples is missing the required contract column '{column}'$"):
+        compute_features(frame({}).drop(columns=column), frame())
+
+
+def test_a_history_snapshot_gives_the_features_of_its_history_frame() -> None:
+    history = frame(*[{"operator_id": f"OP{i % 3}", "site": f"S{i % 2}", "received_ts": h(i), "qc_status": "fail" if i % 4 == 0 else "pass"}
+                      for i in range(40)])  # fmt: skip
+    queries = frame(*[{"operator_id": f"OP{i % 3}", "site": f"S{i % 2}", "received_ts": h(10 + 5 * i)} for i in range(6)])
+    queries["sample_id"] = pd.Series([f"TS-2025-{i:06d}" for i in range(6)], dtype="string")
+    from_frame = compute_features(queries, history, as_of=h(60))
+    from_snapshot = feature_columns(queries, HistorySnapshot.build(history), as_of=h(60)).frame()
+    pd.testing.assert_frame_equal(from_snapshot, from_frame, check_dtype=False)
+    assert from_frame["operator_failure_rate"].notna().any()
