@@ -128,3 +128,10 @@ def test_a_history_snapshot_gives_the_features_of_its_history_frame() -> None:
     from_snapshot = feature_columns(queries, HistorySnapshot.build(history), as_of=h(60)).frame()
     pd.testing.assert_frame_equal(from_snapshot, from_frame, check_dtype=False)
     assert from_frame["operator_failure_rate"].notna().any()
+
+
+@pytest.mark.parametrize("column", ["sample_id", "operator_id", "site", "storage_location"])
+def test_a_history_missing_a_required_column_is_named_as_the_history(column: str) -> None:
+    history = frame({"received_ts": h(1), "qc_status": "fail"})
+    with pytest.raises(ValueError, match=f"^history is missing the required contract column '{column}'$"):
+        compute_features(frame({"received_ts": h(30)}), history.drop(columns=column), as_of=h(40))
