@@ -59,8 +59,12 @@ def test_registration_is_idempotent_per_key_and_moves_the_challenger(client: Mlf
     assert registry.find_by_key("run-2") is None
     second = _register(registry, "run-2", tmp_path)
     assert second == "2" and str(registry.version(CHALLENGER).version) == "2"  # type: ignore[union-attr]
-    tags = client.get_model_version(MODEL, "2").tags
-    assert tags == {"family": "lightgbm", REGISTRATION_KEY_TAG: "run-2"}
+    made = client.get_model_version(MODEL, "2")
+    assert made.tags == {"family": "lightgbm", REGISTRATION_KEY_TAG: "run-2"}
+    assert made.source == (tmp_path / "models" / "run-2").as_uri()
+    run = client.create_run(client.create_experiment("registry-test"))
+    with_run = registry.register((tmp_path / "models").as_uri(), run_id=run.info.run_id, model_id=None, tags={}, registration_key="run-3")
+    assert client.get_model_version(MODEL, str(with_run.version)).run_id == run.info.run_id
     _register(registry, "run-1", tmp_path)  # the challenger alias follows the key's version
     assert str(registry.version(CHALLENGER).version) == "1"  # type: ignore[union-attr]
     assert client.get_registered_model(MODEL).description.startswith("Sample QC outcome")
@@ -71,6 +75,9 @@ def test_versions_sort_as_numbers_and_uris_name_alias_or_version(client: MlflowC
     for i in range(11):
         _register(registry, f"run-{i}", tmp_path)
     assert [str(v.version) for v in registry.versions()] == [str(i) for i in range(1, 12)]  # 10 and 11 after 9
+    other = ModelRegistry(client, "turnaround_hours")  # another model in the same registry is not listed
+    _register(other, "run-x", tmp_path)
+    assert len(registry.versions()) == 11 and [str(v.version) for v in other.versions()] == ["1"]
     assert registry.model_uri("champion") == "models:/sample_quality@champion"
     assert registry.model_uri("7") == "models:/sample_quality/7"
 
@@ -213,10 +220,14 @@ def test_the_tracking_uri_is_used_when_there_is_no_registry_uri(tmp_path: Path, 
 
 
 def test_file_locks_sit_beside_the_store(tmp_path: Path) -> None:
-    lock = registry_module._file_lock_in_folder((tmp_path / "mlruns").as_uri(), MODEL)
-    assert Path(lock.lock_file) == tmp_path / "mlruns" / f".{MODEL}.registry.lock"
-    assert registry_module._file_lock_in_folder(str(tmp_path / "plain"), MODEL).lock_file == str(tmp_path / "plain" / f".{MODEL}.registry.lock")
-    assert (tmp_path / "plain").is_dir()
-    beside = registry_module._file_lock(f"sqlite:///{tmp_path}/sub/mlflow.db")
-    assert beside.lock_file == str(tmp_path / "sub" / "mlflow.db.registry.lock") and (tmp_path / "sub").is_dir()
-    assert beside.timeout == registry_module.LOCK_TIMEOUT_S == 120.0
+    lock = registry_module._file_lock_in_folder((tmp_path / "deep" / "mlruns").as_uri(), MODEL)  # folders made as needed
+    assert Path(lock.lock_file) == tmp_path / "deep" / "mlruns" / f".{MODEL}.registry.lock"
+    assert lock.timeout == registry_module.LOCK_TIMEOUT_S == 120.0
+    again = registry_module._file_lock_in_folder((tmp_path / "deep" / "mlruns").as_uri(), MODEL)  # the folder exists now
+    assert again.lock_file == lock.lock_file
+    assert registry_module._file_lock_in_folder(str(tmp_path / "plain" / "runs"), MODEL).lock_file == str(tmp_path / "plain" / "runs" / f".{MODEL}.registry.lock")
+    assert (tmp_path / "plain" / "runs").is_dir()
+    beside = registry_module._file_lock(f"sqlite:///{tmp_path}/sub/dir/mlflow.db")
+    assert beside.lock_file == str(tmp_path / "sub" / "dir" / "mlflow.db.registry.lock") and (tmp_path / "sub" / "dir").is_dir()
+    assert registry_module._file_lock(f"sqlite:///{tmp_path}/sub/dir/mlflow.db").lock_file == beside.lock_file
+    assert beside.timeout == 120.0
