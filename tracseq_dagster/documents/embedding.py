@@ -199,3 +199,18 @@ def make_embedder(spec: str = DEFAULT_EMBEDDER, *, ollama_host: str | None = Non
         chat = OllamaChat(host=ollama_host) if ollama_host else OllamaChat()
         return OllamaEmbedder(model=spec.split(":", 1)[1], chat=chat)
     raise ValueError(f"unknown embedder {spec!r}: use 'minilm' or 'ollama:<model>'")
+
+
+# Texts per call to the embedder: large enough that its length-sorted batches pad little,
+# small enough to bound memory when a whole folder lands at once.
+EMBED_GROUP = 2048
+
+
+def embed_texts(embedder: Embedder, texts: list[str], *, group: int = EMBED_GROUP) -> dict[str, np.ndarray]:
+    """Each distinct text's vector, the texts of all documents encoded together."""
+    unique = list(dict.fromkeys(texts))
+    vectors: dict[str, np.ndarray] = {}
+    for start in range(0, len(unique), group):
+        part = unique[start : start + group]
+        vectors.update(zip(part, embedder.embed_documents(part)))
+    return vectors

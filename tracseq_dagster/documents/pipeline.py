@@ -21,7 +21,7 @@ import numpy as np
 
 from tracseq_dagster.documents.chunking import Chunk, chunk_document
 from tracseq_dagster.documents.doctypes import classify_document
-from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder
+from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder, embed_texts
 from tracseq_dagster.documents.index import DocumentIndex
 from tracseq_dagster.documents.parsing import ParsedDocument, parse_document
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
@@ -92,24 +92,9 @@ class IndexReport:
     seconds: dict[str, float] = field(default_factory=dict)  # model_load is apart from embed
 
 
-# Texts per call to the embedder: large enough that its length-sorted batches pad little,
-# small enough to bound memory when a whole folder lands at once.
-EMBED_GROUP = 2048
-
-
 # Below this many chunks, starting worker processes (a model load each) costs more than
 # embedding them here on one core.
 PARALLEL_MIN_CHUNKS = 64
-
-
-def embed_texts(embedder: Embedder, texts: list[str], *, group: int = EMBED_GROUP) -> dict[str, np.ndarray]:
-    """Each distinct text's vector, the texts of all documents encoded together."""
-    unique = list(dict.fromkeys(texts))
-    vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(unique), group):
-        part = unique[start : start + group]
-        vectors.update(zip(part, embedder.embed_documents(part)))
-    return vectors
 
 
 def sync_index(
@@ -124,7 +109,7 @@ def sync_index(
 
     Unchanged documents are skipped before embedding (their chunk ids are all present).
     The chunks of all new and changed documents are embedded together, in one call per
-    ``EMBED_GROUP`` texts, except those already embedded: chunks whose vectors the lake
+    ``embedding.EMBED_GROUP`` texts, except those already embedded: chunks whose vectors the lake
     holds from the same model (embedded while parsing went on, see prefetch.py; vectors of
     another model or variant are ignored and embedded again), and chunks whose text the
     index already holds for the same source file (the unchanged pages of a changed

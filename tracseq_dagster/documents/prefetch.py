@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder, make_embedder
+from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder, embed_texts, make_embedder
 
 # Each worker holds its own copy of the model (~100 MB for MiniLM).
 MAX_WORKERS = 4
@@ -65,7 +65,6 @@ def _ping(seconds: float) -> int:
 
 def _embed_document(lake_root: str, document_id: str) -> tuple[int, float, float]:
     """Embed one stored document's chunks into its vector file: (chunks, wall s, CPU s)."""
-    from tracseq_dagster.documents.pipeline import embed_texts
     from tracseq_dagster.documents.store import DocumentStore
 
     embedder: Embedder = _worker["embedder"]
