@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import psycopg2
 import redis
 from processes import free_port, stop, wait_until_ready
 
@@ -315,3 +317,14 @@ class Load:
                     self.modes.append((moment, answer["mode"]))
             else:
                 self.result.errors.append((moment, f"{status}: {answer.get('error', '')}"))
+
+
+def postgres_log_rows(url: str) -> pd.DataFrame:
+    """Every row of the prediction log in the PostgreSQL database at ``url``."""
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute('SELECT * FROM "prediction_log"')
+            return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+    finally:
+        connection.close()

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import psycopg2
 import pytest
 from conftest import fresh_postgres_database
-from degraded_support import Bento, Load, RedisServer, TcpProxy, save_bundle_in_store
+from degraded_support import Bento, Load, RedisServer, TcpProxy, postgres_log_rows, save_bundle_in_store
 from processes import free_port
 from serving_support import recent_samples, request_records, trained_registry
 
@@ -42,13 +41,7 @@ class Served:
         self.features = features
 
     def log_rows(self) -> pd.DataFrame:
-        connection = psycopg2.connect(self.log_url)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute('SELECT * FROM "prediction_log"')
-                return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
-        finally:
-            connection.close()
+        return postgres_log_rows(self.log_url)
 
 
 @pytest.fixture(scope="module")

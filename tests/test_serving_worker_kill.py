@@ -19,12 +19,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psutil
-import psycopg2
 import pytest
 from conftest import fresh_postgres_database
-from degraded_support import Bento, Load, save_bundle_in_store
+from degraded_support import Bento, Load, postgres_log_rows, save_bundle_in_store
 from processes import free_port
 from serving_support import recent_samples, request_records, trained_registry
 
@@ -47,16 +45,6 @@ def _workers(server: psutil.Process) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return out
-
-
-def _log_rows(url: str) -> pd.DataFrame:
-    connection = psycopg2.connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute('SELECT * FROM "prediction_log"')
-            return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
-    finally:
-        connection.close()
 
 
 def _initialized(log: Path) -> int:
@@ -107,13 +95,13 @@ def test_killing_a_worker_under_load_loses_only_its_requests_in_flight(tmp_path:
             result = load.result
 
             def settled() -> bool:
-                return len(_log_rows(log_url)) >= len(result.answered) - RATE * 2
+                return len(postgres_log_rows(log_url)) >= len(result.answered) - RATE * 2
 
             deadline = time.monotonic() + 20
             while not settled() and time.monotonic() < deadline:
                 time.sleep(0.5)
             time.sleep(2)  # the surviving writers' last flush
-            rows = _log_rows(log_url)
+            rows = postgres_log_rows(log_url)
         finally:
             bento.stop()
     answered = {request_id for _, request_id, _ in result.answered}
