@@ -81,7 +81,7 @@ MODULES: tuple[Module, ...] = (
     Module(
         "rules",  # what each rule flags (its mask) and the helpers the masks decide with; not the messages
         ("tracseq_dagster/rules.py",),
-        ("tests/test_validation.py", "tests/test_rule_context.py"),
+        ("tests/test_validation.py", "tests/test_rule_context.py", "tests/test_rule_masks.py"),
         (
             "tracseq_dagster.rules.xǁ*ǁmask__*",
             "tracseq_dagster.rules.xǁTypeRuleǁ_uncoercible__*",
