@@ -92,7 +92,7 @@ MODULES: tuple[Module, ...] = (
         ),
         _SLOW_VALIDATION_TESTS,
     ),
-    Module("validation", ("tracseq_dagster/validation.py",), ("tests/test_validation.py",), (), _SLOW_VALIDATION_TESTS),
+    Module("validation", ("tracseq_dagster/validation.py",), ("tests/test_validation.py", "tests/test_validation_outputs.py"), (), _SLOW_VALIDATION_TESTS),
     Module(
         "features",  # the functions that compute feature values; not the column plumbing and caching
         ("tracseq_dagster/features.py",),
