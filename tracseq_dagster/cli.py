@@ -78,6 +78,23 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(requested: bool) -> None:
+    if requested:
+        from importlib.metadata import version
+
+        console.print(f"tracseq {version('tracseq-dagster')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the installed version and exit.")
+    ] = False,
+) -> None:
+    """Options of the tracseq command itself (its commands have their own)."""
+
+
 @app.command("generate-exports")
 def generate_exports_command(
     rows: Annotated[int, typer.Option(help="Samples to generate in total.")] = 1000,
