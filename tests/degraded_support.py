@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import psycopg2
 import redis
 from processes import free_port, stop, wait_until_ready
 
@@ -318,13 +316,3 @@ class Load:
             else:
                 self.result.errors.append((moment, f"{status}: {answer.get('error', '')}"))
 
-
-def postgres_log_rows(url: str) -> pd.DataFrame:
-    """Every row of the prediction log in the PostgreSQL database at ``url``."""
-    connection = psycopg2.connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute('SELECT * FROM "prediction_log"')
-            return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
-    finally:
-        connection.close()

@@ -20,12 +20,13 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import fresh_postgres_database
-from degraded_support import Bento, Load, RedisServer, TcpProxy, postgres_log_rows, save_bundle_in_store
+from degraded_support import Bento, Load, RedisServer, TcpProxy, save_bundle_in_store
 from processes import free_port
 from serving_support import recent_samples, request_records, trained_registry
 
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.serving.prediction_log import PostgresPredictionLog
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ class Served:
         self.features = features
 
     def log_rows(self) -> pd.DataFrame:
-        return postgres_log_rows(self.log_url)
+        return PostgresPredictionLog(self.log_url).read()
 
 
 @pytest.fixture(scope="module")

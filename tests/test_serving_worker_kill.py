@@ -22,11 +22,12 @@ from typing import Any
 import psutil
 import pytest
 from conftest import fresh_postgres_database
-from degraded_support import Bento, Load, postgres_log_rows, save_bundle_in_store
+from degraded_support import Bento, Load, save_bundle_in_store
 from processes import free_port
 from serving_support import recent_samples, request_records, trained_registry
 
 from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.serving.prediction_log import PostgresPredictionLog
 
 pytestmark = pytest.mark.slow
 
@@ -95,13 +96,13 @@ def test_killing_a_worker_under_load_loses_only_its_requests_in_flight(tmp_path:
             result = load.result
 
             def settled() -> bool:
-                return len(postgres_log_rows(log_url)) >= len(result.answered) - RATE * 2
+                return len(PostgresPredictionLog(log_url).read()) >= len(result.answered) - RATE * 2
 
             deadline = time.monotonic() + 20
             while not settled() and time.monotonic() < deadline:
                 time.sleep(0.5)
             time.sleep(2)  # the surviving writers' last flush
-            rows = postgres_log_rows(log_url)
+            rows = PostgresPredictionLog(log_url).read()
         finally:
             bento.stop()
     answered = {request_id for _, request_id, _ in result.answered}
