@@ -19,6 +19,14 @@ Every row is computed *as of* an instant, returned in the ``as_of`` column.
     treated as missing (an extraction that happens after ``as_of`` has not happened yet,
     so the processing delay is still running: ``as_of - received_ts``).
 
+* **Per-row** ``as_of`` (an array, list, ``Series`` or ``DatetimeIndex`` of instants, one
+  per sample row, positionally aligned; naive instants are UTC; no NaT): each row is computed
+  as of its own instant, by exactly the rules of the scalar case. Row ``i`` of the result
+  equals the scalar call ``as_of=as_of[i]`` on that sample alone (same history). This is how a
+  model whose prediction time is an event of another entity (a library prep, a run) asks for
+  the sample's features at that moment. A ``Series`` whose index is not the samples' index is
+  refused rather than silently re-aligned.
+
 * ``as_of=None`` (the training view): each sample is computed as of its own latest known
   event, ``coalesce(sequencing_ts, extraction_ts, received_ts)``, which is its
   ``label_ts`` below: the moment just before its QC label becomes known.
@@ -112,7 +120,9 @@ __all__ = [
     "HistorySnapshot",
     "LABEL_COLUMN",
     "NUMERIC_FEATURES",
+    "AsOf",
     "FeatureColumns",
+    "as_of_ns",
     "compute_features",
     "feature_columns",
     "purity_score",
@@ -302,10 +312,11 @@ def _take_rows(frame: Samples, rows: np.ndarray) -> Samples:
 
 
 def _column(frame: Samples, name: str, what: str) -> pd.Series | np.ndarray | None:
-    """The column ``name``; None for a missing optional contract column, error for a required one."""
+    """The column ``name``; None for a missing optional contract column, error for a required one
+    (a column outside the sample contract, such as a run export's, counts as required)."""
     if name in (frame.columns if isinstance(frame, pd.DataFrame) else frame):
         return frame[name]
-    if COLUMN_BY_NAME[name].required:
+    if name not in COLUMN_BY_NAME or COLUMN_BY_NAME[name].required:
         raise ValueError(f"{what} is missing the required contract column {name!r}")
     return None
 
@@ -722,13 +733,43 @@ def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+#: An instant, or one instant per sample row (see the module docstring), or None.
+AsOf = pd.Timestamp | datetime | str | np.datetime64 | np.ndarray | pd.Series | pd.DatetimeIndex | list | None
+
+
+def _is_scalar_instant(as_of: Any) -> bool:
+    return isinstance(as_of, (pd.Timestamp, datetime, str, np.datetime64)) or np.ndim(as_of) == 0
+
+
+def as_of_ns(as_of: Any, samples: Samples) -> np.ndarray:
+    """Per-row ``as_of`` (one instant per row of ``samples``) as int64 nanoseconds since the epoch (UTC).
+
+    Naive instants are read as UTC; NaT, a length that is not the samples' row count, and a
+    ``Series`` indexed differently from a samples frame are refused (positions, not labels,
+    align the instants with the rows).
+    """
+    n = _row_count(samples)
+    if isinstance(as_of, pd.Series) and isinstance(samples, pd.DataFrame) and not as_of.index.equals(samples.index):
+        raise ValueError("a per-row as_of Series must have the samples' index (it is aligned by position)")
+    values = as_of.array if isinstance(as_of, (pd.Series, pd.Index)) else as_of
+    if len(values) != n:
+        raise ValueError(f"per-row as_of has {len(values)} instants for {n} sample rows")
+    if isinstance(values, pd.arrays.DatetimeArray) and values.tz is not None:
+        ns = values.tz_convert("UTC").as_unit("ns").asi8
+    else:
+        ns = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
+    if (ns == _NAT).any():
+        raise ValueError("as_of must be a timestamp on every row, not NaT")
+    return np.asarray(ns, dtype=np.int64)
+
+
 # -------------------------------------------------------------------------- entry point
 
 
 def compute_features(
     samples: Samples,
     history: pd.DataFrame | HistorySnapshot,
-    as_of: pd.Timestamp | datetime | str | None = None,
+    as_of: AsOf = None,
 ) -> pd.DataFrame:
     """Compute the point-in-time features of ``samples`` against ``history``.
 
@@ -741,9 +782,10 @@ def compute_features(
             Only ``sample_id``, the timestamps, ``storage_location``, ``box_occupancy``,
             ``operator_id``, ``site`` and ``qc_status`` are read. Or a :class:`HistorySnapshot`
             of it (serving): the same answer for ``as_of`` after its cutoff, without the sort.
-        as_of: an instant (naive = UTC) at which every row is computed, or None to compute
-            each sample as of its own ``label_ts`` (the training view). See the module
-            docstring for the exact point-in-time rules.
+        as_of: an instant (naive = UTC) at which every row is computed; or one instant per
+            sample row (array-like, positionally aligned), each row computed as of its own;
+            or None to compute each sample as of its own ``label_ts`` (the training view).
+            See the module docstring for the exact point-in-time rules.
 
     Returns:
         One row per sample that exists at its ``as_of``, indexed by ``sample_id`` (sorted),
@@ -804,7 +846,7 @@ class FeatureColumns:
 def feature_columns(
     samples: Samples,
     history: pd.DataFrame | HistorySnapshot,
-    as_of: pd.Timestamp | datetime | str | None = None,
+    as_of: AsOf = None,
 ) -> FeatureColumns:
     """:func:`compute_features` without the frame: the same features as :class:`FeatureColumns`."""
     what = "samples"
@@ -827,8 +869,10 @@ def feature_columns(
         t = label_ts.copy()
         keep = received != _NAT
     else:
-        t_scalar = _to_utc_timestamp(as_of).as_unit("ns").value
-        t = np.full(_row_count(samples), t_scalar, dtype=np.int64)
+        if _is_scalar_instant(as_of):
+            t = np.full(_row_count(samples), _to_utc_timestamp(as_of).as_unit("ns").value, dtype=np.int64)
+        else:
+            t = as_of_ns(as_of, samples)
         keep = (received != _NAT) & (received <= t)
     idx = np.flatnonzero(keep)
     n_q = len(idx)

@@ -1,0 +1,594 @@
+"""Run features: the point-in-time features of ``sequencing_success`` and ``turnaround_hours``.
+
+Two pure functions turn typed frames into model-ready rows: samples as
+:func:`tracseq_dagster.features.compute_features` takes them, runs as the sequencing run
+export's typed frame (DESIGN.md, "Sequencing run export": strings ``"string"``, timestamps
+``datetime64[ns, UTC]``, floats ``float64``; one row per sample per run). No I/O, no
+Dagster, no randomness; everything is vectorised (sorts, ``np.searchsorted``, group-bys).
+
+* :func:`sequencing_success_frame`: one row per (``run_id``, ``sample_id``), predicted
+  before the run, at the library prep; label ``run_status``.
+* :func:`turnaround_frame`: one row per sample, predicted at its receipt; label
+  ``turnaround_hours`` (receipt to the end of its first completed run).
+
+Point-in-time rules
+-------------------
+Each row has a prediction time ``t`` (returned as ``as_of``). A feature of that row reads
+only what was known *strictly before* ``t``; nothing stamped at or after ``t`` can change it:
+
+* **Run labels** (``run_status``) become known at ``run_end_ts``. A run's status feeds a
+  row only when ``run_end_ts < t``; a run still going at ``t`` (or with no end) feeds none.
+  Run metrics (yield, Q30, ...) are known at the same moment and are not read at all.
+* **Run events**: a library prep counts when ``library_prep_ts < t``, a start when
+  ``run_start_ts < t``, an end when ``run_end_ts < t``. That a later stamp had *not* happened
+  yet at ``t`` is itself known at ``t``, so "prepped and not started" reads
+  ``run_start_ts >= t`` (or missing) without looking into the future.
+* **Samples**: the sample's own features are :func:`~tracseq_dagster.features.compute_features`
+  as of ``t`` (per-row ``as_of``), with its rules: the sample exists when
+  ``received_ts <= t``, its history aggregates use labels known strictly before ``t``, its
+  own label never feeds it. Another sample counts in a queue when ``received_ts < t``.
+* **The row's own outcome** is never an input: a ``sequencing_success`` row's run ends at
+  or after its start, which is at or after ``t`` (a prediction time after the run started is
+  refused); a ``turnaround`` row's first run ends at or after ``t`` (a later prediction time
+  is refused), and every aggregate excludes the row's own sample.
+* **Categories that the run contract does not fix** (instrument, library kit, site) are open
+  sets: the returned categoricals carry the sorted values seen in the inputs, so a model must
+  keep the categories it was trained with and re-code serving frames with them
+  (``Series.cat.set_categories``). Their :class:`~tracseq_dagster.features.FeatureSpec` has
+  ``categories=None``.
+
+Labels are the outcomes as the inputs record them (the training target), returned next to
+``label_ts``, the instant each label becomes known; they never feed a feature.
+
+Serving
+-------
+Both functions answer one request as well as a training set: pass the request's rows, the
+(possibly empty) history of known samples and runs, and an explicit prediction time
+``as_of`` (one instant for every row, or one per row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from tracseq_dagster.contract import PRIORITIES
+from tracseq_dagster.features import (
+    _NAT,
+    DAY_NS,
+    FEATURE_NAMES,
+    FEATURE_SPEC_BY_NAME,
+    FEATURE_SPECS,
+    HOURS_NS,
+    SAMPLE_ID,
+    AsOf,
+    FeatureSpec,
+    _codes,
+    _enum,
+    _is_scalar_instant,
+    _ns,
+    _obj,
+    _to_utc_timestamp,
+    as_of_ns,
+    feature_columns,
+)
+
+__all__ = [
+    "MODEL_FEATURE_SPECS",
+    "RUN_STATUSES",
+    "SEQUENCING_SUCCESS_FEATURE_NAMES",
+    "SEQUENCING_SUCCESS_FEATURE_SPECS",
+    "SEQUENCING_SUCCESS_LABEL",
+    "TURNAROUND_FEATURE_NAMES",
+    "TURNAROUND_FEATURE_SPECS",
+    "TURNAROUND_LABEL",
+    "sequencing_success_frame",
+    "turnaround_frame",
+]
+
+# --------------------------------------------------------------------------- parameters
+
+#: The run export's label values (DESIGN.md) and the one that counts as a failure.
+RUN_STATUSES: tuple[str, ...] = ("pass", "fail")
+RUN_FAIL_STATUS = "fail"
+
+#: Failure rates look at the last RUN_WINDOW labelled runs of an instrument (kit) and are
+#: smoothed ``(k + m * p0) / (n + m)`` like the operator rates of features.py, with a prior
+#: suited to runs (most runs pass) and a weight that a full window outweighs 4:1.
+RUN_WINDOW = 20
+RUN_FAILURE_PRIOR = 0.1
+RUN_PRIOR_WEIGHT = 5.0
+
+#: Instrument load counts the runs started in this window before the prediction time.
+LOAD_WINDOW_NS = 7 * DAY_NS
+
+#: The recent median turnaround is over this many latest turnarounds known before arrival.
+RECENT_TURNAROUNDS = 50
+
+SEQUENCING_SUCCESS_LABEL = "run_status"
+TURNAROUND_LABEL = "turnaround_hours"
+AS_OF = "as_of"
+LABEL_TS = "label_ts"
+RUN_ID = "run_id"
+
+# The run columns read here and their typed dtypes (an empty history may come without them).
+_RUN_DTYPES: Mapping[str, str] = {
+    "run_id": "string", "sample_id": "string", "instrument_id": "string", "library_kit": "string",
+    "library_prep_ts": "datetime64[ns, UTC]", "run_start_ts": "datetime64[ns, UTC]",
+    "run_end_ts": "datetime64[ns, UTC]", "run_status": "string",
+}  # fmt: skip
+_OPTIONAL_RUN_COLUMNS = ("run_end_ts", "run_status")
+
+# ---------------------------------------------------------------------------- registry
+
+_RUN_CONTEXT_SPECS: tuple[FeatureSpec, ...] = (
+    FeatureSpec(
+        "instrument_failure_rate",
+        "fraction 0..1",
+        "(k + 5 * 0.1) / (n + 5) over the instrument's last 20 runs whose status was known (run_end_ts "
+        "strictly before as_of); 0.1 with none.",
+        "numeric",
+    ),
+    FeatureSpec("instrument_recent_failures", "count", "k: failed runs among those n runs of the instrument.", "numeric"),
+    FeatureSpec("instrument_recent_runs", "count", "n: the instrument's labelled runs counted (at most 20).", "numeric"),
+    FeatureSpec(
+        "kit_failure_rate",
+        "fraction 0..1",
+        "(k + 5 * 0.1) / (n + 5) over the last 20 runs using this library kit whose status was known "
+        "(run_end_ts strictly before as_of); 0.1 with none.",
+        "numeric",
+    ),
+    FeatureSpec("kit_recent_failures", "count", "k: failed runs among those n runs with the kit.", "numeric"),
+    FeatureSpec("kit_recent_runs", "count", "n: the kit's labelled runs counted (at most 20).", "numeric"),
+    FeatureSpec(
+        "queue_length",
+        "count",
+        "Libraries (sample-run rows) prepped strictly before as_of whose run had not started by then "
+        "(run_start_ts >= as_of or missing), lab-wide.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "instrument_load_7d",
+        "count",
+        "Runs on the instrument started in the 7 days before as_of: as_of - 7 d <= run_start_ts < as_of.",
+        "numeric",
+    ),
+    FeatureSpec("instrument_id", "category", "Sequencer of the run (open set, e.g. SEQ-03).", "categorical"),
+    FeatureSpec("library_kit", "category", "Library preparation kit of the row (open set).", "categorical"),
+    FeatureSpec(
+        "is_rerun",
+        "0/1",
+        "1 if an earlier run of the same sample had ended (run_end_ts strictly before as_of), else 0.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "previous_run_failures",
+        "count",
+        "Earlier runs of the same sample that ended strictly before as_of with run_status fail.",
+        "numeric",
+    ),
+)
+
+#: sequencing_success: the sample's point-in-time features as of the library prep (input yield
+#: is the sample feature ``total_yield_ng``, concentration x volume), then the run context.
+SEQUENCING_SUCCESS_FEATURE_SPECS: tuple[FeatureSpec, ...] = FEATURE_SPECS + _RUN_CONTEXT_SPECS
+
+#: turnaround_hours: what is known when a sample arrives.
+TURNAROUND_FEATURE_SPECS: tuple[FeatureSpec, ...] = (
+    FeatureSpec(
+        "open_samples",
+        "count",
+        "Queue depth at arrival: other samples received strictly before as_of whose first run had not "
+        "ended by then (no run_end_ts strictly before as_of): waiting, in prep or on a sequencer.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "unstarted_samples",
+        "count",
+        "The part of open_samples not yet on a sequencer: no run_start_ts strictly before as_of.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "runs_in_progress",
+        "count",
+        "Instrument load at arrival: runs started strictly before as_of that had not ended by then "
+        "(run_end_ts >= as_of or missing), lab-wide.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "recent_median_turnaround_hours",
+        "h",
+        "Median turnaround of the latest 50 other samples whose turnaround was known strictly before "
+        "as_of (first run ended before as_of); NaN with none.",
+        "numeric",
+    ),
+    FeatureSpec(
+        "recent_turnaround_count",
+        "count",
+        "How many turnarounds that median is over (0..50).",
+        "numeric",
+    ),
+    FeatureSpec("priority", "category", "Priority of the sample (contract.PRIORITIES).", "categorical", PRIORITIES),
+    FEATURE_SPEC_BY_NAME["sample_type"],
+    FeatureSpec("site", "category", "Submitting site (open set).", "categorical"),
+    FEATURE_SPEC_BY_NAME["weekday_received"],
+    FeatureSpec("hour_received", "0..23", "Hour of day of received_ts in UTC.", "numeric"),
+)
+
+SEQUENCING_SUCCESS_FEATURE_NAMES: tuple[str, ...] = tuple(s.name for s in SEQUENCING_SUCCESS_FEATURE_SPECS)
+TURNAROUND_FEATURE_NAMES: tuple[str, ...] = tuple(s.name for s in TURNAROUND_FEATURE_SPECS)
+MODEL_FEATURE_SPECS: Mapping[str, tuple[FeatureSpec, ...]] = {
+    "sequencing_success": SEQUENCING_SUCCESS_FEATURE_SPECS,
+    "turnaround_hours": TURNAROUND_FEATURE_SPECS,
+}
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _runs_or_empty(runs: pd.DataFrame | None) -> pd.DataFrame:
+    """``runs``, or a typed frame without rows when it is None or empty without columns."""
+    if runs is not None and (len(runs) or set(_RUN_DTYPES) - set(_OPTIONAL_RUN_COLUMNS) <= set(runs.columns)):
+        return runs
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in _RUN_DTYPES.items()})
+
+
+def _run_ns(runs: pd.DataFrame, name: str) -> np.ndarray:
+    """A run timestamp column as int64 ns (``_NAT`` where missing; all missing when an optional column is absent)."""
+    if name in _OPTIONAL_RUN_COLUMNS and name not in runs.columns:
+        return np.full(len(runs), _NAT, dtype=np.int64)
+    return _ns(runs, name, "runs")
+
+
+def _failed(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per run row: its status is known (a status and an end), and it failed."""
+    status = _obj(runs, "run_status", "runs") if "run_status" in runs.columns else np.full(len(runs), None, dtype=object)
+    code = _enum(status, RUN_STATUSES)
+    known = (code >= 0) & (_run_ns(runs, "run_end_ts") != _NAT)
+    return known, known & (code == RUN_STATUSES.index(RUN_FAIL_STATUS))
+
+
+def _prediction_times(as_of: AsOf, default: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    """The prediction time of each row: ``as_of`` (one instant or one per row) or ``default``."""
+    if as_of is None:
+        return default
+    if _is_scalar_instant(as_of):
+        return np.full(len(frame), _to_utc_timestamp(as_of).as_unit("ns").value, dtype=np.int64)
+    return as_of_ns(as_of, frame)
+
+
+def _count_before(times: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each ``t``, how many of ``times`` (NaT ignored) are strictly before it."""
+    known = np.sort(times[times != _NAT])
+    return np.searchsorted(known, t, side="left").astype(np.float64)
+
+
+@dataclass(frozen=True)
+class _GroupEvents:
+    """Timed events per group, sorted by (group, time): counts and sums over a time window of a
+    row's group, or over the group's last N events before a time, each a few searchsorted calls.
+
+    Times become ranks among the event times (``rank(x)`` = events strictly before ``x``), so
+    ``time < x`` exactly when ``rank(time) < rank(x)`` and ``group * width + rank`` is one sortable
+    key. Events with equal keys are ordered by value, so "the last N" never depends on row order.
+    """
+
+    times: np.ndarray  # event times, sorted
+    keys: np.ndarray  # group * width + rank, sorted
+    cum: np.ndarray  # cumulative values in key order, with a leading 0
+    width: int
+
+    @classmethod
+    def build(cls, group: np.ndarray, time: np.ndarray, values: np.ndarray | None = None) -> _GroupEvents:
+        keep = (group >= 0) & (time != _NAT)
+        group, time = group[keep], time[keep]
+        values = np.ones(len(time)) if values is None else np.asarray(values, dtype=np.float64)[keep]
+        times = np.sort(time)
+        width = len(times) + 1
+        keys = group * width + np.searchsorted(times, time, side="left")
+        order = np.lexsort((values, keys))
+        cum = np.zeros(len(keys) + 1)
+        np.cumsum(values[order], out=cum[1:])
+        return cls(times, keys[order], cum, width)
+
+    def _at(self, group: np.ndarray, time: np.ndarray) -> np.ndarray:
+        """Position in key order of the group's first event at or after ``time`` (-1 groups: 0)."""
+        rank = np.searchsorted(self.times, time, side="left")
+        return np.where(group >= 0, np.searchsorted(self.keys, group * self.width + rank, side="left"), 0)
+
+    def window(self, group: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(count, sum) of the group's events with ``start <= time < end``."""
+        lo, hi = self._at(group, start), self._at(group, end)
+        return (hi - lo).astype(np.float64), self.cum[hi] - self.cum[lo]
+
+    def last(self, group: np.ndarray, end: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(count, sum) of the group's last ``n`` events with ``time < end``."""
+        first = np.where(group >= 0, np.searchsorted(self.keys, group * self.width, side="left"), 0)
+        hi = self._at(group, end)
+        lo = np.maximum(first, hi - n)
+        return (hi - lo).astype(np.float64), self.cum[hi] - self.cum[lo]
+
+
+def _labelled_run_events(history: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One event per (run, ``key`` value) whose status is known: its key, end time and whether it failed.
+
+    The rows of a run normally share its QC status; should they differ, the run counts as failed
+    on that key when at least half of its labelled rows with that key failed.
+    """
+    known, failed = _failed(history)
+    rows = pd.DataFrame(
+        {"run": _obj(history, RUN_ID, "runs"), "key": _obj(history, key, "runs"),
+         "end": _run_ns(history, "run_end_ts"), "fail": failed.astype(np.int64)}
+    )[known]  # fmt: skip
+    runs = rows.groupby(["run", "key"], sort=False, dropna=True).agg(end=("end", "max"), n=("fail", "size"), k=("fail", "sum"))
+    return (
+        np.asarray(runs.index.get_level_values("key"), dtype=object),
+        runs["end"].to_numpy(dtype=np.int64),
+        (2 * runs["k"] >= runs["n"]).to_numpy(dtype=np.float64),
+    )
+
+
+def _recent_failures(history: pd.DataFrame, key: str, values: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(smoothed rate, k, n) over the last RUN_WINDOW labelled runs of each row's ``key`` value before ``t``."""
+    ev_key, ev_end, ev_failed = _labelled_run_events(history, key)
+    q_group, ev_group = _codes(values, ev_key)
+    n, k = _GroupEvents.build(ev_group, ev_end, ev_failed).last(q_group, t, RUN_WINDOW)
+    return (k + RUN_PRIOR_WEIGHT * RUN_FAILURE_PRIOR) / (n + RUN_PRIOR_WEIGHT), k, n
+
+
+def _open_categorical(values: np.ndarray, *seen: np.ndarray) -> pd.Categorical:
+    """An open-set categorical: the categories are the sorted values seen in ``values`` and ``seen``."""
+    categories = pd.Index(np.concatenate([values, *seen]), dtype=object).dropna().unique().sort_values()
+    return pd.Categorical(values, categories=categories)
+
+
+def _fixed_categorical(values: np.ndarray, spec: FeatureSpec) -> pd.Categorical:
+    return pd.Categorical.from_codes(_enum(values, spec.categories or ()), categories=list(spec.categories or ()))
+
+
+def _sample_features(samples: pd.DataFrame, history: pd.DataFrame, positions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+    """The sample features (FEATURE_NAMES) of ``samples.iloc[positions]``, row ``i`` as of ``t[i]``,
+    indexed by the row number ``i``; rows whose sample did not exist at ``t[i]`` are left out.
+
+    A sample may appear on several rows (one per run) at different instants, while
+    compute_features needs unique samples: the rows go in rounds, the k-th occurrence of each
+    sample in round k (rarely more than a few rounds).
+    """
+    occurrence = pd.Series(positions).groupby(positions).cumcount().to_numpy()
+    parts = []
+    for k in range(int(occurrence.max()) + 1 if len(occurrence) else 0):
+        rows = np.flatnonzero(occurrence == k)
+        fc = feature_columns(samples.iloc[positions[rows]], history, as_of=t[rows])
+        part = fc.frame(sort=False)[list(FEATURE_NAMES)]
+        part.index = pd.Index(rows[fc.rows])
+        parts.append(part)
+    if not parts:
+        return feature_columns(samples.iloc[:0], history, as_of=t[:0]).frame(sort=False)[list(FEATURE_NAMES)].reset_index(drop=True)
+    return pd.concat(parts).sort_index()
+
+
+def _check_unique(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    duplicated = frame.duplicated(columns, keep=False)
+    if duplicated.any():
+        example = frame.loc[duplicated, columns].head(3).astype(str).agg("/".join, axis=1).tolist()
+        raise ValueError(f"{what} must be unique on {'/'.join(columns)}; duplicated: {example}")
+
+
+# ----------------------------------------------------------------------- sequencing_success
+
+
+def sequencing_success_frame(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame,
+    history_runs: pd.DataFrame | None = None,
+    *,
+    history_samples: pd.DataFrame | None = None,
+    as_of: AsOf = None,
+) -> pd.DataFrame:
+    """The ``sequencing_success`` rows: one per (``run_id``, ``sample_id``) of ``runs``.
+
+    Args:
+        samples: typed sample frame holding (at least) the runs' samples; unique ``sample_id``.
+        runs: typed run frame, the rows to predict (a training export, or one request).
+        history_runs: the known runs the run context is computed from (may include ``runs``,
+            may be empty); None means ``runs`` itself (the training view).
+        history_samples: the known samples for the sample features' history aggregates
+            (operator/site rates, freezer utilisation); None means ``samples``.
+        as_of: the prediction time, one instant or one per row of ``runs``; None means each
+            row's ``library_prep_ts``. A prediction time after the row's ``run_start_ts``
+            is refused (the run, and so its outcome, would be under way).
+
+    Returns:
+        A frame indexed by (``run_id``, ``sample_id``), sorted, with the columns
+        ``SEQUENCING_SUCCESS_FEATURE_NAMES``, then ``as_of`` (the prediction time),
+        ``run_status`` (the label, ``"string"``, NA where not known) and ``label_ts``
+        (``run_end_ts`` where the label is known, else NaT). Rows whose sample is not in
+        ``samples``, or not yet received at the prediction time, are left out.
+    """
+    runs = _runs_or_empty(runs)
+    history = runs if history_runs is None else _runs_or_empty(history_runs)
+    history_samples = samples if history_samples is None else history_samples
+    _check_unique(runs, [RUN_ID, SAMPLE_ID], "runs")
+    what = "runs"
+    prep, start = _run_ns(runs, "library_prep_ts"), _run_ns(runs, "run_start_ts")
+    t = _prediction_times(as_of, prep, runs)
+    if (t == _NAT).any():
+        raise ValueError("every run row needs a library_prep_ts (its prediction time) or an explicit as_of")
+    late = (start != _NAT) & (t > start)
+    if late.any():
+        raise ValueError(f"{int(late.sum())} run rows have a prediction time after their run_start_ts")
+
+    sid = _obj(runs, SAMPLE_ID, what)
+    positions = pd.Index(_obj(samples, SAMPLE_ID, "samples"), dtype=object).get_indexer(pd.Index(sid, dtype=object))
+    found = np.flatnonzero(positions >= 0)
+    sample_part = _sample_features(samples, history_samples, positions[found], t[found])
+    rows = found[sample_part.index.to_numpy()]  # rows of runs that get an answer
+    t_rows = t[rows]
+
+    f: dict[str, Any] = {}
+    instrument, kit = _obj(runs, "instrument_id", what)[rows], _obj(runs, "library_kit", what)[rows]
+    for name, key, values in (("instrument", "instrument_id", instrument), ("kit", "library_kit", kit)):
+        f[f"{name}_failure_rate"], f[f"{name}_recent_failures"], f[f"{name}_recent_runs"] = _recent_failures(
+            history, key, values, t_rows
+        )
+    h_prep, h_start = _run_ns(history, "library_prep_ts"), _run_ns(history, "run_start_ts")
+    # start >= prep, so "prepped before t and not started before t" = prepped before - started before
+    f["queue_length"] = _count_before(h_prep, t_rows) - _count_before(h_start[h_prep != _NAT], t_rows)
+
+    starts = pd.DataFrame({"run": _obj(history, RUN_ID, what), "instrument": _obj(history, "instrument_id", what),
+                           "start": _dt(h_start)})  # fmt: skip
+    per_run = starts.groupby(["run", "instrument"], sort=False)["start"].min()  # one start per run
+    q_inst, ev_inst = _codes(instrument, np.asarray(per_run.index.get_level_values("instrument"), dtype=object))
+    load, _ = _GroupEvents.build(ev_inst, _ns_of(per_run)).window(q_inst, t_rows - LOAD_WINDOW_NS, t_rows)
+    f["instrument_load_7d"] = load
+
+    _, h_failed = _failed(history)
+    q_sample, ev_sample = _codes(sid[rows], _obj(history, SAMPLE_ID, what))
+    ever = np.full(len(rows), _NAT, dtype=np.int64)
+    earlier, fails = _GroupEvents.build(ev_sample, _run_ns(history, "run_end_ts"), h_failed).window(q_sample, ever, t_rows)
+    f["is_rerun"] = (earlier > 0).astype(np.float64)
+    f["previous_run_failures"] = fails
+
+    seen_instruments, seen_kits = _obj(history, "instrument_id", what), _obj(history, "library_kit", what)
+    f["instrument_id"] = _open_categorical(instrument, seen_instruments)
+    f["library_kit"] = _open_categorical(kit, seen_kits)
+
+    known, _ = _failed(runs)
+    label = np.where(known, _obj(runs, "run_status", what) if "run_status" in runs.columns else None, pd.NA)[rows]
+    out = sample_part.reset_index(drop=True)
+    for spec in _RUN_CONTEXT_SPECS:
+        out[spec.name] = f[spec.name]
+    out.index = pd.MultiIndex.from_arrays(
+        [pd.array(_obj(runs, RUN_ID, what)[rows], dtype="string"), pd.array(sid[rows], dtype="string")],
+        names=[RUN_ID, SAMPLE_ID],
+    )
+    out[AS_OF] = _utc(t_rows)
+    out[SEQUENCING_SUCCESS_LABEL] = pd.array(label, dtype="string")
+    out[LABEL_TS] = _utc(np.where(known, _run_ns(runs, "run_end_ts"), _NAT)[rows])
+    return out.sort_index()
+
+
+def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
+
+
+# -------------------------------------------------------------------------- turnaround_hours
+
+
+def _dt(ns: np.ndarray) -> np.ndarray:
+    """int64 nanoseconds as datetime64[ns] (``_NAT`` is NaT): group-bys then skip missing times exactly."""
+    return np.asarray(ns, dtype=np.int64).view("datetime64[ns]")
+
+
+def _ns_of(column: pd.Series) -> np.ndarray:
+    return column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _first_runs(runs: pd.DataFrame, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``sample_ids``: the earliest ``run_start_ts`` and the earliest ``run_end_ts``
+    (its first completed run) over ``runs``; NaT where it has none."""
+    by_sample = pd.DataFrame(
+        {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
+        index=pd.Index(_obj(runs, SAMPLE_ID, "runs"), dtype=object),
+    )
+    first = by_sample.groupby(level=0, sort=False).min()
+    at = first.index.get_indexer(pd.Index(sample_ids, dtype=object)) if len(sample_ids) else np.array([], dtype=np.int64)
+    start, end = (np.append(_ns_of(first[c]), _NAT)[at] for c in ("start", "end"))  # at -1 -> NaT
+    return start, end
+
+
+def turnaround_frame(
+    samples: pd.DataFrame,
+    runs: pd.DataFrame,
+    *,
+    history_samples: pd.DataFrame | None = None,
+    as_of: AsOf = None,
+) -> pd.DataFrame:
+    """The ``turnaround_hours`` rows: one per sample of ``samples``, predicted at its arrival.
+
+    Args:
+        samples: typed sample frame, the rows to predict; unique ``sample_id``.
+        runs: typed run frame of the known runs (may be empty): the labels of ``samples``
+            and the lab's state (queues, runs in progress) at each prediction time.
+        history_samples: the known samples the queue depth and recent turnarounds are computed
+            from (may include ``samples``, may be empty); None means ``samples``.
+        as_of: the prediction time, one instant or one per sample row; None means each
+            sample's ``received_ts``. A prediction time after the end of the sample's first run
+            is refused (its label would be known).
+
+    Returns:
+        A frame indexed by ``sample_id`` (sorted), with the columns ``TURNAROUND_FEATURE_NAMES``,
+        then ``as_of``, ``turnaround_hours`` (the label: hours from ``received_ts`` to the
+        earliest ``run_end_ts`` of the sample's runs, NaN when none has ended) and ``label_ts``
+        (that ``run_end_ts``, else NaT). Samples without a ``received_ts``, or received after
+        their prediction time, are left out.
+    """
+    runs = _runs_or_empty(runs)
+    history_samples = samples if history_samples is None else history_samples
+    what = "samples"
+    sid = _obj(samples, SAMPLE_ID, what)
+    _check_unique(pd.DataFrame({SAMPLE_ID: sid}), [SAMPLE_ID], "samples")
+    received = _ns(samples, "received_ts", what)
+    t = _prediction_times(as_of, received, samples)
+    rows = np.flatnonzero((received != _NAT) & (received <= t) & (t != _NAT))
+    sid, received, t = sid[rows], received[rows], t[rows]
+    _, own_end = _first_runs(runs, sid)
+    if ((own_end != _NAT) & (t > own_end)).any():
+        raise ValueError("a turnaround prediction time must not be after the end of the sample's first run")
+
+    h_sid = _obj(history_samples, SAMPLE_ID, "history samples") if len(history_samples) else np.array([], dtype=object)
+    h_received = _ns(history_samples, "received_ts", "history samples") if len(history_samples) else np.array([], dtype=np.int64)
+    h_start, h_end = _first_runs(runs, h_sid)
+    h_end = np.where(h_received != _NAT, h_end, _NAT)
+    h_start = np.where(h_received != _NAT, h_start, _NAT)
+
+    # the row's own sample, when the history holds it: subtracted where it would count
+    own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(sid, dtype=object)) if len(h_sid) else np.full(len(sid), -1)
+    has = own >= 0
+    o = np.maximum(own, 0)
+
+    def own_before(times: np.ndarray) -> np.ndarray:
+        return has & (times[o] != _NAT) & (times[o] < t) if len(times) else np.zeros(len(t), dtype=bool)
+
+    arrived = _count_before(h_received, t) - own_before(h_received)
+    f: dict[str, Any] = {}
+    f["open_samples"] = arrived - (_count_before(h_end, t) - own_before(h_end))
+    f["unstarted_samples"] = arrived - (_count_before(h_start, t) - own_before(h_start))
+
+    per_run = pd.DataFrame(
+        {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
+        index=pd.Index(_obj(runs, RUN_ID, "runs"), dtype=object),
+    ).groupby(level=0, sort=False).agg(start=("start", "min"), end=("end", "max"))
+    r_start, r_end = _ns_of(per_run["start"]), _ns_of(per_run["end"])
+    f["runs_in_progress"] = _count_before(r_start, t) - _count_before(r_end[r_start != _NAT], t)
+
+    f["recent_median_turnaround_hours"], f["recent_turnaround_count"] = _recent_median(
+        h_end, ((h_end - h_received) / HOURS_NS).astype(np.float64), t
+    )
+    f["priority"] = _fixed_categorical(_obj(samples, "priority", what)[rows], TURNAROUND_FEATURE_SPECS[5])
+    f["sample_type"] = _fixed_categorical(_obj(samples, "sample_type", what)[rows], FEATURE_SPEC_BY_NAME["sample_type"])
+    f["site"] = _open_categorical(_obj(samples, "site", what)[rows], _obj(history_samples, "site", "history samples") if len(history_samples) else np.array([], dtype=object))
+    f["weekday_received"] = ((received // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    f["hour_received"] = ((received // HOURS_NS) % 24).astype(np.float64)
+
+    out = pd.DataFrame({name: f[name] for name in TURNAROUND_FEATURE_NAMES}, index=pd.Index(pd.array(sid, dtype="string"), name=SAMPLE_ID))
+    out[AS_OF] = _utc(t)
+    out[TURNAROUND_LABEL] = np.where(own_end != _NAT, (own_end - received) / HOURS_NS, np.nan)
+    out[LABEL_TS] = _utc(own_end)
+    return out.sort_index()
+
+
+def _recent_median(label_ts: np.ndarray, value: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and count of the latest RECENT_TURNAROUNDS values whose ``label_ts`` is strictly before each ``t``.
+
+    The labels are sorted by (time, value); a rolling median over that sequence answers every
+    prediction time at its insertion point (ties broken by value, so row order never matters).
+    """
+    keep = label_ts != _NAT
+    order = np.lexsort((value[keep], label_ts[keep]))
+    times, values = label_ts[keep][order], value[keep][order]
+    rolled = np.append(np.nan, pd.Series(values).rolling(RECENT_TURNAROUNDS, min_periods=1).median().to_numpy())
+    before = np.searchsorted(times, t, side="left")
+    return rolled[before], np.minimum(before, RECENT_TURNAROUNDS).astype(np.float64)
