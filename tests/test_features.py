@@ -576,3 +576,82 @@ def test_history_aggregates_match_brute_force():
             boxes = others[freezer & (others["received_ts"] < t)]["box_occupancy"]
             expected = boxes.mean() / 100 if len(boxes) else me["box_occupancy"] / 100
             assert row["freezer_utilisation"] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------ per-row as_of
+
+
+def _per_row_queries() -> pd.DataFrame:
+    """Seven samples of OP1/OP2 at S1/S2 received between h(0) and h(9), some QC'd."""
+    q = _history_for_rates()
+    q["sample_id"] = pd.Series([f"TS-2098-{i:06d}" for i in range(len(q))], dtype="string")
+    return q
+
+
+@pytest.mark.parametrize("container", [list, np.array, pd.DatetimeIndex, "series", "naive"])
+def test_per_row_as_of_equals_the_scalar_call_row_by_row(container):
+    hist = _history_for_rates()
+    queries = pd.concat([hist, _per_row_queries()], ignore_index=True)  # own samples and strangers
+    instants = [h(x) for x in (0.5, 1, 2.5, 5, 5, 7.5, 20, 0, 3, 1.5, 6.5, 9, 12, 100)]  # h(1.5): before its receipt
+    assert len(instants) == len(queries)
+    if container == "series":
+        as_of = pd.Series(instants, index=queries.index)
+    elif container == "naive":
+        as_of = [t.tz_localize(None).to_pydatetime() for t in instants]  # naive = UTC
+    else:
+        as_of = container(instants)
+    per_row = compute_features(queries, hist, as_of=as_of)
+    expected = [compute_features(queries.iloc[[i]], hist, as_of=t) for i, t in enumerate(instants)]
+    expected_frame = pd.concat([e for e in expected if len(e)]).sort_index()
+    pd.testing.assert_frame_equal(per_row, expected_frame)
+    # a sample received after its own as_of is left out, as in the scalar case
+    assert len(per_row) == sum(len(e) for e in expected) < len(queries)
+    assert per_row["operator_history_count"].nunique() > 2  # rows really are at different instants
+
+
+def test_per_row_as_of_a_label_known_after_the_rows_instant_never_feeds_it():
+    # one OP1 label becomes known at h(20); row A is as of h(10), row B as of h(30)
+    hist = frame({"received_ts": h(1), "extraction_ts": h(20), "qc_status": "fail", "operator_id": "OP1", "site": "S1"})
+    hist["sample_id"] = pd.Series(["TS-2097-000001"], dtype="string")
+    rows = frame({"received_ts": h(5), "operator_id": "OP1"}, {"received_ts": h(5), "operator_id": "OP1"})
+    out = compute_features(rows, hist, as_of=[h(10), h(30)])
+    a, b = out.loc["TS-2024-000000"], out.loc["TS-2024-000001"]
+    assert a["operator_history_count"] == 0 and a["operator_failure_rate"] == pytest.approx(0.15)
+    assert b["operator_history_count"] == 1 and b["operator_failure_rate"] == pytest.approx(2.5 / 11)
+    # flipping that label changes B, never A; so does a label exactly at A's instant (strictly before)
+    flipped = hist.assign(qc_status=pd.Series(["pass"], dtype="string"))
+    again = compute_features(rows, flipped, as_of=[h(10), h(30)])
+    pd.testing.assert_series_equal(again.loc["TS-2024-000000"], a)
+    assert again.loc["TS-2024-000001", "operator_failure_rate"] == pytest.approx(1.5 / 11)
+    at_a = hist.assign(extraction_ts=pd.Series([h(10)], dtype="datetime64[ns, UTC]"))
+    assert compute_features(rows, at_a, as_of=[h(10), h(30)]).loc["TS-2024-000000", "operator_history_count"] == 0
+    # and each row's own label is attached only when known at its own instant
+    mine = frame({"received_ts": h(5), "extraction_ts": h(20), "qc_status": "fail"},
+                 {"received_ts": h(5), "extraction_ts": h(20), "qc_status": "fail"})  # fmt: skip
+    labels = compute_features(mine, frame(), as_of=[h(19), h(20)])["qc_status"]
+    assert pd.isna(labels.iloc[0]) and labels.iloc[1] == "fail"
+
+
+def test_per_row_as_of_is_checked():
+    rows = frame({}, {})
+    with pytest.raises(ValueError, match="3 instants for 2 sample rows"):
+        compute_features(rows, frame(), as_of=[h(30)] * 3)
+    with pytest.raises(ValueError, match="not NaT"):
+        compute_features(rows, frame(), as_of=[h(30), pd.NaT])
+    with pytest.raises(ValueError, match="samples' index"):
+        compute_features(rows, frame(), as_of=pd.Series([h(30), h(40)], index=[5, 6]))
+    # an empty sample frame takes an empty per-row as_of
+    assert len(compute_features(frame(), frame(), as_of=[])) == 0
+
+
+def test_per_row_as_of_against_a_history_snapshot_equals_the_history_frame():
+    history = frame(*[{"operator_id": f"OP{i % 3}", "site": f"S{i % 2}", "received_ts": h(i), "qc_status": "fail" if i % 4 == 0 else "pass"}
+                      for i in range(40)])  # fmt: skip
+    queries = frame(*[{"operator_id": f"OP{i % 3}", "site": f"S{i % 2}", "received_ts": h(10 + 5 * i)} for i in range(6)])
+    queries["sample_id"] = pd.Series([f"TS-2025-{i:06d}" for i in range(6)], dtype="string")
+    instants = [h(41 + 3 * i) for i in range(6)]
+    snapshot = F.HistorySnapshot.build(history)
+    from_snapshot = F.feature_columns(queries, snapshot, as_of=instants).frame()
+    pd.testing.assert_frame_equal(from_snapshot, compute_features(queries, history, as_of=instants), check_dtype=False)
+    with pytest.raises(ValueError, match="need the full history"):
+        F.feature_columns(queries, snapshot, as_of=[h(41)] * 5 + [h(38)])  # one row before the cutoff h(39)
