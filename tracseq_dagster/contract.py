@@ -1,46 +1,18 @@
 """The lab export contract: one row per sample, as DESIGN.md describes it.
 
 This module is the single source of truth for column names, types, enums, ranges and
-per-type rules. The parser (types), the row-level validator (quarantine), the Great
+per-type rules of the sample export, held as one value, :data:`SAMPLE_CONTRACT` (an
+:class:`~tracseq_dagster.export_contract.ExportContract`; the run export is its sibling,
+:mod:`tracseq_dagster.run_contract`). The module-level names below (``COLUMNS``,
+``CONTRACT_COLUMNS``, ``normalise_column_name`` ...) are views of it, kept for the code that
+only ever meant samples. The parser (types), the row-level validator (quarantine), the Great
 Expectations suite (asset checks), the generator and the feature code all read it.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from enum import Enum
-
-
-class Kind(str, Enum):
-    """The logical type of a contract column."""
-
-    STRING = "string"
-    ENUM = "enum"
-    TIMESTAMP = "timestamp"
-    FLOAT = "float"
-    INT = "int"
-
-
-@dataclass(frozen=True)
-class ContractColumn:
-    """One column of the export contract.
-
-    ``minimum``/``maximum`` are inclusive unless ``exclusive_minimum`` is set.
-    ``pattern`` is a full-match regular expression for strings.
-    """
-
-    name: str
-    kind: Kind
-    required: bool
-    description: str
-    unit: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    allowed: tuple[str, ...] | None = None
-    pattern: str | None = None
-
+# Kind, ContractColumn and PANDAS_DTYPE_BY_KIND are shared by every contract; re-exported here.
+from tracseq_dagster.export_contract import PANDAS_DTYPE_BY_KIND, ContractColumn, ExportContract, Kind  # noqa: F401
 
 SAMPLE_TYPES: tuple[str, ...] = ("DNA", "RNA", "cfDNA", "tissue", "blood", "saliva", "FFPE")
 # RIN is measured on RNA extracts, DIN on DNA extracts. Tissue, blood and saliva are
@@ -95,35 +67,6 @@ COLUMNS: tuple[ContractColumn, ...] = (
     ContractColumn("qc_status", Kind.ENUM, False, "QC outcome; empty until QC'd (the label)", allowed=QC_STATUSES),
 )
 
-#: The pandas dtype of each kind in the typed sample frame (the parser's output, the validator's
-#: accepted rows, the lake's tables): nullable ``Int64`` so an int column with an empty cell
-#: stays an int column, ``"string"`` so text is never mistaken for numbers.
-PANDAS_DTYPE_BY_KIND: dict[Kind, str] = {
-    Kind.STRING: "string",
-    Kind.ENUM: "string",
-    Kind.FLOAT: "float64",
-    Kind.INT: "Int64",
-    Kind.TIMESTAMP: "datetime64[ns, UTC]",
-}
-
-#: Enumerated values are matched case-insensitively (labs write ``URGENT``, ``dna``, ``Pass``):
-#: per enum column, the lower-case form of each allowed value -> the contract's spelling, which
-#: is what the typed frame stores. The rules and the GX suite then compare exact spellings.
-ENUM_SPELLINGS: dict[str, dict[str, str]] = {
-    c.name: {value.lower(): value for value in c.allowed} for c in COLUMNS if c.allowed is not None
-}
-if any(len(ENUM_SPELLINGS[c.name]) != len(c.allowed or ()) for c in COLUMNS if c.allowed is not None):
-    raise RuntimeError("two allowed values of an enum column differ only in case")
-
-COLUMN_BY_NAME: dict[str, ContractColumn] = {c.name: c for c in COLUMNS}
-CONTRACT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
-REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
-TIMESTAMP_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.TIMESTAMP)
-FLOAT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.FLOAT)
-INT_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind is Kind.INT)
-NUMERIC_COLUMNS: tuple[str, ...] = FLOAT_COLUMNS + INT_COLUMNS
-STRING_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind in (Kind.STRING, Kind.ENUM))
-
 # Timestamps that must be in order when present: each pair is (earlier, later).
 TIMESTAMP_ORDER: tuple[tuple[str, str], ...] = (
     ("collection_ts", "received_ts"),
@@ -131,7 +74,7 @@ TIMESTAMP_ORDER: tuple[tuple[str, str], ...] = (
     ("extraction_ts", "sequencing_ts"),
 )
 
-# Lineage columns the parser adds to every row; they name where a row came from.
+# Lineage columns the parser adds to every row (of every export kind); they name where a row came from.
 FILE_HASH = "_file_hash"
 SOURCE_FILE = "_source_file"
 ROW_NUMBER = "_row_number"  # 1-based line in a CSV/JSONL file (header is line 1), record number in Parquet
@@ -160,14 +103,49 @@ COLUMN_ALIASES: dict[str, str] = {
     "qc": "qc_status",
 }
 
-_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+def _sample_type_rules():  # type: ignore[no-untyped-def]
+    """RIN only on RNA types, DIN only on DNA types (the sample kind's extra rules).
+
+    Imported here, when the rules are built: the rule classes import this module.
+    """
+    from tracseq_dagster.rules import OnlyForTypesRule  # noqa: PLC0415
+
+    return (
+        OnlyForTypesRule("rin_only_rna", "rin", RNA_TYPES, "RIN"),
+        OnlyForTypesRule("din_only_dna", "din", DNA_TYPES, "DIN"),
+    )
+
+
+#: The sample export as one value: what the parser, the rules, the suite and the lake read.
+SAMPLE_CONTRACT = ExportContract(
+    name="samples",
+    title="sample export",
+    columns=COLUMNS,
+    aliases=COLUMN_ALIASES,
+    timestamp_order=TIMESTAMP_ORDER,
+    key_columns=("sample_id",),
+    extra_rules=_sample_type_rules,
+)
+
+#: Enumerated values are matched case-insensitively (labs write ``URGENT``, ``dna``, ``Pass``):
+#: per enum column, the lower-case form of each allowed value -> the contract's spelling, which
+#: is what the typed frame stores. The rules and the GX suite then compare exact spellings.
+ENUM_SPELLINGS: dict[str, dict[str, str]] = SAMPLE_CONTRACT.enum_spellings
+COLUMN_BY_NAME: dict[str, ContractColumn] = SAMPLE_CONTRACT.column_by_name
+CONTRACT_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.column_names
+REQUIRED_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.required_columns
+TIMESTAMP_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.names_of(Kind.TIMESTAMP)
+FLOAT_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.names_of(Kind.FLOAT)
+INT_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.names_of(Kind.INT)
+NUMERIC_COLUMNS: tuple[str, ...] = FLOAT_COLUMNS + INT_COLUMNS
+STRING_COLUMNS: tuple[str, ...] = SAMPLE_CONTRACT.names_of(Kind.STRING, Kind.ENUM)
 
 
 def normalise_column_name(raw: str) -> str:
-    """Map a header as a LIMS writes it ("Sample ID", "A260/280", "\\ufeffsample_id") to a contract name.
+    """Map a header as a LIMS writes it ("Sample ID", "A260/280", "\\ufeffsample_id") to a sample contract name.
 
     Unknown headers are normalised the same way (lower snake case) and kept.
     """
-    name = raw.replace("\ufeff", "").strip().lower()
-    name = _NON_WORD.sub("_", name).strip("_")
-    return COLUMN_ALIASES.get(name, COLUMN_ALIASES.get(name.replace("_", ""), name))
+    return SAMPLE_CONTRACT.normalise_column_name(raw)
+

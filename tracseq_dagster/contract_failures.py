@@ -1,7 +1,8 @@
 """Why the blocking check on accepted rows failed, in one message a lab person can act on.
 
 The blocking check ``accepted_rows_meet_contract`` re-runs the Great Expectations suite on the
-rows the row-level rules accepted, and checks ``sample_id`` across every accepted export. It
+rows the row-level rules accepted, and checks the kind's key (``sample_id``; a run export's
+``run_id,sample_id``) across every accepted export of that kind. It
 fails only when something slipped past the quarantine: a row rule and its GX rendering
 disagree, or two exports holding the same ``sample_id`` were accepted at the same moment (two
 runs each read the accepted ids before the other wrote its rows). Either way Dagster alone
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
-from tracseq_dagster.rules import RULE_BY_NAME, SAMPLE_ID, RuleContext, fmt_value, line_labels
+from tracseq_dagster.contract import ROW_NUMBER, SAMPLE_CONTRACT, SOURCE_FILE
+from tracseq_dagster.export_contract import ExportContract
+from tracseq_dagster.rules import RuleContext, fmt_value, key_index, line_labels, rule_by_name
 
 #: Lines named per failure; the check's metadata and the quarantine hold the rest.
 MAX_LINES = 5
@@ -65,16 +67,18 @@ def explain_contract_failure(
     others: pd.DataFrame,
     *,
     now: pd.Timestamp | None = None,
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> list[CheckFailure]:
-    """Every reason the check failed for the export ``source``.
+    """Every reason the check failed for the export ``source`` of the kind ``contract``.
 
-    ``accepted``: the export's accepted rows (with ``_row_number``); ``per_export_results``: the
+    ``accepted``: the export's accepted rows (with ``_row_number``; for a run export joined with
+    the samples' facts, as the suite saw them); ``per_export_results``: the
     GX results of the suite on them (:class:`~tracseq_dagster.expectations.GXRunSummary`
-    ``.results``); ``others``: ``sample_id`` (and where known ``_source_file``, ``_row_number``)
-    of the rows accepted from every other current export.
+    ``.results``); ``others``: the key columns (``sample_id``; and where known ``_source_file``,
+    ``_row_number``) of the rows accepted from every other current export of the same kind.
     """
-    failures = [_rule_failure(accepted, result, now) for result in per_export_results if not result["success"]]
-    duplicate = _duplicates_across_exports(accepted, others)
+    failures = [_rule_failure(accepted, result, now, contract) for result in per_export_results if not result["success"]]
+    duplicate = _duplicates_across_exports(accepted, others, contract.key_columns)
     if duplicate is not None:
         failures.append(duplicate)
     return failures
@@ -98,11 +102,13 @@ _RULE_FIX = (
 )
 
 
-def _rule_failure(accepted: pd.DataFrame, result: dict[str, Any], now: pd.Timestamp | None) -> CheckFailure:
+def _rule_failure(
+    accepted: pd.DataFrame, result: dict[str, Any], now: pd.Timestamp | None, contract: ExportContract
+) -> CheckFailure:
     name = result.get("rule") or result.get("expectation_type") or "?"
     column = result.get("column")
     count = result.get("unexpected_count")
-    rule = RULE_BY_NAME.get(name)
+    rule = rule_by_name(contract).get(name)
     lines: list[int] = []
     detail = ""
     if rule is not None:
@@ -156,36 +162,53 @@ def _gx_detail(result: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-# -- sample_id across exports ------------------------------------------------------------------------
-def _duplicates_across_exports(accepted: pd.DataFrame, others: pd.DataFrame) -> CheckFailure | None:
-    if SAMPLE_ID not in accepted.columns or others.empty:
+# -- the key across exports ------------------------------------------------------------------------
+def _duplicates_across_exports(accepted: pd.DataFrame, others: pd.DataFrame, key: Sequence[str]) -> CheckFailure | None:
+    if any(c not in accepted.columns for c in key) or others.empty:
         return None
-    ids = accepted[SAMPLE_ID].astype("string")
-    other_ids = others[SAMPLE_ID].astype("string")
-    clash = ids.isin(set(other_ids.dropna())).to_numpy() & ids.notna().to_numpy()
+    ids = key_index(accepted, key)
+    other_ids = key_index(others, key)
+    present = np.ones(len(accepted), dtype=bool)
+    for c in key:
+        present &= accepted[c].notna().to_numpy()
+    clash = np.asarray(ids.isin(other_ids[~_any_missing(others, key)])) & present
     positions = np.flatnonzero(clash)
-    rule = f"unique_across_exports:{SAMPLE_ID}"
+    label = ",".join(key)
+    rule = f"unique_across_exports:{label}"
     fix = (
         "two exports with these ids were accepted at the same moment: re-ingest this file "
         "(tracseq ingest --force) to quarantine them, or correct the ids in one of the files"
     )
     if len(positions) == 0:
         # Nothing of this export clashes: ids were already duplicated between other exports.
-        counts = other_ids.value_counts()
+        counts = pd.Series(1, index=other_ids).groupby(level=list(range(len(key)))).size()
         repeated = counts[counts > 1]
         if repeated.empty:
             return None
-        examples = [f"{i} in {_where(others, i)}" for i in repeated.index[:2]]
-        return CheckFailure(rule, SAMPLE_ID, int(repeated.sum()), (), "sample_id accepted twice by other exports: " + "; ".join(examples),
+        examples = [f"{_shown(k)} in {_where(others, key, k)}" for k in repeated.index[:2]]
+        return CheckFailure(rule, label, int(repeated.sum()), (), f"{label} accepted twice by other exports: " + "; ".join(examples),
                             "re-ingest one of those files (tracseq ingest --force) to quarantine the second copy")
     first = positions[:MAX_LINES]
     lines = line_labels(accepted)[first].tolist()
-    examples = [f"{ids.iloc[p]} also accepted from {_where(others, ids.iloc[p])}" for p in first[:2]]
-    return CheckFailure(rule, SAMPLE_ID, len(positions), tuple(int(x) for x in lines), "; ".join(examples), fix)
+    examples = [f"{_shown(ids[p])} also accepted from {_where(others, key, ids[p])}" for p in first[:2]]
+    return CheckFailure(rule, label, len(positions), tuple(int(x) for x in lines), "; ".join(examples), fix)
 
 
-def _where(others: pd.DataFrame, sample_id: str) -> str:
-    rows = others[others[SAMPLE_ID].astype("string") == sample_id]
+def _any_missing(frame: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
+    return frame[list(key)].isna().any(axis=1).to_numpy()
+
+
+def _shown(value: Any) -> str:
+    """A key as messages name it: the id itself, or its parts joined by '/'."""
+    return "/".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _where(others: pd.DataFrame, key: Sequence[str], value: Any) -> str:
+    parts = value if isinstance(value, tuple) else (value,)
+    match = np.ones(len(others), dtype=bool)
+    for c, v in zip(key, parts):
+        match &= (others[c].astype("string") == str(v)).fillna(False).to_numpy(dtype=bool)
+    rows = others[match]
     if SOURCE_FILE not in rows.columns:
         return "another export"
     places = []

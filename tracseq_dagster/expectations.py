@@ -62,7 +62,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 import great_expectations as gx  # noqa: E402
 
-from tracseq_dagster.contract import CONTRACT_COLUMNS  # noqa: E402
+from tracseq_dagster.contract import SAMPLE_CONTRACT  # noqa: E402
+from tracseq_dagster.export_contract import ExportContract  # noqa: E402
 from tracseq_dagster.rules import Rule, RuleContext, as_utc, contract_rules, utc_now  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -87,22 +88,24 @@ def build_expectation_suite(
     include_cross_export_uniqueness: bool = True,
     now: pd.Timestamp | None = None,
     rules: Sequence[Rule] | None = None,
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> gx.ExpectationSuite:
     """The contract suite, one or more expectations per rule, each with ``meta["rule"]``.
 
     ``now`` (default: the current time) sets the upper bound of the ``plausible_date`` rules.
-    ``rules`` restricts the suite to those rules (default: the whole contract).
+    ``rules`` restricts the suite to those rules (default: the whole ``contract``, by default
+    the sample contract). Each kind has its own suite name (the sample suite keeps its name).
     """
     ctx = RuleContext(now=utc_now() if now is None else as_utc(now))
     if rules is None:
-        rules = contract_rules(include_cross_export_uniqueness=include_cross_export_uniqueness)
+        rules = contract_rules(contract, include_cross_export_uniqueness=include_cross_export_uniqueness)
     expectations = [expectation for rule in rules for expectation in rule.expectations(ctx)]
     # Passed to the constructor, not via suite.add_expectation(): in GX 1.24 add_expectation
     # needs an active Data Context (it checks whether the suite was saved), and it silently
     # drops an expectation equal to one already present ignoring meta and notes, which would
     # merge the two sample_id uniqueness rules.
     suite = gx.ExpectationSuite(
-        name=SUITE_NAME,
+        name=suite_name(contract),
         expectations=expectations,
         meta={"source": "tracseq_dagster.rules", "built_at": ctx.now.isoformat()},
     )
@@ -160,8 +163,12 @@ def run_expectation_suite(
     now: pd.Timestamp | None = None,
     result_format: dict[str, Any] | str | None = None,
     rules: Sequence[Rule] | None = None,
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> GXRunSummary:
-    """Validate ``frame`` with the contract suite (or the suite of just ``rules``).
+    """Validate ``frame`` with the suite of ``contract`` (default: samples), or of just ``rules``.
+
+    A contract with context columns (the run export) expects them joined to ``frame`` by the
+    caller (:func:`tracseq_dagster.run_rules.with_sample_facts`).
 
     With ``project_dir``: a file-mode GX project rooted there (created on first use) holding a
     pandas datasource, a dataframe asset with a whole-dataframe batch definition, the suite, a
@@ -176,9 +183,9 @@ def run_expectation_suite(
     started = time.perf_counter()
     # Only contract columns go to GX: no expectation names the others, and GX copies the
     # frame for many metric domains, so lineage/extra columns would only cost time.
-    frame = frame[[c for c in frame.columns if c in CONTRACT_COLUMNS]]
+    frame = frame[[c for c in frame.columns if c in contract.suite_columns]]
     suite = build_expectation_suite(
-        include_cross_export_uniqueness=include_cross_export_uniqueness, now=now, rules=rules
+        include_cross_export_uniqueness=include_cross_export_uniqueness, now=now, rules=rules, contract=contract
     )
     fmt = result_format if result_format is not None else DEFAULT_RESULT_FORMAT
     run_id = _run_id(run_name)
@@ -199,7 +206,7 @@ def run_expectation_suite(
         # GX's file stores are not safe for concurrent writers, and parallel Dagster runs
         # (one per export) share one project: one file-mode run at a time, across processes.
         with FileLock(project_dir / ".tracseq-gx.lock"):
-            result, docs_index = _run_checkpoint(frame, suite, project_dir, fmt, run_id)
+            result, docs_index = _run_checkpoint(frame, suite, project_dir, fmt, run_id, contract)
 
     summary = _summarise(result)
     summary.data_docs_index = docs_index
@@ -223,8 +230,11 @@ def run_expectation_suite_detailing_failures(frame: pd.DataFrame, **kwargs: Any)
 # --------------------------------------------------------------------------------------
 
 
-def _run_checkpoint(frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir: Path, fmt: Any, run_id: Any):
-    """Validate in the file-mode project: stores, a checkpoint, and Data Docs updated."""
+def _run_checkpoint(
+    frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir: Path, fmt: Any, run_id: Any, contract: ExportContract
+):
+    """Validate in the file-mode project: stores, a checkpoint, and Data Docs updated (one
+    validation definition and checkpoint per export kind, so the kinds do not overwrite each other)."""
     from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: PLC0415
 
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
@@ -232,11 +242,11 @@ def _run_checkpoint(frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir
     batch_definition = _batch_definition(context)
     suite = context.suites.add_or_update(suite)
     validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=VALIDATION_DEFINITION_NAME, data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=_kind_name(VALIDATION_DEFINITION_NAME, contract), data=batch_definition, suite=suite)
     )
     checkpoint = context.checkpoints.add_or_update(
         gx.Checkpoint(
-            name=CHECKPOINT_NAME,
+            name=_kind_name(CHECKPOINT_NAME, contract),
             validation_definitions=[validation],
             actions=[UpdateDataDocsAction(name=DATA_DOCS_ACTION_NAME)],
             result_format=fmt,
@@ -245,6 +255,15 @@ def _run_checkpoint(frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir
     checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     (result,) = checkpoint_result.run_results.values()
     return result, _data_docs_index(context, project_dir)
+
+
+def suite_name(contract: ExportContract) -> str:
+    """The suite's name: ``lab_export_contract`` for samples (as before), suffixed for other kinds."""
+    return _kind_name(SUITE_NAME, contract)
+
+
+def _kind_name(name: str, contract: ExportContract) -> str:
+    return name if contract is SAMPLE_CONTRACT else f"{name}_{contract.name}"
 
 
 def _run_id(run_name: str | None):
@@ -364,4 +383,5 @@ __all__ = [
     "build_expectation_suite",
     "run_expectation_suite",
     "run_expectation_suite_detailing_failures",
+    "suite_name",
 ]

@@ -37,18 +37,25 @@ Rule families (see :data:`RULES` for the full ordered list):
     A non-null RIN on a sample whose ``sample_type`` is not in ``RNA_TYPES`` (DIN: not in
     ``DNA_TYPES``) is a violation. Rows with an empty ``sample_type`` are left to
     ``required:sample_type``.
-``unique:sample_id``
-    ``sample_id`` is unique inside one export: all rows sharing a duplicated id violate it.
+``unique:<key>``
+    The contract's identity key (``sample_id``; ``run_id,sample_id`` for run exports) is
+    unique inside one export: all rows sharing a duplicated key violate it.
 ``field_count``
     A CSV row has no more fields than the header. Its surplus fields belong to no column and
     its other cells may be shifted, so the row cannot be trusted. Only the parser sees this
     (its ``fields`` issues, column :data:`~tracseq_dagster.contract.WHOLE_ROW`): a typed
     frame holds the header's fields only, so this rule has no GX rendering
     (:attr:`Rule.in_gx_suite` is False) and GX never sees such a row.
-``unique_across_exports:sample_id``
-    ``sample_id`` was not already accepted from another export. Row level this is checked
-    against ``known_sample_ids``; in GX by running the suite on the union of all accepted
-    exports (the caller builds that frame), where it is a column uniqueness expectation.
+``unique_across_exports:<key>``
+    The key was not already accepted from another export of the same kind. Row level this
+    is checked against ``known_keys``; in GX by running the suite on the union of all accepted
+    exports (the caller builds that frame), where it is a (compound) uniqueness expectation.
+the kind's own rules
+    From :attr:`~tracseq_dagster.export_contract.ExportContract.extra_rules`: ``rin_only_rna``
+    and ``din_only_dna`` for samples; ``unknown_sample`` and ``after_receipt`` for runs
+    (:mod:`tracseq_dagster.run_rules`).
+
+:func:`contract_rules` derives the list from any contract (default: the sample contract).
 
 Great Expectations is imported lazily (only by :meth:`Rule.expectations`), so the row-level
 validator does not pay GX's import time.
@@ -56,6 +63,7 @@ validator does not pay GX's import time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -70,15 +78,14 @@ import pandas as pd
 
 from tracseq_dagster.contract import (
     COLUMN_BY_NAME,
-    COLUMNS,
-    DNA_TYPES,
     PANDAS_DTYPE_BY_KIND,
-    RNA_TYPES,
     ROW_NUMBER,
+    SAMPLE_CONTRACT,
     SOURCE_FILE,
     TIMESTAMP_ORDER,
     WHOLE_ROW,
     ContractColumn,
+    ExportContract,
     Kind,
 )
 
@@ -95,8 +102,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 # a rename there fails at import instead of silently checking nothing.
 SAMPLE_ID = COLUMN_BY_NAME["sample_id"].name
 SAMPLE_TYPE = COLUMN_BY_NAME["sample_type"].name
-RIN = COLUMN_BY_NAME["rin"].name
-DIN = COLUMN_BY_NAME["din"].name
 
 #: Earliest timestamp accepted by the ``plausible_date:<col>`` rules.
 EARLIEST_PLAUSIBLE_DATE = pd.Timestamp("1990-01-01", tz="UTC")
@@ -132,15 +137,25 @@ _MAX_LINES_IN_MESSAGE = 10
 
 @dataclass
 class RuleContext:
-    """What a rule needs besides the frame: the clock, ids seen before, parser issues.
+    """What a rule needs besides the frame: the clock, keys seen before, parser issues, samples.
 
+    ``known_keys``: the identity keys already accepted from other exports of the same kind
+    (sample ids; for run exports a MultiIndex of (``run_id``, ``sample_id``) pairs), also
+    readable as ``known_sample_ids``. ``accepted_samples``: ``sample_id`` and ``received_ts``
+    of the accepted samples, for the rules of kinds that refer to samples (None: none accepted).
     Build it with :meth:`for_frame`, which maps parse issues to row positions once.
     ``parse_issues`` then has an extra ``_pos`` column (0-based position in the frame).
     """
 
     now: pd.Timestamp
-    known_sample_ids: pd.Index | None = None
+    known_keys: pd.Index | None = None
     parse_issues: pd.DataFrame | None = None
+    accepted_samples: pd.DataFrame | None = None
+
+    @property
+    def known_sample_ids(self) -> pd.Index | None:
+        """The sample kind's name for :attr:`known_keys`."""
+        return self.known_keys
 
     @classmethod
     def for_frame(
@@ -150,11 +165,14 @@ class RuleContext:
         now: pd.Timestamp | None = None,
         known_sample_ids: Iterable[str] | pd.Index | None = None,
         parse_issues: pd.DataFrame | None = None,
+        known_keys: pd.Index | None = None,
+        accepted_samples: pd.DataFrame | None = None,
     ) -> RuleContext:
         return cls(
             now=utc_now() if now is None else as_utc(now),
-            known_sample_ids=_as_index(known_sample_ids),
+            known_keys=known_keys if known_keys is not None else _as_index(known_sample_ids),
             parse_issues=_locate_parse_issues(frame, parse_issues),
+            accepted_samples=accepted_samples,
         )
 
     def parse_issues_for(self, column: str) -> pd.DataFrame:
@@ -275,8 +293,8 @@ def has_contract_dtype(series: pd.Series, kind: Kind) -> bool:
     return dtype == PANDAS_DTYPE_BY_KIND[kind]
 
 
-def with_contract_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every contract column in its typed-convention dtype (others untouched).
+def with_contract_dtypes(frame: pd.DataFrame, contract: ExportContract = SAMPLE_CONTRACT) -> pd.DataFrame:
+    """``frame`` with every column of ``contract`` in its typed-convention dtype (others untouched).
 
     For rows that passed ``type:<col>``: every value then converts without loss. A frame read
     from Parquet without pandas metadata has float64 for an int column with an empty cell and
@@ -284,7 +302,7 @@ def with_contract_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     Expectations type check (a dtype check) rejects rows the row-level rule accepted.
     """
     changed = {}
-    for c in COLUMNS:
+    for c in contract.columns:
         if c.name not in frame.columns or has_contract_dtype(frame[c.name], c.kind):
             continue
         s = frame[c.name]
@@ -927,31 +945,67 @@ class OnlyForTypesRule(Rule):
         return [gxe.ExpectColumnValuesToBeNull(column=self.target, row_condition=condition)]
 
 
+def key_index(frame: pd.DataFrame, key_columns: Sequence[str]) -> pd.Index:
+    """The identity key of every row: the column's values for one key column, else a MultiIndex."""
+    if len(key_columns) == 1:
+        return pd.Index(column_or_na(frame, key_columns[0]))
+    return pd.MultiIndex.from_arrays([column_or_na(frame, c) for c in key_columns], names=list(key_columns))
+
+
+def _key_present(frame: pd.DataFrame, key_columns: Sequence[str]) -> np.ndarray:
+    present = np.ones(len(frame), dtype=bool)
+    for c in key_columns:
+        present &= _notna(column_or_na(frame, c))
+    return present
+
+
+def _key_values(frame: pd.DataFrame, key_columns: Sequence[str], positions: np.ndarray) -> list[Any]:
+    """Each row's key as messages show it: the value for one column, else a tuple."""
+    if len(key_columns) == 1:
+        return _values_at(frame[key_columns[0]], positions)
+    return list(zip(*(_values_at(frame[c], positions) for c in key_columns)))
+
+
+def _fmt_key(key_columns: Sequence[str], value: Any) -> str:
+    if len(key_columns) == 1:
+        return f"{key_columns[0]} = {fmt_value(value)}"
+    return f"({', '.join(key_columns)}) = ({', '.join(fmt_value(v) for v in value)})"
+
+
+def _unique_expectation(key_columns: Sequence[str]):  # type: ignore[no-untyped-def]
+    gxe = _gxe()
+    if len(key_columns) == 1:
+        return gxe.ExpectColumnValuesToBeUnique(column=key_columns[0])
+    return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(key_columns), ignore_row_if="any_value_is_missing")
+
+
 @dataclass(frozen=True)
 class UniqueInExportRule(Rule):
-    """``unique:sample_id``: no two rows of one export share a sample_id; all of them violate."""
+    """``unique:<key>``: no two rows of one export share a key (``sample_id``; a run export's
+    ``run_id,sample_id``); all of them violate. Rows with an empty key part are left to
+    ``required:<col>``."""
 
-    column_name: str = SAMPLE_ID
+    key_columns: tuple[str, ...] = (SAMPLE_ID,)
 
     @property
     def name(self) -> str:
-        return f"unique:{self.column_name}"
+        return f"unique:{','.join(self.key_columns)}"
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (self.column_name,)
+        return self.key_columns
 
     @property
     def description(self) -> str:
-        return f"{self.column_name} must be unique within an export"
+        return f"{', '.join(self.key_columns)} must be unique within an export"
 
     def mask(self, frame, ctx):
-        s = column_or_na(frame, self.column_name)
-        return _notna(s) & s.duplicated(keep=False).to_numpy(dtype=bool)
+        present = _key_present(frame, self.key_columns)
+        keys = key_index(frame, self.key_columns)
+        return present & keys.duplicated(keep=False)
 
     def messages(self, frame, positions, ctx):
-        col = self.column_name
-        ids = _values_at(frame[col], positions)
+        ids = _key_values(frame, self.key_columns, positions)
         lines = line_labels(frame)[positions]
         # Per id: its group size and its first few lines (enough to name up to
         # _MAX_LINES_IN_MESSAGE others for any member): linear, even for one huge group.
@@ -971,53 +1025,52 @@ class UniqueInExportRule(Rule):
             if more > 0:
                 shown += f" and {more} more"
             plural = "s" if size[i] > 2 else ""
-            out.append(f"{col} = {fmt_value(i)} is duplicated in this export (also on {word}{plural} {shown})")
+            out.append(f"{_fmt_key(self.key_columns, i)} is duplicated in this export (also on {word}{plural} {shown})")
         return out
 
     def _build_expectations(self, ctx):
-        gxe = _gxe()
-        return [gxe.ExpectColumnValuesToBeUnique(column=self.column_name)]
+        return [_unique_expectation(self.key_columns)]
 
 
 @dataclass(frozen=True)
 class UniqueAcrossExportsRule(Rule):
-    """``unique_across_exports:sample_id``: the id was not already accepted from another export.
+    """``unique_across_exports:<key>``: the key was not already accepted from another export.
 
-    Row level: membership in ``RuleContext.known_sample_ids``. GX: uniqueness of the column,
+    Row level: membership in ``RuleContext.known_keys``. GX: uniqueness of the key,
     meaningful when the suite runs on the union of all accepted exports (the caller builds
-    that frame); on a single export it coincides with ``unique:sample_id``.
+    that frame); on a single export it coincides with ``unique:<key>``.
     """
 
-    column_name: str = SAMPLE_ID
+    key_columns: tuple[str, ...] = (SAMPLE_ID,)
 
     @property
     def name(self) -> str:
-        return f"unique_across_exports:{self.column_name}"
+        return f"unique_across_exports:{','.join(self.key_columns)}"
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (self.column_name,)
+        return self.key_columns
 
     @property
     def description(self) -> str:
-        return f"{self.column_name} must be unique across all accepted exports"
+        return f"{', '.join(self.key_columns)} must be unique across all accepted exports"
 
     def mask(self, frame, ctx):
-        if ctx.known_sample_ids is None or len(ctx.known_sample_ids) == 0:
+        if ctx.known_keys is None or len(ctx.known_keys) == 0:
             return np.zeros(len(frame), dtype=bool)
-        s = column_or_na(frame, self.column_name)
-        return _notna(s) & s.isin(ctx.known_sample_ids).to_numpy(dtype=bool)
+        known = ctx.known_keys
+        if len(self.key_columns) > 1 and not isinstance(known, pd.MultiIndex):
+            known = pd.MultiIndex.from_tuples(list(known), names=list(self.key_columns))
+        return _key_present(frame, self.key_columns) & key_index(frame, self.key_columns).isin(known)
 
     def messages(self, frame, positions, ctx):
-        col = self.column_name
         return [
-            f"{col} = {fmt_value(v)} was already accepted from another export"
-            for v in _values_at(frame[col], positions)
+            f"{_fmt_key(self.key_columns, v)} was already accepted from another export"
+            for v in _key_values(frame, self.key_columns, positions)
         ]
 
     def _build_expectations(self, ctx):
-        gxe = _gxe()
-        return [gxe.ExpectColumnValuesToBeUnique(column=self.column_name)]
+        return [_unique_expectation(self.key_columns)]
 
 
 # --------------------------------------------------------------------------------------
@@ -1051,31 +1104,47 @@ def order_rules(order: Sequence[tuple[str, str]] = TIMESTAMP_ORDER) -> list[Orde
     return rules
 
 
-def contract_rules(*, include_cross_export_uniqueness: bool = True) -> list[Rule]:
-    """Every rule of the export contract, in reporting order."""
+def contract_rules(
+    contract: ExportContract = SAMPLE_CONTRACT, *, include_cross_export_uniqueness: bool = True
+) -> list[Rule]:
+    """Every rule of an export contract (default: the sample export), in reporting order.
+
+    The per-column families and the order rules come from the contract's columns and timestamp
+    chain; then the kind's own rules (:attr:`ExportContract.extra_rules`); then uniqueness of
+    its key inside the export and across exports.
+    """
+    columns = contract.columns
     rules: list[Rule] = [FieldCountRule()]
-    rules += [RequiredRule(c) for c in COLUMNS if c.required]
-    rules += [TypeRule(c) for c in COLUMNS]
-    rules += [EnumRule(c) for c in COLUMNS if c.allowed is not None]
-    rules += [RangeRule(c) for c in COLUMNS if c.minimum is not None or c.maximum is not None]
-    rules += [PatternRule(c) for c in COLUMNS if c.pattern is not None]
-    rules += order_rules()
-    rules += [PlausibleDateRule(c) for c in COLUMNS if c.kind is Kind.TIMESTAMP]
-    rules += [
-        OnlyForTypesRule("rin_only_rna", RIN, RNA_TYPES, "RIN"),
-        OnlyForTypesRule("din_only_dna", DIN, DNA_TYPES, "DIN"),
-    ]
-    rules.append(UniqueInExportRule())
+    rules += [RequiredRule(c) for c in columns if c.required]
+    rules += [TypeRule(c) for c in columns]
+    rules += [EnumRule(c) for c in columns if c.allowed is not None]
+    rules += [RangeRule(c) for c in columns if c.minimum is not None or c.maximum is not None]
+    rules += [PatternRule(c) for c in columns if c.pattern is not None]
+    rules += order_rules(contract.timestamp_order)
+    rules += [PlausibleDateRule(c) for c in columns if c.kind is Kind.TIMESTAMP]
+    rules += list(contract.extra_rules())
+    rules.append(UniqueInExportRule(contract.key_columns))
     if include_cross_export_uniqueness:
-        rules.append(UniqueAcrossExportsRule())
+        rules.append(UniqueAcrossExportsRule(contract.key_columns))
     names = [r.name for r in rules]
     if len(set(names)) != len(names):  # pragma: no cover - guards the contract derivation
         raise ValueError(f"duplicate rule names: {names}")
     return rules
 
 
-#: All contract rules, in reporting order.
-RULES: tuple[Rule, ...] = tuple(contract_rules())
+@functools.cache
+def rules_for(contract: ExportContract) -> tuple[Rule, ...]:
+    """Every rule of ``contract``, built once (contracts hash by identity)."""
+    return tuple(contract_rules(contract))
+
+
+@functools.cache
+def rule_by_name(contract: ExportContract) -> dict[str, Rule]:
+    return {r.name: r for r in rules_for(contract)}
+
+
+#: All sample contract rules, in reporting order.
+RULES: tuple[Rule, ...] = rules_for(SAMPLE_CONTRACT)
 #: Rules by name.
 RULE_BY_NAME: dict[str, Rule] = {r.name: r for r in RULES}
 #: The rule names, in order.
@@ -1108,6 +1177,9 @@ __all__ = [
     "UniqueAcrossExportsRule",
     "UniqueInExportRule",
     "contract_rules",
+    "key_index",
     "order_rules",
+    "rule_by_name",
+    "rules_for",
     "timestamp_chain",
 ]

@@ -13,6 +13,11 @@ parser's cells that could not be typed; each becomes a ``type:<column>`` violati
 (matched on ``_row_number``, and ``_source_file`` when both frames have it).
 ``known_sample_ids`` are the ids already accepted from other exports.
 
+Other export kinds go through the same function with their ``contract`` (default: the sample
+contract): a run export passes ``known_keys`` (its accepted (``run_id``, ``sample_id``) pairs)
+and ``accepted_samples`` (``sample_id``, ``received_ts`` of the accepted samples) for its
+``unknown_sample`` and ``after_receipt`` rules.
+
 Performance: every rule is a vectorised mask; Python only runs over violating rows to build
 their messages. A clean 1,000,000-row export validates in a few seconds.
 """
@@ -25,8 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
-from tracseq_dagster.rules import RULES, SAMPLE_ID, Rule, RuleContext, with_contract_dtypes
+from tracseq_dagster.contract import ROW_NUMBER, SAMPLE_CONTRACT, SOURCE_FILE
+from tracseq_dagster.export_contract import ExportContract
+from tracseq_dagster.rules import SAMPLE_ID, Rule, RuleContext, rules_for, with_contract_dtypes
 
 RULES_COLUMN = "_rules"
 REASONS_COLUMN = "_reasons"
@@ -67,16 +73,26 @@ def validate_samples(
     *,
     now: pd.Timestamp | None = None,
     rules: Iterable[Rule] | None = None,
+    contract: ExportContract = SAMPLE_CONTRACT,
+    known_keys: pd.Index | None = None,
+    accepted_samples: pd.DataFrame | None = None,
 ) -> ValidationResult:
-    """Validate one typed export frame against every contract rule.
+    """Validate one typed export frame against every rule of ``contract``.
 
     ``now`` (default: the current time) is the clock for ``plausible_date:<col>``; ``rules``
-    (default: :data:`tracseq_dagster.rules.RULES`) lets a caller evaluate a subset.
-    Nothing is lost: ``len(valid) + len(quarantined) == len(frame)``.
+    (default: every rule of the contract, :func:`tracseq_dagster.rules.rules_for`) lets a
+    caller evaluate a subset. Nothing is lost: ``len(valid) + len(quarantined) == len(frame)``.
     """
-    rules = tuple(RULES if rules is None else rules)
+    rules = tuple(rules_for(contract) if rules is None else rules)
     n = len(frame)
-    ctx = RuleContext.for_frame(frame, now=now, known_sample_ids=known_sample_ids, parse_issues=parse_issues)
+    ctx = RuleContext.for_frame(
+        frame,
+        now=now,
+        known_sample_ids=known_sample_ids,
+        known_keys=known_keys,
+        parse_issues=parse_issues,
+        accepted_samples=accepted_samples,
+    )
 
     positions: list[np.ndarray] = []
     rule_idx: list[np.ndarray] = []
@@ -110,7 +126,7 @@ def validate_samples(
     # Accepted rows leave in the contract's dtypes whatever the input had (e.g. an int column
     # read back as float64 because a now-quarantined row left a cell empty): the GX suite that
     # re-checks them tests dtypes, and features rely on the typed convention.
-    valid = with_contract_dtypes(frame.iloc[np.flatnonzero(~bad)].copy())
+    valid = with_contract_dtypes(frame.iloc[np.flatnonzero(~bad)].copy(), contract)
     quarantined = frame.iloc[np.flatnonzero(bad)].copy()
     if len(pos):
         starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
