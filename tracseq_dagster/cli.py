@@ -104,13 +104,25 @@ def generate_exports_command(
     files: Annotated[int, typer.Option(help="Number of export files to split the rows over.")] = 1,
     messy: Annotated[bool, typer.Option(help="Write what a real LIMS writes (separators, BOM, dates, extra columns).")] = False,
     id_offset: Annotated[int, typer.Option(help="First sample number minus one, to keep ids unique across calls.")] = 0,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="samples (lims_export_*.FORMAT) or runs (runs_export_*.FORMAT): the sequencing runs of the "
+            "samples that the same --rows, --seed and --id-offset generate, split over --files files.",
+        ),
+    ] = "samples",
 ) -> None:
-    """Write synthetic LIMS exports that follow the export contract."""
+    """Write synthetic LIMS exports that follow the export contracts (samples, or their sequencing runs)."""
     from tracseq_dagster.generator import generate_exports
+    from tracseq_dagster.run_generator import generate_run_exports
 
     if format not in ("csv", "parquet", "jsonl"):
         raise typer.BadParameter(f"--format must be csv, parquet or jsonl, not {format!r}")
-    paths = generate_exports(rows, format, out, seed=seed, files=files, messy=messy, id_offset=id_offset)
+    writers = {"samples": generate_exports, "runs": generate_run_exports}
+    if kind not in writers:
+        raise typer.BadParameter(f"--kind must be samples or runs, not {kind!r}")
+    paths = writers[kind](rows, format, out, seed=seed, files=files, messy=messy, id_offset=id_offset)
     for path in paths:
         console.print(f"wrote {path}")
 

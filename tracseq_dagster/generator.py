@@ -102,12 +102,14 @@ from tracseq_dagster.contract import (
 
 __all__ = [
     "DEFAULT_START",
+    "ExportStyle",
     "HIDDEN_PROCESS",
     "HiddenProcess",
     "LIMS_HEADERS",
     "MESSY_CSV_DIALECTS",
     "MessyPlan",
     "OPERATOR_EFFECT",
+    "SAMPLE_EXPORT_STYLE",
     "SITE_EFFECT",
     "generate_exports",
     "generate_samples",
@@ -505,6 +507,19 @@ ZONE_OFFSETS_MIN: tuple[int, ...] = (60, 120, -300, 330)
 
 
 @dataclass(frozen=True)
+class ExportStyle:
+    """What tells one export kind's messy files apart (the dialects are shared by every kind):
+    its LIMS header spellings and the name and texts of its free-text notes column."""
+
+    lims_headers: dict[str, str]
+    notes_column: str
+    notes: tuple[str, ...]
+
+
+SAMPLE_EXPORT_STYLE = ExportStyle(LIMS_HEADERS, "freezer_notes", FREEZER_NOTES)
+
+
+@dataclass(frozen=True)
 class MessyPlan:
     """What :func:`write_export` does to one messy file. A pure function of seed and format."""
 
@@ -515,18 +530,20 @@ class MessyPlan:
     trailing_blank_lines: int
 
 
-def messy_plan(seed: int, fmt: ExportFormat) -> MessyPlan:
+def messy_plan(seed: int, fmt: ExportFormat, style: ExportStyle = SAMPLE_EXPORT_STYLE) -> MessyPlan:
     """The messiness :func:`write_export` applies for ``seed`` and ``fmt`` (with ``messy=True``).
 
     CSV: one dialect of ``MESSY_CSV_DIALECTS``, one or two unknown columns ("freezer_notes",
     "LIMS Batch"; cp1252 files also carry an accented "Operator Note"), and at random columns
     in a shuffled order, LIMS header spellings (``LIMS_HEADERS``) and trailing blank lines.
     Parquet and JSON Lines: unknown columns, shuffled order and zone-aware timestamps.
+    ``style`` names the notes column ("freezer_notes" for samples).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {EXPORT_FORMATS}")
     rng = np.random.default_rng([seed, 0x11_5E])
-    extras = [("freezer_notes",), ("LIMS Batch",), ("freezer_notes", "LIMS Batch")][rng.integers(0, 3)]
+    notes = style.notes_column
+    extras = [(notes,), ("LIMS Batch",), (notes, "LIMS Batch")][rng.integers(0, 3)]
     if fmt != "csv":
         return MessyPlan(None, extras, reorder=True, lims_headers=False, trailing_blank_lines=0)
     dialect = list(MESSY_CSV_DIALECTS)[rng.integers(0, len(MESSY_CSV_DIALECTS))]
@@ -541,20 +558,20 @@ def messy_plan(seed: int, fmt: ExportFormat) -> MessyPlan:
     )
 
 
-def _extra_column(name: str, n: int, rng: np.random.Generator) -> pd.Series:
+def _extra_column(name: str, n: int, rng: np.random.Generator, style: ExportStyle) -> pd.Series:
     """Values of an unknown column: sparse free-text notes or a LIMS batch number."""
     if name == "LIMS Batch":
         batch = int(rng.integers(1, 9000)) + np.arange(n) // 96  # a batch is one 96-well plate
         return pd.Series(pd.array(_fixed_width_text(["LB-", (batch, 5)], n).astype("U8"), dtype="string"))
-    notes = np.array(OPERATOR_NOTES if name == "Operator Note" else FREEZER_NOTES, dtype=object)
+    notes = np.array(OPERATOR_NOTES if name == "Operator Note" else style.notes, dtype=object)
     values = np.where(rng.random(n) < 0.05, notes[rng.integers(0, len(notes), n)], None)
     return pd.Series(pd.array(values, dtype="string"))
 
 
-def _with_extras(samples: pd.DataFrame, plan: MessyPlan, rng: np.random.Generator) -> pd.DataFrame:
+def _with_extras(samples: pd.DataFrame, plan: MessyPlan, rng: np.random.Generator, style: ExportStyle) -> pd.DataFrame:
     frame = samples.reset_index(drop=True).copy()
     for name in plan.extra_columns:
-        frame[name] = _extra_column(name, len(frame), rng)
+        frame[name] = _extra_column(name, len(frame), rng, style)
     if plan.reorder:
         frame = frame[list(rng.permutation(frame.columns))]
     return frame
@@ -645,17 +662,17 @@ def _csv_bytes(table: pa.Table, dialect: CsvDialect) -> bytes:
     raise AssertionError("unreachable: quoting 'needed' accepts every value")
 
 
-def _write_csv(samples: pd.DataFrame, path: Path, messy: bool, seed: int) -> None:
+def _write_csv(samples: pd.DataFrame, path: Path, messy: bool, seed: int, style: ExportStyle) -> None:
     rng = np.random.default_rng([seed, 0xC5])
     if not messy:
         path.write_bytes(_csv_bytes(_text_table(samples, CLEAN_CSV.date_format, ".", rng), CLEAN_CSV))
         return
-    plan = messy_plan(seed, "csv")
+    plan = messy_plan(seed, "csv", style)
     assert plan.dialect is not None
     dialect = MESSY_CSV_DIALECTS[plan.dialect]
-    frame = _with_extras(samples, plan, rng)
+    frame = _with_extras(samples, plan, rng, style)
     if plan.lims_headers:
-        frame = frame.rename(columns=LIMS_HEADERS)
+        frame = frame.rename(columns=style.lims_headers)
     data = _csv_bytes(_text_table(frame, dialect.date_format, dialect.decimal, rng), dialect)
     if dialect.encoding != "utf-8":  # "utf-8-sig" adds the BOM, "cp1252" re-encodes the notes
         data = data.decode("utf-8").encode(dialect.encoding)
@@ -681,9 +698,9 @@ def _json_values(column: pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(text, "null")
 
 
-def _write_jsonl(samples: pd.DataFrame, path: Path, messy: bool, seed: int) -> None:
+def _write_jsonl(samples: pd.DataFrame, path: Path, messy: bool, seed: int, style: ExportStyle) -> None:
     rng = np.random.default_rng([seed, 0x750])
-    frame = _with_extras(samples, messy_plan(seed, "jsonl"), rng) if messy else samples
+    frame = _with_extras(samples, messy_plan(seed, "jsonl", style), rng, style) if messy else samples
     table = _text_table(frame, None if messy else CLEAN_CSV.date_format, ".", rng)
     # Each line is assembled column-wise in Arrow: '{"name":value,"name":value}\n'. Large
     # strings (64-bit offsets) so that exports beyond 2 GiB work.
@@ -702,12 +719,12 @@ def _write_jsonl(samples: pd.DataFrame, path: Path, messy: bool, seed: int) -> N
             out.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
-def _write_parquet(samples: pd.DataFrame, path: Path, messy: bool, seed: int) -> None:
+def _write_parquet(samples: pd.DataFrame, path: Path, messy: bool, seed: int, style: ExportStyle) -> None:
     if not messy:
         samples.to_parquet(path, index=False)
         return
     rng = np.random.default_rng([seed, 0x9A])
-    frame = _with_extras(samples, messy_plan(seed, "parquet"), rng)
+    frame = _with_extras(samples, messy_plan(seed, "parquet", style), rng, style)
     timestamps = [name for name in frame.columns if isinstance(frame[name].dtype, pd.DatetimeTZDtype)]
     # Every file mixes representations of the same instants: local zones, UTC and naive UTC.
     zones = np.resize(rng.permutation(np.array(["Europe/Berlin", "America/New_York", "naive", "UTC"], dtype=object)), len(timestamps))
@@ -726,19 +743,32 @@ def write_export(
     *,
     messy: bool = False,
     seed: int = 0,
+    style: ExportStyle = SAMPLE_EXPORT_STYLE,
 ) -> Path:
     """Write ``samples`` to ``path`` as one export file and return the path.
 
     Clean files: CSV comma-separated UTF-8 with ISO-8601 UTC timestamps (``...Z``), Parquet
     with the frame's types, JSON Lines one object per line (ISO timestamps, ``null`` for
     missing). ``messy=True`` applies :func:`messy_plan` for ``seed`` deterministically.
+    Any frame of typed columns can be written; ``style`` gives another export kind (runs)
+    its own header spellings and notes column.
     """
     if fmt not in _WRITERS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {EXPORT_FORMATS}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _WRITERS[fmt](samples, path, messy, seed)
+    _WRITERS[fmt](samples, path, messy, seed, style)
     return path
+
+
+def split_bounds(rows: int, files: int) -> np.ndarray:
+    """Where ``rows`` rows are cut into ``files`` near-equal consecutive parts (``files + 1`` bounds)."""
+    return np.linspace(0, rows, files + 1).round().astype(int)
+
+
+def export_file_seed(seed: int, number: int) -> int:
+    """The messy seed of file ``number`` (1-based) of a generation with ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 def generate_exports(
@@ -761,11 +791,10 @@ def generate_exports(
     if files < 1:
         raise ValueError(f"files must be >= 1, got {files}")
     samples = generate_samples(rows, seed=seed, id_offset=id_offset)
-    bounds = np.linspace(0, rows, files + 1).round().astype(int)
+    bounds = split_bounds(rows, files)
     out_dir = Path(out_dir)
     paths = []
     for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
-        file_seed = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
         path = out_dir / f"lims_export_{number:04d}.{fmt}"
-        paths.append(write_export(samples.iloc[begin:end], path, fmt, messy=messy, seed=file_seed))  # type: ignore[arg-type]
+        paths.append(write_export(samples.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number)))  # type: ignore[arg-type]
     return paths
