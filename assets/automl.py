@@ -1,13 +1,18 @@
-"""Training assets: AutoML sweeps per family, the leaderboard, the registered model, the promotion gate.
+"""Training assets of every catalog model: AutoML sweeps per model and family, the leaderboard,
+the registered model, the promotion gate.
 
-The domain logic lives in :mod:`tracseq_dagster.training`; these assets read the lake, call it,
-and describe what happened in their metadata.
+The domain logic lives in :mod:`tracseq_dagster.training`; the model comes from the partition
+key and its declaration from :mod:`tracseq_dagster.models`. These assets read the lake, call
+the domain code, and describe what happened in their metadata.
 """
+
+from dataclasses import replace
 
 import dagster as dg
 
 from resources import LakeResource, MLflowResource, OptunaStorageResource
-from tracseq_dagster.automl import ALL_FAMILIES
+from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.training import (
     FamilyOutcome,
@@ -20,11 +25,6 @@ from tracseq_dagster.training import (
 )
 from tracseq_dagster.training_set import load_training_set
 from tracseq_dagster.tracking import parent_run
-
-# One partition per model family: a backfill of all six launches one run (one process, or one
-# pod under the Kubernetes run launcher) per family, and they sweep in parallel.
-AUTOML_FAMILIES = dg.StaticPartitionsDefinition(list(ALL_FAMILIES))
-
 
 class SweepConfig(dg.Config):
     """How hard each family tries (per partition); defaults from SweepSettings.
@@ -47,17 +47,20 @@ class RefitConfig(dg.Config):
 
 
 class GateConfig(dg.Config):
-    """Thresholds of the promotion gate; defaults from GatePolicy (see tracseq_dagster.promotion)."""
+    """Thresholds of the promotion gate, each overriding the model's own policy when set."""
 
-    min_improvement: float = GatePolicy.min_improvement
-    max_slice_regression: float = GatePolicy.max_slice_regression
-    max_brier: float = GatePolicy.max_brier
-    max_ece: float = GatePolicy.max_ece
+    min_improvement: float | None = None
+    max_slice_regression: float | None = None
+    max_brier: float | None = None
+    max_ece: float | None = None
+
+    def policy(self, declared: GatePolicy) -> GatePolicy:
+        return replace(declared, **{k: v for k, v in self.model_dump().items() if v is not None})
 
 
 @dg.asset(
-    deps=["sample_features"],
-    partitions_def=AUTOML_FAMILIES,
+    deps=sorted({source for spec in catalog().values() for source in spec.sources}),
+    partitions_def=AUTOML_PARTITIONS,
     group_name="training",
     kinds={"optuna", "mlflow", "scikitlearn"},
     pool="automl",
@@ -69,16 +72,21 @@ def automl_trials(
     mlflow_tracking: MLflowResource,
     optuna_storage: OptunaStorageResource,
 ) -> dg.MaterializeResult:
-    """One model family's Optuna sweep over the labelled sample features.
+    """One model family's Optuna sweep over one catalog model's labelled rows.
 
     Stratified k-fold cross-validation with pruning, on a wall-clock budget, in an RDB study
     that other workers can join. Every trial is an MLflow run nested under this family's run,
-    under the parent run of this Dagster run. The stable holdout is never seen here.
+    under the parent run of this Dagster run. The stable holdout is never seen here. A family
+    the model does not sweep (its declaration leaves it out) records that and trains nothing.
     """
-    family = context.partition_key
-    training_set = load_training_set(lake.lake())
+    model, family = sweep_partition(context.partition_key)
+    spec = get_model(model)
+    if family not in spec.swept_families():
+        context.log.info(f"{model} does not sweep {family} (its families: {', '.join(spec.swept_families())})")
+        return dg.MaterializeResult(metadata={"model": model, "swept": False, "trials": 0})
+    training_set = load_training_set(lake.lake(), spec)
     client = mlflow_tracking.client()
-    experiment = mlflow_tracking.experiment_id(client)
+    experiment = mlflow_tracking.experiment_id(client, model)
     outcome = sweep_one_family(
         training_set,
         family,
@@ -89,11 +97,13 @@ def automl_trials(
         parent_run_id=parent_run(client, experiment, context.run_id),
         dagster_run_id=context.run_id,
     )
-    lake.lake().write_json(lake.lake().automl_family_path(family), outcome.__dict__)
+    lake.lake().write_json(lake.lake().automl_family_path(model, family), outcome.__dict__)
     best = outcome.leaderboard or {}
-    context.log.info(f"{family}: {outcome.complete} complete, {outcome.pruned} pruned, {outcome.failed} failed trials")
+    context.log.info(f"{model}/{family}: {outcome.complete} complete, {outcome.pruned} pruned, {outcome.failed} failed trials")
     return dg.MaterializeResult(
         metadata={
+            "model": model,
+            "swept": True,
             "trials": outcome.trials,
             "complete": outcome.complete,
             "pruned": outcome.pruned,
@@ -111,31 +121,39 @@ def automl_trials(
     )
 
 
+# Each model's leaderboard reads that model's sweeps: Dagster maps a model partition to the
+# automl_trials partitions of the same "model" dimension (its default between a multi- and a
+# single-dimension partitioning that shares the dimension).
 @dg.asset(
     deps=[automl_trials],
+    partitions_def=MODEL_PARTITIONS,
     group_name="training",
     kinds={"pandas"},
 )
 def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Every family's best trial on the current training set: CV mean and spread, fit time, latency.
+    """Every family's best trial on the model's current training set: CV mean and spread, fit time, latency.
 
     Families whose last sweep ran on older data are left out; the first row is the winner.
     """
+    model = context.partition_key
+    spec = get_model(model)
     lake_ = lake.lake()
-    training_set = load_training_set(lake_)
+    training_set = load_training_set(lake_, spec)
+    families = spec.swept_families()
     outcomes = [
-        FamilyOutcome.from_json(lake_.read_json(lake_.automl_family_path(f)))
-        for f in ALL_FAMILIES
-        if lake_.automl_family_path(f).exists()
+        FamilyOutcome.from_json(lake_.read_json(lake_.automl_family_path(model, f)))
+        for f in families
+        if lake_.automl_family_path(model, f).exists()
     ]
     ranked = rank_families(outcomes, training_set.fingerprint)
     table = leaderboard_table(ranked)
-    lake_.write_json(lake_.leaderboard_path, {"fingerprint": training_set.fingerprint, "ranked": [o.__dict__ for o in ranked]})
-    missing = sorted(set(ALL_FAMILIES) - set(table["family"]))
+    lake_.write_json(lake_.leaderboard_path(model), {"fingerprint": training_set.fingerprint, "ranked": [o.__dict__ for o in ranked]})
+    missing = sorted(set(families) - set(table["family"]))
     if missing:
         context.log.warning(f"families without a completed sweep on this training set: {', '.join(missing)}")
     return dg.MaterializeResult(
         metadata={
+            "model": model,
             "winner": ranked[0].family,
             "metric": ranked[0].metric,
             "families": len(ranked),
@@ -146,7 +164,9 @@ def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) ->
     )
 
 
-@dg.asset(deps=[automl_leaderboard], group_name="training", kinds={"mlflow", "scikitlearn"}, pool="automl")
+@dg.asset(
+    deps=[automl_leaderboard], partitions_def=MODEL_PARTITIONS, group_name="training", kinds={"mlflow", "scikitlearn"}, pool="automl"
+)
 def registered_model(
     context: dg.AssetExecutionContext,
     config: RefitConfig,
@@ -156,40 +176,43 @@ def registered_model(
 ) -> dg.MaterializeResult:
     """The leaderboard's winner refit on all training rows, scored on the holdout, registered as challenger.
 
-    Logged to MLflow with signature, input example, holdout metrics overall and per sample
-    type, ROC and confusion plots, permutation importances and the Optuna history plot;
-    tagged with the feature code version and the export hashes it was trained on.
+    Logged to MLflow with signature, input example, holdout metrics overall and per slice
+    (the model's slice column), ROC and confusion plots (residuals for a regression),
+    permutation importances and the Optuna history plot; tagged with the feature code
+    version and the export hashes it was trained on. One registered model per catalog model.
     """
+    model = context.partition_key
     lake_ = lake.lake()
-    training_set = load_training_set(lake_)
-    board = lake_.read_json(lake_.leaderboard_path)
+    training_set = load_training_set(lake_, get_model(model))
+    board = lake_.read_json(lake_.leaderboard_path(model))
     ranked = rank_families([FamilyOutcome.from_json(o) for o in board["ranked"]], training_set.fingerprint)
     client = mlflow_tracking.client()
-    experiment = mlflow_tracking.experiment_id(client)
+    experiment = mlflow_tracking.experiment_id(client, model)
     registered = register_winner(
         training_set,
         ranked[0],
         ranked,
         seed=config.seed,
         storage=optuna_storage.prepared_url(),
-        registry=mlflow_tracking.registry(client),
+        registry=mlflow_tracking.registry(model, client),
         experiment_id=experiment,
         parent_run_id=parent_run(client, experiment, context.run_id),
         dagster_run_id=context.run_id,
         root_run_id=context.run.root_run_id,
     )
-    lake_.write_json(lake_.registered_model_path, registered.__dict__)
+    lake_.write_json(lake_.registered_model_path(model), registered.__dict__)
     evaluation = registered.evaluation
     slices = {name: part["score"] for name, part in evaluation["slices"].items()}
     return dg.MaterializeResult(
         metadata={
+            "model": model,
             "model_version": registered.version,
             "family": registered.family,
             f"holdout_{evaluation['metric']}": evaluation["score"],
             "holdout_rows": evaluation["rows"],
             "brier": evaluation["brier"],
             "ece": evaluation["ece"],
-            "holdout_by_sample_type": dg.MetadataValue.json(slices),
+            f"holdout_by_{training_set.slice_column or 'slice'}": dg.MetadataValue.json(slices),
             "top_features": dg.MetadataValue.json(dict(list(registered.importances.items())[:8])),
             "model_uri": registered.model_uri,
             "mlflow_run_id": registered.mlflow_run_id,
@@ -199,25 +222,28 @@ def registered_model(
     )
 
 
-@dg.asset(deps=[registered_model], group_name="training", kinds={"mlflow"})
+@dg.asset(deps=[registered_model], partitions_def=MODEL_PARTITIONS, group_name="training", kinds={"mlflow"})
 def promotion_gate(
     context: dg.AssetExecutionContext, config: GateConfig, lake: LakeResource, mlflow_tracking: MLflowResource
 ) -> dg.MaterializeResult:
     """Moves the alias champion to the challenger only if it passes the gate.
 
-    It must beat the champion on the same holdout by a margin, not regress on any sample
-    type, and be calibrated (Brier score and expected calibration error within bounds).
-    The decision and every reason are recorded in MLflow and here.
+    It must beat the champion on the same holdout by a margin, not regress on any slice,
+    and be calibrated (Brier score and expected calibration error within bounds). The
+    thresholds are the model's declared policy, each overridable in the run config. The
+    decision and every reason are recorded in MLflow and here.
     """
+    model = context.partition_key
+    spec = get_model(model)
     lake_ = lake.lake()
-    training_set = load_training_set(lake_)
-    registered = lake_.read_json(lake_.registered_model_path)
+    training_set = load_training_set(lake_, spec)
+    registered = lake_.read_json(lake_.registered_model_path(model))
     client = mlflow_tracking.client()
-    experiment = mlflow_tracking.experiment_id(client)
+    experiment = mlflow_tracking.experiment_id(client, model)
     outcome = run_promotion_gate(
         training_set,
-        GatePolicy(**config.model_dump()),
-        registry=mlflow_tracking.registry(client),
+        config.policy(spec.gate),
+        registry=mlflow_tracking.registry(model, client),
         metric=registered["evaluation"]["metric"],
         experiment_id=experiment,
         parent_run_id=parent_run(client, experiment, context.run_id),
@@ -227,6 +253,7 @@ def promotion_gate(
     reasons = "\n".join(f"| {c.rule} | {'pass' if c.passed else 'FAIL'} | {c.reason} |" for c in outcome.decision.checks)
     return dg.MaterializeResult(
         metadata={
+            "model": model,
             "decision": "promoted" if outcome.promoted else "kept the champion",
             "challenger_version": outcome.challenger_version,
             "champion_version_before": outcome.champion_version or "none",

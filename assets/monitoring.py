@@ -17,6 +17,7 @@ from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings, CategoryThresholds
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
 from tracseq_dagster.serving.prediction_log import last_hours
+from tracseq_dagster.serving import SERVED_MODEL
 
 #: Written by the sample_quality service, not by Dagster: declared so the lineage shows it.
 prediction_log = dg.AssetSpec(
@@ -148,7 +149,7 @@ def ab_test_report(
     )
     models = None
     if len(log):  # nothing to re-score otherwise: the registry is not even opened
-        registry = mlflow_tracking.registry()
+        registry = mlflow_tracking.registry(SERVED_MODEL)
         versions = ab_report.versions_to_compare(log, registry)
         loaded = {v: ab_report.load_version(registry, v) for v in set(versions.values())}
         models = {variant: loaded[v] for variant, v in versions.items()}

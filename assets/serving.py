@@ -12,6 +12,7 @@ from resources import LakeResource, MLflowResource, OnlineStoreResource
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.serving.bento_build import build_bento
 from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.serving import SERVED_MODEL
 
 
 @dg.asset(deps=["promotion_gate", "sample_features"], group_name="serving", kinds={"bentoml", "mlflow"})
@@ -29,7 +30,7 @@ def sample_quality_bento(
     lake_ = lake.lake()
     started = time.perf_counter()
     bundle_dir = lake_.root / "serving" / context.run_id
-    info = export_bundle(mlflow_tracking.registry(), accepted_samples(lake_), lake_.read_features(), bundle_dir)
+    info = export_bundle(mlflow_tracking.registry(SERVED_MODEL), accepted_samples(lake_), lake_.read_features(), bundle_dir)
     bento = build_bento(bundle_dir, info)
     context.log.info(f"built {bento.tag} serving champion v{info.champion.version}")
     return dg.MaterializeResult(

@@ -21,14 +21,14 @@ class MLflowResource(dg.ConfigurableResource):
     artifact_location: str | None = Field(
         default=None, description="Artifact root for an experiment created here (file URI or s3://…); a server's default otherwise"
     )
-    experiment_name: str = "sample_quality"
-    model_name: str = "sample_quality"
 
     def client(self) -> MlflowClient:
         return open_client(self.tracking_uri, self.registry_uri)
 
-    def experiment_id(self, client: MlflowClient) -> str:
-        return ensure_experiment(client, self.experiment_name, self.artifact_location)
+    def experiment_id(self, client: MlflowClient, model: str) -> str:
+        """The experiment of catalog model ``model`` (named after it), created on first use."""
+        return ensure_experiment(client, model, self.artifact_location)
 
-    def registry(self, client: MlflowClient | None = None) -> ModelRegistry:
-        return ModelRegistry(client or self.client(), self.model_name)
+    def registry(self, model: str, client: MlflowClient | None = None) -> ModelRegistry:
+        """The registered model of catalog model ``model``: one per model, with its own aliases and history."""
+        return ModelRegistry(client or self.client(), model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
+from tracseq_dagster.models import model_names
+from tracseq_dagster.partitions import sweep_partition
 from tracseq_dagster.definitions import build_definitions
 
 
@@ -24,7 +26,8 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
         spec = graph.get(key)
         assert spec.description and len(spec.description) > 40, f"{key} has no docstring"
     trials = graph.get(dg.AssetKey("automl_trials"))
-    assert trials.partitions_def.get_partition_keys() == list(ALL_FAMILIES)
+    keys = trials.partitions_def.get_partition_keys()
+    assert {sweep_partition(k) for k in keys} == {(m, f) for m in model_names() for f in ALL_FAMILIES}
     assert graph.get(dg.AssetKey("registered_model")).group_name == "training"
     jobs = {"automl_sweep", "register_and_promote", "package_bento", "monitoring_reports", "ingest_document", "index_documents"}
     assert jobs <= {job.name for job in defs.resolve_all_job_defs()}

@@ -36,7 +36,7 @@ from tracseq_dagster.monitoring.retraining import (
     RetrainPolicy,
     RetrainState,
     champion_training_rows,
-    labelled_sample_count,
+    labelled_row_count,
     retrain_decision,
 )
 from tracseq_dagster.registry import ModelRegistry
@@ -45,6 +45,8 @@ from tracseq_dagster.sensors.retraining import SCHEDULE_REASON
 from tracseq_dagster.serving.prediction_log import open_prediction_log, typed_frame
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, sweep_one_family
+from tracseq_dagster.models import get_model
+from tracseq_dagster.partitions import sweep_partition_key
 from tracseq_dagster.training_set import load_training_set
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,7 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     lake.write_record("export-a", "a.csv", len(samples))
     features = compute_features(samples, samples, as_of=None).reset_index()
     lake.write_table(lake.features_path, features)
-    training_set = load_training_set(lake)
+    training_set = load_training_set(lake, get_model("sample_quality"))
 
     tracking_uri, storage = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'optuna.db'}"
     client = open_client(tracking_uri)
@@ -295,7 +297,7 @@ def test_retrain_decision_rules() -> None:
     recent = RetrainState(drift_evaluation_seen=6, last_retrain_at=(now - timedelta(hours=2)).isoformat())
     assert not retrain_decision(policy, recent, failed_drift_evaluation=7, labelled_now=1000, champion_training_rows=1000, now=now)
     labels = retrain_decision(policy, fresh, failed_drift_evaluation=None, labelled_now=1100, champion_training_rows=1000)
-    assert labels.reasons == ("100 newly labelled samples (the champion learned from 1000)",) and not labels.drift
+    assert labels.reasons == ("100 newly labelled rows (the champion learned from 1000)",) and not labels.drift
     # The gate kept the old champion after the last retraining at 1100 labels: wait for 100 more than that.
     after = RetrainState(labels_at_last_retrain=1100)
     assert not retrain_decision(policy, after, failed_drift_evaluation=None, labelled_now=1150, champion_training_rows=1000)
@@ -323,7 +325,7 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     _run_reports(world, sqlite_instance, drifted_log)
     started = _tick(world, sqlite_instance, quiet.cursor)
     (sweep,) = started.run_requests
-    assert sweep.job_name == "automl_sweep" and sweep.partition_key == "logistic"
+    assert sweep.job_name == "automl_sweep" and sweep.partition_key == sweep_partition_key("sample_quality", "logistic")
     assert "drift" in sweep.tags["tracseq/retrain_reason"]
     state = RetrainState.from_json(started.cursor)
     assert state.batch == sweep.tags[RETRAIN_BATCH_TAG] and state.drift_evaluation_seen is not None
@@ -333,13 +335,14 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     # The daemon would launch the request; here the same run, in process, on the same instance.
     defs = _definitions(world, drifted_log)
     run = defs.resolve_job_def("automl_sweep").execute_in_process(
-        partition_key="logistic", instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
+        partition_key=sweep_partition_key("sample_quality", "logistic"), instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
         run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
     )
     assert run.success
     chained = _tick(world, sqlite_instance, waiting.cursor)
     (register,) = chained.run_requests
-    assert register.job_name == "register_and_promote" and register.run_key == f"{state.batch}:register"
+    assert register.job_name == "register_and_promote" and register.run_key == f"{state.batch}:sample_quality:register"
+    assert register.partition_key == "sample_quality"
     # The same failed evaluation does not start a second retraining.
     after = _tick(world, sqlite_instance, chained.cursor)
     assert not after.run_requests and RetrainState.from_json(after.cursor).batch is None
@@ -363,37 +366,39 @@ def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
     no_champion = schedule_tick(f"sqlite:///{tmp_path / 'empty.db'}")
     assert isinstance(no_champion, dg.SkipReason) and "no champion yet" in no_champion.skip_message
     (sweep,) = schedule_tick(world.tracking_uri)
-    assert sweep.job_name == "automl_sweep" and sweep.partition_key == "logistic"
+    assert sweep.job_name == "automl_sweep" and sweep.partition_key == sweep_partition_key("sample_quality", "logistic")
     assert sweep.tags[RETRAIN_BATCH_TAG] == "scheduled-20261122T0300" and sweep.tags["tracseq/retrain_reason"] == SCHEDULE_REASON
 
     run = _definitions(world, tmp_path / "log").resolve_job_def("automl_sweep").execute_in_process(
-        partition_key="logistic", instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
+        partition_key=sweep_partition_key("sample_quality", "logistic"), instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
         run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
     )
     assert run.success
     # The sensor did not start this batch, yet it registers it, once.
     chained = _tick(world, sqlite_instance, None)
     (register,) = chained.run_requests
-    assert register.job_name == "register_and_promote" and register.run_key == "scheduled-20261122T0300:register"
+    assert register.job_name == "register_and_promote" and register.run_key == "scheduled-20261122T0300:sample_quality:register"
     assert not _tick(world, sqlite_instance, chained.cursor).run_requests
 
 
 def test_retraining_sensor_on_new_labels_once(world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRACSEQ_RETRAIN_MIN_NEW_LABELS", "300")
     champion_rows = champion_training_rows(world.registry)
-    assert champion_rows == labelled_sample_count(world.lake) and champion_rows > 1000
+    assert champion_rows == labelled_row_count(world.lake, get_model("sample_quality")) and champion_rows > 1000
     lake = Lake(tmp_path / "lake")
     newer = generate_samples(400, seed=12, id_offset=900_000)
     more = compute_features(newer, newer, as_of=None).reset_index()
     lake.write_table(lake.features_path, pd.concat([world.features, more], ignore_index=True))
-    new_labels = labelled_sample_count(lake) - champion_rows
+    new_labels = labelled_row_count(lake, get_model("sample_quality")) - champion_rows
     assert 300 <= new_labels <= 400
 
     started = _tick(world, sqlite_instance, None, lake)
-    assert len(started.run_requests) == 6 and {r.partition_key for r in started.run_requests} == set(RetrainPolicy.families)
-    assert f"{new_labels} newly labelled samples" in started.run_requests[0].tags["tracseq/retrain_reason"]
+    assert len(started.run_requests) == 6 and {r.partition_key for r in started.run_requests} == {
+        sweep_partition_key("sample_quality", f) for f in ALL_FAMILIES
+    }
+    assert f"{new_labels} newly labelled rows" in started.run_requests[0].tags["tracseq/retrain_reason"]
     state = RetrainState.from_json(started.cursor)
-    assert state.labels_at_last_retrain == labelled_sample_count(lake)
+    assert state.labels_at_last_retrain == labelled_row_count(lake, get_model("sample_quality"))
     state.batch = None  # as if the batch finished and the gate kept the champion
     again = _tick(world, sqlite_instance, state.to_json(), lake)
     assert not again.run_requests

@@ -190,7 +190,7 @@ def test_bento_tag_that_does_not_exist(world: Path) -> None:
 def test_mlflow_server_that_cannot_be_reached(world: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    result = run_cli(["model", "history"], world, MLFLOW_TRACKING_URI=uri)
+    result = run_cli(["model", "history", "--model", "sample_quality"], world, MLFLOW_TRACKING_URI=uri)
     seconds = time.monotonic() - started
     line = assert_one_line_error(result, "MLFLOW_TRACKING_URI", uri)
     assert "cannot be reached" in line
@@ -214,7 +214,7 @@ def test_mlflow_uri_where_something_else_listens(world: Path) -> None:
     threading.Thread(target=hang_up, daemon=True).start()
     try:
         started = time.monotonic()
-        result = run_cli(["model", "history"], world, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+        result = run_cli(["model", "history", "--model", "sample_quality"], world, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
         seconds = time.monotonic() - started
     finally:
         server.close()

@@ -26,7 +26,10 @@ from tracseq_dagster.training import (
     run_promotion_gate,
     sweep_one_family,
 )
-from tracseq_dagster.training_set import SLICE_COLUMN, TARGET, stable_holdout, training_set_from_features
+from tracseq_dagster.models.sample_quality import MODEL, training_set_from_features
+from tracseq_dagster.training_set import stable_holdout
+
+TARGET, SLICE_COLUMN = MODEL.label, MODEL.slice_column
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -229,9 +232,13 @@ def test_model_cli_history_and_rollback(mlflow_store, tmp_path: Path, monkeypatc
     client, _, _ = mlflow_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
     runner = CliRunner()
-    missing = runner.invoke(app, ["model", "history"])
+    missing = runner.invoke(app, ["model", "history", "--model", "sample_quality"])
     assert missing.exit_code == 2 and "no registered model 'sample_quality'" in missing.output
     assert "Traceback" not in missing.output
+    unknown = runner.invoke(app, ["model", "history", "--model", "nope"], terminal_width=300)
+    assert unknown.exit_code == 2 and "no model 'nope' in the catalog; it has sample_quality" in unknown.output
+    untrained = runner.invoke(app, ["models"])
+    assert untrained.exit_code == 0 and "sample_quality" in untrained.output and "none" in untrained.output
 
 
 def test_sqlite_paths_follow_sqlalchemy() -> None:

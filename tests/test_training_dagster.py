@@ -27,7 +27,8 @@ from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, run_promotion_gate, sweep_one_family
-from tracseq_dagster.training_set import training_set_from_features
+from tracseq_dagster.models.sample_quality import training_set_from_features
+from tracseq_dagster.partitions import sweep_partition_key
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +42,13 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     assert runner.invoke(app, ["generate-exports", "--rows", "3000", "--seed", "4", "--out", str(data / "landing")]).exit_code == 0
     assert runner.invoke(app, ["ingest", str(data / "landing")]).exit_code == 0
 
-    result = runner.invoke(app, ["train", "--budget-s", "10", "--families", "logistic,lightgbm", "--cv-folds", "3", "--max-ece", "0.3"])
+    result = runner.invoke(app, ["train", "--model", "sample_quality", "--budget-s", "10", "--families", "logistic,lightgbm", "--cv-folds", "3", "--max-ece", "0.3"])
     assert result.exit_code == 0, result.output
-    assert "promotion gate: promoted (challenger v1)" in result.output, result.output
+    assert "sample_quality promotion gate: promoted (challenger v1)" in result.output, result.output
 
     instance = dg.DagsterInstance.get()
     for family in ("logistic", "lightgbm"):
-        trials = latest_materialization(instance, "automl_trials", family).metadata  # noqa
+        trials = latest_materialization(instance, "automl_trials", sweep_partition_key("sample_quality", family)).metadata
 
         assert trials["complete"].value >= 1 and trials["best_cv_mean"].value > 0.6
     board = latest_materialization(instance, "automl_leaderboard").metadata
@@ -73,10 +74,12 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
 
     registry = ModelRegistry(client, "sample_quality")
     assert str(registry.version(CHAMPION).version) == "1"
-    history = runner.invoke(app, ["model", "history"])
+    history = runner.invoke(app, ["model", "history", "--model", "sample_quality"])
     assert history.exit_code == 0 and "promote" in history.output and "v1" in history.output, history.output
-    rollback = runner.invoke(app, ["model", "rollback"])
+    rollback = runner.invoke(app, ["model", "rollback", "--model", "sample_quality"])
     assert rollback.exit_code == 2 and "no previous champion" in rollback.output
+    listed = runner.invoke(app, ["models"], terminal_width=250)
+    assert listed.exit_code == 0 and "v1 (" in listed.output and "roc_auc_ovr 0." in listed.output, listed.output
 
 
 def _features(rows: int = 1200, seed: int = 5) -> pd.DataFrame:
@@ -101,12 +104,14 @@ def test_bad_training_input_fails_clearly_and_leaves_the_registry_alone(tmp_path
     defs = build_definitions(lake_dir=str(lake.root), mlflow_tracking_uri=tracking, optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     with dg.DagsterInstance.ephemeral() as instance:
         result = defs.resolve_job_def("automl_sweep").execute_in_process(
-            partition_key="logistic", instance=instance, raise_on_error=False,
+            partition_key=sweep_partition_key("sample_quality", "logistic"), instance=instance, raise_on_error=False,
             run_config={"ops": {"automl_trials": {"config": {"time_budget_s": budget}}}},
         )
         assert not result.success
         assert message in failure_message(result)
-        final = defs.resolve_job_def("register_and_promote").execute_in_process(instance=instance, raise_on_error=False)
+        final = defs.resolve_job_def("register_and_promote").execute_in_process(
+            partition_key="sample_quality", instance=instance, raise_on_error=False
+        )
         assert not final.success
     assert open_client(tracking).search_registered_models() == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -285,28 +286,33 @@ def automl_command(
 
 @app.command("train")
 def train_command(
+    model: Annotated[
+        Optional[list[str]], typer.Option("--model", help="Catalog model to train (repeat for several; default: every model, see tracseq models).")
+    ] = None,
     budget_s: Annotated[float, typer.Option("--budget-s", help="Wall-clock budget of each family's sweep, seconds.")] = 60.0,
-    families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")] = None,
+    families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated model families (default: the model's own).")] = None,
     max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
     cv_folds: Annotated[int, typer.Option("--cv-folds", help="Cross-validation folds.")] = 5,
     max_sweep_rows: Annotated[int, typer.Option(help="Training rows the trials see at most (a stratified sample); the final fit uses all.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
-    min_improvement: Annotated[float, typer.Option(help="Gate: holdout gain over the champion required.")] = GatePolicy.min_improvement,
-    max_ece: Annotated[float, typer.Option(help="Gate: largest expected calibration error accepted.")] = GatePolicy.max_ece,
-    max_brier: Annotated[float, typer.Option(help="Gate: largest Brier score accepted.")] = GatePolicy.max_brier,
+    min_improvement: Annotated[Optional[float], typer.Option(help="Gate: holdout gain over the champion required (default: the model's policy).")] = None,
+    max_ece: Annotated[Optional[float], typer.Option(help="Gate: largest expected calibration error accepted (default: the model's policy).")] = None,
+    max_brier: Annotated[Optional[float], typer.Option(help="Gate: largest Brier score accepted (default: the model's policy).")] = None,
 ) -> None:
-    """Train sample_quality through Dagster: sweep the families, register the winner, run the promotion gate."""
+    """Train catalog models through Dagster: sweep the families, register the winner, run the promotion gate."""
     import time
 
     from rich.markup import escape
 
     from tracseq_dagster.automl import ALL_FAMILIES
     from tracseq_dagster.instance import get_instance
+    from tracseq_dagster.models import model_names
     from tracseq_dagster.train import StepOutcome, train
 
-    chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
-    unknown = sorted(set(chosen) - set(ALL_FAMILIES))
+    specs = [_model_spec(name) for name in (model or model_names())]
+    requested = None if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
+    unknown = sorted(set(requested or ()) - set(ALL_FAMILIES))
     if unknown:
         raise typer.BadParameter(f"unknown families {', '.join(unknown)}; choose from {', '.join(ALL_FAMILIES)}")
     instance = get_instance()
@@ -318,36 +324,83 @@ def train_command(
         console.print(f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})" + (f": {step.error}" if step.error else ""), soft_wrap=True)
 
     sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed, "max_sweep_rows": max_sweep_rows}
-    with console.status(f"sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
-        gate = {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}
-        outcomes = train(chosen, sweep_config=sweep, gate_config=gate, workers=workers, on_step=report)
-    _print_training_summary(instance)
-    if not outcomes or not outcomes[-1].success or outcomes[-1].name != "register_and_promote":
+    gate = {k: v for k, v in {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}.items() if v is not None}
+    failed = []
+    for spec in specs:
+        chosen = requested or spec.swept_families()
+        with console.status(f"{spec.name}: sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
+            outcomes = train(spec.name, chosen, sweep_config=sweep, gate_config=gate, workers=workers, on_step=report)
+        _print_training_summary(instance, spec.name)
+        if not outcomes or not outcomes[-1].success or not outcomes[-1].name.startswith("register_and_promote"):
+            failed.append(spec.name)
+    if failed:
+        err_console.print(f"[red]not trained:[/] {', '.join(failed)}")
         raise typer.Exit(code=1)
 
 
-def _print_training_summary(instance) -> None:  # type: ignore[no-untyped-def]
-    """The leaderboard and the gate's decision, from the latest materializations."""
+def _model_spec(name: str):  # type: ignore[no-untyped-def]
+    """The catalog's declaration of ``name``, or a usage error that lists the catalog."""
+    from tracseq_dagster.models import UnknownModelError, get_model
+
+    try:
+        return get_model(name)
+    except UnknownModelError as error:
+        raise typer.BadParameter(str(error), param_hint="--model") from None
+
+
+def _print_training_summary(instance, model: str) -> None:  # type: ignore[no-untyped-def]
+    """The leaderboard and the gate's decision of ``model``, from the latest materializations."""
     import dagster as dg
 
     for key in ("automl_leaderboard", "promotion_gate"):
-        event = instance.get_latest_materialization_event(dg.AssetKey(key))
-        if event is None or event.asset_materialization is None:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[model]), limit=1
+        ).records
+        if not records or records[0].asset_materialization is None:
             continue
-        metadata = event.asset_materialization.metadata
+        metadata = records[0].asset_materialization.metadata
         if key == "automl_leaderboard":
             console.print(metadata["leaderboard"].value)
         else:
-            console.print(f"promotion gate: [bold]{metadata['decision'].value}[/] (challenger v{metadata['challenger_version'].value})")
+            console.print(f"{model} promotion gate: [bold]{metadata['decision'].value}[/] (challenger v{metadata['challenger_version'].value})")
             console.print(metadata["reasons"].value)
 
 
-model_app = typer.Typer(help="The sample_quality model in the MLflow registry: history, rollback.", no_args_is_help=True)
+@app.command("models")
+def models_command() -> None:
+    """The catalog of models: what each predicts, its champion and the champion's holdout metrics."""
+    from tracseq_dagster.models import catalog
+    from tracseq_dagster.registry import CHALLENGER, CHAMPION
+
+    _require_mlflow()
+    table = Table("model", "predicts", "task", "features", "champion", "holdout", "trained on", "challenger", title="model catalog")
+    for spec in catalog().values():
+        registry = _registry(spec.name)
+        champion, challenger = registry.version(CHAMPION), registry.version(CHALLENGER)
+        tags = champion.tags if champion else {}
+        score = f"{tags.get('metric', '')} {float(tags['holdout_score']):.4f}" if "holdout_score" in tags else ""
+        table.add_row(
+            spec.name, spec.description, spec.task, str(len(spec.features)),
+            f"v{champion.version} ({tags.get('family', '?')})" if champion else "none",
+            score, f"{tags['training_rows']} rows" if "training_rows" in tags else "",
+            f"v{challenger.version}" if challenger else "none",
+        )  # fmt: skip
+    console.print(table)
+
+
+model_app = typer.Typer(help="A catalog model in the MLflow registry: history, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
+ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
-def _registry():  # type: ignore[no-untyped-def]
-    """The model registry of the code location's MLflow resource ($MLFLOW_TRACKING_URI or the embedded store)."""
+
+def _registry(model: str):  # type: ignore[no-untyped-def]
+    """The registry of ``model`` in the code location's MLflow ($MLFLOW_TRACKING_URI or the embedded store)."""
+    return _mlflow_resource().registry(_model_spec(model).name)
+
+
+@functools.lru_cache(maxsize=1)
+def _mlflow_resource():  # type: ignore[no-untyped-def]
     import os
 
     # A command that only reads or moves an alias need not wait minutes for MLflow's retries.
@@ -356,7 +409,7 @@ def _registry():  # type: ignore[no-untyped-def]
     _require_mlflow()
     from tracseq_dagster.definitions import build_definitions
 
-    return build_definitions().resources["mlflow_tracking"].registry()
+    return build_definitions().resources["mlflow_tracking"]
 
 
 def _require_mlflow() -> None:
@@ -372,11 +425,11 @@ def _require_mlflow() -> None:
 
 
 @model_app.command("history")
-def model_history_command() -> None:
+def model_history_command(model: ModelOption) -> None:
     """List what was champion when: every promotion and rollback, oldest first."""
     from tracseq_dagster.registry import CHALLENGER, CHAMPION, RegistryError
 
-    registry = _registry()
+    registry = _registry(model)
     try:
         events = registry.history()
     except RegistryError as error:
@@ -394,17 +447,18 @@ def model_history_command() -> None:
 
 @model_app.command("rollback")
 def model_rollback_command(
+    model: ModelOption,
     reason: Annotated[str, typer.Option(help="Why, recorded in the history.")] = "manual rollback",
 ) -> None:
-    """Move the champion alias back to the previous champion."""
+    """Move the champion alias of a model back to its previous champion."""
     from tracseq_dagster.registry import RegistryError
 
     try:
-        event = _registry().rollback(reason)
+        event = _registry(model).rollback(reason)
     except RegistryError as error:
         err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(code=2) from None
-    console.print(f"champion is now v{event.version} (was v{event.previous})")
+    console.print(f"{model}: champion is now v{event.version} (was v{event.previous})")
 
 
 bento_app = typer.Typer(help="The sample_quality prediction service (BentoML): build, serve.", no_args_is_help=True)

@@ -2,6 +2,9 @@
 
 import dagster as dg
 
+from tracseq_dagster.automl import ALL_FAMILIES
+from tracseq_dagster.models import model_names
+
 # One partition per LIMS export file, keyed by the SHA-256 (shortened) of its bytes.
 lab_export_partitions = dg.DynamicPartitionsDefinition(name="lab_exports")
 
@@ -10,3 +13,31 @@ SOURCE_PATH_TAG = "tracseq/source_path"
 
 # One partition per lab document (PDF, DOCX, ...), keyed like exports by its content hash.
 document_partitions = dg.DynamicPartitionsDefinition(name="documents")
+
+# The training chain runs per catalog model: the leaderboard, the registered model and the gate
+# have one partition per model; the sweeps one per model and family, so a backfill of one
+# model's row launches one run (one process, or one pod under the Kubernetes run launcher)
+# per family and they sweep in parallel.
+MODEL_DIMENSION = "model"
+FAMILY_DIMENSION = "family"
+MODEL_PARTITIONS = dg.StaticPartitionsDefinition(list(model_names()))
+AUTOML_PARTITIONS = dg.MultiPartitionsDefinition(
+    {MODEL_DIMENSION: MODEL_PARTITIONS, FAMILY_DIMENSION: dg.StaticPartitionsDefinition(list(ALL_FAMILIES))}
+)
+
+
+def sweep_partition_key(model: str, family: str) -> dg.MultiPartitionKey:
+    """The automl_trials partition of one model's sweep of one family."""
+    return dg.MultiPartitionKey({MODEL_DIMENSION: model, FAMILY_DIMENSION: family})
+
+
+def sweep_partition(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """(model, family) of an automl_trials partition key."""
+    dimensions = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _split(key)
+    return dimensions[MODEL_DIMENSION], dimensions[FAMILY_DIMENSION]
+
+
+def _split(key: str) -> dict[str, str]:
+    # A multi-partition key as a string is its dimension values joined by "|", in dimension-name order.
+    names = sorted((FAMILY_DIMENSION, MODEL_DIMENSION))
+    return dict(zip(names, key.split("|"), strict=True))

@@ -1,8 +1,9 @@
-"""Training through Dagster without a UI: the family sweeps in parallel processes, then register and gate.
+"""Training through Dagster without a UI: a model's family sweeps in parallel processes, then register and gate.
 
-``tracseq train`` and ``make demo`` call :func:`train`. Each family is one partition run of
-``automl_sweep`` on the same instance, so the runs, their MLflow runs and the Optuna studies
-are exactly what the UI or a daemon-driven backfill would produce.
+``tracseq train --model NAME`` and ``make demo`` call :func:`train`. Each family is one
+(model, family) partition run of ``automl_sweep`` on the same instance, so the runs, their
+MLflow runs and the Optuna studies are exactly what the UI or a daemon-driven backfill would
+produce.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from tracseq_dagster.ingest import console_log_level, failure_message
+from tracseq_dagster.partitions import sweep_partition_key
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class StepOutcome:
 
 
 def train(
+    model: str,
     families: tuple[str, ...],
     *,
     sweep_config: dict[str, Any],
@@ -38,44 +41,49 @@ def train(
     on_step: Callable[[StepOutcome], None] | None = None,
     log_level: str = "ERROR",
 ) -> list[StepOutcome]:
-    """Sweep ``families`` (``workers`` at a time, each in its own process), then register and gate.
+    """Sweep ``families`` of catalog model ``model`` (``workers`` at a time, each in its own process),
+    then register and gate.
 
     ``sweep_config`` is the ``SweepConfig`` of every family run; the final step runs when at
     least one family succeeded. The instance is ``$DAGSTER_HOME`` (set it before calling).
     """
     outcomes: list[StepOutcome] = []
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_sweep, f, sweep_config, definitions_kwargs or {}, log_level) for f in families]
+        futures = [pool.submit(_sweep, model, f, sweep_config, definitions_kwargs or {}, log_level) for f in families]
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
             if on_step:
                 on_step(outcome)
     if any(o.success for o in outcomes):
-        final = _register_and_promote(sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {}, log_level)
+        final = _register_and_promote(model, sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {}, log_level)
         outcomes.append(final)
         if on_step:
             on_step(final)
     return outcomes
 
 
-def _sweep(family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str) -> StepOutcome:
+def _sweep(
+    model: str, family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
+) -> StepOutcome:
     return _run_job(
         "automl_sweep",
-        f"automl_trials[{family}]",
+        f"automl_trials[{model}|{family}]",
         {"ops": {"automl_trials": {"config": sweep_config}}},
         definitions_kwargs,
         log_level,
-        partition_key=family,
+        partition_key=sweep_partition_key(model, family),
         tags={"tracseq/trigger": "cli", "tracseq/pid": str(os.getpid())},
     )
 
 
 def _register_and_promote(
-    seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
+    model: str, seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
 ) -> StepOutcome:
     ops = {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}}
-    return _run_job("register_and_promote", "register_and_promote", {"ops": ops}, definitions_kwargs, log_level)
+    return _run_job(
+        "register_and_promote", f"register_and_promote[{model}]", {"ops": ops}, definitions_kwargs, log_level, partition_key=model
+    )
 
 
 def _run_job(

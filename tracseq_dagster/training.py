@@ -1,4 +1,4 @@
-"""Training the ``sample_quality`` model, step by step, as the Dagster assets run it.
+"""Training a catalog model, step by step, as the Dagster assets run it.
 
 1. :func:`sweep_one_family`: one family's Optuna study on the training set (one
    ``automl_trials`` partition, one process), every trial logged as a nested MLflow run.
@@ -39,7 +39,7 @@ from tracseq_dagster.evaluation import Evaluation, diagnostic_figures, evaluate,
 from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import DAGSTER_RUN_TAG, TrialLogger, child_run, fluent_api, log_values, running
-from tracseq_dagster.training_set import SLICE_COLUMN, TARGET, TrainingSet
+from tracseq_dagster.training_set import TrainingSet
 
 #: Packages the logged model needs, pinned to what trained it (skips MLflow's slow inference).
 MODEL_REQUIREMENTS = ("scikit-learn", "xgboost-cpu", "lightgbm", "pandas", "numpy")
@@ -95,9 +95,11 @@ class RegisteredModel:
     export_hashes: list[str] = field(default_factory=list)
 
 
-def automl_config(settings: SweepSettings, *, family: str, storage: str | None, fingerprint: str) -> AutoMLConfig:
+def automl_config(settings: SweepSettings, *, family: str, storage: str | None, training_set: TrainingSet) -> AutoMLConfig:
     return AutoMLConfig(
-        target=TARGET,
+        target=training_set.target,
+        task=training_set.task,  # type: ignore[arg-type]
+        metric=training_set.metric,
         families=(family,),
         time_budget_s=settings.time_budget_s,
         max_trials=settings.max_trials,
@@ -105,9 +107,9 @@ def automl_config(settings: SweepSettings, *, family: str, storage: str | None, 
         seed=settings.seed,
         max_sweep_rows=settings.max_sweep_rows,
         storage=storage,
-        # One study per training set and family (the engine appends the family): re-running a
-        # family on the same data adds trials to its study.
-        study_name=f"sample_quality-{fingerprint}",
+        # One study per model, training set and family (the engine appends the family):
+        # re-running a family on the same data adds trials to its study.
+        study_name=f"{training_set.model}-{training_set.fingerprint}",
     )
 
 
@@ -123,7 +125,7 @@ def sweep_one_family(
     dagster_run_id: str,
 ) -> FamilyOutcome:
     """Run ``family``'s study on the training set; every trial becomes a nested MLflow run."""
-    config = automl_config(settings, family=family, storage=storage, fingerprint=training_set.fingerprint)
+    config = automl_config(settings, family=family, storage=storage, training_set=training_set)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every trial is in MLflow; no line per trial in the logs
     started = time.perf_counter()
     problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
@@ -196,16 +198,17 @@ def register_winner(
     registered finds that version instead of adding a second one.
     """
     client = registry.client
-    config = automl_config(SweepSettings(seed=seed), family=winner.family, storage=storage, fingerprint=training_set.fingerprint)
+    config = automl_config(SweepSettings(seed=seed), family=winner.family, storage=storage, training_set=training_set)
     problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
     model, _ = fit_final(problem, winner.family, winner.best_params or {}, seed)
     holdout = training_set.holdout_frame()
-    evaluation = evaluate(model, holdout, TARGET, winner.metric, SLICE_COLUMN)
-    importances = feature_importances(model, holdout, TARGET, winner.metric, seed=seed)
+    evaluation = evaluate(model, holdout, training_set.target, winner.metric, training_set.slice_column)
+    importances = feature_importances(model, holdout, training_set.target, winner.metric, seed=seed)
 
     tags = {
         DAGSTER_RUN_TAG: dagster_run_id,
         "family": winner.family,
+        "model": training_set.model,
         "feature_code_version": training_set.feature_code_version,
         "training_fingerprint": training_set.fingerprint,
         "training_rows": str(training_set.rows),
@@ -269,10 +272,11 @@ def run_promotion_gate(
     champion_version = registry.version(CHAMPION)
     holdout = training_set.holdout_frame()
     with fluent_api(registry.client):
-        challenger = evaluate(_load(registry, challenger_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+        target, slices = training_set.target, training_set.slice_column
+        challenger = evaluate(_load(registry, challenger_version.version), holdout, target, metric, slices)
         champion = None
         if champion_version is not None:
-            champion = evaluate(_load(registry, champion_version.version), holdout, TARGET, metric, SLICE_COLUMN)
+            champion = evaluate(_load(registry, champion_version.version), holdout, target, metric, slices)
 
     if champion_version is not None and champion_version.version == challenger_version.version:
         decision = GateDecision(promote=False)
@@ -321,7 +325,7 @@ def _log_model(run_id: str, model: Any, training_set: TrainingSet) -> Any:
     """The model in MLflow's sklearn flavour, with signature, input example and pinned requirements."""
     from importlib.metadata import version as installed
 
-    example = training_set.frame.drop(columns=[TARGET]).head(5)
+    example = training_set.frame.drop(columns=[training_set.target]).head(5)
     metric = METRICS["log_loss"] if hasattr(model, "classes_") else METRICS["rmse"]
     signature = infer_signature(example, predict_scores(model, example, metric))
     # MLflow warns about cloudpickle on every save; the choice is deliberate (see below).
@@ -350,7 +354,7 @@ def _log_artifacts(
     storage: str | None,
 ) -> None:
     holdout = training_set.holdout_frame()
-    for name, figure in diagnostic_figures(model, holdout, TARGET).items():
+    for name, figure in diagnostic_figures(model, holdout, training_set.target).items():
         client.log_figure(run_id, figure, f"plots/{name}")
     client.log_figure(run_id, importance_figure(importances), "plots/feature_importance.png")
     client.log_dict(run_id, importances.round(6).to_dict(), "feature_importance.json")

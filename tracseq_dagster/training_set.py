@@ -1,10 +1,11 @@
-"""The training set of the ``sample_quality`` model: labelled features, a stable holdout, lineage.
+"""The training set of a catalog model: its labelled rows, a stable holdout, lineage.
 
-The model learns ``qc_status`` (pass / borderline / fail) from the point-in-time features of
-:mod:`tracseq_dagster.features`, exactly as the offline store holds them.
+The rows come from the model's declaration (:class:`~tracseq_dagster.models.ModelSpec`):
+features computed point in time by the project's own code, plus the label.
 
-The holdout is **stable**: a sample is held out when a hash of its ``sample_id`` falls below
-:data:`HOLDOUT_FRACTION`, whatever else is in the table. So a sample held out today is held
+The holdout is **stable**: a row is held out when a hash of its key (the entity key, or the
+spec's :data:`~tracseq_dagster.models.HOLDOUT_GROUP` column when it has one) falls below
+:data:`HOLDOUT_FRACTION`, whatever else is in the table. So a row held out today is held
 out in every later retraining too, and the promotion gate can score the current champion on
 the challenger's holdout knowing the champion never trained on any of it.
 """
@@ -17,26 +18,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, LABEL_COLUMN, SAMPLE_ID
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec
 
-#: What the model predicts.
-TARGET = LABEL_COLUMN
-#: Share of samples held out from every sweep (by a hash of the sample id).
+#: Share of rows held out from every sweep (by a hash of the row's key).
 HOLDOUT_FRACTION = 0.2
-#: The column whose values are the slices the promotion gate and the metrics look at.
-SLICE_COLUMN = "sample_type"
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Labelled features indexed by ``sample_id``, which rows are held out, and where they came from."""
+    """A model's labelled features indexed by entity key, which rows are held out, and where they came from."""
 
-    frame: pd.DataFrame  # FEATURE_NAMES + TARGET, labelled rows only
+    model: str
+    target: str  # the label column
+    slice_column: str | None
+    task: str  # the AutoML task ("auto" detects it from the label)
+    metric: str | None  # None: the engine's default for the task
+    frame: pd.DataFrame  # features + target, labelled rows only
     holdout: pd.Series  # bool, aligned with frame
     export_hashes: tuple[str, ...]
     feature_code_version: str
-    fingerprint: str  # changes when any sample, feature value or label changes
+    fingerprint: str  # changes when any row, feature value or label changes
 
     @property
     def rows(self) -> int:
@@ -46,36 +48,42 @@ class TrainingSet:
         return self.frame[self.holdout]
 
 
-def stable_holdout(sample_ids: pd.Index | pd.Series, fraction: float = HOLDOUT_FRACTION) -> np.ndarray:
-    """True for the ids whose hash puts them in the holdout; the same id always gets the same answer."""
-    def unit(sample_id: str) -> float:
-        digest = hashlib.blake2b(str(sample_id).encode(), digest_size=8).digest()
+def stable_holdout(keys: pd.Index | pd.Series, fraction: float = HOLDOUT_FRACTION) -> np.ndarray:
+    """True for the keys whose hash puts them in the holdout; the same key always gets the same answer."""
+    def unit(key: str) -> float:
+        digest = hashlib.blake2b(str(key).encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64
 
-    return np.fromiter((unit(s) < fraction for s in sample_ids), dtype=bool, count=len(sample_ids))
+    return np.fromiter((unit(s) < fraction for s in keys), dtype=bool, count=len(keys))
 
 
-def training_set_from_features(features: pd.DataFrame, export_hashes: tuple[str, ...] = ()) -> TrainingSet:
-    """The labelled rows of a ``sample_features`` table, with the stable holdout marked."""
-    missing = [c for c in (SAMPLE_ID, TARGET, *FEATURE_NAMES) if c not in features.columns]
+def build_training_set(spec: ModelSpec, rows: pd.DataFrame, export_hashes: tuple[str, ...] = ()) -> TrainingSet:
+    """The training set of ``spec`` from its labelled rows (what ``spec.labelled_rows`` returns)."""
+    missing = [c for c in (*spec.features, spec.label) if c not in rows.columns]
     if missing:
-        raise ValueError(f"the feature table lacks {', '.join(missing)}: rebuild sample_features")
-    labelled = features[features[TARGET].notna()]
-    frame = labelled.set_index(SAMPLE_ID)[[*FEATURE_NAMES, TARGET]]
-    frame = frame.assign(**{TARGET: frame[TARGET].astype(str)})
-    holdout = pd.Series(stable_holdout(frame.index), index=frame.index, name="holdout")
+        raise ValueError(f"{spec.name}: the labelled rows lack {', '.join(missing)}")
+    if not rows.index.is_unique:
+        raise ValueError(f"{spec.name}: the labelled rows repeat an entity key ({rows.index[rows.index.duplicated()][0]})")
+    keys = rows[HOLDOUT_GROUP] if HOLDOUT_GROUP in rows.columns else rows.index
+    frame = rows[[*spec.features, spec.label]]
+    holdout = pd.Series(stable_holdout(keys), index=frame.index, name="holdout")
     return TrainingSet(
+        model=spec.name,
+        target=spec.label,
+        slice_column=spec.slice_column,
+        task=spec.task,
+        metric=spec.metric,
         frame=frame,
         holdout=holdout,
         export_hashes=tuple(export_hashes),
-        feature_code_version=FEATURE_CODE_VERSION,
+        feature_code_version=spec.feature_code_version,
         fingerprint=frame_fingerprint(frame),
     )
 
 
-def load_training_set(lake: Lake) -> TrainingSet:
-    """The training set from the offline store of ``lake`` and the exports it was built from."""
-    return training_set_from_features(lake.read_features(), tuple(r.file_hash for r in lake.current_records()))
+def load_training_set(lake: Lake, spec: ModelSpec) -> TrainingSet:
+    """The training set of ``spec`` from the lake and the exports it was built from."""
+    return build_training_set(spec, spec.labelled_rows(lake), tuple(r.file_hash for r in lake.current_records()))
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

@@ -36,6 +36,8 @@ from scipy import stats
 
 from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import get_model
+from tracseq_dagster.serving import SERVED_MODEL
 from tracseq_dagster.training_set import load_training_set
 
 #: The asset check on ``feature_drift_report`` that fails on drift (the retraining sensor reads it).
@@ -118,8 +120,8 @@ class DriftReport:
 
 
 def reference_features(lake: Lake) -> pd.DataFrame:
-    """The training features: labelled rows of the offline store, ``FEATURE_NAMES`` columns."""
-    return load_training_set(lake).frame[list(FEATURE_NAMES)]
+    """The served model's training features: its labelled rows, ``FEATURE_NAMES`` columns."""
+    return load_training_set(lake, get_model(SERVED_MODEL)).frame[list(FEATURE_NAMES)]
 
 
 def drift_against_training(current: pd.DataFrame, lake: Lake, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:

@@ -1,4 +1,4 @@
-"""When to retrain ``sample_quality``: the decision the retraining sensor takes, without Dagster.
+"""When to retrain a catalog model: the decision the retraining sensor takes, without Dagster.
 
 Two reasons start a retraining:
 
@@ -6,13 +6,13 @@ Two reasons start a retraining:
   at most once per ``drift_cooldown_hours``: the drift reference is the training data, which a
   retraining on the same data does not change, so without a cool-down a lasting shift would
   retrain on every evaluation.
-* **New labels**: at least ``min_new_labels`` more labelled samples in the offline store than
+* **New labels**: at least ``min_new_labels`` more labelled rows of the model than
   the champion was trained on (its version's ``training_rows`` tag, set by ``register_winner``),
   or than at the last retraining this sensor started if that was later (the gate may have kept
   the old champion, and retraining again on the same labels would change nothing).
 
 No champion yet means nothing to compare with: the first training is an operator's decision.
-A retraining is a *batch*: one ``automl_sweep`` run per family, then ``register_and_promote``
+A retraining is a *batch*: one ``automl_sweep`` run per family of a model, then its ``register_and_promote``
 once every sweep of the batch has finished and at least one succeeded. A weekly schedule
 starts batches too, whatever the drift and the labels say.
 """
@@ -23,16 +23,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import pandas as pd
 
-from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.features import LABEL_COLUMN
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import ModelSpec
 from tracseq_dagster.registry import CHAMPION, ModelRegistry
 
 #: Run tag that ties the runs of one retraining batch together.
 RETRAIN_BATCH_TAG = "tracseq/retrain_batch"
 RETRAIN_REASON_TAG = "tracseq/retrain_reason"
+RETRAIN_MODEL_TAG = "tracseq/model"
 DRIFT_REASON = "the feature drift check failed"
 #: Batches the retraining sensor remembers as registered; older ones fall out of its look-back anyway.
 SETTLED_KEPT = 50
@@ -44,7 +43,6 @@ class RetrainPolicy:
 
     min_new_labels: int = 1000
     drift_cooldown_hours: float = 24.0
-    families: tuple[str, ...] = ALL_FAMILIES
 
 
 @dataclass
@@ -102,7 +100,7 @@ def retrain_decision(
             reasons.append(DRIFT_REASON)
     baseline = max(champion_training_rows, state.labels_at_last_retrain)
     if labelled_now - baseline >= policy.min_new_labels:
-        reasons.append(f"{labelled_now - baseline} newly labelled samples (the champion learned from {champion_training_rows})")
+        reasons.append(f"{labelled_now - baseline} newly labelled rows (the champion learned from {champion_training_rows})")
     drift = bool(reasons) and reasons[0] == DRIFT_REASON
     return RetrainDecision(tuple(reasons), drift)
 
@@ -115,8 +113,9 @@ def champion_training_rows(registry: ModelRegistry) -> int | None:
     return int(champion.tags["training_rows"])
 
 
-def labelled_sample_count(lake: Lake) -> int:
-    """Labelled samples in the offline store: the rows the next training set would have."""
-    if not lake.features_path.exists():
+def labelled_row_count(lake: Lake, spec: ModelSpec) -> int:
+    """Labelled rows of ``spec``: the rows its next training set would have (0 before its sources exist)."""
+    try:
+        return len(spec.labelled_rows(lake))
+    except FileNotFoundError:
         return 0
-    return int(pd.read_parquet(lake.features_path, columns=[LABEL_COLUMN])[LABEL_COLUMN].notna().sum())

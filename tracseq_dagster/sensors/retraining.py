@@ -1,9 +1,12 @@
 """Retraining in the daemon: on drift or new labels (a sensor), every week (a schedule).
 
-Either starts a *batch*: one ``automl_sweep`` run per family, tagged with the batch name.
-The retraining sensor then chains ``register_and_promote`` once every sweep of a batch has
-finished and one succeeded, whoever started the batch (itself, the schedule, or a person
-who tagged a backfill), exactly once per batch.
+Either starts a *batch*: one ``automl_sweep`` run per (model, family), tagged with the batch
+name and the model. The retraining sensor then chains ``register_and_promote`` of a model once
+every sweep of that model in a batch has finished and one succeeded, whoever started the batch
+(itself, the schedule, or a person who tagged a backfill), exactly once per batch and model.
+
+Drift and new labels are watched for the served model (the one whose prediction log the drift
+report reads); the weekly schedule retrains every catalog model that has a champion.
 """
 
 from datetime import datetime, timedelta, timezone
@@ -13,16 +16,20 @@ import dagster as dg
 from resources import LakeResource, MLflowResource
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import automl_sweep_job, register_and_promote_job
+from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.monitoring.retraining import (
     RETRAIN_BATCH_TAG,
+    RETRAIN_MODEL_TAG,
     RETRAIN_REASON_TAG,
     RetrainPolicy,
     RetrainState,
     champion_training_rows,
-    labelled_sample_count,
+    labelled_row_count,
     retrain_decision,
 )
+from tracseq_dagster.partitions import sweep_partition_key
+from tracseq_dagster.serving import SERVED_MODEL
 
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)
 #: A batch whose sweep runs never appeared (launch failed) is given up after this long.
@@ -33,8 +40,8 @@ SCHEDULE_REASON = "the weekly retraining schedule"
 _IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
-def _families() -> tuple[str, ...]:
-    return settings.retrain_families() or RetrainPolicy.families
+def _families(model: str) -> tuple[str, ...]:
+    return settings.retrain_families() or get_model(model).swept_families()
 
 
 def _training_in_progress(instance: dg.DagsterInstance) -> str | None:
@@ -46,11 +53,16 @@ def _training_in_progress(instance: dg.DagsterInstance) -> str | None:
     return None
 
 
-def _sweep_requests(batch: str, reason: str) -> list[dg.RunRequest]:
-    tags = {RETRAIN_BATCH_TAG: batch, RETRAIN_REASON_TAG: reason[:1000]}
+def _sweep_requests(batch: str, reason: str, model: str) -> list[dg.RunRequest]:
+    tags = {RETRAIN_BATCH_TAG: batch, RETRAIN_MODEL_TAG: model, RETRAIN_REASON_TAG: reason[:1000]}
     return [
-        dg.RunRequest(job_name=automl_sweep_job.name, partition_key=family, run_key=f"{batch}:{family}", tags=tags)
-        for family in _families()
+        dg.RunRequest(
+            job_name=automl_sweep_job.name,
+            partition_key=sweep_partition_key(model, family),
+            run_key=f"{batch}:{model}:{family}",
+            tags=tags,
+        )
+        for family in _families(model)
     ]
 
 
@@ -58,9 +70,9 @@ def _sweep_requests(batch: str, reason: str) -> list[dg.RunRequest]:
     jobs=[automl_sweep_job, register_and_promote_job],
     minimum_interval_seconds=settings.monitoring_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Retrains sample_quality when the feature drift check failed or enough newly labelled "
-    "samples arrived: every family's automl_sweep partition, then register_and_promote (also after the "
-    "weekly schedule's sweeps).",
+    description="Retrains the served model when the feature drift check failed or enough newly labelled "
+    "rows arrived: every family's automl_sweep partition of that model, then its register_and_promote "
+    "(also after the weekly schedule's sweeps of any model).",
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, mlflow_tracking: MLflowResource
@@ -84,18 +96,17 @@ def retraining_sensor(
     policy = RetrainPolicy(
         min_new_labels=settings.retrain_min_new_labels(),
         drift_cooldown_hours=settings.retrain_drift_cooldown_hours(),
-        families=_families(),
     )
     latest_check = context.instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK)
     failed_drift = latest_check.id if latest_check and latest_check.status.value == "FAILED" else None
-    labelled = labelled_sample_count(lake.lake())
+    labelled = labelled_row_count(lake.lake(), get_model(SERVED_MODEL))
     # Cheap tests first: most ticks end here without opening the registry.
     if failed_drift is None and labelled - state.labels_at_last_retrain < policy.min_new_labels:
         return dg.SensorResult(skip_reason=f"no failed drift check; {labelled} labelled samples", cursor=state.to_json())
     busy = _training_in_progress(context.instance)  # a training someone else started
     if busy:
         return dg.SensorResult(skip_reason=busy, cursor=state.to_json())
-    champion_rows = champion_training_rows(mlflow_tracking.registry())
+    champion_rows = champion_training_rows(mlflow_tracking.registry(SERVED_MODEL))
     decision = retrain_decision(
         policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled, champion_training_rows=champion_rows
     )
@@ -114,7 +125,7 @@ def retraining_sensor(
     state.batch, state.labels_at_last_retrain, state.last_retrain_at = batch, labelled, now.isoformat()
     if decision.drift:
         state.drift_evaluation_seen = failed_drift
-    return dg.SensorResult(run_requests=_sweep_requests(batch, because), cursor=state.to_json())
+    return dg.SensorResult(run_requests=_sweep_requests(batch, because, SERVED_MODEL), cursor=state.to_json())
 
 
 def _own_batch_waiting(context: dg.SensorEvaluationContext, state: RetrainState) -> str | None:
@@ -134,24 +145,29 @@ def _batch_sweeps(instance: dg.DagsterInstance, batch: str) -> list[dg.DagsterRu
 
 
 def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainState) -> list[dg.RunRequest]:
-    """register_and_promote for each recent batch whose sweeps all finished and one succeeded (once)."""
+    """register_and_promote for each recent batch and model whose sweeps all finished and one succeeded (once)."""
     since = datetime.now(timezone.utc) - BATCH_LOOKBACK
-    batches: dict[str, list[dg.DagsterRun]] = {}
+    batches: dict[tuple[str, str], list[dg.DagsterRun]] = {}
     for run in context.instance.get_runs(dg.RunsFilter(job_name=automl_sweep_job.name, created_after=since)):
-        batch = run.tags.get(RETRAIN_BATCH_TAG)
-        if batch and batch not in state.settled_batches:
-            batches.setdefault(batch, []).append(run)
+        batch, model = run.tags.get(RETRAIN_BATCH_TAG), run.tags.get(RETRAIN_MODEL_TAG)
+        if batch and model and f"{batch}:{model}" not in state.settled_batches:
+            batches.setdefault((batch, model), []).append(run)
     due = []
-    for batch, sweeps in sorted(batches.items()):
+    for (batch, model), sweeps in sorted(batches.items()):
         if not all(r.is_finished for r in sweeps):
             continue
-        state.settle(batch)
+        state.settle(f"{batch}:{model}")
         if any(r.is_success for r in sweeps):
             due.append(
-                dg.RunRequest(job_name=register_and_promote_job.name, run_key=f"{batch}:register", tags={RETRAIN_BATCH_TAG: batch})
+                dg.RunRequest(
+                    job_name=register_and_promote_job.name,
+                    partition_key=model,
+                    run_key=f"{batch}:{model}:register",
+                    tags={RETRAIN_BATCH_TAG: batch, RETRAIN_MODEL_TAG: model},
+                )
             )
         else:
-            context.log.warning(f"{batch}: no sweep succeeded; nothing to register")
+            context.log.warning(f"{batch}: no sweep of {model} succeeded; nothing to register")
     return due
 
 
@@ -159,15 +175,17 @@ def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainState)
     job=automl_sweep_job,
     cron_schedule=settings.retrain_cron(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Retrains sample_quality every week (TRACSEQ_RETRAIN_CRON) even without drift or new labels: "
-    "every family's sweep; the retraining sensor then registers the winner and runs the gate.",
+    description="Retrains every catalog model with a champion every week (TRACSEQ_RETRAIN_CRON), even without "
+    "drift or new labels: each model's family sweeps; the retraining sensor then registers each winner and runs its gate.",
 )
 def retraining_schedule(context: dg.ScheduleEvaluationContext, mlflow_tracking: MLflowResource) -> list[dg.RunRequest] | dg.SkipReason:
-    """One batch of family sweeps per scheduled time, unless no champion exists yet or a training runs."""
-    if champion_training_rows(mlflow_tracking.registry()) is None:
+    """One batch of family sweeps per scheduled time for the models with a champion, unless a training runs."""
+    client = mlflow_tracking.client()
+    models = [m for m in catalog() if champion_training_rows(mlflow_tracking.registry(m, client)) is not None]
+    if not models:
         return dg.SkipReason("no champion yet: the first training is an operator's decision (tracseq train)")
     busy = _training_in_progress(context.instance)
     if busy:
         return dg.SkipReason(busy)
     moment = context.scheduled_execution_time or datetime.now(timezone.utc)
-    return _sweep_requests(f"scheduled-{moment:%Y%m%dT%H%M}", SCHEDULE_REASON)
+    return [r for model in models for r in _sweep_requests(f"scheduled-{moment:%Y%m%dT%H%M}", SCHEDULE_REASON, model)]
