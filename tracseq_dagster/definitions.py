@@ -9,10 +9,10 @@ import dagster as dg
 from assets.automl import automl_leaderboard, automl_trials, promotion_gate, registered_model
 from assets.documents import document_chunks, document_index, submission_metadata
 from assets.features import sample_features
-from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract
+from assets.lab_exports import raw_lab_exports, raw_rows_meet_contract, raw_run_exports, raw_run_rows_meet_contract
 from assets.monitoring import ab_test_report, feature_drift_report, prediction_log
 from assets.serving import online_sample_features, sample_quality_bento
-from assets.validation import validate_lab_export
+from assets.validation import validate_lab_export, validate_run_export
 from resources import (
     EmbedderResource,
     ExportParsingResource,
@@ -28,10 +28,12 @@ from resources import (
 from tracseq_dagster import settings
 from tracseq_dagster.jobs import (
     audit_raw_export_job,
+    audit_raw_run_export_job,
     automl_sweep_job,
     index_documents_job,
     ingest_document_job,
     ingest_lab_export_job,
+    ingest_run_export_job,
     monitoring_reports_job,
     monitoring_schedule,
     package_bento_job,
@@ -69,6 +71,8 @@ def build_definitions(
         assets=[
             raw_lab_exports,
             validate_lab_export,
+            raw_run_exports,
+            validate_run_export,
             sample_features,
             automl_trials,
             automl_leaderboard,
@@ -83,10 +87,12 @@ def build_definitions(
             document_index,
             submission_metadata,
         ],
-        asset_checks=[raw_rows_meet_contract],
+        asset_checks=[raw_rows_meet_contract, raw_run_rows_meet_contract],
         jobs=[
             ingest_lab_export_job,
             audit_raw_export_job,
+            ingest_run_export_job,
+            audit_raw_run_export_job,
             sample_features_job,
             automl_sweep_job,
             register_and_promote_job,

@@ -65,6 +65,7 @@ import great_expectations as gx  # noqa: E402
 from tracseq_dagster.contract import SAMPLE_CONTRACT  # noqa: E402
 from tracseq_dagster.export_contract import ExportContract  # noqa: E402
 from tracseq_dagster.rules import Rule, RuleContext, as_utc, contract_rules, utc_now  # noqa: E402
+from tracseq_dagster.run_rules import with_sample_facts  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,12 @@ def run_expectation_suite(
     summary.data_docs_index = docs_index
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def suite_frame(frame: pd.DataFrame, contract: ExportContract, accepted_samples: pd.DataFrame | None) -> pd.DataFrame:
+    """``frame`` as ``contract``'s suite reads it: joined with the accepted samples' facts when
+    the kind's rules look rows up in the samples (see :mod:`tracseq_dagster.run_rules`)."""
+    return with_sample_facts(frame, accepted_samples) if contract.needs_accepted_samples else frame
 
 
 def run_expectation_suite_detailing_failures(frame: pd.DataFrame, **kwargs: Any) -> GXRunSummary:
@@ -383,5 +390,6 @@ __all__ = [
     "build_expectation_suite",
     "run_expectation_suite",
     "run_expectation_suite_detailing_failures",
+    "suite_frame",
     "suite_name",
 ]

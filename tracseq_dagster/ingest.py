@@ -1,7 +1,9 @@
 """Ingest a folder of exports without a UI: the same jobs the sensor launches, in process.
 
 Used by ``tracseq ingest``, ``make demo`` and the benchmarks. Each file is its own
-partition and its own run, so one bad file fails alone and the others go on.
+partition and its own run, so one bad file fails alone and the others go on. A folder may
+hold every export kind: each file goes to its kind's job (told by its header, as the sensor
+does), sample exports first, so the runs of samples in the same drop find them accepted.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from tracseq_dagster.landing import content_hash, list_landing_files
-from tracseq_dagster.partitions import SOURCE_PATH_TAG, lab_export_partitions
+from tracseq_dagster.export_kinds import DEFAULT_CONTRACT
+from tracseq_dagster.export_pipelines import EXPORT_PIPELINES, ExportPipeline, pipeline_for
+from tracseq_dagster.landing import LandingFile, content_hash, list_landing_files
+from tracseq_dagster.parsing import ExportParseError, detect_export_kind
+from tracseq_dagster.partitions import SOURCE_PATH_TAG
 
 
 @dataclass
@@ -27,6 +32,7 @@ class IngestOutcome:
     error: str | None = None
     rows_accepted: int | None = None
     rows_quarantined: int | None = None
+    kind: str = DEFAULT_CONTRACT.name  # the export kind's contract name
 
 
 def ingest_folder(
@@ -38,34 +44,51 @@ def ingest_folder(
     on_file: Callable[[IngestOutcome], None] | None = None,
     log_level: str = "DEBUG",
 ) -> list[IngestOutcome]:
-    """Materialize raw → validated/quarantined for every export in ``folder``.
+    """Materialize raw → validated/quarantined for every export in ``folder``, samples first.
 
     Files whose bytes were already ingested are skipped unless ``force``. ``log_level``
-    sets the console logger of the runs (the instance keeps every event regardless).
+    sets the console logger of the runs (the instance keeps every event regardless). A file
+    of no known kind runs the sample job, which fails naming what the file lacks per kind.
     """
-    job = defs.resolve_job_def("ingest_lab_export")
     outcomes = []
-    for landing_file in list_landing_files(str(folder)):
+    for pipeline, landing_file in _by_kind(list_landing_files(str(folder))):
         key = content_hash(landing_file.path)
         if not force and _is_materialized(instance, key):
-            outcome = IngestOutcome(landing_file.path, key, "unchanged")
+            outcome = IngestOutcome(landing_file.path, key, "unchanged", kind=pipeline.kind)
         else:
-            result = run_file_partition(job, instance, lab_export_partitions, key, landing_file.path, log_level)
+            job = defs.resolve_job_def(pipeline.ingest_job)
+            result = run_file_partition(job, instance, pipeline.partitions, key, landing_file.path, log_level)
             if result.success:
                 outcome = IngestOutcome(
                     landing_file.path,
                     key,
                     "ingested",
                     run_id=result.run_id,
-                    rows_accepted=_row_count(instance, "validated_samples", key),
-                    rows_quarantined=_row_count(instance, "quarantined_samples", key),
+                    rows_accepted=_row_count(instance, pipeline.validated_asset, key),
+                    rows_quarantined=_row_count(instance, pipeline.quarantined_asset, key),
+                    kind=pipeline.kind,
                 )
             else:
-                outcome = IngestOutcome(landing_file.path, key, "failed", run_id=result.run_id, error=failure_message(result))
+                outcome = IngestOutcome(
+                    landing_file.path, key, "failed", run_id=result.run_id, error=failure_message(result), kind=pipeline.kind
+                )
         outcomes.append(outcome)
         if on_file is not None:
             on_file(outcome)
     return outcomes
+
+
+def _by_kind(files: list[LandingFile]) -> list[tuple[ExportPipeline, LandingFile]]:
+    """Each file with its kind's pipeline, in ingestion order of the kinds (stable within a kind)."""
+    routed = []
+    for landing_file in files:
+        try:
+            contract = detect_export_kind(landing_file.path)
+        except (ExportParseError, OSError):  # its run fails with the reason, as from the sensor
+            contract = DEFAULT_CONTRACT
+        routed.append((pipeline_for(contract), landing_file))
+    order = {pipeline.kind: i for i, pipeline in enumerate(EXPORT_PIPELINES)}
+    return sorted(routed, key=lambda pair: order[pair[0].kind])
 
 
 def build_features(
@@ -102,9 +125,11 @@ def console_log_level(level: str) -> dict:
 
 
 def _is_materialized(instance: dg.DagsterInstance, key: str) -> bool:
-    if not instance.has_dynamic_partition(lab_export_partitions.name, key):
-        return False
-    return _latest_materialization(instance, "validated_samples", key) is not None
+    """Whether these bytes were ingested already, as whichever kind."""
+    return any(
+        instance.has_dynamic_partition(p.partitions.name, key) and _latest_materialization(instance, p.validated_asset, key) is not None
+        for p in EXPORT_PIPELINES
+    )
 
 
 def _latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str) -> dg.AssetMaterialization | None:

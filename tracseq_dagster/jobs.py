@@ -3,27 +3,15 @@
 import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.partitions import document_partitions, lab_export_partitions
+from tracseq_dagster.partitions import document_partitions
 
-# One export file: parse, validate, quarantine, and the blocking contract check. The
-# raw-rows check is left out: it re-runs the whole suite on what arrived (as long again as
-# the blocking check) and quarantined_samples already lists every violation; a person runs
-# it with audit_raw_export (from the UI's Jobs page) to get Data Docs of a raw file.
-ingest_lab_export_job = dg.define_asset_job(
-    "ingest_lab_export",
-    selection=dg.AssetSelection.assets("raw_lab_exports", "validated_samples", "quarantined_samples").without_checks()
-    | dg.AssetSelection.checks_for_assets("validated_samples"),
-    partitions_def=lab_export_partitions,
-    description="Parse, validate and quarantine one LIMS export (one partition per file).",
-)
-
-# Parsing again is idempotent (same bytes, same table) and lets the job carry the partition:
-# Dagster cannot launch a partitioned run of checks alone.
-audit_raw_export_job = dg.define_asset_job(
-    "audit_raw_export",
-    selection=dg.AssetSelection.assets("raw_lab_exports"),
-    partitions_def=lab_export_partitions,
-    description="Re-parse one export and run the Great Expectations suite with Data Docs on its raw rows.",
+# One export file (per export kind): parse, validate, quarantine and the blocking check; and
+# the audit job with Data Docs of the raw rows. Built per kind by export_jobs.
+from tracseq_dagster.export_jobs import (  # noqa: E402, F401 - re-exported, the sample kind's names
+    audit_raw_export_job,
+    audit_raw_run_export_job,
+    ingest_lab_export_job,
+    ingest_run_export_job,
 )
 
 # The offline feature store, rebuilt from every accepted sample.

@@ -1,4 +1,4 @@
-"""Parse one LIMS export file (CSV, Parquet or JSON Lines) into the typed sample frame.
+"""Parse one LIMS export file (CSV, Parquet or JSON Lines) into the typed frame of its kind.
 
 The typed frame (downstream code relies on it)
 -----------------------------------------------
@@ -80,7 +80,13 @@ benchmarks reach for), so ``from tracseq_dagster.parsing import X`` is the impor
 * ``raw_chunk``, ``csv_source``, ``jsonl_source``, ``parquet_source``: the format readers;
 * ``reader``: :class:`ExportReader`, the chunked driver, with :func:`iter_export_chunks` and
   :func:`read_export`;
-* ``to_parquet``: :func:`parse_export_to_parquet`, what the landing asset runs.
+* ``to_parquet``: :func:`parse_export_to_parquet`, what the landing asset runs;
+* ``kind``: :func:`detect_export_kind`, which export kind (samples, runs) a file is.
+
+Every function that reads or types a file takes ``contract`` (an
+:class:`~tracseq_dagster.export_contract.ExportContract`, default the sample export): the
+columns, aliases and kinds above are that contract's, so a sequencing run export goes through
+the very same code with ``contract=RUN_CONTRACT``.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ from tracseq_dagster.parsing.dialect import SNIFF_BYTES
 from tracseq_dagster.parsing.errors import ExportParseError
 from tracseq_dagster.parsing.issues import ISSUE_COLUMNS, STRING_DTYPE, issues_arrow_schema
 from tracseq_dagster.parsing.jsonl_source import _JsonlSource
+from tracseq_dagster.parsing.kind import ExportKindError, detect_export_kind
 from tracseq_dagster.parsing.parquet_source import _ParquetSource
 from tracseq_dagster.parsing.reader import ExportReader, iter_export_chunks, read_export
 from tracseq_dagster.parsing.results import ExportDialect, ParsedChunk, ParseSummary
@@ -99,12 +106,14 @@ from tracseq_dagster.parsing.typed_frame import coerce_columns, typed_arrow_sche
 
 __all__ = [
     "ExportDialect",
+    "ExportKindError",
     "ExportParseError",
     "ExportReader",
     "ISSUE_COLUMNS",
     "ParseSummary",
     "ParsedChunk",
     "coerce_columns",
+    "detect_export_kind",
     "issues_arrow_schema",
     "iter_export_chunks",
     "parse_export_to_parquet",

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tracseq_dagster.contract import COLUMN_BY_NAME, FLOAT_COLUMNS, normalise_column_name
+from tracseq_dagster.contract import SAMPLE_CONTRACT
+from tracseq_dagster.export_contract import ExportContract, Kind
 from tracseq_dagster.parsing.dialect import _sniff_separator, _split_header, _suggest_separator
 from tracseq_dagster.parsing.errors import ExportParseError
 from tracseq_dagster.parsing.header import _check_required, _normalise_header
@@ -28,8 +29,17 @@ from tracseq_dagster.parsing.raw_chunk import _RawChunk
 class _CsvSource:
     drop_blank = True
 
-    def __init__(self, stream: _LineStream, file: str, head_text: str, complete: bool, chunk_rows: int) -> None:
+    def __init__(
+        self,
+        stream: _LineStream,
+        file: str,
+        head_text: str,
+        complete: bool,
+        chunk_rows: int,
+        contract: ExportContract = SAMPLE_CONTRACT,
+    ) -> None:
         self.file = file
+        self._contract = contract
         self._stream = stream
         self._chunk_rows = chunk_rows
         lines = _split_lines(head_text)
@@ -50,16 +60,16 @@ class _CsvSource:
         self.header_line = idx + 1
         data_lines = [line for line in lines[idx + 1 :] if line.strip()]
         if sep is None:
-            sep, names = _sniff_separator(header_text, data_lines)
+            sep, names = _sniff_separator(header_text, data_lines, contract)
         else:
             names = _split_header(header_text, sep)
-        if len(names) <= 1 and not (names and normalise_column_name(names[0]) in COLUMN_BY_NAME):
+        if len(names) <= 1 and not (names and contract.normalise_column_name(names[0]) in contract.column_by_name):
             raise ExportParseError(file, self.header_line, header_text, _suggest_separator(header_text))
         self.separator = sep
         self.header_names = names
         self.n_fields = len(names)
-        self.columns = _normalise_header(names, file, self.header_line)
-        _check_required(self.columns, file, self.header_line)
+        self.columns = _normalise_header(names, file, self.header_line, contract)
+        _check_required(self.columns, file, self.header_line, contract)
         self.comma_decimal = sep != ","
         self.decimal = self._sniff_decimal(data_lines)
         self._positional = [f"f{i}" for i in range(self.n_fields)]
@@ -73,7 +83,8 @@ class _CsvSource:
         if self.separator == ",":
             return "."
         comma = dot = 0
-        float_positions = [i for i, name in enumerate(self.columns) if name in FLOAT_COLUMNS]
+        floats = self._contract.names_of(Kind.FLOAT)
+        float_positions = [i for i, name in enumerate(self.columns) if name in floats]
         for line in data_lines[:200]:
             fields = _split_header(line, self.separator)
             for i in float_positions:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tracseq_dagster.contract import COLUMN_BY_NAME, normalise_column_name
+from tracseq_dagster.contract import SAMPLE_CONTRACT
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.arrow_text import _as_text, _is_text, _plain
 from tracseq_dagster.parsing.timestamps import _TS_STAGE_PY
 
@@ -36,11 +37,13 @@ def _split_header(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep, quotechar='"'), [])
 
 
-def _sniff_separator(header: str, data_lines: Sequence[str]) -> tuple[str, list[str]]:
+def _sniff_separator(
+    header: str, data_lines: Sequence[str], contract: ExportContract = SAMPLE_CONTRACT
+) -> tuple[str, list[str]]:
     best: tuple[tuple[int, int, int], str, list[str]] | None = None
     for sep in _SEPARATORS:
         fields = _split_header(header, sep)
-        hits = sum(normalise_column_name(x) in COLUMN_BY_NAME for x in fields)
+        hits = sum(contract.normalise_column_name(x) in contract.column_by_name for x in fields)
         consistent = sum(len(_split_header(line, sep)) == len(fields) for line in data_lines[:50])
         key = (hits, consistent, len(fields))
         if best is None or key > best[0]:

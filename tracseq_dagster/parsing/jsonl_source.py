@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tracseq_dagster.contract import COLUMN_BY_NAME, normalise_column_name
+from tracseq_dagster.contract import SAMPLE_CONTRACT
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.errors import ExportParseError
 from tracseq_dagster.parsing.line_stream import _LineStream
 from tracseq_dagster.parsing.raw_chunk import _RawChunk
@@ -25,8 +26,9 @@ class _JsonlSource:
     decimal = None
     comma_decimal = False
 
-    def __init__(self, stream: _LineStream, file: str, chunk_rows: int) -> None:
+    def __init__(self, stream: _LineStream, file: str, chunk_rows: int, contract: ExportContract = SAMPLE_CONTRACT) -> None:
         self.file = file
+        self._contract = contract
         self._stream = stream
         self._chunk_rows = chunk_rows
         self.columns: list[str] | None = None  # fixed by the first chunk
@@ -69,7 +71,7 @@ class _JsonlSource:
                 raw_keys.update(record)  # every key once, in first-seen order
             keys: dict[str, list[str]] = {}  # normalised -> raw keys, first seen first
             for key in raw_keys:
-                keys.setdefault(normalise_column_name(str(key)) or "unnamed", []).append(key)
+                keys.setdefault(self._contract.normalise_column_name(str(key)) or "unnamed", []).append(key)
             self.keys_seen.update(keys)
             if self.columns is None:
                 self.first_record_line = numbers[0]
@@ -77,7 +79,7 @@ class _JsonlSource:
                 self.header_names = [spellings[0] for spellings in keys.values()]
             raw: dict[str, pa.Array] = {}
             for name, spellings in keys.items():
-                if name not in self.columns and name not in COLUMN_BY_NAME:
+                if name not in self.columns and name not in self._contract.column_by_name:
                     self.late_keys.setdefault(name, numbers[0])
                     continue
                 if len(spellings) == 1:

@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracseq_dagster.contract import SAMPLE_CONTRACT
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.errors import ExportParseError
 from tracseq_dagster.parsing.header import _check_required, _normalise_header
 from tracseq_dagster.parsing.raw_chunk import _RawChunk
@@ -23,7 +25,7 @@ class _ParquetSource:
     decimal = None
     comma_decimal = False
 
-    def __init__(self, f, file: str, chunk_rows: int) -> None:
+    def __init__(self, f, file: str, chunk_rows: int, contract: ExportContract = SAMPLE_CONTRACT) -> None:
         self.file = file
         self._chunk_rows = chunk_rows
         try:
@@ -32,8 +34,8 @@ class _ParquetSource:
         except (pa.ArrowException, OSError, ValueError) as e:
             raise ExportParseError(file, None, None, f"not a readable Parquet file: {e}") from None
         self.header_names = list(names)
-        self.columns = _normalise_header(names, file, None)
-        _check_required(self.columns, file, None)
+        self.columns = _normalise_header(names, file, None, contract)
+        _check_required(self.columns, file, None, contract)
         if self._pf.metadata.num_rows == 0:
             raise ExportParseError(file, None, None, "header only, no data rows (the Parquet file has 0 records)")
         self.first_record_line = None

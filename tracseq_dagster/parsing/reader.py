@@ -21,14 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tracseq_dagster.contract import (
-    COLUMN_BY_NAME,
-    CONTRACT_COLUMNS,
-    LINEAGE_COLUMNS,
-    ROW_NUMBER,
-    TIMESTAMP_COLUMNS,
-    WHOLE_ROW,
-)
+from tracseq_dagster.contract import LINEAGE_COLUMNS, ROW_NUMBER, SAMPLE_CONTRACT, WHOLE_ROW, Kind
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.csv_source import _CsvSource
 from tracseq_dagster.parsing.dialect import SNIFF_BYTES, _SUFFIX_FORMATS, _date_style, _sample_text
 from tracseq_dagster.parsing.encoding import _CONTROL_CHARS, _binary_reason, _detect_encoding
@@ -66,6 +60,7 @@ class ExportReader:
         chunk_rows: int = 250_000,
         dayfirst: bool = True,
         naive_timezone: str = "UTC",
+        contract: ExportContract = SAMPLE_CONTRACT,
     ) -> None:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -74,6 +69,7 @@ class ExportReader:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
             raise ValueError(f"unknown naive_timezone {naive_timezone!r}") from e
         self.source = str(source)
+        self.contract = contract
         self.file_hash = file_hash
         self.dayfirst = dayfirst
         self.naive_timezone = naive_timezone
@@ -116,7 +112,7 @@ class ExportReader:
         bom = False
         if fmt == "parquet":
             self._file.seek(0)
-            src: Any = _ParquetSource(self._file, self.source, chunk_rows)
+            src: Any = _ParquetSource(self._file, self.source, chunk_rows, self.contract)
         else:
             encoding, skip, bom = _detect_encoding(head, complete, self.source)
             decoder = codecs.getincrementaldecoder(encoding)("strict")
@@ -139,9 +135,9 @@ class ExportReader:
             cr_newlines = "\n" not in head_text and "\r" in head_text
             stream = _LineStream(self._file, head, encoding, skip, cr_newlines, self.source)
             if fmt == "csv":
-                src = _CsvSource(stream, self.source, head_text, complete, chunk_rows)
+                src = _CsvSource(stream, self.source, head_text, complete, chunk_rows, self.contract)
             else:
-                src = _JsonlSource(stream, self.source, chunk_rows)
+                src = _JsonlSource(stream, self.source, chunk_rows, self.contract)
         self._src = src
         self._format = fmt
         self._encoding = encoding
@@ -168,7 +164,7 @@ class ExportReader:
     def _setup_columns(self, first: _RawChunk) -> None:
         src = self._src
         columns = list(src.columns or [])
-        self.extra_columns = [c for c in columns if c not in COLUMN_BY_NAME]
+        self.extra_columns = [c for c in columns if c not in self.contract.column_by_name]
         raw_names = dict(zip(columns, src.header_names))
         for name in self.extra_columns:
             spelled = raw_names.get(name, name)
@@ -176,8 +172,9 @@ class ExportReader:
             self.warnings.append(f"unknown extra column {shown} kept")
         if self._format != "jsonl":  # JSON Lines: known once every record was read (_finish)
             self._warn_missing_optional(columns)
-        self.columns = list(CONTRACT_COLUMNS) + self.extra_columns + list(LINEAGE_COLUMNS)
-        timestamps = [first.raw.get(c) for c in TIMESTAMP_COLUMNS if first.raw.get(c) is not None]
+        self.columns = list(self.contract.column_names) + self.extra_columns + list(LINEAGE_COLUMNS)
+        timestamp_columns = self.contract.names_of(Kind.TIMESTAMP)
+        timestamps = [first.raw.get(c) for c in timestamp_columns if first.raw.get(c) is not None]
         if timestamps and all(pa.types.is_timestamp(a.type) or pa.types.is_date(a.type) for a in timestamps):
             date_style = "native"
         else:
@@ -193,7 +190,7 @@ class ExportReader:
         )
 
     def _warn_missing_optional(self, columns: Sequence[str]) -> None:
-        missing_optional = [c for c in CONTRACT_COLUMNS if c not in columns]
+        missing_optional = [c for c in self.contract.column_names if c not in columns]
         if missing_optional:
             self.warnings.append("optional column(s) not in the file, left empty: " + ", ".join(missing_optional))
 
@@ -202,6 +199,12 @@ class ExportReader:
         if self._format == "jsonl" and self._src.columns is None:
             raise ExportParseError(self.source, 1, None, "file is empty (blank lines only)")
         raise ExportParseError(self.source, line if self._format != "parquet" else None, None, "header only, no data rows")
+
+    @property
+    def header_columns(self) -> list[str]:
+        """The file's normalised column names (JSON Lines: the keys of the records read so far)."""
+        src = self._src
+        return list(dict.fromkeys([*(src.columns or []), *sorted(getattr(src, "keys_seen", ()))]))
 
     # -- typing -------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class ExportReader:
             naive_timezone=self.naive_timezone,
             drop_blank=self._src.drop_blank,
             respelled=self._respelled,
+            contract=self.contract,
         )
         if raw.fields is not None:
             short = np.flatnonzero((raw.fields < self._src.n_fields) & kept)
@@ -299,7 +303,7 @@ class ExportReader:
             values = "value in another case was" if count == 1 else "values in another case were"
             self.warnings.append(f"{name}: {count} {values} read as the contract's spelling")
         if self._format == "jsonl":
-            _check_required(self._src.keys_seen, self.source, None)
+            _check_required(self._src.keys_seen, self.source, None, self.contract)
             self._warn_missing_optional(self._src.keys_seen)
         late = getattr(self._src, "late_keys", {})
         for name, line in late.items():
@@ -339,11 +343,18 @@ def iter_export_chunks(
     chunk_rows: int = 250_000,
     dayfirst: bool = True,
     naive_timezone: str = "UTC",
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> ExportReader:
     """Open ``source`` (a local path or an fsspec URL) and return an :class:`ExportReader`:
-    iterate it for :class:`ParsedChunk` s of at most ``chunk_rows`` rows."""
+    iterate it for :class:`ParsedChunk` s of at most ``chunk_rows`` rows, typed to ``contract``
+    (default: the sample export)."""
     return ExportReader(
-        source, file_hash=file_hash, chunk_rows=chunk_rows, dayfirst=dayfirst, naive_timezone=naive_timezone
+        source,
+        file_hash=file_hash,
+        chunk_rows=chunk_rows,
+        dayfirst=dayfirst,
+        naive_timezone=naive_timezone,
+        contract=contract,
     )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracseq_dagster.contract import SAMPLE_CONTRACT
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.issues import issues_arrow_schema
 from tracseq_dagster.parsing.reader import iter_export_chunks
 from tracseq_dagster.parsing.results import ParseSummary
@@ -29,11 +31,14 @@ def parse_export_to_parquet(
     chunk_rows: int = 250_000,
     dayfirst: bool = True,
     naive_timezone: str = "UTC",
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> ParseSummary:
     """Parse ``source`` and write the typed rows to ``dest`` and the issues to
     ``dest.with_suffix(".issues.parquet")``, chunk by chunk. Both are written under temporary
     names and renamed at the end; a failed parse leaves neither behind. The summary is also
-    stored in the data file's key-value metadata under ``tracseq.parse_summary``."""
+    stored in the data file's key-value metadata under ``tracseq.parse_summary``. ``contract``
+    is the export's kind (default: samples; :func:`~tracseq_dagster.parsing.kind.detect_export_kind`
+    tells them apart)."""
     dest = Path(dest)
     issues_dest = dest.with_suffix(".issues.parquet")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +48,14 @@ def parse_export_to_parquet(
     writer = issues_writer = None
     try:
         with iter_export_chunks(
-            source, file_hash=file_hash, chunk_rows=chunk_rows, dayfirst=dayfirst, naive_timezone=naive_timezone
+            source,
+            file_hash=file_hash,
+            chunk_rows=chunk_rows,
+            dayfirst=dayfirst,
+            naive_timezone=naive_timezone,
+            contract=contract,
         ) as reader:
-            schema = typed_arrow_schema(reader.extra_columns)
+            schema = typed_arrow_schema(reader.extra_columns, contract)
             issue_schema = issues_arrow_schema()
             writer = pq.ParquetWriter(tmp, schema)
             issues_writer = pq.ParquetWriter(tmp_issues, issue_schema)

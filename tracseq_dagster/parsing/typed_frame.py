@@ -17,16 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tracseq_dagster.contract import (
-    COLUMN_BY_NAME,
-    COLUMNS,
-    CONTRACT_COLUMNS,
-    ENUM_SPELLINGS,
-    FILE_HASH,
-    ROW_NUMBER,
-    SOURCE_FILE,
-    Kind,
-)
+from tracseq_dagster.contract import FILE_HASH, ROW_NUMBER, SAMPLE_CONTRACT, SOURCE_FILE, Kind
+from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.arrow_text import _as_text, _clean_text, _np_bool, _plain
 from tracseq_dagster.parsing.enums import _contract_spelling
 from tracseq_dagster.parsing.issues import ISSUE_COLUMNS, STRING_DTYPE, _empty_issues
@@ -35,8 +27,8 @@ from tracseq_dagster.parsing.timestamps import _NAT, _coerce_timestamp
 from tracseq_dagster.rules import whole_numbers
 
 
-def typed_arrow_schema(extra_columns: Sequence[str] = ()) -> pa.Schema:
-    """The Arrow schema of the typed frame (what :func:`parse_export_to_parquet` writes)."""
+def typed_arrow_schema(extra_columns: Sequence[str] = (), contract: ExportContract = SAMPLE_CONTRACT) -> pa.Schema:
+    """The Arrow schema of the typed frame of ``contract`` (what :func:`parse_export_to_parquet` writes)."""
     kinds = {
         Kind.STRING: pa.string(),
         Kind.ENUM: pa.string(),
@@ -44,13 +36,13 @@ def typed_arrow_schema(extra_columns: Sequence[str] = ()) -> pa.Schema:
         Kind.FLOAT: pa.float64(),
         Kind.INT: pa.int64(),
     }
-    fields = [pa.field(c.name, kinds[c.kind]) for c in COLUMNS]
+    fields = [pa.field(c.name, kinds[c.kind]) for c in contract.columns]
     fields += [pa.field(name, pa.string()) for name in extra_columns]
     fields += [pa.field(FILE_HASH, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(ROW_NUMBER, pa.int64())]
     # The typed frame's pandas metadata goes with the schema, so that pd.read_parquet gives the
     # typed frame back: without it an int column with one empty cell reads back as float64
     # (and the GX type check downstream rejects the whole export), text as object.
-    empty, _, _ = coerce_columns({}, np.empty(0, dtype=np.int64), extra_columns=extra_columns)
+    empty, _, _ = coerce_columns({}, np.empty(0, dtype=np.int64), extra_columns=extra_columns, contract=contract)
     return pa.schema(fields, metadata=pa.Schema.from_pandas(empty, preserve_index=False).metadata)
 
 
@@ -81,6 +73,7 @@ def coerce_columns(
     naive_timezone: str = "UTC",
     drop_blank: bool = False,
     respelled: Counter[str] | None = None,
+    contract: ExportContract = SAMPLE_CONTRACT,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Type one chunk of raw columns (the one implementation used for CSV, JSON Lines and Parquet).
 
@@ -91,17 +84,20 @@ def coerce_columns(
     (``drop_blank`` drops rows whose cells are all empty, e.g. blank CSV lines).
 
     Enum values in another case (``URGENT``, ``dna``) are stored in the contract's spelling
-    (:data:`~tracseq_dagster.contract.ENUM_SPELLINGS`); ``respelled``, when given, counts them
+    (:attr:`~tracseq_dagster.export_contract.ExportContract.enum_spellings`); ``respelled``, when given, counts them
     per column, so that a reader can warn once per file rather than once per chunk.
+    ``contract`` names the columns and their kinds (default: the sample export).
     """
+    column_by_name = contract.column_by_name
+    all_columns = list(contract.column_names) + list(extra_columns)
     n = len(row_numbers)
     rows = np.asarray(row_numbers, dtype=np.int64)
     columns: dict[str, Any] = {}
     present = np.zeros(n, dtype=bool)
     issue_parts: list[tuple[str, np.ndarray, pa.Array | pa.ChunkedArray, str]] = []
 
-    for name in list(CONTRACT_COLUMNS) + list(extra_columns):
-        kind = COLUMN_BY_NAME[name].kind if name in COLUMN_BY_NAME else Kind.STRING
+    for name in all_columns:
+        kind = column_by_name[name].kind if name in column_by_name else Kind.STRING
         arr = raw.get(name)
         if arr is None:
             columns[name] = None
@@ -113,7 +109,7 @@ def coerce_columns(
             text = _clean_text(_as_text(arr))
             present |= _np_bool(pc.is_valid(text))
             if kind is Kind.ENUM:
-                text, changed = _contract_spelling(text, ENUM_SPELLINGS[name])
+                text, changed = _contract_spelling(text, contract.enum_spellings[name])
                 if changed and respelled is not None:
                     respelled[name] += changed
             columns[name] = text
@@ -143,8 +139,8 @@ def coerce_columns(
     m = int(kept.sum())
 
     out: dict[str, pd.Series] = {}
-    for name in list(CONTRACT_COLUMNS) + list(extra_columns):
-        kind = COLUMN_BY_NAME[name].kind if name in COLUMN_BY_NAME else Kind.STRING
+    for name in all_columns:
+        kind = column_by_name[name].kind if name in column_by_name else Kind.STRING
         value = columns[name]
         if kind in (Kind.STRING, Kind.ENUM):
             if value is None:
@@ -171,7 +167,7 @@ def coerce_columns(
     frame = pd.DataFrame(out, copy=False)
 
     if issue_parts:
-        order = {name: i for i, name in enumerate(list(CONTRACT_COLUMNS) + list(extra_columns))}
+        order = {name: i for i, name in enumerate(all_columns)}
         pieces = []
         for name, bad, arr, message in issue_parts:
             idx = np.flatnonzero(bad)
