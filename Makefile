@@ -48,8 +48,11 @@ venv: system-deps $(BIN)/.installed
 ## Nothing in the landing folder is ever deleted.
 demo: venv
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 2 --format csv --messy --seed 1 --out $(DATA)/landing
+	$(BIN)/tracseq generate-exports --kind runs --rows $(DEMO_ROWS) --files 2 --format csv --messy --seed 1 --out $(DATA)/landing
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format parquet --seed 2 --id-offset 100000 --out $(DATA)/landing
+	$(BIN)/tracseq generate-exports --kind runs --rows $(DEMO_ROWS) --files 1 --format parquet --seed 2 --id-offset 100000 --out $(DATA)/landing
 	$(BIN)/tracseq generate-exports --rows $(DEMO_ROWS) --files 1 --format jsonl --seed 3 --id-offset 200000 --out $(DATA)/landing
+	$(BIN)/tracseq generate-exports --kind runs --rows $(DEMO_ROWS) --files 1 --format jsonl --seed 3 --id-offset 200000 --out $(DATA)/landing
 	cp examples/exports/*.csv $(DATA)/landing/
 	$(BIN)/tracseq ingest $(DATA)/landing || echo "(the example file with broken structure fails alone, as it should)"
 	$(BIN)/tracseq features --ids TS-2025-000001,TS-2025-100001 --as-of 2025-12-31T00:00:00Z
