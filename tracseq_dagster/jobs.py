@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.partitions import document_partitions
+from tracseq_dagster.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, document_partitions, lab_export_partitions
 
 # One export file (per export kind): parse, validate, quarantine and the blocking check; and
 # the audit job with Data Docs of the raw rows. Built per kind by export_jobs.
@@ -21,19 +20,23 @@ sample_features_job = dg.define_asset_job(
     description="Recompute point-in-time features of every accepted sample.",
 )
 
-# One model family's sweep per run: a backfill over the family partitions fans them out.
+# One model family's sweep of one catalog model per run: a backfill over a model's row of the
+# (model, family) partitions fans the families out.
 automl_sweep_job = dg.define_asset_job(
     "automl_sweep",
     selection=dg.AssetSelection.assets("automl_trials"),
-    partitions_def=dg.StaticPartitionsDefinition(list(ALL_FAMILIES)),
-    description="Sweep one model family (one partition per family; backfill all of them to run in parallel).",
+    partitions_def=AUTOML_PARTITIONS,
+    description="Sweep one model family for one catalog model (one partition per model and family; "
+    "backfill a model's families to run them in parallel).",
 )
 
-# After the sweeps: rank them, register the winner as challenger, and let the gate decide.
+# After a model's sweeps: rank them, register the winner as challenger, and let the gate decide.
 register_and_promote_job = dg.define_asset_job(
     "register_and_promote",
     selection=dg.AssetSelection.assets("automl_leaderboard", "registered_model", "promotion_gate"),
-    description="Rank the family sweeps, refit and register the winner as challenger, run the promotion gate.",
+    partitions_def=MODEL_PARTITIONS,
+    description="For one catalog model: rank the family sweeps, refit and register the winner as challenger, "
+    "run the promotion gate.",
 )
 
 # After a promotion: export the champion (and challenger) with the history and build the Bento.

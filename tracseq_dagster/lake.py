@@ -81,17 +81,15 @@ class Lake:
     def features_path(self) -> Path:
         return self.root / "features" / "sample_features.parquet"
 
-    def automl_family_path(self, family: str) -> Path:
-        """The latest sweep result of one model family (written by automl_trials)."""
-        return self.root / "automl" / "families" / f"{family}.json"
+    def automl_family_path(self, model: str, family: str) -> Path:
+        """The latest sweep result of one model family for one catalog model (written by automl_trials)."""
+        return self.root / "automl" / model / "families" / f"{family}.json"
 
-    @property
-    def leaderboard_path(self) -> Path:
-        return self.root / "automl" / "leaderboard.json"
+    def leaderboard_path(self, model: str) -> Path:
+        return self.root / "automl" / model / "leaderboard.json"
 
-    @property
-    def registered_model_path(self) -> Path:
-        return self.root / "automl" / "registered_model.json"
+    def registered_model_path(self, model: str) -> Path:
+        return self.root / "automl" / model / "registered_model.json"
 
     def monitoring_path(self, name: str) -> Path:
         """A file of the monitoring reports (``feature_drift_report.json``, …)."""
@@ -174,15 +172,17 @@ class Lake:
         ]
         if not frames:
             return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
     def read_validated_runs(self, *, exclude_source: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """All accepted sequencing run rows, one table over the current version of every run export."""
         return self.read_validated(exclude_source=exclude_source, columns=columns, kind=RUNS)
 
-        return pd.concat(frames, ignore_index=True)
-
     def accepted_sample_ids(self, *, exclude_source: str | None = None) -> pd.Index:
         """Sample ids already accepted from other exports (for cross-export uniqueness)."""
         frame = self.read_validated(exclude_source=exclude_source, columns=["sample_id"])
+        return pd.Index(frame["sample_id"].dropna().astype(str).unique()) if len(frame) else pd.Index([], dtype=str)
+
     def accepted_keys(self, contract: ExportContract, *, exclude_source: str | None = None) -> pd.Index:
         """The identity keys of ``contract``'s kind already accepted from other exports.
 
@@ -204,8 +204,6 @@ class Lake:
         if not len(frame):
             return pd.DataFrame({"sample_id": pd.Series([], dtype="string"), "received_ts": pd.Series([], dtype="datetime64[ns, UTC]")})
         return frame
-
-        return pd.Index(frame["sample_id"].dropna().astype(str).unique()) if len(frame) else pd.Index([], dtype=str)
 
     def read_features(self) -> pd.DataFrame:
         if not self.features_path.exists():
