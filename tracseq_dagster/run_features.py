@@ -75,10 +75,10 @@ from tracseq_dagster.features import (
     as_of_ns,
     feature_columns,
 )
+from tracseq_dagster.run_contract import RUN_STATUSES
 
 __all__ = [
     "MODEL_FEATURE_SPECS",
-    "RUN_STATUSES",
     "SEQUENCING_SUCCESS_FEATURE_NAMES",
     "SEQUENCING_SUCCESS_FEATURE_SPECS",
     "SEQUENCING_SUCCESS_LABEL",
@@ -91,16 +91,20 @@ __all__ = [
 
 # --------------------------------------------------------------------------- parameters
 
-#: The run export's label values (DESIGN.md) and the one that counts as a failure.
-RUN_STATUSES: tuple[str, ...] = ("pass", "fail")
 RUN_FAIL_STATUS = "fail"
 
-#: Failure rates look at the last RUN_WINDOW labelled runs of an instrument (kit) and are
-#: smoothed ``(k + m * p0) / (n + m)`` like the operator rates of features.py, with a prior
-#: suited to runs (most runs pass) and a weight that a full window outweighs 4:1.
+#: Failure rates look at the libraries of the last RUN_WINDOW runs of an instrument (kit)
+#: whose status was known, and are smoothed ``(k + m * p0) / (n + m)`` like the operator
+#: rates of features.py, with a prior suited to runs (most libraries pass).
 RUN_WINDOW = 20
 RUN_FAILURE_PRIOR = 0.1
-RUN_PRIOR_WEIGHT = 5.0
+RUN_PRIOR_WEIGHT = 10.0
+
+#: Arrivals count the samples received in this window before the prediction time.
+ARRIVALS_WINDOW_NS = 7 * DAY_NS
+
+#: The recent pace of the sequencing queue: first runs started in this window.
+PACE_WINDOW_NS = 28 * DAY_NS
 
 #: Instrument load counts the runs started in this window before the prediction time.
 LOAD_WINDOW_NS = 7 * DAY_NS
@@ -124,25 +128,41 @@ _OPTIONAL_RUN_COLUMNS = ("run_end_ts", "run_status")
 
 # ---------------------------------------------------------------------------- registry
 
+def _failure_specs(name: str, what: str) -> tuple[FeatureSpec, ...]:
+    window = f"the libraries of the last {RUN_WINDOW} runs {what} whose status was known (run_end_ts strictly before as_of)"
+    return (
+        FeatureSpec(
+            f"{name}_failure_rate",
+            "fraction 0..1",
+            f"(k + {RUN_PRIOR_WEIGHT:g} * {RUN_FAILURE_PRIOR:g}) / (n + {RUN_PRIOR_WEIGHT:g}) over {window}; "
+            f"{RUN_FAILURE_PRIOR:g} with none.",
+            "numeric",
+        ),
+        FeatureSpec(f"{name}_recent_failures", "count", f"k: failed libraries among {window}.", "numeric"),
+        FeatureSpec(f"{name}_recent_libraries", "count", f"n: labelled libraries among {window}.", "numeric"),
+        FeatureSpec(f"{name}_recent_runs", "count", f"How many runs that window holds (0..{RUN_WINDOW}).", "numeric"),
+    )
+
+
+_SEQUENCING_QUEUE_SPEC = FeatureSpec(
+    "sequencing_queue",
+    "count",
+    "Other samples extracted strictly before as_of whose first run had not started by then (no "
+    "run_start_ts strictly before as_of): the lab's sequencing queue.",
+    "numeric",
+)
+
+_QUEUE_DAYS_SPEC = FeatureSpec(
+    "sequencing_queue_days",
+    "days",
+    "sequencing_queue at the recent pace: sequencing_queue * 28 / max(1, other samples whose first run "
+    "started in the 28 days before as_of). Comparable between labs and seasons.",
+    "numeric",
+)
+
 _RUN_CONTEXT_SPECS: tuple[FeatureSpec, ...] = (
-    FeatureSpec(
-        "instrument_failure_rate",
-        "fraction 0..1",
-        "(k + 5 * 0.1) / (n + 5) over the instrument's last 20 runs whose status was known (run_end_ts "
-        "strictly before as_of); 0.1 with none.",
-        "numeric",
-    ),
-    FeatureSpec("instrument_recent_failures", "count", "k: failed runs among those n runs of the instrument.", "numeric"),
-    FeatureSpec("instrument_recent_runs", "count", "n: the instrument's labelled runs counted (at most 20).", "numeric"),
-    FeatureSpec(
-        "kit_failure_rate",
-        "fraction 0..1",
-        "(k + 5 * 0.1) / (n + 5) over the last 20 runs using this library kit whose status was known "
-        "(run_end_ts strictly before as_of); 0.1 with none.",
-        "numeric",
-    ),
-    FeatureSpec("kit_recent_failures", "count", "k: failed runs among those n runs with the kit.", "numeric"),
-    FeatureSpec("kit_recent_runs", "count", "n: the kit's labelled runs counted (at most 20).", "numeric"),
+    *_failure_specs("instrument", "on the instrument"),
+    *_failure_specs("kit", "with the library kit"),
     FeatureSpec(
         "queue_length",
         "count",
@@ -150,6 +170,8 @@ _RUN_CONTEXT_SPECS: tuple[FeatureSpec, ...] = (
         "(run_start_ts >= as_of or missing), lab-wide.",
         "numeric",
     ),
+    _SEQUENCING_QUEUE_SPEC,
+    _QUEUE_DAYS_SPEC,
     FeatureSpec(
         "instrument_load_7d",
         "count",
@@ -178,17 +200,12 @@ SEQUENCING_SUCCESS_FEATURE_SPECS: tuple[FeatureSpec, ...] = FEATURE_SPECS + _RUN
 
 #: turnaround_hours: what is known when a sample arrives.
 TURNAROUND_FEATURE_SPECS: tuple[FeatureSpec, ...] = (
+    _SEQUENCING_QUEUE_SPEC,
+    _QUEUE_DAYS_SPEC,
     FeatureSpec(
-        "open_samples",
+        "arrivals_7d",
         "count",
-        "Queue depth at arrival: other samples received strictly before as_of whose first run had not "
-        "ended by then (no run_end_ts strictly before as_of): waiting, in prep or on a sequencer.",
-        "numeric",
-    ),
-    FeatureSpec(
-        "unstarted_samples",
-        "count",
-        "The part of open_samples not yet on a sequencer: no run_start_ts strictly before as_of.",
+        "Other samples received in the 7 days before as_of: as_of - 7 d <= received_ts < as_of.",
         "numeric",
     ),
     FeatureSpec(
@@ -211,6 +228,12 @@ TURNAROUND_FEATURE_SPECS: tuple[FeatureSpec, ...] = (
         "How many turnarounds that median is over (0..50).",
         "numeric",
     ),
+    FeatureSpec(
+        "priority_recent_median_turnaround_hours",
+        "h",
+        "The same median over the latest 50 other samples of the row's priority; NaN with none.",
+        "numeric",
+    ),
     FeatureSpec("priority", "category", "Priority of the sample (contract.PRIORITIES).", "categorical", PRIORITIES),
     FEATURE_SPEC_BY_NAME["sample_type"],
     FeatureSpec("site", "category", "Submitting site (open set).", "categorical"),
@@ -218,6 +241,7 @@ TURNAROUND_FEATURE_SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("hour_received", "0..23", "Hour of day of received_ts in UTC.", "numeric"),
 )
 
+TURNAROUND_SPEC_BY_NAME: Mapping[str, FeatureSpec] = {s.name: s for s in TURNAROUND_FEATURE_SPECS}
 SEQUENCING_SUCCESS_FEATURE_NAMES: tuple[str, ...] = tuple(s.name for s in SEQUENCING_SUCCESS_FEATURE_SPECS)
 TURNAROUND_FEATURE_NAMES: tuple[str, ...] = tuple(s.name for s in TURNAROUND_FEATURE_SPECS)
 MODEL_FEATURE_SPECS: Mapping[str, tuple[FeatureSpec, ...]] = {
@@ -240,6 +264,28 @@ def _run_ns(runs: pd.DataFrame, name: str) -> np.ndarray:
     if name in _OPTIONAL_RUN_COLUMNS and name not in runs.columns:
         return np.full(len(runs), _NAT, dtype=np.int64)
     return _ns(runs, name, "runs")
+
+
+def _sample_ns(samples: pd.DataFrame, name: str) -> np.ndarray:
+    """A sample timestamp column as int64 ns; an empty history may come without columns."""
+    return _ns(samples, name, "history samples") if len(samples) else np.array([], dtype=np.int64)
+
+
+def _sample_obj(samples: pd.DataFrame, name: str) -> np.ndarray:
+    return _obj(samples, name, "history samples") if len(samples) else np.array([], dtype=object)
+
+
+def _dt(ns: np.ndarray) -> np.ndarray:
+    """int64 nanoseconds as datetime64[ns] (``_NAT`` is NaT): group-bys then skip missing times exactly."""
+    return np.asarray(ns, dtype=np.int64).view("datetime64[ns]")
+
+
+def _ns_of(column: pd.Series) -> np.ndarray:
+    return column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(_dt(ns)).tz_localize("UTC")
 
 
 def _failed(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -272,70 +318,124 @@ class _GroupEvents:
 
     Times become ranks among the event times (``rank(x)`` = events strictly before ``x``), so
     ``time < x`` exactly when ``rank(time) < rank(x)`` and ``group * width + rank`` is one sortable
-    key. Events with equal keys are ordered by value, so "the last N" never depends on row order.
+    key. Events with equal keys are ordered by ``tiebreak``, so "the last N" never depends on row
+    order.
     """
 
     times: np.ndarray  # event times, sorted
     keys: np.ndarray  # group * width + rank, sorted
-    cum: np.ndarray  # cumulative values in key order, with a leading 0
+    cum: np.ndarray  # (events + 1, values): cumulative values in key order, a leading row of 0
     width: int
+    kept: np.ndarray  # bool per input event: it has a group and a time
+    order: np.ndarray  # the kept events in key order (positions among the kept ones)
 
     @classmethod
-    def build(cls, group: np.ndarray, time: np.ndarray, values: np.ndarray | None = None) -> _GroupEvents:
+    def build(cls, group: np.ndarray, time: np.ndarray, values: np.ndarray | None = None,
+              tiebreak: np.ndarray | None = None) -> _GroupEvents:  # fmt: skip
         keep = (group >= 0) & (time != _NAT)
         group, time = group[keep], time[keep]
-        values = np.ones(len(time)) if values is None else np.asarray(values, dtype=np.float64)[keep]
+        values = np.ones((len(keep), 1)) if values is None else np.asarray(values, dtype=np.float64)
+        values = (values[:, None] if values.ndim == 1 else values)[keep]
         times = np.sort(time)
         width = len(times) + 1
         keys = group * width + np.searchsorted(times, time, side="left")
-        order = np.lexsort((values, keys))
-        cum = np.zeros(len(keys) + 1)
-        np.cumsum(values[order], out=cum[1:])
-        return cls(times, keys[order], cum, width)
+        order = np.argsort(keys, kind="stable") if tiebreak is None else np.lexsort((tiebreak[keep], keys))
+        cum = np.zeros((len(keys) + 1, values.shape[1]))
+        np.cumsum(values[order], axis=0, out=cum[1:])
+        return cls(times, keys[order], cum, width, keep, order)
 
     def _at(self, group: np.ndarray, time: np.ndarray) -> np.ndarray:
         """Position in key order of the group's first event at or after ``time`` (-1 groups: 0)."""
         rank = np.searchsorted(self.times, time, side="left")
         return np.where(group >= 0, np.searchsorted(self.keys, group * self.width + rank, side="left"), 0)
 
-    def window(self, group: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(count, sum) of the group's events with ``start <= time < end``."""
-        lo, hi = self._at(group, start), self._at(group, end)
-        return (hi - lo).astype(np.float64), self.cum[hi] - self.cum[lo]
+    def _between(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+        return ((hi - lo).astype(np.float64), *(self.cum[hi] - self.cum[lo]).T)
 
-    def last(self, group: np.ndarray, end: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(count, sum) of the group's last ``n`` events with ``time < end``."""
+    def window(self, group: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(count, sum of each value) over the group's events with ``start <= time < end``."""
+        return self._between(self._at(group, start), self._at(group, end))
+
+    def last(self, group: np.ndarray, end: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+        """(count, sum of each value) over the group's last ``n`` events with ``time < end``."""
         first = np.where(group >= 0, np.searchsorted(self.keys, group * self.width, side="left"), 0)
         hi = self._at(group, end)
-        lo = np.maximum(first, hi - n)
-        return (hi - lo).astype(np.float64), self.cum[hi] - self.cum[lo]
+        return self._between(np.maximum(first, hi - n), hi)
 
 
-def _labelled_run_events(history: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One event per (run, ``key`` value) whose status is known: its key, end time and whether it failed.
+def _recent_failures(history: pd.DataFrame, key: str, values: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(smoothed rate, k, n, runs) over the libraries of the last RUN_WINDOW runs of each row's
+    ``key`` value (instrument, kit) whose status was known strictly before ``t``.
 
-    The rows of a run normally share its QC status; should they differ, the run counts as failed
-    on that key when at least half of its labelled rows with that key failed.
+    A run is one event (its latest ``run_end_ts``) carrying its labelled and failed library
+    counts: the generated lab, like a real one, fails libraries one by one within a run, so a run
+    is no single pass or fail. Runs ending at the same instant are ordered by ``run_id``.
     """
     known, failed = _failed(history)
     rows = pd.DataFrame(
         {"run": _obj(history, RUN_ID, "runs"), "key": _obj(history, key, "runs"),
-         "end": _run_ns(history, "run_end_ts"), "fail": failed.astype(np.int64)}
+         "end": _dt(_run_ns(history, "run_end_ts")), "fail": failed.astype(np.float64)}
     )[known]  # fmt: skip
-    runs = rows.groupby(["run", "key"], sort=False, dropna=True).agg(end=("end", "max"), n=("fail", "size"), k=("fail", "sum"))
-    return (
-        np.asarray(runs.index.get_level_values("key"), dtype=object),
-        runs["end"].to_numpy(dtype=np.int64),
-        (2 * runs["k"] >= runs["n"]).to_numpy(dtype=np.float64),
+    runs = rows.groupby(["run", "key"], sort=False).agg(end=("end", "max"), n=("fail", "size"), k=("fail", "sum"))
+    q_group, ev_group = _codes(values, np.asarray(runs.index.get_level_values("key"), dtype=object))
+    run_order = pd.factorize(np.asarray(runs.index.get_level_values("run"), dtype=object), sort=True)[0]
+    events = _GroupEvents.build(ev_group, _ns_of(runs["end"]), runs[["k", "n"]].to_numpy(dtype=np.float64), run_order)
+    n_runs, k, n = events.last(q_group, t, RUN_WINDOW)
+    return (k + RUN_PRIOR_WEIGHT * RUN_FAILURE_PRIOR) / (n + RUN_PRIOR_WEIGHT), k, n, n_runs
+
+
+def _first_runs(runs: pd.DataFrame, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``sample_ids``: the earliest ``run_start_ts`` and the earliest ``run_end_ts``
+    (its first completed run) over ``runs``; NaT where it has none."""
+    by_sample = pd.DataFrame(
+        {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
+        index=pd.Index(_obj(runs, SAMPLE_ID, "runs"), dtype=object),
     )
+    first = by_sample.groupby(level=0, sort=False).min()
+    at = first.index.get_indexer(pd.Index(sample_ids, dtype=object)) if len(sample_ids) else np.array([], dtype=np.int64)
+    start, end = (np.append(_ns_of(first[c]), _NAT)[at] for c in ("start", "end"))  # at -1 -> NaT
+    return start, end
 
 
-def _recent_failures(history: pd.DataFrame, key: str, values: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(smoothed rate, k, n) over the last RUN_WINDOW labelled runs of each row's ``key`` value before ``t``."""
-    ev_key, ev_end, ev_failed = _labelled_run_events(history, key)
-    q_group, ev_group = _codes(values, ev_key)
-    n, k = _GroupEvents.build(ev_group, ev_end, ev_failed).last(q_group, t, RUN_WINDOW)
-    return (k + RUN_PRIOR_WEIGHT * RUN_FAILURE_PRIOR) / (n + RUN_PRIOR_WEIGHT), k, n
+@dataclass(frozen=True)
+class _LabState:
+    """The known samples with their extraction and first run, for queue counts at any instant,
+    each row's own sample excluded (``own``: its position in the history, -1 when absent)."""
+
+    received: np.ndarray
+    extracted: np.ndarray
+    first_start: np.ndarray
+    first_end: np.ndarray
+    own: np.ndarray
+
+    @classmethod
+    def build(cls, history_samples: pd.DataFrame, runs: pd.DataFrame, row_sample_ids: np.ndarray) -> _LabState:
+        h_sid = _sample_obj(history_samples, SAMPLE_ID)
+        first_start, first_end = _first_runs(runs, h_sid)
+        own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(row_sample_ids, dtype=object)) if len(h_sid) else np.full(len(row_sample_ids), -1)
+        return cls(_sample_ns(history_samples, "received_ts"), _sample_ns(history_samples, "extraction_ts"), first_start, first_end, own)
+
+    def _before(self, times: np.ndarray, t: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """How many other samples (``mask``) have ``times`` strictly before each ``t``."""
+        mask = np.ones(len(times), dtype=bool) if mask is None else mask
+        count = _count_before(times[mask], t)
+        if len(times):
+            o = np.maximum(self.own, 0)
+            count -= (self.own >= 0) & mask[o] & (times[o] != _NAT) & (times[o] < t)
+        return count
+
+    def sequencing_queue(self, t: np.ndarray) -> np.ndarray:
+        """Extracted before ``t``, first run not started before ``t`` (a start is after the extraction)."""
+        return self._before(self.extracted, t) - self._before(self.first_start, t, self.extracted != _NAT)
+
+    def sequencing_queue_days(self, t: np.ndarray) -> np.ndarray:
+        """The sequencing queue in days of first runs started over the last PACE_WINDOW_NS."""
+        started = self._before(self.first_start, t) - self._before(self.first_start, t - PACE_WINDOW_NS)
+        return self.sequencing_queue(t) * (PACE_WINDOW_NS / DAY_NS) / np.maximum(started, 1.0)
+
+    def arrivals(self, t: np.ndarray) -> np.ndarray:
+        """Received in ``[t - 7 d, t)``."""
+        return self._before(self.received, t) - self._before(self.received, t - ARRIVALS_WINDOW_NS)
 
 
 def _open_categorical(values: np.ndarray, *seen: np.ndarray) -> pd.Categorical:
@@ -345,7 +445,8 @@ def _open_categorical(values: np.ndarray, *seen: np.ndarray) -> pd.Categorical:
 
 
 def _fixed_categorical(values: np.ndarray, spec: FeatureSpec) -> pd.Categorical:
-    return pd.Categorical.from_codes(_enum(values, spec.categories or ()), categories=list(spec.categories or ()))
+    categories = spec.categories or ()
+    return pd.Categorical.from_codes(_enum(values, categories), categories=list(categories))
 
 
 def _sample_features(samples: pd.DataFrame, history: pd.DataFrame, positions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
@@ -354,26 +455,24 @@ def _sample_features(samples: pd.DataFrame, history: pd.DataFrame, positions: np
 
     A sample may appear on several rows (one per run) at different instants, while
     compute_features needs unique samples: the rows go in rounds, the k-th occurrence of each
-    sample in round k (rarely more than a few rounds).
+    sample in round k (a generated sample is sequenced once or twice).
     """
     occurrence = pd.Series(positions).groupby(positions).cumcount().to_numpy()
     parts = []
-    for k in range(int(occurrence.max()) + 1 if len(occurrence) else 0):
+    for k in range(int(occurrence.max()) + 1 if len(occurrence) else 1):
         rows = np.flatnonzero(occurrence == k)
         fc = feature_columns(samples.iloc[positions[rows]], history, as_of=t[rows])
         part = fc.frame(sort=False)[list(FEATURE_NAMES)]
         part.index = pd.Index(rows[fc.rows])
         parts.append(part)
-    if not parts:
-        return feature_columns(samples.iloc[:0], history, as_of=t[:0]).frame(sort=False)[list(FEATURE_NAMES)].reset_index(drop=True)
     return pd.concat(parts).sort_index()
 
 
-def _check_unique(frame: pd.DataFrame, columns: list[str], what: str) -> None:
-    duplicated = frame.duplicated(columns, keep=False)
+def _check_unique(keys: pd.DataFrame, what: str) -> None:
+    duplicated = keys.duplicated(keep=False)
     if duplicated.any():
-        example = frame.loc[duplicated, columns].head(3).astype(str).agg("/".join, axis=1).tolist()
-        raise ValueError(f"{what} must be unique on {'/'.join(columns)}; duplicated: {example}")
+        example = keys[duplicated].head(3).astype(str).agg("/".join, axis=1).tolist()
+        raise ValueError(f"{what} must be unique on {'/'.join(keys.columns)}; duplicated: {example}")
 
 
 # ----------------------------------------------------------------------- sequencing_success
@@ -394,8 +493,8 @@ def sequencing_success_frame(
         runs: typed run frame, the rows to predict (a training export, or one request).
         history_runs: the known runs the run context is computed from (may include ``runs``,
             may be empty); None means ``runs`` itself (the training view).
-        history_samples: the known samples for the sample features' history aggregates
-            (operator/site rates, freezer utilisation); None means ``samples``.
+        history_samples: the known samples for the sample features' history aggregates and
+            the sequencing queue (may include ``samples``, may be empty); None means ``samples``.
         as_of: the prediction time, one instant or one per row of ``runs``; None means each
             row's ``library_prep_ts``. A prediction time after the row's ``run_start_ts``
             is refused (the run, and so its outcome, would be under way).
@@ -407,11 +506,12 @@ def sequencing_success_frame(
         (``run_end_ts`` where the label is known, else NaT). Rows whose sample is not in
         ``samples``, or not yet received at the prediction time, are left out.
     """
+    what = "runs"
     runs = _runs_or_empty(runs)
     history = runs if history_runs is None else _runs_or_empty(history_runs)
     history_samples = samples if history_samples is None else history_samples
-    _check_unique(runs, [RUN_ID, SAMPLE_ID], "runs")
-    what = "runs"
+    run_ids, sid = _obj(runs, RUN_ID, what), _obj(runs, SAMPLE_ID, what)
+    _check_unique(pd.DataFrame({RUN_ID: run_ids, SAMPLE_ID: sid}), "runs")
     prep, start = _run_ns(runs, "library_prep_ts"), _run_ns(runs, "run_start_ts")
     t = _prediction_times(as_of, prep, runs)
     if (t == _NAT).any():
@@ -420,83 +520,50 @@ def sequencing_success_frame(
     if late.any():
         raise ValueError(f"{int(late.sum())} run rows have a prediction time after their run_start_ts")
 
-    sid = _obj(runs, SAMPLE_ID, what)
+    # the sample's own features as of the prediction time (rows without a known sample drop out)
     positions = pd.Index(_obj(samples, SAMPLE_ID, "samples"), dtype=object).get_indexer(pd.Index(sid, dtype=object))
     found = np.flatnonzero(positions >= 0)
-    sample_part = _sample_features(samples, history_samples, positions[found], t[found])
-    rows = found[sample_part.index.to_numpy()]  # rows of runs that get an answer
-    t_rows = t[rows]
+    out = _sample_features(samples, history_samples, positions[found], t[found])
+    rows = found[out.index.to_numpy()]  # the rows of runs that get an answer
+    t, sid = t[rows], sid[rows]
+    instrument, kit = _obj(runs, "instrument_id", what)[rows], _obj(runs, "library_kit", what)[rows]
 
     f: dict[str, Any] = {}
-    instrument, kit = _obj(runs, "instrument_id", what)[rows], _obj(runs, "library_kit", what)[rows]
     for name, key, values in (("instrument", "instrument_id", instrument), ("kit", "library_kit", kit)):
-        f[f"{name}_failure_rate"], f[f"{name}_recent_failures"], f[f"{name}_recent_runs"] = _recent_failures(
-            history, key, values, t_rows
-        )
+        (f[f"{name}_failure_rate"], f[f"{name}_recent_failures"], f[f"{name}_recent_libraries"],
+         f[f"{name}_recent_runs"]) = _recent_failures(history, key, values, t)  # fmt: skip
     h_prep, h_start = _run_ns(history, "library_prep_ts"), _run_ns(history, "run_start_ts")
-    # start >= prep, so "prepped before t and not started before t" = prepped before - started before
-    f["queue_length"] = _count_before(h_prep, t_rows) - _count_before(h_start[h_prep != _NAT], t_rows)
+    # a run starts after its prep: "prepped before t, not started before t" = prepped before - started before
+    f["queue_length"] = _count_before(h_prep, t) - _count_before(h_start[h_prep != _NAT], t)
+    lab = _LabState.build(history_samples, history, sid)
+    f["sequencing_queue"], f["sequencing_queue_days"] = lab.sequencing_queue(t), lab.sequencing_queue_days(t)
 
-    starts = pd.DataFrame({"run": _obj(history, RUN_ID, what), "instrument": _obj(history, "instrument_id", what),
-                           "start": _dt(h_start)})  # fmt: skip
+    starts = pd.DataFrame({"run": _obj(history, RUN_ID, what), "instrument": _obj(history, "instrument_id", what), "start": _dt(h_start)})
     per_run = starts.groupby(["run", "instrument"], sort=False)["start"].min()  # one start per run
     q_inst, ev_inst = _codes(instrument, np.asarray(per_run.index.get_level_values("instrument"), dtype=object))
-    load, _ = _GroupEvents.build(ev_inst, _ns_of(per_run)).window(q_inst, t_rows - LOAD_WINDOW_NS, t_rows)
-    f["instrument_load_7d"] = load
+    f["instrument_load_7d"], _ = _GroupEvents.build(ev_inst, _ns_of(per_run)).window(q_inst, t - LOAD_WINDOW_NS, t)
 
     _, h_failed = _failed(history)
-    q_sample, ev_sample = _codes(sid[rows], _obj(history, SAMPLE_ID, what))
-    ever = np.full(len(rows), _NAT, dtype=np.int64)
-    earlier, fails = _GroupEvents.build(ev_sample, _run_ns(history, "run_end_ts"), h_failed).window(q_sample, ever, t_rows)
+    q_sample, ev_sample = _codes(sid, _obj(history, SAMPLE_ID, what))
+    ever = np.full(len(t), _NAT, dtype=np.int64)
+    earlier, f["previous_run_failures"] = _GroupEvents.build(ev_sample, _run_ns(history, "run_end_ts"), h_failed).window(q_sample, ever, t)
     f["is_rerun"] = (earlier > 0).astype(np.float64)
-    f["previous_run_failures"] = fails
+    f["instrument_id"] = _open_categorical(instrument, _obj(history, "instrument_id", what))
+    f["library_kit"] = _open_categorical(kit, _obj(history, "library_kit", what))
 
-    seen_instruments, seen_kits = _obj(history, "instrument_id", what), _obj(history, "library_kit", what)
-    f["instrument_id"] = _open_categorical(instrument, seen_instruments)
-    f["library_kit"] = _open_categorical(kit, seen_kits)
-
-    known, _ = _failed(runs)
-    label = np.where(known, _obj(runs, "run_status", what) if "run_status" in runs.columns else None, pd.NA)[rows]
-    out = sample_part.reset_index(drop=True)
+    out = out.reset_index(drop=True)
     for spec in _RUN_CONTEXT_SPECS:
         out[spec.name] = f[spec.name]
-    out.index = pd.MultiIndex.from_arrays(
-        [pd.array(_obj(runs, RUN_ID, what)[rows], dtype="string"), pd.array(sid[rows], dtype="string")],
-        names=[RUN_ID, SAMPLE_ID],
-    )
-    out[AS_OF] = _utc(t_rows)
-    out[SEQUENCING_SUCCESS_LABEL] = pd.array(label, dtype="string")
+    out.index = pd.MultiIndex.from_arrays([pd.array(run_ids[rows], dtype="string"), pd.array(sid, dtype="string")], names=[RUN_ID, SAMPLE_ID])
+    known, _ = _failed(runs)
+    status = _obj(runs, "run_status", what) if "run_status" in runs.columns else np.full(len(runs), None, dtype=object)
+    out[AS_OF] = _utc(t)
+    out[SEQUENCING_SUCCESS_LABEL] = pd.array(np.where(known, status, pd.NA)[rows], dtype="string")
     out[LABEL_TS] = _utc(np.where(known, _run_ns(runs, "run_end_ts"), _NAT)[rows])
     return out.sort_index()
 
 
-def _utc(ns: np.ndarray) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
-
-
 # -------------------------------------------------------------------------- turnaround_hours
-
-
-def _dt(ns: np.ndarray) -> np.ndarray:
-    """int64 nanoseconds as datetime64[ns] (``_NAT`` is NaT): group-bys then skip missing times exactly."""
-    return np.asarray(ns, dtype=np.int64).view("datetime64[ns]")
-
-
-def _ns_of(column: pd.Series) -> np.ndarray:
-    return column.to_numpy(dtype="datetime64[ns]").view(np.int64)
-
-
-def _first_runs(runs: pd.DataFrame, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample of ``sample_ids``: the earliest ``run_start_ts`` and the earliest ``run_end_ts``
-    (its first completed run) over ``runs``; NaT where it has none."""
-    by_sample = pd.DataFrame(
-        {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
-        index=pd.Index(_obj(runs, SAMPLE_ID, "runs"), dtype=object),
-    )
-    first = by_sample.groupby(level=0, sort=False).min()
-    at = first.index.get_indexer(pd.Index(sample_ids, dtype=object)) if len(sample_ids) else np.array([], dtype=np.int64)
-    start, end = (np.append(_ns_of(first[c]), _NAT)[at] for c in ("start", "end"))  # at -1 -> NaT
-    return start, end
 
 
 def turnaround_frame(
@@ -512,8 +579,8 @@ def turnaround_frame(
         samples: typed sample frame, the rows to predict; unique ``sample_id``.
         runs: typed run frame of the known runs (may be empty): the labels of ``samples``
             and the lab's state (queues, runs in progress) at each prediction time.
-        history_samples: the known samples the queue depth and recent turnarounds are computed
-            from (may include ``samples``, may be empty); None means ``samples``.
+        history_samples: the known samples the queues, arrivals and recent turnarounds are
+            computed from (may include ``samples``, may be empty); None means ``samples``.
         as_of: the prediction time, one instant or one per sample row; None means each
             sample's ``received_ts``. A prediction time after the end of the sample's first run
             is refused (its label would be known).
@@ -525,51 +592,38 @@ def turnaround_frame(
         (that ``run_end_ts``, else NaT). Samples without a ``received_ts``, or received after
         their prediction time, are left out.
     """
+    what = "samples"
     runs = _runs_or_empty(runs)
     history_samples = samples if history_samples is None else history_samples
-    what = "samples"
     sid = _obj(samples, SAMPLE_ID, what)
-    _check_unique(pd.DataFrame({SAMPLE_ID: sid}), [SAMPLE_ID], "samples")
+    _check_unique(pd.DataFrame({SAMPLE_ID: sid}), "samples")
     received = _ns(samples, "received_ts", what)
     t = _prediction_times(as_of, received, samples)
-    rows = np.flatnonzero((received != _NAT) & (received <= t) & (t != _NAT))
+    rows = np.flatnonzero((received != _NAT) & (received <= t))
     sid, received, t = sid[rows], received[rows], t[rows]
     _, own_end = _first_runs(runs, sid)
     if ((own_end != _NAT) & (t > own_end)).any():
         raise ValueError("a turnaround prediction time must not be after the end of the sample's first run")
 
-    h_sid = _obj(history_samples, SAMPLE_ID, "history samples") if len(history_samples) else np.array([], dtype=object)
-    h_received = _ns(history_samples, "received_ts", "history samples") if len(history_samples) else np.array([], dtype=np.int64)
-    h_start, h_end = _first_runs(runs, h_sid)
-    h_end = np.where(h_received != _NAT, h_end, _NAT)
-    h_start = np.where(h_received != _NAT, h_start, _NAT)
-
-    # the row's own sample, when the history holds it: subtracted where it would count
-    own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(sid, dtype=object)) if len(h_sid) else np.full(len(sid), -1)
-    has = own >= 0
-    o = np.maximum(own, 0)
-
-    def own_before(times: np.ndarray) -> np.ndarray:
-        return has & (times[o] != _NAT) & (times[o] < t) if len(times) else np.zeros(len(t), dtype=bool)
-
-    arrived = _count_before(h_received, t) - own_before(h_received)
-    f: dict[str, Any] = {}
-    f["open_samples"] = arrived - (_count_before(h_end, t) - own_before(h_end))
-    f["unstarted_samples"] = arrived - (_count_before(h_start, t) - own_before(h_start))
-
+    lab = _LabState.build(history_samples, runs, sid)
+    f: dict[str, Any] = {"sequencing_queue": lab.sequencing_queue(t), "sequencing_queue_days": lab.sequencing_queue_days(t),
+                         "arrivals_7d": lab.arrivals(t)}  # fmt: skip
     per_run = pd.DataFrame(
         {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
         index=pd.Index(_obj(runs, RUN_ID, "runs"), dtype=object),
     ).groupby(level=0, sort=False).agg(start=("start", "min"), end=("end", "max"))
     r_start, r_end = _ns_of(per_run["start"]), _ns_of(per_run["end"])
-    f["runs_in_progress"] = _count_before(r_start, t) - _count_before(r_end[r_start != _NAT], t)
-
-    f["recent_median_turnaround_hours"], f["recent_turnaround_count"] = _recent_median(
-        h_end, ((h_end - h_received) / HOURS_NS).astype(np.float64), t
-    )
-    f["priority"] = _fixed_categorical(_obj(samples, "priority", what)[rows], TURNAROUND_FEATURE_SPECS[5])
-    f["sample_type"] = _fixed_categorical(_obj(samples, "sample_type", what)[rows], FEATURE_SPEC_BY_NAME["sample_type"])
-    f["site"] = _open_categorical(_obj(samples, "site", what)[rows], _obj(history_samples, "site", "history samples") if len(history_samples) else np.array([], dtype=object))
+    f["runs_in_progress"] = _count_before(r_start, t) - _count_before(r_end[r_start != _NAT], t)  # a run ends after it starts
+    done = np.where((lab.first_end != _NAT) & (lab.received != _NAT), lab.first_end, _NAT)
+    hours = (lab.first_end - lab.received) / HOURS_NS
+    everyone, everyone_q = np.zeros(len(done), dtype=np.int64), np.zeros(len(t), dtype=np.int64)
+    f["recent_median_turnaround_hours"], f["recent_turnaround_count"] = _recent_median(everyone, done, hours, everyone_q, t)
+    priority = _obj(samples, "priority", what)[rows]
+    q_priority, ev_priority = _codes(priority, _sample_obj(history_samples, "priority"))
+    f["priority_recent_median_turnaround_hours"], _ = _recent_median(ev_priority, done, hours, q_priority, t)
+    f["priority"] = _fixed_categorical(priority, TURNAROUND_SPEC_BY_NAME["priority"])
+    f["sample_type"] = _fixed_categorical(_obj(samples, "sample_type", what)[rows], TURNAROUND_SPEC_BY_NAME["sample_type"])
+    f["site"] = _open_categorical(_obj(samples, "site", what)[rows], _sample_obj(history_samples, "site"))
     f["weekday_received"] = ((received // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
     f["hour_received"] = ((received // HOURS_NS) % 24).astype(np.float64)
 
@@ -580,15 +634,19 @@ def turnaround_frame(
     return out.sort_index()
 
 
-def _recent_median(label_ts: np.ndarray, value: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and count of the latest RECENT_TURNAROUNDS values whose ``label_ts`` is strictly before each ``t``.
+def _recent_median(ev_group: np.ndarray, label_ts: np.ndarray, value: np.ndarray, q_group: np.ndarray,
+                   t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Median and count of the latest RECENT_TURNAROUNDS values of each row's group whose
+    ``label_ts`` is strictly before the row's ``t`` (NaN and 0 with none).
 
-    The labels are sorted by (time, value); a rolling median over that sequence answers every
-    prediction time at its insertion point (ties broken by value, so row order never matters).
+    The labels are sorted by (group, time, value); a rolling median within each group answers
+    every row at its insertion point (ties broken by value, so row order never matters). The
+    row's own label is never among them: it becomes known at or after ``t`` (enforced).
     """
-    keep = label_ts != _NAT
-    order = np.lexsort((value[keep], label_ts[keep]))
-    times, values = label_ts[keep][order], value[keep][order]
-    rolled = np.append(np.nan, pd.Series(values).rolling(RECENT_TURNAROUNDS, min_periods=1).median().to_numpy())
-    before = np.searchsorted(times, t, side="left")
-    return rolled[before], np.minimum(before, RECENT_TURNAROUNDS).astype(np.float64)
+    events = _GroupEvents.build(ev_group, label_ts, tiebreak=value)
+    in_order = value[events.kept][events.order]
+    rolled = pd.Series(in_order, dtype=np.float64).groupby(events.keys // events.width, sort=False)
+    medians = rolled.rolling(RECENT_TURNAROUNDS, min_periods=1).median().reset_index(level=0, drop=True).sort_index().to_numpy()
+    hi = events._at(q_group, t)
+    count, _ = events.window(q_group, np.full(len(t), _NAT, dtype=np.int64), t)
+    return np.where(count > 0, np.append(np.nan, medians)[hi], np.nan), np.minimum(count, RECENT_TURNAROUNDS)
