@@ -771,6 +771,34 @@ def export_file_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
+def check_export_arguments(fmt: str, files: int) -> None:
+    """Refuse an unknown format or fewer than one file, before anything is generated."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {EXPORT_FORMATS}")
+    if files < 1:
+        raise ValueError(f"files must be >= 1, got {files}")
+
+
+def write_export_files(
+    frame: pd.DataFrame,
+    bounds: np.ndarray,
+    out_dir: Path,
+    stem: str,
+    fmt: str,
+    *,
+    seed: int,
+    messy: bool,
+    style: ExportStyle = SAMPLE_EXPORT_STYLE,
+) -> list[Path]:
+    """Write ``frame[bounds[k - 1]:bounds[k]]`` to ``{stem}_{k:04d}.<fmt>`` for k = 1 ..; each file
+    gets its own messy seed (:func:`export_file_seed`)."""
+    paths = []
+    for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
+        path = Path(out_dir) / f"{stem}_{number:04d}.{fmt}"
+        paths.append(write_export(frame.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number), style=style))  # type: ignore[arg-type]
+    return paths
+
+
 def generate_exports(
     rows: int,
     fmt: str,
@@ -786,15 +814,6 @@ def generate_exports(
     Files are named ``lims_export_0001.<fmt>`` ..; their sample ids are disjoint
     (``id_offset + 1 .. id_offset + rows`` overall). Each file gets its own messy seed.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {EXPORT_FORMATS}")
-    if files < 1:
-        raise ValueError(f"files must be >= 1, got {files}")
+    check_export_arguments(fmt, files)
     samples = generate_samples(rows, seed=seed, id_offset=id_offset)
-    bounds = split_bounds(rows, files)
-    out_dir = Path(out_dir)
-    paths = []
-    for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
-        path = out_dir / f"lims_export_{number:04d}.{fmt}"
-        paths.append(write_export(samples.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number)))  # type: ignore[arg-type]
-    return paths
+    return write_export_files(samples, split_bounds(rows, files), out_dir, "lims_export", fmt, seed=seed, messy=messy)

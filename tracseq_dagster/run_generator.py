@@ -113,18 +113,18 @@ import pandas as pd
 
 from tracseq_dagster.contract import PANDAS_DTYPE_BY_KIND, RNA_TYPES, SAMPLE_TYPES, Kind
 from tracseq_dagster.generator import (
-    EXPORT_FORMATS,
     ExportFormat,
     ExportStyle,
     _as_utc,
     _datetimes,
     _fixed_width_text,
     _floats,
-    export_file_seed,
+    check_export_arguments,
     generate_samples,
     hidden_quality_score,
     split_bounds,
     write_export,
+    write_export_files,
 )
 from tracseq_dagster.run_contract import RUN_COLUMNS
 
@@ -574,21 +574,14 @@ def generate_run_exports(
     The runs are split over ``files`` files ``runs_export_0001.<fmt>`` .. in order of start,
     a run never split between two files.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {EXPORT_FORMATS}")
-    if files < 1:
-        raise ValueError(f"files must be >= 1, got {files}")
+    check_export_arguments(fmt, files)
     samples = generate_samples(rows, seed=seed, id_offset=id_offset)
     runs = generate_runs(samples, seed=seed, id_offset=id_offset)
     # Cut where the rows would be split evenly, moved forward to the next run's first row.
     run_begins = np.flatnonzero(np.r_[True, runs["run_id"].to_numpy()[1:] != runs["run_id"].to_numpy()[:-1]])
     bounds = split_bounds(len(runs), files)
     bounds = np.r_[np.append(run_begins, len(runs))[np.searchsorted(run_begins, bounds[:-1])], len(runs)]
-    paths = []
-    for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
-        path = Path(out_dir) / f"runs_export_{number:04d}.{fmt}"
-        paths.append(write_run_export(runs.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number)))  # type: ignore[arg-type]
-    return paths
+    return write_export_files(runs, bounds, out_dir, "runs_export", fmt, seed=seed, messy=messy, style=RUN_EXPORT_STYLE)
 
 
 if set(PREP_MEDIAN_H) != set(SAMPLE_TYPES):
