@@ -30,6 +30,7 @@ from tracseq_dagster.run_generator import (
     queue_depth,
     write_run_export,
 )
+from tracseq_dagster.validation import validate_samples
 
 ROWS, SEED = 12_000, 5
 
@@ -100,6 +101,15 @@ def test_runs_follow_the_run_contract(runs: pd.DataFrame) -> None:
     assert set(runs["library_kit"]) == set(LIBRARY_KITS)
     assert not runs.duplicated(["run_id", "sample_id"]).any()
     assert (runs["run_start_ts"].diff().dropna() >= pd.Timedelta(0)).all()
+
+
+def test_every_row_passes_the_run_contracts_rules(samples: pd.DataFrame, runs: pd.DataFrame) -> None:
+    """The project's validator (every rule of RUN_CONTRACT, unknown_sample and after_receipt included)."""
+    result = validate_samples(
+        runs, contract=RUN_CONTRACT, accepted_samples=samples[["sample_id", "received_ts"]],
+        now=samples["received_ts"].max() + pd.Timedelta(days=30),
+    )  # fmt: skip
+    assert len(result.quarantined) == 0 and len(result.valid) == len(runs), result.failed_rules
 
 
 def test_every_run_belongs_to_an_extracted_sample_and_every_extracted_sample_is_sequenced(
@@ -313,10 +323,10 @@ def test_run_lims_headers_map_back_to_the_run_contract() -> None:
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
 def test_exports_are_deterministic_split_by_run_and_parse_back(fmt: str, tmp_path) -> None:
     """Clean and messy files: same bytes twice; the project's parser reads them back to the frame."""
-    expected = generate_runs(generate_samples(1500, seed=4, id_offset=1000), seed=4, id_offset=1000)
+    expected = generate_runs(generate_samples(800, seed=4, id_offset=1000), seed=4, id_offset=1000)
     for messy in (False, True):
-        paths = generate_run_exports(1500, fmt, tmp_path / f"a{messy}", seed=4, files=3, messy=messy, id_offset=1000)
-        again = generate_run_exports(1500, fmt, tmp_path / f"b{messy}", seed=4, files=3, messy=messy, id_offset=1000)
+        paths = generate_run_exports(800, fmt, tmp_path / f"a{messy}", seed=4, files=3, messy=messy, id_offset=1000)
+        again = generate_run_exports(800, fmt, tmp_path / f"b{messy}", seed=4, files=3, messy=messy, id_offset=1000)
         assert [p.name for p in paths] == [f"runs_export_{k:04d}.{fmt}" for k in (1, 2, 3)]
         assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
         parts = [read_export(path, contract=RUN_CONTRACT) for path in paths]
