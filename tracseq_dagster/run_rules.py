@@ -51,12 +51,11 @@ def with_sample_facts(frame: pd.DataFrame, accepted_samples: pd.DataFrame | None
         received_by_id = pd.Series([], dtype="datetime64[ns, UTC]", index=pd.Index([], dtype="string"))
     else:
         samples = accepted_samples.dropna(subset=[SAMPLE_ID]).drop_duplicates(SAMPLE_ID, keep="last")
-        received_by_id = pd.Series(
-            _as_utc_timestamps(samples[RECEIVED_TS]).to_numpy(), index=pd.Index(samples[SAMPLE_ID].astype("string"))
-        ).astype("datetime64[ns, UTC]")
+        received = _as_utc_timestamps(samples[RECEIVED_TS]).astype("datetime64[ns, UTC]")
+        received_by_id = pd.Series(received.array, index=pd.Index(samples[SAMPLE_ID].astype("string")))
     known = pd.array(ids.isin(received_by_id.index).to_numpy(dtype=bool), dtype="boolean")
     known[~_notna(ids)] = pd.NA
-    received = pd.Series(received_by_id.reindex(ids.fillna("")).to_numpy(), index=frame.index).astype("datetime64[ns, UTC]")
+    received = pd.Series(received_by_id.reindex(ids.fillna("")).array, index=frame.index)
     return frame.assign(**{SAMPLE_KNOWN: pd.Series(known, index=frame.index), SAMPLE_RECEIVED_TS: received})
 
 
