@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.settings import ConfigurationError
@@ -373,7 +373,8 @@ def models_command() -> None:
     from tracseq_dagster.registry import CHALLENGER, CHAMPION
 
     _require_mlflow()
-    table = Table("model", "predicts", "task", "features", "champion", "holdout", "trained on", "challenger", title="model catalog")
+    table = Table("predicts", "task", "features", "champion", "holdout", "trained on", "challenger", title="model catalog")
+    table.columns.insert(0, Column("model", no_wrap=True))
     for spec in catalog().values():
         registry = _registry(spec.name)
         champion, challenger = registry.version(CHAMPION), registry.version(CHALLENGER)
