@@ -367,19 +367,22 @@ def _recent_failures(history: pd.DataFrame, key: str, values: np.ndarray, t: np.
     """(smoothed rate, k, n, runs) over the libraries of the last RUN_WINDOW runs of each row's
     ``key`` value (instrument, kit) whose status was known strictly before ``t``.
 
-    A run is one event (its latest ``run_end_ts``) carrying its labelled and failed library
-    counts: the generated lab, like a real one, fails libraries one by one within a run, so a run
-    is no single pass or fail. Runs ending at the same instant are ordered by ``run_id``.
+    A run is one event at its ``run_end_ts`` carrying its labelled and failed library counts:
+    the generated lab, like a real one, fails libraries one by one within a run, so a run is no
+    single pass or fail. Rows of one run that end at different instants (not in a real export)
+    are one event per instant, so a label never waits for, or leans on, a later one. Runs ending
+    at the same instant are ordered by ``run_id``.
     """
     known, failed = _failed(history)
     rows = pd.DataFrame(
         {"run": _obj(history, RUN_ID, "runs"), "key": _obj(history, key, "runs"),
          "end": _dt(_run_ns(history, "run_end_ts")), "fail": failed.astype(np.float64)}
     )[known]  # fmt: skip
-    runs = rows.groupby(["run", "key"], sort=False).agg(end=("end", "max"), n=("fail", "size"), k=("fail", "sum"))
+    runs = rows.groupby(["run", "key", "end"], sort=False)["fail"].agg(["sum", "size"])
     q_group, ev_group = _codes(values, np.asarray(runs.index.get_level_values("key"), dtype=object))
     run_order = pd.factorize(np.asarray(runs.index.get_level_values("run"), dtype=object), sort=True)[0]
-    events = _GroupEvents.build(ev_group, _ns_of(runs["end"]), runs[["k", "n"]].to_numpy(dtype=np.float64), run_order)
+    end = _ns_of(runs.index.get_level_values("end").to_series())
+    events = _GroupEvents.build(ev_group, end, runs[["sum", "size"]].to_numpy(dtype=np.float64), run_order)
     n_runs, k, n = events.last(q_group, t, RUN_WINDOW)
     return (k + RUN_PRIOR_WEIGHT * RUN_FAILURE_PRIOR) / (n + RUN_PRIOR_WEIGHT), k, n, n_runs
 
