@@ -49,7 +49,9 @@ Both functions answer one request as well as a training set: pass the request's 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -59,6 +61,7 @@ from tracseq_dagster.contract import PRIORITIES
 from tracseq_dagster.features import (
     _NAT,
     DAY_NS,
+    FEATURE_CODE_VERSION,
     FEATURE_NAMES,
     FEATURE_SPEC_BY_NAME,
     FEATURE_SPECS,
@@ -79,6 +82,7 @@ from tracseq_dagster.run_contract import RUN_STATUSES
 
 __all__ = [
     "MODEL_FEATURE_SPECS",
+    "RUN_FEATURE_CODE_VERSION",
     "SEQUENCING_SUCCESS_FEATURE_NAMES",
     "SEQUENCING_SUCCESS_FEATURE_SPECS",
     "SEQUENCING_SUCCESS_LABEL",
@@ -653,3 +657,8 @@ def _recent_median(ev_group: np.ndarray, label_ts: np.ndarray, value: np.ndarray
     hi = events._at(q_group, t)
     count, _ = events.window(q_group, np.full(len(t), _NAT, dtype=np.int64), t)
     return np.where(count > 0, np.append(np.nan, medians)[hi], np.nan), np.minimum(count, RECENT_TURNAROUNDS)
+
+
+#: Changes whenever this module's source or the sample feature code (FEATURE_CODE_VERSION)
+#: changes: the code version of anything computed by the two frames above.
+RUN_FEATURE_CODE_VERSION: str = hashlib.sha256(Path(__file__).read_bytes() + FEATURE_CODE_VERSION.encode()).hexdigest()[:16]
