@@ -57,7 +57,8 @@ demo: venv
 	$(BIN)/tracseq ingest $(DATA)/landing || echo "(the example file with broken structure fails alone, as it should)"
 	$(BIN)/tracseq features --ids TS-2025-000001,TS-2025-100001 --as-of 2025-12-31T00:00:00Z
 	$(BIN)/tracseq train --budget-s $(DEMO_BUDGET_S)
-	$(BIN)/tracseq model history
+	$(BIN)/tracseq models
+	$(BIN)/tracseq model history --model sample_quality
 	$(BIN)/tracseq bento build
 
 ## test: every test, the slow end-to-end ones included
