@@ -395,6 +395,11 @@ def _coalesce(*arrays: np.ndarray) -> np.ndarray:
     return out
 
 
+def weekday_utc(ns: np.ndarray) -> np.ndarray:
+    """Weekday (0 = Monday .. 6 = Sunday, float64) of int64-nanosecond UTC instants."""
+    return ((ns // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+
+
 def _hours(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     """(later - earlier) in hours; NaN where either is NaT."""
     bad = (later == _NAT) | (earlier == _NAT)
@@ -920,7 +925,7 @@ def feature_columns(
 
     priority = _enum(_obj(sub, "priority", what), PRIORITIES)
     f["is_urgent"] = np.where(priority < 0, np.nan, (priority == PRIORITIES.index(URGENT_PRIORITY)).astype(np.float64))
-    f["weekday_received"] = ((received // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    f["weekday_received"] = weekday_utc(received)
     f["quality_risk_score"] = _quality_risk_score(f)
 
     qc = _enum(_obj(sub, "qc_status", what), QC_STATUSES)

@@ -77,6 +77,7 @@ from tracseq_dagster.features import (
     _to_utc_timestamp,
     as_of_ns,
     feature_columns,
+    weekday_utc,
 )
 from tracseq_dagster.run_contract import RUN_STATUSES
 
@@ -631,7 +632,7 @@ def turnaround_frame(
     f["priority"] = _fixed_categorical(priority, TURNAROUND_SPEC_BY_NAME["priority"])
     f["sample_type"] = _fixed_categorical(_obj(samples, "sample_type", what)[rows], TURNAROUND_SPEC_BY_NAME["sample_type"])
     f["site"] = _open_categorical(_obj(samples, "site", what)[rows], _sample_obj(history_samples, "site"))
-    f["weekday_received"] = ((received // DAY_NS + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    f["weekday_received"] = weekday_utc(received)
     f["hour_received"] = ((received // HOURS_NS) % 24).astype(np.float64)
 
     out = pd.DataFrame({name: f[name] for name in TURNAROUND_FEATURE_NAMES}, index=pd.Index(pd.array(sid, dtype="string"), name=SAMPLE_ID))
