@@ -26,7 +26,8 @@ only what was known *strictly before* ``t``; nothing stamped at or after ``t`` c
 * **Samples**: the sample's own features are :func:`~tracseq_dagster.features.compute_features`
   as of ``t`` (per-row ``as_of``), with its rules: the sample exists when
   ``received_ts <= t``, its history aggregates use labels known strictly before ``t``, its
-  own label never feeds it. Another sample counts in a queue when ``received_ts < t``.
+  own label never feeds it. Another sample counts among arrivals when ``received_ts < t``
+  and in the sequencing queue when ``extraction_ts < t`` and no run of it started before ``t``.
 * **The row's own outcome** is never an input: a ``sequencing_success`` row's run ends at
   or after its start, which is at or after ``t`` (a prediction time after the run started is
   refused); a ``turnaround`` row's first run ends at or after ``t`` (a later prediction time
