@@ -32,6 +32,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E40
 
 from tracseq_dagster.automl.engine import predict_scores  # noqa: E402
 from tracseq_dagster.automl.tasks import METRICS, Metric  # noqa: E402
+from tracseq_dagster.conformal import conformal_half_width  # noqa: E402
 
 ECE_BINS = 10
 #: Slices with fewer rows are reported but not judged: their score is mostly noise.
@@ -58,6 +59,9 @@ class Evaluation:
     brier: float | None = None
     ece: float | None = None
     slices: dict[str, SliceScore] = field(default_factory=dict)
+    #: Regression only: the split-conformal half-width on these rows and the coverage it is for.
+    interval_half_width: float | None = None
+    interval_coverage: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +93,15 @@ def evaluate(model: Any, frame: pd.DataFrame, target: str, metric_name: str, sli
         for value in sorted(set(groups)):
             rows = groups == value
             evaluation.slices[value] = _slice_score(metric, y_true[rows], output[rows])
+    return evaluation
+
+
+def with_conformal_interval(evaluation: Evaluation, model: Any, frame: pd.DataFrame, target: str, coverage: float) -> Evaluation:
+    """``evaluation`` of a regression model with the split-conformal half-width of ``frame``
+    (its holdout, rows the model never trained on; see :mod:`tracseq_dagster.conformal`)."""
+    predicted = model.predict(frame.drop(columns=[target]))
+    evaluation.interval_half_width = conformal_half_width(frame[target].to_numpy(dtype=float), predicted, coverage)
+    evaluation.interval_coverage = coverage
     return evaluation
 
 

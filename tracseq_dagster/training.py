@@ -35,7 +35,16 @@ from tracseq_dagster.automl import (
     sweep_family,
 )
 from tracseq_dagster.automl.tasks import METRICS
-from tracseq_dagster.evaluation import Evaluation, diagnostic_figures, evaluate, feature_importances, importance_figure
+from tracseq_dagster.conformal import DEFAULT_COVERAGE, INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
+from tracseq_dagster.evaluation import (
+    Evaluation,
+    diagnostic_figures,
+    evaluate,
+    feature_importances,
+    importance_figure,
+    with_conformal_interval,
+)
+from tracseq_dagster.models import UnknownModelError, get_model
 from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import DAGSTER_RUN_TAG, TrialLogger, child_run, fluent_api, log_values, running
@@ -203,6 +212,8 @@ def register_winner(
     model, _ = fit_final(problem, winner.family, winner.best_params or {}, seed)
     holdout = training_set.holdout_frame()
     evaluation = evaluate(model, holdout, training_set.target, winner.metric, training_set.slice_column)
+    if not hasattr(model, "classes_"):  # a regressor: answers carry prediction ± half-width (tracseq_dagster.conformal)
+        with_conformal_interval(evaluation, model, holdout, training_set.target, interval_coverage(training_set.model))
     importances = feature_importances(model, holdout, training_set.target, winner.metric, seed=seed)
 
     tags = {
@@ -226,7 +237,7 @@ def register_winner(
             info.model_uri,
             run_id=run_id,
             model_id=info.model_id,
-            tags={**tags, "holdout_score": f"{evaluation.score:.6f}", "metric": evaluation.metric},
+            tags={**tags, "holdout_score": f"{evaluation.score:.6f}", "metric": evaluation.metric, **interval_tags(evaluation)},
             registration_key=f"{root_run_id or dagster_run_id}:{training_set.fingerprint}",
         )
     return RegisteredModel(
@@ -240,6 +251,21 @@ def register_winner(
         fingerprint=training_set.fingerprint,
         export_hashes=list(training_set.export_hashes),
     )
+
+
+def interval_coverage(model_name: str) -> float:
+    """The coverage the catalog model declares for its interval (the default for a model outside the catalog)."""
+    try:
+        return get_model(model_name).serving.interval_coverage
+    except UnknownModelError:
+        return DEFAULT_COVERAGE
+
+
+def interval_tags(evaluation: Evaluation) -> dict[str, str]:
+    """The interval as version tags, when the evaluation has one."""
+    if evaluation.interval_half_width is None:
+        return {}
+    return {INTERVAL_HALF_WIDTH_TAG: f"{evaluation.interval_half_width:.6g}", INTERVAL_COVERAGE_TAG: f"{evaluation.interval_coverage:g}"}
 
 
 @dataclass

@@ -5,15 +5,21 @@ features of :mod:`tracseq_dagster.features`, exactly as the offline store (the
 ``sample_features`` asset) holds them: each sample as of its own ``label_ts``, the moment
 just before its QC label becomes known, with operator and site failure rates from labels
 known strictly before that moment.
+
+Serving: the default request (the sample record) and features (the sample features, as of
+now); recommendations are the bench actions of :mod:`tracseq_dagster.serving.advice`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, LABEL_COLUMN, SAMPLE_ID
+from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, FEATURE_SPECS, LABEL_COLUMN, SAMPLE_ID
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models.spec import ModelSpec
+from tracseq_dagster.models.spec import ModelSpec, ServingSpec
 from tracseq_dagster.training_set import TrainingSet, build_training_set
 
 
@@ -31,6 +37,13 @@ def labelled_samples(lake: Lake) -> pd.DataFrame:
     return labelled_rows_from_features(lake.read_features())
 
 
+def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
+    """The bench actions of the ``/predict`` route (:func:`tracseq_dagster.serving.advice.recommendations`)."""
+    from tracseq_dagster.serving.advice import RiskFactor, recommendations
+
+    return recommendations([RiskFactor(f, None, "", 0.0) for f in factors], record, features)
+
+
 MODEL = ModelSpec(
     name="sample_quality",
     description="Will the sample pass QC? Probabilities of pass, borderline and fail, with risk factors.",
@@ -44,6 +57,7 @@ MODEL = ModelSpec(
     sources=("sample_features",),
     slice_column="sample_type",
     feature_code_version=FEATURE_CODE_VERSION,
+    serving=ServingSpec(recommend=recommend, feature_specs=FEATURE_SPECS),
 )
 
 

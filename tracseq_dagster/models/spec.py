@@ -7,14 +7,17 @@ downstream (training set, ``automl_trials[model|family]``, leaderboard, register
 gate, the CLI) takes a spec and never a model's name written in code.
 
 The spec holds no Dagster and no MLflow: it is data plus one function, ``labelled_rows``,
-that builds the model's labelled rows from the lake with the project's point-in-time code.
+that builds the model's labelled rows from the lake with the project's point-in-time code,
+and its serving part (:class:`ServingSpec`): what a request carries, how request rows become
+the model's features, how answers are categorised and worded. Every serving field has a
+default, so a model whose features are the sample features is served without serving code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tracseq_dagster.promotion import GatePolicy
 
@@ -28,6 +31,81 @@ if TYPE_CHECKING:  # pragma: no cover
 HOLDOUT_GROUP = "_holdout_group"
 
 Task = Literal["auto", "binary", "multiclass", "regression"]
+
+
+@dataclass(frozen=True)
+class ServingRows:
+    """What a model's serving features are computed from (:attr:`ServingSpec.features`).
+
+    ``requests`` are the validated request rows as a typed frame (the export contracts' dtypes:
+    strings ``"string"``, timestamps ``datetime64[ns, UTC]``, numbers ``float64``), in request
+    order; ``samples`` and ``runs`` the history packed into the Bento at build time (every
+    accepted sample; every accepted run, or None when the model does not need them); ``as_of``
+    the prediction time of each row (UTC), from :attr:`ServingSpec.prediction_time`.
+    """
+
+    requests: pd.DataFrame
+    samples: pd.DataFrame
+    runs: pd.DataFrame | None
+    as_of: pd.DatetimeIndex
+
+
+#: A risk factor in the lab's words: (feature, request record, the row's features) -> a sentence,
+#: or None to fall back to "feature = value unit".
+FactorWording = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "str | None"]
+#: Recommendations: (risk factor features worst first, request record, the row's features) -> actions.
+Recommend = Callable[[list[str], Mapping[str, Any], Mapping[str, Any]], list[str]]
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """How the Bento serves a catalog model (``/models/{name}/…``); every field has a default.
+
+    * Request: the sample record of the export contract, plus the run-contract columns named
+      in ``run_context`` (required) and ``optional_run_context`` (e.g. ``run_id``); a request
+      for such a model is one library of a run about to be sequenced.
+    * Features: ``features(rows)`` returns the model's features (columns ``ModelSpec.features``)
+      of ``rows.requests``, one row per request row in order, computed with the same functions
+      as training against the packed history, as of ``rows.as_of``. None: the sample features
+      of :mod:`tracseq_dagster.features`. ``needs_runs`` packs the accepted runs too.
+    * Prediction time: ``prediction_time`` names the request column each row is predicted as
+      of (``library_prep_ts``, ``received_ts``), as in training; None means now (never before
+      the sample was received).
+    * Answers: a classifier answers P(``target_class``) and its category (the first of
+      ``categories`` whose threshold it reaches); a regressor answers its value and the
+      split-conformal interval measured at registration (``interval_coverage``).
+    * Explanations: features pushing away from the target class (or up, for a regressor) are
+      risk factors, each worded by ``factor_wording`` when it has words for it; ``recommend``
+      turns them into actions. ``feature_specs`` give units and meanings (GET /models/{name}).
+    """
+
+    run_context: tuple[str, ...] = ()
+    optional_run_context: tuple[str, ...] = ()
+    features: Callable[[ServingRows], pd.DataFrame] | None = field(default=None, repr=False)
+    needs_runs: bool = False
+    prediction_time: str | None = None
+    target_class: str = "pass"
+    categories: tuple[tuple[str, float], ...] = (("high", 0.70), ("medium", 0.40), ("low", 0.0))
+    interval_coverage: float = 0.9
+    minimum: float | None = None  # a regressor's smallest possible value (its interval is cut there)
+    factor_wording: FactorWording | None = field(default=None, repr=False)
+    recommend: Recommend | None = field(default=None, repr=False)
+    feature_specs: tuple[Any, ...] = field(default=(), repr=False)  # FeatureSpec of the model's features
+
+    def category(self, probability: float) -> str:
+        """The category of a probability of the target class (thresholds in declared order)."""
+        for name, threshold in self.categories:
+            if probability >= threshold:
+                return name
+        return self.categories[-1][0]
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "request": {"sample_record": True, "run_context": list(self.run_context), "optional": list(self.optional_run_context)},
+            "target_class": self.target_class,
+            "categories": {name: f">= {threshold}" for name, threshold in self.categories},
+            "interval_coverage": self.interval_coverage,
+        }
 
 
 @dataclass(frozen=True)
@@ -58,6 +136,8 @@ class ModelSpec:
     slice_column: str | None = None  # the gate's "no slice left behind" groups
     #: Extra version string of the feature code the rows come from (lineage in MLflow).
     feature_code_version: str = ""
+    #: How the Bento serves it (request, serving features, categories, wording); defaults fit sample-level models.
+    serving: ServingSpec = field(default_factory=ServingSpec)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

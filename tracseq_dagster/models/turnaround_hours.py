@@ -9,19 +9,32 @@ The label becomes known when the first run ends.
 Answers carry a split-conformal prediction interval (:func:`conformal_half_width`): the
 ``INTERVAL_COVERAGE`` quantile of absolute errors on rows the model never trained on, so
 that about that share of true turnarounds falls inside ``prediction ± half_width``.
+
+Serving: a request is the sample record, predicted as of its ``received_ts`` with
+:func:`turnaround_frame` against the samples and runs packed into the Bento; factors that
+lengthen the turnaround are worded as the lab says them ("42 extracted samples wait for their
+first run").
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_CODE_VERSION
+from tracseq_dagster import conformal
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models.spec import ModelSpec
-from tracseq_dagster.run_features import SAMPLE_ID, TURNAROUND_FEATURE_NAMES, TURNAROUND_LABEL, turnaround_frame
+from tracseq_dagster.models.spec import ModelSpec, ServingRows, ServingSpec
+from tracseq_dagster.run_features import (
+    RUN_FEATURE_CODE_VERSION,
+    SAMPLE_ID,
+    TURNAROUND_FEATURE_NAMES,
+    TURNAROUND_FEATURE_SPECS,
+    TURNAROUND_LABEL,
+    turnaround_frame,
+)
 
 #: Share of true turnarounds the prediction interval is meant to hold.
 INTERVAL_COVERAGE = 0.9
@@ -39,16 +52,50 @@ def labelled_samples(lake: Lake) -> pd.DataFrame:
 
 
 def conformal_half_width(actual: np.ndarray, predicted: np.ndarray, coverage: float = INTERVAL_COVERAGE) -> float:
-    """Split-conformal half-width: the ceil((n+1)·coverage)/n quantile of absolute errors on calibration rows.
+    """This model's split-conformal half-width (:func:`tracseq_dagster.conformal.conformal_half_width`)."""
+    return conformal.conformal_half_width(actual, predicted, coverage)
 
-    With exchangeable rows, ``prediction ± half_width`` then holds the truth with probability
-    at least ``coverage`` (Lei et al., 2018); the finite-sample correction matters for small n.
-    """
-    errors = np.sort(np.abs(np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float)))
-    if len(errors) == 0:
-        raise ValueError("a conformal interval needs calibration rows")
-    rank = min(len(errors), math.ceil((len(errors) + 1) * coverage))
-    return float(errors[rank - 1])
+
+def serving_features(rows: ServingRows) -> pd.DataFrame:
+    """Features of request samples, as of their receipt, against the packed samples and runs."""
+    requests = rows.requests.reset_index(drop=True)
+    frame = turnaround_frame(requests, rows.runs, history_samples=rows.samples, as_of=rows.as_of.to_numpy())
+    return frame.reindex(requests[SAMPLE_ID].astype("string"))[list(TURNAROUND_FEATURE_NAMES)].reset_index(drop=True)
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    return "?" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def word_factor(feature: str, record: Mapping[str, Any], features: Mapping[str, Any]) -> str | None:
+    """What lengthens this sample's turnaround, in the lab's words."""
+    words = {
+        "sequencing_queue": f"{_number(features.get('sequencing_queue'))} extracted samples wait for their first run",
+        "sequencing_queue_days": f"the sequencing queue is about {_number(features.get('sequencing_queue_days'), 1)} days long at the recent pace",
+        "arrivals_7d": f"{_number(features.get('arrivals_7d'))} samples arrived in the last 7 days",
+        "runs_in_progress": f"{_number(features.get('runs_in_progress'))} runs are in progress",
+        "recent_median_turnaround_hours": f"recent samples took {_number(features.get('recent_median_turnaround_hours'))} h (median)",
+        "priority_recent_median_turnaround_hours": f"recent {record.get('priority')} samples took "
+        f"{_number(features.get('priority_recent_median_turnaround_hours'))} h (median)",
+        "priority": f"priority {record.get('priority')}",
+        "site": f"sent from {record.get('site')}",
+    }
+    return words.get(feature)
+
+
+def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
+    """What can shorten the wait, for the factors that allow it."""
+    out: list[str] = []
+    for feature in factors:
+        if feature in ("sequencing_queue", "sequencing_queue_days", "runs_in_progress", "arrivals_7d"):
+            action = "Tell the requester to expect a delay, or mark the sample urgent if it cannot wait."
+        elif feature == "priority" and record.get("priority") != "urgent":
+            action = "Mark the sample urgent if the result is needed sooner."
+        else:
+            continue
+        if action not in out:
+            out.append(action)
+    return out
 
 
 MODEL = ModelSpec(
@@ -64,5 +111,15 @@ MODEL = ModelSpec(
     task="regression",
     metric="mae",
     slice_column="priority",
-    feature_code_version=FEATURE_CODE_VERSION,
+    feature_code_version=RUN_FEATURE_CODE_VERSION,
+    serving=ServingSpec(
+        features=serving_features,
+        needs_runs=True,
+        prediction_time="received_ts",
+        interval_coverage=INTERVAL_COVERAGE,
+        minimum=0.0,
+        factor_wording=word_factor,
+        recommend=recommend,
+        feature_specs=TURNAROUND_FEATURE_SPECS,
+    ),
 )

@@ -27,6 +27,7 @@ import mlflow
 
 import pandas as pd
 
+from tracseq_dagster.conformal import INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.features import FEATURE_CODE_VERSION, HistorySnapshot
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from tracseq_dagster.serving.scoring import reference_values
@@ -47,6 +48,8 @@ class ModelCard:
     training_fingerprint: str
     training_rows: int
     export_hashes: list[str] = field(default_factory=list)
+    #: A regressor's split-conformal interval from its version tags: half_width, coverage.
+    interval: dict[str, float] | None = None
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:
@@ -71,9 +74,7 @@ def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.D
         raise RegistryError(f"model {registry.name!r} has no champion yet: train and promote one first (tracseq train)")
     challenger = registry.version(CHALLENGER)
     folder.mkdir(parents=True, exist_ok=True)
-    cards = {CHAMPION: _export_version(registry, champion, CHAMPION, folder / CHAMPION)}
-    if challenger is not None and str(challenger.version) != str(champion.version):
-        cards[CHALLENGER] = _export_version(registry, challenger, CHALLENGER, folder / CHALLENGER)
+    cards = export_variants(registry, champion, challenger, folder, FEATURE_CODE_VERSION)
 
     snapshot = HistorySnapshot.build(samples)
     snapshot.save(folder / "history")
@@ -93,7 +94,17 @@ def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.D
     return info
 
 
-def _export_version(registry: ModelRegistry, version: Any, alias: str, folder: Path) -> ModelCard:
+def export_variants(registry: ModelRegistry, champion: Any, challenger: Any | None, folder: Path,
+                    feature_code_version: str) -> dict[str, ModelCard]:  # fmt: skip
+    """The champion (and the challenger, when it is another version) into ``folder/<alias>``."""
+    cards = {CHAMPION: export_version(registry, champion, CHAMPION, folder / CHAMPION, feature_code_version)}
+    if challenger is not None and str(challenger.version) != str(champion.version):
+        cards[CHALLENGER] = export_version(registry, challenger, CHALLENGER, folder / CHALLENGER, feature_code_version)
+    return cards
+
+
+def export_version(registry: ModelRegistry, version: Any, alias: str, folder: Path, feature_code_version: str) -> ModelCard:
+    """One registered version: ``model.pkl`` and ``card.json``, refused when its feature code is not this build's."""
     client = registry.client
     with fluent_api(client):
         model = mlflow.sklearn.load_model(registry.model_uri(str(version.version)))
@@ -110,12 +121,14 @@ def _export_version(registry: ModelRegistry, version: Any, alias: str, folder: P
         training_fingerprint=tags.get("training_fingerprint", ""),
         training_rows=int(tags.get("training_rows", "0") or 0),
         export_hashes=[h for h in tags.get("export_hashes", "").split(",") if h],
+        interval=({"half_width": float(tags[INTERVAL_HALF_WIDTH_TAG]), "coverage": float(tags.get(INTERVAL_COVERAGE_TAG, "nan"))}
+                  if INTERVAL_HALF_WIDTH_TAG in tags else None),  # fmt: skip
     )
-    if card.feature_code_version and card.feature_code_version != FEATURE_CODE_VERSION:
+    if card.feature_code_version and card.feature_code_version != feature_code_version:
         # Serving would compute features with other code than the model was trained on.
         raise RegistryError(
             f"{registry.name} v{card.version} was trained with feature code {card.feature_code_version}, "
-            f"this build has {FEATURE_CODE_VERSION}: retrain before packaging"
+            f"this build has {feature_code_version}: retrain before packaging"
         )
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "model.pkl").open("wb") as handle:

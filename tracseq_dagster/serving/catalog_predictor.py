@@ -1,0 +1,257 @@
+"""Answers of any catalog model: request rows in, value, category or interval, risk factors and
+recommendations out. Generic over the catalog; what is particular to a model comes from its
+declaration (:class:`~tracseq_dagster.models.ServingSpec`).
+
+For each batch of validated rows (:mod:`.catalog_schema`) the predictor
+
+1. types them as the export contracts do and fixes each row's prediction time (the declared
+   request column, e.g. ``library_prep_ts``; or now, never before the sample's receipt);
+2. computes the model's features with the model's own serving function (the same point-in-time
+   code as training) against the history packed into the Bento (:mod:`.catalog_bundle`);
+3. splits the rows between champion and challenger (sticky per sample, salted per model);
+4. scores them (:mod:`.model_scoring`) and words the answer: a classifier's P(target class) and
+   its category, a regressor's value with ``value ± half_width`` (split-conformal, measured at
+   registration on the holdout) and its coverage; risk factors are the features pushing away
+   from the target class (upward, for a regressor), worded in the lab's words where the model
+   has words for them; features with no contribution are never listed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, SAMPLE_ID, feature_columns
+from tracseq_dagster.models import ModelSpec, get_model
+from tracseq_dagster.models.spec import ServingRows
+from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS
+from tracseq_dagster.serving.bundle import ModelCard
+from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
+from tracseq_dagster.serving.catalog_schema import request_frame
+from tracseq_dagster.serving.model_scoring import ModelScorer, model_scorer
+from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
+
+
+@dataclass(frozen=True)
+class Variant:
+    card: ModelCard
+    scorer: ModelScorer
+
+
+@dataclass(frozen=True)
+class CatalogAnswer:
+    """One row's answer (``response``) and the row the prediction log keeps of it."""
+
+    response: dict[str, Any]
+    log_row: dict[str, Any]
+
+
+class ModelPredictor:
+    """One catalog model's bundle (``models/<name>/``), answering batches of validated rows."""
+
+    def __init__(self, folder: str | Path, split: TrafficSplit | None = None) -> None:
+        folder = Path(folder)
+        self.info = ModelBundleInfo.load(folder / "bundle.json")
+        self.spec: ModelSpec = get_model(self.info.model)
+        self.name = self.spec.name
+        self.samples = pd.read_parquet(folder / "history" / SAMPLES_FILE)
+        runs = folder / "history" / RUNS_FILE
+        self.runs = pd.read_parquet(runs) if runs.exists() else None
+        reference = json.loads((folder / "reference.json").read_text())
+        self.variants: dict[str, Variant] = {}
+        for alias in (CHAMPION, CHALLENGER):
+            if (folder / alias / "model.pkl").exists():
+                with (folder / alias / "model.pkl").open("rb") as handle:
+                    model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
+                scorer = model_scorer(model, self.spec.features, reference, self.spec.serving.target_class)
+                self.variants[alias] = Variant(ModelCard.load(folder / alias / "card.json"), scorer)
+        split = split or TrafficSplit()
+        # Sticky per sample and salted per model: one sample may meet each model's challenger independently.
+        share = split.challenger_share if CHALLENGER in self.variants else 0.0
+        self.split = TrafficSplit(share, f"{split.salt}:{self.name}")
+        self.regression = self.variants[CHAMPION].scorer.regression
+        self._units = {s.name: s.unit for s in self.spec.serving.feature_specs} or {
+            n: FEATURE_SPEC_BY_NAME[n].unit for n in self.spec.features if n in FEATURE_SPEC_BY_NAME}  # fmt: skip
+
+    # -- what GET /models and GET /models/{name} answer ------------------------------------------
+
+    def listing(self) -> dict[str, Any]:
+        """The registry listing of this model as packed: versions, aliases, metrics, feature set."""
+        return {
+            "name": self.name,
+            "description": self.spec.description,
+            "task": "regression" if self.regression else "classification",
+            "bundle": self.info.tag,
+            "versions": [{"version": v.card.version, "alias": alias, "family": v.card.family, "metrics": v.card.metrics,
+                          **({"interval": v.card.interval} if v.card.interval else {})}
+                         for alias, v in self.variants.items()],  # fmt: skip
+            "features": list(self.spec.features),
+            "routes": [f"/models/{self.name}/{r}" for r in ("predict", "batch_predict", "fast/batch_predict")],
+        }
+
+    def details(self) -> dict[str, Any]:
+        """The listing plus the declaration, the request columns, lineage, split and feature glossary."""
+        from tracseq_dagster.serving.catalog_schema import request_columns
+
+        glossary = {s.name: {"unit": s.unit, "description": s.description} for s in self.spec.serving.feature_specs}
+        return {
+            **self.listing(),
+            "declaration": self.spec.summary(),
+            "serving": self.spec.serving.summary(),
+            "request_columns": list(request_columns(self.spec)),
+            "variants": {alias: v.card.__dict__ | {"attribution": v.scorer.method} for alias, v in self.variants.items()},
+            "traffic_split": {"challenger_share": self.split.challenger_share, "salt": self.split.salt},
+            "history": {"samples": self.info.history_samples, "runs": self.info.history_runs},
+            "feature_glossary": glossary or {n: {"unit": u} for n, u in self._units.items()},
+        }
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def predict(self, records: list[dict[str, Any]], request_ids: list[str] | None = None, *,
+                now: pd.Timestamp | None = None) -> list[CatalogAnswer]:  # fmt: skip
+        """Answers for validated rows (the request model's ``model_dump()``), in input order.
+
+        Identical rows are computed once (the feature code wants one row per entity).
+        """
+        if not records:
+            return []
+        ids = request_ids or [uuid.uuid4().hex for _ in records]
+        first: dict[str, int] = {}
+        distinct = [first.setdefault(json.dumps(r, sort_keys=True, default=str), i) for i, r in enumerate(records)]
+        unique = sorted(set(distinct))
+        rows = [records[i] for i in unique]
+        features = self.features(rows, now=now)
+        answers = dict(zip(unique, self._answers(rows, features, [ids[i] for i in unique]), strict=True))
+        return [answers[d] if d == i else _reissued(answers[d], ids[i]) for i, d in enumerate(distinct)]
+
+    def features(self, records: list[dict[str, Any]], *, now: pd.Timestamp | None = None) -> pd.DataFrame:
+        """The model's features of the rows, in order, as of each row's prediction time."""
+        frame = request_frame(self.spec, records)
+        serving = self.spec.serving
+        if serving.prediction_time is not None:
+            as_of = pd.DatetimeIndex(frame[serving.prediction_time])
+        else:  # now, but never before the sample arrived (a clock behind the LIMS)
+            moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+            moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+            received = pd.DatetimeIndex(frame["received_ts"])
+            as_of = received.where(received > moment, moment)
+        rows = ServingRows(frame, self.samples, self.runs, as_of)
+        if serving.features is not None:
+            features = serving.features(rows)
+        else:
+            computed = feature_columns(frame, self.samples, as_of=as_of.to_numpy())
+            features = computed.frame(sort=False).reset_index(drop=True)
+        if len(features) != len(frame) or features.index.tolist() != list(range(len(frame))):
+            raise ValueError(f"{self.name}: the serving features must have one row per request row, in order")
+        return features[list(self.spec.features)]
+
+    def _answers(self, records: list[dict[str, Any]], features: pd.DataFrame, ids: list[str]) -> list[CatalogAnswer]:
+        chosen = self.split.challengers([str(r.get(SAMPLE_ID)) for r in records])
+        out: list[CatalogAnswer | None] = [None] * len(records)
+        for alias, positions in ((CHAMPION, np.flatnonzero(~chosen)), (CHALLENGER, np.flatnonzero(chosen))):
+            if not len(positions):
+                continue
+            variant = self.variants[alias]
+            part = features.iloc[positions].reset_index(drop=True)
+            scores = variant.scorer.score(part)
+            vectors = part.astype(object).where(part.notna(), None).to_dict("records")
+            for k, i in enumerate(positions.tolist()):
+                out[i] = self._answer(records[i], vectors[k], scores.values[k], scores.contributions[k], ids[i], alias,
+                                      variant, None if scores.probabilities is None else scores.probabilities[k],
+                                      scores.classes, scores.method)  # fmt: skip
+        return [a for a in out if a is not None]
+
+    def _answer(self, record: dict[str, Any], vector: dict[str, Any], value: float, contributions: np.ndarray, request_id: str,
+                alias: str, variant: Variant, probabilities: np.ndarray | None, classes: tuple[str, ...],
+                method: str) -> CatalogAnswer:  # fmt: skip
+        serving = self.spec.serving
+        value = round(float(value), ANSWER_DECIMALS)
+        factors = self.risk_factors(contributions, record, vector)
+        recommendations = serving.recommend([f["feature"] for f in factors], record, vector) if serving.recommend else []
+        answer: dict[str, Any] = {"request_id": request_id, **{c: record.get(c) for c in self.spec.entity if c in record}}
+        log: dict[str, Any] = {"request_id": request_id, "model": self.name, "sample_id": record.get(SAMPLE_ID), "variant": alias,
+                               "model_version": variant.card.version, "prediction": value}  # fmt: skip
+        if self.regression:
+            answer["prediction"] = value
+            interval = variant.card.interval
+            if interval:
+                half = float(interval["half_width"])
+                low = value - half if serving.minimum is None else max(value - half, serving.minimum)
+                answer["interval"] = {"low": round(low, ANSWER_DECIMALS), "high": round(value + half, ANSWER_DECIMALS),
+                                      "half_width": half, "coverage": interval["coverage"]}  # fmt: skip
+        else:
+            category = serving.category(value)
+            predicted = classes[int(np.argmax(probabilities))] if probabilities is not None else None
+            answer |= {"probability": value, "target_class": serving.target_class, "category": category,
+                       "predicted_class": predicted,
+                       "class_probabilities": dict(zip(classes, np.round(probabilities, ANSWER_DECIMALS).tolist(), strict=True))}  # fmt: skip
+            log |= {"quality_probability": value, "category": category, "predicted_status": predicted}
+        answer |= {"risk_factors": factors, "recommendations": recommendations, "attribution": method,
+                   "model": {"name": self.name, "version": variant.card.version, "variant": alias}}  # fmt: skip
+        log |= {n: vector.get(n) for n in FEATURE_NAMES if n in vector}
+        return CatalogAnswer(answer, log)
+
+    def risk_factors(self, contributions: np.ndarray, record: dict[str, Any], vector: dict[str, Any]) -> list[dict[str, Any]]:
+        """The features pushing away from the target class (upward for a regressor), worst first; never a zero."""
+        toward_risk = contributions if self.regression else -contributions
+        order = np.argsort(-toward_risk, kind="stable")[:TOP_RISK_FACTORS]
+        wording = self.spec.serving.factor_wording
+        factors = []
+        for j in order.tolist():
+            if not toward_risk[j] > 0:
+                break
+            name = self.spec.features[j]
+            value = _plain(vector.get(name))
+            unit = self._units.get(name, "")
+            text = (wording(name, record, vector) if wording else None) or _generic_wording(name, value, unit)
+            if any(f["text"] == text for f in factors):
+                continue  # two features of one fact (a failure rate and its counts): said once, by the stronger
+            factors.append({"feature": name, "value": value, "unit": unit,
+                            "contribution": round(float(contributions[j]), ANSWER_DECIMALS), "text": text})  # fmt: skip
+        return factors
+
+
+def _generic_wording(name: str, value: Any, unit: str) -> str:
+    """"freeze thaw cycles: 3 (count)" for a feature the model has no words for."""
+    if value is None:
+        shown = "not recorded"
+    elif isinstance(value, float):
+        shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    else:
+        shown = str(value)
+    return f"{name.replace('_', ' ')}: {shown}" + (f" ({unit})" if unit and value is not None and unit != "category" else "")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value if isinstance(value, (int, float, str)) else str(value)
+
+
+def _reissued(answer: CatalogAnswer, request_id: str) -> CatalogAnswer:
+    return CatalogAnswer({**answer.response, "request_id": request_id}, {**answer.log_row, "request_id": request_id})
+
+
+class ServedCatalog:
+    """Every model bundle of a Bento (``<bundle>/models``), by name; empty when there is none."""
+
+    def __init__(self, bundle_dir: str | Path, split: TrafficSplit | None = None) -> None:
+        folder = Path(bundle_dir) / CATALOG_FOLDER
+        summary = json.loads((folder / CATALOG_FILE).read_text()) if (folder / CATALOG_FILE).exists() else {}
+        self.skipped: dict[str, str] = summary.get("skipped", {})
+        self.models: dict[str, ModelPredictor] = {
+            name: ModelPredictor(folder / name, split) for name in summary.get("served", {})
+        }
+
+    def listing(self) -> dict[str, Any]:
+        return {"models": [m.listing() for m in self.models.values()], "not_served": self.skipped}
