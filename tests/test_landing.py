@@ -161,3 +161,26 @@ def test_temporary_names() -> None:
 def _write(path: Path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+RUN_EXPORT = (
+    b"run_id,sample_id,instrument_id,flowcell_id,library_kit,library_prep_ts,run_start_ts\n"
+    b"RUN-2025-00001,TS-2025-000001,SEQ-01,FC-1,DNA-PCRFREE,2025-03-05T08:00:00Z,2025-03-06T08:00:00Z\n"
+)
+
+
+def test_each_kind_goes_to_its_own_job_and_partitions(harness: SensorHarness) -> None:
+    runs, samples = harness.folder / "runs.csv", harness.folder / "samples.csv"
+    runs.write_bytes(RUN_EXPORT)
+    samples.write_bytes(EXPORT)  # lacks most sample columns: no kind, so the sample job fails it
+    harness.tick()
+    requests = harness.tick().run_requests
+    assert {Path(r.tags[SOURCE_PATH_TAG]).name: r.job_name for r in requests} == {
+        "runs.csv": "ingest_run_export",
+        "samples.csv": "ingest_lab_export",
+    }
+    assert harness.instance.get_dynamic_partitions("run_exports") == [content_hash(str(runs))]
+    assert harness.instance.get_dynamic_partitions(lab_export_partitions.name) == [content_hash(str(samples))]
+    (harness.folder / "runs_again.csv").write_bytes(RUN_EXPORT)  # same bytes: nothing, whatever the kind
+    harness.tick()
+    assert harness.tick().run_requests == []

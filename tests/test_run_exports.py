@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.test_lab_export_hardening import sample  # a clean sample row, sample_id TS-2025-7000ii
 from tests.test_landing import SensorHarness
 from tracseq_dagster import contract as sample_module
 from tracseq_dagster.contract import CONTRACT_COLUMNS, ROW_NUMBER, SAMPLE_CONTRACT, SOURCE_FILE, WHOLE_ROW
@@ -47,20 +48,8 @@ RECEIVED = "2025-03-02T09:00:00Z"
 
 
 def sample_id(i: int) -> str:
+    """The id of ``sample(i)``."""
     return f"TS-2025-{700000 + i:06d}"
-
-
-def sample(i: int, **changes: object) -> dict:
-    row = dict(
-        sample_id=sample_id(i), project_id="PRJ-01", sample_type="DNA",
-        collection_ts="2025-03-01T08:00:00Z", received_ts=RECEIVED, extraction_ts="",
-        sequencing_ts="", storage_temp_c="-20", temp_excursions="0", max_temp_deviation_c="0.5",
-        freeze_thaw_cycles="1", concentration_ng_ul="40.5", volume_ul="30", a260_280="1.8", a260_230="2.0",
-        rin="", din="7.1", storage_location="FRZ-01/R1/B2/C3", box_occupancy="12", operator_id="OP-01",
-        site="site-A", priority="routine", qc_status="pass",
-    )
-    row.update({k: str(v) for k, v in changes.items()})
-    return row
 
 
 def run(i: int, **changes: object) -> dict:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from tracseq_dagster.rules import Rule, RuleContext, _as_utc_timestamps, _gxe, _notna, _values_at, column_or_na, fmt_value
