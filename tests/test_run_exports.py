@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -133,6 +134,16 @@ def test_kind_is_told_by_the_header_in_every_format_and_dialect(tmp_path: Path) 
     assert frame[ROW_NUMBER].tolist() == [2]
     assert list(frame.columns[: len(RUN_COLUMNS)]) == RUN_COLUMNS
     assert str(frame["run_end_ts"].dtype) == "datetime64[ns, UTC]" and str(frame["run_id"].dtype) == "string"
+
+
+def test_kind_detection_and_parsing_read_fsspec_urls(tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/tracseq-runs/runs.csv", write_csv(tmp_path / "runs.csv", [run(0), run(1)]).read_bytes())
+    url = "memory:///tracseq-runs/runs.csv"
+    assert detect_export_kind(url) is RUN_CONTRACT
+    frame, issues, _ = read_export(url, contract=RUN_CONTRACT)
+    assert issues.empty and frame["sample_id"].tolist() == [sample_id(0), sample_id(1)]
+    assert (frame[SOURCE_FILE] == url).all()
 
 
 def test_a_file_of_neither_kind_names_the_columns_it_lacks_for_each(tmp_path: Path) -> None:
