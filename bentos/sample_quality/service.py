@@ -1,4 +1,12 @@
-"""The ``sample_quality`` champion as a BentoML service.
+"""Every catalog model's champion (and challenger) as one BentoML service.
+
+    GET  /models           every served model: versions, aliases, metrics, feature set (the registry listing)
+    GET  /models/{name}    one model: its declaration, request columns, lineage, traffic split, feature glossary
+    POST /models/{name}/predict              one request row → value, category or interval, risk factors, recommendations
+    POST /models/{name}/batch_predict        {"records": [row, …]} → {"answers": [...]}, in order
+    POST /models/{name}/fast/batch_predict   an Arrow IPC stream or Parquet table of rows → a table of answers
+
+The original routes stay ``sample_quality``'s:
 
     POST /predict          one raw LIMS record → probability, category, risk factors, recommendations
     POST /batch_predict    {"samples": [record, …]} → one answer per record, in order
@@ -19,7 +27,9 @@ serve time: the models are packed in the Bento.
 
 The domain work happens in :mod:`tracseq_dagster.serving`; this file wires it to HTTP. The
 served bundle is the BentoML model ``TRACSEQ_MODEL_TAG`` (the ``model_tag`` build argument,
-which the ``sample_quality_bento`` asset sets to the registered versions it packed).
+which the ``sample_quality_bento`` asset sets to the registered versions it packed): the
+``sample_quality`` bundle at its root (the original routes; 404 when that model had no champion)
+and one bundle per catalog model under ``models/`` (:mod:`tracseq_dagster.serving.catalog_bundle`).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import bentoml
@@ -42,6 +53,8 @@ from starlette.routing import Route
 from tracseq_dagster import settings
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.auth import BearerTokenMiddleware
+from tracseq_dagster.serving.catalog_predictor import ServedCatalog
+from tracseq_dagster.serving.catalog_routes import COLUMNAR_PATH, CatalogService, catalog_routes
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
 from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
@@ -58,6 +71,7 @@ MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments
 
 routes = FastAPI(title="sample_quality extras")
 COLUMNAR_ROUTE = "/fast/batch_predict"
+NO_SAMPLE_QUALITY = "this Bento serves no sample_quality champion (it had none when built); see GET /models"
 
 
 async def _fast_predict(request: Request) -> Response:
@@ -72,6 +86,8 @@ async def _fast_batch_predict(request: Request) -> Response:
 # instance) and wrap the endpoint on every request, about a tenth of a /fast/predict's CPU.
 fast_routes = Starlette(routes=[Route("/predict", _fast_predict, methods=["POST"]),
                                 Route("/batch_predict", _fast_batch_predict, methods=["POST"])])  # fmt: skip
+# /models and /models/{name}/…: the catalog's routes, plain Starlette like the fast ones.
+routes.router.routes.extend(catalog_routes(lambda: bentoml.get_current_service().catalog))
 
 
 @bentoml.service(
@@ -94,7 +110,9 @@ class SampleQuality:
     def __init__(self) -> None:
         split = TrafficSplit(settings.challenger_share(), settings.ab_salt())
         attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
-        self.predictor = SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
+        # The original routes' bundle is there when sample_quality had a champion at build time.
+        self.predictor = (SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
+                          if (Path(self.bundle.path) / "bundle.json").exists() else None)  # fmt: skip
         self.metrics = ServiceMetrics()
         self.dependencies = Dependencies()
         self.dependencies.listen(self.metrics.dependency_event)
@@ -113,10 +131,11 @@ class SampleQuality:
             on_dropped=self.metrics.rows_dropped,
         )
         self.batcher = MicroBatcher(
-            self.predictor.predict,
+            self._sample_quality().predict,
             max_batch=settings.max_batch(),
             max_wait_ms=settings.max_wait_ms(),
-        )
+        ) if self.predictor is not None else None
+        self.catalog = CatalogService(ServedCatalog(self.bundle.path, split), self.log.submit)
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.
         gc.collect()
@@ -138,11 +157,19 @@ class SampleQuality:
         except ValidationError as error:
             detail = error.errors(include_context=False, include_input=False, include_url=False)
             return JSONResponse({"error": f"{error.error_count()} validation errors", "detail": detail}, status_code=400)
+        if self.predictor is None:
+            return JSONResponse({"error": NO_SAMPLE_QUALITY}, status_code=404)
         return JSONResponse(await self._predict_record(record.model_dump()))
+
+    def _sample_quality(self) -> SampleQualityPredictor:
+        """The original routes' predictor, or a 404 when the Bento was built without a sample_quality champion."""
+        if self.predictor is None:
+            raise bentoml.exceptions.NotFound(NO_SAMPLE_QUALITY)
+        return self.predictor
 
     async def _predict_record(self, record: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        key = cache_key(self.predictor.tag, record)
+        key = cache_key(self._sample_quality().tag, record)
         cached = self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -163,6 +190,8 @@ class SampleQuality:
         kind = columnar.media_type(request.headers.get("content-type"))
         if kind is None:
             return JSONResponse({"error": f"send the table as {columnar.ARROW_STREAM} or {columnar.PARQUET}"}, status_code=415)
+        if self.predictor is None:
+            return JSONResponse({"error": NO_SAMPLE_QUALITY}, status_code=404)
         body = await request.body()
         # Off the event loop: validation and features hold the GIL for a while; the tree kernel releases it.
         return await asyncio.to_thread(self._answer_table, body, kind, request.query_params.get("recommendations") == "text")
@@ -191,7 +220,7 @@ class SampleQuality:
     def batch_predict(self, samples: list[Any]) -> list[dict[str, Any]]:
         """The same answer as /predict for each record, in order (features and models run once per batch)."""
         started = time.perf_counter()
-        answers = self.predictor.predict([s.model_dump() for s in samples])
+        answers = self._sample_quality().predict([s.model_dump() for s in samples])
         self._log(answers, started)
         return [a.response for a in answers]
 
@@ -218,6 +247,8 @@ class SampleQuality:
     @routes.get("/model")
     def model(self) -> dict[str, Any]:
         """Served versions, metrics, lineage, traffic split, feature glossary and category thresholds."""
+        if self.predictor is None:
+            raise HTTPException(status_code=404, detail=NO_SAMPLE_QUALITY)
         return self.predictor.model_info()
 
     @bentoml.on_shutdown
@@ -236,6 +267,6 @@ async def _readiness() -> dict[str, Any]:
 
 
 SampleQuality.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
-SampleQuality.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,))
+SampleQuality.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,), columnar_pattern=COLUMNAR_PATH)
 if os.environ.get("TRACSEQ_API_TOKEN"):
     SampleQuality.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])

@@ -9,8 +9,9 @@ a pydantic error whose ``loc`` names the field; the routes answer it 400.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -53,10 +54,11 @@ def request_model(name: str) -> type[BaseModel]:
 def _run_field(column: str, *, required: bool) -> tuple[Any, Any]:
     if column not in _RUN_COLUMN:
         raise ValueError(f"{column!r} is not a column of the sequencing run contract")
-    python_type, field = _field(_RUN_COLUMN[column])
-    if required or python_type.__class__.__name__ == "UnionType":
-        return python_type, field
-    return python_type | None, Field(None, description=field.description)
+    python_type, info = _field(replace(_RUN_COLUMN[column], required=True))
+    if required:
+        return python_type, info
+    # Optional: the constraints (pattern, bounds) on the value, None allowed (pydantic does not check them on ``str | None``).
+    return Annotated[python_type, *info.metadata] | None, Field(None, description=info.description)
 
 
 @lru_cache(maxsize=None)

@@ -21,8 +21,13 @@ PostgreSQL writes are idempotent (a unique index on ``request_id``, ``ON CONFLIC
 so a batch retried after a commit whose acknowledgement was lost is not logged twice.
 
 Columns (:data:`PREDICTION_LOG_COLUMNS`): the answer (request id, time, variant, model version,
-P(pass), category, predicted status, latency) then the feature vector the model saw, one column
-per :data:`tracseq_dagster.features.FEATURE_NAMES` (numeric as float64, categorical as text).
+P(pass), category, predicted status, latency, the catalog model that answered and its answered
+value) then the feature vector the model saw, one column per
+:data:`tracseq_dagster.features.FEATURE_NAMES` (numeric as float64, categorical as text; empty
+for a model without that feature). Rows written before the log kept the model read as the
+original service's (:data:`~tracseq_dagster.serving.SERVED_MODEL`); ``read`` returns one model's
+rows (that one by default, which the drift and A/B reports read), or every model's with
+``model=None``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from tracseq_dagster.serving import SERVED_MODEL
 from tracseq_dagster.serving.dependencies import CircuitBreaker
 
 __all__ = [
@@ -74,10 +80,13 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "category",
     "predicted_status",
     "latency_ms",
+    "model",  # the catalog model that answered
+    "prediction",  # its answered value: P(target class), or a regressor's prediction
 )
 PREDICTION_LOG_COLUMNS: tuple[str, ...] = (*ANSWER_COLUMNS, *FEATURE_NAMES)
 TIME_COLUMN = "ts"
-_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", *(set(FEATURE_NAMES) - set(CATEGORICAL_FEATURES))})
+MODEL_COLUMN = "model"
+_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", "prediction", *(set(FEATURE_NAMES) - set(CATEGORICAL_FEATURES))})
 
 #: The Arrow schema of every Parquet file (and of what ``read`` returns, as pandas).
 SCHEMA = pa.schema(
@@ -94,7 +103,7 @@ class PredictionLog(Protocol):
 
     def append(self, rows: list[dict] | pd.DataFrame) -> None: ...
 
-    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame: ...
+    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame: ...
 
 
 def open_prediction_log(target: str) -> PredictionLog:
@@ -149,7 +158,13 @@ def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
             # Categorical features arrive as pandas categoricals from compute_features: keep the
             # labels (None, NaN and NA all become NA).
             out[name] = column.astype("string")
+    out[MODEL_COLUMN] = out[MODEL_COLUMN].fillna(SERVED_MODEL)  # rows from before the log kept the model
     return pd.DataFrame(out, index=frame.index)
+
+
+def of_model(frame: pd.DataFrame, model: str | None) -> pd.DataFrame:
+    """The rows of one model (all with None)."""
+    return frame if model is None else frame[frame[MODEL_COLUMN] == model].reset_index(drop=True)
 
 
 def _in_window(frame: pd.DataFrame, since: datetime | None, until: datetime | None) -> pd.DataFrame:
@@ -213,7 +228,7 @@ class ParquetPredictionLog:
                 out += sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
         return out
 
-    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame:
         files = self.files(since, until)
         if not files:
             return typed_frame(pd.DataFrame(columns=list(PREDICTION_LOG_COLUMNS)))
@@ -222,7 +237,7 @@ class ParquetPredictionLog:
             table = ds.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
         except (pa.ArrowException, OSError):
             table = self._read_one_by_one(files)
-        return _in_window(typed_frame(table.to_pandas()), since, until)
+        return of_model(_in_window(typed_frame(table.to_pandas()), since, until), model)
 
     def _read_one_by_one(self, files: list[Path]) -> pa.Table:
         """The slow path when some file is unreadable: every other file, and a warning per bad one."""
@@ -285,6 +300,8 @@ class PostgresPredictionLog:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
             cursor.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({columns})')
             cursor.execute(f'CREATE INDEX IF NOT EXISTS "{self.table}_ts" ON "{self.table}" (ts)')
+            for name in PREDICTION_LOG_COLUMNS:  # a table made before a column was added gets it
+                cursor.execute(f'ALTER TABLE "{self.table}" ADD COLUMN IF NOT EXISTS "{name}" {sql_types[name]}')
         try:
             with connection, connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
@@ -312,9 +329,12 @@ class PostgresPredictionLog:
         finally:
             connection.close()
 
-    def read(self, since: datetime | None = None, until: datetime | None = None) -> pd.DataFrame:
+    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame:
         names = ", ".join(f'"{c}"' for c in PREDICTION_LOG_COLUMNS)
         where, params = [], []
+        if model is not None:
+            where.append("COALESCE(model, %s) = %s")
+            params += [SERVED_MODEL, model]
         if since is not None:
             where.append("ts >= %s")
             params.append(_utc(since).to_pydatetime())
