@@ -1,4 +1,4 @@
-"""Serving assets: the champion packaged as a Bento, and the online feature store kept fresh.
+"""Serving assets: every catalog model's champion packaged as one Bento, and the online feature store kept fresh.
 
 The domain logic lives in :mod:`tracseq_dagster.serving`; these assets call it and describe
 what they made.
@@ -10,37 +10,49 @@ import dagster as dg
 
 from resources import LakeResource, MLflowResource, OnlineStoreResource
 from tracseq_dagster.feature_store import accepted_samples
-from tracseq_dagster.serving.bento_build import build_bento
-from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.registry import CHAMPION, RegistryError
 from tracseq_dagster.serving import SERVED_MODEL
+from tracseq_dagster.serving.bento_build import build_catalog_bento
+from tracseq_dagster.serving.bundle import export_bundle
+from tracseq_dagster.serving.catalog_bundle import export_catalog
 
 
-@dg.asset(deps=["promotion_gate", "sample_features"], group_name="serving", kinds={"bentoml", "mlflow"})
+@dg.asset(deps=["promotion_gate", "sample_features", "validated_runs"], group_name="serving", kinds={"bentoml", "mlflow"})
 def sample_quality_bento(
     context: dg.AssetExecutionContext, lake: LakeResource, mlflow_tracking: MLflowResource
 ) -> dg.MaterializeResult:
-    """The MLflow champion (and challenger, for A/B) as a Bento of the sample_quality service.
+    """Every catalog model's MLflow champion (and challenger, for A/B) as one Bento.
 
-    Exports the registered versions with the history snapshot of every accepted sample into
-    the BentoML model store, then builds ``bentos/sample_quality`` around it. The Bento's
-    version names the registered versions it serves (``v3`` or ``v3-c4``) plus a content
-    hash. Serve it with ``bentoml serve sample_quality:<version>``, containerize it with
-    ``bentoml containerize sample_quality:<version>``.
+    Exports, for each catalog model with a champion, its registered versions with the history
+    it needs (every accepted sample; every accepted run for the run-based models) into the
+    BentoML model store, then builds ``bentos/sample_quality`` around it: ``/models/{name}/…``
+    for each model, and the original ``/predict`` routes for ``sample_quality``. Models without
+    a champion are skipped (``skipped`` in the metadata says why). The Bento's version names
+    sample_quality's registered versions (``v3`` or ``v3-c4``) plus content hashes. Serve it with
+    ``bentoml serve sample_quality:<version>``, containerize it with ``bentoml containerize``.
     """
     lake_ = lake.lake()
     started = time.perf_counter()
     bundle_dir = lake_.root / "serving" / context.run_id
-    info = export_bundle(mlflow_tracking.registry(SERVED_MODEL), accepted_samples(lake_), lake_.read_features(), bundle_dir)
-    bento = build_bento(bundle_dir, info)
-    context.log.info(f"built {bento.tag} serving champion v{info.champion.version}")
+    samples = accepted_samples(lake_)
+    legacy = mlflow_tracking.registry(SERVED_MODEL)
+    info = export_bundle(legacy, samples, lake_.read_features(), bundle_dir) if legacy.version(CHAMPION) is not None else None
+    models = export_catalog(mlflow_tracking.registry, lake_, samples, bundle_dir)
+    if not models.served:
+        raise RegistryError(f"no catalog model has a champion yet: train and promote one first (tracseq train --model …); {models.skipped}")
+    bento = build_catalog_bento(bundle_dir, info, models)
+    context.log.info(f"built {bento.tag} serving {', '.join(models.served)}; skipped {models.skipped or 'none'}")
     return dg.MaterializeResult(
         metadata={
             "bento": str(bento.tag),
-            "champion_version": info.champion.version,
-            "champion_family": info.champion.family,
-            "challenger_version": info.challenger.version if info.challenger else "none",
-            "history_samples": info.history_samples,
-            "history_cutoff": info.history_cutoff,
+            "models_served": ", ".join(models.served),
+            "models": dg.MetadataValue.json(models.summary()),
+            "skipped": dg.MetadataValue.json(models.skipped),
+            "champion_version": info.champion.version if info else "none",
+            "champion_family": info.champion.family if info else "none",
+            "challenger_version": info.challenger.version if info and info.challenger else "none",
+            "history_samples": len(samples),
+            "history_cutoff": info.history_cutoff if info else str(samples["received_ts"].max()),
             "build_seconds": round(time.perf_counter() - started, 2),
             "serve": dg.MetadataValue.md(f"`bentoml serve {bento.tag}`"),
         }

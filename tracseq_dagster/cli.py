@@ -462,13 +462,13 @@ def model_rollback_command(
     console.print(f"{model}: champion is now v{event.version} (was v{event.previous})")
 
 
-bento_app = typer.Typer(help="The sample_quality prediction service (BentoML): build, serve.", no_args_is_help=True)
+bento_app = typer.Typer(help="The prediction service of every catalog model (BentoML): build, serve.", no_args_is_help=True)
 app.add_typer(bento_app, name="bento")
 
 
 @bento_app.command("build")
 def bento_build_command() -> None:
-    """Package the registry's champion (and challenger) as the sample_quality Bento, through Dagster."""
+    """Package every catalog model's champion (and challenger) as one Bento, through Dagster."""
     from tracseq_dagster.instance import get_instance
     from tracseq_dagster.train import package_bento
 
@@ -483,8 +483,11 @@ def bento_build_command() -> None:
 
     event = instance.get_latest_materialization_event(dg.AssetKey("sample_quality_bento"))
     metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
-    console.print(f"built [bold]{metadata['bento'].value}[/] (champion v{metadata['champion_version'].value}, "
+    console.print(f"built [bold]{metadata['bento'].value}[/] serving {metadata['models_served'].value} "
+                  f"(sample_quality champion v{metadata['champion_version'].value}, "
                   f"challenger {metadata['challenger_version'].value}); serve it with: tracseq bento serve")  # fmt: skip
+    for name, why in (metadata["skipped"].value or {}).items():  # type: ignore[union-attr]
+        console.print(f"  not served: {name} ({why})")
 
 
 @bento_app.command("serve")

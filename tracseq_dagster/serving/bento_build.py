@@ -1,6 +1,11 @@
 """Package a serving bundle as a Bento: the bundle goes into the BentoML model store, the
 service in ``bentos/sample_quality`` is built around it, and both carry the bundle's tag
 (the registered versions and a content hash), so ``bentoml list`` says what a Bento serves.
+
+The Bento serves every catalog model: its bundle folder holds the ``sample_quality`` bundle
+at its root (when that model has a champion) and the catalog's under ``models/``
+(:mod:`.catalog_bundle`); its tag is the ``sample_quality`` tag plus ``-m`` and a hash of the
+catalog's model tags (``catalog-<hash>`` without a ``sample_quality`` champion).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ os.environ.setdefault("BENTOML_HOME", str(settings.data_dir() / "bentoml"))
 import bentoml  # noqa: E402
 
 from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
+from tracseq_dagster.serving.catalog_bundle import CatalogBundle  # noqa: E402
 
 BENTO_NAME = "sample_quality"
 BENTOFILE = Path("bentos") / "sample_quality" / "bentofile.yaml"
@@ -30,29 +36,51 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _labels(info: BundleInfo) -> dict[str, str]:
+    labels = {"champion_version": info.champion.version, "family": info.champion.family}
+    if info.challenger is not None:
+        labels["challenger_version"] = info.challenger.version
+    return labels
+
+
 def save_bundle_model(bundle_dir: Path, info: BundleInfo) -> str:
-    """Copy the bundle into the BentoML model store (once per tag); returns ``name:tag``."""
-    tag = f"{BENTO_NAME}:{info.tag}"
+    """Copy a ``sample_quality`` bundle into the BentoML model store (once per tag); returns ``name:tag``."""
+    return _save_folder(bundle_dir, info.tag, _labels(info), {"bundle": json.dumps(asdict(info))})
+
+
+def _save_folder(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dict[str, str]) -> str:
+    tag = f"{BENTO_NAME}:{version}"
     try:
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
-    labels = {"champion_version": info.champion.version, "family": info.champion.family}
-    if info.challenger is not None:
-        labels["challenger_version"] = info.challenger.version
-    with bentoml.models.create(tag, labels=labels, metadata={"bundle": json.dumps(asdict(info))}) as model:
+    with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
     return tag
 
 
 def build_bento(bundle_dir: Path, info: BundleInfo, root: Path | None = None) -> bentoml.Bento:
-    """The Bento of the service around this bundle, version = the bundle's tag (rebuilt if present)."""
+    """The Bento of the service around a ``sample_quality`` bundle, version = the bundle's tag (rebuilt if present)."""
+    return _build(bundle_dir, info.tag, _labels(info), {"bundle": json.dumps(asdict(info))}, root)
+
+
+def catalog_tag(info: BundleInfo | None, models: CatalogBundle) -> str:
+    """The Bento's version: the sample_quality bundle's tag (``v3-c4-…``) and a hash of every packed model's tag."""
+    return f"{info.tag}-m{models.tag}" if info is not None else f"catalog-{models.tag}"
+
+
+def build_catalog_bento(bundle_dir: Path, info: BundleInfo | None, models: CatalogBundle, root: Path | None = None) -> bentoml.Bento:
+    """The Bento serving every packed catalog model (and sample_quality's original routes when ``info``)."""
+    labels = {**(_labels(info) if info is not None else {}), "models": "_".join(models.served)[:60] or "none"}
+    metadata = {"bundle": json.dumps(asdict(info)) if info is not None else "", "catalog": json.dumps(models.summary())}
+    return _build(bundle_dir, catalog_tag(info, models), labels, metadata, root)
+
+
+def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dict[str, str], root: Path | None) -> bentoml.Bento:
     root = root or project_root()
-    model_tag = save_bundle_model(bundle_dir, info)
+    model_tag = _save_folder(bundle_dir, version, labels, metadata)
     try:
-        bentoml.bentos.delete(f"{BENTO_NAME}:{info.tag}")
+        bentoml.bentos.delete(f"{BENTO_NAME}:{version}")
     except bentoml.exceptions.NotFound:
         pass
-    return bentoml.bentos.build_bentofile(
-        str(root / BENTOFILE), build_ctx=str(root), version=info.tag, args={"model_tag": model_tag}
-    )
+    return bentoml.bentos.build_bentofile(str(root / BENTOFILE), build_ctx=str(root), version=version, args={"model_tag": model_tag})
