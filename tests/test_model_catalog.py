@@ -1,10 +1,12 @@
 """The model catalog: declarations, the two run-based models' point-in-time rows, that each
 learns the documented hidden process and beats its naive baseline, the turnaround interval's
-coverage, and a throwaway catalog entry trained and registered with no other code change."""
+coverage, and a throwaway catalog entry trained, registered and served with no other code change."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,10 +16,13 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import requests
+from processes import free_port, stop, wait_until_ready
 
 from tracseq_dagster.automl import fit_final, prepare_problem, sweep_family
 from tracseq_dagster.evaluation import evaluate
 from tracseq_dagster.generator import generate_samples
+from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec, catalog, get_model
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE, UnknownModelError
 from tracseq_dagster.models import sequencing_success, turnaround_hours
@@ -188,3 +193,29 @@ def test_a_throwaway_catalog_entry_is_trained_and_registered_without_other_code(
     assert champion is not None and champion.tags["model"] == "risk_score_echo" and champion.tags["metric"] == "rmse"
     listed = run("models")
     assert listed.returncode == 0 and "risk_score_echo" in listed.stdout, listed.stdout + listed.stderr
+
+    # ...and served by the one Bento, with no serving code: the declaration's defaults do it all.
+    env["BENTOML_HOME"] = str(tmp_path / "bentoml")
+    built = run("bento", "build")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "serving risk_score_echo" in built.stdout and "not served: sample_quality" in built.stdout, built.stdout
+    tag = re.search(r"built (sample_quality:\S+)", built.stdout).group(1)  # type: ignore[union-attr]
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_until_ready(server, f"http://127.0.0.1:{port}/readyz", log, timeout_s=240)
+        lake = Lake(data / "lake")
+        record = json.loads(lake.read_validated().drop(columns=["qc_status"]).tail(1).to_json(orient="records", date_format="iso"))[0]
+        answer = requests.post(f"http://127.0.0.1:{port}/models/risk_score_echo/predict", json=record, timeout=60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"]["name"] == "risk_score_echo" and body["interval"]["coverage"] == 0.9
+        assert body["interval"]["high"] == pytest.approx(body["prediction"] + body["interval"]["half_width"])
+        assert [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/models", timeout=30).json()["models"]] == ["risk_score_echo"]
+        bad = requests.post(f"http://127.0.0.1:{port}/models/risk_score_echo/predict", json={**record, "volume_ul": -1}, timeout=30)
+        assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][-1] == "volume_ul"
+        assert requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30).status_code == 404  # no sample_quality champion
+    finally:
+        stop(server)

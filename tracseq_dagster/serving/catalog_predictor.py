@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, SAMPLE_ID, feature_columns
-from tracseq_dagster.models import ModelSpec, get_model
+from tracseq_dagster.models import ModelSpec, catalog, get_model
+from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE
 from tracseq_dagster.models.spec import ServingRows
 from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS
 from tracseq_dagster.serving.bundle import ModelCard
@@ -248,10 +249,14 @@ class ServedCatalog:
     def __init__(self, bundle_dir: str | Path, split: TrafficSplit | None = None) -> None:
         folder = Path(bundle_dir) / CATALOG_FOLDER
         summary = json.loads((folder / CATALOG_FILE).read_text()) if (folder / CATALOG_FILE).exists() else {}
-        self.skipped: dict[str, str] = summary.get("skipped", {})
-        self.models: dict[str, ModelPredictor] = {
-            name: ModelPredictor(folder / name, split) for name in summary.get("served", {})
-        }
+        self.skipped: dict[str, str] = dict(summary.get("skipped", {}))
+        self.models: dict[str, ModelPredictor] = {}
+        known = catalog()
+        for name in summary.get("served", {}):
+            if name in known:
+                self.models[name] = ModelPredictor(folder / name, split)
+            else:  # packed by a process whose catalog had it: its module is not importable here
+                self.skipped[name] = f"packed, but not in this process's model catalog (see {EXTRA_MODULES_VARIABLE})"
 
     def listing(self) -> dict[str, Any]:
         return {"models": [m.listing() for m in self.models.values()], "not_served": self.skipped}
