@@ -6,12 +6,8 @@ HTTP (JSON, batch, Arrow), bad input and unknown models refused, the prediction 
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,11 +15,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 import requests
-from processes import free_port, stop, wait_until_ready
+from processes import stop
+from test_serving_e2e import AUTH, Stack
 
 from tracseq_dagster.conformal import INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.feature_store import accepted_samples
-from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import get_model
 from tracseq_dagster.registry import CHAMPION, ModelRegistry
 from tracseq_dagster.serving.catalog_schema import request_columns
@@ -36,62 +32,17 @@ pytestmark = pytest.mark.slow
 MODELS = ("sample_quality", "sequencing_success", "turnaround_hours")
 
 
-class CatalogStack:
-    """CLI runs, the Bento build and a `bentoml serve` process, in one temporary folder."""
+class CatalogStack(Stack):
+    """test_serving_e2e's stack (CLI, registry, `bentoml serve` with a token, Redis, a Parquet log), plus GET and the build's output."""
 
-    def __init__(self, folder: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.folder = folder
-        home = folder / "dagster_home"
-        home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        self.env = {
-            **os.environ,
-            "TRACSEQ_DATA_DIR": str(folder / "data"),
-            "DAGSTER_HOME": str(home),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "TRACSEQ_MLFLOW_ARTIFACTS": (folder / "artifacts").as_uri(),
-            "BENTOML_HOME": str(folder / "bentoml"),
-            "TRACSEQ_PREDICTION_LOG": str(folder / "prediction_log"),
-            "TRACSEQ_CHALLENGER_SHARE": "0.5",
-            "DO_NOT_TRACK": "1",
-            "COLUMNS": "200",
-            **(extra_env or {}),
-        }
-        self.env.pop("TRACSEQ_API_TOKEN", None)
-        self.lake = Lake(folder / "data" / "lake")
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-
-    def run(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "tracseq_dagster.cli", *args], env=self.env,
-                                capture_output=True, text=True, timeout=900)  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def build(self) -> tuple[str, str]:
+    def build_with_output(self) -> tuple[str, str]:
         out = self.run("bento", "build")
         match = re.search(r"built (sample_quality:\S+)", out)
         assert match, out
         return match.group(1), out
 
-    def serve(self, tag: str) -> None:
-        port = free_port()
-        log = self.folder / f"serve-{port}.log"
-        command = [os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)]
-        self.process = subprocess.Popen(command, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
-        wait_until_ready(self.process, f"{self.url}/readyz", log, timeout_s=240)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def post(self, route: str, payload: Any = None, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url + route, json=payload, timeout=60, **kwargs)
-
     def get(self, route: str) -> requests.Response:
-        return requests.get(self.url + route, timeout=30)
+        return requests.get(self.url + route, headers=AUTH, timeout=30)
 
 
 def json_rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -111,10 +62,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
                         "--budget-s", "8", "--cv-folds", "2", "--max-trials", "3")  # fmt: skip
     for model in MODELS:
         assert f"{model} promotion gate: promoted" in trained, trained
-    stack.tag, stack.build_output = stack.build()
+    stack.tag, stack.build_output = stack.build_with_output()
     stack.serve(stack.tag)
     yield stack
-    stack.stop()
+    if stack.process is not None:
+        stop(stack.process)
 
 
 def test_get_models_lists_the_three_champions(stack: CatalogStack) -> None:
@@ -146,7 +98,7 @@ def test_each_model_answers_json_batch_and_arrow(stack: CatalogStack) -> None:
         table = pa.Table.from_pylist(records)
         with ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        fast = stack.post(f"/models/{model}/fast/batch_predict", data=sink.getvalue(), headers={"content-type": ARROW_STREAM})
+        fast = stack.post(f"/models/{model}/fast/batch_predict", None, data=sink.getvalue(), headers={**AUTH, "content-type": ARROW_STREAM})
         assert fast.status_code == 200, (model, fast.text)
         answered = ipc.open_stream(pa.BufferReader(fast.content)).read_all()
         assert answered.column("sample_id").to_pylist() == [r["sample_id"] for r in records]
@@ -172,8 +124,9 @@ def test_bad_input_and_unknown_models_are_refused_not_crashed(stack: CatalogStac
     assert wrong.status_code == 400 and wrong.json()["detail"][0]["loc"][-1] == "sample_type"
     unknown = stack.post("/models/freezer_excursion_risk/predict", record)
     assert unknown.status_code == 404 and unknown.json()["served"] == list(MODELS)
-    assert stack.post("/models/turnaround_hours/fast/batch_predict", data=b"garbage",
-                      headers={"content-type": ARROW_STREAM}).status_code == 400  # fmt: skip
+    assert stack.post("/models/turnaround_hours/fast/batch_predict", None, data=b"garbage",
+                      headers={**AUTH, "content-type": ARROW_STREAM}).status_code == 400  # fmt: skip
+    assert requests.get(stack.url + "/models", timeout=30).status_code == 401  # the token guards the catalog routes too
 
 
 def test_the_prediction_log_keeps_each_models_rows(stack: CatalogStack) -> None:

@@ -19,7 +19,6 @@ For each batch of validated rows (:mod:`.catalog_schema`) the predictor
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import uuid
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, SAMPLE
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE
 from tracseq_dagster.models.spec import ServingRows
-from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS
+from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS, _plain
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
 from tracseq_dagster.serving.catalog_schema import request_frame
 from tracseq_dagster.serving.model_scoring import ModelScorer, model_scorer
+from tracseq_dagster.serving.predictor import Answer, _with_request_id
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 
@@ -45,14 +45,6 @@ from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficS
 class Variant:
     card: ModelCard
     scorer: ModelScorer
-
-
-@dataclass(frozen=True)
-class CatalogAnswer:
-    """One row's answer (``response``) and the row the prediction log keeps of it."""
-
-    response: dict[str, Any]
-    log_row: dict[str, Any]
 
 
 class ModelPredictor:
@@ -117,7 +109,7 @@ class ModelPredictor:
     # -- answers -----------------------------------------------------------------------------
 
     def predict(self, records: list[dict[str, Any]], request_ids: list[str] | None = None, *,
-                now: pd.Timestamp | None = None) -> list[CatalogAnswer]:  # fmt: skip
+                now: pd.Timestamp | None = None) -> list[Answer]:  # fmt: skip
         """Answers for validated rows (the request model's ``model_dump()``), in input order.
 
         Identical rows are computed once (the feature code wants one row per entity).
@@ -131,7 +123,7 @@ class ModelPredictor:
         rows = [records[i] for i in unique]
         features = self.features(rows, now=now)
         answers = dict(zip(unique, self._answers(rows, features, [ids[i] for i in unique]), strict=True))
-        return [answers[d] if d == i else _reissued(answers[d], ids[i]) for i, d in enumerate(distinct)]
+        return [answers[d] if d == i else _with_request_id(answers[d], ids[i]) for i, d in enumerate(distinct)]
 
     def features(self, records: list[dict[str, Any]], *, now: pd.Timestamp | None = None) -> pd.DataFrame:
         """The model's features of the rows, in order, as of each row's prediction time."""
@@ -154,9 +146,9 @@ class ModelPredictor:
             raise ValueError(f"{self.name}: the serving features must have one row per request row, in order")
         return features[list(self.spec.features)]
 
-    def _answers(self, records: list[dict[str, Any]], features: pd.DataFrame, ids: list[str]) -> list[CatalogAnswer]:
+    def _answers(self, records: list[dict[str, Any]], features: pd.DataFrame, ids: list[str]) -> list[Answer]:
         chosen = self.split.challengers([str(r.get(SAMPLE_ID)) for r in records])
-        out: list[CatalogAnswer | None] = [None] * len(records)
+        out: list[Answer | None] = [None] * len(records)
         for alias, positions in ((CHAMPION, np.flatnonzero(~chosen)), (CHALLENGER, np.flatnonzero(chosen))):
             if not len(positions):
                 continue
@@ -172,7 +164,7 @@ class ModelPredictor:
 
     def _answer(self, record: dict[str, Any], vector: dict[str, Any], value: float, contributions: np.ndarray, request_id: str,
                 alias: str, variant: Variant, probabilities: np.ndarray | None, classes: tuple[str, ...],
-                method: str) -> CatalogAnswer:  # fmt: skip
+                method: str) -> Answer:  # fmt: skip
         serving = self.spec.serving
         value = round(float(value), ANSWER_DECIMALS)
         factors = self.risk_factors(contributions, record, vector)
@@ -198,7 +190,7 @@ class ModelPredictor:
         answer |= {"risk_factors": factors, "recommendations": recommendations, "attribution": method,
                    "model": {"name": self.name, "version": variant.card.version, "variant": alias}}  # fmt: skip
         log |= {n: vector.get(n) for n in FEATURE_NAMES if n in vector}
-        return CatalogAnswer(answer, log)
+        return Answer(answer, log)
 
     def risk_factors(self, contributions: np.ndarray, record: dict[str, Any], vector: dict[str, Any]) -> list[dict[str, Any]]:
         """The features pushing away from the target class (upward for a regressor), worst first; never a zero."""
@@ -229,18 +221,6 @@ def _generic_wording(name: str, value: Any, unit: str) -> str:
     else:
         shown = str(value)
     return f"{name.replace('_', ' ')}: {shown}" + (f" ({unit})" if unit and value is not None and unit != "category" else "")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    return value if isinstance(value, (int, float, str)) else str(value)
-
-
-def _reissued(answer: CatalogAnswer, request_id: str) -> CatalogAnswer:
-    return CatalogAnswer({**answer.response, "request_id": request_id}, {**answer.log_row, "request_id": request_id})
 
 
 class ServedCatalog:

@@ -30,7 +30,8 @@ from starlette.routing import Route
 
 from tracseq_dagster.models import catalog
 from tracseq_dagster.serving import columnar
-from tracseq_dagster.serving.catalog_predictor import CatalogAnswer, ModelPredictor, ServedCatalog
+from tracseq_dagster.serving.catalog_predictor import ModelPredictor, ServedCatalog
+from tracseq_dagster.serving.predictor import Answer
 from tracseq_dagster.serving.catalog_schema import batch_model, request_model
 
 #: Paths of the columnar routes (the JSON-only guard lets their Arrow/Parquet bodies through).
@@ -133,7 +134,7 @@ async def _answer(state: CatalogService, model: ModelPredictor, records: list[di
     return [a.response for a in answers]
 
 
-def _log(state: CatalogService, answers: list[CatalogAnswer], started: float) -> None:
+def _log(state: CatalogService, answers: list[Answer], started: float) -> None:
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(answers), 1)
     now = datetime.now(timezone.utc)
     state.log([{**a.log_row, "ts": now, "latency_ms": latency_ms} for a in answers])
@@ -158,7 +159,7 @@ def _answer_table(state: CatalogService, model: ModelPredictor, body: bytes, kin
         return _refused(error)
     batch_id = uuid.uuid4().hex
     ids = columnar.request_ids(batch_id, len(answers)).to_pylist()
-    answers = [CatalogAnswer({**a.response, "request_id": i}, {**a.log_row, "request_id": i}) for a, i in zip(answers, ids, strict=True)]
+    answers = [Answer({**a.response, "request_id": i}, {**a.log_row, "request_id": i}) for a, i in zip(answers, ids, strict=True)]
     _log(state, answers, started)
     flat = [flat_answer(a.response) for a in answers]
     columns = list(dict.fromkeys(k for row in flat for k in row))  # rows with fewer risk factors: nulls
