@@ -184,10 +184,10 @@ def test_tree_attributions_add_up_to_the_raw_score(served) -> None:  # type: ign
         QualityScorer(model, {}, "occlusion")
 
 
-def test_occlusion_explains_the_other_families(served) -> None:  # type: ignore[no-untyped-def]
+def test_the_logistic_challenger_is_explained_against_the_reference(served) -> None:  # type: ignore[no-untyped-def]
     _, _, bundle = served
     scorer = SampleQualityPredictor(bundle, TrafficSplit(1.0)).variants[CHALLENGER].scorer
-    assert scorer.method == "occlusion"
+    assert scorer.method == "linear"  # from its coefficients, no longer by occlusion
     features = compute_features(recent_samples(10, seed=11), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
     typical = features.assign(**{k: v for k, v in scorer.reference.items() if k != "sample_type"})
     contributions = scorer.score(typical).contributions

@@ -60,11 +60,14 @@ def top_risk_factors(contributions: np.ndarray, top: int = TOP_RISK_FACTORS) -> 
     """Every row's :func:`risk_factors` at once: (feature indices, contributions), worst first.
 
     Where a row has fewer than ``top`` negative contributions, the rest are index -1 and NaN.
+    A contribution that is zero as answered (:data:`ANSWER_DECIMALS`) is no risk factor: a
+    feature that moved nothing (off every tree path, at its reference value) is never listed,
+    nor one shown as -0.0.
     """
     order = np.argsort(contributions, axis=1)[:, :top]
-    values = np.take_along_axis(contributions, order, axis=1)
+    values = answered(np.take_along_axis(contributions, order, axis=1))
     risky = values < 0
-    return np.where(risky, order, -1), np.where(risky, answered(values), np.nan)
+    return np.where(risky, order, -1), np.where(risky, values, np.nan)
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,43 @@
-"""Scoring a feature frame with a registered model: probabilities and per-feature contributions.
+"""Scoring a feature frame with a registered model: values and per-feature contributions.
+
+:class:`ModelScorer` serves any catalog model (``sample_quality``, ``sequencing_success``,
+``turnaround_hours``, …): its value is P(target class) for a classifier and the prediction for
+a regression model, and its contributions say, per feature, how much that feature moves the
+answer. :class:`QualityScorer` is ``sample_quality``'s (target class ``pass``).
 
 The registered model is the engine's :class:`~tracseq_dagster.automl.LabelDecodingClassifier`
-around a scikit-learn ``Pipeline`` (feature conversion → preprocessing → estimator). For the
-gradient boosters the estimator's native booster answers directly, because that is where both
-speed and attributions are. Two attribution methods for boosters, both in the raw score
-(log-odds) of the ``pass`` class, both adding up with a bias to exactly that raw score:
+around a scikit-learn ``Pipeline`` (feature conversion → preprocessing → estimator), or that
+pipeline alone for regression. The pipeline's preprocessing is redone in numpy
+(:mod:`.pipeline_arrays`, checked once against the pipeline's), which also says which
+feature every estimator column comes from. Attributions by family, each exact (they add up,
+with the scorer's ``bias``, to the model's own output) and cheap unless said otherwise:
 
-* **Tree paths** (``tree_path``, the default; Saabas' method): along each tree's decision path,
-  every split moves the node value; the move is credited to the split's feature. LightGBM's
-  native ``pred_leaf`` gives each row's leaf per tree, and the credit of every leaf's path is
-  precomputed once per model, so a row costs one lookup per tree. XGBoost has it natively
-  (``approx_contribs``).
-* **Tree SHAP** (``tree_shap``; XGBoost ``pred_contribs``, LightGBM ``pred_contrib``): the exact
-  Shapley values. Consistent, but O(trees × leaves × depth²) per row: 7.5 ms per row on a
+* **LightGBM / XGBoost: tree paths** (``tree_path``, the default; Saabas' method), in the raw
+  score (log-odds; for multiclass the target class's own raw score): along each tree's decision
+  path, every split moves the node value; the move is credited to the split's feature.
+  LightGBM's leaves come from the compiled forest (:mod:`.compiled_trees`) or ``pred_leaf``,
+  and the credit of every leaf's path is precomputed once per model, so a row costs one lookup
+  per tree. XGBoost has it natively (``approx_contribs``).
+  **Tree SHAP** (``tree_shap``; XGBoost ``pred_contribs``, LightGBM ``pred_contrib``): the
+  exact Shapley values. Consistent, but O(trees × leaves × depth²) per row: 7.5 ms per row on a
   1,200-tree champion here, against about 0.05 ms for tree paths. Choose it with
   ``TRACSEQ_ATTRIBUTION=tree_shap`` where latency does not matter.
-* **Occlusion** (every other family: logistic regression, random forest, sklearn gradient
-  boosting, MLP): a feature's contribution is how much the probability of ``pass`` changes when
-  that feature alone is set to its typical training value (median, or most frequent category).
-  Cheap (one extra prediction per feature, batched), model-agnostic, and signed the same way.
+* **Random forest, sklearn histogram gradient boosting: tree paths** (``tree_path``) from the
+  fitted trees (:mod:`.forest_paths`): the forest's averaged probability of the target class
+  (a random forest's output is a probability), the raw score for gradient boosting.
+* **Linear models** (logistic regression, ridge): ``linear`` (:mod:`.linear_attribution`):
+  coefficient × the move of each transformed column from the reference row, summed per
+  feature: exact in the log-odds (multiclass: the target class against the others), or in
+  the prediction's units.
+* **Occlusion** (``occlusion``; the MLP, and any model whose layout is not recognised): a
+  feature's contribution is how much the value (P(target), or the prediction) changes when
+  that feature alone is set to its typical training value (median, or most frequent
+  category). Model-agnostic, signed the same way, but one extra prediction per feature, and
+  not additive.
 
-A negative contribution pushes the sample away from ``pass``: that is a risk factor.
+A negative contribution pushes the answer down (away from the target class, or toward a
+smaller prediction). For ``sample_quality``, a feature pushing away from ``pass`` is a risk
+factor (:func:`.advice.top_risk_factors`; a zero contribution never is).
 """
 
 from __future__ import annotations
@@ -31,103 +48,211 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURE_SPEC_BY_NAME, NUMERIC_FEATURES, FeatureColumns
+from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, FeatureColumns
 from tracseq_dagster.serving.compiled_trees import CompiledForest
+from tracseq_dagster.serving.forest_paths import ForestPaths
+from tracseq_dagster.serving.linear_attribution import LinearAttribution
+from tracseq_dagster.serving.pipeline_arrays import PreprocessArrays
 
 #: The class whose probability is the sample's quality probability.
 PASS = "pass"
 
-ContributionMethod = Literal["tree_path", "tree_shap", "occlusion"]
+ContributionMethod = Literal["tree_path", "tree_shap", "linear", "occlusion"]
 #: The one-time checks of the fast paths against the model's own (numpy input against the
 #: pipeline, compiled trees against LightGBM) compare this many rows of the first batch: all of
 #: a 100,000-row first batch cost LightGBM's own walk, ~75 µs a row, 7.5 s of CPU.
 CHECKED_ROWS = 1000
 #: What boosters use unless told otherwise (see the module docstring for the trade-off).
 DEFAULT_TREE_ATTRIBUTION: ContributionMethod = "tree_path"
+#: LightGBM objectives whose raw score is the prediction itself.
+_IDENTITY_OBJECTIVES = frozenset({"regression", "regression_l2", "l2", "mean_squared_error", "mse", "regression_l1", "l1",
+                                  "huber", "fair", "quantile", "mape"})  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Scores:
-    """Per row: class probabilities (columns ``classes``) and per-feature contributions."""
+    """Per row: class probabilities (columns ``classes``; none for regression), predictions
+    (regression only) and per-feature contributions (columns: the scorer's feature names)."""
 
     classes: tuple[str, ...]
-    probabilities: np.ndarray  # (n, k)
-    contributions: np.ndarray  # (n, len(FEATURE_NAMES)), toward "pass"
+    probabilities: np.ndarray  # (n, k); (n, 0) for regression
+    contributions: np.ndarray  # (n, features), toward the target class (or a larger prediction)
     method: ContributionMethod
+    target: str | None = PASS
+    predictions: np.ndarray | None = None  # (n,) regression only
+
+    @property
+    def values(self) -> np.ndarray:
+        """P(target class), or the prediction."""
+        if self.target is None:
+            assert self.predictions is not None
+            return self.predictions
+        return self.probabilities[:, self.classes.index(self.target)]
 
     @property
     def quality_probability(self) -> np.ndarray:
-        return self.probabilities[:, self.classes.index(PASS)]
+        return self.values
 
     @property
     def predicted_status(self) -> np.ndarray:
         return np.asarray(self.classes, dtype=object)[self.probabilities.argmax(axis=1)]
 
 
-def reference_values(features: pd.DataFrame) -> dict[str, Any]:
-    """Typical training values per feature (median; most frequent category): the occlusion baseline."""
+def reference_values(features: pd.DataFrame, feature_names: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+    """Typical training values per feature (median; most frequent category): the baseline of
+    occlusion and of linear attributions. Without ``feature_names``, the sample features
+    (kinds from their specs); with them, each column's kind from its dtype."""
+    if feature_names is None:
+        numeric, categorical = list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)
+    else:
+        numeric = [n for n in feature_names if _is_number(features[n].dtype)]
+        categorical = [n for n in feature_names if n not in numeric]
     reference: dict[str, Any] = {}
-    for name in NUMERIC_FEATURES:
+    for name in numeric:
         value = pd.to_numeric(features[name], errors="coerce").median()
         reference[name] = None if pd.isna(value) else float(value)
-    for name in CATEGORICAL_FEATURES:
+    for name in categorical:
         mode = features[name].dropna().astype(str).mode()
         reference[name] = None if mode.empty else str(mode.iloc[0])
     return reference
 
 
-class QualityScorer:
-    """Scores feature frames (``FEATURE_NAMES`` columns) with one fitted model."""
+def _is_number(dtype: Any) -> bool:
+    return (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) and not isinstance(dtype, pd.CategoricalDtype)
 
-    def __init__(self, model: Any, reference: dict[str, Any], tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:
+
+class ModelScorer:
+    """Scores feature frames (the ``feature_names`` columns) with one fitted catalog model.
+
+    ``target_class`` is the class whose probability is the value (None: a regression model).
+    ``reference`` holds typical training values (:func:`reference_values`). Attributes a caller
+    may read: ``method`` (see the module docstring), ``bias`` (what exact contributions add to,
+    None for occlusion) and ``units`` (of the contributions).
+    """
+
+    def __init__(self, model: Any, feature_names: tuple[str, ...] | list[str], reference: dict[str, Any],
+                 target_class: str | None, tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:  # fmt: skip
         if tree_attribution not in ("tree_path", "tree_shap"):
             raise ValueError(f"tree_attribution must be tree_path or tree_shap, not {tree_attribution!r}")
         self.model = model
+        self.feature_names = tuple(feature_names)
         self.reference = reference
-        self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes_)
-        if PASS not in self.classes:
-            raise ValueError(f"the model's classes {self.classes} do not include {PASS!r}")
-        self._pass = self.classes.index(PASS)
-        pipeline = getattr(model, "estimator_", None)
+        self.target = target_class
+        if target_class is None:
+            if hasattr(model, "classes_"):
+                raise ValueError("a classifier needs a target class (None is for regression models)")
+            self.classes: tuple[str, ...] = ()
+            self._target = None
+        else:
+            if not hasattr(model, "classes_"):
+                raise ValueError(f"target class {target_class!r} given for a regression model")
+            self.classes = tuple(str(c) for c in model.classes_)
+            if target_class not in self.classes:
+                raise ValueError(f"the model's classes {self.classes} do not include {target_class!r}")
+            self._target = self.classes.index(target_class)
+        pipeline = getattr(model, "estimator_", model)
         estimator = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else None
         self._transform = pipeline[:-1] if estimator is not None else None
         self._estimator = estimator
-        self._fast_input = _BoosterInput.of(pipeline) if self._native_kind() else None
         self.family = type(estimator).__name__ if estimator is not None else type(model).__name__
-        self.method: ContributionMethod = tree_attribution if self._native_kind() else "occlusion"
-        self._paths = _LeafPaths.of(self._estimator.booster_, self._pass, len(self.classes)) if (
-            self._native_kind() == "lightgbm" and self.method == "tree_path") else None  # fmt: skip
-        self._forest = self._paths.forest if self._paths is not None and self._paths.softmax_or_sigmoid else None
+        arrays = PreprocessArrays.of(pipeline) if estimator is not None else None
+        self._fast_input = arrays
+        if arrays is not None and not set(arrays.inputs.columns) <= set(self.feature_names):
+            raise ValueError(f"the model reads features not given: {sorted(set(arrays.inputs.columns) - set(self.feature_names))}")
+        # where each converter column (the model's features) sits among ours
+        self._position = np.array([self.feature_names.index(c) for c in arrays.inputs.columns], dtype=np.int64) if arrays else None
+        kind = self._kind(arrays)
+        self._linear: LinearAttribution | None = None
+        self._trees: ForestPaths | None = None
+        self._outputs_checked = False
+        if kind == "linear":
+            assert arrays is not None and self._position is not None
+            reference = arrays.transform(self._reference_frame())[0]
+            self._linear = LinearAttribution.of(estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names))
+        elif kind in ("random_forest", "hist_gradient_boosting"):
+            assert arrays is not None and self._position is not None
+            build = ForestPaths.of_random_forest if kind == "random_forest" else ForestPaths.of_hist_gradient_boosting
+            self._trees = build(estimator, self._position[arrays.origins], len(self.feature_names), self._target)
+        self._native = kind if kind in ("lightgbm", "xgboost") else None
+        self.method: ContributionMethod = (tree_attribution if self._native else "tree_path" if self._trees is not None
+                                           else "linear" if self._linear is not None else "occlusion")  # fmt: skip
+        own = self._target if self._target is not None else 1  # a binary booster's one output is class 1's
+        self._paths = _LeafPaths.of(self._estimator.booster_, own, max(len(self.classes), 1)) if (
+            self._native == "lightgbm" and self.method == "tree_path") else None  # fmt: skip
+        self._forest = self._paths.forest if self._paths is not None and self._compiled_ok() else None
         self._forest_checked = False
         if self._forest is not None:  # compile (or load the cached compilation) now, not in the first request
             self._forest.raw_and_credit(np.zeros((1, self._forest.credit.shape[1])))
 
-    def _native_kind(self) -> str | None:
+    def _kind(self, arrays: PreprocessArrays | None) -> str | None:
         name = type(self._estimator).__name__
-        if name == "LGBMClassifier":
+        if name in ("LGBMClassifier", "LGBMRegressor"):
             return "lightgbm"
-        if name == "XGBClassifier":
+        if name in ("XGBClassifier", "XGBRegressor"):
             return "xgboost"
+        if arrays is None:  # the estimator's columns cannot be traced back to features
+            return None
+        if name.startswith(("RandomForest", "ExtraTrees")):
+            return "random_forest"
+        if name.startswith("HistGradientBoosting"):
+            return "hist_gradient_boosting"
+        if hasattr(self._estimator, "coef_") and hasattr(self._estimator, "intercept_") and not name.startswith("MLP"):
+            return "linear"
         return None
 
+    def _compiled_ok(self) -> bool:
+        """The compiled forest answers raw scores; they are what we serve when the objective maps them the usual way."""
+        assert self._paths is not None
+        if self._target is None:
+            return str(getattr(self._estimator, "objective_", "")) in _IDENTITY_OBJECTIVES
+        return self._paths.softmax_or_sigmoid
+
+    @property
+    def bias(self) -> float | None:
+        """What the contributions add up to the model's output with (None: occlusion, or tree SHAP's per-row bias)."""
+        if self._linear is not None:
+            return self._linear.bias
+        if self._trees is not None:
+            return self._trees.bias
+        return self._paths.bias if self._paths is not None else None
+
+    @property
+    def units(self) -> str:
+        """What a contribution is measured in."""
+        if self._target is None:
+            return "prediction"
+        if self.method == "occlusion" or self.family.startswith(("RandomForest", "ExtraTrees")):
+            return "probability"
+        return "log-odds"
+
     def score(self, features: pd.DataFrame | FeatureColumns) -> Scores:
-        """Probabilities and contributions of every row of ``features``: a frame with the
-        ``FEATURE_NAMES`` columns, or :class:`FeatureColumns` (the same, without a frame's costs)."""
-        kind = self._native_kind()
-        if kind is not None:
-            matrix = self._booster_matrix(features)
-            if self._paths is not None and self._paths.softmax_or_sigmoid:
-                # One pass through the trees gives both: the leaves of each row score and explain it.
-                compiled = self._compiled_scores(matrix)
-                if compiled is not None:
-                    return compiled
-                leaves = self._estimator.booster_.predict(matrix, pred_leaf=True)
-                return Scores(self.classes, self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
-            probabilities = self._estimator.predict_proba(matrix)
-            return Scores(self.classes, probabilities, self._tree_contributions(kind, matrix), self.method)
-        x = _feature_frame(features)
-        probabilities = self.model.predict_proba(x)
-        return Scores(self.classes, probabilities, self._occlusion(x, probabilities[:, self._pass]), "occlusion")
+        """Values and contributions of every row of ``features``: a frame with the ``feature_names``
+        columns, or (sample features only) :class:`FeatureColumns`, the same without a frame's costs."""
+        if self._native is not None:
+            return self._native_scores(self._native, self._matrix(features))
+        if self._linear is not None or self._trees is not None:
+            scores = self._traced_scores(self._matrix(features))
+            if scores is not None:
+                return scores
+        return self._occlusion_scores(_feature_frame(features, self.feature_names))
+
+    def _scores(self, probabilities_or_predictions: np.ndarray, contributions: np.ndarray, method: ContributionMethod) -> Scores:
+        if self._target is None:
+            n = len(probabilities_or_predictions)
+            return Scores((), np.empty((n, 0)), contributions, method, None, probabilities_or_predictions)
+        return Scores(self.classes, probabilities_or_predictions, contributions, method, self.target)
+
+    def _native_scores(self, kind: str, matrix: np.ndarray) -> Scores:
+        if self._paths is not None and self._forest is not None:
+            # One pass through the trees gives both: the leaves of each row score and explain it.
+            compiled = self._compiled_scores(matrix)
+            if compiled is not None:
+                return compiled
+        if self._paths is not None and self._paths.softmax_or_sigmoid and self._target is not None:
+            leaves = self._estimator.booster_.predict(matrix, pred_leaf=True)
+            return self._scores(self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
+        values = self._estimator.predict(matrix) if self._target is None else self._estimator.predict_proba(matrix)
+        return self._scores(np.asarray(values, dtype=np.float64), self._tree_contributions(kind, matrix), self.method)
 
     def _compiled_scores(self, matrix: np.ndarray) -> Scores | None:
         """Scores from the compiled forest (:mod:`.compiled_trees`), checked once against LightGBM's raw scores."""
@@ -141,36 +266,71 @@ class QualityScorer:
                 self._forest = None  # for good: LightGBM's predictor answers from now on
                 return None
             self._forest_checked = True
-        return Scores(self.classes, self._paths.from_raw(raw), self._reorder(self._paths.sign * credit), self.method)
+        values = raw[:, 0].copy() if self._target is None else self._paths.from_raw(raw)
+        return self._scores(values, self._reorder(self._paths.sign * credit), self.method)
 
-    def _booster_matrix(self, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
-        """The booster's input: the pipeline's own transform, or its plain-numpy equivalent.
+    def _matrix(self, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
+        """The estimator's input: the pipeline's own transform, or its plain-numpy equivalent.
 
         The pipeline's pandas steps cost about 20 ms per call whatever the rows; the
-        equivalent (numbers as they are, categories through the fitted encoder's category
-        lists) costs well under one. It is checked against the pipeline on the first batch
-        (its first ``CHECKED_ROWS``) and dropped, for good, if they ever differ.
+        equivalent (:mod:`.pipeline_arrays`) costs well under one. It is checked against the
+        pipeline on the first batch (its first ``CHECKED_ROWS``) and dropped, for good, if they
+        ever differ.
         """
         if self._fast_input is None:
-            return np.asarray(self._transform.transform(_feature_frame(features)), dtype=float)
-        fast = self._fast_input.matrix(features)
+            return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
+        fast = self._fast_input.transform(features)
         if not self._fast_input.checked:
-            slow = np.asarray(self._transform.transform(_feature_frame(features, rows=CHECKED_ROWS)), dtype=float)
-            if fast[: len(slow)].shape != slow.shape or not np.allclose(fast[: len(slow)], slow, equal_nan=True):
+            slow = np.asarray(self._transform.transform(_feature_frame(features, self.feature_names, rows=CHECKED_ROWS)), dtype=float)
+            if not self._fast_input.agrees(fast[: len(slow)], slow):
                 self._fast_input = None
-                return np.asarray(self._transform.transform(_feature_frame(features)), dtype=float)
+                return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
             self._fast_input.checked = True
         return fast
 
+    _booster_matrix = _matrix  # the boosters' name for it
+
+    def _traced_scores(self, matrix: np.ndarray) -> Scores | None:
+        """Linear or forest scores, checked once against the estimator's own answers (None: they
+        differed, and occlusion answers from now on)."""
+        if self._linear is not None:
+            contributions = self._linear.contributions(matrix)
+            values = self._linear.output(matrix) if self._target is None else self._linear.probabilities(matrix)
+        else:
+            outputs, contributions = self._trees.outputs_and_contributions(matrix)
+            values = self._forest_values(outputs)
+        if not self._outputs_checked:
+            head = matrix[:CHECKED_ROWS]
+            own = self._estimator.predict(head) if self._target is None else self._estimator.predict_proba(head)
+            if not np.allclose(values[: len(head)], own, rtol=1e-9, atol=1e-9):
+                self._linear = self._trees = None
+                self.method = "occlusion"
+                return None
+            self._outputs_checked = True
+        return self._scores(values, contributions, self.method)
+
+    def _forest_values(self, outputs: np.ndarray) -> np.ndarray:
+        """Probabilities or predictions from a forest's summed outputs."""
+        if self.family.startswith(("RandomForest", "ExtraTrees")):
+            return outputs[:, 0] if self._target is None else outputs
+        if self._target is None:
+            return np.asarray(self._estimator._loss.link.inverse(outputs[:, 0]), dtype=np.float64)
+        if outputs.shape[1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-outputs[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        z = outputs - outputs.max(axis=1, keepdims=True)
+        exp = np.exp(z)
+        return exp / exp.sum(axis=1, keepdims=True)
+
     def _tree_contributions(self, kind: str, matrix: np.ndarray) -> np.ndarray:
-        """Contributions to the pass class's raw score, one column per feature (bias dropped).
+        """Contributions to the target's raw score, one column per feature (bias dropped).
 
         The booster's columns are the converter's order: numeric features, then categorical
         codes (see ``automl.preprocessing.ordinal_with_missing``).
         """
         n, width = matrix.shape
         if self._paths is not None:
-            toward_pass = self._paths.contributions(self._estimator.booster_.predict(matrix, pred_leaf=True))
+            toward = self._paths.contributions(self._estimator.booster_.predict(matrix, pred_leaf=True))
         else:
             if kind == "lightgbm":
                 raw = np.asarray(self._estimator.booster_.predict(matrix, pred_contrib=True))
@@ -180,29 +340,56 @@ class QualityScorer:
                 approx = self.method == "tree_path"
                 raw = self._estimator.get_booster().predict(xgboost.DMatrix(matrix), pred_contribs=True, approx_contribs=approx)
             per_class = raw.reshape(n, -1, width + 1)
-            if per_class.shape[1] == 1:  # binary: one margin, for the positive class (index 1)
-                toward_pass = per_class[:, 0, :width] * (1.0 if self._pass == 1 else -1.0)
+            if per_class.shape[1] == 1:  # binary: one margin, for the positive class (index 1); regression: the prediction
+                toward = per_class[:, 0, :width] * (-1.0 if self._target == 0 else 1.0)
             else:
-                toward_pass = per_class[:, self._pass, :width]
-        return self._reorder(toward_pass)
+                toward = per_class[:, self._target, :width]
+        return self._reorder(toward)
 
-    @staticmethod
-    def _reorder(booster_columns: np.ndarray) -> np.ndarray:
-        """Booster column order (numeric, then categorical) → FEATURE_NAMES order."""
-        order = [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]
-        return booster_columns[:, [order.index(name) for name in FEATURE_NAMES]]
+    def _reorder(self, booster_columns: np.ndarray) -> np.ndarray:
+        """Booster column order (the converter's: numeric, then categorical) → ``feature_names`` order."""
+        position = self._position if self._position is not None else \
+            np.array([self.feature_names.index(n) for n in [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]])  # fmt: skip
+        out = np.zeros((len(booster_columns), len(self.feature_names)))
+        out[:, position] = booster_columns
+        return out
 
-    def _occlusion(self, x: pd.DataFrame, p_pass: np.ndarray) -> np.ndarray:
-        """P(pass) minus P(pass) with one feature at its reference value, for every feature at once."""
+    def _reference_frame(self) -> pd.DataFrame:
+        """The reference as a one-row frame (None: missing), in the dtypes the converter reads."""
+        row = {name: [np.nan if self.reference.get(name) is None else self.reference[name]] for name in self.feature_names}
+        return pd.DataFrame(row)
+
+    def _occlusion_scores(self, x: pd.DataFrame) -> Scores:
+        if self._target is None:
+            predictions = self._predict_value(x)
+            return self._scores(predictions, self._occlusion(x, predictions), "occlusion")
+        probabilities = self.model.predict_proba(x)
+        return self._scores(probabilities, self._occlusion(x, probabilities[:, self._target]), "occlusion")
+
+    def _predict_value(self, x: pd.DataFrame) -> np.ndarray:
+        if self._target is None:
+            return np.asarray(self.model.predict(x), dtype=np.float64)
+        return self.model.predict_proba(x)[:, self._target]
+
+    def _occlusion(self, x: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+        """The value minus the value with one feature at its reference, for every feature at once."""
         n = len(x)
-        variants = pd.concat([x] * len(FEATURE_NAMES), ignore_index=True)
-        for j, name in enumerate(FEATURE_NAMES):
+        names = self.feature_names
+        variants = pd.concat([x] * len(names), ignore_index=True)
+        for j, name in enumerate(names):
             value = self.reference.get(name)
             rows = slice(j * n, (j + 1) * n)
             column = variants.columns.get_loc(name)
             variants.iloc[rows, column] = np.nan if value is None else value
-        occluded = self.model.predict_proba(variants)[:, self._pass].reshape(len(FEATURE_NAMES), n).T
-        return p_pass[:, None] - occluded
+        occluded = self._predict_value(variants).reshape(len(names), n).T
+        return values[:, None] - occluded
+
+
+class QualityScorer(ModelScorer):
+    """``sample_quality``'s scorer: the sample features, toward ``pass``."""
+
+    def __init__(self, model: Any, reference: dict[str, Any], tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:
+        super().__init__(model, FEATURE_NAMES, reference, PASS, tree_attribution)
 
 
 @dataclass(frozen=True)
@@ -297,74 +484,9 @@ def _collect_leaf_values(node: dict[str, Any], values: np.ndarray) -> None:
             values[current.get("leaf_index", 0)] = current["leaf_value"]
 
 
-def _feature_frame(features: pd.DataFrame | FeatureColumns, rows: int | None = None) -> pd.DataFrame:
-    """The ``FEATURE_NAMES`` columns as a frame, rows in their order (what a pipeline takes); the first ``rows`` if given."""
+def _feature_frame(features: pd.DataFrame | FeatureColumns, names: tuple[str, ...], rows: int | None = None) -> pd.DataFrame:
+    """The ``names`` columns as a frame, rows in their order (what a pipeline takes); the first ``rows`` if given."""
     if isinstance(features, FeatureColumns):
         head = features if rows is None else features.take(np.arange(min(len(features), rows)))
-        return head.frame(sort=False)[list(FEATURE_NAMES)]
-    return features[list(FEATURE_NAMES)].iloc[:rows]
-
-
-def category_labels(column: pd.Series) -> np.ndarray:
-    """A categorical feature column's labels as an object array, None where missing (read
-    through the codes: ``astype(object).where(...)`` costs ~100 µs a column, a micro-batch's worth)."""
-    labels = np.append(np.asarray(column.cat.categories, dtype=object), None)
-    return labels[column.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing None
-
-
-class _BoosterInput:
-    """The boosters' preprocessing (``FeatureConverter`` then ``ordinal_with_missing``) in numpy."""
-
-    def __init__(self, numeric: list[str], categorical: list[str], categories: list[np.ndarray]) -> None:
-        self.numeric = numeric
-        self.categorical = categorical
-        self.indexes = [pd.Index([str(c) for c in cats if not pd.isna(c)], dtype=object) for cats in categories]
-        self._encodings: dict[str, np.ndarray] = {}
-        self.checked = False
-
-    @classmethod
-    def of(cls, pipeline: Any) -> _BoosterInput | None:
-        try:
-            converter = pipeline.named_steps["features"]
-            encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
-            return cls(list(converter.numeric), list(converter.categorical), list(encoder.categories_))
-        except (AttributeError, KeyError):
-            return None  # another layout: the pipeline's own transform it is
-
-    def matrix(self, x: pd.DataFrame | FeatureColumns) -> np.ndarray:
-        if isinstance(x, FeatureColumns) and set(self.categorical) <= set(x.codes):
-            return self._matrix_of_columns(x)
-        if isinstance(x, FeatureColumns):
-            x = x.frame(sort=False)
-        numbers = x[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-        numbers[~np.isfinite(numbers)] = np.nan
-        codes = []
-        for name, index in zip(self.categorical, self.indexes, strict=True):
-            column = x[name]
-            if isinstance(column.dtype, pd.CategoricalDtype):
-                values = category_labels(column)
-            else:
-                values = column.astype(object).where(column.notna(), None).to_numpy(dtype=object)
-            found = index.get_indexer(values).astype(np.float64)
-            found[found < 0] = np.nan  # unseen or missing: the booster's missing branch
-            codes.append(found)
-        return np.column_stack([numbers, *codes]) if codes else numbers
-
-    def _matrix_of_columns(self, x: FeatureColumns) -> np.ndarray:
-        """The same matrix from plain arrays: categories go from the feature's codes to the encoder's."""
-        matrix = np.empty((len(x), len(self.numeric) + len(self.categorical)))
-        for j, name in enumerate(self.numeric):
-            matrix[:, j] = x.numeric[name]
-        for j, name in enumerate(self.categorical, start=len(self.numeric)):
-            matrix[:, j] = self._encoded(name)[x.codes[name]]
-        matrix[~np.isfinite(matrix)] = np.nan
-        return matrix
-
-    def _encoded(self, name: str) -> np.ndarray:
-        """Per code of the feature's categories (and -1, last), its ordinal in the fitted encoder, NaN if unseen."""
-        if name not in self._encodings:
-            index = self.indexes[self.categorical.index(name)]
-            found = index.get_indexer(list(FEATURE_SPEC_BY_NAME[name].categories or ())).astype(np.float64)
-            found[found < 0] = np.nan
-            self._encodings[name] = np.append(found, np.nan)
-        return self._encodings[name]
+        return head.frame(sort=False)[list(names)]
+    return features[list(names)].iloc[:rows]
