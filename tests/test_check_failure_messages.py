@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import assets.validation as validation_asset
+import assets.lab_exports.validation as validation_asset
 from tests.test_landing import SensorHarness
 from tracseq_dagster.cli import app
 from tracseq_dagster.contract_failures import explain_contract_failure, failure_message

@@ -6,7 +6,7 @@ import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
 from tracseq_dagster.models import model_names
-from tracseq_dagster.partitions import sweep_partition
+from assets.models.partitions import sweep_partition
 from tracseq_dagster.definitions import build_definitions
 
 
@@ -36,7 +36,7 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
         assert graph.get(dg.AssetKey(name)).group_name == "monitoring"
     assert dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), "feature_drift_within_threshold") in graph.asset_check_keys
     assert {"lab_export_sensor", "retraining_sensor"} <= {s.name for s in defs.sensors}
-    assert [s.name for s in defs.schedules] == ["monitoring_reports_hourly", "retraining_schedule"]
+    assert {s.name for s in defs.schedules} == {"monitoring_reports_hourly", "retraining_schedule"}
     assert defs.get_schedule_def("retraining_schedule").cron_schedule == "0 3 * * 0"  # Sundays, 03:00 UTC
     freshness = {k.to_user_string(): n.freshness_policy for k, n in ((k, graph.get(k)) for k in graph.get_all_asset_keys()) if n.freshness_policy}
     assert set(freshness) == {"sample_features", "feature_drift_report"}

@@ -12,8 +12,8 @@ from tests.documents_helpers import example_folder, write_broken_pdfs
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.documents.ingest import index_documents, ingest_documents
 from tracseq_dagster.documents.store import DocumentStore
-from tracseq_dagster.partitions import document_partitions
-from tracseq_dagster.sensors import documents_sensor
+from assets.documents.partitions import document_partitions
+from assets.documents.sensors import documents_sensor
 
 
 def test_documents_flow_through_dagster_idempotently_and_deletions_reach_the_index(tmp_path: Path, sqlite_instance) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from dagster_helpers import latest_materialization
 from prediction_log_helpers import prediction_rows
 
 from resources import LakeResource, MLflowResource
-from tracseq_dagster.automl import prepare_study_storage
+from tracseq_dagster.automl import ALL_FAMILIES, prepare_study_storage
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.features import FEATURE_NAMES, compute_features
 from tracseq_dagster.generator import generate_samples
@@ -40,13 +40,13 @@ from tracseq_dagster.monitoring.retraining import (
     retrain_decision,
 )
 from tracseq_dagster.registry import ModelRegistry
-from tracseq_dagster.sensors import DRIFT_CHECK, retraining_schedule, retraining_sensor
-from tracseq_dagster.sensors.retraining import SCHEDULE_REASON
+from assets.training.retraining import DRIFT_CHECK, retraining_schedule, retraining_sensor
+from assets.training.retraining import SCHEDULE_REASON
 from tracseq_dagster.serving.prediction_log import open_prediction_log, typed_frame
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, sweep_one_family
 from tracseq_dagster.models import get_model
-from tracseq_dagster.partitions import sweep_partition_key
+from assets.models.partitions import sweep_partition_key
 from tracseq_dagster.training_set import load_training_set
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

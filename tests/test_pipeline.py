@@ -23,7 +23,7 @@ from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, comput
 from tracseq_dagster.generator import generate_exports
 from tracseq_dagster.ingest import build_features, ingest_folder
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.partitions import lab_export_partitions
+from assets.lab_exports.partitions import lab_export_partitions
 from tests.test_landing import SensorHarness
 
 REPO = Path(__file__).resolve().parent.parent

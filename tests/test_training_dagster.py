@@ -28,7 +28,7 @@ from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, run_promotion_gate, sweep_one_family
 from tracseq_dagster.models.sample_quality import training_set_from_features
-from tracseq_dagster.partitions import sweep_partition_key
+from assets.models.partitions import sweep_partition_key
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,7 @@ from dagster_ui import REPO, Webserver, artifacts_dir, chromium_page, dagster_we
 
 from tracseq_dagster import landing
 from tracseq_dagster.definitions import defs
-from tracseq_dagster.partitions import lab_export_partitions
+from assets.lab_exports.partitions import lab_export_partitions
 
 pytestmark = pytest.mark.slow
 

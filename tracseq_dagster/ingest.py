@@ -15,10 +15,10 @@ from pathlib import Path
 import dagster as dg
 
 from tracseq_dagster.export_kinds import DEFAULT_CONTRACT
-from tracseq_dagster.export_pipelines import EXPORT_PIPELINES, ExportPipeline, pipeline_for
+from assets.lab_exports.pipelines import EXPORT_PIPELINES, ExportPipeline, pipeline_for
 from tracseq_dagster.landing import LandingFile, content_hash, list_landing_files
 from tracseq_dagster.parsing import ExportParseError, detect_export_kind
-from tracseq_dagster.partitions import SOURCE_PATH_TAG
+from assets.new_files import SOURCE_PATH_TAG
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from tracseq_dagster.ingest import console_log_level, failure_message
-from tracseq_dagster.partitions import sweep_partition_key
+from assets.models.partitions import sweep_partition_key
 
 
 @dataclass(frozen=True)

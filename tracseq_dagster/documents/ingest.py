@@ -18,7 +18,7 @@ from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.ingest import console_log_level, failure_message, run_file_partition
 from tracseq_dagster.landing import content_hash, list_landing_files
-from tracseq_dagster.partitions import document_partitions
+from assets.documents.partitions import document_partitions
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``validate_lab_export`` (``validated_samples``, ``quarantined_samples``) and
 ``validate_run_export`` (``validated_runs``, ``quarantined_runs``) are built by one factory
-from their :class:`~tracseq_dagster.export_pipelines.ExportPipeline`, each with the blocking
+from their :class:`~assets.lab_exports.pipelines.ExportPipeline`, each with the blocking
 check ``accepted_rows_meet_contract`` on its accepted rows.
 """
 
@@ -17,9 +17,9 @@ from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
 from tracseq_dagster.contract_failures import explain_contract_failure, failure_message
 from tracseq_dagster.expectations import run_expectation_suite, run_expectation_suite_detailing_failures, suite_frame
 from tracseq_dagster.export_contract import ExportContract
-from tracseq_dagster.export_pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
+from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.metadata import expectation_metadata, preview, records_table
+from assets.metadata import expectation_metadata, preview, records_table
 from tracseq_dagster.rules import UniqueAcrossExportsRule
 from tracseq_dagster.validation import validate_samples
 

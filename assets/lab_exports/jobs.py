@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from tracseq_dagster.export_pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
+from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
 
 
 def build_ingest_job(pipeline: ExportPipeline):  # -> an unresolved asset job (not exported by dagster)

@@ -1,7 +1,7 @@
 """The raw export assets: one partition per export file, parsed into the lake, one per export kind.
 
 ``raw_lab_exports`` (sample exports) and ``raw_run_exports`` (sequencing run exports) are built
-by one factory from their :class:`~tracseq_dagster.export_pipelines.ExportPipeline`.
+by one factory from their :class:`~assets.lab_exports.pipelines.ExportPipeline`.
 """
 
 
@@ -9,10 +9,10 @@ import dagster as dg
 
 from resources import ExportParsingResource, LakeResource, LandingZoneResource
 from tracseq_dagster.expectations import run_expectation_suite, suite_frame
-from tracseq_dagster.export_pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline, pipeline_for
-from tracseq_dagster.metadata import expectation_metadata, preview
+from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline, pipeline_for
+from assets.metadata import expectation_metadata, preview
 from tracseq_dagster.parsing import ExportParseError, detect_export_kind, parse_export_to_parquet
-from tracseq_dagster.partitions import SOURCE_PATH_TAG
+from assets.new_files import SOURCE_PATH_TAG
 
 
 def build_raw_export_asset(pipeline: ExportPipeline) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:

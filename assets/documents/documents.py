@@ -17,8 +17,9 @@ from tracseq_dagster.documents.submission_forms import (
     parse_template,
     submission_rows,
 )
-from tracseq_dagster.metadata import preview, records_table
-from tracseq_dagster.partitions import SOURCE_PATH_TAG, document_partitions
+from assets.metadata import preview, records_table
+from assets.documents.partitions import document_partitions
+from assets.new_files import SOURCE_PATH_TAG
 
 # New chunks are indexed as they arrive. A document that failed to parse stays missing for
 # good and must not hold the others back.

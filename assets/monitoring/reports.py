@@ -12,7 +12,7 @@ import pandas as pd
 
 from resources import LakeResource, MLflowResource, PredictionLogResource
 from tracseq_dagster import settings
-from tracseq_dagster.metadata import records_table
+from assets.metadata import records_table
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings, CategoryThresholds
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training

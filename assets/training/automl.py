@@ -12,7 +12,7 @@ import dagster as dg
 
 from resources import LakeResource, MLflowResource, OptunaStorageResource
 from tracseq_dagster.models import catalog, get_model
-from tracseq_dagster.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
+from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.training import (
     FamilyOutcome,

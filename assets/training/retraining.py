@@ -15,7 +15,7 @@ import dagster as dg
 
 from resources import LakeResource, MLflowResource
 from tracseq_dagster import settings
-from tracseq_dagster.jobs import automl_sweep_job, register_and_promote_job
+from assets.training.jobs import automl_sweep_job, register_and_promote_job
 from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.monitoring.retraining import (
@@ -28,7 +28,7 @@ from tracseq_dagster.monitoring.retraining import (
     labelled_row_count,
     retrain_decision,
 )
-from tracseq_dagster.partitions import sweep_partition_key
+from assets.models.partitions import sweep_partition_key
 from tracseq_dagster.serving import SERVED_MODEL
 
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)

@@ -1,23 +1,17 @@
-"""Partitions shared by assets, checks, jobs and sensors."""
+"""The catalog's partitions: the training chain runs per catalog model.
+
+The leaderboard, the registered model and the gate have one partition per model; the sweeps
+one per model and family, so a backfill of one model's row launches one run (one process, or
+one pod under the Kubernetes run launcher) per family and they sweep in parallel. The
+partitions are read from the catalog when the code location loads: a new model module is a
+new row of partitions, nothing else.
+"""
 
 import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
 from tracseq_dagster.models import model_names
 
-# One partition per LIMS export file, keyed by the SHA-256 (shortened) of its bytes.
-lab_export_partitions = dg.DynamicPartitionsDefinition(name="lab_exports")
-
-# Run tag through which the sensor tells a run which file a partition came from.
-SOURCE_PATH_TAG = "tracseq/source_path"
-
-# One partition per lab document (PDF, DOCX, ...), keyed like exports by its content hash.
-document_partitions = dg.DynamicPartitionsDefinition(name="documents")
-
-# The training chain runs per catalog model: the leaderboard, the registered model and the gate
-# have one partition per model; the sweeps one per model and family, so a backfill of one
-# model's row launches one run (one process, or one pod under the Kubernetes run launcher)
-# per family and they sweep in parallel.
 MODEL_DIMENSION = "model"
 FAMILY_DIMENSION = "family"
 MODEL_PARTITIONS = dg.StaticPartitionsDefinition(list(model_names()))

@@ -14,7 +14,7 @@ import dagster as dg
 
 from tracseq_dagster.contract import SAMPLE_CONTRACT
 from tracseq_dagster.export_contract import ExportContract
-from tracseq_dagster.partitions import lab_export_partitions
+from assets.lab_exports.partitions import lab_export_partitions
 from tracseq_dagster.run_contract import RUN_CONTRACT
 
 # One partition per sequencing run export file, keyed like sample exports by its content hash.

@@ -9,7 +9,7 @@ from resources import LakeResource
 from tracseq_dagster import settings
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES
-from tracseq_dagster.metadata import column_summary, preview
+from assets.metadata import column_summary, preview
 
 
 # Recompute when new exports are validated: eager, except that a file that failed to parse
