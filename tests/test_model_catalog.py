@@ -219,3 +219,35 @@ def test_a_throwaway_catalog_entry_is_trained_and_registered_without_other_code(
         assert requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30).status_code == 404  # no sample_quality champion
     finally:
         stop(server)
+
+
+def test_each_run_model_has_its_own_registry_and_gate(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Registered per model (own name, aliases, tags); the gate scores its declared slices
+    (instruments for sequencing_success, priorities for turnaround_hours) and promotes."""
+    from tracseq_dagster.automl import prepare_study_storage
+    from tracseq_dagster.tracking import ensure_experiment, parent_run
+    from tracseq_dagster.training import rank_families, register_winner, run_promotion_gate, sweep_one_family
+
+    client = open_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    prepare_study_storage(storage)
+    settings = SweepSettings(time_budget_s=15, max_trials=2, cv_folds=2)
+    for module, family, slices in ((sequencing_success, "logistic", "SEQ-01"), (turnaround_hours, "lightgbm", "urgent")):
+        spec = module.MODEL
+        training_set = build_training_set(spec, module.labelled_rows_from_exports(*lab))
+        experiment = ensure_experiment(client, spec.name, (tmp_path / "artifacts").as_uri())
+        parent = parent_run(client, experiment, f"run-{spec.name}")
+        outcome = sweep_one_family(training_set, family, settings, storage=storage, client=client, experiment_id=experiment,
+                                   parent_run_id=parent, dagster_run_id=f"run-{spec.name}")  # fmt: skip
+        assert outcome.study_name.startswith(f"{spec.name}-") and outcome.metric == spec.metric
+        registry = ModelRegistry(client, spec.name)
+        ranked = rank_families([outcome], training_set.fingerprint)
+        registered = register_winner(training_set, ranked[0], ranked, seed=0, storage=storage, registry=registry,
+                                     experiment_id=experiment, parent_run_id=parent, dagster_run_id=f"run-{spec.name}")  # fmt: skip
+        assert slices in registered.evaluation["slices"]
+        gate = run_promotion_gate(training_set, spec.gate, registry=registry, metric=spec.metric, experiment_id=experiment,
+                                  parent_run_id=parent, dagster_run_id=f"run-{spec.name}")  # fmt: skip
+        assert gate.promoted, gate.decision.reasons
+        champion = registry.version(CHAMPION)
+        assert champion.tags["model"] == spec.name and champion.tags["metric"] == spec.metric
+    assert {m.name for m in client.search_registered_models()} == {"sequencing_success", "turnaround_hours"}
