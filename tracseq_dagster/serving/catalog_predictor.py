@@ -35,7 +35,7 @@ from tracseq_dagster.models.spec import ServingRows
 from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS, _plain
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
-from tracseq_dagster.serving.catalog_schema import request_frame
+from tracseq_dagster.serving.catalog_schema import request_columns, request_frame
 from tracseq_dagster.serving.model_scoring import ModelScorer, model_scorer
 from tracseq_dagster.serving.predictor import Answer, _with_request_id
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
@@ -92,8 +92,6 @@ class ModelPredictor:
 
     def details(self) -> dict[str, Any]:
         """The listing plus the declaration, the request columns, lineage, split and feature glossary."""
-        from tracseq_dagster.serving.catalog_schema import request_columns
-
         glossary = {s.name: {"unit": s.unit, "description": s.description} for s in self.spec.serving.feature_specs}
         return {
             **self.listing(),
