@@ -135,7 +135,7 @@ class SampleQuality:
             max_batch=settings.max_batch(),
             max_wait_ms=settings.max_wait_ms(),
         ) if self.predictor is not None else None
-        self.catalog = CatalogService(ServedCatalog(self.bundle.path, split), self.log.submit)
+        self.catalog = CatalogService(ServedCatalog(self.bundle.path, split, attribution), self.log.submit)  # type: ignore[arg-type]
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.
         gc.collect()

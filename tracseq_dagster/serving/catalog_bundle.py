@@ -31,6 +31,7 @@ from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec, catalog
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.serving.bundle import ModelCard, export_variants
+from tracseq_dagster.serving.scoring import reference_values
 
 CATALOG_FOLDER = "models"
 CATALOG_FILE = "catalog.json"
@@ -78,20 +79,6 @@ class CatalogBundle:
         }  # fmt: skip
 
 
-def typical_values(frame: pd.DataFrame, features: tuple[str, ...]) -> dict[str, Any]:
-    """Typical training values of ``features`` (median of numbers, most frequent category): the occlusion baseline."""
-    reference: dict[str, Any] = {}
-    for name in features:
-        column = frame[name]
-        if pd.api.types.is_numeric_dtype(column) and not isinstance(column.dtype, pd.CategoricalDtype):
-            value = pd.to_numeric(column, errors="coerce").median()
-            reference[name] = None if pd.isna(value) else float(value)
-        else:
-            mode = column.dropna().astype(str).mode()
-            reference[name] = None if mode.empty else str(mode.iloc[0])
-    return reference
-
-
 def export_model_bundle(spec: ModelSpec, registry: ModelRegistry, lake: Lake, samples: pd.DataFrame,
                         runs: pd.DataFrame | None, folder: Path) -> ModelBundleInfo | None:  # fmt: skip
     """``spec``'s champion (and challenger) with the history it needs into ``folder``; None without a champion."""
@@ -111,7 +98,7 @@ def pack_model_bundle(spec: ModelSpec, cards: dict[str, ModelCard], samples: pd.
     if spec.serving.needs_runs and runs is not None:
         runs.to_parquet(folder / "history" / RUNS_FILE, index=False)
         n_runs = len(runs)
-    (folder / "reference.json").write_text(json.dumps(typical_values(labelled_rows, spec.features), indent=2))
+    (folder / "reference.json").write_text(json.dumps(reference_values(labelled_rows, spec.features), indent=2))
     versions = f"v{cards[CHAMPION].version}" + (f"-c{cards[CHALLENGER].version}" if CHALLENGER in cards else "")
     cutoff = str(samples["received_ts"].max()) if len(samples) else ""
     content = hashlib.sha256(f"{spec.name}|{versions}|{cutoff}|{len(samples)}|{n_runs}|{spec.feature_code_version}".encode())

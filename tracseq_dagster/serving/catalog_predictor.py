@@ -9,7 +9,7 @@ For each batch of validated rows (:mod:`.catalog_schema`) the predictor
 2. computes the model's features with the model's own serving function (the same point-in-time
    code as training) against the history packed into the Bento (:mod:`.catalog_bundle`);
 3. splits the rows between champion and challenger (sticky per sample, salted per model);
-4. scores them (:mod:`.model_scoring`) and words the answer: a classifier's P(target class) and
+4. scores them (:mod:`.model_scoring`: exact attributions where the family allows) and words the answer: a classifier's P(target class) and
    its category, a regressor's value with ``value ± half_width`` (split-conformal, measured at
    registration on the holdout) and its coverage; risk factors are the features pushing away
    from the target class (upward, for a regressor), worded in the lab's words where the model
@@ -36,21 +36,22 @@ from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS, _p
 from tracseq_dagster.serving.bundle import ModelCard
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
 from tracseq_dagster.serving.catalog_schema import request_columns, request_frame
-from tracseq_dagster.serving.model_scoring import ModelScorer, model_scorer
+from tracseq_dagster.serving.model_scoring import CatalogScorer, model_scorer
 from tracseq_dagster.serving.predictor import Answer, _with_request_id
+from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 
 
 @dataclass(frozen=True)
 class Variant:
     card: ModelCard
-    scorer: ModelScorer
+    scorer: CatalogScorer
 
 
 class ModelPredictor:
     """One catalog model's bundle (``models/<name>/``), answering batches of validated rows."""
 
-    def __init__(self, folder: str | Path, split: TrafficSplit | None = None) -> None:
+    def __init__(self, folder: str | Path, split: TrafficSplit | None = None, tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:
         folder = Path(folder)
         self.info = ModelBundleInfo.load(folder / "bundle.json")
         self.spec: ModelSpec = get_model(self.info.model)
@@ -64,7 +65,7 @@ class ModelPredictor:
             if (folder / alias / "model.pkl").exists():
                 with (folder / alias / "model.pkl").open("rb") as handle:
                     model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
-                scorer = model_scorer(model, self.spec.features, reference, self.spec.serving.target_class)
+                scorer = model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution)
                 self.variants[alias] = Variant(ModelCard.load(folder / alias / "card.json"), scorer)
         split = split or TrafficSplit()
         # Sticky per sample and salted per model: one sample may meet each model's challenger independently.
@@ -224,7 +225,8 @@ def _generic_wording(name: str, value: Any, unit: str) -> str:
 class ServedCatalog:
     """Every model bundle of a Bento (``<bundle>/models``), by name; empty when there is none."""
 
-    def __init__(self, bundle_dir: str | Path, split: TrafficSplit | None = None) -> None:
+    def __init__(self, bundle_dir: str | Path, split: TrafficSplit | None = None,
+                 tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:  # fmt: skip
         folder = Path(bundle_dir) / CATALOG_FOLDER
         summary = json.loads((folder / CATALOG_FILE).read_text()) if (folder / CATALOG_FILE).exists() else {}
         self.skipped: dict[str, str] = dict(summary.get("skipped", {}))
@@ -232,7 +234,7 @@ class ServedCatalog:
         known = catalog()
         for name in summary.get("served", {}):
             if name in known:
-                self.models[name] = ModelPredictor(folder / name, split)
+                self.models[name] = ModelPredictor(folder / name, split, tree_attribution)
             else:  # packed by a process whose catalog had it: its module is not importable here
                 self.skipped[name] = f"packed, but not in this process's model catalog (see {EXTRA_MODULES_VARIABLE})"
 
