@@ -21,8 +21,16 @@ which the other engineers' load on this shared machine moves far less than wall-
 and the load average. The load generator (benchmarks/load_generator.py) is one asyncio process
 on the same 2-core machine.
 
+Per family (``--per-family``): one sample_quality champion of each family that can win (each
+trained by ``tracseq train --families <one>`` on a copy of one ingested lake of 20,000
+samples), its Bento served with two workers: ``/fast/batch_predict`` rows per second (four
+100,000-row Arrow bodies, two in flight) and ``/fast/predict`` at 1,000 requests/s, plus the
+champion's scorer alone in process (CPU µs per row; for a linear champion also the occlusion
+it used before). Goals: ≥ 100,000 rows/s and p99 ≤ 50 ms.
+
 Usage: python benchmarks/serving.py [--rates 100,300,600,1000] [--duration 15] [--servers bentoml-1w,bentoml-2w,starlette-1w]
                                     [--only-columnar] [--out benchmarks/out/serving.json]
+       python benchmarks/serving.py --per-family [--families logistic,random_forest,...] [--family-budget-s 30]
 """
 
 from __future__ import annotations
@@ -56,22 +64,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_product(work: Path, env: dict[str, str]) -> tuple[str, Path]:
-    """Exports → ingest → train (LightGBM) → Bento; returns the Bento tag and the bundle folder."""
+def tracseq_command(env: dict[str, str]) -> Any:
+    """``tracseq(*args)``: the CLI in ``env``, its stdout; a failure stops the benchmark."""
     def tracseq(*args: str) -> str:
         result = subprocess.run([str(BIN / "tracseq"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:
             raise SystemExit(f"tracseq {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    landing = work / "landing"
+    return tracseq
+
+
+def ingest_exports(work: Path, env: dict[str, str]) -> None:
+    """20,000 generated samples in two exports, ingested into ``work``'s lake (once)."""
+    tracseq = tracseq_command(env)
+    tracseq("generate-exports", "--rows", "20000", "--files", "2", "--seed", "5", "--out", str(work / "landing"))
+    tracseq("ingest", str(work / "landing"))
+
+
+def build_bento(work: Path, env: dict[str, str]) -> tuple[str, Path]:
+    """``tracseq bento build``: the Bento tag and sample_quality's bundle folder."""
+    tag = re.search(r"built (sample_quality:\S+)", tracseq_command(env)("bento", "build")).group(1)  # type: ignore[union-attr]
+    return tag, work / "bentoml" / "models" / "sample_quality" / tag.split(":", 1)[1]
+
+
+def build_product(work: Path, env: dict[str, str]) -> tuple[str, Path]:
+    """Exports → ingest → train (LightGBM) → Bento; returns the Bento tag and the bundle folder."""
     if not (work / "data" / "lake" / "features").exists():
-        tracseq("generate-exports", "--rows", "20000", "--files", "2", "--seed", "5", "--out", str(landing))
-        tracseq("ingest", str(landing))
-        tracseq("train", "--budget-s", "40", "--families", "lightgbm", "--workers", "1")
-    tag = re.search(r"built (sample_quality:\S+)", tracseq("bento", "build")).group(1)  # type: ignore[union-attr]
-    bundle = work / "bentoml" / "models" / "sample_quality" / tag.split(":", 1)[1]
-    return tag, bundle
+        ingest_exports(work, env)
+        tracseq_command(env)("train", "--budget-s", "40", "--families", "lightgbm", "--workers", "1")
+    return build_bento(work, env)
 
 
 def request_bodies(n: int, seed: int, unique: bool) -> list[bytes]:
@@ -231,6 +253,112 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
     return result
 
 
+def product_env(work: Path) -> dict[str, str]:
+    """The CLI's and the server's environment for a product built in ``work``."""
+    (work / "dagster_home").mkdir(parents=True, exist_ok=True)
+    (work / "dagster_home" / "dagster.yaml").touch()
+    env = {**os.environ, "TRACSEQ_DATA_DIR": str(work / "data"), "DAGSTER_HOME": str(work / "dagster_home"),
+           "BENTOML_HOME": str(work / "bentoml"), "DO_NOT_TRACK": "1", "TRACSEQ_PREDICTION_LOG": str(work / "prediction_log")}  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TRACSEQ_API_TOKEN", None)
+    return env
+
+
+def in_process_scoring(bundle: Path, rows: int = 20_000) -> dict[str, Any]:
+    """The champion's scorer alone on ``rows`` generated feature rows: µs of CPU per row, and its method.
+
+    For a linear champion also the occlusion it replaced (the same scorer with the linear
+    attribution switched off, as every non-booster was scored before): the before/after.
+    """
+    from tracseq_dagster.features import compute_features
+    from tracseq_dagster.generator import generate_samples
+    from tracseq_dagster.serving.predictor import SampleQualityPredictor
+
+    start = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=450)
+    samples = generate_samples(rows, seed=77, start=start, id_offset=600_000)
+    features = compute_features(samples, samples, as_of=pd.Timestamp.now(tz="UTC"))
+
+    def cpu_us_per_row(scorer: Any) -> float:
+        scorer.score(features.iloc[:2000])  # the one-time checks and compilations, not counted
+        began = time.process_time()
+        scorer.score(features)
+        return round((time.process_time() - began) * 1e6 / len(features), 2)
+
+    def fresh() -> Any:
+        return SampleQualityPredictor(bundle).variants["champion"].scorer
+
+    scorer = fresh()
+    out = {"family": scorer.family, "method": scorer.method, "scorer_cpu_us_per_row": cpu_us_per_row(scorer)}
+    if scorer.method == "linear":
+        before = fresh()
+        before._linear, before.method = None, "occlusion"  # the scorer as it was: occlusion for every non-booster
+        out["occlusion_cpu_us_per_row"] = cpu_us_per_row(before)
+    return out
+
+
+def per_family(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    """One champion per family (``tracseq train --families <one>`` on a copy of one ingested lake),
+    its Bento served with two workers: columnar rows/s (100,000-row bodies, two in flight) and
+    ``/fast/predict`` at 1,000 requests/s, plus the scorer alone in process."""
+    import shutil
+
+    lake = work / "lake"
+    if not (lake / "data" / "lake" / "features").exists():
+        ingest_exports(lake, product_env(lake))
+    results = []
+    for family in args.families.split(","):
+        folder = work / f"family-{family}"
+        if not (folder / "data").exists():
+            shutil.copytree(lake / "data", folder / "data")
+        env = product_env(folder)
+        if not (folder / "trained").exists():
+            try:  # trials on at most 5,000 rows, 3 folds: the slow families finish some within the budget
+                tracseq_command(env)("train", "--model", "sample_quality", "--families", family, "--budget-s", str(args.family_budget_s),
+                                     "--workers", "1", "--max-ece", "1", "--max-brier", "2", "--max-sweep-rows", "5000", "--cv-folds", "3")  # fmt: skip
+            except SystemExit as failed:
+                print(family, "not trained:", str(failed)[-400:], flush=True)
+                continue
+            (folder / "trained").touch()
+        tag, bundle = build_bento(folder, env)
+        result: dict[str, Any] = {"family": family, "bento": tag, **in_process_scoring(bundle)}
+        print(family, "in process", result, flush=True)
+        port = free_port()
+        process, startup = serve(f"bentoml-2w-{family}", [str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+                                 {**env, "TRACSEQ_BENTO_WORKERS": "2"}, port, folder / "server.log")  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            result["startup_s"] = round(startup, 2)
+            columnar_batches(base + "/fast/batch_predict", [arrow_body(10_000, seed=950 + j) for j in range(2)], 2)  # warm-up
+            bodies = [arrow_body(100_000, seed=900 + j) for j in range(4)]
+            result["columnar"] = with_cpu(process.pid, 400, "1k_rows", lambda: columnar_batches(base + "/fast/batch_predict", bodies, 2))
+            print(family, "columnar", result["columnar"], flush=True)
+            headers = {"Content-Type": "application/json"}
+            open_loop(base + "/fast/predict", request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers)
+            single = request_bodies(int(1000 * args.duration), seed=10, unique=True)
+            result["single"] = with_cpu(process.pid, len(single), "request", lambda: open_loop(base + "/fast/predict", single, 1000, headers))
+            print(family, "single", result["single"], flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        results.append(result)
+        (folder / "result.json").write_text(json.dumps(result, indent=2))
+    return results
+
+
+def markdown_families(results: list[dict[str, Any]]) -> str:
+    """The per-family table of BENCHMARKS.md."""
+    lines = ["| family | attribution | scorer CPU µs/row (in process) | columnar rows/s (100k-row bodies, 2 in flight) | server CPU ms per 1k rows | "
+             "`/fast/predict` at 1,000/s: achieved | p50 ms | p99 ms | errors | load avg |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in results:
+        c, s = r["columnar"], r["single"]
+        scorer = f"{r['scorer_cpu_us_per_row']}" + (f" (occlusion: {r['occlusion_cpu_us_per_row']})" if "occlusion_cpu_us_per_row" in r else "")
+        lines.append(f"| {r['family']} | {r['method']} | {scorer} | {c['rows_per_s']:,} | {c['server_cpu_ms_per_1k_rows']:.0f} | "
+                     f"{s['achieved_rps']:.0f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | {s['errors'] + c['errors']} | "
+                     f"{c['load_avg_1m']}–{s['load_avg_1m']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="100,300,600,1000")
@@ -241,17 +369,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")
     parser.add_argument("--servers", default="bentoml-1w,bentoml-2w,starlette-1w")
     parser.add_argument("--only-columnar", action="store_true", help="only the columnar batch route, on the Bento servers")
+    parser.add_argument("--per-family", action="store_true",
+                        help="one champion per family: columnar rows/s and /fast/predict p99 at 1,000/s, two workers each")
+    parser.add_argument("--families", default="logistic,random_forest,gradient_boosting,xgboost,lightgbm,mlp")
+    parser.add_argument("--family-budget-s", type=float, default=30.0, help="each family's sweep budget (per-family mode)")
     args = parser.parse_args()
     servers = args.servers.split(",")
     args.rates = [float(r) for r in args.rates.split(",")]
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    (work / "dagster_home").mkdir(exist_ok=True)
-    (work / "dagster_home" / "dagster.yaml").touch()
-    env = {**os.environ, "TRACSEQ_DATA_DIR": str(work / "data"), "DAGSTER_HOME": str(work / "dagster_home"),
-           "BENTOML_HOME": str(work / "bentoml"), "DO_NOT_TRACK": "1", "TRACSEQ_PREDICTION_LOG": str(work / "prediction_log")}  # fmt: skip
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("TRACSEQ_API_TOKEN", None)
+    if args.per_family:
+        results = per_family(args, work / "families")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name(args.out.stem + "_families.json").write_text(json.dumps(results, indent=2))
+        print(markdown_families(results))
+        return
+    env = product_env(work)
     tag, bundle = build_product(work, env)
     print("serving", tag, flush=True)
     results = []

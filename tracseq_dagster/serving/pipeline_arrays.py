@@ -27,6 +27,7 @@ against the pipeline's (:meth:`PreprocessArrays.agrees`) before it is trusted.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,12 +103,17 @@ class RawInputs:
 
 
 class PreprocessArrays:
-    """``pipeline[:-1]`` in numpy (see the module docstring), with each output column's origin."""
+    """``pipeline[:-1]`` in numpy (see the module docstring), with each output column's origin.
 
-    def __init__(self, inputs: RawInputs, numeric_steps: list[Any], categorical_steps: list[Any], origins: np.ndarray) -> None:
+    Everything a call needs is read from the fitted steps once, here: a micro-batch pays a few
+    dozen array operations, no per-call inspection of the transformers.
+    """
+
+    def __init__(self, inputs: RawInputs, numeric_steps: list[_Imputer | _Scaler], categorical: _Encoding | None,
+                 origins: np.ndarray) -> None:  # fmt: skip
         self.inputs = inputs
         self._numeric_steps = numeric_steps
-        self._categorical_steps = categorical_steps
+        self._categorical = categorical
         self.origins = origins  # per output column: index into inputs.columns
         self.checked = False
 
@@ -123,29 +129,129 @@ class PreprocessArrays:
                 raise _Unknown
             if parts.get("numeric", (None, []))[1] != numeric or parts.get("categorical", (None, []))[1] != categorical:
                 raise _Unknown
-            numeric_steps = _steps(parts["numeric"][0]) if numeric else []
-            categorical_steps = _steps(parts["categorical"][0]) if categorical else []
-            categories = _encoder_categories(categorical_steps, len(categorical))
-            inputs = RawInputs(numeric, categorical, categories)
-            origins = np.concatenate([_numeric_origins(numeric_steps, len(numeric)),
-                                      len(numeric) + _categorical_origins(categorical_steps, categories)]).astype(np.int64)  # fmt: skip
+            numeric_steps, numeric_origins = _numeric_steps(_steps(parts["numeric"][0]) if numeric else [], len(numeric))
+            encoding = _Encoding.of(_steps(parts["categorical"][0])) if categorical else None
+            inputs = RawInputs(numeric, categorical, encoding.categories if encoding else [])
+            categorical_origins = encoding.origins if encoding else np.zeros(0, dtype=np.int64)
+            origins = np.concatenate([numeric_origins, len(numeric) + categorical_origins]).astype(np.int64)
         except (AttributeError, KeyError, TypeError, _Unknown):
             return None
-        return cls(inputs, numeric_steps, categorical_steps, origins)
+        return cls(inputs, numeric_steps, encoding, origins)
 
     def transform(self, x: pd.DataFrame | FeatureColumns) -> np.ndarray:
         """What ``pipeline[:-1].transform`` answers for ``x``, as float64."""
         numbers = self.inputs.numbers(x)
         for step in self._numeric_steps:
-            numbers = _numeric_step(step, numbers)
-        codes = self.inputs.codes(x)
-        parts = [numbers, _categorical_output(self._categorical_steps, codes)] if self.inputs.categorical else [numbers]
-        return np.column_stack(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+            numbers = step.apply(numbers)
+        if self._categorical is None:
+            return np.ascontiguousarray(numbers)
+        return np.column_stack([numbers, self._categorical.apply(self.inputs.codes(x))])
 
     def agrees(self, mine: np.ndarray, theirs: np.ndarray) -> bool:
         """Whether this transform equals the pipeline's on the same rows (NaN where NaN)."""
         theirs = np.asarray(theirs, dtype=np.float64)
         return mine.shape == theirs.shape and bool(np.allclose(mine, theirs, equal_nan=True, rtol=1e-12, atol=1e-12))
+
+
+@dataclass(frozen=True)
+class _Imputer:
+    """A fitted numeric SimpleImputer: fill, drop the columns it drops, append missing indicators."""
+
+    statistics: np.ndarray
+    kept: np.ndarray
+    indicated: np.ndarray
+
+    def apply(self, numbers: np.ndarray) -> np.ndarray:
+        missing = np.isnan(numbers)
+        filled = np.where(missing, self.statistics, numbers)[:, self.kept]
+        return np.column_stack([filled, missing[:, self.indicated]]) if len(self.indicated) else filled
+
+
+@dataclass(frozen=True)
+class _Scaler:
+    mean: np.ndarray | float
+    scale: np.ndarray | float
+
+    def apply(self, numbers: np.ndarray) -> np.ndarray:
+        return (numbers - self.mean) / self.scale
+
+
+def _numeric_steps(steps: list[Any], width: int) -> tuple[list[_Imputer | _Scaler], np.ndarray]:
+    """The numeric part's steps, read once, and each output column's input column."""
+    origins = np.arange(width)
+    out: list[_Imputer | _Scaler] = []
+    for step in steps:
+        kind = _kind(step)
+        if kind == "SimpleImputer":
+            kept, indicated = _imputer_kept(step, len(origins)), _indicated(step)
+            out.append(_Imputer(np.asarray(step.statistics_, dtype=np.float64), kept, indicated))
+            origins = np.concatenate([origins[kept], origins[indicated]])
+        elif kind == "StandardScaler":
+            mean = step.mean_ if step.with_mean and step.mean_ is not None else 0.0
+            scale = step.scale_ if step.with_std and step.scale_ is not None else 1.0
+            out.append(_Scaler(mean, scale))
+        else:
+            raise _Unknown
+    return out, origins
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """The categorical part: optional constant imputer, then an ordinal or one-hot encoder."""
+
+    categories: list[list[Any]]  # the encoder's, per column
+    one_hot: bool
+    missing_to: np.ndarray  # per column: the code a missing value takes (a category, MISSING or UNSEEN)
+    missing_value: np.ndarray  # ordinal: per column, the output of a missing value
+    unseen_value: float  # ordinal: the output of an unseen category
+    offsets: np.ndarray  # one-hot: first output column of each input column
+    origins: np.ndarray  # per output column: its input column
+
+    @classmethod
+    def of(cls, steps: list[Any]) -> _Encoding:
+        if not steps:
+            raise _Unknown  # categories passed through as strings: no encoder to read them
+        encoder, imputers = steps[-1], steps[:-1]
+        kind = _kind(encoder)
+        if kind not in ("OrdinalEncoder", "OneHotEncoder"):
+            raise _Unknown
+        for step in imputers:
+            if _kind(step) != "SimpleImputer" or step.strategy != "constant" or getattr(step, "indicator_", None) is not None:
+                raise _Unknown
+        one_hot = kind == "OneHotEncoder"
+        if one_hot and (encoder.drop is not None or getattr(encoder, "_infrequent_enabled", False)):
+            raise _Unknown
+        # handle_unknown="error" would refuse a row with a new category: the families never ask for it
+        if encoder.handle_unknown != ("ignore" if one_hot else "use_encoded_value"):
+            raise _Unknown
+        categories = [list(c) for c in encoder.categories_]
+        nan_at = [next((k for k, c in enumerate(cats) if pd.isna(c)), None) for cats in categories]
+        missing_to = np.full(len(categories), MISSING, dtype=np.int64)
+        for j, cats in enumerate(categories):
+            if imputers:  # a constant imputer turns a missing value into its fill value first
+                fill = [k for k, c in enumerate(cats) if not pd.isna(c) and str(c) == str(imputers[-1].fill_value)]
+                missing_to[j] = fill[0] if fill else UNSEEN
+            elif one_hot and nan_at[j] is not None:
+                missing_to[j] = nan_at[j]
+        sizes = np.array([len(c) for c in categories], dtype=np.int64)
+        unseen = float(np.nan if one_hot else encoder.unknown_value)
+        # ordinal: a missing value is a category of its own when training had one, else an unknown one
+        missing_value = np.array([np.nan if one_hot else (encoder.encoded_missing_value if at is not None else unseen)
+                                  for at in nan_at], dtype=np.float64)  # fmt: skip
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        origins = np.repeat(np.arange(len(categories)), sizes) if one_hot else np.arange(len(categories))
+        return cls(categories, one_hot, missing_to, missing_value, unseen, offsets, origins)
+
+    def apply(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.where(codes == MISSING, self.missing_to, codes)
+        if not self.one_hot:
+            out = codes.astype(np.float64)
+            out = np.where(codes == MISSING, self.missing_value, out)
+            return np.where(codes == UNSEEN, self.unseen_value, out)
+        out = np.zeros((len(codes), int(self.offsets[-1]) + len(self.categories[-1])))
+        rows, columns = np.nonzero(codes >= 0)  # UNSEEN (handle_unknown="ignore") and MISSING without a category: all zeros
+        out[rows, self.offsets[columns] + codes[rows, columns]] = 1.0
+        return out
 
 
 def _steps(transformer: Any) -> list[Any]:
@@ -166,20 +272,6 @@ def _kind(step: Any) -> str:
     return name
 
 
-def _numeric_origins(steps: list[Any], width: int) -> np.ndarray:
-    origins = np.arange(width)
-    for step in steps:
-        kind = _kind(step)
-        if kind == "SimpleImputer":
-            kept = _imputer_kept(step, width)
-            indicated = _indicated(step)
-            origins = np.concatenate([origins[kept], origins[indicated]])
-            width = len(origins)
-        elif kind != "StandardScaler":
-            raise _Unknown
-    return origins
-
-
 def _imputer_kept(imputer: Any, width: int) -> np.ndarray:
     """The input columns a fitted SimpleImputer keeps (it drops columns that were all missing)."""
     statistics = np.asarray(imputer.statistics_)
@@ -195,79 +287,3 @@ def _indicated(imputer: Any) -> np.ndarray:
     if indicator.features != "missing-only" or indicator.sparse not in (False, "auto"):
         raise _Unknown
     return np.asarray(indicator.features_, dtype=np.int64)
-
-
-def _numeric_step(step: Any, numbers: np.ndarray) -> np.ndarray:
-    kind = _kind(step)
-    if kind == "SimpleImputer":
-        statistics = np.asarray(step.statistics_, dtype=np.float64)
-        kept = _imputer_kept(step, numbers.shape[1])
-        missing = np.isnan(numbers)
-        filled = np.where(missing, statistics, numbers)[:, kept]
-        indicated = _indicated(step)
-        return np.column_stack([filled, missing[:, indicated].astype(np.float64)]) if len(indicated) else filled
-    if kind == "StandardScaler":
-        out = numbers
-        if step.mean_ is not None and step.with_mean:
-            out = out - step.mean_
-        if step.scale_ is not None and step.with_std:
-            out = out / step.scale_
-        return out
-    raise _Unknown
-
-
-def _encoder_categories(steps: list[Any], width: int) -> list[list[Any]]:
-    """The final encoder's category lists (what the codes index); every column's kept categories."""
-    if not steps:
-        return [[] for _ in range(width)]
-    encoder = steps[-1]
-    if _kind(encoder) not in ("OrdinalEncoder", "OneHotEncoder"):
-        raise _Unknown
-    for step in steps[:-1]:
-        if _kind(step) != "SimpleImputer" or step.strategy != "constant" or getattr(step, "indicator_", None) is not None:
-            raise _Unknown
-    if _kind(encoder) == "OneHotEncoder" and (encoder.drop is not None or getattr(encoder, "_infrequent_enabled", False)):
-        raise _Unknown
-    return [list(c) for c in encoder.categories_]
-
-
-def _categorical_origins(steps: list[Any], categories: list[list[Any]]) -> np.ndarray:
-    if not steps:
-        return np.arange(len(categories))
-    if _kind(steps[-1]) == "OneHotEncoder":
-        return np.concatenate([np.full(len(c), j) for j, c in enumerate(categories)]) if categories else np.zeros(0, dtype=np.int64)
-    return np.arange(len(categories))
-
-
-def _categorical_output(steps: list[Any], codes: np.ndarray) -> np.ndarray:
-    """The encoder's output for the codes: a constant imputer first turns MISSING into its fill value's code."""
-    encoder = steps[-1] if steps else None
-    codes = codes.copy()
-    for step in steps[:-1]:  # constant imputers (checked in _encoder_categories)
-        for j, categories in enumerate(encoder.categories_):
-            fill = [k for k, c in enumerate(categories) if not pd.isna(c) and str(c) == str(step.fill_value)]
-            codes[codes[:, j] == MISSING, j] = fill[0] if fill else UNSEEN
-    if encoder is None:
-        raise _Unknown
-    nan_code = [next((k for k, c in enumerate(cats) if pd.isna(c)), None) for cats in encoder.categories_]
-    if _kind(encoder) == "OrdinalEncoder":
-        out = codes.astype(np.float64)
-        for j, nan_at in enumerate(nan_code):
-            if encoder.handle_unknown != "use_encoded_value":
-                raise _Unknown  # "error" would refuse the row; the families never ask for it
-            # a missing value is a category of its own when training had one, else an unknown one
-            out[codes[:, j] == MISSING, j] = encoder.encoded_missing_value if nan_at is not None else encoder.unknown_value
-            out[codes[:, j] == UNSEEN, j] = encoder.unknown_value
-        return out
-    blocks = []
-    for j, cats in enumerate(encoder.categories_):
-        block = np.zeros((len(codes), len(cats)))
-        column = codes[:, j].copy()
-        if nan_code[j] is not None:
-            column[column == MISSING] = nan_code[j]
-        rows = np.flatnonzero(column >= 0)
-        block[rows, column[rows]] = 1.0  # UNSEEN (handle_unknown="ignore") and MISSING without a NaN category: all zeros
-        blocks.append(block)
-    if encoder.handle_unknown not in ("ignore", "infrequent_if_exist"):
-        raise _Unknown
-    return np.column_stack(blocks) if blocks else np.empty((len(codes), 0))

@@ -157,10 +157,12 @@ class ModelScorer:
         self.family = type(estimator).__name__ if estimator is not None else type(model).__name__
         arrays = PreprocessArrays.of(pipeline) if estimator is not None else None
         self._fast_input = arrays
-        if arrays is not None and not set(arrays.inputs.columns) <= set(self.feature_names):
-            raise ValueError(f"the model reads features not given: {sorted(set(arrays.inputs.columns) - set(self.feature_names))}")
-        # where each converter column (the model's features) sits among ours
-        self._position = np.array([self.feature_names.index(c) for c in arrays.inputs.columns], dtype=np.int64) if arrays else None
+        converter = pipeline.named_steps.get("features") if hasattr(pipeline, "named_steps") else None
+        columns = [*converter.numeric, *converter.categorical] if hasattr(converter, "numeric") else None
+        if columns is not None and not set(columns) <= set(self.feature_names):
+            raise ValueError(f"the model reads features not given: {sorted(set(columns) - set(self.feature_names))}")
+        # where each converter column (the model's features, numeric then categorical) sits among ours
+        self._position = np.array([self.feature_names.index(c) for c in columns], dtype=np.int64) if columns is not None else None
         kind = self._kind(arrays)
         self._linear: LinearAttribution | None = None
         self._trees: ForestPaths | None = None
@@ -186,6 +188,8 @@ class ModelScorer:
 
     def _kind(self, arrays: PreprocessArrays | None) -> str | None:
         name = type(self._estimator).__name__
+        if self._position is None:  # not an AutoML pipeline: its columns cannot be named, occlusion it is
+            return None
         if name in ("LGBMClassifier", "LGBMRegressor"):
             return "lightgbm"
         if name in ("XGBClassifier", "XGBRegressor"):
@@ -348,10 +352,8 @@ class ModelScorer:
 
     def _reorder(self, booster_columns: np.ndarray) -> np.ndarray:
         """Booster column order (the converter's: numeric, then categorical) → ``feature_names`` order."""
-        position = self._position if self._position is not None else \
-            np.array([self.feature_names.index(n) for n in [*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]])  # fmt: skip
         out = np.zeros((len(booster_columns), len(self.feature_names)))
-        out[:, position] = booster_columns
+        out[:, self._position] = booster_columns
         return out
 
     def _reference_frame(self) -> pd.DataFrame:
