@@ -33,6 +33,7 @@ from tracseq_dagster.monitoring.drift import (
 from tracseq_dagster.monitoring.retraining import (
     DRIFT_REASON,
     RETRAIN_BATCH_TAG,
+    RetrainCursor,
     RetrainPolicy,
     RetrainState,
     champion_training_rows,
@@ -52,6 +53,7 @@ from tracseq_dagster.training_set import load_training_set
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SHIFT = {"storage_temp_deviation_c": 20.0, "freeze_thaw_cycles": 6.0}
+SQ = get_model("sample_quality")
 
 
 # -- drift measures ---------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         register_winner(training_set, outcome, rank_families([outcome], training_set.fingerprint), seed=0, storage=storage,
                         registry=registry, experiment_id=experiment, parent_run_id=parent, dagster_run_id=run)
     registry.promote("1", "monitoring test")  # v2 keeps the alias challenger
-    models = {"champion": ab_report.load_version(registry, "1"), "challenger": ab_report.load_version(registry, "2")}
+    models = {"champion": ab_report.load_version(registry, "1", SQ), "challenger": ab_report.load_version(registry, "2", SQ)}
     return World(root, lake, features, tracking_uri, storage, registry, models)
 
 
@@ -163,7 +165,7 @@ def served_rows(world: World, *, rows: int = 600, seed: int = 0, shift: bool = F
     probability, status = np.empty(rows), np.empty(rows, dtype=object)
     for variant, model in world.models.items():
         mask = variants == variant
-        probability[mask] = model.pass_probability(chosen[mask])
+        probability[mask] = model.score(chosen[mask])
         status[mask] = model.predict(chosen[mask])
     return prediction_rows(chosen, start=start or pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1), variant=list(variants),
                            model_version=[{"champion": "1", "challenger": "2"}[v] for v in variants],
@@ -178,8 +180,10 @@ def test_ab_report_compares_two_registered_versions_with_intervals(world: World,
     log.append(served_rows(world))
     frame = log.read()
     assert ab_report.versions_to_compare(frame, world.registry) == {"champion": "1", "challenger": "2"}
-    labels = ab_report.labels_from_lake(world.lake)
-    report = ab_report.ab_test_report(frame, labels, world.models, ABSettings(bootstrap=200))
+    labels, notes = ab_report.outcomes(world.lake, SQ)
+    assert not notes and len(labels) == int(world.features["qc_status"].notna().sum()) > 1000
+    report = ab_report.ab_test_report(frame, labels, SQ, world.models, ABSettings(bootstrap=200))
+    assert report.model == "sample_quality" and report.task == "classification"
 
     variants = report.variants.set_index("variant")
     assert variants["predictions"].to_dict() == {"challenger": 300, "champion": 300}
@@ -215,15 +219,15 @@ def test_ab_report_says_when_labels_are_too_few_and_when_versions_are_equal(worl
     for row in rows:
         row["sample_id"] = row["sample_id"].replace("TS-", "TS-9")  # samples whose QC has not come back
     frame = typed_frame(pd.DataFrame(rows))
-    labels = ab_report.labels_from_lake(world.lake)
+    labels, _ = ab_report.outcomes(world.lake, SQ)
     same = {"champion": world.models["champion"], "challenger": world.models["champion"]}
-    report = ab_report.ab_test_report(frame, labels, same, ABSettings(bootstrap=50))
+    report = ab_report.ab_test_report(frame, labels, SQ, same, ABSettings(bootstrap=50))
     assert report.labelled["labelled"].tolist() == [0, 0] and "roc_auc" not in report.labelled.columns
     assert sum("too few labels" in note for note in report.notes) == 2
     assert any("paired comparison not computed" in note for note in report.notes)
     assert report.agreement["category_agreement"] == 1.0 and report.agreement["status_agreement"] == 1.0
     assert any("same version" in note for note in report.notes)
-    empty = ab_report.ab_test_report(frame.head(0), labels, None)
+    empty = ab_report.ab_test_report(frame.head(0), labels, SQ, None)
     assert empty.rows == 0 and "no predictions in the window" in empty.notes
 
 
@@ -235,10 +239,10 @@ def _definitions(world: World, log_dir: Path) -> dg.Definitions:
                              optuna_storage=world.optuna_storage, prediction_log_url=str(log_dir))
 
 
-def _run_reports(world: World, instance: dg.DagsterInstance, log_dir: Path) -> dg.ExecuteInProcessResult:
+def _run_reports(world: World, instance: dg.DagsterInstance, log_dir: Path, model: str = "sample_quality") -> dg.ExecuteInProcessResult:
     config = {"ops": {"ab_test_report": {"config": {"bootstrap": 100}}}}
     result = _definitions(world, log_dir).resolve_job_def("monitoring_reports").execute_in_process(
-        instance=instance, run_config=config, raise_on_error=False
+        instance=instance, run_config=config, raise_on_error=False, partition_key=model
     )
     assert result.success
     return result
@@ -254,15 +258,15 @@ def test_monitoring_assets_and_the_drift_check(world: World, sqlite_instance: dg
     clean = _run_reports(world, sqlite_instance, clean_log)
     (evaluation,) = clean.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
-    drift = latest_materialization(sqlite_instance, "feature_drift_report").metadata
-    assert drift["verdict"].value == "no_drift" and drift["predictions"].value == 600
-    assert drift["reference_rows"].value == len(reference_features(world.lake)) and "| feature" in drift["features"].value
-    ab = latest_materialization(sqlite_instance, "ab_test_report").metadata
-    assert ab["predictions"].value == 600 and 0.5 < ab["category_agreement"].value < 1.0
+    drift = latest_materialization(sqlite_instance, "feature_drift_report", "sample_quality").metadata
+    assert drift["verdict"].value == "no_drift" and drift["predictions"].value == 600 and drift["model"].value == "sample_quality"
+    assert drift["reference_rows"].value == len(reference_features(world.lake, SQ)) and "| feature" in drift["features"].value
+    ab = latest_materialization(sqlite_instance, "ab_test_report", "sample_quality").metadata
+    assert ab["predictions"].value == 600 and 0.5 < ab["category_agreement"].value < 1.0 and ab["model"].value == "sample_quality"
     assert "champion" in ab["labelled_metrics"].value and "roc_auc" in ab["challenger_minus_champion"].value
-    saved = world.lake.read_json(world.lake.monitoring_path("ab_test_report.json"))
+    saved = world.lake.read_json(world.lake.monitoring_path("sample_quality/ab_test_report.json"))
     assert saved["rows"] == 600 and {v["variant"] for v in saved["variants"]} == {"champion", "challenger"}
-    assert len(pd.read_parquet(world.lake.monitoring_path("feature_drift_report.parquet"))) == len(FEATURE_NAMES)
+    assert len(pd.read_parquet(world.lake.monitoring_path("sample_quality/feature_drift_report.parquet"))) == len(FEATURE_NAMES)
     record = sqlite_instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK)
     assert record is not None and record.status.value == "SUCCEEDED"
 
@@ -271,15 +275,15 @@ def test_monitoring_assets_and_the_drift_check(world: World, sqlite_instance: dg
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert set(evaluation.metadata["drifted_features"].value.split(", ")) == set(SHIFT)
     assert sqlite_instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK).status.value == "FAILED"
-    saved = world.lake.read_json(world.lake.monitoring_path("feature_drift_report.json"))
-    assert saved["verdict"] == "drift" and set(saved["drifted_features"]) == set(SHIFT)
+    saved = world.lake.read_json(world.lake.monitoring_path("sample_quality/feature_drift_report.json"))
+    assert saved["verdict"] == "drift" and set(saved["drifted_features"]) == set(SHIFT) and saved["model"] == "sample_quality"
 
 
 def test_monitoring_assets_with_an_empty_log_pass_quietly(world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path) -> None:
     result = _run_reports(world, sqlite_instance, tmp_path / "no-log-yet")
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["verdict"].value == "insufficient_data"
-    assert "no predictions in the window" in latest_materialization(sqlite_instance, "ab_test_report").metadata["notes"].value
+    assert "no predictions in the window" in latest_materialization(sqlite_instance, "ab_test_report", "sample_quality").metadata["notes"].value
 
 
 # -- retraining --------------------------------------------------------------------------------
@@ -318,7 +322,7 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
 ) -> None:
     monkeypatch.setenv("TRACSEQ_RETRAIN_FAMILIES", "logistic")
     quiet = _tick(world, sqlite_instance, None)
-    assert not quiet.run_requests and "drift check passing" in quiet.skip_reason.skip_message
+    assert not quiet.run_requests and "sample_quality: drift check passing" in quiet.skip_reason.skip_message
 
     drifted_log = tmp_path / "drifted"
     open_prediction_log(str(drifted_log)).append(served_rows(world, seed=5, shift=True))
@@ -327,8 +331,8 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     (sweep,) = started.run_requests
     assert sweep.job_name == "automl_sweep" and sweep.partition_key == sweep_partition_key("sample_quality", "logistic")
     assert "drift" in sweep.tags["tracseq/retrain_reason"]
-    state = RetrainState.from_json(started.cursor)
-    assert state.batch == sweep.tags[RETRAIN_BATCH_TAG] and state.drift_evaluation_seen is not None
+    state = RetrainCursor.from_json(started.cursor)
+    assert state.batch == sweep.tags[RETRAIN_BATCH_TAG] and state.models["sample_quality"].drift_evaluation_seen is not None
 
     waiting = _tick(world, sqlite_instance, started.cursor)
     assert not waiting.run_requests and "waiting for its sweep runs" in waiting.skip_reason.skip_message
@@ -345,7 +349,7 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     assert register.partition_key == "sample_quality"
     # The same failed evaluation does not start a second retraining.
     after = _tick(world, sqlite_instance, chained.cursor)
-    assert not after.run_requests and RetrainState.from_json(after.cursor).batch is None
+    assert not after.run_requests and RetrainCursor.from_json(after.cursor).batch is None
 
 
 def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
@@ -397,8 +401,8 @@ def test_retraining_sensor_on_new_labels_once(world: World, sqlite_instance: dg.
         sweep_partition_key("sample_quality", f) for f in ALL_FAMILIES
     }
     assert f"{new_labels} newly labelled rows" in started.run_requests[0].tags["tracseq/retrain_reason"]
-    state = RetrainState.from_json(started.cursor)
-    assert state.labels_at_last_retrain == labelled_row_count(lake, get_model("sample_quality"))
+    state = RetrainCursor.from_json(started.cursor)
+    assert state.models["sample_quality"].labels_at_last_retrain == labelled_row_count(lake, get_model("sample_quality"))
     state.batch = None  # as if the batch finished and the gate kept the champion
     again = _tick(world, sqlite_instance, state.to_json(), lake)
     assert not again.run_requests

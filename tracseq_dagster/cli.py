@@ -526,12 +526,13 @@ def bento_serve_command(
     os.execv(bentoml_cli, [bentoml_cli, "serve", tag, "--host", host, "--port", str(port)])
 
 
-monitor_app = typer.Typer(help="Monitoring over the prediction log of the sample_quality service.", no_args_is_help=True)
+monitor_app = typer.Typer(help="Monitoring of every catalog model over its rows of the prediction log.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
 
 
 @monitor_app.command("drift")
 def monitor_drift_command(
+    model: Annotated[Optional[str], typer.Option(help="Catalog model to judge (default: every model with logged predictions).")] = None,
     window_hours: Annotated[float, typer.Option(help="Judge the predictions of the last this many hours.")] = 24 * 7,
     log: Annotated[Optional[str], typer.Option(help="Prediction log (default: $TRACSEQ_PREDICTION_LOG or data/prediction_log).")] = None,
     lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
@@ -539,7 +540,7 @@ def monitor_drift_command(
     ks_statistic: Annotated[Optional[float], typer.Option(help="KS statistic at which a feature drifted (default 0.1), with p below --ks-alpha.")] = None,
     ks_alpha: Annotated[Optional[float], typer.Option(help="KS p-value below which a large statistic counts (default 0.01).")] = None,
 ) -> None:
-    """PSI and KS per feature of recent predictions against the training features; exit 1 on drift."""
+    """PSI and KS per feature of each model's recent predictions against its training rows; exit 1 on drift of any."""
     from dataclasses import replace
 
     import pandas as pd
@@ -547,30 +548,43 @@ def monitor_drift_command(
     from tracseq_dagster import settings
     from tracseq_dagster.lake import Lake
     from tracseq_dagster.monitoring.drift import DriftThresholds, drift_against_training
+    from tracseq_dagster.monitoring.watched import no_predictions_message, predictions_per_model
     from tracseq_dagster.serving.prediction_log import last_hours, open_prediction_log
 
     given = {"psi": psi, "ks_statistic": ks_statistic, "ks_alpha": ks_alpha}  # the defaults live in DriftThresholds
+    thresholds = replace(DriftThresholds(), **{k: v for k, v in given.items() if v is not None})
     since, until = last_hours(window_hours)
-    current = open_prediction_log(log or settings.prediction_log_url()).read(since, until)
-    try:
-        report = drift_against_training(
-            current, Lake(lake or settings.lake_dir()), replace(DriftThresholds(), **{k: v for k, v in given.items() if v is not None})
-        )
-    except FileNotFoundError as error:
-        err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
-    if not len(current):
-        console.print(f"no predictions in {log or settings.prediction_log_url()} since {since:%Y-%m-%d %H:%M} UTC: {report.summary()}")
+    prediction_log = open_prediction_log(log or settings.prediction_log_url())
+    counts = predictions_per_model(prediction_log, since, until)
+    models = [_model_spec(model).name] if model else [name for name, rows in counts.items() if rows]
+    if not models:
+        console.print(f"no predictions of any catalog model in {log or settings.prediction_log_url()} since {since:%Y-%m-%d %H:%M} UTC")
         return
-    table = Table("feature", "PSI", "KS D", "KS p", "missing now", "drifted", "reason",
-                  title=f"{len(current):,} predictions since {since:%Y-%m-%d %H:%M} UTC against {report.reference_rows:,} training rows")
-    for row in report.table().itertuples():
-        ks = ("", "") if row.ks_statistic is None or pd.isna(row.ks_statistic) else (f"{row.ks_statistic:.3f}", f"{row.ks_pvalue:.2g}")
-        table.add_row(row.feature, f"{row.psi:.3f}", *ks, f"{row.current_missing:.1%}",
-                      "[red]yes[/]" if row.drifted else "", row.reason)
-    console.print(table)
-    console.print(f"[bold]{report.verdict}[/]: {report.summary()}", soft_wrap=True)
-    if report.verdict == "drift":
+    drifted = []
+    for name in models:
+        current = prediction_log.read(since, until, model=name)
+        if not len(current):
+            console.print(no_predictions_message(name, since))
+            continue
+        try:
+            report = drift_against_training(current, Lake(lake or settings.lake_dir()), _model_spec(name), thresholds)
+        except FileNotFoundError as error:
+            err_console.print(f"[red]error:[/] {name}: {error}", soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        table = Table("feature", "PSI", "KS D", "KS p", "missing now", "drifted", "reason",
+                      title=f"{name}: {len(current):,} predictions since {since:%Y-%m-%d %H:%M} UTC "
+                            f"against {report.reference_rows:,} training rows")  # fmt: skip
+        for row in report.table().itertuples():
+            ks = ("", "") if row.ks_statistic is None or pd.isna(row.ks_statistic) else (f"{row.ks_statistic:.3f}", f"{row.ks_pvalue:.2g}")
+            table.add_row(row.feature, f"{row.psi:.3f}", *ks, f"{row.current_missing:.1%}",
+                          "[red]yes[/]" if row.drifted else "", row.reason)
+        console.print(table)
+        if report.unlogged:
+            console.print(f"{name}: not in the prediction log, not measured: {', '.join(report.unlogged)}", soft_wrap=True)
+        console.print(f"[bold]{report.verdict}[/]: {report.summary()}", soft_wrap=True)
+        if report.verdict == "drift":
+            drifted.append(name)
+    if drifted:
         raise typer.Exit(code=1)
 
 

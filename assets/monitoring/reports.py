@@ -1,7 +1,9 @@
-"""Monitoring assets over the prediction log: feature drift (with its check) and the A/B report.
+"""Monitoring assets over the prediction log: feature drift (with its check) and the A/B report, per model.
 
-The domain logic lives in :mod:`tracseq_dagster.monitoring`; these assets read the log window,
-call it, write the report to ``<lake>/monitoring/`` and describe it in their metadata.
+Both are partitioned by catalog model (``MODEL_PARTITIONS``): a partition reads that model's
+rows of the log window, judges them against that model's training rows and labels, writes the
+report to ``<lake>/monitoring/<model>/`` and names the model in its metadata. The domain logic
+lives in :mod:`tracseq_dagster.monitoring`.
 """
 
 from collections.abc import Iterator
@@ -13,20 +15,25 @@ import pandas as pd
 from resources import LakeResource, MLflowResource, PredictionLogResource
 from tracseq_dagster import settings
 from assets.metadata import records_table
+from assets.models.partitions import MODEL_PARTITIONS
+from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring import ab_report
-from tracseq_dagster.monitoring.ab_report import ABSettings, CategoryThresholds
+from tracseq_dagster.monitoring.ab_report import ABSettings
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
+from tracseq_dagster.monitoring.watched import no_predictions_message
 from tracseq_dagster.serving.prediction_log import last_hours
-from tracseq_dagster.serving import SERVED_MODEL
 
-#: Written by the sample_quality service, not by Dagster: declared so the lineage shows it.
+#: Written by the prediction service, not by Dagster: declared so the lineage shows it.
 prediction_log = dg.AssetSpec(
     "prediction_log",
     group_name="monitoring",
     kinds={"parquet", "postgres"},
-    description="Every prediction of the sample_quality service: request id, time, variant, model version, "
-    "P(pass), category, predicted status, latency and the feature vector (TRACSEQ_PREDICTION_LOG).",
+    description="Every prediction of the prediction service, of every catalog model: request id, time, model, "
+    "variant, model version, answered value, category, predicted class, latency and the sample feature vector "
+    "(TRACSEQ_PREDICTION_LOG).",
 )
+#: What the models' labelled rows are read from (the drift reference, the A/B report's labels).
+LABEL_SOURCES = sorted({source for spec in catalog().values() for source in spec.sources})
 
 
 class DriftConfig(dg.Config):
@@ -47,12 +54,11 @@ class ABConfig(dg.Config):
     min_labels: int = ABSettings.min_labels
     bootstrap: int = ABSettings.bootstrap
     confidence: float = ABSettings.confidence
-    high_threshold: float = CategoryThresholds.high
-    medium_threshold: float = CategoryThresholds.medium
 
 
 @dg.asset(
-    deps=[prediction_log, "sample_features"],
+    deps=[prediction_log, *LABEL_SOURCES],
+    partitions_def=MODEL_PARTITIONS,
     group_name="monitoring",
     kinds={"pandas", "scipy"},
     # The hourly schedule refreshes it; several missed hours mean the daemon or the log stopped.
@@ -61,23 +67,27 @@ class ABConfig(dg.Config):
         dg.AssetCheckSpec(
             DRIFT_CHECK_NAME,
             asset="feature_drift_report",
-            description="Fails (ERROR) when any feature's PSI or KS passes its threshold over the window; "
-            "the retraining sensor acts on a failure.",
+            description="Fails (ERROR) when any feature of the partition's model passes its PSI or KS threshold "
+            "over the window; the retraining sensor retrains that model on a failure.",
         )
     ],
 )
 def feature_drift_report(
     context: dg.AssetExecutionContext, config: DriftConfig, lake: LakeResource, prediction_log: PredictionLogResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """PSI and KS per feature: the feature vectors the service saw in the window against the training features.
+    """PSI and KS per feature of one model: its logged feature vectors in the window against its training rows.
 
-    The reference is the labelled rows of the offline store. Numeric PSI uses fixed bins at the
-    reference deciles, categorical PSI the categories; missing values are a bin of their own.
-    Written to <lake>/monitoring/feature_drift_report.json and .parquet.
+    The reference is the model's labelled rows (its training set). Numeric PSI uses fixed bins
+    at the reference deciles, categorical PSI the categories; missing values are a bin of their
+    own; features the log does not carry are listed, not measured. A model without logged
+    predictions passes with ``insufficient_data`` and says so. Written to
+    <lake>/monitoring/<model>/feature_drift_report.json and .parquet.
     """
-    lake_ = lake.lake()
+    lake_, spec = lake.lake(), get_model(context.partition_key)
     since, until = last_hours(config.window_hours)
-    current = prediction_log.log().read(since, until)
+    current = prediction_log.log().read(since, until, model=spec.name)
+    if current.empty:
+        context.log.info(no_predictions_message(spec.name, since))
     thresholds = DriftThresholds(
         psi=config.psi_threshold,
         ks_statistic=config.ks_statistic_threshold,
@@ -85,15 +95,16 @@ def feature_drift_report(
         min_rows=config.min_rows,
         not_judged=tuple(config.not_judged),
     )
-    report = drift_against_training(current, lake_, thresholds)
+    report = drift_against_training(current, lake_, spec, thresholds)
     table = report.table()
     payload = {"window_start": since.isoformat(), "window_end": until.isoformat(), **report.to_dict()}
-    json_path = lake_.write_json(lake_.monitoring_path("feature_drift_report.json"), payload)
-    lake_.write_table(lake_.monitoring_path("feature_drift_report.parquet"), table)
+    json_path = lake_.write_json(lake_.monitoring_path(f"{spec.name}/feature_drift_report.json"), payload)
+    lake_.write_table(lake_.monitoring_path(f"{spec.name}/feature_drift_report.parquet"), table)
     context.log.info(report.summary())
     shown = table[["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "current_missing", "drifted", "reason"]] if len(table) else table
     yield dg.MaterializeResult(
         metadata={
+            "model": spec.name,
             "verdict": report.verdict,
             "summary": report.summary(),
             "predictions": report.current_rows,
@@ -102,6 +113,7 @@ def feature_drift_report(
             "window_end": until.isoformat(),
             "drifted_features": ", ".join(report.drifted_features) or "none",
             "max_psi": float(table["psi"].max()) if len(table) else 0.0,
+            "not_logged_features": ", ".join(report.unlogged) or "none",
             "features": dg.MetadataValue.md(shown.round(4).to_markdown(index=False) if len(shown) else "_(none)_"),
             "path": dg.MetadataValue.path(str(json_path)),
         }
@@ -113,6 +125,7 @@ def feature_drift_report(
         severity=dg.AssetCheckSeverity.ERROR,
         description=report.summary(),
         metadata={
+            "model": spec.name,
             "verdict": report.verdict,
             "drifted_features": ", ".join(report.drifted_features) or "none",
             "psi_threshold": thresholds.psi,
@@ -123,7 +136,12 @@ def feature_drift_report(
     )
 
 
-@dg.asset(deps=[prediction_log, "validated_samples", "promotion_gate"], group_name="monitoring", kinds={"pandas", "mlflow"})
+@dg.asset(
+    deps=[prediction_log, *LABEL_SOURCES, "promotion_gate"],
+    partitions_def=MODEL_PARTITIONS,
+    group_name="monitoring",
+    kinds={"pandas", "mlflow"},
+)
 def ab_test_report(
     context: dg.AssetExecutionContext,
     config: ABConfig,
@@ -131,44 +149,48 @@ def ab_test_report(
     prediction_log: PredictionLogResource,
     mlflow_tracking: MLflowResource,
 ) -> dg.MaterializeResult:
-    """Champion against challenger on the traffic of the window: volumes, scores, agreement, labelled metrics.
+    """One model's champion against its challenger on the traffic of the window.
 
-    Per variant: predictions, P(pass) quantiles and histogram, category mix, latency. Both
-    registered versions re-score every logged feature vector for their agreement. Where QC
-    labels arrived later: ROC AUC, accuracy and Brier per variant with bootstrap intervals,
-    and the challenger-minus-champion differences. Written to <lake>/monitoring/ab_test_report.json.
+    Per variant: predictions, answer quantiles and histogram, a classifier's category mix,
+    latency. Both registered versions re-score every logged feature vector for their agreement
+    (when the log carries all the model's features). Where the model's labels arrived later
+    (joined from its labelled rows): ROC AUC, accuracy and Brier of a classifier, MAE, RMSE and
+    interval coverage of a regressor, per variant with bootstrap intervals, and the
+    challenger-minus-champion differences. Written to <lake>/monitoring/<model>/ab_test_report.json.
     """
-    lake_ = lake.lake()
+    lake_, spec = lake.lake(), get_model(context.partition_key)
     since, until = last_hours(config.window_hours)
-    log = prediction_log.log().read(since, until)
-    settings = ABSettings(
-        min_labels=config.min_labels,
-        bootstrap=config.bootstrap,
-        confidence=config.confidence,
-        thresholds=CategoryThresholds(high=config.high_threshold, medium=config.medium_threshold),
-    )
-    models = None
-    if len(log):  # nothing to re-score otherwise: the registry is not even opened
-        registry = mlflow_tracking.registry(SERVED_MODEL)
+    log = prediction_log.log().read(since, until, model=spec.name)
+    settings = ABSettings(min_labels=config.min_labels, bootstrap=config.bootstrap, confidence=config.confidence)
+    models, labels, notes = None, None, []
+    if len(log):  # nothing to compare otherwise: neither the registry nor the labels are opened
+        registry = mlflow_tracking.registry(spec.name)
         versions = ab_report.versions_to_compare(log, registry)
-        loaded = {v: ab_report.load_version(registry, v) for v in set(versions.values())}
+        loaded = {v: ab_report.load_version(registry, v, spec) for v in set(versions.values())}
         models = {variant: loaded[v] for variant, v in versions.items()}
-    report = ab_report.ab_test_report(log, ab_report.labels_from_lake(lake_), models, settings)
+        labels, notes = ab_report.outcomes(lake_, spec)
+    else:
+        context.log.info(no_predictions_message(spec.name, since))
+    report = ab_report.ab_test_report(log, labels if labels is not None else pd.Series(dtype="string"), spec, models, settings)
+    report.notes[:0] = notes
     payload = {"window_start": since.isoformat(), "window_end": until.isoformat(), **report.to_dict()}
-    json_path = lake_.write_json(lake_.monitoring_path("ab_test_report.json"), payload)
+    json_path = lake_.write_json(lake_.monitoring_path(f"{spec.name}/ab_test_report.json"), payload)
     for name, table in ab_report.report_tables(report).items():
-        lake_.write_table(lake_.monitoring_path(f"ab_test_report.{name}.parquet"), table)
+        lake_.write_table(lake_.monitoring_path(f"{spec.name}/ab_test_report.{name}.parquet"), table)
     for note in report.notes:
         context.log.info(note)
     agreement = report.agreement or {}
     return dg.MaterializeResult(
         metadata={
+            "model": spec.name,
+            "task": report.task,
             "predictions": report.rows,
             "window_start": since.isoformat(),
             "window_end": until.isoformat(),
             "variants": _md(report.variants),
             "score_histogram": _md(report.score_histogram),
             "labelled_metrics": _md(report.labelled),
+            "labelled_predictions": int(report.labelled["labelled"].sum()) if len(report.labelled) else 0,
             "challenger_minus_champion": _md(report.differences),
             "category_agreement": agreement.get("category_agreement"),
             "status_agreement": agreement.get("status_agreement"),

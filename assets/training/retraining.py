@@ -5,13 +5,15 @@ name and the model. The retraining sensor then chains ``register_and_promote`` o
 every sweep of that model in a batch has finished and one succeeded, whoever started the batch
 (itself, the schedule, or a person who tagged a backfill), exactly once per batch and model.
 
-Drift and new labels are watched for the served model (the one whose prediction log the drift
-report reads); the weekly schedule retrains every catalog model that has a champion.
+Drift and new labels are watched per catalog model: a failed drift check of a model's
+``feature_drift_report`` partition, or enough newly labelled rows of it, retrains that model
+and no other; the weekly schedule retrains every catalog model that has a champion.
 """
 
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
 
 from resources import LakeResource, MLflowResource
 from tracseq_dagster import settings
@@ -22,14 +24,13 @@ from tracseq_dagster.monitoring.retraining import (
     RETRAIN_BATCH_TAG,
     RETRAIN_MODEL_TAG,
     RETRAIN_REASON_TAG,
+    RetrainCursor,
     RetrainPolicy,
-    RetrainState,
     champion_training_rows,
     labelled_row_count,
     retrain_decision,
 )
 from assets.models.partitions import sweep_partition_key
-from tracseq_dagster.serving import SERVED_MODEL
 
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)
 #: A batch whose sweep runs never appeared (launch failed) is given up after this long.
@@ -66,77 +67,100 @@ def _sweep_requests(batch: str, reason: str, model: str) -> list[dg.RunRequest]:
     ]
 
 
+def latest_drift_evaluation(instance: dg.DagsterInstance, model: str) -> int | None:
+    """Id of the latest drift check evaluation of ``model``'s partition if it failed, else None."""
+    latest = instance.event_log_storage.get_asset_check_execution_history(
+        DRIFT_CHECK, limit=1, partition_filter=PartitionKeyFilter(key=model)
+    )
+    return latest[0].id if latest and latest[0].status.value == "FAILED" else None
+
+
 @dg.sensor(
     jobs=[automl_sweep_job, register_and_promote_job],
     minimum_interval_seconds=settings.monitoring_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Retrains the served model when the feature drift check failed or enough newly labelled "
-    "rows arrived: every family's automl_sweep partition of that model, then its register_and_promote "
+    description="Retrains each catalog model whose feature drift check (its partition) failed or whose newly "
+    "labelled rows are enough: every family's automl_sweep partition of that model, then its register_and_promote "
     "(also after the weekly schedule's sweeps of any model).",
 )
 def retraining_sensor(
     context: dg.SensorEvaluationContext, lake: LakeResource, mlflow_tracking: MLflowResource
 ) -> dg.SensorResult:
-    """Chains register_and_promote after finished batches, or starts a retraining batch.
+    """Chains register_and_promote after finished batches, or starts a retraining batch of the models with a reason.
 
-    The decision is tracseq_dagster.monitoring.retraining's; the cursor remembers its own
-    open batch, the batches already registered, the labels it saw and the drift evaluation
-    it acted on, so nothing starts twice.
+    The decision is tracseq_dagster.monitoring.retraining's, per model; the cursor remembers
+    its own open batch, the batches already registered, and per model the labels it saw and
+    the drift evaluation it acted on, so nothing starts twice.
     """
-    state = RetrainState.from_json(context.cursor)
-    if state.batch is not None:
-        waiting = _own_batch_waiting(context, state)
+    cursor = RetrainCursor.from_json(context.cursor)
+    if cursor.batch is not None:
+        waiting = _own_batch_waiting(context, cursor)
         if waiting:
-            return dg.SensorResult(skip_reason=waiting, cursor=state.to_json())
-        state.batch = None
-    due = _registrations_due(context, state)
+            return dg.SensorResult(skip_reason=waiting, cursor=cursor.to_json())
+        cursor.batch = None
+    due = _registrations_due(context, cursor)
     if due:
-        return dg.SensorResult(run_requests=due, cursor=state.to_json())
+        return dg.SensorResult(run_requests=due, cursor=cursor.to_json())
 
     policy = RetrainPolicy(
         min_new_labels=settings.retrain_min_new_labels(),
         drift_cooldown_hours=settings.retrain_drift_cooldown_hours(),
     )
-    latest_check = context.instance.get_latest_asset_check_evaluation_record(DRIFT_CHECK)
-    failed_drift = latest_check.id if latest_check and latest_check.status.value == "FAILED" else None
-    labelled = labelled_row_count(lake.lake(), get_model(SERVED_MODEL))
+    lake_ = lake.lake()
     # Cheap tests first: most ticks end here without opening the registry.
-    if failed_drift is None and labelled - state.labels_at_last_retrain < policy.min_new_labels:
-        return dg.SensorResult(skip_reason=f"no failed drift check; {labelled} labelled samples", cursor=state.to_json())
+    signals = {}
+    for name, spec in catalog().items():
+        try:
+            labelled = labelled_row_count(lake_, spec)
+        except Exception as error:  # one model's rows that cannot be built yet must not stop the others'
+            context.log.warning(f"{name}: its labelled rows could not be counted ({error}); not judged this tick")
+            continue
+        failed = latest_drift_evaluation(context.instance, name)
+        if failed is not None or labelled - cursor.model(name).labels_at_last_retrain >= policy.min_new_labels:
+            signals[name] = (failed, labelled)
+    if not signals:
+        return dg.SensorResult(skip_reason=f"no failed drift check and too few new labels of any of {len(catalog())} models",
+                               cursor=cursor.to_json())  # fmt: skip
     busy = _training_in_progress(context.instance)  # a training someone else started
     if busy:
-        return dg.SensorResult(skip_reason=busy, cursor=state.to_json())
-    champion_rows = champion_training_rows(mlflow_tracking.registry(SERVED_MODEL))
-    decision = retrain_decision(
-        policy, state, failed_drift_evaluation=failed_drift, labelled_now=labelled, champion_training_rows=champion_rows
-    )
-    if not decision:
-        drift = "failed (already acted on, or cooling down)" if failed_drift is not None else "passing"
-        champion = "no champion" if champion_rows is None else f"the champion learned from {champion_rows}"
-        return dg.SensorResult(
-            skip_reason=f"no reason to retrain: drift check {drift}; {labelled} labelled samples, {champion}",
-            cursor=state.to_json(),
-        )
+        return dg.SensorResult(skip_reason=busy, cursor=cursor.to_json())
 
     now = datetime.now(timezone.utc)
     batch = f"retrain-{now:%Y%m%dT%H%M%S}"
-    because = "; ".join(decision.reasons)
-    context.log.info(f"{batch}: retraining because {because}")
-    state.batch, state.labels_at_last_retrain, state.last_retrain_at = batch, labelled, now.isoformat()
-    if decision.drift:
-        state.drift_evaluation_seen = failed_drift
-    return dg.SensorResult(run_requests=_sweep_requests(batch, because, SERVED_MODEL), cursor=state.to_json())
+    requests, quiet = [], []
+    client = mlflow_tracking.client()
+    for name, (failed, labelled) in signals.items():
+        state = cursor.model(name)
+        champion_rows = champion_training_rows(mlflow_tracking.registry(name, client))
+        decision = retrain_decision(
+            policy, state, failed_drift_evaluation=failed, labelled_now=labelled, champion_training_rows=champion_rows, now=now
+        )
+        if not decision:
+            drift = "failed (already acted on, or cooling down)" if failed is not None else "passing"
+            champion = "no champion" if champion_rows is None else f"the champion learned from {champion_rows}"
+            quiet.append(f"{name}: drift check {drift}; {labelled} labelled rows, {champion}")
+            continue
+        because = "; ".join(decision.reasons)
+        context.log.info(f"{batch}: retraining {name} because {because}")
+        state.labels_at_last_retrain, state.last_retrain_at = labelled, now.isoformat()
+        if decision.drift:
+            state.drift_evaluation_seen = failed
+        requests += _sweep_requests(batch, because, name)
+    if not requests:
+        return dg.SensorResult(skip_reason="no reason to retrain: " + "; ".join(quiet), cursor=cursor.to_json())
+    cursor.batch, cursor.batch_started_at = batch, now.isoformat()
+    return dg.SensorResult(run_requests=requests, cursor=cursor.to_json())
 
 
-def _own_batch_waiting(context: dg.SensorEvaluationContext, state: RetrainState) -> str | None:
+def _own_batch_waiting(context: dg.SensorEvaluationContext, cursor: RetrainCursor) -> str | None:
     """Why the sensor's own batch is not settled yet (its sweeps not launched, or running)."""
-    sweeps = _batch_sweeps(context.instance, state.batch)  # type: ignore[arg-type]
-    started = datetime.fromisoformat(state.last_retrain_at) if state.last_retrain_at else datetime.now(timezone.utc)
+    sweeps = _batch_sweeps(context.instance, cursor.batch)  # type: ignore[arg-type]
+    started = datetime.fromisoformat(cursor.batch_started_at) if cursor.batch_started_at else datetime.now(timezone.utc)
     if not sweeps and datetime.now(timezone.utc) - started < BATCH_LAUNCH_TIMEOUT:
-        return f"{state.batch}: waiting for its sweep runs to be launched"
+        return f"{cursor.batch}: waiting for its sweep runs to be launched"
     running = [r for r in sweeps if not r.is_finished]
     if running:
-        return f"{state.batch}: {len(running)} of {len(sweeps)} sweeps still running"
+        return f"{cursor.batch}: {len(running)} of {len(sweeps)} sweeps still running"
     return None
 
 
@@ -144,7 +168,7 @@ def _batch_sweeps(instance: dg.DagsterInstance, batch: str) -> list[dg.DagsterRu
     return list(instance.get_runs(dg.RunsFilter(job_name=automl_sweep_job.name, tags={RETRAIN_BATCH_TAG: batch})))
 
 
-def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainState) -> list[dg.RunRequest]:
+def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainCursor) -> list[dg.RunRequest]:
     """register_and_promote for each recent batch and model whose sweeps all finished and one succeeded (once)."""
     since = datetime.now(timezone.utc) - BATCH_LOOKBACK
     batches: dict[tuple[str, str], list[dg.DagsterRun]] = {}

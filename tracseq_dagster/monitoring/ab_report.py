@@ -1,16 +1,21 @@
-"""The A/B report: how ``champion`` and ``challenger`` answered the traffic they were given.
+"""The A/B report of one catalog model: how ``champion`` and ``challenger`` answered the traffic they were given.
 
-From the prediction log of a window:
+From the model's rows of the prediction log in a window:
 
-* **Volumes and scores** per variant: predictions, distinct samples, model versions, quantiles
-  and a histogram of ``quality_probability`` (P(qc_status == "pass")), the category mix, latency.
+* **Volumes and answers** per variant: predictions, distinct samples, model versions, quantiles
+  and a histogram of the answered value (P(target class) of a classifier, a regressor's
+  prediction), a classifier's category mix, latency.
 * **Agreement**: every logged feature vector (one per sample, the latest) re-scored by *both*
   registered versions, whichever variant answered it, so the two models are compared on the
-  same inputs: share of equal categories and of equal predicted statuses, correlation of the
-  two P(pass), and the category cross-table.
-* **Metrics where QC labels arrived later** (joined on ``sample_id`` with the lake's validated
-  samples): per variant, ROC AUC of ``quality_probability`` against ``qc_status == "pass"``,
-  accuracy of ``predicted_status`` and the Brier score, each with a bootstrap percentile
+  same inputs: for a classifier the share of equal categories and of equal predicted classes
+  and the category cross-table, for both tasks the correlation of the two answers. Only when
+  the log carries every feature of the model (it keeps the sample features): otherwise the
+  report says which features are missing.
+* **Metrics where labels arrived later**, joined with the model's own labelled rows
+  (``spec.labelled_rows``) on the key the log rows carry (:data:`LOG_KEY`, see :func:`outcomes`):
+  per variant, a classifier's ROC AUC of P(target class), accuracy of the predicted class and
+  Brier score; a regressor's MAE, RMSE and the coverage of its split-conformal interval (the
+  half-width its registered version was measured with); each with a bootstrap percentile
   confidence interval, and the challenger-minus-champion difference with its interval. On the
   re-scored vectors the same labels give a paired comparison of the two models. Below
   ``min_labels`` labelled predictions a metric is not computed and the report says so.
@@ -19,7 +24,7 @@ From the prediction log of a window:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -27,27 +32,25 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from tracseq_dagster.features import FEATURE_NAMES, LABEL_COLUMN, SAMPLE_ID
+from tracseq_dagster.conformal import INTERVAL_HALF_WIDTH_TAG
+from tracseq_dagster.features import SAMPLE_ID
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import ModelSpec
+from tracseq_dagster.monitoring.drift import logged_features
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import fluent_api
-from tracseq_dagster.serving.advice import HIGH_THRESHOLD, MEDIUM_THRESHOLD
 
-PASS = "pass"
 VARIANTS: tuple[str, ...] = (CHAMPION, CHALLENGER)
-CATEGORIES: tuple[str, ...] = ("high", "medium", "low")
 SCORE_BINS = np.linspace(0.0, 1.0, 11)
+#: The entity column every prediction log row carries, whatever the model (the catalog
+#: predictor writes the request's ``sample_id``): labels are joined on it.
+LOG_KEY = SAMPLE_ID
+#: Separator of the parts of a multi-column entity key in ``labelled_rows``' index ("RUN-…/TS-…").
+KEY_SEPARATOR = "/"
 
 
-@dataclass(frozen=True)
-class CategoryThresholds:
-    """P(pass) cut-offs of the categories: the service's (``serving.advice``) unless overridden."""
-
-    high: float = HIGH_THRESHOLD  # P(pass) >= high → "high"
-    medium: float = MEDIUM_THRESHOLD  # medium <= P(pass) < high → "medium"; below → "low"
-
-    def categorize(self, probability: np.ndarray) -> np.ndarray:
-        return np.where(probability >= self.high, "high", np.where(probability >= self.medium, "medium", "low"))
+def is_regression(spec: ModelSpec) -> bool:
+    return spec.task == "regression"
 
 
 @dataclass(frozen=True)
@@ -58,28 +61,35 @@ class ABSettings:
     bootstrap: int = 1000
     confidence: float = 0.95
     seed: int = 0
-    thresholds: CategoryThresholds = field(default_factory=CategoryThresholds)
 
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """A registered version, loaded (a scikit-learn classifier over ``FEATURE_NAMES``)."""
+    """A registered version of a catalog model, loaded (a scikit-learn estimator over its features)."""
 
     version: str
     model: Any
+    spec: ModelSpec
+    half_width: float | None = None  # a regressor's split-conformal half-width (its version's tag)
 
-    def pass_probability(self, features: pd.DataFrame) -> np.ndarray:
-        classes = list(self.model.classes_)
-        return self.model.predict_proba(features[list(FEATURE_NAMES)])[:, classes.index(PASS)]
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """P(target class) of a classifier, the prediction of a regressor."""
+        frame = features[list(self.spec.features)]
+        if is_regression(self.spec):
+            return np.asarray(self.model.predict(frame), dtype=float)
+        classes = [str(c) for c in self.model.classes_]
+        return self.model.predict_proba(frame)[:, classes.index(self.spec.serving.target_class)]
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict(features[list(FEATURE_NAMES)])).astype(str)
+        return np.asarray(self.model.predict(features[list(self.spec.features)])).astype(str)
 
 
 @dataclass(frozen=True)
 class ABReport:
     """Everything the ``ab_test_report`` asset writes; tables as frames, the rest as plain values."""
 
+    model: str
+    task: str
     rows: int
     variants: pd.DataFrame
     score_histogram: pd.DataFrame
@@ -93,6 +103,8 @@ class ABReport:
             return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
         return {
+            "model": self.model,
+            "task": self.task,
             "rows": self.rows,
             "variants": records(self.variants),
             "score_histogram": records(self.score_histogram),
@@ -106,19 +118,40 @@ class ABReport:
 # -- inputs -----------------------------------------------------------------------------------
 
 
-def labels_from_lake(lake: Lake) -> pd.Series:
-    """``qc_status`` by ``sample_id`` of every validated sample that has one (the first export wins)."""
-    frame = lake.read_validated(columns=[SAMPLE_ID, LABEL_COLUMN])
-    if frame.empty:
-        return pd.Series(dtype="string", name=LABEL_COLUMN)
-    frame = frame.dropna(subset=[LABEL_COLUMN]).drop_duplicates(SAMPLE_ID, keep="first")
-    return frame.set_index(SAMPLE_ID)[LABEL_COLUMN].astype("string")
+def outcomes(lake: Lake, spec: ModelSpec) -> tuple[pd.Series, list[str]]:
+    """The model's labels by :data:`LOG_KEY`, and notes on what could not be joined.
+
+    ``labelled_rows`` is indexed by the model's entity key; for a multi-column entity
+    (a run and a sample) the log row names only the sample, so a sample with several labelled
+    rows (sequenced more than once) is ambiguous and left out, and the notes say how many.
+    """
+    empty = pd.Series(dtype="float64" if is_regression(spec) else "string", name=spec.label)
+    if LOG_KEY not in spec.entity:
+        return empty, [f"{spec.name}: its entity {', '.join(spec.entity)} has no {LOG_KEY}, the key of the log rows: no labels joined"]
+    try:
+        labels = spec.labelled_rows(lake)[spec.label].dropna()
+    except FileNotFoundError:
+        return empty, [f"{spec.name}: no labelled rows in the lake yet"]
+    keys = labels.index.astype(str)
+    if len(spec.entity) > 1:
+        keys = keys.str.split(KEY_SEPARATOR).str[spec.entity.index(LOG_KEY)]
+    labels = labels.set_axis(pd.Index(keys, name=LOG_KEY))
+    ambiguous = labels.index.duplicated(keep=False)
+    notes = []
+    if ambiguous.any():
+        notes.append(f"{int(ambiguous.sum())} labelled rows of {labels.index[ambiguous].nunique()} samples left out: "
+                     f"a log row names the {LOG_KEY} only, and these have several {spec.entity[0]}s")  # fmt: skip
+    labels = labels[~ambiguous]
+    return (labels.astype(float) if is_regression(spec) else labels.astype(str).astype("string")), notes
 
 
-def load_version(registry: ModelRegistry, version: str) -> ScoringModel:
-    """A registered version of the model, loaded through MLflow's sklearn flavour."""
+def load_version(registry: ModelRegistry, version: str, spec: ModelSpec) -> ScoringModel:
+    """A registered version of the model, loaded through MLflow's sklearn flavour, with its interval."""
     with fluent_api(registry.client):
-        return ScoringModel(str(version), mlflow.sklearn.load_model(registry.model_uri(str(version))))
+        model = mlflow.sklearn.load_model(registry.model_uri(str(version)))
+        tags = registry.client.get_model_version(registry.name, str(version)).tags
+    half_width = float(tags[INTERVAL_HALF_WIDTH_TAG]) if INTERVAL_HALF_WIDTH_TAG in tags else None
+    return ScoringModel(str(version), model, spec, half_width)
 
 
 def versions_to_compare(log: pd.DataFrame, registry: ModelRegistry) -> dict[str, str]:
@@ -133,90 +166,123 @@ def versions_to_compare(log: pd.DataFrame, registry: ModelRegistry) -> dict[str,
     return out
 
 
+def answered(log: pd.DataFrame) -> pd.Series:
+    """The answered value of each row: ``prediction``, or ``quality_probability`` in rows logged before it existed."""
+    return log["prediction"].astype(float).fillna(log["quality_probability"].astype(float))
+
+
 # -- the report -------------------------------------------------------------------------------
 
 
 def ab_test_report(
     log: pd.DataFrame,
     labels: pd.Series,
+    spec: ModelSpec,
     models: dict[str, ScoringModel] | None = None,
     settings: ABSettings = ABSettings(),
 ) -> ABReport:
-    """The report over ``log`` (rows of the prediction log), with labels by ``sample_id``."""
+    """The report over ``log`` (the model's rows of the prediction log), with labels by :data:`LOG_KEY`."""
     notes: list[str] = []
     if log.empty:
         notes.append("no predictions in the window")
-    labelled, differences = labelled_metrics(log, labels, settings, notes)
+    labelled, differences = labelled_metrics(log, labels, spec, models or {}, settings, notes)
     agreement = None
-    if models and set(models) >= set(VARIANTS) and not log.empty:
-        agreement = model_agreement(log, labels, models[CHAMPION], models[CHALLENGER], settings, notes)
-    elif not log.empty:
+    unlogged = logged_features(spec, log.columns)[1]
+    if log.empty:
+        pass
+    elif unlogged:
+        notes.append(f"agreement not computed: the prediction log does not carry {len(unlogged)} of the model's features "
+                     f"({', '.join(unlogged)}), so the versions cannot re-score the logged requests")  # fmt: skip
+    elif models and set(models) >= set(VARIANTS):
+        agreement = model_agreement(log, labels, spec, models[CHAMPION], models[CHALLENGER], settings, notes)
+    else:
         notes.append("agreement not computed: the registry has no champion and challenger to re-score with")
-    return ABReport(len(log), variant_summary(log), score_histogram(log), labelled, differences, agreement, notes)
+    return ABReport(spec.name, "regression" if is_regression(spec) else "classification", len(log),
+                    variant_summary(log, spec), score_histogram(log, spec), labelled, differences, agreement, notes)  # fmt: skip
 
 
-def variant_summary(log: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: volume, versions, score quantiles, category mix, latency."""
+def variant_summary(log: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Per variant: volume, versions, answer quantiles, a classifier's category mix, latency."""
     rows = []
+    value = "prediction" if is_regression(spec) else f"p_{spec.serving.target_class}"
+    scores_of = answered(log)
     for variant, part in log.groupby("variant", sort=True):
-        scores = part["quality_probability"].astype(float)
+        scores = scores_of.loc[part.index]
         row: dict[str, Any] = {
             "variant": variant,
             "predictions": len(part),
             "share": round(len(part) / len(log), 4),
-            "samples": part[SAMPLE_ID].nunique(),
+            "samples": part[LOG_KEY].nunique(),
             "model_versions": ",".join(sorted(part["model_version"].dropna().astype(str).unique())),
-            "mean_p_pass": scores.mean(),
+            f"mean_{value}": scores.mean(),
         }
-        row.update({f"p_pass_q{int(q * 100):02d}": scores.quantile(q) for q in (0.1, 0.25, 0.5, 0.75, 0.9)})
-        mix = part["category"].astype(str).value_counts(normalize=True)
-        row.update({f"share_{c}": float(mix.get(c, 0.0)) for c in CATEGORIES})
+        row.update({f"{value}_q{int(q * 100):02d}": scores.quantile(q) for q in (0.1, 0.25, 0.5, 0.75, 0.9)})
+        if not is_regression(spec):
+            mix = part["category"].astype(str).value_counts(normalize=True)
+            row.update({f"share_{c}": float(mix.get(c, 0.0)) for c, _ in spec.serving.categories})
         row["latency_ms_p50"] = part["latency_ms"].quantile(0.5)
         row["latency_ms_p99"] = part["latency_ms"].quantile(0.99)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def score_histogram(log: pd.DataFrame) -> pd.DataFrame:
-    """Predictions per tenth of P(pass), one column per variant."""
-    labels = [f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(SCORE_BINS[:-1], SCORE_BINS[1:])]
-    out = pd.DataFrame({"p_pass": labels})
+def score_histogram(log: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Predictions per tenth of P(target class), or per tenth of the range of a regressor's answers; a column per variant."""
+    scores = answered(log)
+    bins = SCORE_BINS
+    if is_regression(spec):
+        known = scores.dropna()
+        low, high = (float(known.min()), float(known.max())) if len(known) else (0.0, 1.0)
+        bins = np.linspace(low, high if high > low else low + 1.0, 11)
+    out = pd.DataFrame({"prediction" if is_regression(spec) else f"p_{spec.serving.target_class}":
+                        [f"{lo:.4g}-{hi:.4g}" for lo, hi in zip(bins[:-1], bins[1:])]})  # fmt: skip
     for variant, part in log.groupby("variant", sort=True):
-        counts, _ = np.histogram(part["quality_probability"].astype(float).dropna(), bins=SCORE_BINS)
+        counts, _ = np.histogram(scores.loc[part.index].dropna(), bins=bins)
         out[variant] = counts
     return out
 
 
 # -- metrics on labels ------------------------------------------------------------------------
 
-
+#: ``(outcome, answer, hit) -> value``. A classifier: outcome 1.0 where the label is the target
+#: class, answer P(target class), hit 1.0 where the predicted class is the label. A regressor:
+#: outcome the label, answer the prediction, hit 1.0 where the label is inside the interval.
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 
-def _auc(is_pass: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
-    return float(roc_auc_score(is_pass, score)) if 0 < is_pass.sum() < is_pass.size else float("nan")
+def _auc(outcome: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
+    return float(roc_auc_score(outcome, score)) if 0 < outcome.sum() < outcome.size else float("nan")
 
 
-def _accuracy(_: np.ndarray, __: np.ndarray, correct: np.ndarray) -> float:
-    return float(correct.mean())
+def _hit_rate(_: np.ndarray, __: np.ndarray, hit: np.ndarray) -> float:
+    return float(hit.mean())
 
 
-def _brier(is_pass: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
-    return float(np.mean((score - is_pass) ** 2))
+def _brier(outcome: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
+    return float(np.mean((score - outcome) ** 2))
 
 
-METRICS: dict[str, Metric] = {"roc_auc": _auc, "accuracy": _accuracy, "brier": _brier}
+def _mae(outcome: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
+    return float(np.mean(np.abs(score - outcome)))
 
 
-def bootstrap(
-    metric: Metric, is_pass: np.ndarray, score: np.ndarray, correct: np.ndarray, settings: ABSettings
-) -> np.ndarray:
+def _rmse(outcome: np.ndarray, score: np.ndarray, _: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((score - outcome) ** 2)))
+
+
+CLASSIFICATION_METRICS: dict[str, Metric] = {"roc_auc": _auc, "accuracy": _hit_rate, "brier": _brier}
+REGRESSION_METRICS: dict[str, Metric] = {"mae": _mae, "rmse": _rmse, "interval_coverage": _hit_rate}
+#: The metric of the paired comparison on re-scored vectors, per task.
+PAIRED_METRIC = {False: "roc_auc", True: "mae"}
+
+
+def bootstrap(metric: Metric, outcome: np.ndarray, score: np.ndarray, hit: np.ndarray, settings: ABSettings) -> np.ndarray:
     """The metric on ``settings.bootstrap`` resamples with replacement (NaN where undefined)."""
     rng = np.random.default_rng(settings.seed)
     out = np.empty(settings.bootstrap)
     for b in range(settings.bootstrap):
-        pick = rng.integers(0, is_pass.size, is_pass.size)
-        out[b] = metric(is_pass[pick], score[pick], correct[pick])
+        pick = rng.integers(0, outcome.size, outcome.size)
+        out[b] = metric(outcome[pick], score[pick], hit[pick])
     return out
 
 
@@ -229,16 +295,29 @@ def _interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, 
     return float(low), float(high)
 
 
+def _outcome_and_hits(part: pd.DataFrame, score: np.ndarray, spec: ModelSpec, half_width: float | None) -> tuple[np.ndarray, np.ndarray]:
+    label = part[spec.label]
+    if is_regression(spec):
+        outcome = label.to_numpy(float)
+        hit = (np.abs(outcome - score) <= half_width).astype(float) if half_width is not None else np.full(outcome.size, np.nan)
+        return outcome, hit
+    outcome = (label.astype(str) == spec.serving.target_class).to_numpy(float)
+    return outcome, (part["predicted_status"].astype(str) == label.astype(str)).to_numpy(float)
+
+
 def labelled_metrics(
-    log: pd.DataFrame, labels: pd.Series, settings: ABSettings, notes: list[str]
+    log: pd.DataFrame, labels: pd.Series, spec: ModelSpec, models: dict[str, ScoringModel], settings: ABSettings, notes: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per variant metrics with intervals, and challenger − champion differences with intervals.
 
-    A sample predicted several times counts once per variant (its latest prediction).
+    A sample predicted several times counts once per variant (its latest prediction). A
+    regressor's interval coverage needs its version's half-width (from ``models``).
     """
+    regression = is_regression(spec)
+    metrics = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
     rows, replicates = [], {}
-    latest = log.drop_duplicates(["variant", SAMPLE_ID], keep="last")
-    joined = latest.join(labels.rename(LABEL_COLUMN), on=SAMPLE_ID, how="inner")
+    latest = log.assign(_answer=answered(log)).drop_duplicates(["variant", LOG_KEY], keep="last")
+    joined = latest.assign(**{spec.label: latest[LOG_KEY].map(labels)}).dropna(subset=[spec.label])
     for variant in sorted(log["variant"].dropna().unique()):
         part = joined[joined["variant"] == variant]
         row: dict[str, Any] = {"variant": variant, "labelled": len(part)}
@@ -246,19 +325,22 @@ def labelled_metrics(
             notes.append(f"{variant}: too few labels for metrics ({len(part)} labelled predictions, need {settings.min_labels})")
             rows.append(row)
             continue
-        is_pass = (part[LABEL_COLUMN].astype(str) == PASS).to_numpy(float)
-        score = part["quality_probability"].to_numpy(float)
-        correct = (part["predicted_status"].astype(str) == part[LABEL_COLUMN].astype(str)).to_numpy(float)
-        row["pass_rate"] = float(is_pass.mean())
-        for name, metric in METRICS.items():
-            row[name] = metric(is_pass, score, correct)
-            replicates[(variant, name)] = bootstrap(metric, is_pass, score, correct, settings)
+        score = part["_answer"].to_numpy(float)
+        half_width = models[variant].half_width if variant in models else None
+        outcome, hit = _outcome_and_hits(part, score, spec, half_width)
+        row["mean_label" if regression else f"{spec.serving.target_class}_rate"] = float(outcome.mean())
+        for name, metric in metrics.items():
+            if np.isnan(hit).all() and metric is _hit_rate:
+                notes.append(f"{variant}: {name} not computed, the version has no interval half-width")
+                continue
+            row[name] = metric(outcome, score, hit)
+            replicates[(variant, name)] = bootstrap(metric, outcome, score, hit, settings)
             row[f"{name}_low"], row[f"{name}_high"] = _interval(replicates[(variant, name)], settings.confidence)
-        if np.isnan(row["roc_auc"]):
-            notes.append(f"{variant}: ROC AUC undefined, every labelled sample has the same outcome")
+        if not regression and np.isnan(row["roc_auc"]):
+            notes.append(f"{variant}: ROC AUC undefined, every labelled prediction has the same outcome")
         rows.append(row)
     differences = []
-    for name in METRICS:
+    for name in metrics:
         if (CHAMPION, name) in replicates and (CHALLENGER, name) in replicates:
             diff = replicates[(CHALLENGER, name)] - replicates[(CHAMPION, name)]
             low, high = _interval(diff, settings.confidence)
@@ -274,53 +356,65 @@ def labelled_metrics(
 def model_agreement(
     log: pd.DataFrame,
     labels: pd.Series,
+    spec: ModelSpec,
     champion: ScoringModel,
     challenger: ScoringModel,
     settings: ABSettings,
     notes: list[str],
 ) -> dict[str, Any]:
     """Both versions on the same logged feature vectors (the latest per sample)."""
-    vectors = log.drop_duplicates(SAMPLE_ID, keep="last").reset_index(drop=True)
-    p_champion, p_challenger = champion.pass_probability(vectors), challenger.pass_probability(vectors)
-    c_champion, c_challenger = settings.thresholds.categorize(p_champion), settings.thresholds.categorize(p_challenger)
-    s_champion, s_challenger = champion.predict(vectors), challenger.predict(vectors)
-    crosstab = pd.crosstab(pd.Categorical(c_champion, CATEGORIES), pd.Categorical(c_challenger, CATEGORIES), dropna=False)
+    regression = is_regression(spec)
+    vectors = log.drop_duplicates(LOG_KEY, keep="last").reset_index(drop=True)
+    p_champion, p_challenger = champion.score(vectors), challenger.score(vectors)
     result: dict[str, Any] = {
         "champion_version": champion.version,
         "challenger_version": challenger.version,
         "samples": len(vectors),
-        "category_agreement": float(np.mean(c_champion == c_challenger)),
-        "status_agreement": float(np.mean(s_champion == s_challenger)),
         "score_pearson": _correlation(p_champion, p_challenger, "pearson"),
         "score_spearman": _correlation(p_champion, p_challenger, "spearman"),
         "mean_abs_score_difference": float(np.mean(np.abs(p_champion - p_challenger))),
-        "category_crosstab": {f"champion_{i}": {f"challenger_{j}": int(crosstab.loc[i, j]) for j in CATEGORIES} for i in CATEGORIES},
     }
+    s_champion = s_challenger = None
+    if not regression:
+        names = [name for name, _ in spec.serving.categories]
+        c_champion, c_challenger = (np.array([spec.serving.category(p) for p in ps], dtype=object) for ps in (p_champion, p_challenger))
+        s_champion, s_challenger = champion.predict(vectors), challenger.predict(vectors)
+        crosstab = pd.crosstab(pd.Categorical(c_champion, names), pd.Categorical(c_challenger, names), dropna=False)
+        result |= {
+            "category_agreement": float(np.mean(c_champion == c_challenger)),
+            "status_agreement": float(np.mean(s_champion == s_challenger)),
+            "category_crosstab": {f"champion_{i}": {f"challenger_{j}": int(crosstab.loc[i, j]) for j in names} for i in names},
+        }
     if champion.version == challenger.version:
         notes.append(f"champion and challenger are the same version ({champion.version}): agreement is trivially complete")
     # The same labelled samples scored by both models: a paired comparison, free of traffic-split noise.
-    label = vectors[SAMPLE_ID].map(labels)
+    label = vectors[LOG_KEY].map(labels)
     known = label.notna().to_numpy()
-    if known.sum() >= settings.min_labels:
-        is_pass = (label[known].astype(str) == PASS).to_numpy(float)
-        paired = {}
-        for name, p, s in (("champion", p_champion, s_champion), ("challenger", p_challenger, s_challenger)):
-            correct = (s[known] == label[known].astype(str).to_numpy()).astype(float)
-            paired[name] = {m: METRICS[m](is_pass, p[known], correct) for m in ("roc_auc", "accuracy")}
-        both = np.column_stack([p_champion[known], p_challenger[known]])
-        diff = bootstrap(_auc_gain, is_pass, both, is_pass, settings)
-        low, high = _interval(diff, settings.confidence)
-        result["paired_on_labelled"] = {"samples": int(known.sum()), **paired,
-                                        "roc_auc_difference": paired["challenger"]["roc_auc"] - paired["champion"]["roc_auc"],
-                                        "roc_auc_difference_low": low, "roc_auc_difference_high": high}
-    else:
+    if known.sum() < settings.min_labels:
         notes.append(f"paired comparison not computed: {int(known.sum())} re-scored samples have labels, need {settings.min_labels}")
+        return result
+    name = PAIRED_METRIC[regression]
+    metric = (REGRESSION_METRICS if regression else CLASSIFICATION_METRICS)[name]
+    part = vectors[known].assign(**{spec.label: label[known].to_numpy()})
+    paired: dict[str, dict[str, float]] = {}
+    for who, p, s in (("champion", p_champion, s_champion), ("challenger", p_challenger, s_challenger)):
+        outcome, hit = _outcome_and_hits(part.assign(predicted_status=s[known]) if s is not None else part, p[known], spec, None)
+        paired[who] = {name: metric(outcome, p[known], hit)} | ({} if regression else {"accuracy": _hit_rate(outcome, p[known], hit)})
+    both = np.column_stack([p_champion[known], p_challenger[known]])
+    low, high = _interval(bootstrap(_paired_gain(metric), outcome, both, outcome, settings), settings.confidence)
+    result["paired_on_labelled"] = {"samples": int(known.sum()), **paired,
+                                    f"{name}_difference": paired["challenger"][name] - paired["champion"][name],
+                                    f"{name}_difference_low": low, f"{name}_difference_high": high}  # fmt: skip
     return result
 
 
-def _auc_gain(is_pass: np.ndarray, both: np.ndarray, _: np.ndarray) -> float:
-    """ROC AUC of the second score column minus that of the first (challenger − champion)."""
-    return _auc(is_pass, both[:, 1], _) - _auc(is_pass, both[:, 0], _)
+def _paired_gain(metric: Metric) -> Metric:
+    """The metric of the second answer column minus that of the first (challenger − champion)."""
+
+    def gain(outcome: np.ndarray, both: np.ndarray, hit: np.ndarray) -> float:
+        return metric(outcome, both[:, 1], hit) - metric(outcome, both[:, 0], hit)
+
+    return gain
 
 
 def _correlation(a: np.ndarray, b: np.ndarray, method: str) -> float | None:
@@ -333,4 +427,3 @@ def report_tables(report: ABReport) -> dict[str, pd.DataFrame]:
     """The report's tables by name (written as Parquet beside the JSON)."""
     return {"variants": report.variants, "score_histogram": report.score_histogram,
             "labelled": report.labelled, "differences": report.differences}
-

@@ -1,6 +1,6 @@
-"""Feature drift: the feature vectors the service saw against the features the model learned from.
+"""Feature drift of one catalog model: the feature vectors it was asked about against its training rows.
 
-Per feature of :data:`~tracseq_dagster.features.FEATURE_NAMES`:
+Per feature of the model (:attr:`ModelSpec.features`) that its prediction log rows carry:
 
 * **PSI** (population stability index), ``sum((c - r) * ln(c / r))`` over bins, where ``r`` and
   ``c`` are the reference and current shares of each bin. Numeric features use fixed bins cut at
@@ -20,24 +20,26 @@ by default: they count the lab's history up to the moment of the prediction, so 
 with time by construction and would "drift" forever. The report's verdict is ``drift`` when any feature drifted, ``no_drift``
 otherwise, and ``insufficient_data`` when the window holds fewer than ``min_rows`` predictions.
 
-The reference is the labelled rows of the offline store (:func:`reference_features`): the
-champion's training set plus the labels that arrived since, which is what a retraining would
-learn from.
+The reference is the model's labelled rows (:func:`reference_features`, its training set as
+``load_training_set`` builds it): the champion's training set plus the labels that arrived
+since, which is what a retraining would learn from. A feature of the model that the prediction
+log has no column for (the log keeps the sample features) cannot be measured: the report lists
+it under ``unlogged`` rather than pretending it is stable.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME
+from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, FeatureSpec
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models import get_model
-from tracseq_dagster.serving import SERVED_MODEL
+from tracseq_dagster.models import ModelSpec
 from tracseq_dagster.training_set import load_training_set
 
 #: The asset check on ``feature_drift_report`` that fails on drift (the retraining sensor reads it).
@@ -88,6 +90,9 @@ class DriftReport:
     reference_rows: int
     current_rows: int
     verdict: Verdict
+    model: str | None = None
+    #: Features of the model the prediction log has no column for: not measured.
+    unlogged: tuple[str, ...] = ()
 
     @property
     def drifted_features(self) -> list[str]:
@@ -99,16 +104,19 @@ class DriftReport:
         return frame.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True) if len(frame) else frame
 
     def summary(self) -> str:
+        who = f"{self.model}: " if self.model else ""
+        unseen = f"; {len(self.unlogged)} feature(s) not in the prediction log, not measured" if self.unlogged else ""
         if self.verdict == "insufficient_data":
-            return f"too few predictions to judge drift: {self.current_rows} < {self.thresholds.min_rows}"
+            return f"{who}too few predictions to judge drift: {self.current_rows} < {self.thresholds.min_rows}{unseen}"
         if self.verdict == "no_drift":
-            return f"no feature drifted ({len(self.features)} features, {self.current_rows} predictions)"
-        return f"{len(self.drifted_features)} feature(s) drifted: " + "; ".join(
+            return f"{who}no feature drifted ({len(self.features)} features, {self.current_rows} predictions){unseen}"
+        return f"{who}{len(self.drifted_features)} feature(s) drifted: " + "; ".join(
             f"{f.feature} ({f.reason})" for f in self.features if f.drifted
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "verdict": self.verdict,
             "summary": self.summary(),
             "reference_rows": self.reference_rows,
@@ -116,27 +124,43 @@ class DriftReport:
             "drifted_features": self.drifted_features,
             "thresholds": asdict(self.thresholds),
             "features": [asdict(f) for f in self.features],
+            "unlogged": list(self.unlogged),
         }
 
 
-def reference_features(lake: Lake) -> pd.DataFrame:
-    """The served model's training features: its labelled rows, ``FEATURE_NAMES`` columns."""
-    return load_training_set(lake, get_model(SERVED_MODEL)).frame[list(FEATURE_NAMES)]
+def reference_features(lake: Lake, spec: ModelSpec) -> pd.DataFrame:
+    """The model's training features: its labelled rows, one column per feature of ``spec``."""
+    return load_training_set(lake, spec).frame[list(spec.features)]
 
 
-def drift_against_training(current: pd.DataFrame, lake: Lake, thresholds: DriftThresholds = DriftThresholds()) -> DriftReport:
-    """Drift of ``current`` (rows of the prediction log) against the training features of ``lake``.
+def logged_features(spec: ModelSpec, log_columns: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The model's features the prediction log carries (measured), and those it does not (listed)."""
+    columns = set(log_columns)
+    return tuple(f for f in spec.features if f in columns), tuple(f for f in spec.features if f not in columns)
+
+
+def feature_kinds(spec: ModelSpec) -> dict[str, FeatureSpec]:
+    """How each feature of the model is read: its serving declaration, else the sample features'."""
+    return {**FEATURE_SPEC_BY_NAME, **{s.name: s for s in spec.serving.feature_specs}}
+
+
+def drift_against_training(
+    current: pd.DataFrame, lake: Lake, spec: ModelSpec, thresholds: DriftThresholds = DriftThresholds()
+) -> DriftReport:
+    """Drift of ``current`` (the model's rows of the prediction log) against its training rows in ``lake``.
 
     Before anything was served or trained there is nothing to compare: no predictions and no
-    offline store give an ``insufficient_data`` report rather than an error.
+    training rows give an ``insufficient_data`` report rather than an error.
     """
+    measured, unlogged = logged_features(spec, current.columns)
     try:
-        reference = reference_features(lake)
+        reference = reference_features(lake, spec)
     except FileNotFoundError:
         if len(current):
             raise
-        reference = pd.DataFrame(columns=list(FEATURE_NAMES))
-    return feature_drift(reference, current, thresholds)
+        reference = pd.DataFrame(columns=list(spec.features))
+    report = feature_drift(reference, current, thresholds, features=measured, kinds=feature_kinds(spec))
+    return replace(report, model=spec.name, unlogged=unlogged)
 
 
 def population_stability_index(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
@@ -170,9 +194,16 @@ def feature_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     thresholds: DriftThresholds = DriftThresholds(),
+    *,
+    features: Sequence[str] = FEATURE_NAMES,
+    kinds: Mapping[str, FeatureSpec] = FEATURE_SPEC_BY_NAME,
 ) -> DriftReport:
-    """PSI and KS of every feature of ``FEATURE_NAMES``, and the verdict."""
-    rows = [_one_feature(name, reference[name], current[name], thresholds) for name in FEATURE_NAMES]
+    """PSI and KS of every feature of ``features`` (by default the sample features), and the verdict.
+
+    ``kinds`` says which features are categorical; a feature it does not know is read from its
+    reference dtype (numbers numeric, anything else categorical).
+    """
+    rows = [_one_feature(name, reference[name], current[name], thresholds, kinds.get(name)) for name in features]
     if len(current) < thresholds.min_rows:
         verdict: Verdict = "insufficient_data"
     else:
@@ -180,12 +211,13 @@ def feature_drift(
     return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict)
 
 
-def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds) -> FeatureDrift:
-    spec = FEATURE_SPEC_BY_NAME[name]
+def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds, spec: FeatureSpec | None) -> FeatureDrift:
+    numeric = pd.api.types.is_numeric_dtype(reference) and not isinstance(reference.dtype, pd.CategoricalDtype)
+    kind = spec.kind if spec is not None else "numeric" if numeric else "categorical"
     ks_statistic = ks_pvalue = None
-    if spec.kind == "categorical":
+    if kind == "categorical":
         ref, cur = _labels(reference), _labels(current)
-        categories = list(dict.fromkeys([*(spec.categories or ()), *ref.unique(), *cur.unique()]))
+        categories = list(dict.fromkeys([*((spec.categories if spec else None) or ()), *ref.unique(), *cur.unique()]))
         psi = population_stability_index(
             ref.value_counts().reindex(categories, fill_value=0).to_numpy(float),
             cur.value_counts().reindex(categories, fill_value=0).to_numpy(float),
@@ -212,7 +244,7 @@ def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftTh
     judged = name not in t.not_judged
     return FeatureDrift(
         feature=name,
-        kind=spec.kind,
+        kind=kind,
         reference_rows=len(reference),
         current_rows=len(current),
         reference_missing=round(float(ref_missing), 6),

@@ -2,7 +2,11 @@
 
 Two reasons start a retraining:
 
-* **Drift**: the ``feature_drift_report`` check failed. Acted on once per failed evaluation, and
+Each model is judged on its own (:class:`RetrainState` per model in the sensor's
+:class:`RetrainCursor`):
+
+* **Drift**: the model's ``feature_drift_report`` partition's check failed (its latest
+  evaluation). Acted on once per failed evaluation, and
   at most once per ``drift_cooldown_hours``: the drift reference is the training data, which a
   retraining on the same data does not change, so without a cool-down a lasting shift would
   retrain on every evaluation.
@@ -12,9 +16,10 @@ Two reasons start a retraining:
   the old champion, and retraining again on the same labels would change nothing).
 
 No champion yet means nothing to compare with: the first training is an operator's decision.
-A retraining is a *batch*: one ``automl_sweep`` run per family of a model, then its ``register_and_promote``
-once every sweep of the batch has finished and at least one succeeded. A weekly schedule
-starts batches too, whatever the drift and the labels say.
+A retraining is a *batch*: one ``automl_sweep`` run per family of each model that has a
+reason, then each model's ``register_and_promote`` once every sweep of that model in the batch
+has finished and at least one succeeded. A weekly schedule starts batches too, whatever the
+drift and the labels say.
 """
 
 from __future__ import annotations
@@ -45,15 +50,33 @@ class RetrainPolicy:
     drift_cooldown_hours: float = 24.0
 
 
+#: A cursor written before the sensor watched every model was this model's state (the only one
+#: it watched then): it is read as that model's, the others start fresh.
+SINGLE_MODEL_CURSOR_MODEL = "sample_quality"
+_MODEL_FIELDS = ("drift_evaluation_seen", "labels_at_last_retrain", "last_retrain_at")
+
+
 @dataclass
 class RetrainState:
-    """What the sensor remembers between ticks (its cursor)."""
+    """What the sensor remembers about one model between ticks."""
 
-    drift_evaluation_seen: int | None = None  # id of the last failed drift check acted on
+    drift_evaluation_seen: int | None = None  # id of the last failed drift check of this model acted on
     labels_at_last_retrain: int = 0
     last_retrain_at: str | None = None  # ISO 8601, UTC
-    batch: str | None = None  # the retraining whose sweeps are running
-    settled_batches: list[str] = field(default_factory=list)  # registered (or given up), newest last
+
+
+@dataclass
+class RetrainCursor:
+    """The sensor's cursor: each model's state, its own open batch and the batches already chained."""
+
+    models: dict[str, RetrainState] = field(default_factory=dict)
+    batch: str | None = None  # the retraining whose sweeps are running (one or more models)
+    batch_started_at: str | None = None  # ISO 8601, UTC
+    settled_batches: list[str] = field(default_factory=list)  # "batch:model" registered (or given up), newest last
+
+    def model(self, name: str) -> RetrainState:
+        """The state of ``name`` (fresh for a model the sensor has not acted on yet)."""
+        return self.models.setdefault(name, RetrainState())
 
     def settle(self, batch: str) -> None:
         """Remember that ``batch`` needs nothing more (only the last SETTLED_KEPT are kept)."""
@@ -63,8 +86,16 @@ class RetrainState:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, cursor: str | None) -> RetrainState:
-        return cls(**json.loads(cursor)) if cursor else cls()
+    def from_json(cls, cursor: str | None) -> RetrainCursor:
+        """The cursor, or a fresh one; a single-model cursor of an earlier release is upgraded."""
+        if not cursor:
+            return cls()
+        raw = json.loads(cursor)
+        if "models" not in raw:  # the single-model cursor: its model fields were SINGLE_MODEL_CURSOR_MODEL's
+            state = RetrainState(**{k: raw[k] for k in _MODEL_FIELDS if k in raw})
+            return cls({SINGLE_MODEL_CURSOR_MODEL: state}, raw.get("batch"), raw.get("last_retrain_at"), raw.get("settled_batches", []))
+        models = {name: RetrainState(**state) for name, state in raw.pop("models").items()}
+        return cls(models, **raw)
 
 
 @dataclass(frozen=True)
