@@ -94,6 +94,17 @@ def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.D
     return info
 
 
+def load_variants(folder: Path) -> dict[str, tuple[ModelCard, Any]]:
+    """The champion (and challenger) a bundle folder holds: alias -> (card, fitted model)."""
+    variants = {}
+    for alias in (CHAMPION, CHALLENGER):
+        if (folder / alias / "model.pkl").exists():
+            with (folder / alias / "model.pkl").open("rb") as handle:
+                model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
+            variants[alias] = (ModelCard.load(folder / alias / "card.json"), model)
+    return variants
+
+
 def export_variants(registry: ModelRegistry, champion: Any, challenger: Any | None, folder: Path,
                     feature_code_version: str) -> dict[str, ModelCard]:  # fmt: skip
     """The champion (and the challenger, when it is another version) into ``folder/<alias>``."""

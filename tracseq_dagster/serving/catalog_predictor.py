@@ -19,7 +19,6 @@ For each batch of validated rows (:mod:`.catalog_schema`) the predictor
 from __future__ import annotations
 
 import json
-import pickle
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE
 from tracseq_dagster.models.spec import ServingRows
 from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS, _plain
-from tracseq_dagster.serving.bundle import ModelCard
+from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
 from tracseq_dagster.serving.catalog_schema import request_columns, request_frame
 from tracseq_dagster.serving.model_scoring import CatalogScorer, model_scorer
@@ -60,13 +59,10 @@ class ModelPredictor:
         runs = folder / "history" / RUNS_FILE
         self.runs = pd.read_parquet(runs) if runs.exists() else None
         reference = json.loads((folder / "reference.json").read_text())
-        self.variants: dict[str, Variant] = {}
-        for alias in (CHAMPION, CHALLENGER):
-            if (folder / alias / "model.pkl").exists():
-                with (folder / alias / "model.pkl").open("rb") as handle:
-                    model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
-                scorer = model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution)
-                self.variants[alias] = Variant(ModelCard.load(folder / alias / "card.json"), scorer)
+        self.variants: dict[str, Variant] = {
+            alias: Variant(card, model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution))
+            for alias, (card, model) in load_variants(folder).items()
+        }
         split = split or TrafficSplit()
         # Sticky per sample and salted per model: one sample may meet each model's challenger independently.
         share = split.challenger_share if CHALLENGER in self.variants else 0.0

@@ -10,7 +10,6 @@ challenger, scores each group with its model and words the answer.
 from __future__ import annotations
 
 import json
-import pickle
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from tracseq_dagster.serving.advice import (
     risk_factors,
     top_risk_factors,
 )
-from tracseq_dagster.serving.bundle import ModelCard
+from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
 from tracseq_dagster.serving.request_schema import records_columns
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
@@ -65,12 +64,9 @@ class SampleQualityPredictor:
         self.tag: str = self.info["tag"]
         self.history = HistorySnapshot.load(folder / "history")
         reference = json.loads((folder / "reference.json").read_text())
-        self.variants: dict[str, Variant] = {}
-        for name in (CHAMPION, CHALLENGER):
-            if (folder / name / "model.pkl").exists():
-                with (folder / name / "model.pkl").open("rb") as handle:
-                    model = pickle.load(handle)  # noqa: S301 (our own registry's artifact)
-                self.variants[name] = Variant(ModelCard.load(folder / name / "card.json"), QualityScorer(model, reference, tree_attribution))
+        self.variants: dict[str, Variant] = {
+            name: Variant(card, QualityScorer(model, reference, tree_attribution)) for name, (card, model) in load_variants(folder).items()
+        }
         self.split = split or TrafficSplit()
         if self.split.challenger_share > 0 and CHALLENGER not in self.variants:
             # Asked for an A/B test without a challenger in the bundle: everything goes to the champion.
