@@ -56,29 +56,27 @@ def catalog_routes(service: Callable[[], CatalogService]) -> list[Route]:
         found = _model(service(), request)
         return found if isinstance(found, Response) else JSONResponse(found.details())
 
-    async def predict(request: Request) -> Response:
+    async def answer_json(request: Request, batch: bool) -> Response:
+        """One row (``/predict``) or ``{"records": […]}`` (``/batch_predict``): validated, answered, logged."""
         state = service()
         found = _model(state, request)
         if isinstance(found, Response):
             return found
         try:
-            row = request_model(found.name).model_validate_json(await request.body())
+            body = (batch_model if batch else request_model)(found.name).model_validate_json(await request.body())
         except ValidationError as error:
             return _invalid(error)
-        answers = await _answer(state, found, [row.model_dump()])
-        return answers if isinstance(answers, Response) else JSONResponse(answers[0])
+        rows = [r.model_dump() for r in body.records] if batch else [body.model_dump()]  # type: ignore[attr-defined]
+        answers = await _answer(state, found, rows)
+        if isinstance(answers, Response):
+            return answers
+        return JSONResponse({"answers": answers} if batch else answers[0])
+
+    async def predict(request: Request) -> Response:
+        return await answer_json(request, batch=False)
 
     async def batch_predict(request: Request) -> Response:
-        state = service()
-        found = _model(state, request)
-        if isinstance(found, Response):
-            return found
-        try:
-            batch = batch_model(found.name).model_validate_json(await request.body())
-        except ValidationError as error:
-            return _invalid(error)
-        answers = await _answer(state, found, [r.model_dump() for r in batch.records])  # type: ignore[attr-defined]
-        return answers if isinstance(answers, Response) else JSONResponse({"answers": answers})
+        return await answer_json(request, batch=True)
 
     async def fast_batch_predict(request: Request) -> Response:
         state = service()
