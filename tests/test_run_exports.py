@@ -433,3 +433,23 @@ def test_ingest_folder_samples_first_idempotent_and_a_fixed_run_file_supersedes(
     assert len(runs) == 5 and not runs.duplicated(["run_id", "sample_id"]).any()  # replaced, not added
     assert lake.read_quarantine("runs")["_rules"].tolist() == ["after_receipt:library_prep_ts"]
     assert stray.exists() and paths["bad_runs"].exists()  # nothing in the landing folder is touched
+
+
+@pytest.mark.slow
+def test_the_run_example_quarantines_one_row_per_rule_it_breaks(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+    """examples/exports/run_manual_entries.csv, beside the sample examples it refers to, as make demo drops it."""
+    examples = Path(__file__).resolve().parent.parent / "examples" / "exports"
+    landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
+    landing.mkdir()
+    for name in ("lims_manual_entries.csv", "run_manual_entries.csv"):
+        (landing / name).write_bytes((examples / name).read_bytes())
+    defs = build_definitions(lake_dir=str(lake_dir), landing_url=str(landing))
+    outcomes = {Path(o.path).name: o for o in ingest_folder(landing, defs=defs, instance=sqlite_instance)}
+    runs = outcomes["run_manual_entries.csv"]
+    assert (runs.kind, runs.status, runs.rows_accepted, runs.rows_quarantined) == ("runs", "ingested", 2, 6)
+    quarantined = Lake(lake_dir).read_quarantine("runs")
+    assert quarantined["_row_number"].tolist() == [4, 5, 6, 7, 8, 9]
+    assert quarantined["_rules"].tolist() == [
+        "unknown_sample", "after_receipt:library_prep_ts", "order:run_start_ts<=run_end_ts", "range:q30_pct",
+        "enum:run_status", "pattern:run_id",
+    ]  # fmt: skip
