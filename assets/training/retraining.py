@@ -13,7 +13,6 @@ and no other; the weekly schedule retrains every catalog model that has a champi
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
 
 from resources import LakeResource, MLflowResource
 from tracseq_dagster import settings
@@ -67,12 +66,28 @@ def _sweep_requests(batch: str, reason: str, model: str) -> list[dg.RunRequest]:
     ]
 
 
+#: Drift check evaluations looked through for a model's latest (hourly, one per model: days of them).
+DRIFT_LOOKBACK_EVALUATIONS = 200
+
+
 def latest_drift_evaluation(instance: dg.DagsterInstance, model: str) -> int | None:
-    """Id of the latest drift check evaluation of ``model``'s partition if it failed, else None."""
-    latest = instance.event_log_storage.get_asset_check_execution_history(
-        DRIFT_CHECK, limit=1, partition_filter=PartitionKeyFilter(key=model)
-    )
-    return latest[0].id if latest and latest[0].status.value == "FAILED" else None
+    """Id of the latest drift check evaluation of ``model`` if it failed, else None.
+
+    The check runs in each model partition's run; its evaluation names the model in its
+    metadata (the evaluation record carries no partition), which is what is matched here.
+    """
+    for record in instance.event_log_storage.get_asset_check_execution_history(DRIFT_CHECK, limit=DRIFT_LOOKBACK_EVALUATIONS):
+        if _evaluated_model(record) == model:
+            return record.id if record.status.value == "FAILED" else None
+    return None
+
+
+def _evaluated_model(record) -> str | None:  # type: ignore[no-untyped-def]
+    if record.partition is not None:
+        return record.partition
+    evaluation = record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
+    named = getattr(evaluation, "metadata", {}).get("model")
+    return getattr(named, "value", None)
 
 
 @dg.sensor(
