@@ -373,20 +373,21 @@ def models_command() -> None:
     from tracseq_dagster.registry import CHALLENGER, CHAMPION
 
     _require_mlflow()
-    table = Table("predicts", "task", "features", "champion", "holdout", "trained on", "challenger", title="model catalog")
-    table.columns.insert(0, Column("model", no_wrap=True))
+    table = Table(Column("model", no_wrap=True), "task", "champion", "holdout", "trained on", "challenger", title="model catalog")
     for spec in catalog().values():
         registry = _registry(spec.name)
         champion, challenger = registry.version(CHAMPION), registry.version(CHALLENGER)
         tags = champion.tags if champion else {}
         score = f"{tags.get('metric', '')} {float(tags['holdout_score']):.4f}" if "holdout_score" in tags else ""
         table.add_row(
-            spec.name, spec.description, spec.task, str(len(spec.features)),
+            spec.name, spec.task,
             f"v{champion.version} ({tags.get('family', '?')})" if champion else "none",
             score, f"{tags['training_rows']} rows" if "training_rows" in tags else "",
             f"v{challenger.version}" if challenger else "none",
         )  # fmt: skip
     console.print(table)
+    for spec in catalog().values():
+        console.print(f"[bold]{spec.name}[/] ({len(spec.features)} features, predicted at {spec.predicted_at}): {spec.description}", soft_wrap=True)
 
 
 model_app = typer.Typer(help="A catalog model in the MLflow registry: history, rollback.", no_args_is_help=True)
