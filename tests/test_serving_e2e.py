@@ -230,7 +230,7 @@ def test_model_info_and_metrics(stack: Stack) -> None:
     info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
     champion, challenger = info["variants"]["champion"], info["variants"]["challenger"]
     assert (champion["version"], champion["family"], champion["attribution"]) == ("1", "lightgbm", "tree_path")
-    assert (challenger["version"], challenger["family"], challenger["attribution"]) == ("2", "logistic", "occlusion")
+    assert (challenger["version"], challenger["family"], challenger["attribution"]) == ("2", "logistic", "linear")
     assert "holdout_roc_auc_ovr" in champion["metrics"] and champion["training_rows"] > 1000
     assert champion["export_hashes"] == ["export-a"] and len(champion["feature_code_version"]) == 16
     assert info["traffic_split"]["challenger_share"] == 0.3 and info["history_samples"] == 2000
@@ -317,4 +317,4 @@ def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records
     assert info["variants"]["champion"]["version"] == "2" and "challenger" not in info["variants"]
     answer = stack.post("/predict", records[3]).json()
     assert answer["model"] == {"name": "sample_quality", "version": "2", "variant": "champion"}
-    assert answer["attribution"] == "occlusion" and answer["cached"] is False
+    assert answer["attribution"] == "linear" and answer["cached"] is False
