@@ -10,9 +10,8 @@ import assets.documents
 import assets.features
 import assets.lab_exports
 import assets.monitoring
+import assets.serving
 import assets.training
-from assets.serving import online_sample_features, sample_quality_bento
-from assets.serving_jobs import package_bento_job
 from resources import (
     EmbedderResource,
     ExportParsingResource,
@@ -33,7 +32,7 @@ DOMAINS: tuple[dg.Definitions, ...] = (
     assets.lab_exports.defs,
     assets.features.defs,
     assets.training.defs,
-    dg.Definitions(assets=[sample_quality_bento, online_sample_features], jobs=[package_bento_job]),
+    assets.serving.defs,
     assets.monitoring.defs,
     assets.documents.defs,
 )

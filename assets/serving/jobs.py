@@ -1,4 +1,4 @@
-"""Jobs of the serving domain (beside assets/serving.py until it becomes a package)."""
+"""Jobs of the serving domain."""
 
 import dagster as dg
 
@@ -6,5 +6,5 @@ import dagster as dg
 package_bento_job = dg.define_asset_job(
     "package_bento",
     selection=dg.AssetSelection.assets("sample_quality_bento"),
-    description="Package the registry's champion (and challenger) as the sample_quality Bento.",
+    description="Package every catalog model's champion (and challenger) as one Bento.",
 )

@@ -1,4 +1,4 @@
-"""Serving assets: every catalog model's champion packaged as one Bento, and the online feature store kept fresh.
+"""The Bento: every catalog model's champion packaged as one BentoML service.
 
 The domain logic lives in :mod:`tracseq_dagster.serving`; these assets call it and describe
 what they made.
@@ -8,7 +8,7 @@ import time
 
 import dagster as dg
 
-from resources import LakeResource, MLflowResource, OnlineStoreResource
+from resources import LakeResource, MLflowResource
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.registry import CHAMPION, RegistryError
 from tracseq_dagster.serving import SERVED_MODEL
@@ -56,26 +56,4 @@ def sample_quality_bento(
             "build_seconds": round(time.perf_counter() - started, 2),
             "serve": dg.MetadataValue.md(f"`bentoml serve {bento.tag}`"),
         }
-    )
-
-
-@dg.asset(
-    deps=["sample_features"],
-    group_name="serving",
-    kinds={"redis"},
-    automation_condition=dg.AutomationCondition.eager(),
-)
-def online_sample_features(lake: LakeResource, online_store: OnlineStoreResource) -> dg.MaterializeResult:
-    """The latest features of every known sample, published to Redis for ``GET /features``.
-
-    Follows ``sample_features`` automatically. Without a Redis URL nothing is published and
-    the service answers from the offline table.
-    """
-    store = online_store.store()
-    if store is None:
-        return dg.MaterializeResult(metadata={"published": 0, "store": "none configured: the service reads the offline table"})
-    started = time.perf_counter()
-    written = store.publish(lake.lake().read_features())
-    return dg.MaterializeResult(
-        metadata={"published": written, "store": store.prefix + "*", "seconds": round(time.perf_counter() - started, 2)}
     )

@@ -1,0 +1,9 @@
+"""Serving: every catalog model's champion as one Bento, its packaging job, and the online feature store."""
+
+import dagster as dg
+
+from assets.serving.bento import sample_quality_bento
+from assets.serving.jobs import package_bento_job
+from assets.serving.online_features import online_sample_features
+
+defs = dg.Definitions(assets=[sample_quality_bento, online_sample_features], jobs=[package_bento_job])
