@@ -421,3 +421,8 @@ def test_tracseq_monitor_drift_command(world: World, tmp_path: Path) -> None:
     assert clean.exit_code == 0 and "no_drift" in clean.output, clean.output
     drifted = runner.invoke(app, ["monitor", "drift", "--log", str(drifted_log), "--lake", str(world.lake.root)])
     assert drifted.exit_code == 1 and "drift:" in drifted.output and "freeze_thaw_cycles" in drifted.output, drifted.output
+    assert "sample_quality:" in drifted.output  # every model with logged predictions: here only sample_quality
+    other = runner.invoke(app, ["monitor", "drift", "--model", "turnaround_hours", "--log", str(drifted_log), "--lake", str(world.lake.root)])
+    assert other.exit_code == 0 and "turnaround_hours: no logged predictions" in other.output, other.output
+    unknown = runner.invoke(app, ["monitor", "drift", "--model", "nope", "--log", str(clean_log)])
+    assert unknown.exit_code == 2 and "no model 'nope' in the catalog" in unknown.output, unknown.output
