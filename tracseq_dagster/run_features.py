@@ -50,10 +50,11 @@ Both functions answer one request as well as a training set: pass the request's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,7 @@ from tracseq_dagster.features import (
     SAMPLE_ID,
     AsOf,
     FeatureSpec,
+    HistorySnapshot,
     _codes,
     _enum,
     _is_scalar_instant,
@@ -81,6 +83,9 @@ from tracseq_dagster.features import (
     weekday_utc,
 )
 from tracseq_dagster.run_contract import RUN_STATUSES
+
+if TYPE_CHECKING:
+    from tracseq_dagster.run_history import RunHistorySnapshot
 
 __all__ = [
     "MODEL_FEATURE_SPECS",
@@ -311,10 +316,32 @@ def _prediction_times(as_of: AsOf, default: np.ndarray, frame: pd.DataFrame) -> 
     return as_of_ns(as_of, frame)
 
 
-def _count_before(times: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each ``t``, how many of ``times`` (NaT ignored) are strictly before it."""
-    known = np.sort(times[times != _NAT])
-    return np.searchsorted(known, t, side="left").astype(np.float64)
+@dataclass(frozen=True)
+class _Counts:
+    """Sorted event times answering "how many strictly before ``t``" for any ``t`` above ``floor``.
+
+    The events at or before ``floor`` are only counted (``dropped``): a snapshot keeps the times
+    of the last window it can be asked about and a total for the rest (:meth:`since`).
+    """
+
+    times: np.ndarray  # sorted, each above floor
+    dropped: int = 0
+    floor: int = _NAT
+
+    @classmethod
+    def of(cls, times: np.ndarray) -> _Counts:
+        return cls(np.sort(times[times != _NAT]))
+
+    def since(self, floor: int) -> _Counts:
+        """The same counts for instants above ``floor``, keeping only the times above it."""
+        cut = int(np.searchsorted(self.times, floor, side="right"))
+        return _Counts(self.times[cut:], self.dropped + cut, max(int(floor), self.floor))
+
+    def before(self, t: np.ndarray) -> np.ndarray:
+        """For each ``t``, how many of the times (NaT ignored) are strictly before it."""
+        if len(t) and int(np.min(t)) <= self.floor:
+            raise ValueError("these event counts only answer instants after the events they dropped")
+        return self.dropped + np.searchsorted(self.times, t, side="left").astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -406,45 +433,150 @@ def _first_runs(runs: pd.DataFrame, sample_ids: np.ndarray) -> tuple[np.ndarray,
     return start, end
 
 
+#: The lab-state times of a known sample, one column each: its receipt, extraction, first run
+#: start, and that start again when the sample was extracted (the sequencing queue's exits).
+RECEIVED, EXTRACTED, FIRST_START, EXTRACTED_FIRST_START = range(4)
+#: How far before a prediction time each lab-state count looks (arrivals and pace windows):
+#: a snapshot keeps the times of that last stretch before its cutoff and a total for the rest.
+LAB_LOOKBACK_NS = (ARRIVALS_WINDOW_NS, 0, PACE_WINDOW_NS, 0)
+
+
+def _lab_times(received: np.ndarray, extracted: np.ndarray, first_start: np.ndarray) -> np.ndarray:
+    """(samples, 4) int64 in the column order above, NaT where missing."""
+    return np.column_stack([received, extracted, first_start, np.where(extracted != _NAT, first_start, _NAT)]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class _LabState:
-    """The known samples with their extraction and first run, for queue counts at any instant,
-    each row's own sample excluded (``own``: its position in the history, -1 when absent)."""
+    """The lab's queues at any instant: counts over the known samples' lab-state times
+    (:func:`_lab_times`), less each row's own sample, which no count may include (``own``: one
+    row of its times per request row, NaT where the history does not know the sample)."""
 
-    received: np.ndarray
-    extracted: np.ndarray
-    first_start: np.ndarray
-    first_end: np.ndarray
-    own: np.ndarray
+    counts: tuple[_Counts, ...]  # one per lab-state column
+    own: np.ndarray  # (rows, 4) int64
 
     @classmethod
-    def build(cls, history_samples: pd.DataFrame, runs: pd.DataFrame, row_sample_ids: np.ndarray) -> _LabState:
-        h_sid = _sample_obj(history_samples, SAMPLE_ID)
-        first_start, first_end = _first_runs(runs, h_sid)
-        own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(row_sample_ids, dtype=object)) if len(h_sid) else np.full(len(row_sample_ids), -1)
-        return cls(_sample_ns(history_samples, "received_ts"), _sample_ns(history_samples, "extraction_ts"), first_start, first_end, own)
+    def of(cls, times: np.ndarray, own: np.ndarray) -> _LabState:
+        """From the known samples' times and each row's position among them (-1: not known)."""
+        return cls(tuple(_Counts.of(column) for column in times.T), _rows_or_nat(times, own))
 
-    def _before(self, times: np.ndarray, t: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """How many other samples (``mask``) have ``times`` strictly before each ``t``."""
-        mask = np.ones(len(times), dtype=bool) if mask is None else mask
-        count = _count_before(times[mask], t)
-        if len(times):
-            o = np.maximum(self.own, 0)
-            count -= (self.own >= 0) & mask[o] & (times[o] != _NAT) & (times[o] < t)
-        return count
+    def _before(self, column: int, t: np.ndarray) -> np.ndarray:
+        """How many other samples have the column's time strictly before each ``t``."""
+        own = self.own[:, column]
+        return self.counts[column].before(t) - ((own != _NAT) & (own < t))
 
     def sequencing_queue(self, t: np.ndarray) -> np.ndarray:
         """Extracted before ``t``, first run not started before ``t`` (a start is after the extraction)."""
-        return self._before(self.extracted, t) - self._before(self.first_start, t, self.extracted != _NAT)
+        return self._before(EXTRACTED, t) - self._before(EXTRACTED_FIRST_START, t)
 
     def sequencing_queue_days(self, t: np.ndarray) -> np.ndarray:
         """The sequencing queue in days of first runs started over the last PACE_WINDOW_NS."""
-        started = self._before(self.first_start, t) - self._before(self.first_start, t - PACE_WINDOW_NS)
+        started = self._before(FIRST_START, t) - self._before(FIRST_START, t - PACE_WINDOW_NS)
         return self.sequencing_queue(t) * (PACE_WINDOW_NS / DAY_NS) / np.maximum(started, 1.0)
 
     def arrivals(self, t: np.ndarray) -> np.ndarray:
         """Received in ``[t - 7 d, t)``."""
-        return self._before(self.received, t) - self._before(self.received, t - ARRIVALS_WINDOW_NS)
+        return self._before(RECEIVED, t) - self._before(RECEIVED, t - ARRIVALS_WINDOW_NS)
+
+
+def _rows_or_nat(table: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``table``'s rows at ``positions`` (int64 ns), a row of NaT where a position is -1."""
+    return np.vstack([table, np.full((1, table.shape[1]), _NAT, dtype=np.int64)])[positions]
+
+
+def _instrument_load(run_instruments: np.ndarray, run_starts: np.ndarray, instrument: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Runs (one instrument and start each) on each row's instrument started in ``[t - 7 d, t)``."""
+    q_inst, ev_inst = _codes(instrument, run_instruments)
+    load, _ = _GroupEvents.build(ev_inst, run_starts).window(q_inst, t - LOAD_WINDOW_NS, t)
+    return load
+
+
+class _FrameHistory:
+    """The known samples and runs as frames, answering every history question of the two frames
+    as of each row's own instant (the reference path: training, and serving without a snapshot).
+
+    :class:`tracseq_dagster.run_history.RunHistorySnapshot` answers the same questions, with the
+    same rules, from what these answers are after its cutoff.
+    """
+
+    def __init__(self, samples: pd.DataFrame, runs: pd.DataFrame | None) -> None:
+        self.samples = samples  # also the sample features' history
+        self.runs = _runs_or_empty(runs)
+
+    @property
+    def sample_history(self) -> pd.DataFrame:
+        return self.samples
+
+    def check(self, t: np.ndarray) -> None:
+        """The frames hold every event: any instant is answered."""
+
+    @functools.cached_property
+    def _first_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        return _first_runs(self.runs, _sample_obj(self.samples, SAMPLE_ID))
+
+    @functools.cached_property
+    def lab_times(self) -> np.ndarray:
+        """The known samples' lab-state times (:func:`_lab_times`), in the samples' order."""
+        received, extracted = _sample_ns(self.samples, "received_ts"), _sample_ns(self.samples, "extraction_ts")
+        return _lab_times(received, extracted, self._first_runs[0])
+
+    def lab(self, sample_ids: np.ndarray) -> _LabState:
+        h_sid = _sample_obj(self.samples, SAMPLE_ID)
+        own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(sample_ids, dtype=object)) if len(h_sid) else np.full(len(sample_ids), -1)
+        return _LabState.of(self.lab_times, own)
+
+    def failures(self, key: str, values: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+        return _recent_failures(self.runs, key, values, t)
+
+    def queue_length(self, t: np.ndarray) -> np.ndarray:
+        prep, start = _run_ns(self.runs, "library_prep_ts"), _run_ns(self.runs, "run_start_ts")
+        # a run starts after its prep: "prepped before t, not started before t" = prepped before - started before
+        return _Counts.of(prep).before(t) - _Counts.of(start[prep != _NAT]).before(t)
+
+    def run_starts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's instrument and start (the earliest of its rows)."""
+        starts = pd.DataFrame({"run": _obj(self.runs, RUN_ID, "runs"), "instrument": _obj(self.runs, "instrument_id", "runs"),
+                               "start": _dt(_run_ns(self.runs, "run_start_ts"))})  # fmt: skip
+        per_run = starts.groupby(["run", "instrument"], sort=False)["start"].min()  # one start per run
+        return np.asarray(per_run.index.get_level_values("instrument"), dtype=object), _ns_of(per_run)
+
+    def instrument_load(self, instrument: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return _instrument_load(*self.run_starts(), instrument, t)
+
+    def previous_runs(self, sample_ids: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the sample's runs that ended strictly before ``t``, and how many of them failed."""
+        _, failed = _failed(self.runs)
+        q_sample, ev_sample = _codes(sample_ids, _obj(self.runs, SAMPLE_ID, "runs"))
+        ever = np.full(len(t), _NAT, dtype=np.int64)
+        earlier, failures = _GroupEvents.build(ev_sample, _run_ns(self.runs, "run_end_ts"), failed).window(q_sample, ever, t)
+        return earlier, failures
+
+    def seen(self, column: str) -> np.ndarray:
+        """The values of an open-set column in the history (runs: instrument, kit; samples: site)."""
+        return _obj(self.runs, column, "runs") if column in _RUN_DTYPES else _sample_obj(self.samples, column)
+
+    def first_end(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Per sample: the end of its first completed run among the runs, NaT without one."""
+        return _first_runs(self.runs, sample_ids)[1]
+
+    def runs_in_progress(self, t: np.ndarray) -> np.ndarray:
+        per_run = pd.DataFrame(
+            {"start": _dt(_run_ns(self.runs, "run_start_ts")), "end": _dt(_run_ns(self.runs, "run_end_ts"))},
+            index=pd.Index(_obj(self.runs, RUN_ID, "runs"), dtype=object),
+        ).groupby(level=0, sort=False).agg(start=("start", "min"), end=("end", "max"))
+        r_start, r_end = _ns_of(per_run["start"]), _ns_of(per_run["end"])
+        return _Counts.of(r_start).before(t) - _Counts.of(r_end[r_start != _NAT]).before(t)  # a run ends after it starts
+
+    def recent_turnarounds(self, priority: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: the recent median turnaround and its count, and the recent median of the row's priority."""
+        received, first_end = self.lab_times[:, RECEIVED], self._first_runs[1]
+        done = np.where((first_end != _NAT) & (received != _NAT), first_end, _NAT)
+        hours = (first_end - received) / HOURS_NS
+        everyone, everyone_q = np.zeros(len(done), dtype=np.int64), np.zeros(len(t), dtype=np.int64)
+        median, count = _recent_median(everyone, done, hours, everyone_q, t)
+        q_priority, ev_priority = _codes(priority, _sample_obj(self.samples, "priority"))
+        priority_median, _ = _recent_median(ev_priority, done, hours, q_priority, t)
+        return median, count, priority_median
 
 
 def _open_categorical(values: np.ndarray, *seen: np.ndarray) -> pd.Categorical:
@@ -458,7 +590,7 @@ def _fixed_categorical(values: np.ndarray, spec: FeatureSpec) -> pd.Categorical:
     return pd.Categorical.from_codes(_enum(values, categories), categories=list(categories))
 
 
-def _sample_features(samples: pd.DataFrame, history: pd.DataFrame, positions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+def _sample_features(samples: pd.DataFrame, history: pd.DataFrame | HistorySnapshot, positions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
     """The sample features (FEATURE_NAMES) of ``samples.iloc[positions]``, row ``i`` as of ``t[i]``,
     indexed by the row number ``i``; rows whose sample did not exist at ``t[i]`` are left out.
 
@@ -490,7 +622,7 @@ def _check_unique(keys: pd.DataFrame, what: str) -> None:
 def sequencing_success_frame(
     samples: pd.DataFrame,
     runs: pd.DataFrame,
-    history_runs: pd.DataFrame | None = None,
+    history_runs: pd.DataFrame | RunHistorySnapshot | None = None,
     *,
     history_samples: pd.DataFrame | None = None,
     as_of: AsOf = None,
@@ -501,7 +633,10 @@ def sequencing_success_frame(
         samples: typed sample frame holding (at least) the runs' samples; unique ``sample_id``.
         runs: typed run frame, the rows to predict (a training export, or one request).
         history_runs: the known runs the run context is computed from (may include ``runs``,
-            may be empty); None means ``runs`` itself (the training view).
+            may be empty); None means ``runs`` itself (the training view). Or a
+            :class:`~tracseq_dagster.run_history.RunHistorySnapshot` of the known samples and
+            runs (serving): the same rows for prediction times after its cutoff, earlier ones
+            refused; ``history_samples`` must then be None.
         history_samples: the known samples for the sample features' history aggregates and
             the sequencing queue (may include ``samples``, may be empty); None means ``samples``.
         as_of: the prediction time, one instant or one per row of ``runs``; None means each
@@ -517,8 +652,7 @@ def sequencing_success_frame(
     """
     what = "runs"
     runs = _runs_or_empty(runs)
-    history = runs if history_runs is None else _runs_or_empty(history_runs)
-    history_samples = samples if history_samples is None else history_samples
+    history = _history_of(history_samples, history_runs, samples, runs)
     run_ids, sid = _obj(runs, RUN_ID, what), _obj(runs, SAMPLE_ID, what)
     _check_unique(pd.DataFrame({RUN_ID: run_ids, SAMPLE_ID: sid}), "runs")
     prep, start = _run_ns(runs, "library_prep_ts"), _run_ns(runs, "run_start_ts")
@@ -528,11 +662,12 @@ def sequencing_success_frame(
     late = (start != _NAT) & (t > start)
     if late.any():
         raise ValueError(f"{int(late.sum())} run rows have a prediction time after their run_start_ts")
+    history.check(t)
 
     # the sample's own features as of the prediction time (rows without a known sample drop out)
     positions = pd.Index(_obj(samples, SAMPLE_ID, "samples"), dtype=object).get_indexer(pd.Index(sid, dtype=object))
     found = np.flatnonzero(positions >= 0)
-    out = _sample_features(samples, history_samples, positions[found], t[found])
+    out = _sample_features(samples, history.sample_history, positions[found], t[found])
     rows = found[out.index.to_numpy()]  # the rows of runs that get an answer
     t, sid = t[rows], sid[rows]
     instrument, kit = _obj(runs, "instrument_id", what)[rows], _obj(runs, "library_kit", what)[rows]
@@ -540,25 +675,15 @@ def sequencing_success_frame(
     f: dict[str, Any] = {}
     for name, key, values in (("instrument", "instrument_id", instrument), ("kit", "library_kit", kit)):
         (f[f"{name}_failure_rate"], f[f"{name}_recent_failures"], f[f"{name}_recent_libraries"],
-         f[f"{name}_recent_runs"]) = _recent_failures(history, key, values, t)  # fmt: skip
-    h_prep, h_start = _run_ns(history, "library_prep_ts"), _run_ns(history, "run_start_ts")
-    # a run starts after its prep: "prepped before t, not started before t" = prepped before - started before
-    f["queue_length"] = _count_before(h_prep, t) - _count_before(h_start[h_prep != _NAT], t)
-    lab = _LabState.build(history_samples, history, sid)
+         f[f"{name}_recent_runs"]) = history.failures(key, values, t)  # fmt: skip
+    f["queue_length"] = history.queue_length(t)
+    lab = history.lab(sid)
     f["sequencing_queue"], f["sequencing_queue_days"] = lab.sequencing_queue(t), lab.sequencing_queue_days(t)
-
-    starts = pd.DataFrame({"run": _obj(history, RUN_ID, what), "instrument": _obj(history, "instrument_id", what), "start": _dt(h_start)})
-    per_run = starts.groupby(["run", "instrument"], sort=False)["start"].min()  # one start per run
-    q_inst, ev_inst = _codes(instrument, np.asarray(per_run.index.get_level_values("instrument"), dtype=object))
-    f["instrument_load_7d"], _ = _GroupEvents.build(ev_inst, _ns_of(per_run)).window(q_inst, t - LOAD_WINDOW_NS, t)
-
-    _, h_failed = _failed(history)
-    q_sample, ev_sample = _codes(sid, _obj(history, SAMPLE_ID, what))
-    ever = np.full(len(t), _NAT, dtype=np.int64)
-    earlier, f["previous_run_failures"] = _GroupEvents.build(ev_sample, _run_ns(history, "run_end_ts"), h_failed).window(q_sample, ever, t)
+    f["instrument_load_7d"] = history.instrument_load(instrument, t)
+    earlier, f["previous_run_failures"] = history.previous_runs(sid, t)
     f["is_rerun"] = (earlier > 0).astype(np.float64)
-    f["instrument_id"] = _open_categorical(instrument, _obj(history, "instrument_id", what))
-    f["library_kit"] = _open_categorical(kit, _obj(history, "library_kit", what))
+    f["instrument_id"] = _open_categorical(instrument, history.seen("instrument_id"))
+    f["library_kit"] = _open_categorical(kit, history.seen("library_kit"))
 
     out = out.reset_index(drop=True)
     for spec in _RUN_CONTEXT_SPECS:
@@ -577,7 +702,7 @@ def sequencing_success_frame(
 
 def turnaround_frame(
     samples: pd.DataFrame,
-    runs: pd.DataFrame,
+    runs: pd.DataFrame | RunHistorySnapshot | None,
     *,
     history_samples: pd.DataFrame | None = None,
     as_of: AsOf = None,
@@ -587,7 +712,10 @@ def turnaround_frame(
     Args:
         samples: typed sample frame, the rows to predict; unique ``sample_id``.
         runs: typed run frame of the known runs (may be empty): the labels of ``samples``
-            and the lab's state (queues, runs in progress) at each prediction time.
+            and the lab's state (queues, runs in progress) at each prediction time. Or a
+            :class:`~tracseq_dagster.run_history.RunHistorySnapshot` of the known samples and
+            runs (serving): the same rows for prediction times after its cutoff, earlier ones
+            refused; ``history_samples`` must then be None.
         history_samples: the known samples the queues, arrivals and recent turnarounds are
             computed from (may include ``samples``, may be empty); None means ``samples``.
         as_of: the prediction time, one instant or one per sample row; None means each
@@ -602,37 +730,27 @@ def turnaround_frame(
         their prediction time, are left out.
     """
     what = "samples"
-    runs = _runs_or_empty(runs)
-    history_samples = samples if history_samples is None else history_samples
+    history = _history_of(history_samples, runs, samples, runs)
     sid = _obj(samples, SAMPLE_ID, what)
     _check_unique(pd.DataFrame({SAMPLE_ID: sid}), "samples")
     received = _ns(samples, "received_ts", what)
     t = _prediction_times(as_of, received, samples)
     rows = np.flatnonzero((received != _NAT) & (received <= t))
     sid, received, t = sid[rows], received[rows], t[rows]
-    _, own_end = _first_runs(runs, sid)
+    history.check(t)
+    own_end = history.first_end(sid)
     if ((own_end != _NAT) & (t > own_end)).any():
         raise ValueError("a turnaround prediction time must not be after the end of the sample's first run")
 
-    lab = _LabState.build(history_samples, runs, sid)
+    lab = history.lab(sid)
     f: dict[str, Any] = {"sequencing_queue": lab.sequencing_queue(t), "sequencing_queue_days": lab.sequencing_queue_days(t),
-                         "arrivals_7d": lab.arrivals(t)}  # fmt: skip
-    per_run = pd.DataFrame(
-        {"start": _dt(_run_ns(runs, "run_start_ts")), "end": _dt(_run_ns(runs, "run_end_ts"))},
-        index=pd.Index(_obj(runs, RUN_ID, "runs"), dtype=object),
-    ).groupby(level=0, sort=False).agg(start=("start", "min"), end=("end", "max"))
-    r_start, r_end = _ns_of(per_run["start"]), _ns_of(per_run["end"])
-    f["runs_in_progress"] = _count_before(r_start, t) - _count_before(r_end[r_start != _NAT], t)  # a run ends after it starts
-    done = np.where((lab.first_end != _NAT) & (lab.received != _NAT), lab.first_end, _NAT)
-    hours = (lab.first_end - lab.received) / HOURS_NS
-    everyone, everyone_q = np.zeros(len(done), dtype=np.int64), np.zeros(len(t), dtype=np.int64)
-    f["recent_median_turnaround_hours"], f["recent_turnaround_count"] = _recent_median(everyone, done, hours, everyone_q, t)
+                         "arrivals_7d": lab.arrivals(t), "runs_in_progress": history.runs_in_progress(t)}  # fmt: skip
     priority = _obj(samples, "priority", what)[rows]
-    q_priority, ev_priority = _codes(priority, _sample_obj(history_samples, "priority"))
-    f["priority_recent_median_turnaround_hours"], _ = _recent_median(ev_priority, done, hours, q_priority, t)
+    (f["recent_median_turnaround_hours"], f["recent_turnaround_count"],
+     f["priority_recent_median_turnaround_hours"]) = history.recent_turnarounds(priority, t)  # fmt: skip
     f["priority"] = _fixed_categorical(priority, TURNAROUND_SPEC_BY_NAME["priority"])
     f["sample_type"] = _fixed_categorical(_obj(samples, "sample_type", what)[rows], TURNAROUND_SPEC_BY_NAME["sample_type"])
-    f["site"] = _open_categorical(_obj(samples, "site", what)[rows], _sample_obj(history_samples, "site"))
+    f["site"] = _open_categorical(_obj(samples, "site", what)[rows], history.seen("site"))
     f["weekday_received"] = weekday_utc(received)
     f["hour_received"] = ((received // HOURS_NS) % 24).astype(np.float64)
 
@@ -641,6 +759,16 @@ def turnaround_frame(
     out[TURNAROUND_LABEL] = np.where(own_end != _NAT, (own_end - received) / HOURS_NS, np.nan)
     out[LABEL_TS] = _utc(own_end)
     return out.sort_index()
+
+
+def _history_of(history_samples: pd.DataFrame | None, history_runs: pd.DataFrame | RunHistorySnapshot | None,
+                samples: pd.DataFrame, runs: pd.DataFrame | None) -> _FrameHistory | RunHistorySnapshot:  # fmt: skip
+    """What the frames compute from: a snapshot as given, else the frames (None: the rows' own)."""
+    if history_runs is None or isinstance(history_runs, pd.DataFrame):
+        return _FrameHistory(samples if history_samples is None else history_samples, runs if history_runs is None else history_runs)
+    if history_samples is not None:
+        raise ValueError("a run history snapshot carries its samples: pass history_samples only with a frame of runs")
+    return history_runs
 
 
 def _recent_median(ev_group: np.ndarray, label_ts: np.ndarray, value: np.ndarray, q_group: np.ndarray,
