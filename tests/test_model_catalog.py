@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -146,34 +145,20 @@ def test_turnaround_beats_the_median_per_priority_and_its_interval_covers(lab) -
         turnaround_hours.conformal_half_width(np.array([]), np.array([]))
 
 
-THROWAWAY = '''
-"""A throwaway catalog entry: predicts the sample's composite risk score from its other features."""
-from tracseq_dagster.features import FEATURE_NAMES, SAMPLE_ID
-from tracseq_dagster.models import ModelSpec
-
-FEATURES = tuple(f for f in FEATURE_NAMES if f != "quality_risk_score")
-
-
-def rows(lake):
-    return lake.read_features().set_index(SAMPLE_ID)[[*FEATURES, "quality_risk_score"]]
-
-
-MODEL = ModelSpec(
-    name="risk_score_echo", description="throwaway", label="quality_risk_score", label_known_at="at receipt",
-    entity=(SAMPLE_ID,), predicted_at="received_ts", features=FEATURES, labelled_rows=rows,
-    sources=("sample_features",), task="regression", metric="rmse", families=("logistic", "lightgbm"),
-    slice_column="sample_type",
-)
-'''
+def readme_example_model() -> str:
+    """The module of README's "How to add a model", as a reader would copy it: the throwaway entry."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index('```python\n"""extraction_delay_hours') + len("```python\n")
+    return readme[start : readme.index("```", start)]
 
 
 @pytest.mark.slow
-def test_a_throwaway_catalog_entry_is_trained_and_registered_without_other_code(tmp_path: Path) -> None:
+def test_the_readme_example_model_is_trained_registered_and_served_without_other_code(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "throwaway_model.py").write_text(textwrap.dedent(THROWAWAY))
+    (tmp_path / "models" / "extraction_delay_hours.py").write_text(readme_example_model())
     data = tmp_path / "data"
     env = {
-        **os.environ, "TRACSEQ_DATA_DIR": str(data), EXTRA_MODULES_VARIABLE: "throwaway_model",
+        **os.environ, "TRACSEQ_DATA_DIR": str(data), EXTRA_MODULES_VARIABLE: "extraction_delay_hours",
         "PYTHONPATH": os.pathsep.join([str(tmp_path / "models"), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200",
     }  # fmt: skip
     for name in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
@@ -185,20 +170,20 @@ def test_a_throwaway_catalog_entry_is_trained_and_registered_without_other_code(
 
     assert run("generate-exports", "--rows", "1500", "--seed", "4", "--out", str(data / "landing")).returncode == 0
     assert run("ingest", str(data / "landing")).returncode == 0
-    trained = run("train", "--model", "risk_score_echo", "--budget-s", "8", "--cv-folds", "2", "--max-trials", "3")
+    trained = run("train", "--model", "extraction_delay_hours", "--budget-s", "8", "--cv-folds", "2", "--max-trials", "3")
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    assert "automl_trials[risk_score_echo|lightgbm]" in trained.stdout and "risk_score_echo promotion gate: promoted" in trained.stdout
-    registry = ModelRegistry(open_client(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"), "risk_score_echo")
+    assert "automl_trials[extraction_delay_hours|lightgbm]" in trained.stdout and "extraction_delay_hours promotion gate: promoted" in trained.stdout
+    registry = ModelRegistry(open_client(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"), "extraction_delay_hours")
     champion = registry.version(CHAMPION)
-    assert champion is not None and champion.tags["model"] == "risk_score_echo" and champion.tags["metric"] == "rmse"
+    assert champion is not None and champion.tags["model"] == "extraction_delay_hours" and champion.tags["metric"] == "mae"
     listed = run("models")
-    assert listed.returncode == 0 and "risk_score_echo" in listed.stdout, listed.stdout + listed.stderr
+    assert listed.returncode == 0 and "extraction_delay_hours" in listed.stdout, listed.stdout + listed.stderr
 
     # ...and served by the one Bento, with no serving code: the declaration's defaults do it all.
     env["BENTOML_HOME"] = str(tmp_path / "bentoml")
     built = run("bento", "build")
     assert built.returncode == 0, built.stdout + built.stderr
-    assert "serving risk_score_echo" in built.stdout and "not served: sample_quality" in built.stdout, built.stdout
+    assert "serving extraction_delay_hours" in built.stdout and "not served: sample_quality" in built.stdout, built.stdout
     tag = re.search(r"built (sample_quality:\S+)", built.stdout).group(1)  # type: ignore[union-attr]
     port = free_port()
     log = tmp_path / "serve.log"
@@ -208,13 +193,13 @@ def test_a_throwaway_catalog_entry_is_trained_and_registered_without_other_code(
         wait_until_ready(server, f"http://127.0.0.1:{port}/readyz", log, timeout_s=240)
         lake = Lake(data / "lake")
         record = json.loads(lake.read_validated().drop(columns=["qc_status"]).tail(1).to_json(orient="records", date_format="iso"))[0]
-        answer = requests.post(f"http://127.0.0.1:{port}/models/risk_score_echo/predict", json=record, timeout=60)
+        answer = requests.post(f"http://127.0.0.1:{port}/models/extraction_delay_hours/predict", json=record, timeout=60)
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert body["model"]["name"] == "risk_score_echo" and body["interval"]["coverage"] == 0.9
+        assert body["model"]["name"] == "extraction_delay_hours" and body["interval"]["coverage"] == 0.9
         assert body["interval"]["high"] == pytest.approx(body["prediction"] + body["interval"]["half_width"])
-        assert [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/models", timeout=30).json()["models"]] == ["risk_score_echo"]
-        bad = requests.post(f"http://127.0.0.1:{port}/models/risk_score_echo/predict", json={**record, "volume_ul": -1}, timeout=30)
+        assert [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/models", timeout=30).json()["models"]] == ["extraction_delay_hours"]
+        bad = requests.post(f"http://127.0.0.1:{port}/models/extraction_delay_hours/predict", json={**record, "volume_ul": -1}, timeout=30)
         assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][-1] == "volume_ul"
         assert requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30).status_code == 404  # no sample_quality champion
     finally:

@@ -5,6 +5,6 @@ Everything that trains, gates, registers, serves or monitors a model reads it fr
 """
 
 from tracseq_dagster.models.catalog import UnknownModelError, catalog, get_model, model_names
-from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec
+from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingSpec
 
-__all__ = ["HOLDOUT_GROUP", "ModelSpec", "UnknownModelError", "catalog", "get_model", "model_names"]
+__all__ = ["HOLDOUT_GROUP", "ModelSpec", "ServingSpec", "UnknownModelError", "catalog", "get_model", "model_names"]
