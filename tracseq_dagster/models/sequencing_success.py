@@ -37,6 +37,7 @@ from tracseq_dagster.run_features import (
     SEQUENCING_SUCCESS_LABEL,
     sequencing_success_frame,
 )
+from tracseq_dagster.run_history import RunHistorySnapshot, serving_history
 
 ENTITY = ("run_id", "sample_id")
 
@@ -63,7 +64,9 @@ def serving_features(rows: ServingRows) -> pd.DataFrame:
     """Features of request libraries, as of their prep, against the packed samples and runs.
 
     A request without a ``run_id`` is a library not yet on a run: it gets a placeholder id of
-    its own, so two such libraries of one sample stay two rows.
+    its own, so two such libraries of one sample stay two rows. Against the history snapshot
+    (``rows.history``) when every prediction time is after its cutoff, else the packed frames:
+    the same features either way.
     """
     requests = rows.requests.reset_index(drop=True)
     given = requests[RUN_ID] if RUN_ID in requests.columns else pd.Series(pd.NA, index=requests.index, dtype="string")
@@ -72,7 +75,8 @@ def serving_features(rows: ServingRows) -> pd.DataFrame:
                          **{c: requests[c] for c in RUN_CONTEXT},
                          "run_start_ts": pd.Series(pd.NaT, index=requests.index, dtype="datetime64[ns, UTC]")})  # fmt: skip
     samples = requests.drop(columns=[c for c in (*RUN_CONTEXT, RUN_ID) if c in requests.columns]).drop_duplicates(SAMPLE_ID)
-    frame = sequencing_success_frame(samples, runs, rows.runs, history_samples=rows.samples, as_of=rows.as_of.to_numpy())
+    history_runs, history_samples = serving_history(rows.history, rows.samples, rows.runs, rows.as_of)
+    frame = sequencing_success_frame(samples, runs, history_runs, history_samples=history_samples, as_of=rows.as_of.to_numpy())
     keys = pd.MultiIndex.from_arrays([runs[RUN_ID], runs[SAMPLE_ID]], names=[RUN_ID, SAMPLE_ID])
     return frame.reindex(keys)[list(SEQUENCING_SUCCESS_FEATURE_NAMES)].reset_index(drop=True)
 
@@ -136,6 +140,7 @@ MODEL = ModelSpec(
         optional_run_context=(RUN_ID,),
         features=serving_features,
         needs_runs=True,
+        history_snapshot=RunHistorySnapshot.build,
         prediction_time="library_prep_ts",
         factor_wording=word_factor,
         recommend=recommend,

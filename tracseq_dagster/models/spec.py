@@ -41,13 +41,16 @@ class ServingRows:
     strings ``"string"``, timestamps ``datetime64[ns, UTC]``, numbers ``float64``), in request
     order; ``samples`` and ``runs`` the history packed into the Bento at build time (every
     accepted sample; every accepted run, or None when the model does not need them); ``as_of``
-    the prediction time of each row (UTC), from :attr:`ServingSpec.prediction_time`.
+    the prediction time of each row (UTC), from :attr:`ServingSpec.prediction_time`;
+    ``history`` what :attr:`ServingSpec.history_snapshot` built from them once per process
+    (None without one).
     """
 
     requests: pd.DataFrame
     samples: pd.DataFrame
     runs: pd.DataFrame | None
     as_of: pd.DatetimeIndex
+    history: Any = None
 
 
 #: A risk factor in the lab's words: (feature, request record, the row's features) -> a sentence,
@@ -68,6 +71,8 @@ class ServingSpec:
       of ``rows.requests``, one row per request row in order, computed with the same functions
       as training against the packed history, as of ``rows.as_of``. None: the sample features
       of :mod:`tracseq_dagster.features`. ``needs_runs`` packs the accepted runs too.
+      ``history_snapshot(samples, runs)``, when set, is built once when the model is loaded
+      and handed to every request as ``rows.history`` (e.g. a ``RunHistorySnapshot``).
     * Prediction time: ``prediction_time`` names the request column each row is predicted as
       of (``library_prep_ts``, ``received_ts``), as in training; None means now (never before
       the sample was received).
@@ -83,6 +88,7 @@ class ServingSpec:
     optional_run_context: tuple[str, ...] = ()
     features: Callable[[ServingRows], pd.DataFrame] | None = field(default=None, repr=False)
     needs_runs: bool = False
+    history_snapshot: Callable[[pd.DataFrame, pd.DataFrame | None], Any] | None = field(default=None, repr=False)
     prediction_time: str | None = None
     target_class: str = "pass"
     categories: tuple[tuple[str, float], ...] = (("high", 0.70), ("medium", 0.40), ("low", 0.0))

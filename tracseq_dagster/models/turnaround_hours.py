@@ -35,6 +35,7 @@ from tracseq_dagster.run_features import (
     TURNAROUND_LABEL,
     turnaround_frame,
 )
+from tracseq_dagster.run_history import RunHistorySnapshot, serving_history
 
 #: Share of true turnarounds the prediction interval is meant to hold.
 INTERVAL_COVERAGE = 0.9
@@ -57,9 +58,11 @@ def conformal_half_width(actual: np.ndarray, predicted: np.ndarray, coverage: fl
 
 
 def serving_features(rows: ServingRows) -> pd.DataFrame:
-    """Features of request samples, as of their receipt, against the packed samples and runs."""
+    """Features of request samples, as of their receipt, against the history snapshot
+    (``rows.history``) when every receipt is after its cutoff, else the packed samples and runs."""
     requests = rows.requests.reset_index(drop=True)
-    frame = turnaround_frame(requests, rows.runs, history_samples=rows.samples, as_of=rows.as_of.to_numpy())
+    history_runs, history_samples = serving_history(rows.history, rows.samples, rows.runs, rows.as_of)
+    frame = turnaround_frame(requests, history_runs, history_samples=history_samples, as_of=rows.as_of.to_numpy())
     return frame.reindex(requests[SAMPLE_ID].astype("string"))[list(TURNAROUND_FEATURE_NAMES)].reset_index(drop=True)
 
 
@@ -115,6 +118,7 @@ MODEL = ModelSpec(
     serving=ServingSpec(
         features=serving_features,
         needs_runs=True,
+        history_snapshot=RunHistorySnapshot.build,
         prediction_time="received_ts",
         interval_coverage=INTERVAL_COVERAGE,
         minimum=0.0,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, SAMPLE_ID, feature_columns
+from tracseq_dagster.features import FEATURE_SPEC_BY_NAME, SAMPLE_ID, feature_columns
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE
 from tracseq_dagster.models.spec import ServingRows
@@ -36,6 +36,7 @@ from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
 from tracseq_dagster.serving.catalog_schema import request_columns, request_frame
 from tracseq_dagster.serving.model_scoring import CatalogScorer, model_scorer
+from tracseq_dagster.serving.prediction_log import entity_key
 from tracseq_dagster.serving.predictor import Answer, _with_request_id
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
@@ -58,6 +59,8 @@ class ModelPredictor:
         self.samples = pd.read_parquet(folder / "history" / SAMPLES_FILE)
         runs = folder / "history" / RUNS_FILE
         self.runs = pd.read_parquet(runs) if runs.exists() else None
+        build_history = self.spec.serving.history_snapshot  # once per process, not per request
+        self.history = build_history(self.samples, self.runs) if build_history is not None else None
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
             alias: Variant(card, model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution))
@@ -131,7 +134,7 @@ class ModelPredictor:
             moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
             received = pd.DatetimeIndex(frame["received_ts"])
             as_of = received.where(received > moment, moment)
-        rows = ServingRows(frame, self.samples, self.runs, as_of)
+        rows = ServingRows(frame, self.samples, self.runs, as_of, self.history)
         if serving.features is not None:
             features = serving.features(rows)
         else:
@@ -166,7 +169,8 @@ class ModelPredictor:
         recommendations = serving.recommend([f["feature"] for f in factors], record, vector) if serving.recommend else []
         answer: dict[str, Any] = {"request_id": request_id, **{c: record.get(c) for c in self.spec.entity if c in record}}
         log: dict[str, Any] = {"request_id": request_id, "model": self.name, "sample_id": record.get(SAMPLE_ID), "variant": alias,
-                               "model_version": variant.card.version, "prediction": value}  # fmt: skip
+                               "model_version": variant.card.version, "prediction": value,
+                               "entity_key": entity_key(self.spec.entity, record, request_id)}  # fmt: skip
         if self.regression:
             answer["prediction"] = value
             interval = variant.card.interval
@@ -184,7 +188,7 @@ class ModelPredictor:
             log |= {"quality_probability": value, "category": category, "predicted_status": predicted}
         answer |= {"risk_factors": factors, "recommendations": recommendations, "attribution": method,
                    "model": {"name": self.name, "version": variant.card.version, "variant": alias}}  # fmt: skip
-        log |= {n: vector.get(n) for n in FEATURE_NAMES if n in vector}
+        log |= vector  # every feature of the model: the log has a column for each catalog model's
         return Answer(answer, log)
 
     def risk_factors(self, contributions: np.ndarray, record: dict[str, Any], vector: dict[str, Any]) -> list[dict[str, Any]]:
