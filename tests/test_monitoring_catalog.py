@@ -1,7 +1,8 @@
 """Monitoring per catalog model: drift and A/B reports of sequencing_success and turnaround_hours over
 their own rows of the prediction log (written by the catalog predictor, appended by the log's own
-writer), the hourly schedule and the partitioned job over several models, and the retraining
-sensor retraining exactly the model whose drift check failed."""
+writer): every feature of each model measured, labels joined on the logged entity key (re-sequenced
+samples included), the agreement re-scored for both; the hourly schedule and the partitioned job
+over several models, and the retraining sensor retraining exactly the model whose drift check failed."""
 
 from __future__ import annotations
 
@@ -141,38 +142,61 @@ def test_drift_per_model_over_its_own_log_rows(world: CatalogWorld, tmp_path: Pa
     success = drift_against_training(log.read(model=SUCCESS), world.lake, get_model(SUCCESS))
     assert success.model == SUCCESS and success.verdict == "drift" and set(success.drifted_features) == THAWED_FEATURES
     assert success.reference_rows == len(get_model(SUCCESS).labelled_rows(world.lake))
-    # The run context is the model's too, but the log keeps the sample features: listed, not measured.
-    assert "instrument_failure_rate" in success.unlogged and "instrument_failure_rate" not in {f.feature for f in success.features}
-    assert {f.feature for f in success.features} | set(success.unlogged) == set(get_model(SUCCESS).features)
+    # Every feature of the model is measured, the run context included (logged, never missing).
+    assert success.unlogged == () and [f.feature for f in success.features] == list(get_model(SUCCESS).features)
+    by_feature = {f.feature: f for f in success.features}
+    assert by_feature["instrument_failure_rate"].current_missing == 0.0 and not by_feature["instrument_failure_rate"].drifted
+    assert by_feature["instrument_id"].kind == "categorical" and by_feature["instrument_id"].current_missing == 0.0
 
     turnaround = drift_against_training(log.read(model=TURNAROUND), world.lake, get_model(TURNAROUND))
     assert turnaround.verdict == "no_drift", turnaround.summary()
-    assert [f.feature for f in turnaround.features] == ["sample_type", "weekday_received"]
-    assert turnaround.features[0].kind == "categorical" and "priority" in turnaround.unlogged
+    assert turnaround.unlogged == () and [f.feature for f in turnaround.features] == list(get_model(TURNAROUND).features)
+    assert {f.feature: f.kind for f in turnaround.features}["priority"] == "categorical"
+    # Logged as served: each feature is missing about as often as in the training rows, never wholesale.
+    assert all(abs(f.current_missing - f.reference_missing) < 0.1 for f in (*turnaround.features, *success.features))
 
 
-def test_ab_report_of_a_binary_model_joins_its_run_labels_on_the_logged_sample(world: CatalogWorld, tmp_path: Path) -> None:
+def test_ab_report_of_a_binary_model_joins_its_run_labels_on_the_logged_entity_key(world: CatalogWorld, tmp_path: Path) -> None:
     spec = get_model(SUCCESS)
-    frame = log_predictions(world, tmp_path / "log", SUCCESS, library_records(world, 500, seed=3))
+    records = library_records(world, 500, seed=3)
+    unassigned = [{k: v for k, v in r.items() if k != "run_id"} for r in records[:5]]  # libraries not yet on a run
+    frame = log_predictions(world, tmp_path / "log", SUCCESS, records + unassigned)
     assert frame["sample_id"].notna().all() and set(frame["variant"]) == {CHAMPION, CHALLENGER}
+    keyed = frame["entity_key"]
+    assert keyed.iloc[:500].tolist() == [f"{r['run_id']}/{r['sample_id']}" for r in records]
+    assert keyed.iloc[500:].str.startswith("unassigned:").all() and keyed.iloc[500:].is_unique
+    assert (keyed.iloc[500:].str.split("/").str[-1] == frame["sample_id"].iloc[500:]).all()
+
     labels, notes = ab_report.outcomes(world.lake, spec)
     rows = spec.labelled_rows(world.lake)
-    per_sample = rows[spec.label].groupby(rows.index.str.split("/").str[1]).size()
-    assert len(labels) == int((per_sample == 1).sum()) and labels.index.name == "sample_id"
-    if (per_sample > 1).any():  # re-sequenced samples: which run a log row was about is unknown
-        assert any(f"{int((per_sample > 1).sum())} samples left out" in n for n in notes), notes
+    assert not notes and len(labels) == len(rows) and labels.index.name == "entity_key"  # nobody left out
+    assert not keyed.iloc[500:].isin(labels.index).any()  # the unassigned never join
+    resequenced = frame.iloc[:500].groupby("sample_id")["entity_key"].nunique()
+    assert (resequenced > 1).any(), "the generated lab should sequence some requested samples twice"
+    assert keyed[frame["sample_id"].isin(resequenced[resequenced > 1].index)].isin(labels.index).all()
 
     report = ab_report.ab_test_report(frame, labels, spec, world.models[SUCCESS], ABSettings(bootstrap=100))
     assert report.model == SUCCESS and report.task == "classification"
     labelled = report.labelled.set_index("variant")
-    expected = frame.drop_duplicates(["variant", "sample_id"], keep="last").join(labels.rename("y"), on="sample_id", how="inner")
+    expected = frame.drop_duplicates(["variant", "entity_key"], keep="last").join(labels.rename("y"), on="entity_key", how="inner")
+    assert labelled["labelled"].sum() == len(expected) == 500  # every library that has a label, each run of a re-sequenced sample
     assert labelled["labelled"].to_dict() == expected.groupby("variant").size().to_dict()
     for variant, part in expected.groupby("variant"):
         accuracy = float((part["predicted_status"] == part["y"]).mean())
         assert labelled.loc[variant, "accuracy"] == pytest.approx(accuracy)
         assert labelled.loc[variant, "roc_auc"] > 0.6 and labelled.loc[variant, "roc_auc_low"] <= labelled.loc[variant, "roc_auc"]
     assert set(report.differences["metric"]) == {"roc_auc", "accuracy", "brier"}
-    assert report.agreement is None and any("does not carry" in n and "instrument_failure_rate" in n for n in report.notes)
+
+    # Both versions re-score every logged library (the run context is in the log): the agreement.
+    agreement = report.agreement
+    assert agreement is not None and agreement["samples"] == 505, report.notes
+    assert agreement["champion_version"] != agreement["challenger_version"]
+    assert 0.0 <= agreement["category_agreement"] <= 1.0 and agreement["score_pearson"] > 0.5
+    answered = frame.set_index("variant")["prediction"]
+    champion = world.models[SUCCESS][CHAMPION].score(frame[frame["variant"] == CHAMPION])
+    assert champion == pytest.approx(answered.loc[CHAMPION].to_numpy(), abs=1e-3)  # the logged vector re-scores to the answer
+    assert agreement["paired_on_labelled"]["samples"] == 500
+    assert not any("does not carry" in n for n in report.notes)
 
 
 def test_ab_report_of_a_regressor_gives_mae_and_interval_coverage_per_variant(world: CatalogWorld, tmp_path: Path) -> None:
@@ -185,7 +209,8 @@ def test_ab_report_of_a_regressor_gives_mae_and_interval_coverage_per_variant(wo
     assert report.task == "regression" and "share_high" not in report.variants.columns
     assert report.score_histogram[[CHAMPION, CHALLENGER]].to_numpy().sum() == 500
     labelled = report.labelled.set_index("variant")
-    joined = frame.join(labels.rename("y"), on="sample_id", how="inner")
+    assert (frame["entity_key"] == frame["sample_id"]).all()  # a sample-level model's key is its sample_id
+    joined = frame.join(labels.rename("y"), on="entity_key", how="inner")
     for variant, part in joined.groupby("variant"):
         error = (part["prediction"] - part["y"]).abs()
         half_width = world.models[TURNAROUND][variant].half_width
@@ -194,6 +219,8 @@ def test_ab_report_of_a_regressor_gives_mae_and_interval_coverage_per_variant(wo
         assert labelled.loc[variant, "interval_coverage"] == pytest.approx(float((error <= half_width).mean()))
         assert labelled.loc[variant, "mae_low"] <= labelled.loc[variant, "mae"] <= labelled.loc[variant, "mae_high"]
     assert {"mae", "rmse", "interval_coverage"} <= set(report.differences["metric"])
+    assert report.agreement is not None and report.agreement["samples"] == 500 and report.agreement["score_pearson"] > 0.5
+    assert report.agreement["paired_on_labelled"]["samples"] == 500 and "mae_difference" in report.agreement["paired_on_labelled"]
     # Without the versions' half-widths the coverage is not made up: the report says so.
     plain = ab_report.ab_test_report(frame, labels, spec, None, ABSettings(bootstrap=20))
     assert "interval_coverage" not in plain.labelled.columns and sum("interval_coverage not computed" in n for n in plain.notes) == 2

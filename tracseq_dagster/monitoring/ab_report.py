@@ -5,14 +5,15 @@ From the model's rows of the prediction log in a window:
 * **Volumes and answers** per variant: predictions, distinct samples, model versions, quantiles
   and a histogram of the answered value (P(target class) of a classifier, a regressor's
   prediction), a classifier's category mix, latency.
-* **Agreement**: every logged feature vector (one per sample, the latest) re-scored by *both*
+* **Agreement**: every logged feature vector (one per entity, the latest) re-scored by *both*
   registered versions, whichever variant answered it, so the two models are compared on the
   same inputs: for a classifier the share of equal categories and of equal predicted classes
-  and the category cross-table, for both tasks the correlation of the two answers. Only when
-  the log carries every feature of the model (it keeps the sample features): otherwise the
-  report says which features are missing.
+  and the category cross-table, for both tasks the correlation of the two answers. The log
+  carries every feature of every catalog model; should a model's feature have no column (a
+  model added after the log was opened), the report says which instead.
 * **Metrics where labels arrived later**, joined with the model's own labelled rows
-  (``spec.labelled_rows``) on the key the log rows carry (:data:`LOG_KEY`, see :func:`outcomes`):
+  (``spec.labelled_rows``) on the entity key every log row carries (:data:`LOG_KEY`, spelled as
+  ``labelled_rows`` spells its index, so a sample sequenced twice joins each run's label):
   per variant, a classifier's ROC AUC of P(target class), accuracy of the predicted class and
   Brier score; a regressor's MAE, RMSE and the coverage of its split-conformal interval (the
   half-width its registered version was measured with); each with a bootstrap percentile
@@ -38,15 +39,14 @@ from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec
 from tracseq_dagster.monitoring.drift import logged_features
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
+from tracseq_dagster.serving.prediction_log import ENTITY_KEY_COLUMN
 from tracseq_dagster.tracking import fluent_api
 
 VARIANTS: tuple[str, ...] = (CHAMPION, CHALLENGER)
 SCORE_BINS = np.linspace(0.0, 1.0, 11)
-#: The entity column every prediction log row carries, whatever the model (the catalog
-#: predictor writes the request's ``sample_id``): labels are joined on it.
-LOG_KEY = SAMPLE_ID
-#: Separator of the parts of a multi-column entity key in ``labelled_rows``' index ("RUN-…/TS-…").
-KEY_SEPARATOR = "/"
+#: The column of the log rows that labels are joined on: the model's entity key, as the index
+#: of its ``labelled_rows`` spells it ("RUN-…/TS-…", or the ``sample_id``).
+LOG_KEY = ENTITY_KEY_COLUMN
 
 
 def is_regression(spec: ModelSpec) -> bool:
@@ -119,30 +119,16 @@ class ABReport:
 
 
 def outcomes(lake: Lake, spec: ModelSpec) -> tuple[pd.Series, list[str]]:
-    """The model's labels by :data:`LOG_KEY`, and notes on what could not be joined.
-
-    ``labelled_rows`` is indexed by the model's entity key; for a multi-column entity
-    (a run and a sample) the log row names only the sample, so a sample with several labelled
-    rows (sequenced more than once) is ambiguous and left out, and the notes say how many.
-    """
+    """The model's labels by :data:`LOG_KEY` (its ``labelled_rows`` index, the key the log rows
+    carry), and notes on what could not be read. Every labelled row joins, a sample sequenced
+    more than once included: each run of it has its own key."""
     empty = pd.Series(dtype="float64" if is_regression(spec) else "string", name=spec.label)
-    if LOG_KEY not in spec.entity:
-        return empty, [f"{spec.name}: its entity {', '.join(spec.entity)} has no {LOG_KEY}, the key of the log rows: no labels joined"]
     try:
         labels = spec.labelled_rows(lake)[spec.label].dropna()
     except FileNotFoundError:
         return empty, [f"{spec.name}: no labelled rows in the lake yet"]
-    keys = labels.index.astype(str)
-    if len(spec.entity) > 1:
-        keys = keys.str.split(KEY_SEPARATOR).str[spec.entity.index(LOG_KEY)]
-    labels = labels.set_axis(pd.Index(keys, name=LOG_KEY))
-    ambiguous = labels.index.duplicated(keep=False)
-    notes = []
-    if ambiguous.any():
-        notes.append(f"{int(ambiguous.sum())} labelled rows of {labels.index[ambiguous].nunique()} samples left out: "
-                     f"a log row names the {LOG_KEY} only, and these have several {spec.entity[0]}s")  # fmt: skip
-    labels = labels[~ambiguous]
-    return (labels.astype(float) if is_regression(spec) else labels.astype(str).astype("string")), notes
+    labels = labels.set_axis(pd.Index(labels.index.astype(str), name=LOG_KEY))
+    return (labels.astype(float) if is_regression(spec) else labels.astype(str).astype("string")), []
 
 
 def load_version(registry: ModelRegistry, version: str, spec: ModelSpec) -> ScoringModel:
@@ -212,7 +198,7 @@ def variant_summary(log: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
             "variant": variant,
             "predictions": len(part),
             "share": round(len(part) / len(log), 4),
-            "samples": part[LOG_KEY].nunique(),
+            "samples": part[SAMPLE_ID].nunique(),
             "model_versions": ",".join(sorted(part["model_version"].dropna().astype(str).unique())),
             f"mean_{value}": scores.mean(),
         }
@@ -310,7 +296,7 @@ def labelled_metrics(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per variant metrics with intervals, and challenger − champion differences with intervals.
 
-    A sample predicted several times counts once per variant (its latest prediction). A
+    An entity predicted several times counts once per variant (its latest prediction). A
     regressor's interval coverage needs its version's half-width (from ``models``).
     """
     regression = is_regression(spec)
@@ -362,7 +348,7 @@ def model_agreement(
     settings: ABSettings,
     notes: list[str],
 ) -> dict[str, Any]:
-    """Both versions on the same logged feature vectors (the latest per sample)."""
+    """Both versions on the same logged feature vectors (the latest per entity)."""
     regression = is_regression(spec)
     vectors = log.drop_duplicates(LOG_KEY, keep="last").reset_index(drop=True)
     p_champion, p_challenger = champion.score(vectors), challenger.score(vectors)

@@ -22,9 +22,11 @@ otherwise, and ``insufficient_data`` when the window holds fewer than ``min_rows
 
 The reference is the model's labelled rows (:func:`reference_features`, its training set as
 ``load_training_set`` builds it): the champion's training set plus the labels that arrived
-since, which is what a retraining would learn from. A feature of the model that the prediction
-log has no column for (the log keeps the sample features) cannot be measured: the report lists
-it under ``unlogged`` rather than pretending it is stable.
+since, which is what a retraining would learn from. The prediction log has a column for every
+feature of every catalog model (:data:`~tracseq_dagster.serving.prediction_log.LOG_FEATURES`),
+so each model's features are all measured; a feature the log read has no column for (a model
+added to the catalog after the log was opened) cannot be, and the report lists it under
+``unlogged`` rather than pretending it is stable.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from scipy import stats
 from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME, FeatureSpec
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec
+from tracseq_dagster.serving.prediction_log import feature_specs
 from tracseq_dagster.training_set import load_training_set
 
 #: The asset check on ``feature_drift_report`` that fails on drift (the retraining sensor reads it).
@@ -139,11 +142,6 @@ def logged_features(spec: ModelSpec, log_columns: Sequence[str]) -> tuple[tuple[
     return tuple(f for f in spec.features if f in columns), tuple(f for f in spec.features if f not in columns)
 
 
-def feature_kinds(spec: ModelSpec) -> dict[str, FeatureSpec]:
-    """How each feature of the model is read: its serving declaration, else the sample features'."""
-    return {**FEATURE_SPEC_BY_NAME, **{s.name: s for s in spec.serving.feature_specs}}
-
-
 def drift_against_training(
     current: pd.DataFrame, lake: Lake, spec: ModelSpec, thresholds: DriftThresholds = DriftThresholds()
 ) -> DriftReport:
@@ -159,7 +157,7 @@ def drift_against_training(
         if len(current):
             raise
         reference = pd.DataFrame(columns=list(spec.features))
-    report = feature_drift(reference, current, thresholds, features=measured, kinds=feature_kinds(spec))
+    report = feature_drift(reference, current, thresholds, features=measured, kinds=feature_specs(spec))
     return replace(report, model=spec.name, unlogged=unlogged)
 
 

@@ -21,12 +21,19 @@ PostgreSQL writes are idempotent (a unique index on ``request_id``, ``ON CONFLIC
 so a batch retried after a commit whose acknowledgement was lost is not logged twice.
 
 Columns (:data:`PREDICTION_LOG_COLUMNS`): the answer (request id, time, variant, model version,
-P(pass), category, predicted status, latency, the catalog model that answered and its answered
-value) then the feature vector the model saw, one column per
-:data:`tracseq_dagster.features.FEATURE_NAMES` (numeric as float64, categorical as text; empty
-for a model without that feature). Rows written before the log kept the model read as the
-original service's (:data:`~tracseq_dagster.serving.SERVED_MODEL`); ``read`` returns one model's
-rows (that one by default, which the drift and A/B reports read), or every model's with
+P(pass), category, predicted status, latency, the catalog model that answered, its answered
+value and the entity key) then the feature vector the model saw. The feature columns
+(:data:`LOG_FEATURES`) are the union of every catalog model's features, read from the catalog
+when this module is imported (so a new model's features are logged with no change here):
+numeric as float64, categorical as text; a row fills its own model's and leaves the others
+empty. ``entity_key`` is the row's key exactly as the model's ``labelled_rows`` index spells it
+(:func:`entity_key`: ``RUN-…/TS-…`` for a run-and-sample entity), so labels join exactly.
+
+Older logs still read: Parquet files written before a column existed get nulls for it, and a
+PostgreSQL table gets every missing column added when first opened. Rows written before the log
+kept the model read as the original service's (:data:`~tracseq_dagster.serving.SERVED_MODEL`),
+and rows without an entity key read with their ``sample_id`` as key. ``read`` returns one
+model's rows (that one by default, which the drift and A/B reports read), or every model's with
 ``model=None``.
 """
 
@@ -53,16 +60,21 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES
+from tracseq_dagster.features import FEATURE_SPEC_BY_NAME, SAMPLE_ID, FeatureSpec
+from tracseq_dagster.models import ModelSpec, catalog
 from tracseq_dagster.serving import SERVED_MODEL
 from tracseq_dagster.serving.dependencies import CircuitBreaker
 
 __all__ = [
+    "ENTITY_KEY_COLUMN",
+    "LOG_FEATURES",
     "PREDICTION_LOG_COLUMNS",
     "BackgroundLogWriter",
     "ParquetPredictionLog",
     "PostgresPredictionLog",
     "PredictionLog",
+    "entity_key",
+    "feature_specs",
     "last_hours",
     "open_prediction_log",
 ]
@@ -82,11 +94,46 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "model",  # the catalog model that answered
     "prediction",  # its answered value: P(target class), or a regressor's prediction
+    "entity_key",  # the model's entity key, as its labelled_rows index spells it
 )
-PREDICTION_LOG_COLUMNS: tuple[str, ...] = (*ANSWER_COLUMNS, *FEATURE_NAMES)
 TIME_COLUMN = "ts"
 MODEL_COLUMN = "model"
-_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", "prediction", *(set(FEATURE_NAMES) - set(CATEGORICAL_FEATURES))})
+ENTITY_KEY_COLUMN = "entity_key"
+#: Separator of the parts of a multi-column entity key ("RUN-…/TS-…"), as ``labelled_rows`` joins them.
+KEY_SEPARATOR = "/"
+#: The stand-in for an entity column a request does not carry (a library not yet on a run):
+#: followed by the request id, so the key is the request's own and never equals a real one.
+UNASSIGNED = "unassigned:"
+
+
+def feature_specs(spec: ModelSpec) -> dict[str, FeatureSpec]:
+    """How each feature of a model is read: its serving declaration, else the sample features'."""
+    return {**FEATURE_SPEC_BY_NAME, **{s.name: s for s in spec.serving.feature_specs}}
+
+
+def _log_features() -> dict[str, bool]:
+    """Every catalog model's features (the original service's model first), each True when stored as text.
+
+    A feature is text when a model declares it categorical, or declares nothing about it (text
+    keeps any value; drift reads numbers back from it); otherwise float64.
+    """
+    models = sorted(catalog().values(), key=lambda spec: spec.name != SERVED_MODEL)  # stable: catalog order otherwise
+    text: dict[str, bool] = {}
+    for spec in models:
+        declared = feature_specs(spec)
+        for name in spec.features:
+            if name in ANSWER_COLUMNS:
+                raise ValueError(f"{spec.name}: the feature {name!r} has the name of a prediction log column; rename it")
+            known = declared.get(name)
+            text[name] = text.get(name, False) or known is None or known.kind == "categorical"
+    return text
+
+
+_TEXT_FEATURE = _log_features()
+#: The feature columns of the log: the union of every catalog model's features.
+LOG_FEATURES: tuple[str, ...] = tuple(_TEXT_FEATURE)
+PREDICTION_LOG_COLUMNS: tuple[str, ...] = (*ANSWER_COLUMNS, *LOG_FEATURES)
+_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", "prediction", *(n for n, text in _TEXT_FEATURE.items() if not text)})
 
 #: The Arrow schema of every Parquet file (and of what ``read`` returns, as pandas).
 SCHEMA = pa.schema(
@@ -118,6 +165,14 @@ def open_prediction_log(target: str) -> PredictionLog:
     return ParquetPredictionLog(target)
 
 
+def entity_key(entity: Sequence[str], record: dict[str, Any], request_id: str) -> str:
+    """The row's entity key as ``labelled_rows`` spells it: the entity columns' values joined by
+    :data:`KEY_SEPARATOR`. A column the request does not carry (a library without ``run_id``)
+    becomes ``unassigned:<request id>``: no labelled row has that key, so the row never joins."""
+    parts = (record.get(column) for column in entity)
+    return KEY_SEPARATOR.join(f"{UNASSIGNED}{request_id}" if part is None or part == "" else str(part) for part in parts)
+
+
 def last_hours(hours: float) -> tuple[datetime, datetime]:
     """The window ``[now - hours, now)`` in UTC, as ``read`` takes it."""
     until = datetime.now(timezone.utc)
@@ -146,9 +201,11 @@ def as_log_frame(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
 
 def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Any frame of log columns with the log's types: ts UTC, floats float64, the rest ``string``."""
-    frame = frame.reindex(columns=list(PREDICTION_LOG_COLUMNS))
     out = {}
     for name in PREDICTION_LOG_COLUMNS:
+        if name not in frame.columns:  # another model's feature, a column older rows lack: all empty, made cheaply
+            out[name] = pd.Series(None, index=frame.index, dtype=_empty_dtype(name))
+            continue
         column = frame[name]
         if name == TIME_COLUMN:
             out[name] = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
@@ -159,7 +216,12 @@ def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
             # labels (None, NaN and NA all become NA).
             out[name] = column.astype("string")
     out[MODEL_COLUMN] = out[MODEL_COLUMN].fillna(SERVED_MODEL)  # rows from before the log kept the model
+    out[ENTITY_KEY_COLUMN] = out[ENTITY_KEY_COLUMN].fillna(out[SAMPLE_ID])  # ... or the entity key: a sample's
     return pd.DataFrame(out, index=frame.index)
+
+
+def _empty_dtype(name: str) -> str:
+    return "datetime64[ns, UTC]" if name == TIME_COLUMN else "float64" if name in _FLOAT_COLUMNS else "string"
 
 
 def of_model(frame: pd.DataFrame, model: str | None) -> pd.DataFrame:
