@@ -1,4 +1,5 @@
-"""The prediction log: Parquet with several writer processes, partial files, PostgreSQL, the background writer."""
+"""The prediction log: Parquet with several writer processes, partial files, PostgreSQL, the background writer;
+every catalog model's features and entity key, and logs written before them (Parquet files, a PostgreSQL table)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from prediction_log_helpers import prediction_rows
 
 from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, compute_features
 from tracseq_dagster.generator import generate_samples
+from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.serving.prediction_log import (
+    LOG_FEATURES,
     PREDICTION_LOG_COLUMNS,
     BackgroundLogWriter,
     ParquetPredictionLog,
     PostgresPredictionLog,
+    entity_key,
     open_prediction_log,
 )
 
@@ -260,3 +266,88 @@ def test_rows_queued_when_the_process_exits_are_still_written(tmp_path: Path) ->
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "log")], check=True, timeout=120)
     frame = ParquetPredictionLog(tmp_path / "log").read()
     assert frame["request_id"].tolist() == ["last-words"] and frame["ts"].iloc[0] == pd.Timestamp("2026-03-01T10:00:00Z")
+
+
+# -- every catalog model's features and entity key; logs written before them -------------------
+
+#: The log's columns before it kept the model, its answer and the entity key: the sample features only.
+OLD_COLUMNS = ("request_id", "ts", "sample_id", "variant", "model_version", "quality_probability", "category",
+               "predicted_status", "latency_ms", *FEATURE_NAMES)  # fmt: skip
+RUN = "RUN-2026-00007"
+
+
+def _library_row(sample_id: str, request_id: str) -> dict:
+    """A sequencing_success row as the catalog predictor logs it: its 38 features, the run/sample key."""
+    spec = get_model("sequencing_success")
+    vector = {name: (f"SEQ-0{len(name) % 4}" if name in ("instrument_id", "library_kit") else float(len(name))) for name in spec.features}
+    vector |= {"sample_type": "DNA", "processing_delay_category": "same_day"}
+    return {"request_id": request_id, "ts": START, "sample_id": sample_id, "variant": "champion", "model_version": "3",
+            "model": spec.name, "prediction": 0.8, "quality_probability": 0.8,
+            "entity_key": entity_key(spec.entity, {"run_id": RUN, "sample_id": sample_id}, request_id), **vector}  # fmt: skip
+
+
+def test_the_log_has_every_catalog_models_features_typed_by_their_declarations() -> None:
+    union = {name for spec in catalog().values() for name in spec.features}
+    assert set(LOG_FEATURES) == union and len(LOG_FEATURES) == len(union) and LOG_FEATURES[: len(FEATURE_NAMES)] == FEATURE_NAMES
+    assert {"instrument_failure_rate", "instrument_id", "queue_length", "priority", "hour_received"} <= set(LOG_FEATURES)
+    frame = ParquetPredictionLog("/nonexistent").read(model=None)
+    assert tuple(frame.columns) == PREDICTION_LOG_COLUMNS
+    for name in ("instrument_id", "library_kit", "priority", "site", *CATEGORICAL_FEATURES):
+        assert frame[name].dtype == "string", name
+    for name in ("instrument_failure_rate", "queue_length", "is_rerun", "hour_received", "recent_median_turnaround_hours"):
+        assert frame[name].dtype == "float64", name
+    # The key as labelled_rows spells it; without a run id, the request's own key that never joins.
+    assert entity_key(("run_id", "sample_id"), {"run_id": RUN, "sample_id": "TS-2026-000001"}, "r1") == f"{RUN}/TS-2026-000001"
+    assert entity_key(("run_id", "sample_id"), {"sample_id": "TS-2026-000001"}, "r1") == "unassigned:r1/TS-2026-000001"
+    assert entity_key(("run_id", "sample_id"), {"run_id": None, "sample_id": "TS-2026-000001"}, "r2") == "unassigned:r2/TS-2026-000001"
+    assert entity_key(("sample_id",), {"sample_id": "TS-2026-000001", "run_id": RUN}, "r1") == "TS-2026-000001"
+
+
+def _check_old_and_new(log: ParquetPredictionLog | PostgresPredictionLog, old: pd.DataFrame) -> None:
+    """Old rows read as sample_quality's, keyed by sample_id, other models' features empty; the new row whole."""
+    frame = log.read(model=None)
+    _check_types(frame)
+    assert len(frame) == len(old) + 1
+    before = frame[frame["request_id"].isin(old["request_id"])]
+    assert (before["model"] == "sample_quality").all() and (before["entity_key"] == before["sample_id"]).all()
+    assert before["instrument_failure_rate"].isna().all() and before["instrument_id"].isna().all() and before["prediction"].isna().all()
+    pd.testing.assert_series_equal(before.set_index("request_id")["purity_score"].loc[old["request_id"]].reset_index(drop=True),
+                                   old["purity_score"].reset_index(drop=True), check_names=False)  # fmt: skip
+    (library,) = log.read(model="sequencing_success").to_dict("records")
+    expected = _library_row("TS-2026-000001", "new-0")
+    assert library["entity_key"] == f"{RUN}/TS-2026-000001" and library["instrument_id"] == expected["instrument_id"]
+    assert library["instrument_failure_rate"] == expected["instrument_failure_rate"] and library["is_rerun"] == expected["is_rerun"]
+    assert library["sample_type"] == "DNA" and pd.isna(library["hour_received"])  # turnaround_hours' own feature: empty
+    assert len(log.read()) == len(old)  # the default model's rows: the old ones
+
+
+def test_an_old_format_parquet_log_still_reads_beside_new_files(tmp_path: Path, features: pd.DataFrame) -> None:
+    old = pd.DataFrame(prediction_rows(features.head(6), start=START - pd.Timedelta(hours=1), prefix="old"))[list(OLD_COLUMNS)]
+    old = old.astype({name: "string" for name in ("sample_type", "processing_delay_category")})
+    folder = tmp_path / "log" / f"date={START:%Y-%m-%d}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(old, preserve_index=False), folder / "part-20260301T000000-1-old.parquet")
+    log = ParquetPredictionLog(tmp_path / "log")
+    log.append([_library_row("TS-2026-000001", "new-0")])
+    assert len(log.files()) == 2
+    _check_old_and_new(log, old)
+
+
+def test_an_old_postgres_table_gets_the_new_columns_and_still_reads(postgres_url: str, features: pd.DataFrame) -> None:
+    old = pd.DataFrame(prediction_rows(features.head(6), start=START - pd.Timedelta(hours=1), prefix="old"))[list(OLD_COLUMNS)]
+    types = {"ts": "timestamptz", **{c: "double precision" for c in ("quality_probability", "latency_ms", *NUMERIC_FEATURES)}}
+    columns = ", ".join(f"{name} {types.get(name, 'text')}" for name in OLD_COLUMNS)
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE prediction_log ({columns})")  # as the log created it before
+        for record in old.astype(object).where(old.notna(), None).itertuples(index=False, name=None):
+            cursor.execute(f"INSERT INTO prediction_log VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})",
+                           tuple(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in record))
+    log = PostgresPredictionLog(postgres_url)
+    assert len(log.read(model=None)) == 6  # opening the log adds the columns; the old rows read
+    log.append([_library_row("TS-2026-000001", "new-0")])
+    _check_old_and_new(log, old)
+    with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prediction_log'")
+        columns = dict(cursor.fetchall())
+    assert set(columns) == set(PREDICTION_LOG_COLUMNS)
+    assert columns["entity_key"] == columns["instrument_id"] == "text" and columns["instrument_failure_rate"] == "double precision"
