@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_CODE_VERSION, SAMPLE_ID
+from tracseq_dagster.features import SAMPLE_ID
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import sample_quality
 from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec
