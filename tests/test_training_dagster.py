@@ -13,7 +13,6 @@ from dagster_helpers import latest_materialization
 from processes import free_port, stop, wait_until_ready
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from tracseq_dagster.automl import prepare_study_storage

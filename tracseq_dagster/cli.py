@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.settings import ConfigurationError
 
 #: Exit code of an operator's mistake (a setting, a folder, an unreachable server), as for a usage error.
