@@ -590,23 +590,51 @@ def _fixed_categorical(values: np.ndarray, spec: FeatureSpec) -> pd.Categorical:
     return pd.Categorical.from_codes(_enum(values, categories), categories=list(categories))
 
 
-def _sample_features(samples: pd.DataFrame, history: pd.DataFrame | HistorySnapshot, positions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
-    """The sample features (FEATURE_NAMES) of ``samples.iloc[positions]``, row ``i`` as of ``t[i]``,
-    indexed by the row number ``i``; rows whose sample did not exist at ``t[i]`` are left out.
+def _sample_features(samples: pd.DataFrame, history: pd.DataFrame | HistorySnapshot, positions: np.ndarray,
+                     t: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """The sample features (FEATURE_NAMES) of ``samples.iloc[positions]``, row ``i`` as of ``t[i]``:
+    the rows ``i`` that get an answer (sorted; a sample that did not exist at ``t[i]`` gets none)
+    and each feature's values on them (float64, or the spec's categorical), as
+    :meth:`~tracseq_dagster.features.FeatureColumns.frame` would give them, without a frame.
 
     A sample may appear on several rows (one per run) at different instants, while
     compute_features needs unique samples: the rows go in rounds, the k-th occurrence of each
     sample in round k (a generated sample is sequenced once or twice).
     """
     occurrence = pd.Series(positions).groupby(positions).cumcount().to_numpy()
+    columns = _plain_columns(samples.iloc[np.unique(positions)] if len(positions) < len(samples) else samples)
+    at = np.searchsorted(np.unique(positions), positions) if len(positions) < len(samples) else positions
     parts = []
     for k in range(int(occurrence.max()) + 1 if len(occurrence) else 1):
         rows = np.flatnonzero(occurrence == k)
-        fc = feature_columns(samples.iloc[positions[rows]], history, as_of=t[rows])
-        part = fc.frame(sort=False)[list(FEATURE_NAMES)]
-        part.index = pd.Index(rows[fc.rows])
-        parts.append(part)
-    return pd.concat(parts).sort_index()
+        parts.append((rows, feature_columns({c: v[at[rows]] for c, v in columns.items()}, history, as_of=t[rows])))
+    answered = np.concatenate([rows[fc.rows] for rows, fc in parts])
+    order = np.argsort(answered, kind="stable")
+    columns: dict[str, Any] = {}
+    for name in FEATURE_NAMES:
+        spec = FEATURE_SPEC_BY_NAME[name]
+        if spec.kind == "numeric":
+            columns[name] = np.concatenate([fc.numeric[name] for _, fc in parts])[order]
+        else:
+            codes = np.concatenate([fc.codes[name] for _, fc in parts])[order]
+            columns[name] = pd.Categorical.from_codes(codes, categories=list(spec.categories or ()))
+    return answered[order], columns
+
+
+def _plain_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A typed sample frame as plain arrays (:data:`~tracseq_dagster.features.SampleColumns`):
+    the same features without a frame's fixed costs per column read, most of a single request's.
+    Timestamps ``datetime64[ns]`` in UTC, numbers float64 with NaN, anything else object."""
+    out: dict[str, np.ndarray] = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) or (dtype.kind == "M"):
+            out[str(name)] = column.to_numpy(dtype="datetime64[ns]")
+        elif dtype.kind in "fiu":
+            out[str(name)] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[str(name)] = np.asarray(column.array, dtype=object)
+    return out
 
 
 def _check_unique(keys: pd.DataFrame, what: str) -> None:
@@ -667,8 +695,8 @@ def sequencing_success_frame(
     # the sample's own features as of the prediction time (rows without a known sample drop out)
     positions = pd.Index(_obj(samples, SAMPLE_ID, "samples"), dtype=object).get_indexer(pd.Index(sid, dtype=object))
     found = np.flatnonzero(positions >= 0)
-    out = _sample_features(samples, history.sample_history, positions[found], t[found])
-    rows = found[out.index.to_numpy()]  # the rows of runs that get an answer
+    answered, sample_features = _sample_features(samples, history.sample_history, positions[found], t[found])
+    rows = found[answered]  # the rows of runs that get an answer
     t, sid = t[rows], sid[rows]
     instrument, kit = _obj(runs, "instrument_id", what)[rows], _obj(runs, "library_kit", what)[rows]
 
@@ -685,15 +713,14 @@ def sequencing_success_frame(
     f["instrument_id"] = _open_categorical(instrument, history.seen("instrument_id"))
     f["library_kit"] = _open_categorical(kit, history.seen("library_kit"))
 
-    out = out.reset_index(drop=True)
-    for spec in _RUN_CONTEXT_SPECS:
-        out[spec.name] = f[spec.name]
-    out.index = pd.MultiIndex.from_arrays([pd.array(run_ids[rows], dtype="string"), pd.array(sid, dtype="string")], names=[RUN_ID, SAMPLE_ID])
     known, _ = _failed(runs)
     status = _obj(runs, "run_status", what) if "run_status" in runs.columns else np.full(len(runs), None, dtype=object)
-    out[AS_OF] = _utc(t)
-    out[SEQUENCING_SUCCESS_LABEL] = pd.array(np.where(known, status, pd.NA)[rows], dtype="string")
-    out[LABEL_TS] = _utc(np.where(known, _run_ns(runs, "run_end_ts"), _NAT)[rows])
+    out = pd.DataFrame(
+        {**sample_features, **{spec.name: f[spec.name] for spec in _RUN_CONTEXT_SPECS}, AS_OF: _utc(t).array,
+         SEQUENCING_SUCCESS_LABEL: pd.array(np.where(known, status, pd.NA)[rows], dtype="string"),
+         LABEL_TS: _utc(np.where(known, _run_ns(runs, "run_end_ts"), _NAT)[rows]).array},
+        index=pd.MultiIndex.from_arrays([pd.array(run_ids[rows], dtype="string"), pd.array(sid, dtype="string")], names=[RUN_ID, SAMPLE_ID]),
+    )  # fmt: skip
     return out.sort_index()
 
 
