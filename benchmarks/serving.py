@@ -92,7 +92,7 @@ def build_product(work: Path, env: dict[str, str]) -> tuple[str, Path]:
     """Exports → ingest → train (LightGBM) → Bento; returns the Bento tag and the bundle folder."""
     if not (work / "data" / "lake" / "features").exists():
         ingest_exports(work, env)
-        tracseq_command(env)("train", "--budget-s", "40", "--families", "lightgbm", "--workers", "1")
+        tracseq_command(env)("train", "--model", "sample_quality", "--budget-s", "40", "--families", "lightgbm", "--workers", "1")
     return build_bento(work, env)
 
 
