@@ -67,7 +67,9 @@ def requests_after(samples: pd.DataFrame, runs: pd.DataFrame, cutoff: pd.Timesta
         library_kit=pd.array(rng.choice(runs["library_kit"].unique(), len(known)), dtype="string"),
         library_prep_ts=t,
     )
-    new = known.assign(sample_id=pd.array([f"TS-2099-{i:06d}" for i in range(len(known))], dtype="string"), received_ts=t)
+    not_yet = pd.Series(pd.NaT, index=known.index, dtype="datetime64[ns, UTC]")
+    new = known.assign(sample_id=pd.array([f"TS-2099-{i:06d}" for i in range(len(known))], dtype="string"), received_ts=t,
+                       extraction_ts=not_yet, sequencing_ts=not_yet)  # just received  # fmt: skip
     return {
         "sequencing_success": ServingRows(libraries, samples, runs, pd.DatetimeIndex(t)),
         "turnaround_hours": ServingRows(new, samples, runs, pd.DatetimeIndex(t)),
