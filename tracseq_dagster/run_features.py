@@ -45,7 +45,11 @@ Serving
 -------
 Both functions answer one request as well as a training set: pass the request's rows, the
 (possibly empty) history of known samples and runs, and an explicit prediction time
-``as_of`` (one instant for every row, or one per row).
+``as_of`` (one instant for every row, or one per row). When every prediction time is after
+the history's last event (serving), pass a :class:`~tracseq_dagster.run_history.RunHistorySnapshot`
+of it instead: the same rows, from lookups instead of sorts of the whole history. Both paths
+ask the history the same questions (:class:`_FrameHistory` answers them from the frames), so
+each rule is written once.
 """
 
 from __future__ import annotations

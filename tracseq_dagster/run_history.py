@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import _NAT, SAMPLE_ID, HistorySnapshot, _obj, _Positions
+from tracseq_dagster.features import SAMPLE_ID, HistorySnapshot, _obj, _Positions
 from tracseq_dagster.run_features import (
     LAB_LOOKBACK_NS,
     LOAD_WINDOW_NS,
@@ -98,8 +98,8 @@ class RunHistorySnapshot:
     def build(cls, samples: pd.DataFrame, runs: pd.DataFrame | None) -> RunHistorySnapshot:
         """From the known samples and runs (what the Bento packs): the frames' rules, evaluated once."""
         full = _FrameHistory(samples, runs)
-        cutoff = max(_last_event(samples, full.runs), HistorySnapshot.build(samples).cutoff)
         sample_history = HistorySnapshot.build(samples)
+        cutoff = max(_last_event(samples, full.runs), sample_history.cutoff)
         after = int(cutoff.value) + 1
 
         def at(keys: np.ndarray) -> np.ndarray:
