@@ -473,12 +473,12 @@ def _learn(classifier: Any, regressor: Any, roc_auc_score: Any) -> None:
     assert mae < 0.85 * baseline, (mae, baseline)  # measured 70 h against 101 h
 
 
-def test_code_version_follows_this_module_and_the_sample_features():
+def test_code_version_follows_this_module_its_snapshot_and_the_sample_features():
     import hashlib
     from pathlib import Path
 
-    from tracseq_dagster import run_features
+    from tracseq_dagster import run_features, run_history
     from tracseq_dagster.features import FEATURE_CODE_VERSION
 
-    source = Path(run_features.__file__).read_bytes()
+    source = Path(run_features.__file__).read_bytes() + Path(run_history.__file__).read_bytes()
     assert run_features.RUN_FEATURE_CODE_VERSION == hashlib.sha256(source + FEATURE_CODE_VERSION.encode()).hexdigest()[:16]

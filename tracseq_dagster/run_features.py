@@ -820,6 +820,10 @@ def _recent_median(ev_group: np.ndarray, label_ts: np.ndarray, value: np.ndarray
     return np.where(count > 0, np.append(np.nan, medians)[hi], np.nan), np.minimum(count, RECENT_TURNAROUNDS)
 
 
-#: Changes whenever this module's source or the sample feature code (FEATURE_CODE_VERSION)
-#: changes: the code version of anything computed by the two frames above.
-RUN_FEATURE_CODE_VERSION: str = hashlib.sha256(Path(__file__).read_bytes() + FEATURE_CODE_VERSION.encode()).hexdigest()[:16]
+#: Changes whenever this module's source, its serving snapshot's (run_history.py, which answers
+#: the same questions after a cutoff) or the sample feature code (FEATURE_CODE_VERSION) changes:
+#: the code version of anything computed by the two frames above.
+RUN_FEATURE_SOURCES: tuple[Path, ...] = (Path(__file__), Path(__file__).with_name("run_history.py"))
+RUN_FEATURE_CODE_VERSION: str = hashlib.sha256(
+    b"".join(p.read_bytes() for p in RUN_FEATURE_SOURCES) + FEATURE_CODE_VERSION.encode()
+).hexdigest()[:16]
