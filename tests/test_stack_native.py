@@ -31,6 +31,7 @@ from dagster_graphql import DagsterGraphQLClient
 from tests.conftest import fresh_postgres_database
 from tests.native_stack import BIN, LOCATION, NativeStack
 from tests.processes import free_port, stop, wait_until_ready
+from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition_key
 from tests.serving_support import recent_samples, request_records
 from tracseq_dagster.generator import generate_exports
 from tracseq_dagster.registry import CHAMPION, ModelRegistry
@@ -39,6 +40,9 @@ from tracseq_dagster.tracking import open_client
 pytestmark = pytest.mark.slow
 
 SWEEP = {"ops": {"automl_trials": {"config": {"time_budget_s": 8, "max_trials": 4, "cv_folds": 3}}}}
+# The runs a person launches from the UI: sample_quality's LightGBM sweep, then its registration (partition tags as Dagster writes them).
+SWEEP_TAGS = AUTOML_PARTITIONS.get_tags_for_partition_key(sweep_partition_key("sample_quality", "lightgbm"))
+PROMOTE_TAGS = MODEL_PARTITIONS.get_tags_for_partition_key("sample_quality")
 # A tiny training set is not well calibrated: the gate's calibration bound is relaxed here only.
 GATE = {"ops": {"promotion_gate": {"config": {"max_ece": 0.3}}}}
 
@@ -116,10 +120,10 @@ def test_a_dropped_export_flows_through_sensor_queue_and_automation(stack: Nativ
 
 def test_graphql_runs_train_register_package_and_the_bento_serves(stack: NativeStack, graphql: DagsterGraphQLClient, tmp_path: Path) -> None:
     sweep = graphql.submit_job_execution(
-        "automl_sweep", repository_location_name=LOCATION, run_config=SWEEP, tags={"dagster/partition": "lightgbm"}
+        "automl_sweep", repository_location_name=LOCATION, run_config=SWEEP, tags=SWEEP_TAGS
     )
     assert _wait_finished(stack, graphql, sweep) == dg.DagsterRunStatus.SUCCESS, stack.logs_tail()
-    promote = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE)
+    promote = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS)
     assert _wait_finished(stack, graphql, promote) == dg.DagsterRunStatus.SUCCESS, stack.logs_tail()
     registry = _registry(stack)
     champion = registry.version(CHAMPION)
@@ -149,7 +153,7 @@ def test_killing_the_code_server_mid_run_fails_the_run_and_reexecution_adds_no_v
     stack: NativeStack, graphql: DagsterGraphQLClient
 ) -> None:
     versions_before = len(_registry(stack).versions())
-    run_id = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE)
+    run_id = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS)
     with stack.instance() as instance:
         def refit_started() -> bool:
             return any(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -373,8 +372,9 @@ def models_command() -> None:
 
     _require_mlflow()
     table = Table(Column("model", no_wrap=True), "task", "champion", "holdout", "trained on", "challenger", title="model catalog")
+    mlflow_tracking = _mlflow_resource()  # one code location for every model's registry
     for spec in catalog().values():
-        registry = _registry(spec.name)
+        registry = _registry(spec.name, mlflow_tracking)
         champion, challenger = registry.version(CHAMPION), registry.version(CHALLENGER)
         tags = champion.tags if champion else {}
         score = f"{tags.get('metric', '')} {float(tags['holdout_score']):.4f}" if "holdout_score" in tags else ""
@@ -395,12 +395,11 @@ app.add_typer(model_app, name="model")
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
 
-def _registry(model: str):  # type: ignore[no-untyped-def]
+def _registry(model: str, resource=None):  # type: ignore[no-untyped-def]
     """The registry of ``model`` in the code location's MLflow ($MLFLOW_TRACKING_URI or the embedded store)."""
-    return _mlflow_resource().registry(_model_spec(model).name)
+    return (resource or _mlflow_resource()).registry(_model_spec(model).name)
 
 
-@functools.lru_cache(maxsize=1)
 def _mlflow_resource():  # type: ignore[no-untyped-def]
     import os
 

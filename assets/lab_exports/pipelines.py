@@ -34,6 +34,7 @@ class ExportPipeline:
     ingest_job: str
     audit_job: str
     rows_noun: str  # what the kind's rows are, in asset descriptions
+    group: str = "lab_exports"  # the asset group in the UI (one per kind: one partitioning per group)
 
     @property
     def kind(self) -> str:
@@ -58,6 +59,7 @@ RUN_PIPELINE = ExportPipeline(
     validation_op="validate_run_export",
     validated_asset="validated_runs",
     quarantined_asset="quarantined_runs",
+    group="run_exports",
     ingest_job="ingest_run_export",
     audit_job="audit_raw_run_export",
     rows_noun="sequencing runs (one row per sample per run)",

@@ -22,7 +22,7 @@ def build_raw_export_asset(pipeline: ExportPipeline) -> tuple[dg.AssetsDefinitio
     @dg.asset(
         name=pipeline.raw_asset,
         partitions_def=pipeline.partitions,
-        group_name="lab_exports",
+        group_name=pipeline.group,
         kinds={"pandas", "parquet"},
         pool="lab_exports",
         description=f"One {contract.title} (CSV, Parquet or JSON Lines), parsed and typed to its contract. "

@@ -40,7 +40,7 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
             dg.AssetSpec(
                 validated,
                 deps=[pipeline.raw_asset],
-                group_name="lab_exports",
+                group_name=pipeline.group,
                 kinds={"pandas", "parquet"},
                 description=f"Rows of one {contract.title} ({pipeline.rows_noun}) that pass every rule of its "
                 f"contract, with {key} unique across all current exports.{lookups}",
@@ -48,7 +48,7 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
             dg.AssetSpec(
                 quarantined,
                 deps=[pipeline.raw_asset],
-                group_name="lab_exports",
+                group_name=pipeline.group,
                 kinds={"pandas", "parquet"},
                 description="Every rejected row of one export, unchanged, with the rules it broke "
                 "and the file and line it came from.",

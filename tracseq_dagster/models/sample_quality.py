@@ -55,8 +55,6 @@ MODEL = ModelSpec(
     features=FEATURE_NAMES,
     labelled_rows=labelled_samples,
     sources=("sample_features",),
-    task="multiclass",
-    metric="roc_auc_ovr",
     slice_column="sample_type",
     feature_code_version=FEATURE_CODE_VERSION,
     serving=ServingSpec(recommend=recommend, feature_specs=FEATURE_SPECS),
