@@ -78,7 +78,7 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     rollback = runner.invoke(app, ["model", "rollback", "--model", "sample_quality"])
     assert rollback.exit_code == 2 and "no previous champion" in rollback.output
     listed = runner.invoke(app, ["models"], terminal_width=250)
-    assert listed.exit_code == 0 and "v1 (" in listed.output and "roc_auc_ovr 0." in listed.output, listed.output
+    assert listed.exit_code == 0 and "v1" in listed.output and "roc_auc" in listed.output and "sequencing_success" in listed.output, listed.output
 
 
 def _features(rows: int = 1200, seed: int = 5) -> pd.DataFrame:
