@@ -165,7 +165,9 @@ class XGBoost(ModelFamily):
         }
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
-        common = {"tree_method": "hist", "n_jobs": N_JOBS, "random_state": seed, "verbosity": 0}
+        # max_bin 255 (not 256): at most 254 thresholds a feature, what the served leaf bit
+        # vectors bin into a byte (serving/leaf_bitvectors.py); one fewer bin is no loss.
+        common = {"tree_method": "hist", "max_bin": 255, "n_jobs": N_JOBS, "random_state": seed, "verbosity": 0}
         if is_classification(task):
             model: Any = XGBClassifier(**params, **common)
         else:

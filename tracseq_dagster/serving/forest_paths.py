@@ -12,14 +12,18 @@ exactly to the model's output:
   regression). sklearn stores no expected value at a split node, so it is the training-count
   weighted mean of its children's (the leaves hold the shrunk values that are summed).
 
-Cost: the model's own tree walk gives each row's leaf per tree (``apply`` for forests; for
-histogram boosting its own compiled predictor, on one thread, over copies of the trees whose
-"leaf values" are node numbers), then a compiled walk from the leaf up to the root adds each node's credit
-(:func:`_walk_up`): depth-many additions per tree and row, no per-leaf table (a deep random
-forest has millions of leaves). The same pass adds each leaf's values, so the probabilities
-come out of it too and the model is not walked a second time. Measured on the benchmark's
-champions (``benchmarks/serving.py --per-family``): 71 µs of CPU a row for a random forest of
-150 trees 15 deep, 75 for histogram boosting of 750 trees; the trees' own walk is most of it.
+* XGBoost: the raw score, as for histogram boosting; a split's expected value is the
+  cover-weighted mean of its children's (what XGBoost's own ``approx_contribs`` uses).
+
+Cost: a compiled walk (:mod:`.tree_walk`) finds each row's leaf per tree, exactly as the
+model's own walk does (checked against it, ``apply``/``pred_leaf``/the predictor, on the first
+batch and dropped for good if they ever differ); then a compiled walk from the leaf up to the
+root adds each node's credit (:func:`_walk_up`): depth-many additions per tree and row, no
+per-leaf table (a deep random forest has millions of leaves). The same pass adds each leaf's
+values, so the probabilities come out of it too and the model is not walked a second time.
+Before the compiled leaf walk, the models' own walks cost 71 µs of CPU a row for a random
+forest of 150 trees 15 deep and 75 for histogram boosting of 750 trees
+(``benchmarks/serving.py --per-family``); see BENCHMARKS.md for the compiled walk's.
 
 Splits are credited on the estimator's columns; ``feature_of_column`` maps each to the served
 feature it comes from (a number and its missing indicator, a category's one-hot or ordinal
@@ -28,6 +32,7 @@ column), see :mod:`.pipeline_arrays`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +40,76 @@ from typing import Any
 import numba
 import numpy as np
 
+from tracseq_dagster.serving.compiled_trees import CompiledForest
+from tracseq_dagster.serving.tree_dumps import leaf_credit_table, lightgbm_dump
+from tracseq_dagster.serving.tree_walk import CATEGORIES, FlatTrees, TreeArrays, float32_below
+
 #: Rows scored at a time: the leaf matrix (rows × trees) stays small (8192 × 900 trees ≈ 60 MB).
 CHUNK_ROWS = 8192
+#: Rows of the first batch whose compiled leaves are checked against the model's own walk.
+CHECKED_ROWS = 1000
+
+
+class CompiledPaths:
+    """A boosted forest scored by :mod:`.compiled_trees` (its trees written as a LightGBM dump,
+    :mod:`.tree_dumps`), checked once against the leaf walk and dropped for good if they differ."""
+
+    def __init__(self, forest: CompiledForest, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.forest: CompiledForest | None = forest
+        self.prepare = prepare  # estimator input → what the trees compare (float32-rounded, or the booster's own columns)
+        self.checked = False
+
+    @classmethod
+    def of(cls, trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int,
+           paths: ForestPaths, prepare: Callable[[np.ndarray], np.ndarray]) -> CompiledPaths | None:  # fmt: skip
+        dump = lightgbm_dump(trees, leaf_values, per_iteration, width)
+        if dump is None:
+            return None
+        tables = {}
+        for t, tree in enumerate(trees):
+            if paths.explains[t]:
+                nodes = slice(paths.offsets[t], paths.offsets[t] + len(tree.left))
+                parent = np.where(paths.parent[nodes] >= 0, paths.parent[nodes] - paths.offsets[t], -1)
+                tables[t] = leaf_credit_table(tree, parent, paths.feature[nodes], paths.delta[nodes], paths.features)
+        forest = CompiledForest.of(dump, tables)
+        return None if forest is None else cls(forest, prepare)
+
+    def outputs_and_contributions(self, matrix: np.ndarray, paths: ForestPaths) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.forest is None:
+            return None
+        raw, credit = self.forest.raw_and_credit(self.prepare(matrix))
+        outputs, contributions = raw + paths.base, paths.sign * credit
+        if not self.checked:
+            walked_outputs, walked_contributions = paths.walked(matrix[:CHECKED_ROWS])
+            n = len(walked_outputs)
+            if not (np.allclose(outputs[:n], walked_outputs, rtol=0.0, atol=1e-12)
+                    and np.allclose(contributions[:n], walked_contributions, rtol=1e-9, atol=1e-9)):  # fmt: skip
+                self.forest = None
+                return None
+            self.checked = True
+        return outputs, contributions
+
+
+class CheckedLeaves:
+    """Leaves from the compiled walk, checked once against the model's own (``own``), which
+    answers from then on if they ever differ."""
+
+    def __init__(self, walk: FlatTrees | _Preprocessed | None, own: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.walk = walk
+        self.own = own
+        self.checked = False
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        if self.walk is None:
+            return np.asarray(self.own(matrix), dtype=np.int64)
+        leaves = self.walk.leaves(matrix)
+        if not self.checked:
+            head = np.asarray(self.own(matrix[:CHECKED_ROWS]), dtype=np.int64).reshape(leaves[:CHECKED_ROWS].shape)
+            if not np.array_equal(head, leaves[:CHECKED_ROWS]):
+                self.walk = None
+                return np.asarray(self.own(matrix), dtype=np.int64)
+            self.checked = True
+        return leaves
 
 
 @dataclass(frozen=True)
@@ -53,11 +126,20 @@ class ForestPaths:
     bias: float  # the target output at the roots: what the contributions add to
     target_column: int  # the output the contributions explain
     sign: float  # +1, or -1 when a binary model's one output is the other class's log-odds
-    leaves: Callable[[np.ndarray], np.ndarray]  # estimator input → (rows, trees) node numbers within each tree
+    leaves: CheckedLeaves  # estimator input → (rows, trees) node numbers within each tree
     features: int
+    compiled: CompiledPaths | None = None  # the same trees in LightGBM's compiled kernels, where they can be
 
     def outputs_and_contributions(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, outputs) raw outputs and (rows, features) contributions toward the target."""
+        if self.compiled is not None:
+            scored = self.compiled.outputs_and_contributions(matrix, self)
+            if scored is not None:
+                return scored
+        return self.walked(matrix)
+
+    def walked(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`outputs_and_contributions` by the leaf walk and the walk up to the roots."""
         n = len(matrix)
         outputs = np.zeros((n, self.values.shape[1]))
         credit = np.zeros((n, self.features))
@@ -74,9 +156,11 @@ class ForestPaths:
         """A fitted ``RandomForest*``/``ExtraTrees*`` (or one decision tree): averaged class fractions, or predictions."""
         trees = list(getattr(forest, "estimators_", [forest]))
         n_trees = len(trees)
-        parts = []
+        parts, walked = [], []
         for tree in trees:
             t = tree.tree_
+            missing = getattr(t, "missing_go_to_left", np.zeros(t.node_count, dtype=bool))
+            walked.append(TreeArrays(t.children_left, t.children_right, t.feature, t.threshold, missing))
             value = np.asarray(t.value[:, 0, :], dtype=np.float64)
             if target is not None:  # class fractions, as predict_proba normalises them
                 totals = value.sum(axis=1, keepdims=True)
@@ -86,8 +170,9 @@ class ForestPaths:
             parent, split = _parents(t.children_left, t.children_right, t.feature)
             parts.append((parent, split, expected, np.where(leaf[:, None], value / n_trees, 0.0)))
         outputs = trees[0].tree_.value.shape[2] if target is not None else 1
-        return cls._flatten(parts, feature_of_column, features, np.zeros(outputs), target or 0, 1.0, np.ones(n_trees, bool),
-                            lambda m: forest.apply(m) if hasattr(forest, "estimators_") else forest.apply(m)[:, None])  # fmt: skip
+        own = (lambda m: forest.apply(m)) if hasattr(forest, "estimators_") else (lambda m: forest.apply(m)[:, None])
+        leaves = CheckedLeaves(FlatTrees.of(walked, float32_input=True), own)  # sklearn's trees read float32
+        return cls._flatten(parts, feature_of_column, features, np.zeros(outputs), target or 0, 1.0, np.ones(n_trees, bool), leaves)
 
     @classmethod
     def of_hist_gradient_boosting(cls, booster: Any, feature_of_column: np.ndarray, features: int, target: int | None) -> ForestPaths:
@@ -102,7 +187,8 @@ class ForestPaths:
         mask = getattr(booster, "is_categorical_", None)
         internal = np.arange(booster.n_features_in_) if categorical is None or mask is None else \
             np.concatenate([np.flatnonzero(mask), np.flatnonzero(~np.asarray(mask))])  # fmt: skip
-        parts, explains, leaf_predictors = [], [], []
+        known, f_idx_map = booster._bin_mapper.make_known_categories_bitsets()
+        parts, explains, leaf_predictors, walked = [], [], [], []
         for iteration in booster._predictors:
             for k, predictor in enumerate(iteration):
                 nodes = predictor.nodes
@@ -118,9 +204,10 @@ class ForestPaths:
                 numbered = nodes.copy()
                 numbered["value"] = np.arange(len(nodes), dtype=np.float64)  # the "prediction" is the leaf's node number
                 leaf_predictors.append(TreePredictor(numbered, predictor.binned_left_cat_bitsets, predictor.raw_left_cat_bitsets))
-        known, f_idx_map = booster._bin_mapper.make_known_categories_bitsets()
+                walked.append(TreeArrays(left, right, nodes["feature_idx"], nodes["num_threshold"], nodes["missing_go_to_left"],
+                                         _category_tables(nodes, predictor.raw_left_cat_bitsets, known, f_idx_map)))  # fmt: skip
 
-        def leaves(matrix: np.ndarray) -> np.ndarray:
+        def own_leaves(matrix: np.ndarray) -> np.ndarray:
             # One OpenMP thread: after each of the hundreds of per-tree calls, idle OpenMP workers
             # spin; with all cores, 20,000 rows cost 718 µs of CPU a row here, against 75 on one.
             x = booster._preprocess_X(matrix, reset=False)
@@ -129,13 +216,80 @@ class ForestPaths:
                 out[:, t] = predictor.predict(x, known, f_idx_map, 1)
             return out
 
+        # histogram boosting reads float64, its own preprocessing applied (categorical columns first)
+        walk = FlatTrees.of(walked, float32_input=False)
+        leaves = CheckedLeaves(_Preprocessed(walk, booster), own_leaves)
         base = np.asarray(booster._baseline_prediction, dtype=np.float64).reshape(-1)
         sign = -1.0 if binary and target == 0 else 1.0
-        return cls._flatten(parts, feature_of_column, features, base, own, sign, np.asarray(explains), leaves)
+        paths = cls._flatten(parts, feature_of_column, features, base, own, sign, np.asarray(explains), leaves)
+        leaf_values = [np.asarray(p.nodes["value"], dtype=np.float64) for iteration in booster._predictors for p in iteration]
+        compiled = CompiledPaths.of(walked, leaf_values, per_iteration, booster.n_features_in_, paths,
+                                    lambda m: booster._preprocess_X(m, reset=False))  # fmt: skip
+        return dataclasses.replace(paths, compiled=compiled)
+
+    @classmethod
+    def of_xgboost(cls, model: Any, feature_of_column: np.ndarray, features: int, target: int | None) -> ForestPaths | None:
+        """A fitted ``XGBClassifier``/``XGBRegressor`` of numeric splits: raw scores (margins).
+
+        None for what its trees do not say alone: categorical splits, several trees per round
+        (``num_parallel_tree``), or a regression objective whose prediction is not the margin.
+        """
+        import json
+
+        import xgboost
+
+        booster = model.get_booster()
+        learner = json.loads(booster.save_raw("json"))["learner"]
+        gbm = learner["gradient_booster"]
+        objective = learner["objective"]["name"]
+        if gbm.get("name") != "gbtree" or (target is None and objective not in ("reg:squarederror", "reg:linear")):
+            return None
+        trees, tree_class = gbm["model"]["trees"], gbm["model"]["tree_info"]
+        if any(any(t["split_type"]) for t in trees) or int(gbm["model"]["gbtree_model_param"].get("num_parallel_tree", 1)) != 1:
+            return None
+        outputs = max(int(learner["learner_model_param"]["num_class"]), 1)
+        binary = target is not None and outputs == 1
+        own = 0 if (target is None or binary) else target
+        parts, explains, walked = [], [], []
+        for tree, k in zip(trees, tree_class, strict=True):
+            left, right = np.asarray(tree["left_children"], dtype=np.int64), np.asarray(tree["right_children"], dtype=np.int64)
+            leaf = left < 0
+            condition = np.asarray(tree["split_conditions"], dtype=np.float32)  # at a leaf: its value
+            leaf_value = np.where(leaf, condition.astype(np.float64), 0.0)
+            expected = _count_weighted(leaf_value, np.asarray(tree["sum_hessian"], dtype=np.float64), left, right)
+            split_column = np.where(leaf, -1, np.asarray(tree["split_indices"], dtype=np.int64))
+            parent, split = _parents(left, right, split_column)
+            values = np.zeros((len(left), outputs))
+            values[leaf, k] = leaf_value[leaf]
+            parts.append((parent, split, expected if k == own else np.zeros(len(left)), values))
+            explains.append(k == own)
+            # XGBoost goes left when x < condition (float32): x <= the float32 below it
+            walked.append(TreeArrays(left, right, np.maximum(split_column, 0), float32_below(condition),
+                                     np.asarray(tree["default_left"], dtype=bool)))  # fmt: skip
+
+        def own_leaves(matrix: np.ndarray) -> np.ndarray:
+            return np.asarray(booster.predict(xgboost.DMatrix(matrix), pred_leaf=True), dtype=np.int64).reshape(len(matrix), -1)
+
+        leaves = CheckedLeaves(FlatTrees.of(walked, float32_input=True), own_leaves)
+        # The base margin (base_score on the margin's scale) is what the model adds to its leaves.
+        probe = np.zeros((1, int(learner["learner_model_param"]["num_feature"])))
+        margin = np.asarray(booster.predict(xgboost.DMatrix(probe), output_margin=True), dtype=np.float64).reshape(-1)
+        summed = np.zeros(outputs)
+        for t, leaf_index in enumerate(own_leaves(probe)[0]):
+            summed += parts[t][3][leaf_index]
+        base = margin - summed
+        sign = -1.0 if binary and target == 0 else 1.0
+        paths = cls._flatten(parts, feature_of_column, features, base, own, sign, np.asarray(explains), leaves)
+        if list(tree_class) != [t % outputs for t in range(len(trees))]:  # the kernels' order of classes
+            return paths
+        leaf_values = [np.asarray(tree["split_conditions"], dtype=np.float32).astype(np.float64) for tree in trees]
+        compiled = CompiledPaths.of(walked, leaf_values, outputs, int(learner["learner_model_param"]["num_feature"]), paths,
+                                    lambda m: np.asarray(m, dtype=np.float32).astype(np.float64))  # fmt: skip
+        return dataclasses.replace(paths, compiled=compiled)
 
     @classmethod
     def _flatten(cls, parts: list[tuple[np.ndarray, ...]], feature_of_column: np.ndarray, features: int, base: np.ndarray,
-                 target_column: int, sign: float, explains: np.ndarray, leaves: Callable[[np.ndarray], np.ndarray]) -> ForestPaths:  # fmt: skip
+                 target_column: int, sign: float, explains: np.ndarray, leaves: CheckedLeaves) -> ForestPaths:  # fmt: skip
         sizes = np.array([len(p[0]) for p in parts])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         parent = np.concatenate([np.where(p[0] >= 0, p[0] + o, -1) for p, o in zip(parts, offsets, strict=True)])
@@ -147,6 +301,35 @@ class ForestPaths:
         bias = sign * (float(expected[roots].sum()) + float(base[target_column]))
         return cls(offsets, parent.astype(np.int64), feature, delta, np.concatenate([p[3] for p in parts]),
                    explains.astype(np.bool_), base, bias, target_column, sign, leaves, features)  # fmt: skip
+
+
+class _Preprocessed:
+    """A walk over the columns a histogram booster reads (its ``_preprocess_X``: categorical columns first)."""
+
+    def __init__(self, walk: FlatTrees, booster: Any) -> None:
+        self.walk, self.booster = walk, booster
+
+    def leaves(self, matrix: np.ndarray) -> np.ndarray:
+        return self.walk.leaves(self.booster._preprocess_X(matrix, reset=False))
+
+
+def _category_tables(nodes: np.ndarray, left_bitsets: np.ndarray, known: np.ndarray, f_idx_map: np.ndarray) -> dict[int, np.ndarray]:
+    """Per categorical split of a histogram-boosting tree: which category codes go left.
+
+    Its predictor's rule: a category in the split's left set goes left; else a category known
+    at training goes right; else (unknown) it goes where missing values go.
+    """
+    codes = np.arange(CATEGORIES)
+
+    def members(bitset: np.ndarray) -> np.ndarray:
+        return ((np.asarray(bitset, dtype=np.uint32)[codes // 32] >> (codes % 32).astype(np.uint32)) & 1).astype(bool)
+
+    tables = {}
+    for node in np.flatnonzero(nodes["is_categorical"] & ~nodes["is_leaf"].astype(bool)):
+        goes_left = members(left_bitsets[nodes["bitset_idx"][node]])
+        known_here = members(known[f_idx_map[nodes["feature_idx"][node]]])
+        tables[int(node)] = np.where(goes_left, True, np.where(known_here, False, bool(nodes["missing_go_to_left"][node])))
+    return tables
 
 
 def _parents(left: np.ndarray, right: np.ndarray, split_feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

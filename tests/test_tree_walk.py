@@ -1,0 +1,205 @@
+"""The compiled leaf walk finds exactly the leaves the models' own walks find; boosted forests
+of numeric splits take LightGBM's compiled kernels and answer what the walk answers.
+
+For random forests and extra trees (float32 input, NaN sent by ``missing_go_to_left``),
+histogram gradient boosting (float64, categorical splits with unknown and negative codes) and
+XGBoost (``x < t`` in float32, NaN by ``default_left``; binary, multiclass, regression), each
+on values placed exactly on, just below and just above every threshold (in float64 and after
+rounding to float32), NaN, and 1, 130 and 2,100 rows (the serial and the parallel kernel):
+:meth:`FlatTrees.leaves` must equal ``apply``/``pred_leaf``/the predictor's node numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import xgboost
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+
+from tracseq_dagster.serving.forest_paths import CheckedLeaves, ForestPaths
+from tracseq_dagster.serving.tree_dumps import lightgbm_dump
+from tracseq_dagster.serving.tree_walk import TreeArrays
+
+ROWS = (1, 130, 2100)
+
+
+def training_data(seed: int = 0, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    x[:, 3] = rng.integers(0, 6, size=n)  # a small integer code (categorical for histogram boosting)
+    x[rng.random(n) < 0.1, 1] = np.nan
+    y = (x[:, 0] + np.nan_to_num(x[:, 1], nan=1.5) + (x[:, 3] % 2) > 0.5).astype(int) + (x[:, 2] > 1.0)
+    return x, y
+
+
+def probe_rows(thresholds: dict[int, np.ndarray], n: int, seed: int = 1) -> np.ndarray:
+    """Rows whose values sit on, just beside and around the float32 rounding of the forests' thresholds, and NaN."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    x[:, 3] = rng.integers(-1, 9, size=n)  # codes seen and unseen, and a negative one
+    for column, values in thresholds.items():
+        values = values[np.abs(values) < 1e30]  # a forest's NaN-only split has threshold inf, which sklearn refuses as input
+        if len(values) == 0:
+            continue
+        picked = rng.choice(values, size=n)
+        nudge = rng.integers(0, 5, size=n)
+        below32 = np.nextafter(picked.astype(np.float32), np.float32(-np.inf)).astype(np.float64)
+        above32 = np.nextafter(picked.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+        candidates = np.stack([picked, np.nextafter(picked, -np.inf), np.nextafter(picked, np.inf), below32, above32])
+        on_edge = rng.random(n) < 0.7
+        x[on_edge, column] = candidates[nudge, np.arange(n)][on_edge]
+    x[rng.random((n, 5)) < 0.08] = np.nan
+    return x
+
+
+def sklearn_thresholds(trees: list) -> dict[int, np.ndarray]:
+    found: dict[int, list[float]] = {}
+    for tree in trees:
+        t = tree.tree_
+        for node in np.flatnonzero(t.children_left >= 0):
+            found.setdefault(int(t.feature[node]), []).append(float(t.threshold[node]))
+    return {k: np.asarray(v) for k, v in found.items()}
+
+
+def assert_compiled_equals_own(paths: ForestPaths, x: np.ndarray) -> None:
+    leaves = paths.leaves
+    assert isinstance(leaves, CheckedLeaves) and leaves.walk is not None
+    np.testing.assert_array_equal(leaves.walk.leaves(x), np.asarray(leaves.own(x), dtype=np.int64).reshape(len(x), -1))
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("model", ["forest_classifier", "forest_regressor", "extra_trees"])
+def test_random_forest_leaves_equal_apply(model: str, rows: int) -> None:
+    x, y = training_data()
+    estimator = {
+        "forest_classifier": RandomForestClassifier(n_estimators=12, max_depth=9, random_state=0),
+        "forest_regressor": RandomForestRegressor(n_estimators=12, max_depth=12, random_state=0),
+        "extra_trees": ExtraTreesRegressor(n_estimators=12, max_depth=7, random_state=0),
+    }[model].fit(x, y.astype(float) if "regressor" in model or "extra" in model else y)
+    target = 1 if model == "forest_classifier" else None
+    paths = ForestPaths.of_random_forest(estimator, np.arange(5), 5, target)
+    assert_compiled_equals_own(paths, probe_rows(sklearn_thresholds(estimator.estimators_), rows))
+
+
+@pytest.mark.parametrize("rows", ROWS)
+def test_histogram_boosting_leaves_equal_its_predictor_with_categorical_splits(rows: int) -> None:
+    x, y = training_data()
+    mask = np.array([False, False, False, True, False])
+    booster = HistGradientBoostingClassifier(max_iter=15, max_leaf_nodes=20, categorical_features=mask, random_state=0).fit(x, y)
+    assert any(node["is_categorical"] and not node["is_leaf"] for it in booster._predictors for p in it for node in p.nodes)
+    paths = ForestPaths.of_hist_gradient_boosting(booster, np.arange(5), 5, 1)
+    thresholds: dict[int, list[float]] = {}
+    for iteration in booster._predictors:
+        for predictor in iteration:
+            for node in predictor.nodes:
+                if not node["is_leaf"] and not node["is_categorical"]:
+                    thresholds.setdefault(int(node["feature_idx"]), []).append(float(node["num_threshold"]))
+    # the booster's own preprocessing moves the categorical column first: thresholds are of its columns
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+    probe = probe_rows({int(order[k]): np.asarray(v) for k, v in thresholds.items()}, rows)
+    assert_compiled_equals_own(paths, probe)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_xgboost_leaves_equal_pred_leaf(task: str, rows: int) -> None:
+    x, y = training_data()
+    if task == "binary":
+        model = xgboost.XGBClassifier(n_estimators=15, max_depth=5, tree_method="hist").fit(x, (y > 0).astype(int))
+        target: int | None = 1
+    elif task == "multiclass":
+        model = xgboost.XGBClassifier(n_estimators=10, max_depth=4, tree_method="hist").fit(x, y)
+        target = 2
+    else:
+        model = xgboost.XGBRegressor(n_estimators=15, max_depth=6, tree_method="hist").fit(x, y.astype(float))
+        target = None
+    paths = ForestPaths.of_xgboost(model, np.arange(5), 5, target)
+    assert paths is not None
+    frame = model.get_booster().trees_to_dataframe()
+    splits = frame[frame["Feature"] != "Leaf"]
+    thresholds = {int(f[1:]): g["Split"].to_numpy(dtype=np.float64) for f, g in splits.groupby("Feature")}
+    assert_compiled_equals_own(paths, probe_rows(thresholds, rows))
+
+
+def test_a_walk_that_disagrees_once_is_dropped_for_the_models_own() -> None:
+    x, y = training_data()
+    forest = RandomForestClassifier(n_estimators=5, max_depth=6, random_state=0).fit(x, y)
+    paths = ForestPaths.of_random_forest(forest, np.arange(5), 5, 1)
+    leaves = paths.leaves
+    assert leaves.walk is not None
+    honest = leaves.walk
+    # a walk that sends everything to the left of its first split
+    leaves.walk = type("Wrong", (), {"leaves": lambda self, m: np.zeros((len(m), 5), dtype=np.int64) + 1})()
+    probe = probe_rows(sklearn_thresholds(forest.estimators_), 50)
+    np.testing.assert_array_equal(leaves(probe), forest.apply(probe))
+    assert leaves.walk is None  # for good
+    np.testing.assert_array_equal(honest.leaves(probe), forest.apply(probe))
+
+
+def assert_compiled_kernels_equal_the_walk(paths: ForestPaths, x: np.ndarray) -> None:
+    assert paths.compiled is not None and paths.compiled.forest is not None
+    outputs, contributions = paths.outputs_and_contributions(x)
+    assert paths.compiled.forest is not None and paths.compiled.checked  # agreed on the first batch
+    walked_outputs, walked_contributions = paths.walked(x)
+    np.testing.assert_allclose(outputs, walked_outputs, rtol=0.0, atol=1e-12)
+    np.testing.assert_allclose(contributions, walked_contributions, rtol=1e-9, atol=1e-9)
+    assert np.abs(contributions).sum() > 0
+
+
+def test_boosted_forests_of_numeric_splits_take_the_leaf_bitvector_kernel() -> None:
+    """Histogram boosting without categorical splits, and XGBoost (max_bin 255, as the AutoML
+    trains it) in every task: the compiled kernels, to the walk's own numbers on 2,100 probe rows."""
+    x, y = training_data()
+    booster = HistGradientBoostingClassifier(max_iter=15, max_leaf_nodes=20, random_state=0).fit(x, y)
+    paths = ForestPaths.of_hist_gradient_boosting(booster, np.arange(5), 5, 2)
+    assert paths.compiled is not None and paths.compiled.forest.bitvectors is not None
+    assert_compiled_kernels_equal_the_walk(paths, probe_rows({0: np.linspace(-1, 1, 9)}, 2100))
+    for task, model, target in (
+        ("binary", xgboost.XGBClassifier(n_estimators=15, max_depth=5, max_bin=255), 0),
+        ("multiclass", xgboost.XGBClassifier(n_estimators=10, max_depth=4, max_bin=255), 1),
+        ("regression", xgboost.XGBRegressor(n_estimators=15, max_depth=6, max_bin=255), None),
+    ):
+        labels = (y > 0).astype(int) if task == "binary" else y if task == "multiclass" else y.astype(float)
+        model.fit(x, labels)
+        paths = ForestPaths.of_xgboost(model, np.arange(5), 5, target)
+        assert paths is not None and paths.compiled is not None and paths.compiled.forest.bitvectors is not None, task
+        frame = model.get_booster().trees_to_dataframe()
+        splits = frame[frame["Feature"] != "Leaf"]
+        thresholds = {int(f[1:]): g["Split"].to_numpy(dtype=np.float64) for f, g in splits.groupby("Feature")}
+        assert_compiled_kernels_equal_the_walk(paths, probe_rows(thresholds, 2100))
+
+
+def test_what_the_kernels_cannot_read_keeps_the_walk() -> None:
+    x, y = training_data()
+    mask = np.array([False, False, False, True, False])
+    categorical = HistGradientBoostingClassifier(max_iter=15, max_leaf_nodes=20, categorical_features=mask, random_state=0).fit(x, y)
+    assert ForestPaths.of_hist_gradient_boosting(categorical, np.arange(5), 5, 1).compiled is None
+    forest = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(x, y)
+    assert ForestPaths.of_random_forest(forest, np.arange(5), 5, 1).compiled is None
+    # a threshold at 0: the kernels read |x| <= 1e-35 as 0 (LightGBM's rule), these models do not
+    tree = TreeArrays(np.array([1, -1, -1]), np.array([2, -1, -1]), np.array([0, 0, 0]), np.array([0.0, 0.0, 0.0]),
+                      np.array([True, False, False]))  # fmt: skip
+    assert lightgbm_dump([tree], [np.array([0.0, 1.0, 2.0])], 1, 1) is None
+    assert lightgbm_dump([TreeArrays(tree.left, tree.right, tree.feature, np.array([0.5, 0.0, 0.0]), tree.nan_left)],
+                         [np.array([0.0, 1.0, 2.0])], 1, 1) is not None  # fmt: skip
+
+
+def test_compiled_kernels_that_disagree_once_are_dropped_for_the_walk() -> None:
+    x, y = training_data()
+    model = xgboost.XGBClassifier(n_estimators=10, max_depth=4, max_bin=255).fit(x, (y > 0).astype(int))
+    paths = ForestPaths.of_xgboost(model, np.arange(5), 5, 1)
+    assert paths is not None and paths.compiled is not None
+    forest = paths.compiled.forest
+    paths.compiled.forest = dataclasses.replace(forest, leaf_value=forest.leaf_value + 1e-6,
+                                                bitvectors=dataclasses.replace(forest.bitvectors))  # fmt: skip
+    probe = x[:300]
+    outputs, _ = paths.outputs_and_contributions(probe)
+    assert paths.compiled.forest is None  # for good
+    np.testing.assert_allclose(outputs, paths.walked(probe)[0], rtol=0.0, atol=0.0)
