@@ -319,6 +319,8 @@ def per_family(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 print(family, "not trained:", str(failed)[-400:], flush=True)
                 continue
             (folder / "trained").touch()
+        if args.train_only:
+            continue
         tag, bundle = build_bento(folder, env)
         result: dict[str, Any] = {"family": family, "bento": tag, **in_process_scoring(bundle)}
         print(family, "in process", result, flush=True)
@@ -377,6 +379,8 @@ def main() -> None:
     parser.add_argument("--per-family", action="store_true",
                         help="one champion per family: columnar rows/s and /fast/predict p99 at 1,000/s, two workers each")
     parser.add_argument("--families", default="logistic,random_forest,gradient_boosting,xgboost,lightgbm,mlp")
+    parser.add_argument("--train-only", action="store_true",
+                        help="per-family mode: train the champions (kept in --work) and stop; a later run measures them")
     parser.add_argument("--family-budget-s", type=float, default=30.0, help="each family's sweep budget (per-family mode)")
     args = parser.parse_args()
     servers = args.servers.split(",")
@@ -385,6 +389,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.per_family:
         results = per_family(args, work / "families")
+        if args.train_only:
+            return
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_name(args.out.stem + "_families.json").write_text(json.dumps(results, indent=2))
         print(markdown_families(results))

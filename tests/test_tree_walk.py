@@ -203,3 +203,19 @@ def test_compiled_kernels_that_disagree_once_are_dropped_for_the_walk() -> None:
     outputs, _ = paths.outputs_and_contributions(probe)
     assert paths.compiled.forest is None  # for good
     np.testing.assert_allclose(outputs, paths.walked(probe)[0], rtol=0.0, atol=0.0)
+
+
+def test_leaf_credit_rows_equal_the_walk_up_to_the_roots() -> None:
+    """A leaf's precomputed path credit (one row added per tree) is the same as adding every move
+    on its path; past LEAF_TABLE_BYTES the forest walks up instead."""
+    x, y = training_data()
+    forest = RandomForestClassifier(n_estimators=20, max_depth=10, random_state=0).fit(x, y)
+    paths = ForestPaths.of_random_forest(forest, np.array([0, 1, 2, 3, 3]), 4, 2)  # two columns credit one feature
+    assert paths.leaf_credit is not None
+    probe = probe_rows(sklearn_thresholds(forest.estimators_), 2100)
+    outputs, contributions = paths.walked(probe)
+    up_outputs, up_contributions = dataclasses.replace(paths, leaf_credit=None, row_of_node=None).walked(probe)
+    np.testing.assert_allclose(outputs, up_outputs, rtol=0.0, atol=1e-15)
+    np.testing.assert_allclose(contributions, up_contributions, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(outputs, forest.predict_proba(probe), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(contributions.sum(axis=1) + paths.bias, forest.predict_proba(probe)[:, 2], rtol=1e-9, atol=1e-9)

@@ -41,11 +41,14 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.compiled_trees import CompiledForest
-from tracseq_dagster.serving.tree_dumps import leaf_credit_table, lightgbm_dump
+from tracseq_dagster.serving.tree_dumps import lightgbm_dump
 from tracseq_dagster.serving.tree_walk import CATEGORIES, FlatTrees, TreeArrays, float32_below
 
 #: Rows scored at a time: the leaf matrix (rows × trees) stays small (8192 × 900 trees ≈ 60 MB).
 CHUNK_ROWS = 8192
+#: Largest per-leaf credit table kept (a leaf's row replaces its walk up to the root); past it, walk up.
+LEAF_TABLE_BYTES = 64 << 20
+_PARALLEL_ROWS = 1024  # below this, waking the thread pool costs more than the additions
 #: Rows of the first batch whose compiled leaves are checked against the model's own walk.
 CHECKED_ROWS = 1000
 
@@ -65,12 +68,12 @@ class CompiledPaths:
         dump = lightgbm_dump(trees, leaf_values, per_iteration, width)
         if dump is None:
             return None
-        tables = {}
+        if paths.leaf_credit is None or paths.row_of_node is None:
+            return None
+        tables = {}  # per explaining tree, its leaves' credit rows in the dump's leaf order (own node numbers)
         for t, tree in enumerate(trees):
             if paths.explains[t]:
-                nodes = slice(paths.offsets[t], paths.offsets[t] + len(tree.left))
-                parent = np.where(paths.parent[nodes] >= 0, paths.parent[nodes] - paths.offsets[t], -1)
-                tables[t] = leaf_credit_table(tree, parent, paths.feature[nodes], paths.delta[nodes], paths.features)
+                tables[t] = paths.leaf_credit[paths.row_of_node[paths.offsets[t] + np.flatnonzero(tree.left < 0)]]
         forest = CompiledForest.of(dump, tables)
         return None if forest is None else cls(forest, prepare)
 
@@ -129,6 +132,8 @@ class ForestPaths:
     leaves: CheckedLeaves  # estimator input → (rows, trees) node numbers within each tree
     features: int
     compiled: CompiledPaths | None = None  # the same trees in LightGBM's compiled kernels, where they can be
+    row_of_node: np.ndarray | None = None  # (nodes,) a leaf of an explaining tree: its row of leaf_credit; else -1
+    leaf_credit: np.ndarray | None = None  # (leaves, features) each leaf's summed path credit (None: too large, walk up)
 
     def outputs_and_contributions(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, outputs) raw outputs and (rows, features) contributions toward the target."""
@@ -146,8 +151,12 @@ class ForestPaths:
         for start in range(0, n, CHUNK_ROWS):
             rows = slice(start, min(n, start + CHUNK_ROWS))
             leaves = np.ascontiguousarray(self.leaves(matrix[rows]), dtype=np.int64)
-            _walk_up(leaves, self.offsets, self.parent, self.feature, self.delta, self.values, self.explains,
-                     outputs[rows], credit[rows])  # fmt: skip
+            if self.leaf_credit is not None:
+                add = _add_leaf_rows if len(leaves) >= _PARALLEL_ROWS else _add_leaf_rows_serial
+                add(leaves, self.offsets, self.row_of_node, self.values, self.explains, self.leaf_credit, outputs[rows], credit[rows])
+            else:
+                _walk_up(leaves, self.offsets, self.parent, self.feature, self.delta, self.values, self.explains,
+                         outputs[rows], credit[rows])  # fmt: skip
         outputs += self.base
         return outputs, self.sign * credit
 
@@ -299,8 +308,10 @@ class ForestPaths:
         delta = np.where(parent >= 0, expected - expected[np.maximum(parent, 0)], 0.0)
         roots = offsets
         bias = sign * (float(expected[roots].sum()) + float(base[target_column]))
-        return cls(offsets, parent.astype(np.int64), feature, delta, np.concatenate([p[3] for p in parts]),
-                   explains.astype(np.bool_), base, bias, target_column, sign, leaves, features)  # fmt: skip
+        parent = parent.astype(np.int64)
+        row_of_node, leaf_credit = _leaf_credit(parent, feature, delta, offsets, sizes, explains, features)
+        return cls(offsets, parent, feature, delta, np.concatenate([p[3] for p in parts]), explains.astype(np.bool_), base,
+                   bias, target_column, sign, leaves, features, row_of_node=row_of_node, leaf_credit=leaf_credit)  # fmt: skip
 
 
 class _Preprocessed:
@@ -330,6 +341,58 @@ def _category_tables(nodes: np.ndarray, left_bitsets: np.ndarray, known: np.ndar
         known_here = members(known[f_idx_map[nodes["feature_idx"][node]]])
         tables[int(node)] = np.where(goes_left, True, np.where(known_here, False, bool(nodes["missing_go_to_left"][node])))
     return tables
+
+
+def _leaf_credit(parent: np.ndarray, feature: np.ndarray, delta: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                 explains: np.ndarray, features: int) -> tuple[np.ndarray | None, np.ndarray | None]:  # fmt: skip
+    """Each explaining tree's leaves' path credit as table rows (None, None past ``LEAF_TABLE_BYTES``)."""
+    leaf = np.ones(len(parent), dtype=bool)
+    leaf[parent[parent >= 0]] = False
+    leaf &= np.repeat(np.asarray(explains, dtype=bool), sizes)
+    if int(leaf.sum()) * features * 8 > LEAF_TABLE_BYTES:
+        return None, None
+    row_of_node = np.where(leaf, np.cumsum(leaf) - 1, -1).astype(np.int64)
+    table = np.zeros((int(leaf.sum()), features))
+    _sum_paths(parent, feature, delta, row_of_node, table)
+    return row_of_node, table
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_paths(parent, feature, delta, row_of_node, table):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Per leaf with a row: the credit of every node from it up to the root, into its row."""
+    for node in range(parent.shape[0]):
+        row = row_of_node[node]
+        if row >= 0:
+            walk = node
+            while parent[walk] >= 0:
+                table[row, feature[walk]] += delta[walk]
+                walk = parent[walk]
+
+
+@numba.njit(inline="always")
+def _add_leaf_row(i, leaves, offsets, row_of_node, values, explains, table, outputs, credit):  # type: ignore[no-untyped-def]  # pragma: no cover
+    for t in range(leaves.shape[1]):
+        node = offsets[t] + leaves[i, t]
+        for o in range(values.shape[1]):
+            outputs[i, o] += values[node, o]
+        if explains[t]:
+            row = row_of_node[node]
+            for j in range(table.shape[1]):
+                credit[i, j] += table[row, j]
+
+
+# Two kernels with their own names (numba's cache does not key on `parallel`; see compiled_trees).
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _add_leaf_rows(leaves, offsets, row_of_node, values, explains, table, outputs, credit):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """For every row and tree: add the leaf's values and its row of path credit."""
+    for i in numba.prange(leaves.shape[0]):
+        _add_leaf_row(i, leaves, offsets, row_of_node, values, explains, table, outputs, credit)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_leaf_rows_serial(leaves, offsets, row_of_node, values, explains, table, outputs, credit):  # type: ignore[no-untyped-def]  # pragma: no cover
+    for i in range(leaves.shape[0]):
+        _add_leaf_row(i, leaves, offsets, row_of_node, values, explains, table, outputs, credit)
 
 
 def _parents(left: np.ndarray, right: np.ndarray, split_feature: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

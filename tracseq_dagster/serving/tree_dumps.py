@@ -4,8 +4,8 @@ Why: :mod:`.compiled_trees` (node walk) and :mod:`.leaf_bitvectors` (QuickScorer
 vectors, about 4 µs of CPU a row on a 1,200-tree forest) score and explain a forest in one pass
 from LightGBM's ``dump_model()``. A boosted tree of scikit-learn or XGBoost is the same object
 (numeric splits ``x <= threshold``, NaN to a side, one value per leaf, one class per tree), so
-written in that format it gets the same kernels, and its leaves' path credits (from
-:class:`.forest_paths.ForestPaths`) become the per-leaf credit tables the kernels add.
+written in that format it gets the same kernels, and its leaves' path credits (the rows of
+:attr:`.forest_paths.ForestPaths.leaf_credit`) become the per-leaf credit tables the kernels add.
 
 What cannot be written so is refused (:func:`lightgbm_dump` returns None) and keeps the leaf
 walk of :mod:`.tree_walk`: categorical splits (histogram boosting), random forests (every tree
@@ -45,17 +45,3 @@ def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_it
 
         infos.append({"num_leaves": int((~split).sum()), "tree_structure": node(0)})
     return {"max_feature_idx": width - 1, "num_tree_per_iteration": per_iteration, "tree_info": infos}
-
-
-def leaf_credit_table(tree: TreeArrays, parent: np.ndarray, feature: np.ndarray, delta: np.ndarray, features: int) -> np.ndarray:
-    """(leaves, features): each leaf's path credit (the sum of the moves along its path, per
-    credited feature), leaves in :func:`lightgbm_dump`'s order. ``parent``/``feature``/``delta``
-    are this tree's rows of :class:`.forest_paths.ForestPaths`' flat arrays, in its own numbering."""
-    leaves = np.flatnonzero(tree.left < 0)
-    table = np.zeros((len(leaves), features))
-    for row, leaf in enumerate(leaves):
-        node = int(leaf)
-        while parent[node] >= 0:
-            table[row, feature[node]] += delta[node]
-            node = int(parent[node])
-    return table

@@ -54,10 +54,8 @@ class TreeArrays:
 class FlatTrees:
     """Every node of every tree, breadth first per tree so that siblings are adjacent."""
 
-    feature: np.ndarray  # int64; a leaf's is 0 (read, and ignored)
+    records: np.ndarray  # int64 per node, what a level reads besides the threshold (see _record)
     threshold: np.ndarray  # float64; a leaf's is +inf
-    first: np.ndarray  # int64: the left child (the right one follows it); a leaf's is itself
-    nan_left: np.ndarray  # uint8; a leaf's is 1
     category: np.ndarray  # int64: -1 for a numeric split, else the offset of its table in category_left
     category_left: np.ndarray  # uint8, CATEGORIES per categorical split
     roots: np.ndarray  # int64 per tree
@@ -95,12 +93,14 @@ class FlatTrees:
                     tables.append(np.asarray(tree.category_left[own], dtype=np.uint8))
                 queue += [(int(tree.left[own]), child, depth + 1), (int(tree.right[own]), child + 1, depth + 1)]
             min_depth.append(shallowest or 0)
+        if max(feature, default=0) >= 1 << 16:
+            raise ValueError("a tree splits on a feature past 65,535: too wide for the node records")
+        category_ = np.asarray(category, dtype=np.int64)
         return cls(
-            feature=np.asarray(feature, dtype=np.int64),
+            records=_record(np.asarray(feature, dtype=np.int64), np.asarray(nan_left, dtype=np.int64), category_ >= 0,
+                            np.asarray(first, dtype=np.int64)),  # fmt: skip
             threshold=np.asarray(threshold, dtype=np.float64),
-            first=np.asarray(first, dtype=np.int64),
-            nan_left=np.asarray(nan_left, dtype=np.uint8),
-            category=np.asarray(category, dtype=np.int64),
+            category=category_,
             category_left=np.concatenate(tables) if tables else np.zeros(CATEGORIES, dtype=np.uint8),
             roots=np.asarray(roots, dtype=np.int64),
             min_depth=np.asarray(min_depth, dtype=np.int64),
@@ -115,9 +115,13 @@ class FlatTrees:
         out = np.empty((len(x), len(self.roots)), dtype=np.int64)
         walk = _walk if len(x) >= _PARALLEL_ROWS else _walk_serial
         with _KERNEL_LOCK:
-            walk(x, self.feature, self.threshold, self.first, self.nan_left, self.category, self.category_left,
-                 self.roots, self.min_depth, self.number, out)  # fmt: skip
+            walk(x, self.records, self.threshold, self.category, self.category_left, self.roots, self.min_depth, self.number, out)
         return out
+
+
+def _record(feature: np.ndarray, nan_left: np.ndarray, categorical: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Bits 0-15 the feature, 16 set when NaN goes right, 17 when the split is categorical, 18-63 the first child."""
+    return feature | ((1 - nan_left) << 16) | (categorical.astype(np.int64) << 17) | (first << 18)
 
 
 def float32_below(threshold: np.ndarray) -> np.ndarray:
@@ -127,24 +131,23 @@ def float32_below(threshold: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(inline="always")
-def _down(x, r, node, feature, threshold, first, nan_left, category, category_left):  # pragma: no cover - compiled
+def _down(x, r, node, records, threshold, category, category_left):  # pragma: no cover - compiled
     """One level down for row ``r`` (a leaf leads to itself)."""
-    v = x[r, feature[node]]
-    if v != v:  # NaN: the split's missing side
-        right = 1 - np.int64(nan_left[node])
-    elif category[node] >= 0:
+    record = records[node]
+    v = x[r, record & 0xFFFF]
+    right = np.int64(not v <= threshold[node])  # NaN: right, unless its side is the left
+    if v != v:
+        right = (record >> 16) & 1
+    elif (record >> 17) & 1:  # categorical: a negative code counts as missing
         if v < 0.0:
-            right = 1 - np.int64(nan_left[node])
+            right = (record >> 16) & 1
         else:
             right = 1 - np.int64(category_left[category[node] + (np.int64(v) & 255)])
-    else:
-        right = np.int64(not v <= threshold[node])
-    return first[node] + right
+    return (record >> 18) + right
 
 
 @numba.njit(inline="always")
-def _block(lo, hi, t, x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number,
-           out):  # fmt: skip  # pragma: no cover - compiled
+def _block(lo, hi, t, x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
     # Eight rows at a time; past the padding (hi) a lane repeats the last row, and is not stored.
     last = hi - 1
     r0, r1, r2, r3 = lo, min(lo + 1, last), min(lo + 2, last), min(lo + 3, last)
@@ -152,14 +155,14 @@ def _block(lo, hi, t, x, feature, threshold, first, nan_left, category, category
     n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = roots[t]
     level = 0
     while True:
-        m0 = _down(x, r0, n0, feature, threshold, first, nan_left, category, category_left)
-        m1 = _down(x, r1, n1, feature, threshold, first, nan_left, category, category_left)
-        m2 = _down(x, r2, n2, feature, threshold, first, nan_left, category, category_left)
-        m3 = _down(x, r3, n3, feature, threshold, first, nan_left, category, category_left)
-        m4 = _down(x, r4, n4, feature, threshold, first, nan_left, category, category_left)
-        m5 = _down(x, r5, n5, feature, threshold, first, nan_left, category, category_left)
-        m6 = _down(x, r6, n6, feature, threshold, first, nan_left, category, category_left)
-        m7 = _down(x, r7, n7, feature, threshold, first, nan_left, category, category_left)
+        m0 = _down(x, r0, n0, records, threshold, category, category_left)
+        m1 = _down(x, r1, n1, records, threshold, category, category_left)
+        m2 = _down(x, r2, n2, records, threshold, category, category_left)
+        m3 = _down(x, r3, n3, records, threshold, category, category_left)
+        m4 = _down(x, r4, n4, records, threshold, category, category_left)
+        m5 = _down(x, r5, n5, records, threshold, category, category_left)
+        m6 = _down(x, r6, n6, records, threshold, category, category_left)
+        m7 = _down(x, r7, n7, records, threshold, category, category_left)
         level += 1
         if level > min_depth[t] and (m0 == n0) & (m1 == n1) & (m2 == n2) & (m3 == n3) & (m4 == n4) & (m5 == n5) & (
                 m6 == n6) & (m7 == n7):  # fmt: skip
@@ -183,26 +186,23 @@ def _block(lo, hi, t, x, feature, threshold, first, nan_left, category, category
 
 
 @numba.njit(inline="always")
-def _rows(b, x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number,
-          out):  # fmt: skip  # pragma: no cover - compiled
+def _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
     """Rows 64b..64b+63, tree by tree (a tree's nodes stay in cache for the 64 rows)."""
     lo = b * 64
     hi = min(x.shape[0], lo + 64)
     for t in range(roots.shape[0]):
         for r in range(lo, hi, _LANES):
-            _block(r, hi, t, x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number, out)
+            _block(r, hi, t, x, records, threshold, category, category_left, roots, min_depth, number, out)
 
 
 # Two kernels with their own names (see compiled_trees: numba's cache does not key on `parallel`).
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _walk(x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number,
-          out):  # fmt: skip  # pragma: no cover - compiled
+def _walk(x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
     for b in numba.prange((x.shape[0] + 63) // 64):
-        _rows(b, x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number, out)
+        _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out)
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_serial(x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number,
-                 out):  # fmt: skip  # pragma: no cover - compiled
+def _walk_serial(x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
     for b in range((x.shape[0] + 63) // 64):
-        _rows(b, x, feature, threshold, first, nan_left, category, category_left, roots, min_depth, number, out)
+        _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out)
