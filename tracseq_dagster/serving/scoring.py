@@ -34,8 +34,10 @@ with the scorer's ``bias``, to the model's own output) and cheap unless said oth
 * **Occlusion** (``occlusion``; the MLP, and any model whose layout is not recognised): a
   feature's contribution is how much the value (P(target), or the prediction) changes when
   that feature alone is set to its typical training value (median, or most frequent
-  category). Model-agnostic, signed the same way, but one extra prediction per feature, and
-  not additive.
+  category). Model-agnostic, signed the same way, and not additive. For the MLP it is computed
+  from the network's weights (:mod:`.mlp_occlusion`: the first layer once, then only the later
+  layers per feature, about 5–9 µs a row); for other models by one extra prediction through
+  the pipeline per feature.
 
 A negative contribution pushes the answer down (away from the target class, or toward a
 smaller prediction). For ``sample_quality``, a feature pushing away from ``pass`` is a risk
@@ -54,6 +56,7 @@ from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERI
 from tracseq_dagster.serving.compiled_trees import CompiledForest
 from tracseq_dagster.serving.forest_paths import ForestPaths
 from tracseq_dagster.serving.linear_attribution import LinearAttribution
+from tracseq_dagster.serving.mlp_occlusion import MlpOcclusion
 from tracseq_dagster.serving.pipeline_arrays import PreprocessArrays
 
 #: The class whose probability is the sample's quality probability.
@@ -168,6 +171,7 @@ class ModelScorer:
         kind = self._kind(arrays)
         self._linear: LinearAttribution | None = None
         self._trees: ForestPaths | None = None
+        self._mlp: MlpOcclusion | None = None
         self._outputs_checked = False
         if kind == "linear":
             assert arrays is not None and self._position is not None
@@ -177,6 +181,10 @@ class ModelScorer:
             assert arrays is not None and self._position is not None
             build = ForestPaths.of_random_forest if kind == "random_forest" else ForestPaths.of_hist_gradient_boosting
             self._trees = build(estimator, self._position[arrays.origins], len(self.feature_names), self._target)
+        elif kind == "mlp":
+            assert arrays is not None and self._position is not None
+            reference = arrays.transform(self._reference_frame())[0]
+            self._mlp = MlpOcclusion.of(estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names))
         elif kind == "xgboost" and tree_attribution == "tree_path":
             assert self._position is not None
             columns_feature = self._position[arrays.origins] if arrays is not None else self._position
@@ -206,7 +214,9 @@ class ModelScorer:
             return "random_forest"
         if name.startswith("HistGradientBoosting"):
             return "hist_gradient_boosting"
-        if hasattr(self._estimator, "coef_") and hasattr(self._estimator, "intercept_") and not name.startswith("MLP"):
+        if name.startswith("MLP"):
+            return "mlp"
+        if hasattr(self._estimator, "coef_") and hasattr(self._estimator, "intercept_"):
             return "linear"
         return None
 
@@ -240,7 +250,7 @@ class ModelScorer:
         columns, or (sample features only) :class:`FeatureColumns`, the same without a frame's costs."""
         if self._native is not None:
             return self._native_scores(self._native, self._matrix(features))
-        if self._linear is not None or self._trees is not None:
+        if self._linear is not None or self._trees is not None or self._mlp is not None:
             scores = self._traced_scores(self._matrix(features))
             if scores is not None:
                 return scores
@@ -301,11 +311,13 @@ class ModelScorer:
     _booster_matrix = _matrix  # the boosters' name for it
 
     def _traced_scores(self, matrix: np.ndarray) -> Scores | None:
-        """Linear or forest scores, checked once against the estimator's own answers (None: they
-        differed, and occlusion answers from now on)."""
+        """Linear, forest or MLP scores from the estimator's input matrix, checked once against the
+        estimator's own answers (None: they differed, and occlusion on the pipeline answers from now on)."""
         if self._linear is not None:
             contributions = self._linear.contributions(matrix)
             values = self._linear.output(matrix) if self._target is None else self._linear.probabilities(matrix)
+        elif self._mlp is not None:
+            values, contributions = self._mlp.outputs_and_contributions(matrix)
         else:
             outputs, contributions = self._trees.outputs_and_contributions(matrix)
             values = self._forest_values(outputs)
@@ -315,7 +327,7 @@ class ModelScorer:
             # XGBoost computes in float32; everything else in float64
             tolerance = 1e-5 if self.family.startswith("XGB") else 1e-9
             if not np.allclose(values[: len(head)], own, rtol=tolerance, atol=tolerance):
-                self._linear = self._trees = None
+                self._linear = self._trees = self._mlp = None
                 self.method = "occlusion"
                 return None
             self._outputs_checked = True
