@@ -138,6 +138,23 @@ class Lake:
             latest[record.source] = record
         return sorted(latest.values(), key=lambda r: r.parsed_at)
 
+    def tables_version(self) -> tuple[tuple[str, int, int], ...]:
+        """What changes whenever an accepted table or the feature table does: every current
+        export's validated table and the feature table, each as (path, size, mtime in ns).
+        Tables are replaced whole (:meth:`write_table`), so a rewrite always moves the mtime.
+        For callers that keep something derived from them between calls (the retraining
+        sensor's labelled-row counts)."""
+        paths = [self.validated_path(r.file_hash) for kind in (SAMPLES, RUNS) for r in self.current_records(kind)]
+        version = []
+        for path in [*paths, self.features_path]:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                version.append((str(path), -1, -1))
+                continue
+            version.append((str(path), stat.st_size, stat.st_mtime_ns))
+        return tuple(version)
+
     # -- tables --------------------------------------------------------------------
     def write_table(self, path: Path, frame: pd.DataFrame) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -144,9 +144,26 @@ def champion_training_rows(registry: ModelRegistry) -> int | None:
     return int(champion.tags["training_rows"])
 
 
+#: (lake root, model) → (the lake's tables_version, labelled rows) of the last count.
+_COUNTS: dict[tuple[str, str], tuple[tuple[tuple[str, int, int], ...], int]] = {}
+
+
 def labelled_row_count(lake: Lake, spec: ModelSpec) -> int:
-    """Labelled rows of ``spec``: the rows its next training set would have (0 before its sources exist)."""
+    """Labelled rows of ``spec``: the rows its next training set would have (0 before its sources exist).
+
+    Counting builds the model's labelled rows (every feature of the run models), so the count
+    is kept per lake and model and recomputed only when an accepted table or the feature table
+    changed (:meth:`Lake.tables_version`): the retraining sensor asks every tick, and most
+    ticks nothing has landed.
+    """
+    version = lake.tables_version()
+    key = (str(lake.root), spec.name)
+    kept = _COUNTS.get(key)
+    if kept is not None and kept[0] == version:
+        return kept[1]
     try:
-        return len(spec.labelled_rows(lake))
+        count = len(spec.labelled_rows(lake))
     except FileNotFoundError:
-        return 0
+        count = 0
+    _COUNTS[key] = (version, count)
+    return count
