@@ -1,13 +1,22 @@
-"""The sample_quality Bento for real: built through Dagster, served by `bentoml serve`, called over HTTP.
+"""The Bento for real: built through Dagster, served by `bentoml serve`, called over HTTP.
 
-One module-wide stack: exports ingested by the CLI, a LightGBM champion and a logistic
-challenger in a real MLflow registry, `tracseq bento build` (the Dagster asset), then
-`bentoml serve` on a free loopback port with a bearer token, Redis for features and the cache,
-and a Parquet prediction log. The last test promotes the challenger, rebuilds and restarts.
+One module-wide stack: sample and run exports ingested by the CLI; sample_quality with a
+LightGBM champion and a logistic challenger in a real MLflow registry; the two run models
+(sequencing_success, turnaround_hours) trained through Dagster runs (`tracseq train --model …`);
+`tracseq bento build` (the Dagster asset) packaging all three, then `bentoml serve` on a free
+loopback port with a bearer token, Redis for features and the cache, and a Parquet prediction log.
+
+The sample_quality routes are tested first, then every catalog model's routes (JSON, batch,
+Arrow), bad input and unknown models, and the prediction log per model. The last test promotes
+the sample_quality challenger, rebuilds and restarts.
+
+The catalog routes share this Bento rather than building and serving a second one: one build
+serves every model. sample_quality's own `tracseq train` is test_training_dagster's.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,6 +31,7 @@ import bentoml
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 import redis
 import requests
@@ -30,11 +40,15 @@ from serving_support import TrainedRegistry, recent_samples, request_records
 
 from assets.serving import online_sample_features
 from resources import LakeResource, OnlineStoreResource
+from tracseq_dagster.conformal import INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.registry import ModelRegistry
+from tracseq_dagster.models import get_model
+from tracseq_dagster.registry import CHAMPION, ModelRegistry
+from tracseq_dagster.run_generator import generate_runs
 from tracseq_dagster.serving import columnar
-from tracseq_dagster.serving.prediction_log import open_prediction_log
+from tracseq_dagster.serving.catalog_schema import request_columns
+from tracseq_dagster.serving.prediction_log import ParquetPredictionLog, open_prediction_log
 from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS
 from tracseq_dagster.tracking import open_client
 
@@ -43,6 +57,7 @@ pytestmark = pytest.mark.slow
 TOKEN = "test-token-5b1e"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MODELS = ("sample_quality", "sequencing_success", "turnaround_hours")
 
 
 class Stack:
@@ -71,6 +86,7 @@ class Stack:
         self.lake = Lake(folder / "data" / "lake")
         self.process: subprocess.Popen | None = None
         self.url = ""
+        self.build_output = ""
 
     def run(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "tracseq_dagster.cli", *args], env=self.env,
@@ -79,9 +95,10 @@ class Stack:
         return result.stdout
 
     def build(self) -> str:
-        out = self.run("bento", "build")
-        match = re.search(r"built (sample_quality:\S+)", out)
-        assert match, out
+        """`tracseq bento build`: the Bento's tag (its console output is kept in ``build_output``)."""
+        self.build_output = self.run("bento", "build")
+        match = re.search(r"built (sample_quality:\S+)", self.build_output)
+        assert match, self.build_output
         return match.group(1)
 
     def serve(self, tag: str | None) -> None:
@@ -100,6 +117,9 @@ class Stack:
     def post(self, route: str, payload: Any, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + route, json=payload, headers=kwargs.pop("headers", AUTH), timeout=60, **kwargs)
 
+    def get(self, route: str) -> requests.Response:
+        return requests.get(self.url + route, headers=AUTH, timeout=30)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -107,13 +127,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     stack = Stack(folder)
     landing = folder / "landing"
     landing.mkdir()
-    recent_samples(2000, seed=31).to_csv(landing / "lims_export.csv", index=False)
+    samples = recent_samples(2000, seed=31)
+    samples.to_csv(landing / "lims_export.csv", index=False)
+    generate_runs(samples, seed=31).to_csv(landing / "runs_export.csv", index=False)
     stack.run("ingest", str(landing))
     registry = ModelRegistry(open_client(stack.env["MLFLOW_TRACKING_URI"]), "sample_quality")
     stack.trained = TrainedRegistry(registry, accepted_samples(stack.lake), stack.lake.read_features(),
                                     stack.env["MLFLOW_TRACKING_URI"], folder)  # fmt: skip
     stack.trained.train("lightgbm", "run-1")
     stack.trained.train("logistic", "run-2", promote=False)
+    run_models = MODELS[1:]
+    trained = stack.run("train", *[a for m in run_models for a in ("--model", m)], "--families", "logistic,lightgbm",
+                        "--budget-s", "8", "--cv-folds", "2", "--max-trials", "3")  # fmt: skip
+    for model in run_models:
+        assert f"{model} promotion gate: promoted" in trained, trained
     stack.serve(stack.build())
     yield stack
     if stack.process is not None:
@@ -307,6 +334,91 @@ def test_schema_driven_fuzz_finds_no_server_error(stack: Stack) -> None:
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-2000:]
     assert re.search(r"(\d+) passed", result.stdout) or "No issues found" in result.stdout, result.stdout[-3000:]
 
+
+# -- every catalog model, from the same Bento ------------------------------------------------
+
+
+def json_rows(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    return json.loads(frame[[c for c in columns if c in frame.columns]].to_json(orient="records", date_format="iso"))
+
+
+def test_get_models_lists_the_three_champions(stack: Stack) -> None:
+    listing = stack.get("/models").json()
+    assert [m["name"] for m in listing["models"]] == list(MODELS), listing
+    assert all(m["versions"][0]["alias"] == "champion" and m["versions"][0]["metrics"] for m in listing["models"])
+    assert "serving sample_quality, sequencing_success, turnaround_hours" in " ".join(stack.build_output.split())  # the console wraps
+    details = stack.get("/models/sequencing_success").json()
+    assert "instrument_id" in details["request_columns"] and details["declaration"]["predicted_at"].startswith("library_prep_ts")
+
+
+def test_each_model_answers_json_batch_and_arrow(stack: Stack) -> None:
+    samples = accepted_samples(stack.lake)
+    runs = stack.lake.read_validated_runs()
+    libraries = runs.tail(8).merge(samples.drop(columns=["qc_status"]), on="sample_id")
+    requests_of = {
+        "sample_quality": json_rows(samples.tail(8), request_columns(get_model("sample_quality"))),
+        "sequencing_success": json_rows(libraries, request_columns(get_model("sequencing_success"))),
+        "turnaround_hours": json_rows(samples.tail(8), request_columns(get_model("turnaround_hours"))),
+    }
+    for model, records in requests_of.items():
+        one = stack.post(f"/models/{model}/predict", records[0])
+        assert one.status_code == 200, (model, one.text)
+        answer = one.json()
+        assert answer["model"]["name"] == model and answer["risk_factors"] is not None
+        batch = stack.post(f"/models/{model}/batch_predict", {"records": records})
+        assert batch.status_code == 200 and len(batch.json()["answers"]) == len(records), batch.text
+        sink = io.BytesIO()
+        table = pa.Table.from_pylist(records)
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        fast = stack.post(f"/models/{model}/fast/batch_predict", None, data=sink.getvalue(),
+                          headers={**AUTH, "content-type": columnar.ARROW_STREAM})  # fmt: skip
+        assert fast.status_code == 200, (model, fast.text)
+        answered = ipc.open_stream(pa.BufferReader(fast.content)).read_all()
+        assert answered.column("sample_id").to_pylist() == [r["sample_id"] for r in records]
+        if model == "turnaround_hours":
+            registry = ModelRegistry(open_client(stack.env["MLFLOW_TRACKING_URI"]), model)
+            half = float(registry.version(CHAMPION).tags[INTERVAL_HALF_WIDTH_TAG])
+            served = [a for a in batch.json()["answers"] if a["model"]["variant"] == "champion"]
+            assert served and all(a["interval"]["half_width"] == pytest.approx(half) for a in served)
+        else:
+            assert 0.0 <= answer["probability"] <= 1.0 and answer["category"] in ("high", "medium", "low")
+    # the original routes stay sample_quality's
+    original = stack.post("/predict", requests_of["sample_quality"][0])
+    assert original.status_code == 200 and "quality_probability" in original.json(), original.text
+
+
+def test_bad_input_and_unknown_models_are_refused_not_crashed(stack: Stack) -> None:
+    samples = accepted_samples(stack.lake)
+    record = json_rows(samples.tail(1), request_columns(get_model("turnaround_hours")))[0]
+    bad = stack.post("/models/sequencing_success/predict", record)  # no run context
+    assert bad.status_code == 400 and {"instrument_id", "library_kit", "library_prep_ts"} <= {
+        str(e["loc"][-1]) for e in bad.json()["detail"]}, bad.text  # fmt: skip
+    wrong = stack.post("/models/turnaround_hours/predict", {**record, "sample_type": "plasma"})
+    assert wrong.status_code == 400 and wrong.json()["detail"][0]["loc"][-1] == "sample_type"
+    unknown = stack.post("/models/freezer_excursion_risk/predict", record)
+    assert unknown.status_code == 404 and unknown.json()["served"] == list(MODELS)
+    assert stack.post("/models/turnaround_hours/fast/batch_predict", None, data=b"garbage",
+                      headers={**AUTH, "content-type": columnar.ARROW_STREAM}).status_code == 400  # fmt: skip
+    assert requests.get(stack.url + "/models", timeout=30).status_code == 401  # the token guards the catalog routes too
+
+
+def test_the_prediction_log_keeps_each_models_rows(stack: Stack) -> None:
+    log = ParquetPredictionLog(stack.folder / "prediction_log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = log.read(model=None)
+        if set(MODELS) <= set(rows["model"]):
+            break
+        time.sleep(1)
+    by_model = rows.groupby("model").size().to_dict()
+    assert set(MODELS) <= set(by_model), by_model
+    assert set(log.read()["model"]) == {"sample_quality"}  # what the existing reports read
+    split = rows[rows["model"] == "sequencing_success"]
+    assert split["variant"].isin(["champion", "challenger"]).all() and split["prediction"].between(0, 1).all()
+
+
+# -- last: the served model switched ---------------------------------------------------------
 
 def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
     stack.trained.registry.promote("2", "serving test: switch to the logistic model")
