@@ -24,8 +24,8 @@ from sklearn.ensemble import (
 )
 
 from tracseq_dagster.serving.forest_paths import CheckedLeaves, ForestPaths
-from tracseq_dagster.serving.tree_dumps import lightgbm_dump
-from tracseq_dagster.serving.tree_walk import TreeArrays
+from tracseq_dagster.serving.tree_dumps import _category_chain, lightgbm_dump
+from tracseq_dagster.serving.tree_walk import CATEGORIES, TreeArrays
 
 ROWS = (1, 130, 2100)
 
@@ -176,11 +176,23 @@ def test_boosted_forests_of_numeric_splits_take_the_leaf_bitvector_kernel() -> N
         assert_compiled_kernels_equal_the_walk(paths, probe_rows(thresholds, 2100))
 
 
-def test_what_the_kernels_cannot_read_keeps_the_walk() -> None:
+@pytest.mark.parametrize("target", [0, 2])
+def test_categorical_splits_become_chains_of_numeric_splits(target: int) -> None:
+    """Histogram boosting with categorical splits takes the compiled kernels too: on codes seen,
+    unseen (6-8), negative (-1) and NaN, the same outputs and credits as the leaf walk."""
     x, y = training_data()
     mask = np.array([False, False, False, True, False])
-    categorical = HistGradientBoostingClassifier(max_iter=15, max_leaf_nodes=20, categorical_features=mask, random_state=0).fit(x, y)
-    assert ForestPaths.of_hist_gradient_boosting(categorical, np.arange(5), 5, 1).compiled is None
+    booster = HistGradientBoostingClassifier(max_iter=15, max_leaf_nodes=20, categorical_features=mask, random_state=0).fit(x, y)
+    paths = ForestPaths.of_hist_gradient_boosting(booster, np.arange(5), 5, target)
+    assert paths.compiled is not None
+    probe = probe_rows({0: np.linspace(-1, 1, 9)}, 2100)
+    assert {-1.0, 0.0, 5.0, 8.0} <= set(np.unique(probe[:, 3]))
+    assert_compiled_kernels_equal_the_walk(paths, probe)
+    np.testing.assert_allclose(paths.outputs_and_contributions(probe)[0], booster._raw_predict(probe), rtol=0.0, atol=1e-12)
+
+
+def test_what_the_kernels_cannot_read_keeps_the_walk() -> None:
+    x, y = training_data()
     forest = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(x, y)
     assert ForestPaths.of_random_forest(forest, np.arange(5), 5, 1).compiled is None
     # a threshold at 0: the kernels read |x| <= 1e-35 as 0 (LightGBM's rule), these models do not
@@ -219,3 +231,24 @@ def test_leaf_credit_rows_equal_the_walk_up_to_the_roots() -> None:
     np.testing.assert_allclose(contributions, up_contributions, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(outputs, forest.predict_proba(probe), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(contributions.sum(axis=1) + paths.bias, forest.predict_proba(probe)[:, 2], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("nan_left", [True, False])
+def test_a_category_chain_routes_every_code_as_histogram_boosting_does(nan_left: bool) -> None:
+    """Codes (whole or not: the booster truncates), negative values and NaN, through the chain's splits."""
+    goes_left = np.zeros(CATEGORIES, dtype=bool)
+    goes_left[[0, 2, 3, 7, 200]] = True
+    chain = _category_chain(4, goes_left, nan_left, {"leaf_index": 0}, {"leaf_index": 1})
+
+    def route(x: float) -> int:
+        node = chain
+        while "split_feature" in node:
+            assert node["split_feature"] == 4 and node["decision_type"] == "<="
+            left = node["default_left"] if np.isnan(x) else x <= node["threshold"]
+            node = node["left_child"] if left else node["right_child"]
+        return node["leaf_index"]
+
+    missing_side = 0 if nan_left else 1
+    assert route(np.nan) == missing_side and route(-1.0) == missing_side and route(-0.25) == missing_side
+    for code in [0.0, 0.75, 1.0, 1.5, 2.0, 2.99, 3.0, 4.0, 6.999, 7.0, 7.5, 8.0, 199.9, 200.0, 200.5, 201.0, 255.0]:
+        assert route(code) == (0 if goes_left[int(code)] else 1), code

@@ -7,10 +7,12 @@ from LightGBM's ``dump_model()``. A boosted tree of scikit-learn or XGBoost is t
 written in that format it gets the same kernels, and its leaves' path credits (the rows of
 :attr:`.forest_paths.ForestPaths.leaf_credit`) become the per-leaf credit tables the kernels add.
 
-What cannot be written so is refused (:func:`lightgbm_dump` returns None) and keeps the leaf
-walk of :mod:`.tree_walk`: categorical splits (histogram boosting), random forests (every tree
-holds every class's fraction, not one class's value), and thresholds within LightGBM's 1e-35
-of zero (the kernels read such values as 0, as LightGBM does, which these models do not).
+Histogram boosting's categorical splits (a set of category codes goes left) become chains of
+numeric splits on the code (:func:`_category_chain`). What cannot be written so is refused
+(:func:`lightgbm_dump` returns None) and keeps the leaf walk of :mod:`.tree_walk`: random
+forests (every tree holds every class's fraction, not one class's value), and thresholds
+within LightGBM's 1e-35 of zero (the kernels read such values as 0, as LightGBM does, which
+these models do not).
 """
 
 from __future__ import annotations
@@ -29,19 +31,53 @@ def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_it
     infos = []
     for tree, values in zip(trees, leaf_values, strict=True):
         split = tree.left >= 0
-        if tree.category_left:
-            return None
-        thresholds = np.asarray(tree.threshold, dtype=np.float64)[split]
-        if np.any(np.abs(thresholds) <= ZERO_THRESHOLD):
+        categorical = tree.category_left or {}
+        numeric = split & ~np.isin(np.arange(len(split)), list(categorical))
+        if np.any(np.abs(np.asarray(tree.threshold, dtype=np.float64)[numeric]) <= ZERO_THRESHOLD):
             return None
         leaf_index = np.cumsum(~split) - 1
 
         def node(own: int) -> dict[str, Any]:
             if tree.left[own] < 0:
                 return {"leaf_index": int(leaf_index[own]), "leaf_value": float(values[own])}
+            left, right = node(int(tree.left[own])), node(int(tree.right[own]))
+            if own in categorical:
+                return _category_chain(int(tree.feature[own]), categorical[own], bool(tree.nan_left[own]), left, right)
             return {"split_feature": int(tree.feature[own]), "threshold": float(tree.threshold[own]), "decision_type": "<=",
-                    "missing_type": "NaN", "default_left": bool(tree.nan_left[own]),
-                    "left_child": node(int(tree.left[own])), "right_child": node(int(tree.right[own]))}  # fmt: skip
+                    "missing_type": "NaN", "default_left": bool(tree.nan_left[own]), "left_child": left, "right_child": right}  # fmt: skip
 
         infos.append({"num_leaves": int((~split).sum()), "tree_structure": node(0)})
     return {"max_feature_idx": width - 1, "num_tree_per_iteration": per_iteration, "tree_info": infos}
+
+
+#: Where negative values part from category 0 in a categorical split's chain. Not just below 0:
+#: the kernels read magnitudes up to 1e-35 as 0, so a value in (-1e-30, 0) would go with category
+#: 0 where histogram boosting sends it to the missing side; category codes (whole numbers, from
+#: the pipeline's ordinal encoder) never fall there.
+NEGATIVE_CODES_BELOW = -1e-30
+
+
+def _category_chain(feature: int, goes_left: np.ndarray, nan_left: bool, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """A categorical split of histogram boosting as numeric splits on the category code.
+
+    Its rule (see :func:`.forest_paths._category_tables`): code ``c`` goes left when
+    ``goes_left[c]``; a negative code or NaN goes to the missing side. Over the codes in order
+    (negative ones first), the runs of one direction are intervals; a balanced chain of
+    ``x <= b⁻`` splits (b the first code of the upper part, ``b⁻`` the double below it: for
+    codes, ``trunc(x) >= b`` is ``x > b⁻``) leads each interval to its side's subtree (a subtree
+    reached from several intervals is repeated, its leaves keep their numbers). NaN goes left at
+    every link: to the negative codes' interval, the missing side.
+    """
+    directions = np.concatenate([[nan_left], np.asarray(goes_left, dtype=bool)])  # index 0: negative codes
+    starts = [0, *np.flatnonzero(directions[1:] != directions[:-1]) + 1]
+
+    def chain(low: int, high: int) -> dict[str, Any]:
+        if high - low == 1:
+            return left if directions[starts[low]] else right
+        middle = (low + high) // 2
+        code = int(starts[middle]) - 1  # the first code of the upper part
+        threshold = NEGATIVE_CODES_BELOW if code == 0 else float(np.nextafter(float(code), -np.inf))
+        return {"split_feature": feature, "threshold": threshold, "decision_type": "<=", "missing_type": "NaN",
+                "default_left": True, "left_child": chain(low, middle), "right_child": chain(middle, high)}  # fmt: skip
+
+    return chain(0, len(starts))
