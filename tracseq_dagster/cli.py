@@ -134,7 +134,12 @@ def ingest_command(
     features: Annotated[bool, typer.Option(help="Rebuild sample_features afterwards.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every Dagster event on the console.")] = False,
 ) -> None:
-    """Materialize the ingest and feature assets for every export in FOLDER, without a UI."""
+    """Materialize the ingest and feature assets for every export in FOLDER, without a UI.
+
+    A run export that an earlier invocation ingested before its samples is validated again once
+    its samples are accepted.
+    """
+    from assets.lab_exports.revalidation import revalidate_awaiting_run_exports
     from tracseq_dagster.definitions import build_definitions
     from tracseq_dagster.ingest import build_features, ingest_folder
     from tracseq_dagster.instance import get_instance
@@ -171,12 +176,24 @@ def ingest_command(
     for o in outcomes:
         if o.error:
             console.print(f"[red]✗[/] {o.error}", soft_wrap=True)
+    # Samples go first within one invocation; a run export an earlier one ingested before its samples is validated again.
+    with console.status("re-validating run exports whose samples arrived after them"):
+        revalidated = revalidate_awaiting_run_exports(defs=defs, instance=instance, log_level=log_level)
+    if revalidated:
+        reaccepted = sum(r.rows_reaccepted for r in revalidated if r.success)
+        console.print(
+            f"run exports re-validated now that their samples are accepted: {len(revalidated)}, "
+            f"run rows re-accepted: {reaccepted}"
+        )
+    for r in revalidated:
+        if r.error:
+            console.print(f"[red]✗[/] re-validating {r.export.source}: {r.error}", soft_wrap=True)
     if features:
         with console.status("building sample_features"):
             result = build_features(defs=defs, instance=instance, log_level=log_level)
         console.print("sample_features: " + ("[green]materialized[/]" if result.success else "[red]failed[/]"))
     console.print(f"Dagster instance: {instance.root_directory}; lake: {defs.resources['lake'].root}")
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == "failed"] + [r for r in revalidated if not r.success]
     if failed or (features and not result.success):
         raise typer.Exit(code=1)
 
