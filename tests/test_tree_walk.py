@@ -24,8 +24,8 @@ from sklearn.ensemble import (
 )
 
 from tracseq_dagster.serving.forest_paths import CheckedLeaves, ForestPaths
-from tracseq_dagster.serving.tree_dumps import _category_chain, lightgbm_dump
-from tracseq_dagster.serving.tree_walk import CATEGORIES, TreeArrays
+from tracseq_dagster.serving.tree_dumps import _category_chain
+from tracseq_dagster.serving.tree_walk import CATEGORIES
 
 ROWS = (1, 130, 2100)
 
@@ -191,16 +191,28 @@ def test_categorical_splits_become_chains_of_numeric_splits(target: int) -> None
     np.testing.assert_allclose(paths.outputs_and_contributions(probe)[0], booster._raw_predict(probe), rtol=0.0, atol=1e-12)
 
 
-def test_what_the_kernels_cannot_read_keeps_the_walk() -> None:
+def test_random_forests_keep_the_walk() -> None:
     x, y = training_data()
     forest = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(x, y)
     assert ForestPaths.of_random_forest(forest, np.arange(5), 5, 1).compiled is None
-    # a threshold at 0: the kernels read |x| <= 1e-35 as 0 (LightGBM's rule), these models do not
-    tree = TreeArrays(np.array([1, -1, -1]), np.array([2, -1, -1]), np.array([0, 0, 0]), np.array([0.0, 0.0, 0.0]),
-                      np.array([True, False, False]))  # fmt: skip
-    assert lightgbm_dump([tree], [np.array([0.0, 1.0, 2.0])], 1, 1) is None
-    assert lightgbm_dump([TreeArrays(tree.left, tree.right, tree.feature, np.array([0.5, 0.0, 0.0]), tree.nan_left)],
-                         [np.array([0.0, 1.0, 2.0])], 1, 1) is not None  # fmt: skip
+
+
+def test_a_split_at_zero_reads_tiny_values_as_they_are() -> None:
+    """XGBoost's ``x < 0`` (a count feature's first cut) becomes ``x <= -5e-324``·ish; the kernels
+    must not read magnitudes up to 1e-35 as 0 (LightGBM's rule) for these trees."""
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.integers(0, 4, 3000).astype(float) - 1.0, rng.normal(size=3000)])  # -1, 0, 1, 2
+    y = (x[:, 0] < 0).astype(int) ^ (x[:, 1] > 1.5)
+    model = xgboost.XGBClassifier(n_estimators=8, max_depth=3, max_bin=255).fit(x, y)
+    frame = model.get_booster().trees_to_dataframe()
+    assert (frame.loc[frame["Feature"] == "f0", "Split"] == 0.0).any()  # the split at 0 this test is about
+    paths = ForestPaths.of_xgboost(model, np.arange(2), 2, 1)
+    assert paths is not None and paths.compiled is not None and paths.compiled.forest.zero == 0.0
+    tiny = np.array([-1e-36, -1e-40, -1e-45, 1e-40, 0.0, -0.0, -1.0, 1.0])
+    probe = np.column_stack([np.tile(tiny, 50), rng.normal(size=400)])
+    assert_compiled_kernels_equal_the_walk(paths, probe)
+    margins = model.predict(probe, output_margin=True)
+    np.testing.assert_allclose(paths.outputs_and_contributions(probe)[0][:, 0], margins, rtol=1e-6, atol=1e-6)
 
 
 def test_compiled_kernels_that_disagree_once_are_dropped_for_the_walk() -> None:

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
-from tracseq_dagster.serving.threshold_bins import PAD_ROWS, bin_rows
+from tracseq_dagster.serving.threshold_bins import PAD_ROWS, ZERO_THRESHOLD, bin_rows
 
 _BLOCK = 64
 assert PAD_ROWS % _BLOCK == 0  # a block never reads past the binned rows
@@ -75,10 +75,12 @@ class CompiledForest:
     credit: np.ndarray  # float64, (leaves, features): each leaf's path credit (zeros for trees that do not explain)
     n_classes: int
     bitvectors: LeafBitvectors | None = None  # the same splits for the vector kernel, when its trees are small enough
+    zero: float = ZERO_THRESHOLD  # magnitudes read as 0: LightGBM's rule; 0.0 for trees of models that read values as they are
 
     @classmethod
-    def of(cls, dump: dict[str, Any], tree_tables: dict[int, np.ndarray]) -> CompiledForest | None:
-        """From ``Booster.dump_model()`` and the credit table (leaves × features) of each explaining tree."""
+    def of(cls, dump: dict[str, Any], tree_tables: dict[int, np.ndarray], zero: float = ZERO_THRESHOLD) -> CompiledForest | None:
+        """From ``Booster.dump_model()`` and the credit table (leaves × features) of each explaining tree
+        (``zero``: see the field; other models' trees in that format, :mod:`.tree_dumps`, pass 0.0)."""
         width = dump["max_feature_idx"] + 1
         if width > 1 << _FEATURE_BITS:
             return None
@@ -139,6 +141,7 @@ class CompiledForest:
             leaf_value=np.concatenate(leaf_value) if leaf_value else np.zeros(0),
             credit=np.ascontiguousarray(np.concatenate(credit)) if credit else np.zeros((0, width)),
             n_classes=per_iteration,
+            zero=zero,
         )
         return dataclasses.replace(forest, bitvectors=LeafBitvectors.of(forest))
 
@@ -151,7 +154,7 @@ class CompiledForest:
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the raw score of each class (rows × classes) and the summed path credit (rows × features)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
-        bins = bin_rows(x, self.cuts, self.cut_count)
+        bins = bin_rows(x, self.cuts, self.cut_count, self.zero)
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.

@@ -66,15 +66,13 @@ class CompiledPaths:
     def of(cls, trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int,
            paths: ForestPaths, prepare: Callable[[np.ndarray], np.ndarray]) -> CompiledPaths | None:  # fmt: skip
         dump = lightgbm_dump(trees, leaf_values, per_iteration, width)
-        if dump is None:
-            return None
         if paths.leaf_credit is None or paths.row_of_node is None:
             return None
         tables = {}  # per explaining tree, its leaves' credit rows in the dump's leaf order (own node numbers)
         for t, tree in enumerate(trees):
             if paths.explains[t]:
                 tables[t] = paths.leaf_credit[paths.row_of_node[paths.offsets[t] + np.flatnonzero(tree.left < 0)]]
-        forest = CompiledForest.of(dump, tables)
+        forest = CompiledForest.of(dump, tables, zero=0.0)  # these models read values as they are (see tree_dumps)
         return None if forest is None else cls(forest, prepare)
 
     def outputs_and_contributions(self, matrix: np.ndarray, paths: ForestPaths) -> tuple[np.ndarray, np.ndarray] | None:

@@ -10,11 +10,12 @@ ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 @numba.njit(inline="always")
-def cuts_below(cuts, cut_count, j, value):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def cuts_below(cuts, cut_count, j, value, zero):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """How many of feature ``j``'s thresholds (``cuts[j]``, ascending, ``cut_count[j]`` of them) lie
-    below ``value``, read as LightGBM reads it: ``value <= cuts[j, k]`` exactly when that count is
-    at most ``k``. Not for NaN."""
-    if abs(value) <= ZERO_THRESHOLD:
+    below ``value``, a magnitude up to ``zero`` read as 0 (LightGBM's ``ZERO_THRESHOLD``; 0.0 for
+    models that read values as they are): ``value <= cuts[j, k]`` exactly when that count is at
+    most ``k``. Not for NaN."""
+    if abs(value) <= zero:
         value = 0.0
     low, high = 0, cut_count[j]
     while low < high:
@@ -31,7 +32,7 @@ PAD_ROWS = 64
 
 
 @numba.njit(cache=True, nogil=True)
-def bin_rows(x, cuts, cut_count):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def bin_rows(x, cuts, cut_count, zero):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """uint16 (rows rounded up to ``PAD_ROWS``, features): 0 for NaN, else 1 + ``cuts_below``.
     A split ``x <= cuts[j, k]`` is then ``bin <= k + 1``, and NaN is below every limit."""
     n, width = x.shape
@@ -40,5 +41,5 @@ def bin_rows(x, cuts, cut_count):  # type: ignore[no-untyped-def]  # pragma: no 
         for j in range(width):
             value = x[r, j]
             if not np.isnan(value):
-                bins[r, j] = cuts_below(cuts, cut_count, j, value) + 1
+                bins[r, j] = cuts_below(cuts, cut_count, j, value, zero) + 1
     return bins

@@ -8,11 +8,11 @@ written in that format it gets the same kernels, and its leaves' path credits (t
 :attr:`.forest_paths.ForestPaths.leaf_credit`) become the per-leaf credit tables the kernels add.
 
 Histogram boosting's categorical splits (a set of category codes goes left) become chains of
-numeric splits on the code (:func:`_category_chain`). What cannot be written so is refused
-(:func:`lightgbm_dump` returns None) and keeps the leaf walk of :mod:`.tree_walk`: random
-forests (every tree holds every class's fraction, not one class's value), and thresholds
-within LightGBM's 1e-35 of zero (the kernels read such values as 0, as LightGBM does, which
-these models do not).
+numeric splits on the code (:func:`_category_chain`). Random forests are not written so
+(:func:`lightgbm_dump` is not called for them): every tree holds every class's fraction, not
+one class's value; they keep the leaf walk of :mod:`.tree_walk`. The kernels read these trees
+with ``zero=0.0`` (:class:`.compiled_trees.CompiledForest`): values as they are, not
+LightGBM's "a magnitude up to 1e-35 is 0", which these models do not apply.
 """
 
 from __future__ import annotations
@@ -21,20 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from tracseq_dagster.serving.threshold_bins import ZERO_THRESHOLD
 from tracseq_dagster.serving.tree_walk import TreeArrays
 
 
-def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int) -> dict[str, Any] | None:
+def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int) -> dict[str, Any]:
     """A ``dump_model()``-shaped dict of the trees (tree ``t`` adds to class ``t % per_iteration``);
-    leaves are numbered (``leaf_index``) in the order of their own node numbers. None: see the module docstring."""
+    leaves are numbered (``leaf_index``) in the order of their own node numbers."""
     infos = []
     for tree, values in zip(trees, leaf_values, strict=True):
         split = tree.left >= 0
         categorical = tree.category_left or {}
-        numeric = split & ~np.isin(np.arange(len(split)), list(categorical))
-        if np.any(np.abs(np.asarray(tree.threshold, dtype=np.float64)[numeric]) <= ZERO_THRESHOLD):
-            return None
         leaf_index = np.cumsum(~split) - 1
 
         def node(own: int) -> dict[str, Any]:
@@ -48,13 +44,6 @@ def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_it
 
         infos.append({"num_leaves": int((~split).sum()), "tree_structure": node(0)})
     return {"max_feature_idx": width - 1, "num_tree_per_iteration": per_iteration, "tree_info": infos}
-
-
-#: Where negative values part from category 0 in a categorical split's chain. Not just below 0:
-#: the kernels read magnitudes up to 1e-35 as 0, so a value in (-1e-30, 0) would go with category
-#: 0 where histogram boosting sends it to the missing side; category codes (whole numbers, from
-#: the pipeline's ordinal encoder) never fall there.
-NEGATIVE_CODES_BELOW = -1e-30
 
 
 def _category_chain(feature: int, goes_left: np.ndarray, nan_left: bool, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +65,7 @@ def _category_chain(feature: int, goes_left: np.ndarray, nan_left: bool, left: d
             return left if directions[starts[low]] else right
         middle = (low + high) // 2
         code = int(starts[middle]) - 1  # the first code of the upper part
-        threshold = NEGATIVE_CODES_BELOW if code == 0 else float(np.nextafter(float(code), -np.inf))
+        threshold = float(np.nextafter(float(code), -np.inf))  # code 0: negative values part from it
         return {"split_feature": feature, "threshold": threshold, "decision_type": "<=", "missing_type": "NaN",
                 "default_left": True, "left_child": chain(low, middle), "right_child": chain(middle, high)}  # fmt: skip
 
