@@ -120,11 +120,15 @@ class NativeStack:
             "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
         }
 
-    def start(self, name: str) -> None:
+    def launch(self, name: str) -> None:
+        """Start ``name`` without waiting for it to be ready (see :meth:`start`)."""
         with self.log(name).open("a") as out:
             self.processes[name] = subprocess.Popen(
                 self.commands()[name], env=self.env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def start(self, name: str) -> None:
+        self.launch(name)
         self.wait_ready(name)
 
     def wait_ready(self, name: str) -> None:
@@ -151,10 +155,19 @@ class NativeStack:
         return check.returncode == 0
 
     def start_all(self) -> None:
+        """Each process starts as soon as what it needs is ready, not after all those before it:
+        their start-ups (seconds of imports each) overlap, as the Compose services' do."""
+        self.launch("mlflow")
         # What the Compose stack's one-shot dagster-init service does before the daemon starts.
         subprocess.run([sys.executable, "-m", "tracseq_dagster.pool_limits"], env=self.env, check=True, timeout=300)
-        for name in ("mlflow", "code-server", "webserver", "daemon"):
-            self.start(name)
+        self.launch("code-server")
+        for name in ("mlflow", "code-server"):
+            self.wait_ready(name)
+        # Both read the workspace, which points at the code server: started once it serves.
+        for name in ("webserver", "daemon"):
+            self.launch(name)
+        for name in ("webserver", "daemon"):
+            self.wait_ready(name)
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and everything it started, as when its container dies."""
@@ -162,14 +175,26 @@ class NativeStack:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def stop_all(self) -> None:
-        for name in list(self.processes):
-            process = self.processes.pop(name)
+    def stop_all(self, grace_s: float = 30) -> None:
+        """SIGTERM every process at once, then SIGKILL what is still running after ``grace_s``.
+
+        At once, not one after another: each takes seconds to shut down, and the stack is
+        being torn down, so nothing waits on the order."""
+        stopping = [self.processes.pop(name) for name in list(self.processes)]
+        for process in stopping:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        for process in stopping:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 process.wait()
 
     # -- waiting -------------------------------------------------------------------------
