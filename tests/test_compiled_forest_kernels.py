@@ -58,7 +58,7 @@ def test_leaf_bitvectors_give_lightgbms_raw_scores_and_the_node_walks_credits(cl
     booster = _booster(classes, use_missing=use_missing, leaves=leaves)
     paths, forest = _forest(booster, classes)
     assert forest.bitvectors is not None and forest.bitvectors.words.max() == words  # the trees really are that large
-    for n in (1, 130, 2100):  # one row, a partial block, the parallel kernel
+    for n in (1, 33, 130, 2100):  # one row (the node walk's), partial blocks, the parallel kernel
         x = _rows(booster, n)
         raw, credit = forest.raw_and_credit(x)
         np.testing.assert_array_equal(raw, np.asarray(booster.predict(x, raw_score=True)).reshape(raw.shape))
@@ -83,3 +83,24 @@ def test_forests_too_large_for_the_bitvectors_keep_the_exact_node_walk(leaves: i
     raw, credit = forest.raw_and_credit(x)
     np.testing.assert_array_equal(raw, np.asarray(booster.predict(x, raw_score=True)).reshape(raw.shape))
     np.testing.assert_array_equal(paths.sign * credit, paths.contributions(booster.predict(x, pred_leaf=True)))
+
+
+def test_single_records_take_the_node_walk_with_the_bitvectors_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below BITVECTOR_MIN_ROWS rows the node walk answers (a bit-vector call scores a whole 64-row
+    block); forced through the bit vectors, the same rows get the same bits."""
+    import tracseq_dagster.serving.compiled_trees as compiled_trees
+
+    booster = _booster(3, use_missing=True, leaves=48)
+    _, forest = _forest(booster, 3)
+    assert forest.bitvectors is not None and compiled_trees.BITVECTOR_MIN_ROWS > 1
+    calls: list[int] = []
+    score = type(forest.bitvectors).score
+    monkeypatch.setattr(type(forest.bitvectors), "score", lambda self, bins, *a: (calls.append(len(bins)), score(self, bins, *a))[1])
+    x = _rows(booster, compiled_trees.BITVECTOR_MIN_ROWS - 1)
+    walked = forest.raw_and_credit(x)
+    assert not calls  # the node walk answered
+    monkeypatch.setattr(compiled_trees, "BITVECTOR_MIN_ROWS", 1)
+    vectored = forest.raw_and_credit(x)
+    assert calls  # the bit vectors answered
+    np.testing.assert_array_equal(walked[0], vectored[0])
+    np.testing.assert_array_equal(walked[1], vectored[1])

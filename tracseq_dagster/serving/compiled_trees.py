@@ -10,7 +10,8 @@ explanations in one pass, no leaf matrix, rows spread over all cores.
 
 Two kernels, the same answers to the bit: forests whose trees have at most 128 leaves are
 scored 64 rows at a time with leaf bit vectors (:mod:`.leaf_bitvectors`, about 4 µs of CPU
-per row on that champion); the others by the node walk below.
+per row on that champion); the others, and micro-batches of fewer than ``BITVECTOR_MIN_ROWS``
+rows (single records), by the node walk below.
 
 How a level of the node walk costs little (about 16 µs of CPU per row on that champion, against 20 for a plain
 walk of float thresholds): the rows are first *binned* (:func:`.threshold_bins.bin_rows`), per
@@ -45,6 +46,10 @@ _BLOCK = 64
 assert PAD_ROWS % _BLOCK == 0  # a block never reads past the binned rows
 _LANES = 8  # rows walked in lockstep (written out in _step_lanes)
 _PARALLEL_ROWS = 1024
+#: Below this many rows the node walk answers: the bit vectors score a whole 64-row block per
+#: call (about 300 µs of CPU for 1 row on a 750-tree champion, against 90 for the node walk,
+#: which stops at the last row); from 32 rows on they are the cheaper (BENCHMARKS.md).
+BITVECTOR_MIN_ROWS = 32
 # A node record (int64, see _node): bits 0-15 the feature, bit 16 set when NaN goes right,
 # bits 17-32 the limit its bin is compared with (a leaf's is _LEAF_LIMIT, which no bin passes),
 # bits 33-63 the first child (the right child follows it; a leaf's is itself).
@@ -160,7 +165,7 @@ class CompiledForest:
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.
         parallel = len(x) >= _PARALLEL_ROWS
         with _KERNEL_LOCK:
-            if self.bitvectors is not None:
+            if self.bitvectors is not None and len(x) >= BITVECTOR_MIN_ROWS:
                 self.bitvectors.score(bins, self, raw, contributions, parallel)
             else:
                 walk = _walk if parallel else _walk_serial
