@@ -12,6 +12,7 @@ rounding to float32), NaN, and 1, 130 and 2,100 rows (the serial and the paralle
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from sklearn.ensemble import (
 )
 
 from tracseq_dagster.serving.forest_paths import CheckedLeaves, ForestPaths
-from tracseq_dagster.serving.tree_dumps import _category_chain
+from tracseq_dagster.serving.tree_dumps import _category_chain, split_by_size
 from tracseq_dagster.serving.tree_walk import CATEGORIES
 
 ROWS = (1, 130, 2100)
@@ -221,8 +222,8 @@ def test_compiled_kernels_that_disagree_once_are_dropped_for_the_walk() -> None:
     paths = ForestPaths.of_xgboost(model, np.arange(5), 5, 1)
     assert paths is not None and paths.compiled is not None
     forest = paths.compiled.forest
-    paths.compiled.forest = dataclasses.replace(forest, leaf_value=forest.leaf_value + 1e-6,
-                                                bitvectors=dataclasses.replace(forest.bitvectors))  # fmt: skip
+    paths.compiled.forests = [dataclasses.replace(forest, leaf_value=forest.leaf_value + 1e-6,
+                                                  bitvectors=dataclasses.replace(forest.bitvectors))]  # fmt: skip
     probe = x[:300]
     outputs, _ = paths.outputs_and_contributions(probe)
     assert paths.compiled.forest is None  # for good
@@ -264,3 +265,34 @@ def test_a_category_chain_routes_every_code_as_histogram_boosting_does(nan_left:
     assert route(np.nan) == missing_side and route(-1.0) == missing_side and route(-0.25) == missing_side
     for code in [0.0, 0.75, 1.0, 1.5, 2.0, 2.99, 3.0, 4.0, 6.999, 7.0, 7.5, 8.0, 199.9, 200.0, 200.5, 201.0, 255.0]:
         assert route(code) == (0 if goes_left[int(code)] else 1), code
+
+
+def test_forests_split_by_drawn_size_and_trees_keep_their_class() -> None:
+    """split_by_size: trees of at most MAX_LEAVES drawn leaves, then the others, each with its class."""
+    def tree(leaves: int) -> dict[str, Any]:  # a left-leaning chain of `leaves` leaves
+        node: dict[str, Any] = {"leaf_index": 0, "leaf_value": 0.0}
+        for k in range(1, leaves):
+            node = {"split_feature": 0, "threshold": float(k), "left_child": node, "right_child": {"leaf_index": k, "leaf_value": 1.0}}
+        return node
+
+    sizes = [3, 200, 5, 129, 128]
+    dump = {"max_feature_idx": 0, "num_tree_per_iteration": 3,
+            "tree_info": [{"num_leaves": n, "tree_structure": tree(n), "class": t % 3} for t, n in enumerate(sizes)]}  # fmt: skip
+    groups = split_by_size(dump, 128)
+    assert [numbers for numbers, _ in groups] == [[0, 2, 4], [1, 3]]
+    assert [info["class"] for info in groups[1][1]["tree_info"]] == [1, 0]
+
+
+def test_a_forest_whose_category_chains_would_explode_keeps_the_walk() -> None:
+    """Alternating sets over 60 categories, nested: the chains would draw far more than
+    MAX_DRAWN_LEAVES leaves, so the forest is not written (quickly), and the walk answers exactly."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    x = np.column_stack([rng.integers(0, 60, n).astype(float), rng.normal(size=n), rng.normal(size=n)])
+    y = ((x[:, 0] % 2 == 0) ^ (x[:, 1] > 0)).astype(int) + ((x[:, 0] % 3 == 0) & (x[:, 2] > 0))
+    booster = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=100, min_samples_leaf=5,
+                                             categorical_features=np.array([True, False, False]), random_state=0).fit(x, y)  # fmt: skip
+    paths = ForestPaths.of_hist_gradient_boosting(booster, np.arange(3), 3, 1)
+    assert paths.compiled is None
+    probe = np.column_stack([rng.integers(-1, 64, 500).astype(float), rng.normal(size=500), rng.normal(size=500)])
+    np.testing.assert_allclose(paths.outputs_and_contributions(probe)[0], booster._raw_predict(probe), rtol=0.0, atol=1e-12)

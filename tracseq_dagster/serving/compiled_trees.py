@@ -141,7 +141,8 @@ class CompiledForest:
             leaf_of_node=np.asarray(leaf_of_node, dtype=np.int64),
             cuts=cuts,
             cut_count=np.asarray([len(v) for v in thresholds], dtype=np.int64),
-            tree_class=(np.arange(n_trees) % per_iteration).astype(np.int32),
+            # a dump's trees add to class t % per_iteration, unless a tree names its class (tree_dumps' groups)
+            tree_class=np.asarray([info.get("class", t % per_iteration) for t, info in enumerate(dump["tree_info"])], dtype=np.int32),
             explains=np.asarray([t in tree_tables for t in range(n_trees)], dtype=np.bool_),
             leaf_value=np.concatenate(leaf_value) if leaf_value else np.zeros(0),
             credit=np.ascontiguousarray(np.concatenate(credit)) if credit else np.zeros((0, width)),

@@ -41,7 +41,8 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.compiled_trees import CompiledForest
-from tracseq_dagster.serving.tree_dumps import lightgbm_dump
+from tracseq_dagster.serving.leaf_bitvectors import MAX_LEAVES
+from tracseq_dagster.serving.tree_dumps import lightgbm_dump, split_by_size
 from tracseq_dagster.serving.tree_walk import CATEGORIES, FlatTrees, TreeArrays, float32_below
 
 #: Rows scored at a time: the leaf matrix (rows × trees) stays small (8192 × 900 trees ≈ 60 MB).
@@ -55,37 +56,60 @@ CHECKED_ROWS = 1000
 
 class CompiledPaths:
     """A boosted forest scored by :mod:`.compiled_trees` (its trees written as a LightGBM dump,
-    :mod:`.tree_dumps`), checked once against the leaf walk and dropped for good if they differ."""
+    :mod:`.tree_dumps`), checked once against the leaf walk and dropped for good if they differ.
 
-    def __init__(self, forest: CompiledForest, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.forest: CompiledForest | None = forest
+    Trees small enough for the leaf bit vectors form one compiled forest, the others a second
+    (node walk), so one large tree (a category chain repeats subtrees) does not send every tree
+    to the slower kernel; their raw scores and credits are added.
+    """
+
+    def __init__(self, forests: list[CompiledForest], prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.forests: list[CompiledForest] | None = forests
         self.prepare = prepare  # estimator input → what the trees compare (float32-rounded, or the booster's own columns)
         self.checked = False
+
+    @property
+    def forest(self) -> CompiledForest | None:
+        """The forest of the small trees (the bit vectors'), or the only one; None once dropped."""
+        return self.forests[0] if self.forests else None
 
     @classmethod
     def of(cls, trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int,
            paths: ForestPaths, prepare: Callable[[np.ndarray], np.ndarray]) -> CompiledPaths | None:  # fmt: skip
-        dump = lightgbm_dump(trees, leaf_values, per_iteration, width)
         if paths.leaf_credit is None or paths.row_of_node is None:
             return None
         tables = {}  # per explaining tree, its leaves' credit rows in the dump's leaf order (own node numbers)
         for t, tree in enumerate(trees):
             if paths.explains[t]:
                 tables[t] = paths.leaf_credit[paths.row_of_node[paths.offsets[t] + np.flatnonzero(tree.left < 0)]]
-        forest = CompiledForest.of(dump, tables, zero=0.0)  # these models read values as they are (see tree_dumps)
-        return None if forest is None else cls(forest, prepare)
+        whole = lightgbm_dump(trees, leaf_values, per_iteration, width)
+        if whole is None:
+            return None
+        forests = []
+        for numbers, dump in split_by_size(whole, MAX_LEAVES):
+            own_tables = {i: tables[t] for i, t in enumerate(numbers) if t in tables}
+            forest = CompiledForest.of(dump, own_tables, zero=0.0)  # these models read values as they are (see tree_dumps)
+            if forest is None:
+                return None
+            forests.append(forest)
+        return cls(forests, prepare)
 
     def outputs_and_contributions(self, matrix: np.ndarray, paths: ForestPaths) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.forest is None:
+        if not self.forests:
             return None
-        raw, credit = self.forest.raw_and_credit(self.prepare(matrix))
+        x = self.prepare(matrix)
+        raw, credit = self.forests[0].raw_and_credit(x)
+        for forest in self.forests[1:]:
+            more_raw, more_credit = forest.raw_and_credit(x)
+            raw += more_raw
+            credit += more_credit
         outputs, contributions = raw + paths.base, paths.sign * credit
         if not self.checked:
             walked_outputs, walked_contributions = paths.walked(matrix[:CHECKED_ROWS])
             n = len(walked_outputs)
             if not (np.allclose(outputs[:n], walked_outputs, rtol=0.0, atol=1e-12)
                     and np.allclose(contributions[:n], walked_contributions, rtol=1e-9, atol=1e-9)):  # fmt: skip
-                self.forest = None
+                self.forests = None
                 return None
             self.checked = True
         return outputs, contributions

@@ -49,6 +49,8 @@ assert PAD_ROWS % _ROWS == 0  # a block never reads past the binned rows
 _WORD_LANES = 16  # 32-bit leaf words to a 512-bit vector
 _GROUPS = _ROWS // _WORD_LANES  # lane groups of a block, one vector of words each
 _MAX_WORDS = 4  # leaf words per row at most: trees of up to 128 leaves
+#: The most leaves a tree may have for this kernel (a forest with a larger tree takes the node walk).
+MAX_LEAVES = 32 * _MAX_WORDS
 _MAX_CUTS = 254  # a value's bins: 1..255 (NaN 0) and 0..254 (NaN 255); limits up to 254
 _CREDIT_LANES = 8  # doubles per vector add of path credit
 
