@@ -40,12 +40,11 @@ import numba
 import numpy as np
 
 from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
-from tracseq_dagster.serving.threshold_bins import PAD_ROWS, ZERO_THRESHOLD, bin_rows
+from tracseq_dagster.serving.threshold_bins import PAD_ROWS, PARALLEL_ROWS, ZERO_THRESHOLD, bin_rows
 
 _BLOCK = 64
 assert PAD_ROWS % _BLOCK == 0  # a block never reads past the binned rows
 _LANES = 8  # rows walked in lockstep (written out in _step_lanes)
-_PARALLEL_ROWS = 1024
 #: Below this many rows the node walk answers: the bit vectors score a whole 64-row block per
 #: call (about 300 µs of CPU for 1 row on a 750-tree champion, against 90 for the node walk,
 #: which stops at the last row); from 32 rows on they are the cheaper (BENCHMARKS.md).
@@ -164,7 +163,7 @@ class CompiledForest:
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.
-        parallel = len(x) >= _PARALLEL_ROWS
+        parallel = len(x) >= PARALLEL_ROWS
         with _KERNEL_LOCK:
             if self.bitvectors is not None and len(x) >= BITVECTOR_MIN_ROWS:
                 self.bitvectors.score(bins, self, raw, contributions, parallel)

@@ -42,6 +42,7 @@ import numpy as np
 
 from tracseq_dagster.serving.compiled_trees import CompiledForest
 from tracseq_dagster.serving.leaf_bitvectors import MAX_LEAVES
+from tracseq_dagster.serving.threshold_bins import PARALLEL_ROWS
 from tracseq_dagster.serving.tree_dumps import lightgbm_dump, split_by_size
 from tracseq_dagster.serving.tree_walk import CATEGORIES, FlatTrees, TreeArrays, float32_below
 
@@ -49,8 +50,10 @@ from tracseq_dagster.serving.tree_walk import CATEGORIES, FlatTrees, TreeArrays,
 CHUNK_ROWS = 8192
 #: Largest per-leaf credit table kept (a leaf's row replaces its walk up to the root); past it, walk up.
 LEAF_TABLE_BYTES = 64 << 20
-_PARALLEL_ROWS = 1024  # below this, waking the thread pool costs more than the additions
-#: Rows of the first batch whose compiled leaves are checked against the model's own walk.
+#: The one-time checks of every fast path against the model's own answers (here: leaves and
+#: compiled kernels; in :mod:`.scoring`: numpy input, LightGBM's kernel, values) compare this many
+#: rows of the first batch: all of a 100,000-row first batch cost LightGBM's own walk, ~75 µs a
+#: row, 7.5 s of CPU.
 CHECKED_ROWS = 1000
 
 
@@ -174,7 +177,7 @@ class ForestPaths:
             rows = slice(start, min(n, start + CHUNK_ROWS))
             leaves = np.ascontiguousarray(self.leaves(matrix[rows]), dtype=np.int64)
             if self.leaf_credit is not None:
-                add = _add_leaf_rows if len(leaves) >= _PARALLEL_ROWS else _add_leaf_rows_serial
+                add = _add_leaf_rows if len(leaves) >= PARALLEL_ROWS else _add_leaf_rows_serial
                 add(leaves, self.offsets, self.row_of_node, self.values, self.explains, self.leaf_credit, outputs[rows], credit[rows])
             else:
                 _walk_up(leaves, self.offsets, self.parent, self.feature, self.delta, self.values, self.explains,

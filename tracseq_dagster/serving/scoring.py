@@ -54,7 +54,7 @@ import pandas as pd
 
 from tracseq_dagster.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, FeatureColumns
 from tracseq_dagster.serving.compiled_trees import CompiledForest
-from tracseq_dagster.serving.forest_paths import ForestPaths
+from tracseq_dagster.serving.forest_paths import CHECKED_ROWS, ForestPaths
 from tracseq_dagster.serving.linear_attribution import LinearAttribution
 from tracseq_dagster.serving.mlp_occlusion import MlpOcclusion
 from tracseq_dagster.serving.pipeline_arrays import PreprocessArrays
@@ -63,10 +63,6 @@ from tracseq_dagster.serving.pipeline_arrays import PreprocessArrays
 PASS = "pass"
 
 ContributionMethod = Literal["tree_path", "tree_shap", "linear", "occlusion"]
-#: The one-time checks of the fast paths against the model's own (numpy input against the
-#: pipeline, compiled trees against LightGBM) compare this many rows of the first batch: all of
-#: a 100,000-row first batch cost LightGBM's own walk, ~75 µs a row, 7.5 s of CPU.
-CHECKED_ROWS = 1000
 #: What boosters use unless told otherwise (see the module docstring for the trade-off).
 DEFAULT_TREE_ATTRIBUTION: ContributionMethod = "tree_path"
 #: LightGBM objectives whose raw score is the prediction itself.

@@ -27,6 +27,10 @@ def cuts_below(cuts, cut_count, j, value, zero):  # type: ignore[no-untyped-def]
     return low
 
 
+#: Below this many rows the compiled kernels run on the calling thread: waking numba's thread
+#: pool costs more than walking a micro-batch.
+PARALLEL_ROWS = 1024
+
 #: ``bin_rows`` pads its rows with zeros (NaN's bin) to a multiple of this: the kernels' blocks divide it.
 PAD_ROWS = 64
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from tracseq_dagster.serving.threshold_bins import PARALLEL_ROWS
+
 _LANES = 8  # rows walked in lockstep (written out in _block)
-_PARALLEL_ROWS = 1024  # below this, waking the thread pool costs more than the walk
 # numba's workqueue threading layer must not be entered by two Python threads at once.
 _KERNEL_LOCK = threading.Lock()
 #: Categories a categorical split's table covers (histogram boosting's own limit: 255 bins and NaN).
@@ -113,7 +114,7 @@ class FlatTrees:
         x = np.asarray(matrix, dtype=np.float32 if self.float32_input else np.float64)
         x = np.ascontiguousarray(x, dtype=np.float64)
         out = np.empty((len(x), len(self.roots)), dtype=np.int64)
-        walk = _walk if len(x) >= _PARALLEL_ROWS else _walk_serial
+        walk = _walk if len(x) >= PARALLEL_ROWS else _walk_serial
         with _KERNEL_LOCK:
             walk(x, self.records, self.threshold, self.category, self.category_left, self.roots, self.min_depth, self.number, out)
         return out
