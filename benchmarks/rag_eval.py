@@ -1,0 +1,305 @@
+"""Retrieval and refusal on real documents: the product beside the naive baseline, in one run.
+
+    .venv/bin/python benchmarks/rag_eval.py [--cache DIR] [--split dev|heldout|all]
+
+The corpus is benchmarks/rag_corpus.py (11 Debian manuals, 514 pages, fetched at exact
+versions); the questions are benchmarks/rag/questions.jsonl, written from reading the pages:
+answerable ones name the file and the page(s) holding the answer, the others are on the
+same topics and answered nowhere. A retrieved passage is a hit when it comes from the
+gold file and its page span touches a gold page.
+
+Two systems, over the same parsed pages and the same embedder (all-MiniLM-L6-v2):
+
+- ``product``: the project's chunks (chunking.chunk_document), index (DocumentIndex) and
+  hybrid retrieval (retrieval.retrieve), refusal by retrieval.evidence_is_weak.
+- ``naive``: the issue's baseline: one chunk per page, LanceDB's own hybrid query with its
+  RRF reranker, refusal by the same similarity threshold.
+
+Questions on ``dev`` documents may be looked at while tuning; ``heldout`` ones are only
+reported. Parsed documents and vectors are cached under the cache directory (keyed by the
+PDF's hash and the embedded text), so a second run measures retrieval, not parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.rag_corpus import DEFAULT_CACHE, DOCUMENTS, fetch_corpus  # noqa: E402
+
+QUESTIONS = Path(__file__).resolve().parent / "rag" / "questions.jsonl"
+SPLIT_OF = {d.file_name: d.split for d in DOCUMENTS}
+TOP = 10
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    split: str
+    question: str
+    file_name: str | None  # None: the documents do not answer it
+    pages: tuple[int, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return self.file_name is not None
+
+
+def load_questions(path: Path = QUESTIONS) -> list[Question]:
+    questions = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            questions.append(Question(row["id"], row["split"], row["question"], row["file_name"], tuple(row["pages"])))
+    return questions
+
+
+def rank_of(found: list[tuple[str, int, int]], file_name: str, pages: tuple[int, ...]) -> int | None:
+    """1-based rank of the first (file, first page, last page) that holds a gold page."""
+    for rank, (name, start, end) in enumerate(found, 1):
+        if name == file_name and any(start <= page <= end for page in pages):
+            return rank
+    return None
+
+
+def scores(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "hit@1": sum(r == 1 for r in ranks) / n,
+        "hit@5": sum(r is not None and r <= 5 for r in ranks) / n,
+        "MRR@10": sum(1 / r for r in ranks if r is not None and r <= TOP) / n,
+    }
+
+
+# -- the corpus, parsed once ---------------------------------------------------------------
+def parsed_corpus(cache: Path) -> dict[str, object]:
+    """file name -> ParsedDocument (the product's parser), pickled beside the PDFs."""
+    from tracseq_dagster.documents.parsing import parse_document
+
+    paths = fetch_corpus(cache)
+    parsed = {}
+    for name, path in paths.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        stored = cache / "parsed" / f"{name}.{digest}.pkl"
+        if stored.exists():
+            parsed[name] = pickle.loads(stored.read_bytes())
+            continue
+        document = parse_document(path, ocr=False)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(pickle.dumps(document))
+        parsed[name] = document
+    return parsed
+
+
+class VectorCache:
+    """Document vectors by (embedder identity, text), kept on disk between runs."""
+
+    def __init__(self, cache: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+        self.embedder = embedder
+        key = hashlib.sha256(embedder.identity.encode()).hexdigest()[:12]
+        self.path = cache / f"vectors-{key}.pkl"
+        self.vectors: dict[str, np.ndarray] = pickle.loads(self.path.read_bytes()) if self.path.exists() else {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
+        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self.vectors))
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed_documents(missing)):
+                self.vectors[hashlib.sha1(text.encode()).hexdigest()] = vector
+            self.path.write_bytes(pickle.dumps(self.vectors))
+        return np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 384), np.float32)
+
+
+# -- the two systems -----------------------------------------------------------------------
+@dataclass
+class System:
+    name: str
+    search: Callable[[str], list]  # question -> passages, best first (each with file_name, page_start, page_end)
+    refuses: Callable[[str, list], bool]
+    chunks: int
+
+
+def product_system(parsed: dict, vectors: VectorCache, folder: Path, **chunking: int) -> System:
+    from tracseq_dagster.documents.chunking import chunk_document
+    from tracseq_dagster.documents.index import DocumentIndex
+    from tracseq_dagster.documents.retrieval import evidence_is_weak, retrieve
+
+    index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
+    total = 0
+    for name, document in parsed.items():
+        chunks = chunk_document(document, document_id=name, source=f"/corpus/{name}", document_type="manual", **chunking)
+        index.upsert_document(chunks, vectors.embed([c.search_text for c in chunks]))
+        total += len(chunks)
+    index.refresh_indexes()
+    embedder = vectors.embedder
+    return System(
+        "product", lambda q: retrieve(index, embedder, q, top_k=TOP), lambda q, passages: evidence_is_weak(passages), total
+    )
+
+
+@dataclass(frozen=True)
+class PageHit:
+    file_name: str
+    page_start: int
+    page_end: int
+    similarity: float
+
+
+def naive_system(parsed: dict, vectors: VectorCache, folder: Path) -> System:
+    """One chunk per page, LanceDB hybrid search (vector + BM25, RRFReranker), same embedder."""
+    import lancedb
+    import pyarrow as pa
+    from lancedb.rerankers import RRFReranker
+
+    from tracseq_dagster.documents.index import vector_array, vector_matrix
+    from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, fts_query
+
+    rows = []
+    for name, document in parsed.items():
+        for page in range(1, document.pages + 1):
+            text = document.page_text(page).strip()
+            if text:
+                rows.append((name, page, text))
+    matrix = vectors.embed([text for _, _, text in rows])
+    table = pa.table(
+        {
+            "file_name": [r[0] for r in rows],
+            "page": pa.array([r[1] for r in rows], pa.int32()),
+            "text": [r[2] for r in rows],
+            "vector": vector_array(matrix),
+        }
+    )
+    db = lancedb.connect(str(folder / "naive.lancedb"))
+    pages = db.create_table("pages", table, mode="overwrite")
+    pages.create_fts_index("text", replace=True)
+    embedder = vectors.embedder
+
+    def search(question: str) -> list[PageHit]:
+        vector = embedder.embed_query(question)
+        result = (
+            pages.search(query_type="hybrid", vector_column_name="vector", fts_columns="text")
+            .vector(vector)
+            .text(fts_query(question))
+            .rerank(RRFReranker())
+            .distance_type("cosine")
+            .limit(TOP)
+            .to_arrow()
+        )
+        similarity = vector_matrix(result) @ vector if result.num_rows else []
+        return [
+            PageHit(f, p, p, float(s))
+            for f, p, s in zip(result.column("file_name").to_pylist(), result.column("page").to_pylist(), similarity)
+        ]
+
+    def refuses(_: str, hits: list[PageHit]) -> bool:
+        return not hits or max(h.similarity for h in hits) < DEFAULT_MIN_SIMILARITY
+
+    return System("naive", search, refuses, len(rows))
+
+
+# -- the evaluation ------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    question: Question
+    rank: int | None
+    refused: bool
+    found: list[tuple[str, int, int]]
+    seconds: float
+
+
+def evaluate(system: System, questions: list[Question]) -> list[Outcome]:
+    outcomes = []
+    for question in questions:
+        started = time.perf_counter()
+        passages = system.search(question.question)
+        seconds = time.perf_counter() - started
+        found = [(p.file_name, p.page_start, p.page_end) for p in passages]
+        rank = rank_of(found, question.file_name, question.pages) if question.answerable else None
+        outcomes.append(Outcome(question, rank, system.refuses(question.question, passages), found, seconds))
+    return outcomes
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, float]:
+    answerable = [o for o in outcomes if o.question.answerable]
+    unanswerable = [o for o in outcomes if not o.question.answerable]
+    result = scores([o.rank for o in answerable])
+    result["answerable"] = len(answerable)
+    result["unanswerable"] = len(unanswerable)
+    result["refused unanswerable"] = sum(o.refused for o in unanswerable)
+    result["false refusals"] = sum(o.refused for o in answerable)
+    result["p50 ms"] = float(np.percentile([o.seconds * 1000 for o in outcomes], 50)) if outcomes else 0.0
+    return result
+
+
+def table(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
+    lines = [
+        "| system | questions | answerable | hit@1 | hit@5 | MRR@10 | unanswerable refused | false refusals | p50 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for system, split, s in rows:
+        lines.append(
+            f"| {system} | {split} | {s['answerable']} | {s['hit@1']:.3f} | {s['hit@5']:.3f} | {s['MRR@10']:.3f} | "
+            f"{s['refused unanswerable']}/{s['unanswerable']} | {s['false refusals']}/{s['answerable']} | {s['p50 ms']:.0f} |"
+        )
+    return lines
+
+
+def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[str]:
+    from tracseq_dagster.documents.embedding import MiniLMEmbedder
+
+    started = time.perf_counter()
+    parsed = parsed_corpus(cache)
+    pages = sum(d.pages for d in parsed.values())
+    vectors = VectorCache(cache, MiniLMEmbedder())
+    questions = load_questions()
+    systems = [naive_system(parsed, vectors, folder), product_system(parsed, vectors, folder)]
+    rows, misses = [], []
+    for system in systems:
+        outcomes = evaluate(system, questions)
+        for split in ("dev", "heldout", "all"):
+            chosen = [o for o in outcomes if split == "all" or o.question.split == split]
+            rows.append((f"{system.name} ({system.chunks} chunks)", split, summary(chosen)))
+        if system.name == "product":
+            for o in outcomes:
+                if show_misses in ("all", o.question.split) and o.question.answerable and o.rank != 1:
+                    misses.append(f"- {o.question.id} rank {o.rank}: {o.question.question} (gold {o.question.file_name} {o.question.pages}; got {o.found[:3]})")
+                if show_misses in ("all", o.question.split) and o.question.answerable == o.refused:
+                    misses.append(f"- {o.question.id} {'refused' if o.refused else 'answered'}: {o.question.question}")
+    lines = [
+        f"Real documents: {len(parsed)} Debian manuals, {pages} pages; {sum(q.answerable for q in questions)} answerable and "
+        f"{sum(not q.answerable for q in questions)} unanswerable questions ({time.perf_counter() - started:.0f} s)",
+        "",
+        *table(rows),
+    ]
+    if misses:
+        lines += ["", f"Product misses and wrong refusal decisions ({show_misses} questions only):", *misses]
+    return lines
+
+
+def main() -> None:
+    import tempfile
+
+    from tracseq_dagster.documents.environment import set_offline_environment
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--misses", choices=["dev", "heldout", "all", "none"], default="dev")
+    args = parser.parse_args()
+    set_offline_environment()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(bench_real(args.cache, Path(tmp), show_misses=args.misses)))
+
+
+if __name__ == "__main__":
+    main()
