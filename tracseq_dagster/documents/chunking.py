@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tracseq_dagster.documents.normalise import NORMALISATION_VERSION, normalise
 from tracseq_dagster.documents.parsing import ParsedDocument
 
 # About 250 MiniLM tokens: the model truncates at 256, and a passage this size still
@@ -45,20 +46,22 @@ class Chunk:
 
     @property
     def search_text(self) -> str:
-        """What is embedded and full-text indexed: the passage with its title and section.
+        """What is embedded and full-text indexed: the passage with its title and section, normalised.
 
         A passage often does not repeat the words of its heading ("Storage", "Centrifugation"),
-        which is what questions use.
+        which is what questions use. Normalised (normalise.py) as questions are, so "ﬁlter"
+        on the page meets "filter" in the question; ``text`` keeps the page's own spelling.
         """
         heading = " / ".join(part for part in (self.title, self.section) if part)
-        return f"{heading}\n{self.text}" if heading else self.text
+        return normalise(f"{heading}\n{self.text}" if heading else self.text)
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def chunk_id(document_id: str, index: int, text: str) -> str:
-    digest = hashlib.sha256(f"{document_id}\x00{index}\x00{text}".encode()).hexdigest()
+    """Stable per document, position and text, and the normalisation its search text went through."""
+    digest = hashlib.sha256(f"{document_id}\x00{index}\x00{text}\x00n{NORMALISATION_VERSION}".encode()).hexdigest()
     return digest[:24]
 
 

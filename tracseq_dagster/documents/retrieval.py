@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracseq_dagster.documents.embedding import Embedder
+from tracseq_dagster.documents.normalise import normalise
 from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, DocumentIndex, _quote, vector_matrix
 
 DEFAULT_TOP_K = 5
@@ -72,8 +73,8 @@ class Filters:
 
 
 def fts_query(question: str) -> str:
-    """The question as plain words: the full-text parser reads some punctuation as syntax."""
-    return " ".join("".join(ch if ch.isalnum() or ch in "-." else " " for ch in question).split())
+    """The question as plain, normalised words: the full-text parser reads some punctuation as syntax."""
+    return " ".join("".join(ch if ch.isalnum() or ch in "-." else " " for ch in normalise(question)).split())
 
 
 # Columns a Passage needs (the vector only for its cosine similarity).
@@ -93,7 +94,7 @@ def retrieve(
     """The ``top_k`` best passages for ``question``, best first (empty if nothing is indexed)."""
     if index.is_empty():
         return []
-    vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
+    vector = np.asarray(embedder.embed_query(normalise(question)), dtype=np.float32)
     return search_passages(index, vector, question, top_k=top_k, filters=filters, candidates=candidates)
 
 
