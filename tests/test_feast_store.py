@@ -1,0 +1,88 @@
+"""The Feast repository end to end on a generated lake: apply, materialise into Redis, read
+online, and build sample_quality's training set through Feast's point-in-time join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feast_support import clear_project, feast_settings, generated_lake
+from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
+from tracseq_dagster.feature_repo.store import apply_repo, materialize_all, open_store
+from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.training_rows import NotInFeatureStore, feast_training_set
+from tracseq_dagster.features import FEATURE_NAMES
+from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.training_set import load_training_set
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("feast")
+    lake = generated_lake(root / "lake")
+    write_entity_tables(lake)
+    settings = feast_settings(root / "data")
+    store = open_store(settings)
+    applied = apply_repo(store, repo_objects(lake.root))
+    materialize_all(store)
+    yield lake, settings, store, applied
+    clear_project(settings)
+
+
+def test_apply_registers_the_entities_views_and_one_service_per_catalog_model(world) -> None:
+    lake, _, store, applied = world
+    assert {e.name for e in store.list_entities()} == {"sample", "operator", "site", "freezer", "instrument"}
+    assert {v.name for v in store.list_feature_views()} == {
+        "sample_features", "operator_history", "site_history", "freezer_history", "instrument_history"}
+    assert {s.name for s in store.list_feature_services()} == set(catalog())
+    assert applied.views["sample_features"] == "v0"
+    assert applied.definitions_hash == definitions_hash(repo_objects(lake.root))
+    quality = store.get_feature_service("sample_quality")
+    assert quality.tags["coverage"] == "complete"
+    assert [f.name for p in quality.feature_view_projections for f in p.features] == list(FEATURE_NAMES)
+
+
+def test_online_features_are_the_latest_rows(world) -> None:
+    lake, _, store, _ = world
+    features = lake.read_features().set_index("sample_id")
+    ids = list(features.index[:5])
+    online = store.get_online_features(features=store.get_feature_service("sample_quality"),
+                                       entity_rows=[{"sample_id": i} for i in ids]).to_df().set_index("sample_id")
+    np.testing.assert_allclose(online.loc[ids, "quality_risk_score"], features.loc[ids, "quality_risk_score"])
+    assert list(online.loc[ids, "sample_type"]) == list(features.loc[ids, "sample_type"].astype(str))
+    operators = lake.read_validated()["operator_id"].dropna().unique()[:3]
+    rates = store.get_online_features(features=["operator_history:operator_failure_rate", "operator_history:operator_history_count"],
+                                      entity_rows=[{"operator_id": o} for o in operators]).to_dict()
+    history = pd.read_parquet(lake.root / "feast" / "operator_history.parquet")
+    latest = history.sort_values("event_timestamp").groupby("operator_id").last()
+    np.testing.assert_allclose(rates["operator_failure_rate"], latest.loc[list(operators), "operator_failure_rate"])
+
+
+def test_sample_quality_training_set_through_feast_equals_todays(world) -> None:
+    lake, _, store, _ = world
+    spec = get_model("sample_quality")
+    today = load_training_set(lake, spec)
+    through_feast = feast_training_set(store, lake, spec)
+    assert through_feast.rows == today.rows > 100
+    pd.testing.assert_frame_equal(through_feast.frame.sort_index(), today.frame.sort_index())
+    pd.testing.assert_series_equal(through_feast.holdout.sort_index(), today.holdout.sort_index())
+
+
+def test_a_model_with_features_outside_the_store_is_refused(world) -> None:
+    lake, _, store, _ = world
+    with pytest.raises(NotInFeatureStore, match="kit_failure_rate"):
+        feast_training_set(store, lake, get_model("sequencing_success"))
+
+
+def test_sql_registry_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    lake = generated_lake(tmp_path / "lake", rows=80)
+    write_entity_tables(lake)
+    settings = feast_settings(tmp_path / "data", redis=False, registry_url=postgres_url)
+    applied = apply_repo(open_store(settings), repo_objects(lake.root))
+    again = open_store(settings)  # a new process would see the same registry
+    assert {s.name for s in again.list_feature_services()} == set(catalog())
+    assert applied.views == {v.name: "v0" for v in again.list_feature_views()}
+    assert not (tmp_path / "data" / "feast" / "registry.db").exists()

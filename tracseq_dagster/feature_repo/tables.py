@@ -1,0 +1,46 @@
+"""The lake tables the feature views read: where they live and how they are (re)written.
+
+``sample_features`` is the offline feature table the ``sample_features`` asset writes
+(``<lake>/features/sample_features.parquet``). The entity histories
+(:mod:`tracseq_dagster.entity_history`) are written here, under ``<lake>/feast/``, from the
+accepted samples and runs, each as a whole new file (atomic rename), so a materialisation
+never reads half a table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tracseq_dagster.entity_history import freezer_history, instrument_history, operator_history, site_history
+from tracseq_dagster.feature_store import accepted_samples
+from tracseq_dagster.lake import Lake
+
+#: Feature view name -> builder of its table from (accepted samples, accepted runs).
+ENTITY_TABLES = {
+    "operator_history": lambda samples, runs: operator_history(samples),
+    "site_history": lambda samples, runs: site_history(samples),
+    "freezer_history": lambda samples, runs: freezer_history(samples),
+    "instrument_history": lambda samples, runs: instrument_history(runs),
+}
+
+
+def entity_table_path(lake_dir: str | Path, view: str) -> Path:
+    return Path(lake_dir) / "feast" / f"{view}.parquet"
+
+
+def sample_features_path(lake_dir: str | Path) -> Path:
+    return Lake(lake_dir).features_path
+
+
+def write_entity_tables(lake: Lake) -> dict[str, int]:
+    """Recompute every entity history from the lake's accepted rows; rows written per table."""
+    samples = accepted_samples(lake)
+    runs = lake.read_validated_runs()
+    written: dict[str, int] = {}
+    for view, build in ENTITY_TABLES.items():
+        table: pd.DataFrame = build(samples, runs)
+        lake.write_table(entity_table_path(lake.root, view), table)
+        written[view] = len(table)
+    return written
