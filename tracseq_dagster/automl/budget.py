@@ -20,8 +20,13 @@ scoring. It is shared as follows:
   so far stands in, or, for a family's first trial, the median fold time of all families so far.
 * With ``final_fit="all"`` the reserve also covers the second fit on training plus holdout
   rows (``refits`` > 1).
-* Only a single fold fit longer than the reserve plus the 5% tolerance can overrun: fits are
-  not interrupted mid-way.
+* The reserve never exceeds :data:`MAX_RESERVE_FRACTION` of the budget: the final refit fits
+  in what is left however slow the winner, since it stops at the deadline (boosters and forests
+  keep what they fitted, see :mod:`.deadline`) or is fitted on fewer rows (the others).
+* Sweep folds stop at the end of their family's share (:mod:`.deadline`), and trials whose
+  cost estimate (:attr:`Budget.cost`, :mod:`.cost`) does not fit the share are not started, so
+  only a fold of a learner that cannot stop mid-fit (logistic, MLP, histogram boosting) whose
+  cost was underestimated can overrun.
 """
 
 from __future__ import annotations
@@ -30,12 +35,16 @@ import statistics
 import time
 from collections.abc import Callable
 
+from tracseq_dagster.automl.cost import CostModel
+
 #: Budgets below this cannot fit even one cross-validated trial plus the refit.
 MIN_BUDGET_S = 2.0
 #: Share of the budget always held back for the final refit and holdout scoring.
 MIN_RESERVE_FRACTION = 0.04
 #: Margin on the refit estimate (timing noise, a busy machine).
 REFIT_SAFETY = 1.5
+#: The reserve's ceiling (share of the budget): the final fit is bounded, not estimated alone.
+MAX_RESERVE_FRACTION = 0.3
 
 
 class Budget:
@@ -52,6 +61,7 @@ class Budget:
         self.deadline = self.start + total_s
         self._reserve_s = MIN_RESERVE_FRACTION * total_s
         self._fold_seconds: dict[str, list[float]] = {}
+        self.cost = CostModel()  # seconds per unit of work, per family, learnt from the folds
 
     def elapsed(self) -> float:
         """Seconds since the run started."""
@@ -60,7 +70,7 @@ class Budget:
     def reserve_refit(self, fold_fit_seconds: float, folds: int) -> None:
         """Grow the reserve to fit refitting a model whose folds took ``fold_fit_seconds`` each."""
         estimate = fold_fit_seconds * folds / max(folds - 1, 1) * REFIT_SAFETY * self.refits
-        self._reserve_s = max(self._reserve_s, estimate)
+        self._reserve_s = min(max(self._reserve_s, estimate), MAX_RESERVE_FRACTION * self.total_s)
 
     @property
     def sweep_deadline(self) -> float:

@@ -16,19 +16,34 @@
    cross-validates one configuration (stratified k-fold for classification, k-fold for
    regression, shuffled with the seed; the same folds for every trial), reporting the running
    mean score after every fold so that hopeless trials are pruned early.
-   ``max_trials`` is **per family**. Two rounds: round 1 gives every family an equal part of
-   half the sweep time; round 2 gives the rest to the two best families so far, continuing
-   their studies. Time is shared as described in :mod:`~tracseq_dagster.automl.budget`.
-5. **Refit** of the best configuration of the best family on all training rows, then its
-   score on the holdout. The leaderboard has every family's best trial.
+   ``max_trials`` is **per family**. Each family's first trial is its default configuration
+   (:meth:`~tracseq_dagster.automl.families.ModelFamily.default_params`), so the winner's CV
+   score is never below the best default's. Two rounds: round 1 gives every family an equal
+   part of half the sweep time, cheapest families first (:data:`CHEAP_FIRST`: time a fast
+   family leaves rolls over to the slower ones); round 2 gives the rest to the two best
+   families so far, continuing their studies. Time is shared as described in
+   :mod:`~tracseq_dagster.automl.budget`; a trial whose estimated cost (:mod:`.cost`) does not
+   fit what is left of its family's share is skipped, and a fold still fitting when the share
+   ends is interrupted (:mod:`.deadline`), both recorded with the reason.
+5. **Refit** of the best configuration of the best family on all training rows (on as many
+   as the time left allows, should a fit outgrow the reserve: see :func:`_final_rows`), then
+   its score on the holdout. The leaderboard has every family's best trial.
+6. **Ensemble** (``config.ensemble``): a greedy weighted ensemble (Caruana et al. 2004) of the
+   families' best trials, chosen on their out-of-fold predictions; it replaces the single
+   winner only when its out-of-fold score is better and its members' refits fit the time left
+   (:mod:`.ensemble`).
 
-Determinism: estimators are seeded and single-threaded, the folds and the sampler are seeded,
+Threads: ``config.n_jobs`` (default: every core this process may use for ``run_automl``, one
+for :func:`sweep_family`, whose callers run several families side by side).
+
+Determinism: estimators are seeded (and deterministic whatever their threads), the folds and the sampler are seeded,
 and the only time-dependent decisions are the budget checks — so with the same data, seed
 and ``max_trials`` and a budget that is not reached, two runs give the same trials and winner.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 import warnings
@@ -47,7 +62,10 @@ from sklearn.preprocessing import LabelEncoder
 from threadpoolctl import threadpool_limits
 
 from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
-from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, N_JOBS, ModelFamily
+from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
+from tracseq_dagster.automl.deadline import FitInterrupted, fit_deadline, fit_forest_in_chunks, grows_in_chunks
+from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
+from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
 from tracseq_dagster.sqlite_lock import first_use_lock
@@ -74,6 +92,18 @@ TPE_STARTUP_TRIALS = 8
 #: The median pruner waits for this many finished trials, and never prunes after the first fold.
 PRUNER_STARTUP_TRIALS = 5
 PRUNER_WARMUP_FOLDS = 1
+#: Round 1's order: families whose trials are usually cheapest first, so that the time a fast
+#: family leaves of its share rolls over to the slow ones (a fixed order: reproducible).
+CHEAP_FIRST = ("logistic", "lightgbm", "xgboost", "gradient_boosting", "mlp", "random_forest")
+#: A family stops after this many trials in a row skipped for their estimated cost.
+MAX_SKIPS_IN_A_ROW = 3
+#: Held back from the final refit's deadline for the holdout scoring after it (share of budget).
+SCORING_SHARE = 0.02
+#: Threads of :func:`fit_final` (the Dagster registration step; its callers may run side by side).
+N_JOBS_FINAL = 1
+#: A final fit that cannot stop mid-way gets fewer rows when its estimate exceeds this share of
+#: the time it has (the estimate is a median: leave room for a slower fit).
+FINAL_FIT_MARGIN = 0.6
 
 
 class AutoMLInputError(ValueError):
@@ -88,8 +118,13 @@ class AutoMLConfig:
     holdout scoring). ``storage`` is an Optuna RDB URL (``sqlite:///…``, ``postgresql://…``);
     ``None`` keeps the studies in memory. ``study_name`` defaults to a fresh unique name.
     ``max_sweep_rows`` caps the training rows the trials cross-validate on (a seeded, stratified
-    sample): on large tables a single fold fit could otherwise outlast the budget. The final
-    model is always refit on every training row.
+    sample): on large tables a single fold fit could otherwise outlast the budget. ``None``
+    (the default) chooses it from the budget and the table's width
+    (:func:`~tracseq_dagster.automl.cost.auto_sweep_rows`); a number overrides that. The final
+    model is refit on every training row (unless that fit alone would overrun the budget).
+    ``n_jobs``: threads per fit (None: see the module docstring). ``ensemble``: whether a
+    weighted ensemble of the families' best trials may replace the single winner (it does only
+    when its out-of-fold score is better).
     ``final_fit="all"`` refits the winner once more on training *and* holdout rows after the
     holdout score is taken, as FLAML's ``retrain_full`` does: the returned model has seen more
     data, and ``holdout_score`` then describes the training-rows fit. Keep ``"train"`` where
@@ -109,13 +144,24 @@ class AutoMLConfig:
     seed: int = 0
     storage: str | None = None
     study_name: str | None = None
+    n_jobs: int | None = None
+    ensemble: bool = True
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
 class TrialRecord:
     """One trial of one family. ``cv_mean`` of a pruned trial is the mean of the folds it ran;
     ``fit_seconds`` is the time spent fitting all its folds. A trial abandoned because the time
-    budget ran out is ``"pruned"`` with ``reason="time budget"``; an estimator error is ``"failed"``."""
+    budget ran out is ``"pruned"`` with ``reason="time budget"``, one skipped for its estimated
+    cost or interrupted mid-fold with a reason that says so; an estimator error is ``"failed"``."""
 
     family: str
     number: int
@@ -161,6 +207,9 @@ class AutoMLResult:
     dropped_columns: dict[str, str] = field(default_factory=dict)
     classes: list[Any] | None = None
     study_names: dict[str, str] = field(default_factory=dict)
+    sweep_rows: int = 0  # training rows the trials cross-validated on (the rest: refit only)
+    final_rows: int = 0  # training rows the returned model was fitted on
+    ensemble_weights: dict[str, float] | None = None  # family → weight, when an ensemble won
 
 
 @dataclass
@@ -202,6 +251,17 @@ def run_automl(
     # A fit on training + holdout rows costs about 1 / (1 - holdout_fraction) training-rows refits.
     extra = 1.0 / (1.0 - config.holdout_fraction) if config.final_fit == "all" else 0.0
     budget = Budget(config.time_budget_s, refits=1.0 + extra)
+    with using_threads(config.n_jobs or available_cores()):
+        return _run(frame, config, budget, holdout, on_trial)
+
+
+def _run(
+    frame: pd.DataFrame,
+    config: AutoMLConfig,
+    budget: Budget,
+    holdout: pd.Series | None,
+    on_trial: Callable[[TrialRecord], None] | None,
+) -> AutoMLResult:
     problem = prepare_problem(frame, config, holdout=holdout)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
@@ -210,13 +270,14 @@ def run_automl(
     # whose studies continue where they stopped (a slow family that rarely wins no longer
     # holds a sixth of the budget).
     explore_deadline = budget.clock() + EXPLORE_SHARE * max(budget.sweep_left(), 0.0)
-    sweeps: list[FamilySweep] = []
-    for index, name in enumerate(config.families):
+    by_name: dict[str, FamilySweep] = {}
+    for index, name in enumerate(sorted(config.families, key=_cheapness)):
         left = len(config.families) - index
         share = max(explore_deadline - budget.clock(), 0.0) / left
         sweep = FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial)
         sweep.run(share_s=share)
-        sweeps.append(sweep)
+        by_name[name] = sweep
+    sweeps = [by_name[name] for name in config.families]  # reported in the order asked for
     # With no completed trial anywhere yet (slow families, a short budget), everyone goes on.
     leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES] or sweeps
     for index, sweep in enumerate(leaders):
@@ -228,10 +289,11 @@ def run_automl(
     finished = rank_sweeps(finished, problem)
     winner = finished[0]
 
-    refit, holdout_score = _refit(FAMILIES[winner.family], winner.best.params, problem, config.seed)  # type: ignore[union-attr]
-    leaderboard = [s.leaderboard_row(refit if s is winner else None) for s in finished]
+    final = _final_model(finished, problem, config, budget)
+    leaderboard = [s.leaderboard_row(final.refits.get(s.family)) for s in finished]
+    model, final_rows = final.model, final.rows
     if config.final_fit == "all":
-        refit = _fit_all_rows(FAMILIES[winner.family], winner.best.params, problem, config.seed)  # type: ignore[union-attr]
+        model, final_rows = _fit_all_rows_within(final, problem, config.seed, budget)
 
     return AutoMLResult(
         task=problem.task,
@@ -239,17 +301,24 @@ def run_automl(
         greater_is_better=problem.metric.greater_is_better,
         leaderboard=leaderboard,
         trials=[r for s in sweeps for r in s.records],
-        best_family=winner.family,
-        best_params=dict(winner.best.params),  # type: ignore[union-attr]
-        model=_decoded(refit, problem),
-        holdout_score=holdout_score,
+        best_family="ensemble" if final.weights else winner.family,
+        best_params={"weights": dict(final.weights)} if final.weights else dict(winner.best.params),  # type: ignore[union-attr]
+        model=_decoded(model, problem),
+        holdout_score=final.holdout_score,
         holdout_size=len(problem.y_holdout),
         wall_seconds=budget.elapsed(),
         feature_columns=problem.columns.all,
         dropped_columns=dict(problem.columns.dropped),
         classes=None if problem.classes is None else problem.classes.tolist(),
         study_names={s.family: s.study_name for s in sweeps},
+        sweep_rows=len(problem.y_sweep),
+        final_rows=final_rows,
+        ensemble_weights=dict(final.weights) if final.weights else None,
     )
+
+
+def _cheapness(family: str) -> int:
+    return CHEAP_FIRST.index(family) if family in CHEAP_FIRST else len(CHEAP_FIRST)
 
 
 def sweep_family(
@@ -267,13 +336,15 @@ def sweep_family(
     With no ``budget``, the family has ``config.time_budget_s`` to itself (its refit happens
     elsewhere, so no refit reserve beyond the minimum is held back). Processes that pass the
     same ``study_name`` and an RDB ``config.storage`` add trials to one shared study.
+    Fits use ``config.n_jobs`` threads, one by default: the callers run families side by side.
     """
     if family not in FAMILIES:
         raise AutoMLInputError(f"unknown model family {family}; choose from {', '.join(ALL_FAMILIES)}")
     budget = budget or Budget(config.time_budget_s, refits=0.0)
     name = study_name or f"{config.study_name or 'tracseq-automl'}-{family}"
-    sweep = FamilySweep(FAMILIES[family], problem, config, budget, name, on_trial)
-    sweep.run(share_s=budget.family_share(families_left))
+    with using_threads(config.n_jobs or 1):
+        sweep = FamilySweep(FAMILIES[family], problem, config, budget, name, on_trial)
+        sweep.run(share_s=budget.family_share(families_left))
     return sweep
 
 
@@ -285,7 +356,8 @@ def rank_sweeps(sweeps: list[FamilySweep], problem: Problem) -> list[FamilySweep
 
 def fit_final(problem: Problem, family: str, params: dict[str, Any], seed: int) -> tuple[Any, float]:
     """The winning configuration refit on every training row, in the user's labels, and its holdout score."""
-    refit, score = _refit(FAMILIES[family], params, problem, seed)
+    with using_threads(N_JOBS_FINAL):
+        refit, score = _refit(FAMILIES[family], params, problem, seed)
     return _decoded(refit, problem), score
 
 
@@ -422,8 +494,12 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
 def _sweep_sample(
     x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """At most ``config.max_sweep_rows`` training rows for the trials (stratified, seeded)."""
+    """At most ``config.max_sweep_rows`` training rows for the trials (stratified, seeded);
+    with ``None``, the automatic cap of :func:`~tracseq_dagster.automl.cost.auto_sweep_rows`."""
     limit = config.max_sweep_rows
+    if limit is None:
+        classes = int(y.max()) + 1 if classification else 1
+        limit = auto_sweep_rows(len(y), x.shape[1], classes, config.time_budget_s)
     if limit is None or len(y) <= limit:
         return x, y
     keep, _ = train_test_split(
@@ -515,6 +591,9 @@ class FamilySweep:
         self._durations: list[float] = []
         self._trial_seconds = 0.0  # the last trial's, measured by _objective
         self._family_deadline = 0.0
+        self._skips_in_a_row = 0
+        self._candidate_oof: np.ndarray | None = None
+        self.best_oof: np.ndarray | None = None  # the best trial's out-of-fold output on y_sweep
         self.study: optuna.Study | None = None
 
     def run(self, share_s: float) -> None:
@@ -529,6 +608,12 @@ class FamilySweep:
         self._family_deadline = self.budget.clock() + share_s
         if self.study is None:
             self.study = self._create_study()
+            defaults = self.model_family.default_params(self.data.task, self.data.columns)
+            if defaults and not self.study.get_trials(deepcopy=False):
+                # A fresh study starts at the family's default: the sweep never ends below it.
+                if self.data.balance:
+                    defaults = {**defaults, BALANCE_PARAM: False}
+                self.study.enqueue_trial(defaults)
         self.study.optimize(
             self._objective,
             n_trials=remaining,
@@ -595,6 +680,21 @@ class FamilySweep:
         fit_seconds = 0.0
         trial.set_user_attr("fit_seconds", 0.0)
         trial_started = self.budget.clock()
+        classes = 1 if data.classes is None else len(data.classes)
+        units = work_units(self.family, dict(trial.params), len(data.folds[0][0]), len(data.columns.all), classes)
+        estimate = self.budget.cost.estimate(self.family, units)
+        share_end = min(self._family_deadline, self.budget.sweep_deadline)
+        if estimate is not None and trial_started + estimate * len(data.folds) > share_end:
+            # This configuration's estimated folds do not fit what is left of the share: a
+            # cheaper one may, so only this trial is skipped (the family stops after a few).
+            trial.set_user_attr(
+                "reason",
+                f"skipped: estimated {estimate * len(data.folds):.1f} s, "
+                f"{max(share_end - trial_started, 0.0):.1f} s left of the family's share",
+            )
+            trial.set_user_attr("skipped", True)
+            raise optuna.TrialPruned("cost estimate")
+        oof = self._oof_buffer()
         for fold, (train, valid) in enumerate(data.folds):
             # Do not start (or abandon) a trial whose remaining folds, at this trial's pace or
             # else the typical fold time seen so far, cannot end before the sweep must:
@@ -610,17 +710,26 @@ class FamilySweep:
             pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=balance)
             y_fold = data.y_sweep[train]
             started = self.budget.clock()
-            with _quiet_and_bounded():
-                pipeline.fit(
-                    data.x_sweep.iloc[train],
-                    y_fold,
-                    **self.model_family.fit_params(y_fold, data.task, balance=balance),
-                )
+            with _quiet_and_bounded(), fit_deadline(share_end, self.budget.clock, graceful=False):
+                try:
+                    _fit_pipeline(
+                        pipeline,
+                        data.x_sweep.iloc[train],
+                        y_fold,
+                        self.model_family.fit_params(y_fold, data.task, balance=balance),
+                    )
+                except FitInterrupted:
+                    trial.set_user_attr("reason", f"interrupted in fold {fold}: the fit reached the end of the family's share")
+                    raise optuna.TrialPruned("interrupted") from None
                 fit_seconds += self.budget.clock() - started
-                score = data.metric.score(data.y_sweep[valid], _output(pipeline, data.x_sweep.iloc[valid], data.metric))
+                output = _output(pipeline, data.x_sweep.iloc[valid], data.metric)
+                if oof is not None:
+                    oof[valid] = output
+                score = data.metric.score(data.y_sweep[valid], output)
             if not np.isfinite(score):
                 raise ValueError(f"fold {fold} scored {score}")
             self.budget.record_fold(self.family, self.budget.clock() - started)
+            self.budget.cost.record(self.family, units, self.budget.clock() - started)
             scores.append(float(score))
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("fit_seconds", fit_seconds)
@@ -629,7 +738,16 @@ class FamilySweep:
                 trial.set_user_attr("reason", f"pruned after fold {fold}: running mean below the median")
                 raise optuna.TrialPruned()
         self._candidate = pipeline
+        self._candidate_oof = oof
         return float(np.mean(scores))
+
+    def _oof_buffer(self) -> np.ndarray | None:
+        """Room for a trial's out-of-fold output (for the ensemble), where it can be averaged."""
+        data = self.data
+        if not (self.config.ensemble and _ensemble_output(data.metric, data.task)):
+            return None
+        shape = (len(data.y_sweep),) if data.classes is None else (len(data.y_sweep), len(data.classes))
+        return np.zeros(shape)
 
     def _after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state: TrialState = {
@@ -649,16 +767,24 @@ class FamilySweep:
             reason=trial.user_attrs.get("reason"),
         )
         self.records.append(record)
-        self._durations.append(self._trial_seconds)
+        skipped = bool(trial.user_attrs.get("skipped"))
+        self._skips_in_a_row = self._skips_in_a_row + 1 if skipped else 0
+        if not skipped:
+            self._durations.append(self._trial_seconds)
         if state == "complete" and self._is_better(record.cv_mean):  # type: ignore[arg-type]
             self.best, self.best_record, self._best_value = trial, record, record.cv_mean
             self._best_model = self._candidate
+            self.best_oof = self._candidate_oof
             # The refit sees every training row, more than the sweep sample when it is capped.
             scale = len(self.data.y_train) / len(self.data.y_sweep)
             self.budget.reserve_refit(record.fit_seconds / len(scores) * scale, len(self.data.folds))
         self._candidate = None
+        self._candidate_oof = None
         if self.on_trial is not None:
             self.on_trial(record)
+        if self._skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            study.stop()  # what is left of the share fits no configuration the sampler proposes
+            return
         if trial.user_attrs.get("family_out_of_time"):
             # The time left cannot fit this family's folds at its typical pace; it only shrinks,
             # so every further trial would be abandoned the same way: stop the study.
@@ -694,6 +820,148 @@ class FamilySweep:
         )
 
 
+@dataclass
+class _Final:
+    """The model :func:`run_automl` returns, before label decoding.
+
+    ``refits``: each member family's refit pipeline (one, unless an ensemble won); ``fits``:
+    (family, params) of each member, for ``final_fit="all"``; ``weights``: the ensemble's, else
+    empty; ``rows``: training rows the members were fitted on (fewer than all only when time ran short).
+    """
+
+    model: Any
+    holdout_score: float
+    rows: int
+    refits: dict[str, Pipeline]
+    fits: list[tuple[ModelFamily, dict[str, Any]]]
+    weights: dict[str, float]
+
+
+def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLConfig, budget: Budget) -> _Final:
+    """Refit the winner (or, when it is better out of fold and on the holdout, the ensemble) within the budget."""
+    winner = finished[0]
+    family, params = FAMILIES[winner.family], dict(winner.best.params)  # type: ignore[union-attr]
+    members = _ensemble_members(finished, problem, config, budget)
+    fits = [(FAMILIES[s.family], dict(s.best.params)) for s, _ in members] if members else [(family, params)]  # type: ignore[union-attr]
+    end = budget.deadline - SCORING_SHARE * budget.total_s - _later_fits_s(fits, problem, budget, config)
+    refits: dict[str, Pipeline] = {}
+    rows = len(problem.y_train)
+    for index, (member, member_params) in enumerate(fits):
+        # Each member gets an equal part of the time left (a later one inherits what an earlier leaves).
+        until = budget.clock() + max(end - budget.clock(), 0.0) / (len(fits) - index)
+        refits[member.name], used = _bounded_fit(member, member_params, problem, problem.x_train, problem.y_train, config.seed, budget, until)
+        rows = min(rows, used)
+    single = refits[winner.family]
+    single_score = _holdout_score(single, problem)
+    if not members:
+        return _Final(single, single_score, rows, refits, fits, {})
+    weights = {s.family: w for s, w in members}
+    ensemble = WeightedEnsemble([refits[f] for f in weights], list(weights.values()), problem.task)
+    score = _holdout_score(ensemble, problem)
+    better = score >= single_score if problem.metric.greater_is_better else score <= single_score
+    if not better:  # the out-of-fold gain did not hold on the holdout: keep the single winner
+        return _Final(single, single_score, rows, {winner.family: single}, [(family, params)], {})
+    return _Final(ensemble, score, rows, refits, fits, weights)
+
+
+def _ensemble_members(
+    finished: list[FamilySweep], problem: Problem, config: AutoMLConfig, budget: Budget
+) -> list[tuple[FamilySweep, float]]:
+    """The families of the greedy ensemble with their weights, or [] when it does not beat the
+    best family out of fold or its members' refits do not fit the time left."""
+    candidates = [s for s in finished if s.best_oof is not None]
+    if not config.ensemble or len(candidates) < 2 or candidates[0] is not finished[0]:
+        return []
+    weights, score = greedy_ensemble([s.best_oof for s in candidates], problem.y_sweep, problem.metric)  # type: ignore[misc]
+    single = float(np.mean(_oof_score(candidates[0], problem)))
+    gain = score - single if problem.metric.greater_is_better else single - score
+    members = [(s, float(w)) for s, w in zip(candidates, weights, strict=True) if w > 0]
+    if gain <= 0 or len(members) < 2:
+        return []
+    fits = [(FAMILIES[s.family], dict(s.best.params)) for s, _ in members]  # type: ignore[union-attr]
+    needed = sum(_fit_estimate(f, p, problem, len(problem.y_train), budget) or np.inf for f, p in fits)
+    needed += _later_fits_s(fits, problem, budget, config)
+    left = budget.deadline - SCORING_SHARE * budget.total_s - budget.clock()
+    return members if needed * 1.2 <= left else []
+
+
+def _oof_score(sweep: FamilySweep, problem: Problem) -> float:
+    return problem.metric.score(problem.y_sweep, sweep.best_oof)  # type: ignore[arg-type]
+
+
+def _later_fits_s(fits: list[tuple[ModelFamily, dict[str, Any]]], problem: Problem, budget: Budget, config: AutoMLConfig) -> float:
+    """Time to leave for the ``final_fit="all"`` fits after the holdout scoring (0 for ``"train"``)."""
+    if config.final_fit != "all":
+        return 0.0
+    rows = len(problem.y_train) + len(problem.y_holdout)
+    return sum(_fit_estimate(f, p, problem, rows, budget) or 0.0 for f, p in fits)
+
+
+def _fit_estimate(family: ModelFamily, params: dict[str, Any], problem: Problem, rows: int, budget: Budget) -> float | None:
+    """Estimated seconds of one fit of ``params`` on ``rows`` rows (None: the family never fitted)."""
+    classes = 1 if problem.classes is None else len(problem.classes)
+    return budget.cost.estimate(family.name, work_units(family.name, params, rows, len(problem.columns.all), classes))
+
+
+def _bounded_fit(
+    family: ModelFamily,
+    params: dict[str, Any],
+    problem: Problem,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    seed: int,
+    budget: Budget,
+    until: float,
+) -> tuple[Pipeline, int]:
+    """``params`` fitted on ``x``, ``y`` by ``until``, and the rows it was fitted on.
+
+    Boosters and forests stop at ``until`` and keep what they fitted (:mod:`.deadline`). The
+    others cannot stop mid-fit: when their estimated fit exceeds :data:`FINAL_FIT_MARGIN` of the
+    time left, they are fitted on a seeded (stratified) sample that fits it, never smaller than
+    the sweep's sample.
+    """
+    estimate = _fit_estimate(family, params, problem, len(y), budget)
+    available = until - budget.clock()
+    stoppable = family.name in ("lightgbm", "xgboost", "random_forest")
+    if not stoppable and estimate is not None and estimate > FINAL_FIT_MARGIN * max(available, 0.0):
+        keep = max(int(len(y) * FINAL_FIT_MARGIN * max(available, 0.0) / estimate), min(len(problem.y_sweep), len(y)))
+        if keep < len(y):
+            x, y = _sample_rows(x, y, keep, problem.classes is not None, seed)
+    with fit_deadline(until, budget.clock, graceful=True):
+        pipeline = _fit(family, params, problem, x, y, seed)
+    return pipeline, len(y)
+
+
+def _sample_rows(x: pd.DataFrame, y: np.ndarray, rows: int, classification: bool, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    try:
+        keep, _ = train_test_split(np.arange(len(y)), train_size=rows, random_state=seed, stratify=y if classification else None)
+    except ValueError:  # a class too small to stratify: a plain seeded sample
+        keep = np.random.default_rng(seed).choice(len(y), size=rows, replace=False)
+    keep = np.sort(keep)
+    return x.iloc[keep], y[keep]
+
+
+def _holdout_score(model: Any, problem: Problem) -> float:
+    return float(problem.metric.score(problem.y_holdout, _output(model, problem.x_holdout, problem.metric)))
+
+
+def _fit_all_rows_within(final: _Final, problem: Problem, seed: int, budget: Budget) -> tuple[Any, int]:
+    """``final_fit="all"``: every member refit on training and holdout rows, within the budget."""
+    x = pd.concat([problem.x_train, problem.x_holdout])
+    y = np.concatenate([problem.y_train, problem.y_holdout])
+    end = budget.deadline
+    fitted: list[Pipeline] = []
+    rows = len(y)
+    for index, (member, params) in enumerate(final.fits):
+        until = budget.clock() + max(end - budget.clock(), 0.0) / (len(final.fits) - index)
+        pipeline, used = _bounded_fit(member, params, problem, x, y, seed, budget, until)
+        fitted.append(pipeline)
+        rows = min(rows, used)
+    if final.weights:
+        return WeightedEnsemble(fitted, list(final.weights.values()), problem.task), rows
+    return fitted[0], rows
+
+
 def _refit(family: ModelFamily, params: dict[str, Any], problem: Problem, seed: int) -> tuple[Pipeline, float]:
     """``params`` fitted on every training row (encoded labels), and the holdout score."""
     pipeline = _fit(family, params, problem, problem.x_train, problem.y_train, seed)
@@ -713,7 +981,7 @@ def _fit(family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.Da
     params, balance = _without_balance(params)
     pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
-        pipeline.fit(x, y, **family.fit_params(y, problem.task, balance=balance))
+        _fit_pipeline(pipeline, x, y, family.fit_params(y, problem.task, balance=balance))
     return pipeline
 
 
@@ -725,13 +993,13 @@ def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 @contextmanager
 def _quiet_and_bounded() -> Iterator[None]:
-    """Fit or predict on at most ``N_JOBS`` native threads, without per-fit warning noise.
+    """Fit or predict on at most :func:`threads` native threads, without per-fit warning noise.
 
     Some estimators (HistGradientBoosting, numpy's BLAS) take every core through OpenMP/BLAS
     unless told otherwise; on a shared machine that oversubscribes and makes fit times erratic.
     Non-converged MLP/logistic fits are scored like any other: the sweep judges them.
     """
-    with threadpool_limits(limits=N_JOBS), warnings.catch_warnings():
+    with threadpool_limits(limits=threads()), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
         yield
@@ -741,3 +1009,16 @@ def _output(model: Any, x: pd.DataFrame, metric: Metric) -> np.ndarray:
     """What ``metric`` scores: class probabilities or predictions."""
     with _quiet_and_bounded():
         return np.asarray(model.predict_proba(x) if metric.needs_proba else model.predict(x))
+
+
+def _ensemble_output(metric: Metric, task: TaskType) -> bool:
+    """Whether an ensemble can be chosen for ``metric``: it averages what the metric scores
+    (probabilities, or regression values), not labels."""
+    return metric.needs_proba or not is_classification(task)
+
+
+def _fit_pipeline(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, fit_params: dict[str, Any]) -> Pipeline:
+    """Fit ``pipeline``; a forest grows its trees in batches so that a deadline can stop it."""
+    if grows_in_chunks(pipeline.steps[-1][1]):
+        return fit_forest_in_chunks(pipeline, x, y, **fit_params)
+    return pipeline.fit(x, y, **fit_params)

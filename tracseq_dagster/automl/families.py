@@ -4,7 +4,16 @@ A family turns Optuna's suggestions into an unfitted scikit-learn ``Pipeline``
 (``preprocess`` → ``model``). Every pipeline is built from the prepared frame's column kinds
 (:class:`~tracseq_dagster.automl.preprocessing.FeatureColumns`), takes the user's raw columns
 (the first step converts dtypes), is seeded, and uses at most
-:data:`N_JOBS` threads so that trials are reproducible and several families can share a machine.
+:func:`threads` threads (below) so that several families can share a machine.
+
+Each family's :meth:`ModelFamily.default_params` is its library's default configuration (or,
+where that is expensive, a known-good low-cost one): the engine runs it as the family's first
+trial, so a sweep can never end below the defaults of the families it swept, and its fit time
+calibrates the cost estimate of every later trial (:mod:`.cost`).
+
+Threads: estimators use :func:`threads` (a context variable, 1 unless the engine says
+otherwise with :func:`using_threads`): one thread where several sweeps share a machine
+(Dagster runs one family per process), every core when one sweep has the machine.
 
 Classification pipelines are trained on labels encoded 0..k-1 (the engine encodes once).
 Class imbalance (majority/minority ≥ ``IMBALANCE_RATIO``, decided by the engine on the training
@@ -17,6 +26,9 @@ multiclass XGBoost and the MLP (see :meth:`ModelFamily.fit_params`).
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +45,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier, XGBRegressor
 
+from tracseq_dagster.automl.deadline import LightGBMDeadline, XGBoostDeadline
 from tracseq_dagster.automl.preprocessing import (
     FeatureColumns,
     categorical_mask,
@@ -43,8 +56,25 @@ from tracseq_dagster.automl.preprocessing import (
 )
 from tracseq_dagster.automl.tasks import TaskType, balanced_sample_weight, is_classification, positive_weight
 
-#: Threads per estimator. Fixed (not "all cores") so results do not depend on the machine.
+#: Threads per estimator by default (and of the models handed back for serving).
 N_JOBS = 1
+
+_THREADS: ContextVar[int] = ContextVar("automl_threads", default=N_JOBS)
+
+
+def threads() -> int:
+    """Threads the estimators built now use (see the module docstring)."""
+    return _THREADS.get()
+
+
+@contextmanager
+def using_threads(count: int) -> Iterator[None]:
+    """Estimators built (and fitted, see the engine) inside this block use ``count`` threads."""
+    token = _THREADS.set(max(int(count), 1))
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
 
 Params = dict[str, Any]
 
@@ -61,6 +91,11 @@ class ModelFamily(abc.ABC):
     @abc.abstractmethod
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         """An unfitted pipeline for ``params``; ``balance`` switches on class weighting."""
+
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        """The family's first trial: library defaults, or a known-good low-cost configuration,
+        as Optuna parameters (the names :meth:`suggest` gives the trial, values inside its space)."""
+        return {}
 
     def fit_params(self, y: np.ndarray, task: TaskType, *, balance: bool) -> dict[str, Any]:
         """Extra keyword arguments for ``pipeline.fit`` (sample weights where the estimator needs them).
@@ -84,6 +119,9 @@ class Logistic(ModelFamily):
         if is_classification(task):
             return {"C": trial.suggest_float("C", 1e-4, 1e2, log=True)}
         return {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True)}
+
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        return {"C": 1.0} if is_classification(task) else {"alpha": 1.0}
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         if is_classification(task):
@@ -109,13 +147,22 @@ class RandomForest(ModelFamily):
             "bootstrap": trial.suggest_categorical("bootstrap", [True, False]),
         }
 
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        # scikit-learn's defaults grow 100 unbounded trees on every feature (regression): on a
+        # large table one fold takes minutes. Low cost instead: 50 trees of depth 12 on
+        # scikit-learn's classification share of the features (sqrt), half of them at least
+        # for regression (its documented alternative to 1.0).
+        width = max(len(columns.all), 1)
+        share = max(min(np.sqrt(width) / width, 1.0), 0.1) if is_classification(task) else 0.5
+        return {"n_estimators": 50, "max_depth": 12, "min_samples_leaf": 1, "max_features": float(share), "bootstrap": True}
+
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         if is_classification(task):
             model: Any = RandomForestClassifier(
-                **params, class_weight="balanced" if balance else None, n_jobs=N_JOBS, random_state=seed
+                **params, class_weight="balanced" if balance else None, n_jobs=threads(), random_state=seed
             )
         else:
-            model = RandomForestRegressor(**params, n_jobs=N_JOBS, random_state=seed)
+            model = RandomForestRegressor(**params, n_jobs=threads(), random_state=seed)
         return _pipeline(columns, ordinal_imputed(columns), model)
 
 
@@ -133,6 +180,11 @@ class GradientBoosting(ModelFamily):
             "l2_regularization": trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True),
             "max_features": trial.suggest_float("max_features", 0.5, 1.0),
         }
+
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        # scikit-learn's defaults (max_iter 100, 31 leaves, 20 rows a leaf, no L2, every feature).
+        return {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+                "l2_regularization": 1e-6, "max_features": 1.0}
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # Early stopping would carve a random validation split out of each fold; the sweep's
@@ -164,10 +216,18 @@ class XGBoost(ModelFamily):
             "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
         }
 
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        # XGBoost's defaults (100 trees, eta 0.3, depth 6, lambda 1; alpha 0 → the space's floor).
+        return {"n_estimators": 100, "learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
+                "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3}
+
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # max_bin 255 (not 256): at most 254 thresholds a feature, what the served leaf bit
         # vectors bin into a byte (serving/leaf_bitvectors.py); one fewer bin is no loss.
-        common = {"tree_method": "hist", "max_bin": 255, "n_jobs": N_JOBS, "random_state": seed, "verbosity": 0}
+        common = {
+            "tree_method": "hist", "max_bin": 255, "n_jobs": threads(), "random_state": seed, "verbosity": 0,
+            "callbacks": [XGBoostDeadline()],  # no-op outside a fit deadline (see deadline.py)
+        }
         if is_classification(task):
             model: Any = XGBClassifier(**params, **common)
         else:
@@ -201,15 +261,23 @@ class LightGBM(ModelFamily):
             "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
         }
 
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        # LightGBM's defaults (100 trees, rate 0.1, 31 leaves, 20 rows a leaf; lambda 0 → the floor).
+        return {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "subsample": 1.0,
+                "colsample_bytree": 1.0, "reg_lambda": 1e-3}
+
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # subsample only acts with subsample_freq > 0; deterministic=True pins LightGBM's
         # otherwise thread-order-dependent histogram sums.
-        common = {"subsample_freq": 1, "n_jobs": N_JOBS, "random_state": seed, "deterministic": True, "verbose": -1}
+        common = {"subsample_freq": 1, "n_jobs": threads(), "random_state": seed, "deterministic": True, "verbose": -1}
         if is_classification(task):
             model: Any = LGBMClassifier(**params, **common, class_weight="balanced" if balance else None)
         else:
             model = LGBMRegressor(**params, **common)
         return _pipeline(columns, ordinal_with_missing(columns), model)
+
+    def fit_params(self, y: np.ndarray, task: TaskType, *, balance: bool) -> dict[str, Any]:
+        return {"model__callbacks": [LightGBMDeadline()]}  # no-op outside a fit deadline
 
 
 class MLP(ModelFamily):
@@ -226,6 +294,10 @@ class MLP(ModelFamily):
             "learning_rate_init": trial.suggest_float("learning_rate_init", 1e-4, 1e-2, log=True),
             "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
         }
+
+    def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
+        # scikit-learn's defaults (one layer of 100, alpha 1e-4, rate 1e-3; batch 200 → 128).
+        return {"n_layers": 1, "width": 100, "alpha": 1e-4, "learning_rate_init": 1e-3, "batch_size": 128}
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         params = _mlp_params(params)

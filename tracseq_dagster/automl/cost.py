@@ -1,0 +1,81 @@
+"""What a trial will cost, before it is fitted, and how many rows the sweep can afford.
+
+Why: a budget checked only after a fit cannot stop the fit that blows it. Each family's fit time
+grows with rows × features × the size of its configuration (trees, iterations, width), so:
+
+* :func:`work_units` counts that work for one fold fit, from the configuration alone;
+* :class:`CostModel` learns, per family, the seconds one unit takes *on this machine, now*
+  (the median over the folds fitted so far, so one slow fold on a busy machine does not
+  dominate), and :meth:`CostModel.estimate` turns a new configuration's units into seconds.
+  Until a family has fitted a fold nothing is estimated: its first trial is its cheap default
+  configuration (:meth:`~tracseq_dagster.automl.families.ModelFamily.default_params`), which
+  calibrates the rest;
+* :func:`auto_sweep_rows` is the automatic ``max_sweep_rows``: the trials see at most
+  :data:`SWEEP_CELLS_PER_BUDGET_S` cells (rows × features, × classes for per-class boosting)
+  per second of budget, so that a 30 s budget on 200,000 rows still runs many trials; the
+  final model is refit on every training row.
+
+The units are proportional, not absolute: only their ratio within one family matters.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+#: Sweep sample size: cells (rows × features × per-class factor) per second of budget.
+SWEEP_CELLS_PER_BUDGET_S = 6_000
+#: ... but never fewer rows than this (small budgets on wide tables would learn too little).
+MIN_SWEEP_ROWS = 5_000
+#: Epochs assumed for an MLP with early stopping (it stops after ~10 epochs without gain).
+MLP_EPOCHS = 40
+
+
+def auto_sweep_rows(train_rows: int, features: int, classes: int, budget_s: float) -> int | None:
+    """The automatic ``max_sweep_rows``: None when every training row fits (see the module docstring)."""
+    per_row = max(features, 1) * (classes if classes > 2 else 1)
+    cap = max(int(budget_s * SWEEP_CELLS_PER_BUDGET_S / per_row), MIN_SWEEP_ROWS)
+    return None if train_rows <= cap else cap
+
+
+def work_units(family: str, params: dict[str, Any], rows: int, features: int, classes: int) -> float:
+    """Proportional work of one fit of ``family`` with ``params`` on ``rows`` × ``features``."""
+    per_class = classes if classes > 2 else 1
+    cells = float(max(rows, 1) * max(features, 1))
+    if family == "logistic":
+        return cells * per_class
+    if family == "random_forest":
+        depth = min(float(params.get("max_depth") or 32), math.log2(max(rows, 2)))
+        share = float(params.get("max_features", 1.0) or 1.0)
+        drawn = 0.63 if params.get("bootstrap", True) else 1.0
+        return float(params.get("n_estimators", 100)) * cells * share * drawn * depth
+    if family == "gradient_boosting":
+        return float(params.get("max_iter", 100)) * cells * per_class * float(params.get("max_features", 1.0))
+    if family == "xgboost":
+        depth = float(params.get("max_depth", 6))
+        return float(params.get("n_estimators", 100)) * cells * per_class * depth * float(params.get("colsample_bytree", 1.0))
+    if family == "lightgbm":
+        return float(params.get("n_estimators", 100)) * cells * per_class * float(params.get("colsample_bytree", 1.0))
+    if family == "mlp":
+        width = float(params.get("width", 100))
+        layers = float(params.get("n_layers", 1))
+        return MLP_EPOCHS * rows * (features * width + (layers - 1) * width * width + width * per_class)
+    return cells
+
+
+class CostModel:
+    """Seconds per work unit of each family, learnt from the folds fitted so far."""
+
+    def __init__(self) -> None:
+        self._rates: dict[str, list[float]] = {}
+
+    def record(self, family: str, units: float, seconds: float) -> None:
+        """Note that a fold of ``units`` work took ``seconds``."""
+        if units > 0 and seconds > 0:
+            self._rates.setdefault(family, []).append(seconds / units)
+
+    def estimate(self, family: str, units: float) -> float | None:
+        """Seconds one fit of ``units`` will take, or None before ``family`` has fitted anything."""
+        rates = self._rates.get(family)
+        return statistics.median(rates) * units if rates else None

@@ -1,0 +1,134 @@
+"""Deadlines that stop a fit mid-way, so that no single fit can outlast its share of the budget.
+
+Why: a time budget checked only *between* fits holds only if every fit is short. On a large table
+one random-forest or boosting fit can take longer than the whole budget (a 42 s forest fold on
+54,000 rows), so the learners that fit in steps (boosting iterations, batches of trees) check a
+deadline after every step:
+
+* a **sweep fold** that reaches its deadline raises :class:`FitInterrupted`: the trial is
+  abandoned and recorded with that reason (a half-fitted fold would score unfairly low);
+* the **final refit** (``graceful=True``) stops where it is and keeps what it has: a booster with
+  the iterations fitted so far, a forest with the trees grown so far, a valid model either way.
+
+The deadline lives in a :class:`~contextvars.ContextVar`, not in the estimators, so the fitted
+models carry only stateless callbacks (no clock, no time) and behave the same once the context
+ends: outside :func:`fit_deadline` every check is a no-op. Learners that cannot stop mid-fit
+(logistic, MLP, histogram boosting) are kept within budget by the cost estimate instead
+(:mod:`.cost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from xgboost.callback import TrainingCallback
+
+#: Trees a forest grows between two deadline checks.
+FOREST_CHUNK = 10
+
+
+class FitInterrupted(Exception):
+    """A sweep fold reached its deadline before the fit ended."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the current fit must stop, on ``clock``; ``graceful``: stop and keep the partial model."""
+
+    at: float
+    clock: Callable[[], float]
+    graceful: bool
+
+    def passed(self) -> bool:
+        return self.clock() >= self.at
+
+
+_CURRENT: ContextVar[Deadline | None] = ContextVar("automl_fit_deadline", default=None)
+
+
+@contextmanager
+def fit_deadline(at: float, clock: Callable[[], float], *, graceful: bool) -> Iterator[Deadline]:
+    """Fits inside this block stop at ``at`` (see the module docstring for how)."""
+    deadline = Deadline(at, clock, graceful)
+    token = _CURRENT.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT.reset(token)
+
+
+def current() -> Deadline | None:
+    """The deadline of the fit running now, if any."""
+    return _CURRENT.get()
+
+
+def _interrupted() -> FitInterrupted:
+    return FitInterrupted("interrupted: the fit reached its time share")
+
+
+class LightGBMDeadline:
+    """LightGBM callback (passed to ``fit(callbacks=...)``): stop after the iteration that passes the deadline."""
+
+    order = 100
+    before_iteration = False
+
+    def __call__(self, env: Any) -> None:
+        deadline = current()
+        if deadline is None or not deadline.passed():
+            return
+        if deadline.graceful:
+            # LightGBM keeps the trees so far: best_iteration becomes this iteration + 1.
+            raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+        raise _interrupted()
+
+
+class XGBoostDeadline(TrainingCallback):
+    """XGBoost callback (a constructor argument): stop after the iteration that passes the deadline."""
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        deadline = current()
+        if deadline is None or not deadline.passed():
+            return False
+        if deadline.graceful:
+            return True  # XGBoost ends training and keeps the trees so far
+        raise _interrupted()
+
+
+def grows_in_chunks(estimator: Any) -> bool:
+    """Whether ``estimator`` is a forest that can grow its trees a batch at a time (``warm_start``)."""
+    return isinstance(estimator, (RandomForestClassifier, RandomForestRegressor))
+
+
+def fit_forest_in_chunks(pipeline: Any, x: Any, y: Any, **fit_params: Any) -> Any:
+    """Fit a pipeline ending in a forest :data:`FOREST_CHUNK` trees at a time, checking the deadline.
+
+    scikit-learn's ``warm_start`` draws the new trees' seeds after the old ones', so the forest
+    is the one a single fit would grow. A sweep fold past its deadline raises
+    :class:`FitInterrupted`; a graceful (final) fit keeps the trees grown so far.
+    """
+    model = pipeline.steps[-1][1]
+    total = int(model.get_params()["n_estimators"])
+    model.set_params(warm_start=True, n_estimators=min(FOREST_CHUNK, total))
+    try:
+        pipeline.fit(x, y, **fit_params)
+        model_params = {k.removeprefix(f"{pipeline.steps[-1][0]}__"): v for k, v in fit_params.items()}
+        transformed = pipeline[:-1].transform(x) if len(pipeline.steps) > 1 else x
+        while model.n_estimators < total:
+            deadline = current()
+            if deadline is not None and deadline.passed():
+                if deadline.graceful:
+                    break
+                raise _interrupted()
+            model.set_params(n_estimators=min(model.n_estimators + FOREST_CHUNK, total))
+            model.fit(transformed, y, **model_params)
+    finally:
+        model.set_params(warm_start=False)
+    if model.n_estimators != len(model.estimators_):  # stopped early: say what was grown
+        model.set_params(n_estimators=len(model.estimators_))
+    return pipeline
