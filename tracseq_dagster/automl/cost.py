@@ -25,7 +25,7 @@ import statistics
 from typing import Any
 
 #: Sweep sample size: cells (rows × features × per-class factor) per second of budget.
-SWEEP_CELLS_PER_BUDGET_S = 6_000
+SWEEP_CELLS_PER_BUDGET_S = 4_000
 #: ... but never fewer rows than this (small budgets on wide tables would learn too little).
 MIN_SWEEP_ROWS = 5_000
 #: Epochs assumed for an MLP with early stopping (it stops after ~10 epochs without gain).

@@ -33,8 +33,9 @@
    winner only when its out-of-fold score is better and its members' refits fit the time left
    (:mod:`.ensemble`).
 
-Threads: ``config.n_jobs`` (default: every core this process may use for ``run_automl``, one
-for :func:`sweep_family`, whose callers run several families side by side).
+Threads: ``config.n_jobs`` per fit (default one). Measured on the 2-core machine while other
+work ran on it, two OpenMP threads made a LightGBM fold on 16,000 rows 6× *slower* (0.28 s →
+1.8 s: spin-waiting threads on busy cores), so more threads are opt-in.
 
 Determinism: estimators are seeded (and deterministic whatever their threads), the folds and the sampler are seeded,
 and the only time-dependent decisions are the budget checks — so with the same data, seed
@@ -99,6 +100,14 @@ CHEAP_FIRST = ("logistic", "lightgbm", "xgboost", "gradient_boosting", "mlp", "r
 MAX_SKIPS_IN_A_ROW = 3
 #: Held back from the final refit's deadline for the holdout scoring after it (share of budget).
 SCORING_SHARE = 0.02
+#: Rounds after round 2 that share sweep time the leaders left, while at least this share of
+#: the budget is left.
+MORE_ROUNDS = 3
+LEFTOVER_SHARE = 0.05
+#: A sweep sample above this many rows is cross-validated with at most LARGE_SAMPLE_FOLDS folds:
+#: each fold still trains on thousands of rows, and a trial costs 3 fits instead of 5.
+LARGE_SAMPLE_ROWS = 10_000
+LARGE_SAMPLE_FOLDS = 3
 #: Threads of :func:`fit_final` (the Dagster registration step; its callers may run side by side).
 N_JOBS_FINAL = 1
 #: A final fit that cannot stop mid-way gets fewer rows when its estimate exceeds this share of
@@ -251,7 +260,7 @@ def run_automl(
     # A fit on training + holdout rows costs about 1 / (1 - holdout_fraction) training-rows refits.
     extra = 1.0 / (1.0 - config.holdout_fraction) if config.final_fit == "all" else 0.0
     budget = Budget(config.time_budget_s, refits=1.0 + extra)
-    with using_threads(config.n_jobs or available_cores()):
+    with using_threads(config.n_jobs or 1):
         return _run(frame, config, budget, holdout, on_trial)
 
 
@@ -282,6 +291,17 @@ def _run(
     leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES] or sweeps
     for index, sweep in enumerate(leaders):
         sweep.run(share_s=budget.family_share(len(leaders) - index))
+    # Time the leaders could not use (their trials no longer fit, or max_trials) goes to every
+    # family with a complete trial, best first, for as long as some family still runs trials.
+    for _ in range(MORE_ROUNDS):
+        if budget.sweep_left() < LEFTOVER_SHARE * budget.total_s:
+            break
+        others = rank_sweeps([s for s in sweeps if s.best is not None], problem)
+        before = sum(len(s.records) for s in others)
+        for index, sweep in enumerate(others):
+            sweep.run(share_s=budget.family_share(len(others) - index))
+        if sum(len(s.records) for s in others) == before:
+            break
 
     finished = [s for s in sweeps if s.best is not None]
     if not finished:
@@ -539,10 +559,11 @@ def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
 
 
 def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    folds = config.cv_folds if len(y) <= LARGE_SAMPLE_ROWS else min(config.cv_folds, LARGE_SAMPLE_FOLDS)
     if is_classification(task):
         # Fewer folds than the rarest class has rows would leave that class out of some fold.
         smallest = int(np.bincount(y).min())
-        k = min(config.cv_folds, smallest)
+        k = min(folds, smallest)
         if k < 2:
             raise AutoMLInputError(
                 f"the rarest class has only {smallest} row(s) left after the holdout split; "
@@ -552,7 +573,7 @@ def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig)
     else:
         if len(y) < 2 * config.cv_folds:
             raise AutoMLInputError(f"only {len(y)} training rows; {config.cv_folds}-fold cross-validation needs more")
-        splitter = KFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
+        splitter = KFold(n_splits=folds, shuffle=True, random_state=config.seed)
     return list(splitter.split(x, y))
 
 
