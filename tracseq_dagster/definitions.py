@@ -24,8 +24,10 @@ from resources import (
     OptunaStorageResource,
     PredictionLogResource,
 )
+from resources.feast import FeastResource
 from tracseq_dagster import settings
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+from tracseq_dagster.feature_repo.config import feast_project
 
 #: The domains of the code location, each a package of assets/ with its own definitions.
 DOMAINS: tuple[dg.Definitions, ...] = (
@@ -69,6 +71,12 @@ def build_definitions(
                     url=optuna_storage or _secret_url("TRACSEQ_OPTUNA_STORAGE", settings.optuna_storage_url())
                 ),
                 "online_store": OnlineStoreResource(redis_url=_secret_url("TRACSEQ_REDIS_URL", settings.redis_url())),
+                "feast": FeastResource(
+                    data_dir=str(settings.data_dir()),
+                    project=feast_project(),
+                    registry_url=_secret_url("TRACSEQ_FEAST_REGISTRY", None),
+                    redis_url=_secret_url("TRACSEQ_REDIS_URL", settings.redis_url()),
+                ),
                 "prediction_log": PredictionLogResource(
                     url=prediction_log_url or _secret_url("TRACSEQ_PREDICTION_LOG", settings.prediction_log_url())
                 ),

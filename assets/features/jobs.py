@@ -11,10 +11,20 @@ sample_features_job = dg.define_asset_job(
     description="Recompute point-in-time features of every accepted sample.",
 )
 
-# Declarative automation keeps sample_features (and the online store) fresh once new exports are validated.
+# The Feast feature store by hand: apply the definitions, rebuild the entity tables, materialise.
+feast_job = dg.define_asset_job(
+    "feast_apply_and_materialize",
+    selection=dg.AssetSelection.assets("feast_registry", "feast_entity_tables", "feast_online_features"),
+    description="feast apply, the entity histories, and materialisation into the online store.",
+)
+
+# Declarative automation keeps sample_features, the Feast tables and the online stores fresh once
+# new exports are validated, and applies the Feast definitions when they change.
 features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
-    target=dg.AssetSelection.assets("sample_features", "online_sample_features"),
+    target=dg.AssetSelection.assets(
+        "sample_features", "online_sample_features", "feast_registry", "feast_entity_tables", "feast_online_features"
+    ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=settings.sensor_interval_s(),
 )

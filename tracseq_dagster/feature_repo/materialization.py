@@ -1,0 +1,43 @@
+"""One materialisation: every view into the online store, and its feature statistics saved.
+
+Statistics are computed from the same tables Feast just loaded (each view's source file), so
+what ``GET /features/{name}/stats`` shows is what was materialised, under the view version the
+registry held at that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureStore
+
+from tracseq_dagster.feature_repo.statistics import save_statistics, table_statistics
+from tracseq_dagster.feature_repo.store import materialize_all, view_version
+
+
+@dataclass(frozen=True)
+class Materialized:
+    end: datetime
+    rows: dict[str, int]
+    versions: dict[str, str]
+    statistics: dict[str, Path]
+
+
+def materialize_with_statistics(store: FeatureStore, folder: Path) -> Materialized:
+    """Materialise every registered view up to now and save each one's statistics under ``folder``."""
+    views = store.list_feature_views()
+    end = materialize_all(store, [v.name for v in views])
+    rows: dict[str, int] = {}
+    versions: dict[str, str] = {}
+    paths: dict[str, Path] = {}
+    for view in views:
+        features = [f.name for f in view.features]
+        source = view.batch_source.path
+        table = pd.read_parquet(source, columns=features) if Path(source).exists() else pd.DataFrame(columns=features)
+        versions[view.name] = view_version(store, view.name)
+        rows[view.name] = len(table)
+        paths[view.name] = save_statistics(folder, view.name, versions[view.name], pd.Timestamp(end), table_statistics(table, features))
+    return Materialized(end, rows, versions, paths)
