@@ -1,0 +1,167 @@
+"""What the management API answers about features, as plain functions (no HTTP here).
+
+Each returns JSON-ready values (dicts, lists, strings, numbers, ISO times), so a route only
+validates its input and returns the result:
+
+* :func:`list_feature_views`, :func:`list_feature_services`: names, descriptions, owners,
+  tags, features with types and units, and each view's version history from the registry;
+* :func:`feature_statistics`: a feature's statistics of the latest (or a given) version;
+* :func:`online_features`: the latest features of many entities;
+* :func:`historical_features`: features of many entities as of one timestamp (time travel)
+  or each at its own, through Feast's point-in-time join.
+
+Features are named as Feast names them, ``view:feature``, or by a bare feature name when one
+view holds it; a feature service's name stands for all of its features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureService, FeatureStore, FeatureView
+
+from tracseq_dagster.feature_repo.statistics import load_statistics, statistics_versions
+
+ENTITY_TIMESTAMP = "event_timestamp"
+
+
+class UnknownFeature(KeyError):
+    """A feature, view or service the registry does not hold; the message says which exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _time(value: Any) -> str | None:
+    return None if value is None else pd.Timestamp(value).isoformat()
+
+
+def _view_summary(store: FeatureStore, view: FeatureView) -> dict[str, Any]:
+    versions = store.list_feature_view_versions(view.name)
+    return {
+        "name": view.name,
+        "description": view.description,
+        "owner": view.owner,
+        "tags": dict(view.tags),
+        "entities": [c.name for c in view.entity_columns],
+        "features": [{"name": f.name, "type": str(f.dtype), "description": f.description, "unit": f.tags.get("unit")}
+                     for f in view.features],  # fmt: skip
+        "source": view.batch_source.name,
+        "timestamp_field": view.batch_source.timestamp_field,
+        "version": max(versions, key=lambda r: r["version_number"])["version"] if versions else None,
+        "versions": [{"version": r["version"], "created": _time(r["created_timestamp"])}
+                     for r in sorted(versions, key=lambda r: r["version_number"])],  # fmt: skip
+        "created": _time(view.created_timestamp),
+        "updated": _time(view.last_updated_timestamp),
+    }
+
+
+def list_feature_views(store: FeatureStore) -> list[dict[str, Any]]:
+    return [_view_summary(store, v) for v in sorted(store.list_feature_views(), key=lambda v: v.name)]
+
+
+def _service_summary(service: FeatureService) -> dict[str, Any]:
+    return {
+        "name": service.name,
+        "description": service.description,
+        "owner": service.owner,
+        "tags": dict(service.tags),
+        "features": [f"{p.name}:{f.name}" for p in service.feature_view_projections for f in p.features],
+        "created": _time(service.created_timestamp),
+        "updated": _time(service.last_updated_timestamp),
+    }
+
+
+def list_feature_services(store: FeatureStore) -> list[dict[str, Any]]:
+    return [_service_summary(s) for s in sorted(store.list_feature_services(), key=lambda s: s.name)]
+
+
+def _views_by_feature(store: FeatureStore) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for view in store.list_feature_views():
+        for feature in view.features:
+            out.setdefault(feature.name, []).append(view.name)
+    return out
+
+
+def resolve_feature(store: FeatureStore, name: str) -> tuple[str, str]:
+    """(view, feature) of ``view:feature`` or of a bare feature name held by one view."""
+    if ":" in name:
+        view, feature = name.split(":", 1)
+        known = {v.name: [f.name for f in v.features] for v in store.list_feature_views()}
+        if feature not in known.get(view, []):
+            raise UnknownFeature(f"no feature {name!r}; views: {', '.join(sorted(known))}")
+        return view, feature
+    views = _views_by_feature(store).get(name, [])
+    if len(views) != 1:
+        what = "no view holds" if not views else f"several views hold ({', '.join(views)})"
+        raise UnknownFeature(f"{what} the feature {name!r}: name it view:feature")
+    return views[0], name
+
+
+def feature_statistics(store: FeatureStore, folder: Path, name: str, version: str | None = None) -> dict[str, Any]:
+    """Statistics of one feature at its view's latest (or the given) version, from its latest materialisation."""
+    view, feature = resolve_feature(store, name)
+    stats = load_statistics(folder, view, version)
+    if stats is None or feature not in stats["features"]:
+        raise UnknownFeature(f"no statistics for {view}:{feature} at version {version or 'latest'}: materialise it first")
+    return {"view": view, "feature": feature, "version": stats["version"], "materialized_at": stats["materialized_at"],
+            "versions_with_statistics": statistics_versions(folder, view), **stats["features"][feature]}  # fmt: skip
+
+
+def _references(store: FeatureStore, features: str | Sequence[str]) -> FeatureService | list[str]:
+    if isinstance(features, str):
+        try:
+            return store.get_feature_service(features)
+        except Exception:  # noqa: BLE001 - Feast raises its own not-found errors per registry type
+            features = [features]
+    return [":".join(resolve_feature(store, f)) for f in features]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    return value
+
+
+def online_features(store: FeatureStore, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The latest values of ``features`` (a service name or feature names) for each entity row, in order."""
+    response = store.get_online_features(features=_references(store, features), entity_rows=[dict(r) for r in entity_rows])
+    columns = response.to_dict()
+    return [{k: _plain(v[i]) for k, v in columns.items()} for i in range(len(entity_rows))]
+
+
+def historical_features(
+    store: FeatureStore,
+    features: str | Sequence[str],
+    entity_rows: Sequence[Mapping[str, Any]],
+    as_of: datetime | str | None = None,
+) -> list[dict[str, Any]]:
+    """Features of each entity row as they stood at ``as_of`` (one instant for all rows), or at each
+    row's own ``event_timestamp`` when ``as_of`` is None; rows in the order given."""
+    frame = pd.DataFrame([dict(r) for r in entity_rows])
+    if as_of is not None:
+        moment = pd.Timestamp(as_of)
+        frame[ENTITY_TIMESTAMP] = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    elif ENTITY_TIMESTAMP not in frame.columns:
+        raise ValueError(f"give as_of, or an {ENTITY_TIMESTAMP} in every entity row")
+    frame[ENTITY_TIMESTAMP] = pd.to_datetime(frame[ENTITY_TIMESTAMP], utc=True)
+    frame["_row"] = np.arange(len(frame))
+    joined = store.get_historical_features(entity_df=frame, features=_references(store, features)).to_df()
+    # Feast's file (Dask) store drops an entity row that has no feature row at or before its time
+    # (no TTL); put it back with empty features, so every row asked for is answered, in order.
+    added = [c for c in joined.columns if c not in frame.columns]
+    joined = frame.merge(joined[["_row", *added]], on="_row", how="left").sort_values("_row").drop(columns="_row")
+    return [{k: _plain(v) for k, v in row.items()} for row in joined.to_dict("records")]
