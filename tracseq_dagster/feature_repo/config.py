@@ -47,6 +47,8 @@ class FeastSettings:
     project: str = DEFAULT_PROJECT
     registry_url: str | None = None
     redis_url: str | None = None
+    #: Socket timeouts of the online store's Redis client (the request path sets them short).
+    redis_timeout_s: float | None = None
 
     @classmethod
     def from_environment(cls) -> FeastSettings:
@@ -65,8 +67,9 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def redis_connection_string(url: str) -> str:
-    """``redis://[:password@]host:port/db`` as Feast's ``host:port,db=N[,password=…]``."""
+def redis_connection_string(url: str, timeout_s: float | None = None) -> str:
+    """``redis://[:password@]host:port/db`` as Feast's ``host:port,db=N[,password=…]``; Feast hands the
+    parameters to redis-py, so ``timeout_s`` becomes its socket (connect) timeouts."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError(f"the Redis URL must start with redis:// or rediss://, got {settings.redact(url)}")
@@ -78,6 +81,8 @@ def redis_connection_string(url: str) -> str:
         out += f",password={parts.password}"
     if parts.scheme == "rediss":
         out += ",ssl=true"
+    if timeout_s is not None:
+        out += f",socket_timeout={timeout_s:g},socket_connect_timeout={timeout_s:g}"
     return out
 
 
@@ -89,7 +94,7 @@ def feast_config(feast: FeastSettings) -> RepoConfig:
     else:
         registry = RegistryConfig(path=str(feast.folder / "registry.db"), cache_ttl_seconds=60)
     if feast.redis_url:
-        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(feast.redis_url))
+        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(feast.redis_url, feast.redis_timeout_s))
     else:
         online = SqliteOnlineStoreConfig(path=str(feast.folder / "online_store.db"))
     return RepoConfig(

@@ -7,6 +7,11 @@ configured (slower to start, same answers). Both return the same dictionaries.
 ``OnlineOrOfflineStore`` is what the service uses with Redis configured: Redis, and the
 offline table whenever Redis is down (through the circuit breaker it shares with the cache,
 see :mod:`.dependencies`), back on Redis by itself once it answers again.
+
+``FeastFeatureStore`` answers the same dictionaries from Feast's online store, which the
+``feast_online_features`` asset materialises (:mod:`tracseq_dagster.feature_repo`); it
+replaces ``RedisFeatureStore`` and its publisher when ``open_feature_store`` is given the Feast
+settings (the same fallback to the offline table applies).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import redis
@@ -24,6 +29,11 @@ from tracseq_dagster import settings
 from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.lake import Lake
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feast import FeatureStore as FeastStore
+
+    from tracseq_dagster.feature_repo.config import FeastSettings
 
 #: Samples written per Redis round trip when publishing.
 PUBLISH_CHUNK = 5_000
@@ -83,6 +93,38 @@ class RedisFeatureStore:
         return {s: json.loads(v) for s, v in zip(ids, values, strict=True) if v is not None}
 
 
+class FeastFeatureStore:
+    """The latest sample features from Feast's online store, as the documents ``RedisFeatureStore`` returns.
+
+    ``as_of`` is the row's event timestamp as Feast keeps it online (whole seconds, as the lab's
+    timestamps are). A sample Feast does not know is absent from the answer.
+    """
+
+    VIEW = "sample_features"
+
+    def __init__(self, store: FeastStore) -> None:
+        self.store = store
+        self._references = [f"{self.VIEW}:{name}" for name in FEATURE_NAMES]
+
+    def get_many(self, sample_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        from feast.online_response import TIMESTAMP_POSTFIX
+
+        ids = list(dict.fromkeys(sample_ids))
+        if not ids:
+            return {}
+        response = self.store.get_online_features(features=self._references, entity_rows=[{SAMPLE_ID: s} for s in ids])
+        columns = response.to_dict(include_event_timestamps=True)
+        stamps = columns[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]
+        out: dict[str, dict[str, Any]] = {}
+        for i, sample_id in enumerate(ids):
+            document = {name: _json_value(columns[name][i]) for name in FEATURE_NAMES}
+            if all(v is None for v in document.values()):
+                continue  # unknown to the online store
+            document[AS_OF_COLUMN] = pd.Timestamp(stamps[i], unit="s", tz="UTC").isoformat()
+            out[sample_id] = document
+        return out
+
+
 class OfflineFeatureStore:
     """The lake's offline table, re-read when the file changes."""
 
@@ -103,7 +145,7 @@ class OfflineFeatureStore:
 class OnlineOrOfflineStore:
     """Redis while it answers, the lake's offline table while it does not (never raises for want of Redis)."""
 
-    def __init__(self, online: RedisFeatureStore, offline: OfflineFeatureStore, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, online: FeatureStore, offline: OfflineFeatureStore, breaker: CircuitBreaker | None = None) -> None:
         self.online = online
         self.offline = offline
         self.breaker = breaker or CircuitBreaker("redis")
@@ -121,8 +163,21 @@ class OnlineOrOfflineStore:
         return self.offline.get_many(ids), "offline"
 
 
-def open_feature_store(redis_url: str | None, lake_dir: str | Path, breaker: CircuitBreaker | None = None) -> FeatureStore:
-    """Redis with the offline table as its fallback when a URL is given, the offline table alone otherwise."""
+def open_feature_store(
+    redis_url: str | None, lake_dir: str | Path, breaker: CircuitBreaker | None = None, feast: FeastSettings | None = None
+) -> FeatureStore:
+    """Redis with the offline table as its fallback when a URL is given, the offline table alone otherwise.
+
+    With ``feast`` (settings whose online store is Redis), the online side is Feast's online
+    store instead of the hand-published documents, with the request path's short Redis timeouts.
+    """
+    if feast is not None and feast.redis_url:
+        from dataclasses import replace
+
+        from tracseq_dagster.feature_repo.store import open_store
+
+        quick = replace(feast, redis_timeout_s=feast.redis_timeout_s or settings.redis_timeout_s())
+        return OnlineOrOfflineStore(FeastFeatureStore(open_store(quick)), OfflineFeatureStore(lake_dir), breaker)
     if not redis_url:
         return OfflineFeatureStore(lake_dir)
     return OnlineOrOfflineStore(RedisFeatureStore(redis_url, client=redis_client(redis_url)), OfflineFeatureStore(lake_dir), breaker)
