@@ -128,23 +128,30 @@ class System:
     search: Callable[[str], list]  # question -> passages, best first (each with file_name, page_start, page_end)
     refuses: Callable[[str, list], bool]
     chunks: int
+    evidence: Callable[[str, list], object] | None = None  # the product's Evidence, for calibration
 
 
 def product_system(parsed: dict, vectors: VectorCache, folder: Path, **chunking: int) -> System:
     from tracseq_dagster.documents.chunking import chunk_document
+    from tracseq_dagster.documents.evidence import TermStatistics, judge
     from tracseq_dagster.documents.index import DocumentIndex
-    from tracseq_dagster.documents.retrieval import evidence_is_weak, retrieve
+    from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, retrieve
 
     index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
-    total = 0
+    texts = []
     for name, document in parsed.items():
         chunks = chunk_document(document, document_id=name, source=f"/corpus/{name}", document_type="manual", **chunking)
         index.upsert_document(chunks, vectors.embed([c.search_text for c in chunks]))
-        total += len(chunks)
+        texts += [c.search_text for c in chunks]
     index.refresh_indexes()
+    statistics = TermStatistics.from_texts(texts)
     embedder = vectors.embedder
+
+    def evidence(question: str, passages: list):  # type: ignore[no-untyped-def]
+        return judge(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
+
     return System(
-        "product", lambda q: retrieve(index, embedder, q, top_k=TOP), lambda q, passages: evidence_is_weak(passages), total
+        "product", lambda q: retrieve(index, embedder, q, top_k=TOP), lambda q, passages: evidence(q, passages).weak, len(texts), evidence
     )
 
 
@@ -216,6 +223,7 @@ class Outcome:
     refused: bool
     found: list[tuple[str, int, int]]
     seconds: float
+    evidence: object | None = None
 
 
 def evaluate(system: System, questions: list[Question]) -> list[Outcome]:
@@ -226,7 +234,8 @@ def evaluate(system: System, questions: list[Question]) -> list[Outcome]:
         seconds = time.perf_counter() - started
         found = [(p.file_name, p.page_start, p.page_end) for p in passages]
         rank = rank_of(found, question.file_name, question.pages) if question.answerable else None
-        outcomes.append(Outcome(question, rank, system.refuses(question.question, passages), found, seconds))
+        evidence = system.evidence(question.question, passages) if system.evidence else None
+        outcomes.append(Outcome(question, rank, system.refuses(question.question, passages), found, seconds, evidence))
     return outcomes
 
 
@@ -255,6 +264,50 @@ def table(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
     return lines
 
 
+def example_evidence(folder: Path) -> list[tuple[bool, object]]:
+    """(answerable, Evidence) for the generated example documents' questions: a lab's small collection."""
+    from tracseq_dagster.documents.evidence import judge
+    from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, generate_examples
+    from tracseq_dagster.documents.pipeline import index_folder
+    from tracseq_dagster.documents.qa import DocumentQA
+    from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY
+
+    generate_examples(folder / "examples")
+    index, embedder, _ = index_folder(folder / "examples", lake_root=folder / "examples-lake", lancedb_uri=folder / "examples.lancedb", in_process=True)
+    qa = DocumentQA(index, embedder, None)
+    asked = [(True, q.question) for q in EXAMPLE_QUESTIONS] + [(False, q) for q in UNANSWERABLE_QUESTIONS]
+    return [(answerable, judge(q, qa.search(q), qa.statistics(), min_similarity=DEFAULT_MIN_SIMILARITY)) for answerable, q in asked]
+
+
+def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> list[str]:
+    """Refusal evidence on the dev questions only (and the generated examples): refusals per coverage threshold."""
+    answerable = [o.evidence for o in outcomes if o.question.answerable]
+    unanswerable = [o.evidence for o in outcomes if not o.question.answerable]
+    examples_yes = [e for a, e in examples if a]
+    examples_no = [e for a, e in examples if not a]
+
+    def spread(values: list[float]) -> str:
+        return f"min {min(values):.2f}, median {float(np.median(values)):.2f}, max {max(values):.2f}"
+
+    lines = [
+        f"Refusal evidence, dev questions: best similarity answerable {spread([e.similarity for e in answerable])}; "
+        f"unanswerable {spread([e.similarity for e in unanswerable])}. Rare-term coverage answerable "
+        f"{spread([e.coverage for e in answerable])}; unanswerable {spread([e.coverage for e in unanswerable])}.",
+        "",
+        "| min coverage | dev unanswerable refused | dev false refusals | examples unanswerable refused | examples false refusals |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for threshold in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+        def refused(evidence: list) -> int:  # type: ignore[type-arg]
+            return sum(e.coverage < threshold for e in evidence)
+
+        lines.append(
+            f"| {threshold:.2f} | {refused(unanswerable)}/{len(unanswerable)} | {refused(answerable)}/{len(answerable)} | "
+            f"{refused(examples_no)}/{len(examples_no)} | {refused(examples_yes)}/{len(examples_yes)} |"
+        )
+    return lines
+
+
 def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[str]:
     from tracseq_dagster.documents.embedding import MiniLMEmbedder
 
@@ -271,17 +324,23 @@ def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[s
             chosen = [o for o in outcomes if split == "all" or o.question.split == split]
             rows.append((f"{system.name} ({system.chunks} chunks)", split, summary(chosen)))
         if system.name == "product":
+            calibration = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
             for o in outcomes:
                 if show_misses in ("all", o.question.split) and o.question.answerable and o.rank != 1:
                     misses.append(f"- {o.question.id} rank {o.rank}: {o.question.question} (gold {o.question.file_name} {o.question.pages}; got {o.found[:3]})")
                 if show_misses in ("all", o.question.split) and o.question.answerable == o.refused:
-                    misses.append(f"- {o.question.id} {'refused' if o.refused else 'answered'}: {o.question.question}")
+                    e = o.evidence
+                    misses.append(
+                        f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, "
+                        f"missing {', '.join(e.missing[:4])}): {o.question.question}"
+                    )
     lines = [
         f"Real documents: {len(parsed)} Debian manuals, {pages} pages; {sum(q.answerable for q in questions)} answerable and "
         f"{sum(not q.answerable for q in questions)} unanswerable questions ({time.perf_counter() - started:.0f} s)",
         "",
         *table(rows),
     ]
+    lines += ["", *calibration]
     if misses:
         lines += ["", f"Product misses and wrong refusal decisions ({show_misses} questions only):", *misses]
     return lines

@@ -81,7 +81,7 @@ class DocumentQAService:
             if self.ollama is not None and not self.ollama.allow("ask"):
                 # Ollama failed a moment ago: the passages now, Ollama again after the retry interval.
                 passages = self.qa.search(question, top_k=top_k, filters=filters)
-                answer = answer_question(question, passages, None, min_similarity=self.qa.min_similarity)
+                answer = answer_question(question, passages, None, min_similarity=self.qa.min_similarity, statistics=self.qa.statistics())
                 if answer.mode == "retrieval_only":
                     answer = retrieval_only(question, passages, f"No generated answer: {self.ollama.last_error} "
                                             f"(trying Ollama again every {self.ollama.retry_after_s:g} s)")  # fmt: skip

@@ -5,8 +5,10 @@ Three outcomes, always as an ``Answer`` and never as an exception:
 - ``generated``: Ollama wrote the answer from the numbered passages only; its ``[n]``
   markers are resolved to ``file, p. N``.
 - ``not_found``: the best passage is too far from the question (below the calibrated
-  similarity threshold) or the model said the passages do not answer it. The documents do
-  not answer the question, and we say so rather than guess.
+  similarity threshold), the best passages miss the question's rare words (evidence.py,
+  when the index's term statistics are given), or the model said the passages do not
+  answer it. The documents do not answer the question, and we say so rather than guess;
+  ``notice`` says which evidence was missing.
 - ``retrieval_only``: Ollama is unreachable, slow, or lacks the model. The best passages
   with their citations are the answer, and ``notice`` is one line saying why and how to
   fix it (``ollama pull llama3.2:3b``).
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tracseq_dagster.documents.evidence import DEFAULT_MIN_COVERAGE, TermStatistics, judge
 from tracseq_dagster.documents.llm import OllamaChat, OllamaUnavailable
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, Passage, evidence_is_weak
 
@@ -87,9 +90,19 @@ def answer_question(
     *,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     on_token: Callable[[str], None] | None = None,
+    statistics: TermStatistics | None = None,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> Answer:
-    """Answer from ``passages`` (best first); ``on_token`` sees the reply as it streams."""
-    if evidence_is_weak(passages, min_similarity):
+    """Answer from ``passages`` (best first); ``on_token`` sees the reply as it streams.
+
+    With the index's ``statistics`` the evidence is also the rare-term coverage of the best
+    passages (evidence.judge); without them, the best passage's similarity alone.
+    """
+    if statistics is not None:
+        evidence = judge(question, passages, statistics, min_similarity=min_similarity, min_coverage=min_coverage)
+        if evidence.weak:
+            return Answer(question, "not_found", NOT_FOUND_TEXT, passages, notice=f"Refused: {evidence.reason}.")
+    elif evidence_is_weak(passages, min_similarity):
         return Answer(question, "not_found", NOT_FOUND_TEXT, passages)
     if chat is None:
         return retrieval_only(question, passages, "No generated answer: generation is turned off (--no-generate).")

@@ -121,6 +121,17 @@ class DocumentIndex:
         rows = self.table.search().where(sql_in("document_id", ids)).select(["chunk_id"]).limit(None).to_arrow()
         return set(rows.column("chunk_id").to_pylist())
 
+    @property
+    def version(self) -> int:
+        """The table's version: changes with every write, so caches keyed on it stay true."""
+        return int(self.table.version)
+
+    def search_texts(self) -> list[str]:
+        """Every chunk's normalised search text (for the term statistics of evidence.py)."""
+        if self.count() == 0:
+            return []
+        return self.table.search().select([FTS_COLUMN]).limit(None).to_arrow().column(FTS_COLUMN).to_pylist()
+
     def documents(self) -> dict[str, str]:
         """Every indexed document: its id (content hash) and source path."""
         if self.count() == 0:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracseq_dagster.documents.answering import Answer, answer_question
 from tracseq_dagster.documents.embedding import Embedder, make_embedder
+from tracseq_dagster.documents.evidence import TermStatistics
 from tracseq_dagster.documents.index import DocumentIndex, table_name_for
 from tracseq_dagster.documents.llm import OllamaChat
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
@@ -29,6 +30,14 @@ class DocumentQA:
     embedder: Embedder
     chat: OllamaChat | None
     min_similarity: float = DEFAULT_MIN_SIMILARITY
+    _statistics: tuple[int, TermStatistics] | None = field(default=None, repr=False)
+
+    def statistics(self) -> TermStatistics:
+        """The index's term statistics (evidence.py), computed once per table version."""
+        version = self.index.version
+        if self._statistics is None or self._statistics[0] != version:
+            self._statistics = (version, TermStatistics.from_texts(self.index.search_texts()))
+        return self._statistics[1]
 
     @classmethod
     def open(
@@ -64,4 +73,6 @@ class DocumentQA:
         on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         passages = self.search(question, top_k=top_k, filters=filters)
-        return answer_question(question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token)
+        return answer_question(
+            question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token, statistics=self.statistics()
+        )
