@@ -31,7 +31,7 @@ from tracseq_dagster.feature_repo.config import FeastSettings
 from tracseq_dagster.feature_repo.definitions import repo_objects
 from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
 from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.lake import RUNS, Lake
@@ -80,7 +80,7 @@ def main() -> None:
         root = Path(folder)
         lake = lab(root / "lake", args.rows)
         setup = time.perf_counter()
-        tables = write_entity_tables(lake)
+        tables = write_feature_tables(lake)
         settings = FeastSettings(str(root / "data"), f"bench{uuid.uuid4().hex[:8]}", None, args.redis)
         store = open_store(settings)
         apply_repo(store, repo_objects(lake.root))

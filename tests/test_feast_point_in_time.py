@@ -16,7 +16,7 @@ from tracseq_dagster.feature_repo.entities import freezer
 from tracseq_dagster.feature_repo.definitions import RepoObjects, definitions_hash, repo_objects
 from tracseq_dagster.feature_repo.services import feature_services
 from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import historical_labelled_rows, labelled_sample_entities
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.features import FEATURE_NAMES
@@ -38,7 +38,7 @@ def _joined(store, lake, entities: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
 
 def test_labels_known_at_or_after_the_cutoff_never_reach_an_earlier_join(tmp_path: Path) -> None:
     lake = generated_lake(tmp_path / "lake", rows=700, seed=3)
-    write_entity_tables(lake)
+    write_feature_tables(lake)
     store = open_store(feast_settings(tmp_path / "data", redis=False))
     apply_repo(store, repo_objects(lake.root))
     entities = labelled_sample_entities(lake)
@@ -54,7 +54,7 @@ def test_labels_known_at_or_after_the_cutoff_never_reach_an_earlier_join(tmp_pat
     samples.loc[later, "qc_status"] = samples.loc[later, "qc_status"].map({"pass": "fail", "fail": "pass", "borderline": "fail"})
     lake.write_table(lake.validated_path("s" * 16), samples)
     lake.write_table(lake.features_path, build_feature_table(lake))
-    write_entity_tables(lake)
+    write_feature_tables(lake)
     after_rows, after_aggregates = _joined(store, lake, earlier)
 
     assert later.sum() > 100 and len(before_rows) > 300

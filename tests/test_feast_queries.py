@@ -21,7 +21,7 @@ from tracseq_dagster.feature_repo.queries import (
     online_features,
 )
 from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.models import catalog
 
@@ -30,7 +30,7 @@ from tracseq_dagster.models import catalog
 def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("queries")
     lake = generated_lake(root / "lake", rows=400, seed=8)
-    write_entity_tables(lake)
+    write_feature_tables(lake)
     settings = feast_settings(root / "data")
     store = open_store(settings)
     apply_repo(store, repo_objects(lake.root))
@@ -42,7 +42,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 def test_listings_carry_descriptions_owners_and_versions(world) -> None:  # type: ignore[no-untyped-def]
     _, _, store = world
     views = {v["name"]: v for v in list_feature_views(store)}
-    assert set(views) == {"sample_features", "operator_history", "site_history", "freezer_history", "instrument_history"}
+    assert set(views) == {"sample_features", "operator_history", "site_history", "freezer_history", "instrument_history",
+                          "sequencing_success_features", "turnaround_hours_features"}
+    assert views["sequencing_success_features"]["entities"] == ["run_id", "sample_id"]
     sample = views["sample_features"]
     assert sample["owner"] and sample["description"] and sample["version"] == "v0" and sample["versions"][0]["version"] == "v0"
     assert sample["entities"] == ["sample_id"] and sample["timestamp_field"] == "as_of"
@@ -65,6 +67,8 @@ def test_feature_statistics_by_name_and_ambiguity(world) -> None:  # type: ignor
     assert history["view"] == "operator_history" and 0 < history["quantiles"]["0.5"] < 1
     with pytest.raises(UnknownFeature):
         feature_statistics(store, settings.folder, "no_such_feature")
+    kit = feature_statistics(store, settings.folder, "kit_failure_rate")  # only sequencing_success's view holds it
+    assert kit["view"] == "sequencing_success_features" and kit["count"] > 0
 
 
 def test_online_features_of_many_entities(world) -> None:  # type: ignore[no-untyped-def]

@@ -12,10 +12,11 @@ import pytest
 from feast_support import clear_project, feast_settings, generated_lake
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
 from tracseq_dagster.feature_repo.store import apply_repo, materialize_all, open_store
-from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import NotInFeatureStore, feast_training_set
 from tracseq_dagster.features import FEATURE_NAMES
-from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.feature_repo.services import feature_service
+from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.training_set import load_training_set
 
 
@@ -23,7 +24,7 @@ from tracseq_dagster.training_set import load_training_set
 def world(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("feast")
     lake = generated_lake(root / "lake")
-    write_entity_tables(lake)
+    write_feature_tables(lake)
     settings = feast_settings(root / "data")
     store = open_store(settings)
     applied = apply_repo(store, repo_objects(lake.root))
@@ -34,10 +35,12 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def test_apply_registers_the_entities_views_and_one_service_per_catalog_model(world) -> None:
     lake, _, store, applied = world
-    assert {e.name for e in store.list_entities()} == {"sample", "operator", "site", "freezer", "instrument"}
+    assert {e.name for e in store.list_entities()} == {"sample", "operator", "site", "freezer", "instrument", "run"}
     assert {v.name for v in store.list_feature_views()} == {
-        "sample_features", "operator_history", "site_history", "freezer_history", "instrument_history"}
+        "sample_features", "operator_history", "site_history", "freezer_history", "instrument_history",
+        "sequencing_success_features", "turnaround_hours_features"}
     assert {s.name for s in store.list_feature_services()} == set(catalog())
+    assert all(s.tags["coverage"] == "complete" for s in store.list_feature_services())
     assert applied.views["sample_features"] == "v0"
     assert applied.definitions_hash == definitions_hash(repo_objects(lake.root))
     quality = store.get_feature_service("sample_quality")
@@ -61,25 +64,31 @@ def test_online_features_are_the_latest_rows(world) -> None:
     np.testing.assert_allclose(rates["operator_failure_rate"], latest.loc[list(operators), "operator_failure_rate"])
 
 
-def test_sample_quality_training_set_through_feast_equals_todays(world) -> None:
+@pytest.mark.parametrize("model", ["sample_quality", "sequencing_success", "turnaround_hours"])
+def test_training_set_through_feast_equals_todays(world, model: str) -> None:
     lake, _, store, _ = world
-    spec = get_model("sample_quality")
+    spec = get_model(model)
     today = load_training_set(lake, spec)
     through_feast = feast_training_set(store, lake, spec)
     assert through_feast.rows == today.rows > 100
     pd.testing.assert_frame_equal(through_feast.frame.sort_index(), today.frame.sort_index())
     pd.testing.assert_series_equal(through_feast.holdout.sort_index(), today.holdout.sort_index())
+    assert through_feast.fingerprint == today.fingerprint
 
 
 def test_a_model_with_features_outside_the_store_is_refused(world) -> None:
     lake, _, store, _ = world
-    with pytest.raises(NotInFeatureStore, match="kit_failure_rate"):
-        feast_training_set(store, lake, get_model("sequencing_success"))
+    partial = ModelSpec("partial_model", "features the store lacks", "qc_status", "at QC", ("sample_id",), "now",
+                        ("purity_score", "not_in_the_store"), lambda lake_: None)
+    store.apply([feature_service(partial, store.list_feature_views())])
+    assert store.get_feature_service("partial_model").tags["missing_features"] == "not_in_the_store"
+    with pytest.raises(NotInFeatureStore, match="not_in_the_store"):
+        feast_training_set(store, lake, partial)
 
 
 def test_sql_registry_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     lake = generated_lake(tmp_path / "lake", rows=80)
-    write_entity_tables(lake)
+    write_feature_tables(lake)
     settings = feast_settings(tmp_path / "data", redis=False, registry_url=postgres_url)
     applied = apply_repo(open_store(settings), repo_objects(lake.root))
     again = open_store(settings)  # a new process would see the same registry

@@ -10,7 +10,7 @@ from resources.feast import FeastResource
 from tracseq_dagster import settings
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
 from tracseq_dagster.feature_repo.store import apply_repo
-from tracseq_dagster.feature_repo.tables import write_entity_tables
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.features import FEATURE_CODE_VERSION
 from tracseq_dagster.run_features import RUN_FEATURE_CODE_VERSION
 
@@ -70,7 +70,7 @@ def feast_entity_tables(lake: LakeResource) -> dg.MaterializeResult:
     holds each entity's latest value.
     """
     lake_ = lake.lake()
-    written = write_entity_tables(lake_)
+    written = write_feature_tables(lake_)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": sum(written.values()), **{f"rows_{k}": v for k, v in written.items()},
                   "path": dg.MetadataValue.path(str(lake_.root / "feast"))}  # fmt: skip

@@ -12,5 +12,10 @@ freezer = Entity(name="freezer", join_keys=["freezer"], value_type=ValueType.STR
                  description="A freezer: the first segment of storage_location (FRZ-03 of FRZ-03/R2/B14/A7).")
 instrument = Entity(name="instrument", join_keys=["instrument_id"], value_type=ValueType.STRING,
                     description="A sequencer (instrument_id of the run export, e.g. SEQ-03).")
+run = Entity(name="run", join_keys=["run_id"], value_type=ValueType.STRING,
+             description="A sequencing run (run_id, RUN-YYYY-NNNNN); with a sample, one library of the run.")
 
-ENTITIES = (sample, operator, site, freezer, instrument)
+ENTITIES = (sample, operator, site, freezer, instrument, run)
+
+#: The entity of each join key (a model's entity columns name its feature view's entities).
+BY_JOIN_KEY = {e.join_key: e for e in ENTITIES}

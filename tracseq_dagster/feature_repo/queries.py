@@ -11,7 +11,8 @@ validates its input and returns the result:
   or each at its own, through Feast's point-in-time join.
 
 Features are named as Feast names them, ``view:feature``, or by a bare feature name when one
-view holds it; a feature service's name stands for all of its features.
+shared view holds it (or, for a feature no shared view holds, one model's view); a feature
+service's name stands for all of its features.
 """
 
 from __future__ import annotations
@@ -83,11 +84,14 @@ def list_feature_services(store: FeatureStore) -> list[dict[str, Any]]:
 
 
 def _views_by_feature(store: FeatureStore) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+    """Feature name -> the views holding it: the shared views, or when none does, the models' own
+    views (a model's view repeats the sample features as of its own prediction time)."""
+    shared: dict[str, list[str]] = {}
+    own: dict[str, list[str]] = {}
     for view in store.list_feature_views():
         for feature in view.features:
-            out.setdefault(feature.name, []).append(view.name)
-    return out
+            (own if view.tags.get("model") else shared).setdefault(feature.name, []).append(view.name)
+    return {name: shared.get(name) or own[name] for name in {*shared, *own}}
 
 
 def resolve_feature(store: FeatureStore, name: str) -> tuple[str, str]:

@@ -1,8 +1,9 @@
 """One feature service per catalog model, generated from the catalog (the model's ``features``).
 
 A new catalog module gets its service on the next ``apply`` with no edit here. Each feature
-of the model is taken from the first feature view that holds it (:func:`views.feature_views`
-order). A model whose features are not all in the store still gets a service, tagged
+of the model is taken from the model's own view when it has one (a view tagged with the
+model), else from the first shared feature view that holds it (:func:`views.feature_views`
+order); another model's view is never used. A model whose features are not all in the store still gets a service, tagged
 ``coverage=partial`` with the missing features named, so the registry shows what is missing
 instead of silently serving a smaller feature set; :func:`service_coverage` says the same in
 code (training through Feast refuses a partial service).
@@ -32,8 +33,10 @@ class Coverage:
 
 
 def service_coverage(spec: ModelSpec, views: Iterable[FeatureView]) -> Coverage:
+    views = list(views)
+    own = [v for v in views if v.tags.get("model") == spec.name]  # the model's own rows come first
     owner: dict[str, str] = {}
-    for view in views:
+    for view in [*own, *(v for v in views if v.tags.get("model") is None)]:
         for field in view.features:
             owner.setdefault(field.name, view.name)
     by_view: dict[str, list[str]] = {}

@@ -2,9 +2,10 @@
 
 ``sample_features`` is the offline feature table the ``sample_features`` asset writes
 (``<lake>/features/sample_features.parquet``). The entity histories
-(:mod:`tracseq_dagster.entity_history`) are written here, under ``<lake>/feast/``, from the
-accepted samples and runs, each as a whole new file (atomic rename), so a materialisation
-never reads half a table.
+(:mod:`tracseq_dagster.entity_history`) and the per-model tables
+(:mod:`tracseq_dagster.feature_repo.model_tables`) are written here, under ``<lake>/feast/``,
+from the accepted samples and runs, each as a whole new file (atomic rename), so a
+materialisation never reads half a table.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from tracseq_dagster.entity_history import freezer_history, instrument_history, operator_history, site_history
+from tracseq_dagster.feature_repo.model_tables import MODEL_TABLES, model_table_path
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
 
@@ -34,8 +36,11 @@ def sample_features_path(lake_dir: str | Path) -> Path:
     return Lake(lake_dir).features_path
 
 
-def write_entity_tables(lake: Lake) -> dict[str, int]:
-    """Recompute every entity history from the lake's accepted rows; rows written per table."""
+def write_feature_tables(lake: Lake, models: list[str] | None = None) -> dict[str, int]:
+    """Recompute every entity history and the tables of ``models`` (those of the catalog with a
+    table by default) from the lake's accepted rows; rows written per table."""
+    from tracseq_dagster.models import catalog
+
     samples = accepted_samples(lake)
     runs = lake.read_validated_runs()
     written: dict[str, int] = {}
@@ -43,4 +48,10 @@ def write_entity_tables(lake: Lake) -> dict[str, int]:
         table: pd.DataFrame = build(samples, runs)
         lake.write_table(entity_table_path(lake.root, view), table)
         written[view] = len(table)
+    for model in models if models is not None else [m for m in catalog() if m in MODEL_TABLES]:
+        if samples.empty or runs.empty:
+            continue  # the run features need both; the view's table stays as it was (or absent)
+        table = MODEL_TABLES[model](samples, runs)
+        lake.write_table(model_table_path(lake.root, model), table)
+        written[f"{model}_features"] = len(table)
     return written

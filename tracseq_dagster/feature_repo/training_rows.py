@@ -1,14 +1,19 @@
 """A catalog model's labelled rows from Feast's point-in-time join (``get_historical_features``).
 
-The entity rows are the model's labelled entities with their prediction time (for
-``sample_quality``: every accepted, labelled sample at ``label_ts``, the moment before its
-QC label is known) and the label, read from the accepted exports; Feast joins to each the
-features of the model's feature service as they stood at that moment. The result has the
-shape :func:`tracseq_dagster.training_set.build_training_set` takes, so the training set
-built from it can be compared with (and replace) the one built from the offline table.
+The entity rows are the model's labelled entities with their prediction time and label;
+Feast joins to each the features of the model's feature service as they stood at that
+moment. The result has the shape :func:`tracseq_dagster.training_set.build_training_set`
+takes, so the training set built from it can be compared with (and replace) the one built
+from the project's own tables.
 
-Only a model whose feature service is complete (every feature in the store) and whose entity
-is the sample can be joined this way today; others raise :class:`NotInFeatureStore`.
+* A model over the sample features (``sample_quality``): every accepted, labelled sample at
+  ``label_ts``, the moment before its QC label is known, read from the accepted exports.
+* A model with a table of its own (:mod:`~tracseq_dagster.feature_repo.model_tables`): its
+  labelled rows' entity columns, prediction time (``as_of``) and label, from that table.
+  Several entity columns make a key ``a/b`` (``RUN-…/TS-…``), and rows of one sample are held
+  out together (the sample is the holdout group), as the catalog's own rows do.
+
+A model whose feature service is not complete raises :class:`NotInFeatureStore`.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from feast import FeatureStore
 
 from tracseq_dagster.entity_history import label_times
 from tracseq_dagster.feature_store import accepted_samples
+from tracseq_dagster.feature_repo.model_tables import MODEL_TABLES, PREDICTION_TIME, model_table_path
 from tracseq_dagster.features import LABEL_COLUMN, SAMPLE_ID
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models import ModelSpec
+from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec
 from tracseq_dagster.training_set import TrainingSet, build_training_set
 
 ENTITY_TIMESTAMP = "event_timestamp"
@@ -44,24 +50,39 @@ def labelled_sample_entities(lake: Lake) -> pd.DataFrame:
     return entities[entities[LABEL_COLUMN].notna() & entities[ENTITY_TIMESTAMP].notna()].reset_index(drop=True)
 
 
+def model_entities(lake: Lake, spec: ModelSpec) -> pd.DataFrame:
+    """The labelled entity rows of ``spec``: entity columns, ``event_timestamp``, label."""
+    if spec.name not in MODEL_TABLES:
+        return labelled_sample_entities(lake)
+    table = pd.read_parquet(model_table_path(lake.root, spec.name), columns=[*spec.entity, PREDICTION_TIME, spec.label])
+    table = table[table[spec.label].notna()].rename(columns={PREDICTION_TIME: ENTITY_TIMESTAMP})
+    return table.astype({k: object for k in spec.entity}).reset_index(drop=True)
+
+
 def historical_labelled_rows(store: FeatureStore, spec: ModelSpec, entities: pd.DataFrame) -> pd.DataFrame:
     """Features of ``spec``'s service joined point in time to ``entities``, indexed by the entity key."""
     service = store.get_feature_service(spec.name)
     if service.tags.get("coverage") != "complete":
         raise NotInFeatureStore(f"{spec.name}: the feature store lacks {service.tags.get('missing_features', '?')}")
-    if tuple(spec.entity) != (SAMPLE_ID,):
-        raise NotInFeatureStore(f"{spec.name}: entity {', '.join(spec.entity)}; only sample-level models are joined here")
     joined = store.get_historical_features(entity_df=entities, features=service).to_df()
-    frame = joined.set_index(SAMPLE_ID).sort_index()
-    frame.index = frame.index.astype("string")  # as the offline table keys it
+    keys = [joined[k].astype(str) for k in spec.entity]
+    key = keys[0]
+    for part in keys[1:]:
+        key = key + "/" + part
+    frame = joined.set_axis(pd.Index(key.to_numpy(), name="/".join(spec.entity), dtype="string" if len(keys) == 1 else object))
+    frame = frame.sort_index()
     missing = frame[list(spec.features)].isna().all(axis=1)
     if missing.any():  # no feature row at or before the entity's time: not a trainable row
         frame = frame[~missing]
     out = frame[[*spec.features, spec.label]]
-    return out.assign(**{spec.label: out[spec.label].astype(str)})
+    if not pd.api.types.is_numeric_dtype(out[spec.label].dtype):
+        out = out.assign(**{spec.label: out[spec.label].astype(str)})
+    if len(spec.entity) > 1 and SAMPLE_ID in spec.entity:
+        out = out.assign(**{HOLDOUT_GROUP: frame[SAMPLE_ID].astype(str)})
+    return out
 
 
 def feast_training_set(store: FeatureStore, lake: Lake, spec: ModelSpec) -> TrainingSet:
-    """``spec``'s training set from Feast's point-in-time join over the lake's labelled samples."""
-    rows = historical_labelled_rows(store, spec, labelled_sample_entities(lake))
+    """``spec``'s training set from Feast's point-in-time join over the model's labelled entities."""
+    rows = historical_labelled_rows(store, spec, model_entities(lake, spec))
     return build_training_set(spec, rows, tuple(r.file_hash for r in lake.current_records()))

@@ -5,6 +5,9 @@
 * ``operator_history``, ``site_history``, ``freezer_history``, ``instrument_history``: the
   entity aggregates of :mod:`tracseq_dagster.entity_history`, one row per change, stamped
   just after the events they include (so a point-in-time join sees labels strictly before).
+* ``<model>_features`` for each catalog model with a table of its own
+  (:mod:`~tracseq_dagster.feature_repo.model_tables`): the model's features as of its
+  prediction time, over the model's entity (``sequencing_success``: run and sample).
 
 Every view has a description, the owner of the features domain and, from Feast's registry, a
 version history (a schema or source change makes a new version on ``apply``). No TTL: a
@@ -27,8 +30,10 @@ from tracseq_dagster.entity_history import (
     SITE_COLUMNS,
 )
 from tracseq_dagster.feature_repo import entities
+from tracseq_dagster.feature_repo.model_tables import MODEL_TABLES, PREDICTION_TIME, model_table_path
 from tracseq_dagster.feature_repo.tables import entity_table_path, sample_features_path
 from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_CODE_VERSION, FEATURE_SPECS
+from tracseq_dagster.models import ModelSpec, catalog
 from tracseq_dagster.run_features import RUN_FEATURE_CODE_VERSION
 
 #: Who answers for these features (shown by the registry and the management API).
@@ -85,7 +90,30 @@ def entity_history_views(lake_dir: str | Path) -> tuple[FeatureView, ...]:
     return tuple(views)
 
 
+def model_view(lake_dir: str | Path, spec: ModelSpec) -> FeatureView:
+    """The view of a model's own rows, tagged with the model (its service reads it first)."""
+    source = FileSource(name=f"{spec.name}_table", path=str(model_table_path(lake_dir, spec.name)), timestamp_field=PREDICTION_TIME,
+                        description=f"<lake>/feast/models/{spec.name}.parquet (tracseq_dagster.feature_repo.model_tables)")  # fmt: skip
+    specs = {s.name: s for s in spec.serving.feature_specs}
+    schema = [
+        Field(name=f, dtype=String if specs[f].kind == "categorical" else Float64, description=specs[f].description,
+              tags={"unit": specs[f].unit})
+        for f in spec.features
+    ]  # fmt: skip
+    return FeatureView(
+        name=f"{spec.name}_features", entities=[entities.BY_JOIN_KEY[k] for k in spec.entity], schema=schema, source=source,
+        ttl=timedelta(0), online=True, owner=OWNER,
+        description=f"The features of {spec.name} as of its prediction time ({spec.predicted_at}).",
+        tags={"feature_code_version": spec.feature_code_version, "model": spec.name, "asset": "feast_entity_tables"},
+    )  # fmt: skip
+
+
+def model_views(lake_dir: str | Path, models: dict[str, ModelSpec] | None = None) -> tuple[FeatureView, ...]:
+    return tuple(model_view(lake_dir, spec) for name, spec in (models or catalog()).items() if name in MODEL_TABLES)
+
+
 def feature_views(lake_dir: str | Path) -> tuple[FeatureView, ...]:
-    """Every feature view, over the tables of the lake at ``lake_dir``; the first view holding a
-    feature name is the one a feature service takes it from."""
-    return (sample_features_view(lake_dir), *entity_history_views(lake_dir))
+    """Every feature view, over the tables of the lake at ``lake_dir``. A service takes each of its
+    model's features from the model's own view when it has one, else from the first view here
+    that holds it."""
+    return (sample_features_view(lake_dir), *entity_history_views(lake_dir), *model_views(lake_dir))
