@@ -17,7 +17,7 @@ from tracseq_dagster.feature_repo.definitions import RepoObjects, definitions_ha
 from tracseq_dagster.feature_repo.services import feature_services
 from tracseq_dagster.feature_repo.store import apply_repo, open_store
 from tracseq_dagster.feature_repo.tables import write_feature_tables
-from tracseq_dagster.feature_repo.training_rows import historical_labelled_rows, labelled_sample_entities
+from tracseq_dagster.feature_repo.training_rows import historical_labelled_rows, labelled_sample_entities, model_entities
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.models import ModelSpec, catalog, get_model
@@ -92,3 +92,28 @@ def test_a_changed_view_is_a_new_version_in_the_registry(tmp_path: Path) -> None
     assert first.views == again.views and first.views["freezer_history"] == "v0"
     assert changed.views["freezer_history"] == "v1" and changed.definitions_hash != first.definitions_hash
     assert [r["version"] for r in store.list_feature_view_versions("freezer_history")] == ["v0", "v1"]
+
+
+def test_run_outcomes_known_at_or_after_the_cutoff_never_reach_an_earlier_library(tmp_path: Path) -> None:
+    lake = generated_lake(tmp_path / "lake", rows=700, seed=6)
+    write_feature_tables(lake)
+    store = open_store(feast_settings(tmp_path / "data", redis=False))
+    apply_repo(store, repo_objects(lake.root))
+    spec = get_model("sequencing_success")
+    entities = model_entities(lake, spec)
+    cutoff = entities["event_timestamp"].quantile(0.6)
+    earlier = entities[entities["event_timestamp"] <= cutoff].reset_index(drop=True)
+    later_rows = entities[entities["event_timestamp"] > cutoff].reset_index(drop=True)
+    before, before_later = (historical_labelled_rows(store, spec, e)[list(spec.features)] for e in (earlier, later_rows))
+
+    runs = lake.read_validated_runs()
+    later = (runs["run_end_ts"].isna() | (runs["run_end_ts"] >= cutoff)).to_numpy()
+    runs.loc[later, "run_status"] = runs.loc[later, "run_status"].map({"pass": "fail", "fail": "pass"})
+    lake.write_table(lake.validated_path("r" * 16), runs)
+    write_feature_tables(lake)
+    after, after_later = (historical_labelled_rows(store, spec, e)[list(spec.features)] for e in (earlier, later_rows))
+
+    assert later.sum() > 50 and len(before) > 100
+    pd.testing.assert_frame_equal(before, after)
+    moved = ~np.isclose(before_later["instrument_failure_rate"], after_later["instrument_failure_rate"])
+    assert moved.mean() > 0.2  # the rewrite is visible after the cutoff: the test can fail

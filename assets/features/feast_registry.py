@@ -63,11 +63,13 @@ def feast_registry(context: dg.AssetExecutionContext, lake: LakeResource, feast:
     automation_condition=FEATURES_AUTOMATION,
 )
 def feast_entity_tables(lake: LakeResource) -> dg.MaterializeResult:
-    """The operator, site, freezer and instrument histories (``tracseq_dagster.entity_history``) for Feast.
+    """The tables Feast reads beside sample_features: entity histories and the run models' rows.
 
-    One row per change of each aggregate, stamped just after the events it includes, so Feast's
+    The operator, site, freezer and instrument histories (``tracseq_dagster.entity_history``):
+    one row per change of each aggregate, stamped just after the events it includes, so Feast's
     point-in-time join reads what the feature code reads as of any moment, and the online store
-    holds each entity's latest value.
+    holds each entity's latest value. The rows of the catalog models whose features are their
+    own (``sequencing_success``, ``turnaround_hours``), as of their prediction times.
     """
     lake_ = lake.lake()
     written = write_feature_tables(lake_)
