@@ -39,7 +39,7 @@ class FakeClock:
 
 
 def test_constants() -> None:
-    assert (MIN_BUDGET_S, MIN_RESERVE_FRACTION, REFIT_SAFETY, MAX_RESERVE_FRACTION) == (2.0, 0.04, 1.5, 0.3)
+    assert (MIN_BUDGET_S, MIN_RESERVE_FRACTION, REFIT_SAFETY, MAX_RESERVE_FRACTION) == (2.0, 0.04, 1.5, 0.2)
 
 
 def test_elapsed_and_sweep_time_follow_the_clock() -> None:
@@ -61,24 +61,24 @@ def test_the_reserve_grows_to_the_refit_estimate_and_never_shrinks() -> None:
     budget = Budget(20.0, clock=FakeClock())
     budget.reserve_refit(1.0, 5)  # 1 s folds on 4/5 of the rows: 1.25 s refit x 1.5 safety
     assert budget.sweep_deadline == pytest.approx(1020.0 - 1.875)
-    budget.reserve_refit(2.0, 5)
-    assert budget.sweep_deadline == pytest.approx(1020.0 - 3.75)
+    budget.reserve_refit(1.6, 5)
+    assert budget.sweep_deadline == pytest.approx(1020.0 - 3.0)
     budget.reserve_refit(0.1, 5)  # a faster family-best does not give the time back
-    assert budget.sweep_deadline == pytest.approx(1020.0 - 3.75)
-    budget.reserve_refit(10.0, 5)  # never more than 30% of the budget: the final fit is bounded
-    assert budget.sweep_deadline == pytest.approx(1020.0 - 6.0)
+    assert budget.sweep_deadline == pytest.approx(1020.0 - 3.0)
+    budget.reserve_refit(10.0, 5)  # never more than 20% of the budget: the final fit is bounded
+    assert budget.sweep_deadline == pytest.approx(1020.0 - 4.0)
     small = Budget(10.0, clock=FakeClock())
     small.reserve_refit(0.2, 5)  # an estimate (0.375 s) under the 4% minimum leaves the minimum
     assert small.sweep_deadline == pytest.approx(1010.0 - 0.4)
-    one_fold = Budget(10.0, clock=FakeClock())
+    one_fold = Budget(20.0, clock=FakeClock())
     one_fold.reserve_refit(2.0, 1)  # k/(k-1) would divide by zero: one fold counts as one refit
-    assert one_fold.sweep_deadline == pytest.approx(1010.0 - 3.0)
-    two_folds = Budget(10.0, clock=FakeClock())
+    assert one_fold.sweep_deadline == pytest.approx(1020.0 - 3.0)
+    two_folds = Budget(20.0, clock=FakeClock())
     two_folds.reserve_refit(1.0, 2)
-    assert two_folds.sweep_deadline == pytest.approx(1010.0 - 3.0)
-    twice = Budget(20.0, refits=2.25, clock=FakeClock())  # final_fit="all": a second, larger fit
+    assert two_folds.sweep_deadline == pytest.approx(1020.0 - 3.0)
+    twice = Budget(40.0, refits=2.25, clock=FakeClock())  # final_fit="all": a second, larger fit
     twice.reserve_refit(1.0, 5)
-    assert twice.sweep_deadline == pytest.approx(1020.0 - 1.0 * 1.25 * 1.5 * 2.25)
+    assert twice.sweep_deadline == pytest.approx(1040.0 - 1.0 * 1.25 * 1.5 * 2.25)
     none = Budget(10.0, refits=0.0, clock=FakeClock())  # a family's own sweep: only the minimum
     none.reserve_refit(2.0, 5)
     assert none.sweep_deadline == pytest.approx(1010.0 - 0.4)

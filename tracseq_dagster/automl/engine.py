@@ -84,9 +84,7 @@ TrialState = Literal["complete", "pruned", "failed"]
 
 #: The tuned choice of weighting classes, offered when the labels are imbalanced.
 BALANCE_PARAM = "balance_classes"
-#: Share of the sweep time that round 1 spreads over every family; the rest goes to the leaders.
-EXPLORE_SHARE = 0.5
-#: Families that share round 2.
+#: Families that get the most sweep time (see :func:`schedule`).
 EXPLOIT_FAMILIES = 2
 #: Random trials before TPE starts modelling (per family study).
 TPE_STARTUP_TRIALS = 8
@@ -97,13 +95,11 @@ PRUNER_WARMUP_FOLDS = 1
 #: family leaves of its share rolls over to the slow ones (a fixed order: reproducible).
 CHEAP_FIRST = ("logistic", "lightgbm", "xgboost", "gradient_boosting", "mlp", "random_forest")
 #: A family stops after this many trials in a row skipped for their estimated cost.
-MAX_SKIPS_IN_A_ROW = 3
+MAX_SKIPS_IN_A_ROW = 8
 #: Held back from the final refit's deadline for the holdout scoring after it (share of budget).
 SCORING_SHARE = 0.02
-#: Rounds after round 2 that share sweep time the leaders left, while at least this share of
-#: the budget is left.
-MORE_ROUNDS = 3
-LEFTOVER_SHARE = 0.05
+#: Priority of the families ranked below the leaders and the next one (see :func:`schedule`).
+LOW_PRIORITY = 0.25
 #: A sweep sample above this many rows is cross-validated with at most LARGE_SAMPLE_FOLDS folds:
 #: each fold still trains on thousands of rows, and a trial costs 3 fits instead of 5.
 LARGE_SAMPLE_ROWS = 10_000
@@ -274,34 +270,8 @@ def _run(
     problem = prepare_problem(frame, config, holdout=holdout)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
-    # Round 1 explores: every family gets an equal part of EXPLORE_SHARE of the sweep time.
-    # Round 2 exploits: the sweep time left goes to the EXPLOIT_FAMILIES best families so far,
-    # whose studies continue where they stopped (a slow family that rarely wins no longer
-    # holds a sixth of the budget).
-    explore_deadline = budget.clock() + EXPLORE_SHARE * max(budget.sweep_left(), 0.0)
-    by_name: dict[str, FamilySweep] = {}
-    for index, name in enumerate(sorted(config.families, key=_cheapness)):
-        left = len(config.families) - index
-        share = max(explore_deadline - budget.clock(), 0.0) / left
-        sweep = FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial)
-        sweep.run(share_s=share)
-        by_name[name] = sweep
-    sweeps = [by_name[name] for name in config.families]  # reported in the order asked for
-    # With no completed trial anywhere yet (slow families, a short budget), everyone goes on.
-    leaders = rank_sweeps([s for s in sweeps if s.best is not None], problem)[:EXPLOIT_FAMILIES] or sweeps
-    for index, sweep in enumerate(leaders):
-        sweep.run(share_s=budget.family_share(len(leaders) - index))
-    # Time the leaders could not use (their trials no longer fit, or max_trials) goes to every
-    # family with a complete trial, best first, for as long as some family still runs trials.
-    for _ in range(MORE_ROUNDS):
-        if budget.sweep_left() < LEFTOVER_SHARE * budget.total_s:
-            break
-        others = rank_sweeps([s for s in sweeps if s.best is not None], problem)
-        before = sum(len(s.records) for s in others)
-        for index, sweep in enumerate(others):
-            sweep.run(share_s=budget.family_share(len(others) - index))
-        if sum(len(s.records) for s in others) == before:
-            break
+    sweeps = [FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial) for name in config.families]
+    schedule(sweeps, problem, budget)
 
     finished = [s for s in sweeps if s.best is not None]
     if not finished:
@@ -339,6 +309,41 @@ def _run(
 
 def _cheapness(family: str) -> int:
     return CHEAP_FIRST.index(family) if family in CHEAP_FIRST else len(CHEAP_FIRST)
+
+
+def schedule(sweeps: list[FamilySweep], problem: Problem, budget: Budget) -> None:
+    """Interleave the families' trials, one at a time, until the sweep time is spent.
+
+    Every turn goes to the family with the least sweep time spent per unit of priority (ties:
+    :data:`CHEAP_FIRST`). A family that has not run yet has priority 1, so every family's
+    default trial comes first, cheapest families first; after that the :data:`EXPLOIT_FAMILIES`
+    best families have priority 1, the next one 1/2, the others :data:`LOW_PRIORITY`, so the
+    leaders get most of the time and no family is starved. A turn's trial may take the chosen
+    family's priority-weighted part of the sweep time left (a leader's at least
+    1/:data:`EXPLOIT_FAMILIES` of it, so that a leader's larger configurations are tried
+    at all on a large table); a trial estimated to take longer
+    is skipped, a fold that does take longer is interrupted. A family leaves the schedule when
+    it reached ``max_trials``, when its typical trial no longer fits the sweep time left, or
+    after :data:`MAX_SKIPS_IN_A_ROW` skipped trials in a row.
+    """
+    active = list(sweeps)
+    while active and budget.sweep_left() > 0:
+        ranked = rank_sweeps([s for s in sweeps if s.best is not None], problem)
+        priority = {s.family: _priority(s, ranked) for s in active}
+        chosen = min(active, key=lambda s: (s.spent / priority[s.family], _cheapness(s.family)))
+        # A leader's trial may take up to 1/EXPLOIT_FAMILIES of the sweep time left; others less.
+        part = max(priority[chosen.family] / sum(priority.values()), priority[chosen.family] / EXPLOIT_FAMILIES)
+        share = max(budget.sweep_left(), 0.0) * part
+        chosen.run(share_s=share, max_new_trials=1)
+        if chosen.done:
+            active.remove(chosen)
+
+
+def _priority(sweep: FamilySweep, ranked: list[FamilySweep]) -> float:
+    if sweep.best is None:
+        return 1.0 if not sweep.records else LOW_PRIORITY
+    rank = ranked.index(sweep)
+    return 1.0 if rank < EXPLOIT_FAMILIES else 0.5 if rank == EXPLOIT_FAMILIES else LOW_PRIORITY
 
 
 def sweep_family(
@@ -613,19 +618,27 @@ class FamilySweep:
         self._trial_seconds = 0.0  # the last trial's, measured by _objective
         self._family_deadline = 0.0
         self._skips_in_a_row = 0
+        self.spent = 0.0  # seconds of this family's trials so far
+        self.done = False  # no further trial can run in this sweep (see run)
         self._candidate_oof: np.ndarray | None = None
         self.best_oof: np.ndarray | None = None  # the best trial's out-of-fold output on y_sweep
         self.study: optuna.Study | None = None
 
-    def run(self, share_s: float) -> None:
-        """Run trials until ``max_trials``, the family's time share or the sweep time runs out.
+    def run(self, share_s: float, max_new_trials: int | None = None) -> None:
+        """Run trials until ``max_trials`` (or ``max_new_trials`` more), the family's time share
+        or the sweep time runs out.
 
-        Called again (the second round of :func:`run_automl`), it continues the same study:
-        the sampler keeps what it learnt and ``max_trials`` counts every round's trials.
+        Called again (the scheduler's next turn), it continues the same study: the sampler
+        keeps what it learnt and ``max_trials`` counts every turn's trials. :attr:`done` says
+        whether the family can run no more trials in this sweep.
         """
         remaining = None if self.config.max_trials is None else self.config.max_trials - len(self.records)
+        if remaining == 0:
+            self.done = True
         if share_s <= 0.0 or remaining == 0:
             return
+        if max_new_trials is not None:
+            remaining = max_new_trials if remaining is None else min(remaining, max_new_trials)
         self._family_deadline = self.budget.clock() + share_s
         if self.study is None:
             self.study = self._create_study()
@@ -790,6 +803,7 @@ class FamilySweep:
         self.records.append(record)
         skipped = bool(trial.user_attrs.get("skipped"))
         self._skips_in_a_row = self._skips_in_a_row + 1 if skipped else 0
+        self.spent += self._trial_seconds
         if not skipped:
             self._durations.append(self._trial_seconds)
         if state == "complete" and self._is_better(record.cv_mean):  # type: ignore[arg-type]
@@ -804,16 +818,20 @@ class FamilySweep:
         if self.on_trial is not None:
             self.on_trial(record)
         if self._skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
-            study.stop()  # what is left of the share fits no configuration the sampler proposes
+            self.done = True  # what is left fits no configuration the sampler proposes
+            study.stop()
             return
         if trial.user_attrs.get("family_out_of_time"):
             # The time left cannot fit this family's folds at its typical pace; it only shrinks,
             # so every further trial would be abandoned the same way: stop the study.
+            self.done = True
             study.stop()
             return
         # Stop when another trial of typical length would overrun this family's share or the sweep.
         typical = float(np.median(self._durations)) if self._durations else 0.0
         now = self.budget.clock()
+        if now + typical > self.budget.sweep_deadline:
+            self.done = True
         if now + typical > min(self._family_deadline, self.budget.sweep_deadline):
             study.stop()
 

@@ -206,7 +206,9 @@ class XGBoost(ModelFamily):
 
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+            # Log-scaled from a low floor, as FLAML's cost-frugal search: most random draws are
+            # cheap, and the sampler raises the count where it pays.
+            "n_estimators": trial.suggest_int("n_estimators", 20, 500, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "max_depth": trial.suggest_int("max_depth", 2, 10),
             "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20.0, log=True),
@@ -252,7 +254,7 @@ class LightGBM(ModelFamily):
 
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+            "n_estimators": trial.suggest_int("n_estimators", 20, 500, log=True),  # as XGBoost's
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
