@@ -58,3 +58,33 @@ def test_redis_down_falls_back_to_the_offline_table_quickly(world) -> None:  # t
     found, where = reader.get_many_from(ids)
     assert where == "offline" and set(found) == set(ids)
     assert time.perf_counter() - started < 5
+
+
+def test_online_aggregates_equal_the_features_of_a_new_sample_now_and_are_cached(world) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import pandas as pd
+
+    from tracseq_dagster.features import FAILURE_PRIOR, compute_features
+    from tracseq_dagster.serving.online_store import OnlineAggregates
+
+    lake, settings = world
+    history = lake.read_validated()
+    probes = history.iloc[:30].copy()
+    probes["sample_id"] = [f"TS-2099-{i:06d}" for i in range(len(probes))]  # new samples, as a request brings them
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    probes["received_ts"] = now - pd.Timedelta(minutes=5)
+    expected = compute_features(probes, history, as_of=now).reindex(probes["sample_id"])
+    aggregates = OnlineAggregates(open_store(settings), ttl_s=60)
+    for key, feature, fallback in (("operator_id", "operator_failure_rate", FAILURE_PRIOR), ("site", "site_failure_rate", FAILURE_PRIOR),
+                                   ("freezer", "freezer_utilisation", None)):  # fmt: skip
+        values = probes["storage_location"].str.split("/").str[0] if key == "freezer" else probes[key]
+        answer = aggregates.get(key, values)
+        got = np.array([answer[str(v)][feature] for v in values], dtype=float)
+        if fallback is not None:
+            got = np.where(np.isnan(got), fallback, got)
+        np.testing.assert_allclose(got, expected[feature].to_numpy(), rtol=0, atol=1e-12)
+    reads = aggregates.reads
+    aggregates.get("operator_id", probes["operator_id"])
+    assert aggregates.reads == reads == 3  # the second ask is answered from the cache
+    with pytest.raises(KeyError, match="no aggregates by"):
+        aggregates.get("kit", ["x"])

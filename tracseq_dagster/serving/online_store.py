@@ -12,12 +12,18 @@ see :mod:`.dependencies`), back on Redis by itself once it answers again.
 ``feast_online_features`` asset materialises (:mod:`tracseq_dagster.feature_repo`); it
 replaces ``RedisFeatureStore`` and its publisher when ``open_feature_store`` is given the Feast
 settings (the same fallback to the offline table applies).
+
+``OnlineAggregates`` reads the lab's latest per-entity aggregates (operator, site, freezer,
+instrument) from Feast's online store, cached per entity for a few seconds: what serving needs
+to see new history without a rebuild (see ``benchmarks/feast_online.py`` for its cost).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -123,6 +129,56 @@ class FeastFeatureStore:
             document[AS_OF_COLUMN] = pd.Timestamp(stamps[i], unit="s", tz="UTC").isoformat()
             out[sample_id] = document
         return out
+
+
+#: Join key -> (feature view, its features): the aggregates of :mod:`tracseq_dagster.entity_history`.
+AGGREGATE_VIEWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "operator_id": ("operator_history", ("operator_failure_rate", "operator_history_count")),
+    "site": ("site_history", ("site_failure_rate", "site_history_count")),
+    "freezer": ("freezer_history", ("freezer_utilisation", "freezer_sample_count")),
+    "instrument_id": ("instrument_history", ("instrument_failure_rate", "instrument_recent_failures",
+                                             "instrument_recent_libraries", "instrument_recent_runs")),
+}  # fmt: skip
+
+
+class OnlineAggregates:
+    """The latest aggregates of operators, sites, freezers and instruments, by entity, from Feast.
+
+    An entity's values are kept ``ttl_s`` seconds (they change only when a label or a receipt
+    arrives and the store is materialised again), so a steady request rate costs about one Feast
+    read per entity and period instead of one per request. Values are as Feast holds them: None
+    for an entity without history, where the feature code's own fallback applies (the prior rate
+    0.15 and a count of 0; the sample's own box for freezer utilisation).
+    """
+
+    def __init__(self, store: FeastStore, ttl_s: float = 5.0, maxsize: int = 100_000) -> None:
+        from cachetools import TTLCache
+
+        self.store = store
+        self._cache: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=time.monotonic)
+        self._lock = threading.Lock()
+        self.reads = 0  # Feast reads made (one per join key with misses per call)
+
+    def get(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{value: {feature: value or None}}`` for each distinct entity value of join key ``key``."""
+        if key not in AGGREGATE_VIEWS:
+            raise KeyError(f"no aggregates by {key!r}; by {', '.join(AGGREGATE_VIEWS)}")
+        wanted = list(dict.fromkeys(str(v) for v in values if v is not None))
+        with self._lock:
+            found = {v: self._cache[(key, v)] for v in wanted if (key, v) in self._cache}
+        missing = [v for v in wanted if v not in found]
+        if missing:
+            view, features = AGGREGATE_VIEWS[key]
+            self.reads += 1
+            columns = self.store.get_online_features(
+                features=[f"{view}:{f}" for f in features], entity_rows=[{key: v} for v in missing]
+            ).to_dict()
+            fresh = {v: {f: _json_value(columns[f][i]) for f in features} for i, v in enumerate(missing)}
+            with self._lock:
+                for v, document in fresh.items():
+                    self._cache[(key, v)] = document
+            found.update(fresh)
+        return {v: found[v] for v in wanted}
 
 
 class OfflineFeatureStore:
