@@ -6,12 +6,15 @@ Feature selection (:func:`prepare_features`) — every other column of the frame
 * datetimes become numbers: days since 1970-01-01 UTC (naive times are read as UTC), so
   "how recent" can be learned; timedeltas become seconds;
 * strings/objects whose non-null values all parse as numbers become numbers (CSV exports);
-* other strings, objects and pandas categoricals are categorical features;
+* other strings, objects and pandas categoricals are categorical features; those with more than
+  :data:`MAX_CATEGORIES` distinct values (airports, tail numbers, travel agents, countries)
+  are *wide* categoricals: the tree families see them as integer codes, the one-hot families
+  (linear, MLP) leave them out, since one column per value would be thousands of columns;
 * dropped, with the reason recorded: columns that are entirely null; constant columns (one
-  distinct non-null value); categorical columns with more than :data:`MAX_CATEGORIES` distinct
-  values or whose values are nearly all distinct (more than :data:`UNIQUE_FRACTION` of the
-  non-null rows, with more than 10 of them) — identifiers and free text, which a model cannot
-  generalise from; columns of any other dtype (e.g. complex, lists).
+  distinct non-null value); categorical columns with more than :data:`MAX_WIDE_CATEGORIES`
+  distinct values or whose values are nearly all distinct (more than :data:`UNIQUE_FRACTION`
+  of the non-null rows, with more than 10 of them) — identifiers and free text, which a model
+  cannot generalise from; columns of any other dtype (e.g. complex, lists).
 
 The column transformers are built from the resulting dtypes, never from column names.
 """
@@ -28,8 +31,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-#: Categorical columns with more distinct values than this are dropped as ids / free text.
+#: Categorical columns with more distinct values than this are one-hot encoded no more: they are
+#: wide categoricals, integer codes for the tree families only.
 MAX_CATEGORIES = 50
+#: Categorical columns with more distinct values than this are dropped as ids / free text.
+MAX_WIDE_CATEGORIES = 10_000
 #: ... as are categorical columns whose distinct values exceed this share of the non-null rows.
 UNIQUE_FRACTION = 0.9
 _MISSING = "__missing__"
@@ -42,11 +48,12 @@ class FeatureColumns:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     dropped: dict[str, str] = field(default_factory=dict)  # column → why it was dropped
+    wide: tuple[str, ...] = ()  # categoricals with more than MAX_CATEGORIES values: trees only
 
     @property
     def all(self) -> list[str]:
-        """Numeric then categorical column names, the order of the prepared frame."""
-        return [*self.numeric, *self.categorical]
+        """Numeric, categorical then wide categorical column names, the order of the prepared frame."""
+        return [*self.numeric, *self.categorical, *self.wide]
 
 
 def prepare_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, FeatureColumns]:
@@ -57,6 +64,7 @@ def prepare_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, Fe
     """
     numeric: dict[str, pd.Series] = {}
     categorical: dict[str, pd.Series] = {}
+    wide: dict[str, pd.Series] = {}
     dropped: dict[str, str] = {}
     for name in frame.columns:
         if name == target:
@@ -72,14 +80,16 @@ def prepare_features(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, Fe
             dropped[str(name)] = "all null"
         elif distinct == 1:
             dropped[str(name)] = "constant"
-        elif kind == "categorical" and distinct > MAX_CATEGORIES:
-            dropped[str(name)] = f"{distinct} distinct values (more than {MAX_CATEGORIES}: id or free text)"
+        elif kind == "categorical" and distinct > MAX_WIDE_CATEGORIES:
+            dropped[str(name)] = f"{distinct} distinct values (more than {MAX_WIDE_CATEGORIES}: id or free text)"
         elif kind == "categorical" and distinct > 10 and distinct > UNIQUE_FRACTION * len(non_null):
             dropped[str(name)] = "nearly every value distinct (id or free text)"
+        elif kind == "categorical" and distinct > MAX_CATEGORIES:
+            wide[str(name)] = converted
         else:
             (numeric if kind == "numeric" else categorical)[str(name)] = converted
-    columns = FeatureColumns(tuple(numeric), tuple(categorical), dropped)
-    prepared = pd.DataFrame({**numeric, **categorical}, index=frame.index)
+    columns = FeatureColumns(tuple(numeric), tuple(categorical), dropped, tuple(wide))
+    prepared = pd.DataFrame({**numeric, **categorical, **wide}, index=frame.index)
     return prepared[columns.all], columns
 
 
@@ -161,8 +171,8 @@ def _is_plain_number(dtype: object) -> bool:
 
 
 def feature_converter(columns: FeatureColumns) -> FeatureConverter:
-    """The :class:`FeatureConverter` for ``columns``."""
-    return FeatureConverter(columns.numeric, columns.categorical)
+    """The :class:`FeatureConverter` for ``columns`` (wide categoricals are categorical to it)."""
+    return FeatureConverter(columns.numeric, (*columns.categorical, *columns.wide))
 
 
 # -- per-family preprocessing -----------------------------------------------------------------
@@ -191,7 +201,7 @@ def ordinal_imputed(columns: FeatureColumns) -> ColumnTransformer:
     """
     numeric = SimpleImputer(strategy="median", add_indicator=True)
     categorical = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
-    return _transformer(columns, numeric, categorical)
+    return _transformer(columns, numeric, categorical, wide=True)
 
 
 def ordinal_with_missing(columns: FeatureColumns) -> ColumnTransformer:
@@ -201,18 +211,25 @@ def ordinal_with_missing(columns: FeatureColumns) -> ColumnTransformer:
     Categorical columns come last in the output, which :func:`categorical_mask` relies on.
     """
     categorical = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan)
-    return _transformer(columns, "passthrough", categorical)
+    return _transformer(columns, "passthrough", categorical, wide=True)
 
 
 def categorical_mask(columns: FeatureColumns) -> list[bool]:
-    """Which output columns of :func:`ordinal_with_missing` are categorical codes."""
-    return [False] * len(columns.numeric) + [True] * len(columns.categorical)
+    """Which output columns of :func:`ordinal_with_missing` are categorical codes.
+
+    Wide categoricals are not: histogram boosting takes at most 255 categories a feature, so
+    their codes are split on as ordered numbers (as LightGBM and XGBoost see every code here).
+    """
+    return [False] * len(columns.numeric) + [True] * len(columns.categorical) + [False] * len(columns.wide)
 
 
-def _transformer(columns: FeatureColumns, numeric: object, categorical: object) -> ColumnTransformer:
+def _transformer(columns: FeatureColumns, numeric: object, categorical: object, *, wide: bool = False) -> ColumnTransformer:
+    """``numeric`` on the numeric columns, ``categorical`` on the categorical ones (and the wide
+    ones when ``wide``; without, they are left out)."""
     parts = []
+    coded = [*columns.categorical, *(columns.wide if wide else ())]
     if columns.numeric:
         parts.append(("numeric", numeric, list(columns.numeric)))
-    if columns.categorical:
-        parts.append(("categorical", categorical, list(columns.categorical)))
+    if coded:
+        parts.append(("categorical", categorical, coded))
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
