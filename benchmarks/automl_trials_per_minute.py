@@ -4,9 +4,15 @@ For each family alone, ``run_automl`` with a fixed wall-clock budget on two tabl
 scikit-learn's bundled breast cancer set (binary, 569 rows) and the synthetic lab data
 (features of generated samples, target qc_status, 3 classes). Records completed and
 pruned trials, trials per minute, CV and holdout score, and the engine's wall time
-against the budget.
+against the budget. ``--all-families`` adds one row per table for the whole engine (every
+family, the scheduler sharing the budget), which is how ``tracseq automl`` runs.
+
+To compare with another version of the engine, run the script with that version first on
+``PYTHONPATH`` (e.g. ``git archive <commit> tracseq_dagster | tar -x -C /tmp/old`` and
+``PYTHONPATH=/tmp/old``): options the older engine lacks (``--n-jobs``) are left out then.
 
 Usage: python benchmarks/automl_trials_per_minute.py [--budget-s 20] [--lab-rows 5000]
+           [--n-jobs N] [--all-families] [--out automl_trials.json]
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -45,13 +52,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, default=20.0)
     parser.add_argument("--lab-rows", type=int, default=5000)
+    parser.add_argument("--n-jobs", type=int, default=None, help="threads per fit (engines that have the option)")
+    parser.add_argument("--all-families", action="store_true", help="also one run of every family together per table")
+    parser.add_argument("--out", default="automl_trials.json", help="file name under benchmarks/out/")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    extra: dict[str, Any] = {} if args.n_jobs is None else {"n_jobs": args.n_jobs}
     rows = []
+    runs = [(family,) for family in ALL_FAMILIES] + ([tuple(ALL_FAMILIES)] if args.all_families else [])
     for name, (frame, target) in tables(args.lab_rows).items():
-        for family in ALL_FAMILIES:
+        for families in runs:
+            family = families[0] if len(families) == 1 else "all"
             try:
-                result = run_automl(frame, AutoMLConfig(target=target, families=(family,), time_budget_s=args.budget_s, seed=0))
+                result = run_automl(frame, AutoMLConfig(target=target, families=families, time_budget_s=args.budget_s, seed=0, **extra))
             except AutoMLInputError as error:  # no trial of this family completed within the budget
                 row = {"table": name, "family": family, "trials": 0, "note": str(error), "budget_s": args.budget_s}
                 print(json.dumps(row), flush=True)
@@ -65,6 +78,7 @@ def main() -> None:
                 "trials": len(complete),
                 "pruned": sum(t.state == "pruned" for t in result.trials),
                 "trials_per_min": round(len(result.trials) / result.wall_seconds * 60, 1),
+                "complete_per_min": round(len(complete) / result.wall_seconds * 60, 1),
                 "cv_mean": round(result.leaderboard[0].cv_mean, 4),
                 "holdout": round(result.holdout_score, 4),
                 "wall_s": round(result.wall_seconds, 2),
@@ -73,7 +87,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     OUT.mkdir(exist_ok=True)
-    (OUT / "automl_trials.json").write_text(json.dumps(rows, indent=2))
+    (OUT / args.out).write_text(json.dumps(rows, indent=2))
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 

@@ -5,8 +5,10 @@
 >>> result.leaderboard[0].family, result.holdout_score
 
 See :mod:`.engine` for the sweep, :mod:`.families` for the model families, :mod:`.tasks`
-for task detection and metrics, :mod:`.preprocessing` for the feature rules and
-:mod:`.budget` for how the time budget is shared.
+for task detection and metrics, :mod:`.preprocessing` for the feature rules,
+:mod:`.budget` for how the time budget is shared, :mod:`.cost` for the cost estimates and the
+automatic sweep sample, :mod:`.deadline` for fits that stop at a deadline and
+:mod:`.ensemble` for the weighted ensemble of the families' best trials.
 """
 
 from tracseq_dagster.automl.budget import MIN_BUDGET_S
@@ -26,6 +28,7 @@ from tracseq_dagster.automl.engine import (
     run_automl,
     sweep_family,
 )
+from tracseq_dagster.automl.ensemble import WeightedEnsemble
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
@@ -55,6 +58,7 @@ __all__ = [
     "TaskType",
     "prepare_study_storage",
     "TrialRecord",
+    "WeightedEnsemble",
     "detect_task",
     "prepare_features",
     "resolve_metric",

@@ -7,13 +7,12 @@ scoring. It is shared as follows:
   :data:`MIN_RESERVE_FRACTION` of the budget and grows as trials complete to the estimated
   refit time of the slowest family-best trial so far (any of them may win): its mean fold fit
   time × k/(k-1) (the refit sees all training rows, not (k-1)/k of them) × a safety factor.
-* The rest, the **sweep time**, is shared in two rounds (see the engine): in round 1 each
-  family gets an equal share of what is left of the round's half, so time a fast family does
-  not use rolls over to the ones after it; in round 2 the two leading families share what is
-  left of the sweep time the same way.
-* Within a family's share, a new trial starts only if the share still fits one more trial of
-  the median duration seen so far in that family (Optuna's ``timeout`` is set to the share as
-  well). A running trial is abandoned between folds (recorded as pruned, reason
+* The rest, the **sweep time**, is handed out one trial at a time by the engine's scheduler
+  (:func:`~tracseq_dagster.automl.engine.schedule`): each turn's trial may take its family's
+  priority-weighted part of the sweep time left (its *share*).
+* Within a share, a trial starts only if its cost estimate (:mod:`.cost`) fits it, and a new
+  trial of the same turn only if the share still fits one more trial of the median duration
+  seen so far in that family (Optuna's ``timeout`` is set to the share as well). A running trial is abandoned between folds (recorded as pruned, reason
   ``"time budget"``) as soon as its remaining folds, at its pace so far, would end after the
   sweep time. A family whose share is empty when its turn comes runs no trial.
   Before a trial's first fold, its pace is not known yet: the median fold time of the family

@@ -18,11 +18,10 @@
    mean score after every fold so that hopeless trials are pruned early.
    ``max_trials`` is **per family**. Each family's first trial is its default configuration
    (:meth:`~tracseq_dagster.automl.families.ModelFamily.default_params`), so the winner's CV
-   score is never below the best default's. Two rounds: round 1 gives every family an equal
-   part of half the sweep time, cheapest families first (:data:`CHEAP_FIRST`: time a fast
-   family leaves rolls over to the slower ones); round 2 gives the rest to the two best
-   families so far, continuing their studies. Time is shared as described in
-   :mod:`~tracseq_dagster.automl.budget`; a trial whose estimated cost (:mod:`.cost`) does not
+   score is never below the best default's. :func:`schedule` interleaves the families' trials
+   one at a time: every family's default first, cheapest families first (:data:`CHEAP_FIRST`),
+   then most of the time to the two best families so far, a little to the others. Time is
+   shared as described in :mod:`~tracseq_dagster.automl.budget`; a trial whose estimated cost (:mod:`.cost`) does not
    fit what is left of its family's share is skipped, and a fold still fitting when the share
    ends is interrupted (:mod:`.deadline`), both recorded with the reason.
 5. **Refit** of the best configuration of the best family on all training rows (on as many
