@@ -1,4 +1,8 @@
-"""The online feature store (Redis) as a Dagster resource."""
+"""The hand-written online feature store (Redis) as a Dagster resource.
+
+Superseded by ``resources.feast.FeastResource`` (Feast's Redis online store); kept while the
+``online_sample_features`` publisher is.
+"""
 
 import dagster as dg
 from pydantic import Field

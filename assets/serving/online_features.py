@@ -1,4 +1,9 @@
-"""The online feature store kept fresh: the latest sample features published to Redis."""
+"""The online feature store kept fresh: the latest sample features published to Redis (hand-written).
+
+Superseded by Feast's materialisation (``feast_online_features`` in ``assets/features``), which
+the service reads with ``open_feature_store(..., feast=FeastSettings.from_environment())``. Kept
+while the prediction service still reads these documents; remove it (and its resource) then.
+"""
 
 import time
 
