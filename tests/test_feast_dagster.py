@@ -47,9 +47,11 @@ def test_apply_entity_tables_and_materialisation_with_metadata(resources) -> Non
     stats = load_statistics(Path(settings.data_dir) / "feast", "sample_features")
     assert stats is not None and stats["version"] == "v0"
     risk = stats["features"]["quality_risk_score"]
-    assert risk["count"] + risk["nulls"] == 300 and 0 <= risk["quantiles"]["0.5"] <= 1
-    assert sum(risk["histogram"]["counts"]) == risk["count"]
-    assert set(stats["features"]["sample_type"]["histogram"]) <= {"DNA", "RNA", "cfDNA", "tissue", "blood", "saliva", "FFPE"}
+    assert risk["row_count"] == 300 and risk["count"] + risk["null_count"] == 300 and 0 <= risk["p50"] <= 1
+    assert sum(risk["histogram"]["counts"]) == risk["count"] and len(risk["histogram"]["bins"]) == 11
+    types = stats["features"]["sample_type"]["histogram"]
+    assert {v["value"] for v in types["values"]} <= {"DNA", "RNA", "cfDNA", "tissue", "blood", "saliva", "FFPE"}
+    assert sum(v["count"] for v in types["values"]) + types["other_count"] == stats["features"]["sample_type"]["count"]
 
 
 def test_feast_registry_is_requested_again_only_when_the_definitions_change(resources) -> None:  # type: ignore[no-untyped-def]

@@ -60,11 +60,13 @@ def test_feature_statistics_by_name_and_ambiguity(world) -> None:  # type: ignor
     stats = feature_statistics(store, settings.folder, "freeze_thaw_cycles")
     table = lake.read_features()
     assert stats["version"] == "v0" and stats["count"] == table["freeze_thaw_cycles"].notna().sum()
-    assert stats["quantiles"]["1"] == table["freeze_thaw_cycles"].max()
+    assert stats["max_val"] == table["freeze_thaw_cycles"].max()
+    assert stats["null_count"] == table["freeze_thaw_cycles"].isna().sum()
+    assert stats["p50"] == pytest.approx(table["freeze_thaw_cycles"].median())
     with pytest.raises(UnknownFeature, match="several views hold"):
         feature_statistics(store, settings.folder, "operator_failure_rate")  # the sample view and the operator history
     history = feature_statistics(store, settings.folder, "operator_history:operator_failure_rate")
-    assert history["view"] == "operator_history" and 0 < history["quantiles"]["0.5"] < 1
+    assert history["view"] == "operator_history" and 0 < history["p50"] < 1
     with pytest.raises(UnknownFeature):
         feature_statistics(store, settings.folder, "no_such_feature")
     kit = feature_statistics(store, settings.folder, "kit_failure_rate")  # only sequencing_success's view holds it

@@ -1,10 +1,12 @@
 """Feature statistics computed at each materialisation and kept per feature view version.
 
-For every feature of a view: rows, nulls, and for numbers quantiles and a 10-bin histogram,
-for categories the counts of each value (the 20 most frequent). They are computed from the
-view's table as materialised, stored as JSON under
+The statistics are Feast's own (``feast.monitoring.metrics_calculator.MetricsCalculator``, the
+calculator of its monitoring service): rows, nulls, and for numbers mean, stddev, min, max,
+p50..p99 and a histogram, for categories the most frequent values with their counts; ``count``
+(non-null values) is added. Feast's monitoring service keys what it stores by date windows of
+the event timestamps, not by registry version, so storage is ours: JSON under
 ``<feast folder>/statistics/<view>/<version>/<materialised at>.json`` (one file per
-materialisation, so the history of a version stays), and read back per feature: the latest
+materialisation, so a version's history stays), read back per feature: the latest
 materialisation of the view's latest version, or of a given version.
 """
 
@@ -15,35 +17,27 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+from feast.monitoring.metrics_calculator import MetricsCalculator
 
-QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 HISTOGRAM_BINS = 10
 TOP_CATEGORIES = 20
 
+_CALCULATOR = MetricsCalculator(histogram_bins=HISTOGRAM_BINS, top_n=TOP_CATEGORIES)
+
 
 def column_statistics(values: pd.Series) -> dict[str, Any]:
-    """count (non-null), nulls, and quantiles + histogram (numbers) or value counts (categories)."""
-    nulls = int(values.isna().sum())
-    known = values.dropna()
-    out: dict[str, Any] = {"rows": int(len(values)), "count": int(len(known)), "nulls": nulls}
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        numbers = known.to_numpy(dtype=np.float64)
-        numbers = numbers[np.isfinite(numbers)]
-        out["kind"] = "numeric"
-        if len(numbers):
-            out["mean"] = float(numbers.mean())
-            out["quantiles"] = {f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(numbers, QUANTILES), strict=True)}
-            counts, edges = np.histogram(numbers, bins=HISTOGRAM_BINS)
-            out["histogram"] = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
-        else:
-            out["quantiles"], out["histogram"] = {}, {"edges": [], "counts": []}
+    """Feast's metrics of one column (numeric or categorical by its dtype), plus ``count``."""
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    if numeric:
+        array = pa.array(values.to_numpy(dtype="float64", na_value=float("nan")), type=pa.float64(), from_pandas=True)
+        out = _CALCULATOR.compute_numeric(array)
     else:
-        out["kind"] = "categorical"
-        counts = known.astype(str).value_counts()
-        out["distinct"] = int(len(counts))
-        out["histogram"] = {str(k): int(v) for k, v in counts.head(TOP_CATEGORIES).items()}
+        array = pa.array(values.astype("object").where(values.notna(), None).map(lambda v: None if v is None else str(v)),
+                         type=pa.string())  # fmt: skip
+        out = _CALCULATOR.compute_categorical(array)
+    out["count"] = out["row_count"] - out["null_count"]
     return out
 
 
