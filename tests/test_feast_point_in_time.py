@@ -8,13 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from feast import FeatureView
+import pytest
+from feast import FeatureView, Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64
 
 from feast_support import feast_settings, generated_lake
 from tracseq_dagster.entity_history import label_times
 from tracseq_dagster.feature_repo.entities import freezer
 from tracseq_dagster.feature_repo.definitions import RepoObjects, definitions_hash, repo_objects
+from tracseq_dagster.feature_repo.queries import historical_features, list_feature_views
 from tracseq_dagster.feature_repo.services import feature_services
+from tracseq_dagster.feature_repo.views import sample_features_view
 from tracseq_dagster.feature_repo.store import apply_repo, open_store
 from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import historical_labelled_rows, labelled_sample_entities, model_entities
@@ -117,3 +122,29 @@ def test_run_outcomes_known_at_or_after_the_cutoff_never_reach_an_earlier_librar
     pd.testing.assert_frame_equal(before, after)
     moved = ~np.isclose(before_later["instrument_failure_rate"], after_later["instrument_failure_rate"])
     assert moved.mean() > 0.2  # the rewrite is visible after the cutoff: the test can fail
+
+
+@on_demand_feature_view(
+    sources=[sample_features_view("/unused")], schema=[Field(name="purity_x_integrity", dtype=Float64)], mode="pandas",
+    description="A request-time transformation registered in code: purity_score * integrity_score.", owner="tests",
+)
+def sample_purity_x_integrity(inputs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"purity_x_integrity": inputs["purity_score"] * inputs["integrity_score"]})
+
+
+def test_an_on_demand_transformation_added_in_code_is_applied_listed_and_versioned(tmp_path: Path) -> None:
+    lake = generated_lake(tmp_path / "lake", rows=120, seed=2)
+    write_feature_tables(lake)
+    store = open_store(feast_settings(tmp_path / "data", redis=False))
+    objects = repo_objects(lake.root)
+    applied = apply_repo(store, RepoObjects(objects.entities, objects.views, objects.services, (sample_purity_x_integrity,)))
+    assert applied.views["sample_purity_x_integrity"] == "v0"
+    listed = {v["name"]: v for v in list_feature_views(store)}["sample_purity_x_integrity"]
+    assert listed["kind"] == "on_demand" and listed["entities"] == ["sample_id"] and listed["versions"][0]["version"] == "v0"
+    entities = labelled_sample_entities(lake).iloc[:20]
+    (row, *_) = historical_features(store, ["sample_purity_x_integrity:purity_x_integrity", "sample_features:purity_score",
+                                            "sample_features:integrity_score"], entities.drop(columns="qc_status").to_dict("records"))
+    assert row["purity_x_integrity"] == pytest.approx(row["purity_score"] * row["integrity_score"])
+    removed = apply_repo(store, objects)  # dropped from the code: removed from the registry
+    assert removed.removed == ("sample_purity_x_integrity",)
+    assert "sample_purity_x_integrity" not in {v["name"] for v in list_feature_views(store)}

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView
+from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from google.protobuf.message import Message
 
 from tracseq_dagster.feature_repo.entities import ENTITIES
@@ -23,12 +23,16 @@ from tracseq_dagster.feature_repo.views import feature_views
 
 @dataclass(frozen=True)
 class RepoObjects:
+    """What one ``feast apply`` registers. ``on_demand_views`` are Feast on-demand feature views
+    (request-time transformations over the views), added in code like any other definition."""
+
     entities: tuple[Entity, ...]
     views: tuple[FeatureView, ...]
     services: tuple[FeatureService, ...]
+    on_demand_views: tuple[OnDemandFeatureView, ...] = ()
 
-    def all(self) -> list[Entity | FeatureView | FeatureService]:
-        return [*self.entities, *self.views, *self.services]
+    def all(self) -> list[Entity | FeatureView | FeatureService | OnDemandFeatureView]:
+        return [*self.entities, *self.views, *self.on_demand_views, *self.services]
 
 
 def repo_objects(lake_dir: str | Path) -> RepoObjects:

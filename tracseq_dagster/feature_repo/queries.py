@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from feast import FeatureService, FeatureStore, FeatureView
+from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
 
 from tracseq_dagster.feature_repo.statistics import load_statistics, statistics_versions
 
@@ -43,18 +43,21 @@ def _time(value: Any) -> str | None:
     return None if value is None else pd.Timestamp(value).isoformat()
 
 
-def _view_summary(store: FeatureStore, view: FeatureView) -> dict[str, Any]:
+def _view_summary(store: FeatureStore, view: FeatureView | OnDemandFeatureView) -> dict[str, Any]:
     versions = store.list_feature_view_versions(view.name)
+    on_demand = isinstance(view, OnDemandFeatureView)
     return {
         "name": view.name,
+        "kind": "on_demand" if on_demand else "batch",
         "description": view.description,
         "owner": view.owner,
         "tags": dict(view.tags),
-        "entities": [c.name for c in view.entity_columns],
+        "entities": sorted({c.name for p in view.source_feature_view_projections.values() for c in getattr(
+            store.get_feature_view(p.name), "entity_columns", [])}) if on_demand else [c.name for c in view.entity_columns],
         "features": [{"name": f.name, "type": str(f.dtype), "description": f.description, "unit": f.tags.get("unit")}
                      for f in view.features],  # fmt: skip
-        "source": view.batch_source.name,
-        "timestamp_field": view.batch_source.timestamp_field,
+        "source": ",".join(sorted(view.source_feature_view_projections)) if on_demand else view.batch_source.name,
+        "timestamp_field": None if on_demand else view.batch_source.timestamp_field,
         "version": max(versions, key=lambda r: r["version_number"])["version"] if versions else None,
         "versions": [{"version": r["version"], "created": _time(r["created_timestamp"])}
                      for r in sorted(versions, key=lambda r: r["version_number"])],  # fmt: skip
@@ -63,8 +66,13 @@ def _view_summary(store: FeatureStore, view: FeatureView) -> dict[str, Any]:
     }
 
 
+def _all_views(store: FeatureStore) -> list[FeatureView | OnDemandFeatureView]:
+    return [*store.list_feature_views(), *store.list_on_demand_feature_views()]
+
+
 def list_feature_views(store: FeatureStore) -> list[dict[str, Any]]:
-    return [_view_summary(store, v) for v in sorted(store.list_feature_views(), key=lambda v: v.name)]
+    """Batch and on-demand feature views, by name."""
+    return [_view_summary(store, v) for v in sorted(_all_views(store), key=lambda v: v.name)]
 
 
 def _service_summary(service: FeatureService) -> dict[str, Any]:
@@ -88,7 +96,7 @@ def _views_by_feature(store: FeatureStore) -> dict[str, list[str]]:
     views (a model's view repeats the sample features as of its own prediction time)."""
     shared: dict[str, list[str]] = {}
     own: dict[str, list[str]] = {}
-    for view in store.list_feature_views():
+    for view in _all_views(store):
         for feature in view.features:
             (own if view.tags.get("model") else shared).setdefault(feature.name, []).append(view.name)
     return {name: shared.get(name) or own[name] for name in {*shared, *own}}
@@ -98,7 +106,7 @@ def resolve_feature(store: FeatureStore, name: str) -> tuple[str, str]:
     """(view, feature) of ``view:feature`` or of a bare feature name held by one view."""
     if ":" in name:
         view, feature = name.split(":", 1)
-        known = {v.name: [f.name for f in v.features] for v in store.list_feature_views()}
+        known = {v.name: [f.name for f in v.features] for v in _all_views(store)}
         if feature not in known.get(view, []):
             raise UnknownFeature(f"no feature {name!r}; views: {', '.join(sorted(known))}")
         return view, feature

@@ -37,14 +37,15 @@ class Applied:
 def apply_repo(store: FeatureStore, objects: RepoObjects) -> Applied:
     """``feast apply`` of ``objects``; objects of the project that are no longer defined are deleted."""
     digest = definitions_hash(objects)  # before apply, which stamps the objects with registry metadata
-    wanted_views = {v.name for v in objects.views}
+    wanted_views = {v.name for v in (*objects.views, *objects.on_demand_views)}
     wanted_services = {s.name for s in objects.services}
-    stale_views = [v for v in store.list_feature_views() if v.name not in wanted_views]
+    registered = [*store.list_feature_views(), *store.list_on_demand_feature_views()]
+    stale_views = [v for v in registered if v.name not in wanted_views]
     stale_services = [s for s in store.list_feature_services() if s.name not in wanted_services]
     store.apply(objects.all(), objects_to_delete=[*stale_services, *stale_views], partial=False)
     return Applied(
         digest,
-        {v.name: view_version(store, v.name) for v in objects.views},
+        {v.name: view_version(store, v.name) for v in (*objects.views, *objects.on_demand_views)},
         tuple(sorted(wanted_services)),
         tuple(sorted(o.name for o in (*stale_views, *stale_services))),
     )
