@@ -17,6 +17,7 @@ from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from google.protobuf.message import Message
 
 from tracseq_dagster.feature_repo.entities import ENTITIES
+from tracseq_dagster.feature_repo.on_demand import on_demand_views
 from tracseq_dagster.feature_repo.services import feature_services
 from tracseq_dagster.feature_repo.views import feature_views
 
@@ -37,7 +38,7 @@ class RepoObjects:
 
 def repo_objects(lake_dir: str | Path) -> RepoObjects:
     views = feature_views(lake_dir)
-    return RepoObjects(ENTITIES, views, feature_services(views))
+    return RepoObjects(ENTITIES, views, feature_services(views), on_demand_views(lake_dir, views))
 
 
 def definitions_hash(objects: RepoObjects, *, ignore_paths: bool = True) -> str:
