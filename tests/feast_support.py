@@ -18,15 +18,17 @@ from tracseq_dagster.run_generator import generate_runs
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
-def generated_lake(root: Path, rows: int = 600, seed: int = 11) -> Lake:
-    """A lake holding one accepted sample export, one accepted run export and the feature table."""
+def generated_lake(root: Path, rows: int = 600, seed: int = 11, *, runs: bool = True) -> Lake:
+    """A lake holding one accepted sample export, one accepted run export (unless ``runs`` is
+    False: a lab before its first run export) and the feature table."""
     lake = Lake(root)
     samples = generate_samples(rows, seed=seed)
-    runs = generate_runs(samples, seed=seed)
     lake.write_record("s" * 16, "samples.csv", len(samples))
     lake.write_table(lake.validated_path("s" * 16), samples)
-    lake.write_record("r" * 16, "runs.csv", len(runs), kind=RUNS)
-    lake.write_table(lake.validated_path("r" * 16), runs)
+    if runs:
+        run_rows = generate_runs(samples, seed=seed)
+        lake.write_record("r" * 16, "runs.csv", len(run_rows), kind=RUNS)
+        lake.write_table(lake.validated_path("r" * 16), run_rows)
     lake.write_table(lake.features_path, build_feature_table(lake))
     return lake
 

@@ -63,3 +63,16 @@ def test_feast_registry_is_requested_again_only_when_the_definitions_change(reso
         changed = feast_registry.map_asset_specs(lambda spec: spec.replace_attributes(code_version="a-new-definitions-hash"))
         after = dg.evaluate_automation_conditions(defs=dg.Definitions(assets=[changed], resources=bound), instance=instance, cursor=same.cursor)
         assert after.total_requested == 1
+
+
+def test_a_lab_without_runs_yet_materialises_what_it_has(tmp_path: Path) -> None:
+    lake = generated_lake(tmp_path / "lake", rows=120, runs=False)
+    settings = feast_settings(tmp_path / "data", redis=False)
+    bound = {"lake": LakeResource(root=str(lake.root)), "feast": FeastResource(data_dir=settings.data_dir, project=settings.project)}
+    result = dg.materialize([feast_registry, feast_entity_tables, feast_online_features], resources=bound)
+    assert result.success
+    online = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                  if e.asset_key.to_user_string() == "feast_online_features")  # fmt: skip
+    assert online["online_store"].value == "sqlite"
+    assert online["waiting_for_tables"].value == "sequencing_success_features, turnaround_hours_features"
+    assert re.search(r"\| sample_features\s+\| v0\s+\|\s+120 \|", online["views"].value)

@@ -24,20 +24,25 @@ class Materialized:
     rows: dict[str, int]
     versions: dict[str, str]
     statistics: dict[str, Path]
+    waiting: tuple[str, ...] = ()  # views whose table does not exist yet (a lab without runs)
 
 
 def materialize_with_statistics(store: FeatureStore, folder: Path) -> Materialized:
-    """Materialise every registered view up to now and save each one's statistics under ``folder``."""
-    views = store.list_feature_views()
-    end = materialize_all(store, [v.name for v in views])
+    """Materialise every registered view whose table exists up to now and save each one's
+    statistics under ``folder``. A view without its table yet (the run models' before the first
+    run export) is left out and named in ``waiting``, instead of failing the others."""
+    registered = store.list_feature_views()
+    views = [v for v in registered if Path(v.batch_source.path).exists()]
+    waiting = tuple(v.name for v in registered if v not in views)
+    end = materialize_all(store, [v.name for v in views]) if views else pd.Timestamp.now(tz="UTC").to_pydatetime()
     rows: dict[str, int] = {}
     versions: dict[str, str] = {}
     paths: dict[str, Path] = {}
     for view in views:
         features = [f.name for f in view.features]
         source = view.batch_source.path
-        table = pd.read_parquet(source, columns=features) if Path(source).exists() else pd.DataFrame(columns=features)
+        table = pd.read_parquet(source, columns=features)
         versions[view.name] = view_version(store, view.name)
         rows[view.name] = len(table)
         paths[view.name] = save_statistics(folder, view.name, versions[view.name], pd.Timestamp(end), table_statistics(table, features))
-    return Materialized(end, rows, versions, paths)
+    return Materialized(end, rows, versions, paths, waiting)
