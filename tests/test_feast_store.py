@@ -15,6 +15,7 @@ from tracseq_dagster.feature_repo.store import apply_repo, materialize_all, open
 from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import NotInFeatureStore, feast_training_set
 from tracseq_dagster.features import FEATURE_NAMES
+from tracseq_dagster.feature_repo.queries import list_feature_views
 from tracseq_dagster.feature_repo.services import feature_service
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.training_set import load_training_set
@@ -95,3 +96,5 @@ def test_sql_registry_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     assert {s.name for s in again.list_feature_services()} == set(catalog())
     assert applied.views == {v.name: "v0" for v in again.list_feature_views()}
     assert not (tmp_path / "data" / "feast" / "registry.db").exists()
+    listed = {v["name"]: v for v in list_feature_views(again)}  # the version history lives in PostgreSQL too
+    assert listed["sample_features"]["versions"][0]["version"] == "v0" and listed["sample_features"]["owner"]
