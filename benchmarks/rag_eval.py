@@ -131,7 +131,7 @@ class System:
     evidence: Callable[[str, list], object] | None = None  # the product's Evidence, for calibration
 
 
-def product_system(parsed: dict, vectors: VectorCache, folder: Path, **chunking: int) -> System:
+def product_system(parsed: dict, vectors: VectorCache, folder: Path, *, rerank_weight: float | None = None, **chunking: int) -> System:
     from tracseq_dagster.documents.chunking import chunk_document
     from tracseq_dagster.documents.evidence import TermStatistics, judge
     from tracseq_dagster.documents.index import DocumentIndex
@@ -150,9 +150,14 @@ def product_system(parsed: dict, vectors: VectorCache, folder: Path, **chunking:
     def evidence(question: str, passages: list):  # type: ignore[no-untyped-def]
         return judge(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
 
-    return System(
-        "product", lambda q: retrieve(index, embedder, q, top_k=TOP), lambda q, passages: evidence(q, passages).weak, len(texts), evidence
-    )
+    def search(question: str) -> list:  # type: ignore[type-arg]
+        if rerank_weight is None:
+            return retrieve(index, embedder, question, top_k=TOP)
+        from tracseq_dagster.documents.rerank import CANDIDATES, rerank
+
+        return rerank(question, retrieve(index, embedder, question, top_k=CANDIDATES), statistics, weight=rerank_weight)[:TOP]
+
+    return System("product", search, lambda q, passages: evidence(q, passages).weak, len(texts), evidence)
 
 
 @dataclass(frozen=True)
@@ -346,6 +351,57 @@ def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[s
     return lines
 
 
+SWEEP = (  # (max_characters, new_after_characters, combine_under_characters, headings_only)
+    (1200, 900, 200, False),
+    (1200, 900, 200, True),
+    (800, 600, 200, False),
+    (800, 600, 200, True),
+    (600, 450, 150, False),
+    (600, 450, 150, True),
+    (1600, 1200, 400, True),
+    (2000, 1500, 600, False),
+)
+
+
+def sweep(cache: Path, folder: Path) -> list[str]:
+    """Chunk size and overlap of the product, judged on the dev questions only."""
+    from tracseq_dagster.documents.embedding import MiniLMEmbedder
+
+    parsed = parsed_corpus(cache)
+    vectors = VectorCache(cache, MiniLMEmbedder())
+    dev = [q for q in load_questions() if q.split == "dev"]
+    lines = ["| max characters | new after | combine under | headings only | chunks | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals |", "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for number, (most, after, under, headings) in enumerate(SWEEP):
+        system = product_system(
+            parsed, vectors, folder / f"sweep-{number}", max_characters=most, new_after_characters=after, combine_under_characters=under, headings_only=headings
+        )
+        s = summary(evaluate(system, dev))
+        lines.append(
+            f"| {most} | {after} | {under} | {headings} | {system.chunks} | {s['hit@1']:.3f} | {s['hit@5']:.3f} | {s['MRR@10']:.3f} | "
+            f"{s['refused unanswerable']}/{s['unanswerable']} | {s['false refusals']}/{s['answerable']} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def rerank_sweep(cache: Path, folder: Path, weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)) -> list[str]:
+    """The reranker's coverage weight, judged on the dev questions only (chunking at its defaults)."""
+    from tracseq_dagster.documents.embedding import MiniLMEmbedder
+
+    parsed = parsed_corpus(cache)
+    vectors = VectorCache(cache, MiniLMEmbedder())
+    dev = [q for q in load_questions() if q.split == "dev"]
+    lines = ["| coverage weight | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals | p50 ms |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for number, weight in enumerate(weights):
+        s = summary(evaluate(product_system(parsed, vectors, folder / f"rerank-{number}", rerank_weight=weight), dev))
+        lines.append(
+            f"| {weight:g} | {s['hit@1']:.3f} | {s['hit@5']:.3f} | {s['MRR@10']:.3f} | {s['refused unanswerable']}/{s['unanswerable']} | "
+            f"{s['false refusals']}/{s['answerable']} | {s['p50 ms']:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     import tempfile
 
@@ -354,9 +410,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--misses", choices=["dev", "heldout", "all", "none"], default="dev")
+    parser.add_argument("--sweep", action="store_true", help="chunk sizes on the dev questions instead")
+    parser.add_argument("--rerank-sweep", action="store_true", help="the reranker's weight on the dev questions instead")
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.sweep:
+            sweep(args.cache, Path(tmp))
+            return
+        if args.rerank_sweep:
+            rerank_sweep(args.cache, Path(tmp))
+            return
         print("\n".join(bench_real(args.cache, Path(tmp), show_misses=args.misses)))
 
 

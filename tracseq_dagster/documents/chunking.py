@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tracseq_dagster.documents.headings import HeadingPath, is_heading
 from tracseq_dagster.documents.normalise import NORMALISATION_VERSION, normalise
 from tracseq_dagster.documents.parsing import ParsedDocument
 
-# About 250 MiniLM tokens: the model truncates at 256, and a passage this size still
-# fits a dozen of them in a 4k-token prompt.
-MAX_CHARACTERS = 1200
-NEW_AFTER_CHARACTERS = 900
+# Chosen on the dev half of the real-document benchmark (benchmarks/rag_eval.py --sweep,
+# BENCHMARKS.md): 800/600 found the right page first for 26 of 30 dev questions, 1200/900
+# (about MiniLM's 256-token limit, the earlier default) for 23, 600/450 for 25 with a false
+# refusal, 1600-2000 for 23-24. Smaller passages keep one fact each; MiniLM sees all of it.
+MAX_CHARACTERS = 800
+NEW_AFTER_CHARACTERS = 600
 COMBINE_UNDER_CHARACTERS = 200
 
 
@@ -82,17 +85,32 @@ def chunk_document(
     max_characters: int = MAX_CHARACTERS,
     new_after_characters: int = NEW_AFTER_CHARACTERS,
     combine_under_characters: int = COMBINE_UNDER_CHARACTERS,
+    headings_only: bool = False,
 ) -> list[Chunk]:
-    """Chunk a parsed document; every chunk carries title, section, pages and a stable id."""
+    """Chunk a parsed document; every chunk carries title, heading path, pages and a stable id.
+
+    With ``headings_only`` the titles that do not read as headings (code lines, table cells,
+    bullets: headings.is_heading) are passage text, so they neither cut a chunk nor name a
+    section; the section is the heading path (headings.HeadingPath). Off by default: on the
+    dev half of the real-document benchmark it found the right page first for 25 of 30
+    questions against 26 without it at 800 characters, 21 against 23 at 1200 (BENCHMARKS.md).
+    """
     from unstructured.chunking.title import chunk_by_title
+    from unstructured.documents.elements import NarrativeText
 
     title = document_title(parsed)
+    elements = parsed.elements
+    if headings_only:
+        elements = [
+            NarrativeText(text=e.text, metadata=e.metadata) if type(e).__name__ == "Title" and not is_heading(e.text) else e
+            for e in elements
+        ]
     # Page by page: chunk_by_title's multipage_sections=False still merges small sections
     # across a page break (unstructured 0.27.32), and a citation must name the right page.
     composite = []
-    for page in sorted({e.metadata.page_number for e in parsed.elements}):
+    for page in sorted({e.metadata.page_number for e in elements}):
         composite += chunk_by_title(
-            [e for e in parsed.elements if e.metadata.page_number == page],
+            [e for e in elements if e.metadata.page_number == page],
             max_characters=max_characters,
             new_after_n_chars=new_after_characters,
             combine_text_under_n_chars=combine_under_characters,
@@ -100,13 +118,19 @@ def chunk_document(
         )
     chunks: list[Chunk] = []
     section = ""
+    path = HeadingPath()
     for element in composite:
         text = (element.text or "").strip()
         if not text:
             continue
         originals = element.metadata.orig_elements or [element]
         titles = [o.text.strip() for o in originals if type(o).__name__ == "Title" and o.text.strip() not in ("", title)]
-        if titles:  # the first section the chunk opens; continuations keep the last one seen
+        if titles and headings_only:  # the path at the first heading the chunk opens; the rest follow it
+            path.enter(titles[0])
+            section = path.path
+            for heading in titles[1:]:
+                path.enter(heading)
+        elif titles:  # the first section the chunk opens; continuations keep the last one seen
             section = titles[0]
         pages = [o.metadata.page_number for o in originals if o.metadata.page_number is not None] or [1]
         index = len(chunks)
