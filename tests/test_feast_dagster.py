@@ -43,6 +43,7 @@ def test_apply_entity_tables_and_materialisation_with_metadata(resources) -> Non
     assert online["online_store"].value == "redis"
     assert online["dagster/row_count"].value >= 300
     assert re.search(r"\| sample_features\s+\| v0\s+\|\s+300 \|", online["views"].value)
+    assert re.search(r"\| sample_features\s+\| quality_risk_score\s+\|\s+300 \|\s+0 \|", online["feature_statistics"].value)
 
     stats = load_statistics(Path(settings.data_dir) / "feast", "sample_features")
     assert stats is not None and stats["version"] == "v0"

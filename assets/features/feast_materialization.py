@@ -36,6 +36,7 @@ def feast_online_features(context: dg.AssetExecutionContext, feast: FeastResourc
             "views": records_table([{"view": v, "version": report.versions[v], "rows": n, "statistics": str(report.statistics[v])}
                                     for v, n in report.rows.items()]),  # fmt: skip
             "waiting_for_tables": ", ".join(report.waiting) or "none",
+            "feature_statistics": records_table(list(report.summary)),
             "seconds": round(time.perf_counter() - started, 2),
         }
     )

@@ -25,6 +25,7 @@ class Materialized:
     versions: dict[str, str]
     statistics: dict[str, Path]
     waiting: tuple[str, ...] = ()  # views whose table does not exist yet (a lab without runs)
+    summary: tuple[dict[str, object], ...] = ()  # per feature: view, count, nulls, median or top value
 
 
 def materialize_with_statistics(store: FeatureStore, folder: Path) -> Materialized:
@@ -38,11 +39,18 @@ def materialize_with_statistics(store: FeatureStore, folder: Path) -> Materializ
     rows: dict[str, int] = {}
     versions: dict[str, str] = {}
     paths: dict[str, Path] = {}
+    summary: list[dict[str, object]] = []
     for view in views:
         features = [f.name for f in view.features]
         source = view.batch_source.path
         table = pd.read_parquet(source, columns=features)
         versions[view.name] = view_version(store, view.name)
         rows[view.name] = len(table)
-        paths[view.name] = save_statistics(folder, view.name, versions[view.name], pd.Timestamp(end), table_statistics(table, features))
-    return Materialized(end, rows, versions, paths, waiting)
+        stats = table_statistics(table, features)
+        paths[view.name] = save_statistics(folder, view.name, versions[view.name], pd.Timestamp(end), stats)
+        for name, column in stats.items():
+            top = (column.get("histogram") or {}).get("values") or [{}]
+            typical = column["p50"] if column["feature_type"] == "numeric" else top[0].get("value")
+            summary.append({"view": view.name, "feature": name, "count": column["count"], "nulls": column["null_count"],
+                            "median or top": typical})  # fmt: skip
+    return Materialized(end, rows, versions, paths, waiting, tuple(summary))
