@@ -1,6 +1,6 @@
 # One image for every process of the stack that runs the project's code: the Dagster code
 # location (gRPC code server, where the runs run), dagster-webserver, dagster-daemon, the
-# MLflow server, the sample-quality Bento and the /ask service (docker-compose.yml).
+# MLflow server, the predictions Bento and the /ask service (docker-compose.yml).
 # Dependencies come from the same requirements.lock as the Makefile, checked the same way.
 FROM python:3.11-slim
 
@@ -40,7 +40,7 @@ COPY tracseq_dagster ./tracseq_dagster
 COPY assets ./assets
 COPY resources ./resources
 COPY bentos ./bentos
-COPY compose/serve-sample-quality.sh ./compose/
+COPY compose/serve-predictions.sh ./compose/
 COPY workspace.yaml workspace.compose.yaml ./
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
  && python scripts/check_environment.py

@@ -84,8 +84,8 @@ def ingest_exports(work: Path, env: dict[str, str]) -> None:
 
 def build_bento(work: Path, env: dict[str, str]) -> tuple[str, Path]:
     """``tracseq bento build``: the Bento tag and sample_quality's bundle folder."""
-    tag = re.search(r"built (sample_quality:\S+)", tracseq_command(env)("bento", "build")).group(1)  # type: ignore[union-attr]
-    return tag, work / "bentoml" / "models" / "sample_quality" / tag.split(":", 1)[1]
+    tag = re.search(r"built (tracseq_predictions:\S+)", tracseq_command(env)("bento", "build")).group(1)  # type: ignore[union-attr]
+    return tag, work / "bentoml" / "models" / "tracseq_predictions" / tag.split(":", 1)[1]
 
 
 def build_product(work: Path, env: dict[str, str]) -> tuple[str, Path]:

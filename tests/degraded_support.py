@@ -1,5 +1,5 @@
 """Real dependencies that a test can take away and give back: a Redis server, a TCP proxy in
-front of PostgreSQL, a served sample_quality Bento, and an open-loop load generator.
+front of PostgreSQL, a served prediction Bento, and an open-loop load generator.
 
 Nothing here is a mock: ``RedisServer`` runs ``redis-server`` on a free port (stopped and
 started again on the same port), ``TcpProxy`` forwards real connections to the machine's
@@ -156,7 +156,7 @@ def save_bundle_in_store(bundle_dir: Path, bentoml_home: Path) -> str:
 
 
 class Bento:
-    """``bentoml serve bentos.sample_quality.service:SampleQuality`` from the source tree."""
+    """``bentoml serve bentos.predictions.service:Predictions`` from the source tree."""
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder = folder
@@ -167,7 +167,7 @@ class Bento:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 240.0) -> Bento:
-        command = [str(BIN / "bentoml"), "serve", "bentos.sample_quality.service:SampleQuality",
+        command = [str(BIN / "bentoml"), "serve", "bentos.predictions.service:Predictions",
                    "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip

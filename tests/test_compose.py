@@ -135,13 +135,13 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_renders_with_a_filled_env_file(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "postgres", "redis", "mlflow", "dagster-init", "code-location", "webserver", "daemon",
-        "ollama", "ollama-pull", "sample-quality", "sample-quality-gateway", "document-qa",
+        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa",
     }  # fmt: skip
     # The secrets of the env file reached the services.
     assert environment(services["code-location"])["DAGSTER_PG_URL"] == (
         "postgresql://tracseq:gen-postgres_password-4f1c@postgres:5432/dagster"
     )
-    assert environment(services["sample-quality"])["TRACSEQ_API_TOKEN"] == "gen-tracseq_api_token-4f1c"
+    assert environment(services["predictions"])["TRACSEQ_API_TOKEN"] == "gen-tracseq_api_token-4f1c"
 
 
 @pytest.mark.parametrize("secret", secret_names())
@@ -330,11 +330,11 @@ def test_postgres_init_script_creates_every_database_the_stack_uses(services: di
 
 
 def test_the_gateway_balances_the_bento_replicas(services: dict[str, dict[str, Any]]) -> None:
-    assert services["sample-quality"]["deploy"]["replicas"] == 2
-    assert "ports" not in services["sample-quality"]  # reached only through the gateway
-    conf = (ROOT / "compose" / "nginx" / "sample-quality.conf").read_text()
-    assert re.search(r"server sample-quality:3000 resolve", conf)
-    assert "/readyz" in " ".join(services["sample-quality"]["healthcheck"]["test"])
+    assert services["predictions"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["predictions"]  # reached only through the gateway
+    conf = (ROOT / "compose" / "nginx" / "predictions.conf").read_text()
+    assert re.search(r"server predictions:3000 resolve", conf)
+    assert "/readyz" in " ".join(services["predictions"]["healthcheck"]["test"])
     host_ports = [port["published"] for s in services.values() for port in s.get("ports", [])]  # 1.29 renders the long form
     assert len(host_ports) == len(set(host_ports)), host_ports
 
@@ -349,10 +349,10 @@ def test_the_image_is_built_from_the_lock_and_carries_what_the_stack_runs(servic
     copied = set(re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE))
     copied = {part for line in copied for part in line.split()}
     for needed in ("tracseq_dagster", "assets", "resources", "bentos", "workspace.compose.yaml", "dagster.yaml",
-                   "compose/serve-sample-quality.sh", "requirements.lock"):  # fmt: skip
+                   "compose/serve-predictions.sh", "requirements.lock"):  # fmt: skip
         assert needed in copied, needed
-    assert services["sample-quality"]["command"] == ["/opt/tracseq/compose/serve-sample-quality.sh"]
-    assert os.access(ROOT / "compose" / "serve-sample-quality.sh", os.X_OK)
+    assert services["predictions"]["command"] == ["/opt/tracseq/compose/serve-predictions.sh"]
+    assert os.access(ROOT / "compose" / "serve-predictions.sh", os.X_OK)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", "data", ".git"} <= set(ignored)
 

@@ -31,7 +31,7 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
     assert graph.get(dg.AssetKey("registered_model")).group_name == "training"
     jobs = {"automl_sweep", "register_and_promote", "package_bento", "monitoring_reports", "ingest_document", "index_documents"}
     assert jobs <= {job.name for job in defs.resolve_all_job_defs()}
-    assert graph.get(dg.AssetKey("sample_quality_bento")).group_name == "serving"
+    assert graph.get(dg.AssetKey("prediction_bento")).group_name == "serving"
     for name in ("feature_drift_report", "ab_test_report", "prediction_log"):
         assert graph.get(dg.AssetKey(name)).group_name == "monitoring"
     assert dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), "feature_drift_within_threshold") in graph.asset_check_keys

@@ -195,7 +195,7 @@ def test_the_readme_example_model_is_trained_registered_and_served_without_other
     built = run("bento", "build")
     assert built.returncode == 0, built.stdout + built.stderr
     assert "serving extraction_delay_hours" in built.stdout and "not served: sample_quality" in built.stdout, built.stdout
-    tag = re.search(r"built (sample_quality:\S+)", built.stdout).group(1)  # type: ignore[union-attr]
+    tag = re.search(r"built (tracseq_predictions:\S+)", built.stdout).group(1)  # type: ignore[union-attr]
     port = free_port()
     log = tmp_path / "serve.log"
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", tag, "--host", "127.0.0.1",

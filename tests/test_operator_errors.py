@@ -183,7 +183,7 @@ def test_bento_workers_that_is_not_a_number(world: Path) -> None:
 
 # -- things that do not exist or do not answer -------------------------------------------------------
 def test_bento_tag_that_does_not_exist(world: Path) -> None:
-    line = assert_one_line_error(run_cli(["bento", "serve", "--tag", "sample_quality:nosuchbuild"], world), "sample_quality:nosuchbuild")
+    line = assert_one_line_error(run_cli(["bento", "serve", "--tag", "tracseq_predictions:nosuchbuild"], world), "tracseq_predictions:nosuchbuild")
     assert "does not exist" in line and "tracseq bento build" in line
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import category, recommendations, risk_factors
+from tracseq_dagster.serving import compiled_trees, leaf_bitvectors
 from tracseq_dagster.serving.bundle import export_bundle
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore
@@ -31,6 +33,7 @@ from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import SampleRecord, records_columns
 from tracseq_dagster.serving.scoring import CHECKED_ROWS, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
+from tracseq_dagster.serving.warm_up import WARM_UP_FILE, WARM_UP_ROWS
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -526,11 +529,40 @@ def test_compiled_forest_equals_lightgbm_with_missing_values(served) -> None:  #
     np.testing.assert_array_equal(raw, np.asarray(booster.predict(matrix, raw_score=True)).reshape(raw.shape))
 
 
-def test_a_large_first_batch_is_checked_against_lightgbm_on_its_first_rows_only(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def cold_bundle(served, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The bundle as packed before warm-up rows existed: its scorers compile and check on their first batch."""
+    cold = tmp_path_factory.mktemp("cold") / "bundle"
+    shutil.copytree(served[2], cold)
+    (cold / WARM_UP_FILE).unlink()
+    return cold
+
+
+def test_the_bundle_warms_every_kernel_up_at_load_on_real_training_rows(served, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Compiling a kernel mid-traffic stalled a worker for seconds (a 1.7 s p99): the predictor
+    scores the packed training rows at load, in the sizes that select each kernel, and runs the
+    one-time checks there; the traffic then finds everything compiled and checked."""
+    trained, _, bundle = served
+    rows = pd.read_parquet(bundle / WARM_UP_FILE)
+    assert list(rows.columns) == list(FEATURE_NAMES) and len(rows) == min(len(trained.features), WARM_UP_ROWS)
+    assert len(rows.drop_duplicates()) > len(rows) // 2  # real, varied rows: the checks see many paths
+    predictor = SampleQualityPredictor(bundle)
+    scorer = predictor.variants[CHAMPION].scorer
+    assert predictor.warm_up_s > 0 and scorer._forest_checked and scorer._fast_input is not None and scorer._fast_input.checked
+    forest = scorer._forest
+    taken = ([compiled_trees._walk_serial, leaf_bitvectors._score_serial, leaf_bitvectors._score] if forest.bitvectors is not None
+             else [compiled_trees._walk_serial, compiled_trees._walk])  # fmt: skip
+    assert all(kernel.signatures for kernel in taken)  # compiled (or loaded from numba's cache) in this process
+    booster = scorer._estimator.booster_
+    monkeypatch.setattr(booster, "predict", lambda *a, **k: pytest.fail("checked again on a real batch"))
+    features = compute_features(recent_samples(300, seed=42), pd.DataFrame(), as_of=pd.Timestamp.now(tz="UTC"))
+    assert len(scorer.score(features).probabilities) == 300
+
+
+def test_a_large_first_batch_is_checked_against_lightgbm_on_its_first_rows_only(cold_bundle, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The one-time checks of the fast paths read CHECKED_ROWS rows, not a whole first batch
     (LightGBM's own walk of 100,000 rows took 7.5 s of CPU)."""
-    _, _, bundle = served
-    scorer = SampleQualityPredictor(bundle).variants[CHAMPION].scorer
+    scorer = SampleQualityPredictor(cold_bundle).variants[CHAMPION].scorer
     booster = scorer._estimator.booster_
     original, seen = booster.predict, []
     monkeypatch.setattr(booster, "predict", lambda data, **kwargs: seen.append(len(data)) or original(data, **kwargs))
@@ -540,13 +572,13 @@ def test_a_large_first_batch_is_checked_against_lightgbm_on_its_first_rows_only(
     assert seen == [CHECKED_ROWS] and len(scores.probabilities) == 2500
 
 
-def test_small_batches_walk_the_trees_without_starting_a_thread_pool(served) -> None:  # type: ignore[no-untyped-def]
+def test_small_batches_walk_the_trees_without_starting_a_thread_pool(cold_bundle) -> None:  # type: ignore[no-untyped-def]
     """A micro-batch stays on the calling thread: numba's OpenMP workers spin for milliseconds after each parallel call.
 
     In a fresh interpreter, after this session has compiled and cached both kernels (the
     serial twin once loaded the parallel code from numba's cache, which is keyed by name).
     """
-    _, _, bundle = served
+    bundle = cold_bundle  # a warm bundle starts the pool at load, once, for the batch routes
     code = f"""
 import numpy as np
 import numba.np.ufunc.parallel as threading_layer

@@ -1,4 +1,4 @@
-"""The sample_quality Bento keeps answering while its dependencies go away and come back.
+"""The prediction Bento keeps answering while its dependencies go away and come back.
 
 A real ``bentoml serve`` under a steady load, with a real Redis (prediction cache and online
 feature store) on a free port that the test kills and starts again, the prediction log in

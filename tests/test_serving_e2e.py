@@ -97,7 +97,7 @@ class Stack:
     def build(self) -> str:
         """`tracseq bento build`: the Bento's tag (its console output is kept in ``build_output``)."""
         self.build_output = self.run("bento", "build")
-        match = re.search(r"built (sample_quality:\S+)", self.build_output)
+        match = re.search(r"built (tracseq_predictions:\S+)", self.build_output)
         assert match, self.build_output
         return match.group(1)
 
@@ -423,7 +423,7 @@ def test_the_prediction_log_keeps_each_models_rows(stack: Stack) -> None:
 def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
     stack.trained.registry.promote("2", "serving test: switch to the logistic model")
     tag = stack.build()
-    assert tag.startswith("sample_quality:v2")  # champion v2, no separate challenger any more
+    assert tag.startswith("tracseq_predictions:v2")  # champion v2, no separate challenger any more
     stack.serve(None)  # tracseq bento serve: the latest build
     info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
     assert info["variants"]["champion"]["version"] == "2" and "challenger" not in info["variants"]

@@ -1,4 +1,4 @@
-"""Load and a fault together: the sample_quality Bento with two workers at a steady 50 requests
+"""Load and a fault together: the prediction Bento with two workers at a steady 50 requests
 per second, one worker killed with SIGKILL mid-run.
 
 What must hold: errors only for requests that were in flight at the kill (a killed process

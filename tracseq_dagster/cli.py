@@ -497,7 +497,7 @@ def bento_build_command() -> None:
         raise typer.Exit(code=1)
     import dagster as dg
 
-    event = instance.get_latest_materialization_event(dg.AssetKey("sample_quality_bento"))
+    event = instance.get_latest_materialization_event(dg.AssetKey("prediction_bento"))
     metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
     console.print(f"built [bold]{metadata['bento'].value}[/] serving {metadata['models_served'].value} "
                   f"(sample_quality champion v{metadata['champion_version'].value}, "
@@ -512,7 +512,7 @@ def bento_serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     tag: Annotated[Optional[str], typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
 ) -> None:
-    """Serve the latest sample_quality Bento (bentoml serve) until interrupted."""
+    """Serve the latest prediction Bento (bentoml serve) until interrupted."""
     import os
     import shutil
     import sys
@@ -527,7 +527,7 @@ def bento_serve_command(
     if tag is None:
         builds = sorted(bentoml.bentos.list(BENTO_NAME), key=lambda b: b.info.creation_time)
         if not builds:
-            raise ConfigurationError(f"no sample_quality Bento in the BentoML store {store}: run tracseq bento build")
+            raise ConfigurationError(f"no prediction Bento in the BentoML store {store}: run tracseq bento build")
         tag = str(builds[-1].tag)
     elif not os.path.exists(tag):  # a tag in the store (bentoml serve also takes a build folder)
         try:

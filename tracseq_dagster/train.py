@@ -110,5 +110,5 @@ def _run_job(
 
 
 def package_bento(definitions_kwargs: dict[str, Any] | None = None, log_level: str = "ERROR") -> StepOutcome:
-    """Materialize ``sample_quality_bento`` (export the champion, build the Bento) on ``$DAGSTER_HOME``."""
-    return _run_job("package_bento", "sample_quality_bento", {}, definitions_kwargs or {}, log_level)
+    """Materialize ``prediction_bento`` (export the champion, build the Bento) on ``$DAGSTER_HOME``."""
+    return _run_job("package_bento", "prediction_bento", {}, definitions_kwargs or {}, log_level)

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets.serving.bento import sample_quality_bento
+from assets.serving.bento import prediction_bento
 from assets.serving.jobs import package_bento_job
 from assets.serving.online_features import online_sample_features
 
-defs = dg.Definitions(assets=[sample_quality_bento, online_sample_features], jobs=[package_bento_job])
+defs = dg.Definitions(assets=[prediction_bento, online_sample_features], jobs=[package_bento_job])

@@ -18,18 +18,18 @@ from tracseq_dagster.serving.catalog_bundle import export_catalog
 
 
 @dg.asset(deps=["promotion_gate", "sample_features", "validated_runs"], group_name="serving", kinds={"bentoml", "mlflow"})
-def sample_quality_bento(
+def prediction_bento(
     context: dg.AssetExecutionContext, lake: LakeResource, mlflow_tracking: MLflowResource
 ) -> dg.MaterializeResult:
     """Every catalog model's MLflow champion (and challenger, for A/B) as one Bento.
 
     Exports, for each catalog model with a champion, its registered versions with the history
     it needs (every accepted sample; every accepted run for the run-based models) into the
-    BentoML model store, then builds ``bentos/sample_quality`` around it: ``/models/{name}/…``
+    BentoML model store, then builds ``bentos/predictions`` around it: ``/models/{name}/…``
     for each model, and the original ``/predict`` routes for ``sample_quality``. Models without
     a champion are skipped (``skipped`` in the metadata says why). The Bento's version names
     sample_quality's registered versions (``v3`` or ``v3-c4``) plus content hashes. Serve it with
-    ``bentoml serve sample_quality:<version>``, containerize it with ``bentoml containerize``.
+    ``bentoml serve tracseq_predictions:<version>``, containerize it with ``bentoml containerize``.
     """
     lake_ = lake.lake()
     started = time.perf_counter()

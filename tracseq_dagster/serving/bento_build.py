@@ -1,5 +1,5 @@
 """Package a serving bundle as a Bento: the bundle goes into the BentoML model store, the
-service in ``bentos/sample_quality`` is built around it, and both carry the bundle's tag
+service in ``bentos/predictions`` is built around it, and both carry the bundle's tag
 (the registered versions and a content hash), so ``bentoml list`` says what a Bento serves.
 
 The Bento serves every catalog model: its bundle folder holds the ``sample_quality`` bundle
@@ -27,8 +27,8 @@ import bentoml  # noqa: E402
 from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
 from tracseq_dagster.serving.catalog_bundle import CatalogBundle  # noqa: E402
 
-BENTO_NAME = "sample_quality"
-BENTOFILE = Path("bentos") / "sample_quality" / "bentofile.yaml"
+BENTO_NAME = "tracseq_predictions"
+BENTOFILE = Path("bentos") / "predictions" / "bentofile.yaml"
 
 
 def project_root() -> Path:

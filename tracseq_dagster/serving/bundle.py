@@ -7,9 +7,10 @@ A bundle is a folder::
     challenger/…            the same for the challenger, when one exists besides the champion
     history/                the HistorySnapshot of every accepted sample (point-in-time aggregates)
     reference.json          typical training values per feature (occlusion baseline)
+    warm_up.parquet         training feature rows scored at load (:mod:`.warm_up`)
     bundle.json             which variants are in it, when it was made, its tag
 
-The ``sample_quality_bento`` asset saves a bundle into the BentoML model store and builds the
+The ``prediction_bento`` asset saves a bundle into the BentoML model store and builds the
 Bento around it, so a Bento is self-contained: no registry or lake access at serve time.
 """
 
@@ -28,9 +29,10 @@ import mlflow
 import pandas as pd
 
 from tracseq_dagster.conformal import INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
-from tracseq_dagster.features import FEATURE_CODE_VERSION, HistorySnapshot
+from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, HistorySnapshot
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from tracseq_dagster.serving.scoring import reference_values
+from tracseq_dagster.serving.warm_up import write_warm_up_rows
 from tracseq_dagster.tracking import fluent_api
 
 
@@ -79,6 +81,7 @@ def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.D
     snapshot = HistorySnapshot.build(samples)
     snapshot.save(folder / "history")
     (folder / "reference.json").write_text(json.dumps(reference_values(features), indent=2))
+    write_warm_up_rows(features, FEATURE_NAMES, folder)
 
     versions = f"v{cards[CHAMPION].version}" + (f"-c{cards[CHALLENGER].version}" if CHALLENGER in cards else "")
     content = hashlib.sha256(f"{versions}|{snapshot.cutoff}|{len(samples)}|{FEATURE_CODE_VERSION}".encode())

@@ -10,6 +10,7 @@ catalog model that has a champion::
     models/<name>/history/samples.parquet   every accepted sample (the point-in-time history)
     models/<name>/history/runs.parquet      every accepted run, when the model needs runs
     models/<name>/reference.json     typical training values per feature (occlusion baseline)
+    models/<name>/warm_up.parquet    training feature rows scored at load (:mod:`.warm_up`)
     models/<name>/bundle.json        versions, tag, history size
 
 Nothing here names a model: the catalog says which exist, their declarations what they need.
@@ -32,6 +33,7 @@ from tracseq_dagster.models import ModelSpec, catalog
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.serving.bundle import ModelCard, export_variants
 from tracseq_dagster.serving.scoring import reference_values
+from tracseq_dagster.serving.warm_up import write_warm_up_rows
 
 CATALOG_FOLDER = "models"
 CATALOG_FILE = "catalog.json"
@@ -99,6 +101,7 @@ def pack_model_bundle(spec: ModelSpec, cards: dict[str, ModelCard], samples: pd.
         runs.to_parquet(folder / "history" / RUNS_FILE, index=False)
         n_runs = len(runs)
     (folder / "reference.json").write_text(json.dumps(reference_values(labelled_rows, spec.features), indent=2))
+    write_warm_up_rows(labelled_rows, spec.features, folder)
     versions = f"v{cards[CHAMPION].version}" + (f"-c{cards[CHALLENGER].version}" if CHALLENGER in cards else "")
     cutoff = str(samples["received_ts"].max()) if len(samples) else ""
     content = hashlib.sha256(f"{spec.name}|{versions}|{cutoff}|{len(samples)}|{n_runs}|{spec.feature_code_version}".encode())

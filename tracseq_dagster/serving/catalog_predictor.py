@@ -40,6 +40,7 @@ from tracseq_dagster.serving.prediction_log import entity_key
 from tracseq_dagster.serving.predictor import Answer, _with_request_id
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
+from tracseq_dagster.serving.warm_up import warm_up
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ModelPredictor:
             alias: Variant(card, model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution))
             for alias, (card, model) in load_variants(folder).items()
         }
+        self.warm_up_s = warm_up([v.scorer for v in self.variants.values()], folder)
         split = split or TrafficSplit()
         # Sticky per sample and salted per model: one sample may meet each model's challenger independently.
         share = split.challenger_share if CHALLENGER in self.variants else 0.0

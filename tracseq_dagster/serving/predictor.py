@@ -34,6 +34,7 @@ from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
 from tracseq_dagster.serving.request_schema import records_columns
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
+from tracseq_dagster.serving.warm_up import warm_up
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class SampleQualityPredictor:
         self.variants: dict[str, Variant] = {
             name: Variant(card, QualityScorer(model, reference, tree_attribution)) for name, (card, model) in load_variants(folder).items()
         }
+        self.warm_up_s = warm_up([v.scorer for v in self.variants.values()], folder)
         self.split = split or TrafficSplit()
         if self.split.challenger_share > 0 and CHALLENGER not in self.variants:
             # Asked for an A/B test without a challenger in the bundle: everything goes to the champion.

@@ -27,7 +27,7 @@ serve time: the models are packed in the Bento.
 
 The domain work happens in :mod:`tracseq_dagster.serving`; this file wires it to HTTP. The
 served bundle is the BentoML model ``TRACSEQ_MODEL_TAG`` (the ``model_tag`` build argument,
-which the ``sample_quality_bento`` asset sets to the registered versions it packed): the
+which the ``prediction_bento`` asset sets to the registered versions it packed): the
 ``sample_quality`` bundle at its root (the original routes; 404 when that model had no champion)
 and one bundle per catalog model under ``models/`` (:mod:`tracseq_dagster.serving.catalog_bundle`).
 """
@@ -66,10 +66,10 @@ from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest,
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
 from tracseq_dagster.serving.traffic_split import TrafficSplit
 
-MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "sample_quality:latest"
+MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "tracseq_predictions:latest"
 
 
-routes = FastAPI(title="sample_quality extras")
+routes = FastAPI(title="tracseq_predictions extras")
 COLUMNAR_ROUTE = "/fast/batch_predict"
 NO_SAMPLE_QUALITY = "this Bento serves no sample_quality champion (it had none when built); see GET /models"
 
@@ -91,7 +91,7 @@ routes.router.routes.extend(catalog_routes(lambda: bentoml.get_current_service()
 
 
 @bentoml.service(
-    name="sample_quality",
+    name="tracseq_predictions",
     workers=settings.bento_workers(),
     traffic={"timeout": 30, "max_concurrency": 4096},
     metrics={"enabled": True, "namespace": "tracseq"},
@@ -104,7 +104,7 @@ routes.router.routes.extend(catalog_routes(lambda: bentoml.get_current_service()
 )
 @bentoml.asgi_app(routes, path="/")
 @bentoml.asgi_app(fast_routes, path="/fast")  # mounted first: the "/" mount would match its paths too
-class SampleQuality:
+class Predictions:
     bundle = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
@@ -266,7 +266,7 @@ async def _readiness() -> dict[str, Any]:
     return await bentoml.get_current_service().dependencies.check()
 
 
-SampleQuality.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
-SampleQuality.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,), columnar_pattern=COLUMNAR_PATH)
+Predictions.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
+Predictions.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,), columnar_pattern=COLUMNAR_PATH)
 if os.environ.get("TRACSEQ_API_TOKEN"):
-    SampleQuality.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])
+    Predictions.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])
