@@ -133,8 +133,9 @@ class System:
 
 def product_system(parsed: dict, vectors: VectorCache, folder: Path, *, rerank_weight: float | None = None, **chunking: int) -> System:
     from tracseq_dagster.documents.chunking import chunk_document
-    from tracseq_dagster.documents.evidence import TermStatistics, judge
+    from tracseq_dagster.documents.evidence import judge
     from tracseq_dagster.documents.index import DocumentIndex
+    from tracseq_dagster.documents.qa import DocumentQA
     from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, retrieve
 
     index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
@@ -144,15 +145,16 @@ def product_system(parsed: dict, vectors: VectorCache, folder: Path, *, rerank_w
         index.upsert_document(chunks, vectors.embed([c.search_text for c in chunks]))
         texts += [c.search_text for c in chunks]
     index.refresh_indexes()
-    statistics = TermStatistics.from_texts(texts)
     embedder = vectors.embedder
+    qa = DocumentQA(index, embedder, None)  # what tracseq ask and /ask search with
+    statistics = qa.statistics()
 
     def evidence(question: str, passages: list):  # type: ignore[no-untyped-def]
         return judge(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
 
     def search(question: str) -> list:  # type: ignore[type-arg]
-        if rerank_weight is None:
-            return retrieve(index, embedder, question, top_k=TOP)
+        if rerank_weight is None:  # the product's own path: hybrid retrieval, then the reranker
+            return qa.search(question, top_k=TOP)
         from tracseq_dagster.documents.rerank import CANDIDATES, rerank
 
         return rerank(question, retrieve(index, embedder, question, top_k=CANDIDATES), statistics, weight=rerank_weight)[:TOP]
@@ -313,6 +315,32 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> l
     return lines
 
 
+def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: list[Question]) -> list[str]:
+    """Milliseconds per question: hybrid retrieval of the candidates, and the reranker over them alone."""
+    from tracseq_dagster.documents.index import DocumentIndex
+    from tracseq_dagster.documents.qa import DocumentQA
+    from tracseq_dagster.documents.rerank import CANDIDATES, rerank
+    from tracseq_dagster.documents.retrieval import retrieve
+
+    index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
+    qa = DocumentQA(index, vectors.embedder, None)
+    statistics = qa.statistics()
+    retrieval_ms, rerank_ms = [], []
+    for _ in range(3):
+        for question in questions:
+            started = time.perf_counter()
+            candidates = retrieve(index, vectors.embedder, question.question, top_k=CANDIDATES)
+            middle = time.perf_counter()
+            rerank(question.question, candidates, statistics)
+            retrieval_ms.append((middle - started) * 1000)
+            rerank_ms.append((time.perf_counter() - middle) * 1000)
+    return [
+        f"Cost per question over {index.count()} chunks ({len(retrieval_ms)} timings; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}): "
+        f"retrieval of {CANDIDATES} candidates (query embedding + hybrid search) p50 {np.percentile(retrieval_ms, 50):.1f} ms, "
+        f"p99 {np.percentile(retrieval_ms, 99):.1f} ms; reranker p50 {np.percentile(rerank_ms, 50):.2f} ms, p99 {np.percentile(rerank_ms, 99):.2f} ms."
+    ]
+
+
 def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[str]:
     from tracseq_dagster.documents.embedding import MiniLMEmbedder
 
@@ -339,13 +367,14 @@ def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[s
                         f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, "
                         f"missing {', '.join(e.missing[:4])}): {o.question.question}"
                     )
+    lines_cost = rerank_cost(parsed, vectors, folder, questions)
     lines = [
         f"Real documents: {len(parsed)} Debian manuals, {pages} pages; {sum(q.answerable for q in questions)} answerable and "
         f"{sum(not q.answerable for q in questions)} unanswerable questions ({time.perf_counter() - started:.0f} s)",
         "",
         *table(rows),
     ]
-    lines += ["", *calibration]
+    lines += ["", *lines_cost, "", *calibration]
     if misses:
         lines += ["", f"Product misses and wrong refusal decisions ({show_misses} questions only):", *misses]
     return lines

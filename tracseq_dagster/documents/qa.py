@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from tracseq_dagster.documents.answering import Answer, answer_question
 from tracseq_dagster.documents.embedding import Embedder, make_embedder
 from tracseq_dagster.documents.evidence import TermStatistics
+from tracseq_dagster.documents.rerank import CANDIDATES, rerank
 from tracseq_dagster.documents.index import DocumentIndex, table_name_for
 from tracseq_dagster.documents.llm import OllamaChat
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
@@ -62,7 +63,9 @@ class DocumentQA:
         return cls(open_index(lancedb_uri, vectors), vectors, chat, min_similarity)
 
     def search(self, question: str, *, top_k: int = DEFAULT_TOP_K, filters: Filters | None = None) -> list[Passage]:
-        return retrieve(self.index, self.embedder, question, top_k=top_k, filters=filters)
+        """Hybrid retrieval of ``rerank.CANDIDATES`` passages, re-ordered by their rare-term evidence (rerank.py)."""
+        candidates = retrieve(self.index, self.embedder, question, top_k=max(top_k, CANDIDATES), filters=filters)
+        return rerank(question, candidates, self.statistics())[:top_k]
 
     def ask(
         self,
