@@ -25,9 +25,12 @@ from tracseq_dagster.serving.prediction_log import (
     PREDICTION_LOG_COLUMNS,
     BackgroundLogWriter,
     ParquetPredictionLog,
+    SCHEMA,
     PostgresPredictionLog,
     entity_key,
+    log_table,
     open_prediction_log,
+    typed_frame,
 )
 
 START = pd.Timestamp("2026-03-01T23:59:30Z")  # batches straddle midnight
@@ -351,3 +354,21 @@ def test_an_old_postgres_table_gets_the_new_columns_and_still_reads(postgres_url
         columns = dict(cursor.fetchall())
     assert set(columns) == set(PREDICTION_LOG_COLUMNS)
     assert columns["entity_key"] == columns["instrument_id"] == "text" and columns["instrument_failure_rate"] == "double precision"
+
+
+def test_the_arrow_path_types_rows_exactly_as_the_pandas_path(features: pd.DataFrame) -> None:
+    """``log_table`` (what the Parquet log writes) builds Arrow columns directly; it must keep
+    what :func:`typed_frame` keeps: category labels, text of numbers and booleans in undeclared
+    text columns, nulls for None/NaN/NA, another model's columns empty, the model and the
+    entity key filled in."""
+    rows = prediction_rows(features.head(12), start=START)
+    frame = pd.DataFrame(rows)
+    frame[CATEGORICAL_FEATURES[0]] = pd.Categorical([None, *["x", "y"] * 5, "x"])
+    frame["category"] = [True, False, None, 3, "low", 2.5, None, "high", "medium", "low", "x", None]
+    frame["model"] = None
+    frame["entity_key"] = [None] * 6 + [f"k{i}" for i in range(6)]
+    expected = pa.Table.from_pandas(typed_frame(frame), schema=SCHEMA, preserve_index=False)
+    assert log_table(frame).equals(expected)
+    assert log_table(frame)["model"].to_pylist() == ["sample_quality"] * 12
+    without_time = log_table(frame.drop(columns=["ts"]))["ts"]
+    assert without_time.null_count == 0  # a row is never lost for want of a time
