@@ -409,6 +409,12 @@ def models_command() -> None:
 model_app = typer.Typer(help="A catalog model in the MLflow registry: history, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
+from tracseq_dagster.control.cli import audit_command, management_app, tokens_app  # noqa: E402 - the control plane's commands
+
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(management_app, name="management")
+app.command("audit")(audit_command)
+
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
 
