@@ -89,6 +89,8 @@ def redis_connection_string(url: str, timeout_s: float | None = None) -> str:
 def feast_config(feast: FeastSettings) -> RepoConfig:
     """The RepoConfig of the platform's feature store."""
     feast.folder.mkdir(parents=True, exist_ok=True)
+    registry: RegistryConfig
+    online: RedisOnlineStoreConfig | SqliteOnlineStoreConfig
     if feast.registry_url:
         registry = SqlRegistryConfig(registry_type="sql", path=sqlalchemy_url(feast.registry_url), cache_ttl_seconds=60)
     else:

@@ -43,24 +43,36 @@ def _time(value: Any) -> str | None:
     return None if value is None else pd.Timestamp(value).isoformat()
 
 
+def _versions(store: FeatureStore, name: str) -> dict[str, Any]:
+    versions = sorted(store.list_feature_view_versions(name), key=lambda r: r["version_number"])
+    return {"version": versions[-1]["version"] if versions else None,
+            "versions": [{"version": r["version"], "created": _time(r["created_timestamp"])} for r in versions]}  # fmt: skip
+
+
 def _view_summary(store: FeatureStore, view: FeatureView | OnDemandFeatureView) -> dict[str, Any]:
-    versions = store.list_feature_view_versions(view.name)
-    on_demand = isinstance(view, OnDemandFeatureView)
+    source: str | None
+    timestamp_field: str | None
+    if isinstance(view, OnDemandFeatureView):  # a request-time transformation over other views
+        sources = sorted(view.source_feature_view_projections)
+        batch_views = {v.name: v for v in store.list_feature_views()}
+        entities = sorted({c.name for s in sources if s in batch_views for c in batch_views[s].entity_columns})
+        kind, source, timestamp_field = "on_demand", ",".join(sources), None
+    else:
+        entities = [c.name for c in view.entity_columns]
+        batch = view.batch_source
+        kind, source, timestamp_field = "batch", batch.name if batch else None, batch.timestamp_field if batch else None
     return {
         "name": view.name,
-        "kind": "on_demand" if on_demand else "batch",
+        "kind": kind,
         "description": view.description,
         "owner": view.owner,
         "tags": dict(view.tags),
-        "entities": sorted({c.name for p in view.source_feature_view_projections.values() for c in getattr(
-            store.get_feature_view(p.name), "entity_columns", [])}) if on_demand else [c.name for c in view.entity_columns],
+        "entities": entities,
         "features": [{"name": f.name, "type": str(f.dtype), "description": f.description, "unit": f.tags.get("unit")}
                      for f in view.features],  # fmt: skip
-        "source": ",".join(sorted(view.source_feature_view_projections)) if on_demand else view.batch_source.name,
-        "timestamp_field": None if on_demand else view.batch_source.timestamp_field,
-        "version": max(versions, key=lambda r: r["version_number"])["version"] if versions else None,
-        "versions": [{"version": r["version"], "created": _time(r["created_timestamp"])}
-                     for r in sorted(versions, key=lambda r: r["version_number"])],  # fmt: skip
+        "source": source,
+        "timestamp_field": timestamp_field,
+        **_versions(store, view.name),
         "created": _time(view.created_timestamp),
         "updated": _time(view.last_updated_timestamp),
     }

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView, OnDemandFeatureView
+from feast.feast_object import FeastObject
 
 from tracseq_dagster.feature_repo.config import FeastSettings, feast_config
 from tracseq_dagster.feature_repo.definitions import RepoObjects, definitions_hash
@@ -39,10 +40,11 @@ def apply_repo(store: FeatureStore, objects: RepoObjects) -> Applied:
     digest = definitions_hash(objects)  # before apply, which stamps the objects with registry metadata
     wanted_views = {v.name for v in (*objects.views, *objects.on_demand_views)}
     wanted_services = {s.name for s in objects.services}
-    registered = [*store.list_feature_views(), *store.list_on_demand_feature_views()]
+    registered: list[FeatureView | OnDemandFeatureView] = [*store.list_feature_views(), *store.list_on_demand_feature_views()]
     stale_views = [v for v in registered if v.name not in wanted_views]
     stale_services = [s for s in store.list_feature_services() if s.name not in wanted_services]
-    store.apply(objects.all(), objects_to_delete=[*stale_services, *stale_views], partial=False)
+    stale: list[FeastObject] = [*stale_services, *stale_views]
+    store.apply(list[FeastObject](objects.all()), objects_to_delete=stale, partial=False)
     return Applied(
         digest,
         {v.name: view_version(store, v.name) for v in (*objects.views, *objects.on_demand_views)},
