@@ -1,6 +1,11 @@
-"""Documents benchmark: ingest pages/s by stage, retrieval latency at 10k/100k chunks, hit@5 and MRR@10.
+"""Documents benchmark: real-document retrieval and refusals, ingest pages/s by stage, retrieval latency at 10k/100k chunks.
 
-    .venv/bin/python benchmarks/rag.py [--pdfs N] [--sizes 10000 100000] [--queries 200]
+    .venv/bin/python benchmarks/rag.py [--pdfs N] [--sizes 10000 100000] [--queries 200] [--only-real]
+
+First the evaluation on real documents (benchmarks/rag_eval.py: 11 Debian manuals, 514 pages,
+fetched by benchmarks/rag_corpus.py; questions in benchmarks/rag/questions.jsonl): hit@1,
+hit@5, MRR@10, unanswerable questions refused and false refusals, for the product and the
+naive baseline (one chunk per page, LanceDB hybrid search), dev and held-out halves apart.
 
 Corpora: Debian's own PDF manuals found on this machine (shared-mime-info's specification,
 libtasn1's manual) with hand-written questions whose source page is known, and the example
@@ -311,11 +316,22 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ingest-runs", type=int, default=1, help="repeat the ingest measurement (the machine is shared)")
     parser.add_argument("--only-ingest", action="store_true")
+    parser.add_argument("--only-real", action="store_true", help="only the real-document evaluation (rag_eval.py)")
+    parser.add_argument("--corpus-cache", type=Path, default=None, help="where rag_corpus.py keeps the Debian manuals")
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
+        # Real documents first: hit@1, hit@5, MRR@10, refusals and false refusals of the product
+        # beside the naive baseline, dev and held-out apart (benchmarks/rag_eval.py).
+        from benchmarks.rag_corpus import DEFAULT_CACHE
+        from benchmarks.rag_eval import bench_real
+
+        (folder / "real").mkdir()
+        print("\n".join(bench_real(args.corpus_cache or DEFAULT_CACHE, folder / "real", show_misses="none")), "\n", flush=True)
+        if args.only_real:
+            return
         for run in range(args.ingest_runs):
             ingest, chunks = bench_ingest(folder, args.pdfs, run)
             print("\n".join(ingest), "\n", flush=True)

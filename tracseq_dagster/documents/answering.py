@@ -24,6 +24,7 @@ from typing import Any
 from tracseq_dagster.documents.evidence import DEFAULT_MIN_COVERAGE, TermStatistics, judge
 from tracseq_dagster.documents.llm import OllamaChat, OllamaUnavailable
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, Passage, evidence_is_weak
+from tracseq_dagster.documents.verdict import ask_verdict
 
 NOT_IN_DOCUMENTS = "NOT_IN_DOCUMENTS"
 NOT_FOUND_TEXT = "The documents do not answer this question."
@@ -92,11 +93,15 @@ def answer_question(
     on_token: Callable[[str], None] | None = None,
     statistics: TermStatistics | None = None,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
+    verify: bool = False,
 ) -> Answer:
     """Answer from ``passages`` (best first); ``on_token`` sees the reply as it streams.
 
     With the index's ``statistics`` the evidence is also the rare-term coverage of the best
-    passages (evidence.judge); without them, the best passage's similarity alone.
+    passages (evidence.judge); without them, the best passage's similarity alone. With
+    ``verify`` the model is first asked, in a separate JSON-schema call, whether the passages
+    answer the question (verdict.py); a "no", or a "yes" whose quote is not in the passage it
+    names, is a refusal. A reply that is no verdict leaves the decision to the evidence.
     """
     if statistics is not None:
         evidence = judge(question, passages, statistics, min_similarity=min_similarity, min_coverage=min_coverage)
@@ -106,6 +111,13 @@ def answer_question(
         return Answer(question, "not_found", NOT_FOUND_TEXT, passages)
     if chat is None:
         return retrieval_only(question, passages, "No generated answer: generation is turned off (--no-generate).")
+    if verify:
+        try:
+            verdict = ask_verdict(chat, question, passages)
+        except OllamaUnavailable as error:
+            return retrieval_only(question, passages, f"No generated answer: {error.reason}. Fix: {error.fix}")
+        if verdict is not None and not verdict.answerable:
+            return Answer(question, "not_found", NOT_FOUND_TEXT, passages, notice=f"Refused: {verdict.reason}.", model=chat.model)
     pieces: list[str] = []
     try:
         for piece in chat.stream_chat(build_messages(question, passages)):

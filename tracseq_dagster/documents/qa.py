@@ -77,5 +77,5 @@ class DocumentQA:
     ) -> Answer:
         passages = self.search(question, top_k=top_k, filters=filters)
         return answer_question(
-            question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token, statistics=self.statistics()
+            question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token, statistics=self.statistics(), verify=True
         )
