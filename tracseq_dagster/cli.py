@@ -474,13 +474,18 @@ def model_rollback_command(
     reason: Annotated[str, typer.Option(help="Why, recorded in the history.")] = "manual rollback",
 ) -> None:
     """Move the champion alias of a model back to its previous champion."""
+    from tracseq_dagster.control.audit import record_or_warn
+    from tracseq_dagster.control.cli import cli_actor
     from tracseq_dagster.registry import RegistryError
 
     try:
         event = _registry(model).rollback(reason)
     except RegistryError as error:
+        record_or_warn(actor=cli_actor(), role="cli", action="rollback", model=model, outcome="refused", reason=f"{reason}: {error}")
         err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(code=2) from None
+    record_or_warn(actor=cli_actor(), role="cli", action="rollback", model=model, version=event.version, outcome="ok",
+                   reason=reason, detail={"previous": event.previous, "sequence": event.sequence})  # fmt: skip
     console.print(f"{model}: champion is now v{event.version} (was v{event.previous})")
 
 

@@ -166,3 +166,18 @@ def open_audit_log(url: str | None = None) -> ParquetAuditLog | PostgresAuditLog
     if url.startswith(("postgresql:", "postgres:", "postgresql+")):
         return PostgresAuditLog(url)
     return ParquetAuditLog(url)
+
+
+def record_or_warn(**fields: Any) -> AuditEntry | None:
+    """Record an action that has already happened (a promotion by the Dagster gate, a CLI rollback).
+
+    The action stands whether or not its record can be written, so a failing audit store is
+    reported loudly (a warning naming the entry) instead of turning a done promotion into an error.
+    """
+    import logging
+
+    try:
+        return open_audit_log().record(**fields)
+    except Exception as error:  # noqa: BLE001 - any store failure: the action itself already happened
+        logging.getLogger(__name__).warning("audit log not written (%s): %s", error, fields)
+        return None
