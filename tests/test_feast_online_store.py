@@ -88,3 +88,27 @@ def test_online_aggregates_equal_the_features_of_a_new_sample_now_and_are_cached
     assert aggregates.reads == reads == 3  # the second ask is answered from the cache
     with pytest.raises(KeyError, match="no aggregates by"):
         aggregates.get("kit", ["x"])
+
+
+def test_sample_aggregates_equal_compute_features_with_its_fallbacks(world) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import pandas as pd
+
+    from tracseq_dagster.features import compute_features
+    from tracseq_dagster.serving.online_store import OnlineAggregates
+
+    lake, settings = world
+    history = lake.read_validated()
+    probes = history.iloc[:25].copy()
+    probes["sample_id"] = [f"TS-2099-{i:06d}" for i in range(len(probes))]
+    probes.iloc[0, probes.columns.get_loc("operator_id")] = "OP-NEW"  # no history: the prior
+    probes.iloc[1, probes.columns.get_loc("site")] = "SITE-NEW"
+    probes.iloc[2, probes.columns.get_loc("storage_location")] = "FRZ-99/R1/B1/A1"  # no history: its own box
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    probes["received_ts"] = now - pd.Timedelta(minutes=5)
+    expected = compute_features(probes, history, as_of=now).reindex(probes["sample_id"])
+    got = OnlineAggregates(open_store(settings)).sample_aggregates(
+        probes["operator_id"], probes["site"], probes["storage_location"], probes["box_occupancy"])
+    for feature, values in got.items():
+        np.testing.assert_allclose(values, expected[feature].to_numpy(), rtol=0, atol=1e-12, err_msg=feature)
+    assert got["operator_history_count"][0] == 0 and got["freezer_utilisation"][2] == probes["box_occupancy"].iloc[2] / 100

@@ -28,12 +28,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 import redis
 
 from tracseq_dagster import settings
 from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
-from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_NAMES, SAMPLE_ID
+from tracseq_dagster.features import AS_OF_COLUMN, FAILURE_PRIOR, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.lake import Lake
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,6 +180,32 @@ class OnlineAggregates:
                     self._cache[(key, v)] = document
             found.update(fresh)
         return {v: found[v] for v in wanted}
+
+    def sample_aggregates(self, operator_ids: Iterable[Any], sites: Iterable[Any], storage_locations: Iterable[Any],
+                          box_occupancy: Iterable[Any]) -> dict[str, np.ndarray]:  # fmt: skip
+        """The history aggregates of the sample features for new samples (one per position), as of now.
+
+        ``operator_failure_rate``, ``operator_history_count``, ``site_failure_rate``,
+        ``site_history_count`` and ``freezer_utilisation`` as :func:`~tracseq_dagster.features.compute_features`
+        computes them for a sample the history does not hold yet, with its fallbacks: the prior
+        rate and a count of 0 without history, the sample's own box (``box_occupancy / 100``)
+        for a freezer without history.
+        """
+        operators, sites_, locations = list(operator_ids), list(sites), list(storage_locations)
+        freezers = [loc.split("/", 1)[0] if isinstance(loc, str) else None for loc in locations]
+        own_box = np.asarray([np.nan if b is None else float(b) for b in box_occupancy], dtype=np.float64) / 100.0
+        out: dict[str, np.ndarray] = {}
+        for key, values, rate, count in (("operator_id", operators, "operator_failure_rate", "operator_history_count"),
+                                         ("site", sites_, "site_failure_rate", "site_history_count")):  # fmt: skip
+            found = self.get(key, values)
+            rows = [found.get(str(v), {}) if v is not None else {} for v in values]
+            out[rate] = np.asarray([FAILURE_PRIOR if r.get(rate) is None else r[rate] for r in rows], dtype=np.float64)
+            out[count] = np.asarray([0.0 if r.get(count) is None else r[count] for r in rows], dtype=np.float64)
+        found = self.get("freezer", freezers)
+        utilisation = [found.get(f, {}).get("freezer_utilisation") if f is not None else None for f in freezers]
+        out["freezer_utilisation"] = np.asarray([b if u is None else u for u, b in zip(utilisation, own_box, strict=True)],
+                                                dtype=np.float64)  # fmt: skip
+        return out
 
 
 class OfflineFeatureStore:
