@@ -160,8 +160,9 @@ class OnlineAggregates:
         self._lock = threading.Lock()
         self.reads = 0  # Feast reads made (one per join key with misses per call)
 
-    def get(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``{value: {feature: value or None}}`` for each distinct entity value of join key ``key``."""
+    def get(self, key: str, values: Iterable[Any]) -> dict[str, dict[str, Any]]:
+        """``{value: {feature: value or None}}`` for each distinct entity value of join key ``key``
+        (values as text; missing values are skipped)."""
         if key not in AGGREGATE_VIEWS:
             raise KeyError(f"no aggregates by {key!r}; by {', '.join(AGGREGATE_VIEWS)}")
         wanted = list(dict.fromkeys(str(v) for v in values if v is not None))
