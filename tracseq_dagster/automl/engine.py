@@ -876,30 +876,62 @@ class _Final:
 
 
 def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLConfig, budget: Budget) -> _Final:
-    """Refit the winner (or, when it is better out of fold and on the holdout, the ensemble) within the budget."""
+    """Refit the candidates on every training row within the budget and keep the best on the holdout.
+
+    The candidates: the winner; the ensemble, when it beat the winner out of fold
+    (:func:`_ensemble_members`); and, when the trials saw only a sample of the training rows, the
+    runner-up family's best (:func:`_promoted`): the second rung of a successive halving on rows,
+    since a ranking made on a sample can change on every row. Choosing among these at most
+    three on the holdout makes its score slightly optimistic; the registry's promotion gate
+    does not use this path (it refits one family with :func:`fit_final`).
+    """
+    by_family = {s.family: s for s in finished}
     winner = finished[0]
-    family, params = FAMILIES[winner.family], dict(winner.best.params)  # type: ignore[union-attr]
     members = _ensemble_members(finished, problem, config, budget)
-    fits = [(FAMILIES[s.family], dict(s.best.params)) for s, _ in members] if members else [(family, params)]  # type: ignore[union-attr]
-    end = budget.deadline - SCORING_SHARE * budget.total_s - _later_fits_s(fits, problem, budget, config)
+    names = list(dict.fromkeys([winner.family, *(s.family for s, _ in members)]))
+    singles = [winner.family, *_promoted(finished, names, problem, config, budget)]
+    names = list(dict.fromkeys([*names, *singles]))
+    fits = {n: (FAMILIES[n], dict(by_family[n].best.params)) for n in names}  # type: ignore[union-attr]
+    end = budget.deadline - SCORING_SHARE * budget.total_s - _later_fits_s(list(fits.values()), problem, budget, config)
     refits: dict[str, Pipeline] = {}
-    rows = len(problem.y_train)
-    for index, (member, member_params) in enumerate(fits):
-        # Each member gets an equal part of the time left (a later one inherits what an earlier leaves).
-        until = budget.clock() + max(end - budget.clock(), 0.0) / (len(fits) - index)
-        refits[member.name], used = _bounded_fit(member, member_params, problem, problem.x_train, problem.y_train, config.seed, budget, until)
-        rows = min(rows, used)
-    single = refits[winner.family]
-    single_score = _holdout_score(single, problem)
-    if not members:
-        return _Final(single, single_score, rows, refits, fits, {})
-    weights = {s.family: w for s, w in members}
-    ensemble = WeightedEnsemble([refits[f] for f in weights], list(weights.values()), problem.task)
-    score = _holdout_score(ensemble, problem)
-    better = score >= single_score if problem.metric.greater_is_better else score <= single_score
-    if not better:  # the out-of-fold gain did not hold on the holdout: keep the single winner
-        return _Final(single, single_score, rows, {winner.family: single}, [(family, params)], {})
-    return _Final(ensemble, score, rows, refits, fits, weights)
+    used: dict[str, int] = {}
+    for index, name in enumerate(names):
+        # Each fit gets an equal part of the time left (a later one inherits what an earlier leaves).
+        until = budget.clock() + max(end - budget.clock(), 0.0) / (len(names) - index)
+        member, params = fits[name]
+        refits[name], used[name] = _bounded_fit(member, params, problem, problem.x_train, problem.y_train, config.seed, budget, until)
+    sign = 1.0 if problem.metric.greater_is_better else -1.0
+    options: list[_Final] = [
+        _Final(refits[n], _holdout_score(refits[n], problem), used[n], {n: refits[n]}, [fits[n]], {}) for n in singles
+    ]
+    if members:
+        weights = {s.family: w for s, w in members}
+        ensemble = WeightedEnsemble([refits[f] for f in weights], list(weights.values()), problem.task)
+        options.append(
+            _Final(ensemble, _holdout_score(ensemble, problem), min(used[f] for f in weights),
+                   {f: refits[f] for f in weights}, [fits[f] for f in weights], weights)
+        )
+    # The first of the best: the winner, unless a candidate scores strictly better on the holdout.
+    return max(options, key=lambda option: sign * option.holdout_score)
+
+
+def _promoted(
+    finished: list[FamilySweep], taken: list[str], problem: Problem, config: AutoMLConfig, budget: Budget
+) -> list[str]:
+    """The runner-up family, refit on every row too when the trials saw only a sample of them
+    (and its refit, with those already planned, fits the time left)."""
+    if len(problem.y_sweep) >= len(problem.y_train):
+        return []
+    runner = next((s for s in finished if s.family not in taken), None)
+    if runner is None:
+        return []
+    planned = [(FAMILIES[n], dict(next(s for s in finished if s.family == n).best.params)) for n in [*taken, runner.family]]  # type: ignore[union-attr]
+    estimates = [_fit_estimate(f, p, problem, len(problem.y_train), budget) for f, p in planned]
+    if any(e is None for e in estimates):
+        return []
+    needed = sum(estimates) + _later_fits_s(planned, problem, budget, config)  # type: ignore[arg-type]
+    left = budget.deadline - SCORING_SHARE * budget.total_s - budget.clock()
+    return [runner.family] if needed * 1.2 <= left else []
 
 
 def _ensemble_members(
