@@ -113,14 +113,22 @@ def test_answer_question_refuses_uncovered_questions_only_when_given_the_statist
     assert answered.mode == "retrieval_only" and answered.citations == ["R-data.pdf, p. 3"]
 
 
-def test_document_qa_uses_statistics_of_its_index_and_renews_them_when_the_index_changes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_document_qa_uses_statistics_of_its_index_stored_by_the_ingest_and_renews_them(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tracseq_dagster.documents import term_store
     from tracseq_dagster.documents.pipeline import index_folder
     from tracseq_dagster.documents.qa import DocumentQA
 
     index, embedder, _ = index_folder(example_folder(tmp_path), lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db", in_process=True)
+    stored = term_store.statistics_path(index)
+    assert stored is not None and stored.exists()  # counted by sync_index, at the current version
+    counted = []
+    monkeypatch.setattr(term_store.TermStatistics, "from_texts", classmethod(lambda cls, texts, common=None: counted.append(1) or TermStatistics(0, {})))
     qa = DocumentQA(index, embedder, None)
     first = qa.statistics()
-    assert first.chunks == index.count() and qa.statistics() is first  # cached
+    assert counted == [] and first.chunks == index.count() and first.frequency  # loaded, not counted
+    assert qa.statistics() is first  # and kept in memory
     assert qa.ask("Which courier firm ships our parquet flooring samples?").mode == "not_found"
-    index.delete_documents([next(iter(index.documents()))])
-    assert qa.statistics() is not first and qa.statistics().chunks == index.count()
+    index.delete_documents([next(iter(index.documents()))])  # a new table version: the stored counts are stale
+    assert term_store.load_statistics(index) is None
+    renewed = qa.statistics()
+    assert counted == [1] and renewed is not first

@@ -26,6 +26,7 @@ from tracseq_dagster.documents.index import DocumentIndex
 from tracseq_dagster.documents.parsing import ParsedDocument, parse_document
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.documents.store import DocumentStore
+from tracseq_dagster.documents.term_store import index_statistics
 
 
 @contextmanager
@@ -176,6 +177,9 @@ def sync_index(
     if report.written or report.removed or not index.index_names():
         report.indexes = index.refresh_indexes()
     timer["indexes"] = time.perf_counter() - started
+    started = time.perf_counter()
+    index_statistics(index)  # counted here, once, so that no question waits for them (term_store.py)
+    timer["term_statistics"] = time.perf_counter() - started
     report.rows = index.count()
     report.documents = len(set(index.documents()))
     report.seconds = timer

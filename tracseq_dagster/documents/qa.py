@@ -9,6 +9,7 @@ from tracseq_dagster.documents.answering import Answer, answer_question
 from tracseq_dagster.documents.embedding import Embedder, make_embedder
 from tracseq_dagster.documents.evidence import TermStatistics
 from tracseq_dagster.documents.rerank import CANDIDATES, rerank
+from tracseq_dagster.documents.term_store import index_statistics
 from tracseq_dagster.documents.index import DocumentIndex, table_name_for
 from tracseq_dagster.documents.llm import OllamaChat
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
@@ -34,10 +35,10 @@ class DocumentQA:
     _statistics: tuple[int, TermStatistics] | None = field(default=None, repr=False)
 
     def statistics(self) -> TermStatistics:
-        """The index's term statistics (evidence.py), computed once per table version."""
+        """The index's term statistics (evidence.py): once per table version, stored by the ingest (term_store.py)."""
         version = self.index.version
         if self._statistics is None or self._statistics[0] != version:
-            self._statistics = (version, TermStatistics.from_texts(self.index.search_texts()))
+            self._statistics = (version, index_statistics(self.index))
         return self._statistics[1]
 
     @classmethod
