@@ -165,7 +165,7 @@ class OnlineAggregates:
         (values as text; missing values are skipped)."""
         if key not in AGGREGATE_VIEWS:
             raise KeyError(f"no aggregates by {key!r}; by {', '.join(AGGREGATE_VIEWS)}")
-        wanted = list(dict.fromkeys(str(v) for v in values if v is not None))
+        wanted = list(dict.fromkeys(str(v) for v in values if v is not None and not pd.isna(v)))
         with self._lock:
             found = {v: self._cache[(key, v)] for v in wanted if (key, v) in self._cache}
         missing = [v for v in wanted if v not in found]
