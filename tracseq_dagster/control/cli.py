@@ -105,3 +105,30 @@ def audit_command(
     for e in entries:
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.role, e.action, e.model or "", e.version or "", e.outcome, e.reason)
     console.print(table)
+
+
+@management_app.command("serve")
+def management_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8100,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (state is in the databases, so any number).")] = 1,
+) -> None:
+    """Run the management API (uvicorn); its OpenAPI document is at /openapi.json, the explorer at /docs."""
+    import uvicorn
+
+    from tracseq_dagster.control.api import ControlPlane
+
+    plane = ControlPlane.from_environment()  # a wrong setting fails here, in one line, before the server starts
+    if not plane.auth:
+        typer.echo("warning: TRACSEQ_AUTH=off: every request is served as the anonymous admin", err=True)
+    uvicorn.run("tracseq_dagster.control.api:app_from_environment", factory=True, host=host, port=port, workers=workers)
+
+
+@management_app.command("openapi")
+def management_openapi() -> None:
+    """Print the management API's OpenAPI document (JSON), e.g. for a LIMS integration."""
+    import json
+
+    from tracseq_dagster.control.api import ControlPlane, create_app
+
+    typer.echo(json.dumps(create_app(ControlPlane.from_environment()).openapi(), indent=2))

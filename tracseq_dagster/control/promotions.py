@@ -63,7 +63,12 @@ class PromotionRequest:
     decision_reason: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+        return {k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands times back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 class PromotionRequests:
