@@ -7,16 +7,16 @@ from assets.features.sample_features import FEATURES_AUTOMATION
 from assets.metadata import records_table
 from resources import LakeResource
 from resources.feast import FeastResource
-from tracseq_dagster import settings
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
 from tracseq_dagster.feature_repo.store import apply_repo
 from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.features import FEATURE_CODE_VERSION
 from tracseq_dagster.run_features import RUN_FEATURE_CODE_VERSION
 
-#: The definitions' hash (lake folder left out): changes when a view, an entity, a feature or a
-#: catalog model's service does, and then marks feast_registry as changed in the UI.
-DEFINITIONS_VERSION = definitions_hash(repo_objects(settings.lake_dir()))
+#: The definitions' hash: changes when a view, an entity, a feature or a catalog model's service
+#: does, and then marks feast_registry as changed in the UI. The lake folder is no part of it
+#: (the hash leaves paths out), so no setting is read at import.
+DEFINITIONS_VERSION = definitions_hash(repo_objects("lake"))
 
 
 @dg.asset(
