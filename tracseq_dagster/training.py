@@ -35,6 +35,7 @@ from tracseq_dagster.automl import (
     sweep_family,
 )
 from tracseq_dagster.automl.tasks import METRICS
+from tracseq_dagster.control.gate import gate_passed
 from tracseq_dagster.conformal import DEFAULT_COVERAGE, INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.evaluation import (
     Evaluation,
@@ -322,16 +323,18 @@ def run_promotion_gate(
         client.set_tag(run_id, "gate_decision", verdict)
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", verdict)
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900])
+        promoted = False
         if decision.promote:
             first = decision.checks[0].reason  # the overall comparison
-            registry.promote(challenger_version.version, f"{decision.headline()}: {first}", dagster_run_id=dagster_run_id)
+            # Promotes now, or files a request for an approver when the model's policy asks; audited.
+            promoted = gate_passed(registry, challenger_version.version, f"{decision.headline()}: {first}", dagster_run_id)
     return GateOutcome(
         decision=decision,
         challenger_version=str(challenger_version.version),
         champion_version=None if champion_version is None else str(champion_version.version),
         challenger=challenger,
         champion=champion,
-        promoted=decision.promote,
+        promoted=promoted,
         mlflow_run_id=run_id,
     )
 
