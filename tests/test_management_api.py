@@ -148,36 +148,67 @@ def test_every_body_is_validated_naming_the_field(world: World) -> None:
     assert world.call("GET", "/features", "viewer").status_code == 503  # no Feast repository configured here
 
 
-#: Every route: (method, path, body, roles allowed, the allowed answer's status in this world).
+#: Every route: (method, template, path called, body, roles allowed, the allowed answer's status in this world).
 ROUTES = [
-    ("GET", "/models", None, set(ROLES), 200),
-    ("GET", f"/models/{MODEL}", None, set(ROLES), 200),
-    ("GET", f"/models/{MODEL}/versions/1/metrics", None, set(ROLES), 200),
-    ("POST", f"/models/{MODEL}/retrain", {"reason": "r"}, {"operator", "admin"}, 503),
-    ("POST", f"/models/{MODEL}/promotions", {"version": 3, "reason": "r"}, {"operator", "admin"}, 409),
-    ("POST", f"/models/{MODEL}/rollback", {"reason": "r"}, {"operator", "admin"}, 409),
-    ("GET", "/promotions", None, set(ROLES), 200),
-    ("GET", "/promotions/1", None, set(ROLES), 404),
-    ("POST", "/promotions/1/approve", {"reason": "r"}, {"approver", "admin"}, 404),
-    ("POST", "/promotions/1/reject", {"reason": "r"}, {"approver", "admin"}, 404),
-    ("GET", "/audit", None, {"admin"}, 200),
-    ("GET", "/features", None, set(ROLES), 503),
-    ("GET", "/features/purity_score/stats", None, set(ROLES), 503),
-    ("POST", "/features/online", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
-    ("POST", "/features/historical", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
+    ("GET", "/models", "/models", None, set(ROLES), 200),
+    ("GET", "/models/{name}", f"/models/{MODEL}", None, set(ROLES), 200),
+    ("GET", "/models/{name}/versions/{version}/metrics", f"/models/{MODEL}/versions/1/metrics", None, set(ROLES), 200),
+    ("POST", "/models/{name}/retrain", f"/models/{MODEL}/retrain", {"reason": "r"}, {"operator", "admin"}, 503),
+    ("POST", "/models/{name}/promotions", f"/models/{MODEL}/promotions", {"version": 3, "reason": "r"}, {"operator", "admin"}, 409),
+    ("POST", "/models/{name}/rollback", f"/models/{MODEL}/rollback", {"reason": "r"}, {"operator", "admin"}, 409),
+    ("GET", "/promotions", "/promotions", None, set(ROLES), 200),
+    ("GET", "/promotions/{request_id}", "/promotions/1", None, set(ROLES), 404),
+    ("POST", "/promotions/{request_id}/approve", "/promotions/1/approve", {"reason": "r"}, {"approver", "admin"}, 404),
+    ("POST", "/promotions/{request_id}/reject", "/promotions/1/reject", {"reason": "r"}, {"approver", "admin"}, 404),
+    ("GET", "/deployments", "/deployments", None, set(ROLES), 200),
+    ("POST", "/deployments/{deployment}/rollback", f"/deployments/{MODEL}:1/rollback", {"reason": "r"}, {"operator", "admin"}, 409),
+    ("GET", "/audit", "/audit", None, {"admin"}, 200),
+    ("GET", "/features", "/features", None, set(ROLES), 503),
+    ("GET", "/features/{name}/stats", "/features/purity_score/stats", None, set(ROLES), 503),
+    ("POST", "/features/online", "/features/online", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
+    ("POST", "/features/historical", "/features/historical", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
 ]
 
 
 def test_every_route_by_every_role(world: World) -> None:
     documented = {(m.upper(), p) for p, item in world.http.get("/openapi.json").json()["paths"].items() for m in item}
-    tested = {(m, p.replace(MODEL, "{name}").replace("/1/", "/{version}/" if "versions" in p else "/{request_id}/")) for m, p, *_ in ROUTES}
-    tested = {(m, p if not p.endswith("/1") else p[:-2] + "/{request_id}") for m, p in tested}
-    tested = {(m, p.replace("purity_score", "{name}")) for m, p in tested}
-    assert documented - {("GET", "/healthz")} == tested  # a new route must join this table
-    for method, path, body, allowed, status in ROUTES:
+    assert documented - {("GET", "/healthz")} == {(m, t) for m, t, *_ in ROUTES}  # a new route must join this table
+    for method, _, path, body, allowed, status in ROUTES:
         assert world.call(method, path, None, body).status_code == 401, (method, path)
         for role in ROLES:
             answer = world.call(method, path, role, body)
             expected = status if role in allowed else 403
             assert answer.status_code == expected, (method, path, role, answer.text)
     assert world.http.get("/healthz").status_code == 200 and world.http.get("/openapi.json").status_code == 200
+
+
+def test_deployments_show_the_champion_moves_and_roll_back_the_current_one(world: World) -> None:
+    world.call("POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v2), "reason": "better"})
+    listing = world.call("GET", "/deployments", "viewer").json()
+    assert listing["prediction_service"].startswith("not configured")
+    quality = next(d for d in listing["deployments"] if d["model"] == MODEL)
+    assert quality["current"]["id"] == f"{MODEL}:2" and quality["current"]["version"] == world.v2
+    assert [(h["id"], h["action"], h["version"]) for h in quality["history"]] == [(f"{MODEL}:2", "promote", world.v2), (f"{MODEL}:1", "promote", world.v1)]
+    old = world.call("POST", f"/deployments/{MODEL}:1/rollback", "operator", {"reason": "x"})
+    assert old.status_code == 409 and "not the current one" in old.json()["detail"]
+    assert world.call("POST", f"/deployments/{MODEL}:9/rollback", "operator", {"reason": "x"}).status_code == 404
+    assert world.call("POST", "/deployments/nope:1/rollback", "operator", {"reason": "x"}).status_code == 404
+    assert world.call("POST", "/deployments/garbage/rollback", "operator", {"reason": "x"}).json()["detail"][0]["loc"] == ["path", "deployment"]
+    back = world.call("POST", f"/deployments/{MODEL}:2/rollback", "operator", {"reason": "alarms in the lab"})
+    assert back.status_code == 200 and back.json() == {**back.json(), "champion": world.v1, "previous": world.v2, "deployment": f"{MODEL}:3"}
+    assert world.champion() == world.v1 and world.audit.entries(action="rollback")[-1].actor == "operator-token"
+
+
+def test_in_service_compares_the_champion_with_what_the_prediction_service_serves(world: World) -> None:
+    from tracseq_dagster.control.deployments import model_deployments, served_versions
+
+    # The shape of the prediction service's GET /models (ServedCatalog.listing).
+    answer = {"models": [{"name": MODEL, "versions": [{"version": world.v1, "alias": "champion"}, {"version": world.v3, "alias": "challenger"}]}],
+              "not_served": ["turnaround_hours"]}  # fmt: skip
+    served = served_versions(answer)
+    assert served == {MODEL: {"champion": world.v1, "challenger": world.v3}}
+    assert model_deployments(world.registry, served)["in_service"] is True
+    world.registry.promote(world.v2, "newer")
+    lagging = model_deployments(world.registry, served)
+    assert lagging["in_service"] is False and lagging["served"]["champion"] == world.v1 and lagging["current"]["version"] == world.v2
+    assert "in_service" not in model_deployments(world.registry, None)

@@ -98,6 +98,8 @@ class ControlPlane:
     #: () -> (Feast store, statistics folder); None when no Feast repository is configured.
     feast: Callable[[], tuple[Any, FolderPath]] | None = None
     needs_approval: Callable[[str], bool] = field(default=approval_required)
+    #: () -> the prediction service's GET /models answer; None when its address is not configured.
+    served: Callable[[], dict[str, Any]] | None = None
 
     @cached_property
     def client(self) -> MlflowClient:
@@ -126,8 +128,31 @@ class ControlPlane:
             tokens=TokenStore(engine), audit=open_audit_log(), requests=PromotionRequests(engine),
             mlflow=lambda: open_client(settings.mlflow_tracking_uri()), dagster_url=config.dagster_url(),
             dagster_location=os.getenv("TRACSEQ_DAGSTER_LOCATION") or None, auth=auth, rate_limit=config.rate_limit(),
-            redis_url=settings.redis_url(), feast=_feast_from_environment,
+            redis_url=settings.redis_url(), feast=_feast_from_environment, served=_served_from_environment(),
         )  # fmt: skip
+
+
+def _served_from_environment() -> Callable[[], dict[str, Any]] | None:
+    """A reader of the prediction service's ``GET /models`` (``TRACSEQ_PREDICTIONS_URL``), or None."""
+    import os
+
+    from tracseq_dagster.settings import checked_url
+
+    url = os.getenv("TRACSEQ_PREDICTIONS_URL", "").strip()
+    if not url:
+        return None
+    checked_url("TRACSEQ_PREDICTIONS_URL", url, example="http://predictions-gateway:8080")
+    token = os.getenv("TRACSEQ_PREDICTIONS_TOKEN", "").strip()
+
+    def read() -> dict[str, Any]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.get(f"{url.rstrip('/')}/models", headers=headers, timeout=5.0)
+        answer.raise_for_status()
+        return answer.json()
+
+    return read
 
 
 def _feast_from_environment() -> tuple[Any, FolderPath]:
@@ -227,6 +252,39 @@ def create_app(plane: ControlPlane) -> FastAPI:
     @app.post("/promotions/{request_id}/reject", tags=["promotions"], summary="Reject (approver, admin)")
     def reject(request_id: RequestId, body: DecisionBody, request: Request) -> dict[str, Any]:
         return plane.workflow.reject(request_id, _who(request), body.reason).as_dict()
+
+    # -- deployments -----------------------------------------------------------------------------
+    @app.get("/deployments", tags=["deployments"], summary="What serves what since when, per model (any role)")
+    def deployments() -> dict[str, Any]:
+        from tracseq_dagster.control.deployments import model_deployments, served_versions
+
+        served, problem = None, None
+        if plane.served is not None:
+            try:
+                served = served_versions(plane.served())
+            except Exception as error:  # noqa: BLE001 - the prediction service down or refusing: say so, list the registry anyway
+                problem = f"the prediction service did not answer GET /models ({type(error).__name__}: {error})"
+        listing = [model_deployments(plane.registry(name), served) for name in catalog()]
+        return {"deployments": listing, "prediction_service": problem or ("read" if served is not None else "not configured (TRACSEQ_PREDICTIONS_URL)")}
+
+    @app.post("/deployments/{deployment}/rollback", tags=["deployments"], summary="Roll the current deployment back (operator, admin)")
+    def rollback_deployment(
+        deployment: Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}:\d{1,9}$", description="<model>:<sequence> (GET /deployments)")],
+        body: RollbackBody,
+        request: Request,
+    ) -> dict[str, Any]:
+        from tracseq_dagster.control.deployments import UnknownDeployment, check_current, parse_id
+
+        model, sequence = parse_id(deployment)
+        try:
+            check_current(plane.registry(_model(model)), sequence)
+        except UnknownDeployment as error:
+            raise HTTPException(404, str(error)) from None
+        except ValueError as error:
+            raise HTTPException(409, str(error)) from None
+        event = plane.workflow.rollback(model, _who(request), body.reason)
+        return {"model": model, "champion": event.version, "previous": event.previous, "at": event.at,
+                "deployment": f"{model}:{event.sequence}"}  # fmt: skip
 
     # -- audit -----------------------------------------------------------------------------------
     @app.get("/audit", tags=["audit"], summary="The audit log, latest last (admin)")
