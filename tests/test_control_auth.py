@@ -125,3 +125,15 @@ async def test_middleware_switched_off_lets_everyone_through_as_anonymous() -> N
     app = RoleAuthMiddleware(Starlette(routes=[Route("/models", whoami)]), None, enabled=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         assert (await client.get("/models")).json() == {"name": "anonymous"}
+
+
+def test_a_lab_policy_file_replaces_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracseq_dagster.control.roles import POLICY
+
+    lab = tmp_path / "policy.csv"
+    lab.write_text(POLICY + "\n# the lab lets its QC leads approve\np, viewer, /promotions/:id/approve, ^POST$\n")
+    monkeypatch.setenv("TRACSEQ_POLICY_FILE", str(lab))
+    assert Authorizer().allows("viewer", "POST", "/promotions/7/approve")
+    assert not Authorizer().allows("viewer", "POST", "/promotions/7/reject")
+    monkeypatch.delenv("TRACSEQ_POLICY_FILE")
+    assert not Authorizer().allows("viewer", "POST", "/promotions/7/approve")
