@@ -212,3 +212,17 @@ def test_in_service_compares_the_champion_with_what_the_prediction_service_serve
     lagging = model_deployments(world.registry, served)
     assert lagging["in_service"] is False and lagging["served"]["champion"] == world.v1 and lagging["current"]["version"] == world.v2
     assert "in_service" not in model_deployments(world.registry, None)
+
+
+def test_a_registry_that_does_not_answer_is_a_503_naming_it(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    world = World(template, tmp_path)
+    down = MlflowClient(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")  # nothing listens there
+    world.plane.__dict__["client"] = down  # the plane's cached client, as if the server had gone away
+    for method, path, body in (("GET", "/models", None), ("GET", f"/models/{MODEL}/versions/1/metrics", None),
+                               ("POST", f"/models/{MODEL}/rollback", {"reason": "r"})):  # fmt: skip
+        answer = world.call(method, path, "admin", body)
+        assert answer.status_code == 503 and "MLFLOW_TRACKING_URI" in answer.json()["detail"], (path, answer.text)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field
 
 from tracseq_dagster.control.approvals import ApprovalWorkflow, approval_required
@@ -185,6 +186,12 @@ def create_app(plane: ControlPlane) -> FastAPI:
     @app.exception_handler(PromotionError)
     async def _promotion_error(request: Request, error: PromotionError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=error.status)
+
+    @app.exception_handler(MlflowException)
+    async def _registry_down(request: Request, error: MlflowException) -> JSONResponse:
+        # The registry failing is the platform's problem, not the caller's: say which store, not a bare 500.
+        return JSONResponse({"detail": f"the MLflow registry did not answer ({str(error).splitlines()[0][:300]}): check MLFLOW_TRACKING_URI and its server"},
+                            status_code=503)  # fmt: skip
 
     @app.get("/healthz", tags=["probes"])
     def healthz() -> dict[str, str]:

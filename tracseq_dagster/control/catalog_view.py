@@ -47,11 +47,10 @@ def run_metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
 
 def model_listing(client: MlflowClient, spec: ModelSpec, *, needs_approval: bool) -> dict[str, Any]:
     registry = ModelRegistry(client, spec.name)
-    try:
-        versions = registry.versions()
-    except MlflowException:
-        versions = []
-    aliases = {alias: _holder(registry, alias) for alias in (CHAMPION, CHALLENGER)}
+    # A registry that does not answer raises here (the API answers 503): an empty listing would be a lie.
+    registered = client.search_registered_models(filter_string=f"name = '{spec.name}'")
+    versions = registry.versions() if registered else []
+    aliases = {alias: _holder(registry, alias) for alias in (CHAMPION, CHALLENGER)} if registered else dict.fromkeys((CHAMPION, CHALLENGER))
     return {
         **spec.summary(),
         "approval_required": needs_approval,
@@ -61,15 +60,26 @@ def model_listing(client: MlflowClient, spec: ModelSpec, *, needs_approval: bool
     }
 
 
+#: What MLflow answers for an alias no version holds (or a model it does not know).
+_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+
+
 def _holder(registry: ModelRegistry, alias: str) -> str | None:
-    found = registry.version(alias)
-    return str(found.version) if found else None
+    """The version holding ``alias``, None when none does; a registry failure is raised, not hidden."""
+    try:
+        return str(registry.client.get_model_version_by_alias(registry.name, alias).version)
+    except MlflowException as error:
+        if error.error_code in _ABSENT:
+            return None
+        raise
 
 
 def version_metrics(client: MlflowClient, model: str, version: int) -> dict[str, Any]:
     try:
         found = client.get_model_version(model, str(version))
-    except MlflowException:
+    except MlflowException as error:
+        if error.error_code not in _ABSENT:
+            raise  # the registry failing, not a missing version
         raise UnknownVersion(f"{model} has no version {version} in the registry") from None
     registry = ModelRegistry(client, model)
     aliases = {alias: _holder(registry, alias) for alias in (CHAMPION, CHALLENGER)}
