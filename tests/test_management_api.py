@@ -223,6 +223,7 @@ def test_a_registry_that_does_not_answer_is_a_503_naming_it(template: Path, tmp_
     down = MlflowClient(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")  # nothing listens there
     world.plane.__dict__["client"] = down  # the plane's cached client, as if the server had gone away
     for method, path, body in (("GET", "/models", None), ("GET", f"/models/{MODEL}/versions/1/metrics", None),
-                               ("POST", f"/models/{MODEL}/rollback", {"reason": "r"})):  # fmt: skip
+                               ("POST", f"/models/{MODEL}/rollback", {"reason": "r"}), ("GET", "/deployments", None),
+                               ("POST", f"/deployments/{MODEL}:1/rollback", {"reason": "r"})):  # fmt: skip
         answer = world.call(method, path, "admin", body)
         assert answer.status_code == 503 and "MLFLOW_TRACKING_URI" in answer.json()["detail"], (path, answer.text)

@@ -42,10 +42,7 @@ def served_versions(listing: Mapping[str, Any] | None) -> dict[str, dict[str, st
 
 def model_deployments(registry: ModelRegistry, served: Mapping[str, Mapping[str, str]] | None) -> dict[str, Any]:
     """One model: its current deployment, its history (latest first), and what the service serves."""
-    try:
-        events = registry.history()
-    except RegistryError:
-        events = []
+    events = _events(registry)
     current = events[-1] if events else None
     entry: dict[str, Any] = {
         "model": registry.name,
@@ -61,10 +58,7 @@ def model_deployments(registry: ModelRegistry, served: Mapping[str, Mapping[str,
 
 def check_current(registry: ModelRegistry, sequence: int) -> ChampionEvent:
     """The event ``sequence`` if it is the model's current deployment (only that one can be rolled back)."""
-    try:
-        events = registry.history()
-    except RegistryError:
-        events = []
+    events = _events(registry)
     found = next((e for e in events if e.sequence == sequence), None)
     if found is None:
         raise UnknownDeployment(f"no deployment {registry.name}:{sequence} (GET /deployments lists them)")
@@ -74,6 +68,17 @@ def check_current(registry: ModelRegistry, sequence: int) -> ChampionEvent:
             "only the current deployment can be rolled back"
         )
     return found
+
+
+def _events(registry: ModelRegistry) -> list[ChampionEvent]:
+    """The champion history; empty for a model not registered yet. A registry that does not answer
+    raises (``history()`` alone would report it as "not registered")."""
+    if not registry.client.search_registered_models(filter_string=f"name = '{registry.name}'"):
+        return []
+    try:
+        return registry.history()
+    except RegistryError:
+        return []
 
 
 def parse_id(value: str) -> tuple[str, int]:
