@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan system-deps mutation
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -73,6 +73,10 @@ test-fast: venv
 ui: venv
 	mkdir -p $(DATA)/dagster_home && touch $(DATA)/dagster_home/dagster.yaml
 	DAGSTER_HOME=$(abspath $(DATA))/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## management: the management API on :8100 (OpenAPI at /openapi.json, explorer at /docs); tokens with `tracseq tokens create`
+management: venv
+	$(BIN)/tracseq management serve --host 0.0.0.0 --port 8100
 
 ## bench: the numbers in BENCHMARKS.md
 bench: venv
