@@ -83,19 +83,19 @@ def scores(ranks: list[int | None]) -> dict[str, float]:
 
 
 # -- the corpus, parsed once ---------------------------------------------------------------
-def parsed_corpus(cache: Path) -> dict[str, object]:
-    """file name -> ParsedDocument (the product's parser), pickled beside the PDFs."""
+def parsed_corpus(cache: Path, engine: str = "unstructured") -> dict[str, object]:
+    """file name -> ParsedDocument (the product's parser, ``pdf_engine``), pickled beside the PDFs."""
     from tracseq_dagster.documents.parsing import parse_document
 
     paths = fetch_corpus(cache)
     parsed = {}
     for name, path in paths.items():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        stored = cache / "parsed" / f"{name}.{digest}.pkl"
+        stored = cache / "parsed" / f"{name}.{digest}{'' if engine == 'unstructured' else '.' + engine}.pkl"
         if stored.exists():
             parsed[name] = pickle.loads(stored.read_bytes())
             continue
-        document = parse_document(path, ocr=False)
+        document = parse_document(path, ocr=False, pdf_engine=engine)
         stored.parent.mkdir(parents=True, exist_ok=True)
         stored.write_bytes(pickle.dumps(document))
         parsed[name] = document
@@ -341,11 +341,11 @@ def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: lis
     ]
 
 
-def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev") -> list[str]:
+def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev", engine: str = "unstructured") -> list[str]:
     from tracseq_dagster.documents.embedding import MiniLMEmbedder
 
     started = time.perf_counter()
-    parsed = parsed_corpus(cache)
+    parsed = parsed_corpus(cache, engine)
     pages = sum(d.pages for d in parsed.values())
     vectors = VectorCache(cache, MiniLMEmbedder())
     questions = load_questions()
@@ -441,6 +441,7 @@ def main() -> None:
     parser.add_argument("--misses", choices=["dev", "heldout", "all", "none"], default="dev")
     parser.add_argument("--sweep", action="store_true", help="chunk sizes on the dev questions instead")
     parser.add_argument("--rerank-sweep", action="store_true", help="the reranker's weight on the dev questions instead")
+    parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default="unstructured")
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
@@ -450,7 +451,7 @@ def main() -> None:
         if args.rerank_sweep:
             rerank_sweep(args.cache, Path(tmp))
             return
-        print("\n".join(bench_real(args.cache, Path(tmp), show_misses=args.misses)))
+        print("\n".join(bench_real(args.cache, Path(tmp), show_misses=args.misses, engine=args.pdf_engine)))
 
 
 if __name__ == "__main__":
