@@ -158,7 +158,8 @@ def test_breast_cancer_learns_within_the_time_budget(breast_cancer: pd.DataFrame
     assert result.holdout_size == 114
     assert len(seen) == len(result.trials) and set(seen) >= {"logistic"}
     scores = [row.cv_mean for row in result.leaderboard]
-    assert scores == sorted(scores, reverse=True) and result.leaderboard[0].family == result.best_family
+    assert scores == sorted(scores, reverse=True)
+    assert result.best_family in (result.leaderboard[0].family, "ensemble")  # no runner-up: every row was swept
     assert all(row.predict_latency_ms > 0 and row.fit_seconds > 0 for row in result.leaderboard)
     # The returned model is the refit winner, usable on new rows with the original labels.
     proba = result.model.predict_proba(breast_cancer.drop(columns="target"))[:, 1]

@@ -58,3 +58,27 @@ def test_200000_rows_in_30_seconds() -> None:
     assert result.holdout_score < 1.0, result.holdout_score
     assert result.best_family != "logistic"
     assert all(t.reason for t in result.trials if t.state == "pruned")
+
+
+def test_on_a_sample_the_runner_up_is_refit_on_every_row_too_and_the_better_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    from tracseq_dagster.automl import engine
+
+    scored: list[tuple[str, float]] = []
+    original = engine._holdout_score
+
+    def spy(model: object, problem: engine.Problem) -> float:
+        score = original(model, problem)
+        scored.append((type(model.steps[-1][1]).__name__, score))  # type: ignore[attr-defined]
+        return score
+
+    monkeypatch.setattr(engine, "_holdout_score", spy)
+    frame = load_breast_cancer(as_frame=True).frame
+    config = AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=20, max_trials=3,
+                          max_sweep_rows=200, ensemble=False)
+    result = run_automl(frame, config)
+    assert result.sweep_rows == 200 and result.final_rows == 455  # swept a sample, refit on every row
+    assert {name for name, _ in scored} == {"LogisticRegression", "LGBMClassifier"}  # both families were refit
+    assert result.holdout_score == max(score for _, score in scored)  # the better on the holdout is kept
+    assert result.best_family in ("logistic", "lightgbm")

@@ -194,7 +194,13 @@ class LeaderboardRow:
 
 @dataclass
 class AutoMLResult:
-    """The outcome of :func:`run_automl`; ``model`` predicts in the target's own labels."""
+    """The outcome of :func:`run_automl`; ``model`` predicts in the target's own labels.
+
+    ``best_family`` is the family of the returned model: the CV winner (``leaderboard[0]``),
+    ``"ensemble"`` (then ``best_params`` is ``{"weights": …}``, as ``ensemble_weights``), or,
+    when the trials saw a sample of the training rows, the runner-up if its refit on every row
+    scored better on the holdout.
+    """
 
     task: TaskType
     metric: str
@@ -276,8 +282,6 @@ def _run(
     if not finished:
         raise _nothing_finished([r for s in sweeps for r in s.records], config.time_budget_s)
     finished = rank_sweeps(finished, problem)
-    winner = finished[0]
-
     final = _final_model(finished, problem, config, budget)
     leaderboard = [s.leaderboard_row(final.refits.get(s.family)) for s in finished]
     model, final_rows = final.model, final.rows
@@ -290,8 +294,8 @@ def _run(
         greater_is_better=problem.metric.greater_is_better,
         leaderboard=leaderboard,
         trials=[r for s in sweeps for r in s.records],
-        best_family="ensemble" if final.weights else winner.family,
-        best_params={"weights": dict(final.weights)} if final.weights else dict(winner.best.params),  # type: ignore[union-attr]
+        best_family=final.family,
+        best_params=dict(final.params),
         model=_decoded(model, problem),
         holdout_score=final.holdout_score,
         holdout_size=len(problem.y_holdout),
@@ -873,6 +877,8 @@ class _Final:
     refits: dict[str, Pipeline]
     fits: list[tuple[ModelFamily, dict[str, Any]]]
     weights: dict[str, float]
+    family: str = ""  # the single family kept (the winner, or the promoted runner-up), or "ensemble"
+    params: dict[str, Any] = field(default_factory=dict)  # its parameters (the ensemble's: its weights)
 
 
 def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLConfig, budget: Budget) -> _Final:
@@ -902,14 +908,15 @@ def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLCo
         refits[name], used[name] = _bounded_fit(member, params, problem, problem.x_train, problem.y_train, config.seed, budget, until)
     sign = 1.0 if problem.metric.greater_is_better else -1.0
     options: list[_Final] = [
-        _Final(refits[n], _holdout_score(refits[n], problem), used[n], {n: refits[n]}, [fits[n]], {}) for n in singles
+        _Final(refits[n], _holdout_score(refits[n], problem), used[n], {n: refits[n]}, [fits[n]], {}, n, dict(fits[n][1]))
+        for n in singles
     ]
     if members:
         weights = {s.family: w for s, w in members}
         ensemble = WeightedEnsemble([refits[f] for f in weights], list(weights.values()), problem.task)
         options.append(
             _Final(ensemble, _holdout_score(ensemble, problem), min(used[f] for f in weights),
-                   {f: refits[f] for f in weights}, [fits[f] for f in weights], weights)
+                   {f: refits[f] for f in weights}, [fits[f] for f in weights], weights, "ensemble", {"weights": dict(weights)})
         )
     # The first of the best: the winner, unless a candidate scores strictly better on the holdout.
     return max(options, key=lambda option: sign * option.holdout_score)
