@@ -11,3 +11,12 @@ lake with :func:`~tracseq_dagster.feature_repo.definitions.repo_objects` and its
 :func:`~tracseq_dagster.feature_repo.config.feast_config` from its settings (a test keeps the
 YAML equal to it).
 """
+
+import warnings
+
+# Feast's modules call ``warnings.simplefilter("once", DeprecationWarning)`` when imported,
+# for the whole process: every library's deprecation warnings then reached the CLI's output
+# (a one-line error became three lines). Feast is imported here first, and the filters are
+# put back as they were.
+with warnings.catch_warnings():
+    import feast  # noqa: F401
