@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management system-deps mutation
+.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management rag-corpus rag-eval system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -89,6 +89,14 @@ bench-serving: venv
 ## bench-rag: documents: ingest pages/s, retrieval latency at 10k/100k chunks, hit@5 and MRR@10
 bench-rag: venv
 	$(BIN)/python benchmarks/rag.py
+
+## rag-corpus: the real-document evaluation corpus (11 Debian manuals at exact versions, SHA-256 checked; apt-get download)
+rag-corpus: venv
+	$(BIN)/python benchmarks/rag_corpus.py
+
+## rag-eval: retrieval and refusals on the real documents, product beside a naive baseline, dev and held-out halves apart
+rag-eval: venv rag-corpus
+	$(BIN)/python benchmarks/rag_eval.py
 
 ## bench-feast: Feast's online reads (the aggregates serving would need) and training sets through its point-in-time join
 bench-feast: venv
