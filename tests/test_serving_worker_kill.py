@@ -49,7 +49,7 @@ def _workers(server: psutil.Process) -> list[psutil.Process]:
 
 
 def _initialized(log: Path) -> int:
-    return len(re.findall(r"Service sample_quality initialized", log.read_text(errors="replace")))
+    return len(re.findall(r"Service tracseq_predictions initialized", log.read_text(errors="replace")))
 
 
 def test_killing_a_worker_under_load_loses_only_its_requests_in_flight(tmp_path: Path) -> None:
