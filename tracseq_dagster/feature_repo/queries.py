@@ -17,7 +17,6 @@ service's name stands for all of its features.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
 
 from tracseq_dagster.feature_repo.statistics import load_statistics, statistics_versions
+from tracseq_dagster.json_values import json_value
 
 ENTITY_TIMESTAMP = "event_timestamp"
 
@@ -148,23 +148,13 @@ def _references(store: FeatureStore, features: str | Sequence[str]) -> FeatureSe
     return [":".join(resolve_feature(store, f)) for f in features]
 
 
-def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    return value
 
 
 def online_features(store: FeatureStore, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The latest values of ``features`` (a service name or feature names) for each entity row, in order."""
     response = store.get_online_features(features=_references(store, features), entity_rows=[dict(r) for r in entity_rows])
     columns = response.to_dict()
-    return [{k: _plain(v[i]) for k, v in columns.items()} for i in range(len(entity_rows))]
+    return [{k: json_value(v[i]) for k, v in columns.items()} for i in range(len(entity_rows))]
 
 
 def historical_features(
@@ -188,4 +178,4 @@ def historical_features(
     # (no TTL); put it back with empty features, so every row asked for is answered, in order.
     added = [c for c in joined.columns if c not in frame.columns]
     joined = frame.merge(joined[["_row", *added]], on="_row", how="left").sort_values("_row").drop(columns="_row")
-    return [{k: _plain(v) for k, v in row.items()} for row in joined.to_dict("records")]
+    return [{k: json_value(v) for k, v in row.items()} for row in joined.to_dict("records")]

@@ -21,7 +21,6 @@ to see new history without a rebuild (see ``benchmarks/feast_online.py`` for its
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ import redis
 from tracseq_dagster import settings
 from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 from tracseq_dagster.features import AS_OF_COLUMN, FAILURE_PRIOR, FEATURE_NAMES, SAMPLE_ID
+from tracseq_dagster.json_values import json_value
 from tracseq_dagster.lake import Lake
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,18 +56,8 @@ def feature_documents(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     table = frame.set_index(SAMPLE_ID)[columns] if SAMPLE_ID in frame.columns else frame[columns]
     out: dict[str, dict[str, Any]] = {}
     for sample_id, row in zip(table.index, table.to_dict("records"), strict=True):
-        out[str(sample_id)] = {k: _json_value(v) for k, v in row.items()}
+        out[str(sample_id)] = {k: json_value(v) for k, v in row.items()}
     return out
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def features_prefix() -> str:
@@ -124,7 +114,7 @@ class FeastFeatureStore:
         stamps = columns[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]
         out: dict[str, dict[str, Any]] = {}
         for i, sample_id in enumerate(ids):
-            document = {name: _json_value(columns[name][i]) for name in FEATURE_NAMES}
+            document = {name: json_value(columns[name][i]) for name in FEATURE_NAMES}
             if all(v is None for v in document.values()):
                 continue  # unknown to the online store
             document[AS_OF_COLUMN] = pd.Timestamp(stamps[i], unit="s", tz="UTC").isoformat()
@@ -175,7 +165,7 @@ class OnlineAggregates:
             columns = self.store.get_online_features(
                 features=[f"{view}:{f}" for f in features], entity_rows=[{key: v} for v in missing]
             ).to_dict()
-            fresh = {v: {f: _json_value(columns[f][i]) for f in features} for i, v in enumerate(missing)}
+            fresh = {v: {f: json_value(columns[f][i]) for f in features} for i, v in enumerate(missing)}
             with self._lock:
                 for v, document in fresh.items():
                     self._cache[(key, v)] = document
