@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from feast import FeatureStore
+
 from tracseq_dagster.feature_repo.config import FeastSettings
+from tracseq_dagster.feature_repo.definitions import repo_objects
+from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
+from tracseq_dagster.feature_repo.store import apply_repo, open_store
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.lake import RUNS, Lake
@@ -46,6 +52,19 @@ def clear_project(settings: FeastSettings) -> None:
     keys = [k for k in client.scan_iter(match=f"*{settings.project}*".encode(), count=1000)]
     if keys:
         client.delete(*keys)
+
+
+def materialized_store(root: Path, rows: int, seed: int) -> tuple[Lake, FeastSettings, FeatureStore]:
+    """A generated lake under ``root``, its tables applied and materialised into a Feast project
+    of its own (Redis): what the online-store, query and management-API tests read. Call
+    :func:`clear_project` on the settings afterwards."""
+    lake = generated_lake(root / "lake", rows=rows, seed=seed)
+    write_feature_tables(lake)
+    settings = feast_settings(root / "data")
+    store = open_store(settings)
+    apply_repo(store, repo_objects(lake.root))
+    materialize_with_statistics(store, settings.folder)
+    return lake, settings, store
 
 
 def utc(text: str) -> pd.Timestamp:

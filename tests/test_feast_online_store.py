@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from feast_support import clear_project, feast_settings, generated_lake
-from tracseq_dagster.feature_repo.definitions import repo_objects
-from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
-from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_feature_tables
+from feast_support import clear_project, materialized_store
+from tracseq_dagster.feature_repo.store import open_store
 from tracseq_dagster.serving.online_store import (
     FeastFeatureStore,
     OfflineFeatureStore,
@@ -25,12 +22,7 @@ from tracseq_dagster.serving.online_store import (
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("online")
-    lake = generated_lake(root / "lake", rows=300, seed=4)
-    write_feature_tables(lake)
-    settings = feast_settings(root / "data")
-    store = open_store(settings)
-    apply_repo(store, repo_objects(lake.root))
-    materialize_with_statistics(store, settings.folder)
+    lake, settings, _ = materialized_store(root, rows=300, seed=4)
     yield lake, settings
     clear_project(settings)
 

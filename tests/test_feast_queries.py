@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feast_support import clear_project, feast_settings, generated_lake
-from tracseq_dagster.feature_repo.definitions import repo_objects
-from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
+from feast_support import clear_project, materialized_store
 from tracseq_dagster.feature_repo.queries import (
     UnknownFeature,
     feature_statistics,
@@ -20,8 +18,6 @@ from tracseq_dagster.feature_repo.queries import (
     list_feature_views,
     online_features,
 )
-from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.models import catalog
 
@@ -29,12 +25,7 @@ from tracseq_dagster.models import catalog
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("queries")
-    lake = generated_lake(root / "lake", rows=400, seed=8)
-    write_feature_tables(lake)
-    settings = feast_settings(root / "data")
-    store = open_store(settings)
-    apply_repo(store, repo_objects(lake.root))
-    materialize_with_statistics(store, settings.folder)
+    lake, settings, store = materialized_store(root, rows=400, seed=8)
     yield lake, settings, store
     clear_project(settings)
 

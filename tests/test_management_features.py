@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from feast_support import clear_project, feast_settings, generated_lake
+from feast_support import clear_project, materialized_store
 from fastapi.testclient import TestClient
 
 from tracseq_dagster.control.api import ControlPlane, create_app
@@ -15,21 +15,12 @@ from tracseq_dagster.control.audit import ParquetAuditLog
 from tracseq_dagster.control.database import open_engine
 from tracseq_dagster.control.promotions import PromotionRequests
 from tracseq_dagster.control.tokens import TokenStore
-from tracseq_dagster.feature_repo.definitions import repo_objects
-from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
-from tracseq_dagster.feature_repo.store import apply_repo, open_store
-from tracseq_dagster.feature_repo.tables import write_feature_tables
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("features-api")
-    lake = generated_lake(root / "lake", rows=300, seed=5)
-    write_feature_tables(lake)
-    settings = feast_settings(root / "data")
-    store = open_store(settings)
-    apply_repo(store, repo_objects(lake.root))
-    materialize_with_statistics(store, settings.folder)
+    lake, settings, store = materialized_store(root, rows=300, seed=5)
     engine = open_engine(f"sqlite:///{root / 'control.db'}")
     tokens = TokenStore(engine)
     secret = tokens.create("dashboard", "viewer", created_by="test")
