@@ -33,9 +33,7 @@ def column_summary(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) ->
         row: dict[str, Any] = {"column": name, "null_rate": round(float(series.isna().mean()), 4) if len(series) else 0.0}
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             values = pd.to_numeric(series, errors="coerce").astype("float64")
-            row.update(
-                mean=values.mean(), std=values.std(), min=values.min(), median=values.median(), max=values.max()
-            )
+            row.update(mean=values.mean(), std=values.std(), min=values.min(), median=values.median(), max=values.max())
         else:
             counts = series.astype("string").value_counts(dropna=True)
             row.update(distinct=int(counts.size), top=str(counts.index[0]) if counts.size else "")

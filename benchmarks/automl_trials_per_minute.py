@@ -64,7 +64,9 @@ def main() -> None:
         for families in runs:
             family = families[0] if len(families) == 1 else "all"
             try:
-                result = run_automl(frame, AutoMLConfig(target=target, families=families, time_budget_s=args.budget_s, seed=0, **extra))
+                result = run_automl(
+                    frame, AutoMLConfig(target=target, families=families, time_budget_s=args.budget_s, seed=0, **extra)
+                )
             except AutoMLInputError as error:  # no trial of this family completed within the budget
                 row = {"table": name, "family": family, "trials": 0, "note": str(error), "budget_s": args.budget_s}
                 print(json.dumps(row), flush=True)

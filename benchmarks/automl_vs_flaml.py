@@ -111,7 +111,9 @@ def _flights() -> tuple[pd.DataFrame, str]:
     Only what is known before departure: the actual times and delays, air time and the
     timestamp are dropped; cancelled flights (no arrival delay) have no label.
     """
-    frame, _ = _r_table("nycflights13", "flights", "late", drop=("year", "dep_time", "dep_delay", "arr_time", "air_time", "time_hour"))
+    frame, _ = _r_table(
+        "nycflights13", "flights", "late", drop=("year", "dep_time", "dep_delay", "arr_time", "air_time", "time_hour")
+    )
     frame = frame[frame["arr_delay"].notna()]
     frame = frame.assign(late=np.where(frame["arr_delay"] > 15, "late", "on_time")).drop(columns="arr_delay")
     return frame.reset_index(drop=True), "late"
@@ -238,8 +240,11 @@ def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str
         complete[trial.family] = complete.get(trial.family, 0) + (trial.state == "complete")
     ENGINE_DETAILS.clear()
     ENGINE_DETAILS.update(
-        sweep_rows=result.sweep_rows, final_rows=result.final_rows, complete_trials=complete,
-        ensemble_weights=result.ensemble_weights, dropped_columns=result.dropped_columns,
+        sweep_rows=result.sweep_rows,
+        final_rows=result.final_rows,
+        complete_trials=complete,
+        ensemble_weights=result.ensemble_weights,
+        dropped_columns=result.dropped_columns,
     )
     chosen = result.best_family
     if result.ensemble_weights:
@@ -359,8 +364,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, default=60.0, help="wall-clock budget per contender and dataset")
     parser.add_argument("--seed", type=int, default=0, help="seed of the outer split and of every contender")
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DEFAULT_DATASETS), metavar="NAME",
-                        help=f"subset of: {', '.join(DATASETS)}")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=list(DATASETS),
+        default=list(DEFAULT_DATASETS),
+        metavar="NAME",
+        help=f"subset of: {', '.join(DATASETS)}",
+    )
     parser.add_argument("--lab-rows", type=int, default=5000, help="generated samples in the lab table")
     parser.add_argument("--engine-final-fit", choices=["all", "train"], default="all", help="the engine's final_fit")
     parser.add_argument("--n-jobs", type=int, default=1, help="threads of every contender")

@@ -111,10 +111,18 @@ def main() -> None:
         assert len(reader.get_many(ids)) == len(ids)
 
         results = {
-            "rows": args.rows, "calls": args.calls, "entity_tables": tables, "materialized_rows": materialized.rows,
-            "setup_s": round(started - setup, 2), "materialize_s": round(materialize_s, 2),
-            "aggregates_1": timed(lambda: store.get_online_features(features=AGGREGATES, entity_rows=rows[:1]).to_dict(), args.calls),
-            "aggregates_100": timed(lambda: store.get_online_features(features=AGGREGATES, entity_rows=rows).to_dict(), args.calls),
+            "rows": args.rows,
+            "calls": args.calls,
+            "entity_tables": tables,
+            "materialized_rows": materialized.rows,
+            "setup_s": round(started - setup, 2),
+            "materialize_s": round(materialize_s, 2),
+            "aggregates_1": timed(
+                lambda: store.get_online_features(features=AGGREGATES, entity_rows=rows[:1]).to_dict(), args.calls
+            ),
+            "aggregates_100": timed(
+                lambda: store.get_online_features(features=AGGREGATES, entity_rows=rows).to_dict(), args.calls
+            ),
             "aggregates_cached_1": timed(lambda: aggregates_cached(rows[:1]), args.calls),
             "aggregates_cached_100": timed(lambda: aggregates_cached(rows), args.calls),
             "sample_features_1": timed(lambda: reader.get_many(ids[:1]), args.calls),

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from feast_online import OUT, lab
 
 from tracseq_dagster.feature_repo.config import FeastSettings
 from tracseq_dagster.feature_repo.definitions import repo_objects
@@ -25,8 +26,6 @@ from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import feast_training_set
 from tracseq_dagster.models import catalog
 from tracseq_dagster.training_set import load_training_set
-
-from feast_online import OUT, lab
 
 
 def main() -> None:

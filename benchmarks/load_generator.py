@@ -153,7 +153,7 @@ async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, c
         pool.submit(request, due)
     try:
         await asyncio.wait_for(pool.done.wait(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pool.errors += len(requests) - len(pool.latencies)
     elapsed = time.perf_counter() - start
     for connection in list(pool.idle):

@@ -61,16 +61,34 @@ MODULES: tuple[Module, ...] = (
         # other processes and a server: test_registry_concurrency.py (a minute a run) covers them
         ("tracseq_dagster/registry.py",),
         ("tests/test_registry_unit.py",),
-        tuple(f"tracseq_dagster.registry.xǁModelRegistryǁ{name}__*" for name in (
-            "__init__", "register", "find_by_key", "version", "versions", "model_uri", "promote", "rollback", "history",
-            "champion_stack", "_ensure_registered_model", "history_lock", "_record"))
+        tuple(
+            f"tracseq_dagster.registry.xǁModelRegistryǁ{name}__*"
+            for name in (
+                "__init__",
+                "register",
+                "find_by_key",
+                "version",
+                "versions",
+                "model_uri",
+                "promote",
+                "rollback",
+                "history",
+                "champion_stack",
+                "_ensure_registered_model",
+                "history_lock",
+                "_record",
+            )
+        )
         + ("tracseq_dagster.registry.x__file_lock__*", "tracseq_dagster.registry.x__file_lock_in_folder__*"),
     ),
     Module(
         "retrieval_thresholds",  # the decision to answer, refuse or fall back; not the search itself
         ("tracseq_dagster/documents/retrieval.py", "tracseq_dagster/documents/answering.py"),
         # Tests without a LanceDB index: its runtime does not survive mutmut's fork per mutant.
-        ("tests/test_answering_outcomes.py", "tests/test_retrieval_refusal.py::test_the_threshold_is_the_calibrated_value_and_a_passage_at_it_counts"),
+        (
+            "tests/test_answering_outcomes.py",
+            "tests/test_retrieval_refusal.py::test_the_threshold_is_the_calibrated_value_and_a_passage_at_it_counts",
+        ),
         (
             "tracseq_dagster.documents.retrieval.x_evidence_is_weak__*",
             "tracseq_dagster.documents.answering.x_answer_question__*",
@@ -92,15 +110,30 @@ MODULES: tuple[Module, ...] = (
         ),
         _SLOW_VALIDATION_TESTS,
     ),
-    Module("validation", ("tracseq_dagster/validation.py",), ("tests/test_validation.py", "tests/test_validation_outputs.py"), (), _SLOW_VALIDATION_TESTS),
+    Module(
+        "validation",
+        ("tracseq_dagster/validation.py",),
+        ("tests/test_validation.py", "tests/test_validation_outputs.py"),
+        (),
+        _SLOW_VALIDATION_TESTS,
+    ),
     Module(
         "features",  # the functions that compute feature values; not the column plumbing and caching
         ("tracseq_dagster/features.py",),
         ("tests/test_features.py", "tests/test_feature_risk_terms.py"),
         tuple(
             f"tracseq_dagster.features.x_{name}__*"
-            for name in ("purity_score", "_risk_terms", "_quality_risk_score", "_hours", "_coalesce", "_sums_before",
-                         "_history_aggregates", "_to_utc_timestamp", "feature_columns")
+            for name in (
+                "purity_score",
+                "_risk_terms",
+                "_quality_risk_score",
+                "_hours",
+                "_coalesce",
+                "_sums_before",
+                "_history_aggregates",
+                "_to_utc_timestamp",
+                "feature_columns",
+            )
         ),  # fmt: skip
     ),
 )
@@ -215,7 +248,9 @@ def main() -> None:
     by_name = {m.name: m for m in MODULES}
     if args.list:
         for m in MODULES:
-            print(f"{m.name}: {', '.join(m.files)} <- {', '.join(m.tests)}{' (' + ', '.join(m.functions) + ')' if m.functions else ''}")
+            print(
+                f"{m.name}: {', '.join(m.files)} <- {', '.join(m.tests)}{' (' + ', '.join(m.functions) + ')' if m.functions else ''}"
+            )
         return
     unknown = [n for n in args.modules if n not in by_name]
     if unknown:

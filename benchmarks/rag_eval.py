@@ -131,7 +131,9 @@ class System:
     evidence: Callable[[str, list], object] | None = None  # the product's Evidence, for calibration
 
 
-def product_system(parsed: dict, vectors: VectorCache, folder: Path, *, rerank_weight: float | None = None, **chunking: int) -> System:
+def product_system(
+    parsed: dict, vectors: VectorCache, folder: Path, *, rerank_weight: float | None = None, **chunking: int
+) -> System:
     from tracseq_dagster.documents.chunking import chunk_document
     from tracseq_dagster.documents.evidence import judge
     from tracseq_dagster.documents.index import DocumentIndex
@@ -280,10 +282,14 @@ def example_evidence(folder: Path) -> list[tuple[bool, object]]:
     from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY
 
     generate_examples(folder / "examples")
-    index, embedder, _ = index_folder(folder / "examples", lake_root=folder / "examples-lake", lancedb_uri=folder / "examples.lancedb", in_process=True)
+    index, embedder, _ = index_folder(
+        folder / "examples", lake_root=folder / "examples-lake", lancedb_uri=folder / "examples.lancedb", in_process=True
+    )
     qa = DocumentQA(index, embedder, None)
     asked = [(True, q.question) for q in EXAMPLE_QUESTIONS] + [(False, q) for q in UNANSWERABLE_QUESTIONS]
-    return [(answerable, judge(q, qa.search(q), qa.statistics(), min_similarity=DEFAULT_MIN_SIMILARITY)) for answerable, q in asked]
+    return [
+        (answerable, judge(q, qa.search(q), qa.statistics(), min_similarity=DEFAULT_MIN_SIMILARITY)) for answerable, q in asked
+    ]
 
 
 def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> list[str]:
@@ -305,6 +311,7 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> l
         "|---:|---:|---:|---:|---:|",
     ]
     for threshold in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+
         def refused(evidence: list) -> int:  # type: ignore[type-arg]
             return sum(e.coverage < threshold for e in evidence)
 
@@ -360,7 +367,9 @@ def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev", engine: s
             calibration = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
             for o in outcomes:
                 if show_misses in ("all", o.question.split) and o.question.answerable and o.rank != 1:
-                    misses.append(f"- {o.question.id} rank {o.rank}: {o.question.question} (gold {o.question.file_name} {o.question.pages}; got {o.found[:3]})")
+                    misses.append(
+                        f"- {o.question.id} rank {o.rank}: {o.question.question} (gold {o.question.file_name} {o.question.pages}; got {o.found[:3]})"
+                    )
                 if show_misses in ("all", o.question.split) and o.question.answerable == o.refused:
                     e = o.evidence
                     misses.append(
@@ -399,10 +408,19 @@ def sweep(cache: Path, folder: Path) -> list[str]:
     parsed = parsed_corpus(cache)
     vectors = VectorCache(cache, MiniLMEmbedder())
     dev = [q for q in load_questions() if q.split == "dev"]
-    lines = ["| max characters | new after | combine under | headings only | chunks | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals |", "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| max characters | new after | combine under | headings only | chunks | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for number, (most, after, under, headings) in enumerate(SWEEP):
         system = product_system(
-            parsed, vectors, folder / f"sweep-{number}", max_characters=most, new_after_characters=after, combine_under_characters=under, headings_only=headings
+            parsed,
+            vectors,
+            folder / f"sweep-{number}",
+            max_characters=most,
+            new_after_characters=after,
+            combine_under_characters=under,
+            headings_only=headings,
         )
         s = summary(evaluate(system, dev))
         lines.append(
@@ -420,7 +438,10 @@ def rerank_sweep(cache: Path, folder: Path, weights: tuple[float, ...] = (0.0, 0
     parsed = parsed_corpus(cache)
     vectors = VectorCache(cache, MiniLMEmbedder())
     dev = [q for q in load_questions() if q.split == "dev"]
-    lines = ["| coverage weight | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals | p50 ms |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| coverage weight | dev hit@1 | dev hit@5 | dev MRR@10 | dev refused | dev false refusals | p50 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for number, weight in enumerate(weights):
         s = summary(evaluate(product_system(parsed, vectors, folder / f"rerank-{number}", rerank_weight=weight), dev))
         lines.append(

@@ -93,7 +93,14 @@ def route_latency(samples: pd.DataFrame, runs: pd.DataFrame, repeat: int) -> lis
 
     folder = Path(tempfile.mkdtemp(prefix="run-history-bench-"))
     try:
-        pack(folder, "sequencing_success", sequencing_success.labelled_rows_from_exports(samples, runs), samples, runs, ("lightgbm",))
+        pack(
+            folder,
+            "sequencing_success",
+            sequencing_success.labelled_rows_from_exports(samples, runs),
+            samples,
+            runs,
+            ("lightgbm",),
+        )
         pack(folder, "turnaround_hours", turnaround_hours.labelled_rows_from_exports(samples, runs), samples, runs, ("lightgbm",))
         start = time.perf_counter()
         served = ServedCatalog(folder)

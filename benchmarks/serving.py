@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pandas as pd
 import psutil
 import pyarrow.ipc as ipc
@@ -66,6 +65,7 @@ def free_port() -> int:
 
 def tracseq_command(env: dict[str, str]) -> Any:
     """``tracseq(*args)``: the CLI in ``env``, its stdout; a failure stops the benchmark."""
+
     def tracseq(*args: str) -> str:
         result = subprocess.run([str(BIN / "tracseq"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:
@@ -169,6 +169,7 @@ async def batches(url: str, rows: int, count: int, concurrency: int, headers: di
         queue.put_nowait(p)
     errors = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+
         async def worker() -> None:
             nonlocal errors
             while not queue.empty():
@@ -220,8 +221,14 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
                 warm_up = [arrow_body(rows, seed=seed + 50 + j) for j in range(2)]  # one per worker, not counted
                 columnar_batches(base + "/fast/batch_predict", warm_up, 2)
                 bodies = [arrow_body(rows, seed=seed + j) for j in range(count)]
-                result["columnar"].append(with_cpu(pid, rows * count // 1000, "1k_rows",
-                                                   lambda: columnar_batches(base + "/fast/batch_predict", bodies, concurrency)))
+                result["columnar"].append(
+                    with_cpu(
+                        pid,
+                        rows * count // 1000,
+                        "1k_rows",
+                        lambda: columnar_batches(base + "/fast/batch_predict", bodies, concurrency),
+                    )
+                )
                 print(name, "columnar", result["columnar"][-1], flush=True)
         if args.only_columnar:
             return result
@@ -234,15 +241,17 @@ def measure(name: str, command: list[str], env: dict[str, str], port: int, work:
             result["single"][route] = []
             for k, rate in enumerate(args.rates):
                 bodies = request_bodies(int(rate * args.duration), seed=1000 * r + 10 + k, unique=True)
-                result["single"][route].append(with_cpu(pid, len(bodies), "request",
-                                                        lambda: open_loop(base + route, bodies, rate, headers)))
+                result["single"][route].append(
+                    with_cpu(pid, len(bodies), "request", lambda: open_loop(base + route, bodies, rate, headers))
+                )
                 print(name, route, result["single"][route][-1], flush=True)
                 if result["single"][route][-1]["p99_ms"] > 5000:
                     break  # saturated: higher rates only queue longer
             if name.startswith("bentoml"):
                 same = request_bodies(int(args.cached_rate * args.duration), seed=1000 * r + 9, unique=False)
-                result["cached"][route] = with_cpu(pid, len(same), "request",
-                                                   lambda: open_loop(base + route, same, args.cached_rate, headers))
+                result["cached"][route] = with_cpu(
+                    pid, len(same), "request", lambda: open_loop(base + route, same, args.cached_rate, headers)
+                )
                 print(name, route, "cached", result["cached"][route], flush=True)
         result["batch"] = with_cpu(pid, 8, "1k_rows", lambda: asyncio.run(batches(base + "/batch_predict", 1000, 8, 2, headers)))
         print(name, result["batch"], flush=True)
@@ -332,16 +341,22 @@ def per_family(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             result["startup_s"] = round(startup, 2)
             columnar_batches(base + "/fast/batch_predict", [arrow_body(10_000, seed=950 + j) for j in range(2)], 2)  # warm-up
             bodies = [arrow_body(100_000, seed=900 + j) for j in range(4)]
-            result["columnar"] = with_cpu(process.pid, 400, "1k_rows", lambda: columnar_batches(base + "/fast/batch_predict", bodies, 2))
+            result["columnar"] = with_cpu(
+                process.pid, 400, "1k_rows", lambda: columnar_batches(base + "/fast/batch_predict", bodies, 2)
+            )
             print(family, "columnar", result["columnar"], flush=True)
             if result["columnar"]["errors"]:  # a 100,000-row body outlived the service's 30 s timeout: 10,000-row bodies
                 small = [arrow_body(10_000, seed=920 + j) for j in range(8)]
-                result["columnar_10k"] = with_cpu(process.pid, 80, "1k_rows", lambda: columnar_batches(base + "/fast/batch_predict", small, 2))
+                result["columnar_10k"] = with_cpu(
+                    process.pid, 80, "1k_rows", lambda: columnar_batches(base + "/fast/batch_predict", small, 2)
+                )
                 print(family, "columnar 10k", result["columnar_10k"], flush=True)
             headers = {"Content-Type": "application/json"}
             open_loop(base + "/fast/predict", request_bodies(int(args.warmup_s * 100), seed=7, unique=True), 100, headers)
             single = request_bodies(int(1000 * args.duration), seed=10, unique=True)
-            result["single"] = with_cpu(process.pid, len(single), "request", lambda: open_loop(base + "/fast/predict", single, 1000, headers))
+            result["single"] = with_cpu(
+                process.pid, len(single), "request", lambda: open_loop(base + "/fast/predict", single, 1000, headers)
+            )
             print(family, "single", result["single"], flush=True)
         finally:
             process.terminate()
@@ -358,7 +373,9 @@ def markdown_families(results: list[dict[str, Any]]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:
         c, s = r.get("columnar_10k", r["columnar"]), r["single"]
-        scorer = f"{r['scorer_cpu_us_per_row']}" + (f" (occlusion: {r['occlusion_cpu_us_per_row']})" if "occlusion_cpu_us_per_row" in r else "")
+        scorer = f"{r['scorer_cpu_us_per_row']}" + (
+            f" (occlusion: {r['occlusion_cpu_us_per_row']})" if "occlusion_cpu_us_per_row" in r else ""
+        )
         rows = f"{c['rows_per_s']:,}" + (" (10k-row bodies: 100k-row ones timed out)" if "columnar_10k" in r else "")
         lines.append(f"| {r['family']} | {r['method']} | {scorer} | {rows} | {c['server_cpu_ms_per_1k_rows']:.0f} | "
                      f"{s['achieved_rps']:.0f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | {s['errors'] + c['errors']} | "
@@ -376,11 +393,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "serving.json")
     parser.add_argument("--servers", default="bentoml-1w,bentoml-2w,starlette-1w")
     parser.add_argument("--only-columnar", action="store_true", help="only the columnar batch route, on the Bento servers")
-    parser.add_argument("--per-family", action="store_true",
-                        help="one champion per family: columnar rows/s and /fast/predict p99 at 1,000/s, two workers each")
+    parser.add_argument(
+        "--per-family",
+        action="store_true",
+        help="one champion per family: columnar rows/s and /fast/predict p99 at 1,000/s, two workers each",
+    )
     parser.add_argument("--families", default="logistic,random_forest,gradient_boosting,xgboost,lightgbm,mlp")
-    parser.add_argument("--train-only", action="store_true",
-                        help="per-family mode: train the champions (kept in --work) and stop; a later run measures them")
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="per-family mode: train the champions (kept in --work) and stop; a later run measures them",
+    )
     parser.add_argument("--family-budget-s", type=float, default=30.0, help="each family's sweep budget (per-family mode)")
     args = parser.parse_args()
     servers = args.servers.split(",")
@@ -429,8 +452,11 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 lines.append(f"| {r['server']} | {label} | {run['target_rps']:.0f} | {run['achieved_rps']:.0f} | {run['p50_ms']:.0f} | "
                              f"{run['p99_ms']:.0f} | {run['errors']} | {run['server_cpu_ms_per_request']:.2f} | {run['client_cpu_ms_per_request']:.2f} | "
                              f"{run['load_avg_1m']} |")  # fmt: skip
-    lines += ["", "| server | body rows | bodies | in flight | rows/s | server CPU ms per 1k rows | errors | load avg |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| server | body rows | bodies | in flight | rows/s | server CPU ms per 1k rows | errors | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         for run in r.get("columnar", []):
             lines.append(f"| {r['server']} | {run['batch_rows']:,} | {run['batches']} | {run['concurrency']} | {run['rows_per_s']:,} | "

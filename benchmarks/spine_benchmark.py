@@ -33,14 +33,14 @@ MESSY = os.getenv("TRACSEQ_BENCH_MESSY") == "1"
 
 
 def run_stages(rows: int, work: Path) -> dict:
+    import pandas as pd
+
     from tracseq_dagster.expectations import run_expectation_suite
     from tracseq_dagster.features import compute_features
     from tracseq_dagster.generator import generate_exports
     from tracseq_dagster.landing import content_hash
     from tracseq_dagster.parsing import parse_export_to_parquet
     from tracseq_dagster.validation import validate_samples
-
-    import pandas as pd
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -83,12 +83,12 @@ def run_stages(rows: int, work: Path) -> dict:
 
 def run_dagster(rows: int, work: Path) -> dict:
     os.environ["DAGSTER_HOME"] = str(work / "dagster_home")
+    import dagster as dg
+
     from tracseq_dagster.definitions import build_definitions
     from tracseq_dagster.generator import generate_exports
     from tracseq_dagster.ingest import build_features, ingest_folder
     from tracseq_dagster.instance import ensure_embedded_home
-
-    import dagster as dg
 
     ensure_embedded_home(work / "dagster_home")
     generate_exports(rows, "csv", work / "landing", seed=11, files=4, messy=MESSY)

@@ -31,7 +31,9 @@ CHUNK = 1000
 
 def champion(rows: int) -> tuple[str, lgb.Booster, _LeafPaths, np.ndarray] | None:
     """The served champion and its booster matrix for ``rows`` generated records, if the product is built."""
-    bundles = sorted((ROOT / "benchmarks/out/serving/bentoml/models/tracseq_predictions").glob("v*"), key=lambda p: p.stat().st_mtime)
+    bundles = sorted(
+        (ROOT / "benchmarks/out/serving/bentoml/models/tracseq_predictions").glob("v*"), key=lambda p: p.stat().st_mtime
+    )
     if not bundles:
         return None
     from serving import arrow_body  # benchmarks/ is on sys.path: this file runs as a script

@@ -5,8 +5,8 @@ from resources.lake import LakeResource
 from resources.lancedb import LanceDBResource
 from resources.landing import LandingZoneResource
 from resources.mlflow_tracking import MLflowResource
-from resources.online_store import OnlineStoreResource
 from resources.ollama import OllamaResource
+from resources.online_store import OnlineStoreResource
 from resources.optuna_storage import OptunaStorageResource
 from resources.parsing import ExportParsingResource
 from resources.prediction_log import PredictionLogResource

@@ -1,11 +1,11 @@
 """The Feast feature store as a Dagster resource."""
 
 import dagster as dg
+from feast import FeatureStore  # noqa: E402  (after the package above)
 from pydantic import Field
 
 from tracseq_dagster.feature_repo.config import DEFAULT_PROJECT, FeastSettings  # imports feast, keeping the warning filters
 from tracseq_dagster.feature_repo.store import open_store
-from feast import FeatureStore  # noqa: E402  (after the package above)
 
 
 class FeastResource(dg.ConfigurableResource):

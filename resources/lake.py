@@ -1,6 +1,5 @@
 """The lake folder as a Dagster resource."""
 
-
 import dagster as dg
 
 from tracseq_dagster.lake import Lake

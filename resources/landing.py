@@ -1,6 +1,5 @@
 """The landing folder for LIMS exports as a Dagster resource."""
 
-
 import json
 
 import dagster as dg

@@ -19,7 +19,8 @@ class MLflowResource(dg.ConfigurableResource):
     tracking_uri: str = Field(description="MLflow tracking URI: sqlite:///…, postgresql://… or http://server:port")
     registry_uri: str | None = Field(default=None, description="Model registry URI; defaults to the tracking URI")
     artifact_location: str | None = Field(
-        default=None, description="Artifact root for an experiment created here (file URI or s3://…); a server's default otherwise"
+        default=None,
+        description="Artifact root for an experiment created here (file URI or s3://…); a server's default otherwise",
     )
 
     def client(self) -> MlflowClient:

@@ -1,6 +1,5 @@
 """How exports are read: memory budget and date conventions."""
 
-
 import dagster as dg
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from serving_support import recent_samples
 
 from tracseq_dagster.automl import fit_final, prepare_problem
 from tracseq_dagster.conformal import conformal_half_width
@@ -19,11 +20,15 @@ from tracseq_dagster.models.spec import ModelSpec
 from tracseq_dagster.registry import CHALLENGER, CHAMPION
 from tracseq_dagster.run_generator import generate_runs
 from tracseq_dagster.serving.bundle import ModelCard
-from tracseq_dagster.serving.catalog_bundle import CATALOG_FOLDER, CatalogBundle, ModelBundleInfo, pack_model_bundle, write_catalog
+from tracseq_dagster.serving.catalog_bundle import (
+    CATALOG_FOLDER,
+    CatalogBundle,
+    ModelBundleInfo,
+    pack_model_bundle,
+    write_catalog,
+)
 from tracseq_dagster.training import SweepSettings, automl_config
 from tracseq_dagster.training_set import build_training_set
-
-from serving_support import recent_samples
 
 
 def generated_lab(rows: int = 2500, seed: int = 21) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -36,7 +36,11 @@ def add_version(client: MlflowClient, model: str, folder: Path, *, gate: str | N
     source = folder / "models" / run.info.run_id
     source.mkdir(parents=True, exist_ok=True)
     key = f"key-{run.info.run_id}"
-    version = str(registry.register(source.as_uri(), run_id=run.info.run_id, model_id=None, tags={"family": "lightgbm"}, registration_key=key).version)
+    version = str(
+        registry.register(
+            source.as_uri(), run_id=run.info.run_id, model_id=None, tags={"family": "lightgbm"}, registration_key=key
+        ).version
+    )
     if gate is not None:
         client.set_model_version_tag(model, version, "gate_decision", gate)
     return version

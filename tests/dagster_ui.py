@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from processes import free_port, stop, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent

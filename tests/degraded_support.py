@@ -150,7 +150,9 @@ def save_bundle_in_store(bundle_dir: Path, bentoml_home: Path) -> str:
         "print(save_bundle_model(Path(sys.argv[1]), BundleInfo(**{**raw, **cards})))\n"
     )
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "DO_NOT_TRACK": "1"}
-    result = subprocess.run([sys.executable, "-c", script, str(bundle_dir)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(bundle_dir)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -315,4 +317,3 @@ class Load:
                     self.modes.append((moment, answer["mode"]))
             else:
                 self.result.errors.append((moment, f"{status}: {answer.get('error', '')}"))
-

@@ -88,7 +88,27 @@ class FakeOllama:
                 if self.path == "/api/version":
                     self._json(200, {"version": "0.12.6"})
                 elif self.path == "/api/tags":
-                    self._json(200, {"models": [{"name": m, "model": m, "modified_at": _now(), "size": 2019393189, "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}} for m in sorted(fake.models)]})
+                    self._json(
+                        200,
+                        {
+                            "models": [
+                                {
+                                    "name": m,
+                                    "model": m,
+                                    "modified_at": _now(),
+                                    "size": 2019393189,
+                                    "digest": "a80c4f17acd5",
+                                    "details": {
+                                        "format": "gguf",
+                                        "family": "llama",
+                                        "parameter_size": "3.2B",
+                                        "quantization_level": "Q4_K_M",
+                                    },
+                                }
+                                for m in sorted(fake.models)
+                            ]
+                        },
+                    )
                 else:
                     self._json(404, {"error": "404 page not found"})
 
@@ -105,7 +125,16 @@ class FakeOllama:
                     return self._json(fake.fail_with[0], {"error": fake.fail_with[1]})
                 if self.path == "/api/embed":
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                    return self._json(200, {"model": model, "embeddings": [fake_vector(t) for t in inputs], "total_duration": 1000, "load_duration": 10, "prompt_eval_count": len(inputs)})
+                    return self._json(
+                        200,
+                        {
+                            "model": model,
+                            "embeddings": [fake_vector(t) for t in inputs],
+                            "total_duration": 1000,
+                            "load_duration": 10,
+                            "prompt_eval_count": len(inputs),
+                        },
+                    )
                 messages = body.get("messages") or [{"role": "user", "content": body.get("prompt", "")}]
                 text = fake.reply(messages, body.get("format"))
                 key = "message" if self.path == "/api/chat" else "response"
@@ -119,7 +148,9 @@ class FakeOllama:
 
                 if body.get("stream", True):
                     words = text.split(" ")
-                    self._stream([piece(w + (" " if i < len(words) - 1 else ""), False) for i, w in enumerate(words)] + [piece("", True)])
+                    self._stream(
+                        [piece(w + (" " if i < len(words) - 1 else ""), False) for i, w in enumerate(words)] + [piece("", True)]
+                    )
                 else:
                     self._json(200, piece(text, True))
 

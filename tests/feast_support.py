@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-
 from feast import FeatureStore
 
 from tracseq_dagster.feature_repo.config import FeastSettings

@@ -65,7 +65,9 @@ class NativeStack:
         instance_config.setdefault("run_monitoring", {})["poll_interval_seconds"] = MONITORING_POLL_S
         (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config))
         (self.root / "workspace.yaml").write_text(
-            yaml.safe_dump({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": self.grpc_port, "location_name": LOCATION}}]})
+            yaml.safe_dump(
+                {"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": self.grpc_port, "location_name": LOCATION}}]}
+            )
         )
         self.env = {
             **os.environ,
@@ -108,13 +110,32 @@ class NativeStack:
         workspace = str(self.root / "workspace.yaml")
         return {
             "mlflow": [
-                str(BIN / "mlflow"), "server", "--backend-store-uri", self.mlflow_backend_url,
-                "--artifacts-destination", str(self.root / "mlflow-artifacts"), "--serve-artifacts",
-                "--host", "127.0.0.1", "--port", str(self.mlflow_port), "--workers", "1",
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                self.mlflow_backend_url,
+                "--artifacts-destination",
+                str(self.root / "mlflow-artifacts"),
+                "--serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.mlflow_port),
+                "--workers",
+                "1",
             ],
             "code-server": [
-                str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.grpc_port),
-                "-m", "tracseq_dagster.definitions", "--location-name", LOCATION,
+                str(BIN / "dagster"),
+                "code-server",
+                "start",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.grpc_port),
+                "-m",
+                "tracseq_dagster.definitions",
+                "--location-name",
+                LOCATION,
             ],
             "webserver": [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port), "-w", workspace],
             "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
@@ -145,7 +166,9 @@ class NativeStack:
     def _code_server_serving(self) -> bool:
         check = subprocess.run(
             [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(self.grpc_port), "-h", "127.0.0.1"],
-            env=self.env, capture_output=True, timeout=60,
+            env=self.env,
+            capture_output=True,
+            timeout=60,
         )
         assert self.processes["code-server"].poll() is None, self.logs_tail()
         return check.returncode == 0

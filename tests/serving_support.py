@@ -13,11 +13,11 @@ import pandas as pd
 from tracseq_dagster.automl import prepare_study_storage
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.generator import generate_samples
+from tracseq_dagster.models.sample_quality import training_set_from_features
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.registry import ModelRegistry
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, run_promotion_gate, sweep_one_family
-from tracseq_dagster.models.sample_quality import training_set_from_features
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 #: Lenient enough that any trained model is promoted: the tests are about serving, not the gate.

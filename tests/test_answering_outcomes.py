@@ -20,7 +20,9 @@ from tracseq_dagster.documents.llm import OllamaUnavailable
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, Passage, evidence_is_weak
 
 
-def passage(similarity: float, page: int = 2, file_name: str = "SOP-014.pdf", text: str = "DNA extracts are stored at -20 C.") -> Passage:
+def passage(
+    similarity: float, page: int = 2, file_name: str = "SOP-014.pdf", text: str = "DNA extracts are stored at -20 C."
+) -> Passage:
     return Passage(f"c{page}", f"/docs/{file_name}", file_name, "sop", "SOP-014", "Storage", page, page, text, 0.03, similarity)
 
 
@@ -50,7 +52,13 @@ def test_weak_evidence_is_refused_before_the_model_is_asked() -> None:
     chat = ScriptedChat("anything")
     weak = [passage(DEFAULT_MIN_SIMILARITY - 0.01), passage(0.05, 3)]
     answer = answer_question("Where is the cafeteria?", weak, chat)  # type: ignore[arg-type]
-    assert (answer.mode, answer.text, answer.passages, answer.citations, answer.model) == ("not_found", NOT_FOUND_TEXT, weak, [], None)
+    assert (answer.mode, answer.text, answer.passages, answer.citations, answer.model) == (
+        "not_found",
+        NOT_FOUND_TEXT,
+        weak,
+        [],
+        None,
+    )
     assert chat.asked == []
     assert answer_question("q", [], chat).mode == "not_found"  # type: ignore[arg-type]
     assert answer.question == "Where is the cafeteria?"
@@ -70,7 +78,10 @@ def test_a_generated_answer_resolves_its_markers_to_file_and_page() -> None:
     answer = answer_question("Where are extracts stored?", STRONG, chat, on_token=streamed.append)  # type: ignore[arg-type]
     assert answer.mode == "generated" and answer.model == "llama3.2:3b" and answer.notice is None
     assert (answer.question, answer.passages) == ("Where are extracts stored?", STRONG)
-    assert answer.text == "DNA extracts are stored at -20 C [SOP-014.pdf, p. 2]. RNA at -80 C [SOP-014.pdf, p. 3; SOP-014.pdf, p. 2]."
+    assert (
+        answer.text
+        == "DNA extracts are stored at -20 C [SOP-014.pdf, p. 2]. RNA at -80 C [SOP-014.pdf, p. 3; SOP-014.pdf, p. 2]."
+    )
     assert answer.citations == ["SOP-014.pdf, p. 2", "SOP-014.pdf, p. 3"]
     assert streamed == list(chat.pieces)
     assert chat.asked == [build_messages("Where are extracts stored?", STRONG)]
@@ -85,7 +96,9 @@ def test_an_answer_without_citations_says_so() -> None:
 def test_the_model_saying_not_in_documents_or_nothing_is_a_refusal() -> None:
     for pieces in [(NOT_IN_DOCUMENTS,), ("The passages say: ", NOT_IN_DOCUMENTS), ("  ", "\n"), ()]:
         answer = answer_question("Is it?", STRONG, ScriptedChat(*pieces))  # type: ignore[arg-type]
-        assert (answer.mode, answer.text, answer.model, answer.citations) == ("not_found", NOT_FOUND_TEXT, "llama3.2:3b", []), pieces
+        assert (answer.mode, answer.text, answer.model, answer.citations) == ("not_found", NOT_FOUND_TEXT, "llama3.2:3b", []), (
+            pieces
+        )
         assert (answer.question, answer.passages) == ("Is it?", STRONG)
 
 
@@ -94,9 +107,15 @@ def test_an_unreachable_model_gives_the_passages_with_one_line_and_the_fix() -> 
     for fail_after in (0, 1):  # before the first token, or half-way through the answer
         answer = answer_question("Where?", STRONG, ScriptedChat("DNA ", "extracts", error=down, fail_after=fail_after))  # type: ignore[arg-type]
         assert (answer.mode, answer.question, answer.passages) == ("retrieval_only", "Where?", STRONG)
-        assert answer.notice == "No generated answer: Ollama is not reachable at http://127.0.0.1:9. Fix: start it with `ollama serve`"
+        assert (
+            answer.notice
+            == "No generated answer: Ollama is not reachable at http://127.0.0.1:9. Fix: start it with `ollama serve`"
+        )
         assert answer.citations == ["SOP-014.pdf, p. 2", "SOP-014.pdf, p. 3"]
-        assert answer.text == "- SOP-014.pdf, p. 2: DNA extracts are stored at -20 C.\n- SOP-014.pdf, p. 3: RNA extracts are stored at -80 C."
+        assert (
+            answer.text
+            == "- SOP-014.pdf, p. 2: DNA extracts are stored at -20 C.\n- SOP-014.pdf, p. 3: RNA extracts are stored at -80 C."
+        )
     off = answer_question("Where?", STRONG, None)
     assert (off.mode, off.question, off.passages) == ("retrieval_only", "Where?", STRONG)
     assert off.notice == "No generated answer: generation is turned off (--no-generate)."

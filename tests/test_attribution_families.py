@@ -40,12 +40,33 @@ from tracseq_dagster.serving.scoring import ModelScorer, QualityScorer, referenc
 PARAMS: dict[str, dict[str, Any]] = {
     "logistic": {"C": 1.0},
     "random_forest": {"n_estimators": 40, "max_depth": 8, "min_samples_leaf": 3, "max_features": 0.5, "bootstrap": True},
-    "gradient_boosting": {"learning_rate": 0.1, "max_iter": 40, "max_leaf_nodes": 16, "min_samples_leaf": 10,
-                          "l2_regularization": 1e-3, "max_features": 1.0},  # fmt: skip
-    "xgboost": {"n_estimators": 40, "learning_rate": 0.1, "max_depth": 4, "min_child_weight": 1.0, "subsample": 0.9,
-                "colsample_bytree": 0.9, "reg_lambda": 1.0, "reg_alpha": 0.01},  # fmt: skip
-    "lightgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 16, "min_child_samples": 10, "subsample": 0.9,
-                 "colsample_bytree": 0.9, "reg_lambda": 1.0},  # fmt: skip
+    "gradient_boosting": {
+        "learning_rate": 0.1,
+        "max_iter": 40,
+        "max_leaf_nodes": 16,
+        "min_samples_leaf": 10,
+        "l2_regularization": 1e-3,
+        "max_features": 1.0,
+    },  # fmt: skip
+    "xgboost": {
+        "n_estimators": 40,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "min_child_weight": 1.0,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "reg_lambda": 1.0,
+        "reg_alpha": 0.01,
+    },  # fmt: skip
+    "lightgbm": {
+        "n_estimators": 40,
+        "learning_rate": 0.1,
+        "num_leaves": 16,
+        "min_child_samples": 10,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "reg_lambda": 1.0,
+    },  # fmt: skip
     "mlp": {"hidden_layer_sizes": (16,), "alpha": 1e-3, "learning_rate_init": 1e-3, "batch_size": 64},
 }
 FAMILY_NAMES = tuple(PARAMS)
@@ -128,6 +149,7 @@ def raw_output(scorer: ModelScorer, x: pd.DataFrame) -> np.ndarray:
 
 def occlusion_by_hand(scorer: ModelScorer, x: pd.DataFrame) -> np.ndarray:
     """Value minus the value with one feature at its reference, feature by feature."""
+
     def value(frame: pd.DataFrame) -> np.ndarray:
         if scorer.target is None:
             return np.asarray(scorer.model.predict(frame), dtype=float)
@@ -160,7 +182,9 @@ def test_contributions_add_up_to_the_models_own_output(frames, name: str, family
         assert scorer.bias is None  # occlusion does not add up
         return
     assert scorer.bias is not None
-    np.testing.assert_allclose(scores.contributions.sum(axis=1) + scorer.bias, raw_output(scorer, x), rtol=tolerance * 10, atol=tolerance * 10)
+    np.testing.assert_allclose(
+        scores.contributions.sum(axis=1) + scorer.bias, raw_output(scorer, x), rtol=tolerance * 10, atol=tolerance * 10
+    )
     assert np.abs(scores.contributions).sum() > 0
 
 

@@ -146,9 +146,7 @@ def test_each_family_fits_and_predicts_mixed_frame(name: str, task: TaskType) ->
 
 def test_breast_cancer_learns_within_the_time_budget(breast_cancer: pd.DataFrame) -> None:
     seen: list[str] = []
-    result = run_automl(
-        breast_cancer, AutoMLConfig(target="target", time_budget_s=8.0), on_trial=lambda r: seen.append(r.family)
-    )
+    result = run_automl(breast_cancer, AutoMLConfig(target="target", time_budget_s=8.0), on_trial=lambda r: seen.append(r.family))
     # The budget covers sweep, refit and holdout scoring, all measured inside the engine. Its exact
     # bound (5% over) is tested on a fake clock (test_automl_budget.py); on the real clock of a
     # shared machine only a loose one.
@@ -381,5 +379,7 @@ def test_class_weighting_is_tuned_on_imbalanced_labels() -> None:
     tried = {t.params.get("balance_classes") for t in result.trials}
     assert tried == {False, True}  # both offered to the sampler
     assert "balance_classes" in result.best_params
-    balanced = run_automl(load_breast_cancer(as_frame=True).frame, AutoMLConfig(target="target", families=("logistic",), max_trials=3))
+    balanced = run_automl(
+        load_breast_cancer(as_frame=True).frame, AutoMLConfig(target="target", families=("logistic",), max_trials=3)
+    )
     assert all("balance_classes" not in t.params for t in balanced.trials)  # 1.7:1 is not imbalanced

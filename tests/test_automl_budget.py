@@ -13,8 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_breast_cancer
 from sklearn.pipeline import Pipeline
 
-from tracseq_dagster.automl import FAMILIES, AutoMLConfig, AutoMLInputError, ModelFamily, run_automl
-from tracseq_dagster.automl import engine
+from tracseq_dagster.automl import FAMILIES, AutoMLConfig, AutoMLInputError, ModelFamily, engine, run_automl
 from tracseq_dagster.automl.budget import MAX_RESERVE_FRACTION, MIN_BUDGET_S, MIN_RESERVE_FRACTION, REFIT_SAFETY, Budget
 from tracseq_dagster.automl.tasks import TaskType
 
@@ -148,7 +147,9 @@ def _frame() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("budget_s", "fit_s"), [(3.0, 0.05), (8.0, 0.3), (20.0, 1.1)])
-def test_a_sweep_ends_within_its_budget_refit_included(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, budget_s: float, fit_s: float) -> None:
+def test_a_sweep_ends_within_its_budget_refit_included(
+    fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, budget_s: float, fit_s: float
+) -> None:
     for name in ("logistic", "random_forest"):
         monkeypatch.setitem(FAMILIES, name, _TimedFamily(name, fake_clock, fit_s))
     config = AutoMLConfig(target="target", families=("logistic", "random_forest"), time_budget_s=budget_s)

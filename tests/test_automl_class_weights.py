@@ -113,7 +113,7 @@ def test_the_sampled_weighting_reaches_every_fold_and_the_final_model(monkeypatc
         assert balance == drawn[c], (c, balance, drawn[c])  # each fold fitted as its trial drew it
     assert {balance for _, balance in family.fits} == {False, True}
     final = result.model.estimator.named_steps["model"]
-    assert final.C == result.best_params["C"]
+    assert result.best_params["C"] == final.C
     assert final.class_weight == ("balanced" if result.best_params[BALANCE_PARAM] else None)
     # Whichever the sweep picked, the final refit (and the one on all rows) honours both choices.
     problem = prepare_problem(imbalanced_frame(), config)

@@ -70,12 +70,16 @@ def test_regression_ensemble_predicts_the_weighted_mean_of_its_members() -> None
     x, y = frame.drop(columns="target"), frame["target"].to_numpy()
     members = [Ridge().fit(x, y), LGBMRegressor(n_estimators=20, verbose=-1).fit(x, y)]
     ensemble = pickle.loads(pickle.dumps(WeightedEnsemble(members, [0.25, 0.75], "regression")))
-    np.testing.assert_allclose(ensemble.predict(x.head(20)), 0.25 * members[0].predict(x.head(20)) + 0.75 * members[1].predict(x.head(20)))
+    np.testing.assert_allclose(
+        ensemble.predict(x.head(20)), 0.25 * members[0].predict(x.head(20)) + 0.75 * members[1].predict(x.head(20))
+    )
 
 
 def test_ensembling_can_be_switched_off() -> None:
     frame = load_diabetes(as_frame=True).frame
-    result = run_automl(frame, AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=15, max_trials=3, ensemble=False))
+    result = run_automl(
+        frame, AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=15, max_trials=3, ensemble=False)
+    )
     assert result.ensemble_weights is None and result.best_family in ("logistic", "lightgbm")
     assert not isinstance(result.model, WeightedEnsemble)
     pd.testing.assert_index_equal(pd.Index(result.feature_columns), pd.Index(frame.columns.drop("target")))

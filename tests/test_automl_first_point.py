@@ -48,14 +48,20 @@ def test_first_trials_are_the_defaults_and_the_winner_is_not_below_them(table: s
         defaults.append(sign * first.cv_mean)
     best = result.leaderboard[0]
     assert sign * best.cv_mean >= max(defaults) - 1e-12
-    assert all(sign * row.cv_mean >= sign * t.cv_mean - 1e-12 for row in result.leaderboard for t in result.trials
-               if t.family == row.family and t.state == "complete")
+    assert all(
+        sign * row.cv_mean >= sign * t.cv_mean - 1e-12
+        for row in result.leaderboard
+        for t in result.trials
+        if t.family == row.family and t.state == "complete"
+    )
 
 
 def test_a_study_that_already_has_trials_is_not_given_the_default_again(tmp_path: object) -> None:
     frame = load_breast_cancer(as_frame=True).frame
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    config = AutoMLConfig(target="target", families=("logistic",), max_trials=2, storage=storage, study_name="s", time_budget_s=30)
+    config = AutoMLConfig(
+        target="target", families=("logistic",), max_trials=2, storage=storage, study_name="s", time_budget_s=30
+    )
     first, second = run_automl(frame, config), run_automl(frame, config)
     assert first.trials[0].params == {"C": 1.0}
     assert all(t.params != {"C": 1.0} for t in second.trials)

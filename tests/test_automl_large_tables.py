@@ -75,8 +75,9 @@ def test_on_a_sample_the_runner_up_is_refit_on_every_row_too_and_the_better_kept
 
     monkeypatch.setattr(engine, "_holdout_score", spy)
     frame = load_breast_cancer(as_frame=True).frame
-    config = AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=20, max_trials=3,
-                          max_sweep_rows=200, ensemble=False)
+    config = AutoMLConfig(
+        target="target", families=("logistic", "lightgbm"), time_budget_s=20, max_trials=3, max_sweep_rows=200, ensemble=False
+    )
     result = run_automl(frame, config)
     assert result.sweep_rows == 200 and result.final_rows == 455  # swept a sample, refit on every row
     assert {name for name, _ in scored} == {"LogisticRegression", "LGBMClassifier"}  # both families were refit

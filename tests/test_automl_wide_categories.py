@@ -21,7 +21,12 @@ def airports(rows: int = 3_000, seed: int = 0) -> pd.DataFrame:
     distance = rng.uniform(100, 2_000, rows)
     delay = effect[airport] + distance / 1_000 + rng.normal(0, 0.5, rows)
     return pd.DataFrame(
-        {"airport": [f"A{a:03d}" for a in airport], "distance": distance, "flight_id": [f"F{i}" for i in range(rows)], "delay": delay}
+        {
+            "airport": [f"A{a:03d}" for a in airport],
+            "distance": distance,
+            "flight_id": [f"F{i}" for i in range(rows)],
+            "delay": delay,
+        }
     )
 
 

@@ -16,16 +16,21 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from catalog_support import generated_lab, pack, records_of
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from catalog_support import generated_lab, pack, records_of
 from tracseq_dagster.conformal import conformal_half_width
 from tracseq_dagster.evaluation import Evaluation, with_conformal_interval
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.models import get_model, sequencing_success, turnaround_hours
 from tracseq_dagster.models.sample_quality import labelled_rows_from_features
-from tracseq_dagster.run_features import SEQUENCING_SUCCESS_FEATURE_NAMES, TURNAROUND_FEATURE_NAMES, sequencing_success_frame, turnaround_frame
+from tracseq_dagster.run_features import (
+    SEQUENCING_SUCCESS_FEATURE_NAMES,
+    TURNAROUND_FEATURE_NAMES,
+    sequencing_success_frame,
+    turnaround_frame,
+)
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_routes import CatalogService, catalog_routes
 from tracseq_dagster.serving.catalog_schema import request_columns
@@ -112,9 +117,13 @@ def test_turnaround_serving_features_equal_its_training_rows(lab, served: Served
 
     rows = [request_model("turnaround_hours").model_validate(r).model_dump() for r in sample_requests(samples, 30)]
     served_features = served.models["turnaround_hours"].features(rows)
-    expected = turnaround_frame(samples, runs).loc[[r["sample_id"] for r in rows], list(TURNAROUND_FEATURE_NAMES)].reset_index(drop=True)
+    expected = (
+        turnaround_frame(samples, runs).loc[[r["sample_id"] for r in rows], list(TURNAROUND_FEATURE_NAMES)].reset_index(drop=True)
+    )
     numeric = [c for c in expected.columns if expected[c].dtype.kind == "f"]
-    np.testing.assert_allclose(served_features[numeric].to_numpy(float), expected[numeric].to_numpy(float), atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(
+        served_features[numeric].to_numpy(float), expected[numeric].to_numpy(float), atol=1e-5, equal_nan=True
+    )
     assert served_features["recent_turnaround_count"].max() > 0
 
 
@@ -193,7 +202,10 @@ def test_get_models_lists_each_model_with_versions_aliases_metrics_and_features(
     listing = client.get("/models").json()
     assert [m["name"] for m in listing["models"]] == list(MODELS)
     by_name = {m["name"]: m for m in listing["models"]}
-    assert [(v["alias"], v["family"]) for v in by_name["sequencing_success"]["versions"]] == [("champion", "logistic"), ("challenger", "lightgbm")]
+    assert [(v["alias"], v["family"]) for v in by_name["sequencing_success"]["versions"]] == [
+        ("champion", "logistic"),
+        ("challenger", "lightgbm"),
+    ]
     assert by_name["turnaround_hours"]["task"] == "regression" and "interval" in by_name["turnaround_hours"]["versions"][0]
     assert by_name["sequencing_success"]["features"] == list(SEQUENCING_SUCCESS_FEATURE_NAMES)
     one = client.get("/models/sequencing_success").json()
@@ -257,7 +269,9 @@ def test_columnar_route_answers_a_table_in_order_and_refuses_a_bad_row(lab, serv
     client, logged = client_of(served)
     records = library_requests(lab, 12, with_run_id=False)
     json_answers = client.post("/models/sequencing_success/batch_predict", json={"records": records}).json()["answers"]
-    response = client.post("/models/sequencing_success/fast/batch_predict", content=_arrow(records), headers={"content-type": ARROW_STREAM})
+    response = client.post(
+        "/models/sequencing_success/fast/batch_predict", content=_arrow(records), headers={"content-type": ARROW_STREAM}
+    )
     assert response.status_code == 200, response.text
     table = ipc.open_stream(pa.BufferReader(response.content)).read_all()
     assert table.column("sample_id").to_pylist() == [r["sample_id"] for r in records]
@@ -269,11 +283,20 @@ def test_columnar_route_answers_a_table_in_order_and_refuses_a_bad_row(lab, serv
     answered = pq.read_table(pa.BufferReader(parquet.content))
     assert parquet.status_code == 200 and answered.num_rows == 4 and "interval_low" in answered.column_names
     bad = [*records[:2], {**records[2], "library_kit": ""}]
-    refused = client.post("/models/sequencing_success/fast/batch_predict", content=_arrow(bad), headers={"content-type": ARROW_STREAM})
+    refused = client.post(
+        "/models/sequencing_success/fast/batch_predict", content=_arrow(bad), headers={"content-type": ARROW_STREAM}
+    )
     assert refused.status_code == 400 and refused.json()["detail"][0]["loc"] == ["records", 2, "library_kit"], refused.text
-    garbage = client.post("/models/sequencing_success/fast/batch_predict", content=b"nope", headers={"content-type": ARROW_STREAM})
+    garbage = client.post(
+        "/models/sequencing_success/fast/batch_predict", content=b"nope", headers={"content-type": ARROW_STREAM}
+    )
     assert garbage.status_code == 400
-    assert client.post("/models/sequencing_success/fast/batch_predict", content=b"x", headers={"content-type": "text/csv"}).status_code == 415
+    assert (
+        client.post(
+            "/models/sequencing_success/fast/batch_predict", content=b"x", headers={"content-type": "text/csv"}
+        ).status_code
+        == 415
+    )
     models = [r["model"] for r in logged.rows]  # the JSON batch, the Arrow table, the Parquet table; nothing refused
     assert models == ["sequencing_success"] * 24 + ["turnaround_hours"] * 4
 
@@ -288,11 +311,19 @@ def test_the_ab_split_is_per_model_and_sticky(lab, bundle: Path) -> None:  # typ
     split = ServedCatalog(bundle, TrafficSplit(0.5, "t"))
     client, _ = client_of(split)
     records = library_requests(lab, 40)
-    first = [a["model"]["variant"] for a in client.post("/models/sequencing_success/batch_predict", json={"records": records}).json()["answers"]]
-    again = [a["model"]["variant"] for a in client.post("/models/sequencing_success/batch_predict", json={"records": records}).json()["answers"]]
+    first = [
+        a["model"]["variant"]
+        for a in client.post("/models/sequencing_success/batch_predict", json={"records": records}).json()["answers"]
+    ]
+    again = [
+        a["model"]["variant"]
+        for a in client.post("/models/sequencing_success/batch_predict", json={"records": records}).json()["answers"]
+    ]
     assert first == again and set(first) == {"champion", "challenger"}
     # a model without a challenger answers from its champion whatever the share
-    answers = client.post("/models/turnaround_hours/batch_predict", json={"records": sample_requests(lab[0], 10)}).json()["answers"]
+    answers = client.post("/models/turnaround_hours/batch_predict", json={"records": sample_requests(lab[0], 10)}).json()[
+        "answers"
+    ]
     assert {a["model"]["variant"] for a in answers} == {"champion"}
     assert split.models["sequencing_success"].split.salt != split.models["sample_quality"].split.salt
 
@@ -301,8 +332,17 @@ def test_the_ab_split_is_per_model_and_sticky(lab, bundle: Path) -> None:  # typ
 
 
 def _old_row(request_id: str) -> dict[str, Any]:
-    return {"request_id": request_id, "ts": pd.Timestamp.now(tz="UTC"), "sample_id": "TS-2026-000001", "variant": "champion",
-            "model_version": "1", "quality_probability": 0.9, "category": "high", "predicted_status": "pass", "latency_ms": 1.0}
+    return {
+        "request_id": request_id,
+        "ts": pd.Timestamp.now(tz="UTC"),
+        "sample_id": "TS-2026-000001",
+        "variant": "champion",
+        "model_version": "1",
+        "quality_probability": 0.9,
+        "category": "high",
+        "predicted_status": "pass",
+        "latency_ms": 1.0,
+    }
 
 
 def test_log_rows_carry_the_model_and_old_rows_read_as_sample_quality(tmp_path: Path) -> None:

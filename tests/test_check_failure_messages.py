@@ -15,7 +15,6 @@ by the sensor, the UI or the CLI, fails with it) and the ``tracseq ingest`` tabl
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -163,11 +162,23 @@ def test_ingest_cli_table_shows_why_the_check_failed(
 def test_empty_cells_that_broke_an_integer_column_are_located() -> None:
     """The GX type check names no values; the empty cells of the column are the likely cause."""
     accepted = pd.DataFrame(
-        {"sample_id": ["TS-2025-000001", "TS-2025-000002", "TS-2025-000003"], "box_occupancy": [12.0, np.nan, 40.0],
-         "_source_file": "export.csv", "_row_number": [2, 7, 9]}
+        {
+            "sample_id": ["TS-2025-000001", "TS-2025-000002", "TS-2025-000003"],
+            "box_occupancy": [12.0, np.nan, 40.0],
+            "_source_file": "export.csv",
+            "_row_number": [2, 7, 9],
+        }
     )
-    result = {"rule": "type:box_occupancy", "expectation_type": "expect_column_values_to_be_of_type", "column": "box_occupancy",
-              "success": False, "unexpected_count": None, "partial_unexpected_list": [], "observed_value": "float64", "exception": None}
+    result = {
+        "rule": "type:box_occupancy",
+        "expectation_type": "expect_column_values_to_be_of_type",
+        "column": "box_occupancy",
+        "success": False,
+        "unexpected_count": None,
+        "partial_unexpected_list": [],
+        "observed_value": "float64",
+        "exception": None,
+    }
     (failure,) = explain_contract_failure("export.csv", accepted, [result], pd.DataFrame(columns=["sample_id"]))
     message = failure_message("export.csv", [failure], "accepted_rows_meet_contract")
     assert "export.csv: line 7, column box_occupancy: rule type:box_occupancy" in message
@@ -176,7 +187,9 @@ def test_empty_cells_that_broke_an_integer_column_are_located() -> None:
 
 def test_ids_already_duplicated_between_other_exports_are_named() -> None:
     accepted = pd.DataFrame({"sample_id": ["TS-2025-000009"], "_row_number": [2]})
-    others = pd.DataFrame({"sample_id": ["TS-2025-000001", "TS-2025-000001"], "_source_file": ["a.csv", "b.csv"], "_row_number": [2, 5]})
+    others = pd.DataFrame(
+        {"sample_id": ["TS-2025-000001", "TS-2025-000001"], "_source_file": ["a.csv", "b.csv"], "_row_number": [2, 5]}
+    )
     (failure,) = explain_contract_failure("c.csv", accepted, [], others)
     assert failure.rule == "unique_across_exports:sample_id"
     assert "TS-2025-000001 in a.csv line 2 and b.csv line 5" in failure.detail

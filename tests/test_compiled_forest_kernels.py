@@ -16,7 +16,9 @@ from tracseq_dagster.serving.scoring import _LeafPaths
 from tracseq_dagster.serving.threshold_bins import ZERO_THRESHOLD
 
 
-def _booster(classes: int, *, leaves: int = 31, use_missing: bool = True, max_bin: int = 63, rounds: int = 25, seed: int = 3) -> lgb.Booster:
+def _booster(
+    classes: int, *, leaves: int = 31, use_missing: bool = True, max_bin: int = 63, rounds: int = 25, seed: int = 3
+) -> lgb.Booster:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(3000, 6))
     x[:, 4] = rng.integers(0, 5, size=3000)  # few values: rows land exactly on thresholds
@@ -38,7 +40,9 @@ def _rows(booster: lgb.Booster, n: int, seed: int = 11) -> np.ndarray:
     for j in (0, 1, 3, 5):
         x[rng.random(n) < 0.15, j] = np.nan
     dump = booster.dump_model()
-    thresholds = [n["threshold"] for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"]) if n["split_feature"] == 2]
+    thresholds = [
+        n["threshold"] for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"]) if n["split_feature"] == 2
+    ]
     x[::3, 2] = np.resize(thresholds, len(x[::3]))  # exactly on a split's threshold: that goes left
     tiny = [ZERO_THRESHOLD, -ZERO_THRESHOLD, 1e-36, -1e-36, 2e-35, -2e-35, 0.0]  # LightGBM reads |x| <= 1e-35f as 0
     x[1::3, 2] = np.resize(tiny, len(x[1::3]))
@@ -54,7 +58,9 @@ def _forest(booster: lgb.Booster, classes: int) -> tuple[_LeafPaths, CompiledFor
 @pytest.mark.parametrize("classes", [2, 3])
 @pytest.mark.parametrize("use_missing", [True, False])
 @pytest.mark.parametrize(("leaves", "words"), [(31, 1), (48, 2), (120, 4)])  # leaf words per row: 32, 64, 128 leaves
-def test_leaf_bitvectors_give_lightgbms_raw_scores_and_the_node_walks_credits(classes: int, use_missing: bool, leaves: int, words: int) -> None:
+def test_leaf_bitvectors_give_lightgbms_raw_scores_and_the_node_walks_credits(
+    classes: int, use_missing: bool, leaves: int, words: int
+) -> None:
     booster = _booster(classes, use_missing=use_missing, leaves=leaves)
     paths, forest = _forest(booster, classes)
     assert forest.bitvectors is not None and forest.bitvectors.words.max() == words  # the trees really are that large
@@ -95,7 +101,9 @@ def test_single_records_take_the_node_walk_with_the_bitvectors_answer(monkeypatc
     assert forest.bitvectors is not None and compiled_trees.BITVECTOR_MIN_ROWS > 1
     calls: list[int] = []
     score = type(forest.bitvectors).score
-    monkeypatch.setattr(type(forest.bitvectors), "score", lambda self, bins, *a: (calls.append(len(bins)), score(self, bins, *a))[1])
+    monkeypatch.setattr(
+        type(forest.bitvectors), "score", lambda self, bins, *a: (calls.append(len(bins)), score(self, bins, *a))[1]
+    )
     x = _rows(booster, compiled_trees.BITVECTOR_MIN_ROWS - 1)
     walked = forest.raw_and_credit(x)
     assert not calls  # the node walk answered

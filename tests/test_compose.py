@@ -67,7 +67,11 @@ def compose_lines() -> list[str]:
 
 
 def env_example() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
+    pairs = (
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     return {name.strip(): value.strip() for name, value in pairs}
 
 
@@ -186,7 +190,9 @@ def test_start_up_order_names_real_services_with_conditions_they_can_meet(servic
             assert dependency in services, f"{name} depends on unknown {dependency}"
             condition = rule["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[dependency], f"{name} waits for {dependency} to be healthy: it has no healthcheck"
+                assert "healthcheck" in services[dependency], (
+                    f"{name} waits for {dependency} to be healthy: it has no healthcheck"
+                )
             elif condition == "service_completed_successfully":
                 assert one_shot(services[dependency]), f"{name} waits for long-running {dependency} to complete"
             else:
@@ -319,7 +325,9 @@ def test_mlflow_server_serves_artifacts_from_postgresql(services: dict[str, dict
 
 
 def test_postgres_init_script_creates_every_database_the_stack_uses(services: dict[str, dict[str, Any]]) -> None:
-    used = {db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)}
+    used = {
+        db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)
+    }
     used |= set(re.findall(r"@postgres:5432/(\w+)", str(services["mlflow"]["command"])))
     assert used == {"dagster", "mlflow", "optuna", "prediction_log"}
     script = ROOT / "compose" / "postgres" / "10-tracseq-databases.sh"
@@ -365,7 +373,9 @@ def test_workspace_points_at_the_code_server(services: dict[str, dict[str, Any]]
     server = entry["grpc_server"]
     command = services["code-location"]["command"]
     assert server["host"] == "code-location" and str(server["port"]) == command[command.index("-p") + 1]
-    assert server["location_name"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dagster"]["code_location_name"]
+    assert (
+        server["location_name"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dagster"]["code_location_name"]
+    )
     for name in ("webserver", "daemon"):
         assert "/opt/tracseq/workspace.compose.yaml" in services[name]["command"]
 
@@ -445,10 +455,7 @@ def test_the_queue_admits_as_many_runs_as_the_pool_allows(
 
     assert apply_pool_limits(instance) == dict(POOL_LIMITS)
     job_def = definitions.resolve_job_def(job)
-    runs = [
-        instance.create_run_for_job(job_def, run_config={}, tags={"dagster/partition": p} if p else {})
-        for p in partitions
-    ]
+    runs = [instance.create_run_for_job(job_def, run_config={}, tags={"dagster/partition": p} if p else {}) for p in partitions]
     counter = GlobalOpConcurrencyLimitsCounter(
         instance,
         runs,

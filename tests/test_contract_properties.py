@@ -76,7 +76,10 @@ SETTINGS = dict(
     # assertion already names the format, the defect and the file.
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[
-        HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example, HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
     ],
 )
 
@@ -125,14 +128,29 @@ def good_row(draw, sample_id: str) -> tuple[dict, dict]:
     priority = draw(st.sampled_from(["routine", "urgent"]))
     qc = draw(st.sampled_from(["pass", "borderline", "fail", None]))
     expected = dict(
-        sample_id=sample_id, project_id=draw(st.sampled_from(["P-ALPHA", "PRJ-01", "Projekt Größe"])),
-        sample_type=sample_type, collection_ts=collection, received_ts=received, extraction_ts=extraction,
-        sequencing_ts=sequencing, storage_temp_c=tenths(-2000, 400), temp_excursions=draw(st.integers(0, 20)),
-        max_temp_deviation_c=tenths(0, 300), freeze_thaw_cycles=draw(st.integers(0, 50)),
-        concentration_ng_ul=hundredths(0, 100_000), volume_ul=tenths(1, 5000), a260_280=hundredths(0, 500),
-        a260_230=hundredths(0, 500), rin=rin, din=din, storage_location=location,
-        box_occupancy=draw(st.integers(0, 100)), operator_id=draw(st.sampled_from(["OP-01", "op-02", "Ana Müller"])),
-        site=draw(st.sampled_from(["site-A", "Zürich", "Bergen"])), priority=priority, qc_status=qc,
+        sample_id=sample_id,
+        project_id=draw(st.sampled_from(["P-ALPHA", "PRJ-01", "Projekt Größe"])),
+        sample_type=sample_type,
+        collection_ts=collection,
+        received_ts=received,
+        extraction_ts=extraction,
+        sequencing_ts=sequencing,
+        storage_temp_c=tenths(-2000, 400),
+        temp_excursions=draw(st.integers(0, 20)),
+        max_temp_deviation_c=tenths(0, 300),
+        freeze_thaw_cycles=draw(st.integers(0, 50)),
+        concentration_ng_ul=hundredths(0, 100_000),
+        volume_ul=tenths(1, 5000),
+        a260_280=hundredths(0, 500),
+        a260_230=hundredths(0, 500),
+        rin=rin,
+        din=din,
+        storage_location=location,
+        box_occupancy=draw(st.integers(0, 100)),
+        operator_id=draw(st.sampled_from(["OP-01", "op-02", "Ana Müller"])),
+        site=draw(st.sampled_from(["site-A", "Zürich", "Bergen"])),
+        priority=priority,
+        qc_status=qc,
     )
     written = dict(expected)
     for name in ("sample_type", "priority", "qc_status"):
@@ -183,6 +201,7 @@ def set_cell(column: str, values, rules: Callable[[str], set[str]]) -> Callable:
     def apply(draw, rows, at, case):
         rows[at][column] = draw(st.sampled_from(values)) if isinstance(values, list) else values
         return Outcome(rules(column))
+
     return apply
 
 
@@ -202,6 +221,7 @@ def number_out_of_range(column: str, side: str) -> Callable:
             value = c.maximum + step
         row[column] = int(value) if c.kind is Kind.INT else float(value)
         return Outcome({f"range:{column}"})
+
     return apply
 
 
@@ -217,12 +237,14 @@ def timestamp_out_of_bounds(column: str, side: str) -> Callable:
             neighbour = present_neighbour(row, column, +1)
             order = {f"order:{column}<={neighbour}"} if neighbour else set()
         return Outcome({f"plausible_date:{column}"} | order)
+
     return apply
 
 
 def timestamp_out_of_order(rule: OrderRule) -> Callable:
     """``rule.later`` before ``rule.earlier``, every timestamp between them emptied (so the
     rule, not an adjacent one, is the one compared; a required one empty is a defect too)."""
+
     def apply(draw, rows, at, case):
         row = rows[at]
         if row[rule.earlier] is None:  # an optional start (extraction_ts): put it where it may be
@@ -231,6 +253,7 @@ def timestamp_out_of_order(rule: OrderRule) -> Callable:
             row[middle] = None
         row[rule.later] = row[rule.earlier] - minutes(draw(st.integers(1, 10 * 24 * 60)))
         return Outcome({rule.name} | {f"required:{m}" for m in rule.between if COLUMN_BY_NAME[m].required})
+
     return apply
 
 
@@ -249,6 +272,7 @@ def measure_on_wrong_type(column: str) -> Callable:
         row["rin"] = row["din"] = None
         row[column] = draw(st.integers(10, 100)) / 10
         return Outcome({"rin_only_rna" if column == "rin" else "din_only_dna"})
+
     return apply
 
 
@@ -286,14 +310,26 @@ def trailing_separators(draw, rows, at, case):
 NOT_A_NUMBER = ["abc", "12 ng", "ten", "x7", "1,2,3", "--5"]
 NOT_A_TIMESTAMP = ["yesterday", "tbd", "soon", "12h"]
 IMPOSSIBLE_DATE = {  # by format: a date that does not exist, written the way the format writes dates
-    "csv": "2025-02-30T10:00:00Z", "csv-excel-eu": "30.02.2024 10:00", "csv-tab": "2025-13-01 10:00",
-    "jsonl": "2025-02-29T10:00:00Z", "parquet": "2024-04-31T10:00:00Z",
+    "csv": "2025-02-30T10:00:00Z",
+    "csv-excel-eu": "30.02.2024 10:00",
+    "csv-tab": "2025-13-01 10:00",
+    "jsonl": "2025-02-29T10:00:00Z",
+    "parquet": "2024-04-31T10:00:00Z",
 }
-BAD_ENUM = {"sample_type": ["plasma", "DNA/RNA", "cells"], "priority": ["asap", "high", "stat"], "qc_status": ["ok", "passed", "?!"]}
+BAD_ENUM = {
+    "sample_type": ["plasma", "DNA/RNA", "cells"],
+    "priority": ["asap", "high", "stat"],
+    "qc_status": ["ok", "passed", "?!"],
+}
 # Functions of the good value: a bad sample_id stays unique across the batch.
 BAD_PATTERN = {
-    "sample_id": [lambda v: v.replace("TS-2025-", "TS-25-"), lambda v: v[:-1], lambda v: v.lower().replace("-", "_"),
-                  lambda v: v + "2", lambda v: v[3:]],
+    "sample_id": [
+        lambda v: v.replace("TS-2025-", "TS-25-"),
+        lambda v: v[:-1],
+        lambda v: v.lower().replace("-", "_"),
+        lambda v: v + "2",
+        lambda v: v[3:],
+    ],
     "storage_location": [lambda v: v.rsplit("/", 1)[0], lambda v: v + "/X", str.lower, lambda v: v.replace("-", "", 1)],
 }
 
@@ -306,14 +342,32 @@ def defect_catalogue() -> list[Defect]:
         if c.required:
             defects.append(Defect("empty", name, set_cell(name, None, lambda n: {f"required:{n}"}), touches=frozenset({name})))
         if c.kind in (Kind.FLOAT, Kind.INT):
-            defects.append(Defect("type", name, set_cell(name, [Raw(v) for v in NOT_A_NUMBER], lambda n: {f"type:{n}"}),
-                                  touches=frozenset({name})))
+            defects.append(
+                Defect(
+                    "type",
+                    name,
+                    set_cell(name, [Raw(v) for v in NOT_A_NUMBER], lambda n: {f"type:{n}"}),
+                    touches=frozenset({name}),
+                )
+            )
         if c.kind is Kind.INT:
-            defects.append(Defect("fraction", name, set_cell(name, [Raw("2.5"), Raw("7.25")], lambda n: {f"type:{n}"}),
-                                  touches=frozenset({name})))
+            defects.append(
+                Defect(
+                    "fraction",
+                    name,
+                    set_cell(name, [Raw("2.5"), Raw("7.25")], lambda n: {f"type:{n}"}),
+                    touches=frozenset({name}),
+                )
+            )
         if c.kind is Kind.TIMESTAMP:
-            defects.append(Defect("type", name, set_cell(name, [Raw(v) for v in NOT_A_TIMESTAMP], lambda n: {f"type:{n}"}),
-                                  touches=frozenset({name})))
+            defects.append(
+                Defect(
+                    "type",
+                    name,
+                    set_cell(name, [Raw(v) for v in NOT_A_TIMESTAMP], lambda n: {f"type:{n}"}),
+                    touches=frozenset({name}),
+                )
+            )
             defects.append(Defect("impossible_date", name, impossible_date(name), touches=frozenset({name})))
             for side in ("early", "future"):
                 defects.append(Defect(f"{side}_date", name, timestamp_out_of_bounds(name, side), combinable=False))
@@ -332,12 +386,23 @@ def defect_catalogue() -> list[Defect]:
         Defect("duplicate", "sample_id", duplicate_id, combinable=False),
         Defect("wrong_sample_type", "rin", measure_on_wrong_type("rin"), touches=frozenset({"rin", "din", "sample_type"})),
         Defect("wrong_sample_type", "din", measure_on_wrong_type("din"), touches=frozenset({"rin", "din", "sample_type"})),
-        Defect("truncated", "row", truncated_row, formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}),
-               combinable=False),
-        Defect("extra_field", WHOLE_ROW, extra_field, formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}),
-               combinable=False),
-        Defect("trailing_separators", "row", trailing_separators, formats=frozenset({"csv", "csv-excel-eu", "csv-tab"}),
-               combinable=False),
+        Defect(
+            "truncated", "row", truncated_row, formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}), combinable=False
+        ),
+        Defect(
+            "extra_field",
+            WHOLE_ROW,
+            extra_field,
+            formats=frozenset({"csv", "csv-excel-eu", "csv-tab", "jsonl"}),
+            combinable=False,
+        ),
+        Defect(
+            "trailing_separators",
+            "row",
+            trailing_separators,
+            formats=frozenset({"csv", "csv-excel-eu", "csv-tab"}),
+            combinable=False,
+        ),
     ]
     return defects
 
@@ -346,6 +411,7 @@ def impossible_date(column: str) -> Callable:
     def apply(draw, rows, at, case):
         rows[at][column] = Raw(IMPOSSIBLE_DATE[case.fmt])
         return Outcome({f"type:{column}"})
+
     return apply
 
 
@@ -353,6 +419,7 @@ def bad_pattern(column: str) -> Callable:
     def apply(draw, rows, at, case):
         rows[at][column] = draw(st.sampled_from(BAD_PATTERN[column]))(rows[at][column])
         return Outcome({f"pattern:{column}"})
+
     return apply
 
 
@@ -362,6 +429,7 @@ def bad_enum(column: str) -> Callable:
         if column == "sample_type":  # rin/din on an unknown type would break rin_only_rna/din_only_dna too
             rows[at]["rin"] = rows[at]["din"] = None
         return Outcome({f"enum:{column}"})
+
     return apply
 
 
@@ -483,7 +551,9 @@ def write_export(case: Case, path: Path) -> None:
         for c in case.order:
             values = [row[c] for row in rows]
             kind = COLUMN_BY_NAME[c].kind
-            if any(isinstance(v, Raw) for v in values) or (kind in (Kind.FLOAT, Kind.INT) and any(isinstance(v, str) for v in values)):
+            if any(isinstance(v, Raw) for v in values) or (
+                kind in (Kind.FLOAT, Kind.INT) and any(isinstance(v, str) for v in values)
+            ):
                 arrays[c] = pa.array([None if v is None else cell_text(v, case, c) for v in values], pa.string())
             elif kind is Kind.TIMESTAMP:
                 arrays[c] = pa.array(values, pa.timestamp("ns", tz="UTC"))
@@ -541,9 +611,7 @@ def ingest(case: Case, folder: Path, index: int) -> tuple[pd.DataFrame, pd.DataF
     path = folder / f"export_{index}.{suffix}"
     write_export(case, path)
     lake = Lake(folder / "lake")
-    summary = parse_export_to_parquet(
-        path, lake.raw_path(f"h{index}"), file_hash=f"h{index}", chunk_rows=case.style.chunk_rows
-    )
+    summary = parse_export_to_parquet(path, lake.raw_path(f"h{index}"), file_hash=f"h{index}", chunk_rows=case.style.chunk_rows)
     return lake.read_table(lake.raw_path(f"h{index}")), lake.read_table(lake.issues_path(f"h{index}")), summary.warnings
 
 
@@ -553,14 +621,16 @@ def check_case(case: Case, folder: Path, index: int) -> Checked:
     result = validate_samples(frame, issues, now=NOW)
     assert len(frame) == len(case.written), label
 
-    (at, outcome), = case.defective.items()
+    ((at, outcome),) = case.defective.items()
     bad_positions = {at} | outcome.twins if outcome.rules else set()
     assert sorted(result.quarantined[ROW_NUMBER]) == sorted(case.line(p) for p in bad_positions), (
-        label, result.violations.to_dict("records"))
+        label,
+        result.violations.to_dict("records"),
+    )
     if outcome.rules:
         mine = result.violations[result.violations[ROW_NUMBER] == case.line(at)]
         assert set(mine["rule"]) == outcome.rules, (label, mine.to_dict("records"))
-        for rule, column, message in zip(mine["rule"], mine["column"], mine["message"]):
+        for column, message in zip(mine["column"], mine["message"]):
             named = column.split(",")
             if named == [WHOLE_ROW]:  # no column is at fault; the message says what is
                 assert "fields but the header has" in message, (label, message)
@@ -577,7 +647,9 @@ def check_case(case: Case, folder: Path, index: int) -> Checked:
     if f"extra_field:{WHOLE_ROW}" in case.defects and case.fmt == "jsonl":
         # kept as an extra column if the first chunk has it, else dropped (the first chunk fixes the columns)
         assert any(w.startswith(("unknown extra column 'lab_note'", "unknown key 'lab_note'")) for w in warnings), (
-            label, warnings)
+            label,
+            warnings,
+        )
 
     accepted = result.valid
     good = [p for p in range(len(case.written)) if p not in bad_positions]
@@ -706,12 +778,29 @@ def test_the_future_tolerance_is_one_day(tmp_path, ahead, accepted):
     rows = []
     for i in range(3):
         row = dict(
-            sample_id=f"TS-2025-{990000 + i:06d}", project_id="P", sample_type="DNA",
-            collection_ts=NOW - pd.Timedelta(days=3), received_ts=NOW - pd.Timedelta(days=2), extraction_ts=None,
-            sequencing_ts=NOW - pd.Timedelta(days=1), storage_temp_c=-20.0, temp_excursions=0,
-            max_temp_deviation_c=0.0, freeze_thaw_cycles=0, concentration_ng_ul=10.0, volume_ul=10.0,
-            a260_280=1.8, a260_230=2.0, rin=None, din=7.0, storage_location="FRZ-01/R1/B1/A1", box_occupancy=3,
-            operator_id="OP", site="S", priority="routine", qc_status=None,
+            sample_id=f"TS-2025-{990000 + i:06d}",
+            project_id="P",
+            sample_type="DNA",
+            collection_ts=NOW - pd.Timedelta(days=3),
+            received_ts=NOW - pd.Timedelta(days=2),
+            extraction_ts=None,
+            sequencing_ts=NOW - pd.Timedelta(days=1),
+            storage_temp_c=-20.0,
+            temp_excursions=0,
+            max_temp_deviation_c=0.0,
+            freeze_thaw_cycles=0,
+            concentration_ng_ul=10.0,
+            volume_ul=10.0,
+            a260_280=1.8,
+            a260_230=2.0,
+            rin=None,
+            din=7.0,
+            storage_location="FRZ-01/R1/B1/A1",
+            box_occupancy=3,
+            operator_id="OP",
+            site="S",
+            priority="routine",
+            qc_status=None,
         )
         rows.append(row)
     rows[1]["sequencing_ts"] = NOW + ahead

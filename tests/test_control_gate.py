@@ -37,7 +37,13 @@ def test_gate_promotes_at_once_without_an_approval_policy(registry: ModelRegistr
     assert gate_passed(registry, "1", "promotion gate passed (2/2 rules)", "run-a") is True
     assert str(registry.version("champion").version) == "1" and registry.history()[-1].dagster_run_id == "run-a"  # type: ignore[union-attr]
     [entry] = open_audit_log().entries()
-    assert (entry.actor, entry.action, entry.model, entry.version, entry.outcome) == ("dagster:run-a", "promotion.gate", MODEL, "1", "promoted")
+    assert (entry.actor, entry.action, entry.model, entry.version, entry.outcome) == (
+        "dagster:run-a",
+        "promotion.gate",
+        MODEL,
+        "1",
+        "promoted",
+    )
 
 
 def test_gate_files_a_request_that_an_approver_decides(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,4 +59,7 @@ def test_gate_files_a_request_that_an_approver_decides(registry: ModelRegistry, 
     workflow.approve(pending.id, Principal("lab-lead", "approver"), "looked at the slices")
     assert str(registry.version("champion").version) == "2"  # type: ignore[union-attr]
     assert [(e.action, e.outcome) for e in open_audit_log().entries()] == [
-        ("promotion.gate", "promoted"), ("promotion.gate", "pending"), ("promotion.approve", "promoted")]
+        ("promotion.gate", "promoted"),
+        ("promotion.gate", "pending"),
+        ("promotion.approve", "promoted"),
+    ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.models import model_names
 from assets.models.partitions import sweep_partition
+from tracseq_dagster.automl import ALL_FAMILIES
 from tracseq_dagster.definitions import build_definitions
+from tracseq_dagster.models import model_names
 
 
 def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -38,6 +38,10 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
     assert {"lab_export_sensor", "retraining_sensor"} <= {s.name for s in defs.sensors}
     assert {s.name for s in defs.schedules} == {"monitoring_reports_hourly", "retraining_schedule"}
     assert defs.get_schedule_def("retraining_schedule").cron_schedule == "0 3 * * 0"  # Sundays, 03:00 UTC
-    freshness = {k.to_user_string(): n.freshness_policy for k, n in ((k, graph.get(k)) for k in graph.get_all_asset_keys()) if n.freshness_policy}
+    freshness = {
+        k.to_user_string(): n.freshness_policy
+        for k, n in ((k, graph.get(k)) for k in graph.get_all_asset_keys())
+        if n.freshness_policy
+    }
     assert set(freshness) == {"sample_features", "feature_drift_report"}
     assert {"documents_sensor", "documents_automation"} <= {sensor.name for sensor in defs.sensors}

@@ -14,22 +14,22 @@ import pandas as pd
 import psycopg2
 import pytest
 from degraded_support import RedisServer, TcpProxy
-from processes import free_port
 from prediction_log_helpers import prediction_rows
+from processes import free_port
 from serving_support import recent_samples
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tracseq_dagster import settings
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.lake import Lake
-from tracseq_dagster import settings
 from tracseq_dagster.serving.dependencies import CircuitBreaker, Dependencies, ReadinessMiddleware
-from tracseq_dagster.settings import ConfigurationError
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore, open_feature_store
 from tracseq_dagster.serving.prediction_cache import RedisCache, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, PostgresPredictionLog
+from tracseq_dagster.settings import ConfigurationError
 
 START = pd.Timestamp("2026-03-02T00:00:00Z")
 
@@ -187,7 +187,9 @@ def test_log_rows_wait_in_a_bounded_queue_while_the_store_is_down() -> None:
     log = FlakyLog()
     breaker = CircuitBreaker("prediction_log", retry_after_s=60)
     dropped: list[int] = []
-    writer = BackgroundLogWriter(log, flush_interval_s=3600, max_queue_rows=10, retry_s=60, breaker=breaker, on_dropped=dropped.append)
+    writer = BackgroundLogWriter(
+        log, flush_interval_s=3600, max_queue_rows=10, retry_s=60, breaker=breaker, on_dropped=dropped.append
+    )
     log.broken = True
     writer.submit([{"request_id": f"r{i}"} for i in range(4)])
     writer.flush()  # fails: the rows stay queued
@@ -267,7 +269,10 @@ def test_readyz_body_reports_the_dependencies() -> None:
     log.failed(ConnectionError("refused"))
     answer = client.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "degraded", "dependencies": {"redis": "up", "prediction_log": "down: ConnectionError: refused"}}
+    assert answer.json() == {
+        "status": "degraded",
+        "dependencies": {"redis": "up", "prediction_log": "down: ConnectionError: refused"},
+    }
     assert client.get("/other").text == "\n"  # other paths untouched
     dependencies.breaker("redis", required=True).failed(OSError("gone"))
     assert client.get("/readyz").status_code == 503  # a required dependency down: not ready

@@ -56,7 +56,9 @@ def test_ollama_outage_answers_from_the_passages_and_generation_comes_back(tmp_p
                 down = load.mark("ollama down")
                 time.sleep(1)
                 status, body = bento.readyz()
-                assert status == 200 and body["status"] == "degraded" and body["dependencies"]["ollama"].startswith("down: "), body
+                assert status == 200 and body["status"] == "degraded" and body["dependencies"]["ollama"].startswith("down: "), (
+                    body
+                )
                 time.sleep(4)
                 proxy.open()
                 up = load.mark("ollama up")

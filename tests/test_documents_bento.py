@@ -30,13 +30,28 @@ def test_bentoml_serve_answers_ask_with_citations_and_falls_back_without_the_mod
     index_folder(example_folder(tmp_path), lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "lancedb")
     port = _free_port()
     with FakeOllama(reply=lambda m, f: "Blood tubes are centrifuged at 4000 g for 12 minutes [1].") as fake:
-        env = {**os.environ, "TRACSEQ_LANCEDB_DIR": str(tmp_path / "lancedb"), "OLLAMA_HOST": fake.url,
-               "BENTOML_HOME": str(tmp_path / "bentoml"), "DO_NOT_TRACK": "1"}
+        env = {
+            **os.environ,
+            "TRACSEQ_LANCEDB_DIR": str(tmp_path / "lancedb"),
+            "OLLAMA_HOST": fake.url,
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+            "DO_NOT_TRACK": "1",
+        }
         log = (tmp_path / "bento.log").open("w")
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bentoml"), "serve", "bentos.document_qa.service:DocumentQAService",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).parent / "bentoml"),
+                "serve",
+                "bentos.document_qa.service:DocumentQAService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 150

@@ -35,14 +35,22 @@ STATISTICS = TermStatistics.from_texts(CHUNKS)
 
 
 def passage(text: str, similarity: float = 0.6, section: str = "") -> Passage:
-    return Passage("c1", "/docs/R-data.pdf", "R-data.pdf", "manual", "R Data Import/Export", section, 3, 3, text, 0.03, similarity)
+    return Passage(
+        "c1", "/docs/R-data.pdf", "R-data.pdf", "manual", "R Data Import/Export", section, 3, 3, text, 0.03, similarity
+    )
 
 
 def test_terms_are_normalised_content_words_with_light_stemming() -> None:
     assert terms("How do I read the ﬁles, in fixed columns?") == ["read", "file", "fix", "column"]
     assert terms("How fast and how long are tubes spun?") == ["tube", "spun"]  # the quantity asked for is a number
     assert [stem(w) for w in ("paths", "path", "closed", "close", "matches", "libraries", "class")] == [
-        "path", "path", "clos", "clos", "match", "library", "class"
+        "path",
+        "path",
+        "clos",
+        "clos",
+        "match",
+        "library",
+        "class",
     ]
     assert terms("asn1_strerror and read.fwf") == ["asn1_strerror", "read.fwf"]  # identifiers stay whole
 
@@ -100,7 +108,9 @@ def test_judge_refuses_on_either_piece_of_evidence_and_says_which() -> None:
     assert not fine.weak and fine.reason == ""
     assert judge("read.fwf", [], STATISTICS, min_similarity=0.18).weak
     # The caller's coverage threshold is used, both ways.
-    assert not judge("How do I read a Parquet file?", [passage(CHUNKS[1], 0.7)], STATISTICS, min_similarity=0.18, min_coverage=0.05).weak
+    assert not judge(
+        "How do I read a Parquet file?", [passage(CHUNKS[1], 0.7)], STATISTICS, min_similarity=0.18, min_coverage=0.05
+    ).weak
     assert judge("read.fwf widths", [passage(CHUNKS[0], 0.5)], STATISTICS, min_similarity=0.18, min_coverage=1.01).weak
 
 
@@ -118,11 +128,17 @@ def test_document_qa_uses_statistics_of_its_index_stored_by_the_ingest_and_renew
     from tracseq_dagster.documents.pipeline import index_folder
     from tracseq_dagster.documents.qa import DocumentQA
 
-    index, embedder, _ = index_folder(example_folder(tmp_path), lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db", in_process=True)
+    index, embedder, _ = index_folder(
+        example_folder(tmp_path), lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db", in_process=True
+    )
     stored = term_store.statistics_path(index)
     assert stored is not None and stored.exists()  # counted by sync_index, at the current version
     counted = []
-    monkeypatch.setattr(term_store.TermStatistics, "from_texts", classmethod(lambda cls, texts, common=None: counted.append(1) or TermStatistics(0, {})))
+    monkeypatch.setattr(
+        term_store.TermStatistics,
+        "from_texts",
+        classmethod(lambda cls, texts, common=None: counted.append(1) or TermStatistics(0, {})),
+    )
     qa = DocumentQA(index, embedder, None)
     first = qa.statistics()
     assert counted == [] and first.chunks == index.count() and first.frequency  # loaded, not counted

@@ -14,7 +14,10 @@ from tracseq_dagster.documents.retrieval import fts_query
 
 
 def test_ligature_glyphs_become_letters() -> None:
-    assert normalise("the \ufb01lter \ufb02ag is o\ufb00 in the \ufb03x and \ufb04ow") == "the filter flag is off in the ffix and fflow"
+    assert (
+        normalise("the \ufb01lter \ufb02ag is o\ufb00 in the \ufb03x and \ufb04ow")
+        == "the filter flag is off in the ffix and fflow"
+    )
     assert normalise("Duﬀ18") == "Duff18"  # NFKC also turns the footnote's digits plain
 
 

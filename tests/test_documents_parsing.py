@@ -81,7 +81,11 @@ def test_docx_html_markdown_and_text_are_parsed_and_chunked(docs: Path, name: st
 
 def test_broken_pdfs_fail_with_a_reason_a_person_can_act_on(tmp_path: Path) -> None:
     broken = write_broken_pdfs(tmp_path)
-    expected = {"corrupt": "corrupt or truncated", "encrypted": "encrypted with a password", "blank": "no text found even after OCR"}
+    expected = {
+        "corrupt": "corrupt or truncated",
+        "encrypted": "encrypted with a password",
+        "blank": "no text found even after OCR",
+    }
     for kind, path in broken.items():
         with pytest.raises(DocumentParseError) as caught:
             parse_document(path)

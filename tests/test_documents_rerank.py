@@ -21,7 +21,19 @@ STATISTICS = TermStatistics.from_texts(CHUNKS)
 
 
 def passage(number: int, score: float) -> Passage:
-    return Passage(f"c{number}", "/docs/graphs.pdf", "graphs.pdf", "manual", "GLPK graphs", "", number + 1, number + 1, CHUNKS[number], score, 0.5)
+    return Passage(
+        f"c{number}",
+        "/docs/graphs.pdf",
+        "graphs.pdf",
+        "manual",
+        "GLPK graphs",
+        "",
+        number + 1,
+        number + 1,
+        CHUNKS[number],
+        score,
+        0.5,
+    )
 
 
 def test_the_candidate_with_the_rare_words_moves_up_and_scores_are_replaced() -> None:

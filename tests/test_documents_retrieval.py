@@ -16,14 +16,19 @@ from tests.fake_ollama import FakeOllama
 from tracseq_dagster.cli import app
 from tracseq_dagster.documents.answering import answer_question
 from tracseq_dagster.documents.embedding import MiniLMEmbedder, OllamaEmbedder, make_embedder
-from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, SUBMISSION_SAMPLES, submission_form_lines
-from tracseq_dagster.documents.llm import OllamaChat
+from tracseq_dagster.documents.examples import (
+    EXAMPLE_QUESTIONS,
+    SUBMISSION_SAMPLES,
+    UNANSWERABLE_QUESTIONS,
+    submission_form_lines,
+)
 from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, vector_matrix
+from tracseq_dagster.documents.llm import OllamaChat
 from tracseq_dagster.documents.pipeline import index_folder, sync_index
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.documents.qa import open_index
-from tracseq_dagster.documents.store import DocumentStore
 from tracseq_dagster.documents.retrieval import Filters, evidence_is_weak, fts_query, retrieve, search_passages
+from tracseq_dagster.documents.store import DocumentStore
 from tracseq_dagster.documents.submission_forms import Extraction, extract_with_ollama, parse_template, submission_rows
 
 SOP = "SOP-014-nucleic-acid-extraction.pdf"
@@ -49,7 +54,9 @@ def test_hybrid_retrieval_finds_every_known_fact_on_its_page(indexed) -> None:  
     for q in EXAMPLE_QUESTIONS:
         passages = retrieve(index, embedder, q.question)
         assert len(passages) == 5
-        if any(p.file_name == q.file_name and p.page_start <= q.page <= p.page_end and q.answer_contains in p.text for p in passages):
+        if any(
+            p.file_name == q.file_name and p.page_start <= q.page <= p.page_end and q.answer_contains in p.text for p in passages
+        ):
             hits += 1
     assert hits / len(EXAMPLE_QUESTIONS) >= 0.9
     # An exact identifier is found by the full-text side of the fusion.
@@ -103,7 +110,9 @@ def test_minilm_query_path_equals_the_batch_encoder_and_stops_at_256_word_pieces
 def test_a_changed_document_embeds_only_its_changed_chunks(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
-    sections = [f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)]
+    sections = [
+        f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)
+    ]
     manual = folder / "protocol.md"
     manual.write_text("# Protocol\n\n" + "\n\n".join(sections))
     (folder / "other.txt").write_text("Freezer FRZ-09 holds the plasma aliquots at -80 C.")
@@ -216,7 +225,9 @@ def test_grounded_answer_streams_with_file_and_page_citations(indexed) -> None: 
     storage = next(i for i, p in enumerate(passages, 1) if p.file_name == SOP and p.page_start == 2)
     pieces: list[str] = []
     with FakeOllama(reply=lambda messages, fmt: f"DNA extracts are stored at -20 C in freezer FRZ-03 [{storage}].") as fake:
-        answer = answer_question("At what temperature are DNA extracts stored?", passages, OllamaChat(host=fake.url), on_token=pieces.append)
+        answer = answer_question(
+            "At what temperature are DNA extracts stored?", passages, OllamaChat(host=fake.url), on_token=pieces.append
+        )
         path, request = fake.requests[-1]
     assert path == "/api/chat" and request["stream"] is True
     assert request["model"] == "llama3.2:3b" and request["options"]["num_ctx"] == 8192
@@ -279,12 +290,17 @@ def test_submission_forms_template_parser_and_ollama_structured_output() -> None
     assert (table["violations"] == "").all() and table["volume_ul"].tolist() == [50.0, 45.0, 30.0, 25.0]
 
     bad = submission_rows(
-        Extraction("template", {"project_id": "P1"}, [
-            {"sample_id": "TS-25-1", "sample_type": "plasma", "volume_ul": 0.0, "concentration_ng_ul": -1.0},
-            {"sample_id": "TS-2025-000001", "sample_type": "rna", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
-            {"sample_id": "TS-2025-000001", "sample_type": "RNA", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
-        ]),
-        document_id="d", source="x",
+        Extraction(
+            "template",
+            {"project_id": "P1"},
+            [
+                {"sample_id": "TS-25-1", "sample_type": "plasma", "volume_ul": 0.0, "concentration_ng_ul": -1.0},
+                {"sample_id": "TS-2025-000001", "sample_type": "rna", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
+                {"sample_id": "TS-2025-000001", "sample_type": "RNA", "volume_ul": 10.0, "concentration_ng_ul": 5.0},
+            ],
+        ),
+        document_id="d",
+        source="x",
     )
     problems = bad["violations"].tolist()
     assert "does not match" in problems[0] and "not one of" in problems[0] and "volume_ul 0 must be > 0" in problems[0]
@@ -292,9 +308,14 @@ def test_submission_forms_template_parser_and_ollama_structured_output() -> None
     assert problems[1] == "" and bad["sample_type"][1] == "RNA"  # case is normalised as the export parser does
     assert "appears twice" in problems[2]
 
-    reply = {"submitter": "Maria Lindqvist", "principal_investigator": "Dr. Samuel Berg", "project_id": "PRJ-0077",
-             "requested_service": "poly-A RNA-seq", "date_submitted": "2025-04-02",
-             "samples": [{"sample_id": "TS-2025-000201", "sample_type": "RNA", "volume_ul": 40, "concentration_ng_ul": 120}]}
+    reply = {
+        "submitter": "Maria Lindqvist",
+        "principal_investigator": "Dr. Samuel Berg",
+        "project_id": "PRJ-0077",
+        "requested_service": "poly-A RNA-seq",
+        "date_submitted": "2025-04-02",
+        "samples": [{"sample_id": "TS-2025-000201", "sample_type": "RNA", "volume_ul": 40, "concentration_ng_ul": 120}],
+    }
     with FakeOllama(reply=lambda m, fmt: json.dumps(reply) if isinstance(fmt, dict) else "not json") as fake:
         extracted = extract_with_ollama("Hello, I am sending RNA samples ...", OllamaChat(host=fake.url))
         body = fake.requests[-1][1]
@@ -307,7 +328,9 @@ def test_cli_ask_streams_an_answer_and_falls_back_without_a_traceback(indexed) -
     _, _, root = indexed
     runner = CliRunner()
     question = "Which rotor does the centrifuge use?"
-    down = runner.invoke(app, ["ask", question, "--lancedb", str(root / "lancedb")], env={"OLLAMA_HOST": f"127.0.0.1:{_free_port()}"})
+    down = runner.invoke(
+        app, ["ask", question, "--lancedb", str(root / "lancedb")], env={"OLLAMA_HOST": f"127.0.0.1:{_free_port()}"}
+    )
     assert down.exit_code == 0, down.output
     assert "Traceback" not in down.output and down.exception is None
     assert "No generated answer: Ollama is not reachable" in down.output and "ollama pull llama3.2:3b" in down.output

@@ -18,7 +18,19 @@ from tracseq_dagster.documents.verdict import VERDICT_SCHEMA, check_verdict
 STORAGE = "DNA extracts are stored at -20 C in freezer FRZ-03; RNA extracts at -80 C."
 PASSAGES = [
     Passage("c1", "/docs/SOP-014.pdf", "SOP-014.pdf", "sop", "SOP-014", "Storage", 2, 2, STORAGE, 0.03, 0.7),
-    Passage("c2", "/docs/SOP-014.pdf", "SOP-014.pdf", "sop", "SOP-014", "Centrifugation", 3, 3, "Spin the \ufb01lled tubes at 2,000 x g.", 0.02, 0.4),
+    Passage(
+        "c2",
+        "/docs/SOP-014.pdf",
+        "SOP-014.pdf",
+        "sop",
+        "SOP-014",
+        "Centrifugation",
+        3,
+        3,
+        "Spin the \ufb01lled tubes at 2,000 x g.",
+        0.02,
+        0.4,
+    ),
 ]
 STATISTICS = TermStatistics.from_texts([p.text for p in PASSAGES] + ["Shipping on dry ice.", "Library preparation."])
 QUESTION = "At what temperature are DNA extracts stored?"
@@ -75,7 +87,9 @@ def test_without_verify_no_verdict_is_asked() -> None:
 
 
 def test_an_unreachable_model_gives_the_passages_as_before() -> None:
-    answer = answer_question(QUESTION, PASSAGES, OllamaChat(host="http://127.0.0.1:9", timeout_s=0.5), statistics=STATISTICS, verify=True)
+    answer = answer_question(
+        QUESTION, PASSAGES, OllamaChat(host="http://127.0.0.1:9", timeout_s=0.5), statistics=STATISTICS, verify=True
+    )
     assert answer.mode == "retrieval_only" and "Ollama is not reachable" in (answer.notice or "")
 
 

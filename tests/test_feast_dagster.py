@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from feast_support import REDIS_URL, clear_project, feast_settings, generated_lake
 
 from assets.features import feast_entity_tables, feast_online_features, feast_registry
 from assets.features.feast_registry import DEFINITIONS_VERSION
-from feast_support import REDIS_URL, clear_project, feast_settings, generated_lake
 from resources import LakeResource
 from resources.feast import FeastResource
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
@@ -23,14 +23,20 @@ from tracseq_dagster.models import catalog
 def resources(tmp_path: Path):  # type: ignore[no-untyped-def]
     lake = generated_lake(tmp_path / "lake", rows=300)
     settings = feast_settings(tmp_path / "data")
-    yield lake, settings, {"lake": LakeResource(root=str(lake.root)),
-                           "feast": FeastResource(data_dir=settings.data_dir, project=settings.project, redis_url=REDIS_URL)}
+    yield (
+        lake,
+        settings,
+        {
+            "lake": LakeResource(root=str(lake.root)),
+            "feast": FeastResource(data_dir=settings.data_dir, project=settings.project, redis_url=REDIS_URL),
+        },
+    )
     clear_project(settings)
 
 
 def test_apply_entity_tables_and_materialisation_with_metadata(resources) -> None:  # type: ignore[no-untyped-def]
     lake, settings, bound = resources
-    assert DEFINITIONS_VERSION == definitions_hash(repo_objects(lake.root))  # the code version follows the definitions
+    assert definitions_hash(repo_objects(lake.root)) == DEFINITIONS_VERSION  # the code version follows the definitions
     assert feast_registry.code_versions_by_key[dg.AssetKey("feast_registry")] == DEFINITIONS_VERSION
     result = dg.materialize([feast_registry, feast_entity_tables, feast_online_features], resources=bound)
     assert result.success
@@ -62,14 +68,19 @@ def test_feast_registry_is_requested_again_only_when_the_definitions_change(reso
         same = dg.evaluate_automation_conditions(defs=dg.Definitions(assets=[feast_registry], resources=bound), instance=instance)
         assert same.total_requested == 0
         changed = feast_registry.map_asset_specs(lambda spec: spec.replace_attributes(code_version="a-new-definitions-hash"))
-        after = dg.evaluate_automation_conditions(defs=dg.Definitions(assets=[changed], resources=bound), instance=instance, cursor=same.cursor)
+        after = dg.evaluate_automation_conditions(
+            defs=dg.Definitions(assets=[changed], resources=bound), instance=instance, cursor=same.cursor
+        )
         assert after.total_requested == 1
 
 
 def test_a_lab_without_runs_yet_materialises_what_it_has(tmp_path: Path) -> None:
     lake = generated_lake(tmp_path / "lake", rows=120, runs=False)
     settings = feast_settings(tmp_path / "data", redis=False)
-    bound = {"lake": LakeResource(root=str(lake.root)), "feast": FeastResource(data_dir=settings.data_dir, project=settings.project)}
+    bound = {
+        "lake": LakeResource(root=str(lake.root)),
+        "feast": FeastResource(data_dir=settings.data_dir, project=settings.project),
+    }
     result = dg.materialize([feast_registry, feast_entity_tables, feast_online_features], resources=bound)
     assert result.success
     online = next(e.materialization.metadata for e in result.get_asset_materialization_events()

@@ -33,10 +33,16 @@ def lab() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def as_of_lookup(history: pd.DataFrame, key: str, column: str, keys: pd.Series, at: pd.Series) -> np.ndarray:
     """What a point-in-time join answers: the latest row of the key stamped at or before ``at``."""
-    queries = pd.DataFrame({key: keys.astype(object).to_numpy(), "t": pd.to_datetime(at, utc=True).to_numpy(), "i": range(len(keys))})
+    queries = pd.DataFrame(
+        {key: keys.astype(object).to_numpy(), "t": pd.to_datetime(at, utc=True).to_numpy(), "i": range(len(keys))}
+    )
     joined = pd.merge_asof(
-        queries.sort_values("t"), history.astype({key: object}).sort_values(EVENT_TIMESTAMP).rename(columns={EVENT_TIMESTAMP: "t"}),
-        on="t", by=key, direction="backward", allow_exact_matches=True,
+        queries.sort_values("t"),
+        history.astype({key: object}).sort_values(EVENT_TIMESTAMP).rename(columns={EVENT_TIMESTAMP: "t"}),
+        on="t",
+        by=key,
+        direction="backward",
+        allow_exact_matches=True,
     )
     return joined.sort_values("i")[column].to_numpy(dtype=np.float64)
 
@@ -59,8 +65,13 @@ def test_a_label_at_the_join_instant_is_not_seen(lab) -> None:
     labelled = samples[samples["qc_status"].notna()].iloc[:50]
     at = label_times(labelled)
     before = as_of_lookup(history, "operator_id", "operator_history_count", labelled["operator_id"].reset_index(drop=True), at)
-    after = as_of_lookup(history, "operator_id", "operator_history_count", labelled["operator_id"].reset_index(drop=True),
-                         at + pd.Timedelta(microseconds=1))
+    after = as_of_lookup(
+        history,
+        "operator_id",
+        "operator_history_count",
+        labelled["operator_id"].reset_index(drop=True),
+        at + pd.Timedelta(microseconds=1),
+    )
     assert np.all(np.nan_to_num(after) >= np.nan_to_num(before) + 1)  # its own label arrives one microsecond later
 
 
@@ -74,8 +85,9 @@ def test_freezer_history_equals_the_feature_for_a_new_sample(lab) -> None:
         probes["received_ts"] = moment - pd.Timedelta(hours=1)
         expected = compute_features(probes, samples, as_of=moment)
         freezers = probes.set_index("sample_id").loc[expected.index, "storage_location"].str.split("/").str[0]
-        joined = as_of_lookup(history, "freezer", "freezer_utilisation", freezers.reset_index(drop=True),
-                              pd.Series([moment] * len(freezers)))
+        joined = as_of_lookup(
+            history, "freezer", "freezer_utilisation", freezers.reset_index(drop=True), pd.Series([moment] * len(freezers))
+        )
         np.testing.assert_allclose(joined, expected["freezer_utilisation"].to_numpy(), rtol=0, atol=1e-12)
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-
 from feast_support import clear_project, materialized_store
+
 from tracseq_dagster.feature_repo.store import open_store
 from tracseq_dagster.serving.online_store import (
     FeastFeatureStore,
@@ -38,7 +37,9 @@ def test_feast_documents_equal_the_offline_documents(world) -> None:  # type: ig
     for sample_id in ids[:60]:
         assert online[sample_id].keys() == offline[sample_id].keys()
         for name, value in offline[sample_id].items():
-            assert online[sample_id][name] == pytest.approx(value) if isinstance(value, float) else online[sample_id][name] == value
+            assert (
+                online[sample_id][name] == pytest.approx(value) if isinstance(value, float) else online[sample_id][name] == value
+            )
 
 
 def test_redis_down_falls_back_to_the_offline_table_quickly(world) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +101,8 @@ def test_sample_aggregates_equal_compute_features_with_its_fallbacks(world) -> N
     probes["received_ts"] = now - pd.Timedelta(minutes=5)
     expected = compute_features(probes, history, as_of=now).reindex(probes["sample_id"])
     got = OnlineAggregates(open_store(settings)).sample_aggregates(
-        probes["operator_id"], probes["site"], probes["storage_location"], probes["box_occupancy"])
+        probes["operator_id"], probes["site"], probes["storage_location"], probes["box_occupancy"]
+    )
     for feature, values in got.items():
         np.testing.assert_allclose(values, expected[feature].to_numpy(), rtol=0, atol=1e-12, err_msg=feature)
     assert got["operator_history_count"][0] == 0 and got["freezer_utilisation"][2] == probes["box_occupancy"].iloc[2] / 100

@@ -3,13 +3,11 @@ versions, statistics per version, online features of many entities, time travel.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
 from feast_support import clear_project, materialized_store
+
 from tracseq_dagster.feature_repo.queries import (
     UnknownFeature,
     feature_statistics,
@@ -33,8 +31,15 @@ def world(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 def test_listings_carry_descriptions_owners_and_versions(world) -> None:  # type: ignore[no-untyped-def]
     _, _, store = world
     views = {v["name"]: v for v in list_feature_views(store)}
-    assert set(views) == {"sample_features", "operator_history", "site_history", "freezer_history", "instrument_history",
-                          "sequencing_success_features", "turnaround_hours_features"}
+    assert set(views) == {
+        "sample_features",
+        "operator_history",
+        "site_history",
+        "freezer_history",
+        "instrument_history",
+        "sequencing_success_features",
+        "turnaround_hours_features",
+    }
     assert views["sequencing_success_features"]["entities"] == ["run_id", "sample_id"]
     sample = views["sample_features"]
     assert sample["owner"] and sample["description"] and sample["version"] == "v0" and sample["versions"][0]["version"] == "v0"

@@ -33,6 +33,8 @@ def test_feasts_parser_finds_the_platforms_objects(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(ROOT)  # the CLI runs from the project root
     parsed = parse_repo(REPO_PATH)
     expected = repo_objects(tmp_path / "lake")
-    assert sorted(e.name for e in parsed.entities if e.name != "__dummy") == sorted(e.name for e in expected.entities)  # Feast adds its own
+    assert sorted(e.name for e in parsed.entities if e.name != "__dummy") == sorted(
+        e.name for e in expected.entities
+    )  # Feast adds its own
     assert sorted(v.name for v in parsed.feature_views) == sorted(v.name for v in expected.views)
     assert sorted(s.name for s in parsed.feature_services) == sorted(s.name for s in expected.services)

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from feast_support import clear_project, feast_settings, generated_lake
+
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
+from tracseq_dagster.feature_repo.queries import list_feature_views
+from tracseq_dagster.feature_repo.services import feature_service
 from tracseq_dagster.feature_repo.store import apply_repo, materialize_all, open_store
 from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_repo.training_rows import NotInFeatureStore, feast_training_set
 from tracseq_dagster.features import FEATURE_NAMES
-from tracseq_dagster.feature_repo.queries import list_feature_views
-from tracseq_dagster.feature_repo.services import feature_service
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.training_set import load_training_set
 
@@ -38,8 +38,14 @@ def test_apply_registers_the_entities_views_and_one_service_per_catalog_model(wo
     lake, _, store, applied = world
     assert {e.name for e in store.list_entities()} == {"sample", "operator", "site", "freezer", "instrument", "run"}
     assert {v.name for v in store.list_feature_views()} == {
-        "sample_features", "operator_history", "site_history", "freezer_history", "instrument_history",
-        "sequencing_success_features", "turnaround_hours_features"}
+        "sample_features",
+        "operator_history",
+        "site_history",
+        "freezer_history",
+        "instrument_history",
+        "sequencing_success_features",
+        "turnaround_hours_features",
+    }
     assert {s.name for s in store.list_feature_services()} == set(catalog())
     assert all(s.tags["coverage"] == "complete" for s in store.list_feature_services())
     assert applied.views["sample_features"] == "v0"
@@ -53,13 +59,20 @@ def test_online_features_are_the_latest_rows(world) -> None:
     lake, _, store, _ = world
     features = lake.read_features().set_index("sample_id")
     ids = list(features.index[:5])
-    online = store.get_online_features(features=store.get_feature_service("sample_quality"),
-                                       entity_rows=[{"sample_id": i} for i in ids]).to_df().set_index("sample_id")
+    online = (
+        store.get_online_features(
+            features=store.get_feature_service("sample_quality"), entity_rows=[{"sample_id": i} for i in ids]
+        )
+        .to_df()
+        .set_index("sample_id")
+    )
     np.testing.assert_allclose(online.loc[ids, "quality_risk_score"], features.loc[ids, "quality_risk_score"])
     assert list(online.loc[ids, "sample_type"]) == list(features.loc[ids, "sample_type"].astype(str))
     operators = lake.read_validated()["operator_id"].dropna().unique()[:3]
-    rates = store.get_online_features(features=["operator_history:operator_failure_rate", "operator_history:operator_history_count"],
-                                      entity_rows=[{"operator_id": o} for o in operators]).to_dict()
+    rates = store.get_online_features(
+        features=["operator_history:operator_failure_rate", "operator_history:operator_history_count"],
+        entity_rows=[{"operator_id": o} for o in operators],
+    ).to_dict()
     history = pd.read_parquet(lake.root / "feast" / "operator_history.parquet")
     latest = history.sort_values("event_timestamp").groupby("operator_id").last()
     np.testing.assert_allclose(rates["operator_failure_rate"], latest.loc[list(operators), "operator_failure_rate"])
@@ -79,8 +92,16 @@ def test_training_set_through_feast_equals_todays(world, model: str) -> None:
 
 def test_a_model_with_features_outside_the_store_is_refused(world) -> None:
     lake, _, store, _ = world
-    partial = ModelSpec("partial_model", "features the store lacks", "qc_status", "at QC", ("sample_id",), "now",
-                        ("purity_score", "not_in_the_store"), lambda lake_: None)
+    partial = ModelSpec(
+        "partial_model",
+        "features the store lacks",
+        "qc_status",
+        "at QC",
+        ("sample_id",),
+        "now",
+        ("purity_score", "not_in_the_store"),
+        lambda lake_: None,
+    )
     store.apply([feature_service(partial, store.list_feature_views())])
     assert store.get_feature_service("partial_model").tags["missing_features"] == "not_in_the_store"
     with pytest.raises(NotInFeatureStore, match="not_in_the_store"):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracseq_dagster.features import HOURS_NS, _hours, _NAT, _quality_risk_score, _risk_terms, _to_utc_timestamp, purity_score
+from tracseq_dagster.features import _NAT, HOURS_NS, _hours, _quality_risk_score, _risk_terms, _to_utc_timestamp, purity_score
 
 NAN = np.nan
 
@@ -45,7 +45,7 @@ def test_each_risk_term_is_bounded_and_filled(column: str, term: str, values: li
 def test_the_risk_score_is_a_probability_that_saturates_at_the_bounds() -> None:
     at_bounds = _quality_risk_score(_inputs(storage_temp_deviation_c=[30.0, 300.0], sample_age_hours=[5 * 8760.0, 50 * 8760.0]))
     assert at_bounds[0] == pytest.approx(at_bounds[1])  # beyond the bounds nothing changes
-    assert ((0 < at_bounds) & (at_bounds < 1)).all()
+    assert ((at_bounds > 0) & (at_bounds < 1)).all()
 
 
 def test_hours_are_missing_when_either_stamp_is() -> None:
@@ -59,7 +59,9 @@ def test_hours_are_missing_when_either_stamp_is() -> None:
 
 
 def test_purity_averages_the_known_ratios_only() -> None:
-    ideal = purity_score(np.array([1.8, 2.0, NAN, 1.8, NAN]), np.array([2.1, 2.1, 2.1, NAN, NAN]), np.array([False, True, False, False, False]))
+    ideal = purity_score(
+        np.array([1.8, 2.0, NAN, 1.8, NAN]), np.array([2.1, 2.1, 2.1, NAN, NAN]), np.array([False, True, False, False, False])
+    )
     np.testing.assert_allclose(ideal[:4], 1.0)
     assert np.isnan(ideal[4])
     one_off = purity_score(np.array([1.95]), np.array([NAN]), np.array([False]))  # one width from the DNA ideal
@@ -78,7 +80,6 @@ def test_as_of_is_made_utc_and_nat_refused() -> None:
 # -- feature_columns: edges the hand-computed tests do not reach -------------------------------------
 
 from tests.test_features import frame, h, one  # noqa: E402
-
 from tracseq_dagster.features import HistorySnapshot, compute_features, feature_columns  # noqa: E402
 
 
@@ -108,12 +109,28 @@ def test_ids_must_be_present_and_unique_with_the_duplicates_named() -> None:
         compute_features(twice, frame())
     many = frame(*[{} for _ in range(70)])  # past the few-values shortcut
     many["sample_id"] = pd.Series([f"TS-2024-{i % 65:06d}" for i in range(70)], dtype="string")
-    with pytest.raises(ValueError, match=r"duplicated: \['TS-2024-000000', 'TS-2024-000001', 'TS-2024-000002', 'TS-2024-000003', 'TS-2024-000004'\]$"):
+    with pytest.raises(
+        ValueError,
+        match=r"duplicated: \['TS-2024-000000', 'TS-2024-000001', 'TS-2024-000002', 'TS-2024-000003', 'TS-2024-000004'\]$",
+    ):
         compute_features(many, frame())
 
 
-@pytest.mark.parametrize("column", ["storage_temp_c", "temp_excursions", "max_temp_deviation_c", "freeze_thaw_cycles", "a260_280",
-                                    "a260_230", "concentration_ng_ul", "volume_ul", "box_occupancy", "sample_type"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "storage_temp_c",
+        "temp_excursions",
+        "max_temp_deviation_c",
+        "freeze_thaw_cycles",
+        "a260_280",
+        "a260_230",
+        "concentration_ng_ul",
+        "volume_ul",
+        "box_occupancy",
+        "sample_type",
+    ],
+)
 def test_a_missing_required_column_is_named(column: str) -> None:
     with pytest.raises(ValueError, match=f"^samples is missing the required contract column '{column}'$"):
         compute_features(frame({}).drop(columns=column), frame())

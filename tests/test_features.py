@@ -31,7 +31,13 @@ def h(hours: float) -> pd.Timestamp:
     return T0 + pd.Timedelta(hours=hours)
 
 
-_DTYPES = {Kind.STRING: "string", Kind.ENUM: "string", Kind.TIMESTAMP: "datetime64[ns, UTC]", Kind.FLOAT: "float64", Kind.INT: "Int64"}
+_DTYPES = {
+    Kind.STRING: "string",
+    Kind.ENUM: "string",
+    Kind.TIMESTAMP: "datetime64[ns, UTC]",
+    Kind.FLOAT: "float64",
+    Kind.INT: "Int64",
+}
 
 DEFAULTS: dict[str, Any] = dict(
     project_id="P1",
@@ -87,7 +93,7 @@ def one(row: dict[str, Any], as_of: Any = None, history: pd.DataFrame | None = N
 
 def test_registry_and_output_shape():
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == len(FEATURE_SPECS)
-    assert FEATURE_NAMES == tuple(s.name for s in FEATURE_SPECS)
+    assert tuple(s.name for s in FEATURE_SPECS) == FEATURE_NAMES
     for spec in FEATURE_SPECS:
         assert spec.unit and spec.description and spec.kind in ("numeric", "categorical")
         assert (spec.categories is not None) == (spec.kind == "categorical")
@@ -118,8 +124,8 @@ def test_code_version_is_hash_of_module_source():
     source = Path(F.__file__).read_bytes()
     digest = hashlib.sha256(source)
     digest.update(repr((F.SAMPLE_TYPES, F.RNA_TYPES, F.DNA_TYPES, F.PRIORITIES, F.QC_STATUSES, F.TIMESTAMP_COLUMNS)).encode())
-    assert FEATURE_CODE_VERSION == digest.hexdigest()[:16]
-    assert FEATURE_CODE_VERSION != hashlib.sha256(source + b"#").hexdigest()[:16]
+    assert digest.hexdigest()[:16] == FEATURE_CODE_VERSION
+    assert hashlib.sha256(source + b"#").hexdigest()[:16] != FEATURE_CODE_VERSION
 
 
 # ----------------------------------------------------------------------- row features

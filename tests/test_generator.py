@@ -138,9 +138,7 @@ def test_every_value_satisfies_the_contract(samples: pd.DataFrame) -> None:
     start=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1)),
     label_fraction=st.floats(0.0, 1.0),
 )
-def test_contract_holds_for_any_arguments(
-    rows: int, seed: int, id_offset: int, start: datetime, label_fraction: float
-) -> None:
+def test_contract_holds_for_any_arguments(rows: int, seed: int, id_offset: int, start: datetime, label_fraction: float) -> None:
     frame = generate_samples(rows, seed=seed, id_offset=id_offset, start=pd.Timestamp(start), label_fraction=label_fraction)
     assert tuple(frame.columns) == CONTRACT_COLUMNS and len(frame) == rows
     assert contract_violations(frame) == []
@@ -283,28 +281,45 @@ def test_hidden_score_is_the_documented_formula() -> None:
     row = generate_samples(1, seed=0).iloc[:0].copy()
     t0 = pd.Timestamp("2025-03-01", tz="UTC")
     values = {
-        "sample_id": "TS-2025-000001", "project_id": "PRJ-0001", "sample_type": "RNA",
-        "collection_ts": t0, "received_ts": t0 + pd.Timedelta(days=1),
-        "extraction_ts": t0 + pd.Timedelta(days=6), "sequencing_ts": t0 + pd.Timedelta(days=11),
-        "storage_temp_c": -70.0, "temp_excursions": 2, "max_temp_deviation_c": 10.0,
-        "freeze_thaw_cycles": 3, "concentration_ng_ul": 50.0, "volume_ul": 40.0,
-        "a260_280": 1.9, "a260_230": 1.6, "rin": 5.0, "din": None, "storage_location": "FRZ-01/R1/B1/A1",
-        "box_occupancy": 10, "operator_id": "OP-007", "site": "SITE-HOU", "priority": "routine", "qc_status": None,
+        "sample_id": "TS-2025-000001",
+        "project_id": "PRJ-0001",
+        "sample_type": "RNA",
+        "collection_ts": t0,
+        "received_ts": t0 + pd.Timedelta(days=1),
+        "extraction_ts": t0 + pd.Timedelta(days=6),
+        "sequencing_ts": t0 + pd.Timedelta(days=11),
+        "storage_temp_c": -70.0,
+        "temp_excursions": 2,
+        "max_temp_deviation_c": 10.0,
+        "freeze_thaw_cycles": 3,
+        "concentration_ng_ul": 50.0,
+        "volume_ul": 40.0,
+        "a260_280": 1.9,
+        "a260_230": 1.6,
+        "rin": 5.0,
+        "din": None,
+        "storage_location": "FRZ-01/R1/B1/A1",
+        "box_occupancy": 10,
+        "operator_id": "OP-007",
+        "site": "SITE-HOU",
+        "priority": "routine",
+        "qc_status": None,
     }
     row.loc[0] = values
     row = row.astype(generate_samples(1).dtypes.to_dict())
     p = HIDDEN_PROCESS
     expected = (
-        p.age_per_day * 11                       # collected -> sequenced
+        p.age_per_day * 11  # collected -> sequenced
         + p.deviation_per_c * 10.0
         + p.per_excursion * 2
         + p.per_freeze_thaw * 3
-        + p.purity_280_per_unit * 0.1            # RNA ideal 2.0
+        + p.purity_280_per_unit * 0.1  # RNA ideal 2.0
         + p.purity_230_per_unit * 0.5
         + p.integrity_per_point * (p.integrity_floor - 5.0)
         + p.delay_per_day * (5 - p.delay_grace_days)
-        + p.storage_offset_per_c * 10.0          # RNA target -80
-        + gen.OPERATOR_EFFECT["OP-007"] + gen.SITE_EFFECT["SITE-HOU"]
+        + p.storage_offset_per_c * 10.0  # RNA target -80
+        + gen.OPERATOR_EFFECT["OP-007"]
+        + gen.SITE_EFFECT["SITE-HOU"]
     )
     assert hidden_quality_score(row)[0] == pytest.approx(expected)
     # Missing steps and measurements add nothing; age then runs to receipt.

@@ -27,12 +27,29 @@ CHECK = dg.AssetCheckKey(dg.AssetKey("validated_samples"), "accepted_rows_meet_c
 
 def sample(i: int, **changes: object) -> dict:
     row = dict(
-        sample_id=f"TS-2025-{700000 + i:06d}", project_id="PRJ-01", sample_type="DNA",
-        collection_ts="2025-03-01T08:00:00Z", received_ts="2025-03-02T09:00:00Z", extraction_ts="",
-        sequencing_ts="", storage_temp_c="-20", temp_excursions="0", max_temp_deviation_c="0.5",
-        freeze_thaw_cycles="1", concentration_ng_ul="40.5", volume_ul="30", a260_280="1.8", a260_230="2.0",
-        rin="", din="7.1", storage_location="FRZ-01/R1/B2/C3", box_occupancy="12", operator_id="OP-01",
-        site="site-A", priority="routine", qc_status="pass",
+        sample_id=f"TS-2025-{700000 + i:06d}",
+        project_id="PRJ-01",
+        sample_type="DNA",
+        collection_ts="2025-03-01T08:00:00Z",
+        received_ts="2025-03-02T09:00:00Z",
+        extraction_ts="",
+        sequencing_ts="",
+        storage_temp_c="-20",
+        temp_excursions="0",
+        max_temp_deviation_c="0.5",
+        freeze_thaw_cycles="1",
+        concentration_ng_ul="40.5",
+        volume_ul="30",
+        a260_280="1.8",
+        a260_230="2.0",
+        rin="",
+        din="7.1",
+        storage_location="FRZ-01/R1/B2/C3",
+        box_occupancy="12",
+        operator_id="OP-01",
+        site="site-A",
+        priority="routine",
+        qc_status="pass",
     )
     row.update({k: str(v) for k, v in changes.items()})
     return row
@@ -44,8 +61,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def check_passed(instance: dg.DagsterInstance, run_id: str) -> bool:
     evaluations = [
-        e.dagster_event.event_specific_data
-        for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        e.dagster_event.event_specific_data for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     ]
     return any(e.asset_check_key == CHECK and e.passed for e in evaluations)
 

@@ -11,11 +11,11 @@ import dagster as dg
 import fsspec
 import pytest
 
+from assets.lab_exports.partitions import lab_export_partitions
+from assets.lab_exports.sensors import lab_export_sensor
+from assets.new_files import SOURCE_PATH_TAG
 from resources import LandingZoneResource
 from tracseq_dagster.landing import LandingCursor, content_hash, is_temporary, list_landing_files, scan_landing
-from assets.lab_exports.partitions import lab_export_partitions
-from assets.new_files import SOURCE_PATH_TAG
-from assets.lab_exports.sensors import lab_export_sensor
 
 EXPORT = b"sample_id,project_id\nTS-2025-000001,P1\n"
 

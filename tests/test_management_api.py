@@ -41,8 +41,9 @@ class World:
         self.secret = {role: self.tokens.create(f"{role}-token", role, created_by="test") for role in ROLES}
         self.secret["approver2"] = self.tokens.create("second-approver", "approver", created_by="test")
         self.audit = ParquetAuditLog(folder / "audit")
-        self.plane = ControlPlane(tokens=self.tokens, audit=self.audit, requests=PromotionRequests(engine),
-                                  mlflow=lambda: self.client, **plane)  # type: ignore[arg-type]
+        self.plane = ControlPlane(
+            tokens=self.tokens, audit=self.audit, requests=PromotionRequests(engine), mlflow=lambda: self.client, **plane
+        )  # type: ignore[arg-type]
         self.http = TestClient(create_app(self.plane))
 
     def call(self, method: str, path: str, role: str | None, body: object = None) -> httpx.Response:
@@ -77,13 +78,18 @@ def test_models_listing_and_version_metrics(world: World) -> None:
     assert unknown.status_code == 404 and "sample_quality" in unknown.json()["detail"]
 
 
-def test_a_promotion_waits_for_another_approver_when_the_policy_asks(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_promotion_waits_for_another_approver_when_the_policy_asks(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRACSEQ_APPROVAL_REQUIRED", MODEL)
     world = World(template, tmp_path)
     assert world.call("GET", f"/models/{MODEL}", "viewer").json()["approval_required"] is True
     refused = world.call("POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v3), "reason": "try"})
     assert refused.status_code == 409 and "did not pass the promotion gate" in refused.json()["detail"]
-    assert world.call("POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v1), "reason": "x"}).status_code == 409  # champion
+    assert (
+        world.call("POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v1), "reason": "x"}).status_code
+        == 409
+    )  # champion
     made = world.call("POST", f"/models/{MODEL}/promotions", "admin", {"version": int(world.v2), "reason": "better log loss"})
     assert made.status_code == 201 and made.json()["status"] == "pending" and world.champion() == world.v1
     request_id = made.json()["id"]
@@ -92,11 +98,17 @@ def test_a_promotion_waits_for_another_approver_when_the_policy_asks(template: P
     own = world.call("POST", f"/promotions/{request_id}/approve", "admin", {"reason": "mine"})
     assert own.status_code == 403 and "four eyes" in own.json()["detail"] and world.champion() == world.v1
     approved = world.call("POST", f"/promotions/{request_id}/approve", "approver", {"reason": "checked the slices"})
-    assert approved.status_code == 200 and approved.json()["status"] == "approved" and approved.json()["decided_by"] == "approver-token"
+    assert (
+        approved.status_code == 200
+        and approved.json()["status"] == "approved"
+        and approved.json()["decided_by"] == "approver-token"
+    )
     assert world.champion() == world.v2
     twice = world.call("POST", f"/promotions/{request_id}/approve", "approver2", {"reason": "late"})
     assert twice.status_code == 409 and "approved" in twice.json()["detail"]
-    back = world.call("POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v1), "reason": "v1 was steadier"}).json()
+    back = world.call(
+        "POST", f"/models/{MODEL}/promotions", "operator", {"version": int(world.v1), "reason": "v1 was steadier"}
+    ).json()
     rejected = world.call("POST", f"/promotions/{back['id']}/reject", "approver", {"reason": "no evidence"})
     assert rejected.json()["status"] == "rejected" and world.champion() == world.v2
     assert [p["status"] for p in world.call("GET", "/promotions", "viewer").json()] == ["approved", "rejected"]
@@ -105,11 +117,18 @@ def test_a_promotion_waits_for_another_approver_when_the_policy_asks(template: P
     assert history.version == world.v2 and f"promotion request {request_id}" in history.reason
     audit = [(e.actor, e.action, e.version, e.outcome) for e in world.audit.entries()]
     assert audit == [
-        ("operator-token", "promotion.request", world.v3, "refused"), ("operator-token", "promotion.request", world.v1, "refused"),
-        ("admin-token", "promotion.request", world.v2, "pending"), ("operator-token", "promotion.request", world.v2, "refused"),
-        ("admin-token", "promotion.approve", world.v2, "refused"), ("approver-token", "promotion.approve", world.v2, "promoted"),
-        ("operator-token", "promotion.request", world.v1, "pending"), ("approver-token", "promotion.reject", world.v1, "rejected")]
-    assert [e["action"] for e in world.call("GET", "/audit?action=promotion.approve", "admin").json()] == ["promotion.approve"] * 2
+        ("operator-token", "promotion.request", world.v3, "refused"),
+        ("operator-token", "promotion.request", world.v1, "refused"),
+        ("admin-token", "promotion.request", world.v2, "pending"),
+        ("operator-token", "promotion.request", world.v2, "refused"),
+        ("admin-token", "promotion.approve", world.v2, "refused"),
+        ("approver-token", "promotion.approve", world.v2, "promoted"),
+        ("operator-token", "promotion.request", world.v1, "pending"),
+        ("approver-token", "promotion.reject", world.v1, "rejected"),
+    ]
+    assert [e["action"] for e in world.call("GET", "/audit?action=promotion.approve", "admin").json()] == [
+        "promotion.approve"
+    ] * 2
 
 
 def test_without_an_approval_policy_a_request_promotes_at_once_and_rolls_back(world: World) -> None:
@@ -120,14 +139,22 @@ def test_without_an_approval_policy_a_request_promotes_at_once_and_rolls_back(wo
     assert world.champion() == world.v1
     nowhere = world.call("POST", f"/models/{MODEL}/rollback", "operator", {"reason": "again"})
     assert nowhere.status_code == 409 and "no previous champion" in nowhere.json()["detail"]
-    assert [(e.action, e.outcome) for e in world.audit.entries()][-3:] == [("promotion.promote", "promoted"), ("rollback", "ok"), ("rollback", "refused")]
+    assert [(e.action, e.outcome) for e in world.audit.entries()][-3:] == [
+        ("promotion.promote", "promoted"),
+        ("rollback", "ok"),
+        ("rollback", "refused"),
+    ]
 
 
 def test_retraining_without_a_dagster_webserver_is_an_honest_503(world: World) -> None:
     answer = world.call("POST", f"/models/{MODEL}/retrain", "operator", {"reason": "drift"})
     assert answer.status_code == 503 and "TRACSEQ_DAGSTER_URL" in answer.json()["detail"]
     wrong = world.call("POST", f"/models/{MODEL}/retrain", "operator", {"reason": "drift", "families": ["nope"]})
-    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "families"] and "nope" in wrong.json()["detail"][0]["msg"]
+    assert (
+        wrong.status_code == 422
+        and wrong.json()["detail"][0]["loc"] == ["body", "families"]
+        and "nope" in wrong.json()["detail"][0]["msg"]
+    )
     [entry] = world.audit.entries(action="retrain")
     assert entry.outcome == "unavailable" and entry.actor == "operator-token"
     world.plane.dagster_url = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -141,9 +168,16 @@ def test_every_body_is_validated_naming_the_field(world: World) -> None:
                         ({"version": 2, "reason": ""}, "reason"), ({"version": 2, "reason": "x", "extra": 1}, "extra")):  # fmt: skip
         answer = world.call("POST", path, "operator", body)
         assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", field], body
-    garbled = world.http.post(path, content=b"{not json", headers={"Authorization": f"Bearer {world.secret['operator']}", "content-type": "application/json"})
+    garbled = world.http.post(
+        path,
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {world.secret['operator']}", "content-type": "application/json"},
+    )
     assert garbled.status_code == 422 and garbled.json()["detail"][0]["type"] == "json_invalid"
-    assert world.call("POST", "/promotions/0/approve", "approver", {"reason": "x"}).json()["detail"][0]["loc"] == ["path", "request_id"]
+    assert world.call("POST", "/promotions/0/approve", "approver", {"reason": "x"}).json()["detail"][0]["loc"] == [
+        "path",
+        "request_id",
+    ]
     assert world.call("POST", "/promotions/999/approve", "approver", {"reason": "x"}).status_code == 404
     assert world.call("GET", "/features", "viewer").status_code == 503  # no Feast repository configured here
 
@@ -154,19 +188,47 @@ ROUTES = [
     ("GET", "/models/{name}", f"/models/{MODEL}", None, set(ROLES), 200),
     ("GET", "/models/{name}/versions/{version}/metrics", f"/models/{MODEL}/versions/1/metrics", None, set(ROLES), 200),
     ("POST", "/models/{name}/retrain", f"/models/{MODEL}/retrain", {"reason": "r"}, {"operator", "admin"}, 503),
-    ("POST", "/models/{name}/promotions", f"/models/{MODEL}/promotions", {"version": 3, "reason": "r"}, {"operator", "admin"}, 409),
+    (
+        "POST",
+        "/models/{name}/promotions",
+        f"/models/{MODEL}/promotions",
+        {"version": 3, "reason": "r"},
+        {"operator", "admin"},
+        409,
+    ),
     ("POST", "/models/{name}/rollback", f"/models/{MODEL}/rollback", {"reason": "r"}, {"operator", "admin"}, 409),
     ("GET", "/promotions", "/promotions", None, set(ROLES), 200),
     ("GET", "/promotions/{request_id}", "/promotions/1", None, set(ROLES), 404),
     ("POST", "/promotions/{request_id}/approve", "/promotions/1/approve", {"reason": "r"}, {"approver", "admin"}, 404),
     ("POST", "/promotions/{request_id}/reject", "/promotions/1/reject", {"reason": "r"}, {"approver", "admin"}, 404),
     ("GET", "/deployments", "/deployments", None, set(ROLES), 200),
-    ("POST", "/deployments/{deployment}/rollback", f"/deployments/{MODEL}:1/rollback", {"reason": "r"}, {"operator", "admin"}, 409),
+    (
+        "POST",
+        "/deployments/{deployment}/rollback",
+        f"/deployments/{MODEL}:1/rollback",
+        {"reason": "r"},
+        {"operator", "admin"},
+        409,
+    ),
     ("GET", "/audit", "/audit", None, {"admin"}, 200),
     ("GET", "/features", "/features", None, set(ROLES), 503),
     ("GET", "/features/{name}/stats", "/features/purity_score/stats", None, set(ROLES), 503),
-    ("POST", "/features/online", "/features/online", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
-    ("POST", "/features/historical", "/features/historical", {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]}, set(ROLES), 503),
+    (
+        "POST",
+        "/features/online",
+        "/features/online",
+        {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]},
+        set(ROLES),
+        503,
+    ),
+    (
+        "POST",
+        "/features/historical",
+        "/features/historical",
+        {"features": "sample_quality", "entities": [{"sample_id": "TS-2025-000001"}]},
+        set(ROLES),
+        503,
+    ),
 ]
 
 
@@ -188,14 +250,25 @@ def test_deployments_show_the_champion_moves_and_roll_back_the_current_one(world
     assert listing["prediction_service"].startswith("not configured")
     quality = next(d for d in listing["deployments"] if d["model"] == MODEL)
     assert quality["current"]["id"] == f"{MODEL}:2" and quality["current"]["version"] == world.v2
-    assert [(h["id"], h["action"], h["version"]) for h in quality["history"]] == [(f"{MODEL}:2", "promote", world.v2), (f"{MODEL}:1", "promote", world.v1)]
+    assert [(h["id"], h["action"], h["version"]) for h in quality["history"]] == [
+        (f"{MODEL}:2", "promote", world.v2),
+        (f"{MODEL}:1", "promote", world.v1),
+    ]
     old = world.call("POST", f"/deployments/{MODEL}:1/rollback", "operator", {"reason": "x"})
     assert old.status_code == 409 and "not the current one" in old.json()["detail"]
     assert world.call("POST", f"/deployments/{MODEL}:9/rollback", "operator", {"reason": "x"}).status_code == 404
     assert world.call("POST", "/deployments/nope:1/rollback", "operator", {"reason": "x"}).status_code == 404
-    assert world.call("POST", "/deployments/garbage/rollback", "operator", {"reason": "x"}).json()["detail"][0]["loc"] == ["path", "deployment"]
+    assert world.call("POST", "/deployments/garbage/rollback", "operator", {"reason": "x"}).json()["detail"][0]["loc"] == [
+        "path",
+        "deployment",
+    ]
     back = world.call("POST", f"/deployments/{MODEL}:2/rollback", "operator", {"reason": "alarms in the lab"})
-    assert back.status_code == 200 and back.json() == {**back.json(), "champion": world.v1, "previous": world.v2, "deployment": f"{MODEL}:3"}
+    assert back.status_code == 200 and back.json() == {
+        **back.json(),
+        "champion": world.v1,
+        "previous": world.v2,
+        "deployment": f"{MODEL}:3",
+    }
     assert world.champion() == world.v1 and world.audit.entries(action="rollback")[-1].actor == "operator-token"
 
 
@@ -210,11 +283,15 @@ def test_in_service_compares_the_champion_with_what_the_prediction_service_serve
     assert model_deployments(world.registry, served)["in_service"] is True
     world.registry.promote(world.v2, "newer")
     lagging = model_deployments(world.registry, served)
-    assert lagging["in_service"] is False and lagging["served"]["champion"] == world.v1 and lagging["current"]["version"] == world.v2
+    assert (
+        lagging["in_service"] is False and lagging["served"]["champion"] == world.v1 and lagging["current"]["version"] == world.v2
+    )
     assert "in_service" not in model_deployments(world.registry, None)
 
 
-def test_a_registry_that_does_not_answer_is_a_503_naming_it(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registry_that_does_not_answer_is_a_503_naming_it(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -3,12 +3,10 @@ materialised from a generated lake): listings, statistics, online features, time
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from feast_support import clear_project, materialized_store
 from fastapi.testclient import TestClient
+from feast_support import clear_project, materialized_store
 
 from tracseq_dagster.control.api import ControlPlane, create_app
 from tracseq_dagster.control.audit import ParquetAuditLog
@@ -24,8 +22,13 @@ def api(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     engine = open_engine(f"sqlite:///{root / 'control.db'}")
     tokens = TokenStore(engine)
     secret = tokens.create("dashboard", "viewer", created_by="test")
-    plane = ControlPlane(tokens=tokens, audit=ParquetAuditLog(root / "audit"), requests=PromotionRequests(engine),
-                         mlflow=lambda: None, feast=lambda: (store, settings.folder))  # type: ignore[arg-type,return-value]
+    plane = ControlPlane(
+        tokens=tokens,
+        audit=ParquetAuditLog(root / "audit"),
+        requests=PromotionRequests(engine),
+        mlflow=lambda: None,
+        feast=lambda: (store, settings.folder),
+    )  # type: ignore[arg-type,return-value]
     client = TestClient(create_app(plane), headers={"Authorization": f"Bearer {secret}"})
     yield client, lake
     clear_project(settings)
@@ -50,14 +53,20 @@ def test_online_and_historical_features(api) -> None:  # type: ignore[no-untyped
     client, lake = api
     table = lake.read_features().set_index("sample_id")
     ids = list(table.index[:20]) + ["TS-2099-999999"]
-    rows = client.post("/features/online", json={"features": "sample_quality", "entities": [{"sample_id": i} for i in ids]}).json()
+    rows = client.post(
+        "/features/online", json={"features": "sample_quality", "entities": [{"sample_id": i} for i in ids]}
+    ).json()
     assert [r["sample_id"] for r in rows] == ids and rows[-1]["purity_score"] is None
     assert rows[0]["purity_score"] == pytest.approx(table.loc[ids[0], "purity_score"])
     history = pd.read_parquet(lake.root / "feast" / "operator_history.parquet")
     operator = history["operator_id"].value_counts().index[0]
     own = history[history["operator_id"] == operator].sort_values("event_timestamp")
     moment = own["event_timestamp"].iloc[len(own) // 2]
-    body = {"features": ["operator_history:operator_failure_rate"], "entities": [{"operator_id": operator}], "as_of": moment.isoformat()}
+    body = {
+        "features": ["operator_history:operator_failure_rate"],
+        "entities": [{"operator_id": operator}],
+        "as_of": moment.isoformat(),
+    }
     (row,) = client.post("/features/historical", json=body).json()
     assert row["operator_failure_rate"] == pytest.approx(own["operator_failure_rate"].iloc[len(own) // 2])
     before = {**body, "as_of": (own["event_timestamp"].iloc[0] - pd.Timedelta(days=1)).isoformat()}
@@ -66,4 +75,7 @@ def test_online_and_historical_features(api) -> None:  # type: ignore[no-untyped
     assert no_time.status_code == 422 and "as_of" in no_time.json()["detail"]
     unknown = client.post("/features/online", json={"features": ["no_such_feature"], "entities": [{"sample_id": ids[0]}]})
     assert unknown.status_code == 404
-    assert client.post("/features/online", json={"features": "sample_quality", "entities": []}).json()["detail"][0]["loc"] == ["body", "entities"]
+    assert client.post("/features/online", json={"features": "sample_quality", "entities": []}).json()["detail"][0]["loc"] == [
+        "body",
+        "entities",
+    ]

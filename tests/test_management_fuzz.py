@@ -6,14 +6,12 @@ Dagster webserver for retraining, no Feast registry for the feature routes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from control_support import add_version, registry_copy, template_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 
 from tracseq_dagster.control.api import ControlPlane, create_app
 from tracseq_dagster.control.audit import ParquetAuditLog
@@ -37,7 +35,9 @@ def management_schema(tmp_path_factory: pytest.TempPathFactory):  # type: ignore
     engine = open_engine(f"sqlite:///{folder / 'control.db'}")
     tokens = TokenStore(engine)
     ADMIN["Authorization"] = f"Bearer {tokens.create('fuzzer', 'admin', created_by='test')}"
-    plane = ControlPlane(tokens=tokens, audit=ParquetAuditLog(folder / "audit"), requests=PromotionRequests(engine), mlflow=lambda: client)
+    plane = ControlPlane(
+        tokens=tokens, audit=ParquetAuditLog(folder / "audit"), requests=PromotionRequests(engine), mlflow=lambda: client
+    )
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(plane))
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import fresh_postgres_database
 from dagster_ui import dagster_webserver, write_instance_config
 from fastapi.testclient import TestClient
 
-from conftest import fresh_postgres_database
 from tracseq_dagster.control.api import ControlPlane, create_app
 from tracseq_dagster.control.audit import ParquetAuditLog
 from tracseq_dagster.control.database import open_engine
@@ -34,10 +34,17 @@ def test_retrain_launches_the_sweeps_on_dagster(tmp_path: Path) -> None:
             tokens = TokenStore(engine)
             secret = tokens.create("ops", "operator", created_by="test")
             audit = ParquetAuditLog(tmp_path / "audit")
-            plane = ControlPlane(tokens=tokens, audit=audit, requests=PromotionRequests(engine), mlflow=lambda: None,  # type: ignore[arg-type,return-value]
-                                 dagster_url=web.url)
+            plane = ControlPlane(
+                tokens=tokens,
+                audit=audit,
+                requests=PromotionRequests(engine),
+                mlflow=lambda: None,  # type: ignore[arg-type,return-value]
+                dagster_url=web.url,
+            )
             client = TestClient(create_app(plane), headers={"Authorization": f"Bearer {secret}"})
-            answer = client.post("/models/sample_quality/retrain", json={"reason": "new labels from the LIMS", "families": [family]})
+            answer = client.post(
+                "/models/sample_quality/retrain", json={"reason": "new labels from the LIMS", "families": [family]}
+            )
             assert answer.status_code == 202, answer.text
             launched = answer.json()
             assert launched["families"] == [family] and len(launched["runs"]) == 1

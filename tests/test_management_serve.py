@@ -18,12 +18,16 @@ def test_serve_from_the_command_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACSEQ_", "MLFLOW_"))}
     env |= {"TRACSEQ_DATA_DIR": str(tmp_path / "data"), "TRACSEQ_RATE_LIMIT": "30/minute"}
     tracseq = str(Path(sys.executable).parent / "tracseq")
-    made = subprocess.run([tracseq, "tokens", "create", "ops", "--role", "operator"], env=env, capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [tracseq, "tokens", "create", "ops", "--role", "operator"], env=env, capture_output=True, text=True, check=True
+    )
     token = made.stdout.strip()
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        process = subprocess.Popen([tracseq, "management", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [tracseq, "management", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, f"{url}/healthz", log, timeout_s=120)

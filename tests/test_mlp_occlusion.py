@@ -77,7 +77,7 @@ def brute_force(model: Any, x: np.ndarray, reference: np.ndarray, target: int | 
     out = np.zeros((len(x), FEATURES))
     for j in range(FEATURES):
         occluded = x.copy()
-        columns = ORIGINS == j
+        columns = j == ORIGINS
         occluded[:, columns] = reference[columns]
         out[:, j] = base - value(model, occluded, target)
     return out
@@ -86,7 +86,9 @@ def brute_force(model: Any, x: np.ndarray, reference: np.ndarray, target: int | 
 CASES = [(task, activation, hidden, target)
          for task, targets in (("binary", (0, 1)), ("multiclass", (0, 2)), ("regression", (None,)))
          for activation in ("relu", "tanh") for hidden in ((12,), (10, 6)) for target in targets]  # fmt: skip
-CASES += [(task, "relu", (), target) for task, target in (("binary", 0), ("multiclass", 1), ("regression", None))]  # no hidden layer
+CASES += [
+    (task, "relu", (), target) for task, target in (("binary", 0), ("multiclass", 1), ("regression", None))
+]  # no hidden layer
 
 
 @pytest.mark.parametrize(("task", "activation", "hidden", "target"), CASES)
@@ -142,7 +144,9 @@ def test_multilabel_targets_read_their_own_logistic_output() -> None:
     model = MLPClassifier(hidden_layer_sizes=(12,), max_iter=100, random_state=0).fit(x, y)
     rows = matrix(200, seed=7)
     for target in (0, 2):
-        probabilities, contributions = MlpOcclusion.of(model, ORIGINS, reference_row(), target, FEATURES).outputs_and_contributions(rows)
+        probabilities, contributions = MlpOcclusion.of(
+            model, ORIGINS, reference_row(), target, FEATURES
+        ).outputs_and_contributions(rows)
         np.testing.assert_allclose(probabilities, model.predict_proba(rows), rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(contributions, brute_force(model, rows, reference_row(), target), rtol=0, atol=1e-9)
 

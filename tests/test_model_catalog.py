@@ -22,9 +22,8 @@ from tracseq_dagster.automl import ALL_FAMILIES, fit_final, prepare_problem, swe
 from tracseq_dagster.evaluation import evaluate
 from tracseq_dagster.generator import generate_exports, generate_samples
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec, catalog, get_model
+from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec, catalog, get_model, sequencing_success, turnaround_hours
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE, UnknownModelError
-from tracseq_dagster.models import sequencing_success, turnaround_hours
 from tracseq_dagster.registry import CHAMPION, ModelRegistry
 from tracseq_dagster.run_generator import generate_runs
 from tracseq_dagster.tracking import open_client
@@ -183,7 +182,10 @@ def test_the_readme_example_model_is_trained_registered_and_served_without_other
     trained = run("train", "--model", "extraction_delay_hours", "--families", "lightgbm", "--budget-s", "8", "--cv-folds", "2",
                   "--max-trials", "3")  # fmt: skip
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    assert "automl_trials[extraction_delay_hours|lightgbm]" in trained.stdout and "extraction_delay_hours promotion gate: promoted" in trained.stdout
+    assert (
+        "automl_trials[extraction_delay_hours|lightgbm]" in trained.stdout
+        and "extraction_delay_hours promotion gate: promoted" in trained.stdout
+    )
     registry = ModelRegistry(open_client(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"), "extraction_delay_hours")
     champion = registry.version(CHAMPION)
     assert champion is not None and champion.tags["model"] == "extraction_delay_hours" and champion.tags["metric"] == "mae"
@@ -203,16 +205,24 @@ def test_the_readme_example_model_is_trained_registered_and_served_without_other
     try:
         wait_until_ready(server, f"http://127.0.0.1:{port}/readyz", log, timeout_s=240)
         lake = Lake(data / "lake")
-        record = json.loads(lake.read_validated().drop(columns=["qc_status"]).tail(1).to_json(orient="records", date_format="iso"))[0]
+        record = json.loads(
+            lake.read_validated().drop(columns=["qc_status"]).tail(1).to_json(orient="records", date_format="iso")
+        )[0]
         answer = requests.post(f"http://127.0.0.1:{port}/models/extraction_delay_hours/predict", json=record, timeout=60)
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["model"]["name"] == "extraction_delay_hours" and body["interval"]["coverage"] == 0.9
         assert body["interval"]["high"] == pytest.approx(body["prediction"] + body["interval"]["half_width"])
-        assert [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/models", timeout=30).json()["models"]] == ["extraction_delay_hours"]
-        bad = requests.post(f"http://127.0.0.1:{port}/models/extraction_delay_hours/predict", json={**record, "volume_ul": -1}, timeout=30)
+        assert [m["name"] for m in requests.get(f"http://127.0.0.1:{port}/models", timeout=30).json()["models"]] == [
+            "extraction_delay_hours"
+        ]
+        bad = requests.post(
+            f"http://127.0.0.1:{port}/models/extraction_delay_hours/predict", json={**record, "volume_ul": -1}, timeout=30
+        )
         assert bad.status_code == 400 and bad.json()["detail"][0]["loc"][-1] == "volume_ul"
-        assert requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30).status_code == 404  # no sample_quality champion
+        assert (
+            requests.post(f"http://127.0.0.1:{port}/predict", json=record, timeout=30).status_code == 404
+        )  # no sample_quality champion
     finally:
         stop(server)
 

@@ -4,7 +4,7 @@ on a real Dagster instance, and the retraining sensor's decisions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -15,12 +15,15 @@ import pytest
 from dagster_helpers import latest_materialization
 from prediction_log_helpers import prediction_rows
 
+from assets.models.partitions import sweep_partition_key
+from assets.training.retraining import DRIFT_CHECK, SCHEDULE_REASON, retraining_schedule, retraining_sensor
 from resources import LakeResource, MLflowResource
 from tracseq_dagster.automl import ALL_FAMILIES, prepare_study_storage
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.features import FEATURE_NAMES, compute_features
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import get_model
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings, ScoringModel
 from tracseq_dagster.monitoring.drift import (
@@ -41,13 +44,9 @@ from tracseq_dagster.monitoring.retraining import (
     retrain_decision,
 )
 from tracseq_dagster.registry import ModelRegistry
-from assets.training.retraining import DRIFT_CHECK, retraining_schedule, retraining_sensor
-from assets.training.retraining import SCHEDULE_REASON
 from tracseq_dagster.serving.prediction_log import open_prediction_log, typed_frame
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, sweep_one_family
-from tracseq_dagster.models import get_model
-from assets.models.partitions import sweep_partition_key
 from tracseq_dagster.training_set import load_training_set
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -147,16 +146,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     for number, family in enumerate(("logistic", "lightgbm"), start=1):
         run = f"monitoring-{number}"
         parent = parent_run(client, experiment, run)
-        outcome = sweep_one_family(training_set, family, SweepSettings(time_budget_s=20, max_trials=1, cv_folds=2), storage=storage,
-                                   client=client, experiment_id=experiment, parent_run_id=parent, dagster_run_id=run)
-        register_winner(training_set, outcome, rank_families([outcome], training_set.fingerprint), seed=0, storage=storage,
-                        registry=registry, experiment_id=experiment, parent_run_id=parent, dagster_run_id=run)
+        outcome = sweep_one_family(
+            training_set,
+            family,
+            SweepSettings(time_budget_s=20, max_trials=1, cv_folds=2),
+            storage=storage,
+            client=client,
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=run,
+        )
+        register_winner(
+            training_set,
+            outcome,
+            rank_families([outcome], training_set.fingerprint),
+            seed=0,
+            storage=storage,
+            registry=registry,
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=run,
+        )
     registry.promote("1", "monitoring test")  # v2 keeps the alias challenger
     models = {"champion": ab_report.load_version(registry, "1", SQ), "challenger": ab_report.load_version(registry, "2", SQ)}
     return World(root, lake, features, tracking_uri, storage, registry, models)
 
 
-def served_rows(world: World, *, rows: int = 600, seed: int = 0, shift: bool = False, start: pd.Timestamp | None = None) -> list[dict]:
+def served_rows(
+    world: World, *, rows: int = 600, seed: int = 0, shift: bool = False, start: pd.Timestamp | None = None
+) -> list[dict]:
     """Predictions as the service would log them: a 50/50 split, each answered by its variant's model."""
     chosen = world.features.sample(rows, random_state=seed).reset_index(drop=True)
     if shift:
@@ -167,9 +185,15 @@ def served_rows(world: World, *, rows: int = 600, seed: int = 0, shift: bool = F
         mask = variants == variant
         probability[mask] = model.score(chosen[mask])
         status[mask] = model.predict(chosen[mask])
-    return prediction_rows(chosen, start=start or pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1), variant=list(variants),
-                           model_version=[{"champion": "1", "challenger": "2"}[v] for v in variants],
-                           probability=probability, status=status, prefix=f"s{seed}")
+    return prediction_rows(
+        chosen,
+        start=start or pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1),
+        variant=list(variants),
+        model_version=[{"champion": "1", "challenger": "2"}[v] for v in variants],
+        probability=probability,
+        status=status,
+        prefix=f"s{seed}",
+    )
 
 
 # -- the A/B report ----------------------------------------------------------------------------
@@ -235,14 +259,22 @@ def test_ab_report_says_when_labels_are_too_few_and_when_versions_are_equal(worl
 
 
 def _definitions(world: World, log_dir: Path) -> dg.Definitions:
-    return build_definitions(lake_dir=str(world.lake.root), mlflow_tracking_uri=world.tracking_uri,
-                             optuna_storage=world.optuna_storage, prediction_log_url=str(log_dir))
+    return build_definitions(
+        lake_dir=str(world.lake.root),
+        mlflow_tracking_uri=world.tracking_uri,
+        optuna_storage=world.optuna_storage,
+        prediction_log_url=str(log_dir),
+    )
 
 
-def _run_reports(world: World, instance: dg.DagsterInstance, log_dir: Path, model: str = "sample_quality") -> dg.ExecuteInProcessResult:
+def _run_reports(
+    world: World, instance: dg.DagsterInstance, log_dir: Path, model: str = "sample_quality"
+) -> dg.ExecuteInProcessResult:
     config = {"ops": {"ab_test_report": {"config": {"bootstrap": 100}}}}
-    result = _definitions(world, log_dir).resolve_job_def("monitoring_reports").execute_in_process(
-        instance=instance, run_config=config, raise_on_error=False, partition_key=model
+    result = (
+        _definitions(world, log_dir)
+        .resolve_job_def("monitoring_reports")
+        .execute_in_process(instance=instance, run_config=config, raise_on_error=False, partition_key=model)
     )
     assert result.success
     return result
@@ -253,7 +285,9 @@ def test_monitoring_assets_and_the_drift_check(world: World, sqlite_instance: dg
     open_prediction_log(str(clean_log)).append(served_rows(world, seed=2))
     open_prediction_log(str(drifted_log)).append(served_rows(world, seed=3, shift=True))
     # Old predictions fall outside the window.
-    open_prediction_log(str(clean_log)).append(served_rows(world, rows=50, seed=4, shift=True, start=pd.Timestamp("2020-01-01T00:00Z")))
+    open_prediction_log(str(clean_log)).append(
+        served_rows(world, rows=50, seed=4, shift=True, start=pd.Timestamp("2020-01-01T00:00Z"))
+    )
 
     clean = _run_reports(world, sqlite_instance, clean_log)
     (evaluation,) = clean.get_asset_check_evaluations()
@@ -279,11 +313,16 @@ def test_monitoring_assets_and_the_drift_check(world: World, sqlite_instance: dg
     assert saved["verdict"] == "drift" and set(saved["drifted_features"]) == set(SHIFT) and saved["model"] == "sample_quality"
 
 
-def test_monitoring_assets_with_an_empty_log_pass_quietly(world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path) -> None:
+def test_monitoring_assets_with_an_empty_log_pass_quietly(
+    world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
     result = _run_reports(world, sqlite_instance, tmp_path / "no-log-yet")
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["verdict"].value == "insufficient_data"
-    assert "no predictions in the window" in latest_materialization(sqlite_instance, "ab_test_report", "sample_quality").metadata["notes"].value
+    assert (
+        "no predictions in the window"
+        in latest_materialization(sqlite_instance, "ab_test_report", "sample_quality").metadata["notes"].value
+    )
 
 
 # -- retraining --------------------------------------------------------------------------------
@@ -295,11 +334,14 @@ def test_retrain_decision_rules() -> None:
     assert not retrain_decision(policy, fresh, failed_drift_evaluation=7, labelled_now=5000, champion_training_rows=None)
     drift = retrain_decision(policy, fresh, failed_drift_evaluation=7, labelled_now=1000, champion_training_rows=1000)
     assert drift.reasons == (DRIFT_REASON,) and drift.drift
-    assert not retrain_decision(policy, RetrainState(drift_evaluation_seen=7), failed_drift_evaluation=7, labelled_now=1000,
-                                champion_training_rows=1000)
-    now = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    assert not retrain_decision(
+        policy, RetrainState(drift_evaluation_seen=7), failed_drift_evaluation=7, labelled_now=1000, champion_training_rows=1000
+    )
+    now = datetime(2026, 5, 1, tzinfo=UTC)
     recent = RetrainState(drift_evaluation_seen=6, last_retrain_at=(now - timedelta(hours=2)).isoformat())
-    assert not retrain_decision(policy, recent, failed_drift_evaluation=7, labelled_now=1000, champion_training_rows=1000, now=now)
+    assert not retrain_decision(
+        policy, recent, failed_drift_evaluation=7, labelled_now=1000, champion_training_rows=1000, now=now
+    )
     labels = retrain_decision(policy, fresh, failed_drift_evaluation=None, labelled_now=1100, champion_training_rows=1000)
     assert labels.reasons == ("100 newly labelled rows (the champion learned from 1000)",) and not labels.drift
     # The gate kept the old champion after the last retraining at 1100 labels: wait for 100 more than that.
@@ -312,7 +354,10 @@ def _tick(world: World, instance: dg.DagsterInstance, cursor: str | None, lake: 
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"lake": LakeResource(root=str((lake or world.lake).root)), "mlflow_tracking": MLflowResource(tracking_uri=world.tracking_uri)},
+        resources={
+            "lake": LakeResource(root=str((lake or world.lake).root)),
+            "mlflow_tracking": MLflowResource(tracking_uri=world.tracking_uri),
+        },
     )
     return retraining_sensor(context)
 
@@ -339,7 +384,10 @@ def test_retraining_sensor_on_drift_sweeps_then_registers(
     # The daemon would launch the request; here the same run, in process, on the same instance.
     defs = _definitions(world, drifted_log)
     run = defs.resolve_job_def("automl_sweep").execute_in_process(
-        partition_key=sweep_partition_key("sample_quality", "logistic"), instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
+        partition_key=sweep_partition_key("sample_quality", "logistic"),
+        instance=sqlite_instance,
+        tags=sweep.tags,
+        raise_on_error=False,
         run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
     )
     assert run.success
@@ -356,13 +404,14 @@ def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
     world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRACSEQ_RETRAIN_FAMILIES", "logistic")
-    sunday = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)
+    sunday = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
     def schedule_tick(tracking_uri: str):  # type: ignore[no-untyped-def]
         # As a context manager: the schedule context opens its own instance from the ref and,
         # left open, would leave that instance's storage as Dagster's current one after it dies.
         with dg.build_schedule_context(
-            instance=sqlite_instance, scheduled_execution_time=sunday,
+            instance=sqlite_instance,
+            scheduled_execution_time=sunday,
             resources={"mlflow_tracking": MLflowResource(tracking_uri=tracking_uri)},
         ) as context:
             return retraining_schedule(context)
@@ -373,9 +422,16 @@ def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
     assert sweep.job_name == "automl_sweep" and sweep.partition_key == sweep_partition_key("sample_quality", "logistic")
     assert sweep.tags[RETRAIN_BATCH_TAG] == "scheduled-20261122T0300" and sweep.tags["tracseq/retrain_reason"] == SCHEDULE_REASON
 
-    run = _definitions(world, tmp_path / "log").resolve_job_def("automl_sweep").execute_in_process(
-        partition_key=sweep_partition_key("sample_quality", "logistic"), instance=sqlite_instance, tags=sweep.tags, raise_on_error=False,
-        run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
+    run = (
+        _definitions(world, tmp_path / "log")
+        .resolve_job_def("automl_sweep")
+        .execute_in_process(
+            partition_key=sweep_partition_key("sample_quality", "logistic"),
+            instance=sqlite_instance,
+            tags=sweep.tags,
+            raise_on_error=False,
+            run_config={"ops": {"automl_trials": {"config": {"time_budget_s": 10, "max_trials": 1, "cv_folds": 2}}}},
+        )
     )
     assert run.success
     # The sensor did not start this batch, yet it registers it, once.
@@ -385,7 +441,9 @@ def test_weekly_schedule_starts_a_batch_that_the_sensor_registers_once(
     assert not _tick(world, sqlite_instance, chained.cursor).run_requests
 
 
-def test_retraining_sensor_on_new_labels_once(world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retraining_sensor_on_new_labels_once(
+    world: World, sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRACSEQ_RETRAIN_MIN_NEW_LABELS", "300")
     champion_rows = champion_training_rows(world.registry)
     assert champion_rows == labelled_row_count(world.lake, get_model("sample_quality")) and champion_rows > 1000
@@ -422,7 +480,9 @@ def test_tracseq_monitor_drift_command(world: World, tmp_path: Path) -> None:
     drifted = runner.invoke(app, ["monitor", "drift", "--log", str(drifted_log), "--lake", str(world.lake.root)])
     assert drifted.exit_code == 1 and "drift:" in drifted.output and "freeze_thaw_cycles" in drifted.output, drifted.output
     assert "sample_quality:" in drifted.output  # every model with logged predictions: here only sample_quality
-    other = runner.invoke(app, ["monitor", "drift", "--model", "turnaround_hours", "--log", str(drifted_log), "--lake", str(world.lake.root)])
+    other = runner.invoke(
+        app, ["monitor", "drift", "--model", "turnaround_hours", "--log", str(drifted_log), "--lake", str(world.lake.root)]
+    )
     assert other.exit_code == 0 and "turnaround_hours: no logged predictions" in other.output, other.output
     unknown = runner.invoke(app, ["monitor", "drift", "--model", "nope", "--log", str(clean_log)])
     assert unknown.exit_code == 2 and "no model 'nope' in the catalog" in unknown.output, unknown.output

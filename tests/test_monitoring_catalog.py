@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,9 @@ def _register(client: Any, experiment: str, name: str, alias: str, model: Any, t
     # The fluent API throughout, as training does: the registry store looks the logged model up through it.
     with fluent_api(client):
         with mlflow.start_run(run_id=run.info.run_id):
-            info = mlflow.sklearn.log_model(model, name="model", serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+            info = mlflow.sklearn.log_model(
+                model, name="model", serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE
+            )
         version = registry.register(info.model_uri, run_id=run.info.run_id, model_id=info.model_id, tags=tags,
                                     registration_key=f"{name}:{alias}")  # fmt: skip
     if alias == CHAMPION:
@@ -84,7 +86,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> CatalogWorld:
 
     bundle = root / "bundle"
     pack(bundle, SUCCESS, sequencing_success.labelled_rows_from_exports(samples, runs), samples, runs, ("logistic", "lightgbm"))
-    pack(bundle, TURNAROUND, turnaround_hours.labelled_rows_from_exports(samples, runs), samples, runs, ("lightgbm", "random_forest"))
+    pack(
+        bundle,
+        TURNAROUND,
+        turnaround_hours.labelled_rows_from_exports(samples, runs),
+        samples,
+        runs,
+        ("lightgbm", "random_forest"),
+    )
     served = ServedCatalog(bundle, split=TrafficSplit(challenger_share=0.5))
 
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -178,7 +187,9 @@ def test_ab_report_of_a_binary_model_joins_its_run_labels_on_the_logged_entity_k
     report = ab_report.ab_test_report(frame, labels, spec, world.models[SUCCESS], ABSettings(bootstrap=100))
     assert report.model == SUCCESS and report.task == "classification"
     labelled = report.labelled.set_index("variant")
-    expected = frame.drop_duplicates(["variant", "entity_key"], keep="last").join(labels.rename("y"), on="entity_key", how="inner")
+    expected = frame.drop_duplicates(["variant", "entity_key"], keep="last").join(
+        labels.rename("y"), on="entity_key", how="inner"
+    )
     assert labelled["labelled"].sum() == len(expected) == 500  # every library that has a label, each run of a re-sequenced sample
     assert labelled["labelled"].to_dict() == expected.groupby("variant").size().to_dict()
     for variant, part in expected.groupby("variant"):
@@ -223,7 +234,9 @@ def test_ab_report_of_a_regressor_gives_mae_and_interval_coverage_per_variant(wo
     assert report.agreement["paired_on_labelled"]["samples"] == 500 and "mae_difference" in report.agreement["paired_on_labelled"]
     # Without the versions' half-widths the coverage is not made up: the report says so.
     plain = ab_report.ab_test_report(frame, labels, spec, None, ABSettings(bootstrap=20))
-    assert "interval_coverage" not in plain.labelled.columns and sum("interval_coverage not computed" in n for n in plain.notes) == 2
+    assert (
+        "interval_coverage" not in plain.labelled.columns and sum("interval_coverage not computed" in n for n in plain.notes) == 2
+    )
 
 
 # -- the schedule, the partitioned job and the retraining sensor ------------------------------
@@ -235,7 +248,7 @@ def _definitions(world: CatalogWorld, log_dir: Path) -> dg.Definitions:
 
 
 def _schedule_tick(instance: dg.DagsterInstance, log_dir: Path):  # type: ignore[no-untyped-def]
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(timezone.utc),
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.now(UTC),
                                    resources={"prediction_log": PredictionLogResource(url=str(log_dir))}) as context:  # fmt: skip
         return monitoring_schedule(context)
 
@@ -281,7 +294,10 @@ def test_schedule_and_job_over_several_models_and_the_sensor_retrains_only_the_d
     drifted = latest_materialization(sqlite_instance, "feature_drift_report", SUCCESS).metadata["drifted_features"].value
     assert set(drifted.split(", ")) == THAWED_FEATURES
     assert latest_materialization(sqlite_instance, "ab_test_report", TURNAROUND).metadata["task"].value == "regression"
-    assert latest_drift_evaluation(sqlite_instance, SUCCESS) is not None and latest_drift_evaluation(sqlite_instance, TURNAROUND) is None
+    assert (
+        latest_drift_evaluation(sqlite_instance, SUCCESS) is not None
+        and latest_drift_evaluation(sqlite_instance, TURNAROUND) is None
+    )
 
     started = _sensor_tick(world, sqlite_instance, quiet.cursor)
     (sweep,) = started.run_requests
@@ -293,8 +309,10 @@ def test_schedule_and_job_over_several_models_and_the_sensor_retrains_only_the_d
 
 
 def test_a_single_model_cursor_is_read_as_sample_quality_state() -> None:
-    old = '{"drift_evaluation_seen": 12, "labels_at_last_retrain": 1800, "last_retrain_at": "2026-11-01T00:00:00+00:00", ' \
-          '"batch": "retrain-20261101T000000", "settled_batches": ["retrain-20261001T000000:sample_quality"]}'
+    old = (
+        '{"drift_evaluation_seen": 12, "labels_at_last_retrain": 1800, "last_retrain_at": "2026-11-01T00:00:00+00:00", '
+        '"batch": "retrain-20261101T000000", "settled_batches": ["retrain-20261001T000000:sample_quality"]}'
+    )
     cursor = RetrainCursor.from_json(old)
     assert cursor.models == {"sample_quality": RetrainState(12, 1800, "2026-11-01T00:00:00+00:00")}
     assert cursor.batch == "retrain-20261101T000000" and cursor.batch_started_at == "2026-11-01T00:00:00+00:00"

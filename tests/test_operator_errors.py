@@ -33,7 +33,9 @@ def world(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_cli(args: list[str], world: Path, *, unprivileged: bool = False, timeout_s: float = 120, **env: str) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], world: Path, *, unprivileged: bool = False, timeout_s: float = 120, **env: str
+) -> subprocess.CompletedProcess:
     base = {
         k: v
         for k, v in os.environ.items()
@@ -69,7 +71,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> s
     return line
 
 
-needs_setpriv = pytest.mark.skipif(AS_ROOT and shutil.which("setpriv") is None, reason="root needs setpriv to meet an unwritable folder")
+needs_setpriv = pytest.mark.skipif(
+    AS_ROOT and shutil.which("setpriv") is None, reason="root needs setpriv to meet an unwritable folder"
+)
 
 
 def make_unwritable(path: Path) -> Path:
@@ -81,7 +85,9 @@ def make_unwritable(path: Path) -> Path:
 # -- DAGSTER_HOME --------------------------------------------------------------------------------
 def test_dagster_home_that_does_not_exist(world: Path) -> None:
     missing = world / "no-such-home"
-    line = assert_one_line_error(run_cli(["ingest", str(world / "landing")], world, DAGSTER_HOME=str(missing)), "DAGSTER_HOME", str(missing))
+    line = assert_one_line_error(
+        run_cli(["ingest", str(world / "landing")], world, DAGSTER_HOME=str(missing)), "DAGSTER_HOME", str(missing)
+    )
     assert "does not exist" in line and "unset DAGSTER_HOME" in line
 
 
@@ -112,7 +118,9 @@ def test_data_folder_that_does_not_exist(world: Path) -> None:
 def test_data_folder_that_cannot_be_written(world: Path) -> None:
     data = make_unwritable(world / "readonly-data")
     line = assert_one_line_error(
-        run_cli(["ingest", str(world / "landing")], world, unprivileged=True, TRACSEQ_DATA_DIR=str(data)), "TRACSEQ_DATA_DIR", str(data)
+        run_cli(["ingest", str(world / "landing")], world, unprivileged=True, TRACSEQ_DATA_DIR=str(data)),
+        "TRACSEQ_DATA_DIR",
+        str(data),
     )
     assert "not writable" in line
 
@@ -120,7 +128,9 @@ def test_data_folder_that_cannot_be_written(world: Path) -> None:
 def test_data_folder_that_is_a_file(world: Path) -> None:
     file = world / "data.txt"
     file.write_text("not a folder")
-    line = assert_one_line_error(run_cli(["ingest", str(world / "landing")], world, TRACSEQ_DATA_DIR=str(file)), "TRACSEQ_DATA_DIR")
+    line = assert_one_line_error(
+        run_cli(["ingest", str(world / "landing")], world, TRACSEQ_DATA_DIR=str(file)), "TRACSEQ_DATA_DIR"
+    )
     assert "is a file" in line
 
 
@@ -154,12 +164,16 @@ def test_lancedb_option_that_does_not_exist(world: Path) -> None:
 
 # -- malformed variables -----------------------------------------------------------------------------
 def test_challenger_share_above_one(world: Path) -> None:
-    line = assert_one_line_error(run_cli(["bento", "serve"], world, TRACSEQ_CHALLENGER_SHARE="1.5"), "TRACSEQ_CHALLENGER_SHARE=1.5")
+    line = assert_one_line_error(
+        run_cli(["bento", "serve"], world, TRACSEQ_CHALLENGER_SHARE="1.5"), "TRACSEQ_CHALLENGER_SHARE=1.5"
+    )
     assert "from 0 to 1" in line
 
 
 def test_chunk_rows_that_is_not_a_number(world: Path) -> None:
-    line = assert_one_line_error(run_cli(["ingest", str(world / "landing")], world, TRACSEQ_CHUNK_ROWS="abc"), "TRACSEQ_CHUNK_ROWS", "'abc'")
+    line = assert_one_line_error(
+        run_cli(["ingest", str(world / "landing")], world, TRACSEQ_CHUNK_ROWS="abc"), "TRACSEQ_CHUNK_ROWS", "'abc'"
+    )
     assert "whole number" in line
 
 
@@ -183,7 +197,9 @@ def test_bento_workers_that_is_not_a_number(world: Path) -> None:
 
 # -- things that do not exist or do not answer -------------------------------------------------------
 def test_bento_tag_that_does_not_exist(world: Path) -> None:
-    line = assert_one_line_error(run_cli(["bento", "serve", "--tag", "tracseq_predictions:nosuchbuild"], world), "tracseq_predictions:nosuchbuild")
+    line = assert_one_line_error(
+        run_cli(["bento", "serve", "--tag", "tracseq_predictions:nosuchbuild"], world), "tracseq_predictions:nosuchbuild"
+    )
     assert "does not exist" in line and "tracseq bento build" in line
 
 

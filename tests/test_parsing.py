@@ -45,20 +45,54 @@ from tracseq_dagster.parsing import (
 # --------------------------------------------------------------------------------------
 
 ROW_A = dict(
-    sample_id="TS-2025-000001", project_id="PRJ-01", sample_type="DNA",
-    collection_ts="2025-11-20 08:30", received_ts="2025-11-21 14:05", extraction_ts="2025-11-22 09:00",
-    sequencing_ts=None, storage_temp_c=-80.5, temp_excursions=1, max_temp_deviation_c=2.25,
-    freeze_thaw_cycles=2, concentration_ng_ul=12.5, volume_ul=50.0, a260_280=1.85, a260_230=2.1,
-    rin=None, din=7.5, storage_location="FRZ-03/R2/B14/A7", box_occupancy=42, operator_id="OP-07",
-    site="Zürich", priority="routine", qc_status="pass",
+    sample_id="TS-2025-000001",
+    project_id="PRJ-01",
+    sample_type="DNA",
+    collection_ts="2025-11-20 08:30",
+    received_ts="2025-11-21 14:05",
+    extraction_ts="2025-11-22 09:00",
+    sequencing_ts=None,
+    storage_temp_c=-80.5,
+    temp_excursions=1,
+    max_temp_deviation_c=2.25,
+    freeze_thaw_cycles=2,
+    concentration_ng_ul=12.5,
+    volume_ul=50.0,
+    a260_280=1.85,
+    a260_230=2.1,
+    rin=None,
+    din=7.5,
+    storage_location="FRZ-03/R2/B14/A7",
+    box_occupancy=42,
+    operator_id="OP-07",
+    site="Zürich",
+    priority="routine",
+    qc_status="pass",
 )
 ROW_B = dict(
-    sample_id="TS-2025-000002", project_id="PRJ-01", sample_type="RNA",
-    collection_ts="2025-11-20 09:00", received_ts="2025-11-21 15:10", extraction_ts=None,
-    sequencing_ts=None, storage_temp_c=-20.0, temp_excursions=0, max_temp_deviation_c=0.0,
-    freeze_thaw_cycles=0, concentration_ng_ul=140.0, volume_ul=25.5, a260_280=2.01, a260_230=1.95,
-    rin=8.2, din=None, storage_location="FRZ-01/R1/B2/C3", box_occupancy=7, operator_id="OP-08",
-    site="Bergen", priority="urgent", qc_status=None,
+    sample_id="TS-2025-000002",
+    project_id="PRJ-01",
+    sample_type="RNA",
+    collection_ts="2025-11-20 09:00",
+    received_ts="2025-11-21 15:10",
+    extraction_ts=None,
+    sequencing_ts=None,
+    storage_temp_c=-20.0,
+    temp_excursions=0,
+    max_temp_deviation_c=0.0,
+    freeze_thaw_cycles=0,
+    concentration_ng_ul=140.0,
+    volume_ul=25.5,
+    a260_280=2.01,
+    a260_230=1.95,
+    rin=8.2,
+    din=None,
+    storage_location="FRZ-01/R1/B2/C3",
+    box_occupancy=7,
+    operator_id="OP-08",
+    site="Bergen",
+    priority="urgent",
+    qc_status=None,
 )
 
 HEADER = ",".join(CONTRACT_COLUMNS)
@@ -210,17 +244,52 @@ def test_old_mac_cr_line_ends(tmp_path):
 
 
 def test_jsonl_lims_keys_numbers_and_strings(tmp_path):
-    a = {"Sample ID": "TS-2025-000001", "project_id": "PRJ-01", "Type": "DNA",
-         "collection_ts": "2025-11-20T08:30:00Z", "received_ts": "2025-11-21T15:05:00+01:00",
-         "extraction_ts": "22.11.2025 09:00", "storage_temp_c": -80.5, "temp_excursions": 1,
-         "max_temp_deviation_c": "2.25", "freeze_thaw_cycles": 2, "concentration_ng_ul": 12.5, "volume_ul": 50,
-         "A260/280": 1.85, "A260/230": 2.1, "rin": None, "din": 7.5, "storage_location": "FRZ-03/R2/B14/A7",
-         "box_occupancy": 42, "operator": "OP-07", "site": "Zürich", "priority": "routine", "qc_status": "pass"}
-    b = {"Sample ID": "TS-2025-000002", "project_id": "PRJ-01", "Type": "RNA",
-         "collection_ts": "2025-11-20 09:00", "received_ts": "2025-11-21T15:10:00Z", "storage_temp_c": -20,
-         "temp_excursions": 0, "max_temp_deviation_c": 0, "freeze_thaw_cycles": 0, "concentration_ng_ul": 140,
-         "volume_ul": 25.5, "A260/280": 2.01, "A260/230": 1.95, "rin": 8.2, "storage_location": "FRZ-01/R1/B2/C3",
-         "box_occupancy": 7, "operator": "OP-08", "site": "Bergen", "priority": "urgent", "qc_status": ""}
+    a = {
+        "Sample ID": "TS-2025-000001",
+        "project_id": "PRJ-01",
+        "Type": "DNA",
+        "collection_ts": "2025-11-20T08:30:00Z",
+        "received_ts": "2025-11-21T15:05:00+01:00",
+        "extraction_ts": "22.11.2025 09:00",
+        "storage_temp_c": -80.5,
+        "temp_excursions": 1,
+        "max_temp_deviation_c": "2.25",
+        "freeze_thaw_cycles": 2,
+        "concentration_ng_ul": 12.5,
+        "volume_ul": 50,
+        "A260/280": 1.85,
+        "A260/230": 2.1,
+        "rin": None,
+        "din": 7.5,
+        "storage_location": "FRZ-03/R2/B14/A7",
+        "box_occupancy": 42,
+        "operator": "OP-07",
+        "site": "Zürich",
+        "priority": "routine",
+        "qc_status": "pass",
+    }
+    b = {
+        "Sample ID": "TS-2025-000002",
+        "project_id": "PRJ-01",
+        "Type": "RNA",
+        "collection_ts": "2025-11-20 09:00",
+        "received_ts": "2025-11-21T15:10:00Z",
+        "storage_temp_c": -20,
+        "temp_excursions": 0,
+        "max_temp_deviation_c": 0,
+        "freeze_thaw_cycles": 0,
+        "concentration_ng_ul": 140,
+        "volume_ul": 25.5,
+        "A260/280": 2.01,
+        "A260/230": 1.95,
+        "rin": 8.2,
+        "storage_location": "FRZ-01/R1/B2/C3",
+        "box_occupancy": 7,
+        "operator": "OP-08",
+        "site": "Bergen",
+        "priority": "urgent",
+        "qc_status": "",
+    }
     text = json.dumps(a, ensure_ascii=False) + "\n\n" + json.dumps(b) + "\n\n"
     frame, issues, summary = read_export(write(tmp_path, "export.jsonl", text), file_hash="h")
     assert_typed(frame, ROW_A, ROW_B)
@@ -230,22 +299,37 @@ def test_jsonl_lims_keys_numbers_and_strings(tmp_path):
 
 
 def test_parquet_native_types(tmp_path):
-    table = pa.table({
-        "Sample ID": ["TS-2025-000001", "TS-2025-000002"],
-        "project_id": ["PRJ-01", "PRJ-01"],
-        "sample_type": pa.array(["DNA", "RNA"]).dictionary_encode(),
-        "collection_ts": pa.array([pd.Timestamp("2025-11-20 09:30"), pd.Timestamp("2025-11-20 10:00")],
-                                  pa.timestamp("us")),  # naive, read in Europe/Oslo (UTC+1)
-        "received_ts": pa.array([pd.Timestamp("2025-11-21 14:05", tz="UTC"), pd.Timestamp("2025-11-21 15:10", tz="UTC")],
-                                pa.timestamp("ms", tz="UTC")),
-        "extraction_ts": pa.array([pd.Timestamp("2025-11-22").date(), None], pa.date32()),
-        "storage_temp_c": [-80.5, -20.0], "temp_excursions": pa.array([1, 0], pa.int32()),
-        "max_temp_deviation_c": [2.25, 0.0], "freeze_thaw_cycles": [2, 0], "concentration_ng_ul": [12.5, 140.0],
-        "volume_ul": [50, 25.5], "a260_280": [1.85, 2.01], "a260_230": [2.1, 1.95], "rin": [None, 8.2],
-        "din": [7.5, None], "storage_location": ["FRZ-03/R2/B14/A7", "FRZ-01/R1/B2/C3"],
-        "box_occupancy": [42, 7], "operator_id": ["OP-07", "OP-08"], "site": ["Zürich", "Bergen"],
-        "priority": ["routine", "urgent"], "qc_status": ["pass", None],
-    })
+    table = pa.table(
+        {
+            "Sample ID": ["TS-2025-000001", "TS-2025-000002"],
+            "project_id": ["PRJ-01", "PRJ-01"],
+            "sample_type": pa.array(["DNA", "RNA"]).dictionary_encode(),
+            "collection_ts": pa.array(
+                [pd.Timestamp("2025-11-20 09:30"), pd.Timestamp("2025-11-20 10:00")], pa.timestamp("us")
+            ),  # naive, read in Europe/Oslo (UTC+1)
+            "received_ts": pa.array(
+                [pd.Timestamp("2025-11-21 14:05", tz="UTC"), pd.Timestamp("2025-11-21 15:10", tz="UTC")],
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            "extraction_ts": pa.array([pd.Timestamp("2025-11-22").date(), None], pa.date32()),
+            "storage_temp_c": [-80.5, -20.0],
+            "temp_excursions": pa.array([1, 0], pa.int32()),
+            "max_temp_deviation_c": [2.25, 0.0],
+            "freeze_thaw_cycles": [2, 0],
+            "concentration_ng_ul": [12.5, 140.0],
+            "volume_ul": [50, 25.5],
+            "a260_280": [1.85, 2.01],
+            "a260_230": [2.1, 1.95],
+            "rin": [None, 8.2],
+            "din": [7.5, None],
+            "storage_location": ["FRZ-03/R2/B14/A7", "FRZ-01/R1/B2/C3"],
+            "box_occupancy": [42, 7],
+            "operator_id": ["OP-07", "OP-08"],
+            "site": ["Zürich", "Bergen"],
+            "priority": ["routine", "urgent"],
+            "qc_status": ["pass", None],
+        }
+    )
     path = tmp_path / "export.parquet"
     pq.write_table(table, path)
     frame, issues, summary = read_export(path, file_hash="h", naive_timezone="Europe/Oslo")
@@ -257,17 +341,28 @@ def test_parquet_native_types(tmp_path):
 
 
 def test_parquet_numbers_stored_as_strings_with_garbage_become_issues(tmp_path):
-    table = pa.table({
-        "sample_id": ["TS-2025-000001", "TS-2025-000002", "TS-2025-000003"],
-        "project_id": ["P"] * 3, "sample_type": ["DNA"] * 3,
-        "collection_ts": ["2025-11-20T08:30:00Z", "yesterday", None],
-        "received_ts": ["2025-11-21 14:05", "2025-11-21 14:05", "2025-11-21 14:05"],
-        "storage_temp_c": ["-80.5", "cold", ""], "temp_excursions": ["1", "2.5", " 3 "],
-        "max_temp_deviation_c": [1.0, 2.0, 3.0], "freeze_thaw_cycles": [1, 2, 3],
-        "concentration_ng_ul": ["12,5", "1e2", "n/a"], "volume_ul": [10.0, 20.0, 30.0], "a260_280": [1.8] * 3,
-        "a260_230": [2.0] * 3, "storage_location": ["FRZ-01/R1/B1/A1"] * 3, "box_occupancy": [1, 2, 3],
-        "operator_id": ["OP"] * 3, "site": ["S"] * 3, "priority": ["routine"] * 3,
-    })
+    table = pa.table(
+        {
+            "sample_id": ["TS-2025-000001", "TS-2025-000002", "TS-2025-000003"],
+            "project_id": ["P"] * 3,
+            "sample_type": ["DNA"] * 3,
+            "collection_ts": ["2025-11-20T08:30:00Z", "yesterday", None],
+            "received_ts": ["2025-11-21 14:05", "2025-11-21 14:05", "2025-11-21 14:05"],
+            "storage_temp_c": ["-80.5", "cold", ""],
+            "temp_excursions": ["1", "2.5", " 3 "],
+            "max_temp_deviation_c": [1.0, 2.0, 3.0],
+            "freeze_thaw_cycles": [1, 2, 3],
+            "concentration_ng_ul": ["12,5", "1e2", "n/a"],
+            "volume_ul": [10.0, 20.0, 30.0],
+            "a260_280": [1.8] * 3,
+            "a260_230": [2.0] * 3,
+            "storage_location": ["FRZ-01/R1/B1/A1"] * 3,
+            "box_occupancy": [1, 2, 3],
+            "operator_id": ["OP"] * 3,
+            "site": ["S"] * 3,
+            "priority": ["routine"] * 3,
+        }
+    )
     path = tmp_path / "strings.parquet"
     pq.write_table(table, path)
     frame, issues, summary = read_export(path, file_hash="h")
@@ -290,9 +385,11 @@ def test_parquet_numbers_stored_as_strings_with_garbage_become_issues(tmp_path):
 # Timestamps
 # --------------------------------------------------------------------------------------
 
-TS_HEADER = "sample_id;project_id;sample_type;collection_ts;received_ts;storage_temp_c;temp_excursions;" \
-    "max_temp_deviation_c;freeze_thaw_cycles;concentration_ng_ul;volume_ul;a260_280;a260_230;storage_location;" \
+TS_HEADER = (
+    "sample_id;project_id;sample_type;collection_ts;received_ts;storage_temp_c;temp_excursions;"
+    "max_temp_deviation_c;freeze_thaw_cycles;concentration_ng_ul;volume_ul;a260_280;a260_230;storage_location;"
     "box_occupancy;operator_id;site;priority\n"
+)
 TS_REST = ";-80;0;0;0;1;1;1,8;2;FRZ-01/R1/B1/A1;1;OP;S;routine\n"
 
 
@@ -303,16 +400,16 @@ def ts_file(tmp_path: Path, values: list[str]) -> Path:
 
 def test_timestamp_styles_zones_and_naive_timezone(tmp_path):
     values = [
-        "2025-11-23T14:05:00Z",        # zoned
-        "2025-11-23T15:05:00+02:00",   # zoned, other offset
+        "2025-11-23T14:05:00Z",  # zoned
+        "2025-11-23T15:05:00+02:00",  # zoned, other offset
         "2025-11-23T14:05:00.250-0100",  # zoned, fraction, compact offset
-        "2025-11-23 14:05",            # naive ISO
-        "23.11.2025 14:05",            # Excel, day first
-        "23/11/2025 14:05:30",         # slash, day first, seconds
-        "2025-11-23",                  # date only
-        "23.11.25",                    # two-digit year, date only
-        "45678.5",                     # Excel serial: 2025-01-21 12:00 local
-        "2025/11/23 14:05",            # year first with slashes
+        "2025-11-23 14:05",  # naive ISO
+        "23.11.2025 14:05",  # Excel, day first
+        "23/11/2025 14:05:30",  # slash, day first, seconds
+        "2025-11-23",  # date only
+        "23.11.25",  # two-digit year, date only
+        "45678.5",  # Excel serial: 2025-01-21 12:00 local
+        "2025/11/23 14:05",  # year first with slashes
     ]
     frame, issues, summary = read_export(ts_file(tmp_path, values), file_hash="h", naive_timezone="Europe/Oslo")
     assert issues.empty
@@ -333,11 +430,14 @@ def test_timestamp_styles_zones_and_naive_timezone(tmp_path):
     frame, _, _ = read_export(ts_file(tmp_path, ["01.07.2025 12:00"]), file_hash="h", naive_timezone="Europe/Oslo")
     assert frame["collection_ts"].tolist() == [pd.Timestamp("2025-07-01 10:00", tz="UTC")]
     # DST changes: 02:30 on 30 March does not exist (moves past the gap), on 26 October it happens twice.
-    frame, issues, _ = read_export(ts_file(tmp_path, ["30.03.2025 02:30", "26.10.2025 02:30"]), file_hash="h",
-                                   naive_timezone="Europe/Oslo")
+    frame, issues, _ = read_export(
+        ts_file(tmp_path, ["30.03.2025 02:30", "26.10.2025 02:30"]), file_hash="h", naive_timezone="Europe/Oslo"
+    )
     assert issues.empty
-    assert frame["collection_ts"].tolist() == [pd.Timestamp("2025-03-30 01:00", tz="UTC"),
-                                               pd.Timestamp("2025-10-26 00:30", tz="UTC")]
+    assert frame["collection_ts"].tolist() == [
+        pd.Timestamp("2025-03-30 01:00", tz="UTC"),
+        pd.Timestamp("2025-10-26 00:30", tz="UTC"),
+    ]
 
 
 def test_month_first_when_dayfirst_is_false(tmp_path):
@@ -352,8 +452,16 @@ def test_month_first_when_dayfirst_is_false(tmp_path):
 
 
 def test_impossible_dates_are_issues(tmp_path):
-    values = ["31.02.2025 10:00", "29.02.2025", "2025-02-31", "2025-11-23T25:00", "30.04.2025 24:00",
-              "soon", "29.02.2024 10:00", "123456"]
+    values = [
+        "31.02.2025 10:00",
+        "29.02.2025",
+        "2025-02-31",
+        "2025-11-23T25:00",
+        "30.04.2025 24:00",
+        "soon",
+        "29.02.2024 10:00",
+        "123456",
+    ]
     frame, issues, _ = read_export(ts_file(tmp_path, values), file_hash="h")
     assert frame["collection_ts"].isna().tolist() == [True] * 6 + [False, True]
     assert frame["collection_ts"].tolist()[6] == pd.Timestamp("2024-02-29 10:00", tz="UTC")  # a leap day
@@ -366,17 +474,20 @@ def test_impossible_dates_are_issues(tmp_path):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    stamps=st.lists(st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(),
-                                 max_value=pd.Timestamp("2060-12-31").to_pydatetime()), min_size=1, max_size=8),
-    temps=st.lists(st.floats(min_value=-200, max_value=40, allow_nan=False).map(lambda x: round(x, 3)),
-                   min_size=8, max_size=8),
+    stamps=st.lists(
+        st.datetimes(min_value=pd.Timestamp("1990-01-01").to_pydatetime(), max_value=pd.Timestamp("2060-12-31").to_pydatetime()),
+        min_size=1,
+        max_size=8,
+    ),
+    temps=st.lists(st.floats(min_value=-200, max_value=40, allow_nan=False).map(lambda x: round(x, 3)), min_size=8, max_size=8),
 )
 def test_dayfirst_and_decimal_comma_round_trip(tmp_path, stamps, temps):
     lines = []
     for i, ts in enumerate(stamps):
         temp = repr(temps[i]).replace(".", ",")
-        lines.append(f"TS-2025-{i:06d};P;DNA;{ts:%d.%m.%Y %H:%M};2025-11-30;{temp};0;0;0;1;1;1,8;2;"
-                     "FRZ-01/R1/B1/A1;1;OP;S;routine\n")
+        lines.append(
+            f"TS-2025-{i:06d};P;DNA;{ts:%d.%m.%Y %H:%M};2025-11-30;{temp};0;0;0;1;1;1,8;2;FRZ-01/R1/B1/A1;1;OP;S;routine\n"
+        )
     frame, issues, _ = read_export(write(tmp_path, "prop.csv", TS_HEADER + "".join(lines)), file_hash="h")
     assert issues.empty
     assert frame["collection_ts"].tolist() == [pd.Timestamp(ts.replace(second=0, microsecond=0), tz="UTC") for ts in stamps]
@@ -428,12 +539,17 @@ def test_row_numbers_are_physical_lines_with_bom_and_blank_lines(tmp_path):
 
 def test_row_numbers_with_quoted_multiline_values(tmp_path):
     text = (
-        HEADER + ",notes\n"
-        + LINE_A + ',"two\nlines, and ""quotes"""\n'
+        HEADER
+        + ",notes\n"
+        + LINE_A
+        + ',"two\nlines, and ""quotes"""\n'
         + "\n"
-        + LINE_B + ',"x;y"\n'
-        + LINE_B.replace("000002", "000003") + ',"a\r\nb\nc"\n'
-        + LINE_B.replace("000002", "000004") + ",\n"
+        + LINE_B
+        + ',"x;y"\n'
+        + LINE_B.replace("000002", "000003")
+        + ',"a\r\nb\nc"\n'
+        + LINE_B.replace("000002", "000004")
+        + ",\n"
     )
     path = write(tmp_path, "quoted.csv", text)
     frame, issues, summary = read_export(path, file_hash="h")
@@ -446,10 +562,18 @@ def test_row_numbers_with_quoted_multiline_values(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_enum_values_in_another_case_are_read_in_the_contract_spelling_with_one_warning(tmp_path, fmt):
     """Issue 17: labs vary case (URGENT, dna, Pass); that is not a reason to quarantine a row."""
-    spelled = [("dna", "URGENT", "PASS"), (" rna ", "Routine", "Fail"), ("cfdna", "routine", None),
-               ("ffpe", "urgent", "Borderline"), ("Tissue", "URGENT ", "pass"), ("plasma", "soon", "ok")]
-    rows = [ROW_A | {"sample_id": f"TS-2025-{i:06d}", "sample_type": t, "priority": p, "qc_status": q, "rin": None,
-                     "din": None} for i, (t, p, q) in enumerate(spelled, start=1)]
+    spelled = [
+        ("dna", "URGENT", "PASS"),
+        (" rna ", "Routine", "Fail"),
+        ("cfdna", "routine", None),
+        ("ffpe", "urgent", "Borderline"),
+        ("Tissue", "URGENT ", "pass"),
+        ("plasma", "soon", "ok"),
+    ]
+    rows = [
+        ROW_A | {"sample_id": f"TS-2025-{i:06d}", "sample_type": t, "priority": p, "qc_status": q, "rin": None, "din": None}
+        for i, (t, p, q) in enumerate(spelled, start=1)
+    ]
     path = tmp_path / f"cases.{fmt}"
     table = pd.DataFrame(rows)[list(CONTRACT_COLUMNS)]
     if fmt == "csv":
@@ -865,19 +989,33 @@ def test_large_messy_file_takes_the_vectorised_path(tmp_path, monkeypatch):
     i = np.arange(n)
     day = (i % 28 + 1).astype(str)
     stamps = pa.array(np.char.add(np.char.add(np.char.zfill(day, 2), ".11.2025 "), np.char.zfill((i % 24).astype(str), 2)))
-    table = pa.table({
-        "Sample ID": pa.array(np.char.add("TS-2025-", np.char.zfill(i.astype(str), 6))),
-        "Project": pa.array(np.full(n, "PRJ-01")), "Type": pa.array(np.full(n, "DNA")),
-        "Collected": pa.compute.binary_join_element_wise(stamps, pa.array(np.full(n, ":05")), ""),
-        "Received": pa.compute.binary_join_element_wise(stamps, pa.array(np.full(n, ":35")), ""),
-        **{c: pa.array(np.char.replace((i % 97 / 7).round(3).astype(str), ".", ","))
-           for c in ("storage_temp_c", "max_temp_deviation_c", "concentration_ng_ul", "volume_ul", "a260_280",
-                     "a260_230", "din")},
-        **{c: pa.array((i % 5).astype(str)) for c in ("temp_excursions", "freeze_thaw_cycles", "box_occupancy")},
-        "storage_location": pa.array(np.full(n, "FRZ-01/R1/B1/A1")), "operator": pa.array(np.full(n, "OP-1")),
-        "site": pa.array(np.full(n, "Zürich")), "priority": pa.array(np.full(n, "routine")),
-        "notes": pa.array(np.where(i % 50 == 0, "door; left\nopen", "")),
-    })
+    table = pa.table(
+        {
+            "Sample ID": pa.array(np.char.add("TS-2025-", np.char.zfill(i.astype(str), 6))),
+            "Project": pa.array(np.full(n, "PRJ-01")),
+            "Type": pa.array(np.full(n, "DNA")),
+            "Collected": pa.compute.binary_join_element_wise(stamps, pa.array(np.full(n, ":05")), ""),
+            "Received": pa.compute.binary_join_element_wise(stamps, pa.array(np.full(n, ":35")), ""),
+            **{
+                c: pa.array(np.char.replace((i % 97 / 7).round(3).astype(str), ".", ","))
+                for c in (
+                    "storage_temp_c",
+                    "max_temp_deviation_c",
+                    "concentration_ng_ul",
+                    "volume_ul",
+                    "a260_280",
+                    "a260_230",
+                    "din",
+                )
+            },
+            **{c: pa.array((i % 5).astype(str)) for c in ("temp_excursions", "freeze_thaw_cycles", "box_occupancy")},
+            "storage_location": pa.array(np.full(n, "FRZ-01/R1/B1/A1")),
+            "operator": pa.array(np.full(n, "OP-1")),
+            "site": pa.array(np.full(n, "Zürich")),
+            "priority": pa.array(np.full(n, "routine")),
+            "notes": pa.array(np.where(i % 50 == 0, "door; left\nopen", "")),
+        }
+    )
     path = tmp_path / "big.csv"
     with pa.OSFile(str(path), "wb") as f:
         f.write(b"\xef\xbb\xbf")

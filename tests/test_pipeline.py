@@ -11,11 +11,13 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-from dagster_helpers import latest_materialization
 import pandas as pd
 import pytest
+from dagster_helpers import latest_materialization
 from typer.testing import CliRunner
 
+from assets.lab_exports.partitions import lab_export_partitions
+from tests.test_landing import SensorHarness
 from tracseq_dagster.cli import app
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.feature_store import features_as_of
@@ -23,8 +25,6 @@ from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, comput
 from tracseq_dagster.generator import generate_exports
 from tracseq_dagster.ingest import build_features, ingest_folder
 from tracseq_dagster.lake import Lake
-from assets.lab_exports.partitions import lab_export_partitions
-from tests.test_landing import SensorHarness
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "exports"
@@ -162,7 +162,9 @@ def test_full_spine_on_postgres_through_the_cli(tmp_path: Path, postgres_url: st
         assert "Postgres" in type(instance.run_storage).__name__
         partitions = instance.get_dynamic_partitions(lab_export_partitions.name)
         assert len(partitions) == 2
-        accepted = sum(int(latest_materialization(instance, "validated_samples", p).metadata["dagster/row_count"].value) for p in partitions)
+        accepted = sum(
+            int(latest_materialization(instance, "validated_samples", p).metadata["dagster/row_count"].value) for p in partitions
+        )
         assert accepted == 1200
         assert latest_materialization(instance, "sample_features").metadata["dagster/row_count"].value == 1200
         runs = instance.get_runs()
@@ -172,7 +174,9 @@ def test_full_spine_on_postgres_through_the_cli(tmp_path: Path, postgres_url: st
     assert again.exit_code == 0 and "unchanged" in again.output
 
 
-def test_offline_feature_store_reads_any_ids_as_of_any_time(tmp_path: Path, sqlite_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_feature_store_reads_any_ids_as_of_any_time(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     generate_exports(600, "parquet", landing, seed=7)
     defs = build_definitions(lake_dir=str(lake_dir), landing_url=str(landing))
@@ -203,7 +207,10 @@ def test_raw_export_audit_writes_data_docs_of_what_arrived(tmp_path: Path, sqlit
     assert [e.dagster_event.event_specific_data.check_name for e in ingest_checks] == ["accepted_rows_meet_contract"]
 
     audit = defs.resolve_job_def("audit_raw_export").execute_in_process(
-        instance=sqlite_instance, partition_key=outcome.file_hash, tags={"tracseq/source_path": outcome.path}, raise_on_error=False
+        instance=sqlite_instance,
+        partition_key=outcome.file_hash,
+        tags={"tracseq/source_path": outcome.path},
+        raise_on_error=False,
     )
     (evaluation,) = audit.get_asset_check_evaluations()
     assert evaluation.check_name == "raw_rows_meet_contract" and not evaluation.passed
@@ -215,7 +222,9 @@ def test_raw_export_audit_writes_data_docs_of_what_arrived(tmp_path: Path, sqlit
     assert docs.exists() and "lab_export_contract" in docs.read_text()
 
 
-def test_validated_exports_request_sample_features_through_automation(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+def test_validated_exports_request_sample_features_through_automation(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
     landing = tmp_path / "landing"
     generate_exports(200, "jsonl", landing, seed=9)
     # A file that fails leaves its partition missing for good: it must not hold features back.

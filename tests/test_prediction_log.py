@@ -23,9 +23,9 @@ from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.serving.prediction_log import (
     LOG_FEATURES,
     PREDICTION_LOG_COLUMNS,
+    SCHEMA,
     BackgroundLogWriter,
     ParquetPredictionLog,
-    SCHEMA,
     PostgresPredictionLog,
     entity_key,
     log_table,
@@ -75,7 +75,9 @@ def test_parquet_log_round_trip_partitions_and_window(tmp_path: Path, features: 
     # The feature vector comes back as it went in (categoricals as their labels).
     back = frame.set_index("request_id").loc[[r["request_id"] for r in rows]]
     assert back["sample_id"].tolist() == features["sample_id"].tolist()
-    pd.testing.assert_series_equal(back["purity_score"].reset_index(drop=True), features["purity_score"].reset_index(drop=True), check_names=False)
+    pd.testing.assert_series_equal(
+        back["purity_score"].reset_index(drop=True), features["purity_score"].reset_index(drop=True), check_names=False
+    )
     assert back["sample_type"].tolist() == features["sample_type"].astype(str).tolist()
 
     window = log.read(since=pd.Timestamp("2026-03-02T00:00:00Z"), until=pd.Timestamp("2026-03-02T00:00:10Z"))
@@ -108,7 +110,9 @@ def test_parquet_log_with_two_writer_processes_and_a_reader(tmp_path: Path) -> N
     root = tmp_path / "log"
     script = WRITER.format(tests=str(Path(__file__).parent))
     writers = [
-        subprocess.Popen([sys.executable, "-c", script, str(seed), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(seed), str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for seed in (1, 2)
     ]
     log = ParquetPredictionLog(root)
@@ -127,7 +131,9 @@ def test_parquet_log_with_two_writer_processes_and_a_reader(tmp_path: Path) -> N
     assert len(pids) == 2 and not list(root.rglob(".*.tmp"))
 
 
-def test_parquet_log_skips_partial_and_temporary_files(tmp_path: Path, features: pd.DataFrame, caplog: pytest.LogCaptureFixture) -> None:
+def test_parquet_log_skips_partial_and_temporary_files(
+    tmp_path: Path, features: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
     log = ParquetPredictionLog(tmp_path / "log")
     log.append(prediction_rows(features.head(10), start=pd.Timestamp("2026-03-01T10:00Z")))
     (good,) = log.files()
@@ -165,7 +171,9 @@ def test_postgres_log_creates_its_table_and_reads_a_window(postgres_url: str, fe
     with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*), count(DISTINCT sample_id) FROM prediction_log")
         assert cursor.fetchone() == (120, 120)
-        cursor.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'prediction_log' AND column_name = 'ts'")
+        cursor.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'prediction_log' AND column_name = 'ts'"
+        )
         assert cursor.fetchone()[0] == "timestamp with time zone"
 
 
@@ -282,7 +290,10 @@ RUN = "RUN-2026-00007"
 def _library_row(sample_id: str, request_id: str) -> dict:
     """A sequencing_success row as the catalog predictor logs it: its 38 features, the run/sample key."""
     spec = get_model("sequencing_success")
-    vector = {name: (f"SEQ-0{len(name) % 4}" if name in ("instrument_id", "library_kit") else float(len(name))) for name in spec.features}
+    vector = {
+        name: (f"SEQ-0{len(name) % 4}" if name in ("instrument_id", "library_kit") else float(len(name)))
+        for name in spec.features
+    }
     vector |= {"sample_type": "DNA", "processing_delay_category": "same_day"}
     return {"request_id": request_id, "ts": START, "sample_id": sample_id, "variant": "champion", "model_version": "3",
             "model": spec.name, "prediction": 0.8, "quality_probability": 0.8,
@@ -302,7 +313,10 @@ def test_the_log_has_every_catalog_models_features_typed_by_their_declarations()
     # The key as labelled_rows spells it; without a run id, the request's own key that never joins.
     assert entity_key(("run_id", "sample_id"), {"run_id": RUN, "sample_id": "TS-2026-000001"}, "r1") == f"{RUN}/TS-2026-000001"
     assert entity_key(("run_id", "sample_id"), {"sample_id": "TS-2026-000001"}, "r1") == "unassigned:r1/TS-2026-000001"
-    assert entity_key(("run_id", "sample_id"), {"run_id": None, "sample_id": "TS-2026-000001"}, "r2") == "unassigned:r2/TS-2026-000001"
+    assert (
+        entity_key(("run_id", "sample_id"), {"run_id": None, "sample_id": "TS-2026-000001"}, "r2")
+        == "unassigned:r2/TS-2026-000001"
+    )
     assert entity_key(("sample_id",), {"sample_id": "TS-2026-000001", "run_id": RUN}, "r1") == "TS-2026-000001"
 
 
@@ -313,13 +327,19 @@ def _check_old_and_new(log: ParquetPredictionLog | PostgresPredictionLog, old: p
     assert len(frame) == len(old) + 1
     before = frame[frame["request_id"].isin(old["request_id"])]
     assert (before["model"] == "sample_quality").all() and (before["entity_key"] == before["sample_id"]).all()
-    assert before["instrument_failure_rate"].isna().all() and before["instrument_id"].isna().all() and before["prediction"].isna().all()
+    assert (
+        before["instrument_failure_rate"].isna().all()
+        and before["instrument_id"].isna().all()
+        and before["prediction"].isna().all()
+    )
     pd.testing.assert_series_equal(before.set_index("request_id")["purity_score"].loc[old["request_id"]].reset_index(drop=True),
                                    old["purity_score"].reset_index(drop=True), check_names=False)  # fmt: skip
     (library,) = log.read(model="sequencing_success").to_dict("records")
     expected = _library_row("TS-2026-000001", "new-0")
     assert library["entity_key"] == f"{RUN}/TS-2026-000001" and library["instrument_id"] == expected["instrument_id"]
-    assert library["instrument_failure_rate"] == expected["instrument_failure_rate"] and library["is_rerun"] == expected["is_rerun"]
+    assert (
+        library["instrument_failure_rate"] == expected["instrument_failure_rate"] and library["is_rerun"] == expected["is_rerun"]
+    )
     assert library["sample_type"] == "DNA" and pd.isna(library["hour_received"])  # turnaround_hours' own feature: empty
     assert len(log.read()) == len(old)  # the default model's rows: the old ones
 
@@ -343,8 +363,10 @@ def test_an_old_postgres_table_gets_the_new_columns_and_still_reads(postgres_url
     with psycopg2.connect(postgres_url) as connection, connection.cursor() as cursor:
         cursor.execute(f"CREATE TABLE prediction_log ({columns})")  # as the log created it before
         for record in old.astype(object).where(old.notna(), None).itertuples(index=False, name=None):
-            cursor.execute(f"INSERT INTO prediction_log VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})",
-                           tuple(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in record))
+            cursor.execute(
+                f"INSERT INTO prediction_log VALUES ({', '.join(['%s'] * len(OLD_COLUMNS))})",
+                tuple(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in record),
+            )
     log = PostgresPredictionLog(postgres_url)
     assert len(log.read(model=None)) == 6  # opening the log adds the columns; the old rows read
     log.append([_library_row("TS-2026-000001", "new-0")])
@@ -353,7 +375,9 @@ def test_an_old_postgres_table_gets_the_new_columns_and_still_reads(postgres_url
         cursor.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'prediction_log'")
         columns = dict(cursor.fetchall())
     assert set(columns) == set(PREDICTION_LOG_COLUMNS)
-    assert columns["entity_key"] == columns["instrument_id"] == "text" and columns["instrument_failure_rate"] == "double precision"
+    assert (
+        columns["entity_key"] == columns["instrument_id"] == "text" and columns["instrument_failure_rate"] == "double precision"
+    )
 
 
 def test_the_arrow_path_types_rows_exactly_as_the_pandas_path(features: pd.DataFrame) -> None:

@@ -11,8 +11,15 @@ from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decid
 POLICY = GatePolicy(min_improvement=0.0625, max_slice_regression=0.125, max_brier=0.25, max_ece=0.125)
 
 
-def evaluation(score: float, *, metric: str = "roc_auc", slices: dict[str, float | None] | None = None,
-               brier: float | None = 0.125, ece: float | None = 0.0625, greater_is_better: bool = True) -> Evaluation:
+def evaluation(
+    score: float,
+    *,
+    metric: str = "roc_auc",
+    slices: dict[str, float | None] | None = None,
+    brier: float | None = 0.125,
+    ece: float | None = 0.0625,
+    greater_is_better: bool = True,
+) -> Evaluation:
     return Evaluation(
         metric=metric, greater_is_better=greater_is_better, score=score, rows=400, brier=brier, ece=ece,
         slices={name: SliceScore(rows=100, score=value) for name, value in (slices or {}).items()},
@@ -45,7 +52,9 @@ def test_models_scored_with_different_metrics_are_never_compared() -> None:
     champion = evaluation(0.25, metric="average_precision")
     decision = decide(evaluation(0.75), champion, POLICY)
     assert not decision.promote
-    assert decision.checks[0] == GateCheck("beats the champion", False, "models scored with different metrics (roc_auc vs average_precision)")
+    assert decision.checks[0] == GateCheck(
+        "beats the champion", False, "models scored with different metrics (roc_auc vs average_precision)"
+    )
     assert decision.headline() == "promotion gate failed (3/4 rules)"
     assert decision.summary().startswith("keep the champion — FAIL beats the champion: models scored with different")
 

@@ -15,10 +15,22 @@ from tracseq_dagster.promotion import GatePolicy, decide
 LOWER_IS_BETTER = ("rmse", "log_loss")
 
 
-def evaluation(metric: str, score: float, *, greater_is_better: bool, slices: dict[str, float] | None = None,
-               brier: float | None = None, ece: float | None = None) -> Evaluation:
+def evaluation(
+    metric: str,
+    score: float,
+    *,
+    greater_is_better: bool,
+    slices: dict[str, float] | None = None,
+    brier: float | None = None,
+    ece: float | None = None,
+) -> Evaluation:
     return Evaluation(
-        metric=metric, greater_is_better=greater_is_better, score=score, rows=400, brier=brier, ece=ece,
+        metric=metric,
+        greater_is_better=greater_is_better,
+        score=score,
+        rows=400,
+        brier=brier,
+        ece=ece,
         slices={name: SliceScore(rows=100, score=value) for name, value in (slices or {}).items()},
     )
 
@@ -66,7 +78,9 @@ def test_a_gain_exactly_on_the_margin_is_promoted_and_a_hair_below_is_not(greate
     assert decision.promote, decision.summary()
     assert "at least the required 0.0625" in decision.checks[0].reason
 
-    just_below = evaluation(metric, champion_score + step - (2**-20 if greater_is_better else -(2**-20)), greater_is_better=greater_is_better)
+    just_below = evaluation(
+        metric, champion_score + step - (2**-20 if greater_is_better else -(2**-20)), greater_is_better=greater_is_better
+    )
     refused = decide(just_below, champion, policy)
     assert not refused.promote
     assert "less than the required 0.0625" in refused.checks[0].reason

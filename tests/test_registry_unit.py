@@ -47,7 +47,9 @@ def client(template_db: Path, tmp_path: Path) -> MlflowClient:
 def _register(registry: ModelRegistry, key: str, tmp_path: Path) -> str:
     source = tmp_path / "models" / key
     source.mkdir(parents=True, exist_ok=True)
-    return str(registry.register(source.as_uri(), run_id=None, model_id=None, tags={"family": "lightgbm"}, registration_key=key).version)  # type: ignore[arg-type]
+    return str(
+        registry.register(source.as_uri(), run_id=None, model_id=None, tags={"family": "lightgbm"}, registration_key=key).version
+    )  # type: ignore[arg-type]
 
 
 def test_registration_is_idempotent_per_key_and_moves_the_challenger(client: MlflowClient, tmp_path: Path) -> None:
@@ -63,7 +65,9 @@ def test_registration_is_idempotent_per_key_and_moves_the_challenger(client: Mlf
     assert made.tags == {"family": "lightgbm", REGISTRATION_KEY_TAG: "run-2"}
     assert made.source == (tmp_path / "models" / "run-2").as_uri()
     run = client.create_run(client.create_experiment("registry-test"))
-    with_run = registry.register((tmp_path / "models").as_uri(), run_id=run.info.run_id, model_id=None, tags={}, registration_key="run-3")
+    with_run = registry.register(
+        (tmp_path / "models").as_uri(), run_id=run.info.run_id, model_id=None, tags={}, registration_key="run-3"
+    )
     assert client.get_model_version(MODEL, str(with_run.version)).run_id == run.info.run_id
     _register(registry, "run-1", tmp_path)  # the challenger alias follows the key's version
     assert str(registry.version(CHALLENGER).version) == "1"  # type: ignore[union-attr]
@@ -87,10 +91,19 @@ def test_promotions_push_and_rollbacks_pop_the_champion_stack(client: MlflowClie
     for i in range(3):
         _register(registry, f"run-{i}", tmp_path)
     assert registry.history() == [] and registry.champion_stack() == []
-    with pytest.raises(RegistryError, match=r"sample_quality has no previous champion to roll back to \(champion history: empty\)"):
+    with pytest.raises(
+        RegistryError, match=r"sample_quality has no previous champion to roll back to \(champion history: empty\)"
+    ):
         registry.rollback()
     one = registry.promote("1", "first model", dagster_run_id="dagster-1")
-    assert (one.sequence, one.action, one.version, one.previous, one.reason, one.dagster_run_id) == (1, "promote", "1", None, "first model", "dagster-1")
+    assert (one.sequence, one.action, one.version, one.previous, one.reason, one.dagster_run_id) == (
+        1,
+        "promote",
+        "1",
+        None,
+        "first model",
+        "dagster-1",
+    )
     with pytest.raises(RegistryError, match=r"\(champion history: v1\)"):
         registry.rollback()
     two = registry.promote(2, "better")  # a number is a version too
@@ -98,7 +111,14 @@ def test_promotions_push_and_rollbacks_pop_the_champion_stack(client: MlflowClie
     three = registry.promote("3", "better still")
     assert registry.champion_stack() == ["1", "2", "3"] and str(registry.version(CHAMPION).version) == "3"  # type: ignore[union-attr]
     back = registry.rollback("v3 misbehaves")
-    assert (back.sequence, back.action, back.version, back.previous, back.reason, back.dagster_run_id) == (4, "rollback", "2", "3", "v3 misbehaves", None)
+    assert (back.sequence, back.action, back.version, back.previous, back.reason, back.dagster_run_id) == (
+        4,
+        "rollback",
+        "2",
+        "3",
+        "v3 misbehaves",
+        None,
+    )
     assert str(registry.version(CHAMPION).version) == "2"  # type: ignore[union-attr]
     again = registry.rollback()
     assert (again.version, again.previous, again.reason) == ("1", "2", "manual rollback")
@@ -119,7 +139,9 @@ def test_history_is_stored_as_numbered_tags_and_read_in_sequence_order(client: M
     assert ChampionEvent(**stored) == event
     # Tags come back in any order; a hand-written 10th event sorts after the 9th, not after the 1st.
     for sequence in range(2, 11):
-        client.set_registered_model_tag(MODEL, f"{HISTORY_TAG_PREFIX}{sequence:06d}", json.dumps({**stored, "sequence": sequence}))
+        client.set_registered_model_tag(
+            MODEL, f"{HISTORY_TAG_PREFIX}{sequence:06d}", json.dumps({**stored, "sequence": sequence})
+        )
     client.set_registered_model_tag(MODEL, "unrelated", "ignored")
     assert [e.sequence for e in registry.history()] == list(range(1, 11))
     assert registry.promote("1", "next").sequence == 11
@@ -161,7 +183,9 @@ def test_a_rollback_after_a_rollback_skips_the_popped_versions(client: MlflowCli
         ("mysql://u:p@localhost/db", "_lease"),
     ],
 )
-def test_each_store_gets_its_lock_and_the_lock_is_reentrant(uri: str, lock: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_store_gets_its_lock_and_the_lock_is_reentrant(
+    uri: str, lock: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     taken: list[str] = []
 
     @contextmanager
@@ -225,7 +249,9 @@ def test_file_locks_sit_beside_the_store(tmp_path: Path) -> None:
     assert lock.timeout == registry_module.LOCK_TIMEOUT_S == 120.0
     again = registry_module._file_lock_in_folder((tmp_path / "deep" / "mlruns").as_uri(), MODEL)  # the folder exists now
     assert again.lock_file == lock.lock_file
-    assert registry_module._file_lock_in_folder(str(tmp_path / "plain" / "runs"), MODEL).lock_file == str(tmp_path / "plain" / "runs" / f".{MODEL}.registry.lock")
+    assert registry_module._file_lock_in_folder(str(tmp_path / "plain" / "runs"), MODEL).lock_file == str(
+        tmp_path / "plain" / "runs" / f".{MODEL}.registry.lock"
+    )
     assert (tmp_path / "plain" / "runs").is_dir()
     beside = registry_module._file_lock(f"sqlite:///{tmp_path}/sub/dir/mlflow.db")
     assert beside.lock_file == str(tmp_path / "sub" / "dir" / "mlflow.db.registry.lock") and (tmp_path / "sub" / "dir").is_dir()

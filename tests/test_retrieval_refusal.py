@@ -16,8 +16,6 @@ questions below are the ones on the calibrated side of the line.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.documents_helpers import example_folder
@@ -49,7 +47,9 @@ OLLAMA_DOWN = "http://127.0.0.1:9"
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("refusal")
-    index, embedder, _ = index_folder(example_folder(root), lake_root=root / "lake", lancedb_uri=root / "lancedb", in_process=True)
+    index, embedder, _ = index_folder(
+        example_folder(root), lake_root=root / "lake", lancedb_uri=root / "lancedb", in_process=True
+    )
     return index, embedder
 
 

@@ -47,7 +47,11 @@ def test_a_rule_on_a_column_the_frame_lacks() -> None:
 
 
 def test_required_flags_missing_values_only() -> None:
-    assert mask("required:operator_id", pd.DataFrame({"operator_id": pd.Series(["OP1", None, ""], dtype="string")})) == [False, True, False]
+    assert mask("required:operator_id", pd.DataFrame({"operator_id": pd.Series(["OP1", None, ""], dtype="string")})) == [
+        False,
+        True,
+        False,
+    ]
 
 
 def test_enum_and_only_for_types_ignore_missing_values() -> None:

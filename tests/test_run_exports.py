@@ -42,8 +42,19 @@ from tracseq_dagster.validation import validate_samples
 
 NOW = pd.Timestamp("2025-06-01T12:00:00", tz="UTC")
 RUN_COLUMNS = [
-    "run_id", "sample_id", "instrument_id", "flowcell_id", "library_kit", "library_prep_ts", "run_start_ts",
-    "run_end_ts", "yield_gb", "q30_pct", "cluster_pf_pct", "duplication_pct", "run_status",
+    "run_id",
+    "sample_id",
+    "instrument_id",
+    "flowcell_id",
+    "library_kit",
+    "library_prep_ts",
+    "run_start_ts",
+    "run_end_ts",
+    "yield_gb",
+    "q30_pct",
+    "cluster_pf_pct",
+    "duplication_pct",
+    "run_status",
 ]
 RECEIVED = "2025-03-02T09:00:00Z"
 
@@ -55,10 +66,19 @@ def sample_id(i: int) -> str:
 
 def run(i: int, **changes: object) -> dict:
     row = dict(
-        run_id="RUN-2025-00042", sample_id=sample_id(i), instrument_id="SEQ-03", flowcell_id="FC-A1",
-        library_kit="DNA-PCRFREE", library_prep_ts="2025-03-05T08:00:00Z", run_start_ts="2025-03-06T08:00:00Z",
-        run_end_ts="2025-03-07T10:30:00Z", yield_gb="12.5", q30_pct="91.2", cluster_pf_pct="80.5",
-        duplication_pct="7.5", run_status="pass",
+        run_id="RUN-2025-00042",
+        sample_id=sample_id(i),
+        instrument_id="SEQ-03",
+        flowcell_id="FC-A1",
+        library_kit="DNA-PCRFREE",
+        library_prep_ts="2025-03-05T08:00:00Z",
+        run_start_ts="2025-03-06T08:00:00Z",
+        run_end_ts="2025-03-07T10:30:00Z",
+        yield_gb="12.5",
+        q30_pct="91.2",
+        cluster_pf_pct="80.5",
+        duplication_pct="7.5",
+        run_status="pass",
     )
     row.update({k: str(v) for k, v in changes.items()})
     return row
@@ -72,8 +92,10 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None, se
 
 def accepted_samples(n: int = 6) -> pd.DataFrame:
     return pd.DataFrame(
-        {"sample_id": pd.array([sample_id(i) for i in range(n)], dtype="string"),
-         "received_ts": pd.to_datetime([RECEIVED] * n, utc=True)}
+        {
+            "sample_id": pd.array([sample_id(i) for i in range(n)], dtype="string"),
+            "received_ts": pd.to_datetime([RECEIVED] * n, utc=True),
+        }
     )
 
 
@@ -83,8 +105,15 @@ def accepted_samples(n: int = 6) -> pd.DataFrame:
 def test_the_run_contract_is_the_design_table_and_the_sample_contract_keeps_its_names() -> None:
     assert list(RUN_CONTRACT.column_names) == RUN_COLUMNS
     assert RUN_CONTRACT.key_columns == ("run_id", "sample_id")
-    assert RUN_CONTRACT.required_columns == ("run_id", "sample_id", "instrument_id", "flowcell_id", "library_kit",
-                                             "library_prep_ts", "run_start_ts")
+    assert RUN_CONTRACT.required_columns == (
+        "run_id",
+        "sample_id",
+        "instrument_id",
+        "flowcell_id",
+        "library_kit",
+        "library_prep_ts",
+        "run_start_ts",
+    )
     assert RUN_CONTRACT.column_by_name["run_status"].allowed == ("pass", "fail")
     assert all(RUN_CONTRACT.column_by_name[c].maximum == 100 for c in ("q30_pct", "cluster_pf_pct", "duplication_pct"))
     assert RUN_CONTRACT.column_by_name["yield_gb"].minimum == 0
@@ -97,8 +126,12 @@ def test_the_run_contract_is_the_design_table_and_the_sample_contract_keeps_its_
     # The sample rules are what they were; the run rules are derived from the same families.
     assert [r.name for r in contract_rules()] == [r.name for r in rules_for(SAMPLE_CONTRACT)]
     names = [r.name for r in rules_for(RUN_CONTRACT)]
-    assert names[-4:] == ["unknown_sample", "after_receipt:library_prep_ts", "unique:run_id,sample_id",
-                          "unique_across_exports:run_id,sample_id"]
+    assert names[-4:] == [
+        "unknown_sample",
+        "after_receipt:library_prep_ts",
+        "unique:run_id,sample_id",
+        "unique_across_exports:run_id,sample_id",
+    ]
     assert "order:library_prep_ts<=run_start_ts" in names and "order:run_start_ts<=run_end_ts" in names
     assert not any(n.startswith(("rin_only", "din_only")) for n in names)
 
@@ -156,7 +189,10 @@ def test_a_file_of_neither_kind_names_the_columns_it_lacks_for_each(tmp_path: Pa
     message = str(error)
     assert message.startswith(f"{neither}: line 1: not a known export kind: ")
     assert "as a sample export it lacks sample_type, collection_ts" in message
-    assert "as a sequencing run export it lacks run_id, instrument_id, flowcell_id, library_kit, library_prep_ts, run_start_ts" in message
+    assert (
+        "as a sequencing run export it lacks run_id, instrument_id, flowcell_id, library_kit, library_prep_ts, run_start_ts"
+        in message
+    )
     # JSON Lines (no header: the keys of the records) fails the same way.
     jsonl = tmp_path / "neither.jsonl"
     jsonl.write_text(json.dumps({"run_id": "RUN-2025-00001", "sample_id": sample_id(0)}) + "\n")
@@ -208,23 +244,61 @@ def _build_cases() -> list[Case]:
         cases.append(Case(f"range:{column}", _set(**{column: "100.5"}), column, f"{column} = 100.5 is above the maximum 100"))
     cases.append(Case("pattern:run_id", _set(run_id="RUN-25-42"), "run_id", r"does not match the pattern RUN-\d{4}-\d{5}"))
     cases.append(Case("pattern:sample_id", _set(sample_id="TS-2025-7"), "sample_id", "does not match the pattern"))
-    cases.append(Case("order:library_prep_ts<=run_start_ts", _set(library_prep_ts="2025-03-06T09:00:00Z", run_start_ts="2025-03-06T08:00:00Z"),
-                      "library_prep_ts,run_start_ts", "run_start_ts = 2025-03-06T08:00:00+00:00 is before library_prep_ts"))
-    cases.append(Case("order:run_start_ts<=run_end_ts", _set(run_end_ts="2025-03-05T23:00:00Z"),
-                      "run_start_ts,run_end_ts", "run_end_ts = 2025-03-05T23:00:00+00:00 is before run_start_ts"))
-    cases.append(Case("order:library_prep_ts<=run_end_ts",
-                      _set(library_prep_ts="2025-03-08T08:00:00Z", run_start_ts="", run_end_ts="2025-03-07T10:30:00Z"),
-                      "library_prep_ts,run_end_ts", "(run_start_ts empty)"))
+    cases.append(
+        Case(
+            "order:library_prep_ts<=run_start_ts",
+            _set(library_prep_ts="2025-03-06T09:00:00Z", run_start_ts="2025-03-06T08:00:00Z"),
+            "library_prep_ts,run_start_ts",
+            "run_start_ts = 2025-03-06T08:00:00+00:00 is before library_prep_ts",
+        )
+    )
+    cases.append(
+        Case(
+            "order:run_start_ts<=run_end_ts",
+            _set(run_end_ts="2025-03-05T23:00:00Z"),
+            "run_start_ts,run_end_ts",
+            "run_end_ts = 2025-03-05T23:00:00+00:00 is before run_start_ts",
+        )
+    )
+    cases.append(
+        Case(
+            "order:library_prep_ts<=run_end_ts",
+            _set(library_prep_ts="2025-03-08T08:00:00Z", run_start_ts="", run_end_ts="2025-03-07T10:30:00Z"),
+            "library_prep_ts,run_end_ts",
+            "(run_start_ts empty)",
+        )
+    )
     for column in ("library_prep_ts", "run_start_ts", "run_end_ts"):
         cases.append(Case(f"plausible_date:{column}", _set(**{column: "2031-01-01T00:00:00Z"}), column, "is in the future"))
-    cases.append(Case("unknown_sample", _set(sample_id="TS-2025-799999"), "sample_id",
-                      "sample_id = 'TS-2025-799999' is an unknown sample"))
-    cases.append(Case("after_receipt:library_prep_ts", _set(library_prep_ts="2025-03-02T08:59:00Z"), "library_prep_ts",
-                      "library_prep_ts = 2025-03-02T08:59:00+00:00 is before sample 'TS-2025-700002' was received"))
-    cases.append(Case("unique:run_id,sample_id", _set(sample_id=sample_id(1)), "run_id,sample_id",
-                      "(run_id, sample_id) = ('RUN-2025-00042', 'TS-2025-700001') is duplicated in this export", rows=(1, 2)))
-    cases.append(Case("unique_across_exports:run_id,sample_id", _set(), "run_id,sample_id",
-                      "was already accepted from another export", known=[("RUN-2025-00042", sample_id(2))]))
+    cases.append(
+        Case("unknown_sample", _set(sample_id="TS-2025-799999"), "sample_id", "sample_id = 'TS-2025-799999' is an unknown sample")
+    )
+    cases.append(
+        Case(
+            "after_receipt:library_prep_ts",
+            _set(library_prep_ts="2025-03-02T08:59:00Z"),
+            "library_prep_ts",
+            "library_prep_ts = 2025-03-02T08:59:00+00:00 is before sample 'TS-2025-700002' was received",
+        )
+    )
+    cases.append(
+        Case(
+            "unique:run_id,sample_id",
+            _set(sample_id=sample_id(1)),
+            "run_id,sample_id",
+            "(run_id, sample_id) = ('RUN-2025-00042', 'TS-2025-700001') is duplicated in this export",
+            rows=(1, 2),
+        )
+    )
+    cases.append(
+        Case(
+            "unique_across_exports:run_id,sample_id",
+            _set(),
+            "run_id,sample_id",
+            "was already accepted from another export",
+            known=[("RUN-2025-00042", sample_id(2))],
+        )
+    )
     cases.append(Case("field_count", _set(), WHOLE_ROW, "row has 14 fields but the header has 13", surplus="oops"))
     return cases
 
@@ -254,10 +328,25 @@ def test_one_bad_run_row_is_quarantined_alone_naming_file_line_and_field(tmp_pat
     path = _export(tmp_path, case)
     frame, issues, _ = read_export(path, contract=RUN_CONTRACT)
     if case.injected_issue:
-        issues = pd.concat([issues, pd.DataFrame({ROW_NUMBER: [4], "column": [case.injected_issue], "value": ["\x00"],
-                                                  "rule": ["type"], "message": ["not text"]})], ignore_index=True)
+        issues = pd.concat(
+            [
+                issues,
+                pd.DataFrame(
+                    {
+                        ROW_NUMBER: [4],
+                        "column": [case.injected_issue],
+                        "value": ["\x00"],
+                        "rule": ["type"],
+                        "message": ["not text"],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     known = pd.MultiIndex.from_tuples(case.known, names=["run_id", "sample_id"]) if case.known else None
-    result = validate_samples(frame, issues, contract=RUN_CONTRACT, known_keys=known, accepted_samples=accepted_samples(), now=NOW)
+    result = validate_samples(
+        frame, issues, contract=RUN_CONTRACT, known_keys=known, accepted_samples=accepted_samples(), now=NOW
+    )
 
     lines = [r + 2 for r in case.rows]
     assert sorted(result.quarantined[ROW_NUMBER].tolist()) == lines
@@ -316,10 +405,19 @@ def test_pandas_and_gx_agree_on_every_run_rule_of_a_dirty_frame(tmp_path: Path) 
     summary = run_expectation_suite(suite_frame(frame, RUN_CONTRACT, samples), contract=RUN_CONTRACT, now=NOW)
 
     expected = {
-        "required:flowcell_id": 1, "required:run_start_ts": 1, "enum:run_status": 1, "range:yield_gb": 1, "range:q30_pct": 1,
-        "range:duplication_pct": 1, "pattern:run_id": 1, "order:run_start_ts<=run_end_ts": 1,
-        "order:library_prep_ts<=run_end_ts": 1, "plausible_date:run_end_ts": 1, "unknown_sample": 1,
-        "after_receipt:library_prep_ts": 1, "unique:run_id,sample_id": 2,
+        "required:flowcell_id": 1,
+        "required:run_start_ts": 1,
+        "enum:run_status": 1,
+        "range:yield_gb": 1,
+        "range:q30_pct": 1,
+        "range:duplication_pct": 1,
+        "pattern:run_id": 1,
+        "order:run_start_ts<=run_end_ts": 1,
+        "order:library_prep_ts<=run_end_ts": 1,
+        "plausible_date:run_end_ts": 1,
+        "unknown_sample": 1,
+        "after_receipt:library_prep_ts": 1,
+        "unique:run_id,sample_id": 2,
     }
     assert row_level.failed_rules == expected
     # GX sees the same rules fail on the same number of rows; on one export the cross-export
@@ -354,17 +452,21 @@ def _job_of(request: dg.RunRequest) -> str:
 
 
 @pytest.mark.slow
-def test_sensor_routes_each_kind_to_its_job_and_a_bad_run_file_fails_alone(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+def test_sensor_routes_each_kind_to_its_job_and_a_bad_run_file_fails_alone(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
-    paths = _mixed_drop(landing)
+    _mixed_drop(landing)
     defs = build_definitions(lake_dir=str(lake_dir), landing_url=str(landing))
     harness = SensorHarness(landing, sqlite_instance)
     assert harness.tick().run_requests == []
     requests = harness.tick().run_requests
     by_file = {Path(r.tags["tracseq/source_path"]).name: r for r in requests}
     assert {name: _job_of(r) for name, r in by_file.items()} == {
-        "a_runs.csv": "ingest_run_export", "a_runs_broken.jsonl": "ingest_run_export",
-        "b_samples.csv": "ingest_lab_export", "c_runs.jsonl": "ingest_run_export",
+        "a_runs.csv": "ingest_run_export",
+        "a_runs_broken.jsonl": "ingest_run_export",
+        "b_samples.csv": "ingest_lab_export",
+        "c_runs.jsonl": "ingest_run_export",
     }
     assert sorted(sqlite_instance.get_dynamic_partitions("run_exports")) == sorted(
         by_file[n].partition_key for n in ("a_runs.csv", "a_runs_broken.jsonl", "c_runs.jsonl")
@@ -382,7 +484,9 @@ def test_sensor_routes_each_kind_to_its_job_and_a_bad_run_file_fails_alone(tmp_p
     lake = Lake(lake_dir)
     runs = lake.read_validated_runs()
     assert sorted(zip(runs["run_id"], runs["sample_id"])) == [
-        ("RUN-2025-00042", sample_id(0)), ("RUN-2025-00042", sample_id(1)), ("RUN-2025-00043", sample_id(1)),
+        ("RUN-2025-00042", sample_id(0)),
+        ("RUN-2025-00042", sample_id(1)),
+        ("RUN-2025-00043", sample_id(1)),
         ("RUN-2025-00050", sample_id(0)),
     ]
     assert len(lake.read_validated()) == 4 and "run_id" not in lake.read_validated().columns  # kinds apart
@@ -400,7 +504,9 @@ def test_sensor_routes_each_kind_to_its_job_and_a_bad_run_file_fails_alone(tmp_p
 
 
 @pytest.mark.slow
-def test_ingest_folder_samples_first_idempotent_and_a_fixed_run_file_supersedes(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+def test_ingest_folder_samples_first_idempotent_and_a_fixed_run_file_supersedes(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     paths = _mixed_drop(landing)
     stray = write_csv(landing / "d_notes.csv", [{"sample_id": sample_id(0), "comment": "call back"}])
@@ -409,12 +515,18 @@ def test_ingest_folder_samples_first_idempotent_and_a_fixed_run_file_supersedes(
     first = {Path(o.path).name: o for o in ingest_folder(landing, defs=defs, instance=sqlite_instance)}
     assert list(first)[0] == "b_samples.csv"  # samples before runs, whatever the folder order
     assert {n: (o.kind, o.status) for n, o in first.items()} == {
-        "b_samples.csv": ("samples", "ingested"), "a_runs.csv": ("runs", "ingested"),
-        "a_runs_broken.jsonl": ("runs", "failed"), "c_runs.jsonl": ("runs", "ingested"), "d_notes.csv": ("samples", "failed"),
+        "b_samples.csv": ("samples", "ingested"),
+        "a_runs.csv": ("runs", "ingested"),
+        "a_runs_broken.jsonl": ("runs", "failed"),
+        "c_runs.jsonl": ("runs", "ingested"),
+        "d_notes.csv": ("samples", "failed"),
     }
     assert (first["a_runs.csv"].rows_accepted, first["a_runs.csv"].rows_quarantined) == (3, 2)
     assert "a_runs_broken.jsonl: line 71: invalid JSON" in first["a_runs_broken.jsonl"].error
-    assert "not a known export kind" in first["d_notes.csv"].error and "as a sequencing run export it lacks run_id" in first["d_notes.csv"].error
+    assert (
+        "not a known export kind" in first["d_notes.csv"].error
+        and "as a sequencing run export it lacks run_id" in first["d_notes.csv"].error
+    )
 
     again = ingest_folder(landing, defs=defs, instance=sqlite_instance)
     assert {Path(o.path).name: o.status for o in again if o.status != "failed"} == dict.fromkeys(
@@ -428,7 +540,10 @@ def test_ingest_folder_samples_first_idempotent_and_a_fixed_run_file_supersedes(
     rows[3]["sample_id"] = sample_id(3)
     write_csv(paths["runs"], rows, RUN_COLUMNS)
     fixed = {Path(o.path).name: o for o in ingest_folder(landing, defs=defs, instance=sqlite_instance)}
-    assert fixed["a_runs.csv"].status == "ingested" and (fixed["a_runs.csv"].rows_accepted, fixed["a_runs.csv"].rows_quarantined) == (4, 1)
+    assert fixed["a_runs.csv"].status == "ingested" and (
+        fixed["a_runs.csv"].rows_accepted,
+        fixed["a_runs.csv"].rows_quarantined,
+    ) == (4, 1)
     runs = lake.read_validated_runs()
     assert len(runs) == 5 and not runs.duplicated(["run_id", "sample_id"]).any()  # replaced, not added
     assert lake.read_quarantine("runs")["_rules"].tolist() == ["after_receipt:library_prep_ts"]

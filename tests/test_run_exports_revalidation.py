@@ -29,8 +29,8 @@ from tracseq_dagster.cli import app
 from tracseq_dagster.contract import FILE_HASH, ROW_NUMBER, SOURCE_FILE
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.ingest import ingest_folder
-from tracseq_dagster.landing import content_hash
 from tracseq_dagster.lake import RUNS, Lake
+from tracseq_dagster.landing import content_hash
 from tracseq_dagster.run_contract import RUN_CONTRACT
 from tracseq_dagster.validation import validate_samples
 
@@ -127,7 +127,9 @@ def _assert_as_if_dropped_in_order(lake: Lake, file_hash: str) -> None:
 
 
 @pytest.mark.slow
-def test_sensor_revalidates_the_run_export_that_landed_before_its_samples(tmp_path: Path, sqlite_instance: dg.DagsterInstance) -> None:
+def test_sensor_revalidates_the_run_export_that_landed_before_its_samples(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     runs_path = _drop(landing, RUN_FILE)
     defs = build_definitions(lake_dir=str(lake_dir), landing_url=str(landing))
@@ -169,8 +171,13 @@ def test_sensor_revalidates_the_run_export_that_landed_before_its_samples(tmp_pa
     result = job.execute_in_process(
         instance=sqlite_instance, partition_key=request.partition_key, tags=request.tags, asset_selection=request.asset_selection
     )
-    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {"validated_runs", "quarantined_runs"}
-    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        "validated_runs",
+        "quarantined_runs",
+    }
+    checks = [
+        e.asset_check_evaluation_data for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
     assert [(c.asset_check_key, c.passed) for c in checks] == [(CHECK, True)]
     _assert_as_if_dropped_in_order(lake, runs_key)
     # Nothing lost, duplicated or altered: the two tables together are the raw rows, each once.
@@ -197,7 +204,9 @@ def test_sensor_revalidates_the_run_export_that_landed_before_its_samples(tmp_pa
 
 
 @pytest.mark.slow
-def test_tracseq_ingest_revalidates_a_run_export_an_earlier_invocation_ingested(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracseq_ingest_revalidates_a_run_export_an_earlier_invocation_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     landing, lake_dir = tmp_path / "landing", tmp_path / "lake"
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -33,7 +33,9 @@ _RUN_FLOATS = ("yield_gb", "q30_pct", "cluster_pf_pct", "duplication_pct")
 
 def runs(*rows: dict[str, Any]) -> pd.DataFrame:
     """A typed run frame from partial rows (run_id RUN-2024-0000i, sample TS-2024-000000 by default)."""
-    records = [{"run_id": f"RUN-2024-{i:05d}", "sample_id": "TS-2024-000000", **RUN_DEFAULTS, **row} for i, row in enumerate(rows)]
+    records = [
+        {"run_id": f"RUN-2024-{i:05d}", "sample_id": "TS-2024-000000", **RUN_DEFAULTS, **row} for i, row in enumerate(rows)
+    ]
     columns = ["run_id", "sample_id", *RUN_DEFAULTS]
 
     def dtype(c: str) -> str:
@@ -42,7 +44,9 @@ def runs(*rows: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=dtype(c)) for c in columns})
 
 
-def lab_run(run: str, sample: str, prep: float, start: float, end: float | None, status: str | None, **extra: Any) -> dict[str, Any]:
+def lab_run(
+    run: str, sample: str, prep: float, start: float, end: float | None, status: str | None, **extra: Any
+) -> dict[str, Any]:
     return dict(run_id=run, sample_id=sample, library_prep_ts=h(prep), run_start_ts=h(start),
                 run_end_ts=None if end is None else h(end), run_status=status, **extra)  # fmt: skip
 
@@ -70,7 +74,10 @@ def test_feature_lists_and_output_columns():
     assert fixed == {"priority": PRIORITIES, "sample_type": SAMPLE_TYPES, "site": None}  # site is an open set
 
     s = frame({"received_ts": h(0)}, {"received_ts": h(1), "priority": "urgent"})
-    r = runs(lab_run("RUN-2024-00001", "TS-2024-000000", 2, 3, 10, "fail"), lab_run("RUN-2024-00002", "TS-2024-000001", 4, 5, None, None))
+    r = runs(
+        lab_run("RUN-2024-00001", "TS-2024-000000", 2, 3, 10, "fail"),
+        lab_run("RUN-2024-00002", "TS-2024-000001", 4, 5, None, None),
+    )
     out = sequencing_success_frame(s, r)
     assert list(out.columns) == [*SEQUENCING_SUCCESS_FEATURE_NAMES, "as_of", "run_status", "label_ts"]
     assert out.index.names == ["run_id", "sample_id"] and out.index.is_monotonic_increasing
@@ -97,7 +104,7 @@ def test_the_sample_features_are_compute_features_as_of_the_library_prep():
              lab_run("RUN-2024-00002", "TS-2024-000000", 40, 41, 50, "pass"),  # a re-run: a later instant
              lab_run("RUN-2024-00001", "TS-2024-000001", 10, 12, 20, "pass"))  # fmt: skip
     out = sequencing_success_frame(s, r)
-    for (run_id, sample_id), row in out.iterrows():
+    for (_run_id, sample_id), row in out.iterrows():
         alone = compute_features(s[s["sample_id"] == sample_id], s, as_of=row["as_of"]).iloc[0]
         pd.testing.assert_series_equal(row[list(FEATURE_NAMES)], alone[list(FEATURE_NAMES)], check_names=False)
     first, rerun = out.loc[("RUN-2024-00001", "TS-2024-000000")], out.loc[("RUN-2024-00002", "TS-2024-000000")]
@@ -126,14 +133,19 @@ def test_instrument_failed_k_of_its_last_n_runs():
     assert row["instrument_failure_rate"] == pytest.approx((4 + 10 * 0.1) / (20 + 10))
     assert (row["kit_recent_failures"], row["kit_recent_runs"]) == (4, RUN_WINDOW)  # the same runs used kit K1
     # another instrument and kit: no history, the prior
-    other = sequencing_success_frame(me(), _target(40, library_kit="K9").assign(instrument_id=pd.array(["SEQ-09"], dtype="string")), history).iloc[0]
+    other = sequencing_success_frame(
+        me(), _target(40, library_kit="K9").assign(instrument_id=pd.array(["SEQ-09"], dtype="string")), history
+    ).iloc[0]
     assert (other["instrument_recent_runs"], other["instrument_recent_failures"], other["kit_recent_runs"]) == (0, 0, 0)
     assert other["instrument_failure_rate"] == pytest.approx(0.1) and other["kit_failure_rate"] == pytest.approx(0.1)
 
 
 def test_libraries_of_a_run_count_one_by_one_and_unlabelled_runs_not_at_all():
     history = runs(
-        *(lab_run("RUN-2023-00001", f"TS-2023-{i:06d}", 0, 1, 5, "fail" if i < 3 else "pass", instrument_id="SEQ-02") for i in range(8)),
+        *(
+            lab_run("RUN-2023-00001", f"TS-2023-{i:06d}", 0, 1, 5, "fail" if i < 3 else "pass", instrument_id="SEQ-02")
+            for i in range(8)
+        ),
         lab_run("RUN-2023-00002", "TS-2023-000100", 0, 1, 6, None, instrument_id="SEQ-02"),  # not QC'd: no label
         lab_run("RUN-2023-00003", "TS-2023-000101", 0, 1, None, None, instrument_id="SEQ-02"),  # still running
     )
@@ -340,21 +352,32 @@ def test_a_label_before_the_prediction_time_does_change_the_features():
     flipped = r.copy()
     flipped.loc[ended.index, "run_status"] = "fail"
     again = sequencing_success_frame(samples, flipped).loc[row.name]
-    assert again["instrument_recent_failures"] > row["instrument_recent_failures"] or row["instrument_recent_failures"] == row["instrument_recent_libraries"]
+    assert (
+        again["instrument_recent_failures"] > row["instrument_recent_failures"]
+        or row["instrument_recent_failures"] == row["instrument_recent_libraries"]
+    )
 
 
 # ------------------------------------------------------------------- brute force, serving
 
 
-def _brute_force_sequencing(samples: pd.DataFrame, r: pd.DataFrame, run_id: str, sample_id: str, t: pd.Timestamp) -> dict[str, float]:
+def _brute_force_sequencing(
+    samples: pd.DataFrame, r: pd.DataFrame, run_id: str, sample_id: str, t: pd.Timestamp
+) -> dict[str, float]:
     me = r[(r["run_id"] == run_id) & (r["sample_id"] == sample_id)].iloc[0]
     out: dict[str, float] = {}
     known = r[r["run_status"].notna() & r["run_end_ts"].notna() & (r["run_end_ts"] < t)]
     for name, key in (("instrument", "instrument_id"), ("kit", "library_kit")):
         mine = known[known[key] == me[key]]
-        per_run = mine.groupby(["run_id", "run_end_ts"]).agg(n=("run_status", "size"), k=("run_status", lambda v: int((v == "fail").sum())))
+        per_run = mine.groupby(["run_id", "run_end_ts"]).agg(
+            n=("run_status", "size"), k=("run_status", lambda v: int((v == "fail").sum()))
+        )
         last = per_run.reset_index().sort_values(["run_end_ts", "run_id"]).tail(RUN_WINDOW)
-        out[f"{name}_recent_runs"], out[f"{name}_recent_libraries"], out[f"{name}_recent_failures"] = len(last), last["n"].sum(), last["k"].sum()
+        out[f"{name}_recent_runs"], out[f"{name}_recent_libraries"], out[f"{name}_recent_failures"] = (
+            len(last),
+            last["n"].sum(),
+            last["k"].sum(),
+        )
     out["queue_length"] = int(((r["library_prep_ts"] < t) & ~(r["run_start_ts"] < t)).sum())
     starts = r[r["instrument_id"] == me["instrument_id"]].groupby("run_id")["run_start_ts"].min()
     out["instrument_load_7d"] = int(((starts >= t - pd.Timedelta(days=7)) & (starts < t)).sum())
@@ -381,12 +404,16 @@ def test_turnaround_matches_brute_force():
     out = turnaround_frame(samples, r)
     first_start, first_end = r.groupby("sample_id")["run_start_ts"].min(), r.groupby("sample_id")["run_end_ts"].min()
     turnaround = (samples["sample_id"].map(first_end) - samples["received_ts"]) / pd.Timedelta(hours=1)
-    samples = samples.assign(first_start=samples["sample_id"].map(first_start), first_end=samples["sample_id"].map(first_end), tat=turnaround)
+    samples = samples.assign(
+        first_start=samples["sample_id"].map(first_start), first_end=samples["sample_id"].map(first_end), tat=turnaround
+    )
     for sample_id, row in out.iterrows():
         t = row["as_of"]
         others = samples[samples["sample_id"] != sample_id]
         assert row["sequencing_queue"] == int(((others["extraction_ts"] < t) & ~(others["first_start"] < t)).sum())
-        assert row["arrivals_7d"] == int(((others["received_ts"] >= t - pd.Timedelta(days=7)) & (others["received_ts"] < t)).sum())
+        assert row["arrivals_7d"] == int(
+            ((others["received_ts"] >= t - pd.Timedelta(days=7)) & (others["received_ts"] < t)).sum()
+        )
         per_run = r.groupby("run_id").agg(start=("run_start_ts", "min"), end=("run_end_ts", "max"))
         assert row["runs_in_progress"] == int(((per_run["start"] < t) & ~(per_run["end"] < t)).sum())
         done = others[others["first_end"] < t].sort_values(["first_end", "tat"])
@@ -410,7 +437,9 @@ def test_serving_one_request_equals_its_training_row():
         pd.testing.assert_series_equal(served[list(SEQUENCING_SUCCESS_FEATURE_NAMES)].astype(str),
                                        row[list(SEQUENCING_SUCCESS_FEATURE_NAMES)].astype(str))  # fmt: skip
     for sample_id, row in train_tat.sample(10, random_state=0).iterrows():
-        served = turnaround_frame(samples[samples["sample_id"] == sample_id], r, history_samples=samples, as_of=row["as_of"]).iloc[0]
+        served = turnaround_frame(
+            samples[samples["sample_id"] == sample_id], r, history_samples=samples, as_of=row["as_of"]
+        ).iloc[0]
         numeric = [n for n in TURNAROUND_FEATURE_NAMES if n != "site"]  # an open category: the request sees one site
         pd.testing.assert_series_equal(served[numeric].astype(str), row[numeric].astype(str))
 
@@ -481,4 +510,4 @@ def test_code_version_follows_this_module_its_snapshot_and_the_sample_features()
     from tracseq_dagster.features import FEATURE_CODE_VERSION
 
     source = Path(run_features.__file__).read_bytes() + Path(run_history.__file__).read_bytes()
-    assert run_features.RUN_FEATURE_CODE_VERSION == hashlib.sha256(source + FEATURE_CODE_VERSION.encode()).hexdigest()[:16]
+    assert hashlib.sha256(source + FEATURE_CODE_VERSION.encode()).hexdigest()[:16] == run_features.RUN_FEATURE_CODE_VERSION

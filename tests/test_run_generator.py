@@ -302,7 +302,9 @@ def test_a_quick_model_predicts_turnaround_at_receipt(first_runs: pd.DataFrame, 
     model = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.05, categorical_features=[1, 2, 3, 4], random_state=0)
     model.fit(features[train], target[train])
     assert r2_score(target[~train], model.predict(features[~train])) > 0.25
-    without_queue = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.05, categorical_features=[0, 1, 2, 3], random_state=0)
+    without_queue = HistGradientBoostingRegressor(
+        max_iter=100, learning_rate=0.05, categorical_features=[0, 1, 2, 3], random_state=0
+    )
     without_queue.fit(features.drop(columns="queue")[train], target[train])
     gain = r2_score(target[~train], model.predict(features[~train])) - r2_score(
         target[~train], without_queue.predict(features.drop(columns="queue")[~train])
@@ -350,8 +352,11 @@ def test_exports_are_deterministic_split_by_run_and_parse_back(fmt: str, tmp_pat
 
 def test_messy_csv_carries_run_headers_and_notes(tmp_path) -> None:
     frame = generate_runs(generate_samples(600, seed=2), seed=2)
-    seed = next(s for s in range(200) if (lambda p: p.lims_headers and RUN_EXPORT_STYLE.notes_column in p.extra_columns)(
-        messy_plan(s, "csv", RUN_EXPORT_STYLE)))
+    seed = next(
+        s
+        for s in range(200)
+        if (lambda p: p.lims_headers and RUN_EXPORT_STYLE.notes_column in p.extra_columns)(messy_plan(s, "csv", RUN_EXPORT_STYLE))
+    )
     data = write_run_export(frame, tmp_path / "m.csv", "csv", messy=True, seed=seed).read_bytes()
     plan = messy_plan(seed, "csv", RUN_EXPORT_STYLE)
     text = data.decode("cp1252" if plan.dialect == "legacy_cp1252" else "utf-8-sig")

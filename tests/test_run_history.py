@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from catalog_support import generated_lab
+
 from tracseq_dagster import run_features
 from tracseq_dagster.models import get_model, sequencing_success, turnaround_hours
 from tracseq_dagster.models.spec import ServingRows
@@ -39,7 +39,9 @@ def after(snapshot: RunHistorySnapshot, rng: np.random.Generator, n: int) -> pd.
     return snapshot.cutoff + pd.to_timedelta(offsets, unit="ns")
 
 
-def new_samples(samples: pd.DataFrame, rng: np.random.Generator, n: int, received: pd.DatetimeIndex | None = None) -> pd.DataFrame:
+def new_samples(
+    samples: pd.DataFrame, rng: np.random.Generator, n: int, received: pd.DatetimeIndex | None = None
+) -> pd.DataFrame:
     """Copies of known sample records under ids the history never saw, a third from an unknown site."""
     new = samples.sample(n, random_state=int(rng.integers(1 << 31))).reset_index(drop=True)
     new["sample_id"] = pd.array([f"TS-2099-{i:06d}" for i in range(n)], dtype="string")
@@ -90,7 +92,9 @@ def test_sequencing_success_from_the_snapshot_equals_the_full_history(lab, snaps
     assert full["is_rerun"].sum() > 50 and (full["previous_run_failures"] > 0).any() and (full["is_rerun"] == 0).any()
     assert (full["instrument_recent_runs"] == RUN_WINDOW).any() and (full["instrument_recent_runs"] == 0).any()  # known, unknown
     assert (full["kit_recent_runs"] == 0).any() and (full["kit_recent_runs"] > 0).any()
-    assert full["instrument_load_7d"].nunique() > 1 and (full["instrument_load_7d"] == 0).any()  # windows inside and past the cutoff's
+    assert (
+        full["instrument_load_7d"].nunique() > 1 and (full["instrument_load_7d"] == 0).any()
+    )  # windows inside and past the cutoff's
     assert full["sequencing_queue"].nunique() > 1  # a known sample leaves its own place in the queue
     assert "SEQ-99" in full["instrument_id"].cat.categories and "KIT-NEVER-SEEN" in full["library_kit"].cat.categories
 
@@ -122,7 +126,9 @@ def test_turnaround_from_the_snapshot_equals_the_full_history(lab, snapshot: Run
 def test_an_instant_at_or_before_the_cutoff_is_refused(lab, snapshot: RunHistorySnapshot) -> None:  # type: ignore[no-untyped-def]
     samples, runs = lab
     request_samples, request_runs, t = library_requests(lab, snapshot, seed=4, n=20)
-    events = pd.concat([samples["received_ts"], samples["extraction_ts"], runs["library_prep_ts"], runs["run_start_ts"], runs["run_end_ts"]])
+    events = pd.concat(
+        [samples["received_ts"], samples["extraction_ts"], runs["library_prep_ts"], runs["run_start_ts"], runs["run_end_ts"]]
+    )
     assert snapshot.cutoff == events.max()  # the latest event of the history
     for instant in (snapshot.cutoff, snapshot.cutoff - DAY):
         with pytest.raises(ValueError, match="snapshot holds the events up to .* need the full history"):
@@ -146,7 +152,9 @@ def test_save_and_load_round_trip(lab, snapshot: RunHistorySnapshot, tmp_path: P
     assert loaded.cutoff == snapshot.cutoff and loaded.sample_history.cutoff == snapshot.sample_history.cutoff
     for name in ("failure_table", "priority_table", "sample_table", "window_table"):
         pd.testing.assert_frame_equal(getattr(loaded, name), getattr(snapshot, name), check_dtype=False)
-    assert {k: v for k, v in loaded.totals.items() if k != "recent_median"} == {k: v for k, v in snapshot.totals.items() if k != "recent_median"}
+    assert {k: v for k, v in loaded.totals.items() if k != "recent_median"} == {
+        k: v for k, v in snapshot.totals.items() if k != "recent_median"
+    }
     assert math.isclose(loaded.totals["recent_median"], snapshot.totals["recent_median"])
     request_samples, request_runs, t = library_requests(lab, snapshot, seed=6, n=200)
     pd.testing.assert_frame_equal(sequencing_success_frame(request_samples, request_runs, loaded, as_of=t),
@@ -156,7 +164,9 @@ def test_save_and_load_round_trip(lab, snapshot: RunHistorySnapshot, tmp_path: P
                                   turnaround_frame(new, snapshot, as_of=t[: len(new)]), check_exact=True)  # fmt: skip
 
 
-def test_the_snapshot_answers_without_the_full_history(lab, snapshot: RunHistorySnapshot, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_snapshot_answers_without_the_full_history(
+    lab, snapshot: RunHistorySnapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     """Speed sanity without timing: per request nothing sorts or groups the history again, and
     what the snapshot keeps per window is the last days' events, not the history."""
     samples, runs = lab
@@ -181,14 +191,18 @@ def test_the_snapshot_answers_without_the_full_history(lab, snapshot: RunHistory
     assert len(windows) < 0.2 * (len(samples) + len(runs))
     run_starts = windows[windows["kind"] == "run_start"]["time"]
     assert run_starts.min() > snapshot.cutoff.value - 7 * DAY.value
-    assert len(snapshot.failure_table) == runs["instrument_id"].nunique() + runs["library_kit"].nunique() + 2  # + one unknown key each
+    assert (
+        len(snapshot.failure_table) == runs["instrument_id"].nunique() + runs["library_kit"].nunique() + 2
+    )  # + one unknown key each
 
 
 def test_the_run_models_serve_from_the_snapshot_with_the_same_features(lab, snapshot: RunHistorySnapshot) -> None:  # type: ignore[no-untyped-def]
     samples, runs = lab
     for model in (sequencing_success, turnaround_hours):
         assert model.MODEL.serving.history_snapshot is not None
-        assert isinstance(get_model(model.MODEL.name).serving.history_snapshot(samples.head(50), runs.head(50)), RunHistorySnapshot)
+        assert isinstance(
+            get_model(model.MODEL.name).serving.history_snapshot(samples.head(50), runs.head(50)), RunHistorySnapshot
+        )
     request_samples, request_runs, t = library_requests(lab, snapshot, seed=8, n=60)
     requests = request_runs.drop(columns=["run_start_ts"]).merge(request_samples, on="sample_id")
     as_of = pd.DatetimeIndex(requests["library_prep_ts"])

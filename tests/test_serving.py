@@ -15,15 +15,14 @@ import pyarrow as pa
 import pytest
 import redis
 from pydantic import ValidationError
-
 from serving_support import recent_samples, request_records, trained_registry
+
 from tracseq_dagster import features
 from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features, feature_columns
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
-from tracseq_dagster.serving import columnar
+from tracseq_dagster.serving import columnar, compiled_trees, leaf_bitvectors
 from tracseq_dagster.serving.advice import category, recommendations, risk_factors
-from tracseq_dagster.serving import compiled_trees, leaf_bitvectors
 from tracseq_dagster.serving.bundle import export_bundle
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
 from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore
@@ -94,7 +93,9 @@ def test_request_schema_checks_timestamp_order_and_ignores_extra_columns() -> No
     record = request_records(recent_samples(1, seed=7))[0]
     assert SampleRecord.model_validate({**record, "lims_note": "extra"}).model_dump()["sample_id"] == record["sample_id"]
     with pytest.raises(ValidationError, match="collection_ts .* is after received_ts"):
-        SampleRecord.model_validate({**record, "collection_ts": (pd.Timestamp(record["received_ts"]) + pd.Timedelta(hours=1)).isoformat()})
+        SampleRecord.model_validate(
+            {**record, "collection_ts": (pd.Timestamp(record["received_ts"]) + pd.Timedelta(hours=1)).isoformat()}
+        )
     with pytest.raises(ValidationError, match="not a plausible date"):
         SampleRecord.model_validate({**record, "collection_ts": "1661-12-06T21:13:32Z"})
 
@@ -592,7 +593,9 @@ print("after a large batch", threading_layer._is_initialized)
     forest = SampleQualityPredictor(bundle).variants[CHAMPION].scorer._forest
     forest.raw_and_credit(np.zeros((2048, forest.credit.shape[1])))  # both kernels compiled and cached here
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert result.stdout.split("\n")[:2] == ["after a micro-batch False", "after a large batch True"], result.stdout + result.stderr
+    assert result.stdout.split("\n")[:2] == ["after a micro-batch False", "after a large batch True"], (
+        result.stdout + result.stderr
+    )
 
 
 def test_columnar_answers_are_cached_by_body_within_a_byte_budget() -> None:

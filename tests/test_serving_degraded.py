@@ -14,7 +14,6 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -148,7 +147,11 @@ def test_prediction_log_outage_queues_rows_then_drops_and_counts_them(served: Se
         down = load.mark("log down")
         assert _wait_for(lambda: bento.readyz()[1].get("status") == "degraded", timeout_s=10)
         status, body = bento.readyz()
-        assert status == 200 and body["dependencies"]["prediction_log"].startswith("down: ") and body["dependencies"]["redis"] == "up"
+        assert (
+            status == 200
+            and body["dependencies"]["prediction_log"].startswith("down: ")
+            and body["dependencies"]["redis"] == "up"
+        )
         time.sleep(6)  # 180 answers at 30/s: the 100-row queue overflows
         served.proxy.open()
         up = load.mark("log up")

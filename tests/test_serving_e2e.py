@@ -233,7 +233,10 @@ def test_identical_requests_are_answered_from_the_cache(stack: Stack, records) -
     second = stack.post("/predict", records[20]).json()
     assert second["cached"] is True and second["quality_probability"] == first["quality_probability"]
     assert second["request_id"] != first["request_id"]
-    assert any(k.startswith(f"{stack.prefix}prediction:".encode()) for k in redis.Redis.from_url(REDIS_URL).scan_iter(match=stack.prefix + "*"))
+    assert any(
+        k.startswith(f"{stack.prefix}prediction:".encode())
+        for k in redis.Redis.from_url(REDIS_URL).scan_iter(match=stack.prefix + "*")
+    )
 
 
 def test_features_come_from_redis_after_publishing(stack: Stack) -> None:
@@ -290,7 +293,9 @@ def test_bad_records_get_400_naming_the_field(stack: Stack, records, change, fie
 
 
 def test_malformed_and_oversized_requests_are_refused_not_crashed(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
-    broken = requests.post(stack.url + "/predict", data=b'{"sample_id": ', headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    broken = requests.post(
+        stack.url + "/predict", data=b'{"sample_id": ', headers={**AUTH, "Content-Type": "application/json"}, timeout=10
+    )
     assert broken.status_code == 400 and "json" in broken.text.lower()
     multipart = requests.post(stack.url + "/features", data=b'{"sample_ids": ["x"]}',
                               headers={**AUTH, "Content-Type": "multipart/form-data"}, timeout=10)  # fmt: skip
@@ -346,7 +351,9 @@ def test_get_models_lists_the_three_champions(stack: Stack) -> None:
     listing = stack.get("/models").json()
     assert [m["name"] for m in listing["models"]] == list(MODELS), listing
     assert all(m["versions"][0]["alias"] == "champion" and m["versions"][0]["metrics"] for m in listing["models"])
-    assert "serving sample_quality, sequencing_success, turnaround_hours" in " ".join(stack.build_output.split())  # the console wraps
+    assert "serving sample_quality, sequencing_success, turnaround_hours" in " ".join(
+        stack.build_output.split()
+    )  # the console wraps
     details = stack.get("/models/sequencing_success").json()
     assert "instrument_id" in details["request_columns"] and details["declaration"]["predicted_at"].startswith("library_prep_ts")
 
@@ -419,6 +426,7 @@ def test_the_prediction_log_keeps_each_models_rows(stack: Stack) -> None:
 
 
 # -- last: the served model switched ---------------------------------------------------------
+
 
 def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
     stack.trained.registry.promote("2", "serving test: switch to the logistic model")

@@ -118,7 +118,9 @@ def test_killing_a_worker_under_load_loses_only_its_requests_in_flight(tmp_path:
           f"until the replacement {during_ok / (back - killed):.1f}/s, after {after_ok / (end - back):.1f}/s; "
           f"log: {len(rows)} rows, {rows['request_id'].nunique()} distinct ids, {lost} answered requests not logged "
           f"(queued in the killed worker)")  # fmt: skip
-    assert len(result.errors) <= in_flight + 1, result.errors  # only what the dead worker held (+1: a connection accepted at the kill)
+    assert len(result.errors) <= in_flight + 1, (
+        result.errors
+    )  # only what the dead worker held (+1: a connection accepted at the kill)
     assert all(t - killed < 2.0 for t, _ in result.errors)  # and only at the kill
     assert after_errors == 0
     assert after_ok / (end - back) >= RATE * 0.85  # the rate recovered

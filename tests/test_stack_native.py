@@ -29,10 +29,10 @@ import httpx
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition_key
 from tests.conftest import fresh_postgres_database
 from tests.native_stack import BIN, LOCATION, NativeStack
 from tests.processes import free_port, stop, wait_until_ready
-from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition_key
 from tests.serving_support import recent_samples, request_records
 from tracseq_dagster.generator import generate_exports
 from tracseq_dagster.registry import CHAMPION, ModelRegistry
@@ -83,12 +83,18 @@ def _drop_export(stack: NativeStack, name: str, rows: int, seed: int, id_offset:
 
 
 def _ingest_runs(instance: dg.DagsterInstance, path: Path) -> list[dg.DagsterRun]:
-    return [r for r in instance.get_runs(dg.RunsFilter(job_name="ingest_lab_export")) if r.tags.get("tracseq/source_path") == str(path)]
+    return [
+        r
+        for r in instance.get_runs(dg.RunsFilter(job_name="ingest_lab_export"))
+        if r.tags.get("tracseq/source_path") == str(path)
+    ]
 
 
 def _finished_ingest(stack: NativeStack, path: Path) -> dg.DagsterRun:
     with stack.instance() as instance:
-        return stack.wait_for(lambda: next((r for r in _ingest_runs(instance, path) if r.is_finished), None), f"the ingest run of {path.name}")
+        return stack.wait_for(
+            lambda: next((r for r in _ingest_runs(instance, path) if r.is_finished), None), f"the ingest run of {path.name}"
+        )
 
 
 def _wait_finished(stack: NativeStack, graphql: DagsterGraphQLClient, run_id: str, timeout_s: float = 300) -> dg.DagsterRunStatus:
@@ -119,12 +125,14 @@ def test_a_dropped_export_flows_through_sensor_queue_and_automation(stack: Nativ
         assert instance.event_log_storage.get_concurrency_info("automl").slot_count == 1
 
 
-def test_graphql_runs_train_register_package_and_the_bento_serves(stack: NativeStack, graphql: DagsterGraphQLClient, tmp_path: Path) -> None:
-    sweep = graphql.submit_job_execution(
-        "automl_sweep", repository_location_name=LOCATION, run_config=SWEEP, tags=SWEEP_TAGS
-    )
+def test_graphql_runs_train_register_package_and_the_bento_serves(
+    stack: NativeStack, graphql: DagsterGraphQLClient, tmp_path: Path
+) -> None:
+    sweep = graphql.submit_job_execution("automl_sweep", repository_location_name=LOCATION, run_config=SWEEP, tags=SWEEP_TAGS)
     assert _wait_finished(stack, graphql, sweep) == dg.DagsterRunStatus.SUCCESS, stack.logs_tail()
-    promote = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS)
+    promote = graphql.submit_job_execution(
+        "register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS
+    )
     assert _wait_finished(stack, graphql, promote) == dg.DagsterRunStatus.SUCCESS, stack.logs_tail()
     registry = _registry(stack)
     champion = registry.version(CHAMPION)
@@ -151,8 +159,11 @@ def test_killing_the_code_server_mid_run_fails_the_run_and_reexecution_adds_no_v
     stack: NativeStack, graphql: DagsterGraphQLClient
 ) -> None:
     versions_before = len(_registry(stack).versions())
-    run_id = graphql.submit_job_execution("register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS)
+    run_id = graphql.submit_job_execution(
+        "register_and_promote", repository_location_name=LOCATION, run_config=GATE, tags=PROMOTE_TAGS
+    )
     with stack.instance() as instance:
+
         def refit_started() -> bool:
             return any(
                 e.dagster_event_type == dg.DagsterEventType.STEP_START and e.step_key == "registered_model"
@@ -190,7 +201,10 @@ def test_features_nothing_refreshed_are_reported_overdue(stack: NativeStack) -> 
 def test_killing_the_daemon_loses_no_run_and_no_file(stack: NativeStack) -> None:
     in_flight = _drop_export(stack, "second", rows=1500, seed=5, id_offset=100_000)
     with stack.instance() as instance:
-        stack.wait_for(lambda: any(r.status == dg.DagsterRunStatus.STARTED for r in _ingest_runs(instance, in_flight)), "the second export's run to start")
+        stack.wait_for(
+            lambda: any(r.status == dg.DagsterRunStatus.STARTED for r in _ingest_runs(instance, in_flight)),
+            "the second export's run to start",
+        )
     stack.kill("daemon")
     assert _finished_ingest(stack, in_flight).is_success, stack.logs_tail()  # the run worker never needed the daemon
 

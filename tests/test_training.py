@@ -16,6 +16,7 @@ from tracseq_dagster.cli import app
 from tracseq_dagster.evaluation import Evaluation, SliceScore, brier_score, evaluate, expected_calibration_error
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.generator import generate_samples
+from tracseq_dagster.models.sample_quality import MODEL, training_set_from_features
 from tracseq_dagster.promotion import GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from tracseq_dagster.tracking import ensure_experiment, fluent_api, open_client, parent_run
@@ -26,7 +27,6 @@ from tracseq_dagster.training import (
     run_promotion_gate,
     sweep_one_family,
 )
-from tracseq_dagster.models.sample_quality import MODEL, training_set_from_features
 from tracseq_dagster.training_set import stable_holdout
 
 TARGET, SLICE_COLUMN = MODEL.label, MODEL.slice_column
@@ -84,9 +84,7 @@ def test_calibration_measures() -> None:
 
 
 def _evaluation(score: float, slices: dict[str, float], brier: float = 0.2, ece: float = 0.03) -> Evaluation:
-    return Evaluation(
-        "roc_auc_ovr", True, score, 500, brier, ece, {k: SliceScore(100, v) for k, v in slices.items()}
-    )
+    return Evaluation("roc_auc_ovr", True, score, 500, brier, ece, {k: SliceScore(100, v) for k, v in slices.items()})
 
 
 def test_gate_rules() -> None:
@@ -132,13 +130,30 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
         parent = parent_run(client, experiment, dagster_run_id)
         assert parent_run(client, experiment, dagster_run_id) == parent  # one parent per Dagster run
         outcomes = [
-            sweep_one_family(training_set, f, settings, storage=storage, client=client, experiment_id=experiment,
-                             parent_run_id=parent, dagster_run_id=dagster_run_id)
+            sweep_one_family(
+                training_set,
+                f,
+                settings,
+                storage=storage,
+                client=client,
+                experiment_id=experiment,
+                parent_run_id=parent,
+                dagster_run_id=dagster_run_id,
+            )
             for f in families
         ]
         ranked = rank_families(outcomes, training_set.fingerprint)
-        register_winner(training_set, ranked[0], ranked, seed=0, storage=storage, registry=registry,
-                        experiment_id=experiment, parent_run_id=parent, dagster_run_id=dagster_run_id)
+        register_winner(
+            training_set,
+            ranked[0],
+            ranked,
+            seed=0,
+            storage=storage,
+            registry=registry,
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=dagster_run_id,
+        )
         return ranked
 
     # First model: no champion yet, so the gate promotes a calibrated challenger.
@@ -166,43 +181,91 @@ def test_sweep_register_gate_rollback(training_set, mlflow_store, tmp_path: Path
     assert v1.tags["export_hashes"] == "hash-a,hash-b"
     registered_run = client.get_run(v1.run_id)
     artifacts = {a.path for a in client.list_artifacts(v1.run_id, "plots")}
-    assert {"plots/roc.png", "plots/confusion_matrix.png", "plots/feature_importance.png", "plots/optimization_history.png"} <= artifacts
+    assert {
+        "plots/roc.png",
+        "plots/confusion_matrix.png",
+        "plots/feature_importance.png",
+        "plots/optimization_history.png",
+    } <= artifacts
     assert any(k.startswith("holdout_roc_auc_ovr_") for k in registered_run.data.metrics)  # per sample type
     with fluent_api(client):
         loaded = mlflow.sklearn.load_model("models:/sample_quality@challenger")
     assert set(loaded.predict(training_set.frame.drop(columns=[TARGET]).head(50))) <= {"pass", "borderline", "fail"}
 
     policy = GatePolicy(max_brier=0.8, max_ece=0.2)
-    first = run_promotion_gate(training_set, policy, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
-                               parent_run_id=parent_id, dagster_run_id="run-1")
+    first = run_promotion_gate(
+        training_set,
+        policy,
+        registry=registry,
+        metric="roc_auc_ovr",
+        experiment_id=experiment,
+        parent_run_id=parent_id,
+        dagster_run_id="run-1",
+    )
     assert first.promoted and str(registry.version(CHAMPION).version) == "1"
     # The gate again on the same challenger: it already is the champion, nothing moves.
-    again = run_promotion_gate(training_set, policy, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
-                               parent_run_id=parent_id, dagster_run_id="run-1")
+    again = run_promotion_gate(
+        training_set,
+        policy,
+        registry=registry,
+        metric="roc_auc_ovr",
+        experiment_id=experiment,
+        parent_run_id=parent_id,
+        dagster_run_id="run-1",
+    )
     assert not again.promoted and "already the champion" in again.decision.summary()
 
     # Second model: promoted only when it beats the champion on the same holdout by the margin.
     ranked_2 = train("run-2", ("logistic",))
     assert str(registry.version(CHALLENGER).version) == "2"
     strict = GatePolicy(min_improvement=1.0, max_brier=0.8, max_ece=0.2)  # no model gains a full AUC point
-    rejected = run_promotion_gate(training_set, strict, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
-                                  parent_run_id=parent_id, dagster_run_id="run-2")
+    rejected = run_promotion_gate(
+        training_set,
+        strict,
+        registry=registry,
+        metric="roc_auc_ovr",
+        experiment_id=experiment,
+        parent_run_id=parent_id,
+        dagster_run_id="run-2",
+    )
     assert not rejected.promoted and str(registry.version(CHAMPION).version) == "1"
     assert rejected.champion is not None and rejected.champion.rows == rejected.challenger.rows
     assert client.get_model_version("sample_quality", "2").tags["gate_decision"] == "reject"
     lenient = GatePolicy(min_improvement=-1.0, max_slice_regression=1.0, max_brier=0.8, max_ece=0.2)
-    assert run_promotion_gate(training_set, lenient, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
-                              parent_run_id=parent_id, dagster_run_id="run-2").promoted
+    assert run_promotion_gate(
+        training_set,
+        lenient,
+        registry=registry,
+        metric="roc_auc_ovr",
+        experiment_id=experiment,
+        parent_run_id=parent_id,
+        dagster_run_id="run-2",
+    ).promoted
     assert str(registry.version(CHAMPION).version) == "2"
 
     # Re-registering under the same key (a re-executed run) adds no version.
-    assert str(registry.register(v1.source, run_id=v1.run_id, model_id=None, tags={},
-                             registration_key=v1.tags["registration_key"]).version) == "1"
+    assert (
+        str(
+            registry.register(
+                v1.source, run_id=v1.run_id, model_id=None, tags={}, registration_key=v1.tags["registration_key"]
+            ).version
+        )
+        == "1"
+    )
     assert len(registry.versions()) == 2
     # run-2 re-executed from failure: a new run id with run-2 as its root finds run-2's version.
-    reexecuted = register_winner(training_set, ranked_2[0], ranked_2, seed=0, storage=storage, registry=registry,
-                                 experiment_id=experiment, parent_run_id=parent_id, dagster_run_id="run-2-again",
-                                 root_run_id="run-2")
+    reexecuted = register_winner(
+        training_set,
+        ranked_2[0],
+        ranked_2,
+        seed=0,
+        storage=storage,
+        registry=registry,
+        experiment_id=experiment,
+        parent_run_id=parent_id,
+        dagster_run_id="run-2-again",
+        root_run_id="run-2",
+    )
     assert reexecuted.version == "2" and len(registry.versions()) == 2
 
     # Rollback: back to 1; a second rollback has nowhere to go and says so.
@@ -217,12 +280,24 @@ def test_rank_families_ignores_other_training_sets() -> None:
     from tracseq_dagster.training import FamilyOutcome
 
     def outcome(family: str, fingerprint: str, cv: float | None) -> FamilyOutcome:
-        row = None if cv is None else {"family": family, "best_trial": 0, "cv_mean": cv, "cv_std": 0.0,
-                                       "fit_seconds": 1.0, "predict_latency_ms": 0.1, "trials": 1}
+        row = (
+            None
+            if cv is None
+            else {
+                "family": family,
+                "best_trial": 0,
+                "cv_mean": cv,
+                "cv_std": 0.0,
+                "fit_seconds": 1.0,
+                "predict_latency_ms": 0.1,
+                "trials": 1,
+            }
+        )
         return FamilyOutcome(family, fingerprint, "s", "roc_auc", True, 1, 1, 0, 0, 1.0, {}, row)
 
-    ranked = rank_families([outcome("a", "new", 0.7), outcome("b", "old", 0.9), outcome("c", "new", 0.8),
-                            outcome("d", "new", None)], "new")
+    ranked = rank_families(
+        [outcome("a", "new", 0.7), outcome("b", "old", 0.9), outcome("c", "new", 0.8), outcome("d", "new", None)], "new"
+    )
     assert [o.family for o in ranked] == ["c", "a"]
     with pytest.raises(AutoMLInputError, match="materialize automl_trials"):
         rank_families([outcome("b", "old", 0.9)], "new")

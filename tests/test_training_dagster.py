@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster_helpers import latest_materialization
-from processes import free_port, stop, wait_until_ready
 import pandas as pd
 import pytest
+from dagster_helpers import latest_materialization
+from processes import free_port, stop, wait_until_ready
 from typer.testing import CliRunner
 
+from assets.models.partitions import sweep_partition_key
 from tracseq_dagster.automl import prepare_study_storage
 from tracseq_dagster.cli import app
 from tracseq_dagster.definitions import build_definitions
@@ -22,12 +23,11 @@ from tracseq_dagster.features import compute_features
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.ingest import failure_message
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.models.sample_quality import training_set_from_features
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
 from tracseq_dagster.training import SweepSettings, rank_families, register_winner, run_promotion_gate, sweep_one_family
-from tracseq_dagster.models.sample_quality import training_set_from_features
-from assets.models.partitions import sweep_partition_key
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +38,27 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     runner = CliRunner()
-    assert runner.invoke(app, ["generate-exports", "--rows", "3000", "--seed", "4", "--out", str(data / "landing")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["generate-exports", "--rows", "3000", "--seed", "4", "--out", str(data / "landing")]).exit_code == 0
+    )
     assert runner.invoke(app, ["ingest", str(data / "landing")]).exit_code == 0
 
-    result = runner.invoke(app, ["train", "--model", "sample_quality", "--budget-s", "10", "--families", "logistic,lightgbm", "--cv-folds", "3", "--max-ece", "0.3"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "sample_quality",
+            "--budget-s",
+            "10",
+            "--families",
+            "logistic,lightgbm",
+            "--cv-folds",
+            "3",
+            "--max-ece",
+            "0.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "sample_quality promotion gate: promoted (challenger v1)" in result.output, result.output
 
@@ -78,7 +95,9 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     rollback = runner.invoke(app, ["model", "rollback", "--model", "sample_quality"])
     assert rollback.exit_code == 2 and "no previous champion" in rollback.output
     listed = runner.invoke(app, ["models"], terminal_width=250)
-    assert listed.exit_code == 0 and "v1" in listed.output and "roc_auc" in listed.output and "sequencing_success" in listed.output, listed.output
+    assert (
+        listed.exit_code == 0 and "v1" in listed.output and "roc_auc" in listed.output and "sequencing_success" in listed.output
+    ), listed.output
 
 
 def _features(rows: int = 1200, seed: int = 5) -> pd.DataFrame:
@@ -100,10 +119,14 @@ def test_bad_training_input_fails_clearly_and_leaves_the_registry_alone(tmp_path
     lake = Lake(tmp_path / "lake")
     lake.write_table(lake.features_path, change(_features()))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    defs = build_definitions(lake_dir=str(lake.root), mlflow_tracking_uri=tracking, optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    defs = build_definitions(
+        lake_dir=str(lake.root), mlflow_tracking_uri=tracking, optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         result = defs.resolve_job_def("automl_sweep").execute_in_process(
-            partition_key=sweep_partition_key("sample_quality", "logistic"), instance=instance, raise_on_error=False,
+            partition_key=sweep_partition_key("sample_quality", "logistic"),
+            instance=instance,
+            raise_on_error=False,
             run_config={"ops": {"automl_trials": {"config": {"time_budget_s": budget}}}},
         )
         assert not result.success
@@ -121,10 +144,26 @@ def mlflow_server(postgres_url: str, tmp_path: Path):  # type: ignore[no-untyped
     port = free_port()
     log = (tmp_path / "mlflow-server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres_url,
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            postgres_url,
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     wait_until_ready(process, f"{url}/health", tmp_path / "mlflow-server.log")
@@ -132,7 +171,9 @@ def mlflow_server(postgres_url: str, tmp_path: Path):  # type: ignore[no-untyped
     stop(process)
 
 
-def test_register_promote_rollback_against_mlflow_server_on_postgres(mlflow_server, second_postgres_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_register_promote_rollback_against_mlflow_server_on_postgres(
+    mlflow_server, second_postgres_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     url, postgres_url = mlflow_server
     client = open_client(url)
     experiment = ensure_experiment(client, "sample_quality")
@@ -145,15 +186,38 @@ def test_register_promote_rollback_against_mlflow_server_on_postgres(mlflow_serv
     for number in (1, 2):
         dagster_run_id = f"server-run-{number}"
         parent = parent_run(client, experiment, dagster_run_id)
-        outcome = sweep_one_family(training_set, "logistic", SweepSettings(time_budget_s=20, max_trials=3, cv_folds=3, seed=number),
-                                   storage=storage, client=client, experiment_id=experiment, parent_run_id=parent,
-                                   dagster_run_id=dagster_run_id)
+        outcome = sweep_one_family(
+            training_set,
+            "logistic",
+            SweepSettings(time_budget_s=20, max_trials=3, cv_folds=3, seed=number),
+            storage=storage,
+            client=client,
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=dagster_run_id,
+        )
         ranked = rank_families([outcome], training_set.fingerprint)
-        registered = register_winner(training_set, ranked[0], ranked, seed=number, storage=storage, registry=registry,
-                                     experiment_id=experiment, parent_run_id=parent, dagster_run_id=dagster_run_id)
+        registered = register_winner(
+            training_set,
+            ranked[0],
+            ranked,
+            seed=number,
+            storage=storage,
+            registry=registry,
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=dagster_run_id,
+        )
         assert registered.version == str(number)
-        gate = run_promotion_gate(training_set, lenient, registry=registry, metric="roc_auc_ovr", experiment_id=experiment,
-                                  parent_run_id=parent, dagster_run_id=dagster_run_id)
+        gate = run_promotion_gate(
+            training_set,
+            lenient,
+            registry=registry,
+            metric="roc_auc_ovr",
+            experiment_id=experiment,
+            parent_run_id=parent,
+            dagster_run_id=dagster_run_id,
+        )
         assert gate.promoted
 
     assert str(registry.version(CHAMPION).version) == "2" and str(registry.version(CHALLENGER).version) == "2"

@@ -269,10 +269,16 @@ def test_a_category_chain_routes_every_code_as_histogram_boosting_does(nan_left:
 
 def test_forests_split_by_drawn_size_and_trees_keep_their_class() -> None:
     """split_by_size: trees of at most MAX_LEAVES drawn leaves, then the others, each with its class."""
+
     def tree(leaves: int) -> dict[str, Any]:  # a left-leaning chain of `leaves` leaves
         node: dict[str, Any] = {"leaf_index": 0, "leaf_value": 0.0}
         for k in range(1, leaves):
-            node = {"split_feature": 0, "threshold": float(k), "left_child": node, "right_child": {"leaf_index": k, "leaf_value": 1.0}}
+            node = {
+                "split_feature": 0,
+                "threshold": float(k),
+                "left_child": node,
+                "right_child": {"leaf_index": k, "leaf_value": 1.0},
+            }
         return node
 
     sizes = [3, 200, 5, 129, 128]

@@ -31,9 +31,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster_helpers import latest_materialization
 from dagster_ui import REPO, Webserver, artifacts_dir, chromium_page, dagster_webserver, write_instance_config
 
+from assets.lab_exports.partitions import lab_export_partitions
 from tracseq_dagster import landing
 from tracseq_dagster.definitions import defs
-from assets.lab_exports.partitions import lab_export_partitions
 
 pytestmark = pytest.mark.slow
 
@@ -201,8 +201,16 @@ def test_materialize_from_the_ui_run_succeeds_and_checks_show_their_results(ui: 
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/partition"] == ui.partition
-        assert {key.to_user_string() for key in run.asset_selection} == {"raw_lab_exports", "validated_samples", "quarantined_samples"}
-        check_keys = [key for key in defs.resolve_asset_graph().asset_check_keys if key.asset_key.to_user_string() in {a for a, _ in EXPECTED_CHECKS}]
+        assert {key.to_user_string() for key in run.asset_selection} == {
+            "raw_lab_exports",
+            "validated_samples",
+            "quarantined_samples",
+        }
+        check_keys = [
+            key
+            for key in defs.resolve_asset_graph().asset_check_keys
+            if key.asset_key.to_user_string() in {a for a, _ in EXPECTED_CHECKS}
+        ]
         assert {(k.asset_key.to_user_string(), k.name) for k in check_keys} == set(EXPECTED_CHECKS)
         records = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
         recorded = {}

@@ -12,8 +12,9 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -47,16 +48,131 @@ def clean_frame() -> pd.DataFrame:
     rows = [
         # sample_id, project, type, collection, received, extraction, sequencing, temp, exc, dev,
         # ft, conc, vol, 280, 230, rin, din, location, box, operator, site, priority, qc
-        ("TS-2024-000101", "P-ALPHA", "RNA", "2025-01-10T08:00", "2025-01-11T09:30", "2025-01-12T10:00", "2025-01-20T12:00",
-         -80.0, 0, 0.0, 1, 55.2, 40.0, 2.05, 2.10, 8.1, None, "FRZ-01/R1/B1/A1", 10, "op-01", "site-A", "routine", "pass"),
-        ("TS-2024-000102", "P-ALPHA", "DNA", "2025-01-10T08:30", "2025-01-11T09:30", "2025-01-13T10:00", "2025-01-21T12:00",
-         -20.0, 1, 2.5, 0, 120.0, 25.0, 1.85, 2.00, None, 7.5, "FRZ-01/R1/B1/A2", 11, "op-02", "site-A", "urgent", "borderline"),
-        ("TS-2024-000103", "P-BETA", "blood", "2025-02-01T07:00", "2025-02-01T15:00", None, None,
-         4.0, 0, 0.0, 0, 0.0, 500.0, 1.70, 1.50, None, None, "FRZ-02/R3/B14/A7", 0, "op-03", "site-B", "routine", None),
-        ("TS-2024-000104", "P-BETA", "RNA", "2025-02-02T07:00", "2025-02-03T15:00", "2025-02-03T16:00", None,
-         -196.0, 3, 6.0, 50, 12.5, 0.5, 2.10, 0.00, 6.0, None, "LN2-1/R10/B100/H12", 100, "op-01", "site-B", "routine", "fail"),
-        ("TS-2024-000105", "P-GAMMA", "FFPE", "2025-03-01T07:00", "2025-03-01T07:00", "2025-03-01T07:00", "2025-03-01T07:00",
-         40.0, 0, 0.0, 0, 5.0, 10.0, 5.00, 5.00, None, 1.0, "FRZ-03/R2/B14/A7", 5, "op-02", "site-C", "urgent", "pass"),
+        (
+            "TS-2024-000101",
+            "P-ALPHA",
+            "RNA",
+            "2025-01-10T08:00",
+            "2025-01-11T09:30",
+            "2025-01-12T10:00",
+            "2025-01-20T12:00",
+            -80.0,
+            0,
+            0.0,
+            1,
+            55.2,
+            40.0,
+            2.05,
+            2.10,
+            8.1,
+            None,
+            "FRZ-01/R1/B1/A1",
+            10,
+            "op-01",
+            "site-A",
+            "routine",
+            "pass",
+        ),
+        (
+            "TS-2024-000102",
+            "P-ALPHA",
+            "DNA",
+            "2025-01-10T08:30",
+            "2025-01-11T09:30",
+            "2025-01-13T10:00",
+            "2025-01-21T12:00",
+            -20.0,
+            1,
+            2.5,
+            0,
+            120.0,
+            25.0,
+            1.85,
+            2.00,
+            None,
+            7.5,
+            "FRZ-01/R1/B1/A2",
+            11,
+            "op-02",
+            "site-A",
+            "urgent",
+            "borderline",
+        ),
+        (
+            "TS-2024-000103",
+            "P-BETA",
+            "blood",
+            "2025-02-01T07:00",
+            "2025-02-01T15:00",
+            None,
+            None,
+            4.0,
+            0,
+            0.0,
+            0,
+            0.0,
+            500.0,
+            1.70,
+            1.50,
+            None,
+            None,
+            "FRZ-02/R3/B14/A7",
+            0,
+            "op-03",
+            "site-B",
+            "routine",
+            None,
+        ),
+        (
+            "TS-2024-000104",
+            "P-BETA",
+            "RNA",
+            "2025-02-02T07:00",
+            "2025-02-03T15:00",
+            "2025-02-03T16:00",
+            None,
+            -196.0,
+            3,
+            6.0,
+            50,
+            12.5,
+            0.5,
+            2.10,
+            0.00,
+            6.0,
+            None,
+            "LN2-1/R10/B100/H12",
+            100,
+            "op-01",
+            "site-B",
+            "routine",
+            "fail",
+        ),
+        (
+            "TS-2024-000105",
+            "P-GAMMA",
+            "FFPE",
+            "2025-03-01T07:00",
+            "2025-03-01T07:00",
+            "2025-03-01T07:00",
+            "2025-03-01T07:00",
+            40.0,
+            0,
+            0.0,
+            0,
+            5.0,
+            10.0,
+            5.00,
+            5.00,
+            None,
+            1.0,
+            "FRZ-03/R2/B14/A7",
+            5,
+            "op-02",
+            "site-C",
+            "urgent",
+            "pass",
+        ),
     ]
     columns = list(zip(*rows))
     data: dict[str, Any] = {}
@@ -102,6 +218,7 @@ def setter(row: int, **values: Any) -> Callable[[pd.DataFrame], None]:
     def mutate(frame: pd.DataFrame) -> None:
         for col, value in values.items():
             frame.loc[row, col] = value
+
     return mutate
 
 
@@ -115,23 +232,50 @@ def build_cases() -> list[Case]:
     for col in COLUMNS:
         if col.required:
             na = pd.NaT if col.kind is Kind.TIMESTAMP else None
-            cases.append(Case(f"required:{col.name}", setter(1, **{col.name: na}), (1,),
-                              frozenset({f"required:{col.name}"}), (col.name, "<empty>", "required")))
+            cases.append(
+                Case(
+                    f"required:{col.name}",
+                    setter(1, **{col.name: na}),
+                    (1,),
+                    frozenset({f"required:{col.name}"}),
+                    (col.name, "<empty>", "required"),
+                )
+            )
     # type:<col>: the parser could not type the cell (left NA) and reported it
     for col in COLUMNS:
         row = 0 if col.name == "rin" else 1  # rin on the RNA row, everything else on the DNA row
         na = pd.NaT if col.kind is Kind.TIMESTAMP else None
-        issues = pd.DataFrame({
-            ROW_NUMBER: [3 if row == 1 else 2], "column": [col.name], "value": ["n/a?x"],
-            "rule": ["type"], "message": [f"could not parse {col.kind.value}"],
-        })
-        cases.append(Case(f"type:{col.name}", setter(row, **{col.name: na}), (row,),
-                          frozenset({f"type:{col.name}"}), (col.name, "'n/a?x'"), parse_issues=issues))
+        issues = pd.DataFrame(
+            {
+                ROW_NUMBER: [3 if row == 1 else 2],
+                "column": [col.name],
+                "value": ["n/a?x"],
+                "rule": ["type"],
+                "message": [f"could not parse {col.kind.value}"],
+            }
+        )
+        cases.append(
+            Case(
+                f"type:{col.name}",
+                setter(row, **{col.name: na}),
+                (row,),
+                frozenset({f"type:{col.name}"}),
+                (col.name, "'n/a?x'"),
+                parse_issues=issues,
+            )
+        )
     # enum:<col> (row 2, blood, carries neither rin nor din)
     for col in COLUMNS:
         if col.allowed:
-            cases.append(Case(f"enum:{col.name}", setter(2, **{col.name: "plasma"}), (2,),
-                              frozenset({f"enum:{col.name}"}), (f"{col.name} = 'plasma'", "is not one of")))
+            cases.append(
+                Case(
+                    f"enum:{col.name}",
+                    setter(2, **{col.name: "plasma"}),
+                    (2,),
+                    frozenset({f"enum:{col.name}"}),
+                    (f"{col.name} = 'plasma'", "is not one of"),
+                )
+            )
     # range:<col>: just outside the bound (rin on an RNA row, din on a DNA row)
     for col in COLUMNS:
         if col.minimum is None and col.maximum is None:
@@ -144,50 +288,135 @@ def build_cases() -> list[Case]:
         else:
             value, words = col.minimum - 1, f"below the minimum {int(col.minimum)}"
         value = int(value) if col.kind is Kind.INT else float(value)
-        cases.append(Case(f"range:{col.name}", setter(row, **{col.name: value}), (row,), frozenset({f"range:{col.name}"}),
-                          (f"{col.name} = {_fmt_number(col.kind, value)}", words)))
+        cases.append(
+            Case(
+                f"range:{col.name}",
+                setter(row, **{col.name: value}),
+                (row,),
+                frozenset({f"range:{col.name}"}),
+                (f"{col.name} = {_fmt_number(col.kind, value)}", words),
+            )
+        )
     cases += [
-        Case("pattern:sample_id", setter(3, sample_id="TS-24-104"), (3,), frozenset({"pattern:sample_id"}),
-             ("sample_id = 'TS-24-104'", "does not match")),
-        Case("pattern:storage_location", setter(3, storage_location="FRZ-01/R1/B1/A1/extra"), (3,),
-             frozenset({"pattern:storage_location"}), ("storage_location = 'FRZ-01/R1/B1/A1/extra'", "does not match")),
-        Case("order:collection_ts<=received_ts", setter(0, received_ts=ts("2025-01-09T08:00")), (0,),
-             frozenset({"order:collection_ts<=received_ts"}),
-             ("received_ts = 2025-01-09T08:00:00+00:00 is before collection_ts = 2025-01-10T08:00:00+00:00",)),
-        Case("order:received_ts<=extraction_ts", setter(0, extraction_ts=ts("2025-01-11T09:00")), (0,),
-             frozenset({"order:received_ts<=extraction_ts"}), ("extraction_ts = 2025-01-11T09:00:00+00:00", "received_ts")),
-        Case("order:extraction_ts<=sequencing_ts", setter(0, sequencing_ts=ts("2025-01-12T09:59")), (0,),
-             frozenset({"order:extraction_ts<=sequencing_ts"}), ("sequencing_ts = 2025-01-12T09:59:00+00:00", "extraction_ts")),
+        Case(
+            "pattern:sample_id",
+            setter(3, sample_id="TS-24-104"),
+            (3,),
+            frozenset({"pattern:sample_id"}),
+            ("sample_id = 'TS-24-104'", "does not match"),
+        ),
+        Case(
+            "pattern:storage_location",
+            setter(3, storage_location="FRZ-01/R1/B1/A1/extra"),
+            (3,),
+            frozenset({"pattern:storage_location"}),
+            ("storage_location = 'FRZ-01/R1/B1/A1/extra'", "does not match"),
+        ),
+        Case(
+            "order:collection_ts<=received_ts",
+            setter(0, received_ts=ts("2025-01-09T08:00")),
+            (0,),
+            frozenset({"order:collection_ts<=received_ts"}),
+            ("received_ts = 2025-01-09T08:00:00+00:00 is before collection_ts = 2025-01-10T08:00:00+00:00",),
+        ),
+        Case(
+            "order:received_ts<=extraction_ts",
+            setter(0, extraction_ts=ts("2025-01-11T09:00")),
+            (0,),
+            frozenset({"order:received_ts<=extraction_ts"}),
+            ("extraction_ts = 2025-01-11T09:00:00+00:00", "received_ts"),
+        ),
+        Case(
+            "order:extraction_ts<=sequencing_ts",
+            setter(0, sequencing_ts=ts("2025-01-12T09:59")),
+            (0,),
+            frozenset({"order:extraction_ts<=sequencing_ts"}),
+            ("sequencing_ts = 2025-01-12T09:59:00+00:00", "extraction_ts"),
+        ),
         # transitive comparisons only when the middle is missing (received is required, so it fires too)
-        Case("order:collection_ts<=extraction_ts",
-             setter(0, received_ts=pd.NaT, extraction_ts=ts("2025-01-09T00:00"), sequencing_ts=pd.NaT), (0,),
-             frozenset({"required:received_ts", "order:collection_ts<=extraction_ts"}),
-             ("extraction_ts = 2025-01-09T00:00:00+00:00 is before collection_ts",)),
-        Case("order:received_ts<=sequencing_ts", setter(1, extraction_ts=pd.NaT, sequencing_ts=ts("2025-01-11T09:00")), (1,),
-             frozenset({"order:received_ts<=sequencing_ts"}), ("sequencing_ts = 2025-01-11T09:00:00+00:00 is before received_ts",)),
-        Case("order:collection_ts<=sequencing_ts",
-             setter(1, received_ts=pd.NaT, extraction_ts=pd.NaT, sequencing_ts=ts("2025-01-01T00:00")), (1,),
-             frozenset({"required:received_ts", "order:collection_ts<=sequencing_ts"}),
-             ("sequencing_ts = 2025-01-01T00:00:00+00:00 is before collection_ts",)),
-        Case("plausible_date:collection_ts", setter(2, collection_ts=ts("1985-02-01T07:00")), (2,),
-             frozenset({"plausible_date:collection_ts"}), ("collection_ts = 1985-02-01T07:00:00+00:00", "before 1990")),
-        Case("plausible_date:received_ts", setter(2, received_ts=ts("2030-02-01T15:00")), (2,),
-             frozenset({"plausible_date:received_ts"}), ("received_ts = 2030-02-01T15:00:00+00:00", "in the future")),
-        Case("plausible_date:extraction_ts", setter(3, extraction_ts=ts("2030-01-01")), (3,),
-             frozenset({"plausible_date:extraction_ts"}), ("extraction_ts = 2030-01-01T00:00:00+00:00", "in the future")),
-        Case("plausible_date:sequencing_ts", setter(0, sequencing_ts=ts("2025-06-03T00:00")), (0,),
-             frozenset({"plausible_date:sequencing_ts"}), ("sequencing_ts = 2025-06-03T00:00:00+00:00", "in the future")),
+        Case(
+            "order:collection_ts<=extraction_ts",
+            setter(0, received_ts=pd.NaT, extraction_ts=ts("2025-01-09T00:00"), sequencing_ts=pd.NaT),
+            (0,),
+            frozenset({"required:received_ts", "order:collection_ts<=extraction_ts"}),
+            ("extraction_ts = 2025-01-09T00:00:00+00:00 is before collection_ts",),
+        ),
+        Case(
+            "order:received_ts<=sequencing_ts",
+            setter(1, extraction_ts=pd.NaT, sequencing_ts=ts("2025-01-11T09:00")),
+            (1,),
+            frozenset({"order:received_ts<=sequencing_ts"}),
+            ("sequencing_ts = 2025-01-11T09:00:00+00:00 is before received_ts",),
+        ),
+        Case(
+            "order:collection_ts<=sequencing_ts",
+            setter(1, received_ts=pd.NaT, extraction_ts=pd.NaT, sequencing_ts=ts("2025-01-01T00:00")),
+            (1,),
+            frozenset({"required:received_ts", "order:collection_ts<=sequencing_ts"}),
+            ("sequencing_ts = 2025-01-01T00:00:00+00:00 is before collection_ts",),
+        ),
+        Case(
+            "plausible_date:collection_ts",
+            setter(2, collection_ts=ts("1985-02-01T07:00")),
+            (2,),
+            frozenset({"plausible_date:collection_ts"}),
+            ("collection_ts = 1985-02-01T07:00:00+00:00", "before 1990"),
+        ),
+        Case(
+            "plausible_date:received_ts",
+            setter(2, received_ts=ts("2030-02-01T15:00")),
+            (2,),
+            frozenset({"plausible_date:received_ts"}),
+            ("received_ts = 2030-02-01T15:00:00+00:00", "in the future"),
+        ),
+        Case(
+            "plausible_date:extraction_ts",
+            setter(3, extraction_ts=ts("2030-01-01")),
+            (3,),
+            frozenset({"plausible_date:extraction_ts"}),
+            ("extraction_ts = 2030-01-01T00:00:00+00:00", "in the future"),
+        ),
+        Case(
+            "plausible_date:sequencing_ts",
+            setter(0, sequencing_ts=ts("2025-06-03T00:00")),
+            (0,),
+            frozenset({"plausible_date:sequencing_ts"}),
+            ("sequencing_ts = 2025-06-03T00:00:00+00:00", "in the future"),
+        ),
         Case("rin_only_rna", setter(1, rin=7.0), (1,), frozenset({"rin_only_rna"}), ("rin = 7.0", "sample_type = 'DNA'")),
         Case("din_only_dna", setter(3, din=6.5), (3,), frozenset({"din_only_dna"}), ("din = 6.5", "sample_type = 'RNA'")),
-        Case("unique:sample_id", setter(3, sample_id="TS-2024-000101"), (0, 3), frozenset({"unique:sample_id"}),
-             ("sample_id = 'TS-2024-000101'", "duplicated")),
-        Case("unique_across_exports:sample_id", lambda f: None, (1,), frozenset({"unique_across_exports:sample_id"}),
-             ("sample_id = 'TS-2024-000102'", "already accepted"), known=("TS-2023-000001", "TS-2024-000102")),
+        Case(
+            "unique:sample_id",
+            setter(3, sample_id="TS-2024-000101"),
+            (0, 3),
+            frozenset({"unique:sample_id"}),
+            ("sample_id = 'TS-2024-000101'", "duplicated"),
+        ),
+        Case(
+            "unique_across_exports:sample_id",
+            lambda f: None,
+            (1,),
+            frozenset({"unique_across_exports:sample_id"}),
+            ("sample_id = 'TS-2024-000102'", "already accepted"),
+            known=("TS-2023-000001", "TS-2024-000102"),
+        ),
         # the parser reported a CSV row with more fields than the header
-        Case("field_count", lambda f: None, (2,), frozenset({"field_count"}),
-             ("row has 25 fields but the header has 23", "surplus 'x,y'", "shifted"),
-             parse_issues=pd.DataFrame({ROW_NUMBER: [4], "column": [WHOLE_ROW], "value": ["x,y"], "rule": ["fields"],
-                                        "message": ["row has 25 fields but the header has 23"]})),
+        Case(
+            "field_count",
+            lambda f: None,
+            (2,),
+            frozenset({"field_count"}),
+            ("row has 25 fields but the header has 23", "surplus 'x,y'", "shifted"),
+            parse_issues=pd.DataFrame(
+                {
+                    ROW_NUMBER: [4],
+                    "column": [WHOLE_ROW],
+                    "value": ["x,y"],
+                    "rule": ["fields"],
+                    "message": ["row has 25 fields but the header has 23"],
+                }
+            ),
+        ),
     ]
     return cases
 
@@ -255,7 +484,12 @@ def test_storage_temperature_message_is_exact():
     assert result.quarantined.loc[2, "_reasons"] == "storage_temp_c = 55.0 is above the maximum 40"
     row = result.violations.iloc[0]
     assert (row[SOURCE_FILE], row[ROW_NUMBER], row["sample_id"], row["rule"], row["column"]) == (
-        "export_a.csv", 4, "TS-2024-000103", "range:storage_temp_c", "storage_temp_c")
+        "export_a.csv",
+        4,
+        "TS-2024-000103",
+        "range:storage_temp_c",
+        "storage_temp_c",
+    )
 
 
 def test_several_rules_on_one_row_are_all_reported_in_rule_order():
@@ -304,10 +538,15 @@ def test_parse_issue_on_required_cell_is_a_type_violation_not_an_empty_one():
     frame = clean_frame()
     frame.loc[3, "storage_temp_c"] = np.nan
     frame.loc[0, "collection_ts"] = pd.NaT
-    issues = pd.DataFrame({
-        ROW_NUMBER: [5, 2], "column": ["storage_temp_c", "collection_ts"], "value": ["-80,5,1", "31/31/2025"],
-        "rule": ["type", "type"], "message": ["not a number", "not a date"],
-    })
+    issues = pd.DataFrame(
+        {
+            ROW_NUMBER: [5, 2],
+            "column": ["storage_temp_c", "collection_ts"],
+            "value": ["-80,5,1", "31/31/2025"],
+            "rule": ["type", "type"],
+            "message": ["not a number", "not a date"],
+        }
+    )
     result = validate_samples(frame, issues, now=NOW)
     assert sorted(result.quarantined.index) == [0, 3]
     assert result.quarantined.loc[3, "_rules"] == "type:storage_temp_c"
@@ -377,9 +616,17 @@ def dirty_frame() -> tuple[pd.DataFrame, dict[str, int]]:
     frame.loc[14, "collection_ts"] = ts("1980-03-01")
     frame.loc[4, ["extraction_ts", "sequencing_ts"]] = [pd.NaT, ts("2025-02-01")]  # before received, extraction missing
     expected = {
-        "range:storage_temp_c": 2, "range:volume_ul": 1, "enum:priority": 3, "unique:sample_id": 3,
-        "unique_across_exports:sample_id": 3, "pattern:sample_id": 1, "required:site": 1,
-        "order:collection_ts<=received_ts": 1, "rin_only_rna": 1, "din_only_dna": 1, "plausible_date:collection_ts": 1,
+        "range:storage_temp_c": 2,
+        "range:volume_ul": 1,
+        "enum:priority": 3,
+        "unique:sample_id": 3,
+        "unique_across_exports:sample_id": 3,
+        "pattern:sample_id": 1,
+        "required:site": 1,
+        "order:collection_ts<=received_ts": 1,
+        "rin_only_rna": 1,
+        "din_only_dna": 1,
+        "plausible_date:collection_ts": 1,
         "order:received_ts<=sequencing_ts": 1,
     }
     return frame, expected
@@ -440,8 +687,9 @@ def test_gx_and_pandas_agree_on_a_dirty_frame(gx_api):
 def test_cross_export_uniqueness_runs_on_the_union_of_exports(gx_api):
     accepted = clean_frame()
     new = clean_frame()
-    new["sample_id"] = pd.array(["TS-2025-000001", "TS-2024-000104", "TS-2025-000003", "TS-2025-000004", "TS-2025-000005"],
-                                dtype="string")
+    new["sample_id"] = pd.array(
+        ["TS-2025-000001", "TS-2024-000104", "TS-2025-000003", "TS-2025-000004", "TS-2025-000005"], dtype="string"
+    )
     new[SOURCE_FILE] = pd.array(["export_b.csv"] * 5, dtype="string")
     row_level = validate_samples(new, known_sample_ids=accepted["sample_id"], now=NOW)
     assert list(row_level.quarantined.index) == [1]
@@ -484,7 +732,11 @@ def test_one_empty_required_number_quarantines_only_its_row_after_the_lake_round
     assert result.quarantined[ROW_NUMBER].tolist() == [5]  # header is line 1, the fourth row line 5
     (violation,) = result.violations.to_dict("records")
     assert (violation[SOURCE_FILE], violation[ROW_NUMBER], violation["rule"], violation["column"]) == (
-        str(export), 5, f"required:{column}", column)
+        str(export),
+        5,
+        f"required:{column}",
+        column,
+    )
     assert result.valid[ROW_NUMBER].tolist() == [2, 3, 4, 6]
     summary = gx_api.run_expectation_suite(result.valid, include_cross_export_uniqueness=False, now=NOW)
     assert summary.success, [r for r in summary.results if not r["success"]]

@@ -10,7 +10,14 @@ from tests.test_validation import NOW, clean_frame
 from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
 from tracseq_dagster.validation import REASONS_COLUMN, RULES_COLUMN, VIOLATION_COLUMNS, validate_samples
 
-VIOLATION_DTYPES = {SOURCE_FILE: "string", ROW_NUMBER: "Int64", "sample_id": "string", "rule": "string", "column": "string", "message": "string"}
+VIOLATION_DTYPES = {
+    SOURCE_FILE: "string",
+    ROW_NUMBER: "Int64",
+    "sample_id": "string",
+    "rule": "string",
+    "column": "string",
+    "message": "string",
+}
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
+from typer.core import TyperGroup
 
 from tracseq_dagster.settings import ConfigurationError
 
@@ -58,7 +58,8 @@ def _dependency_failure(error: BaseException) -> str | None:
     names = {f"{type(e).__module__}.{type(e).__name__}" for e in chain}
     text = " ".join(str(e) for e in chain)
     if any(n.startswith("mlflow.") for n in names) and any(
-        hint in text for hint in ("Max retries exceeded", "Connection refused", "ConnectionError", "timed out", "could not connect")
+        hint in text
+        for hint in ("Max retries exceeded", "Connection refused", "ConnectionError", "timed out", "could not connect")
     ):
         uri = redact(os.getenv("MLFLOW_TRACKING_URI", "(the embedded store)"))
         return (
@@ -129,7 +130,7 @@ def generate_exports_command(
 @app.command("ingest")
 def ingest_command(
     folder: Annotated[Path, typer.Argument(help="Folder of exports (CSV, Parquet, JSON Lines).")] = Path("data/landing"),
-    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    lake: Annotated[Path | None, typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
     force: Annotated[bool, typer.Option(help="Re-ingest files whose bytes were already ingested.")] = False,
     features: Annotated[bool, typer.Option(help="Rebuild sample_features afterwards.")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every Dagster event on the console.")] = False,
@@ -140,10 +141,10 @@ def ingest_command(
     its samples are accepted.
     """
     from assets.lab_exports.revalidation import revalidate_awaiting_run_exports
+    from tracseq_dagster import settings
     from tracseq_dagster.definitions import build_definitions
     from tracseq_dagster.ingest import build_features, ingest_folder
     from tracseq_dagster.instance import get_instance
-    from tracseq_dagster import settings
     from tracseq_dagster.landing import list_landing_files
 
     if not folder.is_dir():
@@ -201,8 +202,8 @@ def ingest_command(
 @app.command("features")
 def features_command(
     ids: Annotated[str, typer.Option("--ids", help="Comma-separated sample ids.")],
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Point in time, ISO 8601 (naive = UTC); default now.")] = None,
-    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Point in time, ISO 8601 (naive = UTC); default now.")] = None,
+    lake: Annotated[Path | None, typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
     output: Annotated[str, typer.Option(help="table, csv or json.")] = "table",
 ) -> None:
     """Read features of samples as they stood at a point in time (the offline feature store)."""
@@ -239,16 +240,17 @@ def automl_command(
     target: Annotated[str, typer.Option("--target", help="Column to predict.")],
     budget_s: Annotated[float, typer.Option("--budget-s", help="Wall-clock budget of the whole run, seconds.")] = 60.0,
     task: Annotated[str, typer.Option("--task", help="auto, binary, multiclass or regression.")] = "auto",
-    max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="Trials per model family.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data, same trials.")] = 0,
-    families: Annotated[
-        Optional[str], typer.Option("--families", help="Comma-separated model families (default: all six).")
-    ] = None,
+    families: Annotated[str | None, typer.Option("--families", help="Comma-separated model families (default: all six).")] = None,
     metric: Annotated[
-        Optional[str], typer.Option("--metric", help="Metric to optimise (default: roc_auc, roc_auc_ovr or rmse by task).")
+        str | None, typer.Option("--metric", help="Metric to optimise (default: roc_auc, roc_auc_ovr or rmse by task).")
     ] = None,
     final_fit: Annotated[
-        str, typer.Option("--final-fit", help="train: the model is fit on training rows; all: refit on holdout rows too after scoring.")
+        str,
+        typer.Option(
+            "--final-fit", help="train: the model is fit on training rows; all: refit on holdout rows too after scoring."
+        ),
     ] = "train",
 ) -> None:
     """Sweep the AutoML engine over any table and print the leaderboard and the holdout score."""
@@ -269,8 +271,14 @@ def automl_command(
         fail(f"cannot read {csv}: {error}")
     chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
     config = AutoMLConfig(
-        target=target, task=task, time_budget_s=budget_s, max_trials=max_trials, seed=seed, families=chosen,  # type: ignore[arg-type]
-        final_fit=final_fit, metric=metric,  # type: ignore[arg-type]
+        target=target,
+        task=task,
+        time_budget_s=budget_s,
+        max_trials=max_trials,
+        seed=seed,
+        families=chosen,  # type: ignore[arg-type]
+        final_fit=final_fit,
+        metric=metric,  # type: ignore[arg-type]
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
     try:
@@ -286,8 +294,14 @@ def automl_command(
         table.add_column(header, no_wrap=True, justify="left" if header == "family" else "right")
     for rank, row in enumerate(result.leaderboard, start=1):
         table.add_row(
-            str(rank), row.family, str(row.best_trial), f"{row.cv_mean:.4f}", f"{row.cv_std:.4f}",
-            f"{row.fit_seconds:.3f}", f"{row.predict_latency_ms:.4f}", str(row.trials),
+            str(rank),
+            row.family,
+            str(row.best_trial),
+            f"{row.cv_mean:.4f}",
+            f"{row.cv_std:.4f}",
+            f"{row.fit_seconds:.3f}",
+            f"{row.predict_latency_ms:.4f}",
+            str(row.trials),
         )
     console.print(table)
     if result.dropped_columns:
@@ -302,18 +316,29 @@ def automl_command(
 @app.command("train")
 def train_command(
     model: Annotated[
-        Optional[list[str]], typer.Option("--model", help="Catalog model to train (repeat for several; default: every model, see tracseq models).")
+        list[str] | None,
+        typer.Option("--model", help="Catalog model to train (repeat for several; default: every model, see tracseq models)."),
     ] = None,
     budget_s: Annotated[float, typer.Option("--budget-s", help="Wall-clock budget of each family's sweep, seconds.")] = 60.0,
-    families: Annotated[Optional[str], typer.Option("--families", help="Comma-separated model families (default: the model's own).")] = None,
-    max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Trials per model family.")] = None,
+    families: Annotated[
+        str | None, typer.Option("--families", help="Comma-separated model families (default: the model's own).")
+    ] = None,
+    max_trials: Annotated[int | None, typer.Option("--max-trials", help="Trials per model family.")] = None,
     cv_folds: Annotated[int, typer.Option("--cv-folds", help="Cross-validation folds.")] = 5,
-    max_sweep_rows: Annotated[int, typer.Option(help="Training rows the trials see at most (a stratified sample); the final fit uses all.")] = 10_000,
+    max_sweep_rows: Annotated[
+        int, typer.Option(help="Training rows the trials see at most (a stratified sample); the final fit uses all.")
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
-    min_improvement: Annotated[Optional[float], typer.Option(help="Gate: holdout gain over the champion required (default: the model's policy).")] = None,
-    max_ece: Annotated[Optional[float], typer.Option(help="Gate: largest expected calibration error accepted (default: the model's policy).")] = None,
-    max_brier: Annotated[Optional[float], typer.Option(help="Gate: largest Brier score accepted (default: the model's policy).")] = None,
+    min_improvement: Annotated[
+        float | None, typer.Option(help="Gate: holdout gain over the champion required (default: the model's policy).")
+    ] = None,
+    max_ece: Annotated[
+        float | None, typer.Option(help="Gate: largest expected calibration error accepted (default: the model's policy).")
+    ] = None,
+    max_brier: Annotated[
+        float | None, typer.Option(help="Gate: largest Brier score accepted (default: the model's policy).")
+    ] = None,
 ) -> None:
     """Train catalog models through Dagster: sweep the families, register the winner, run the promotion gate."""
     import time
@@ -336,10 +361,22 @@ def train_command(
 
     def report(step: StepOutcome) -> None:
         mark = "[green]✓[/]" if step.success else "[red]✗[/]"
-        console.print(f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})" + (f": {step.error}" if step.error else ""), soft_wrap=True)
+        console.print(
+            f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})"
+            + (f": {step.error}" if step.error else ""),
+            soft_wrap=True,
+        )
 
-    sweep = {"time_budget_s": budget_s, "max_trials": max_trials, "cv_folds": cv_folds, "seed": seed, "max_sweep_rows": max_sweep_rows}
-    gate = {k: v for k, v in {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}.items() if v is not None}
+    sweep = {
+        "time_budget_s": budget_s,
+        "max_trials": max_trials,
+        "cv_folds": cv_folds,
+        "seed": seed,
+        "max_sweep_rows": max_sweep_rows,
+    }
+    gate = {
+        k: v for k, v in {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}.items() if v is not None
+    }
     failed = []
     for spec in specs:
         chosen = requested or spec.swept_families()
@@ -377,7 +414,9 @@ def _print_training_summary(instance, model: str) -> None:  # type: ignore[no-un
         if key == "automl_leaderboard":
             console.print(metadata["leaderboard"].value)
         else:
-            console.print(f"{model} promotion gate: [bold]{metadata['decision'].value}[/] (challenger v{metadata['challenger_version'].value})")
+            console.print(
+                f"{model} promotion gate: [bold]{metadata['decision'].value}[/] (challenger v{metadata['challenger_version'].value})"
+            )
             console.print(metadata["reasons"].value)
 
 
@@ -403,7 +442,10 @@ def models_command() -> None:
         )  # fmt: skip
     console.print(table)
     for spec in catalog().values():
-        console.print(f"[bold]{spec.name}[/] ({len(spec.features)} features, predicted at {spec.predicted_at}): {spec.description}", soft_wrap=True)
+        console.print(
+            f"[bold]{spec.name}[/] ({len(spec.features)} features, predicted at {spec.predicted_at}): {spec.description}",
+            soft_wrap=True,
+        )
 
 
 model_app = typer.Typer(help="A catalog model in the MLflow registry: history, rollback.", no_args_is_help=True)
@@ -458,10 +500,19 @@ def model_history_command(model: ModelOption) -> None:
     except RegistryError as error:
         err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(code=2) from None
-    table = Table("#", "when (UTC)", "action", "champion", "replaced", "Dagster run", "reason", title=f"{registry.name}: champion history")
+    table = Table(
+        "#", "when (UTC)", "action", "champion", "replaced", "Dagster run", "reason", title=f"{registry.name}: champion history"
+    )
     for e in events:
-        table.add_row(str(e.sequence), e.at[:19], e.action, f"v{e.version}", f"v{e.previous}" if e.previous else "",
-                      (e.dagster_run_id or "")[:8], e.reason)
+        table.add_row(
+            str(e.sequence),
+            e.at[:19],
+            e.action,
+            f"v{e.version}",
+            f"v{e.previous}" if e.previous else "",
+            (e.dagster_run_id or "")[:8],
+            e.reason,
+        )
     console.print(table)
     for alias in (CHAMPION, CHALLENGER):
         version = registry.version(alias)
@@ -481,7 +532,9 @@ def model_rollback_command(
     try:
         event = _registry(model).rollback(reason)
     except RegistryError as error:
-        record_or_warn(actor=cli_actor(), role="cli", action="rollback", model=model, outcome="refused", reason=f"{reason}: {error}")
+        record_or_warn(
+            actor=cli_actor(), role="cli", action="rollback", model=model, outcome="refused", reason=f"{reason}: {error}"
+        )
         err_console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(code=2) from None
     record_or_warn(actor=cli_actor(), role="cli", action="rollback", model=model, version=event.version, outcome="ok",
@@ -521,7 +574,7 @@ def bento_build_command() -> None:
 def bento_serve_command(
     port: Annotated[str, typer.Option(help="Port to listen on (1-65535).")] = "3000",
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    tag: Annotated[Optional[str], typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
 ) -> None:
     """Serve the latest prediction Bento (bentoml serve) until interrupted."""
     import os
@@ -559,13 +612,21 @@ app.add_typer(monitor_app, name="monitor")
 
 @monitor_app.command("drift")
 def monitor_drift_command(
-    model: Annotated[Optional[str], typer.Option(help="Catalog model to judge (default: every model with logged predictions).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Catalog model to judge (default: every model with logged predictions).")
+    ] = None,
     window_hours: Annotated[float, typer.Option(help="Judge the predictions of the last this many hours.")] = 24 * 7,
-    log: Annotated[Optional[str], typer.Option(help="Prediction log (default: $TRACSEQ_PREDICTION_LOG or data/prediction_log).")] = None,
-    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
-    psi: Annotated[Optional[float], typer.Option(help="PSI at which a feature drifted (default 0.2).")] = None,
-    ks_statistic: Annotated[Optional[float], typer.Option(help="KS statistic at which a feature drifted (default 0.1), with p below --ks-alpha.")] = None,
-    ks_alpha: Annotated[Optional[float], typer.Option(help="KS p-value below which a large statistic counts (default 0.01).")] = None,
+    log: Annotated[
+        str | None, typer.Option(help="Prediction log (default: $TRACSEQ_PREDICTION_LOG or data/prediction_log).")
+    ] = None,
+    lake: Annotated[Path | None, typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    psi: Annotated[float | None, typer.Option(help="PSI at which a feature drifted (default 0.2).")] = None,
+    ks_statistic: Annotated[
+        float | None, typer.Option(help="KS statistic at which a feature drifted (default 0.1), with p below --ks-alpha.")
+    ] = None,
+    ks_alpha: Annotated[
+        float | None, typer.Option(help="KS p-value below which a large statistic counts (default 0.01).")
+    ] = None,
 ) -> None:
     """PSI and KS per feature of each model's recent predictions against its training rows; exit 1 on drift of any."""
     from dataclasses import replace
@@ -585,7 +646,9 @@ def monitor_drift_command(
     counts = predictions_per_model(prediction_log, since, until)
     models = [_model_spec(model).name] if model else [name for name, rows in counts.items() if rows]
     if not models:
-        console.print(f"no predictions of any catalog model in {log or settings.prediction_log_url()} since {since:%Y-%m-%d %H:%M} UTC")
+        console.print(
+            f"no predictions of any catalog model in {log or settings.prediction_log_url()} since {since:%Y-%m-%d %H:%M} UTC"
+        )
         return
     drifted = []
     for name in models:
@@ -602,9 +665,14 @@ def monitor_drift_command(
                       title=f"{name}: {len(current):,} predictions since {since:%Y-%m-%d %H:%M} UTC "
                             f"against {report.reference_rows:,} training rows")  # fmt: skip
         for row in report.table().itertuples():
-            ks = ("", "") if row.ks_statistic is None or pd.isna(row.ks_statistic) else (f"{row.ks_statistic:.3f}", f"{row.ks_pvalue:.2g}")
-            table.add_row(row.feature, f"{row.psi:.3f}", *ks, f"{row.current_missing:.1%}",
-                          "[red]yes[/]" if row.drifted else "", row.reason)
+            ks = (
+                ("", "")
+                if row.ks_statistic is None or pd.isna(row.ks_statistic)
+                else (f"{row.ks_statistic:.3f}", f"{row.ks_pvalue:.2g}")
+            )
+            table.add_row(
+                row.feature, f"{row.psi:.3f}", *ks, f"{row.current_missing:.1%}", "[red]yes[/]" if row.drifted else "", row.reason
+            )
         console.print(table)
         if report.unlogged:
             console.print(f"{name}: not in the prediction log, not measured: {', '.join(report.unlogged)}", soft_wrap=True)
@@ -621,9 +689,11 @@ app.add_typer(documents_app, name="documents")
 
 @documents_app.command("ingest")
 def documents_ingest_command(
-    folder: Annotated[str, typer.Argument(help="Documents folder: a path or fsspec URL (default: $TRACSEQ_DOCUMENTS_URL or data/documents).")] = "",
-    lake: Annotated[Optional[Path], typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
-    lancedb: Annotated[Optional[str], typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
+    folder: Annotated[
+        str, typer.Argument(help="Documents folder: a path or fsspec URL (default: $TRACSEQ_DOCUMENTS_URL or data/documents).")
+    ] = "",
+    lake: Annotated[Path | None, typer.Option(help="Lake folder (default: $TRACSEQ_LAKE_DIR or data/lake).")] = None,
+    lancedb: Annotated[str | None, typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
     force: Annotated[bool, typer.Option(help="Re-parse documents whose bytes were already ingested.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every Dagster event on the console.")] = False,
 ) -> None:
@@ -680,11 +750,13 @@ def documents_examples_command(
 def ask_command(
     question: Annotated[str, typer.Argument(help="A question about the lab's documents.")],
     top_k: Annotated[int, typer.Option("--top-k", help="Passages to retrieve.")] = 5,
-    document_type: Annotated[Optional[str], typer.Option("--type", help="Only this document type: sop, report, submission_form, other.")] = None,
-    file: Annotated[Optional[str], typer.Option("--file", help="Only this file name.")] = None,
+    document_type: Annotated[
+        str | None, typer.Option("--type", help="Only this document type: sop, report, submission_form, other.")
+    ] = None,
+    file: Annotated[str | None, typer.Option("--file", help="Only this file name.")] = None,
     generate: Annotated[bool, typer.Option(help="Generate an answer with Ollama (--no-generate: passages only).")] = True,
-    model: Annotated[Optional[str], typer.Option(help="Ollama model (default: $TRACSEQ_OLLAMA_MODEL or llama3.2:3b).")] = None,
-    lancedb: Annotated[Optional[str], typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
+    model: Annotated[str | None, typer.Option(help="Ollama model (default: $TRACSEQ_OLLAMA_MODEL or llama3.2:3b).")] = None,
+    lancedb: Annotated[str | None, typer.Option(help="LanceDB folder (default: $TRACSEQ_LANCEDB_DIR or data/lancedb).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
 ) -> None:
     """Answer from the indexed documents with file and page citations (streamed from Ollama).
@@ -703,8 +775,12 @@ def ask_command(
     location = settings.lancedb_folder("--lancedb", lancedb) if lancedb else settings.lancedb_dir()
     try:
         qa = DocumentQA.open(
-            location, embedder=settings.embedder(), ollama_host=settings.ollama_host(),
-            model=model or settings.ollama_model(), timeout_s=settings.ollama_timeout_s(), generate=generate,
+            location,
+            embedder=settings.embedder(),
+            ollama_host=settings.ollama_host(),
+            model=model or settings.ollama_model(),
+            timeout_s=settings.ollama_timeout_s(),
+            generate=generate,
         )
         if qa.index.count() == 0:
             err_console.print("No documents are indexed yet. Fix: `tracseq documents ingest <folder>`.")

@@ -24,7 +24,13 @@ QC_STATUSES: tuple[str, ...] = ("pass", "borderline", "fail")
 
 # Storage set point per sample type (°C): where a sample of that type should be kept.
 STORAGE_TARGET_C: dict[str, float] = {
-    "DNA": -20.0, "RNA": -80.0, "cfDNA": -80.0, "tissue": -80.0, "blood": 4.0, "saliva": -20.0, "FFPE": 20.0,
+    "DNA": -20.0,
+    "RNA": -80.0,
+    "cfDNA": -80.0,
+    "tissue": -80.0,
+    "blood": 4.0,
+    "saliva": -20.0,
+    "FFPE": 20.0,
 }
 # Absorbance ratios of a pure extract: 260/280 is 2.0 for RNA and 1.8 for DNA; 260/230 is 2.1.
 A260_280_IDEAL_RNA = 2.0
@@ -148,4 +154,3 @@ def normalise_column_name(raw: str) -> str:
     Unknown headers are normalised the same way (lower snake case) and kept.
     """
     return SAMPLE_CONTRACT.normalise_column_name(raw)
-

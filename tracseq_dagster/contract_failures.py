@@ -186,8 +186,14 @@ def _duplicates_across_exports(accepted: pd.DataFrame, others: pd.DataFrame, key
         if repeated.empty:
             return None
         examples = [f"{_shown(k)} in {_where(others, key, k)}" for k in repeated.index[:2]]
-        return CheckFailure(rule, label, int(repeated.sum()), (), f"{label} accepted twice by other exports: " + "; ".join(examples),
-                            "re-ingest one of those files (tracseq ingest --force) to quarantine the second copy")
+        return CheckFailure(
+            rule,
+            label,
+            int(repeated.sum()),
+            (),
+            f"{label} accepted twice by other exports: " + "; ".join(examples),
+            "re-ingest one of those files (tracseq ingest --force) to quarantine the second copy",
+        )
     first = positions[:MAX_LINES]
     lines = line_labels(accepted)[first].tolist()
     examples = [f"{_shown(ids[p])} also accepted from {_where(others, key, ids[p])}" for p in first[:2]]

@@ -10,6 +10,7 @@ import assets.documents
 import assets.features
 import assets.lab_exports
 import assets.monitoring
+import assets.operations
 import assets.serving
 import assets.training
 from resources import (
@@ -36,6 +37,7 @@ DOMAINS: tuple[dg.Definitions, ...] = (
     assets.training.defs,
     assets.serving.defs,
     assets.monitoring.defs,
+    assets.operations.defs,
     assets.documents.defs,
 )
 

@@ -55,8 +55,11 @@ _UTC = "datetime64[ns, UTC]"
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(
-        {columns[0]: pd.Series([], dtype="string"), EVENT_TIMESTAMP: pd.Series([], dtype=_UTC),
-         **{c: pd.Series([], dtype="float64") for c in columns[1:]}}  # fmt: skip
+        {
+            columns[0]: pd.Series([], dtype="string"),
+            EVENT_TIMESTAMP: pd.Series([], dtype=_UTC),
+            **{c: pd.Series([], dtype="float64") for c in columns[1:]},
+        }  # fmt: skip
     )
 
 
@@ -83,8 +86,12 @@ def _failure_history(samples: pd.DataFrame, key: str, rate: str, count: str) -> 
     status = samples["qc_status"].astype("object").reset_index(drop=True)
     labelled = status.isin(QC_STATUSES)
     events = pd.DataFrame(
-        {key: samples[key].astype("string").reset_index(drop=True), "at": label_times(samples),
-         "fail": (status == FAIL_STATUS).astype(np.int64), "one": 1}  # fmt: skip
+        {
+            key: samples[key].astype("string").reset_index(drop=True),
+            "at": label_times(samples),
+            "fail": (status == FAIL_STATUS).astype(np.int64),
+            "one": 1,
+        }  # fmt: skip
     )[labelled & samples[key].notna().to_numpy()]
     events = events[events["at"].notna()]
     if events.empty:
@@ -94,9 +101,12 @@ def _failure_history(samples: pd.DataFrame, key: str, rate: str, count: str) -> 
     n = cumulative["one"].to_numpy(dtype=np.float64)
     k = cumulative["fail"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
-        {key: per_instant.index.get_level_values(key).astype("string"),
-         EVENT_TIMESTAMP: per_instant.index.get_level_values("at") + EVENT_DELAY,
-         rate: (k + FAILURE_PRIOR_WEIGHT * FAILURE_PRIOR) / (n + FAILURE_PRIOR_WEIGHT), count: n}  # fmt: skip
+        {
+            key: per_instant.index.get_level_values(key).astype("string"),
+            EVENT_TIMESTAMP: per_instant.index.get_level_values("at") + EVENT_DELAY,
+            rate: (k + FAILURE_PRIOR_WEIGHT * FAILURE_PRIOR) / (n + FAILURE_PRIOR_WEIGHT),
+            count: n,
+        }  # fmt: skip
     )
     return out.reset_index(drop=True)
 
@@ -125,9 +135,12 @@ def freezer_history(samples: pd.DataFrame) -> pd.DataFrame:
     cumulative = per_instant.groupby(level="freezer").cumsum()
     n = cumulative["size"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
-        {"freezer": per_instant.index.get_level_values("freezer").astype("string"),
-         EVENT_TIMESTAMP: per_instant.index.get_level_values("at") + EVENT_DELAY,
-         "freezer_utilisation": cumulative["sum"].to_numpy(dtype=np.float64) / n / 100.0, "freezer_sample_count": n}  # fmt: skip
+        {
+            "freezer": per_instant.index.get_level_values("freezer").astype("string"),
+            EVENT_TIMESTAMP: per_instant.index.get_level_values("at") + EVENT_DELAY,
+            "freezer_utilisation": cumulative["sum"].to_numpy(dtype=np.float64) / n / 100.0,
+            "freezer_sample_count": n,
+        }  # fmt: skip
     )
     return out.reset_index(drop=True)
 
@@ -140,18 +153,31 @@ def instrument_history(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs is None or runs.empty or "run_end_ts" not in runs.columns:
         return _empty(INSTRUMENT_COLUMNS)
-    ends = pd.DataFrame(
-        {"instrument_id": runs["instrument_id"].astype("string").reset_index(drop=True), "at": _utc(runs["run_end_ts"], len(runs))}
-    ).dropna().drop_duplicates().sort_values(["instrument_id", "at"], kind="stable")
+    ends = (
+        pd.DataFrame(
+            {
+                "instrument_id": runs["instrument_id"].astype("string").reset_index(drop=True),
+                "at": _utc(runs["run_end_ts"], len(runs)),
+            }
+        )
+        .dropna()
+        .drop_duplicates()
+        .sort_values(["instrument_id", "at"], kind="stable")
+    )
     if ends.empty:
         return _empty(INSTRUMENT_COLUMNS)
     stamp = ends["at"] + EVENT_DELAY
     t = stamp.to_numpy(dtype="datetime64[ns]").view(np.int64)
     rate, k, n, n_runs = _recent_failures(runs, "instrument_id", ends["instrument_id"].to_numpy(dtype=object), t)
     out = pd.DataFrame(
-        {"instrument_id": ends["instrument_id"].to_numpy(), EVENT_TIMESTAMP: stamp.to_numpy(),
-         "instrument_failure_rate": rate, "instrument_recent_failures": k,
-         "instrument_recent_libraries": n, "instrument_recent_runs": np.asarray(n_runs, dtype=np.float64)}  # fmt: skip
+        {
+            "instrument_id": ends["instrument_id"].to_numpy(),
+            EVENT_TIMESTAMP: stamp.to_numpy(),
+            "instrument_failure_rate": rate,
+            "instrument_recent_failures": k,
+            "instrument_recent_libraries": n,
+            "instrument_recent_runs": np.asarray(n_runs, dtype=np.float64),
+        }  # fmt: skip
     )
     out[EVENT_TIMESTAMP] = pd.to_datetime(out[EVENT_TIMESTAMP], utc=True)
     out["instrument_id"] = out["instrument_id"].astype("string")

@@ -116,7 +116,11 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE
     confidence = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y).astype(float)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    gaps = [abs(confidence[which == b].mean() - correct[which == b].mean()) * np.sum(which == b) for b in range(bins) if np.any(which == b)]
+    gaps = [
+        abs(confidence[which == b].mean() - correct[which == b].mean()) * np.sum(which == b)
+        for b in range(bins)
+        if np.any(which == b)
+    ]
     return float(np.sum(gaps) / len(y))
 
 
@@ -153,7 +157,9 @@ def diagnostic_figures(model: Any, frame: pd.DataFrame, target: str) -> dict[str
     proba = predict_scores(model, x, METRICS["log_loss"])
     roc, ax = plt.subplots(figsize=(6, 5))
     for index, label in enumerate(model.classes_):
-        RocCurveDisplay.from_predictions((y.astype(str) == str(label)).astype(int), proba[:, index], name=f"{label} vs rest", ax=ax)
+        RocCurveDisplay.from_predictions(
+            (y.astype(str) == str(label)).astype(int), proba[:, index], name=f"{label} vs rest", ax=ax
+        )
     ax.set_title("ROC on the holdout")
     confusion, ax = plt.subplots(figsize=(5, 4))
     ConfusionMatrixDisplay.from_predictions(y.astype(str), np.asarray(model.predict(x)).astype(str), ax=ax, colorbar=False)

@@ -48,7 +48,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -278,7 +278,7 @@ def _run_id(run_name: str | None):
 
     # run_time explicitly: without it GX 1.24 tries dateutil.parse(run_name), so a name like
     # "t1" becomes the 1st of this month and reruns overwrite each other's results.
-    return RunIdentifier(run_name=run_name or None, run_time=datetime.now(timezone.utc))
+    return RunIdentifier(run_name=run_name or None, run_time=datetime.now(UTC))
 
 
 def _quiet(context) -> None:

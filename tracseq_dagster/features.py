@@ -84,10 +84,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -452,7 +453,7 @@ class _Timeline:
     width: int
 
     @classmethod
-    def build(cls, ev_time: np.ndarray, q_time: np.ndarray, q_order: np.ndarray) -> "_Timeline":
+    def build(cls, ev_time: np.ndarray, q_time: np.ndarray, q_order: np.ndarray) -> _Timeline:
         n = len(ev_time)
         ev_order = np.argsort(ev_time, kind="stable")
         sorted_t = ev_time[ev_order]
@@ -472,7 +473,7 @@ def _order_by_group(group: np.ndarray, time_order: np.ndarray) -> np.ndarray:
     Group codes that fit in int16 (operators, sites, freezers) use numpy's linear radix sort.
     """
     g = group[time_order]
-    if len(g) and -1 <= g.min() and g.max() < np.iinfo(np.int16).max:
+    if len(g) and g.min() >= -1 and g.max() < np.iinfo(np.int16).max:
         g = g.astype(np.int16)
     return time_order[np.argsort(g, kind="stable")]
 
@@ -837,7 +838,9 @@ class FeatureColumns:
         False: then in these rows' order), FEATURE_NAMES, as_of, qc_status."""
         # one float block (no consolidation copy), then the other columns
         index = pd.Index(pd.arrays.StringArray(self.sample_id), name=SAMPLE_ID)
-        out = pd.DataFrame(np.stack([self.numeric[name] for name in NUMERIC_FEATURES]).T, columns=list(NUMERIC_FEATURES), index=index)
+        out = pd.DataFrame(
+            np.stack([self.numeric[name] for name in NUMERIC_FEATURES]).T, columns=list(NUMERIC_FEATURES), index=index
+        )
         for name in CATEGORICAL_FEATURES:
             categories = list(FEATURE_SPEC_BY_NAME[name].categories or ())
             out.insert(FEATURE_NAMES.index(name), name, pd.Categorical.from_codes(self.codes[name], categories=categories))

@@ -91,7 +91,6 @@ from tracseq_dagster.contract import (
     A260_230_IDEAL,
     A260_280_IDEAL,
     COLUMNS,
-    DNA_TYPES,
     PRIORITIES,
     QC_STATUSES,
     RNA_TYPES,
@@ -134,15 +133,32 @@ _HOUR_S = 3_600
 # ---------------------------------------------------------------------------------------------
 
 SAMPLE_TYPE_SHARE: dict[str, float] = {
-    "DNA": 0.25, "RNA": 0.20, "cfDNA": 0.10, "tissue": 0.12, "blood": 0.15, "saliva": 0.10, "FFPE": 0.08,
+    "DNA": 0.25,
+    "RNA": 0.20,
+    "cfDNA": 0.10,
+    "tissue": 0.12,
+    "blood": 0.15,
+    "saliva": 0.10,
+    "FFPE": 0.08,
 }
 CONCENTRATION_MEDIAN_NG_UL: dict[str, float] = {
-    "DNA": 50.0, "RNA": 80.0, "cfDNA": 0.8, "tissue": 120.0, "blood": 40.0, "saliva": 25.0, "FFPE": 15.0,
+    "DNA": 50.0,
+    "RNA": 80.0,
+    "cfDNA": 0.8,
+    "tissue": 120.0,
+    "blood": 40.0,
+    "saliva": 25.0,
+    "FFPE": 15.0,
 }
 # Integrity ~ 1 + 9 * Beta(a, b): FFPE fixation fragments DNA, so its DIN is low.
 INTEGRITY_BETA: dict[str, tuple[float, float]] = {
-    "DNA": (6.0, 1.8), "RNA": (5.0, 1.6), "cfDNA": (4.0, 2.0), "tissue": (5.0, 1.8),
-    "blood": (6.0, 1.8), "saliva": (4.5, 2.0), "FFPE": (2.2, 3.0),
+    "DNA": (6.0, 1.8),
+    "RNA": (5.0, 1.6),
+    "cfDNA": (4.0, 2.0),
+    "tissue": (5.0, 1.8),
+    "blood": (6.0, 1.8),
+    "saliva": (4.5, 2.0),
+    "FFPE": (2.2, 3.0),
 }
 
 OPERATORS: tuple[str, ...] = tuple(f"OP-{i:03d}" for i in range(1, 26))
@@ -275,8 +291,7 @@ def _check_arguments(rows: int, id_offset: int, label_fraction: float) -> None:
         raise ValueError(f"id_offset must be >= 0, got {id_offset}")
     if id_offset + rows > SERIAL_SPACE:
         raise ValueError(
-            f"id_offset + rows = {id_offset + rows} exceeds {SERIAL_SPACE:,}: sample ids "
-            "TS-YYYY-NNNNNN have six serial digits"
+            f"id_offset + rows = {id_offset + rows} exceeds {SERIAL_SPACE:,}: sample ids TS-YYYY-NNNNNN have six serial digits"
         )
     if not 0.0 <= label_fraction <= 1.0:
         raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
@@ -298,7 +313,7 @@ def generate_samples(
     """
     _check_arguments(rows, id_offset, label_fraction)
     rng = np.random.default_rng(seed)
-    origin = (DEFAULT_START if start is None else pd.Timestamp(start))
+    origin = DEFAULT_START if start is None else pd.Timestamp(start)
     origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
     n = rows
 
@@ -333,9 +348,7 @@ def generate_samples(
     storage_temp = np.where(warm, target + rng.uniform(3, 25, n), target + rng.normal(0, 0.8, n))
     storage_temp = np.round(np.clip(storage_temp, -200, 40), 1)
     excursions = rng.poisson(0.3, n) + np.where(warm, rng.integers(1, 4, n), 0)
-    deviation = np.where(
-        excursions > 0, 0.5 + rng.exponential(2.5, n) * np.sqrt(excursions), np.abs(rng.normal(0, 0.3, n))
-    )
+    deviation = np.where(excursions > 0, 0.5 + rng.exponential(2.5, n) * np.sqrt(excursions), np.abs(rng.normal(0, 0.3, n)))
     deviation = np.round(np.maximum(deviation, np.abs(storage_temp - target)), 1)
 
     # Freeze-thaw cycles accumulate while a sample waits; a few are thawed over and over.
@@ -464,21 +477,43 @@ def hidden_quality_score(samples: pd.DataFrame) -> np.ndarray:
 
 # Headers as a LIMS spells them; contract.normalise_column_name maps each back.
 LIMS_HEADERS: dict[str, str] = {
-    "sample_id": "Sample ID", "project_id": "Project", "sample_type": "Sample Type",
-    "collection_ts": "Collected", "received_ts": "Received", "extraction_ts": "Extraction TS",
-    "sequencing_ts": "Sequencing TS", "storage_temp_c": "Storage Temp (C)",
-    "temp_excursions": "Temp Excursions", "max_temp_deviation_c": "Max Temp Deviation (C)",
-    "freeze_thaw_cycles": "Freeze/Thaw Cycles", "concentration_ng_ul": "Concentration (ng/uL)",
-    "volume_ul": "Volume (uL)", "a260_280": "A260/280", "a260_230": "A260/230", "rin": "RIN",
-    "din": "DIN", "storage_location": "Storage Location", "box_occupancy": "Box Occupancy",
-    "operator_id": "Operator", "site": "Site", "priority": "Priority", "qc_status": "QC",
+    "sample_id": "Sample ID",
+    "project_id": "Project",
+    "sample_type": "Sample Type",
+    "collection_ts": "Collected",
+    "received_ts": "Received",
+    "extraction_ts": "Extraction TS",
+    "sequencing_ts": "Sequencing TS",
+    "storage_temp_c": "Storage Temp (C)",
+    "temp_excursions": "Temp Excursions",
+    "max_temp_deviation_c": "Max Temp Deviation (C)",
+    "freeze_thaw_cycles": "Freeze/Thaw Cycles",
+    "concentration_ng_ul": "Concentration (ng/uL)",
+    "volume_ul": "Volume (uL)",
+    "a260_280": "A260/280",
+    "a260_230": "A260/230",
+    "rin": "RIN",
+    "din": "DIN",
+    "storage_location": "Storage Location",
+    "box_occupancy": "Box Occupancy",
+    "operator_id": "Operator",
+    "site": "Site",
+    "priority": "Priority",
+    "qc_status": "QC",
 }
 
 FREEZER_NOTES: tuple[str, ...] = (
-    "door alarm 02:14", "Tür 5 min offen", "rack moved to backup", "défaut compresseur", "probe re-seated",
+    "door alarm 02:14",
+    "Tür 5 min offen",
+    "rack moved to backup",
+    "défaut compresseur",
+    "probe re-seated",
 )
 OPERATOR_NOTES: tuple[str, ...] = (
-    "Probe leicht angetaut (Müller)", "échantillon reçu à 8 °C", "Röhrchen beschädigt", "étiquette illisible",
+    "Probe leicht angetaut (Müller)",
+    "échantillon reçu à 8 °C",
+    "Röhrchen beschädigt",
+    "étiquette illisible",
 )
 
 
@@ -702,6 +737,7 @@ def _write_jsonl(samples: pd.DataFrame, path: Path, messy: bool, seed: int, styl
     rng = np.random.default_rng([seed, 0x750])
     frame = _with_extras(samples, messy_plan(seed, "jsonl", style), rng, style) if messy else samples
     table = _text_table(frame, None if messy else CLEAN_CSV.date_format, ".", rng)
+
     # Each line is assembled column-wise in Arrow: '{"name":value,"name":value}\n'. Large
     # strings (64-bit offsets) so that exports beyond 2 GiB work.
     def text(value: str) -> pa.Scalar:
@@ -727,7 +763,9 @@ def _write_parquet(samples: pd.DataFrame, path: Path, messy: bool, seed: int, st
     frame = _with_extras(samples, messy_plan(seed, "parquet", style), rng, style)
     timestamps = [name for name in frame.columns if isinstance(frame[name].dtype, pd.DatetimeTZDtype)]
     # Every file mixes representations of the same instants: local zones, UTC and naive UTC.
-    zones = np.resize(rng.permutation(np.array(["Europe/Berlin", "America/New_York", "naive", "UTC"], dtype=object)), len(timestamps))
+    zones = np.resize(
+        rng.permutation(np.array(["Europe/Berlin", "America/New_York", "naive", "UTC"], dtype=object)), len(timestamps)
+    )
     for name, zone in zip(timestamps, zones):
         frame[name] = frame[name].dt.tz_localize(None) if zone == "naive" else frame[name].dt.tz_convert(zone)
     frame.to_parquet(path, index=False)
@@ -795,7 +833,9 @@ def write_export_files(
     paths = []
     for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
         path = Path(out_dir) / f"{stem}_{number:04d}.{fmt}"
-        paths.append(write_export(frame.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number), style=style))  # type: ignore[arg-type]
+        paths.append(
+            write_export(frame.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number), style=style)
+        )  # type: ignore[arg-type]
     return paths
 
 

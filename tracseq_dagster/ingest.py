@@ -14,11 +14,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from tracseq_dagster.export_kinds import DEFAULT_CONTRACT
 from assets.lab_exports.pipelines import EXPORT_PIPELINES, ExportPipeline, pipeline_for
+from assets.new_files import SOURCE_PATH_TAG
+from tracseq_dagster.export_kinds import DEFAULT_CONTRACT
 from tracseq_dagster.landing import LandingFile, content_hash, list_landing_files
 from tracseq_dagster.parsing import ExportParseError, detect_export_kind
-from assets.new_files import SOURCE_PATH_TAG
 
 
 @dataclass
@@ -91,9 +91,7 @@ def _by_kind(files: list[LandingFile]) -> list[tuple[ExportPipeline, LandingFile
     return sorted(routed, key=lambda pair: order[pair[0].kind])
 
 
-def build_features(
-    *, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG"
-) -> dg.ExecuteInProcessResult:
+def build_features(*, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG") -> dg.ExecuteInProcessResult:
     """Materialize sample_features from every accepted sample."""
     return defs.resolve_job_def("build_sample_features").execute_in_process(
         run_config=console_log_level(log_level), instance=instance, raise_on_error=False
@@ -127,7 +125,8 @@ def console_log_level(level: str) -> dict:
 def _is_materialized(instance: dg.DagsterInstance, key: str) -> bool:
     """Whether these bytes were ingested already, as whichever kind."""
     return any(
-        instance.has_dynamic_partition(p.partitions.name, key) and _latest_materialization(instance, p.validated_asset, key) is not None
+        instance.has_dynamic_partition(p.partitions.name, key)
+        and _latest_materialization(instance, p.validated_asset, key) is not None
         for p in EXPORT_PIPELINES
     )
 
@@ -180,5 +179,6 @@ def _failed_checks_message(result: dg.ExecuteInProcessResult, step_key: str | No
     if not failed:
         return None
     return " | ".join(
-        e.description or f"blocking check {e.check_name} on {e.asset_key.to_user_string()} failed (see its metadata)" for e in failed
+        e.description or f"blocking check {e.check_name} on {e.asset_key.to_user_string()} failed (see its metadata)"
+        for e in failed
     )

@@ -41,11 +41,15 @@ def check_dagster_home(value: str) -> Path:
     """``value`` as a DAGSTER_HOME: an absolute path to an existing folder this user can write."""
     home = Path(value)
     if not home.is_absolute():
-        raise ConfigurationError(f"DAGSTER_HOME={value} is a relative path: Dagster needs an absolute one, e.g. DAGSTER_HOME={home.resolve()}")
+        raise ConfigurationError(
+            f"DAGSTER_HOME={value} is a relative path: Dagster needs an absolute one, e.g. DAGSTER_HOME={home.resolve()}"
+        )
     if not home.exists():
         raise ConfigurationError(f"DAGSTER_HOME={value} does not exist: {_FIX_HOME}")
     if not home.is_dir():
-        raise ConfigurationError(f"DAGSTER_HOME={value} is a file, not a folder: point DAGSTER_HOME at the folder holding dagster.yaml")
+        raise ConfigurationError(
+            f"DAGSTER_HOME={value} is a file, not a folder: point DAGSTER_HOME at the folder holding dagster.yaml"
+        )
     if not os.access(home, os.W_OK | os.X_OK):
         raise ConfigurationError(
             f"DAGSTER_HOME={value} is not writable by this user (Dagster keeps logs and local state there): "
@@ -63,7 +67,9 @@ def _instance_error(error: Exception) -> Exception:
     first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
     module = type(error).__module__
     if isinstance(error, (dg.DagsterInvalidConfigError, dg.DagsterInvariantViolationError)) or "yaml" in module:
-        return ConfigurationError(f"{home}/dagster.yaml is not a valid Dagster instance configuration ({first_line}): fix it or compare it with the repository's dagster.yaml")
+        return ConfigurationError(
+            f"{home}/dagster.yaml is not a valid Dagster instance configuration ({first_line}): fix it or compare it with the repository's dagster.yaml"
+        )
     if module.startswith(("sqlalchemy", "psycopg2", "psycopg")) or isinstance(error, OSError):
         return ConfigurationError(
             f"the Dagster instance's storage configured in {home}/dagster.yaml cannot be used ({type(error).__name__}: {first_line}): "
@@ -77,5 +83,7 @@ def ensure_embedded_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("# Embedded instance: SQLite storage in this folder (Dagster's defaults).\ntelemetry:\n  enabled: false\n")
+        config.write_text(
+            "# Embedded instance: SQLite storage in this folder (Dagster's defaults).\ntelemetry:\n  enabled: false\n"
+        )
     return home

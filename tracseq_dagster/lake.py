@@ -29,7 +29,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,10 @@ class Lake:
         """A file of the monitoring reports (``feature_drift_report.json``, …)."""
         return self.root / "monitoring" / name
 
+    def operations_path(self, name: str) -> Path:
+        """A file of the lab operations outputs (see :mod:`tracseq_dagster.operations.outputs`)."""
+        return self.root / "operations" / name
+
     def write_json(self, path: Path, payload: dict[str, Any]) -> Path:
         _atomic_write_text(path, json.dumps(payload, indent=2, default=str))
         return path
@@ -110,7 +114,7 @@ class Lake:
     def write_record(
         self, file_hash: str, source: str, rows: int, extra: dict[str, Any] | None = None, *, kind: str = SAMPLES
     ) -> ExportRecord:
-        record = ExportRecord(file_hash, source, datetime.now(timezone.utc).isoformat(), rows, kind)
+        record = ExportRecord(file_hash, source, datetime.now(UTC).isoformat(), rows, kind)
         _atomic_write_text(self.record_path(file_hash), json.dumps({**asdict(record), **(extra or {})}, indent=2, default=str))
         return record
 
@@ -219,7 +223,9 @@ class Lake:
         """``sample_id`` and ``received_ts`` of every accepted sample (what run rows are checked against)."""
         frame = self.read_validated(columns=["sample_id", "received_ts"])
         if not len(frame):
-            return pd.DataFrame({"sample_id": pd.Series([], dtype="string"), "received_ts": pd.Series([], dtype="datetime64[ns, UTC]")})
+            return pd.DataFrame(
+                {"sample_id": pd.Series([], dtype="string"), "received_ts": pd.Series([], dtype="datetime64[ns, UTC]")}
+            )
         return frame
 
     def read_features(self) -> pd.DataFrame:

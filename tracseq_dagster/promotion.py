@@ -119,6 +119,10 @@ def _calibration(challenger: Evaluation, policy: GatePolicy) -> list[GateCheck]:
     if challenger.brier is None or challenger.ece is None:
         return []  # regression: no probabilities to calibrate
     return [
-        GateCheck("Brier score bound", challenger.brier <= policy.max_brier, f"Brier {challenger.brier:.4f}, bound {policy.max_brier:g}"),
-        GateCheck("calibration error bound", challenger.ece <= policy.max_ece, f"ECE {challenger.ece:.4f}, bound {policy.max_ece:g}"),
+        GateCheck(
+            "Brier score bound", challenger.brier <= policy.max_brier, f"Brier {challenger.brier:.4f}, bound {policy.max_brier:g}"
+        ),
+        GateCheck(
+            "calibration error bound", challenger.ece <= policy.max_ece, f"ECE {challenger.ece:.4f}, bound {policy.max_ece:g}"
+        ),
     ]

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -117,7 +117,11 @@ class ModelRegistry:
         return sorted(self.client.search_model_versions(f"name = '{self.name}'"), key=lambda v: int(v.version))
 
     def model_uri(self, alias_or_version: str) -> str:
-        return f"models:/{self.name}@{alias_or_version}" if not alias_or_version.isdigit() else f"models:/{self.name}/{alias_or_version}"
+        return (
+            f"models:/{self.name}@{alias_or_version}"
+            if not alias_or_version.isdigit()
+            else f"models:/{self.name}/{alias_or_version}"
+        )
 
     # -- champion ----------------------------------------------------------------------------
     def promote(self, version: str, reason: str, *, dagster_run_id: str | None = None) -> ChampionEvent:
@@ -253,7 +257,7 @@ class ModelRegistry:
         events = self.history()
         sequence = (events[-1].sequence if events else 0) + 1
         # Tag values are bounded in some registries: keep the reason short, the full one is in MLflow runs.
-        event = ChampionEvent(sequence, action, version, previous, datetime.now(timezone.utc).isoformat(), reason[:1000], run_id)
+        event = ChampionEvent(sequence, action, version, previous, datetime.now(UTC).isoformat(), reason[:1000], run_id)
         self.client.set_registered_model_tag(self.name, f"{HISTORY_TAG_PREFIX}{sequence:06d}", json.dumps(asdict(event)))
         self.client.set_model_version_tag(self.name, version, "champion_since", event.at)
         return event

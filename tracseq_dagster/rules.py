@@ -567,9 +567,7 @@ class TypeRule(Rule):
     def _build_expectations(self, ctx):
         gxe = _gxe()
         return [
-            gxe.ExpectColumnValuesToBeOfType(
-                column=self.contract_column.name, type_=GX_TYPE_BY_KIND[self.contract_column.kind]
-            )
+            gxe.ExpectColumnValuesToBeOfType(column=self.contract_column.name, type_=GX_TYPE_BY_KIND[self.contract_column.kind])
         ]
 
 
@@ -598,8 +596,7 @@ class FieldCountRule(Rule):
     def messages(self, frame, positions, ctx):
         issues = ctx.parse_issues_for(WHOLE_ROW).set_index("_pos")
         return [
-            f"{issues.at[pos, 'message']}; surplus {fmt_value(issues.at[pos, 'value'])}, "
-            "so its cells may be shifted"
+            f"{issues.at[pos, 'message']}; surplus {fmt_value(issues.at[pos, 'value'])}, so its cells may be shifted"
             for pos in positions.tolist()
         ]
 
@@ -820,10 +817,7 @@ class OrderRule(Rule):
         a = _values_at(_as_utc_timestamps(frame[self.earlier]), positions)
         b = _values_at(_as_utc_timestamps(frame[self.later]), positions)
         gap = f" ({', '.join(self.between)} empty)" if self.between else ""
-        return [
-            f"{self.later} = {fmt_value(vb)} is before {self.earlier} = {fmt_value(va)}{gap}"
-            for va, vb in zip(a, b)
-        ]
+        return [f"{self.later} = {fmt_value(vb)} is before {self.earlier} = {fmt_value(va)}{gap}" for va, vb in zip(a, b)]
 
     def _build_expectations(self, ctx):
         gxe = _gxe()
@@ -880,7 +874,6 @@ class PlausibleDateRule(Rule):
 
     def messages(self, frame, positions, ctx):
         col = self.contract_column.name
-        latest = self.latest(ctx)
         out = []
         for v in _values_at(_as_utc_timestamps(frame[col]), positions):
             if v < EARLIEST_PLAUSIBLE_DATE:
@@ -1104,9 +1097,7 @@ def order_rules(order: Sequence[tuple[str, str]] = TIMESTAMP_ORDER) -> list[Orde
     return rules
 
 
-def contract_rules(
-    contract: ExportContract = SAMPLE_CONTRACT, *, include_cross_export_uniqueness: bool = True
-) -> list[Rule]:
+def contract_rules(contract: ExportContract = SAMPLE_CONTRACT, *, include_cross_export_uniqueness: bool = True) -> list[Rule]:
     """Every rule of an export contract (default: the sample export), in reporting order.
 
     The per-column families and the order rules come from the contract's columns and timestamp

@@ -56,9 +56,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,7 @@ _RUN_DTYPES: Mapping[str, str] = {
 _OPTIONAL_RUN_COLUMNS = ("run_end_ts", "run_status")
 
 # ---------------------------------------------------------------------------- registry
+
 
 def _failure_specs(name: str, what: str) -> tuple[FeatureSpec, ...]:
     window = f"the libraries of the last {RUN_WINDOW} runs {what} whose status was known (run_end_ts strictly before as_of)"
@@ -526,7 +528,11 @@ class _FrameHistory:
 
     def lab(self, sample_ids: np.ndarray) -> _LabState:
         h_sid = _sample_obj(self.samples, SAMPLE_ID)
-        own = pd.Index(h_sid, dtype=object).get_indexer(pd.Index(sample_ids, dtype=object)) if len(h_sid) else np.full(len(sample_ids), -1)
+        own = (
+            pd.Index(h_sid, dtype=object).get_indexer(pd.Index(sample_ids, dtype=object))
+            if len(h_sid)
+            else np.full(len(sample_ids), -1)
+        )
         return _LabState.of(self.lab_times, own)
 
     def failures(self, key: str, values: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -564,10 +570,14 @@ class _FrameHistory:
         return _first_runs(self.runs, sample_ids)[1]
 
     def runs_in_progress(self, t: np.ndarray) -> np.ndarray:
-        per_run = pd.DataFrame(
-            {"start": _dt(_run_ns(self.runs, "run_start_ts")), "end": _dt(_run_ns(self.runs, "run_end_ts"))},
-            index=pd.Index(_obj(self.runs, RUN_ID, "runs"), dtype=object),
-        ).groupby(level=0, sort=False).agg(start=("start", "min"), end=("end", "max"))
+        per_run = (
+            pd.DataFrame(
+                {"start": _dt(_run_ns(self.runs, "run_start_ts")), "end": _dt(_run_ns(self.runs, "run_end_ts"))},
+                index=pd.Index(_obj(self.runs, RUN_ID, "runs"), dtype=object),
+            )
+            .groupby(level=0, sort=False)
+            .agg(start=("start", "min"), end=("end", "max"))
+        )
         r_start, r_end = _ns_of(per_run["start"]), _ns_of(per_run["end"])
         return _Counts.of(r_start).before(t) - _Counts.of(r_end[r_start != _NAT]).before(t)  # a run ends after it starts
 
@@ -785,7 +795,9 @@ def turnaround_frame(
     f["weekday_received"] = weekday_utc(received)
     f["hour_received"] = ((received // HOURS_NS) % 24).astype(np.float64)
 
-    out = pd.DataFrame({name: f[name] for name in TURNAROUND_FEATURE_NAMES}, index=pd.Index(pd.array(sid, dtype="string"), name=SAMPLE_ID))
+    out = pd.DataFrame(
+        {name: f[name] for name in TURNAROUND_FEATURE_NAMES}, index=pd.Index(pd.array(sid, dtype="string"), name=SAMPLE_ID)
+    )
     out[AS_OF] = _utc(t)
     out[TURNAROUND_LABEL] = np.where(own_end != _NAT, (own_end - received) / HOURS_NS, np.nan)
     out[LABEL_TS] = _utc(own_end)
@@ -796,7 +808,9 @@ def _history_of(history_samples: pd.DataFrame | None, history_runs: pd.DataFrame
                 samples: pd.DataFrame, runs: pd.DataFrame | None) -> _FrameHistory | RunHistorySnapshot:  # fmt: skip
     """What the frames compute from: a snapshot as given, else the frames (None: the rows' own)."""
     if history_runs is None or isinstance(history_runs, pd.DataFrame):
-        return _FrameHistory(samples if history_samples is None else history_samples, runs if history_runs is None else history_runs)
+        return _FrameHistory(
+            samples if history_samples is None else history_samples, runs if history_runs is None else history_runs
+        )
     if history_samples is not None:
         raise ValueError("a run history snapshot carries its samples: pass history_samples only with a frame of runs")
     return history_runs

@@ -167,7 +167,13 @@ LIBRARY_KITS: tuple[str, ...] = ("DNA-PCRFREE", "DNA-RAPID", "DNA-LOWINPUT", "RN
 LOW_INPUT_TYPES: tuple[str, ...] = ("cfDNA", "FFPE")
 # Median hours from extraction to library prep (before the shift to working hours).
 PREP_MEDIAN_H: dict[str, float] = {
-    "DNA": 18.0, "RNA": 24.0, "cfDNA": 30.0, "tissue": 40.0, "blood": 20.0, "saliva": 24.0, "FFPE": 60.0,
+    "DNA": 18.0,
+    "RNA": 24.0,
+    "cfDNA": 30.0,
+    "tissue": 40.0,
+    "blood": 20.0,
+    "saliva": 24.0,
+    "FFPE": 60.0,
 }
 # Sites whose manifests arrive late: their libraries wait for the paperwork.
 SITE_PREP_FACTOR: dict[str, float] = {"SITE-MIA": 2.5, "SITE-HOU": 1.6}
@@ -204,13 +210,26 @@ RUN_HIDDEN_PROCESS = RunHiddenProcess()
 
 # Headers as a LIMS or a run report spells them; run_contract's aliases map each back.
 RUN_LIMS_HEADERS: dict[str, str] = {
-    "run_id": "Run ID", "sample_id": "Sample ID", "instrument_id": "Instrument", "flowcell_id": "Flowcell",
-    "library_kit": "Library Kit", "library_prep_ts": "Library Prep", "run_start_ts": "Run Start",
-    "run_end_ts": "Run End", "yield_gb": "Yield (Gb)", "q30_pct": "% Q30", "cluster_pf_pct": "Cluster PF",
-    "duplication_pct": "Duplication", "run_status": "Status",
+    "run_id": "Run ID",
+    "sample_id": "Sample ID",
+    "instrument_id": "Instrument",
+    "flowcell_id": "Flowcell",
+    "library_kit": "Library Kit",
+    "library_prep_ts": "Library Prep",
+    "run_start_ts": "Run Start",
+    "run_end_ts": "Run End",
+    "yield_gb": "Yield (Gb)",
+    "q30_pct": "% Q30",
+    "cluster_pf_pct": "Cluster PF",
+    "duplication_pct": "Duplication",
+    "run_status": "Status",
 }
 RUN_NOTES: tuple[str, ...] = (
-    "re-clustered lane 2", "Blase in Fließzelle", "PhiX spike 5%", "reprise après coupure", "index hopping check",
+    "re-clustered lane 2",
+    "Blase in Fließzelle",
+    "PhiX spike 5%",
+    "reprise après coupure",
+    "index hopping check",
 )
 RUN_EXPORT_STYLE = ExportStyle(RUN_LIMS_HEADERS, "run_notes", RUN_NOTES)
 
@@ -397,7 +416,7 @@ def generate_runs(samples: pd.DataFrame, *, seed: int = 0, id_offset: int = 0) -
     n = len(chosen)
     sample_type = samples["sample_type"].to_numpy(dtype=object)[chosen]
     site = samples["site"].to_numpy(dtype=object)[chosen]
-    urgent = (samples["priority"].to_numpy(dtype=object)[chosen] == "urgent")
+    urgent = samples["priority"].to_numpy(dtype=object)[chosen] == "urgent"
     input_ng = (_floats(samples, "concentration_ng_ul") * _floats(samples, "volume_ul"))[chosen]
     risk = hidden_quality_score(samples)[chosen]
     kit = _library_kits(sample_type, input_ng, rng)
@@ -455,8 +474,12 @@ def generate_runs(samples: pd.DataFrame, *, seed: int = 0, id_offset: int = 0) -
         started += int(firsts.sum())
 
         z = _fail_logit(
-            risk[members], queue, input_ng[members], np.full(len(members), INSTRUMENTS[slot.instrument], dtype=object),
-            kit[members], np.full(len(members), (t - origin) / (365.0 * _DAY_S)),
+            risk[members],
+            queue,
+            input_ng[members],
+            np.full(len(members), INSTRUMENTS[slot.instrument], dtype=object),
+            kit[members],
+            np.full(len(members), (t - origin) / (365.0 * _DAY_S)),
         )
         u = z + noise[attempt, members]
         qc_done = end + qc_lag_h[attempt, members] * _HOUR_S

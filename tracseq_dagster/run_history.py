@@ -186,7 +186,11 @@ class RunHistorySnapshot:
     def recent_turnarounds(self, priority: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         positions, medians = self._arrays["priorities"]
         n = len(t)
-        return np.full(n, self.totals["recent_median"]), np.full(n, self.totals["recent_count"]), medians[_row(positions, priority)]
+        return (
+            np.full(n, self.totals["recent_median"]),
+            np.full(n, self.totals["recent_count"]),
+            medians[_row(positions, priority)],
+        )
 
     def _sample_rows(self, sample_ids: np.ndarray) -> np.ndarray:
         return _row(self._arrays["samples"], sample_ids)
@@ -201,7 +205,10 @@ class RunHistorySnapshot:
             "first_end": s["first_end"].to_numpy(dtype=np.int64),
             "earlier_runs": s["earlier_runs"].to_numpy(dtype=np.float64),
             "failed_runs": s["failed_runs"].to_numpy(dtype=np.float64),
-            "priorities": (_Positions(self.priority_table["key"].iloc[:-1]), self.priority_table["median"].to_numpy(dtype=np.float64)),
+            "priorities": (
+                _Positions(self.priority_table["key"].iloc[:-1]),
+                self.priority_table["median"].to_numpy(dtype=np.float64),
+            ),
             "failures": {},
         }
         for kind, table in self.failure_table.groupby("kind", sort=False):

@@ -57,14 +57,23 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
 
 
 def env_float(
-    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None, meaning: str = "",
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    meaning: str = "",
     above_minimum: bool = False,
 ) -> float:
     """A finite number within ``[minimum, maximum]`` (``(minimum, …`` with ``above_minimum``)."""
     raw = _raw(name)
     if raw is None:
         return default
-    bounds = (f"above {minimum:g}" + (f" and at most {maximum:g}" if maximum is not None else "")) if above_minimum else _bounds(minimum, maximum)
+    bounds = (
+        (f"above {minimum:g}" + (f" and at most {maximum:g}" if maximum is not None else ""))
+        if above_minimum
+        else _bounds(minimum, maximum)
+    )
     fix = f"set it to a number {bounds}".rstrip() + _what(meaning, default)
     try:
         value = float(raw)
@@ -99,9 +108,7 @@ def checked_url(name: str, url: str, *, example: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number or out of range
     except ValueError as error:
-        raise ConfigurationError(
-            f"{name}={redact(url)!r} is not a valid URL ({error}): write it as {example}"
-        ) from None
+        raise ConfigurationError(f"{name}={redact(url)!r} is not a valid URL ({error}): write it as {example}") from None
     if parts.scheme in ("http", "https", "redis", "rediss", "postgresql", "postgres") and not parts.hostname:
         raise ConfigurationError(f"{name}={redact(url)!r} names no host: write it as {example}")
     return url
@@ -140,7 +147,9 @@ def port_number(name: str, value: str | int) -> int:
     try:
         port = int(str(value).strip())
     except ValueError:
-        raise ConfigurationError(f"{name} {value!r} is not a port number: give a whole number from 1 to 65535, e.g. 3000") from None
+        raise ConfigurationError(
+            f"{name} {value!r} is not a port number: give a whole number from 1 to 65535, e.g. 3000"
+        ) from None
     if not 1 <= port <= 65535:
         raise ConfigurationError(f"{name} {value} is out of range: give a port from 1 to 65535, e.g. 3000")
     return port
@@ -167,7 +176,9 @@ def require_reachable(name: str, url: str, *, what: str, fix: str, timeout_s: fl
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
             pass
     except OSError as error:
-        reason = error.strerror or type(error).__name__ if not isinstance(error, TimeoutError) else f"no answer within {timeout_s:g} s"
+        reason = (
+            error.strerror or type(error).__name__ if not isinstance(error, TimeoutError) else f"no answer within {timeout_s:g} s"
+        )
         raise ConfigurationError(f"{what} at {name}={redact(url)} cannot be reached ({reason}): {fix}") from None
 
 
@@ -203,7 +214,9 @@ def mlflow_tracking_uri() -> str:
     uri = _raw("MLFLOW_TRACKING_URI")
     if uri is None:
         return f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
-    return checked_url("MLFLOW_TRACKING_URI", uri, example="http://mlflow:5000, postgresql://user@host:5432/mlflow or sqlite:////path/mlflow.db")
+    return checked_url(
+        "MLFLOW_TRACKING_URI", uri, example="http://mlflow:5000, postgresql://user@host:5432/mlflow or sqlite:////path/mlflow.db"
+    )
 
 
 def mlflow_artifact_location() -> str | None:
@@ -300,7 +313,7 @@ def lancedb_folder(name: str, value: str) -> str:
     """A LanceDB location: object storage as given, a local folder checked (see :func:`local_folder`)."""
     if not _is_local(value):
         return value
-    path = value[len("file://"):] if value.startswith("file://") else value
+    path = value[len("file://") :] if value.startswith("file://") else value
     return str(local_folder(name, path, purpose="the LanceDB index of documents"))
 
 
@@ -352,7 +365,13 @@ def max_wait_ms() -> float:
 
 def dependency_retry_s() -> float:
     """Seconds between trial calls to a dependency that is down (an outage costs requests nothing meanwhile)."""
-    return env_float("TRACSEQ_DEPENDENCY_RETRY_S", 2.0, minimum=0, above_minimum=True, meaning="seconds between trial calls to a down dependency")
+    return env_float(
+        "TRACSEQ_DEPENDENCY_RETRY_S",
+        2.0,
+        minimum=0,
+        above_minimum=True,
+        meaning="seconds between trial calls to a down dependency",
+    )
 
 
 def redis_timeout_s() -> float:

@@ -16,8 +16,8 @@ from typing import Any
 
 import dagster as dg
 
-from tracseq_dagster.ingest import console_log_level, failure_message
 from assets.models.partitions import sweep_partition_key
+from tracseq_dagster.ingest import console_log_level, failure_message
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,16 @@ def _run_job(
     """Run ``job`` of the code location in this process on the ``$DAGSTER_HOME`` instance."""
     from tracseq_dagster.definitions import build_definitions
 
-    result = build_definitions(**definitions_kwargs).resolve_job_def(job).execute_in_process(
-        partition_key=partition_key,
-        instance=dg.DagsterInstance.get(),
-        run_config={**run_config, **console_log_level(log_level)},
-        raise_on_error=False,
-        tags=tags,
+    result = (
+        build_definitions(**definitions_kwargs)
+        .resolve_job_def(job)
+        .execute_in_process(
+            partition_key=partition_key,
+            instance=dg.DagsterInstance.get(),
+            run_config={**run_config, **console_log_level(log_level)},
+            raise_on_error=False,
+            tags=tags,
+        )
     )
     return StepOutcome(step, result.run_id, result.success, None if result.success else failure_message(result))
 

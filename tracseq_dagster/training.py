@@ -35,8 +35,8 @@ from tracseq_dagster.automl import (
     sweep_family,
 )
 from tracseq_dagster.automl.tasks import METRICS
-from tracseq_dagster.control.gate import gate_passed
 from tracseq_dagster.conformal import DEFAULT_COVERAGE, INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
+from tracseq_dagster.control.gate import gate_passed
 from tracseq_dagster.evaluation import (
     Evaluation,
     diagnostic_figures,
@@ -266,7 +266,10 @@ def interval_tags(evaluation: Evaluation) -> dict[str, str]:
     """The interval as version tags, when the evaluation has one."""
     if evaluation.interval_half_width is None:
         return {}
-    return {INTERVAL_HALF_WIDTH_TAG: f"{evaluation.interval_half_width:.6g}", INTERVAL_COVERAGE_TAG: f"{evaluation.interval_coverage:g}"}
+    return {
+        INTERVAL_HALF_WIDTH_TAG: f"{evaluation.interval_half_width:.6g}",
+        INTERVAL_COVERAGE_TAG: f"{evaluation.interval_coverage:g}",
+    }
 
 
 @dataclass
@@ -317,12 +320,18 @@ def run_promotion_gate(
         tags["champion_version"] = str(champion_version.version)
     run_id = child_run(client, experiment_id, parent_run_id, f"gate-v{challenger_version.version}", "promotion_gate", tags)
     with running(client, run_id):
-        log_values(client, run_id, {**challenger.mlflow_metrics("challenger"), **(champion.mlflow_metrics("champion") if champion else {})})
+        log_values(
+            client,
+            run_id,
+            {**challenger.mlflow_metrics("challenger"), **(champion.mlflow_metrics("champion") if champion else {})},
+        )
         client.log_dict(run_id, {**decision.as_dict(), "policy": asdict(policy)}, "gate_decision.json")
         verdict = "promote" if decision.promote else "reject"
         client.set_tag(run_id, "gate_decision", verdict)
         client.set_model_version_tag(registry.name, challenger_version.version, "gate_decision", verdict)
-        client.set_model_version_tag(registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900])
+        client.set_model_version_tag(
+            registry.name, challenger_version.version, "gate_reasons", "; ".join(decision.reasons)[:4900]
+        )
         promoted = False
         if decision.promote:
             first = decision.checks[0].reason  # the overall comparison

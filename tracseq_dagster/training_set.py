@@ -50,6 +50,7 @@ class TrainingSet:
 
 def stable_holdout(keys: pd.Index | pd.Series, fraction: float = HOLDOUT_FRACTION) -> np.ndarray:
     """True for the keys whose hash puts them in the holdout; the same key always gets the same answer."""
+
     def unit(key: str) -> float:
         digest = hashlib.blake2b(str(key).encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64

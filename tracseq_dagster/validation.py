@@ -132,12 +132,8 @@ def validate_samples(
         starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
         ends = np.r_[starts[1:], len(pos)]
         rule_names = names[which]
-        quarantined[RULES_COLUMN] = pd.array(
-            [";".join(rule_names[s:e]) for s, e in zip(starts, ends)], dtype="string"
-        )
-        quarantined[REASONS_COLUMN] = pd.array(
-            ["; ".join(msg[s:e]) for s, e in zip(starts, ends)], dtype="string"
-        )
+        quarantined[RULES_COLUMN] = pd.array([";".join(rule_names[s:e]) for s, e in zip(starts, ends)], dtype="string")
+        quarantined[REASONS_COLUMN] = pd.array(["; ".join(msg[s:e]) for s, e in zip(starts, ends)], dtype="string")
     else:
         quarantined[RULES_COLUMN] = pd.array([], dtype="string")
         quarantined[REASONS_COLUMN] = pd.array([], dtype="string")

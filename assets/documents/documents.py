@@ -1,10 +1,12 @@
 """Lab documents: chunks per document, the LanceDB index, and submission-form metadata."""
 
-
 import time
 
 import dagster as dg
 
+from assets.documents.partitions import document_partitions
+from assets.metadata import preview, records_table
+from assets.new_files import SOURCE_PATH_TAG
 from resources import EmbedderResource, LakeResource, LanceDBResource, LandingZoneResource, OllamaResource
 from tracseq_dagster.documents.llm import OllamaUnavailable
 from tracseq_dagster.documents.parsing import DocumentParseError
@@ -17,9 +19,6 @@ from tracseq_dagster.documents.submission_forms import (
     parse_template,
     submission_rows,
 )
-from assets.metadata import preview, records_table
-from assets.documents.partitions import document_partitions
-from assets.new_files import SOURCE_PATH_TAG
 
 # New chunks are indexed as they arrive. A document that failed to parse stays missing for
 # good and must not hold the others back.

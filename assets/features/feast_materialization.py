@@ -1,6 +1,5 @@
 """feast_online_features: Feast's materialisation into the online store, with feature statistics."""
 
-
 import time
 
 import dagster as dg
@@ -34,8 +33,12 @@ def feast_online_features(context: dg.AssetExecutionContext, feast: FeastResourc
             "dagster/row_count": sum(report.rows.values()),
             "online_store": "redis" if feast.redis_url else "sqlite",
             "materialized_until": pd.Timestamp(report.end).isoformat(),
-            "views": records_table([{"view": v, "version": report.versions[v], "rows": n, "statistics": str(report.statistics[v])}
-                                    for v, n in report.rows.items()]),  # fmt: skip
+            "views": records_table(
+                [
+                    {"view": v, "version": report.versions[v], "rows": n, "statistics": str(report.statistics[v])}
+                    for v, n in report.rows.items()
+                ]
+            ),  # fmt: skip
             "waiting_for_tables": ", ".join(report.waiting) or "none",
             "feature_statistics": records_table(list(report.summary)),
             "seconds": round(time.perf_counter() - started, 2),

@@ -1,6 +1,5 @@
 """feast_registry and feast_entity_tables: the Feast repository applied, and the entity tables it reads."""
 
-
 import dagster as dg
 
 from assets.features.sample_features import FEATURES_AUTOMATION
@@ -37,8 +36,12 @@ def feast_registry(context: dg.AssetExecutionContext, lake: LakeResource, feast:
     store = feast.store()
     applied = apply_repo(store, objects)
     services = [
-        {"service": s.name, "coverage": s.tags.get("coverage", ""), "missing": s.tags.get("missing_features", ""),
-         "features": sum(len(p.features) for p in s.feature_view_projections)}  # fmt: skip
+        {
+            "service": s.name,
+            "coverage": s.tags.get("coverage", ""),
+            "missing": s.tags.get("missing_features", ""),
+            "features": sum(len(p.features) for p in s.feature_view_projections),
+        }  # fmt: skip
         for s in objects.services
     ]
     context.log.info(f"applied {len(objects.views)} views and {len(services)} services to {feast.project}")
@@ -74,6 +77,9 @@ def feast_entity_tables(lake: LakeResource) -> dg.MaterializeResult:
     lake_ = lake.lake()
     written = write_feature_tables(lake_)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": sum(written.values()), **{f"rows_{k}": v for k, v in written.items()},
-                  "path": dg.MetadataValue.path(str(lake_.root / "feast"))}  # fmt: skip
+        metadata={
+            "dagster/row_count": sum(written.values()),
+            **{f"rows_{k}": v for k, v in written.items()},
+            "path": dg.MetadataValue.path(str(lake_.root / "feast")),
+        }  # fmt: skip
     )

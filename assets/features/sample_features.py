@@ -1,16 +1,14 @@
 """sample_features: point-in-time features of every accepted sample (the offline store)."""
 
-
 from datetime import timedelta
 
 import dagster as dg
 
+from assets.metadata import column_summary, preview
 from resources import LakeResource
 from tracseq_dagster import settings
 from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES
-from assets.metadata import column_summary, preview
-
 
 # Recompute when new exports are validated: eager, except that a file that failed to parse
 # (its partition stays missing for good) must not hold every later export back; and never

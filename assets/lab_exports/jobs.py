@@ -14,7 +14,9 @@ def build_ingest_job(pipeline: ExportPipeline):  # -> an unresolved asset job (n
     """
     return dg.define_asset_job(
         pipeline.ingest_job,
-        selection=dg.AssetSelection.assets(pipeline.raw_asset, pipeline.validated_asset, pipeline.quarantined_asset).without_checks()
+        selection=dg.AssetSelection.assets(
+            pipeline.raw_asset, pipeline.validated_asset, pipeline.quarantined_asset
+        ).without_checks()
         | dg.AssetSelection.checks_for_assets(pipeline.validated_asset),
         partitions_def=pipeline.partitions,
         description=f"Parse, validate and quarantine one {pipeline.contract.title} (one partition per file).",

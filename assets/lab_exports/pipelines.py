@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets.lab_exports.partitions import lab_export_partitions
 from tracseq_dagster.contract import SAMPLE_CONTRACT
 from tracseq_dagster.export_contract import ExportContract
-from assets.lab_exports.partitions import lab_export_partitions
 from tracseq_dagster.run_contract import RUN_CONTRACT
 
 # One partition per sequencing run export file, keyed like sample exports by its content hash.

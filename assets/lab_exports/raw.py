@@ -4,15 +4,14 @@
 by one factory from their :class:`~assets.lab_exports.pipelines.ExportPipeline`.
 """
 
-
 import dagster as dg
 
-from resources import ExportParsingResource, LakeResource, LandingZoneResource
-from tracseq_dagster.expectations import run_expectation_suite, suite_frame
 from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline, pipeline_for
 from assets.metadata import expectation_metadata, preview
-from tracseq_dagster.parsing import ExportParseError, detect_export_kind, parse_export_to_parquet
 from assets.new_files import SOURCE_PATH_TAG
+from resources import ExportParsingResource, LakeResource, LandingZoneResource
+from tracseq_dagster.expectations import run_expectation_suite, suite_frame
+from tracseq_dagster.parsing import ExportParseError, detect_export_kind, parse_export_to_parquet
 
 
 def build_raw_export_asset(pipeline: ExportPipeline) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:

@@ -6,20 +6,19 @@ from their :class:`~assets.lab_exports.pipelines.ExportPipeline`, each with the 
 check ``accepted_rows_meet_contract`` on its accepted rows.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
+from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
+from assets.metadata import expectation_metadata, preview, records_table
 from resources import LakeResource
 from tracseq_dagster.contract import ROW_NUMBER, SOURCE_FILE
 from tracseq_dagster.contract_failures import explain_contract_failure, failure_message
 from tracseq_dagster.expectations import run_expectation_suite, run_expectation_suite_detailing_failures, suite_frame
 from tracseq_dagster.export_contract import ExportContract
-from assets.lab_exports.pipelines import RUN_PIPELINE, SAMPLE_PIPELINE, ExportPipeline
 from tracseq_dagster.lake import Lake
-from assets.metadata import expectation_metadata, preview, records_table
 from tracseq_dagster.rules import UniqueAcrossExportsRule
 from tracseq_dagster.validation import validate_samples
 
@@ -31,8 +30,12 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
     contract = pipeline.contract
     validated, quarantined = pipeline.validated_asset, pipeline.quarantined_asset
     key = ", ".join(contract.key_columns)
-    lookups = " Rows whose sample is not among the accepted samples, or whose library was prepared before " \
-        "the sample was received, are quarantined." if contract.needs_accepted_samples else ""
+    lookups = (
+        " Rows whose sample is not among the accepted samples, or whose library was prepared before "
+        "the sample was received, are quarantined."
+        if contract.needs_accepted_samples
+        else ""
+    )
 
     @dg.multi_asset(
         name=pipeline.validation_op,
@@ -66,7 +69,9 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
         partitions_def=pipeline.partitions,
         pool="lab_exports",
     )
-    def validate_export(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def validate_export(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Split one parsed export into accepted and quarantined rows.
 
         Nothing is lost: every input row lands in exactly one of the two tables. Rows whose
@@ -125,7 +130,9 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
         )
         key_columns = list(contract.key_columns)
         others = _accepted_elsewhere(lake_, source, contract)
-        all_keys = pd.concat([f[key_columns] for f in (others, result.valid) if len(f)]) if len(others) else result.valid[key_columns]
+        all_keys = (
+            pd.concat([f[key_columns] for f in (others, result.valid) if len(f)]) if len(others) else result.valid[key_columns]
+        )
         across = run_expectation_suite(all_keys, rules=[UniqueAcrossExportsRule(contract.key_columns)], contract=contract)
         passed = per_export.success and across.success
         ids = "ids" if len(key_columns) == 1 else "keys"  # sample_ids; a run export's (run_id, sample_id) keys
@@ -145,7 +152,9 @@ def build_validation_asset(pipeline: ExportPipeline) -> dg.AssetsDefinition:
         )
         message = failure_message(source, failures, CONTRACT_CHECK)
         metadata["failures"] = records_table([f.as_record() for f in failures])
-        yield dg.AssetCheckResult(check_name=CONTRACT_CHECK, asset_key=validated, passed=False, description=message, metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name=CONTRACT_CHECK, asset_key=validated, passed=False, description=message, metadata=metadata
+        )
         raise dg.Failure(description=message, metadata={"source": source, "failures": metadata["failures"]}, allow_retries=False)
 
     return validate_export

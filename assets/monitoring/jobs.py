@@ -1,6 +1,6 @@
 """Jobs and schedules of the monitoring domain: the reports of every catalog model, hourly."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -29,9 +29,11 @@ monitoring_reports_job = dg.define_asset_job(
     description="Feature drift and the A/B report of every catalog model with logged predictions, every hour "
     "(one run per model partition; models without predictions in the window are skipped and named).",
 )
-def monitoring_schedule(context: dg.ScheduleEvaluationContext, prediction_log: PredictionLogResource) -> list[dg.RunRequest] | dg.SkipReason:
+def monitoring_schedule(
+    context: dg.ScheduleEvaluationContext, prediction_log: PredictionLogResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     """One run per model with predictions in the reports' default window; the others are named as skipped."""
-    moment = context.scheduled_execution_time or datetime.now(timezone.utc)
+    moment = context.scheduled_execution_time or datetime.now(UTC)
     since, until = last_hours(DriftConfig().window_hours)
     counts = predictions_per_model(prediction_log.log(), since, until)
     skipped = [no_predictions_message(name, since) for name, rows in counts.items() if not rows]

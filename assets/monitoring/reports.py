@@ -12,10 +12,10 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from resources import LakeResource, MLflowResource, PredictionLogResource
-from tracseq_dagster import settings
 from assets.metadata import records_table
 from assets.models.partitions import MODEL_PARTITIONS
+from resources import LakeResource, MLflowResource, PredictionLogResource
+from tracseq_dagster import settings
 from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings
@@ -101,7 +101,11 @@ def feature_drift_report(
     json_path = lake_.write_json(lake_.monitoring_path(f"{spec.name}/feature_drift_report.json"), payload)
     lake_.write_table(lake_.monitoring_path(f"{spec.name}/feature_drift_report.parquet"), table)
     context.log.info(report.summary())
-    shown = table[["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "current_missing", "drifted", "reason"]] if len(table) else table
+    shown = (
+        table[["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "current_missing", "drifted", "reason"]]
+        if len(table)
+        else table
+    )
     yield dg.MaterializeResult(
         metadata={
             "model": spec.name,

@@ -39,7 +39,9 @@ def prediction_bento(
     info = export_bundle(legacy, samples, lake_.read_features(), bundle_dir) if legacy.version(CHAMPION) is not None else None
     models = export_catalog(mlflow_tracking.registry, lake_, samples, bundle_dir)
     if not models.served:
-        raise RegistryError(f"no catalog model has a champion yet: train and promote one first (tracseq train --model …); {models.skipped}")
+        raise RegistryError(
+            f"no catalog model has a champion yet: train and promote one first (tracseq train --model …); {models.skipped}"
+        )
     bento = build_catalog_bento(bundle_dir, info, models)
     context.log.info(f"built {bento.tag} serving {', '.join(models.served)}; skipped {models.skipped or 'none'}")
     return dg.MaterializeResult(

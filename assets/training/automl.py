@@ -10,10 +10,11 @@ from dataclasses import replace
 
 import dagster as dg
 
+from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from resources import LakeResource, MLflowResource, OptunaStorageResource
 from tracseq_dagster.models import catalog, get_model
-from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from tracseq_dagster.promotion import GatePolicy
+from tracseq_dagster.tracking import parent_run
 from tracseq_dagster.training import (
     FamilyOutcome,
     SweepSettings,
@@ -24,7 +25,7 @@ from tracseq_dagster.training import (
     sweep_one_family,
 )
 from tracseq_dagster.training_set import load_training_set
-from tracseq_dagster.tracking import parent_run
+
 
 class SweepConfig(dg.Config):
     """How hard each family tries (per partition); defaults from SweepSettings.
@@ -147,7 +148,9 @@ def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) ->
     ]
     ranked = rank_families(outcomes, training_set.fingerprint)
     table = leaderboard_table(ranked)
-    lake_.write_json(lake_.leaderboard_path(model), {"fingerprint": training_set.fingerprint, "ranked": [o.__dict__ for o in ranked]})
+    lake_.write_json(
+        lake_.leaderboard_path(model), {"fingerprint": training_set.fingerprint, "ranked": [o.__dict__ for o in ranked]}
+    )
     missing = sorted(set(families) - set(table["family"]))
     if missing:
         context.log.warning(f"families without a completed sweep on this training set: {', '.join(missing)}")
@@ -165,7 +168,11 @@ def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) ->
 
 
 @dg.asset(
-    deps=[automl_leaderboard], partitions_def=MODEL_PARTITIONS, group_name="training", kinds={"mlflow", "scikitlearn"}, pool="automl"
+    deps=[automl_leaderboard],
+    partitions_def=MODEL_PARTITIONS,
+    group_name="training",
+    kinds={"mlflow", "scikitlearn"},
+    pool="automl",
 )
 def registered_model(
     context: dg.AssetExecutionContext,

@@ -10,13 +10,14 @@ Drift and new labels are watched per catalog model: a failed drift check of a mo
 and no other; the weekly schedule retrains every catalog model that has a champion.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from assets.models.partitions import sweep_partition_key
+from assets.training.jobs import automl_sweep_job, register_and_promote_job
 from resources import LakeResource, MLflowResource
 from tracseq_dagster import settings
-from assets.training.jobs import automl_sweep_job, register_and_promote_job
 from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.monitoring.retraining import (
@@ -29,7 +30,6 @@ from tracseq_dagster.monitoring.retraining import (
     labelled_row_count,
     retrain_decision,
 )
-from assets.models.partitions import sweep_partition_key
 
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), DRIFT_CHECK_NAME)
 #: A batch whose sweep runs never appeared (launch failed) is given up after this long.
@@ -37,7 +37,12 @@ BATCH_LAUNCH_TIMEOUT = timedelta(hours=1)
 #: Sweep runs older than this are not looked at when chaining registrations.
 BATCH_LOOKBACK = timedelta(days=7)
 SCHEDULE_REASON = "the weekly retraining schedule"
-_IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def _families(model: str) -> tuple[str, ...]:
@@ -140,7 +145,7 @@ def retraining_sensor(
     if busy:
         return dg.SensorResult(skip_reason=busy, cursor=cursor.to_json())
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     batch = f"retrain-{now:%Y%m%dT%H%M%S}"
     requests, quiet = [], []
     client = mlflow_tracking.client()
@@ -170,8 +175,8 @@ def retraining_sensor(
 def _own_batch_waiting(context: dg.SensorEvaluationContext, cursor: RetrainCursor) -> str | None:
     """Why the sensor's own batch is not settled yet (its sweeps not launched, or running)."""
     sweeps = _batch_sweeps(context.instance, cursor.batch)  # type: ignore[arg-type]
-    started = datetime.fromisoformat(cursor.batch_started_at) if cursor.batch_started_at else datetime.now(timezone.utc)
-    if not sweeps and datetime.now(timezone.utc) - started < BATCH_LAUNCH_TIMEOUT:
+    started = datetime.fromisoformat(cursor.batch_started_at) if cursor.batch_started_at else datetime.now(UTC)
+    if not sweeps and datetime.now(UTC) - started < BATCH_LAUNCH_TIMEOUT:
         return f"{cursor.batch}: waiting for its sweep runs to be launched"
     running = [r for r in sweeps if not r.is_finished]
     if running:
@@ -185,7 +190,7 @@ def _batch_sweeps(instance: dg.DagsterInstance, batch: str) -> list[dg.DagsterRu
 
 def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainCursor) -> list[dg.RunRequest]:
     """register_and_promote for each recent batch and model whose sweeps all finished and one succeeded (once)."""
-    since = datetime.now(timezone.utc) - BATCH_LOOKBACK
+    since = datetime.now(UTC) - BATCH_LOOKBACK
     batches: dict[tuple[str, str], list[dg.DagsterRun]] = {}
     for run in context.instance.get_runs(dg.RunsFilter(job_name=automl_sweep_job.name, created_after=since)):
         batch, model = run.tags.get(RETRAIN_BATCH_TAG), run.tags.get(RETRAIN_MODEL_TAG)
@@ -217,7 +222,9 @@ def _registrations_due(context: dg.SensorEvaluationContext, state: RetrainCursor
     description="Retrains every catalog model with a champion every week (TRACSEQ_RETRAIN_CRON), even without "
     "drift or new labels: each model's family sweeps; the retraining sensor then registers each winner and runs its gate.",
 )
-def retraining_schedule(context: dg.ScheduleEvaluationContext, mlflow_tracking: MLflowResource) -> list[dg.RunRequest] | dg.SkipReason:
+def retraining_schedule(
+    context: dg.ScheduleEvaluationContext, mlflow_tracking: MLflowResource
+) -> list[dg.RunRequest] | dg.SkipReason:
     """One batch of family sweeps per scheduled time for the models with a champion, unless a training runs."""
     client = mlflow_tracking.client()
     models = [m for m in catalog() if champion_training_rows(mlflow_tracking.registry(m, client)) is not None]
@@ -226,5 +233,5 @@ def retraining_schedule(context: dg.ScheduleEvaluationContext, mlflow_tracking: 
     busy = _training_in_progress(context.instance)
     if busy:
         return dg.SkipReason(busy)
-    moment = context.scheduled_execution_time or datetime.now(timezone.utc)
+    moment = context.scheduled_execution_time or datetime.now(UTC)
     return [r for model in models for r in _sweep_requests(f"scheduled-{moment:%Y%m%dT%H%M}", SCHEDULE_REASON, model)]

@@ -18,7 +18,7 @@ OLLAMA_HOST, TRACSEQ_OLLAMA_MODEL, TRACSEQ_OLLAMA_TIMEOUT_S, TRACSEQ_DEPENDENCY_
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import bentoml
 from pydantic import Field
@@ -61,15 +61,17 @@ class DocumentQAService:
         self.dependencies = Dependencies()
         self.dependencies.listen(DependencyMetrics().event)
         chat = self.qa.chat
-        self.ollama = None if chat is None else self.dependencies.breaker("ollama", probe=lambda: ollama_probe(chat.host, chat.model))
+        self.ollama = (
+            None if chat is None else self.dependencies.breaker("ollama", probe=lambda: ollama_probe(chat.host, chat.model))
+        )
 
     @bentoml.api(route="/ask")
     def ask(
         self,
         question: str = Field(min_length=3, max_length=2000, description="A question about the lab's documents"),
         top_k: int = Field(default=5, ge=1, le=20, description="Passages to retrieve"),
-        document_type: Optional[str] = Field(default=None, description="sop, report, submission_form or other"),
-        file_name: Optional[str] = Field(default=None, description="Only passages from this file"),
+        document_type: str | None = Field(default=None, description="sop, report, submission_form or other"),
+        file_name: str | None = Field(default=None, description="Only passages from this file"),
     ) -> dict[str, Any]:
         """The answer (generated, not_found or retrieval_only), its citations and the passages."""
         from tracseq_dagster.documents.answering import answer_question, retrieval_only
@@ -81,7 +83,9 @@ class DocumentQAService:
             if self.ollama is not None and not self.ollama.allow("ask"):
                 # Ollama failed a moment ago: the passages now, Ollama again after the retry interval.
                 passages = self.qa.search(question, top_k=top_k, filters=filters)
-                answer = answer_question(question, passages, None, min_similarity=self.qa.min_similarity, statistics=self.qa.statistics())
+                answer = answer_question(
+                    question, passages, None, min_similarity=self.qa.min_similarity, statistics=self.qa.statistics()
+                )
                 if answer.mode == "retrieval_only":
                     answer = retrieval_only(question, passages, f"No generated answer: {self.ollama.last_error} "
                                             f"(trying Ollama again every {self.ollama.retry_after_s:g} s)")  # fmt: skip
@@ -90,7 +94,14 @@ class DocumentQAService:
         except OllamaUnavailable as error:  # only with an Ollama embedder: nothing can be retrieved
             if self.ollama is not None:
                 self.ollama.failed(str(error), "ask")
-            return {"question": question, "mode": "unavailable", "text": "", "passages": [], "citations": [], "notice": str(error)}
+            return {
+                "question": question,
+                "mode": "unavailable",
+                "text": "",
+                "passages": [],
+                "citations": [],
+                "notice": str(error),
+            }
         if self.ollama is not None:
             if answer.mode == "retrieval_only":  # Ollama was asked and did not answer
                 self.ollama.failed((answer.notice or "no answer").removeprefix("No generated answer: "), "ask")

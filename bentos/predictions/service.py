@@ -39,7 +39,7 @@ import gc
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest,
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
 from tracseq_dagster.serving.traffic_split import TrafficSplit
 
-MODEL_TAG = os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "tracseq_predictions:latest"
+MODEL_TAG = (
+    os.environ.get("TRACSEQ_MODEL_TAG") or getattr(bentoml.use_arguments(), "model_tag", None) or "tracseq_predictions:latest"
+)
 
 
 routes = FastAPI(title="tracseq_predictions extras")
@@ -130,11 +132,15 @@ class Predictions:
             breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
             on_dropped=self.metrics.rows_dropped,
         )
-        self.batcher = MicroBatcher(
-            self._sample_quality().predict,
-            max_batch=settings.max_batch(),
-            max_wait_ms=settings.max_wait_ms(),
-        ) if self.predictor is not None else None
+        self.batcher = (
+            MicroBatcher(
+                self._sample_quality().predict,
+                max_batch=settings.max_batch(),
+                max_wait_ms=settings.max_wait_ms(),
+            )
+            if self.predictor is not None
+            else None
+        )
         self.catalog = CatalogService(ServedCatalog(self.bundle.path, split, attribution), self.log.submit)  # type: ignore[arg-type]
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.
@@ -259,7 +265,9 @@ class Predictions:
     def _log(self, answers: list[Any], started: float) -> None:
         latency_ms = (time.perf_counter() - started) * 1000.0
         self.metrics.observe(answers)
-        self.log.submit([{**a.log_row, "ts": datetime.now(timezone.utc), "latency_ms": latency_ms / max(len(answers), 1)} for a in answers])
+        self.log.submit(
+            [{**a.log_row, "ts": datetime.now(UTC), "latency_ms": latency_ms / max(len(answers), 1)} for a in answers]
+        )
 
 
 async def _readiness() -> dict[str, Any]:

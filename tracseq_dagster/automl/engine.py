@@ -68,7 +68,6 @@ from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
-from tracseq_dagster.sqlite_lock import first_use_lock
 from tracseq_dagster.automl.tasks import (
     Metric,
     TaskChoice,
@@ -78,6 +77,7 @@ from tracseq_dagster.automl.tasks import (
     is_imbalanced,
     resolve_metric,
 )
+from tracseq_dagster.sqlite_lock import first_use_lock
 
 TrialState = Literal["complete", "pruned", "failed"]
 
@@ -519,9 +519,7 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
     return Problem(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance, x_sweep, y_sweep)
 
 
-def _sweep_sample(
-    x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig
-) -> tuple[pd.DataFrame, np.ndarray]:
+def _sweep_sample(x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig) -> tuple[pd.DataFrame, np.ndarray]:
     """At most ``config.max_sweep_rows`` training rows for the trials (stratified, seeded);
     with ``None``, the automatic cap of :func:`~tracseq_dagster.automl.cost.auto_sweep_rows`."""
     limit = config.max_sweep_rows
@@ -542,7 +540,9 @@ def _fixed_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
     mask = holdout.reindex(features.index).fillna(False).astype(bool).to_numpy()
     if mask.all() or not mask.any():
-        raise AutoMLInputError(f"the holdout mask selects {int(mask.sum())} of {len(mask)} labelled rows; it must select some, not all")
+        raise AutoMLInputError(
+            f"the holdout mask selects {int(mask.sum())} of {len(mask)} labelled rows; it must select some, not all"
+        )
     if classes is not None:
         missing = sorted(set(range(len(classes))) - set(y[mask].tolist()))
         if missing:
@@ -674,9 +674,7 @@ class FamilySweep:
         return optuna.create_study(
             storage=self.config.storage,
             sampler=sampler,
-            pruner=optuna.pruners.MedianPruner(
-                n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_FOLDS
-            ),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_FOLDS),
             study_name=self.study_name,
             direction="maximize" if self.data.metric.greater_is_better else "minimize",
             load_if_exists=True,
@@ -905,7 +903,9 @@ def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLCo
         # Each fit gets an equal part of the time left (a later one inherits what an earlier leaves).
         until = budget.clock() + max(end - budget.clock(), 0.0) / (len(names) - index)
         member, params = fits[name]
-        refits[name], used[name] = _bounded_fit(member, params, problem, problem.x_train, problem.y_train, config.seed, budget, until)
+        refits[name], used[name] = _bounded_fit(
+            member, params, problem, problem.x_train, problem.y_train, config.seed, budget, until
+        )
     sign = 1.0 if problem.metric.greater_is_better else -1.0
     options: list[_Final] = [
         _Final(refits[n], _holdout_score(refits[n], problem), used[n], {n: refits[n]}, [fits[n]], {}, n, dict(fits[n][1]))
@@ -915,16 +915,22 @@ def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLCo
         weights = {s.family: w for s, w in members}
         ensemble = WeightedEnsemble([refits[f] for f in weights], list(weights.values()), problem.task)
         options.append(
-            _Final(ensemble, _holdout_score(ensemble, problem), min(used[f] for f in weights),
-                   {f: refits[f] for f in weights}, [fits[f] for f in weights], weights, "ensemble", {"weights": dict(weights)})
+            _Final(
+                ensemble,
+                _holdout_score(ensemble, problem),
+                min(used[f] for f in weights),
+                {f: refits[f] for f in weights},
+                [fits[f] for f in weights],
+                weights,
+                "ensemble",
+                {"weights": dict(weights)},
+            )
         )
     # The first of the best: the winner, unless a candidate scores strictly better on the holdout.
     return max(options, key=lambda option: sign * option.holdout_score)
 
 
-def _promoted(
-    finished: list[FamilySweep], taken: list[str], problem: Problem, config: AutoMLConfig, budget: Budget
-) -> list[str]:
+def _promoted(finished: list[FamilySweep], taken: list[str], problem: Problem, config: AutoMLConfig, budget: Budget) -> list[str]:
     """The runner-up family, refit on every row too when the trials saw only a sample of them
     (and its refit, with those already planned, fits the time left)."""
     if len(problem.y_sweep) >= len(problem.y_train):
@@ -966,7 +972,9 @@ def _oof_score(sweep: FamilySweep, problem: Problem) -> float:
     return problem.metric.score(problem.y_sweep, sweep.best_oof)  # type: ignore[arg-type]
 
 
-def _later_fits_s(fits: list[tuple[ModelFamily, dict[str, Any]]], problem: Problem, budget: Budget, config: AutoMLConfig) -> float:
+def _later_fits_s(
+    fits: list[tuple[ModelFamily, dict[str, Any]]], problem: Problem, budget: Budget, config: AutoMLConfig
+) -> float:
     """Time to leave for the ``final_fit="all"`` fits after the holdout scoring (0 for ``"train"``)."""
     if config.final_fit != "all":
         return 0.0

@@ -27,7 +27,9 @@ from tracseq_dagster.automl.tasks import Metric
 ROUNDS = 25
 
 
-def greedy_ensemble(predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int = ROUNDS) -> tuple[np.ndarray, float]:
+def greedy_ensemble(
+    predictions: list[np.ndarray], y: np.ndarray, metric: Metric, rounds: int = ROUNDS
+) -> tuple[np.ndarray, float]:
     """Weights (summing to 1) over ``predictions`` and the ensemble's score on ``y``.
 
     ``predictions[i]`` is member i's out-of-fold output for the rows of ``y`` (class

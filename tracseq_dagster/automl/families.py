@@ -76,6 +76,7 @@ def using_threads(count: int) -> Iterator[None]:
     finally:
         _THREADS.reset(token)
 
+
 Params = dict[str, Any]
 
 
@@ -183,17 +184,21 @@ class GradientBoosting(ModelFamily):
 
     def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
         # scikit-learn's defaults (max_iter 100, 31 leaves, 20 rows a leaf, no L2, every feature).
-        return {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 31, "min_samples_leaf": 20,
-                "l2_regularization": 1e-6, "max_features": 1.0}
+        return {
+            "learning_rate": 0.1,
+            "max_iter": 100,
+            "max_leaf_nodes": 31,
+            "min_samples_leaf": 20,
+            "l2_regularization": 1e-6,
+            "max_features": 1.0,
+        }
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # Early stopping would carve a random validation split out of each fold; the sweep's
         # max_iter search plays that role, and a fixed setting keeps fold scores comparable.
         common = {"categorical_features": categorical_mask(columns), "early_stopping": False, "random_state": seed}
         if is_classification(task):
-            model: Any = HistGradientBoostingClassifier(
-                **params, **common, class_weight="balanced" if balance else None
-            )
+            model: Any = HistGradientBoostingClassifier(**params, **common, class_weight="balanced" if balance else None)
         else:
             model = HistGradientBoostingRegressor(**params, **common)
         return _pipeline(columns, ordinal_with_missing(columns), model)
@@ -220,14 +225,26 @@ class XGBoost(ModelFamily):
 
     def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
         # XGBoost's defaults (100 trees, eta 0.3, depth 6, lambda 1; alpha 0 → the space's floor).
-        return {"n_estimators": 100, "learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
-                "colsample_bytree": 1.0, "reg_lambda": 1.0, "reg_alpha": 1e-3}
+        return {
+            "n_estimators": 100,
+            "learning_rate": 0.3,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "reg_lambda": 1.0,
+            "reg_alpha": 1e-3,
+        }
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # max_bin 255 (not 256): at most 254 thresholds a feature, what the served leaf bit
         # vectors bin into a byte (serving/leaf_bitvectors.py); one fewer bin is no loss.
         common = {
-            "tree_method": "hist", "max_bin": 255, "n_jobs": threads(), "random_state": seed, "verbosity": 0,
+            "tree_method": "hist",
+            "max_bin": 255,
+            "n_jobs": threads(),
+            "random_state": seed,
+            "verbosity": 0,
             "callbacks": [XGBoostDeadline()],  # no-op outside a fit deadline (see deadline.py)
         }
         if is_classification(task):
@@ -265,8 +282,15 @@ class LightGBM(ModelFamily):
 
     def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
         # LightGBM's defaults (100 trees, rate 0.1, 31 leaves, 20 rows a leaf; lambda 0 → the floor).
-        return {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20, "subsample": 1.0,
-                "colsample_bytree": 1.0, "reg_lambda": 1e-3}
+        return {
+            "n_estimators": 100,
+            "learning_rate": 0.1,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "reg_lambda": 1e-3,
+        }
 
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # subsample only acts with subsample_freq > 0; deterministic=True pins LightGBM's

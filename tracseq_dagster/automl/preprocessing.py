@@ -103,7 +103,7 @@ def _convert(column: pd.Series) -> tuple[pd.Series, str | None]:
         or (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype))
     ):
         return as_numeric(column), "numeric"
-    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype is np.dtype(object):
         if not isinstance(dtype, pd.CategoricalDtype):
             parsed = pd.to_numeric(column, errors="coerce")
             if parsed.notna().sum() == column.notna().sum() and column.notna().any():

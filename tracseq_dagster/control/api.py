@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path as FolderPath
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -44,7 +44,9 @@ API_OPEN_PATHS = OPEN_PATHS | {"/openapi.json", "/docs", "/docs/oauth2-redirect"
 ModelName = Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", description="A catalog model (GET /models).")]
 Version = Annotated[int, Path(ge=1, le=10**9, description="A registered version number.")]
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A promotion request (GET /promotions).")]
-Reason = Annotated[str, Field(min_length=1, max_length=1000, description="Why: recorded in the audit log and the registry's history.")]
+Reason = Annotated[
+    str, Field(min_length=1, max_length=1000, description="Why: recorded in the audit log and the registry's history.")
+]
 FeatureValue = str | int | float | bool
 
 
@@ -207,27 +209,51 @@ def create_app(plane: ControlPlane) -> FastAPI:
         spec = get_model(_model(name))
         return model_listing(plane.client, spec, needs_approval=plane.needs_approval(name))
 
-    @app.get("/models/{name}/versions/{version}/metrics", tags=["models"], summary="A version's metrics and gate verdict (any role)")
+    @app.get(
+        "/models/{name}/versions/{version}/metrics", tags=["models"], summary="A version's metrics and gate verdict (any role)"
+    )
     def metrics(name: ModelName, version: Version) -> dict[str, Any]:
         try:
             return version_metrics(plane.client, _model(name), version)
         except UnknownVersion as error:
             raise HTTPException(404, str(error)) from None
 
-    @app.post("/models/{name}/retrain", tags=["models"], status_code=202, summary="Launch a retraining on Dagster (operator, admin)")
+    @app.post(
+        "/models/{name}/retrain", tags=["models"], status_code=202, summary="Launch a retraining on Dagster (operator, admin)"
+    )
     def retrain(name: ModelName, body: RetrainBody, request: Request) -> dict[str, Any]:
         spec = get_model(_model(name))
         own = spec.swept_families()
         unknown = sorted(set(body.families or ()) - set(own))
         if unknown:
-            raise HTTPException(422, [{"loc": ["body", "families"], "msg": f"not families of {name}: {', '.join(unknown)}; it sweeps {', '.join(own)}", "type": "value_error"}])
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "loc": ["body", "families"],
+                        "msg": f"not families of {name}: {', '.join(unknown)}; it sweeps {', '.join(own)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
         who = _who(request)
         try:
-            launched = launch_retraining(plane.dagster_url, name, tuple(body.families or own), body.reason, who.name, plane.dagster_location)
+            launched = launch_retraining(
+                plane.dagster_url, name, tuple(body.families or own), body.reason, who.name, plane.dagster_location
+            )
         except RetrainUnavailable as error:
-            plane.audit.record(actor=who.name, role=who.role, action="retrain", model=name, outcome="unavailable", reason=f"{body.reason}: {error}")
+            plane.audit.record(
+                actor=who.name,
+                role=who.role,
+                action="retrain",
+                model=name,
+                outcome="unavailable",
+                reason=f"{body.reason}: {error}",
+            )
             raise HTTPException(503, str(error)) from None
-        plane.audit.record(actor=who.name, role=who.role, action="retrain", model=name, outcome="launched", reason=body.reason, detail=launched)
+        plane.audit.record(
+            actor=who.name, role=who.role, action="retrain", model=name, outcome="launched", reason=body.reason, detail=launched
+        )
         return launched
 
     @app.post("/models/{name}/promotions", tags=["promotions"], status_code=201,
@@ -252,7 +278,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
     def one_promotion(request_id: RequestId) -> dict[str, Any]:
         return plane.requests.get(request_id).as_dict()
 
-    @app.post("/promotions/{request_id}/approve", tags=["promotions"], summary="Approve and promote (approver, admin; not the requester)")
+    @app.post(
+        "/promotions/{request_id}/approve",
+        tags=["promotions"],
+        summary="Approve and promote (approver, admin; not the requester)",
+    )
     def approve(request_id: RequestId, body: DecisionBody, request: Request) -> dict[str, Any]:
         return plane.workflow.approve(request_id, _who(request), body.reason).as_dict()
 
@@ -272,11 +302,18 @@ def create_app(plane: ControlPlane) -> FastAPI:
             except Exception as error:  # noqa: BLE001 - the prediction service down or refusing: say so, list the registry anyway
                 problem = f"the prediction service did not answer GET /models ({type(error).__name__}: {error})"
         listing = [model_deployments(plane.registry(name), served) for name in catalog()]
-        return {"deployments": listing, "prediction_service": problem or ("read" if served is not None else "not configured (TRACSEQ_PREDICTIONS_URL)")}
+        return {
+            "deployments": listing,
+            "prediction_service": problem or ("read" if served is not None else "not configured (TRACSEQ_PREDICTIONS_URL)"),
+        }
 
-    @app.post("/deployments/{deployment}/rollback", tags=["deployments"], summary="Roll the current deployment back (operator, admin)")
+    @app.post(
+        "/deployments/{deployment}/rollback", tags=["deployments"], summary="Roll the current deployment back (operator, admin)"
+    )
     def rollback_deployment(
-        deployment: Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}:\d{1,9}$", description="<model>:<sequence> (GET /deployments)")],
+        deployment: Annotated[
+            str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}:\d{1,9}$", description="<model>:<sequence> (GET /deployments)")
+        ],
         body: RollbackBody,
         request: Request,
     ) -> dict[str, Any]:
@@ -309,7 +346,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
         try:
             return plane.feast()
         except Exception as error:  # noqa: BLE001 - a registry that cannot be opened
-            raise HTTPException(503, f"the Feast registry cannot be opened ({type(error).__name__}: {error}); run feast_apply first") from None
+            raise HTTPException(
+                503, f"the Feast registry cannot be opened ({type(error).__name__}: {error}); run feast_apply first"
+            ) from None
 
     def feature_call(function: Callable[[], Any]) -> Any:
         from tracseq_dagster.feature_repo.queries import UnknownFeature
@@ -328,7 +367,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
         store, _ = feast()
         return {"views": list_feature_views(store), "services": list_feature_services(store)}
 
-    @app.get("/features/{name}/stats", tags=["features"], summary="A feature's statistics at its latest or a given version (any role)")
+    @app.get(
+        "/features/{name}/stats", tags=["features"], summary="A feature's statistics at its latest or a given version (any role)"
+    )
     def feature_stats(
         name: Annotated[str, Path(min_length=1, max_length=200)],
         version: Annotated[str | None, Query(pattern=r"^v\d+$")] = None,

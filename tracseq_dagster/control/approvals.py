@@ -19,7 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from tracseq_dagster.control.audit import AuditLog
-from tracseq_dagster.control.promotions import APPROVED, PENDING, PROMOTED, REJECTED, PromotionError, PromotionRequest, PromotionRequests
+from tracseq_dagster.control.promotions import (
+    APPROVED,
+    PENDING,
+    PROMOTED,
+    REJECTED,
+    PromotionError,
+    PromotionRequest,
+    PromotionRequests,
+)
 from tracseq_dagster.control.tokens import Principal
 from tracseq_dagster.registry import CHAMPION, ChampionEvent, ModelRegistry, RegistryError
 
@@ -55,7 +63,9 @@ class ApprovalWorkflow:
         self.registry = registry
         self.needs_approval = needs_approval
 
-    def _record(self, who: Principal, action: str, model: str, version: str | None, outcome: str, reason: str, **detail: Any) -> None:
+    def _record(
+        self, who: Principal, action: str, model: str, version: str | None, outcome: str, reason: str, **detail: Any
+    ) -> None:
         self.audit.record(actor=who.name, role=who.role, action=action, model=model, version=version, outcome=outcome,
                           reason=reason, detail=detail)  # fmt: skip
 
@@ -88,8 +98,18 @@ class ApprovalWorkflow:
     def approve(self, request_id: int, who: Principal, reason: str) -> PromotionRequest:
         pending = self.requests.get(request_id)
         if pending.requested_by == who.name:
-            self._record(who, "promotion.approve", pending.model, pending.version, "refused", "approver is the requester", request=request_id)
-            raise PromotionError(f"{who.name} requested promotion {request_id}: another approver must decide it (four eyes)", status=403)
+            self._record(
+                who,
+                "promotion.approve",
+                pending.model,
+                pending.version,
+                "refused",
+                "approver is the requester",
+                request=request_id,
+            )
+            raise PromotionError(
+                f"{who.name} requested promotion {request_id}: another approver must decide it (four eyes)", status=403
+            )
         return self._promote(pending, who, reason, decided=APPROVED)
 
     def reject(self, request_id: int, who: Principal, reason: str) -> PromotionRequest:

@@ -20,7 +20,7 @@ import io
 import json
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,10 +58,17 @@ class AuditLog(Protocol):
 
 
 def make_entry(
-    *, actor: str, role: str, action: str, outcome: str, model: str | None = None, version: str | None = None,
-    reason: str = "", detail: dict[str, Any] | None = None,
+    *,
+    actor: str,
+    role: str,
+    action: str,
+    outcome: str,
+    model: str | None = None,
+    version: str | None = None,
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    return AuditEntry(datetime.now(timezone.utc), actor, role, action, model, None if version is None else str(version),
+    return AuditEntry(datetime.now(UTC), actor, role, action, model, None if version is None else str(version),
                       outcome, reason[:2000], json.dumps(detail or {}, default=str))  # fmt: skip
 
 
@@ -118,7 +125,8 @@ class PostgresAuditLog(_Recording):
         self.engine = sqlalchemy.create_engine(parsed, pool_pre_ping=True)
         with self.engine.begin() as connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(7403116)"))  # two services creating it at once
-            connection.execute(sqlalchemy.text(f"""
+            connection.execute(
+                sqlalchemy.text(f"""
                 CREATE TABLE IF NOT EXISTS {self.TABLE} (
                     id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
                     action TEXT NOT NULL, model TEXT, version TEXT, outcome TEXT NOT NULL, reason TEXT NOT NULL,
@@ -131,7 +139,8 @@ class PostgresAuditLog(_Recording):
                 DROP TRIGGER IF EXISTS tracseq_audit_no_truncate ON {self.TABLE};
                 CREATE TRIGGER tracseq_audit_no_truncate BEFORE TRUNCATE ON {self.TABLE}
                     FOR EACH STATEMENT EXECUTE FUNCTION tracseq_audit_append_only();
-            """))
+            """)
+            )
 
     def append(self, entry: AuditEntry) -> None:
         import sqlalchemy

@@ -50,7 +50,11 @@ def model_listing(client: MlflowClient, spec: ModelSpec, *, needs_approval: bool
     # A registry that does not answer raises here (the API answers 503): an empty listing would be a lie.
     registered = client.search_registered_models(filter_string=f"name = '{spec.name}'")
     versions = registry.versions() if registered else []
-    aliases = {alias: _holder(registry, alias) for alias in (CHAMPION, CHALLENGER)} if registered else dict.fromkeys((CHAMPION, CHALLENGER))
+    aliases = (
+        {alias: _holder(registry, alias) for alias in (CHAMPION, CHALLENGER)}
+        if registered
+        else dict.fromkeys((CHAMPION, CHALLENGER))
+    )
     return {
         **spec.summary(),
         "approval_required": needs_approval,

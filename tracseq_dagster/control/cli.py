@@ -8,7 +8,7 @@ token created here is the token the services accept.
 from __future__ import annotations
 
 import getpass
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -81,13 +81,21 @@ def tokens_list() -> None:
     """Every token: name, role, when and by whom it was created, and whether it is revoked."""
     table = Table("name", "role", "created (UTC)", "by", "revoked (UTC)")
     for t in _tokens().list():
-        table.add_row(t.name, t.role, f"{t.created_at:%Y-%m-%d %H:%M}", t.created_by, f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "")
+        table.add_row(
+            t.name,
+            t.role,
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            t.created_by,
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
+        )
     console.print(table)
 
 
 def audit_command(
-    model: Annotated[Optional[str], typer.Option(help="Only this model's entries.")] = None,
-    action: Annotated[Optional[str], typer.Option(help="Only actions starting with this (promotion, rollback, token, retrain).")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model's entries.")] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Only actions starting with this (promotion, rollback, token, retrain).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="The latest N entries.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
 ) -> None:

@@ -41,7 +41,9 @@ def audit_log_url() -> str:
 def auth_enabled() -> bool:
     value = os.getenv("TRACSEQ_AUTH", "on").strip().lower() or "on"
     if value not in ("on", "off"):
-        raise ConfigurationError(f"TRACSEQ_AUTH={value!r} is neither on nor off: set it to on (tokens required) or off, or unset it")
+        raise ConfigurationError(
+            f"TRACSEQ_AUTH={value!r} is neither on nor off: set it to on (tokens required) or off, or unset it"
+        )
     return value == "on"
 
 

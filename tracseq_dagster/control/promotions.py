@@ -15,7 +15,7 @@ Every step is written to the audit log.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy
@@ -68,7 +68,7 @@ class PromotionRequest:
 
 def _utc(moment: datetime) -> datetime:
     """SQLite hands times back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class PromotionRequests:
@@ -79,7 +79,7 @@ class PromotionRequests:
 
     def create(self, model: str, version: str, requested_by: str, reason: str, status: str = PENDING) -> PromotionRequest:
         row = {"model": model, "version": str(version), "status": status, "requested_by": requested_by,
-               "requested_at": datetime.now(timezone.utc), "reason": reason}  # fmt: skip
+               "requested_at": datetime.now(UTC), "reason": reason}  # fmt: skip
         with self.engine.begin() as connection:
             new_id = connection.execute(REQUESTS.insert().values(**row).returning(REQUESTS.c.id)).scalar_one()
         return self.get(new_id)
@@ -106,7 +106,7 @@ class PromotionRequests:
             done = connection.execute(
                 REQUESTS.update()
                 .where(REQUESTS.c.id == request_id, REQUESTS.c.status == expected)
-                .values(status=status, decided_by=decided_by, decided_at=datetime.now(timezone.utc), decision_reason=reason)
+                .values(status=status, decided_by=decided_by, decided_at=datetime.now(UTC), decision_reason=reason)
             )
         if done.rowcount == 0:
             current = self.get(request_id)  # 404 when it does not exist

@@ -13,7 +13,7 @@ a launch happens: the rest of the control plane imports no Dagster.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 #: The run tags of the retraining sensor (tracseq_dagster.monitoring.retraining).
@@ -34,7 +34,9 @@ def sweep_partition_tags(model: str, family: str) -> dict[str, str]:
     return {"dagster/partition": f"{family}|{model}", "dagster/partition/family": family, "dagster/partition/model": model}
 
 
-def launch_retraining(url: str | None, model: str, families: tuple[str, ...], reason: str, actor: str, location: str | None = None) -> dict[str, object]:
+def launch_retraining(
+    url: str | None, model: str, families: tuple[str, ...], reason: str, actor: str, location: str | None = None
+) -> dict[str, object]:
     """Submit one sweep run per family; returns the batch name and the run ids."""
     if url is None:
         raise RetrainUnavailable(
@@ -54,7 +56,7 @@ def launch_retraining(url: str | None, model: str, families: tuple[str, ...], re
         parts.hostname or "localhost", port_number=parts.port, use_https=parts.scheme == "https", timeout=30,
         path_prefix=parts.path.rstrip("/"),
     )  # fmt: skip
-    batch = f"api-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{model}"
+    batch = f"api-{datetime.now(UTC):%Y%m%dT%H%M%S}-{model}"
     runs = []
     for family in families:
         tags = {RETRAIN_BATCH_TAG: batch, RETRAIN_MODEL_TAG: model, RETRAIN_REASON_TAG: f"{reason} (by {actor})"[:1000],
@@ -63,7 +65,11 @@ def launch_retraining(url: str | None, model: str, families: tuple[str, ...], re
             runs.append(client.submit_job_execution(SWEEP_JOB, repository_location_name=location or DEFAULT_LOCATION, tags=tags))
         except DagsterGraphQLClientError as error:
             first = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
-            raise RetrainUnavailable(f"the Dagster webserver at TRACSEQ_DAGSTER_URL={url} refused the launch of {SWEEP_JOB}: {first}") from None
+            raise RetrainUnavailable(
+                f"the Dagster webserver at TRACSEQ_DAGSTER_URL={url} refused the launch of {SWEEP_JOB}: {first}"
+            ) from None
         except Exception as error:  # noqa: BLE001 - requests' connection errors and the like
-            raise RetrainUnavailable(f"the Dagster webserver at TRACSEQ_DAGSTER_URL={url} cannot be reached ({type(error).__name__}): start it or fix the URL") from None
+            raise RetrainUnavailable(
+                f"the Dagster webserver at TRACSEQ_DAGSTER_URL={url} cannot be reached ({type(error).__name__}): start it or fix the URL"
+            ) from None
     return {"batch": batch, "runs": runs, "families": list(families)}

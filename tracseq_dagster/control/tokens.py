@@ -19,7 +19,7 @@ import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy
 from cachetools import TTLCache
@@ -83,19 +83,21 @@ class TokenStore:
         if not name or len(name) > 200:
             raise TokenError("a token's name is 1 to 200 characters (it names the caller in the audit log)")
         secret = PREFIX + secrets.token_urlsafe(32)
-        row = {"name": name, "role": role, "digest": digest(secret), "created_at": datetime.now(timezone.utc),
+        row = {"name": name, "role": role, "digest": digest(secret), "created_at": datetime.now(UTC),
                "created_by": created_by, "revoked_at": None}  # fmt: skip
         try:
             with self.engine.begin() as connection:
                 connection.execute(TOKENS.insert().values(**row))
         except sqlalchemy.exc.IntegrityError:
-            raise TokenError(f"a token named {name!r} exists already (revoked ones keep their name): choose another name") from None
+            raise TokenError(
+                f"a token named {name!r} exists already (revoked ones keep their name): choose another name"
+            ) from None
         return secret
 
     def revoke(self, name: str) -> None:
         with self.engine.begin() as connection:
             done = connection.execute(
-                TOKENS.update().where(TOKENS.c.name == name, TOKENS.c.revoked_at.is_(None)).values(revoked_at=datetime.now(timezone.utc))
+                TOKENS.update().where(TOKENS.c.name == name, TOKENS.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
             )
         if done.rowcount == 0:
             raise TokenError(f"no active token named {name!r} (tracseq tokens list shows them)")

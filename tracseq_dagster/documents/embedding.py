@@ -128,9 +128,7 @@ class MiniLMEmbedder:
 
         model = self._model()
         transformer = model[0]
-        features = transformer.tokenizer(
-            [text], padding=False, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt"
-        )
+        features = transformer.tokenizer([text], padding=False, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt")
         with _inference(), _torch_threads(self.query_threads):
             hidden = transformer.auto_model(**features).last_hidden_state[0]  # (tokens, 384)
             vector = hidden.mean(dim=0)  # mean pooling; one unpadded sequence has no mask to apply

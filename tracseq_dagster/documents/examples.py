@@ -31,7 +31,9 @@ EXAMPLE_QUESTIONS: tuple[ExampleQuestion, ...] = (
     ExampleQuestion("What minimum volume of cfDNA is required?", "SOP-014-nucleic-acid-extraction.pdf", 3, "25"),
     ExampleQuestion("How fast and how long are blood tubes centrifuged?", "SOP-014-nucleic-acid-extraction.pdf", 4, "4000"),
     ExampleQuestion("Which rotor does the centrifuge use?", "SOP-014-nucleic-acid-extraction.pdf", 4, "R-77"),
-    ExampleQuestion("Which blood collection tubes does the extraction SOP accept?", "SOP-014-nucleic-acid-extraction.pdf", 1, "EDTA"),
+    ExampleQuestion(
+        "Which blood collection tubes does the extraction SOP accept?", "SOP-014-nucleic-acid-extraction.pdf", 1, "EDTA"
+    ),
     ExampleQuestion("How many reads did sequencing run R-2025-031 yield?", "QC-report-run-R-2025-031.pdf", 1, "412"),
     ExampleQuestion("What fraction of bases reached Q30 in run R-2025-031?", "QC-report-run-R-2025-031.pdf", 1, "91.4"),
     ExampleQuestion("Why did sample TS-2025-000117 fail QC?", "QC-report-run-R-2025-031.pdf", 2, "DIN"),

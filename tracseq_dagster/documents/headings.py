@@ -28,7 +28,7 @@ def heading_level(text: str) -> int | None:
     match = _NUMBERED.match(text.strip())
     if not match:
         return None
-    rest = text.strip()[match.end():]
+    rest = text.strip()[match.end() :]
     first = match.group(1)
     if first.isalpha() and not (rest and rest[0].isupper()) and not re.match(r"(?i)appendix", text.strip()):
         return None  # "A word" is not section A; "A.3 BLAS" and "Appendix B" are

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets.documents.partitions import document_partitions
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
 from tracseq_dagster.ingest import console_log_level, failure_message, run_file_partition
 from tracseq_dagster.landing import content_hash, list_landing_files
-from assets.documents.partitions import document_partitions
 
 
 @dataclass
@@ -60,7 +60,11 @@ def ingest_documents(
     try:
         for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
             key = content_hash(landed.path)
-            if not force and instance.has_dynamic_partition(document_partitions.name, key) and _metadata(instance, "document_chunks", key):
+            if (
+                not force
+                and instance.has_dynamic_partition(document_partitions.name, key)
+                and _metadata(instance, "document_chunks", key)
+            ):
                 outcome = DocumentOutcome(landed.path, key, "unchanged")
             else:
                 result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
@@ -87,7 +91,9 @@ def _prefetcher(defs: dg.Definitions) -> EmbeddingPrefetcher:
     return EmbeddingPrefetcher(defs.resources["lake"].root, embedder.spec, ollama_host=embedder.ollama_host)
 
 
-def index_documents(*, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG") -> tuple[dg.ExecuteInProcessResult, dict]:
+def index_documents(
+    *, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG"
+) -> tuple[dg.ExecuteInProcessResult, dict]:
     """Run ``index_documents``; the result and document_index's metadata."""
     result = defs.resolve_job_def("index_documents").execute_in_process(
         run_config=console_log_level(log_level), instance=instance, raise_on_error=False

@@ -90,7 +90,9 @@ class translate_errors:
         if isinstance(error, ollama.ResponseError):
             if error.status_code == 404 or "not found" in str(error.error).lower():
                 raise OllamaUnavailable(f"model {self.model} is not pulled on the Ollama server at {self.host}", pull) from None
-            raise OllamaUnavailable(f"Ollama at {self.host} failed: {error.error}", f"check `ollama ps` and the server log; {pull}") from None
+            raise OllamaUnavailable(
+                f"Ollama at {self.host} failed: {error.error}", f"check `ollama ps` and the server log; {pull}"
+            ) from None
         if isinstance(error, httpx.TimeoutException):
             raise OllamaUnavailable(
                 f"Ollama at {self.host} did not answer within {self.timeout_s:g} s",

@@ -67,7 +67,9 @@ def parse_document(path: str | Path, *, ocr: bool = True, pdf_engine: str = "uns
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix not in DOCUMENT_SUFFIXES:
-        raise DocumentParseError(path, f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(DOCUMENT_SUFFIXES)}")
+        raise DocumentParseError(
+            path, f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(DOCUMENT_SUFFIXES)}"
+        )
     prepare_unstructured()
     if suffix in PDF_SUFFIXES and pdf_engine == "pdfium":
         from tracseq_dagster.documents.pdf_text import parse_pdf_text_layer
@@ -77,7 +79,9 @@ def parse_document(path: str | Path, *, ocr: bool = True, pdf_engine: str = "uns
             from pypdf import PdfReader
 
             started = time.perf_counter()
-            parsed.elements = sorted(parsed.elements + _ocr_pages(PdfReader(path), parsed.ocr_pages, path), key=lambda e: e.metadata.page_number or 0)
+            parsed.elements = sorted(
+                parsed.elements + _ocr_pages(PdfReader(path), parsed.ocr_pages, path), key=lambda e: e.metadata.page_number or 0
+            )
             parsed.seconds["ocr"] = time.perf_counter() - started
         else:
             parsed.ocr_pages = []
@@ -120,9 +124,7 @@ def _parse_pdf(path: str, *, ocr: bool) -> ParsedDocument:
     ocr_pages: list[int] = []
     if ocr and without_text:
         started = time.perf_counter()
-        elements = sorted(
-            elements + _ocr_pages(reader, without_text, path), key=lambda e: e.metadata.page_number or 0
-        )
+        elements = sorted(elements + _ocr_pages(reader, without_text, path), key=lambda e: e.metadata.page_number or 0)
         ocr_pages = without_text
         seconds["ocr"] = time.perf_counter() - started
     return ParsedDocument(path, "pdf", elements, pages, ocr_pages, seconds)

@@ -13,7 +13,6 @@ import io
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 PAGE_WIDTH, PAGE_HEIGHT = 595, 842  # A4 in points
 MARGIN = 56
@@ -46,7 +45,7 @@ class ImagePage:
     height_px: int
 
 
-Page = Union[TextPage, ImagePage]
+Page = TextPage | ImagePage
 
 
 class PageLayout:
@@ -191,7 +190,9 @@ def write_pdf(path: str | Path, pages: list[Page], *, title: str = "") -> Path:
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, catalog, info, xref))
+    out.write(
+        b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, catalog, info, xref)
+    )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(out.getvalue())

@@ -63,7 +63,11 @@ def parse_pdf_text_layer(path: str):  # type: ignore[no-untyped-def]
     try:
         document = pdfium.PdfDocument(path)
     except pdfium.PdfiumError as error:
-        reason = "the PDF is encrypted with a password; save an unprotected copy" if "password" in str(error).lower() else f"not a readable PDF (corrupt or truncated): {error}"
+        reason = (
+            "the PDF is encrypted with a password; save an unprotected copy"
+            if "password" in str(error).lower()
+            else f"not a readable PDF (corrupt or truncated): {error}"
+        )
         raise DocumentParseError(path, reason) from error
     try:
         pages = len(document)

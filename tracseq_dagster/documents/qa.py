@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from tracseq_dagster.documents.answering import Answer, answer_question
 from tracseq_dagster.documents.embedding import Embedder, make_embedder
 from tracseq_dagster.documents.evidence import TermStatistics
-from tracseq_dagster.documents.rerank import CANDIDATES, rerank
-from tracseq_dagster.documents.term_store import index_statistics
 from tracseq_dagster.documents.index import DocumentIndex, table_name_for
 from tracseq_dagster.documents.llm import OllamaChat
+from tracseq_dagster.documents.rerank import CANDIDATES, rerank
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
+from tracseq_dagster.documents.term_store import index_statistics
 
 
 def open_index(uri: str, embedder: Embedder) -> DocumentIndex:
@@ -78,5 +78,11 @@ class DocumentQA:
     ) -> Answer:
         passages = self.search(question, top_k=top_k, filters=filters)
         return answer_question(
-            question, passages, self.chat, min_similarity=self.min_similarity, on_token=on_token, statistics=self.statistics(), verify=True
+            question,
+            passages,
+            self.chat,
+            min_similarity=self.min_similarity,
+            on_token=on_token,
+            statistics=self.statistics(),
+            verify=True,
         )

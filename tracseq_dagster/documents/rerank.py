@@ -29,7 +29,9 @@ DEFAULT_COVERAGE_WEIGHT = 0.5
 CANDIDATES = 20  # fused candidates re-scored
 
 
-def rerank(question: str, passages: list[Passage], statistics: TermStatistics, *, weight: float = DEFAULT_COVERAGE_WEIGHT) -> list[Passage]:
+def rerank(
+    question: str, passages: list[Passage], statistics: TermStatistics, *, weight: float = DEFAULT_COVERAGE_WEIGHT
+) -> list[Passage]:
     """``passages`` (fused, best first) re-ordered by fusion score + ``weight`` x own coverage; scores replaced."""
     if not passages or weight == 0:
         return list(passages)

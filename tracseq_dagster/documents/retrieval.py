@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 
 from tracseq_dagster.documents.embedding import Embedder
-from tracseq_dagster.documents.normalise import normalise
 from tracseq_dagster.documents.index import FTS_COLUMN, VECTOR_COLUMN, DocumentIndex, _quote, vector_matrix
+from tracseq_dagster.documents.normalise import normalise
 
 DEFAULT_TOP_K = 5
 # Calibrated with benchmarks/rag.py (BENCHMARKS.md, "Evidence threshold"): with MiniLM the best

@@ -49,7 +49,13 @@ class SopCitation:
     text: str  # the passage as written, for the technician to read
 
     def as_dict(self) -> dict[str, object]:
-        return {"citation": self.citation, "file_name": self.file_name, "page_start": self.page_start, "page_end": self.page_end, "text": self.text}
+        return {
+            "citation": self.citation,
+            "file_name": self.file_name,
+            "page_start": self.page_start,
+            "page_end": self.page_end,
+            "text": self.text,
+        }
 
 
 class SopCitations:

@@ -72,7 +72,10 @@ class DocumentStore:
 
     def read_chunks(self, document_id: str) -> list[Chunk]:
         frame = pd.read_parquet(self.chunks_path(document_id))
-        return [Chunk(**{k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()}) for row in frame.to_dict("records")]
+        return [
+            Chunk(**{k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()})
+            for row in frame.to_dict("records")
+        ]
 
     def write_vectors(self, document_id: str, identity: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
         """The vectors of a document's chunks, stamped with the identity of the model that made them."""
@@ -99,7 +102,10 @@ class DocumentStore:
 
     def remove(self, document_id: str) -> None:
         for path in (
-            self.chunks_path(document_id), self.record_path(document_id), self.vectors_path(document_id), self.extraction_path(document_id)
+            self.chunks_path(document_id),
+            self.record_path(document_id),
+            self.vectors_path(document_id),
+            self.extraction_path(document_id),
         ):
             path.unlink(missing_ok=True)
 

@@ -135,9 +135,13 @@ def _violation(column: ContractColumn, value: Any) -> str | None:
         return f"{column.name} {value!r} does not match {column.pattern}"
     if column.allowed and value not in column.allowed:
         return f"{column.name} {value!r} is not one of {', '.join(column.allowed)}"
-    if column.minimum is not None and isinstance(value, (int, float)):
-        if value < column.minimum or (column.exclusive_minimum and value == column.minimum):
-            return f"{column.name} {value:g} must be {'>' if column.exclusive_minimum else '>='} {column.minimum:g}"
+    too_small = (
+        column.minimum is not None
+        and isinstance(value, (int, float))
+        and (value < column.minimum or (column.exclusive_minimum and value == column.minimum))
+    )
+    if too_small:
+        return f"{column.name} {value:g} must be {'>' if column.exclusive_minimum else '>='} {column.minimum:g}"
     if column.maximum is not None and isinstance(value, (int, float)) and value > column.maximum:
         return f"{column.name} {value:g} must be <= {column.maximum:g}"
     return None
@@ -157,13 +161,16 @@ def submission_rows(extraction: Extraction, *, document_id: str, source: str) ->
         if row.get("project_id") is None:
             row["project_id"] = extraction.fields.get("project_id")
         problems = [
-            v for name in ("sample_id", "project_id", "sample_type", "volume_ul", "concentration_ng_ul")
+            v
+            for name in ("sample_id", "project_id", "sample_type", "volume_ul", "concentration_ng_ul")
             if (v := _violation(COLUMN_BY_NAME[name], row.get(name)))
         ]
         if row["sample_id"] in seen:
             problems.append(f"sample_id {row['sample_id']} appears twice in the form")
         seen.add(row["sample_id"])
-        rows.append({**row, "document_id": document_id, "source": source, "method": extraction.method, "violations": "; ".join(problems)})
+        rows.append(
+            {**row, "document_id": document_id, "source": source, "method": extraction.method, "violations": "; ".join(problems)}
+        )
     columns = [*FORM_FIELDS, *SAMPLE_FIELDS, "document_id", "source", "method", "violations"]
     return pd.DataFrame(rows, columns=columns)
 

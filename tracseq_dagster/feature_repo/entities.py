@@ -2,18 +2,39 @@
 
 from feast import Entity, ValueType
 
-sample = Entity(name="sample", join_keys=["sample_id"], value_type=ValueType.STRING,
-                description="A sample received by the lab (export contract sample_id, TS-YYYY-NNNNNN).")
-operator = Entity(name="operator", join_keys=["operator_id"], value_type=ValueType.STRING,
-                  description="The lab operator who handled the sample (operator_id).")
-site = Entity(name="site", join_keys=["site"], value_type=ValueType.STRING,
-              description="The collection site that sent the sample.")
-freezer = Entity(name="freezer", join_keys=["freezer"], value_type=ValueType.STRING,
-                 description="A freezer: the first segment of storage_location (FRZ-03 of FRZ-03/R2/B14/A7).")
-instrument = Entity(name="instrument", join_keys=["instrument_id"], value_type=ValueType.STRING,
-                    description="A sequencer (instrument_id of the run export, e.g. SEQ-03).")
-run = Entity(name="run", join_keys=["run_id"], value_type=ValueType.STRING,
-             description="A sequencing run (run_id, RUN-YYYY-NNNNN); with a sample, one library of the run.")
+sample = Entity(
+    name="sample",
+    join_keys=["sample_id"],
+    value_type=ValueType.STRING,
+    description="A sample received by the lab (export contract sample_id, TS-YYYY-NNNNNN).",
+)
+operator = Entity(
+    name="operator",
+    join_keys=["operator_id"],
+    value_type=ValueType.STRING,
+    description="The lab operator who handled the sample (operator_id).",
+)
+site = Entity(
+    name="site", join_keys=["site"], value_type=ValueType.STRING, description="The collection site that sent the sample."
+)
+freezer = Entity(
+    name="freezer",
+    join_keys=["freezer"],
+    value_type=ValueType.STRING,
+    description="A freezer: the first segment of storage_location (FRZ-03 of FRZ-03/R2/B14/A7).",
+)
+instrument = Entity(
+    name="instrument",
+    join_keys=["instrument_id"],
+    value_type=ValueType.STRING,
+    description="A sequencer (instrument_id of the run export, e.g. SEQ-03).",
+)
+run = Entity(
+    name="run",
+    join_keys=["run_id"],
+    value_type=ValueType.STRING,
+    description="A sequencing run (run_id, RUN-YYYY-NNNNN); with a sample, one library of the run.",
+)
 
 ENTITIES = (sample, operator, site, freezer, instrument, run)
 

@@ -68,8 +68,10 @@ def _view_summary(store: FeatureStore, view: FeatureView | OnDemandFeatureView) 
         "owner": view.owner,
         "tags": dict(view.tags),
         "entities": entities,
-        "features": [{"name": f.name, "type": str(f.dtype), "description": f.description, "unit": f.tags.get("unit")}
-                     for f in view.features],  # fmt: skip
+        "features": [
+            {"name": f.name, "type": str(f.dtype), "description": f.description, "unit": f.tags.get("unit")}
+            for f in view.features
+        ],  # fmt: skip
         "source": source,
         "timestamp_field": timestamp_field,
         **_versions(store, view.name),
@@ -148,9 +150,9 @@ def _references(store: FeatureStore, features: str | Sequence[str]) -> FeatureSe
     return [":".join(resolve_feature(store, f)) for f in features]
 
 
-
-
-def online_features(store: FeatureStore, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def online_features(
+    store: FeatureStore, features: str | Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The latest values of ``features`` (a service name or feature names) for each entity row, in order."""
     response = store.get_online_features(features=_references(store, features), entity_rows=[dict(r) for r in entity_rows])
     columns = response.to_dict()

@@ -10,7 +10,7 @@ entity, the row with the latest event timestamp.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -20,7 +20,7 @@ from tracseq_dagster.feature_repo.config import FeastSettings, feast_config
 from tracseq_dagster.feature_repo.definitions import RepoObjects, definitions_hash
 
 #: Materialisation starts here: before any lab event.
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def open_store(feast: FeastSettings) -> FeatureStore:

@@ -22,8 +22,8 @@ import pandas as pd
 from feast import FeatureStore
 
 from tracseq_dagster.entity_history import label_times
-from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.feature_repo.model_tables import MODEL_TABLES, PREDICTION_TIME, model_table_path
+from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.features import LABEL_COLUMN, SAMPLE_ID
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec
@@ -44,8 +44,11 @@ def labelled_sample_entities(lake: Lake) -> pd.DataFrame:
                              LABEL_COLUMN: pd.Series([], dtype="string")})  # fmt: skip
     entities = pd.DataFrame(
         # sample_id as object, as Feast's Dask join reads the tables' keys
-        {SAMPLE_ID: samples[SAMPLE_ID].astype(object).to_numpy(), ENTITY_TIMESTAMP: label_times(samples).to_numpy(),
-         LABEL_COLUMN: samples[LABEL_COLUMN].astype("string").to_numpy()}  # fmt: skip
+        {
+            SAMPLE_ID: samples[SAMPLE_ID].astype(object).to_numpy(),
+            ENTITY_TIMESTAMP: label_times(samples).to_numpy(),
+            LABEL_COLUMN: samples[LABEL_COLUMN].astype("string").to_numpy(),
+        }  # fmt: skip
     )
     return entities[entities[LABEL_COLUMN].notna() & entities[ENTITY_TIMESTAMP].notna()].reset_index(drop=True)
 

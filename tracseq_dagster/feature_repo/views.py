@@ -63,8 +63,12 @@ _UNITS = {
 
 
 def sample_features_view(lake_dir: str | Path) -> FeatureView:
-    source = FileSource(name="sample_features_table", path=str(sample_features_path(lake_dir)), timestamp_field=AS_OF_COLUMN,
-                        description="<lake>/features/sample_features.parquet, written by the sample_features asset")
+    source = FileSource(
+        name="sample_features_table",
+        path=str(sample_features_path(lake_dir)),
+        timestamp_field=AS_OF_COLUMN,
+        description="<lake>/features/sample_features.parquet, written by the sample_features asset",
+    )
     schema = [
         Field(name=s.name, dtype=Float64 if s.kind == "numeric" else String, description=s.description, tags={"unit": s.unit})
         for s in FEATURE_SPECS

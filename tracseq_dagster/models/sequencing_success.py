@@ -93,8 +93,10 @@ def word_factor(feature: str, record: Mapping[str, Any], features: Mapping[str, 
             return (f"{what} {record.get(key)} failed {_count(failures)} of the {_count(libraries)} libraries "
                     f"of its last {_count(runs)} runs")  # fmt: skip
     if feature in ("queue_length", "sequencing_queue", "sequencing_queue_days"):
-        return (f"{_count(features.get('queue_length'))} libraries wait for a run; {_count(features.get('sequencing_queue'))} "
-                f"extracted samples wait for their first run (about {features.get('sequencing_queue_days', 0):.1f} days at the recent pace)")
+        return (
+            f"{_count(features.get('queue_length'))} libraries wait for a run; {_count(features.get('sequencing_queue'))} "
+            f"extracted samples wait for their first run (about {features.get('sequencing_queue_days', 0):.1f} days at the recent pace)"
+        )
     if feature == "instrument_load_7d":
         return f"instrument {record.get('instrument_id')} started {_count(features.get('instrument_load_7d'))} runs in the last 7 days"
     if feature in ("is_rerun", "previous_run_failures"):

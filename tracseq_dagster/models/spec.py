@@ -107,7 +107,11 @@ class ServingSpec:
 
     def summary(self) -> dict[str, object]:
         return {
-            "request": {"sample_record": True, "run_context": list(self.run_context), "optional": list(self.optional_run_context)},
+            "request": {
+                "sample_record": True,
+                "run_context": list(self.run_context),
+                "optional": list(self.optional_run_context),
+            },
             "target_class": self.target_class,
             "categories": {name: f">= {threshold}" for name, threshold in self.categories},
             "interval_coverage": self.interval_coverage,

@@ -281,7 +281,9 @@ def _interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, 
     return float(low), float(high)
 
 
-def _outcome_and_hits(part: pd.DataFrame, score: np.ndarray, spec: ModelSpec, half_width: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _outcome_and_hits(
+    part: pd.DataFrame, score: np.ndarray, spec: ModelSpec, half_width: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     label = part[spec.label]
     if is_regression(spec):
         outcome = label.to_numpy(float)
@@ -330,9 +332,18 @@ def labelled_metrics(
         if (CHAMPION, name) in replicates and (CHALLENGER, name) in replicates:
             diff = replicates[(CHALLENGER, name)] - replicates[(CHAMPION, name)]
             low, high = _interval(diff, settings.confidence)
-            estimate = next(r[name] for r in rows if r["variant"] == CHALLENGER) - next(r[name] for r in rows if r["variant"] == CHAMPION)
-            differences.append({"metric": name, "challenger_minus_champion": estimate, "low": low, "high": high,
-                                "significant": low is not None and high is not None and (low > 0 or high < 0)})
+            estimate = next(r[name] for r in rows if r["variant"] == CHALLENGER) - next(
+                r[name] for r in rows if r["variant"] == CHAMPION
+            )
+            differences.append(
+                {
+                    "metric": name,
+                    "challenger_minus_champion": estimate,
+                    "low": low,
+                    "high": high,
+                    "significant": low is not None and high is not None and (low > 0 or high < 0),
+                }
+            )
     return pd.DataFrame(rows), pd.DataFrame(differences)
 
 
@@ -363,7 +374,9 @@ def model_agreement(
     s_champion = s_challenger = None
     if not regression:
         names = [name for name, _ in spec.serving.categories]
-        c_champion, c_challenger = (np.array([spec.serving.category(p) for p in ps], dtype=object) for ps in (p_champion, p_challenger))
+        c_champion, c_challenger = (
+            np.array([spec.serving.category(p) for p in ps], dtype=object) for ps in (p_champion, p_challenger)
+        )
         s_champion, s_challenger = champion.predict(vectors), challenger.predict(vectors)
         crosstab = pd.crosstab(pd.Categorical(c_champion, names), pd.Categorical(c_challenger, names), dropna=False)
         result |= {
@@ -377,7 +390,9 @@ def model_agreement(
     label = vectors[LOG_KEY].map(labels)
     known = label.notna().to_numpy()
     if known.sum() < settings.min_labels:
-        notes.append(f"paired comparison not computed: {int(known.sum())} re-scored samples have labels, need {settings.min_labels}")
+        notes.append(
+            f"paired comparison not computed: {int(known.sum())} re-scored samples have labels, need {settings.min_labels}"
+        )
         return result
     name = PAIRED_METRIC[regression]
     metric = (REGRESSION_METRICS if regression else CLASSIFICATION_METRICS)[name]
@@ -385,7 +400,9 @@ def model_agreement(
     paired: dict[str, dict[str, float]] = {}
     for who, p, s in (("champion", p_champion, s_champion), ("challenger", p_challenger, s_challenger)):
         outcome, hit = _outcome_and_hits(part.assign(predicted_status=s[known]) if s is not None else part, p[known], spec, None)
-        paired[who] = {name: metric(outcome, p[known], hit)} | ({} if regression else {"accuracy": _hit_rate(outcome, p[known], hit)})
+        paired[who] = {name: metric(outcome, p[known], hit)} | (
+            {} if regression else {"accuracy": _hit_rate(outcome, p[known], hit)}
+        )
     both = np.column_stack([p_champion[known], p_challenger[known]])
     low, high = _interval(bootstrap(_paired_gain(metric), outcome, both, outcome, settings), settings.confidence)
     result["paired_on_labelled"] = {"samples": int(known.sum()), **paired,
@@ -411,5 +428,9 @@ def _correlation(a: np.ndarray, b: np.ndarray, method: str) -> float | None:
 
 def report_tables(report: ABReport) -> dict[str, pd.DataFrame]:
     """The report's tables by name (written as Parquet beside the JSON)."""
-    return {"variants": report.variants, "score_histogram": report.score_histogram,
-            "labelled": report.labelled, "differences": report.differences}
+    return {
+        "variants": report.variants,
+        "score_histogram": report.score_histogram,
+        "labelled": report.labelled,
+        "differences": report.differences,
+    }

@@ -209,7 +209,9 @@ def feature_drift(
     return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict)
 
 
-def _one_feature(name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds, spec: FeatureSpec | None) -> FeatureDrift:
+def _one_feature(
+    name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds, spec: FeatureSpec | None
+) -> FeatureDrift:
     numeric = pd.api.types.is_numeric_dtype(reference) and not isinstance(reference.dtype, pd.CategoricalDtype)
     kind = spec.kind if spec is not None else "numeric" if numeric else "categorical"
     ks_statistic = ks_pvalue = None

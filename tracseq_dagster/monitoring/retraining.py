@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec
@@ -93,7 +92,9 @@ class RetrainCursor:
         raw = json.loads(cursor)
         if "models" not in raw:  # the single-model cursor: its model fields were SINGLE_MODEL_CURSOR_MODEL's
             state = RetrainState(**{k: raw[k] for k in _MODEL_FIELDS if k in raw})
-            return cls({SINGLE_MODEL_CURSOR_MODEL: state}, raw.get("batch"), raw.get("last_retrain_at"), raw.get("settled_batches", []))
+            return cls(
+                {SINGLE_MODEL_CURSOR_MODEL: state}, raw.get("batch"), raw.get("last_retrain_at"), raw.get("settled_batches", [])
+            )
         models = {name: RetrainState(**state) for name, state in raw.pop("models").items()}
         return cls(models, **raw)
 
@@ -121,7 +122,7 @@ def retrain_decision(
     """``failed_drift_evaluation`` is the id of the latest drift check evaluation if it failed, else None."""
     if champion_training_rows is None:
         return RetrainDecision()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     reasons = []
     if failed_drift_evaluation is not None and failed_drift_evaluation != state.drift_evaluation_seen:
         cooled = state.last_retrain_at is None or now - datetime.fromisoformat(state.last_retrain_at) >= timedelta(

@@ -91,14 +91,15 @@ the very same code with ``contract=RUN_CONTRACT``.
 
 from __future__ import annotations
 
-from tracseq_dagster.parsing.arrow_text import NULL_TOKENS
-from tracseq_dagster.parsing.csv_source import _CsvSource
-from tracseq_dagster.parsing.dialect import SNIFF_BYTES
+from tracseq_dagster.parsing.arrow_text import NULL_TOKENS as NULL_TOKENS
+from tracseq_dagster.parsing.csv_source import _CsvSource as _CsvSource
+from tracseq_dagster.parsing.dialect import SNIFF_BYTES as SNIFF_BYTES
 from tracseq_dagster.parsing.errors import ExportParseError
-from tracseq_dagster.parsing.issues import ISSUE_COLUMNS, STRING_DTYPE, issues_arrow_schema
-from tracseq_dagster.parsing.jsonl_source import _JsonlSource
+from tracseq_dagster.parsing.issues import ISSUE_COLUMNS, issues_arrow_schema
+from tracseq_dagster.parsing.issues import STRING_DTYPE as STRING_DTYPE
+from tracseq_dagster.parsing.jsonl_source import _JsonlSource as _JsonlSource
 from tracseq_dagster.parsing.kind import ExportKindError, detect_export_kind
-from tracseq_dagster.parsing.parquet_source import _ParquetSource
+from tracseq_dagster.parsing.parquet_source import _ParquetSource as _ParquetSource
 from tracseq_dagster.parsing.reader import ExportReader, iter_export_chunks, read_export
 from tracseq_dagster.parsing.results import ExportDialect, ParsedChunk, ParseSummary
 from tracseq_dagster.parsing.to_parquet import parse_export_to_parquet

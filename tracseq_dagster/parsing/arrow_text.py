@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-
 # Text that means "no value" in a numeric or timestamp cell (compared case-insensitively).
 NULL_TOKENS = frozenset({"na", "n/a", "n.a.", "nan", "null", "none", "nat", "-", "--", "#n/a", "?"})
 
@@ -30,8 +29,10 @@ def _is_text(t: pa.DataType) -> bool:
 def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Decode dictionaries, turn the null type into null strings, large_string into string."""
     if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode() if isinstance(arr, pa.Array) else pa.chunked_array(
-            [c.dictionary_decode() for c in arr.chunks], type=arr.type.value_type
+        arr = (
+            arr.dictionary_decode()
+            if isinstance(arr, pa.Array)
+            else pa.chunked_array([c.dictionary_decode() for c in arr.chunks], type=arr.type.value_type)
         )
     if pa.types.is_null(arr.type) or pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.string())

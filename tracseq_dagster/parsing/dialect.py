@@ -18,7 +18,6 @@ from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.arrow_text import _as_text, _is_text, _plain
 from tracseq_dagster.parsing.timestamps import _TS_STAGE_PY
 
-
 SNIFF_BYTES = 64 * 1024
 _SUFFIX_FORMATS = {
     ".csv": "csv",
@@ -37,9 +36,7 @@ def _split_header(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep, quotechar='"'), [])
 
 
-def _sniff_separator(
-    header: str, data_lines: Sequence[str], contract: ExportContract = SAMPLE_CONTRACT
-) -> tuple[str, list[str]]:
+def _sniff_separator(header: str, data_lines: Sequence[str], contract: ExportContract = SAMPLE_CONTRACT) -> tuple[str, list[str]]:
     best: tuple[tuple[int, int, int], str, list[str]] | None = None
     for sep in _SEPARATORS:
         fields = _split_header(header, sep)

@@ -14,7 +14,6 @@ import charset_normalizer
 
 from tracseq_dagster.parsing.errors import ExportParseError
 
-
 _MAGIC = (
     (b"PAR1", "a Parquet file"),
     (b"\x89PNG", "a PNG image"),

@@ -14,9 +14,7 @@ from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.errors import ExportParseError
 
 
-def _normalise_header(
-    names: Sequence[str], file: str, line: int | None, contract: ExportContract = SAMPLE_CONTRACT
-) -> list[str]:
+def _normalise_header(names: Sequence[str], file: str, line: int | None, contract: ExportContract = SAMPLE_CONTRACT) -> list[str]:
     columns: list[str] = []
     seen: dict[str, str] = {}
     for i, raw_name in enumerate(names):

@@ -11,15 +11,12 @@ import pyarrow as pa
 
 from tracseq_dagster.contract import ROW_NUMBER
 
-
 STRING_DTYPE = pd.StringDtype("pyarrow")
 ISSUE_COLUMNS: tuple[str, ...] = (ROW_NUMBER, "column", "value", "rule", "message")
 
 
 def issues_arrow_schema() -> pa.Schema:
-    return pa.schema(
-        [pa.field(ROW_NUMBER, pa.int64())] + [pa.field(name, pa.string()) for name in ISSUE_COLUMNS[1:]]
-    )
+    return pa.schema([pa.field(ROW_NUMBER, pa.int64())] + [pa.field(name, pa.string()) for name in ISSUE_COLUMNS[1:]])
 
 
 def _empty_issues() -> pd.DataFrame:

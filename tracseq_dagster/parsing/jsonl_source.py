@@ -56,9 +56,7 @@ class _JsonlSource:
                     detail = f"{e.msg} at character {e.pos + 1}" if isinstance(e, json.JSONDecodeError) else str(e)
                     raise ExportParseError(self.file, first + i, None, f"invalid JSON: {detail}") from None
                 if not isinstance(obj, dict):
-                    raise ExportParseError(
-                        self.file, first + i, None, f"not a JSON object (a JSON {type(obj).__name__} instead)"
-                    )
+                    raise ExportParseError(self.file, first + i, None, f"not a JSON object (a JSON {type(obj).__name__} instead)")
                 records.append(obj)
                 numbers.append(first + i)
             if records:
@@ -99,8 +97,7 @@ def _json_array(values: list) -> pa.Array:
         pass
     return pa.array(
         [
-            None if v is None else v if isinstance(v, str)
-            else json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v)
+            None if v is None else v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list, bool)) else str(v)
             for v in values
         ],
         pa.string(),

@@ -70,7 +70,9 @@ def detect_export_kind(
         return matched[0]
     if matched:
         kinds = " and ".join(c.title for c in matched)
-        raise ExportParseError(str(source), None, None, f"the header has the required columns of a {kinds}; send them as separate files")
+        raise ExportParseError(
+            str(source), None, None, f"the header has the required columns of a {kinds}; send them as separate files"
+        )
     if errors:
         raise errors[0]
     raise ExportKindError(str(source), line, missing, {c.name: c.title for c in contracts})

@@ -13,7 +13,6 @@ import numpy as np
 
 from tracseq_dagster.parsing.errors import ExportParseError
 
-
 _READ_BLOCK = 8 * 1024 * 1024
 
 
@@ -51,7 +50,9 @@ class _LineStream:
                 line = (self._converted_nl + raw[: max(e.start, 0)].count(b"\n") + 1) if self._ascii_compatible else None
                 bad = raw[e.start : e.start + 4] if e.start >= 0 else b""
                 raise ExportParseError(
-                    self._file, line, None,
+                    self._file,
+                    line,
+                    None,
                     f"bytes {bad!r} are not valid {self._encoding} text (mixed encodings in one file?)",
                 ) from None
             out = text.encode("utf-8")

@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 
 from tracseq_dagster.parsing.arrow_text import NULL_TOKENS, _as_text, _clean_text, _is_text, _np_bool
 
-
 # Regular expressions (RE2 syntax, also valid Python `re`).
 _NUM_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 _PY_NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -29,13 +28,9 @@ def _fix_number(text: str, comma_decimal: bool) -> float | None:
     if s.lower() in NULL_TOKENS:
         return float("nan")
     if comma_decimal and _GROUPED_COMMA_DECIMAL.fullmatch(s):
-        s = _GROUP_SEPARATORS.sub("", s[: s.rfind(",")] if "," in s else s) + (
-            "." + s[s.rfind(",") + 1 :] if "," in s else ""
-        )
+        s = _GROUP_SEPARATORS.sub("", s[: s.rfind(",")] if "," in s else s) + ("." + s[s.rfind(",") + 1 :] if "," in s else "")
     elif not comma_decimal and _GROUPED_DOT_DECIMAL.fullmatch(s):
-        s = _GROUP_SEPARATORS.sub("", s[: s.rfind(".")] if "." in s else s) + (
-            "." + s[s.rfind(".") + 1 :] if "." in s else ""
-        )
+        s = _GROUP_SEPARATORS.sub("", s[: s.rfind(".")] if "." in s else s) + ("." + s[s.rfind(".") + 1 :] if "." in s else "")
     elif comma_decimal:
         s = s.replace(",", ".")
     if _PY_NUM.fullmatch(s):

@@ -24,7 +24,7 @@ import pyarrow as pa
 from tracseq_dagster.contract import LINEAGE_COLUMNS, ROW_NUMBER, SAMPLE_CONTRACT, WHOLE_ROW, Kind
 from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.parsing.csv_source import _CsvSource
-from tracseq_dagster.parsing.dialect import SNIFF_BYTES, _SUFFIX_FORMATS, _date_style, _sample_text
+from tracseq_dagster.parsing.dialect import _SUFFIX_FORMATS, SNIFF_BYTES, _date_style, _sample_text
 from tracseq_dagster.parsing.encoding import _CONTROL_CHARS, _binary_reason, _detect_encoding
 from tracseq_dagster.parsing.errors import ExportParseError
 from tracseq_dagster.parsing.header import _check_required
@@ -35,7 +35,6 @@ from tracseq_dagster.parsing.parquet_source import _ParquetSource
 from tracseq_dagster.parsing.raw_chunk import _RawChunk
 from tracseq_dagster.parsing.results import ExportDialect, ParsedChunk, ParseSummary
 from tracseq_dagster.parsing.typed_frame import coerce_columns
-
 
 _MAX_SHORT_ROW_WARNINGS = 20
 

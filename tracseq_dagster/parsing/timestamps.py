@@ -17,12 +17,9 @@ import pyarrow.compute as pc
 
 from tracseq_dagster.parsing.arrow_text import NULL_TOKENS, _as_text, _clean_text, _is_text, _np_bool
 
-
 # Regular expressions (RE2 syntax for pyarrow.compute, also valid Python `re`).
 _ISO_NAIVE_RE = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?)?$"
-_ISO_ZONED_RE = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)? ?(?:Z|z|UTC|[+-]\d{2}(?::?\d{2})?)$"
-)
+_ISO_ZONED_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)? ?(?:Z|z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 _TIME_PART = (
     r"(?:(?:[ T]+|, ?)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<F>\d{1,9}))?)?"
     r"(?: ?(?P<P>[AaPp][Mm]))?)?$"
@@ -48,8 +45,17 @@ _EXCEL_MIN, _EXCEL_MAX = 10_000.0, 100_000.0
 def _build_naive_ns(y, mo, d, hh, mm, ss, frac) -> tuple[np.ndarray, np.ndarray]:
     """Validated wall-clock components -> (int64 ns since epoch as naive wall time, valid mask)."""
     valid = (
-        (y >= 1678) & (y <= 2261) & (mo >= 1) & (mo <= 12) & (d >= 1)
-        & (hh >= 0) & (hh <= 23) & (mm >= 0) & (mm <= 59) & (ss >= 0) & (ss <= 59)
+        (y >= 1678)
+        & (y <= 2261)
+        & (mo >= 1)
+        & (mo <= 12)
+        & (d >= 1)
+        & (hh >= 0)
+        & (hh <= 23)
+        & (mm >= 0)
+        & (mm <= 59)
+        & (ss >= 0)
+        & (ss <= 59)
     )
     months = np.where(valid, (y - 1970) * 12 + (mo - 1), 0)
     start = months.astype("datetime64[M]").astype("datetime64[D]")
@@ -72,8 +78,9 @@ def _parse_components(sub: pa.Array, pattern: str, *, year_first: bool, dayfirst
     hh, mm, ss = _ints(parts, "H"), _ints(parts, "M"), _ints(parts, "S")
     frac_text = pc.struct_field(parts, "F")
     frac = np.asarray(
-        pc.cast(pc.utf8_rpad(pc.if_else(pc.equal(frac_text, ""), pa.scalar("0"), frac_text), width=9, padding="0"),
-                pa.int64()).to_numpy(zero_copy_only=False),
+        pc.cast(
+            pc.utf8_rpad(pc.if_else(pc.equal(frac_text, ""), pa.scalar("0"), frac_text), width=9, padding="0"), pa.int64()
+        ).to_numpy(zero_copy_only=False),
         dtype=np.int64,
     )
     y = np.where(y < 100, np.where(y < 69, 2000 + y, 1900 + y), y)  # POSIX %y

@@ -63,9 +63,7 @@ def parse_export_to_parquet(
                 if len(chunk.frame):
                     writer.write_table(pa.Table.from_pandas(chunk.frame, schema=schema, preserve_index=False))
                 if len(chunk.issues):
-                    issues_writer.write_table(
-                        pa.Table.from_pandas(chunk.issues, schema=issue_schema, preserve_index=False)
-                    )
+                    issues_writer.write_table(pa.Table.from_pandas(chunk.issues, schema=issue_schema, preserve_index=False))
             summary = reader.summary()
         writer.add_key_value_metadata({"tracseq.parse_summary": json.dumps(summary.to_dict())})
         writer.close()

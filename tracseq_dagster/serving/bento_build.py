@@ -69,7 +69,9 @@ def catalog_tag(info: BundleInfo | None, models: CatalogBundle) -> str:
     return f"{info.tag}-m{models.tag}" if info is not None else f"catalog-{models.tag}"
 
 
-def build_catalog_bento(bundle_dir: Path, info: BundleInfo | None, models: CatalogBundle, root: Path | None = None) -> bentoml.Bento:
+def build_catalog_bento(
+    bundle_dir: Path, info: BundleInfo | None, models: CatalogBundle, root: Path | None = None
+) -> bentoml.Bento:
     """The Bento serving every packed catalog model (and sample_quality's original routes when ``info``)."""
     labels = {**(_labels(info) if info is not None else {}), "models": "_".join(models.served)[:60] or "none"}
     metadata = {"bundle": json.dumps(asdict(info)) if info is not None else "", "catalog": json.dumps(models.summary())}
@@ -83,4 +85,6 @@ def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dic
         bentoml.bentos.delete(f"{BENTO_NAME}:{version}")
     except bentoml.exceptions.NotFound:
         pass
-    return bentoml.bentos.build_bentofile(str(root / BENTOFILE), build_ctx=str(root), version=version, args={"model_tag": model_tag})
+    return bentoml.bentos.build_bentofile(
+        str(root / BENTOFILE), build_ctx=str(root), version=version, args={"model_tag": model_tag}
+    )

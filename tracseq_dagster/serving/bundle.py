@@ -20,12 +20,11 @@ import hashlib
 import json
 import pickle
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
-
 import pandas as pd
 
 from tracseq_dagster.conformal import INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
@@ -91,7 +90,7 @@ def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.D
         challenger=cards.get(CHALLENGER),
         history_cutoff=snapshot.cutoff.isoformat(),
         history_samples=len(samples),
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     (folder / "bundle.json").write_text(json.dumps(asdict(info), indent=2))
     return info
@@ -135,8 +134,11 @@ def export_version(registry: ModelRegistry, version: Any, alias: str, folder: Pa
         training_fingerprint=tags.get("training_fingerprint", ""),
         training_rows=int(tags.get("training_rows", "0") or 0),
         export_hashes=[h for h in tags.get("export_hashes", "").split(",") if h],
-        interval=({"half_width": float(tags[INTERVAL_HALF_WIDTH_TAG]), "coverage": float(tags.get(INTERVAL_COVERAGE_TAG, "nan"))}
-                  if INTERVAL_HALF_WIDTH_TAG in tags else None),  # fmt: skip
+        interval=(
+            {"half_width": float(tags[INTERVAL_HALF_WIDTH_TAG]), "coverage": float(tags.get(INTERVAL_COVERAGE_TAG, "nan"))}
+            if INTERVAL_HALF_WIDTH_TAG in tags
+            else None
+        ),  # fmt: skip
     )
     if card.feature_code_version and card.feature_code_version != feature_code_version:
         # Serving would compute features with other code than the model was trained on.

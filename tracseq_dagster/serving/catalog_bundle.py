@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def pack_model_bundle(spec: ModelSpec, cards: dict[str, ModelCard], samples: pd.
         challenger=cards.get(CHALLENGER),
         history_samples=len(samples),
         history_runs=n_runs,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     (folder / "bundle.json").write_text(json.dumps(asdict(info), indent=2))
     return info
@@ -124,7 +124,9 @@ def write_catalog(bundle: CatalogBundle, bundle_dir: Path) -> None:
     (bundle_dir / CATALOG_FOLDER / CATALOG_FILE).write_text(json.dumps(bundle.summary(), indent=2))
 
 
-def export_catalog(registry_of: Callable[[str], ModelRegistry], lake: Lake, samples: pd.DataFrame, bundle_dir: Path) -> CatalogBundle:
+def export_catalog(
+    registry_of: Callable[[str], ModelRegistry], lake: Lake, samples: pd.DataFrame, bundle_dir: Path
+) -> CatalogBundle:
     """Every catalog model with a champion into ``bundle_dir/models/<name>``; the others are listed as skipped."""
     runs = lake.read_validated_runs() if any(s.serving.needs_runs for s in catalog().values()) else None
     out = CatalogBundle()

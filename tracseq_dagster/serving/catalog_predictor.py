@@ -52,7 +52,12 @@ class Variant:
 class ModelPredictor:
     """One catalog model's bundle (``models/<name>/``), answering batches of validated rows."""
 
-    def __init__(self, folder: str | Path, split: TrafficSplit | None = None, tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        split: TrafficSplit | None = None,
+        tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION,
+    ) -> None:
         folder = Path(folder)
         self.info = ModelBundleInfo.load(folder / "bundle.json")
         self.spec: ModelSpec = get_model(self.info.model)
@@ -64,7 +69,9 @@ class ModelPredictor:
         self.history = build_history(self.samples, self.runs) if build_history is not None else None
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
-            alias: Variant(card, model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution))
+            alias: Variant(
+                card, model_scorer(model, self.spec.features, reference, self.spec.serving.target_class, tree_attribution)
+            )
             for alias, (card, model) in load_variants(folder).items()
         }
         self.warm_up_s = warm_up([v.scorer for v in self.variants.values()], folder)
@@ -85,9 +92,16 @@ class ModelPredictor:
             "description": self.spec.description,
             "task": "regression" if self.regression else "classification",
             "bundle": self.info.tag,
-            "versions": [{"version": v.card.version, "alias": alias, "family": v.card.family, "metrics": v.card.metrics,
-                          **({"interval": v.card.interval} if v.card.interval else {})}
-                         for alias, v in self.variants.items()],  # fmt: skip
+            "versions": [
+                {
+                    "version": v.card.version,
+                    "alias": alias,
+                    "family": v.card.family,
+                    "metrics": v.card.metrics,
+                    **({"interval": v.card.interval} if v.card.interval else {}),
+                }
+                for alias, v in self.variants.items()
+            ],  # fmt: skip
             "features": list(self.spec.features),
             "routes": [f"/models/{self.name}/{r}" for r in ("predict", "batch_predict", "fast/batch_predict")],
         }
@@ -214,7 +228,7 @@ class ModelPredictor:
 
 
 def _generic_wording(name: str, value: Any, unit: str) -> str:
-    """"freeze thaw cycles: 3 (count)" for a feature the model has no words for."""
+    """ "freeze thaw cycles: 3 (count)" for a feature the model has no words for."""
     if value is None:
         shown = "not recorded"
     elif isinstance(value, float):

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -31,8 +31,8 @@ from starlette.routing import Route
 from tracseq_dagster.models import catalog
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.catalog_predictor import ModelPredictor, ServedCatalog
-from tracseq_dagster.serving.predictor import Answer
 from tracseq_dagster.serving.catalog_schema import batch_model, request_model
+from tracseq_dagster.serving.predictor import Answer
 
 #: Paths of the columnar routes (the JSON-only guard lets their Arrow/Parquet bodies through).
 COLUMNAR_PATH = r"^/models/[^/]+/fast/batch_predict$"
@@ -134,7 +134,7 @@ async def _answer(state: CatalogService, model: ModelPredictor, records: list[di
 
 def _log(state: CatalogService, answers: list[Answer], started: float) -> None:
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(answers), 1)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     state.log([{**a.log_row, "ts": now, "latency_ms": latency_ms} for a in answers])
 
 
@@ -168,13 +168,21 @@ def _answer_table(state: CatalogService, model: ModelPredictor, body: bytes, kin
 
 def flat_answer(answer: dict[str, Any]) -> dict[str, Any]:
     """One answer as a table row: nested parts as columns (``interval_low``, ``risk_factor_1``, …)."""
-    row = {k: v for k, v in answer.items() if k not in ("risk_factors", "recommendations", "class_probabilities", "interval", "model")}
+    row = {
+        k: v
+        for k, v in answer.items()
+        if k not in ("risk_factors", "recommendations", "class_probabilities", "interval", "model")
+    }
     for key, value in (answer.get("interval") or {}).items():
         row[f"interval_{key}"] = value
     for key, value in (answer.get("class_probabilities") or {}).items():
         row[f"p_{key}"] = value
     row |= {"variant": answer["model"]["variant"], "model_version": answer["model"]["version"]}
     for i, factor in enumerate(answer["risk_factors"], start=1):
-        row |= {f"risk_factor_{i}": factor["feature"], f"risk_contribution_{i}": factor["contribution"], f"risk_text_{i}": factor["text"]}
+        row |= {
+            f"risk_factor_{i}": factor["feature"],
+            f"risk_contribution_{i}": factor["contribution"],
+            f"risk_text_{i}": factor["text"],
+        }
     row["recommendations"] = answer["recommendations"]
     return row

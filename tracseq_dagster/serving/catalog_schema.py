@@ -10,7 +10,7 @@ a pydantic error whose ``loc`` names the field; the routes answer it 400.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Any
 
 import numpy as np
@@ -34,7 +34,7 @@ def _prepared_after_receipt(self: BaseModel) -> BaseModel:
     return self
 
 
-@lru_cache(maxsize=None)
+@cache
 def request_model(name: str) -> type[BaseModel]:
     """The pydantic model of one request row of catalog model ``name``."""
     spec = get_model(name)
@@ -61,7 +61,7 @@ def _run_field(column: str, *, required: bool) -> tuple[Any, Any]:
     return Annotated[python_type, *info.metadata] | None, Field(None, description=info.description)
 
 
-@lru_cache(maxsize=None)
+@cache
 def batch_model(name: str) -> type[BaseModel]:
     """``{"records": [row, …]}``: many rows, answered in order; one entity twice must be the same row."""
     spec = get_model(name)

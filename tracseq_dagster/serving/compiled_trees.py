@@ -125,7 +125,7 @@ class CompiledForest:
                 leaf_of_node += [-1, -1]
                 threshold = float(node["threshold"])
                 # NaN follows default_left; with missing type None LightGBM reads it as 0.
-                nan_left = bool(node["default_left"]) if str(node.get("missing_type", "None")) == "NaN" else 0.0 <= threshold
+                nan_left = bool(node["default_left"]) if str(node.get("missing_type", "None")) == "NaN" else threshold >= 0.0
                 cut = bin_of[node["split_feature"]][threshold]  # x <= threshold exactly when x's bin is at most cut + 1
                 nodes[at] = _node(node["split_feature"], not nan_left, cut if not nan_left else cut + 1, first)
                 queue += [(node["left_child"], first, depth + 1), (node["right_child"], first + 1, depth + 1)]
@@ -141,7 +141,9 @@ class CompiledForest:
             cuts=cuts,
             cut_count=np.asarray([len(v) for v in thresholds], dtype=np.int64),
             # a dump's trees add to class t % per_iteration, unless a tree names its class (tree_dumps' groups)
-            tree_class=np.asarray([info.get("class", t % per_iteration) for t, info in enumerate(dump["tree_info"])], dtype=np.int32),
+            tree_class=np.asarray(
+                [info.get("class", t % per_iteration) for t, info in enumerate(dump["tree_info"])], dtype=np.int32
+            ),
             explains=np.asarray([t in tree_tables for t in range(n_trees)], dtype=np.bool_),
             leaf_value=np.concatenate(leaf_value) if leaf_value else np.zeros(0),
             credit=np.ascontiguousarray(np.concatenate(credit)) if credit else np.zeros((0, width)),

@@ -111,7 +111,9 @@ class CircuitBreaker:
             self._next_trial = now + self.retry_after_s
             self.last_error = message
         if not was_down:
-            logger.warning("%s is down (%s): going on without it, trying again every %.1f s", self.name, message, self.retry_after_s)
+            logger.warning(
+                "%s is down (%s): going on without it, trying again every %.1f s", self.name, message, self.retry_after_s
+            )
         self._notify("failure", use)
         if went_without:
             self._notify("bypass", use)

@@ -178,7 +178,16 @@ class ForestPaths:
             leaves = np.ascontiguousarray(self.leaves(matrix[rows]), dtype=np.int64)
             if self.leaf_credit is not None:
                 add = _add_leaf_rows if len(leaves) >= PARALLEL_ROWS else _add_leaf_rows_serial
-                add(leaves, self.offsets, self.row_of_node, self.values, self.explains, self.leaf_credit, outputs[rows], credit[rows])
+                add(
+                    leaves,
+                    self.offsets,
+                    self.row_of_node,
+                    self.values,
+                    self.explains,
+                    self.leaf_credit,
+                    outputs[rows],
+                    credit[rows],
+                )
             else:
                 _walk_up(leaves, self.offsets, self.parent, self.feature, self.delta, self.values, self.explains,
                          outputs[rows], credit[rows])  # fmt: skip
@@ -206,10 +215,14 @@ class ForestPaths:
         outputs = trees[0].tree_.value.shape[2] if target is not None else 1
         own = (lambda m: forest.apply(m)) if hasattr(forest, "estimators_") else (lambda m: forest.apply(m)[:, None])
         leaves = CheckedLeaves(FlatTrees.of(walked, float32_input=True), own)  # sklearn's trees read float32
-        return cls._flatten(parts, feature_of_column, features, np.zeros(outputs), target or 0, 1.0, np.ones(n_trees, bool), leaves)
+        return cls._flatten(
+            parts, feature_of_column, features, np.zeros(outputs), target or 0, 1.0, np.ones(n_trees, bool), leaves
+        )
 
     @classmethod
-    def of_hist_gradient_boosting(cls, booster: Any, feature_of_column: np.ndarray, features: int, target: int | None) -> ForestPaths:
+    def of_hist_gradient_boosting(
+        cls, booster: Any, feature_of_column: np.ndarray, features: int, target: int | None
+    ) -> ForestPaths:
         """A fitted ``HistGradientBoosting*``: raw scores (see the module docstring)."""
         from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
@@ -230,7 +243,9 @@ class ForestPaths:
                 leaf = nodes["is_leaf"].astype(bool)
                 left[leaf], right[leaf] = -1, -1
                 expected = _count_weighted(nodes["value"].astype(np.float64), nodes["count"].astype(np.float64), left, right)
-                parent, split = _parents(left, right, np.where(leaf, -1, internal[np.minimum(nodes["feature_idx"], len(internal) - 1)]))
+                parent, split = _parents(
+                    left, right, np.where(leaf, -1, internal[np.minimum(nodes["feature_idx"], len(internal) - 1)])
+                )
                 values = np.zeros((len(nodes), per_iteration))
                 values[leaf, k] = nodes["value"][leaf]
                 parts.append((parent, split, expected if k == own else np.zeros(len(nodes)), values))
@@ -349,7 +364,9 @@ class _Preprocessed:
         return self.walk.leaves(self.booster._preprocess_X(matrix, reset=False))
 
 
-def _category_tables(nodes: np.ndarray, left_bitsets: np.ndarray, known: np.ndarray, f_idx_map: np.ndarray) -> dict[int, np.ndarray]:
+def _category_tables(
+    nodes: np.ndarray, left_bitsets: np.ndarray, known: np.ndarray, f_idx_map: np.ndarray
+) -> dict[int, np.ndarray]:
     """Per categorical split of a histogram-boosting tree: which category codes go left.
 
     Its predictor's rule: a category in the split's left set goes left; else a category known
@@ -438,7 +455,9 @@ def _count_weighted(value: np.ndarray, count: np.ndarray, left: np.ndarray, righ
         if left[node] >= 0:
             a, b = left[node], right[node]
             total = weight[a] + weight[b]
-            expected[node] = (weight[a] * expected[a] + weight[b] * expected[b]) / total if total > 0 else 0.5 * (expected[a] + expected[b])
+            expected[node] = (
+                (weight[a] * expected[a] + weight[b] * expected[b]) / total if total > 0 else 0.5 * (expected[a] + expected[b])
+            )
             weight[node] = total
     return expected
 

@@ -112,7 +112,9 @@ class LeafBitvectors:
                forest.tree_class, forest.explains, forest.leaf_value, self.credit, raw, contributions)  # fmt: skip
 
 
-def _collect(forest: CompiledForest, node: int, leaves: list[int], columns: list[int], limits: list[int], keeps: list[int]) -> bool:
+def _collect(
+    forest: CompiledForest, node: int, leaves: list[int], columns: list[int], limits: list[int], keeps: list[int]
+) -> bool:
     """Appends the splits under ``node`` (children before parents) and its leaves left to right; False past 128 leaves."""
     feature, nan_right, limit, child = forest.fields(node)
     if child == node:  # a leaf leads to itself
@@ -149,7 +151,9 @@ def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
         signature = types.void(bins, column, limit, keeps, first, splits, exits)
 
         def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-            bins_, column_, limit_, keeps_, exits_ = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 1, 2, 3, 6))
+            bins_, column_, limit_, keeps_, exits_ = (
+                context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 1, 2, 3, 6)
+            )
             # bits[g][k]: word k of the leaf bits of the rows of lane group g; allocas LLVM keeps in registers
             bits = [[cgutils.alloca_once(builder, _WORD_VECTOR) for _ in range(words)] for _ in range(_GROUPS)]
             for word in (word for group in bits for word in group):
@@ -158,7 +162,9 @@ def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
                 split = builder.add(args[4], loop.index)
                 at = builder.mul(builder.zext(builder.load(builder.gep(column_.data, [split])), _I64), ir.Constant(_I64, _ROWS))
                 row_bins = builder.load(builder.bitcast(builder.gep(bins_.data, [at]), _BYTES.as_pointer()), align=1)
-                right = builder.icmp_unsigned(">", row_bins, _splat(builder, builder.load(builder.gep(limit_.data, [split])), _BYTES))
+                right = builder.icmp_unsigned(
+                    ">", row_bins, _splat(builder, builder.load(builder.gep(limit_.data, [split])), _BYTES)
+                )
                 keep_at = builder.mul(split, ir.Constant(_I64, _MAX_WORDS))
                 keep = [_splat(builder, builder.load(builder.gep(keeps_.data, [builder.add(keep_at, ir.Constant(_I64, k))])), _WORD_VECTOR)
                         for k in range(words)]  # fmt: skip
@@ -168,13 +174,17 @@ def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
                     for k, word in enumerate(group):
                         value = builder.load(word)
                         builder.store(builder.select(turned, builder.and_(value, keep[k]), value), word)
-            cttz = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_WORD_VECTOR, [_WORD_VECTOR, _I1]), "llvm.cttz.v16i32")
+            cttz = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_WORD_VECTOR, [_WORD_VECTOR, _I1]), "llvm.cttz.v16i32"
+            )
             for g, group in enumerate(bits):
                 # the lowest bit set: in the first word that has one (the last word always has the row's leaf if no other does)
                 lowest = None
                 for k in reversed(range(words)):
                     value = builder.load(group[k])
-                    here = builder.add(builder.call(cttz, [value, ir.Constant(_I1, 0)]), ir.Constant(_WORD_VECTOR, [32 * k] * _WORD_LANES))
+                    here = builder.add(
+                        builder.call(cttz, [value, ir.Constant(_I1, 0)]), ir.Constant(_WORD_VECTOR, [32 * k] * _WORD_LANES)
+                    )
                     if lowest is None:
                         lowest = here
                     else:

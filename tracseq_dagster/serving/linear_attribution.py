@@ -41,7 +41,9 @@ class LinearAttribution:
     logits: tuple[np.ndarray, np.ndarray] | None  # classifiers: (coef (columns, k), intercept (k,)) of every class
 
     @classmethod
-    def of(cls, estimator: Any, origins: np.ndarray, reference: np.ndarray, target: int | None, features: int) -> LinearAttribution:
+    def of(
+        cls, estimator: Any, origins: np.ndarray, reference: np.ndarray, target: int | None, features: int
+    ) -> LinearAttribution:
         """For a fitted linear ``estimator`` whose transformed columns come from ``origins`` (feature positions)."""
         coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=np.float64))
         intercept = np.atleast_1d(np.asarray(estimator.intercept_, dtype=np.float64))

@@ -61,7 +61,7 @@ class MicroBatcher(Generic[T, R]):
                         batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - clock())))
                     else:
                         batch.append(self._queue.get_nowait())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             items = [item for item, _, _ in batch]
             try:

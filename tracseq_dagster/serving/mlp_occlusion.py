@@ -84,7 +84,9 @@ class MlpOcclusion:
         reference = np.asarray(reference, dtype=np.float64)
         columns = layers[0][0].shape[0]
         if origins.shape != (columns,) or reference.shape != (columns,):
-            raise ValueError(f"the network reads {columns} columns; origins {origins.shape} and reference {reference.shape} must match")
+            raise ValueError(
+                f"the network reads {columns} columns; origins {origins.shape} and reference {reference.shape} must match"
+            )
         if len(origins) and (origins.min() < 0 or origins.max() >= features):
             raise ValueError(f"origins must be feature positions in [0, {features})")
         if hasattr(estimator, "classes_"):
@@ -247,7 +249,9 @@ def _blas_controller() -> ThreadpoolController:
     return _CONTROLLER[0]
 
 
-def _head(layers: tuple[tuple[np.ndarray, np.ndarray], ...], output: str, target: int | None) -> tuple[tuple[np.ndarray, float], ...]:
+def _head(
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...], output: str, target: int | None
+) -> tuple[tuple[np.ndarray, float], ...]:
     """The output layer reduced to what the target's value needs: (weights, offset) pairs.
 
     Softmax: one pair per other class c, giving ``z_c − z_t``. Logistic: the target's own output

@@ -32,10 +32,10 @@ import pandas as pd
 import redis
 
 from tracseq_dagster import settings
-from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 from tracseq_dagster.features import AS_OF_COLUMN, FAILURE_PRIOR, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.json_values import json_value
 from tracseq_dagster.lake import Lake
+from tracseq_dagster.serving.dependencies import CircuitBreaker, redis_client, redis_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore as FeastStore
@@ -254,4 +254,6 @@ def open_feature_store(
         return OnlineOrOfflineStore(FeastFeatureStore(open_store(quick)), OfflineFeatureStore(lake_dir), breaker)
     if not redis_url:
         return OfflineFeatureStore(lake_dir)
-    return OnlineOrOfflineStore(RedisFeatureStore(redis_url, client=redis_client(redis_url)), OfflineFeatureStore(lake_dir), breaker)
+    return OnlineOrOfflineStore(
+        RedisFeatureStore(redis_url, client=redis_client(redis_url)), OfflineFeatureStore(lake_dir), breaker
+    )

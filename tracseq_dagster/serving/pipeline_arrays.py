@@ -67,7 +67,9 @@ class RawInputs:
                 numbers[:, j] = x.numeric[name]
         else:
             frame = x.frame(sort=False) if isinstance(x, FeatureColumns) else x
-            numbers = frame[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan) if self.numeric else np.empty((len(frame), 0))
+            numbers = (
+                frame[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan) if self.numeric else np.empty((len(frame), 0))
+            )
         numbers[~np.isfinite(numbers)] = np.nan
         return numbers
 

@@ -48,7 +48,7 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -134,12 +134,16 @@ _TEXT_FEATURE = _log_features()
 #: The feature columns of the log: the union of every catalog model's features.
 LOG_FEATURES: tuple[str, ...] = tuple(_TEXT_FEATURE)
 PREDICTION_LOG_COLUMNS: tuple[str, ...] = (*ANSWER_COLUMNS, *LOG_FEATURES)
-_FLOAT_COLUMNS = frozenset({"quality_probability", "latency_ms", "prediction", *(n for n, text in _TEXT_FEATURE.items() if not text)})
+_FLOAT_COLUMNS = frozenset(
+    {"quality_probability", "latency_ms", "prediction", *(n for n, text in _TEXT_FEATURE.items() if not text)}
+)
 
 #: The Arrow schema of every Parquet file (and of what ``read`` returns, as pandas).
 SCHEMA = pa.schema(
     [
-        pa.field(name, pa.timestamp("us", tz="UTC") if name == TIME_COLUMN else pa.float64() if name in _FLOAT_COLUMNS else pa.string())
+        pa.field(
+            name, pa.timestamp("us", tz="UTC") if name == TIME_COLUMN else pa.float64() if name in _FLOAT_COLUMNS else pa.string()
+        )
         for name in PREDICTION_LOG_COLUMNS
     ]
 )
@@ -151,7 +155,9 @@ class PredictionLog(Protocol):
 
     def append(self, rows: list[dict] | pd.DataFrame | pa.Table) -> None: ...
 
-    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame: ...
+    def read(
+        self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL
+    ) -> pd.DataFrame: ...
 
 
 def open_prediction_log(target: str) -> PredictionLog:
@@ -176,7 +182,7 @@ def entity_key(entity: Sequence[str], record: dict[str, Any], request_id: str) -
 
 def last_hours(hours: float) -> tuple[datetime, datetime]:
     """The window ``[now - hours, now)`` in UTC, as ``read`` takes it."""
-    until = datetime.now(timezone.utc)
+    until = datetime.now(UTC)
     return until - timedelta(hours=hours), until
 
 
@@ -240,7 +246,9 @@ def log_table(rows: Sequence[dict[str, Any]] | pd.DataFrame | pa.Table) -> pa.Ta
             columns[name] = pa.nulls(n, field.type)
             continue
         if name == TIME_COLUMN:
-            values = pd.to_datetime(pd.Series(pd.NaT, index=frame.index) if column is None else column, utc=True, errors="coerce", format="mixed")
+            values = pd.to_datetime(
+                pd.Series(pd.NaT, index=frame.index) if column is None else column, utc=True, errors="coerce", format="mixed"
+            )
             values = values.fillna(pd.Timestamp.now(tz="UTC")) if values.isna().any() else values
         elif name in _FLOAT_COLUMNS:
             values = pd.to_numeric(column, errors="coerce").astype("float64")
@@ -325,7 +333,7 @@ class ParquetPredictionLog:
 
     def _write_file(self, folder: Path, table: pa.Table) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
         # Hidden while being written: readers list only visible *.parquet names.
         tmp = folder / f".{name}.tmp"
@@ -347,7 +355,9 @@ class ParquetPredictionLog:
                 out += sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
         return out
 
-    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame:
+    def read(
+        self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL
+    ) -> pd.DataFrame:
         files = self.files(since, until)
         if not files:
             return typed_frame(pd.DataFrame(columns=list(PREDICTION_LOG_COLUMNS)))
@@ -411,8 +421,10 @@ class PostgresPredictionLog:
             connection.close()
 
     def _create_table(self, connection) -> None:  # type: ignore[no-untyped-def]
-        sql_types = {name: "timestamptz" if t == pa.timestamp("us", tz="UTC") else "double precision" if t == pa.float64() else "text"
-                     for name, t in zip(SCHEMA.names, SCHEMA.types)}
+        sql_types = {
+            name: "timestamptz" if t == pa.timestamp("us", tz="UTC") else "double precision" if t == pa.float64() else "text"
+            for name, t in zip(SCHEMA.names, SCHEMA.types)
+        }
         columns = ", ".join(f'"{name}" {sql_types[name]}' for name in PREDICTION_LOG_COLUMNS)
         with connection, connection.cursor() as cursor:
             # Several workers start at once: IF NOT EXISTS alone races on the catalog.
@@ -427,7 +439,9 @@ class PostgresPredictionLog:
                 # Makes retried batches idempotent (ON CONFLICT DO NOTHING in append).
                 cursor.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS "{self.table}_request_id" ON "{self.table}" (request_id)')
         except Exception as error:  # an older table that already holds a repeated id: plain inserts
-            logger.warning("prediction log: no unique index on %s.request_id (%s); a retried batch may repeat rows", self.table, error)
+            logger.warning(
+                "prediction log: no unique index on %s.request_id (%s); a retried batch may repeat rows", self.table, error
+            )
 
     def append(self, rows: list[dict] | pd.DataFrame | pa.Table) -> None:
         frame = as_log_frame(rows.to_pandas() if isinstance(rows, pa.Table) else rows)
@@ -444,11 +458,15 @@ class PostgresPredictionLog:
         try:
             with connection, connection.cursor() as cursor:
                 # ON CONFLICT without a target: idempotent where the unique index exists, a plain insert otherwise.
-                execute_values(cursor, f'INSERT INTO "{self.table}" ({names}) VALUES %s ON CONFLICT DO NOTHING', values, page_size=1000)
+                execute_values(
+                    cursor, f'INSERT INTO "{self.table}" ({names}) VALUES %s ON CONFLICT DO NOTHING', values, page_size=1000
+                )
         finally:
             connection.close()
 
-    def read(self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL) -> pd.DataFrame:
+    def read(
+        self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL
+    ) -> pd.DataFrame:
         names = ", ".join(f'"{c}"' for c in PREDICTION_LOG_COLUMNS)
         where, params = [], []
         if model is not None:
@@ -581,7 +599,9 @@ class BackgroundLogWriter:
                 else:
                     self._retry_at = time.monotonic() + self.retry_s
                     self._requeue(batches)
-                    logger.warning("prediction log: could not write %d rows (%s); kept, trying again in %.1f s", count, error, self.retry_s)
+                    logger.warning(
+                        "prediction log: could not write %d rows (%s); kept, trying again in %.1f s", count, error, self.retry_s
+                    )
                 return
             self.written += count
             self._retry_at = 0.0
@@ -598,7 +618,9 @@ class BackgroundLogWriter:
             while excess > 0 and self._pending:
                 last = self._pending.pop()
                 if len(last) > excess:  # keep the head of the newest batch
-                    self._pending.append(last.iloc[: len(last) - excess] if isinstance(last, pd.DataFrame) else last[: len(last) - excess])
+                    self._pending.append(
+                        last.iloc[: len(last) - excess] if isinstance(last, pd.DataFrame) else last[: len(last) - excess]
+                    )
                     dropped += excess
                     excess = 0
                 else:

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPECS, SAMPLE_ID, FeatureColumns, HistorySnapshot, Samples, feature_columns
+from tracseq_dagster.features import (
+    FEATURE_NAMES,
+    FEATURE_SPECS,
+    SAMPLE_ID,
+    FeatureColumns,
+    HistorySnapshot,
+    Samples,
+    feature_columns,
+)
 from tracseq_dagster.serving.advice import (
     HIGH_THRESHOLD,
     MEDIUM_THRESHOLD,
@@ -66,7 +74,8 @@ class SampleQualityPredictor:
         self.history = HistorySnapshot.load(folder / "history")
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
-            name: Variant(card, QualityScorer(model, reference, tree_attribution)) for name, (card, model) in load_variants(folder).items()
+            name: Variant(card, QualityScorer(model, reference, tree_attribution))
+            for name, (card, model) in load_variants(folder).items()
         }
         self.warm_up_s = warm_up([v.scorer for v in self.variants.values()], folder)
         self.split = split or TrafficSplit()
@@ -83,8 +92,11 @@ class SampleQualityPredictor:
             "history_cutoff": self.info["history_cutoff"],
             "history_samples": self.info["history_samples"],
             "features": {spec.name: {"unit": spec.unit, "description": spec.description} for spec in FEATURE_SPECS},
-            "categories": {"high": f"P(pass) >= {HIGH_THRESHOLD}", "medium": f"{MEDIUM_THRESHOLD} <= P(pass) < {HIGH_THRESHOLD}",
-                           "low": f"P(pass) < {MEDIUM_THRESHOLD}"},  # fmt: skip
+            "categories": {
+                "high": f"P(pass) >= {HIGH_THRESHOLD}",
+                "medium": f"{MEDIUM_THRESHOLD} <= P(pass) < {HIGH_THRESHOLD}",
+                "low": f"P(pass) < {MEDIUM_THRESHOLD}",
+            },  # fmt: skip
         }
 
     def predict(

@@ -8,7 +8,7 @@ and the same timestamp order. A bad record is answered 400 with one entry per ba
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +20,6 @@ from tracseq_dagster.contract import (
     CONTRACT_COLUMNS,
     FLOAT_COLUMNS,
     INT_COLUMNS,
-    STRING_COLUMNS,
     TIMESTAMP_COLUMNS,
     TIMESTAMP_ORDER,
     ContractColumn,
@@ -74,7 +73,7 @@ class _RecordBase(BaseModel):
         if value is None:
             return value
         moment = _utc(value)  # plain datetimes: this runs for every timestamp of every request
-        if not _EARLIEST <= moment <= datetime.now(timezone.utc) + _TOLERANCE:
+        if not _EARLIEST <= moment <= datetime.now(UTC) + _TOLERANCE:
             raise ValueError(f"{value.isoformat()} is not a plausible date (from {EARLIEST_PLAUSIBLE_DATE.date()} to tomorrow)")
         return value
 
@@ -120,7 +119,7 @@ class FeatureRequest(BaseModel):
 
 def _utc(value: datetime) -> datetime:
     """Naive timestamps are UTC, as everywhere in the lake."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def records_columns(records: list[dict[str, Any]]) -> SampleColumns:
@@ -143,7 +142,7 @@ def records_columns(records: list[dict[str, Any]]) -> SampleColumns:
 
 
 _NAT = np.iinfo(np.int64).min
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _epoch_ns(value: datetime | str) -> int:

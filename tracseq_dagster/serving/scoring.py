@@ -119,7 +119,9 @@ def reference_values(features: pd.DataFrame, feature_names: tuple[str, ...] | li
 
 
 def _is_number(dtype: Any) -> bool:
-    return (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) and not isinstance(dtype, pd.CategoricalDtype)
+    return (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)) and not isinstance(
+        dtype, pd.CategoricalDtype
+    )
 
 
 class ModelScorer:
@@ -172,7 +174,9 @@ class ModelScorer:
         if kind == "linear":
             assert arrays is not None and self._position is not None
             reference = arrays.transform(self._reference_frame())[0]
-            self._linear = LinearAttribution.of(estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names))
+            self._linear = LinearAttribution.of(
+                estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names)
+            )
         elif kind in ("random_forest", "hist_gradient_boosting"):
             assert arrays is not None and self._position is not None
             build = ForestPaths.of_random_forest if kind == "random_forest" else ForestPaths.of_hist_gradient_boosting
@@ -180,7 +184,9 @@ class ModelScorer:
         elif kind == "mlp":
             assert arrays is not None and self._position is not None
             reference = arrays.transform(self._reference_frame())[0]
-            self._mlp = MlpOcclusion.of(estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names))
+            self._mlp = MlpOcclusion.of(
+                estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names)
+            )
         elif kind == "xgboost" and tree_attribution == "tree_path":
             assert self._position is not None
             columns_feature = self._position[arrays.origins] if arrays is not None else self._position
@@ -297,7 +303,9 @@ class ModelScorer:
             return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
         fast = self._fast_input.transform(features)
         if not self._fast_input.checked:
-            slow = np.asarray(self._transform.transform(_feature_frame(features, self.feature_names, rows=CHECKED_ROWS)), dtype=float)
+            slow = np.asarray(
+                self._transform.transform(_feature_frame(features, self.feature_names, rows=CHECKED_ROWS)), dtype=float
+            )
             if not self._fast_input.agrees(fast[: len(slow)], slow):
                 self._fast_input = None
                 return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
@@ -408,7 +416,9 @@ class ModelScorer:
 class QualityScorer(ModelScorer):
     """``sample_quality``'s scorer: the sample features, toward ``pass``."""
 
-    def __init__(self, model: Any, reference: dict[str, Any], tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> None:
+    def __init__(
+        self, model: Any, reference: dict[str, Any], tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION
+    ) -> None:
         super().__init__(model, FEATURE_NAMES, reference, PASS, tree_attribution)
 
 

@@ -24,14 +24,15 @@ import numpy as np
 
 from tracseq_dagster.serving.tree_walk import TreeArrays
 
-
 #: A tree whose category chains would draw more leaves than this is not written (the forest
 #: keeps the leaf walk): chains repeat subtrees, and nested chains multiply, so a feature of
 #: many categories with alternating sets could draw millions.
 MAX_DRAWN_LEAVES = 1024
 
 
-def lightgbm_dump(trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int) -> dict[str, Any] | None:
+def lightgbm_dump(
+    trees: list[TreeArrays], leaf_values: list[np.ndarray], per_iteration: int, width: int
+) -> dict[str, Any] | None:
     """A ``dump_model()``-shaped dict of the trees (tree ``t`` adds to class ``t % per_iteration``);
     leaves are numbered (``leaf_index``) in the order of their own node numbers. None when a tree
     would draw more than ``MAX_DRAWN_LEAVES`` leaves."""
@@ -103,7 +104,9 @@ def _drawn_leaves(node: dict[str, Any]) -> int:
     return _drawn_leaves(node["left_child"]) + _drawn_leaves(node["right_child"])
 
 
-def _category_chain(feature: int, goes_left: np.ndarray, nan_left: bool, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+def _category_chain(
+    feature: int, goes_left: np.ndarray, nan_left: bool, left: dict[str, Any], right: dict[str, Any]
+) -> dict[str, Any]:
     """A categorical split of histogram boosting as numeric splits on the category code.
 
     Its rule (see :func:`.forest_paths._category_tables`): code ``c`` goes left when

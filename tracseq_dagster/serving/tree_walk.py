@@ -98,8 +98,12 @@ class FlatTrees:
             raise ValueError("a tree splits on a feature past 65,535: too wide for the node records")
         category_ = np.asarray(category, dtype=np.int64)
         return cls(
-            records=_record(np.asarray(feature, dtype=np.int64), np.asarray(nan_left, dtype=np.int64), category_ >= 0,
-                            np.asarray(first, dtype=np.int64)),  # fmt: skip
+            records=_record(
+                np.asarray(feature, dtype=np.int64),
+                np.asarray(nan_left, dtype=np.int64),
+                category_ >= 0,
+                np.asarray(first, dtype=np.int64),
+            ),  # fmt: skip
             threshold=np.asarray(threshold, dtype=np.float64),
             category=category_,
             category_left=np.concatenate(tables) if tables else np.zeros(CATEGORIES, dtype=np.uint8),
@@ -148,7 +152,9 @@ def _down(x, r, node, records, threshold, category, category_left):  # pragma: n
 
 
 @numba.njit(inline="always")
-def _block(lo, hi, t, x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
+def _block(
+    lo, hi, t, x, records, threshold, category, category_left, roots, min_depth, number, out
+):  # pragma: no cover - compiled
     # Eight rows at a time; past the padding (hi) a lane repeats the last row, and is not stored.
     last = hi - 1
     r0, r1, r2, r3 = lo, min(lo + 1, last), min(lo + 2, last), min(lo + 3, last)

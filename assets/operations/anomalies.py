@@ -1,0 +1,5 @@
+"""Operations: anomalies (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

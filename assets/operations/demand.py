@@ -1,0 +1,5 @@
+"""Operations: demand (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

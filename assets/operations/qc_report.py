@@ -1,0 +1,5 @@
+"""Operations: qc_report (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,5 @@
+"""Operations: storage (being built)."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,28 @@
+"""Where the lab operations outputs live in the lake, and what they hold: the contract between
+the assets that write them and the ones that read them (alerts, the weekly QC report).
+
+Each is one Parquet file under ``<lake>/operations/`` (``Lake.operations_path``), rewritten whole
+by its asset. A reader must accept that a file does not exist yet (its asset never ran) and say
+so rather than fail.
+"""
+
+from __future__ import annotations
+
+#: Point-in-time state of every freezer: freezer_id, set_point_c, boxes, positions, occupied, free,
+#: excursions_30d, excursion_risk_30d (P(excursion in the next 30 days) from the served
+#: freezer_excursion_risk champion, empty when none), as_of.
+FREEZER_STATE = "freezer_state.parquet"
+#: Point-in-time state of every box: freezer_id, rack, box, capacity, occupied, free, as_of.
+BOX_STATE = "box_state.parquet"
+#: Occupancy per freezer and rack and the forecast date each freezer fills: freezer_id, rack,
+#: positions, occupied, occupancy, intake_per_day, fills_on, as_of.
+STORAGE_UTILISATION = "storage_utilisation.parquet"
+#: Scored samples and freezer days: kind ("sample" | "freezer_day"), entity, ts, score,
+#: is_anomaly, reasons (text: the features that make it unusual), project_id, site.
+ANOMALIES = "anomalies.parquet"
+#: Alerts sent or attempted: key, kind, subject, message, created_at, delivered (bool), channel, error.
+ALERTS = "alerts.parquet"
+#: Daily demand forecast: sample_type, site, ds (date), forecast, lo, hi, level; and the implied
+#: capacity in DEMAND_CAPACITY: week, instrument_id, samples, runs_needed, runs_per_week_capacity.
+DEMAND_FORECAST = "demand_forecast.parquet"
+DEMAND_CAPACITY = "demand_capacity.parquet"

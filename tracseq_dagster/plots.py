@@ -1,0 +1,39 @@
+"""Figures as things people look at: PNG bytes for MLflow and files, Markdown for Dagster metadata.
+
+Every plot of the platform (drift histograms, A/B distributions, leaderboards, forecasts,
+utilisation, the QC report) is a matplotlib figure made with the Agg backend (no screen) and
+handed to one of these, so that a plot looks the same in the Dagster UI, in MLflow and in a
+report. Dagster shows a Markdown metadata value with an embedded ``data:`` PNG as an image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: figures are rendered to bytes only
+
+from matplotlib.figure import Figure  # noqa: E402
+
+#: Resolution of every rendered figure; small enough for metadata (tens of kB), sharp enough to read.
+DPI = 100
+
+
+def new_figure(width: float = 7.0, height: float = 3.5) -> Figure:
+    """A figure not registered with pyplot, so nothing leaks between runs in one process."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as a PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def markdown_image(figure: Figure, alt: str) -> str:
+    """The figure as Markdown with an embedded PNG (``dg.MetadataValue.md`` shows it as an image)."""
+    encoded = base64.b64encode(png_bytes(figure)).decode("ascii")
+    return f"![{alt}](data:image/png;base64,{encoded})"
