@@ -10,9 +10,11 @@ What a generated sample looks like
   order of receipt and ``year`` the (UTC) year of collection. The contract has exactly six
   digits, which hold one million distinct serials: number 1,000,000 is written ``000000``
   and ``id_offset + rows`` may not exceed 1,000,000.
-* Collection times are spread uniformly over the 365 days after ``start`` (daytime hours);
-  transit to the lab takes hours (site dependent, log-normal) and, for 3 % of samples, an
-  extra 3 to 14 days. Rows are sorted by ``received_ts``.
+* Collection days fall over the 365 days after ``start`` (daytime hours) with a weekly
+  rhythm and a trend (:func:`collection_day_weights`: sites collect less on Saturdays and
+  little on Sundays, and send 30 % more at the end of the year than at its start), so that
+  the demand forecast has a pattern to find; transit to the lab takes hours (site
+  dependent, log-normal) and, for 3 % of samples, an extra 3 to 14 days. Rows are sorted by ``received_ts``.
 * Extraction follows receipt after a log-normal delay (median 36 h, weeks in the tail; urgent
   samples four times faster), sequencing follows extraction (median 4 days). The export is
   taken at the last receipt: a sample whose extraction (sequencing) would fall after it, and a
@@ -127,6 +129,23 @@ SPAN_DAYS = 365
 SERIAL_SPACE = 1_000_000
 _DAY_S = 86_400
 _HOUR_S = 3_600
+# Relative collection rate by weekday (Monday first) and growth over the year: see collection_day_weights.
+COLLECTION_WEEKDAY_RATE: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 0.4, 0.15)
+COLLECTION_YEARLY_GROWTH = 0.3
+
+
+def collection_day_weights(origin: pd.Timestamp, days: int = SPAN_DAYS) -> np.ndarray:
+    """P(a sample is collected on day d after ``origin``), d = 0 .. days - 1.
+
+    Proportional to the weekday's rate times ``1 + COLLECTION_YEARLY_GROWTH * d / days``: the
+    weekly rhythm and growth of a real lab's intake, which the demand forecast
+    (:mod:`tracseq_dagster.operations.demand_forecast`) is evaluated on.
+    """
+    offsets = np.arange(days)
+    weekday = (origin.dayofweek + offsets) % 7
+    weights = np.asarray(COLLECTION_WEEKDAY_RATE)[weekday] * (1.0 + COLLECTION_YEARLY_GROWTH * offsets / days)
+    return weights / weights.sum()
+
 
 # ---------------------------------------------------------------------------------------------
 # Domain tables. Keyed by the contract's names so that a new sample type fails loudly here.
@@ -321,7 +340,7 @@ def generate_samples(
     # depends on the site. Everything after receipt is drawn in order of receipt, because
     # the LIMS numbers samples as they arrive and the frame is sorted that way.
     site_code = rng.choice(len(SITES), size=n, p=SITE_SHARE)
-    day = rng.integers(0, SPAN_DAYS, n)
+    day = rng.choice(SPAN_DAYS, size=n, p=collection_day_weights(origin))
     time_of_day = np.clip(rng.normal(11.0, 2.5, n), 6.0, 20.0) * _HOUR_S
     collection = origin.value // 10**9 + day * _DAY_S + time_of_day.astype(np.int64)
     transit_h = np.array(SITE_TRANSIT_MEDIAN_H)[site_code] * rng.lognormal(0.0, 0.6, n)
