@@ -22,8 +22,12 @@ What a generated sample looks like
   without extraction is never sequenced.
 * Storage temperature sits near the set point of the sample type (``STORAGE_TARGET_C``: RNA,
   cfDNA and tissue -80 °C, DNA and saliva -20 °C, blood 4 °C, FFPE 20 °C) with sensor noise;
-  5 % of samples sit 3 to 25 °C too warm and have one to three recorded excursions.
-  ``max_temp_deviation_c`` is never smaller than the offset from the set point.
+  5 % of samples sit 3 to 25 °C too warm. ``temp_excursions`` and ``max_temp_deviation_c``
+  are those of the sample's storage unit while the sample sat in it (receipt to extraction,
+  else to the export), from the hidden per-unit excursion process of
+  :mod:`tracseq_dagster.operations.freezer_process` (some units worse, some degrading, fault
+  episodes, door load from intake). ``max_temp_deviation_c`` is never smaller than the offset
+  from the set point.
 * ``rin`` exists only for ``RNA_TYPES`` and ``din`` only for ``DNA_TYPES`` (3 % missing even
   there); integrity falls with freeze-thaw cycles, FFPE DNA is degraded.
 * 25 operators (``OP-001`` ..) and 8 sites (``SITE-BOS`` ..); a few of them are bad
@@ -100,6 +104,7 @@ from tracseq_dagster.contract import (
     STORAGE_TARGET_C,
     Kind,
 )
+from tracseq_dagster.operations.freezer_process import sample_excursions
 
 __all__ = [
     "DEFAULT_START",
@@ -366,8 +371,11 @@ def generate_samples(
     warm = rng.random(n) < 0.05
     storage_temp = np.where(warm, target + rng.uniform(3, 25, n), target + rng.normal(0, 0.8, n))
     storage_temp = np.round(np.clip(storage_temp, -200, 40), 1)
-    excursions = rng.poisson(0.3, n) + np.where(warm, rng.integers(1, 4, n), 0)
-    deviation = np.where(excursions > 0, 0.5 + rng.exponential(2.5, n) * np.sqrt(excursions), np.abs(rng.normal(0, 0.3, n)))
+    # Excursions are those of the sample's unit while it sat there (receipt -> extraction, else the
+    # export): the hidden per-unit process of tracseq_dagster.operations.freezer_process.
+    location = _storage_locations(rng, target)
+    unit = np.array([text.split("/", 1)[0] for text in location], dtype=object)
+    excursions, deviation = sample_excursions(unit, received, np.where(not_extracted, export_time, extraction), seed)
     deviation = np.round(np.maximum(deviation, np.abs(storage_temp - target)), 1)
 
     # Freeze-thaw cycles accumulate while a sample waits; a few are thawed over and over.
@@ -415,7 +423,7 @@ def generate_samples(
         "a260_230": a260_230,
         "rin": np.where(is_rna & ~integrity_missing, integrity, np.nan),
         "din": np.where(~is_rna & ~integrity_missing, integrity, np.nan),
-        "storage_location": _storage_locations(rng, target),
+        "storage_location": location,
         "box_occupancy": occupancy,
         "operator_id": np.array(OPERATORS, dtype=object)[rng.integers(0, len(OPERATORS), n)],
         "site": np.array(SITES, dtype=object)[site_code],
