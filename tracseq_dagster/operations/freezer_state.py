@@ -3,13 +3,16 @@
 The lab exports no freezer inventory: what we know is, per sample, ``storage_location``
 (``FREEZER/RACK/BOX/POSITION``, e.g. ``FRZ-03/R2/B14/A7``), ``storage_temp_c``,
 ``temp_excursions``, ``max_temp_deviation_c`` and ``box_occupancy`` (the box's occupancy the
-LIMS reported when the sample was exported), with ``received_ts`` saying since when. So the
-state as of a time ``t`` is rebuilt from the samples received up to ``t``:
+LIMS reported when the sample was exported). A sample is stored from ``received_ts`` until it is
+taken out for extraction (``extraction_ts``; never, while that is empty), the rule
+:mod:`~tracseq_dagster.operations.freezer_history` uses too. So the state as of a time ``t`` is
+rebuilt from the samples stored at ``t`` (received at or before ``t``, not extracted by ``t``):
 
-* a position is occupied by the sample received last at it (``received_ts <= t``). History holds
-  positions that two samples claimed (a sample moved out without an export saying so, or a typo):
-  the latest claim wins, and every such position is listed in :attr:`FreezerState.double_booked`
-  and counted, never silently merged;
+* a position is occupied by the sample stored at it. A position reused after its sample left is
+  normal; two samples stored at one position at the same time is a conflict in the records (a
+  move the exports never told, or a typo): the one received last is taken as the occupant, and
+  every such position is listed in :attr:`FreezerState.double_booked` with all the samples
+  claiming it, and counted, never silently merged;
 * a box holds 100 positions (rows A-J × columns 1-10). A box counts as full when every position
   is occupied or when the LIMS last reported it at 100: the LIMS may know occupants the exports
   do not, and a full box must never receive a sample;
@@ -143,10 +146,10 @@ class FreezerState:
     ``occupied``: one row per occupied position (sample_id, project_id, sample_type, freezer_id, rack, box,
     position, received_ts). ``boxes``: per box capacity, occupied, free, reported_occupancy (the LIMS's last
     word), full, projects (how many projects it stores). ``freezers``: per freezer set_point_c, racks, boxes,
-    positions, occupied, free, samples_30d, excursions_30d (recorded excursions of the samples received in
-    the 30 days up to ``as_of``), excursion_rate_30d (per sample), max_deviation_30d_c. ``unparsable``: rows
+    positions, occupied, free, records_30d (excursion records closed, i.e. samples taken out, in the 30 days up to
+    ``as_of``), excursions_30d (the excursions those records hold), excursion_rate_30d (per record), max_deviation_30d_c. ``unparsable``: rows
     whose location breaks the pattern (sample_id, storage_location, problem). ``double_booked``: positions
-    claimed by more than one sample up to ``as_of`` (freezer_id, rack, box, position, claims, sample_ids,
+    claimed by more than one sample stored at ``as_of`` (freezer_id, rack, box, position, claims, sample_ids,
     occupant).
     """
 
@@ -220,9 +223,13 @@ def freezer_state(samples: pd.DataFrame, as_of: datetime | str | pd.Timestamp | 
     good = frame[~bad].join(parsed[~bad].drop(columns="problem"))
     good = good.sort_values(["received_ts", "sample_id"], kind="stable")
 
-    claims = good.groupby([*BOX_KEY, "position"], sort=False)
+    extracted = (
+        pd.to_datetime(good["extraction_ts"], utc=True) if "extraction_ts" in good else pd.Series(pd.NaT, index=good.index)
+    )
+    stored = good[~(extracted <= stamp)]
+    claims = stored.groupby([*BOX_KEY, "position"], sort=False)
     occupied = claims.tail(1)
-    multi = good[claims["sample_id"].transform("size") > 1]
+    multi = stored[claims["sample_id"].transform("size") > 1]
     if len(multi):
         double_booked = (
             multi.groupby([*BOX_KEY, "position"])
@@ -259,7 +266,7 @@ def _boxes(good: pd.DataFrame, occupied: pd.DataFrame) -> pd.DataFrame:
 
 
 def _freezers(good: pd.DataFrame, boxes: pd.DataFrame, stamp: pd.Timestamp) -> pd.DataFrame:
-    columns = ["freezer_id", "set_point_c", "racks", "boxes", "positions", "occupied", "free", "samples_30d", "excursions_30d",
+    columns = ["freezer_id", "set_point_c", "racks", "boxes", "positions", "occupied", "free", "records_30d", "excursions_30d",
                "excursion_rate_30d", "max_deviation_30d_c"]  # fmt: skip
     if good.empty:
         return pd.DataFrame(columns=columns)
@@ -272,18 +279,23 @@ def _freezers(good: pd.DataFrame, boxes: pd.DataFrame, stamp: pd.Timestamp) -> p
         occupied=("occupied", "sum"),
         free=("free", "sum"),
     )
-    recent = good[good["received_ts"] > stamp - EXCURSION_WINDOW]
+    # An excursion record is complete when the sample leaves the freezer (extraction): only records
+    # closed in the window count, so nothing here is known before it was (freezer_history's rule).
+    extracted = (
+        pd.to_datetime(good["extraction_ts"], utc=True) if "extraction_ts" in good else pd.Series(pd.NaT, index=good.index)
+    )
+    recent = good[(extracted > stamp - EXCURSION_WINDOW) & (extracted <= stamp)]
     excursions = pd.to_numeric(recent["temp_excursions"], errors="coerce").fillna(0)
     deviation = pd.to_numeric(recent["max_temp_deviation_c"], errors="coerce")
     window = pd.DataFrame(
         {
-            "samples_30d": recent.groupby("freezer_id").size(),
+            "records_30d": recent.groupby("freezer_id").size(),
             "excursions_30d": excursions.groupby(recent["freezer_id"]).sum(),
             "max_deviation_30d_c": deviation.groupby(recent["freezer_id"]).max(),
         }
     )
     out = per_box.join(set_points.rename("set_point_c")).join(window)
-    out["samples_30d"] = out["samples_30d"].fillna(0).astype(int)
+    out["records_30d"] = out["records_30d"].fillna(0).astype(int)
     out["excursions_30d"] = out["excursions_30d"].fillna(0).astype(int)
-    out["excursion_rate_30d"] = np.where(out["samples_30d"] > 0, out["excursions_30d"] / out["samples_30d"].clip(lower=1), np.nan)
+    out["excursion_rate_30d"] = np.where(out["records_30d"] > 0, out["excursions_30d"] / out["records_30d"].clip(lower=1), np.nan)
     return out.reset_index(names="freezer_id")[columns]
