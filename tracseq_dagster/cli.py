@@ -456,6 +456,7 @@ from tracseq_dagster.control.cli import audit_command, management_app, tokens_ap
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(management_app, name="management")
 app.command("audit")(audit_command)
+app.command("report")(__import__("tracseq_dagster.operations.report_cli", fromlist=["_"]).report_command)  # issue 15
 
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
