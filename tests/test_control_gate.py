@@ -63,3 +63,19 @@ def test_gate_files_a_request_that_an_approver_decides(registry: ModelRegistry, 
         ("promotion.gate", "pending"),
         ("promotion.approve", "promoted"),
     ]
+
+
+def test_a_policy_that_requires_approval_makes_the_gate_wait(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's declared GatePolicy alone (no TRACSEQ_APPROVAL_REQUIRED) files a pending request."""
+    from dataclasses import replace
+
+    from tracseq_dagster.models import catalog
+
+    monkeypatch.delenv("TRACSEQ_APPROVAL_REQUIRED", raising=False)
+    gate_passed(registry, "1", "first", "run-a")
+    spec = catalog()[MODEL]
+    monkeypatch.setitem(catalog(), MODEL, replace(spec, gate=replace(spec.gate, requires_approval=True)))
+    assert gate_passed(registry, "2", "promotion gate passed", "run-b") is False
+    assert str(registry.version("champion").version) == "1"  # type: ignore[union-attr]
+    [pending] = PromotionRequests(open_engine(control_db_url())).list(MODEL, "pending")
+    assert pending.version == "2"

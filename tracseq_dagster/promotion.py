@@ -33,6 +33,9 @@ class GatePolicy:
     # Class weighting (used for the imbalanced QC labels) shifts probabilities away from the
     # base rates, so a useful first model sits around ECE 0.07-0.14 on the synthetic data.
     max_ece: float = 0.15
+    # A passing challenger waits for an approver (POST /promotions/{id}/approve) instead of
+    # becoming champion at once; a deployment can also ask it with TRACSEQ_APPROVAL_REQUIRED.
+    requires_approval: bool = False
 
 
 @dataclass

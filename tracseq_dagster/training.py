@@ -283,6 +283,15 @@ class GateOutcome:
     champion: Evaluation | None
     promoted: bool
     mlflow_run_id: str
+    #: The gate passed but the model's policy asks for an approver: a pending request was filed.
+    pending_approval: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """What happened to the champion, in words (the asset's metadata, the CLI)."""
+        if self.promoted:
+            return "promoted"
+        return "passed, waiting for approval" if self.pending_approval else "kept the champion"
 
 
 def run_promotion_gate(
@@ -345,6 +354,7 @@ def run_promotion_gate(
         champion=champion,
         promoted=promoted,
         mlflow_run_id=run_id,
+        pending_approval=decision.promote and not promoted,
     )
 
 

@@ -261,7 +261,7 @@ def promotion_gate(
     return dg.MaterializeResult(
         metadata={
             "model": model,
-            "decision": "promoted" if outcome.promoted else "kept the champion",
+            "decision": outcome.verdict,
             "challenger_version": outcome.challenger_version,
             "champion_version_before": outcome.champion_version or "none",
             "challenger_score": outcome.challenger.score,

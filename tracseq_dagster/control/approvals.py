@@ -37,14 +37,13 @@ GATE_TAG = "gate_decision"
 def approval_required(model: str) -> bool:
     """Whether promotions of ``model`` wait for an approver.
 
-    The model's gate policy says so with ``requires_approval`` (read with a default of False
-    until :class:`~tracseq_dagster.promotion.GatePolicy` declares the field), or the
-    deployment does with ``TRACSEQ_APPROVAL_REQUIRED`` (model names, or ``all``).
+    The model's gate policy says so (:attr:`~tracseq_dagster.promotion.GatePolicy.requires_approval`),
+    or the deployment does with ``TRACSEQ_APPROVAL_REQUIRED`` (model names, or ``all``).
     """
     from tracseq_dagster.control.config import approval_required_models
     from tracseq_dagster.models import get_model
 
-    if getattr(get_model(model).gate, "requires_approval", False):
+    if get_model(model).gate.requires_approval:
         return True
     named = approval_required_models()
     return named is None or model in named
