@@ -26,6 +26,7 @@ from resources import (
     PredictionLogResource,
 )
 from resources.feast import FeastResource
+from resources.notifications import NotificationsResource
 from tracseq_dagster import settings
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
 from tracseq_dagster.feature_repo.config import feast_project
@@ -87,6 +88,7 @@ def build_definitions(
                 ),
                 "lancedb": LanceDBResource(uri=lancedb_dir or settings.lancedb_dir()),
                 "embedder": EmbedderResource(spec=settings.embedder()),
+                "notifications": NotificationsResource.from_env(),
                 "ollama": OllamaResource(
                     host=settings.ollama_host(), model=settings.ollama_model(), timeout_s=settings.ollama_timeout_s()
                 ),
