@@ -42,6 +42,7 @@ BOX_COLUMNS = 10
 BOX_CAPACITY = len(BOX_ROWS) * BOX_COLUMNS
 #: Every position of a box, in filling order (A1, A2, … J10).
 POSITIONS: tuple[str, ...] = tuple(f"{r}{c}" for r in BOX_ROWS for c in range(1, BOX_COLUMNS + 1))
+SLOT_OF: dict[str, int] = {p: i for i, p in enumerate(POSITIONS)}
 #: A set point is snapped to a contract target when the median temperature is this close to it.
 SET_POINT_SNAP_C = 5.0
 EXCURSION_WINDOW = pd.Timedelta(days=30)
@@ -174,20 +175,27 @@ class FreezerState:
             "superseded_claims": int((self.double_booked["claims"] - 1).sum()) if len(self.double_booked) else 0,
         }
 
-    def free_positions(self, freezer_ids: list[str] | None = None) -> pd.DataFrame:
-        """Every free position of a box that is not full: freezer_id, rack, box, position, slot (0-99, filling order)."""
-        boxes = self.boxes[~self.boxes["full"]]
+    def free_slots(self, freezer_ids: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+        """The boxes that are not full (freezer_id, rack, box, occupied) and a boolean matrix, one row per box and
+        one column per slot (0-99: A1, A2, … J10), True where the position is free."""
+        boxes = self.boxes.loc[~self.boxes["full"].astype(bool)]
         if freezer_ids is not None:
             boxes = boxes[boxes["freezer_id"].isin(freezer_ids)]
-        if boxes.empty:
-            return pd.DataFrame({"freezer_id": [], "rack": [], "box": [], "position": [], "slot": []})
-        keys = boxes[BOX_KEY].reset_index(drop=True)
-        grid = keys.loc[np.repeat(keys.index.to_numpy(), BOX_CAPACITY)].reset_index(drop=True)
-        grid["position"] = np.tile(np.array(POSITIONS, dtype=object), len(keys))
-        grid["slot"] = np.tile(np.arange(BOX_CAPACITY), len(keys))
-        taken = self.occupied[[*BOX_KEY, "position"]].assign(_taken=True)
-        grid = grid.merge(taken, on=[*BOX_KEY, "position"], how="left")
-        return grid[grid["_taken"].isna()].drop(columns="_taken").reset_index(drop=True)
+        boxes = boxes[[*BOX_KEY, "occupied"]].reset_index(drop=True)
+        free = np.ones((len(boxes), BOX_CAPACITY), dtype=bool)
+        if len(boxes) and len(self.occupied):
+            taken = self.occupied[[*BOX_KEY, "position"]].merge(boxes[BOX_KEY].reset_index(names="_box"), on=BOX_KEY)
+            free[taken["_box"].to_numpy(), taken["position"].map(SLOT_OF).to_numpy(int)] = False
+        return boxes, free
+
+    def free_positions(self, freezer_ids: list[str] | None = None) -> pd.DataFrame:
+        """Every free position of a box that is not full: freezer_id, rack, box, position, slot (0-99, filling order)."""
+        boxes, free = self.free_slots(freezer_ids)
+        box, slot = np.nonzero(free)
+        out = boxes.loc[box, BOX_KEY].reset_index(drop=True)
+        out["position"] = np.array(POSITIONS, dtype=object)[slot]
+        out["slot"] = slot
+        return out
 
 
 def _as_of(samples: pd.DataFrame, as_of: datetime | str | pd.Timestamp | None) -> pd.Timestamp:
