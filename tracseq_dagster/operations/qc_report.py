@@ -285,6 +285,7 @@ def received_section(received: pd.DataFrame, week: IsoWeek) -> Section:
     for column in per_day.columns:
         axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[column], bottom=bottom, label=column)
         bottom += per_day[column].to_numpy()
+    axes.yaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel("samples received")
     axes.legend(fontsize=7, ncols=4)
     section.plot, section.plot_alt = png_bytes(figure), "samples received per day and sample type"
@@ -479,6 +480,19 @@ def anomalies_section(lake: Lake, week: IsoWeek, project: str) -> Section:
                              "reasons": row.get("reasons") or "–"})  # fmt: skip
     if not len(flagged):
         section.note = "No anomaly among this week's samples of the project and the freezer days."
+        return section
+    days = pd.to_datetime(flagged["ts"], utc=True, format="mixed").dt.date
+    per_day = pd.crosstab(days, flagged["kind"].astype(str)).reindex(week.days(), fill_value=0)
+    figure = new_figure(7, 2.5)
+    axes = figure.add_subplot()
+    bottom = np.zeros(len(per_day))
+    for kind in per_day.columns:
+        axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[kind], bottom=bottom, label=kind)
+        bottom += per_day[kind].to_numpy()
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.set_ylabel("anomalies")
+    axes.legend(fontsize=7)
+    section.plot, section.plot_alt = png_bytes(figure), "anomalies per day and kind"
     return section
 
 

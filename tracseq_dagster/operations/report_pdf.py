@@ -78,5 +78,5 @@ def render_pdf(report: QcReport) -> bytes:
                     table.row([shown(record.get(c)) for c in section.columns])
             pdf.ln(1)
         if section.plot:
-            pdf.image(io.BytesIO(section.plot), w=pdf.epw * 0.9, alt_text=section.plot_alt)
+            pdf.image(io.BytesIO(section.plot), w=pdf.epw * 0.75, alt_text=section.plot_alt)
     return bytes(pdf.output())
