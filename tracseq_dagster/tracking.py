@@ -20,13 +20,16 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 
-from tracseq_dagster.automl import TrialRecord
 from tracseq_dagster.sqlite_lock import first_use_lock
+
+if TYPE_CHECKING:  # only an annotation: serving imports this module and must not load the AutoML engine
+    from tracseq_dagster.automl import TrialRecord
 
 DAGSTER_RUN_TAG = "dagster_run_id"
 ROLE_TAG = "tracseq.role"
