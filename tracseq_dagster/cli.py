@@ -573,7 +573,8 @@ def bento_build_command() -> None:
 
 @bento_app.command("serve")
 def bento_serve_command(
-    port: Annotated[str, typer.Option(help="Port to listen on (1-65535).")] = "3000",
+    # 3003: make ui (dagster dev) has 3000, and the Compose stack publishes 3001 (gateway) and 3002 (/ask).
+    port: Annotated[str, typer.Option(help="Port to listen on (1-65535).")] = "3003",
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     tag: Annotated[str | None, typer.Option(help="Bento to serve (default: the latest sample_quality build).")] = None,
 ) -> None:
