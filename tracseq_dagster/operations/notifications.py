@@ -134,7 +134,8 @@ class SlackChannel:
     name: str = "slack"
 
     def send(self, alert: Alert, created_at: pd.Timestamp) -> None:
-        client = WebhookClient(self.url, timeout=max(1, round(self.timeout_s)))
+        # No retry handlers of slack_sdk's own: deliver() retries every channel by one policy.
+        client = WebhookClient(self.url, timeout=max(1, round(self.timeout_s)), retry_handlers=[])
         try:
             response = client.send(text=f"{alert.subject}: {alert.message}"[:3000], blocks=slack_blocks(alert))
         except OSError as error:  # URLError, timeouts and refused connections are OSErrors
