@@ -41,7 +41,7 @@ def lab() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_the_catalog_declares_three_models_with_what_the_machinery_needs() -> None:
     models = catalog()
-    assert list(models) == ["sample_quality", "sequencing_success", "turnaround_hours"]
+    assert list(models) == ["freezer_excursion_risk", "sample_quality", "sequencing_success", "turnaround_hours"]
     for spec in models.values():
         assert spec.label not in spec.features and spec.slice_column in spec.features
         assert spec.swept_families() and spec.sources and spec.label_known_at and spec.predicted_at

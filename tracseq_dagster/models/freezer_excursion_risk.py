@@ -1,0 +1,206 @@
+"""``freezer_excursion_risk``: will this freezer record a temperature excursion in the next 30 days?
+
+One row per freezer per UTC day ``d`` (entity ``freezer_day``, key ``FRZ-03/2025-05-01``), its
+features those of :func:`tracseq_dagster.operations.freezer_history.freezer_days` as of the end
+of ``d``: the excursions per sample-day of exposure over 30 and 90 days and all time, the share
+of closed records with an excursion, the largest recorded warming, the trend, the days since the
+last excursion record, intake and the set point. Nothing else: what the lab exports per sample.
+
+The label, ``excursion_30d``, is ``excursion`` when a sample put in the freezer after ``d`` and
+taken out by the end of ``d + 30`` recorded an excursion, ``none`` when such samples exist and
+none did (a freezer day no sample covered in the next 30 days has no label). It is known at the
+end of ``d + 30``, so only days at least 30 days before the last receipt are labelled. Rows of
+one freezer and calendar month are held out together (neighbouring days share most of their
+label window).
+
+Served answers are P(``none``), the probability of a quiet month (the catalog's answers are the
+probability of the good outcome, and risk factors are what pushes away from it); the excursion
+risk is ``1 - probability``. A request is a sample record: the features are those of the freezer
+of its ``storage_location`` as of its ``received_ts`` (the last day complete before it) from the
+samples packed into the Bento; a request after the packed history sees the history's last day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tracseq_dagster.features import FeatureSpec
+from tracseq_dagster.lake import Lake
+from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec
+from tracseq_dagster.operations.freezer_history import freezer_days, freezer_days_as_of, located_samples
+from tracseq_dagster.operations.freezer_state import parse_locations
+from tracseq_dagster.promotion import GatePolicy
+
+LABEL = "excursion_30d"
+EXCURSION, QUIET = "excursion", "none"
+HORIZON_DAYS = 30
+ENTITY = "freezer_day"
+FEATURE_CODE_VERSION = "freezer_history-1"
+
+FEATURE_SPECS: tuple[FeatureSpec, ...] = (
+    FeatureSpec("set_point_c", "°C", "The freezer's set point (contract target most of its samples need).", "numeric"),
+    FeatureSpec("samples_stored", "samples", "Samples put in the freezer so far.", "numeric"),
+    FeatureSpec("intake_7d", "samples", "Samples put in over the last 7 days (door openings).", "numeric"),
+    FeatureSpec("intake_30d", "samples", "Samples put in over the last 30 days.", "numeric"),
+    FeatureSpec("records_30d", "samples", "Excursion records closed (samples taken out) in the last 30 days.", "numeric"),
+    FeatureSpec("excursion_rate_30d", "1/day", "Recorded excursions per sample-day of exposure, last 30 days.", "numeric"),
+    FeatureSpec("excursion_rate_90d", "1/day", "Recorded excursions per sample-day of exposure, last 90 days.", "numeric"),
+    FeatureSpec("excursion_rate_all", "1/day", "Recorded excursions per sample-day of exposure, all history.", "numeric"),
+    FeatureSpec("excursion_share_30d", "share", "Share of records closed in 30 days with an excursion.", "numeric"),
+    FeatureSpec("max_deviation_30d_c", "°C", "Largest recorded warming above the set point, last 30 days.", "numeric"),
+    FeatureSpec("rate_trend", "1/day", "30-day rate minus 90-day rate (a freezer getting worse).", "numeric"),
+    FeatureSpec("days_since_excursion", "days", "Days since a closed record last showed an excursion.", "numeric"),
+    FeatureSpec("days_observed", "days", "Days since the freezer's first sample.", "numeric"),
+)
+FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURE_SPECS)
+
+
+def excursion_labels(samples: pd.DataFrame, history: pd.DataFrame, horizon_days: int = HORIZON_DAYS) -> pd.Series:
+    """The label of every row of ``history`` (``freezer_days(samples)``): ``excursion`` / ``none`` / NA.
+
+    A sample received on day ``r`` and extracted on day ``c`` covers the days ``d`` with
+    ``r > d`` and ``c <= d + horizon`` (its whole stay falls in the window after ``d``). Days
+    within ``horizon`` of the last receipt are NA (the window is not over).
+    """
+    located, _ = located_samples(samples)
+    label = pd.Series(pd.NA, index=history.index, dtype="string")
+    if located.empty or history.empty:
+        return label
+    received = pd.to_datetime(located["received_ts"], utc=True)
+    extracted = pd.to_datetime(located["extraction_ts"], utc=True)
+    last_known = received.max().floor("D")
+    stays = pd.DataFrame(
+        {
+            "freezer_id": located["freezer_id"].to_numpy(),
+            "received_day": received.dt.floor("D").to_numpy(),
+            "closed_day": extracted.dt.floor("D").to_numpy(),
+            "excursion": (pd.to_numeric(located["temp_excursions"], errors="coerce").fillna(0) > 0).to_numpy(),
+        }
+    )
+    stays = stays[stays["closed_day"].notna() & (stays["closed_day"] >= stays["received_day"])]
+    # Covered days: closed_day - horizon <= d <= received_day - 1.
+    stays["from_day"] = stays["closed_day"] - pd.Timedelta(days=horizon_days)
+    stays["to_day"] = stays["received_day"] - pd.Timedelta(days=1)
+    stays = stays[stays["from_day"] <= stays["to_day"]]
+    for freezer, rows in history.groupby("freezer_id", sort=False):
+        days = pd.DatetimeIndex(rows["day"])
+        mine = stays[stays["freezer_id"] == freezer]
+        covered = np.zeros(len(days) + 1)
+        flagged = np.zeros(len(days) + 1)
+        lo = days.searchsorted(pd.DatetimeIndex(mine["from_day"]), side="left")
+        hi = days.searchsorted(pd.DatetimeIndex(mine["to_day"]), side="right")
+        np.add.at(covered, lo, 1.0)
+        np.add.at(covered, hi, -1.0)
+        hit = mine["excursion"].to_numpy(bool)
+        np.add.at(flagged, lo[hit], 1.0)
+        np.add.at(flagged, hi[hit], -1.0)
+        cover, flag = np.cumsum(covered)[:-1], np.cumsum(flagged)[:-1]
+        known = (days + pd.Timedelta(days=horizon_days)) <= last_known
+        values = np.where(flag > 0, EXCURSION, np.where(cover > 0, QUIET, None))
+        values = np.where(known, values, None)
+        label.loc[rows.index] = pd.array(values, dtype="string")
+    return label
+
+
+def entity_keys(history: pd.DataFrame) -> pd.Index:
+    """``FRZ-03/2025-05-01`` for every row."""
+    return pd.Index(
+        history["freezer_id"].astype(str) + "/" + pd.DatetimeIndex(history["day"]).strftime("%Y-%m-%d"), dtype="string"
+    )
+
+
+def labelled_rows_from_samples(samples: pd.DataFrame) -> pd.DataFrame:
+    """Every labelled freezer day: the features, the label, and the holdout group (freezer and month)."""
+    history = freezer_days(samples)
+    label = excursion_labels(samples, history)
+    rows = history.assign(**{LABEL: label})
+    rows = rows[rows[LABEL].notna()]
+    group = rows["freezer_id"].astype(str) + "/" + pd.DatetimeIndex(rows["day"]).strftime("%Y-%m")
+    out = rows[list(FEATURES)].astype("float64").assign(**{LABEL: rows[LABEL].astype(str), HOLDOUT_GROUP: group.to_numpy()})
+    return out.set_axis(entity_keys(rows))
+
+
+def labelled_freezer_days(lake: Lake) -> pd.DataFrame:
+    return labelled_rows_from_samples(lake.read_validated())
+
+
+def history_snapshot(samples: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """The packed samples' freezer days, built once when the model is loaded."""
+    return freezer_days(samples)
+
+
+def serving_features(rows: ServingRows) -> pd.DataFrame:
+    """The features of the freezer of each request's storage location, as of the request's time."""
+    history = rows.history if isinstance(rows.history, pd.DataFrame) else freezer_days(rows.samples)
+    freezers = parse_locations(rows.requests["storage_location"].reset_index(drop=True))["freezer_id"]
+    matched = freezer_days_as_of(history, freezers, rows.as_of)
+    return matched[list(FEATURES)].astype("float64").reset_index(drop=True)
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    return "?" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def word_factor(feature: str, record: Mapping[str, Any], features: Mapping[str, Any]) -> str | None:
+    """What makes this freezer risky, in the lab's words."""
+    freezer = str(record.get("storage_location", "")).split("/", 1)[0] or "the freezer"
+    words = {
+        "excursion_rate_30d": f"{freezer} recorded {_number(30 * (features.get('excursion_rate_30d') or 0.0), 1)} "
+        "excursions per 30 days of storage recently",
+        "excursion_rate_90d": f"{freezer} recorded {_number(30 * (features.get('excursion_rate_90d') or 0.0), 1)} "
+        "excursions per 30 days over the last 90 days",
+        "excursion_rate_all": f"{freezer} has a history of excursions",
+        "rate_trend": f"{freezer}'s excursions are becoming more frequent",
+        "days_since_excursion": f"{freezer}'s last excursion was {_number(features.get('days_since_excursion'))} days ago",
+        "max_deviation_30d_c": f"{freezer} warmed up to {_number(features.get('max_deviation_30d_c'), 1)} °C above its set point",
+        "intake_7d": f"{_number(features.get('intake_7d'))} samples went into {freezer} in the last 7 days",
+    }
+    return words.get(feature)
+
+
+def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
+    """What the lab can do about a risky freezer."""
+    out: list[str] = []
+    for feature in factors:
+        if feature in ("excursion_rate_30d", "excursion_rate_90d", "rate_trend", "max_deviation_30d_c", "days_since_excursion"):
+            action = "Have the freezer serviced (compressor, door seal) and prefer another freezer for new samples."
+        elif feature in ("intake_7d", "intake_30d"):
+            action = "Spread intake over freezers at the same temperature to limit door openings."
+        else:
+            continue
+        if action not in out:
+            out.append(action)
+    return out
+
+
+MODEL = ModelSpec(
+    name="freezer_excursion_risk",
+    description="P(no temperature excursion recorded in a freezer in the next 30 days), per freezer per day, from its history.",
+    label=LABEL,
+    label_known_at="end of day d + 30 (every sample stay of the window has ended)",
+    entity=(ENTITY,),
+    predicted_at="end of day d (UTC)",
+    features=FEATURES,
+    labelled_rows=labelled_freezer_days,
+    sources=("validated_samples",),
+    task="binary",
+    metric="roc_auc",
+    families=("logistic", "lightgbm"),
+    gate=GatePolicy(max_slice_regression=0.05, max_ece=0.2),
+    slice_column="set_point_c",
+    feature_code_version=FEATURE_CODE_VERSION,
+    serving=ServingSpec(
+        features=serving_features,
+        history_snapshot=history_snapshot,
+        prediction_time="received_ts",
+        target_class=QUIET,
+        categories=(("low_risk", 0.8), ("medium_risk", 0.5), ("high_risk", 0.0)),
+        factor_wording=word_factor,
+        recommend=recommend,
+        feature_specs=FEATURE_SPECS,
+    ),
+)
