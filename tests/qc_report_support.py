@@ -133,13 +133,14 @@ def write_operations(lake: Lake) -> None:
         lake.operations_path(outputs.DEMAND_FORECAST),
         pd.DataFrame(
             {
-                "sample_type": ["DNA", "DNA", "RNA", "RNA"],
-                "site": ["SITE-A"] * 4,
-                "ds": pd.to_datetime(["2026-12-07", "2026-12-08", "2026-12-07", "2026-12-08"]),
-                "forecast": [10.0, 12.0, 4.0, 6.0],
-                "lo": [7.0, 8.0, 2.0, 3.0],
-                "hi": [13.0, 16.0, 6.0, 9.0],
-                "level": [80] * 4,
+                # Two series and the lab total ("all"/"all", its own model: not the sum of the parts).
+                "sample_type": ["DNA", "DNA", "RNA", "RNA", "all", "all"],
+                "site": ["SITE-A"] * 4 + ["all", "all"],
+                "ds": pd.to_datetime(["2026-12-07", "2026-12-08"] * 3),
+                "forecast": [10.0, 12.0, 4.0, 6.0, 15.0, 18.0],
+                "lo": [7.0, 8.0, 2.0, 3.0, 11.0, 13.0],
+                "hi": [13.0, 16.0, 6.0, 9.0, 19.0, 23.0],
+                "level": [80] * 6,
             }
         ),
     )
@@ -147,12 +148,12 @@ def write_operations(lake: Lake) -> None:
         lake.operations_path(outputs.DEMAND_CAPACITY),
         pd.DataFrame(
             {
-                "week": ["2026-W50", "2026-W50"],
-                "instrument_id": ["SEQ-01", "SEQ-02"],
-                "samples": [20, 12],
-                "runs_needed": [3, 1],
-                "runs_per_week_capacity": [2, 4],
-            }  # fmt: skip
+                "week": ["2026-W50"] * 3,
+                "instrument_id": ["SEQ-01", "SEQ-02", "all"],  # "all": the lab, not a third instrument
+                "samples": [20, 12, 32],
+                "runs_needed": [3, 1, 4],
+                "runs_per_week_capacity": [2, 4, 6],
+            }
         ),
     )
 

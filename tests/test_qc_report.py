@@ -162,8 +162,9 @@ def test_forecasts_anomalies_storage_and_demand(report: QcReport) -> None:
     }
     assert storage.figures["freezers above 90% full"] == 1
     demand = report.section("demand")
-    assert demand.figures["samples forecast"] == 32
-    assert demand.figures["instrument-weeks over capacity"] == 1
+    assert demand.figures["samples forecast"] == 33  # the lab total's own forecast, not the parts' 32
+    assert {r["sample type"]: r["forecast"] for r in demand.rows} == {"DNA": 22, "RNA": 10}
+    assert (demand.figures["runs needed"], demand.figures["instrument-weeks over capacity"]) == (4, 1)  # "all" not counted
 
 
 def test_missing_operations_outputs_and_log_are_said_not_fatal(tmp_path: Path) -> None:

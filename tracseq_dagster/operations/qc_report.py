@@ -44,6 +44,9 @@ QUALITY_MODEL = "sample_quality"
 AT_RISK_CATEGORIES = ("low", "medium")
 SUCCESS_MODEL = "sequencing_success"
 TURNAROUND_MODEL = "turnaround_hours"
+#: The sample type, site and instrument of the lab-wide series in the demand outputs
+#: (``demand_forecast.TOTAL`` and ``sequencing_capacity.ALL``, not imported: they pull in statsforecast).
+ALL = "all"
 #: Rows of a section's table shown at most (the counts above the table cover every row).
 MAX_ROWS = 15
 
@@ -537,19 +540,26 @@ def demand_section(lake: Lake) -> Section:
     if frame is None:
         section.note = why
         return section
+    # The forecast holds every (sample type, site) series and the lab total as type and site "all":
+    # the total is the lab's own series (its interval is not the sum of the parts' intervals).
+    is_total = (frame["sample_type"].astype(str) == ALL) & (frame["site"].astype(str) == ALL) if "site" in frame else False
+    total, frame = (frame[is_total], frame[~is_total]) if isinstance(is_total, pd.Series) and is_total.any() else (None, frame)
     per_type = frame.groupby(frame["sample_type"].astype(str))[["forecast", "lo", "hi"]].sum()
-    section.figures = {"samples forecast": int(round(per_type["forecast"].sum())),
+    whole = total if total is not None else frame
+    section.figures = {"samples forecast": int(round(whole["forecast"].sum())),
                        "days": int(pd.to_datetime(frame["ds"]).nunique())}  # fmt: skip
     if "level" in frame and len(frame):
         section.figures["interval level (%)"] = float(frame["level"].iloc[0])
     section.rows = [{"sample type": t, "forecast": int(round(r["forecast"])), "low": int(round(r["lo"])), "high": int(round(r["hi"]))}
                     for t, r in per_type.sort_values("forecast", ascending=False).iterrows()]  # fmt: skip
     capacity, _ = _operations_table(lake, outputs.DEMAND_CAPACITY, {"instrument_id", "runs_needed", "runs_per_week_capacity"})
+    if capacity is not None:
+        capacity = capacity[capacity["instrument_id"].astype(str) != ALL]
     if capacity is not None and len(capacity):
         over = capacity[capacity["runs_needed"] > capacity["runs_per_week_capacity"]]
         section.figures |= {"runs needed": int(round(capacity["runs_needed"].sum())),
                             "instrument-weeks over capacity": len(over)}  # fmt: skip
-    daily = frame.assign(ds=pd.to_datetime(frame["ds"])).groupby("ds")[["forecast", "lo", "hi"]].sum()
+    daily = whole.assign(ds=pd.to_datetime(whole["ds"])).groupby("ds")[["forecast", "lo", "hi"]].sum()
     if len(daily):
         figure = new_figure(7, 2.8)
         axes = figure.add_subplot()
