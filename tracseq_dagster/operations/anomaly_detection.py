@@ -50,7 +50,7 @@ the robust z-score ``(x - median) / (1.4826 MAD)``. Why not the z-score alone: h
 features (freeze-thaw cycles) reach z = 10 routinely, so z ranks the wrong feature first; the tail
 probability says how rare the value is, which is what the forest isolates on. Why not per-tree
 attributions (SHAP): slower, another dependency, and not in the lab's units. A reason reads
-``storage_temp_deviation_c = -95.2 (reference median 0.0; rarer than 99.9 % of history)``.
+``storage_temp_deviation_c = -95.2 (reference median 0, z = -118.0; beyond all 19515 reference rows)``.
 """
 
 from __future__ import annotations
@@ -226,10 +226,13 @@ class AnomalyDetector:
                 break
             if np.isnan(raw[j]):
                 continue
-            rarer = 100.0 * (1.0 - tail[j])
-            out.append(
-                f"{self.columns[j]} = {raw[j]:.4g} (reference median {self.median[j]:.4g}, z = {z[j]:+.1f}; rarer than {rarer:.1f} % of history)"
+            n = len(self.sorted_reference)
+            rarity = (
+                f"beyond all {n} reference rows"
+                if tail[j] * (n + 1) < 1.5
+                else f"rarer than {100.0 * (1.0 - tail[j]):.1f} % of reference rows"
             )
+            out.append(f"{self.columns[j]} = {raw[j]:.4g} (reference median {self.median[j]:.4g}, z = {z[j]:+.1f}; {rarity})")
         return out or ["unusual combination of features (no single feature outside the reference)"]
 
 
