@@ -1,0 +1,151 @@
+"""P(excursion in the next 30 days) per freezer, for the placement recommender: the served model, else history.
+
+1. **The served ``freezer_excursion_risk`` champion**, when the prediction Bento packs it. Its
+   request is a sample record: the features are those of the freezer of ``storage_location`` as
+   of ``received_ts``. So each freezer is asked with a copy of the last sample packed in it,
+   moved to the moment asked about (``received_ts`` = ``as_of``, not yet extracted). Its answer is
+   P(the declared target class); the risk is P(``excursion``) (``1 - P(none)``). The reasons
+   name the model and version.
+2. **Else the freezer's history** (:func:`~tracseq_dagster.operations.freezer_history.freezer_days`):
+   its excursion rate ``λ`` (excursions per day: recorded excursions per sample-day of exposure,
+   the mean of the 30-day, 90-day and all-history rates, those known) read as a Poisson
+   process: ``P = 1 - exp(-30 λ)``. Said as "risk from history, no model".
+3. A freezer with neither gets no probability; the recommender assumes the median of the
+   others and says so.
+
+Nothing here raises for a missing or failing model or an empty history: the recommender then
+answers from what is left (a dependency down never turns an answer into an error), and the
+notes say what happened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from tracseq_dagster.operations.freezer_history import freezer_days, freezer_days_as_of
+from tracseq_dagster.operations.freezer_state import parse_locations
+from tracseq_dagster.operations.storage_placement import FreezerRisk
+
+MODEL = "freezer_excursion_risk"
+HORIZON_DAYS = 30
+HISTORY_SOURCE = "risk from history, no model"
+EXCURSION_CLASS = "excursion"
+RATE_COLUMNS = ("excursion_rate_30d", "excursion_rate_90d", "excursion_rate_all")
+
+
+class Answering(Protocol):
+    """What the Bento's :class:`~tracseq_dagster.serving.catalog_predictor.ModelPredictor` offers."""
+
+    name: str
+    samples: pd.DataFrame
+
+    def predict(self, records: list[dict[str, Any]]) -> list[Any]: ...
+
+
+@dataclass
+class RiskReport:
+    """Risk per freezer and what was used (``source``: "model", "history" or "none"), with notes for the answer."""
+
+    risk: dict[str, FreezerRisk]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def history_risk(history: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Timestamp) -> dict[str, FreezerRisk]:
+    """``1 - exp(-30 λ)`` per freezer from its day rows (``freezer_days``) as of ``as_of``; freezers without a rate left out."""
+    if history.empty or not len(freezer_ids):
+        return {}
+    rows = freezer_days_as_of(history, pd.Series(list(freezer_ids)), pd.DatetimeIndex([as_of] * len(freezer_ids)))
+    # The mean of the 30-day, 90-day and all-history rates: recent enough to see a fault episode,
+    # steady enough that a quiet month does not read as no risk at all.
+    rate = rows[list(RATE_COLUMNS)].astype(float).mean(axis=1, skipna=True)
+    out = {}
+    for freezer, value in zip(freezer_ids, rate):
+        if np.isfinite(value):
+            out[str(freezer)] = FreezerRisk(1.0 - math.exp(-HORIZON_DAYS * max(float(value), 0.0)), HISTORY_SOURCE)
+    return out
+
+
+def _request_rows(
+    samples: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Timestamp
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """One sample record per freezer: its last packed sample, moved to ``as_of`` (not extracted, not sequenced)."""
+    from tracseq_dagster.serving.catalog_schema import request_model  # the Bento's validation, only when a model is served
+
+    located = samples.assign(_freezer=parse_locations(samples["storage_location"])["freezer_id"])
+    located = located[located["_freezer"].isin(set(freezer_ids))]
+    last = located.sort_values("received_ts", kind="stable").groupby("_freezer").tail(1)
+    model = request_model(MODEL)
+    fields = set(model.model_fields)
+    names, rows = [], []
+    for _, sample in last.iterrows():
+        record = {
+            k: (None if pd.isna(v) else v) for k, v in sample.items() if k in fields and not isinstance(v, list | np.ndarray)
+        }
+        received = pd.Timestamp(as_of)
+        collected = pd.Timestamp(record.get("collection_ts") or received)
+        collected = collected.tz_localize("UTC") if collected.tzinfo is None else collected
+        record |= {"received_ts": received.to_pydatetime(), "collection_ts": min(collected, received).to_pydatetime(),
+                   "extraction_ts": None, "sequencing_ts": None, "qc_status": None}  # fmt: skip
+        rows.append(model.model_validate(record).model_dump())
+        names.append(str(sample["_freezer"]))
+    return names, rows
+
+
+def model_risk(predictor: Answering, freezer_ids: Sequence[str], as_of: pd.Timestamp) -> dict[str, FreezerRisk]:
+    """P(excursion in 30 days) per freezer from the served model (freezers it has no packed sample of are left out)."""
+    names, rows = _request_rows(predictor.samples, freezer_ids, as_of)
+    if not rows:
+        return {}
+    answers = predictor.predict(rows)
+    out = {}
+    for name, answer in zip(names, answers):
+        body = answer.response if hasattr(answer, "response") else answer
+        p = float(body["probability"])
+        risk = p if body.get("target_class") == EXCURSION_CLASS else 1.0 - p
+        model = body.get("model", {})
+        source = f"model {MODEL} v{model.get('version', '?')}" + (f" ({model['variant']})" if model.get("variant") else "")
+        out[name] = FreezerRisk(min(max(risk, 0.0), 1.0), source)
+    return out
+
+
+def excursion_risk(
+    samples: pd.DataFrame,
+    freezer_ids: Sequence[str],
+    as_of: pd.Timestamp,
+    *,
+    predictor: Answering | None = None,
+    history: pd.DataFrame | None = None,
+) -> RiskReport:
+    """The risk of every freezer: the model's where it answers, history's for the rest; never raises for either missing.
+
+    ``history``: ``freezer_days(samples)`` when the caller keeps it (the Bento builds it once); built here otherwise.
+    """
+    notes: list[str] = []
+    risk: dict[str, FreezerRisk] = {}
+    if predictor is not None:
+        try:
+            risk = model_risk(predictor, freezer_ids, as_of)
+        except Exception as error:  # any failure of the model falls back to history, said in the notes
+            notes.append(f"the {MODEL} model could not answer ({type(error).__name__}: {error}); risk from history instead")
+    else:
+        notes.append(f"no {MODEL} model is served: risk from history, no model")
+    missing = [f for f in freezer_ids if f not in risk]
+    if missing:
+        try:
+            days = history if history is not None else freezer_days(samples)
+            risk |= history_risk(days, missing, as_of)
+        except Exception as error:  # a history the day builder cannot read: no risk rather than no answer
+            notes.append(f"the excursion history could not be read ({type(error).__name__}: {error})")
+    unknown = [f for f in freezer_ids if f not in risk]
+    if unknown:
+        notes.append(f"no model answer and no excursion history for {', '.join(unknown)}: the median of the others assumed")
+    sources = {"model" if r.source.startswith("model") else "history" for r in risk.values()}
+    source = "model" if sources == {"model"} else "history" if sources == {"history"} else "mixed" if sources else "none"
+    return RiskReport(risk, source, notes)
