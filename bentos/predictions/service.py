@@ -5,6 +5,7 @@
     POST /models/{name}/predict              one request row → value, category or interval, risk factors, recommendations
     POST /models/{name}/batch_predict        {"records": [row, …]} → {"answers": [...]}, in order
     POST /models/{name}/fast/batch_predict   an Arrow IPC stream or Parquet table of rows → a table of answers
+    POST /storage/recommend  incoming samples → the best free freezer positions, placed jointly (tracseq_dagster.serving.storage_routes)
 
 The original routes stay ``sample_quality``'s:
 
@@ -64,6 +65,7 @@ from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_pre
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest, SampleRecord
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
+from tracseq_dagster.serving.storage_routes import StorageService, storage_routes
 from tracseq_dagster.serving.traffic_split import TrafficSplit
 
 MODEL_TAG = (
@@ -90,6 +92,7 @@ fast_routes = Starlette(routes=[Route("/predict", _fast_predict, methods=["POST"
                                 Route("/batch_predict", _fast_batch_predict, methods=["POST"])])  # fmt: skip
 # /models and /models/{name}/…: the catalog's routes, plain Starlette like the fast ones.
 routes.router.routes.extend(catalog_routes(lambda: bentoml.get_current_service().catalog))
+routes.router.routes.extend(storage_routes(lambda: bentoml.get_current_service().storage))  # from the packed samples
 
 
 @bentoml.service(
@@ -142,6 +145,7 @@ class Predictions:
             else None
         )
         self.catalog = CatalogService(ServedCatalog(self.bundle.path, split, attribution), self.log.submit)  # type: ignore[arg-type]
+        self.storage = StorageService.of_catalog(self.catalog.catalog)
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.
         gc.collect()
