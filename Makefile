@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management rag-corpus rag-eval system-deps mutation
+.PHONY: venv demo test test-fast ui lock locks-check clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management rag-corpus rag-eval system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -32,12 +32,22 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
 	fi
 
-$(BIN)/.installed: requirements.lock pyproject.toml
+# One exact lock per role under requirements/ (serving < core < documents < dev; requirements/README.md):
+# the development venv is dev.txt, everything. torch is pinned to its CPU build, which PyPI does not host:
+# it comes first, alone, from wherever pip finds it (a local wheel on the development machines), else
+# from PyTorch's CPU index (TORCH_INDEX), then the rest of the lock from PyPI. That index stays off the
+# whole-lock install: pip would ask it for every package (and would prefer its +cpu builds).
+LOCK ?= requirements/dev.txt
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP_QUIET := --quiet --disable-pip-version-check
+$(BIN)/.installed: $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==25.3
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(BIN)/python scripts/check_environment.py
+	$(BIN)/python -m pip install $(PIP_QUIET) pip==25.3
+	torch="$$(grep -m1 '^torch==' $(LOCK))"; [ -z "$$torch" ] || $(BIN)/pip install $(PIP_QUIET) --no-deps "$$torch" \
+		|| $(BIN)/pip install $(PIP_QUIET) --no-deps --index-url $(TORCH_INDEX) "$$torch"
+	$(BIN)/pip install $(PIP_QUIET) -r $(LOCK)
+	$(BIN)/pip install $(PIP_QUIET) --no-deps --no-build-isolation -e .
+	$(BIN)/python scripts/check_environment.py $(basename $(notdir $(LOCK)))
 	touch $@
 
 venv: system-deps $(BIN)/.installed
@@ -122,9 +132,14 @@ MODULES ?=
 mutation: venv
 	$(BIN)/python benchmarks/mutation.py $(MODULES)
 
-## lock: re-pin requirements.lock from the current venv (after a deliberate upgrade)
+## lock: re-pin every role's lock (requirements/*.txt) from pyproject.toml and the current venv (after adding a
+## dependency to its role in pyproject.toml and installing it, or a deliberate upgrade); locks-check: are they current?
 lock:
-	$(BIN)/pip freeze --all --exclude-editable | grep -v -e '^tracseq' -e '^pip==' > requirements.lock
+	$(BIN)/python scripts/locks.py write
+	$(BIN)/python scripts/locks.py check
+
+locks-check:
+	$(BIN)/python scripts/locks.py check
 
 ## clean: the venv and everything derived (lake, Dagster home); never the landing folder
 clean:

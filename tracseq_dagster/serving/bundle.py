@@ -22,17 +22,22 @@ import pickle
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import pandas as pd
 
 from tracseq_dagster.conformal import INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, HistorySnapshot
-from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry, RegistryError
 from tracseq_dagster.serving.scoring import reference_values
+from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION
 from tracseq_dagster.serving.warm_up import write_warm_up_rows
-from tracseq_dagster.tracking import fluent_api
+
+if TYPE_CHECKING:
+    from tracseq_dagster.registry import ModelRegistry
+
+# MLflow, the registry and the tracking helpers (which pull in Optuna through the AutoML engine) are
+# imported inside the export functions only: the prediction service loads bundles with this module, and
+# its environment (requirements/serving.txt) has no MLflow.
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class BundleInfo:
 def export_bundle(registry: ModelRegistry, samples: pd.DataFrame, features: pd.DataFrame, folder: Path) -> BundleInfo:
     """Write the champion (and challenger, if different) into ``folder`` with the history of
     ``samples`` (every accepted sample) and the typical values of ``features`` (the offline table)."""
+    from tracseq_dagster.registry import RegistryError
+
     champion = registry.version(CHAMPION)
     if champion is None:
         raise RegistryError(f"model {registry.name!r} has no champion yet: train and promote one first (tracseq train)")
@@ -118,6 +125,11 @@ def export_variants(registry: ModelRegistry, champion: Any, challenger: Any | No
 
 def export_version(registry: ModelRegistry, version: Any, alias: str, folder: Path, feature_code_version: str) -> ModelCard:
     """One registered version: ``model.pkl`` and ``card.json``, refused when its feature code is not this build's."""
+    import mlflow
+
+    from tracseq_dagster.registry import RegistryError
+    from tracseq_dagster.tracking import fluent_api
+
     client = registry.client
     with fluent_api(client):
         model = mlflow.sklearn.load_model(registry.model_uri(str(version.version)))

@@ -24,16 +24,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec, catalog
-from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.serving.bundle import ModelCard, export_variants
 from tracseq_dagster.serving.scoring import reference_values
+from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION
 from tracseq_dagster.serving.warm_up import write_warm_up_rows
+
+if TYPE_CHECKING:  # the registry (MLflow) only when exporting, never in the prediction service's environment
+    from tracseq_dagster.registry import ModelRegistry
 
 CATALOG_FOLDER = "models"
 CATALOG_FILE = "catalog.json"
