@@ -12,7 +12,7 @@ windows of :data:`HORIZON` days) and the one with the lowest mean absolute error
 A series that is too short or too sparse for that (fewer than :data:`MIN_HISTORY_DAYS` days
 since its first sample, or fewer than :data:`MIN_SAMPLES` samples) gets the fallback, said as
 such in its ``model``: its recent mean rate with a Poisson interval. A series with no sample
-in its window forecasts zero. Days without any sample are zeros, not gaps (a lab closed over
+in the last :data:`FALLBACK_WINDOW_DAYS` days stopped sending: it forecasts zero, said so. Days without any sample are zeros, not gaps (a lab closed over
 Christmas received nothing): the daily grid runs from a series' first sample to ``as_of``.
 
 Forecasts and bounds are clipped at zero (counts); a constant history forecasts that constant.
@@ -168,7 +168,10 @@ def forecast_series(history: pd.DataFrame, *, horizon: int = HORIZON, level: int
         raise DemandInputError("no daily history to forecast")
     end = history["ds"].max()
     stats_by_id = history.groupby("unique_id").agg(days=("y", "size"), samples=("y", "sum"))
-    modelled = stats_by_id[(stats_by_id["days"] >= MIN_HISTORY_DAYS) & (stats_by_id["samples"] >= MIN_SAMPLES)].index
+    # A series silent over the fallback window stopped sending: it forecasts zero (the fallback says so).
+    silent = history[history["ds"] > end - pd.Timedelta(days=FALLBACK_WINDOW_DAYS)].groupby("unique_id")["y"].sum() == 0
+    long_enough = (stats_by_id["days"] >= MIN_HISTORY_DAYS) & (stats_by_id["samples"] >= MIN_SAMPLES)
+    modelled = stats_by_id[long_enough & ~silent.reindex(stats_by_id.index, fill_value=True)].index
     recent = history[history["ds"] > end - pd.Timedelta(days=FIT_DAYS)]
     constant = recent.groupby("unique_id")["y"].nunique() == 1
 

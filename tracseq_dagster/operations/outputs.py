@@ -22,7 +22,14 @@ STORAGE_UTILISATION = "storage_utilisation.parquet"
 ANOMALIES = "anomalies.parquet"
 #: Alerts sent or attempted: key, kind, subject, message, created_at, delivered (bool), channel, error.
 ALERTS = "alerts.parquet"
-#: Daily demand forecast: sample_type, site, ds (date), forecast, lo, hi, level; and the implied
-#: capacity in DEMAND_CAPACITY: week, instrument_id, samples, runs_needed, runs_per_week_capacity.
+#: Daily demand forecast (:mod:`tracseq_dagster.operations.demand_forecast`): sample_type, site, ds
+#: (day), forecast, lo, hi (the interval), level (its nominal coverage, %), model (the series' model or
+#: fallback). One series per (sample_type, site), plus the lab total as sample_type == site == "all"
+#: (forecast as a series of its own: its interval is not the sum of the pairs' intervals).
+#: The implied sequencing in DEMAND_CAPACITY (:mod:`tracseq_dagster.operations.sequencing_capacity`):
+#: week (first day of the forecast week), instrument_id ("all": the week's total), samples (libraries
+#: expected), samples_hi, runs_needed, runs_needed_hi (from the interval's upper bound),
+#: runs_per_week_capacity, utilisation (runs_needed / capacity), status ("ok", "at risk (upper bound
+#: over capacity)", "over capacity").
 DEMAND_FORECAST = "demand_forecast.parquet"
 DEMAND_CAPACITY = "demand_capacity.parquet"

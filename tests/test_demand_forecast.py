@@ -1,0 +1,128 @@
+"""The demand forecast on small hand-made histories: a constant series, a weekly pattern, the
+interval, sparse / short / silent series, a week without data, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tracseq_dagster.operations.demand_forecast import (
+    FALLBACK,
+    LEVEL,
+    TOTAL,
+    DemandInputError,
+    daily_counts,
+    forecast_demand,
+    forecast_series,
+    weekly_totals,
+)
+
+START = pd.Timestamp("2025-03-03")  # a Monday
+
+
+def samples_from_counts(counts: list[int] | np.ndarray, sample_type: str = "DNA", site: str = "SITE-BOS") -> pd.DataFrame:
+    """One sample row per arrival: ``counts[d]`` samples received on day d after START, at noon UTC."""
+    days = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=int))
+    received = (START + pd.to_timedelta(days, unit="D") + pd.Timedelta(hours=12)).tz_localize("UTC")
+    return pd.DataFrame({"received_ts": received, "sample_type": sample_type, "site": site})
+
+
+def series(values: np.ndarray, uid: str = "s") -> pd.DataFrame:
+    return pd.DataFrame({"unique_id": uid, "ds": pd.date_range(START, periods=len(values), freq="D"), "y": values.astype(float)})
+
+
+def test_a_constant_series_forecasts_that_constant() -> None:
+    result = forecast_demand(samples_from_counts([3] * 70))
+    assert len(result.forecast) == 2 * 14  # the pair and the lab total
+    assert np.allclose(result.forecast["forecast"], 3.0)
+    assert np.allclose(result.forecast["lo"], 3.0) and np.allclose(result.forecast["hi"], 3.0)
+    assert set(result.forecast["model"]) == {"constant (3 a day)"}
+    assert result.forecast["ds"].min() == START + pd.Timedelta(days=70)
+
+
+def test_a_weekly_pattern_is_recovered() -> None:
+    rng = np.random.default_rng(1)
+    pattern = np.array([12.0, 12, 12, 12, 12, 4, 1])
+    values = np.tile(pattern, 16) + rng.normal(0, 0.5, 16 * 7)
+    forecast, models = forecast_series(series(values))
+    assert models["model"].iloc[0] in {"AutoETS", "AutoTheta", "SeasonalNaive"}
+    weekday = forecast["ds"].dt.dayofweek.to_numpy()
+    assert np.allclose(forecast["forecast"].to_numpy(), pattern[weekday], atol=1.5)
+    assert forecast.loc[weekday == 6, "forecast"].max() < forecast.loc[weekday < 5, "forecast"].min() / 3
+
+
+def test_the_interval_holds_most_future_days() -> None:
+    rng = np.random.default_rng(7)
+    rate = np.tile([8.0, 8, 8, 8, 8, 3, 1], 20)
+    parts = [series(rng.poisson(rate).astype(float), uid=f"s{i}") for i in range(5)]
+    history = pd.concat(parts, ignore_index=True)
+    cut = history["ds"].max() - pd.Timedelta(days=14)
+    forecast, _ = forecast_series(history[history["ds"] <= cut])
+    joined = forecast.merge(history, on=["unique_id", "ds"])
+    assert len(joined) == 5 * 14
+    inside = ((joined["y"] >= joined["lo"]) & (joined["y"] <= joined["hi"])).mean()
+    assert 0.65 <= inside <= 1.0, inside
+    assert (joined["lo"] <= joined["forecast"]).all() and (joined["forecast"] <= joined["hi"]).all()
+
+
+def test_sparse_and_short_series_fall_back_to_the_recent_mean() -> None:
+    sparse = np.zeros(100, dtype=int)
+    sparse[[10, 40, 80, 90, 95]] = 1  # five samples in 100 days
+    short = [4] * 10  # ten days of history
+    samples = pd.concat(
+        [samples_from_counts(sparse, "FFPE", "SITE-MIA"), samples_from_counts([0] * 90 + short, "RNA", "SITE-SEA")]
+    )
+    result = forecast_demand(samples)
+    models = result.models.set_index(["sample_type", "site"])["model"]
+    assert models[("FFPE", "SITE-MIA")] == FALLBACK and models[("RNA", "SITE-SEA")] == FALLBACK
+    ffpe = result.forecast[result.forecast["sample_type"] == "FFPE"]
+    assert np.allclose(ffpe["forecast"], 3 / 28)  # three samples in the last 28 days
+    assert (ffpe["lo"] == 0).all() and (ffpe["hi"] >= 1).all()
+    rna = result.forecast[result.forecast["sample_type"] == "RNA"]
+    assert np.allclose(rna["forecast"], 4.0) and (rna["lo"] < 4).all() and (rna["hi"] > 4).all()
+
+
+def test_a_silent_series_forecasts_zero_and_says_why() -> None:
+    # DNA from this site sent nothing in the last 40 days, while RNA from another site still arrives.
+    samples = pd.concat([samples_from_counts([2] * 30 + [0] * 40), samples_from_counts([1] * 70, "RNA", "SITE-NYC")])
+    silent = forecast_demand(samples).forecast.query("sample_type == 'DNA'")
+    assert len(silent) == 14 and (silent["forecast"] == 0).all() and (silent["hi"] == 0).all()
+    assert silent["model"].str.startswith("zero (no sample in the last 28 days").all()
+
+
+def test_a_week_without_data_is_zeros_not_a_gap() -> None:
+    counts = np.tile([6, 6, 6, 6, 6, 2, 1], 12)
+    counts[35:42] = 0  # the lab was closed for a week
+    history = daily_counts(samples_from_counts(counts))
+    pair = history[history["sample_type"] == "DNA"]
+    assert len(pair) == len(counts) and (pair["ds"].diff().dropna() == pd.Timedelta(days=1)).all()
+    assert pair["y"].iloc[35:42].sum() == 0
+    result = forecast_demand(samples_from_counts(counts))
+    assert result.forecast["forecast"].notna().all() and (result.forecast["forecast"] >= 0).all()
+
+
+def test_the_lab_total_is_its_own_series_and_weeks_sum_it() -> None:
+    samples = pd.concat([samples_from_counts([2] * 70, "DNA"), samples_from_counts([1] * 70, "RNA", "SITE-NYC")])
+    result = forecast_demand(samples)
+    total = result.forecast[(result.forecast["sample_type"] == TOTAL) & (result.forecast["site"] == TOTAL)]
+    assert np.allclose(total["forecast"], 3.0) and (result.forecast["level"] == LEVEL).all()
+    weeks = weekly_totals(result.forecast)
+    assert len(weeks) == 2 and np.allclose(weeks["forecast"], 21.0)
+    assert list(result.models["sample_type"])[-1] == TOTAL  # the total listed last
+
+
+def test_only_samples_received_by_as_of_are_used() -> None:
+    samples = samples_from_counts([1] * 60 + [50] * 10)
+    result = forecast_demand(samples, as_of=START + pd.Timedelta(days=59))
+    assert result.as_of == START + pd.Timedelta(days=59)
+    assert result.history["y"].max() == 1
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(DemandInputError, match="no column site"):
+        forecast_demand(pd.DataFrame({"received_ts": [], "sample_type": []}))
+    with pytest.raises(DemandInputError, match="no validated sample"):
+        forecast_demand(pd.DataFrame({"received_ts": [], "sample_type": [], "site": []}))
+    with pytest.raises(DemandInputError, match="on or before as_of 2024-01-01"):
+        forecast_demand(samples_from_counts([1] * 5), as_of=pd.Timestamp("2024-01-01"))
