@@ -121,11 +121,13 @@ def write_operations(lake: Lake) -> None:
         lake.operations_path(outputs.STORAGE_UTILISATION),
         pd.DataFrame(
             {
-                "freezer_id": ["FRZ-01", "FRZ-01", "FRZ-02", "FRZ-03"],
-                "rack": ["R1", "R2", "R1", "R1"],
-                "positions": [100, 100, 200, 400],
-                "occupied": [95, 91, 50, 100],
-                "fills_on": [ts("2027-01-15"), ts("2027-02-01"), pd.NaT, pd.NaT],
+                # A freezer row beside its racks (level), as storage_utilisation writes them.
+                "freezer_id": ["FRZ-01", "FRZ-01", "FRZ-01", "FRZ-02", "FRZ-02", "FRZ-03", "FRZ-03"],
+                "level": ["freezer", "rack", "rack", "freezer", "rack", "freezer", "rack"],
+                "rack": [None, 1, 2, None, 1, None, 1],
+                "positions": [200, 100, 100, 200, 200, 400, 400],
+                "occupied": [186, 95, 91, 50, 50, 100, 100],
+                "fills_on": [ts("2027-01-15"), ts("2027-01-15"), ts("2027-02-01"), pd.NaT, pd.NaT, pd.NaT, pd.NaT],
             }
         ),
     )

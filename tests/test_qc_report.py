@@ -265,3 +265,46 @@ def test_without_ollama_the_report_is_complete_and_says_why(tmp_path: Path, lake
     assert f"No plain-language summary: Ollama is not reachable at http://127.0.0.1:{port}" in html
     assert all(s.title in html for s in files.report.sections)
     assert "samples received 3" in pdf_text(files.pdf.read_bytes())
+
+
+# -- through Dagster -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_weekly_schedule_and_a_partition_materialized_on_an_embedded_instance(tmp_path: Path, sqlite_instance) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from assets.operations.qc_report import REPORT_PROJECTS, lab_qc_report, lab_qc_report_schedule
+    from resources import LakeResource, OllamaResource, PredictionLogResource
+
+    lake = hand_made_lake(tmp_path / "lake")
+    log = prediction_log_folder(tmp_path / "log")
+    # Monday 2026-12-07 06:00: the report of the week that ended, for each project that received samples.
+    context = dg.build_schedule_context(instance=sqlite_instance, scheduled_execution_time=datetime(2026, 12, 7, 6, tzinfo=UTC),
+                                        resources={"lake": LakeResource(root=str(lake.root))})  # fmt: skip
+    requests = lab_qc_report_schedule(context)
+    assert sorted(r.partition_key for r in requests) == ["2026-11-30|P012", "2026-11-30|P099"]
+    assert sorted(sqlite_instance.get_dynamic_partitions(REPORT_PROJECTS.name)) == ["P012", "P099"]
+
+    with FakeOllama(reply=lambda messages, fmt: FAITHFUL) as fake:
+        result = dg.materialize(
+            [lab_qc_report],
+            partition_key=dg.MultiPartitionKey({"week": "2026-11-30", "project": PROJECT}),
+            instance=sqlite_instance,
+            resources={
+                "lake": LakeResource(root=str(lake.root)),
+                "prediction_log": PredictionLogResource(url=str(log)),
+                "ollama": OllamaResource(host=fake.url),
+            },
+        )
+    assert result.success
+    metadata = result.asset_materializations_for_node("lab_qc_report")[0].metadata
+    assert metadata["week"].value == WEEK and metadata["summary_status"].value == "generated"
+    assert (metadata["count_received"].value, metadata["count_quarantined"].value, metadata["count_at_risk"].value) == (3, 2, 2)
+    html = Path(metadata["html"].value)
+    assert html == lake.root / "operations" / "reports" / WEEK / f"{PROJECT}.html"
+    assert "Summary. Project P012 received 3 samples" in html.read_text()
+    assert pdf_text(Path(metadata["pdf"].value).read_bytes()).startswith("Lab QC report: P012, week 2026-W49")
+    assert metadata["plot"].value.startswith("![samples received per day")

@@ -505,6 +505,9 @@ def storage_section(lake: Lake, received: pd.DataFrame) -> Section:
     if frame is None:
         section.note = why
         return section
+    # Freezer rows when the table has levels (a freezer row beside its racks): summing both would count twice.
+    if "level" in frame and (frame["level"].astype(str) == "freezer").any():
+        frame = frame[frame["level"].astype(str) == "freezer"]
     per = frame.groupby(frame["freezer_id"].astype(str)).agg(positions=("positions", "sum"), occupied=("occupied", "sum"))
     if "fills_on" in frame:
         per["fills_on"] = frame.groupby(frame["freezer_id"].astype(str))["fills_on"].min()
