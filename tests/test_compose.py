@@ -139,13 +139,17 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_renders_with_a_filled_env_file(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "postgres", "redis", "mlflow", "dagster-init", "code-location", "webserver", "daemon",
-        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa",
+        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa", "management",
     }  # fmt: skip
     # The secrets of the env file reached the services.
     assert environment(services["code-location"])["DAGSTER_PG_URL"] == (
         "postgresql://tracseq:gen-postgres_password-4f1c@postgres:5432/dagster"
     )
     assert environment(services["predictions"])["TRACSEQ_API_TOKEN"] == "gen-tracseq_api_token-4f1c"
+    # The served models and /ask take the management API's tokens, kept in the control database.
+    for name in ("predictions", "document-qa", "management"):
+        assert environment(services[name])["TRACSEQ_SERVICE_AUTH"] == "roles"
+        assert environment(services[name])["TRACSEQ_CONTROL_DB"].endswith("@postgres:5432/control")
 
 
 @pytest.mark.parametrize("secret", secret_names())
@@ -309,7 +313,8 @@ def test_services_agree_on_shared_settings(services: dict[str, dict[str, Any]]) 
             first = seen.setdefault(variable, (name, value))
             assert first[1] == value, f"{variable}: {first[0]} says {first[1]}, {name} says {value}"
     # Every host named in a URL is a service of the stack, on the port that service listens on.
-    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000}
+    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000, "webserver": 3000,
+             "predictions-gateway": 8080}  # fmt: skip
     for variable, (name, value) in seen.items():
         for host, port in re.findall(r"[@/]([a-z-]+):(\d+)", value):
             assert host in services and ports.get(host) == int(port), (name, variable, value)
@@ -329,7 +334,7 @@ def test_postgres_init_script_creates_every_database_the_stack_uses(services: di
         db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)
     }
     used |= set(re.findall(r"@postgres:5432/(\w+)", str(services["mlflow"]["command"])))
-    assert used == {"dagster", "mlflow", "optuna", "prediction_log"}
+    assert used == {"dagster", "mlflow", "optuna", "prediction_log", "control"}
     script = ROOT / "compose" / "postgres" / "10-tracseq-databases.sh"
     assert os.access(script, os.X_OK)
     created = set(re.search(r"for database in ([\w ]+);", script.read_text()).group(1).split())  # type: ignore[union-attr]
@@ -349,15 +354,16 @@ def test_the_gateway_balances_the_bento_replicas(services: dict[str, dict[str, A
 
 def test_the_image_is_built_from_the_lock_and_carries_what_the_stack_runs(services: dict[str, dict[str, Any]]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"pip install [^\n]*-r requirements\.lock", dockerfile)
-    assert "sed -n 's/^torch==//p' requirements.lock" in dockerfile  # torch's pin comes from the lock too
+    # The documents role's lock: the core platform, serving and the documents pipeline (requirements/README.md).
+    assert re.search(r"pip install [^\n]*-r requirements/documents\.txt", dockerfile)
+    assert "grep -m1 '^torch==' requirements/documents.txt" in dockerfile  # torch's pin comes from the lock too
     assert "download.pytorch.org/whl/cpu" in dockerfile
-    assert "python scripts/check_environment.py" in dockerfile
+    assert "python scripts/check_environment.py documents" in dockerfile
     assert re.search(r"pip install [^\n]*-e \.", dockerfile)  # the Bento build needs the source tree
     copied = set(re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE))
     copied = {part for line in copied for part in line.split()}
     for needed in ("tracseq_dagster", "assets", "resources", "bentos", "workspace.compose.yaml", "dagster.yaml",
-                   "compose/serve-predictions.sh", "requirements.lock"):  # fmt: skip
+                   "compose/serve-predictions.sh", "requirements"):  # fmt: skip
         assert needed in copied, needed
     assert services["predictions"]["command"] == ["/opt/tracseq/compose/serve-predictions.sh"]
     assert os.access(ROOT / "compose" / "serve-predictions.sh", os.X_OK)

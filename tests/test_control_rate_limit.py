@@ -58,3 +58,30 @@ async def test_without_a_token_the_address_is_counted() -> None:
 
     app = RateLimitMiddleware(Starlette(routes=[Route("/models", models)]), "2/second")  # no auth in front: no principal
     assert [a.status_code for a in await _statuses(app, "none", 3)] == [200, 200, 429]
+
+
+@pytest.mark.anyio
+async def test_a_redis_outage_lets_requests_through_uncounted_and_counting_resumes(tmp_path: Path) -> None:
+    """The limiter's own Redis goes down: answers stay 200 (never a 500), and once it is back the limit holds again."""
+    from degraded_support import RedisServer
+
+    store = TokenStore(open_engine(f"sqlite:///{tmp_path / 'control.db'}"))
+    alice = store.create("alice", "viewer", created_by="t")
+    redis = RedisServer(tmp_path).start()
+    try:
+        limited = RateLimitMiddleware(
+            Starlette(routes=[Route("/models", lambda request: JSONResponse({"ok": True}))]),
+            "2/minute",
+            redis_url=redis.url,
+            key_prefix=f"tracseq-test:{uuid.uuid4().hex}",
+        )
+        app = RoleAuthMiddleware(limited, store)
+        assert [a.status_code for a in await _statuses(app, alice, 3)] == [200, 200, 429]
+        redis.stop()
+        assert [a.status_code for a in await _statuses(app, alice, 3)] == [200, 200, 200]
+        assert limited.uncounted == 3
+        redis.start()
+        assert [a.status_code for a in await _statuses(app, alice, 3)] == [200, 200, 429]
+        assert limited.uncounted == 0
+    finally:
+        redis.stop()

@@ -438,3 +438,22 @@ def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records
     answer = stack.post("/predict", records[3]).json()
     assert answer["model"] == {"name": "sample_quality", "version": "2", "variant": "champion"}
     assert answer["attribution"] == "linear" and answer["cached"] is False
+
+
+def test_with_roles_the_served_models_take_control_plane_tokens_and_rate_limits(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    """TRACSEQ_SERVICE_AUTH=roles: the real Bento answers a predictor's token, refuses a viewer's
+    prediction (403) and the old shared token (401), and limits each token (429)."""
+    stack.env = {**stack.env, "TRACSEQ_SERVICE_AUTH": "roles", "TRACSEQ_CONTROL_DB": f"sqlite:///{stack.folder / 'control.db'}",
+                 "TRACSEQ_RATE_LIMIT": "5/minute"}  # fmt: skip
+    predictor = stack.run("tokens", "create", "lims", "--role", "predictor").strip().splitlines()[-1].split()[-1]
+    viewer = stack.run("tokens", "create", "dashboard", "--role", "viewer").strip().splitlines()[-1].split()[-1]
+    stack.serve(None)
+
+    def predict(token: str) -> int:
+        return stack.post("/models/sample_quality/predict", records[4], headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert requests.get(stack.url + "/readyz", timeout=10).status_code == 200
+    assert predict(TOKEN) == 401
+    assert predict(viewer) == 403
+    assert requests.get(stack.url + "/models", headers={"Authorization": f"Bearer {viewer}"}, timeout=30).status_code == 200
+    assert [predict(predictor) for _ in range(6)] == [200] * 5 + [429]  # the viewer's requests are counted apart

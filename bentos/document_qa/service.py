@@ -23,6 +23,7 @@ from typing import Any
 import bentoml
 from pydantic import Field
 
+from tracseq_dagster.control.service_access import add_access_control
 from tracseq_dagster.documents.environment import set_offline_environment
 from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware
 
@@ -115,3 +116,4 @@ async def _readiness() -> dict[str, Any]:
 
 
 DocumentQAService.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
+add_access_control(DocumentQAService)  # TRACSEQ_SERVICE_AUTH: roles and rate limits, the shared token, or none

@@ -52,8 +52,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from tracseq_dagster import settings
+from tracseq_dagster.control.service_access import add_access_control
 from tracseq_dagster.serving import columnar
-from tracseq_dagster.serving.auth import BearerTokenMiddleware
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_routes import COLUMNAR_PATH, CatalogService, catalog_routes
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
@@ -280,5 +280,4 @@ async def _readiness() -> dict[str, Any]:
 
 Predictions.add_asgi_middleware(ReadinessMiddleware, report=_readiness)
 Predictions.add_asgi_middleware(JsonOnlyMiddleware, columnar_paths=(COLUMNAR_ROUTE,), columnar_pattern=COLUMNAR_PATH)
-if os.environ.get("TRACSEQ_API_TOKEN"):
-    Predictions.add_asgi_middleware(BearerTokenMiddleware, token=os.environ["TRACSEQ_API_TOKEN"])
+add_access_control(Predictions)  # TRACSEQ_SERVICE_AUTH: roles and rate limits, the shared token, or none

@@ -9,10 +9,14 @@ process; without, in the process's memory.
 Who is counted: the token's name that :class:`~tracseq_dagster.control.auth_middleware.RoleAuthMiddleware`
 put on the request (so wrap this middleware *inside* the auth middleware), else the client's
 address. Probes and metrics are never limited.
+
+When the counters cannot be reached (Redis down), the request goes on uncounted and a warning is
+logged once per outage: a limit protects the service, it must not turn an answer into a 500.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -22,6 +26,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from tracseq_dagster.control.auth_middleware import OPEN_PATHS, principal_of
 from tracseq_dagster.serving.http_answers import send_json
+
+log = logging.getLogger(__name__)
 
 
 def _storage(redis_url: str | None, key_prefix: str):  # type: ignore[no-untyped-def]
@@ -45,6 +51,8 @@ class RateLimitMiddleware:
         self.limiter = MovingWindowRateLimiter(_storage(redis_url, key_prefix))
         self.open_paths = open_paths
         self.limit = limit
+        #: Requests let through uncounted because the counters could not be reached.
+        self.uncounted = 0
 
     def _who(self, scope: dict[str, Any]) -> str:
         principal = principal_of(scope)
@@ -58,11 +66,26 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         who = self._who(scope)
+        try:
+            exceeded = await self._exceeded(who)
+        except Exception as error:  # the counters' store is down: serve uncounted
+            if self.uncounted == 0:
+                log.warning("rate limit not applied: its counters cannot be reached (%s); requests go on uncounted", error)
+            self.uncounted += 1
+            exceeded = None
+        else:
+            self.uncounted = 0
+        if exceeded is not None:
+            item, retry = exceeded
+            error = f"rate limit of {item} exceeded for {who}: retry in {retry} s"
+            await send_json(send, 429, {"error": error}, [(b"retry-after", str(retry).encode())])
+            return
+        await self.app(scope, receive, send)
+
+    async def _exceeded(self, who: str) -> tuple[RateLimitItem, int] | None:
+        """The first limit ``who`` is over, with the seconds until it may try again; None if within all."""
         for item in self.items:
             if not await self.limiter.hit(item, who):
                 stats = await self.limiter.get_window_stats(item, who)
-                retry = max(1, math.ceil(stats.reset_time - time.time()))
-                error = f"rate limit of {item} exceeded for {who}: retry in {retry} s"
-                await send_json(send, 429, {"error": error}, [(b"retry-after", str(retry).encode())])
-                return
-        await self.app(scope, receive, send)
+                return item, max(1, math.ceil(stats.reset_time - time.time()))
+        return None
