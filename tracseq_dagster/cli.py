@@ -457,6 +457,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(management_app, name="management")
 app.command("audit")(audit_command)
 app.command("report")(__import__("tracseq_dagster.operations.report_cli", fromlist=["_"]).report_command)  # issue 15
+app.add_typer(__import__("tracseq_dagster.operations.storage_cli", fromlist=["_"]).storage_app, name="storage")  # issue 15
 
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
