@@ -1,7 +1,9 @@
 # One image for every process of the stack that runs the project's code: the Dagster code
 # location (gRPC code server, where the runs run), dagster-webserver, dagster-daemon, the
 # MLflow server, the predictions Bento and the /ask service (docker-compose.yml).
-# Dependencies come from the same requirements.lock as the Makefile, checked the same way.
+# Dependencies come from requirements/documents.txt, the lock of the documents role (core platform, serving
+# and the documents pipeline; requirements/README.md), checked the same way as the Makefile's venv. The
+# predictions Bento built from this image's source tree installs only requirements/serving.txt.
 FROM python:3.11-slim
 
 ENV DO_NOT_TRACK=1 \
@@ -21,19 +23,19 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
  && rm -rf /var/lib/apt/lists/*
 
-# The lock pins torch 2.13.0+cpu, which the development machines install from a local wheel.
+# The documents lock pins torch 2.13.0+cpu, which the development machines install from a local wheel.
 # Here it comes from PyTorch's CPU index, alone and first: with that index beside PyPI for the
-# whole lock, pip would prefer its `+cpu` builds of other pins (torchvision) and the
-# environment check below would fail. PyPI's torch would be the multi-GB CUDA build.
+# whole lock, pip would ask it for every package and prefer its `+cpu` builds of other pins
+# (torchvision). PyPI's torch would be the multi-GB CUDA build.
 # --no-deps: torch's own dependencies are pinned in the lock and come from PyPI.
-COPY requirements.lock ./
+COPY requirements ./requirements
 RUN python -m pip install --no-cache-dir pip==25.3 \
  && pip install --no-cache-dir --no-deps --index-url https://download.pytorch.org/whl/cpu \
-        "torch==$(sed -n 's/^torch==//p' requirements.lock)" \
- && pip install --no-cache-dir -r requirements.lock
+        "$(grep -m1 '^torch==' requirements/documents.txt)" \
+ && pip install --no-cache-dir -r requirements/documents.txt
 
 # Editable, like the Makefile: the Bento build (tracseq_dagster/serving/bento_build.py)
-# builds from the source tree, which must hold bentos/, requirements.lock and the package.
+# builds from the source tree, which must hold bentos/, requirements/serving.txt and the package.
 COPY pyproject.toml README.md ./
 COPY scripts/check_environment.py ./scripts/
 COPY tracseq_dagster ./tracseq_dagster
@@ -43,7 +45,7 @@ COPY bentos ./bentos
 COPY compose/serve-predictions.sh ./compose/
 COPY workspace.yaml workspace.compose.yaml ./
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
- && python scripts/check_environment.py
+ && python scripts/check_environment.py documents
 
 # Not root. The mount points of the named volumes exist here with this owner, so Docker
 # initialises fresh volumes writable by it.

