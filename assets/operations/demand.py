@@ -6,8 +6,6 @@ Thin over :mod:`tracseq_dagster.operations.demand_forecast` and
 (:mod:`tracseq_dagster.operations.outputs`), which the weekly QC report reads.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 import dagster as dg

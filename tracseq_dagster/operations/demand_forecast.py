@@ -140,6 +140,8 @@ def _fallback(y: np.ndarray, as_of: pd.Timestamp, horizon: int, level: int) -> t
         model = FALLBACK
     tail = (1 - level / 100) / 2
     lo, hi = (stats.poisson.ppf(tail, rate), stats.poisson.ppf(1 - tail, rate)) if rate > 0 else (0.0, 0.0)
+    # Counts are whole: widen to the whole numbers around the mean so that lo <= forecast <= hi holds.
+    lo, hi = min(lo, np.floor(rate)), max(hi, np.ceil(rate))
     days = _future_days(as_of, horizon)
     return pd.DataFrame({"ds": days, "forecast": rate, "lo": float(lo), "hi": float(hi)}), model
 
