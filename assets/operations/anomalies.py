@@ -14,6 +14,7 @@ import pandas as pd
 from assets.metadata import preview, records_table
 from resources import LakeResource
 from resources.notifications import NotificationsResource
+from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.operations import outputs
@@ -78,7 +79,11 @@ def anomalies(context: dg.AssetExecutionContext, config: AnomaliesConfig, lake: 
     Written to <lake>/operations/anomalies.parquet (the ANOMALIES contract).
     """
     lake_ = lake.lake()
-    samples = lake_.accepted_samples()
+    samples = accepted_samples(lake_)
+    if samples.empty:
+        raise dg.Failure(
+            description=f"No accepted samples in {lake_.root}: ingest at least one export first.", allow_retries=False
+        )
     features = lake_.read_features()
     since = window_start(samples["received_ts"], config.new_days)
     parts, notes = [], []
