@@ -6,16 +6,19 @@ courier days). So every (sample_type, site) pair is a daily count series, and th
 is forecast as a series of its own (its interval is not the sum of the pairs' intervals).
 
 Models come from statsforecast, never hand-written: for every series long enough to judge,
-the candidates (:data:`CANDIDATES`: ETS and Theta with a weekly season, seasonal naive) are
-compared by rolling-origin cross-validation on the series' own history (:data:`SELECTION_WINDOWS`
-windows of :data:`HORIZON` days) and the one with the lowest mean absolute error forecasts.
-A series that is too short or too sparse for that (fewer than :data:`MIN_HISTORY_DAYS` days
-since its first sample, or fewer than :data:`MIN_SAMPLES` samples) gets the fallback, said as
-such in its ``model``: its recent mean rate with a Poisson interval. A series with no sample
-in the last :data:`FALLBACK_WINDOW_DAYS` days stopped sending: it forecasts zero, said so. Days without any sample are zeros, not gaps (a lab closed over
-Christmas received nothing): the daily grid runs from a series' first sample to ``as_of``.
+the candidates (:func:`candidates`: ETS and Theta with a weekly season, seasonal naive) are
+compared by rolling-origin cross-validation on the series' last :data:`FIT_DAYS` days
+(:data:`SELECTION_WINDOWS` windows of :data:`HORIZON` days) and the one with the lowest mean
+absolute error forecasts; the choice is the backtest's, not taste. A series that is too short
+or too sparse for that (fewer than :data:`MIN_HISTORY_DAYS` days since its first sample, or
+fewer than :data:`MIN_SAMPLES` samples) gets the fallback, said as such in its ``model``: its
+mean rate over the last :data:`FALLBACK_WINDOW_DAYS` days with a Poisson interval. A series
+with no sample in those days stopped sending: it forecasts zero, said so. A series constant
+over its fit window forecasts that constant with a zero-width interval (no fit needed).
 
-Forecasts and bounds are clipped at zero (counts); a constant history forecasts that constant.
+Days without any sample are zeros, not gaps (a lab closed over Christmas received nothing):
+the daily grid runs from a series' first sample to ``as_of``. Forecasts and bounds are clipped
+at zero (counts).
 """
 
 from __future__ import annotations
