@@ -12,7 +12,10 @@ Expectations suite (asset checks), the generator and the feature code all read i
 from __future__ import annotations
 
 # Kind, ContractColumn and PANDAS_DTYPE_BY_KIND are shared by every contract; re-exported here.
-from tracseq_dagster.export_contract import PANDAS_DTYPE_BY_KIND, ContractColumn, ExportContract, Kind  # noqa: F401
+from tracseq_dagster.export_contract import PANDAS_DTYPE_BY_KIND as PANDAS_DTYPE_BY_KIND
+from tracseq_dagster.export_contract import ContractColumn as ContractColumn
+from tracseq_dagster.export_contract import ExportContract as ExportContract
+from tracseq_dagster.export_contract import Kind as Kind
 
 SAMPLE_TYPES: tuple[str, ...] = ("DNA", "RNA", "cfDNA", "tissue", "blood", "saliva", "FFPE")
 # RIN is measured on RNA extracts, DIN on DNA extracts. Tissue, blood and saliva are

@@ -90,7 +90,7 @@ from tracseq_dagster.contract import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from great_expectations.expectations import Expectation
+    from great_expectations.expectations.expectation import Expectation
 
 logger = logging.getLogger(__name__)
 
@@ -691,8 +691,10 @@ class RangeRule(Rule):
             if c.maximum is not None and f > c.maximum:
                 out.append(f"{c.name} = {shown} is above the maximum {fmt_bound(c.maximum)}")
             elif c.exclusive_minimum:
+                assert c.minimum is not None  # a row only fails a range rule against a bound it has
                 out.append(f"{c.name} = {shown} is not above the exclusive minimum {fmt_bound(c.minimum)}")
             else:
+                assert c.minimum is not None
                 out.append(f"{c.name} = {shown} is below the minimum {fmt_bound(c.minimum)}")
         return out
 
@@ -765,6 +767,7 @@ class PatternRule(Rule):
 
     def mask(self, frame, ctx):
         s = column_or_na(frame, self.contract_column.name)
+        assert self.contract_column.pattern is not None  # the rule exists only for a column with a pattern
         return _notna(s) & ~full_match(s, self.contract_column.pattern)
 
     def messages(self, frame, positions, ctx):
@@ -829,9 +832,10 @@ class OrderRule(Rule):
         )
         if self.between:
             from great_expectations.expectations.row_conditions import Column as C  # noqa: PLC0415
+            from great_expectations.expectations.row_conditions import Condition  # noqa: PLC0415
 
             conditions = [C(mid).is_null() for mid in self.between]
-            condition = conditions[0]
+            condition: Condition = conditions[0]
             for extra in conditions[1:]:
                 condition = condition & extra
             kwargs["row_condition"] = condition

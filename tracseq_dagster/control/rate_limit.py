@@ -77,8 +77,8 @@ class RateLimitMiddleware:
             self.uncounted = 0
         if exceeded is not None:
             item, retry = exceeded
-            error = f"rate limit of {item} exceeded for {who}: retry in {retry} s"
-            await send_json(send, 429, {"error": error}, [(b"retry-after", str(retry).encode())])
+            message = f"rate limit of {item} exceeded for {who}: retry in {retry} s"
+            await send_json(send, 429, {"error": message}, [(b"retry-after", str(retry).encode())])
             return
         await self.app(scope, receive, send)
 

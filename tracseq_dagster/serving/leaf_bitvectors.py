@@ -252,7 +252,8 @@ def _score_block(b, all_bins, column, limit, keeps, first, splits, words, leaf, 
             for r in range(hi - lo):
                 at = leaves[exits[r]] * padded
                 for j in range(0, padded, _CREDIT_LANES):
-                    _add_lanes(credits, r * padded + j, flat_credit, at + j)
+                    # numba's @intrinsic takes typingctx itself: the jitted call passes the other four
+                    _add_lanes(credits, r * padded + j, flat_credit, at + j)  # type: ignore[call-arg]
     for r in range(hi - lo):
         for k in range(raw.shape[1]):
             raw[lo + r, k] = scores[k, r]
