@@ -285,7 +285,7 @@ def test_weekly_schedule_and_a_partition_materialized_on_an_embedded_instance(tm
     context = dg.build_schedule_context(instance=sqlite_instance, scheduled_execution_time=datetime(2026, 12, 7, 6, tzinfo=UTC),
                                         resources={"lake": LakeResource(root=str(lake.root))})  # fmt: skip
     requests = lab_qc_report_schedule(context)
-    assert sorted(r.partition_key for r in requests) == ["2026-11-30|P012", "2026-11-30|P099"]
+    assert sorted(r.partition_key for r in requests) == ["P012|2026-11-30", "P099|2026-11-30"]  # dimensions in name order
     assert sorted(sqlite_instance.get_dynamic_partitions(REPORT_PROJECTS.name)) == ["P012", "P099"]
 
     with FakeOllama(reply=lambda messages, fmt: FAITHFUL) as fake:
@@ -305,6 +305,6 @@ def test_weekly_schedule_and_a_partition_materialized_on_an_embedded_instance(tm
     assert (metadata["count_received"].value, metadata["count_quarantined"].value, metadata["count_at_risk"].value) == (3, 2, 2)
     html = Path(metadata["html"].value)
     assert html == lake.root / "operations" / "reports" / WEEK / f"{PROJECT}.html"
-    assert "Summary. Project P012 received 3 samples" in html.read_text()
+    assert "Summary. Project P012 received 3 samples" in html_text(html.read_text())
     assert pdf_text(Path(metadata["pdf"].value).read_bytes()).startswith("Lab QC report: P012, week 2026-W49")
     assert metadata["plot"].value.startswith("![samples received per day")

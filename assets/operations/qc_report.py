@@ -17,7 +17,9 @@ from tracseq_dagster.operations.qc_report import IsoWeek, ReportInputError
 from tracseq_dagster.operations.report_files import produce_report, service_advisor_from_env
 
 #: Weeks start on Monday (ISO 8601), in UTC; keys are the Monday's date (``2026-11-30`` is 2026-W49).
-REPORT_WEEKS = dg.WeeklyPartitionsDefinition(start_date="2024-01-01", day_offset=1, timezone="UTC")
+#: ``end_offset=1``: the week in progress is a partition too (a report so far, on demand); the
+#: schedule reports the week that ended.
+REPORT_WEEKS = dg.WeeklyPartitionsDefinition(start_date="2024-01-01", day_offset=1, timezone="UTC", end_offset=1)
 REPORT_PROJECTS = dg.DynamicPartitionsDefinition(name="qc_report_projects")
 QC_REPORT_PARTITIONS = dg.MultiPartitionsDefinition({"week": REPORT_WEEKS, "project": REPORT_PROJECTS})
 
