@@ -17,10 +17,15 @@ BOX_STATE = "box_state.parquet"
 #: Occupancy per freezer and rack and the forecast date each freezer fills: freezer_id, rack,
 #: positions, occupied, occupancy, intake_per_day, fills_on, as_of.
 STORAGE_UTILISATION = "storage_utilisation.parquet"
-#: Scored samples and freezer days: kind ("sample" | "freezer_day"), entity, ts, score,
-#: is_anomaly, reasons (text: the features that make it unusual), project_id, site.
+#: Scored samples and freezer days of the judged window: kind ("sample" | "freezer_day"), entity
+#: (sample_id | freezer_id), ts (received_ts | day, UTC), score (1 = threshold), threshold,
+#: is_anomaly, reasons (text, "; "-separated: the features that make it unusual, rarest first; empty
+#: when not an anomaly), project_id, site (samples only). Rewritten whole by the anomalies asset.
 ANOMALIES = "anomalies.parquet"
-#: Alerts sent or attempted: key, kind, subject, message, created_at, delivered (bool), channel, error.
+#: Every alert delivery tried, appended run after run (the dedupe and rate-limit history): key
+#: (stable per alert), kind ("anomaly" | "check_failed" | "drift" | "freezer_risk"), severity,
+#: subject, message, created_at (UTC), delivered (bool), channel ("webhook" | "slack" | "none" when
+#: no channel is configured), attempts, error (empty when delivered).
 ALERTS = "alerts.parquet"
 #: Daily demand forecast (:mod:`tracseq_dagster.operations.demand_forecast`): sample_type, site, ds
 #: (day), forecast, lo, hi (the interval), level (its nominal coverage, %), model (the series' model or
