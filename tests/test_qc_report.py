@@ -308,3 +308,30 @@ def test_weekly_schedule_and_a_partition_materialized_on_an_embedded_instance(tm
     assert "Summary. Project P012 received 3 samples" in html_text(html.read_text())
     assert pdf_text(Path(metadata["pdf"].value).read_bytes()).startswith("Lab QC report: P012, week 2026-W49")
     assert metadata["plot"].value.startswith("![samples received per day")
+
+
+@pytest.mark.slow
+def test_recommendations_come_from_the_served_sample_quality_route(tmp_path: Path) -> None:
+    """The advisor's request is what the real catalog route validates, and its answer's recommendations land in the report."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from tests.catalog_support import generated_lab, pack
+    from tracseq_dagster.features import compute_features
+    from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+    from tracseq_dagster.operations.report_files import ServiceAdvisor
+    from tracseq_dagster.serving.catalog_predictor import ServedCatalog
+    from tracseq_dagster.serving.catalog_routes import CatalogService, catalog_routes
+
+    samples, _ = generated_lab(1200, seed=5)
+    features = compute_features(samples, samples, as_of=None).reset_index()
+    pack(tmp_path / "bundle", "sample_quality", labelled_rows_from_features(features), samples, None, ("logistic",))
+    state = CatalogService(ServedCatalog(tmp_path / "bundle"))
+    client = TestClient(Starlette(routes=catalog_routes(lambda: state)), raise_server_exceptions=False)
+    risky = samples.sort_values("freeze_thaw_cycles", ascending=False).head(4)
+    advice = ServiceAdvisor("http://testserver", client=client)(risky)
+    assert sorted(advice) == sorted(risky["sample_id"])
+    assert any(texts for texts in advice.values())  # the champion's risk factors worded as bench actions
+    assert all(isinstance(t, str) and t for texts in advice.values() for t in texts)
+    with pytest.raises(RuntimeError, match="answered 400"):  # a request the route refuses is an error, not advice
+        ServiceAdvisor("http://testserver", client=client)(risky.drop(columns=["sample_type"]))

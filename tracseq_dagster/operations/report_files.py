@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -57,8 +58,9 @@ class ServiceAdvisor:
     """Recommendations for at-risk samples from the prediction service's ``sample_quality`` route:
     the served champion's risk factors worded as bench actions (``/models/sample_quality/batch_predict``)."""
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0, client: Any = None) -> None:
         self.url, self.token, self.timeout_s = url.rstrip("/"), token, timeout_s
+        self.client = client  # an httpx.Client (a test's ASGI client); None: one request of its own
 
     def __call__(self, samples: pd.DataFrame) -> Mapping[str, Sequence[str]]:
         import httpx
@@ -69,7 +71,7 @@ class ServiceAdvisor:
         columns = [c for c in request_columns(get_model(QUALITY_MODEL)) if c in samples.columns]
         records = json.loads(samples[columns].to_json(orient="records", date_format="iso"))
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = httpx.post(f"{self.url}/models/{QUALITY_MODEL}/batch_predict", json={"records": records},
+        response = (self.client or httpx).post(f"{self.url}/models/{QUALITY_MODEL}/batch_predict", json={"records": records},
                               headers=headers, timeout=self.timeout_s)  # fmt: skip
         if response.status_code != 200:
             raise RuntimeError(f"the prediction service at {self.url} answered {response.status_code}: {response.text[:120]}")
