@@ -241,6 +241,28 @@ def test_bundle_needs_a_champion_with_the_current_feature_code(tmp_path: Path, s
                                      info.champion.feature_code_version)  # fmt: skip
 
 
+def test_a_model_file_changed_in_the_artifact_store_is_refused_before_it_is_loaded(tmp_path: Path, served) -> None:  # type: ignore[no-untyped-def]
+    """The registry recorded the artifact's digest at registration; a changed pickle is not unpickled."""
+    from urllib.parse import urlparse
+
+    from tracseq_dagster.artifact_digest import ARTIFACT_DIGEST_TAG, TamperedArtifactError
+
+    trained, info, _ = served
+    client = trained.registry.client
+    version = client.get_model_version("sample_quality", info.champion.version)
+    assert len(version.tags[ARTIFACT_DIGEST_TAG]) == 64
+    location = Path(urlparse(client.get_model_version_download_uri("sample_quality", version.version)).path)
+    pickled = next(location.rglob("model.pkl"))
+    original = pickled.read_bytes()
+    pickled.write_bytes(original + b"\0")
+    try:
+        with pytest.raises(TamperedArtifactError, match=f"sample_quality v{info.champion.version}: .*changed after registration"):
+            export_bundle(trained.registry, trained.samples, trained.features, tmp_path / "tampered")
+    finally:
+        pickled.write_bytes(original)
+    assert export_bundle(trained.registry, trained.samples, trained.features, tmp_path / "restored").tag == info.tag
+
+
 # -- advice ------------------------------------------------------------------------------------------
 
 

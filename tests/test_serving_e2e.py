@@ -457,3 +457,31 @@ def test_with_roles_the_served_models_take_control_plane_tokens_and_rate_limits(
     assert predict(viewer) == 403
     assert requests.get(stack.url + "/models", headers={"Authorization": f"Bearer {viewer}"}, timeout=30).status_code == 200
     assert [predict(predictor) for _ in range(6)] == [200] * 5 + [429]  # the viewer's requests are counted apart
+
+
+def test_a_served_model_file_changed_after_the_build_stops_the_service_naming_it(stack: Stack) -> None:
+    """The Bento's model records every file's SHA-256; `bentoml serve` on a changed pickle refuses to start."""
+    tag = stack.build()
+    pickled = next((stack.folder / "bentoml" / "models" / "tracseq_predictions").glob(f"{tag.split(':')[1]}/**/model.pkl"))
+    original = pickled.read_bytes()
+    pickled.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    log = stack.folder / "serve-tampered.log"
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "bentoml"),
+        "serve",
+        tag,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+    ]
+    process = subprocess.Popen(command, env=stack.env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "refusing to serve it" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        text = log.read_text()
+        assert f"{pickled.relative_to(pickled.parents[1]).as_posix()} changed since the model was saved" in text, text[-3000:]
+    finally:
+        stop(process)
+        pickled.write_bytes(original)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -25,6 +26,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from tracseq_dagster import artifact_digest
+from tracseq_dagster.artifact_digest import ARTIFACT_DIGEST_TAG
 from tracseq_dagster.automl import (
     AutoMLConfig,
     AutoMLInputError,
@@ -234,11 +237,18 @@ def register_winner(
         log_values(client, run_id, metrics, params=winner.best_params or {})
         _log_artifacts(client, run_id, model, training_set, evaluation, importances, ranked, storage)
         info = _log_model(run_id, model, training_set)
+        digest = {ARTIFACT_DIGEST_TAG: model_artifact_digest(info.model_uri)}  # checked again before it is packaged
         version = registry.register(
             info.model_uri,
             run_id=run_id,
             model_id=info.model_id,
-            tags={**tags, "holdout_score": f"{evaluation.score:.6f}", "metric": evaluation.metric, **interval_tags(evaluation)},
+            tags={
+                **tags,
+                "holdout_score": f"{evaluation.score:.6f}",
+                "metric": evaluation.metric,
+                **interval_tags(evaluation),
+                **digest,
+            },  # fmt: skip
             registration_key=f"{root_run_id or dagster_run_id}:{training_set.fingerprint}",
         )
     return RegisteredModel(
@@ -252,6 +262,19 @@ def register_winner(
         fingerprint=training_set.fingerprint,
         export_hashes=list(training_set.export_hashes),
     )
+
+
+def model_artifact_digest(model_uri: str) -> str:
+    """The SHA-256 of a logged model's artifact folder, as the bundle export will download it
+    (:mod:`tracseq_dagster.artifact_digest`); call inside :func:`fluent_api`."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="tracseq-digest-") as folder:
+        return artifact_digest.model_artifact_digest(
+            Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder))
+        )
 
 
 def interval_coverage(model_name: str) -> float:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import time
 import uuid
@@ -52,6 +53,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from tracseq_dagster import settings
+from tracseq_dagster.artifact_digest import verify_saved_model
 from tracseq_dagster.control.service_access import add_access_control
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
@@ -113,6 +115,11 @@ class Predictions:
     bundle = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        # Every file as it was saved, or no start at all: the bundle holds pickles, which are code.
+        if not verify_saved_model(Path(self.bundle.path), self.bundle.stored.info.metadata, f"model {MODEL_TAG}"):
+            logging.getLogger(__name__).warning(
+                "model %s has no file digests (saved before they existed): served unverified", MODEL_TAG
+            )
         split = TrafficSplit(settings.challenger_share(), settings.ab_salt())
         attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
         # The original routes' bundle is there when sample_quality had a champion at build time.

@@ -24,6 +24,7 @@ os.environ.setdefault("BENTOML_HOME", str(settings.data_dir() / "bentoml"))
 
 import bentoml  # noqa: E402
 
+from tracseq_dagster.artifact_digest import FILES_METADATA_KEY, files_metadata  # noqa: E402
 from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
 from tracseq_dagster.serving.catalog_bundle import CatalogBundle  # noqa: E402
 
@@ -54,6 +55,8 @@ def _save_folder(bundle_dir: Path, version: str, labels: dict[str, str], metadat
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
+    # The SHA-256 of every file, checked by the service before it loads any (artifact_digest).
+    metadata = {**metadata, FILES_METADATA_KEY: files_metadata(bundle_dir)}
     with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         shutil.copytree(bundle_dir, model.path, dirs_exist_ok=True)
     return tag

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tracseq_dagster.artifact_digest import ARTIFACT_DIGEST_TAG, verify_folder
 from tracseq_dagster.conformal import INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.features import FEATURE_CODE_VERSION, FEATURE_NAMES, HistorySnapshot
 from tracseq_dagster.serving.scoring import reference_values
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION
 from tracseq_dagster.serving.warm_up import write_warm_up_rows
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tracseq_dagster.registry import ModelRegistry
@@ -131,10 +136,18 @@ def export_version(registry: ModelRegistry, version: Any, alias: str, folder: Pa
     from tracseq_dagster.tracking import fluent_api
 
     client = registry.client
-    with fluent_api(client):
-        model = mlflow.sklearn.load_model(registry.model_uri(str(version.version)))
-    run = client.get_run(version.run_id)
     tags = version.tags or {}
+    with fluent_api(client), tempfile.TemporaryDirectory(prefix="tracseq-export-") as download:
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(str(version.version)), dst_path=download)
+        )
+        recorded = tags.get(ARTIFACT_DIGEST_TAG)
+        if recorded:  # refused before it is unpickled: a pickle is code
+            verify_folder(local, recorded, f"{registry.name} v{version.version}")
+        else:
+            log.warning("%s v%s was registered without an artifact digest: packaged unverified", registry.name, version.version)
+        model = mlflow.sklearn.load_model(str(local))
+    run = client.get_run(version.run_id)
     card = ModelCard(
         name=registry.name,
         version=str(version.version),
