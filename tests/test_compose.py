@@ -139,13 +139,17 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_renders_with_a_filled_env_file(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "postgres", "redis", "mlflow", "dagster-init", "code-location", "webserver", "daemon",
-        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa",
+        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa", "management",
     }  # fmt: skip
     # The secrets of the env file reached the services.
     assert environment(services["code-location"])["DAGSTER_PG_URL"] == (
         "postgresql://tracseq:gen-postgres_password-4f1c@postgres:5432/dagster"
     )
     assert environment(services["predictions"])["TRACSEQ_API_TOKEN"] == "gen-tracseq_api_token-4f1c"
+    # The served models and /ask take the management API's tokens, kept in the control database.
+    for name in ("predictions", "document-qa", "management"):
+        assert environment(services[name])["TRACSEQ_SERVICE_AUTH"] == "roles"
+        assert environment(services[name])["TRACSEQ_CONTROL_DB"].endswith("@postgres:5432/control")
 
 
 @pytest.mark.parametrize("secret", secret_names())
@@ -309,7 +313,8 @@ def test_services_agree_on_shared_settings(services: dict[str, dict[str, Any]]) 
             first = seen.setdefault(variable, (name, value))
             assert first[1] == value, f"{variable}: {first[0]} says {first[1]}, {name} says {value}"
     # Every host named in a URL is a service of the stack, on the port that service listens on.
-    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000}
+    ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000, "webserver": 3000,
+             "predictions-gateway": 8080}  # fmt: skip
     for variable, (name, value) in seen.items():
         for host, port in re.findall(r"[@/]([a-z-]+):(\d+)", value):
             assert host in services and ports.get(host) == int(port), (name, variable, value)
@@ -329,7 +334,7 @@ def test_postgres_init_script_creates_every_database_the_stack_uses(services: di
         db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)
     }
     used |= set(re.findall(r"@postgres:5432/(\w+)", str(services["mlflow"]["command"])))
-    assert used == {"dagster", "mlflow", "optuna", "prediction_log"}
+    assert used == {"dagster", "mlflow", "optuna", "prediction_log", "control"}
     script = ROOT / "compose" / "postgres" / "10-tracseq-databases.sh"
     assert os.access(script, os.X_OK)
     created = set(re.search(r"for database in ([\w ]+);", script.read_text()).group(1).split())  # type: ignore[union-attr]
@@ -342,6 +347,9 @@ def test_the_gateway_balances_the_bento_replicas(services: dict[str, dict[str, A
     assert "ports" not in services["predictions"]  # reached only through the gateway
     conf = (ROOT / "compose" / "nginx" / "predictions.conf").read_text()
     assert re.search(r"server predictions:3000 resolve", conf)
+    # The gateway limits too: per token (per address without one), 429 like the services.
+    assert re.search(r"limit_req_zone \$rate_key zone=per_token:\S+ rate=\d+r/s;", conf) and "limit_req_status 429;" in conf
+    assert re.search(r"location / \{\s*limit_req zone=per_token", conf)
     assert "/readyz" in " ".join(services["predictions"]["healthcheck"]["test"])
     host_ports = [port["published"] for s in services.values() for port in s.get("ports", [])]  # 1.29 renders the long form
     assert len(host_ports) == len(set(host_ports)), host_ports
