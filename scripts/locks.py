@@ -50,7 +50,7 @@ HEADERS = {
     "# Playwright, schemathesis, FLAML, Dagster, Feast or MLflow.",
     "core": "The platform and the Dagster code location without the documents pipeline (no torch): the CLI, the\n"
     "# spine, features, Feast, AutoML, MLflow, the Bento build, the management API. Includes serving.txt.",
-    "documents": "core.txt plus the documents pipeline (unstructured, OCR, spaCy model, embeddings, LanceDB, Ollama client):\n"
+    "documents": "core.txt plus the documents pipeline (unstructured, OCR, spaCy model, embeddings, LanceDB):\n"
     "# the Docker image of the stack and the /ask Bento.\n"
     f"# torch is the CPU build: on a machine without the local wheel, add --extra-index-url {TORCH_INDEX}",
     "dev": "Everything: documents.txt plus tests, type checker, benchmarks' comparisons, build tools (make venv).\n"
