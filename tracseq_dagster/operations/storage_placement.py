@@ -106,6 +106,15 @@ class PlacementWeights:
     new_box: float = 1.0
     retrieval: float = 2.0
     retrieval_horizon_days: float = 30.0
+    #: Door load: every sample put into a freezer opens its door, and a busy freezer has more excursions. A freezer
+    #: receiving ``k`` samples of the batch a day costs each of its samples ``load * k / (k + load_half)`` points more
+    #: (saturating). The defaults follow the door-load term of the synthetic lab's documented process
+    #: (:mod:`.freezer_process`: +0.03 excursions a day at saturation, half of it at 10 samples a day, over a 30-day
+    #: horizon ≈ 45 points of probability); a lab sets them from its own history, or ``load=0`` to ignore the effect.
+    load: float = 45.0
+    load_half: float = 10.0
+    #: Over how many days the batch arrives (1: together; a month's planned intake: 30): the load is per day.
+    batch_days: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -348,26 +357,49 @@ def _place_at(incoming: Sequence[IncomingSample], members: list[int], target: fl
         rack_shared = in_rack.get(project, no_rack) & (together == 0)
         group_cost[g] = (boxes.base - weights.same_project_box * (together > 0) - weights.same_project_rack * rack_shared
                          + weights.retrieval * urgency * boxes.depth)  # fmt: skip
-    # Pruning: each group's cheapest boxes holding n free positions (ties at the boundary kept), and top boxes more
-    # for the alternatives.
     free_count = boxes.free.sum(axis=1)
-    candidate_boxes = np.zeros((len(groups), len(boxes)), dtype=bool)
-    shown_boxes = np.zeros(len(boxes), dtype=bool)
-    box_order = []
-    for g in range(len(groups)):
-        order = np.argsort(group_cost[g], kind="stable")
-        enough = min(int(np.searchsorted(np.cumsum(free_count[order]), n)) + 1, len(order))
-        limit = group_cost[g][order[enough - 1]] + BOX_CAPACITY * SLOT_COST  # slot ties stay in
-        candidate_boxes[g, order[:enough]] = True
-        candidate_boxes[g] |= group_cost[g] <= limit
-        shown_boxes[order[: enough + top]] = True
-        box_order.append(order[: enough + top])
-    kept = np.flatnonzero(candidate_boxes.any(axis=0))
-    # A box takes at most n of the batch, and (the slot tie-break) its lowest free slots first.
-    slots_of = [np.flatnonzero(boxes.free[b])[:n] for b in kept]
-    column_box = np.concatenate([np.full(len(s), b) for b, s in zip(kept, slots_of)])
-    column_slot = np.concatenate(slots_of)
-    rows, columns = _assign(group_cost, group_of, candidate_boxes, column_box, column_slot)
+    box_freezer = np.unique(np.array(boxes.freezer_id, dtype=object), return_inverse=True)[1]
+    n_freezers = int(box_freezer.max()) + 1
+
+    def solve(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Pruning (each group's cheapest boxes holding n free positions, ties at the boundary kept; top boxes more for the
+        alternatives), then the assignment."""
+        candidate_boxes = np.zeros((len(groups), len(boxes)), dtype=bool)
+        box_order = []
+        for g in range(len(groups)):
+            order = np.argsort(costs[g], kind="stable")
+            enough = min(int(np.searchsorted(np.cumsum(free_count[order]), n)) + 1, len(order))
+            limit = costs[g][order[enough - 1]] + BOX_CAPACITY * SLOT_COST  # slot ties stay in
+            candidate_boxes[g, order[:enough]] = True
+            candidate_boxes[g] |= costs[g] <= limit
+            box_order.append(order[: enough + top])
+        kept = np.flatnonzero(candidate_boxes.any(axis=0))
+        # A box takes at most n of the batch, and (the slot tie-break) its lowest free slots first.
+        slots_of = [np.flatnonzero(boxes.free[b])[:n] for b in kept]
+        column_box = np.concatenate([np.full(len(s), b) for b, s in zip(kept, slots_of)])
+        column_slot = np.concatenate(slots_of)
+        rows, columns = _assign(costs, group_of, candidate_boxes, column_box, column_slot)
+        return rows, columns, column_box, column_slot, box_order
+
+    def bump(k: np.ndarray) -> np.ndarray:
+        """Points every sample of a freezer pays when the batch puts ``k`` samples in it."""
+        per_day = k / max(weights.batch_days, 1e-9)
+        return weights.load * per_day / (per_day + weights.load_half)
+
+    # Door load, convex in a freezer's share of the batch: each freezer's boxes, in the order every sample prefers them
+    # (their common cost), carry the marginal load cost at the count of the batch that would already be in that freezer
+    # when they fill (tiers). So the first boxes of a second good freezer beat the fifth box of the best one when the
+    # door openings make it so. Not part of the exact assignment (the load depends on the others' choices): an
+    # approximation that keeps one assignment.
+    load_surcharge = np.zeros(len(boxes))
+    if weights.load > 0 and n_freezers > 1:
+        order = np.lexsort((boxes.base, box_freezer))
+        before = np.cumsum(free_count[order]) - free_count[order]
+        start_of_freezer = np.maximum.accumulate(np.where(np.r_[True, np.diff(box_freezer[order]) != 0], before, 0))
+        k = (before - start_of_freezer + free_count[order] / 2.0).astype(float)
+        load_surcharge[order] = (k + 1) * bump(k + 1) - k * bump(k)
+    rows, columns, column_box, column_slot, box_order = solve(group_cost + load_surcharge[None, :])
+    batch_counts = np.bincount(box_freezer[column_box[columns]], minlength=n_freezers)
     assigned = dict(zip(rows.tolist(), columns.tolist()))
     # What is left for the alternatives: the lowest slot of each box the batch did not take.
     left = boxes.free.copy()
@@ -380,7 +412,11 @@ def _place_at(incoming: Sequence[IncomingSample], members: list[int], target: fl
         project = incoming[i].project_id
         reasons = _reasons(incoming[i], target, boxes, b, location, urgency_of[k], float(in_box.get(project, no_box)[b]),
                            bool(in_rack.get(project, no_rack)[b]), day)  # fmt: skip
-        cost = float(group_cost[group_of[k], b] + SLOT_COST * slot)
+        f = box_freezer[b]
+        if weights.load > 0 and batch_counts[f] > 1:
+            reasons += (f"door load: {int(batch_counts[f])} samples of this batch go to {location.freezer_id} "
+                        f"(+{bump(np.array([float(batch_counts[f])]))[0]:.1f} points each); the batch is spread where that pays",)  # fmt: skip
+        cost = float(group_cost[group_of[k], b] + load_surcharge[b] + SLOT_COST * slot)
         return Candidate(location, cost, float(boxes.risk[b]), reasons)
 
     out = []
