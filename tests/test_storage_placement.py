@@ -16,6 +16,7 @@ from tracseq_dagster.operations.storage_placement import (
     FreezerRisk,
     IncomingSample,
     PlacementError,
+    PlacementWeights,
     first_free,
     placements_table,
     recommend,
@@ -175,3 +176,16 @@ def test_the_table_has_one_row_per_answer_rank() -> None:
     table = placements_table(placed)
     assert table["rank"].tolist()[:3] == [1, 2, 3] and table["sample_id"].tolist() == ["N1"] * 3 + ["N2"]
     assert table.iloc[3]["status"] == NO_FREEZER and "20 °C" in table.iloc[3]["reasons"]
+
+
+def test_door_load_spreads_a_large_batch_over_equally_good_freezers() -> None:
+    lab = _lab(*[_stored(f"FRZ-0{f}/R1/B{b}", ["A1"]) for f in (1, 2) for b in range(1, 5)])
+    batch = [IncomingSample("RNA", "PRJ-0001", sample_id=f"N{i}") for i in range(200)]
+    risk = _risk(FRZ_01=0.05, FRZ_02=0.06)
+    ignored = recommend(batch, lab, risk, top=1, weights=PlacementWeights(load=0), today=TODAY)
+    assert {p.chosen.location.freezer_id for p in ignored} == {"FRZ-01"}
+    spread = recommend(batch, lab, risk, top=1, today=TODAY)
+    per_freezer = pd.Series([p.chosen.location.freezer_id for p in spread]).value_counts()
+    assert set(per_freezer.index) == {"FRZ-01", "FRZ-02"} and per_freezer.min() >= 60
+    assert any(r.startswith("door load: ") for r in spread[0].chosen.reasons)
+    assert len({p.chosen.location for p in spread}) == 200

@@ -16,6 +16,11 @@ takes one sample. The cost of putting sample ``i`` at position ``j`` adds, in po
   box: fill started boxes first, keep empty ones whole;
 * **retrieval** – a sample expected back within ``weights.retrieval_horizon_days`` pays for a
   deep rack (rack 1 is the most accessible), the sooner the more;
+* **door load** – every sample put into a freezer opens its door: a freezer receiving ``k`` of the
+  batch a day costs each of them ``weights.load * k / (k + load_half)`` more. Convex in the
+  freezer's share, it is priced in tiers (a freezer's later boxes carry the marginal cost at the
+  count already there), so a large intake spreads over the good freezers instead of all going to
+  the best one; an approximation, the only term that depends on the others' choices;
 * and 1e-4 per slot (A1, A2, … J10), so that a box fills in order and answers are deterministic.
 
 Solved as one linear assignment per temperature with scipy (exact, Jonker-Volgenant): the sparse
