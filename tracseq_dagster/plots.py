@@ -21,9 +21,13 @@ from matplotlib.figure import Figure  # noqa: E402
 DPI = 100
 
 
-def new_figure(width: float = 7.0, height: float = 3.5) -> Figure:
-    """A figure not registered with pyplot, so nothing leaks between runs in one process."""
-    return Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float = 7.0, height: float = 3.5, layout: str | None = "constrained") -> Figure:
+    """A figure not registered with pyplot, so nothing leaks between runs in one process.
+
+    ``layout=None`` for many small panels with fixed margins: the constrained layout measures
+    every tick label and took half the drawing time of an 8-panel drift figure.
+    """
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def png_bytes(figure: Figure) -> bytes:

@@ -20,7 +20,9 @@ from tracseq_dagster.models import catalog, get_model
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
+from tracseq_dagster.monitoring.plots import ab_figure, drift_figure, log_report_figures
 from tracseq_dagster.monitoring.watched import no_predictions_message
+from tracseq_dagster.plots import markdown_image
 from tracseq_dagster.serving.prediction_log import last_hours
 
 #: Written by the prediction service, not by Dagster: declared so the lineage shows it.
@@ -73,7 +75,11 @@ class ABConfig(dg.Config):
     ],
 )
 def feature_drift_report(
-    context: dg.AssetExecutionContext, config: DriftConfig, lake: LakeResource, prediction_log: PredictionLogResource
+    context: dg.AssetExecutionContext,
+    config: DriftConfig,
+    lake: LakeResource,
+    prediction_log: PredictionLogResource,
+    mlflow_tracking: MLflowResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """PSI and KS per feature of one model: its logged feature vectors in the window against its training rows.
 
@@ -81,7 +87,9 @@ def feature_drift_report(
     at the reference deciles, categorical PSI the categories; missing values are a bin of their
     own; features the log does not carry are listed, not measured. A model without logged
     predictions passes with ``insufficient_data`` and says so. Written to
-    <lake>/monitoring/<model>/feature_drift_report.json and .parquet.
+    <lake>/monitoring/<model>/feature_drift_report.json and .parquet; the reference-vs-current
+    histograms of the most shifted features are an image here and, when there were predictions,
+    in MLflow (a run of the model's experiment under this Dagster run's parent run).
     """
     lake_, spec = lake.lake(), get_model(context.partition_key)
     since, until = last_hours(config.window_hours)
@@ -106,6 +114,10 @@ def feature_drift_report(
         if len(table)
         else table
     )
+    figure = drift_figure(report)
+    mlflow_run = _log_figures(
+        context, mlflow_tracking, spec.name, "feature_drift_report", {"feature_drift.png": figure}, len(current)
+    )
     yield dg.MaterializeResult(
         metadata={
             "model": spec.name,
@@ -119,6 +131,8 @@ def feature_drift_report(
             "max_psi": float(table["psi"].max()) if len(table) else 0.0,
             "not_logged_features": ", ".join(report.unlogged) or "none",
             "features": dg.MetadataValue.md(shown.round(4).to_markdown(index=False) if len(shown) else "_(none)_"),
+            "histograms": dg.MetadataValue.md(markdown_image(figure, f"{spec.name}: reference vs current per feature")),
+            "mlflow_run_id": mlflow_run or "not logged",
             "path": dg.MetadataValue.path(str(json_path)),
         }
     )
@@ -184,6 +198,8 @@ def ab_test_report(
     for note in report.notes:
         context.log.info(note)
     agreement = report.agreement or {}
+    figure = ab_figure(report)
+    mlflow_run = _log_figures(context, mlflow_tracking, spec.name, "ab_test_report", {"ab_test_report.png": figure}, len(log))
     return dg.MaterializeResult(
         metadata={
             "model": spec.name,
@@ -201,9 +217,29 @@ def ab_test_report(
             "score_pearson": agreement.get("score_pearson"),
             "agreement": dg.MetadataValue.json({k: v for k, v in agreement.items() if k != "category_crosstab"}),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "_none_"),
+            "plot": dg.MetadataValue.md(markdown_image(figure, f"{spec.name}: A/B score distributions and metric intervals")),
+            "mlflow_run_id": mlflow_run or "not logged",
             "path": dg.MetadataValue.path(str(json_path)),
         }
     )
+
+
+def _log_figures(
+    context: dg.AssetExecutionContext, mlflow_tracking: MLflowResource, model: str, role: str, figures: dict, predictions: int
+) -> str | None:
+    """The report's figures in MLflow; None (and a warning) without predictions or when MLflow cannot be reached.
+
+    A report is still worth having without its MLflow copy: the image is in the metadata either way.
+    """
+    if not predictions:
+        return None
+    try:
+        client = mlflow_tracking.client()
+        experiment = mlflow_tracking.experiment_id(client, model)
+        return log_report_figures(client, experiment, context.run_id, role, figures, {"model": model})
+    except Exception as error:  # noqa: BLE001 - MLflow down must not fail a monitoring report
+        context.log.warning(f"{model}: {role} figures not logged to MLflow ({type(error).__name__}: {error})")
+        return None
 
 
 def _md(frame: pd.DataFrame) -> dg.MetadataValue:

@@ -24,6 +24,7 @@ From the model's rows of the prediction log in a window:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from tracseq_dagster.conformal import INTERVAL_HALF_WIDTH_TAG
@@ -262,14 +264,61 @@ REGRESSION_METRICS: dict[str, Metric] = {"mae": _mae, "rmse": _rmse, "interval_c
 PAIRED_METRIC = {False: "roc_auc", True: "mae"}
 
 
+# The same metrics over many resamples at once (arrays of shape (resamples, rows), along the
+# last axis), for ``scipy.stats.bootstrap(vectorized=True)``: the resamples then cost array
+# operations instead of one scikit-learn call each (ROC AUC: 3 ms a call).
+def _auc_many(outcome: np.ndarray, score: np.ndarray, _: np.ndarray) -> np.ndarray:
+    """ROC AUC as the Mann-Whitney U of the positives' ranks (ties averaged, as roc_auc_score)."""
+    ranks = stats.rankdata(score, axis=-1)
+    positives = outcome.sum(axis=-1)
+    negatives = outcome.shape[-1] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * outcome).sum(axis=-1) - positives * (positives + 1) / 2) / (positives * negatives)
+    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
+
+
+_MANY: dict[Metric, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    _auc: _auc_many,
+    _hit_rate: lambda _, __, hit: hit.mean(axis=-1),
+    _brier: lambda outcome, score, _: ((score - outcome) ** 2).mean(axis=-1),
+    _mae: lambda outcome, score, _: np.abs(score - outcome).mean(axis=-1),
+    _rmse: lambda outcome, score, _: np.sqrt(((score - outcome) ** 2).mean(axis=-1)),
+}
+#: Resampled values held in memory at once (rows x resamples per batch), about 16 MB a float array.
+_BATCH_VALUES = 2_000_000
+
+
 def bootstrap(metric: Metric, outcome: np.ndarray, score: np.ndarray, hit: np.ndarray, settings: ABSettings) -> np.ndarray:
-    """The metric on ``settings.bootstrap`` resamples with replacement (NaN where undefined)."""
-    rng = np.random.default_rng(settings.seed)
-    out = np.empty(settings.bootstrap)
-    for b in range(settings.bootstrap):
-        pick = rng.integers(0, outcome.size, outcome.size)
-        out[b] = metric(outcome[pick], score[pick], hit[pick])
-    return out
+    """The metric on ``settings.bootstrap`` resamples of the rows with replacement (NaN where undefined).
+
+    ``scipy.stats.bootstrap`` draws the resamples (``paired``: a row's outcome, answer and hit
+    stay together); its replicates are returned rather than its interval because a resample
+    can leave ROC AUC undefined (one class only) and :func:`_interval` decides what to do with
+    those. A 2-column ``score`` (the paired comparison) is split into columns, as scipy
+    resamples along the last axis.
+    """
+    columns = [score] if score.ndim == 1 else list(score.T)
+    many = getattr(metric, "many", None) or _MANY.get(metric)
+
+    def statistic(o: np.ndarray, h: np.ndarray, *answers: np.ndarray, axis: int = -1) -> Any:
+        answer = answers[0] if len(answers) == 1 else np.stack(answers, axis=-1)
+        return metric(o, answer, h) if many is None else many(o, answer, h)
+
+    with warnings.catch_warnings():
+        # Resamples where ROC AUC is undefined are NaN on purpose: _interval judges them, not scipy.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (outcome, hit, *columns),
+            statistic,
+            n_resamples=settings.bootstrap,
+            batch=max(1, _BATCH_VALUES // max(outcome.size, 1)),
+            paired=True,
+            vectorized=many is not None,
+            confidence_level=settings.confidence,
+            method="percentile",
+            random_state=np.random.default_rng(settings.seed),
+        )
+    return np.asarray(result.bootstrap_distribution, dtype=float)
 
 
 def _interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
@@ -415,8 +464,10 @@ def _paired_gain(metric: Metric) -> Metric:
     """The metric of the second answer column minus that of the first (challenger − champion)."""
 
     def gain(outcome: np.ndarray, both: np.ndarray, hit: np.ndarray) -> float:
-        return metric(outcome, both[:, 1], hit) - metric(outcome, both[:, 0], hit)
+        return metric(outcome, both[..., 1], hit) - metric(outcome, both[..., 0], hit)
 
+    if (many := _MANY.get(metric)) is not None:  # the same over many resamples, for the bootstrap
+        gain.many = lambda o, both, h: many(o, both[..., 1], h) - many(o, both[..., 0], h)  # type: ignore[attr-defined]
     return gain
 
 

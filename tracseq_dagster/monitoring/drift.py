@@ -32,7 +32,7 @@ added to the catalog after the log was opened) cannot be, and the report lists i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -85,6 +85,20 @@ class FeatureDrift:
 
 
 @dataclass(frozen=True)
+class FeatureHistogram:
+    """The bins one feature's PSI was measured on, with both counts: what the drift plot draws.
+
+    Kept beside :class:`FeatureDrift` (not in it) so that the report's table and JSON stay as
+    they were; the counts are cheap, the values behind them are not kept.
+    """
+
+    feature: str
+    bins: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """Every feature's drift and the verdict over them."""
 
@@ -96,6 +110,8 @@ class DriftReport:
     model: str | None = None
     #: Features of the model the prediction log has no column for: not measured.
     unlogged: tuple[str, ...] = ()
+    #: Per measured feature, the PSI bins and both counts (for the plot; not in ``to_dict``).
+    histograms: tuple[FeatureHistogram, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -201,40 +217,51 @@ def feature_drift(
     ``kinds`` says which features are categorical; a feature it does not know is read from its
     reference dtype (numbers numeric, anything else categorical).
     """
-    rows = [_one_feature(name, reference[name], current[name], thresholds, kinds.get(name)) for name in features]
+    measured = [_one_feature(name, reference[name], current[name], thresholds, kinds.get(name)) for name in features]
+    rows = [row for row, _ in measured]
     if len(current) < thresholds.min_rows:
         verdict: Verdict = "insufficient_data"
     else:
         verdict = "drift" if any(r.drifted for r in rows) else "no_drift"
-    return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict)
+    return DriftReport(tuple(rows), thresholds, len(reference), len(current), verdict, histograms=tuple(h for _, h in measured))
+
+
+def _bin_names(edges: np.ndarray) -> tuple[str, ...]:
+    """Names of the numeric bins of :func:`_numeric_counts`: (…, e0], (e0, e1], …, (e_last, …), missing."""
+    if edges.size == 0:
+        return ("all", MISSING)
+    inner = [f"{lo:.3g}–{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return (f"≤{edges[0]:.3g}", *inner, f">{edges[-1]:.3g}", MISSING)
 
 
 def _one_feature(
     name: str, reference: pd.Series, current: pd.Series, t: DriftThresholds, spec: FeatureSpec | None
-) -> FeatureDrift:
+) -> tuple[FeatureDrift, FeatureHistogram]:
     numeric = pd.api.types.is_numeric_dtype(reference) and not isinstance(reference.dtype, pd.CategoricalDtype)
     kind = spec.kind if spec is not None else "numeric" if numeric else "categorical"
     ks_statistic = ks_pvalue = None
     if kind == "categorical":
         ref, cur = _labels(reference), _labels(current)
         categories = list(dict.fromkeys([*((spec.categories if spec else None) or ()), *ref.unique(), *cur.unique()]))
-        psi = population_stability_index(
-            ref.value_counts().reindex(categories, fill_value=0).to_numpy(float),
-            cur.value_counts().reindex(categories, fill_value=0).to_numpy(float),
-        )
+        ref_counts = ref.value_counts().reindex(categories, fill_value=0).to_numpy(float)
+        cur_counts = cur.value_counts().reindex(categories, fill_value=0).to_numpy(float)
+        bins = tuple(str(c) for c in categories)
         ref_missing = float((ref == MISSING).mean()) if len(ref) else 0.0
         cur_missing = float((cur == MISSING).mean()) if len(cur) else 0.0
     else:
         ref_values = pd.to_numeric(reference, errors="coerce").to_numpy(float)
         cur_values = pd.to_numeric(current, errors="coerce").to_numpy(float)
         edges = numeric_bins(ref_values, t.bins)
-        psi = population_stability_index(_numeric_counts(ref_values, edges), _numeric_counts(cur_values, edges))
+        ref_counts, cur_counts = _numeric_counts(ref_values, edges), _numeric_counts(cur_values, edges)
+        bins = _bin_names(edges)
         ref_known, cur_known = ref_values[~np.isnan(ref_values)], cur_values[~np.isnan(cur_values)]
         if ref_known.size and cur_known.size:
             test = stats.ks_2samp(ref_known, cur_known)
             ks_statistic, ks_pvalue = float(test.statistic), float(test.pvalue)
         ref_missing = float(np.isnan(ref_values).mean()) if ref_values.size else 0.0
         cur_missing = float(np.isnan(cur_values).mean()) if cur_values.size else 0.0
+    psi = population_stability_index(ref_counts, cur_counts)
+    histogram = FeatureHistogram(name, bins, tuple(ref_counts.tolist()), tuple(cur_counts.tolist()))
 
     reasons = []
     if len(current) and psi >= t.psi:
@@ -242,7 +269,7 @@ def _one_feature(
     if ks_statistic is not None and ks_statistic >= t.ks_statistic and ks_pvalue is not None and ks_pvalue < t.ks_alpha:
         reasons.append(f"KS D {ks_statistic:.3f} >= {t.ks_statistic}, p {ks_pvalue:.2g} < {t.ks_alpha}")
     judged = name not in t.not_judged
-    return FeatureDrift(
+    drift = FeatureDrift(
         feature=name,
         kind=kind,
         reference_rows=len(reference),
@@ -255,3 +282,4 @@ def _one_feature(
         drifted=judged and bool(reasons),
         reason=("; ".join(reasons) or "within thresholds") + ("" if judged else " (not judged: grows with the history)"),
     )
+    return drift, histogram
