@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from assets.operations.anomalies import anomalies, lab_alerts, lab_alerts_schedule
+from assets.operations.anomalies import CHECK_LOOKBACK_DAYS, anomalies, failed_check_alerts, lab_alerts, lab_alerts_schedule
 from resources import LakeResource
 from resources.notifications import NotificationsResource
 from tests.test_notifications import Receiver, closed_port_url
@@ -123,3 +123,11 @@ def test_without_channels_alerts_are_recorded_not_sent_and_schedule_waits_for_fe
     ) as context:
         request = lab_alerts_schedule(context)
     assert isinstance(request, dg.RunRequest) and request.run_key == "lab_alerts:20261206T1215"
+
+
+def test_failed_checks_are_read_from_the_instance_within_the_lookback() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([drifting_report], instance=instance).success
+    [alert] = failed_check_alerts(instance)
+    assert alert.kind == "drift" and alert.message == "purity_score: PSI 0.41 > 0.2"
+    assert failed_check_alerts(instance, now=datetime.now(UTC) + timedelta(days=CHECK_LOOKBACK_DAYS + 1)) == []

@@ -41,8 +41,10 @@ WATCHED_CHECKS: tuple[tuple[str, str, bool], ...] = (
     ("validated_runs", "accepted_rows_meet_contract", False),
     ("feature_drift_report", DRIFT_CHECK_NAME, True),
 )
-#: Latest failed executions read per check on each run.
+#: Latest failed executions read per check on each run, and how far back (older failures are history,
+#: not news: a location enabling alerts for the first time does not page the lab about last month).
 CHECK_HISTORY = 20
+CHECK_LOOKBACK_DAYS = 7
 
 
 class AnomaliesConfig(dg.Config):
@@ -134,17 +136,18 @@ def _read_optional(lake_: Lake, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def failed_check_alerts(instance: dg.DagsterInstance) -> list[Alert]:
-    """The latest failed executions of the watched checks, from the Dagster instance's event log."""
+def failed_check_alerts(instance: dg.DagsterInstance, now: datetime | None = None) -> list[Alert]:
+    """The failed executions of the watched checks in the last CHECK_LOOKBACK_DAYS, from the instance's event log."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+    since = (now or datetime.now(UTC)).timestamp() - CHECK_LOOKBACK_DAYS * 86_400
     alerts = []
     for asset, check, drift in WATCHED_CHECKS:
         key = dg.AssetCheckKey(dg.AssetKey(asset), check)
         records = instance.event_log_storage.get_asset_check_execution_history(
             key, limit=CHECK_HISTORY, status={AssetCheckExecutionRecordStatus.FAILED}
         )
-        for record in records:
+        for record in (r for r in records if r.create_timestamp >= since):
             evaluation = record.event.asset_check_evaluation if record.event is not None else None
             description = getattr(evaluation, "description", None) if evaluation is not None else None
             partition = record.partition or (getattr(evaluation, "partition", None) if evaluation is not None else None)
