@@ -193,9 +193,9 @@ def main() -> None:
 
     runs = [one_seed(seed, args.history, args.incoming) for seed in range(1, args.seeds + 1)]
     print(
-        "| seed | risk source | recommender rate | first-free rate | ratio | oracle rate | excursions/sample rec. / first-free |"
+        "| seed | risk source | realised: recommender | first-free | ratio | oracle | expected: recommender | first-free | ratio |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         rec, base, orc = r["recommender"], r["first_free"], r["oracle"]
         print(f"| {r['seed']} | {r['risk_source']} | {rec['excursion_rate']:.3f} | {base['excursion_rate']:.3f} | {r['ratio']:.2f} | "

@@ -20,6 +20,7 @@ notes say what happened.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,18 +84,17 @@ def _request_rows(
     last = located.sort_values("received_ts", kind="stable").groupby("_freezer").tail(1)
     model = request_model(MODEL)
     fields = set(model.model_fields)
+    # Through JSON, as a LIMS would send them: numpy scalars and pandas timestamps become plain values.
+    records = json.loads(last[[c for c in last.columns if c in fields]].to_json(orient="records", date_format="iso"))
+    received = pd.Timestamp(as_of)
     names, rows = [], []
-    for _, sample in last.iterrows():
-        record = {
-            k: (None if pd.isna(v) else v) for k, v in sample.items() if k in fields and not isinstance(v, list | np.ndarray)
-        }
-        received = pd.Timestamp(as_of)
+    for freezer, record in zip(last["_freezer"].astype(str), records):
         collected = pd.Timestamp(record.get("collection_ts") or received)
         collected = collected.tz_localize("UTC") if collected.tzinfo is None else collected
-        record |= {"received_ts": received.to_pydatetime(), "collection_ts": min(collected, received).to_pydatetime(),
-                   "extraction_ts": None, "sequencing_ts": None, "qc_status": None}  # fmt: skip
+        record |= {"received_ts": received.isoformat(), "collection_ts": min(collected, received).isoformat(),
+                   "extraction_ts": None, "sequencing_ts": None}  # fmt: skip
         rows.append(model.model_validate(record).model_dump())
-        names.append(str(sample["_freezer"]))
+        names.append(freezer)
     return names, rows
 
 
