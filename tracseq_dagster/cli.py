@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 from typer.core import TyperGroup
 
@@ -76,6 +76,21 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def progress_bars(*columns: ProgressColumn | str) -> Progress:
+    """Progress bars of a long command: on stderr, and only when stderr is a terminal.
+
+    A pipe or a log file gets the command's results and nothing else (the bars are disabled);
+    when stdout is the same terminal, lines the command prints meanwhile appear above the bars.
+    """
+    return Progress(
+        *columns,
+        console=err_console,
+        disable=not err_console.is_terminal,
+        redirect_stdout=console.is_terminal,
+        redirect_stderr=False,
+    )
 
 
 def _print_version(requested: bool) -> None:
@@ -380,14 +395,104 @@ def train_command(
     failed = []
     for spec in specs:
         chosen = requested or spec.swept_families()
-        with console.status(f"{spec.name}: sweeping {len(chosen)} families, {workers} at a time, {budget_s:g} s each"):
-            outcomes = train(spec.name, chosen, sweep_config=sweep, gate_config=gate, workers=workers, on_step=report)
+        with _SweepBars(spec.name, chosen, budget_s, max_trials) as bars:
+            outcomes = train(
+                spec.name,
+                chosen,
+                sweep_config=sweep,
+                gate_config=gate,
+                workers=workers,
+                on_step=lambda step: (bars.step_done(step.name, step.success), report(step)),
+            )
         _print_training_summary(instance, spec.name)
         if not outcomes or not outcomes[-1].success or not outcomes[-1].name.startswith("register_and_promote"):
             failed.append(spec.name)
     if failed:
         err_console.print(f"[red]not trained:[/] {', '.join(failed)}")
         raise typer.Exit(code=1)
+
+
+class _SweepBars:
+    """One bar per family of a model's sweep: trials done and the best CV score so far, live.
+
+    The sweeps run in other processes; a thread reads their trials from the Optuna storage
+    (:class:`~tracseq_dagster.automl.progress.SweepProgressReader`) twice a second. A bar's
+    length is ``--max-trials`` when given; otherwise it pulses until the family's run ends (a
+    family may wait for a worker, so its budget is no clock). Reading the storage can fail
+    (not created yet, locked): the bars then wait for the next read; training never notices.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self, model: str, families: tuple[str, ...], budget_s: float, max_trials: int | None) -> None:
+        import threading
+        from datetime import datetime
+
+        from tracseq_dagster import settings
+        from tracseq_dagster.automl.progress import SweepProgressReader
+
+        self.model, self.families, self.budget_s, self.max_trials = model, families, budget_s, max_trials
+        self.progress = progress_bars(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[trials]} trials, best {task.fields[best]}"),
+            TimeElapsedColumn(),
+        )
+        self.tasks: dict[str, Any] = {}
+        self.done: set[str] = set()
+        # The storage the sweeps write to (build_definitions' default, TRACSEQ_OPTUNA_STORAGE or the data dir).
+        self.reader = SweepProgressReader(settings.optuna_storage_url(), model, families, datetime.now())
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _SweepBars:
+        self.progress.__enter__()
+        if not self.progress.disable:
+            total = float(self.max_trials) if self.max_trials else None
+            for family in self.families:
+                self.tasks[family] = self.progress.add_task(f"{self.model}/{family}", total=total, trials=0, best="–")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def step_done(self, step: str, success: bool) -> None:
+        """A family's run ended (``automl_trials[model|family]``): its bar is full, its last counts read."""
+        for family, task in self.tasks.items():
+            if step.endswith(f"|{family}]"):
+                self._update()
+                self.done.add(family)
+                trials = self.progress.tasks[task].fields["trials"]
+                self.progress.update(
+                    task,
+                    total=self.progress.tasks[task].total or max(trials, 1),
+                    completed=self.progress.tasks[task].total or max(trials, 1),
+                    description=f"{self.model}/{family} {'✓' if success else '✗'}",
+                )
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            self._update()
+
+    def _update(self) -> None:
+        try:
+            read = self.reader.read()
+        except Exception:  # noqa: BLE001 - the storage is not there yet or busy: try again on the next tick
+            return
+        for family, task in self.tasks.items():
+            state = read[family]
+            if family in self.done:
+                continue
+            self.progress.update(
+                task,
+                completed=state.trials,
+                trials=state.trials,
+                best="–" if state.best is None else f"{state.best:.4f}",
+            )
 
 
 def _model_spec(name: str):  # type: ignore[no-untyped-def]
@@ -556,7 +661,7 @@ def bento_build_command() -> None:
 
     instance = get_instance()
     _require_mlflow()
-    with console.status("exporting the champion and building the Bento"):
+    with _BentoBar():
         outcome = package_bento()
     if not outcome.success:
         err_console.print(f"[red]error:[/] {outcome.error}", soft_wrap=True)
@@ -570,6 +675,62 @@ def bento_build_command() -> None:
                   f"challenger {metadata['challenger_version'].value}); serve it with: tracseq bento serve")  # fmt: skip
     for name, why in (metadata["skipped"].value or {}).items():  # type: ignore[union-attr]
         console.print(f"  not served: {name} ({why})")
+
+
+class _BentoBar:
+    """The Bento build's stages as a bar: each catalog model exported, then the build itself.
+
+    The build is one Dagster run in this process; its progress is read from what it writes:
+    a model's folder appears in the run's bundle (``<lake>/serving/<run id>/models/<name>``)
+    when that model is exported. A thread looks twice a second. Stderr, terminals only.
+    """
+
+    POLL_S = 0.5
+
+    def __init__(self) -> None:
+        import threading
+        import time
+
+        from tracseq_dagster import settings
+        from tracseq_dagster.models import catalog
+        from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER
+
+        self.catalog_file = CATALOG_FILE
+        self.serving = Path(settings.lake_dir()) / "serving"
+        self.models_folder, self.models = CATALOG_FOLDER, len(catalog())
+        self.started = time.time()
+        self.progress = progress_bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _BentoBar:
+        self.progress.__enter__()
+        if not self.progress.disable:
+            self.task = self.progress.add_task("exporting the catalog's champions", total=self.models + 1)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+            self.progress.update(self.task, completed=self.models + 1, description="Bento built" if exc[0] is None else "stopped")
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _poll(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            try:
+                bundles = [d / self.models_folder for d in self.serving.iterdir() if d.stat().st_mtime >= self.started]
+                exported = max((sum(1 for _ in d.glob("*/")) for d in bundles), default=0)
+                written = any((d / self.catalog_file).exists() for d in bundles)  # written after the last model
+            except OSError:  # the lake's serving folder does not exist yet
+                continue
+            if written:
+                self.progress.update(self.task, completed=self.models, description="building the Bento")
+            else:
+                self.progress.update(
+                    self.task, completed=exported, description=f"exporting the catalog's champions ({exported} done)"
+                )
 
 
 @bento_app.command("serve")
@@ -712,8 +873,23 @@ def documents_ingest_command(
     instance = get_instance()
     defs = build_definitions(lake_dir=str(lake) if lake else None, documents_url=url, lancedb_dir=lancedb)
     log_level = "DEBUG" if verbose else "CRITICAL"
-    with console.status("parsing documents"):
-        outcomes = ingest_documents(url, defs=defs, instance=instance, force=force, log_level=log_level)
+    with progress_bars(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[pages]} pages"),
+        TimeElapsedColumn(),
+    ) as progress:
+        from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+        from tracseq_dagster.landing import list_landing_files
+
+        total = len(list_landing_files(url, DOCUMENT_SUFFIXES)) if not progress.disable else None
+        task = progress.add_task("parsing documents", total=total, pages=0)
+
+        def parsed(outcome) -> None:  # type: ignore[no-untyped-def]
+            progress.update(task, advance=1, pages=progress.tasks[task].fields["pages"] + (outcome.pages or 0))
+
+        outcomes = ingest_documents(url, defs=defs, instance=instance, force=force, log_level=log_level, on_file=parsed)
     table = Table("file", "partition", "status", "pages", "chunks")
     for o in outcomes:
         colour = {"ingested": "green", "failed": "red", "unchanged": "dim"}[o.status]

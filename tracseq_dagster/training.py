@@ -37,6 +37,7 @@ from tracseq_dagster.automl import (
     prepare_problem,
     sweep_family,
 )
+from tracseq_dagster.automl.plots import leaderboard_figure
 from tracseq_dagster.automl.tasks import METRICS
 from tracseq_dagster.conformal import DEFAULT_COVERAGE, INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
 from tracseq_dagster.control.gate import gate_passed
@@ -432,6 +433,8 @@ def _log_artifacts(
     client.log_dict(run_id, evaluation.as_dict(), "holdout_evaluation.json")
     client.log_dict(run_id, {"export_hashes": list(training_set.export_hashes)}, "training_exports.json")
     client.log_text(run_id, leaderboard_table(ranked).to_markdown(index=False), "leaderboard.md")
+    board = leaderboard_figure(leaderboard_table(ranked), ranked[0].metric, ranked[0].greater_is_better)
+    client.log_figure(run_id, board, "plots/leaderboard.png")
     history = optimisation_history_figure([o.study_name for o in ranked], storage)
     if history is not None:
         client.log_figure(run_id, history, "plots/optimization_history.png")

@@ -12,13 +12,16 @@ import dagster as dg
 
 from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from resources import LakeResource, MLflowResource, OptunaStorageResource
+from tracseq_dagster.automl.plots import leaderboard_figure
 from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.plots import markdown_image
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.tracking import parent_run
 from tracseq_dagster.training import (
     FamilyOutcome,
     SweepSettings,
     leaderboard_table,
+    optimisation_history_figure,
     rank_families,
     register_winner,
     run_promotion_gate,
@@ -131,10 +134,14 @@ def automl_trials(
     group_name="training",
     kinds={"pandas"},
 )
-def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def automl_leaderboard(
+    context: dg.AssetExecutionContext, lake: LakeResource, optuna_storage: OptunaStorageResource
+) -> dg.MaterializeResult:
     """Every family's best trial on the model's current training set: CV mean and spread, fit time, latency.
 
-    Families whose last sweep ran on older data are left out; the first row is the winner.
+    Families whose last sweep ran on older data are left out; the first row is the winner. The
+    leaderboard and Optuna's optimisation history of the families' studies are images here
+    (and in MLflow on the registered model's run, which ``registered_model`` logs).
     """
     model = context.partition_key
     spec = get_model(model)
@@ -151,6 +158,15 @@ def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) ->
     lake_.write_json(
         lake_.leaderboard_path(model), {"fingerprint": training_set.fingerprint, "ranked": [o.__dict__ for o in ranked]}
     )
+    board_plot = markdown_image(
+        leaderboard_figure(table, ranked[0].metric, ranked[0].greater_is_better), f"{model}: AutoML leaderboard"
+    )
+    history = optimisation_history_figure([o.study_name for o in ranked], optuna_storage.prepared_url())
+    history_plot = markdown_image(history, f"{model}: optimisation history") if history is not None else "_(no RDB storage)_"
+    if history is not None:
+        import matplotlib.pyplot as plt
+
+        plt.close(history)  # Optuna draws it with pyplot: release it
     missing = sorted(set(families) - set(table["family"]))
     if missing:
         context.log.warning(f"families without a completed sweep on this training set: {', '.join(missing)}")
@@ -162,6 +178,8 @@ def automl_leaderboard(context: dg.AssetExecutionContext, lake: LakeResource) ->
             "families": len(ranked),
             "missing_families": ", ".join(missing) or "none",
             "leaderboard": dg.MetadataValue.md(table.round(4).to_markdown(index=False)),
+            "leaderboard_plot": dg.MetadataValue.md(board_plot),
+            "optimisation_history": dg.MetadataValue.md(history_plot),
             "training_fingerprint": training_set.fingerprint,
         }
     )
