@@ -189,3 +189,26 @@ def test_door_load_spreads_a_large_batch_over_equally_good_freezers() -> None:
     assert set(per_freezer.index) == {"FRZ-01", "FRZ-02"} and per_freezer.min() >= 60
     assert any(r.startswith("door load: ") for r in spread[0].chosen.reasons)
     assert len({p.chosen.location for p in spread}) == 200
+
+
+def test_history_risk_ranks_the_bad_units_of_the_hidden_process_above_the_good_ones() -> None:
+    from tracseq_dagster.generator import generate_samples
+    from tracseq_dagster.operations.placement_risk import HISTORY_SOURCE, excursion_risk
+
+    samples = generate_samples(3000, seed=3)
+    state = freezer_state(samples)
+    report = excursion_risk(samples, state.freezers["freezer_id"].tolist(), state.as_of)
+    assert report.source == "history" and any("no freezer_excursion_risk model is served" in n for n in report.notes)
+    p = {f: r.probability for f, r in report.risk.items()}
+    assert all(0.0 <= v <= 1.0 for v in p.values()) and {r.source for r in report.risk.values()} == {HISTORY_SOURCE}
+    # freezer_process: FRZ-03 and FRZ-08 are the bad units (0.07-0.08/day), FRZ-01 and FRZ-06 the good ones (0.006/day).
+    assert min(p["FRZ-03"], p["FRZ-08"]) > max(p["FRZ-01"], p["FRZ-06"])
+
+
+def test_no_history_gives_no_risk_and_says_so() -> None:
+    from tracseq_dagster.operations.placement_risk import excursion_risk
+
+    empty = pd.DataFrame(_stored("FRZ-01/R1/B1", ["A1"])).iloc[:0]
+    report = excursion_risk(empty, ["FRZ-01"], pd.Timestamp("2026-02-01", tz="UTC"))
+    assert report.risk == {} and report.source == "none"
+    assert any("no model answer and no excursion history for FRZ-01" in n for n in report.notes)
