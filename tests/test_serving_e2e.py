@@ -440,6 +440,46 @@ def test_promote_rebuild_restart_switches_the_served_model(stack: Stack, records
     assert answer["attribution"] == "linear" and answer["cached"] is False
 
 
+def test_a_promotion_is_rolled_out_to_the_running_service_without_a_failed_request(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    """Requests keep coming while the champion moves and the Bento is rebuilt: the running service switches
+    by itself (no restart), not one request fails, each answer is the old or the new version, then only the new."""
+    import threading
+
+    stack.env = {**stack.env, "TRACSEQ_ROLLOUT_INTERVAL_S": "0.5", "TRACSEQ_CHALLENGER_SHARE": "0"}
+    stack.serve(None)
+    before = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()["variants"]["champion"]["version"]
+    after = "1" if before == "2" else "2"
+    answers: list[tuple[int, str | None]] = []
+    stop_sending = threading.Event()
+
+    def send() -> None:  # one sender, so answers arrive in the order they were asked
+        i = 0
+        while not stop_sending.is_set():
+            response = stack.post("/models/sample_quality/predict", records[i % len(records)])
+            answers.append((response.status_code, response.json().get("model", {}).get("version") if response.ok else None))
+            i += 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        stack.trained.registry.promote(after, "rollout test: the other version becomes champion")
+        stack.build()  # what the rollout sensor's package_bento run does; it announces the new model
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and [v for _, v in answers[-20:]].count(after) < 20:
+            time.sleep(0.2)
+    finally:
+        stop_sending.set()
+        sender.join(timeout=60)
+    statuses = {status for status, _ in answers}
+    versions = [version for _, version in answers]
+    assert statuses == {200}, [a for a in answers if a[0] != 200][:5]
+    assert set(versions) == {before, after} and versions[0] == before
+    first_new = versions.index(after)
+    assert set(versions[first_new:]) == {after}, "an old answer came after the switch"
+    info = requests.get(stack.url + "/model", headers=AUTH, timeout=10).json()
+    assert info["variants"]["champion"]["version"] == after and info["rollout"]["switches"] == 1
+
+
 def test_with_roles_the_served_models_take_control_plane_tokens_and_rate_limits(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
     """TRACSEQ_SERVICE_AUTH=roles: the real Bento answers a predictor's token, refuses a viewer's
     prediction (403) and the old shared token (401), and limits each token (429)."""

@@ -363,6 +363,18 @@ def max_wait_ms() -> float:
     return env_float("TRACSEQ_MAX_WAIT_MS", 5.0, minimum=0, meaning="milliseconds a request waits for a batch")
 
 
+def rollout_interval_s() -> float:
+    """Seconds between a prediction worker's looks at the rollout announcement (0: never switch while running)."""
+    return env_float("TRACSEQ_ROLLOUT_INTERVAL_S", 5.0, minimum=0, meaning="seconds between checks for a newly built model")
+
+
+def rollout_sensor_interval_s() -> int:
+    """Seconds between the rollout sensor's looks at the registry's champions."""
+    return int(
+        env_float("TRACSEQ_ROLLOUT_SENSOR_INTERVAL_S", 60, minimum=5, meaning="seconds between checks for a moved champion")
+    )
+
+
 def dependency_retry_s() -> float:
     """Seconds between trial calls to a dependency that is down (an outage costs requests nothing meanwhile)."""
     return env_float(

@@ -66,6 +66,7 @@ from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_c
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest, SampleRecord
+from tracseq_dagster.serving.rollout import RolloutWatcher
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
 from tracseq_dagster.serving.storage_routes import StorageService, storage_routes
 from tracseq_dagster.serving.traffic_split import TrafficSplit
@@ -115,16 +116,13 @@ class Predictions:
     bundle = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        # Every file as it was saved, or no start at all: the bundle holds pickles, which are code.
-        if not verify_saved_model(Path(self.bundle.path), self.bundle.stored.info.metadata, f"model {MODEL_TAG}"):
-            logging.getLogger(__name__).warning(
-                "model %s has no file digests (saved before they existed): served unverified", MODEL_TAG
-            )
-        split = TrafficSplit(settings.challenger_share(), settings.ab_salt())
-        attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
+        self.split = TrafficSplit(settings.challenger_share(), settings.ab_salt())
+        self.attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
+        self.model_tag = str(self.bundle.tag)
+        models_path = Path(self.bundle.path)
+        self._verify(models_path, self.bundle.stored.info.metadata, self.model_tag)
         # The original routes' bundle is there when sample_quality had a champion at build time.
-        self.predictor = (SampleQualityPredictor(self.bundle.path, split, attribution)  # type: ignore[arg-type]
-                          if (Path(self.bundle.path) / "bundle.json").exists() else None)  # fmt: skip
+        self.predictor = self._sample_quality_predictor(models_path)
         self.metrics = ServiceMetrics()
         self.dependencies = Dependencies()
         self.dependencies.listen(self.metrics.dependency_event)
@@ -142,19 +140,47 @@ class Predictions:
             breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
             on_dropped=self.metrics.rows_dropped,
         )
-        self.batcher = (
-            MicroBatcher(
-                self._sample_quality().predict,
-                max_batch=settings.max_batch(),
-                max_wait_ms=settings.max_wait_ms(),
-            )
-            if self.predictor is not None
-            else None
-        )
-        self.catalog = CatalogService(ServedCatalog(self.bundle.path, split, attribution), self.log.submit)  # type: ignore[arg-type]
+        self.batcher = self._batcher(self.predictor)
+        self.catalog = CatalogService(ServedCatalog(models_path, self.split, self.attribution), self.log.submit)
         self.storage = StorageService.of_catalog(self.catalog.catalog)
+        # A newly built model is served without a restart (tracseq_dagster/serving/rollout.py).
+        self.rollout = RolloutWatcher(self.model_tag, self._switch_to, interval_s=settings.rollout_interval_s()).start()
         # The model, the history snapshot and the imported modules live as long as the worker:
         # frozen out of the cyclic garbage collector, its full collections need not walk them.
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def _verify(path: Path, metadata: Any, tag: str) -> None:
+        """Every file as it was saved, or no model at all: the bundle holds pickles, which are code."""
+        if not verify_saved_model(path, metadata, f"model {tag}"):
+            logging.getLogger(__name__).warning(
+                "model %s has no file digests (saved before they existed): served unverified", tag
+            )
+
+    def _sample_quality_predictor(self, path: Path) -> SampleQualityPredictor | None:
+        return SampleQualityPredictor(path, self.split, self.attribution) if (path / "bundle.json").exists() else None
+
+    @staticmethod
+    def _batcher(predictor: SampleQualityPredictor | None) -> MicroBatcher | None:
+        if predictor is None:
+            return None
+        return MicroBatcher(predictor.predict, max_batch=settings.max_batch(), max_wait_ms=settings.max_wait_ms())
+
+    def _switch_to(self, tag: str) -> None:
+        """Load, check and warm the announced model off the request path, then swap the references.
+
+        Each request reads the references once, so one that started before the swap finishes on
+        the old models and every later one uses the new: none is dropped or mixed.
+        """
+        stored = bentoml.models.get(tag)
+        path = Path(stored.path)
+        self._verify(path, stored.info.metadata, tag)
+        predictor = self._sample_quality_predictor(path)  # loads and warms up (serving/warm_up.py)
+        catalog = CatalogService(ServedCatalog(path, self.split, self.attribution), self.log.submit)
+        storage, batcher = StorageService.of_catalog(catalog.catalog), self._batcher(predictor)
+        gc.unfreeze()  # the old models become garbage once the last request on them ends
+        self.predictor, self.batcher, self.catalog, self.storage, self.model_tag = predictor, batcher, catalog, storage, tag
         gc.collect()
         gc.freeze()
 
@@ -216,7 +242,8 @@ class Predictions:
     def _answer_table(self, body: bytes, kind: str, texts: bool) -> Response:
         started = time.perf_counter()
         batch_id = uuid.uuid4().hex
-        key = blob_key(self.predictor.tag, body, f"{kind}:{texts}")
+        predictor = self.predictor  # read once: a rollout may swap it meanwhile
+        key = blob_key(predictor.tag, body, f"{kind}:{texts}")
         cached = self.cache.get_blob(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -226,7 +253,7 @@ class Predictions:
             valid = columnar.validate_table(columnar.read_table(body, kind))
         except columnar.ColumnarError as error:
             return JSONResponse(error.payload(), status_code=400)
-        answers = self.predictor.predict_table(valid, texts=texts)
+        answers = predictor.predict_table(valid, texts=texts)
         table = answers.table(batch_id)
         self.cache.put_blob(key, columnar.write_table(table, columnar.ARROW_STREAM))
         self.metrics.observe_table(table)
@@ -266,11 +293,12 @@ class Predictions:
         """Served versions, metrics, lineage, traffic split, feature glossary and category thresholds."""
         if self.predictor is None:
             raise HTTPException(status_code=404, detail=NO_SAMPLE_QUALITY)
-        return self.predictor.model_info()
+        return {**self.predictor.model_info(), "rollout": self.rollout.status()}
 
     @bentoml.on_shutdown
     def _flush_prediction_log(self) -> None:
         """Write what the prediction log still holds before the worker exits."""
+        self.rollout.stop()
         self.log.close()
 
     def _log(self, answers: list[Any], started: float) -> None:

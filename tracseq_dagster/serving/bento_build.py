@@ -27,6 +27,7 @@ import bentoml  # noqa: E402
 from tracseq_dagster.artifact_digest import FILES_METADATA_KEY, files_metadata  # noqa: E402
 from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
 from tracseq_dagster.serving.catalog_bundle import CatalogBundle  # noqa: E402
+from tracseq_dagster.serving.rollout import announce  # noqa: E402
 
 BENTO_NAME = "tracseq_predictions"
 BENTOFILE = Path("bentos") / "predictions" / "bentofile.yaml"
@@ -88,6 +89,19 @@ def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dic
         bentoml.bentos.delete(f"{BENTO_NAME}:{version}")
     except bentoml.exceptions.NotFound:
         pass
-    return bentoml.bentos.build_bentofile(
+    bento = bentoml.bentos.build_bentofile(
         str(root / BENTOFILE), build_ctx=str(root), version=version, args={"model_tag": model_tag}
     )
+    announce(model_tag, _packed_champions(metadata))  # running services switch to it by themselves (rollout)
+    return bento
+
+
+
+def _packed_champions(metadata: dict[str, str]) -> dict[str, str]:
+    """Champion version per model packed in a build, from its metadata (catalog, else the sample_quality bundle)."""
+    if metadata.get("catalog"):
+        served = json.loads(metadata["catalog"]).get("served", {})
+        return {name: str(entry["champion"]) for name, entry in served.items()}
+    if metadata.get("bundle"):
+        return {"sample_quality": str(json.loads(metadata["bundle"])["champion"]["version"])}
+    return {}
