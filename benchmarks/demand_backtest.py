@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--origins", type=int, default=6)
     parser.add_argument("--wheel", type=Path, default=WHEEL)
+    parser.add_argument("--total-origins", type=int, default=None, help="origins for the lab total (cheap; default --origins)")
+    parser.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True, help="score the per-pair series too")
     parser.add_argument("--arrivals", choices=("rhythm", "uniform"), default="rhythm")
     parser.add_argument("--skip-real", action="store_true")
     args = parser.parse_args()
@@ -89,12 +91,13 @@ def main() -> None:
     samples = generate_samples(args.rows, seed=0, collection_rhythm=args.arrivals == "rhythm")
     history = daily_counts(samples, as_of=pd.Timestamp("2025-12-31"))[["unique_id", "ds", "y"]]
     total = history[history["unique_id"] == f"{TOTAL}|{TOTAL}"]
-    report(f"generated ({args.arrivals} arrivals), lab total ({args.rows} samples)", total, args.origins)
-    report(
-        f"generated ({args.arrivals} arrivals), per sample type and site ({args.rows} samples)",
-        history[history["unique_id"] != total["unique_id"].iloc[0]],
-        args.origins,
-    )
+    report(f"generated ({args.arrivals} arrivals), lab total ({args.rows} samples)", total, args.total_origins or args.origins)
+    if args.pairs:
+        report(
+            f"generated ({args.arrivals} arrivals), per sample type and site ({args.rows} samples)",
+            history[history["unique_id"] != total["unique_id"].iloc[0]],
+            args.origins,
+        )
     if args.skip_real:
         return
     if not args.wheel.exists():
