@@ -41,7 +41,7 @@ def d(days: float) -> pd.Timestamp:
 
 @pytest.fixture(scope="module")
 def lab() -> pd.DataFrame:
-    return generate_samples(4000, seed=31)
+    return generate_samples(10000, seed=3)
 
 
 def test_the_model_is_declared_in_the_catalog_with_two_cheap_families() -> None:
@@ -69,7 +69,7 @@ def test_features_see_nothing_after_their_day_and_labels_only_after_it(lab: pd.D
     rows = labelled_rows_from_samples(lab)
     assert rows.index.is_unique and set(rows[LABEL]) == {EXCURSION, QUIET} and HOLDOUT_GROUP in rows
     rng = np.random.default_rng(1)
-    for key in rng.choice(rows.index.to_numpy(), 3, replace=False):
+    for key in rng.choice(rows.index.to_numpy(), 2, replace=False):
         freezer, day = key.split("/")
         end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
         known = lab[lab["received_ts"] < end].copy()
@@ -95,8 +95,8 @@ def test_it_learns_the_hidden_excursion_process_on_later_days(lab: pd.DataFrame)
         model, _ = fit(spec, train, family)
         p_quiet = model.predict_proba(test[list(FEATURES)])[:, list(model.classes_).index(QUIET)]
         auc[family] = roc_auc_score(test[LABEL] == EXCURSION, 1 - p_quiet)
-    # The label is what the samples recorded (a noisy view of the hidden hazard): the hazard itself scores about 0.77 here.
-    assert min(auc.values()) > 0.55 and max(auc.values()) > 0.6, auc
+    # Excursions are Poisson: even the hidden hazard itself scores only about 0.74 (benchmarks/freezer_excursion_model.py).
+    assert min(auc.values()) > 0.58, auc
     assert len(build_training_set(spec, rows).holdout) > 0
 
 

@@ -47,7 +47,10 @@ def test_the_catalog_declares_three_models_with_what_the_machinery_needs() -> No
         assert spec.swept_families() and spec.sources and spec.label_known_at and spec.predicted_at
         assert spec.summary()["name"] == spec.name
     assert (get_model("sequencing_success").task, get_model("turnaround_hours").task) == ("binary", "regression")
-    with pytest.raises(UnknownModelError, match="no model 'nope' in the catalog; it has freezer_excursion_risk, sample_quality, sequencing_success"):
+    with pytest.raises(
+        UnknownModelError,
+        match="no model 'nope' in the catalog; it has freezer_excursion_risk, sample_quality, sequencing_success",
+    ):
         get_model("nope")
 
 

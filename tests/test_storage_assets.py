@@ -99,7 +99,7 @@ def test_a_broken_location_is_left_out_and_an_empty_lab_gives_empty_tables() -> 
 
 def fitted_risk_model(samples: pd.DataFrame) -> LogisticRegression:
     rows = labelled_rows_from_samples(samples)
-    return LogisticRegression(max_iter=500).fit(rows[list(FEATURES)].fillna(0.0), rows[LABEL])
+    return LogisticRegression(C=0.1, max_iter=2000).fit(rows[list(FEATURES)].fillna(0.0), rows[LABEL])
 
 
 class Filled:
@@ -130,6 +130,7 @@ def test_both_assets_materialize_with_a_registered_champion(tmp_path: Path) -> N
     import mlflow
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from assets.operations.storage import freezer_state as freezer_state_asset
     from assets.operations.storage import storage_utilisation
@@ -157,7 +158,7 @@ def test_both_assets_materialize_with_a_registered_champion(tmp_path: Path) -> N
     assert set(pd.read_parquet(lake.operations_path(outputs.STORAGE_UTILISATION)).columns) == set(UTILISATION_COLUMNS)
 
     rows = labelled_rows_from_samples(samples)
-    model = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500)).fit(rows[list(FEATURES)], rows[LABEL])
+    model = make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression()).fit(rows[list(FEATURES)], rows[LABEL])
     client = open_client(uri)
     with fluent_api(client), mlflow.start_run():
         mlflow.sklearn.log_model(

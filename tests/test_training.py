@@ -312,7 +312,10 @@ def test_model_cli_history_and_rollback(mlflow_store, tmp_path: Path, monkeypatc
     assert "Traceback" not in missing.output
     unknown = runner.invoke(app, ["model", "history", "--model", "nope"], terminal_width=300)
     flat = " ".join(unknown.output.replace("│", " ").split())  # the usage error is boxed and wrapped
-    assert unknown.exit_code == 2 and "no model 'nope' in the catalog; it has freezer_excursion_risk, sample_quality, sequencing_success" in flat
+    assert (
+        unknown.exit_code == 2
+        and "no model 'nope' in the catalog; it has freezer_excursion_risk, sample_quality, sequencing_success" in flat
+    )
     untrained = runner.invoke(app, ["models"])
     assert untrained.exit_code == 0 and "sample_quality" in untrained.output and "none" in untrained.output
 

@@ -5,6 +5,8 @@ features those of :func:`tracseq_dagster.operations.freezer_history.freezer_days
 of ``d``: the excursions per sample-day of exposure over 30 and 90 days and all time, the share
 of closed records with an excursion, the largest recorded warming, the trend, the days since the
 last excursion record, intake and the set point. Nothing else: what the lab exports per sample.
+Counts that only grow with time (samples stored so far, days observed) are left out: later days
+would lie outside the range the model was trained on, and they say nothing about the hazard.
 
 The label, ``excursion_30d``, is ``excursion`` when a sample put in the freezer after ``d`` and
 taken out by the end of ``d + 30`` recorded an excursion, ``none`` when such samples exist and
@@ -43,7 +45,6 @@ FEATURE_CODE_VERSION = "freezer_history-1"
 
 FEATURE_SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("set_point_c", "°C", "The freezer's set point (contract target most of its samples need).", "numeric"),
-    FeatureSpec("samples_stored", "samples", "Samples put in the freezer so far.", "numeric"),
     FeatureSpec("intake_7d", "samples", "Samples put in over the last 7 days (door openings).", "numeric"),
     FeatureSpec("intake_30d", "samples", "Samples put in over the last 30 days.", "numeric"),
     FeatureSpec("records_30d", "samples", "Excursion records closed (samples taken out) in the last 30 days.", "numeric"),
@@ -54,7 +55,6 @@ FEATURE_SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("max_deviation_30d_c", "°C", "Largest recorded warming above the set point, last 30 days.", "numeric"),
     FeatureSpec("rate_trend", "1/day", "30-day rate minus 90-day rate (a freezer getting worse).", "numeric"),
     FeatureSpec("days_since_excursion", "days", "Days since a closed record last showed an excursion.", "numeric"),
-    FeatureSpec("days_observed", "days", "Days since the freezer's first sample.", "numeric"),
 )
 FEATURES: tuple[str, ...] = tuple(s.name for s in FEATURE_SPECS)
 
