@@ -104,12 +104,12 @@ SINCE = DEFAULT_START + pd.Timedelta(days=SPAN_DAYS - 7)
 
 @pytest.fixture(scope="module")
 def injected():
-    return inject_anomalies(generate_samples(6000, seed=4), since=SINCE, share=0.06, failing_freezers=1, failing_days=4, seed=4)
+    return inject_anomalies(generate_samples(15000, seed=4), since=SINCE, share=0.04, failing_freezers=1, failing_days=4, seed=4)
 
 
 def test_injections_change_the_documented_columns_and_keep_the_contract(injected) -> None:
     samples, kind = injected.samples, injected.sample_kind
-    original = generate_samples(6000, seed=4)
+    original = generate_samples(15000, seed=4)
     assert set(kind.dropna()) == {SENSOR_GLITCH, IMPOSSIBLE_COMBINATION, FREEZER_FAILING}
     assert (
         pd.to_datetime(samples.loc[kind.isin([SENSOR_GLITCH, IMPOSSIBLE_COMBINATION]).fillna(False), "received_ts"], utc=True)
