@@ -43,7 +43,8 @@ def lab_qc_report(
     prediction_log: PredictionLogResource,
     ollama: OllamaResource,
 ) -> dg.MaterializeResult:
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    key = context.partition_key
+    keys = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else dict(zip(("project", "week"), key.split("|")))
     week, project = week_of_key(keys["week"]), keys["project"]
     try:
         files = produce_report(
