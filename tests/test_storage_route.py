@@ -22,12 +22,23 @@ from starlette.testclient import TestClient
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.models.sample_quality import labelled_rows_from_features
 from tracseq_dagster.operations.freezer_state import freezer_state
+from tracseq_dagster.operations.placement_risk import excursion_risk, model_risk
+from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.storage_routes import StorageService, storage_routes
 
 
 @pytest.fixture(scope="module")
 def samples() -> pd.DataFrame:
     return generated_lab(1500, seed=5)[0]
+
+
+@pytest.fixture(scope="module")
+def bundle(samples: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog bundle serving sample_quality (one quick fit): what a Bento packs, the accepted samples included."""
+    folder = tmp_path_factory.mktemp("storage") / "bundle"
+    features = compute_features(samples, samples, as_of=None).reset_index()
+    pack(folder, "sample_quality", labelled_rows_from_features(features), samples, None, ("logistic",))
+    return folder
 
 
 def _client(service: StorageService) -> TestClient:
@@ -112,11 +123,25 @@ def _save_catalog_bundle(bundle_dir: Path, bentoml_home: Path) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def test_a_served_models_answers_become_the_risk_and_say_so(samples: pd.DataFrame, bundle: Path) -> None:
+    """The model path's mechanics on a real served predictor: one request per freezer (its last packed sample moved to
+    the state's time), the answer's probability turned into a risk, the model named. (freezer_excursion_risk is not in
+    the catalog yet; sample_quality stands in: any catalog model takes a sample record.)"""
+    predictor = ServedCatalog(bundle).models["sample_quality"]
+    state = freezer_state(samples)
+    freezers = state.freezers["freezer_id"].astype(str).tolist()
+    risk = model_risk(predictor, [*freezers, "FRZ-99"], state.as_of)
+    assert sorted(risk) == sorted(freezers)  # FRZ-99 has no packed sample: left to history
+    assert all(0.0 <= r.probability <= 1.0 for r in risk.values())
+    assert {r.source for r in risk.values()} == {"model sample_quality v1 (champion)"}
+    report = excursion_risk(samples, freezers, state.as_of, predictor=predictor)
+    assert report.source == "model" and report.notes == [] and sorted(report.risk) == sorted(risk)
+    assert all(abs(report.risk[f].probability - risk[f].probability) < 1e-3 for f in risk)
+
+
 @pytest.mark.slow
-def test_storage_recommend_on_bentoml_serve(samples: pd.DataFrame, tmp_path: Path) -> None:
-    features = compute_features(samples, samples, as_of=None).reset_index()
-    pack(tmp_path / "bundle", "sample_quality", labelled_rows_from_features(features), samples, None, ("logistic",))
-    tag = _save_catalog_bundle(tmp_path / "bundle", tmp_path / "bentoml")
+def test_storage_recommend_on_bentoml_serve(samples: pd.DataFrame, bundle: Path, tmp_path: Path) -> None:
+    tag = _save_catalog_bundle(bundle, tmp_path / "bentoml")
     env = {**os.environ, "TRACSEQ_MODEL_TAG": tag, "BENTOML_HOME": str(tmp_path / "bentoml"), "TRACSEQ_DATA_DIR": str(tmp_path / "data"),
            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "TRACSEQ_BENTO_WORKERS": "1", "DO_NOT_TRACK": "1"}  # fmt: skip
     env.pop("TRACSEQ_REDIS_URL", None)

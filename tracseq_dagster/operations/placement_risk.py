@@ -74,7 +74,7 @@ def history_risk(history: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Ti
 
 
 def _request_rows(
-    samples: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Timestamp
+    model_name: str, samples: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Timestamp
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """One sample record per freezer: its last packed sample, moved to ``as_of`` (not extracted, not sequenced)."""
     from tracseq_dagster.serving.catalog_schema import request_model  # the Bento's validation, only when a model is served
@@ -82,7 +82,7 @@ def _request_rows(
     located = samples.assign(_freezer=parse_locations(samples["storage_location"])["freezer_id"])
     located = located[located["_freezer"].isin(set(freezer_ids))]
     last = located.sort_values("received_ts", kind="stable").groupby("_freezer").tail(1)
-    model = request_model(MODEL)
+    model = request_model(model_name)
     fields = set(model.model_fields)
     # Through JSON, as a LIMS would send them: numpy scalars and pandas timestamps become plain values.
     records = json.loads(last[[c for c in last.columns if c in fields]].to_json(orient="records", date_format="iso"))
@@ -100,7 +100,7 @@ def _request_rows(
 
 def model_risk(predictor: Answering, freezer_ids: Sequence[str], as_of: pd.Timestamp) -> dict[str, FreezerRisk]:
     """P(excursion in 30 days) per freezer from the served model (freezers it has no packed sample of are left out)."""
-    names, rows = _request_rows(predictor.samples, freezer_ids, as_of)
+    names, rows = _request_rows(predictor.name, predictor.samples, freezer_ids, as_of)
     if not rows:
         return {}
     answers = predictor.predict(rows)
@@ -110,7 +110,9 @@ def model_risk(predictor: Answering, freezer_ids: Sequence[str], as_of: pd.Times
         p = float(body["probability"])
         risk = p if body.get("target_class") == EXCURSION_CLASS else 1.0 - p
         model = body.get("model", {})
-        source = f"model {MODEL} v{model.get('version', '?')}" + (f" ({model['variant']})" if model.get("variant") else "")
+        source = f"model {predictor.name} v{model.get('version', '?')}" + (
+            f" ({model['variant']})" if model.get("variant") else ""
+        )
         out[name] = FreezerRisk(min(max(risk, 0.0), 1.0), source)
     return out
 
