@@ -71,7 +71,7 @@ class WeightedEnsemble(BaseEstimator):
 
     def _weighted(self, outputs: list[np.ndarray]) -> np.ndarray:
         weights = np.asarray(self.weights, dtype="float64")
-        return sum(w * np.asarray(o, dtype="float64") for w, o in zip(weights / weights.sum(), outputs, strict=True))  # type: ignore[return-value]
+        return sum(w * np.asarray(o, dtype="float64") for w, o in zip(weights / weights.sum(), outputs, strict=True))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if self.task == "regression":

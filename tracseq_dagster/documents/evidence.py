@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tracseq_dagster.documents.normalise import normalise
 
@@ -295,7 +296,7 @@ def passage_terms(passage: object) -> set[str]:
 
 
 def coverage(
-    question: str, passages: list, statistics: TermStatistics, *, top: int = EVIDENCE_PASSAGES
+    question: str, passages: list[Any], statistics: TermStatistics, *, top: int = EVIDENCE_PASSAGES
 ) -> tuple[float, tuple[str, ...]]:
     """Share of the question's idf weight that the ``top`` best passages contain, and what they miss."""
     weights: dict[str, float] = {}
@@ -315,7 +316,7 @@ def coverage(
 
 def judge(
     question: str,
-    passages: list,
+    passages: list[Any],
     statistics: TermStatistics,
     *,
     min_similarity: float,

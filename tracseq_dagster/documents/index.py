@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -88,12 +89,12 @@ def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
 def chunk_table(chunks: list[Chunk], vectors: np.ndarray) -> pa.Table:
     """Chunks and their vectors as an Arrow table of the index schema."""
     dimensions = int(vectors.shape[1])
-    columns: dict[str, list] = {name: [] for name in schema(dimensions).names}
+    columns: dict[str, list[Any]] = {name: [] for name in schema(dimensions).names}
     for chunk in chunks:
         for name, value in chunk.to_record().items():
             columns[name].append(value)
         columns[FTS_COLUMN].append(chunk.search_text)
-    columns[VECTOR_COLUMN] = vector_array(vectors)  # type: ignore[assignment]
+    columns[VECTOR_COLUMN] = vector_array(vectors)
     return pa.table(columns, schema=schema(dimensions))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -51,7 +52,7 @@ class ChunkedDocument:
     document_type: str
     seconds: dict[str, float]
 
-    def record(self, source: str) -> dict:
+    def record(self, source: str) -> dict[str, Any]:
         return {
             "source": source,
             "file_type": self.parsed.file_type,
@@ -186,7 +187,7 @@ def sync_index(
     return report
 
 
-def _new_documents(pending: list[tuple[str, list[Chunk]]], prefetched: dict, known: dict) -> list[str]:
+def _new_documents(pending: list[tuple[str, list[Chunk]]], prefetched: dict[str, Any], known: dict[str, Any]) -> list[str]:
     """Documents none of whose chunks has a vector yet."""
     return [d for d, chunks in pending if not any(c.chunk_id in prefetched or c.search_text in known for c in chunks)]
 

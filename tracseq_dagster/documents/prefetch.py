@@ -98,7 +98,7 @@ class EmbeddingPrefetcher:
             initializer=_start_worker,
             initargs=(spec, ollama_host),
         )
-        self._futures: list[tuple[str, Future]] = []
+        self._futures: list[tuple[str, Future[tuple[int, float, float]]]] = []
         self._closed = False
         self.report = PrefetchReport()
 

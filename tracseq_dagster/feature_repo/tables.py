@@ -10,6 +10,7 @@ materialisation never reads half a table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
 
 #: Feature view name -> builder of its table from (accepted samples, accepted runs).
-ENTITY_TABLES = {
+ENTITY_TABLES: dict[str, Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]] = {
     "operator_history": lambda samples, runs: operator_history(samples),
     "site_history": lambda samples, runs: site_history(samples),
     "freezer_history": lambda samples, runs: freezer_history(samples),

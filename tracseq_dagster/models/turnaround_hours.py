@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from tracseq_dagster import conformal
+from tracseq_dagster.features import SAMPLE_ID
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models.spec import ModelSpec, ServingRows, ServingSpec
 from tracseq_dagster.run_features import (
     RUN_FEATURE_CODE_VERSION,
-    SAMPLE_ID,
     TURNAROUND_FEATURE_NAMES,
     TURNAROUND_FEATURE_SPECS,
     TURNAROUND_LABEL,

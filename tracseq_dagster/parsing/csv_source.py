@@ -111,7 +111,7 @@ class _CsvSource:
     def _pyarrow_parse(self, data: bytes, newlines_in_values: bool) -> tuple[pa.Table | None, int]:
         invalid = 0
 
-        def handler(row):
+        def handler(row: Any) -> str:
             nonlocal invalid
             invalid += 1
             return "skip"

@@ -7,6 +7,8 @@ survives pickling across processes with those parts intact.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExportParseError(ValueError):
     """The whole file cannot be parsed. ``str(e)`` is ``"{file}: line {line}, column {column}: {reason}"``
@@ -30,5 +32,5 @@ class ExportParseError(ValueError):
     def __str__(self) -> str:
         return self._message()
 
-    def __reduce__(self):  # keep file/line/column/reason when pickled across processes
+    def __reduce__(self) -> tuple[Any, ...]:  # keep file/line/column/reason when pickled across processes
         return (type(self), (self.file, self.line, self.column, self.reason))

@@ -39,12 +39,12 @@ class _JsonlSource:
         # is known at the end only (the first chunk may lack a key later records have).
         self.keys_seen: set[str] = set()
 
-    def _records(self) -> Iterator[tuple[list[dict], list[int]]]:
+    def _records(self) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
         while True:
             chunk, first, _ = self._stream.take_lines(self._chunk_rows)
             if not chunk:
                 return
-            records: list[dict] = []
+            records: list[dict[str, Any]] = []
             numbers: list[int] = []
             for i, line in enumerate(chunk.split(b"\n")):
                 line = line.strip()
@@ -88,7 +88,7 @@ class _JsonlSource:
             yield _RawChunk(raw, np.asarray(numbers, dtype=np.int64))
 
 
-def _json_array(values: list) -> pa.Array:
+def _json_array(values: list[Any]) -> pa.Array:
     try:
         arr = pa.array(values)
         if not (pa.types.is_struct(arr.type) or pa.types.is_list(arr.type) or pa.types.is_boolean(arr.type)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from tracseq_dagster.export_contract import ExportContract
 from tracseq_dagster.export_kinds import EXPORT_CONTRACTS
@@ -33,7 +34,7 @@ class ExportKindError(ExportParseError):
         parts = [f"as a {titles[name]} it lacks {', '.join(cols)}" for name, cols in missing.items()]
         super().__init__(file, line, None, "not a known export kind: " + "; ".join(parts))
 
-    def __reduce__(self):  # keep the parts when pickled across processes
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the parts when pickled across processes
         return (type(self), (self.file, self.line, self.missing, self.titles))
 
 

@@ -7,6 +7,7 @@ same cell typers as text (a timestamp column is taken as is, a text one is parse
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ class _ParquetSource:
     decimal = None
     comma_decimal = False
 
-    def __init__(self, f, file: str, chunk_rows: int, contract: ExportContract = SAMPLE_CONTRACT) -> None:
+    def __init__(self, f: IO[bytes], file: str, chunk_rows: int, contract: ExportContract = SAMPLE_CONTRACT) -> None:
         self.file = file
         self._chunk_rows = chunk_rows
         try:

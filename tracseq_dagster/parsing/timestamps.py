@@ -42,7 +42,9 @@ _EXCEL_EPOCH_NS = int(np.datetime64("1899-12-30T00:00:00", "ns").view(np.int64))
 _EXCEL_MIN, _EXCEL_MAX = 10_000.0, 100_000.0
 
 
-def _build_naive_ns(y, mo, d, hh, mm, ss, frac) -> tuple[np.ndarray, np.ndarray]:
+def _build_naive_ns(
+    y: np.ndarray, mo: np.ndarray, d: np.ndarray, hh: np.ndarray, mm: np.ndarray, ss: np.ndarray, frac: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated wall-clock components -> (int64 ns since epoch as naive wall time, valid mask)."""
     valid = (
         (y >= 1678)

@@ -146,7 +146,7 @@ class OnlineAggregates:
         from cachetools import TTLCache
 
         self.store = store
-        self._cache: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=time.monotonic)
+        self._cache: TTLCache[tuple[Any, Any], Any] = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=time.monotonic)
         self._lock = threading.Lock()
         self.reads = 0  # Feast reads made (one per join key with misses per call)
 
