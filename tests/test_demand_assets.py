@@ -91,6 +91,9 @@ def test_no_samples_fails_with_the_reason_and_the_schedule_skips(tmp_path: Path)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "no validated sample with a received_ts" in failure.event_specific_data.error.message
+    bad_day = materialize(lake, as_of="yesterday")
+    failure = next(e for e in bad_day.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "config as_of 'yesterday' is not an ISO date" in failure.event_specific_data.error.message
 
     moment = datetime(2026, 1, 5, 5, 30, tzinfo=UTC)
     with dg.build_schedule_context(

@@ -73,7 +73,12 @@ def demand_forecast(context: dg.AssetExecutionContext, config: DemandConfig, lak
     """
     lake_ = lake.lake()
     samples = lake_.read_validated(columns=["sample_id", "received_ts", "sample_type", "site"])
-    as_of = pd.Timestamp(config.as_of) if config.as_of else None
+    try:
+        as_of = pd.Timestamp(config.as_of) if config.as_of else None
+    except ValueError:
+        raise dg.Failure(
+            description=f"demand_forecast: config as_of {config.as_of!r} is not an ISO date (e.g. 2025-12-31)"
+        ) from None
     try:
         result = forecast_demand(samples, as_of=as_of)
     except DemandInputError as error:
