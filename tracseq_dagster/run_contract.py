@@ -10,12 +10,14 @@ accepted rows are joined with the samples' facts: the context columns below.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tracseq_dagster.contract import SAMPLE_ID_PATTERN
 from tracseq_dagster.export_contract import ContractColumn, ExportContract, Kind
 
 RUN_STATUSES: tuple[str, ...] = ("pass", "fail")
 RUN_ID_PATTERN = r"RUN-\d{4}-\d{5}"
-PERCENT = {"unit": "%", "minimum": 0, "maximum": 100}
+PERCENT: dict[str, Any] = {"unit": "%", "minimum": 0, "maximum": 100}
 
 RUN_COLUMNS: tuple[ContractColumn, ...] = (
     ContractColumn("run_id", Kind.STRING, True, "Sequencing run identifier", pattern=RUN_ID_PATTERN),

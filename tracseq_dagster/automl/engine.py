@@ -785,10 +785,11 @@ class FamilySweep:
         return np.zeros(shape)
 
     def _after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        state: TrialState = {
+        states: dict[optuna.trial.TrialState, TrialState] = {
             optuna.trial.TrialState.COMPLETE: "complete",
             optuna.trial.TrialState.PRUNED: "pruned",
-        }.get(trial.state, "failed")
+        }
+        state: TrialState = states.get(trial.state, "failed")
         scores = [float(s) for s in trial.user_attrs.get("fold_scores", [])]
         record = TrialRecord(
             family=self.family,

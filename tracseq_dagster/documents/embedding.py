@@ -143,7 +143,7 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
     before = torch.get_num_threads()
     change = bool(threads) and threads != before
-    if change:
+    if change and threads:  # (change implies threads)
         torch.set_num_threads(threads)
     try:
         yield

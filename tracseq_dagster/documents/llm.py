@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import ollama
@@ -83,7 +83,7 @@ class translate_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type | None, error: BaseException | None, _tb: Any) -> bool:
+    def __exit__(self, kind: type | None, error: BaseException | None, _tb: Any) -> Literal[False]:
         if error is None:
             return False
         pull = f"`ollama pull {self.model}`"

@@ -176,6 +176,6 @@ def _parse_other(path: str, suffix: str) -> ParsedDocument:
     for element in elements:
         if element.metadata.page_number is None:
             element.metadata.page_number = 1
-    pages = max((e.metadata.page_number for e in elements), default=1)
+    pages = max((e.metadata.page_number for e in elements if e.metadata.page_number is not None), default=1)  # all set above
     file_type = {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
     return ParsedDocument(path, file_type, elements, pages, [], {"partition": time.perf_counter() - started})

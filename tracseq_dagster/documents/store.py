@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,12 @@ class DocumentStore:
     def read_chunks(self, document_id: str) -> list[Chunk]:
         frame = pd.read_parquet(self.chunks_path(document_id))
         return [
-            Chunk(**{k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()})
+            Chunk(
+                **cast(
+                    "dict[str, Any]",
+                    {k: (int(v) if k in ("page_start", "page_end", "chunk_index") else v) for k, v in row.items()},
+                )
+            )
             for row in frame.to_dict("records")
         ]
 
