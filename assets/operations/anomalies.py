@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
+# Dagster 1.13 exports no public name for a check execution's status; the event log's own filter needs it.
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
 from assets.metadata import preview, records_table
 from resources import LakeResource
 from resources.notifications import NotificationsResource
@@ -138,8 +141,6 @@ def _read_optional(lake_: Lake, name: str) -> pd.DataFrame | None:
 
 def failed_check_alerts(instance: dg.DagsterInstance, now: datetime | None = None) -> list[Alert]:
     """The failed executions of the watched checks in the last CHECK_LOOKBACK_DAYS, from the instance's event log."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
     since = (now or datetime.now(UTC)).timestamp() - CHECK_LOOKBACK_DAYS * 86_400
     alerts = []
     for asset, check, drift in WATCHED_CHECKS:

@@ -106,6 +106,9 @@ FREEZER_DAY_FEATURES: tuple[str, ...] = (
 FREEZER_REFERENCE_DAYS = 90
 #: Share of normal rows the threshold lets through as alarms (the false-alarm budget).
 DEFAULT_FALSE_ALARM_BUDGET = 0.01
+#: Samples are judged against the most recent this many earlier samples: enough to describe normal,
+#: bounded in memory (the reasons keep one sorted copy of the reference) for a lab of millions.
+MAX_REFERENCE_ROWS = 200_000
 #: Fewer reference rows than this cannot describe "normal": fitting refuses.
 MIN_REFERENCE_ROWS = 50
 #: Reasons kept per row, and the tail probability under which a feature counts as a reason.
@@ -303,6 +306,7 @@ def score_samples(
     facts = samples[["sample_id", "received_ts", "project_id", "site"]].drop_duplicates("sample_id")
     table = features.merge(facts, on="sample_id", how="inner", validate="one_to_one")
     reference, new = split_reference(table, "received_ts", since)
+    reference = reference.sort_values("received_ts").tail(MAX_REFERENCE_ROWS)
     detector = AnomalyDetector(false_alarm_budget=budget, seed=seed).fit(sample_detector_frame(reference))
     scores = detector.score(sample_detector_frame(new))
     return score_table(
