@@ -11,28 +11,60 @@ automatic sweep sample, :mod:`.deadline` for fits that stop at a deadline and
 :mod:`.ensemble` for the weighted ensemble of the families' best trials.
 """
 
-from tracseq_dagster.automl.budget import MIN_BUDGET_S
-from tracseq_dagster.automl.engine import (
-    AutoMLConfig,
-    AutoMLInputError,
-    AutoMLResult,
-    FamilySweep,
-    LeaderboardRow,
-    Problem,
-    TrialRecord,
-    fit_final,
-    predict_scores,
-    prepare_problem,
-    prepare_study_storage,
-    rank_sweeps,
-    run_automl,
-    sweep_family,
-)
-from tracseq_dagster.automl.ensemble import WeightedEnsemble
-from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily
-from tracseq_dagster.automl.model import LabelDecodingClassifier
-from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
-from tracseq_dagster.automl.tasks import DEFAULT_METRICS, METRICS, Metric, TaskType, detect_task, resolve_metric
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - the names below, for type checkers; at run time they load on first use
+    from tracseq_dagster.automl.budget import MIN_BUDGET_S
+    from tracseq_dagster.automl.engine import (
+        AutoMLConfig,
+        AutoMLInputError,
+        AutoMLResult,
+        FamilySweep,
+        LeaderboardRow,
+        Problem,
+        TrialRecord,
+        fit_final,
+        predict_scores,
+        prepare_problem,
+        prepare_study_storage,
+        rank_sweeps,
+        run_automl,
+        sweep_family,
+    )
+    from tracseq_dagster.automl.ensemble import WeightedEnsemble
+    from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily
+    from tracseq_dagster.automl.model import LabelDecodingClassifier
+    from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
+    from tracseq_dagster.automl.tasks import DEFAULT_METRICS, METRICS, Metric, TaskType, detect_task, resolve_metric
+
+#: Where each public name lives. Loaded on first use (PEP 562), so that unpickling a served model
+#: (its classes live in ``.model``, ``.families``, ``.preprocessing``) does not import the engine and
+#: Optuna into the prediction service.
+_HOMES: dict[str, str] = {
+    "MIN_BUDGET_S": "budget",
+    **dict.fromkeys(
+        ["AutoMLConfig", "AutoMLInputError", "AutoMLResult", "FamilySweep", "LeaderboardRow", "Problem", "TrialRecord",
+         "fit_final", "predict_scores", "prepare_problem", "prepare_study_storage", "rank_sweeps", "run_automl",
+         "sweep_family"],
+        "engine",
+    ),
+    "WeightedEnsemble": "ensemble",
+    **dict.fromkeys(["ALL_FAMILIES", "FAMILIES", "ModelFamily"], "families"),
+    "LabelDecodingClassifier": "model",
+    **dict.fromkeys(["FeatureColumns", "prepare_features"], "preprocessing"),
+    **dict.fromkeys(["DEFAULT_METRICS", "METRICS", "Metric", "TaskType", "detect_task", "resolve_metric"], "tasks"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
 
 __all__ = [
     "ALL_FAMILIES",

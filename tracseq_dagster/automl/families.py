@@ -29,10 +29,9 @@ import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import optuna
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -55,6 +54,9 @@ from tracseq_dagster.automl.preprocessing import (
     scaled_one_hot,
 )
 from tracseq_dagster.automl.tasks import TaskType, balanced_sample_weight, is_classification, positive_weight
+
+if TYPE_CHECKING:  # annotations only: unpickling a served model must not import Optuna
+    import optuna
 
 #: Threads per estimator by default (and of the models handed back for serving).
 N_JOBS = 1
