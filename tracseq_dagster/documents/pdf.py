@@ -1,18 +1,22 @@
-"""A minimal PDF writer: text pages with a real text layer, and image-only (scanned) pages.
+"""PDFs with known facts on known pages: text pages with a real text layer, and image-only (scanned) pages.
 
 The example lab documents (``tracseq documents generate-examples``), the tests and the
-retrieval benchmark need PDFs with known facts on known pages. No PDF library in the lock
-writes text, so this writes PDF 1.4 by hand: the standard Helvetica fonts (every reader
-has them, nothing to embed), one content stream per page, and a JPEG XObject for a
-scanned page. pdfminer (unstructured's fast strategy) reads the text layer back exactly.
+retrieval benchmark need them. The layout (where each line goes, page breaks) is ours
+(:class:`PageLayout`); the file is written by fpdf2: the standard Helvetica fonts (every reader
+has them, nothing to embed) in Windows-1252, and a scanned page's JPEG embedded as it is
+(DCT, not re-encoded, so OCR sees the same pixels). pdfminer (unstructured's fast strategy)
+reads the text layer back exactly. (Until fpdf2 was in the lock this module wrote PDF 1.4 by
+hand.)
 """
 
 from __future__ import annotations
 
 import io
-import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from fpdf import FPDF
 
 PAGE_WIDTH, PAGE_HEIGHT = 595, 842  # A4 in points
 MARGIN = 56
@@ -128,72 +132,32 @@ def scanned_page(lines: list[str], dpi: int = 150) -> ImagePage:
     return ImagePage(buffer.getvalue(), width, height)
 
 
-def _escape(text: str) -> bytes:
-    encoded = text.encode("cp1252", errors="replace")
-    return encoded.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+#: The creation date written into every file, so that the same pages give the same bytes.
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _content(page: Page) -> bytes:
-    if isinstance(page, ImagePage):
-        return f"q {PAGE_WIDTH} 0 0 {PAGE_HEIGHT} 0 0 cm /Scan Do Q".encode()
-    parts = []
-    for line in page.lines:
-        font = "/F2" if line.bold else "/F1"
-        parts.append(b"BT %s %.1f Tf %.2f %.2f Td (%s) Tj ET" % (font.encode(), line.size, line.x, line.y, _escape(line.text)))
-    return b"\n".join(parts)
+def _text(text: str) -> str:
+    """``text`` as the standard fonts can draw it (Windows-1252; anything else becomes ``?``)."""
+    return text.encode("cp1252", errors="replace").decode("cp1252")
 
 
 def write_pdf(path: str | Path, pages: list[Page], *, title: str = "") -> Path:
-    """Write ``pages`` to ``path`` as a PDF 1.4 file (deterministic: same pages, same bytes)."""
-    objects: list[bytes] = []
-
-    def add(body: bytes) -> int:
-        objects.append(body)
-        return len(objects)
-
-    catalog = add(b"")  # filled in once the page tree exists
-    pages_id = add(b"")
-    regular = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-    bold = add(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>")
-    info = add(b"<< /Title (%s) /Producer (tracseq_dagster.documents.pdf) >>" % _escape(title))
-    kids = []
+    """Write ``pages`` to ``path`` as a PDF (deterministic: same pages, same bytes)."""
+    pdf = FPDF(unit="pt", format=(PAGE_WIDTH, PAGE_HEIGHT))
+    pdf.core_fonts_encoding = "windows-1252"
+    pdf.set_auto_page_break(False)
+    pdf.set_creation_date(FIXED_DATE)
+    pdf.set_title(title)
+    pdf.set_producer("tracseq_dagster.documents.pdf (fpdf2)")
     for page in pages:
-        resources = b"/Font << /F1 %d 0 R /F2 %d 0 R >>" % (regular, bold)
+        pdf.add_page()
         if isinstance(page, ImagePage):
-            image = add(
-                b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
-                b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n%s\nendstream"
-                % (page.width_px, page.height_px, len(page.jpeg), page.jpeg)
-            )
-            resources += b" /XObject << /Scan %d 0 R >>" % image
-        stream = zlib.compress(_content(page))
-        content = add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream))
-        kids.append(
-            add(
-                b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %d %d] /Resources << %s >> /Contents %d 0 R >>"
-                % (pages_id, PAGE_WIDTH, PAGE_HEIGHT, resources, content)
-            )
-        )
-    objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id
-    objects[pages_id - 1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
-        b" ".join(b"%d 0 R" % k for k in kids),
-        len(kids),
-    )
-
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, catalog, info, xref)
-    )
+            pdf.image(io.BytesIO(page.jpeg), x=0, y=0, w=PAGE_WIDTH, h=PAGE_HEIGHT)
+            continue
+        for line in page.lines:
+            pdf.set_font("helvetica", style="B" if line.bold else "", size=line.size)
+            pdf.text(line.x, PAGE_HEIGHT - line.y, _text(line.text))  # our y is from the bottom, fpdf2's from the top
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(out.getvalue())
+    pdf.output(str(target))
     return target
