@@ -41,15 +41,23 @@ def reports_dir(lake: Lake) -> Path:
     return lake.operations_path(REPORTS_FOLDER)
 
 
+#: Predictions read for a week: those made from its Monday to this long after its end (a run's
+#: success is predicted at library preparation, days after receipt). Bounds the read of a long log
+#: and keeps a past week's report the same when it is made again later.
+PREDICTIONS_AFTER_WEEK = pd.Timedelta(days=28)
+
+
 def read_predictions(target: str | None, week: IsoWeek) -> tuple[pd.DataFrame | None, str | None]:
-    """Every model's predictions made since the week began, or None and why (no log configured,
-    the store does not answer): the report then says so instead of failing."""
+    """Every model's predictions made from the week's start to :data:`PREDICTIONS_AFTER_WEEK` after
+    its end, or None and why (no log configured, the store does not answer): the report then says
+    so instead of failing."""
     if not target:
         return None, "no prediction log configured (TRACSEQ_PREDICTION_LOG)"
     from tracseq_dagster.serving.prediction_log import open_prediction_log
 
     try:
-        return open_prediction_log(target).read(since=week.start.to_pydatetime(), model=None), None
+        since, until = week.start.to_pydatetime(), (week.end + PREDICTIONS_AFTER_WEEK).to_pydatetime()
+        return open_prediction_log(target).read(since=since, until=until, model=None), None
     except Exception as error:  # a database down or a bad URL costs the section, not the report
         return None, f"the prediction log could not be read ({' '.join(str(error).split())[:160]})"
 
