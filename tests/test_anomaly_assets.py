@@ -18,6 +18,7 @@ from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME
 from tracseq_dagster.operations import outputs
+from tracseq_dagster.operations.anomaly_detection import MIN_REFERENCE_ROWS
 from tracseq_dagster.operations.anomaly_injection import inject_anomalies
 
 pytestmark = pytest.mark.slow
@@ -131,3 +132,16 @@ def test_failed_checks_are_read_from_the_instance_within_the_lookback() -> None:
     [alert] = failed_check_alerts(instance)
     assert alert.kind == "drift" and alert.message == "purity_score: PSI 0.41 > 0.2"
     assert failed_check_alerts(instance, now=datetime.now(UTC) + timedelta(days=CHECK_LOOKBACK_DAYS + 1)) == []
+
+
+def test_too_little_history_is_said_in_the_metadata_not_a_failure(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    samples = generate_samples(40, seed=3)
+    lake.write_record("b" * 16, "samples.csv", len(samples))
+    lake.write_table(lake.validated_path("b" * 16), samples)
+    lake.write_table(lake.features_path, build_feature_table(lake))
+    meta = run(dg.DagsterInstance.ephemeral(), lake, NotificationsResource())
+    assert meta["anomalies"]["samples_scored"].value == 0 and "samples not scored" in meta["anomalies"]["not_scored"].value
+    assert f"at least {MIN_REFERENCE_ROWS}" in meta["anomalies"]["not_scored"].value
+    # Freezer days have history enough (a day per freezer since the first receipt): those are scored.
+    assert meta["lab_alerts"]["new_records"].value == meta["anomalies"]["freezer_day_anomalies"].value
