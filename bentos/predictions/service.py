@@ -120,7 +120,7 @@ class Predictions:
         self.attribution = os.environ.get("TRACSEQ_ATTRIBUTION", "tree_path")  # or tree_shap (exact, slower)
         self.model_tag = str(self.bundle.tag)
         models_path = Path(self.bundle.path)
-        self._verify(models_path, self.bundle.stored.info.metadata, self.model_tag)
+        self._verify(models_path, self.bundle.info.metadata, self.model_tag)  # the resolved stored model
         # The original routes' bundle is there when sample_quality had a champion at build time.
         self.predictor = self._sample_quality_predictor(models_path)
         self.metrics = ServiceMetrics()
