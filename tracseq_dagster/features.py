@@ -88,7 +88,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -298,8 +298,8 @@ _HISTORY_COLUMNS: tuple[str, ...] = (
 #: Samples as plain column arrays, the cheap input for a few rows (serving's micro-batches,
 #: where a typed frame's fixed costs outweigh the computation): timestamps ``datetime64[ns]``
 #: (UTC, NaT when missing), numbers ``float64`` (NaN), strings ``object`` (None).
-SampleColumns = Mapping[str, np.ndarray]
-Samples = pd.DataFrame | SampleColumns
+SampleColumns: TypeAlias = Mapping[str, np.ndarray]
+Samples: TypeAlias = pd.DataFrame | SampleColumns
 
 
 def _row_count(frame: Samples) -> int:
@@ -332,9 +332,8 @@ def _ns(frame: Samples, name: str, what: str) -> np.ndarray:
         return np.full(_row_count(frame), _NAT, dtype=np.int64)
     if isinstance(s, np.ndarray) and s.dtype == "datetime64[ns]":
         return s.view(np.int64)  # NaT is the smallest int64, as _NAT
-    if not isinstance(s.dtype, pd.DatetimeTZDtype):
-        s = pd.to_datetime(s, utc=True)
-    return s.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    utc = s if isinstance(s, pd.Series) and isinstance(s.dtype, pd.DatetimeTZDtype) else pd.to_datetime(s, utc=True)
+    return utc.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _float(frame: Samples, name: str, what: str) -> np.ndarray:
@@ -740,7 +739,7 @@ def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
 
 
 #: An instant, or one instant per sample row (see the module docstring), or None.
-AsOf = pd.Timestamp | datetime | str | np.datetime64 | np.ndarray | pd.Series | pd.DatetimeIndex | list | None
+AsOf: TypeAlias = pd.Timestamp | datetime | str | np.datetime64 | np.ndarray | pd.Series | pd.DatetimeIndex | list | None
 
 
 def _is_scalar_instant(as_of: Any) -> bool:
@@ -831,7 +830,8 @@ class FeatureColumns:
 
     def labels(self, name: str) -> np.ndarray:
         """A categorical feature's values as an object array (None where unknown)."""
-        return np.append(np.asarray(FEATURE_SPEC_BY_NAME[name].categories, dtype=object), None)[self.codes[name]]
+        # numpy's stubs take no None to append; here it is one more object element (the unknown code)
+        return np.append(np.asarray(FEATURE_SPEC_BY_NAME[name].categories, dtype=object), None)[self.codes[name]]  # type: ignore[call-overload]
 
     def frame(self, *, sort: bool = True) -> pd.DataFrame:
         """The :func:`compute_features` frame: indexed by sample_id (sorted, unless ``sort`` is

@@ -616,12 +616,12 @@ def _sample_features(samples: pd.DataFrame, history: pd.DataFrame | HistorySnaps
     sample in round k (a generated sample is sequenced once or twice).
     """
     occurrence = pd.Series(positions).groupby(positions).cumcount().to_numpy()
-    columns = _plain_columns(samples.iloc[np.unique(positions)] if len(positions) < len(samples) else samples)
+    plain = _plain_columns(samples.iloc[np.unique(positions)] if len(positions) < len(samples) else samples)
     at = np.searchsorted(np.unique(positions), positions) if len(positions) < len(samples) else positions
     parts = []
     for k in range(int(occurrence.max()) + 1 if len(occurrence) else 1):
         rows = np.flatnonzero(occurrence == k)
-        parts.append((rows, feature_columns({c: v[at[rows]] for c, v in columns.items()}, history, as_of=t[rows])))
+        parts.append((rows, feature_columns({c: v[at[rows]] for c, v in plain.items()}, history, as_of=t[rows])))
     answered = np.concatenate([rows[fc.rows] for rows, fc in parts])
     order = np.argsort(answered, kind="stable")
     columns: dict[str, Any] = {}
