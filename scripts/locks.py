@@ -75,7 +75,7 @@ class Installed:
 def installed(path: list[str] | None = None) -> dict[str, Installed]:
     """canonical name -> the distribution installed (``path``: where to look, default sys.path)."""
     found: dict[str, Installed] = {}
-    for dist in metadata.distributions(**({"path": path} if path is not None else {})):
+    for dist in metadata.distributions(path=path) if path is not None else metadata.distributions():
         meta = dist.metadata  # parsed once: every .metadata / .version / .requires re-reads the file
         key = canonicalize_name(meta["Name"])
         if key not in found:
