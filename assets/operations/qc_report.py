@@ -30,6 +30,8 @@ def week_of_key(key: str) -> IsoWeek:
 
 
 @dg.asset(
+    # Lineage: what the sections read (the prediction log is a resource, not an asset).
+    deps=["validated_samples", "validated_runs", "anomalies", "lab_alerts", "storage_utilisation", "demand_forecast"],
     group_name="operations",
     partitions_def=QC_REPORT_PARTITIONS,
     kinds={"python", "html", "pdf"},
