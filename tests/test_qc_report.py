@@ -98,6 +98,7 @@ def test_iso_week_bounds_and_bad_weeks() -> None:
     week = IsoWeek.parse("2026-W49")
     assert (week.start, week.end) == (pd.Timestamp("2026-11-30", tz="UTC"), pd.Timestamp("2026-12-07", tz="UTC"))
     assert IsoWeek.parse("2026-W53").start == pd.Timestamp("2026-12-28", tz="UTC")  # 2026 has 53 ISO weeks
+    assert IsoWeek.parse(" 2026-w49 ") == week
     with pytest.raises(ReportInputError, match="2025 has weeks W01 to W52"):
         IsoWeek.parse("2025-W53")
     with pytest.raises(ReportInputError, match="like 2026-W49"):

@@ -69,7 +69,7 @@ class IsoWeek:
 
     @classmethod
     def parse(cls, text: str) -> IsoWeek:
-        match = _WEEK.match(text.strip())
+        match = _WEEK.match(text.strip().upper())
         if not match:
             raise ReportInputError(f"week {text!r} is not an ISO week: write it like 2026-W49")
         year, week = int(match.group(1)), int(match.group(2))
