@@ -380,12 +380,9 @@ def generate_samples(
     warm = rng.random(n) < 0.05
     storage_temp = np.where(warm, target + rng.uniform(3, 25, n), target + rng.normal(0, 0.8, n))
     storage_temp = np.round(np.clip(storage_temp, -200, 40), 1)
-    # Excursions are those of the sample's unit while it sat there (receipt -> extraction, else the
-    # export): the hidden per-unit process of tracseq_dagster.operations.freezer_process.
-    location = _storage_locations(rng, target)
-    unit = np.array([text.split("/", 1)[0] for text in location], dtype=object)
-    excursions, deviation = sample_excursions(unit, received, np.where(not_extracted, export_time, extraction), seed)
-    deviation = np.round(np.maximum(deviation, np.abs(storage_temp - target)), 1)
+    # The draws of the earlier per-sample excursion model, unused, so that every other column is
+    # drawn exactly as before; excursions now come from the sample's unit (below).
+    rng.poisson(0.3, n), rng.integers(1, 4, n), rng.exponential(2.5, n), rng.normal(0, 0.3, n)
 
     # Freeze-thaw cycles accumulate while a sample waits; a few are thawed over and over.
     freeze_thaw = rng.poisson(0.6 + 0.05 * delay_h / 24, n)
@@ -423,8 +420,8 @@ def generate_samples(
         "extraction_ts": _datetimes(extraction, not_extracted),
         "sequencing_ts": _datetimes(sequencing, not_sequenced),
         "storage_temp_c": storage_temp,
-        "temp_excursions": excursions,
-        "max_temp_deviation_c": deviation,
+        "temp_excursions": np.zeros(n, dtype=np.int64),  # set below, once the location is drawn
+        "max_temp_deviation_c": np.zeros(n),
         "freeze_thaw_cycles": freeze_thaw,
         "concentration_ng_ul": concentration,
         "volume_ul": volume,
@@ -432,13 +429,19 @@ def generate_samples(
         "a260_230": a260_230,
         "rin": np.where(is_rna & ~integrity_missing, integrity, np.nan),
         "din": np.where(~is_rna & ~integrity_missing, integrity, np.nan),
-        "storage_location": location,
+        "storage_location": _storage_locations(rng, target),
         "box_occupancy": occupancy,
         "operator_id": np.array(OPERATORS, dtype=object)[rng.integers(0, len(OPERATORS), n)],
         "site": np.array(SITES, dtype=object)[site_code],
         "priority": np.array(PRIORITIES, dtype=object)[urgent.astype(np.int64)],
         "qc_status": np.full(n, None, dtype=object),
     }
+    # Excursions are those of the sample's unit while it sat there (receipt -> extraction, else the
+    # export): the hidden per-unit process of tracseq_dagster.operations.freezer_process.
+    unit = np.array([text.split("/", 1)[0] for text in values["storage_location"]], dtype=object)
+    excursions, deviation = sample_excursions(unit, received, np.where(not_extracted, export_time, extraction), seed)
+    values["temp_excursions"] = excursions
+    values["max_temp_deviation_c"] = np.round(np.maximum(deviation, np.abs(storage_temp - target)), 1)
     samples = _typed(values)
 
     # Labels come from the frame itself, so hidden_quality_score is exactly what produced them.
