@@ -12,6 +12,7 @@ from tracseq_dagster.operations.alert_sources import anomaly_alerts, check_failu
 from tracseq_dagster.operations.anomaly_detection import (
     MIN_REFERENCE_ROWS,
     AnomalyDetector,
+    empty_scores,
     sample_detector_frame,
     score_freezer_days,
     score_samples,
@@ -91,6 +92,12 @@ def test_consistency_features_by_hand() -> None:
     assert "operator_history_count" not in frame.columns and "weekday_received" not in frame.columns
     with pytest.raises(ValueError, match="sample features lack purity_score"):
         sample_detector_frame(features.drop(columns=["purity_score"]))
+
+
+def test_empty_scores_have_every_anomalies_column() -> None:
+    frame = empty_scores()
+    assert list(frame.columns) == ["kind", "entity", "ts", "score", "threshold", "is_anomaly", "reasons", "project_id", "site"]
+    assert frame.empty and str(frame["ts"].dtype) == "datetime64[ns, UTC]"
 
 
 def test_split_reference_is_before_and_at_or_after() -> None:

@@ -30,6 +30,7 @@ from tracseq_dagster.operations.alert_sources import (
 from tracseq_dagster.operations.anomaly_detection import (
     DEFAULT_FALSE_ALARM_BUDGET,
     MIN_REFERENCE_ROWS,
+    empty_scores,
     score_freezer_days,
     score_samples,
     window_start,
@@ -101,9 +102,7 @@ def anomalies(context: dg.AssetExecutionContext, config: AnomaliesConfig, lake: 
         parts.append(score_freezer_days(days, since=since.floor("D"), budget=config.false_alarm_budget))
     except ValueError as error:
         notes.append(f"freezer days not scored: {error}")
-    table = (
-        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["kind", "entity", "ts", "score", "is_anomaly"])
-    )
+    table = pd.concat(parts, ignore_index=True) if parts else empty_scores()
     path = lake_.write_table(lake_.operations_path(outputs.ANOMALIES), table)
     for note in notes:
         context.log.warning(note)

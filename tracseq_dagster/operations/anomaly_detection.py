@@ -279,7 +279,7 @@ def score_table(
         {
             "kind": pd.array([kind] * n, dtype="string"),
             "entity": pd.array(list(entity), dtype="string"),
-            "ts": pd.to_datetime(pd.Series(list(ts), dtype="object"), utc=True).to_numpy(),
+            "ts": pd.to_datetime(pd.Series(list(ts), dtype="object"), utc=True).astype("datetime64[ns, UTC]").array,
             "score": scores.score.astype("float64"),
             "threshold": np.full(n, scores.threshold),
             "is_anomaly": scores.is_anomaly.astype(bool),
@@ -288,6 +288,11 @@ def score_table(
             "site": pd.array(list(site) if site is not None else [None] * n, dtype="string"),
         }
     )
+
+
+def empty_scores() -> pd.DataFrame:
+    """An ANOMALIES table with no row but every column (nothing could be scored)."""
+    return score_table(pd.DataFrame(), Scores(np.zeros(0), np.zeros(0, dtype=bool), [], 1.0), kind="sample", entity=[], ts=[])
 
 
 def score_samples(
