@@ -87,7 +87,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -638,7 +638,8 @@ def _extra_column(name: str, n: int, rng: np.random.Generator, style: ExportStyl
         batch = int(rng.integers(1, 9000)) + np.arange(n) // 96  # a batch is one 96-well plate
         return pd.Series(pd.array(_fixed_width_text(["LB-", (batch, 5)], n).astype("U8"), dtype="string"))
     notes = np.array(OPERATOR_NOTES if name == "Operator Note" else style.notes, dtype=object)
-    values = np.where(rng.random(n) < 0.05, notes[rng.integers(0, len(notes), n)], None)
+    # numpy's stubs take no None in np.where; it is the object value of a row without a note
+    values = np.where(rng.random(n) < 0.05, notes[rng.integers(0, len(notes), n)], None)  # type: ignore[call-overload]
     return pd.Series(pd.array(values, dtype="string"))
 
 
@@ -872,9 +873,10 @@ def write_export_files(
     paths = []
     for number, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:]), start=1):
         path = Path(out_dir) / f"{stem}_{number:04d}.{fmt}"
+        fmt_checked = cast(ExportFormat, fmt)  # the callers check fmt first (check_export_arguments)
         paths.append(
-            write_export(frame.iloc[begin:end], path, fmt, messy=messy, seed=export_file_seed(seed, number), style=style)
-        )  # type: ignore[arg-type]
+            write_export(frame.iloc[begin:end], path, fmt_checked, messy=messy, seed=export_file_seed(seed, number), style=style)
+        )
     return paths
 
 

@@ -540,7 +540,8 @@ def _assemble(
         "run_start_ts": start,
         "run_end_ts": np.where(running, np.nan, end),
         **metrics,
-        "run_status": np.where(unreviewed, None, np.where(u > 0, "fail", "pass")).astype(object),
+        # numpy's stubs take no None in np.where; it is the empty label of a run not yet reviewed
+        "run_status": np.where(unreviewed, None, np.where(u > 0, "fail", "pass")).astype(object),  # type: ignore[call-overload]
     }
     frame = _typed_runs(values, len(member))
     return frame.sort_values(["run_start_ts", "run_id", "sample_id"], kind="stable", ignore_index=True)
