@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tracseq_dagster.operations.demand_backtest import backtest
 from tracseq_dagster.operations.demand_forecast import (
     FALLBACK,
     LEVEL,
@@ -126,3 +127,14 @@ def test_bad_input_is_a_clear_error() -> None:
         forecast_demand(pd.DataFrame({"received_ts": [], "sample_type": [], "site": []}))
     with pytest.raises(DemandInputError, match="on or before as_of 2024-01-01"):
         forecast_demand(samples_from_counts([1] * 5), as_of=pd.Timestamp("2024-01-01"))
+
+
+def test_the_backtest_scores_the_forecast_against_seasonal_naive() -> None:
+    rng = np.random.default_rng(3)
+    rate = np.tile([10.0, 10, 10, 10, 10, 3, 1], 16)
+    history = pd.concat([series(rng.poisson(rate).astype(float), uid=f"s{i}") for i in range(3)], ignore_index=True)
+    scores = {s.model: s for s in backtest(history, n_origins=2, fixed_models=False)}
+    assert set(scores) == {"selected", "SeasonalNaive"}
+    assert scores["SeasonalNaive"].relative_mae == 1.0
+    assert scores["selected"].mase < scores["SeasonalNaive"].mase and scores["selected"].relative_mae < 1.0
+    assert scores["selected"].series == 3 and scores["selected"].origins == 2 and 0.5 <= scores["selected"].coverage <= 1.0
