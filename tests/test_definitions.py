@@ -35,8 +35,10 @@ def test_code_location_loads_with_every_asset_documented(tmp_path) -> None:  # t
     for name in ("feature_drift_report", "ab_test_report", "prediction_log"):
         assert graph.get(dg.AssetKey(name)).group_name == "monitoring"
     assert dg.AssetCheckKey(dg.AssetKey("feature_drift_report"), "feature_drift_within_threshold") in graph.asset_check_keys
-    assert {"lab_export_sensor", "retraining_sensor"} <= {s.name for s in defs.sensors}
-    assert {s.name for s in defs.schedules} == {"monitoring_reports_hourly", "retraining_schedule"}
+    assert {"lab_export_sensor", "retraining_sensor", "champion_rollout_sensor"} <= {s.name for s in defs.sensors}
+    assert {s.name for s in defs.schedules} == {
+        "monitoring_reports_hourly", "retraining_schedule", "demand_forecast_daily", "lab_alerts_hourly", "lab_qc_report_weekly",
+    }  # fmt: skip
     assert defs.get_schedule_def("retraining_schedule").cron_schedule == "0 3 * * 0"  # Sundays, 03:00 UTC
     freshness = {
         k.to_user_string(): n.freshness_policy
