@@ -110,7 +110,15 @@ def test_anomalies_then_alerts_delivered_once_and_receiver_down_recorded(tmp_pat
 
 def test_without_channels_alerts_are_recorded_not_sent_and_schedule_waits_for_features(tmp_path: Path) -> None:
     lake, _ = lake_with_anomalies(tmp_path / "lake")
+    as_of = pd.Timestamp("2026-12-06", tz="UTC")
+    state = pd.DataFrame({"freezer_id": ["FRZ-01", "FRZ-02"], "excursion_risk_30d": [0.72, 0.1], "as_of": [as_of, as_of]})
+    lake.write_table(lake.operations_path(outputs.FREEZER_STATE), state)
     meta = run(dg.DagsterInstance.ephemeral(), lake, NotificationsResource())["lab_alerts"]
+    assert meta["collected"].value["freezer_risk"] == 1
+    history = pd.read_parquet(lake.operations_path(outputs.ALERTS))
+    assert history.loc[history["kind"] == "freezer_risk", "subject"].tolist() == [
+        "Freezer FRZ-01: excursion risk 72% in the next 30 days"
+    ]
     assert meta["channels"].value.startswith("nothing: no channel configured")
     assert meta["delivered"].value == 0 and meta["recorded_not_sent"].value == meta["new_records"].value > 0
 
