@@ -170,7 +170,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
         served.assign(storage_temp_deviation_c=served["storage_temp_deviation_c"] + 20.0),
         start=pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1),
         variant=["champion" if i % 2 else "challenger" for i in range(len(served))],
-        model_version=["1" if i % 2 else "2" for i in range(len(served))],
+        model_version=[None] * len(served),  # versions this registry does not hold: the report re-scores nothing
         probability=rng.uniform(size=len(served)),
         status=rng.choice(["pass", "fail"], size=len(served)),
     )

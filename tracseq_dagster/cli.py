@@ -448,6 +448,11 @@ class _SweepBars:
     def __enter__(self) -> _SweepBars:
         self.progress.__enter__()
         if not self.progress.disable:
+            from tracseq_dagster.automl import prepare_study_storage
+
+            # Optuna's tables before the sweeps start, as they would (same lock): opening a storage
+            # that does not exist yet stamps its schema version, which raced the first sweep's.
+            prepare_study_storage(self.reader.storage_url)
             total = float(self.max_trials) if self.max_trials else None
             for family in self.families:
                 self.tasks[family] = self.progress.add_task(f"{self.model}/{family}", total=total, trials=0, best="–")

@@ -39,5 +39,10 @@ def png_bytes(figure: Figure) -> bytes:
 
 def markdown_image(figure: Figure, alt: str) -> str:
     """The figure as Markdown with an embedded PNG (``dg.MetadataValue.md`` shows it as an image)."""
-    encoded = base64.b64encode(png_bytes(figure)).decode("ascii")
+    return markdown_png(png_bytes(figure), alt)
+
+
+def markdown_png(png: bytes, alt: str) -> str:
+    """PNG bytes already rendered as Markdown (render once, show in Dagster and log to MLflow)."""
+    encoded = base64.b64encode(png).decode("ascii")
     return f"![{alt}](data:image/png;base64,{encoded})"

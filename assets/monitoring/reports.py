@@ -22,7 +22,7 @@ from tracseq_dagster.monitoring.ab_report import ABSettings
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
 from tracseq_dagster.monitoring.plots import ab_figure, drift_figure, log_report_figures
 from tracseq_dagster.monitoring.watched import no_predictions_message
-from tracseq_dagster.plots import markdown_image
+from tracseq_dagster.plots import markdown_png, png_bytes
 from tracseq_dagster.serving.prediction_log import last_hours
 
 #: Written by the prediction service, not by Dagster: declared so the lineage shows it.
@@ -114,7 +114,7 @@ def feature_drift_report(
         if len(table)
         else table
     )
-    figure = drift_figure(report)
+    figure = png_bytes(drift_figure(report))
     mlflow_run = _log_figures(
         context, mlflow_tracking, spec.name, "feature_drift_report", {"feature_drift.png": figure}, len(current)
     )
@@ -131,7 +131,7 @@ def feature_drift_report(
             "max_psi": float(table["psi"].max()) if len(table) else 0.0,
             "not_logged_features": ", ".join(report.unlogged) or "none",
             "features": dg.MetadataValue.md(shown.round(4).to_markdown(index=False) if len(shown) else "_(none)_"),
-            "histograms": dg.MetadataValue.md(markdown_image(figure, f"{spec.name}: reference vs current per feature")),
+            "histograms": dg.MetadataValue.md(markdown_png(figure, f"{spec.name}: reference vs current per feature")),
             "mlflow_run_id": mlflow_run or "not logged",
             "path": dg.MetadataValue.path(str(json_path)),
         }
@@ -198,7 +198,7 @@ def ab_test_report(
     for note in report.notes:
         context.log.info(note)
     agreement = report.agreement or {}
-    figure = ab_figure(report)
+    figure = png_bytes(ab_figure(report))
     mlflow_run = _log_figures(context, mlflow_tracking, spec.name, "ab_test_report", {"ab_test_report.png": figure}, len(log))
     return dg.MaterializeResult(
         metadata={
@@ -217,7 +217,7 @@ def ab_test_report(
             "score_pearson": agreement.get("score_pearson"),
             "agreement": dg.MetadataValue.json({k: v for k, v in agreement.items() if k != "category_crosstab"}),
             "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in report.notes) or "_none_"),
-            "plot": dg.MetadataValue.md(markdown_image(figure, f"{spec.name}: A/B score distributions and metric intervals")),
+            "plot": dg.MetadataValue.md(markdown_png(figure, f"{spec.name}: A/B score distributions and metric intervals")),
             "mlflow_run_id": mlflow_run or "not logged",
             "path": dg.MetadataValue.path(str(json_path)),
         }

@@ -17,7 +17,9 @@ Figures are small (≈ 7×4 inches at 100 dpi, tens of kB) and drawn with the Ag
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,15 +155,18 @@ def log_report_figures(
     experiment_id: str,
     dagster_run_id: str,
     role: str,
-    figures: Mapping[str, Figure],
+    figures: Mapping[str, bytes],
     tags: Mapping[str, str] | None = None,
 ) -> str:
-    """The figures as ``plots/<name>`` of a new run ``role`` under the Dagster run's parent run; its id."""
+    """The rendered figures (PNG bytes by file name) as ``plots/<name>`` of a new run ``role`` under the
+    Dagster run's parent run; its id. Bytes, not figures: the asset renders each figure once for both."""
     parent = parent_run(client, experiment_id, dagster_run_id)
     run_id = child_run(client, experiment_id, parent, role, role, {"dagster_run_id": dagster_run_id, **(tags or {})})
     try:
-        for name, figure in figures.items():
-            client.log_figure(run_id, figure, f"plots/{name}")
+        with tempfile.TemporaryDirectory() as folder:
+            for name, png in figures.items():
+                (Path(folder) / name).write_bytes(png)
+                client.log_artifact(run_id, str(Path(folder) / name), "plots")
     finally:
         client.set_terminated(run_id)
     return run_id
