@@ -96,7 +96,6 @@ def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dic
     return bento
 
 
-
 def _packed_champions(metadata: dict[str, str]) -> dict[str, str]:
     """Champion version per model packed in a build, from its metadata (catalog, else the sample_quality bundle)."""
     if metadata.get("catalog"):
