@@ -151,3 +151,30 @@ def test_tracseq_train_prints_its_results_with_bars_on_stderr_and_plots_the_lead
     client = open_client(f"sqlite:///{data / 'mlflow' / 'mlflow.db'}")
     plots = {a.path for a in client.list_artifacts(registered["mlflow_run_id"].value, "plots")}
     assert {"plots/leaderboard.png", "plots/optimization_history.png"} <= plots
+
+
+def test_bento_bar_follows_the_bundle_being_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models exported (folders in the run's bundle), then the build once catalog.json is written."""
+    import time
+
+    from tracseq_dagster.models import catalog
+    from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER
+
+    monkeypatch.setenv("TRACSEQ_LAKE_DIR", str(tmp_path / "lake"))
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli, "err_console", Console(file=buffer, force_terminal=True, width=120))
+    monkeypatch.setattr(cli._BentoBar, "POLL_S", 0.05)
+    models = tmp_path / "lake" / "serving" / "run-1" / CATALOG_FOLDER
+    with cli._BentoBar() as bar:
+        task = bar.progress.tasks[bar.task]
+        assert task.total == len(catalog()) + 1
+        (models / "sample_quality").mkdir(parents=True)
+        deadline = time.monotonic() + 10
+        while task.completed < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert task.completed == 1 and "1 done" in task.description
+        (models / CATALOG_FILE).write_text("{}")
+        while task.description != "building the Bento" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert task.completed == len(catalog())
+    assert task.completed == task.total and "Bento built" in buffer.getvalue()
