@@ -39,7 +39,8 @@ FORBIDDEN = (
 )
 #: The same as the modules they are imported as.
 FORBIDDEN_MODULES = ("torch", "transformers", "spacy", "unstructured", "playwright", "schemathesis", "flaml", "dagster", "feast",
-                     "mlflow", "sentence_transformers", "lancedb", "great_expectations")  # fmt: skip
+                     "mlflow", "sentence_transformers", "lancedb", "great_expectations",
+                     "optuna")  # fmt: skip  (optuna: the pickled models' classes load without the AutoML engine)
 
 
 def pins(text: str) -> dict[str, str]:
