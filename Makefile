@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := False
 export DAGSTER_DISABLE_TELEMETRY := 1
 export TRACSEQ_DATA_DIR := $(abspath $(DATA))
 
-.PHONY: venv demo test test-fast ui lock locks-check clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management rag-corpus rag-eval system-deps mutation
+.PHONY: venv demo lint test test-fast ui lock locks-check clean bench bench-rag bench-serving bench-feast bench-automl feast-plan management rag-corpus rag-eval system-deps mutation
 
 # Debian packages the project needs, installed only when missing (a machine that has
 # them needs no root):
@@ -71,8 +71,12 @@ demo: venv
 	$(BIN)/tracseq model history --model sample_quality
 	$(BIN)/tracseq bento build
 
-## test: every test, the slow end-to-end ones included
-test: venv
+## lint: ruff (lint and format), mypy (strict on the domain modules) and the import-linter contracts
+lint: venv
+	BIN=$(BIN) scripts/lint.sh
+
+## test: the toolbelt, then every test, the slow end-to-end ones included
+test: venv lint
 	$(BIN)/python -m pytest
 
 ## test-fast: unit tests only

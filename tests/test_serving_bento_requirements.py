@@ -37,10 +37,10 @@ FORBIDDEN = (
     "feast",
     "mlflow",
 )
-#: The same as the modules they are imported as.
+#: The same as the modules they are imported as, and Optuna (the pickled models' classes load without the AutoML engine).
 FORBIDDEN_MODULES = ("torch", "transformers", "spacy", "unstructured", "playwright", "schemathesis", "flaml", "dagster", "feast",
                      "mlflow", "sentence_transformers", "lancedb", "great_expectations",
-                     "optuna")  # fmt: skip  (optuna: the pickled models' classes load without the AutoML engine)
+                     "optuna")  # fmt: skip
 
 
 def pins(text: str) -> dict[str, str]:
