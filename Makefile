@@ -70,6 +70,7 @@ demo: venv
 	$(BIN)/tracseq models
 	$(BIN)/tracseq model history --model sample_quality
 	$(BIN)/tracseq bento build
+	$(BIN)/tracseq operations
 
 ## lint: ruff (lint and format), mypy (strict on the domain modules) and the import-linter contracts
 lint: venv

@@ -562,12 +562,16 @@ model_app = typer.Typer(help="A catalog model in the MLflow registry: history, r
 app.add_typer(model_app, name="model")
 
 from tracseq_dagster.control.cli import audit_command, management_app, tokens_app  # noqa: E402 - the control plane's commands
+from tracseq_dagster.operations.report_cli import report_command  # noqa: E402 - the lab operations' commands
+from tracseq_dagster.operations.run_cli import operations_command  # noqa: E402
+from tracseq_dagster.operations.storage_cli import storage_app  # noqa: E402
 
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(management_app, name="management")
 app.command("audit")(audit_command)
-app.command("report")(__import__("tracseq_dagster.operations.report_cli", fromlist=["_"]).report_command)  # issue 15
-app.add_typer(__import__("tracseq_dagster.operations.storage_cli", fromlist=["_"]).storage_app, name="storage")  # issue 15
+app.command("report")(report_command)
+app.command("operations")(operations_command)
+app.add_typer(storage_app, name="storage")
 
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model (see tracseq models).")]
 
