@@ -47,6 +47,7 @@ EXPECTED_CHECKS = {  # (asset, check): passed
 GROUP = "lab_exports"
 # Wide enough that the whole expanded lineage fits at a zoom where nodes show full names
 # (the UI draws "minimal" nodes with middle-truncated names below 60 % zoom).
+TALL_VIEWPORT = (3000, 6000)  # every group's names at a readable zoom (offscreen nodes are not drawn)
 GRAPH_VIEWPORT = (3000, 2600)  # seven domain groups; the Feast assets made the features group taller
 TIMEOUT_MS = 120_000
 
@@ -116,7 +117,7 @@ def _dismiss_onboarding(page) -> None:  # type: ignore[no-untyped-def]
     page.context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
 
 
-def _open_expanded_lineage(page, url: str) -> None:  # type: ignore[no-untyped-def]
+def _open_expanded_lineage(page, url: str, *, zoom_out: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Global asset lineage with every group expanded, zoomed to fit (expansion lives in the URL)."""
     from playwright.sync_api import expect
 
@@ -130,6 +131,13 @@ def _open_expanded_lineage(page, url: str) -> None:  # type: ignore[no-untyped-d
     expect(page).to_have_url(re.compile(r"expanded="))
     page.goto(page.url)  # re-open: the viewport zooms to fit the expanded layout
     expect(page.locator("svg foreignObject").get_by_text("raw_lab_exports", exact=True)).to_be_visible()
+    # Eight groups are taller than the fit leaves room for: zoom out until every name is inside the window.
+    names = page.locator("svg foreignObject").get_by_text(re.compile(r"^[a-z0-9_]+$"))
+    for _ in range(8 if zoom_out else 0):
+        if len(_names_drawn_in_window(page)) >= len({n.strip() for n in names.all_inner_texts()}):
+            break
+        page.locator("button:has([aria-label=zoom_out])").last.click()
+        page.wait_for_timeout(300)  # the zoom animates
 
 
 def _names_drawn_in_window(page) -> dict[str, dict]:  # type: ignore[no-untyped-def]
@@ -235,10 +243,10 @@ def test_asset_graph_shows_every_asset_of_the_code_location(ui: UI, tmp_path: Pa
 
     expected = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert len(expected) >= 16  # the code location really loaded: exports, features, training, serving, monitoring, documents
-    with chromium_page(tmp_path / "chromium", viewport=GRAPH_VIEWPORT) as page:
+    with chromium_page(tmp_path / "chromium", viewport=TALL_VIEWPORT) as page:
         page.set_default_timeout(TIMEOUT_MS)
         _dismiss_onboarding(page)
-        _open_expanded_lineage(page, ui.web.url)
+        _open_expanded_lineage(page, ui.web.url, zoom_out=False)  # names are drawn only at a readable zoom
         for name in sorted(expected):
             expect(page.locator("svg foreignObject").get_by_text(name, exact=True).first).to_be_attached()
         shown = _names_drawn_in_window(page)
