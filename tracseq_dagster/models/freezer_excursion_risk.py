@@ -100,8 +100,8 @@ def excursion_labels(samples: pd.DataFrame, history: pd.DataFrame, horizon_days:
         np.add.at(flagged, hi[hit], -1.0)
         cover, flag = np.cumsum(covered)[:-1], np.cumsum(flagged)[:-1]
         known = (days + pd.Timedelta(days=horizon_days)) <= last_known
-        values = np.where(flag > 0, EXCURSION, np.where(cover > 0, QUIET, None))
-        values = np.where(known, values, None)
+        values = np.where(flag > 0, EXCURSION, np.where(cover > 0, QUIET, None))  # type: ignore[call-overload]  # object arrays
+        values = np.where(known, values, None)  # type: ignore[call-overload]
         label.loc[rows.index] = pd.array(values, dtype="string")
     return label
 

@@ -236,7 +236,7 @@ class AnomalyDetector:
         tail = self.tail_probability(values)
         z = (values - self.median) / self.scale
         order = np.lexsort((-np.abs(z), tail))  # rarest first; beyond the reference, farthest first
-        out = []
+        out: list[str] = []
         for j in order:
             if len(out) == top or tail[j] > REASON_TAIL_PROBABILITY:
                 break

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ class DemandInputError(ValueError):
     """The samples cannot be forecast; the message names the column or the problem."""
 
 
-def candidates() -> list:
+def candidates() -> list[Any]:
     """The statsforecast models a series' cross-validation chooses from (fresh instances)."""
     return [AutoETS(season_length=SEASON), AutoTheta(season_length=SEASON), SeasonalNaive(season_length=SEASON)]
 
@@ -180,7 +181,7 @@ def forecast_series(history: pd.DataFrame, *, horizon: int = HORIZON, level: int
     recent = history[history["ds"] > end - pd.Timedelta(days=FIT_DAYS)]
     constant = recent.groupby("unique_id")["y"].nunique() == 1
 
-    parts, model_of, cv_mae = [], {}, {}
+    parts, model_of, cv_mae = [], {}, {}  # type: ignore[var-annotated]  # filled below, per series
     fit_ids = [uid for uid in modelled if not constant[uid]]
     if fit_ids:
         fit = recent[recent["unique_id"].isin(fit_ids)][["unique_id", "ds", "y"]]

@@ -288,7 +288,7 @@ def received_section(received: pd.DataFrame, week: IsoWeek) -> Section:
     for column in per_day.columns:
         axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[column], bottom=bottom, label=column)
         bottom += per_day[column].to_numpy()
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stub types Locator
     axes.set_ylabel("samples received")
     axes.legend(fontsize=7, ncols=4)
     section.plot, section.plot_alt = png_bytes(figure), "samples received per day and sample type"
@@ -492,7 +492,7 @@ def anomalies_section(lake: Lake, week: IsoWeek, project: str) -> Section:
     for kind in per_day.columns:
         axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[kind], bottom=bottom, label=kind)
         bottom += per_day[kind].to_numpy()
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stub types Locator
     axes.set_ylabel("anomalies")
     axes.legend(fontsize=7)
     section.plot, section.plot_alt = png_bytes(figure), "anomalies per day and kind"

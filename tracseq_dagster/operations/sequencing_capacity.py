@@ -151,7 +151,9 @@ def capacity_plan(weekly: pd.DataFrame, capacity: pd.DataFrame, ratio: float) ->
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def _row(week: pd.Timestamp, instrument: str, samples: float, samples_hi: float, needed: int, needed_hi: int, cap: int) -> list:
+def _row(
+    week: pd.Timestamp, instrument: str, samples: float, samples_hi: float, needed: int, needed_hi: int, cap: int
+) -> list[object]:
     utilisation = needed / cap if cap > 0 else (np.inf if needed > 0 else 0.0)
     if needed > cap:
         status = "over capacity"

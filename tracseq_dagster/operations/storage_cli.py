@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tracseq_dagster import settings
+
+if TYPE_CHECKING:  # annotations only: the command's start stays light
+    import pandas as pd
+
+    from tracseq_dagster.lake import Lake
+    from tracseq_dagster.operations.placement_risk import RiskReport
+    from tracseq_dagster.operations.storage_placement import IncomingSample
 
 INPUT_EXIT_CODE = 2
 storage_app = typer.Typer(help="Freezer storage: where to put incoming samples.", no_args_is_help=True)
@@ -31,7 +38,7 @@ class StorageInputError(ValueError):
     """An operator's mistake: said on one line, exit code 2."""
 
 
-def read_incoming(path: Path) -> list:  # list[IncomingSample]
+def read_incoming(path: Path) -> list[IncomingSample]:
     """The CSV's rows as incoming samples; a :class:`StorageInputError` naming the file, line and column of the first bad ones."""
     from pydantic import ValidationError
 
@@ -77,7 +84,7 @@ def read_incoming(path: Path) -> list:  # list[IncomingSample]
     return samples
 
 
-def lake_risk(lake, freezer_ids: list[str], state_as_of):  # -> RiskReport
+def lake_risk(lake: Lake, freezer_ids: list[str], state_as_of: pd.Timestamp) -> RiskReport:
     """The freezer_state asset's model risks when it wrote them, else history (placement_risk.excursion_risk)."""
     import pandas as pd
 

@@ -444,9 +444,9 @@ def _place_at(incoming: Sequence[IncomingSample], members: list[int], target: fl
 
 def placements_table(placements: Sequence[Placement]) -> pd.DataFrame:
     """One row per sample: its answer flattened (rank 1 the chosen position, 2.. the alternatives), for CSV and the CLI."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for p in placements:
-        base = {"index": p.index, "sample_id": p.sample.sample_id, "sample_type": p.sample.sample_type,
+        base: dict[str, object] = {"index": p.index, "sample_id": p.sample.sample_id, "sample_type": p.sample.sample_type,
                 "project_id": p.sample.project_id, "status": p.status}  # fmt: skip
         if p.chosen is None:
             rows.append({**base, "rank": None, "location": None, "excursion_risk_30d": None, "cost": None, "reasons": p.message})

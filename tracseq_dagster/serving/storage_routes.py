@@ -152,7 +152,7 @@ class StorageService:
 def _invalid(error: ValidationError, prefix: tuple[Any, ...] = ()) -> Response:
     detail = error.errors(include_context=False, include_input=False, include_url=False)
     for entry in detail:
-        entry["loc"] = [*prefix, *entry["loc"]]
+        entry["loc"] = (*prefix, *entry["loc"])
     return JSONResponse({"error": f"{error.error_count()} validation errors", "detail": detail}, status_code=400)
 
 
