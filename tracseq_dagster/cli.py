@@ -729,7 +729,8 @@ class _BentoBar:
     def _poll(self) -> None:
         while not self.stop.wait(self.POLL_S):
             try:
-                bundles = [d / self.models_folder for d in self.serving.iterdir() if d.stat().st_mtime >= self.started]
+                # A second of slack: file times come from the kernel's coarse clock, which lags time.time().
+                bundles = [d / self.models_folder for d in self.serving.iterdir() if d.stat().st_mtime >= self.started - 1.0]
                 exported = max((sum(1 for _ in d.glob("*/")) for d in bundles), default=0)
                 written = any((d / self.catalog_file).exists() for d in bundles)  # written after the last model
             except OSError:  # the lake's serving folder does not exist yet
