@@ -28,6 +28,10 @@ from mlflow.entities import Metric, Param, RunStatus
 
 from tracseq_dagster.sqlite_lock import first_use_lock
 
+# Model artifacts are downloaded to check their digests (artifact_digest): no progress bar per download
+# in the commands' and runs' output (a setting of the process; set it to true to see them).
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 if TYPE_CHECKING:  # only an annotation: serving imports this module and must not load the AutoML engine
     from tracseq_dagster.automl import TrialRecord
 
