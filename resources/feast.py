@@ -1,11 +1,13 @@
 """The Feast feature store as a Dagster resource."""
 
 import dagster as dg
-from feast import FeatureStore  # noqa: E402  (after the package above)
 from pydantic import Field
 
 from tracseq_dagster.feature_repo.config import DEFAULT_PROJECT, FeastSettings  # imports feast, keeping the warning filters
-from tracseq_dagster.feature_repo.store import open_store
+
+# Feast only through tracseq_dagster.feature_repo, which imports it inside warnings.catch_warnings: a bare
+# ``import feast`` first would leave Feast's process-wide DeprecationWarning filter on the CLI's output.
+from tracseq_dagster.feature_repo.store import FeatureStore, open_store
 
 
 class FeastResource(dg.ConfigurableResource):
