@@ -65,3 +65,19 @@ def sqlite_instance(tmp_path: Path):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
+
+
+@pytest.fixture(autouse=True)
+def _no_dead_instance_in_the_definitions_state() -> None:
+    """Each test starts without a Dagster definitions-state storage left in the process's context.
+
+    A Dagster instance used as a context manager puts its defs-state storage in a context variable
+    (``DefsStateStorage.get()``) and takes it out on exit; an instance left entered (or exited from
+    another context) leaves a storage whose weak reference to its instance is dead, and the next
+    test that builds a repository in this process fails with "Attempted to resolve undefined
+    DagsterInstance weakref" (seen on a full run only, after the session's new Dagster tests). The
+    project's definitions use no state-backed components, so no state is the right start.
+    """
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
