@@ -282,14 +282,7 @@ def received_section(received: pd.DataFrame, week: IsoWeek) -> Section:
         )
     days = pd.to_datetime(received["received_ts"], utc=True, format="mixed").dt.date
     per_day = pd.crosstab(days, received["sample_type"].astype(str)).reindex(week.days(), fill_value=0)
-    figure = new_figure(7, 3)
-    axes = figure.add_subplot()
-    bottom = np.zeros(len(per_day))
-    for column in per_day.columns:
-        axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[column], bottom=bottom, label=column)
-        bottom += per_day[column].to_numpy()
-    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stub types Locator
-    axes.set_ylabel("samples received")
+    figure, axes = _stacked_per_day(per_day, height=3, ylabel="samples received")
     axes.legend(fontsize=7, ncols=4)
     section.plot, section.plot_alt = png_bytes(figure), "samples received per day and sample type"
     return section
@@ -486,14 +479,7 @@ def anomalies_section(lake: Lake, week: IsoWeek, project: str) -> Section:
         return section
     days = pd.to_datetime(flagged["ts"], utc=True, format="mixed").dt.date
     per_day = pd.crosstab(days, flagged["kind"].astype(str)).reindex(week.days(), fill_value=0)
-    figure = new_figure(7, 2.5)
-    axes = figure.add_subplot()
-    bottom = np.zeros(len(per_day))
-    for kind in per_day.columns:
-        axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[kind], bottom=bottom, label=kind)
-        bottom += per_day[kind].to_numpy()
-    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stub types Locator
-    axes.set_ylabel("anomalies")
+    figure, axes = _stacked_per_day(per_day, height=2.5, ylabel="anomalies")
     axes.legend(fontsize=7)
     section.plot, section.plot_alt = png_bytes(figure), "anomalies per day and kind"
     return section
@@ -586,3 +572,16 @@ __all__ = [
     "known_projects",
     "shown",
 ]
+
+
+def _stacked_per_day(per_day: pd.DataFrame, *, height: float, ylabel: str) -> tuple[Any, Any]:
+    """Counts per day of the week (rows) stacked by group (columns), whole numbers on the axis."""
+    figure = new_figure(7, height)
+    axes = figure.add_subplot()
+    bottom = np.zeros(len(per_day))
+    for column in per_day.columns:
+        axes.bar([d.strftime("%a %d") for d in per_day.index], per_day[column], bottom=bottom, label=column)
+        bottom += per_day[column].to_numpy()
+    axes.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stub types Locator
+    axes.set_ylabel(ylabel)
+    return figure, axes
