@@ -113,15 +113,35 @@ def entity_keys(history: pd.DataFrame) -> pd.Index:
     )
 
 
+def feature_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Every freezer day as the feature store keeps it: the entity (``freezer_day``), ``as_of``
+    (the end of the day, the prediction time), the features, the label (NA while its window is
+    open), ``label_ts`` (when the label is known) and the holdout group (freezer and month).
+
+    The labelled rows of training are this table's labelled rows (:func:`labelled_rows_from_samples`),
+    so training from the lake and through Feast's point-in-time join see the same rows.
+    """
+    history = freezer_days(samples)
+    end_of_day = pd.DatetimeIndex(history["day"]) + pd.Timedelta(days=1)
+    group = history["freezer_id"].astype(str) + "/" + pd.DatetimeIndex(history["day"]).strftime("%Y-%m")
+    return pd.DataFrame(
+        {
+            ENTITY: entity_keys(history).to_numpy(),
+            "as_of": end_of_day,
+            **{f: history[f].astype("float64").to_numpy() for f in FEATURES},
+            LABEL: excursion_labels(samples, history).to_numpy(dtype=object, na_value=None),
+            "label_ts": end_of_day + pd.Timedelta(days=HORIZON_DAYS),
+            HOLDOUT_GROUP: group.to_numpy(),
+        }
+    )
+
+
 def labelled_rows_from_samples(samples: pd.DataFrame) -> pd.DataFrame:
     """Every labelled freezer day: the features, the label, and the holdout group (freezer and month)."""
-    history = freezer_days(samples)
-    label = excursion_labels(samples, history)
-    rows = history.assign(**{LABEL: label})
-    rows = rows[rows[LABEL].notna()]
-    group = rows["freezer_id"].astype(str) + "/" + pd.DatetimeIndex(rows["day"]).strftime("%Y-%m")
-    out = rows[list(FEATURES)].astype("float64").assign(**{LABEL: rows[LABEL].astype(str), HOLDOUT_GROUP: group.to_numpy()})
-    return out.set_axis(entity_keys(rows))
+    table = feature_table(samples)
+    rows = table[table[LABEL].notna()]
+    out = rows[[*FEATURES, LABEL, HOLDOUT_GROUP]].astype({LABEL: str})
+    return out.set_axis(pd.Index(rows[ENTITY].to_numpy(), dtype="string"))
 
 
 def labelled_freezer_days(lake: Lake) -> pd.DataFrame:
