@@ -71,6 +71,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -445,7 +446,8 @@ class Rule(ABC):
         return built
 
 
-def _gxe():
+def _gxe() -> ModuleType:
+    """``great_expectations.expectations``, imported on first use (GX takes seconds to import)."""
     import great_expectations.expectations as gxe  # noqa: PLC0415 - lazy: GX imports slowly
 
     return gxe
@@ -473,19 +475,19 @@ class RequiredRule(Rule):
     def description(self) -> str:
         return f"{self.contract_column.name} ({self.contract_column.description}) is required"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         col = self.contract_column.name
         if col not in frame.columns:
             return np.ones(len(frame), dtype=bool)
         return frame[col].isna().to_numpy(dtype=bool) & ~ctx.parse_issue_mask(col, len(frame))
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         col = self.contract_column.name
         if col not in frame.columns:
             return [f"{col} is required but the column is missing from the export"] * len(positions)
         return [f"{col} = <empty> but {col} is required"] * len(positions)
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         col = self.contract_column.name
         return [gxe.ExpectColumnToExist(column=col), gxe.ExpectColumnValuesToNotBeNull(column=col)]
@@ -535,14 +537,14 @@ class TypeRule(Rule):
             coerced_ok = ~np.isnan(_as_float(series))
         return present & ~coerced_ok
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         col = self.contract_column.name
         m = ctx.parse_issue_mask(col, len(frame))
         if col in frame.columns:
             m |= self._uncoercible(frame[col])
         return m
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         col = self.contract_column.name
         word = _KIND_WORD[self.contract_column.kind]
         issues = ctx.parse_issues_for(col)
@@ -564,7 +566,7 @@ class TypeRule(Rule):
             out.append(text)
         return out
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         return [
             gxe.ExpectColumnValuesToBeOfType(column=self.contract_column.name, type_=GX_TYPE_BY_KIND[self.contract_column.kind])
@@ -590,17 +592,17 @@ class FieldCountRule(Rule):
     def description(self) -> str:
         return "a row must not have more fields than the header"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         return ctx.parse_issue_mask(WHOLE_ROW, len(frame))
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         issues = ctx.parse_issues_for(WHOLE_ROW).set_index("_pos")
         return [
             f"{issues.at[pos, 'message']}; surplus {fmt_value(issues.at[pos, 'value'])}, so its cells may be shifted"
             for pos in positions.tolist()
         ]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         return []
 
 
@@ -627,16 +629,16 @@ class EnumRule(Rule):
     def description(self) -> str:
         return f"{self.contract_column.name} must be one of {', '.join(self.allowed)}"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         s = column_or_na(frame, self.contract_column.name)
         return _notna(s) & ~s.isin(self.allowed).to_numpy(dtype=bool)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         col = self.contract_column.name
         allowed = ", ".join(self.allowed)
         return [f"{col} = {fmt_value(v)} is not one of {allowed}" for v in _values_at(frame[col], positions)]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         return [gxe.ExpectColumnValuesToBeInSet(column=self.contract_column.name, value_set=list(self.allowed))]
 
@@ -669,7 +671,7 @@ class RangeRule(Rule):
             parts.append(f"<= {fmt_bound(c.maximum)}{unit}")
         return f"{c.name} must be {' and '.join(parts)}"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         c = self.contract_column
         if c.name not in frame.columns:
             return np.zeros(len(frame), dtype=bool)
@@ -682,7 +684,7 @@ class RangeRule(Rule):
                 m |= v > c.maximum
         return m
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         c = self.contract_column
         out = []
         for value in _values_at(frame[c.name], positions):
@@ -698,7 +700,7 @@ class RangeRule(Rule):
                 out.append(f"{c.name} = {shown} is below the minimum {fmt_bound(c.minimum)}")
         return out
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         c = self.contract_column
         kwargs: dict[str, Any] = {"column": c.name}
@@ -765,16 +767,16 @@ class PatternRule(Rule):
     def description(self) -> str:
         return f"{self.contract_column.name} must match {self.contract_column.pattern}"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         s = column_or_na(frame, self.contract_column.name)
         assert self.contract_column.pattern is not None  # the rule exists only for a column with a pattern
         return _notna(s) & ~full_match(s, self.contract_column.pattern)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         c = self.contract_column
         return [f"{c.name} = {fmt_value(v)} does not match the pattern {c.pattern}" for v in _values_at(frame[c.name], positions)]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         c = self.contract_column
         assert c.pattern is not None
@@ -808,7 +810,7 @@ class OrderRule(Rule):
             text += f" and {', '.join(self.between)} {'is' if len(self.between) == 1 else 'are'} missing"
         return text
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         a = _as_utc_timestamps(column_or_na(frame, self.earlier))
         b = _as_utc_timestamps(column_or_na(frame, self.later))
         m = _notna(a) & _notna(b) & (a > b).fillna(False).to_numpy(dtype=bool)
@@ -816,13 +818,13 @@ class OrderRule(Rule):
             m &= column_or_na(frame, mid).isna().to_numpy(dtype=bool)
         return m
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         a = _values_at(_as_utc_timestamps(frame[self.earlier]), positions)
         b = _values_at(_as_utc_timestamps(frame[self.later]), positions)
         gap = f" ({', '.join(self.between)} empty)" if self.between else ""
         return [f"{self.later} = {fmt_value(vb)} is before {self.earlier} = {fmt_value(va)}{gap}" for va, vb in zip(a, b)]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         kwargs: dict[str, Any] = dict(
             column_A=self.later,
@@ -870,13 +872,13 @@ class PlausibleDateRule(Rule):
     def latest(ctx: RuleContext) -> pd.Timestamp:
         return ctx.now + FUTURE_TOLERANCE
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         s = _as_utc_timestamps(column_or_na(frame, self.contract_column.name))
         too_early = (s < EARLIEST_PLAUSIBLE_DATE).fillna(False).to_numpy(dtype=bool)
         too_late = (s > self.latest(ctx)).fillna(False).to_numpy(dtype=bool)
         return too_early | too_late
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         col = self.contract_column.name
         out = []
         for v in _values_at(_as_utc_timestamps(frame[col]), positions):
@@ -886,7 +888,7 @@ class PlausibleDateRule(Rule):
                 out.append(f"{col} = {fmt_value(v)} is in the future (validated at {ctx.now:%Y-%m-%d %H:%M} UTC)")
         return out
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         return [
             gxe.ExpectColumnValuesToBeBetween(
@@ -919,12 +921,12 @@ class OnlyForTypesRule(Rule):
     def description(self) -> str:
         return f"{self.target} ({self.measure}) may only be given for sample_type {', '.join(self.types)}"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         target = column_or_na(frame, self.target)
         st = column_or_na(frame, SAMPLE_TYPE)
         return _notna(target) & _notna(st) & ~st.isin(self.types).to_numpy(dtype=bool)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         values = _values_at(frame[self.target], positions)
         types = _values_at(frame[SAMPLE_TYPE], positions)
         allowed = ", ".join(self.types)
@@ -934,7 +936,7 @@ class OnlyForTypesRule(Rule):
             for v, t in zip(values, types)
         ]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         gxe = _gxe()
         from great_expectations.expectations.row_conditions import Column as C  # noqa: PLC0415
 
@@ -969,7 +971,7 @@ def _fmt_key(key_columns: Sequence[str], value: Any) -> str:
     return f"({', '.join(key_columns)}) = ({', '.join(fmt_value(v) for v in value)})"
 
 
-def _unique_expectation(key_columns: Sequence[str]):  # type: ignore[no-untyped-def]
+def _unique_expectation(key_columns: Sequence[str]) -> Expectation:
     gxe = _gxe()
     if len(key_columns) == 1:
         return gxe.ExpectColumnValuesToBeUnique(column=key_columns[0])
@@ -996,12 +998,12 @@ class UniqueInExportRule(Rule):
     def description(self) -> str:
         return f"{', '.join(self.key_columns)} must be unique within an export"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         present = _key_present(frame, self.key_columns)
         keys = key_index(frame, self.key_columns)
         return present & keys.duplicated(keep=False)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         ids = _key_values(frame, self.key_columns, positions)
         lines = line_labels(frame)[positions]
         # Per id: its group size and its first few lines (enough to name up to
@@ -1025,7 +1027,7 @@ class UniqueInExportRule(Rule):
             out.append(f"{_fmt_key(self.key_columns, i)} is duplicated in this export (also on {word}{plural} {shown})")
         return out
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         return [_unique_expectation(self.key_columns)]
 
 
@@ -1052,7 +1054,7 @@ class UniqueAcrossExportsRule(Rule):
     def description(self) -> str:
         return f"{', '.join(self.key_columns)} must be unique across all accepted exports"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         if ctx.known_keys is None or len(ctx.known_keys) == 0:
             return np.zeros(len(frame), dtype=bool)
         known = ctx.known_keys
@@ -1060,13 +1062,13 @@ class UniqueAcrossExportsRule(Rule):
             known = pd.MultiIndex.from_tuples(list(known), names=list(self.key_columns))
         return _key_present(frame, self.key_columns) & key_index(frame, self.key_columns).isin(known)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         return [
             f"{_fmt_key(self.key_columns, v)} was already accepted from another export"
             for v in _key_values(frame, self.key_columns, positions)
         ]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         return [_unique_expectation(self.key_columns)]
 
 

@@ -25,11 +25,16 @@ accepted samples grow to millions of ids and ``received_ts`` differs per row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from tracseq_dagster.rules import Rule, RuleContext, _as_utc_timestamps, _gxe, _notna, _values_at, column_or_na, fmt_value
 from tracseq_dagster.run_contract import SAMPLE_KNOWN, SAMPLE_RECEIVED_TS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from great_expectations.expectations.expectation import Expectation
 
 SAMPLE_ID = "sample_id"
 RECEIVED_TS = "received_ts"
@@ -80,17 +85,17 @@ class UnknownSampleRule(Rule):
     def description(self) -> str:
         return "sample_id must be an accepted sample"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         known = _facts(frame, ctx)[SAMPLE_KNOWN]
         return (known == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712 - NA stays unflagged
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         return [
             f"sample_id = {fmt_value(v)} is an unknown sample (not among the accepted samples)"
             for v in _values_at(frame[SAMPLE_ID], positions)
         ]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         return [_gxe().ExpectColumnValuesToBeInSet(column=SAMPLE_KNOWN, value_set=[True])]
 
 
@@ -110,13 +115,13 @@ class AfterReceiptRule(Rule):
     def description(self) -> str:
         return f"{LIBRARY_PREP_TS} must not be before the sample's {RECEIVED_TS}"
 
-    def mask(self, frame, ctx):
+    def mask(self, frame: pd.DataFrame, ctx: RuleContext) -> np.ndarray:
         facts = _facts(frame, ctx)
         prep = _as_utc_timestamps(column_or_na(facts, LIBRARY_PREP_TS))
         received = facts[SAMPLE_RECEIVED_TS]
         return _notna(prep) & _notna(received) & (prep < received).fillna(False).to_numpy(dtype=bool)
 
-    def messages(self, frame, positions, ctx):
+    def messages(self, frame: pd.DataFrame, positions: np.ndarray, ctx: RuleContext) -> list[str]:
         facts = _facts(frame, ctx)
         prep = _values_at(_as_utc_timestamps(facts[LIBRARY_PREP_TS]), positions)
         received = _values_at(facts[SAMPLE_RECEIVED_TS], positions)
@@ -126,7 +131,7 @@ class AfterReceiptRule(Rule):
             for p, r, i in zip(prep, received, ids)
         ]
 
-    def _build_expectations(self, ctx):
+    def _build_expectations(self, ctx: RuleContext) -> list[Expectation]:
         return [
             _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A=LIBRARY_PREP_TS, column_B=SAMPLE_RECEIVED_TS, or_equal=True, ignore_row_if="either_value_is_missing"
