@@ -81,7 +81,7 @@ def fit_family(rows: pd.DataFrame, family: str) -> tuple[object, float]:
     config = automl_config(SweepSettings(time_budget_s=5, max_trials=1, cv_folds=2), family=family, storage=None,
                            training_set=training_set)  # fmt: skip
     started = time.process_time()
-    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout, groups=training_set.groups)
     model, _ = fit_final(problem, family, {}, 0)
     return model, time.process_time() - started
 

@@ -42,7 +42,7 @@ def fit(spec: ModelSpec, rows: pd.DataFrame, family: str) -> tuple[Any, float | 
     training_set = build_training_set(spec, rows)
     config = automl_config(SweepSettings(time_budget_s=5, max_trials=1, cv_folds=2), family=family, storage=None,
                            training_set=training_set)  # fmt: skip
-    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout, groups=training_set.groups)
     model, _ = fit_final(problem, family, {}, 0)
     if hasattr(model, "classes_"):
         return model, None

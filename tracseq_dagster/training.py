@@ -142,7 +142,7 @@ def sweep_one_family(
     config = automl_config(settings, family=family, storage=storage, training_set=training_set)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every trial is in MLflow; no line per trial in the logs
     started = time.perf_counter()
-    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout, groups=training_set.groups)
     tags = {DAGSTER_RUN_TAG: dagster_run_id, "training_fingerprint": training_set.fingerprint}
     family_run = child_run(client, experiment_id, parent_run_id, f"family-{family}", "family", {**tags, "family": family})
     with running(client, family_run):
@@ -213,7 +213,7 @@ def register_winner(
     """
     client = registry.client
     config = automl_config(SweepSettings(seed=seed), family=winner.family, storage=storage, training_set=training_set)
-    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
+    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout, groups=training_set.groups)
     model, _ = fit_final(problem, winner.family, winner.best_params or {}, seed)
     holdout = training_set.holdout_frame()
     evaluation = evaluate(model, holdout, training_set.target, winner.metric, training_set.slice_column)

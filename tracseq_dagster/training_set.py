@@ -8,6 +8,11 @@ spec's :data:`~tracseq_dagster.models.HOLDOUT_GROUP` column when it has one) fal
 :data:`HOLDOUT_FRACTION`, whatever else is in the table. So a row held out today is held
 out in every later retraining too, and the promotion gate can score the current champion on
 the challenger's holdout knowing the champion never trained on any of it.
+
+With a ``HOLDOUT_GROUP`` column the set also carries ``groups`` (that column): rows of one group
+are near-duplicates (one freezer's days of a month, the runs of one sample), so the AutoML
+engine cross-validates on whole groups too, not only the holdout. Every caller of the engine
+passes ``groups=training_set.groups``.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ class TrainingSet:
     holdout: pd.Series  # bool, aligned with frame
     export_hashes: tuple[str, ...]
     feature_code_version: str
-    fingerprint: str  # changes when any row, feature value or label changes
+    fingerprint: str  # changes when any row, feature value or label changes (or a group, when grouped)
+    groups: pd.Series | None = None  # HOLDOUT_GROUP aligned with frame: folds never split a group
 
     @property
     def rows(self) -> int:
@@ -68,6 +74,10 @@ def build_training_set(spec: ModelSpec, rows: pd.DataFrame, export_hashes: tuple
     keys = rows[HOLDOUT_GROUP] if HOLDOUT_GROUP in rows.columns else rows.index
     frame = rows[[*spec.features, spec.label]]
     holdout = pd.Series(stable_holdout(keys), index=frame.index, name="holdout")
+    groups = rows[HOLDOUT_GROUP].astype(str).rename("group") if HOLDOUT_GROUP in rows.columns else None
+    # A grouped set's fingerprint covers its groups: grouped CV scores differ from row-wise ones, so an
+    # Optuna study named after the fingerprint never mixes the two. Ungrouped sets keep theirs.
+    fingerprint = frame_fingerprint(frame) if groups is None else frame_fingerprint(frame.assign(**{HOLDOUT_GROUP: groups}))
     return TrainingSet(
         model=spec.name,
         target=spec.label,
@@ -78,7 +88,8 @@ def build_training_set(spec: ModelSpec, rows: pd.DataFrame, export_hashes: tuple
         holdout=holdout,
         export_hashes=tuple(export_hashes),
         feature_code_version=spec.feature_code_version,
-        fingerprint=frame_fingerprint(frame),
+        fingerprint=fingerprint,
+        groups=groups,
     )
 
 

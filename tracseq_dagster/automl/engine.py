@@ -15,7 +15,9 @@
    RDB storage) with a seeded multivariate TPE sampler and a median pruner. A trial
    cross-validates one configuration (stratified k-fold for classification, k-fold for
    regression, shuffled with the seed; the same folds for every trial), reporting the running
-   mean score after every fold so that hopeless trials are pruned early.
+   mean score after every fold so that hopeless trials are pruned early. Given ``groups`` (rows
+   that are near-duplicates, e.g. one freezer's neighbouring days), the holdout, the sweep sample
+   and the folds keep every group whole (stratified group k-fold / group k-fold).
    ``max_trials`` is **per family**. Each family's first trial is its default configuration
    (:meth:`~tracseq_dagster.automl.families.ModelFamily.default_params`), so the winner's CV
    score is never below the best default's. :func:`schedule` interleaves the families' trials
@@ -56,7 +58,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder
 from threadpoolctl import threadpool_limits
@@ -242,6 +244,7 @@ class Problem:
     balance: bool  # imbalanced labels: the sweep tunes whether to weight classes
     x_sweep: pd.DataFrame  # the rows trials cross-validate on: x_train, or a sample of it
     y_sweep: np.ndarray
+    groups_sweep: np.ndarray | None = None  # the group of each sweep row: no group is split across folds
 
 
 def run_automl(
@@ -249,12 +252,15 @@ def run_automl(
     config: AutoMLConfig,
     *,
     holdout: pd.Series | None = None,
+    groups: pd.Series | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> AutoMLResult:
     """Sweep the configured families on ``frame`` and return the leaderboard and refit winner.
 
     ``holdout`` optionally fixes which rows are held out (a boolean Series aligned with
     ``frame``); by default a seeded split of ``config.holdout_fraction`` is made.
+    ``groups`` optionally names the group of every row (a Series aligned with ``frame``): rows of
+    one group are never split between holdout and training nor between folds (see :func:`prepare_problem`).
     ``on_trial`` is called after every trial (complete, pruned or failed), e.g. for progress.
     Raises :class:`AutoMLInputError` for unusable input or a budget too small to finish a trial.
     """
@@ -262,7 +268,7 @@ def run_automl(
     extra = 1.0 / (1.0 - config.holdout_fraction) if config.final_fit == "all" else 0.0
     budget = Budget(config.time_budget_s, refits=1.0 + extra)
     with using_threads(config.n_jobs or 1):
-        return _run(frame, config, budget, holdout, on_trial)
+        return _run(frame, config, budget, holdout, groups, on_trial)
 
 
 def _run(
@@ -270,9 +276,10 @@ def _run(
     config: AutoMLConfig,
     budget: Budget,
     holdout: pd.Series | None,
+    groups: pd.Series | None,
     on_trial: Callable[[TrialRecord], None] | None,
 ) -> AutoMLResult:
-    problem = prepare_problem(frame, config, holdout=holdout)
+    problem = prepare_problem(frame, config, holdout=holdout, groups=groups)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
     sweeps = [FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial) for name in config.families]
@@ -450,12 +457,23 @@ def _check_config(config: AutoMLConfig) -> None:
         raise AutoMLInputError(f"task must be auto, binary, multiclass or regression, not {config.task!r}")
 
 
-def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Series | None = None) -> Problem:
+def prepare_problem(
+    frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Series | None = None, groups: pd.Series | None = None
+) -> Problem:
     """Check the table, choose the features, encode the target, split off the holdout, make the folds.
 
     ``holdout``: a boolean Series aligned with ``frame`` fixing the held-out rows (e.g. a
     stable hash of the sample id, so a sample is held out in every retraining); by default a
     seeded split of ``config.holdout_fraction``, stratified for classification.
+
+    ``groups``: a Series aligned with ``frame`` naming each row's group (e.g. the catalog's
+    ``HOLDOUT_GROUP``: freezer and month for a freezer's days, the sample for its runs). Rows of
+    one group are near-duplicates (neighbouring days share most of their label window, runs of
+    one sample share its features), so a model scored on a group it trained on looks better
+    than it is, and the sweep then prefers the family that memorises best. With groups, the
+    default holdout, the sweep sample and the folds keep every group whole (stratified group
+    k-fold for classification, group k-fold for regression), and a fixed ``holdout`` must not
+    split a group either. Without groups nothing changes.
     """
     _check_config(config)
     target = config.target
@@ -474,6 +492,7 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
         metric = resolve_metric(task, config.metric)
     except (KeyError, ValueError) as error:
         raise AutoMLInputError(str(error.args[0])) from error
+    group_of = None if groups is None else _aligned_groups(groups, labelled.index)
 
     # The columns are chosen on the converted frame; the pipelines take the raw columns and
     # convert them themselves, so the returned model accepts frames like the input.
@@ -500,6 +519,8 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
     else:
         y = y_raw.astype("float64").to_numpy()
 
+    if holdout is None and group_of is not None:
+        holdout = pd.Series(_group_holdout(y, group_of, classes is not None, config), index=features.index)
     if holdout is None:
         try:
             x_train, x_holdout, y_train, y_holdout = train_test_split(
@@ -511,33 +532,87 @@ def prepare_problem(frame: pd.DataFrame, config: AutoMLConfig, *, holdout: pd.Se
             )
         except ValueError as error:
             raise AutoMLInputError(f"cannot make a holdout split of {len(y)} labelled rows: {error}") from error
+        groups_train = None
     else:
-        x_train, x_holdout, y_train, y_holdout = _fixed_split(features, y, holdout, classes)
-    x_sweep, y_sweep = _sweep_sample(x_train, y_train, classes is not None, config)
-    folds = _folds(x_sweep, y_sweep, task, config)
+        x_train, x_holdout, y_train, y_holdout, groups_train = _fixed_split(features, y, holdout, classes, group_of)
+    x_sweep, y_sweep, groups_sweep = _sweep_sample(x_train, y_train, classes is not None, config, groups_train)
+    folds = _folds(x_sweep, y_sweep, task, config, groups_sweep)
     balance = classes is not None and is_imbalanced(y_train)
-    return Problem(task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance, x_sweep, y_sweep)
+    return Problem(
+        task, metric, columns, x_train, y_train, x_holdout, y_holdout, folds, classes, balance, x_sweep, y_sweep, groups_sweep
+    )
 
 
-def _sweep_sample(x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig) -> tuple[pd.DataFrame, np.ndarray]:
+def _aligned_groups(groups: pd.Series, index: pd.Index) -> np.ndarray:
+    """The group of every labelled row (as strings); a row without a group is an input error."""
+    if not isinstance(groups, pd.Series):
+        raise AutoMLInputError(f"groups must be a pandas Series aligned with the frame, not {type(groups).__name__}")
+    if not groups.index.is_unique:
+        raise AutoMLInputError("the groups Series repeats an index value; it must be aligned with the frame's rows")
+    aligned = groups.reindex(index)
+    missing = aligned.isna()
+    if missing.any():
+        raise AutoMLInputError(
+            f"{int(missing.sum())} of {len(index)} labelled rows have no group (first: row {index[missing.to_numpy()][0]!r}); "
+            "every row needs one"
+        )
+    return aligned.astype(str).to_numpy()
+
+
+def _group_holdout(y: np.ndarray, groups: np.ndarray, classification: bool, config: AutoMLConfig) -> np.ndarray:
+    """A seeded holdout of about ``config.holdout_fraction`` of the rows made of whole groups
+    (one fold of a stratified group k-fold with ``round(1 / fraction)`` folds)."""
+    n_groups = len(np.unique(groups))
+    k = max(2, round(1.0 / config.holdout_fraction))
+    if n_groups < k:
+        raise AutoMLInputError(
+            f"only {n_groups} distinct group(s); a holdout of whole groups with holdout_fraction "
+            f"{config.holdout_fraction:g} needs at least {k}"
+        )
+    splitter: Any = (
+        StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=config.seed)
+        if classification
+        else GroupKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    )
+    _, held = next(iter(splitter.split(np.zeros(len(y)), y, groups)))
+    mask = np.zeros(len(y), dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def _sweep_sample(
+    x: pd.DataFrame, y: np.ndarray, classification: bool, config: AutoMLConfig, groups: np.ndarray | None = None
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
     """At most ``config.max_sweep_rows`` training rows for the trials (stratified, seeded);
-    with ``None``, the automatic cap of :func:`~tracseq_dagster.automl.cost.auto_sweep_rows`."""
+    with ``None``, the automatic cap of :func:`~tracseq_dagster.automl.cost.auto_sweep_rows`.
+    With ``groups``: whole groups, in a seeded order, as long as they fit the cap (at least one)."""
     limit = config.max_sweep_rows
     if limit is None:
         classes = int(y.max()) + 1 if classification else 1
         limit = auto_sweep_rows(len(y), x.shape[1], classes, config.time_budget_s)
     if limit is None or len(y) <= limit:
-        return x, y
+        return x, y, groups
+    if groups is not None:
+        names, codes, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+        order = np.random.default_rng(config.seed).permutation(len(names))
+        fits = np.cumsum(sizes[order]) <= limit
+        fits[0] = True
+        keep = np.flatnonzero(np.isin(codes, order[fits]))
+        return x.iloc[keep], y[keep], groups[keep]
     keep, _ = train_test_split(
         np.arange(len(y)), train_size=limit, random_state=config.seed, stratify=y if classification else None
     )
     keep = np.sort(keep)
-    return x.iloc[keep], y[keep]
+    return x.iloc[keep], y[keep], None
 
 
 def _fixed_split(
-    features: pd.DataFrame, y: np.ndarray, holdout: pd.Series, classes: np.ndarray | None
-) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    features: pd.DataFrame,
+    y: np.ndarray,
+    holdout: pd.Series,
+    classes: np.ndarray | None,
+    groups: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray | None]:
     mask = holdout.reindex(features.index).fillna(False).astype(bool).to_numpy()
     if mask.all() or not mask.any():
         raise AutoMLInputError(
@@ -548,7 +623,14 @@ def _fixed_split(
         if missing:
             names = ", ".join(repr(classes[i]) for i in missing)
             raise AutoMLInputError(f"the holdout has no rows of class {names}; it cannot score the model on them")
-    return features[~mask], features[mask], y[~mask], y[mask]
+    if groups is not None:
+        split = np.intersect1d(groups[mask], groups[~mask])
+        if len(split):
+            raise AutoMLInputError(
+                f"the holdout splits {len(split)} group(s) between holdout and training (first: {split[0]!r}); "
+                "hold out whole groups (e.g. hash the group, not the row key)"
+            )
+    return features[~mask], features[mask], y[~mask], y[mask], None if groups is None else groups[~mask]
 
 
 def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
@@ -566,8 +648,12 @@ def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
     return config.task
 
 
-def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def _folds(
+    x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     folds = config.cv_folds if len(y) <= LARGE_SAMPLE_ROWS else min(config.cv_folds, LARGE_SAMPLE_FOLDS)
+    if groups is not None:
+        return _group_folds(x, y, task, config, groups, folds)
     if is_classification(task):
         # Fewer folds than the rarest class has rows would leave that class out of some fold.
         smallest = int(np.bincount(y).min())
@@ -583,6 +669,43 @@ def _folds(x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig)
             raise AutoMLInputError(f"only {len(y)} training rows; {config.cv_folds}-fold cross-validation needs more")
         splitter = KFold(n_splits=folds, shuffle=True, random_state=config.seed)
     return list(splitter.split(x, y))
+
+
+def _group_folds(
+    x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig, groups: np.ndarray, folds: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Folds of whole groups: stratified group k-fold (classification) or group k-fold, seeded.
+
+    A classification fold must see every class in its validation rows (its score is undefined
+    otherwise): ``k`` is at most the number of groups holding the rarest class, and a split that
+    still leaves a class out of a fold is an input error rather than a silent NaN score.
+    """
+    n_groups = len(np.unique(groups))
+    if is_classification(task):
+        holding = min(len(np.unique(groups[y == c])) for c in np.unique(y))
+        k = min(folds, n_groups, holding)
+        if k < 2:
+            raise AutoMLInputError(
+                f"grouped cross-validation needs every class in at least 2 groups; after the holdout split the rarest "
+                f"class is in {holding} of {n_groups} group(s) (collect more groups or lower holdout_fraction)"
+            )
+        splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    else:
+        k = min(folds, n_groups)
+        if k < 2:
+            raise AutoMLInputError(f"only {n_groups} group(s) after the holdout split; grouped cross-validation needs 2")
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    made = list(splitter.split(x, y, groups))
+    if is_classification(task):
+        classes = np.unique(y)
+        for number, (_, valid) in enumerate(made):
+            lacking = np.setdiff1d(classes, y[valid])
+            if len(lacking):
+                raise AutoMLInputError(
+                    f"grouped fold {number + 1} of {k} has no validation rows of class index {int(lacking[0])}: "
+                    "too few groups hold that class (collect more groups or lower cv_folds)"
+                )
+    return made
 
 
 # -- the sweep ---------------------------------------------------------------------------------
