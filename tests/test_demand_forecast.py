@@ -6,11 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
+from tracseq_dagster.operations.count_intervals import dispersion, empirical_interval, negbin_interval
 from tracseq_dagster.operations.demand_backtest import backtest
 from tracseq_dagster.operations.demand_forecast import (
+    EMPIRICAL_INTERVALS,
     FALLBACK,
     LEVEL,
+    MODEL_INTERVALS,
+    QUANTILE_INTERVALS,
     TOTAL,
     DemandInputError,
     daily_counts,
@@ -79,9 +84,11 @@ def test_sparse_and_short_series_fall_back_to_the_recent_mean() -> None:
     assert models[("FFPE", "SITE-MIA")] == FALLBACK and models[("RNA", "SITE-SEA")] == FALLBACK
     ffpe = result.forecast[result.forecast["sample_type"] == "FFPE"]
     assert np.allclose(ffpe["forecast"], 3 / 28)  # three samples in the last 28 days
-    assert (ffpe["lo"] == 0).all() and (ffpe["hi"] >= 1).all()
+    # Poisson(0.107): no sample on 89.8 % of days; [0, 0] is the whole-number interval nearest 80 %.
+    assert (ffpe["lo"] == 0).all() and (ffpe["hi"] == 0).all()
     rna = result.forecast[result.forecast["sample_type"] == "RNA"]
-    assert np.allclose(rna["forecast"], 4.0) and (rna["lo"] < 4).all() and (rna["hi"] > 4).all()
+    # Poisson(4): [2, 6] holds 79.7 % ([2, 7], the quantile interval, 85.7 %).
+    assert np.allclose(rna["forecast"], 4.0) and (rna["lo"] == 2).all() and (rna["hi"] == 6).all()
 
 
 def test_a_silent_series_forecasts_zero_and_says_why() -> None:
@@ -138,3 +145,52 @@ def test_the_backtest_scores_the_forecast_against_seasonal_naive() -> None:
     assert scores["SeasonalNaive"].relative_mae == 1.0
     assert scores["selected"].mase < scores["SeasonalNaive"].mase and scores["selected"].relative_mae < 1.0
     assert scores["selected"].series == 3 and scores["selected"].origins == 2 and 0.5 <= scores["selected"].coverage <= 1.0
+
+
+def test_whole_number_intervals_nearest_the_level_on_poisson_means() -> None:
+    # Exact Poisson probabilities of the bounds, over a fine grid of means from 0.2 to 8 a day.
+    means = np.linspace(0.2, 8.0, 400)
+    lo, hi = negbin_interval(means, 0.0, LEVEL)
+    q_lo, q_hi = negbin_interval(means, 0.0, LEVEL, nearest=False)
+    assert (lo == np.round(lo)).all() and (hi == np.round(hi)).all() and (lo <= hi).all()
+    held = stats.poisson.cdf(hi, means) - stats.poisson.cdf(lo - 1, means)
+    quantile_held = stats.poisson.cdf(q_hi, means) - stats.poisson.cdf(q_lo - 1, means)
+    assert (quantile_held >= 0.8 - 1e-9).all() and quantile_held.mean() > 0.86  # the quantile rule over-covers
+    assert abs(held.mean() - 0.8) < 0.03, held.mean()
+    # Hand cases: mean 1 -> [0, 1] (73.6 %, [0, 2] would be 92.0 %), mean 4 -> [2, 6] (79.7 %).
+    hand_lo, hand_hi = negbin_interval(np.array([1.0, 4.0, 0.0]), 0.0, LEVEL)
+    assert list(hand_lo) == [0, 2, 0] and list(hand_hi) == [1, 6, 0]
+
+
+def test_over_dispersion_is_measured_from_the_errors() -> None:
+    rng = np.random.default_rng(5)
+    mean = np.full(4000, 5.0)
+    assert dispersion(rng.poisson(mean).astype(float), mean) < 0.02  # Poisson: none
+    size = 2.0  # negative binomial with alpha = 1 / size = 0.5
+    wide = rng.negative_binomial(size, size / (size + mean)).astype(float)
+    assert dispersion(wide, mean) == pytest.approx(0.5, abs=0.08)
+    lo, hi = empirical_interval(np.array([5.0]), rng.poisson(5.0, 4000) - 5.0, LEVEL)
+    assert (lo[0], hi[0]) in {(2.0, 8.0), (3.0, 8.0), (3.0, 7.0)}  # Poisson(5)'s nearest-80 % interval is [3, 8]
+
+
+def test_poisson_series_intervals_hold_about_their_level_over_many_draws() -> None:
+    # 30 Poisson series, 0.4 to 6 a day, forecast 14 days ahead: 420 whole-number outcomes.
+    rng = np.random.default_rng(11)
+    rates = np.linspace(0.4, 6.0, 30)
+    history = pd.concat([series(rng.poisson(r, 154).astype(float), uid=f"p{i}") for i, r in enumerate(rates)])
+    cut = history["ds"].max() - pd.Timedelta(days=14)
+    forecast, models = forecast_series(
+        history[history["ds"] <= cut], compare=(EMPIRICAL_INTERVALS, QUANTILE_INTERVALS, MODEL_INTERVALS)
+    )
+    joined = forecast.merge(history, on=["unique_id", "ds"])
+    assert len(joined) == 30 * 14
+    for column in ("lo", "hi", "lo[empirical]", "hi[empirical]"):
+        assert (joined[column] == np.round(joined[column])).all(), column
+
+    def held(lo: str, hi: str) -> float:
+        return float(((joined["y"] >= joined[lo]) & (joined["y"] <= joined[hi])).mean())
+
+    assert abs(held("lo", "hi") - 0.8) <= 0.05, held("lo", "hi")
+    assert abs(held("lo[empirical]", "hi[empirical]") - 0.8) <= 0.06, held("lo[empirical]", "hi[empirical]")
+    # The equal-tailed whole-number interval holds more than it says on these small counts.
+    assert held("lo[negbin-quantile]", "hi[negbin-quantile]") > held("lo", "hi") + 0.03

@@ -13,7 +13,7 @@ MAE of the weekly seasonal naive forecast on the series' training days (Hyndman 
 2006), averaged over series and origins (series whose scale is zero are left out); below 1
 means better than seasonal naive in sample. ``relative_mae`` is the MAE divided by the MAE of
 the seasonal naive forecast on the same out-of-sample days. ``coverage`` is the share of
-actual days inside the interval, to compare with ``level``.
+actual days inside the interval, to compare with ``level``; ``mean_width`` its mean width.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from utilsforecast.losses import mase
 from tracseq_dagster.operations.demand_forecast import (
     FIT_DAYS,
     HORIZON,
+    INTERVALS,
     LEVEL,
     SEASON,
     candidates,
@@ -45,6 +46,7 @@ class BacktestScore:
     mase: float
     relative_mae: float
     coverage: float
+    mean_width: float  # hi - lo, mean over the scored days
     level: int
     series: int
     origins: int
@@ -56,15 +58,27 @@ def origins_for(history: pd.DataFrame, n_origins: int, horizon: int = HORIZON) -
     return [end - pd.Timedelta(days=horizon * k) for k in range(n_origins, 0, -1)]
 
 
-def _selected_forecasts(history: pd.DataFrame, origins: list[pd.Timestamp], horizon: int, level: int) -> pd.DataFrame:
+def selected_name(method: str) -> str:
+    """The backtest's name of the selected forecast with ``method``'s intervals (the default's: ``selected``)."""
+    return SELECTED if method == INTERVALS else f"{SELECTED}[{method}]"
+
+
+def _selected_forecasts(
+    history: pd.DataFrame, origins: list[pd.Timestamp], horizon: int, level: int, compare: tuple[str, ...]
+) -> pd.DataFrame:
+    """The asset's forecast at every origin, one point forecast and the bounds of every interval
+    method (``compare``), as statsforecast-style columns (``name``, ``name-lo-80``, ``name-hi-80``)."""
     out = []
     for origin in origins:
-        forecast, models = forecast_series(history[history["ds"] <= origin], horizon=horizon, level=level)
-        out.append(
-            forecast.rename(columns={"forecast": SELECTED, "lo": f"{SELECTED}-lo-{level}", "hi": f"{SELECTED}-hi-{level}"})
-        )
-        out[-1]["cutoff"] = origin
-    return pd.concat(out, ignore_index=True).drop(columns="model")
+        forecast, _ = forecast_series(history[history["ds"] <= origin], horizon=horizon, level=level, compare=compare)
+        frame = forecast[["unique_id", "ds"]].assign(cutoff=origin)
+        for method in (INTERVALS, *compare):
+            name = selected_name(method)
+            lo, hi = ("lo", "hi") if method == INTERVALS else (f"lo[{method}]", f"hi[{method}]")
+            frame[name] = forecast["forecast"]
+            frame[f"{name}-lo-{level}"], frame[f"{name}-hi-{level}"] = forecast[lo], forecast[hi]
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)
 
 
 def _fixed_forecasts(history: pd.DataFrame, origins: list[pd.Timestamp], horizon: int, level: int) -> pd.DataFrame:
@@ -87,11 +101,14 @@ def backtest(
     horizon: int = HORIZON,
     level: int = LEVEL,
     fixed_models: bool = True,
+    compare: tuple[str, ...] = (),
 ) -> list[BacktestScore]:
     """Score the selected forecast (and, with ``fixed_models``, every candidate alone) on
-    ``history`` (``unique_id, ds, y`` daily, no gaps) over ``n_origins`` rolling origins."""
+    ``history`` (``unique_id, ds, y`` daily, no gaps) over ``n_origins`` rolling origins.
+    ``compare``: more interval methods scored on the selected forecast (``selected[method]``)."""
+    compare = tuple(m for m in dict.fromkeys(compare) if m != INTERVALS)
     origins = origins_for(history, n_origins, horizon)
-    frames = [_selected_forecasts(history, origins, horizon, level)]
+    frames = [_selected_forecasts(history, origins, horizon, level, compare)]
     if fixed_models:
         frames.append(_fixed_forecasts(history, origins, horizon, level))
     else:
@@ -106,7 +123,7 @@ def backtest(
         predicted = predicted.merge(frame, on=["unique_id", "ds", "cutoff"], how="inner")
     actual = history[["unique_id", "ds", "y"]]
     scored = predicted.merge(actual, on=["unique_id", "ds"], how="inner")
-    names = [SELECTED] + ([str(m) for m in candidates()] if fixed_models else [BASELINE])
+    names = [selected_name(m) for m in (INTERVALS, *compare)] + ([str(m) for m in candidates()] if fixed_models else [BASELINE])
     return [_score(scored, history, name, level) for name in names]
 
 
@@ -132,6 +149,7 @@ def _score(scored: pd.DataFrame, history: pd.DataFrame, name: str, level: int) -
         mase=float(values.mean()),
         relative_mae=float(error / baseline_error) if baseline_error > 0 else float("nan"),
         coverage=float(inside.mean()),
+        mean_width=float((frame[f"{name}-hi-{level}"] - frame[f"{name}-lo-{level}"]).mean()),
         level=level,
         series=int(scored["unique_id"].nunique()),
         origins=int(scored["cutoff"].nunique()),

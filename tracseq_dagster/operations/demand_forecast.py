@@ -36,6 +36,8 @@ os.environ.setdefault("NIXTLA_ID_AS_COL", "1")  # statsforecast: unique_id as a 
 from statsforecast import StatsForecast  # noqa: E402
 from statsforecast.models import AutoETS, AutoTheta, SeasonalNaive  # noqa: E402
 
+from tracseq_dagster.operations.count_intervals import dispersion, empirical_interval, negbin_interval  # noqa: E402
+
 #: Days forecast ahead.
 HORIZON = 14
 #: Weekly seasonality of lab intake (daily data).
@@ -60,6 +62,14 @@ _SEP = "|"
 
 REQUIRED_COLUMNS = ("received_ts", "sample_type", "site")
 FORECAST_COLUMNS = ["sample_type", "site", "ds", "forecast", "lo", "hi", "level", "model"]
+
+#: Interval methods (:mod:`tracseq_dagster.operations.count_intervals`): whole-number bounds
+#: nearest the level from a negative binomial or from the cross-validation errors, the negative
+#: binomial's equal-tailed quantiles, or the library's own Gaussian interval (continuous bounds).
+NEGBIN_INTERVALS, EMPIRICAL_INTERVALS, QUANTILE_INTERVALS, MODEL_INTERVALS = "negbin", "empirical", "negbin-quantile", "model"
+INTERVAL_METHODS = (NEGBIN_INTERVALS, EMPIRICAL_INTERVALS, QUANTILE_INTERVALS, MODEL_INTERVALS)
+#: The forecast's interval method: chosen by the backtest (BENCHMARKS.md).
+INTERVALS = NEGBIN_INTERVALS
 
 
 class DemandInputError(ValueError):
@@ -134,24 +144,36 @@ def _future_days(as_of: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
     return pd.date_range(as_of + pd.Timedelta(days=1), periods=horizon, freq="D")
 
 
-def _fallback(y: np.ndarray, as_of: pd.Timestamp, horizon: int, level: int) -> tuple[pd.DataFrame, str]:
+def _fallback(y: np.ndarray, as_of: pd.Timestamp, horizon: int, level: int, methods: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
     """Recent mean rate, Poisson interval: honest for a few samples, never a fitted pattern."""
     recent = y[-FALLBACK_WINDOW_DAYS:]
     rate = float(recent.mean())
-    if rate == 0.0:
-        model = ZERO.format(days=len(recent))
+    model = ZERO.format(days=len(recent)) if rate == 0.0 else FALLBACK
+    frame = pd.DataFrame({"ds": _future_days(as_of, horizon), "forecast": rate})
+    for method in methods:
+        frame[f"lo[{method}]"], frame[f"hi[{method}]"] = _poisson_bounds(rate, level, method)
+    return frame, model
+
+
+def _poisson_bounds(rate: float, level: int, intervals: str) -> tuple[float, float]:
+    """The fallback's Poisson interval by ``intervals``' rule (whole numbers either way)."""
+    if intervals == MODEL_INTERVALS:
+        # The earlier rule, kept for comparison: quantiles widened to the whole numbers around the mean.
+        tail = (1 - level / 100) / 2
+        lo, hi = (stats.poisson.ppf(tail, rate), stats.poisson.ppf(1 - tail, rate)) if rate > 0 else (0.0, 0.0)
+        lo, hi = min(lo, np.floor(rate)), max(hi, np.ceil(rate))
     else:
-        model = FALLBACK
-    tail = (1 - level / 100) / 2
-    lo, hi = (stats.poisson.ppf(tail, rate), stats.poisson.ppf(1 - tail, rate)) if rate > 0 else (0.0, 0.0)
-    # Counts are whole: widen to the whole numbers around the mean so that lo <= forecast <= hi holds.
-    lo, hi = min(lo, np.floor(rate)), max(hi, np.ceil(rate))
-    days = _future_days(as_of, horizon)
-    return pd.DataFrame({"ds": days, "forecast": rate, "lo": float(lo), "hi": float(hi)}), model
+        lows, highs = negbin_interval(np.array([rate]), 0.0, level, nearest=intervals != QUANTILE_INTERVALS)
+        lo, hi = float(lows[0]), float(highs[0])
+    return float(lo), float(hi)
 
 
-def _choose(history: pd.DataFrame, horizon: int, windows: int) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
-    """Each series' candidate with the lowest cross-validated MAE (ties: the earlier candidate)."""
+def _choose(
+    history: pd.DataFrame, horizon: int, windows: int
+) -> tuple[dict[str, str], dict[str, dict[str, float]], pd.DataFrame]:
+    """Each series' candidate with the lowest cross-validated MAE (ties: the earlier candidate),
+    every candidate's MAE, and the cross-validation itself (``unique_id, ds, cutoff, y`` and one
+    column per candidate): its errors are what the count intervals are made from."""
     names = [_name(m) for m in candidates()]
     cv = StatsForecast(models=candidates(), freq="D", n_jobs=1).cross_validation(
         df=history[["unique_id", "ds", "y"]], h=horizon, n_windows=windows, step_size=horizon
@@ -159,17 +181,39 @@ def _choose(history: pd.DataFrame, horizon: int, windows: int) -> tuple[dict[str
     errors = cv[names].sub(cv["y"], axis=0).abs().assign(unique_id=cv["unique_id"]).groupby("unique_id").mean()
     chosen = {uid: names[int(np.nanargmin(row.fillna(np.inf).to_numpy()))] for uid, row in errors.iterrows()}
     maes = {uid: {k: round(float(v), 4) for k, v in row.items()} for uid, row in errors.iterrows()}
-    return chosen, maes
+    return chosen, maes, cv
 
 
-def forecast_series(history: pd.DataFrame, *, horizon: int = HORIZON, level: int = LEVEL) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _count_bounds(mean: np.ndarray, cv: pd.DataFrame, name: str, level: int, intervals: str) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-number bounds around ``mean`` from the series' cross-validation errors of its chosen model."""
+    actual, fitted = cv["y"].to_numpy(dtype=float), cv[name].to_numpy(dtype=float)
+    if intervals == EMPIRICAL_INTERVALS:
+        return empirical_interval(mean, actual - fitted, level)
+    return negbin_interval(mean, dispersion(actual, fitted), level, nearest=intervals != QUANTILE_INTERVALS)
+
+
+def forecast_series(
+    history: pd.DataFrame,
+    *,
+    horizon: int = HORIZON,
+    level: int = LEVEL,
+    intervals: str = INTERVALS,
+    compare: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Forecast every daily series of ``history`` (``unique_id, ds, y``, no gaps) ``horizon``
     days after its last day, choosing each series' model as the module docstring says.
 
-    Returns the forecast (``unique_id, ds, forecast, lo, hi, model``) and one row per series
-    (``unique_id, days, samples, model, cv_mae``). Any daily count data works (the backtest
-    runs it on public series too).
+    ``intervals``: how ``lo``/``hi`` are made (:data:`INTERVAL_METHODS`; the default is the
+    backtest's choice, whole-number bounds for counts). Returns the forecast (``unique_id, ds,
+    forecast, lo, hi, model``) and one row per series (``unique_id, days, samples, model,
+    cv_mae``). Any daily count data works (the backtest runs it on public series too).
+    ``compare``: more interval methods, as columns ``lo[method]`` and ``hi[method]`` (the
+    backtest scores them on the same forecasts).
     """
+    methods = tuple(dict.fromkeys((intervals, *compare)))
+    unknown = [m for m in methods if m not in INTERVAL_METHODS]
+    if unknown:
+        raise DemandInputError(f"unknown interval method {unknown[0]!r} (one of {', '.join(INTERVAL_METHODS)})")
     if history.empty:
         raise DemandInputError("no daily history to forecast")
     end = history["ds"].max()
@@ -187,21 +231,23 @@ def forecast_series(history: pd.DataFrame, *, horizon: int = HORIZON, level: int
         fit = recent[recent["unique_id"].isin(fit_ids)][["unique_id", "ds", "y"]]
         shortest = int(fit.groupby("unique_id").size().min())
         windows = min(SELECTION_WINDOWS, max(1, (shortest - 2 * SEASON) // horizon))
-        chosen, cv_mae = _choose(fit, horizon, windows)
-        predicted = StatsForecast(models=candidates(), freq="D", n_jobs=1).forecast(df=fit, h=horizon, level=[level])
+        chosen, cv_mae, cv = _choose(fit, horizon, windows)
+        gaussian = MODEL_INTERVALS in methods
+        predicted = StatsForecast(models=candidates(), freq="D", n_jobs=1).forecast(
+            df=fit, h=horizon, level=[level] if gaussian else None
+        )
+        cv_of = dict(tuple(cv.groupby("unique_id")))
         for uid, name in chosen.items():
             rows = predicted[predicted["unique_id"] == uid]
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "unique_id": uid,
-                        "ds": rows["ds"].to_numpy(),
-                        "forecast": rows[name].to_numpy(),
-                        "lo": rows[f"{name}-lo-{level}"].to_numpy(),
-                        "hi": rows[f"{name}-hi-{level}"].to_numpy(),
-                    }
-                )
-            )
+            mean = rows[name].to_numpy(dtype=float)
+            frame = pd.DataFrame({"unique_id": uid, "ds": rows["ds"].to_numpy(), "forecast": mean})
+            for method in methods:
+                if method == MODEL_INTERVALS:
+                    lo, hi = rows[f"{name}-lo-{level}"].to_numpy(), rows[f"{name}-hi-{level}"].to_numpy()
+                else:
+                    lo, hi = _count_bounds(mean, cv_of[uid], name, level, method)
+                frame[f"lo[{method}]"], frame[f"hi[{method}]"] = lo, hi
+            parts.append(frame)
             model_of[uid] = name
     for uid, group in history.groupby("unique_id"):
         if uid in model_of:
@@ -209,15 +255,20 @@ def forecast_series(history: pd.DataFrame, *, horizon: int = HORIZON, level: int
         y = group["y"].to_numpy()
         if uid in modelled and constant[uid]:
             # A constant recent history: every candidate forecasts the constant; say so and skip the fits.
-            days = _future_days(end, horizon)
-            parts.append(pd.DataFrame({"unique_id": uid, "ds": days, "forecast": y[-1], "lo": y[-1], "hi": y[-1]}))
+            frame = pd.DataFrame({"unique_id": uid, "ds": _future_days(end, horizon), "forecast": y[-1]})
+            for method in methods:
+                frame[f"lo[{method}]"], frame[f"hi[{method}]"] = y[-1], y[-1]
+            parts.append(frame)
             model_of[uid] = f"constant ({y[-1]:g} a day)"
             continue
-        frame, model_of[uid] = _fallback(y, end, horizon, level)
+        frame, model_of[uid] = _fallback(y, end, horizon, level, methods)
         parts.append(frame.assign(unique_id=uid))
 
     forecast = pd.concat(parts, ignore_index=True)
-    forecast[["forecast", "lo", "hi"]] = forecast[["forecast", "lo", "hi"]].astype(float).clip(lower=0.0)
+    bounds = [f"{side}[{method}]" for method in methods for side in ("lo", "hi")]
+    forecast[["forecast", *bounds]] = forecast[["forecast", *bounds]].astype(float).clip(lower=0.0)
+    forecast = forecast.rename(columns={f"lo[{intervals}]": "lo", f"hi[{intervals}]": "hi"})
+    forecast = forecast[["unique_id", "ds", "forecast", "lo", "hi", *[c for c in bounds if c in forecast.columns]]]
     forecast["model"] = forecast["unique_id"].map(model_of)
     models = stats_by_id.assign(
         model=lambda f: f.index.map(model_of), cv_mae=lambda f: f.index.map(lambda uid: cv_mae.get(uid))
@@ -231,6 +282,7 @@ def forecast_demand(
     as_of: pd.Timestamp | None = None,
     horizon: int = HORIZON,
     level: int = LEVEL,
+    intervals: str = INTERVALS,
 ) -> DemandForecast:
     """Forecast every (sample_type, site) series and the lab total ``horizon`` days after ``as_of``.
 
@@ -238,7 +290,7 @@ def forecast_demand(
     samples received on or before ``as_of`` (default: the last receipt's day) are used.
     """
     history = daily_counts(samples, as_of)
-    forecast, models = forecast_series(history[["unique_id", "ds", "y"]], horizon=horizon, level=level)
+    forecast, models = forecast_series(history[["unique_id", "ds", "y"]], horizon=horizon, level=level, intervals=intervals)
     keys = history.drop_duplicates("unique_id").set_index("unique_id")[["sample_type", "site"]]
     forecast = forecast.join(keys, on="unique_id").assign(level=level)
     forecast = forecast.sort_values(["sample_type", "site", "ds"], key=_total_last).reset_index(drop=True)
