@@ -39,8 +39,10 @@ def test_listings_carry_descriptions_owners_and_versions(world) -> None:  # type
         "instrument_history",
         "sequencing_success_features",
         "turnaround_hours_features",
+        "freezer_excursion_risk_features",
     }
     assert views["sequencing_success_features"]["entities"] == ["run_id", "sample_id"]
+    assert views["freezer_excursion_risk_features"]["entities"] == ["freezer_day"]
     sample = views["sample_features"]
     assert sample["owner"] and sample["description"] and sample["version"] == "v0" and sample["versions"][0]["version"] == "v0"
     assert sample["entities"] == ["sample_id"] and sample["timestamp_field"] == "as_of"

@@ -36,7 +36,15 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def test_apply_registers_the_entities_views_and_one_service_per_catalog_model(world) -> None:
     lake, _, store, applied = world
-    assert {e.name for e in store.list_entities()} == {"sample", "operator", "site", "freezer", "instrument", "run"}
+    assert {e.name for e in store.list_entities()} == {
+        "sample",
+        "operator",
+        "site",
+        "freezer",
+        "instrument",
+        "run",
+        "freezer_day",
+    }
     assert {v.name for v in store.list_feature_views()} == {
         "sample_features",
         "operator_history",
@@ -45,11 +53,11 @@ def test_apply_registers_the_entities_views_and_one_service_per_catalog_model(wo
         "instrument_history",
         "sequencing_success_features",
         "turnaround_hours_features",
+        "freezer_excursion_risk_features",
     }
     assert {s.name for s in store.list_feature_services()} == set(catalog())
-    # Every model's features are in the store but the freezer model's, which has no Feast table yet (README).
     coverage = {s.name: s.tags["coverage"] for s in store.list_feature_services()}
-    assert coverage == {name: "partial" if name == "freezer_excursion_risk" else "complete" for name in catalog()}
+    assert coverage == dict.fromkeys(catalog(), "complete")
     assert applied.views["sample_features"] == "v0"
     assert applied.definitions_hash == definitions_hash(repo_objects(lake.root))
     quality = store.get_feature_service("sample_quality")
@@ -80,7 +88,7 @@ def test_online_features_are_the_latest_rows(world) -> None:
     np.testing.assert_allclose(rates["operator_failure_rate"], latest.loc[list(operators), "operator_failure_rate"])
 
 
-@pytest.mark.parametrize("model", ["sample_quality", "sequencing_success", "turnaround_hours"])
+@pytest.mark.parametrize("model", list(catalog()))
 def test_training_set_through_feast_equals_todays(world, model: str) -> None:
     lake, _, store, _ = world
     spec = get_model(model)

@@ -29,6 +29,12 @@ instrument = Entity(
     value_type=ValueType.STRING,
     description="A sequencer (instrument_id of the run export, e.g. SEQ-03).",
 )
+freezer_day = Entity(
+    name="freezer_day",
+    join_keys=["freezer_day"],
+    value_type=ValueType.STRING,
+    description="One freezer on one UTC day (FRZ-03/2025-05-01): the rows of freezer_excursion_risk.",
+)
 run = Entity(
     name="run",
     join_keys=["run_id"],
@@ -36,7 +42,7 @@ run = Entity(
     description="A sequencing run (run_id, RUN-YYYY-NNNNN); with a sample, one library of the run.",
 )
 
-ENTITIES = (sample, operator, site, freezer, instrument, run)
+ENTITIES = (sample, operator, site, freezer, instrument, run, freezer_day)
 
 #: The entity of each join key (a model's entity columns name its feature view's entities).
 BY_JOIN_KEY = {e.join_key: e for e in ENTITIES}

@@ -50,9 +50,9 @@ def write_feature_tables(lake: Lake, models: list[str] | None = None) -> dict[st
         lake.write_table(entity_table_path(lake.root, view), table)
         written[view] = len(table)
     for model in models if models is not None else [m for m in catalog() if m in MODEL_TABLES]:
-        if samples.empty or runs.empty:
-            continue  # the run features need both; the view's table stays as it was (or absent)
-        table = MODEL_TABLES[model](samples, runs)
+        if samples.empty or (runs.empty and MODEL_TABLES[model].needs_runs):
+            continue  # the view's table stays as it was (or absent) until its exports exist
+        table = MODEL_TABLES[model].build(samples, runs)
         lake.write_table(model_table_path(lake.root, model), table)
         written[f"{model}_features"] = len(table)
     return written

@@ -19,6 +19,7 @@ A model whose feature service is not complete raises :class:`NotInFeatureStore`.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from tracseq_dagster.entity_history import label_times
@@ -57,7 +58,9 @@ def model_entities(lake: Lake, spec: ModelSpec) -> pd.DataFrame:
     """The labelled entity rows of ``spec``: entity columns, ``event_timestamp``, label."""
     if spec.name not in MODEL_TABLES:
         return labelled_sample_entities(lake)
-    table = pd.read_parquet(model_table_path(lake.root, spec.name), columns=[*spec.entity, PREDICTION_TIME, spec.label])
+    path = model_table_path(lake.root, spec.name)
+    carried = [HOLDOUT_GROUP] if HOLDOUT_GROUP in pq.read_schema(path).names else []
+    table = pd.read_parquet(path, columns=[*spec.entity, PREDICTION_TIME, spec.label, *carried])
     table = table[table[spec.label].notna()].rename(columns={PREDICTION_TIME: ENTITY_TIMESTAMP})
     return table.astype({k: object for k in spec.entity}).reset_index(drop=True)
 
@@ -80,7 +83,9 @@ def historical_labelled_rows(store: FeatureStore, spec: ModelSpec, entities: pd.
     out = frame[[*spec.features, spec.label]]
     if not pd.api.types.is_numeric_dtype(out[spec.label].dtype):
         out = out.assign(**{spec.label: out[spec.label].astype(str)})
-    if len(spec.entity) > 1 and SAMPLE_ID in spec.entity:
+    if HOLDOUT_GROUP in frame.columns:  # carried by the entity rows from the model's table
+        out = out.assign(**{HOLDOUT_GROUP: frame[HOLDOUT_GROUP].astype(str)})
+    elif len(spec.entity) > 1 and SAMPLE_ID in spec.entity:
         out = out.assign(**{HOLDOUT_GROUP: frame[SAMPLE_ID].astype(str)})
     return out
 

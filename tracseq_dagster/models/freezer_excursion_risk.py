@@ -141,7 +141,7 @@ def labelled_rows_from_samples(samples: pd.DataFrame) -> pd.DataFrame:
     table = feature_table(samples)
     rows = table[table[LABEL].notna()]
     out = rows[[*FEATURES, LABEL, HOLDOUT_GROUP]].astype({LABEL: str})
-    return out.set_axis(pd.Index(rows[ENTITY].to_numpy(), dtype="string"))
+    return out.set_axis(pd.Index(rows[ENTITY].to_numpy(), dtype="string", name=ENTITY))
 
 
 def labelled_freezer_days(lake: Lake) -> pd.DataFrame:
