@@ -43,6 +43,9 @@ def test_looked_up_once_per_kind_and_index_version(qa: DocumentQA, monkeypatch: 
     assert citations.for_kind("freeze_thaw_cycles") is first and citations.for_kind("max_temp_deviation_c")
     assert len(searched) == 2
     assert citations.for_kind("no_such_kind") == () and len(searched) == 2
+    # Kinds that lead to the same action share a question: looked up once for all of them.
+    assert citations.for_kind("storage_temp_deviation_c") == citations.for_kind("max_temp_deviation_c")
+    assert len(searched) == 2
 
 
 def test_without_documents_or_evidence_there_are_no_citations(tmp_path: Path, qa: DocumentQA) -> None:

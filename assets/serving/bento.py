@@ -8,7 +8,8 @@ import time
 
 import dagster as dg
 
-from resources import LakeResource, MLflowResource
+from resources import EmbedderResource, LakeResource, LanceDBResource, MLflowResource
+from tracseq_dagster.documents.citation_pack import pack_sop_citations
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.registry import CHAMPION, RegistryError
 from tracseq_dagster.serving import SERVED_MODEL
@@ -19,7 +20,11 @@ from tracseq_dagster.serving.catalog_bundle import export_catalog
 
 @dg.asset(deps=["promotion_gate", "sample_features", "validated_runs"], group_name="serving", kinds={"bentoml", "mlflow"})
 def prediction_bento(
-    context: dg.AssetExecutionContext, lake: LakeResource, mlflow_tracking: MLflowResource
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    mlflow_tracking: MLflowResource,
+    lancedb: LanceDBResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """Every catalog model's MLflow champion (and challenger, for A/B) as one Bento.
 
@@ -30,6 +35,10 @@ def prediction_bento(
     a champion are skipped (``skipped`` in the metadata says why). The Bento's version names
     sample_quality's registered versions (``v3`` or ``v3-c4``) plus content hashes. Serve it with
     ``bentoml serve tracseq_predictions:<version>``, containerize it with ``bentoml containerize``.
+
+    When the lab's SOPs are indexed, each recommendation kind's SOP passages are retrieved here
+    (the service's environment cannot) and packed with the models (documents/citation_pack.py);
+    ``sop_citations`` in the metadata says what was packed, or why nothing was.
     """
     lake_ = lake.lake()
     started = time.perf_counter()
@@ -42,6 +51,7 @@ def prediction_bento(
         raise RegistryError(
             f"no catalog model has a champion yet: train and promote one first (tracseq train --model …); {models.skipped}"
         )
+    citations = pack_sop_citations(bundle_dir, lancedb.uri, embedder.spec)
     bento = build_catalog_bento(bundle_dir, info, models)
     context.log.info(f"built {bento.tag} serving {', '.join(models.served)}; skipped {models.skipped or 'none'}")
     return dg.MaterializeResult(
@@ -55,6 +65,7 @@ def prediction_bento(
             "challenger_version": info.challenger.version if info and info.challenger else "none",
             "history_samples": len(samples),
             "history_cutoff": info.history_cutoff if info else str(samples["received_ts"].max()),
+            "sop_citations": dg.MetadataValue.json(citations.metadata()),
             "build_seconds": round(time.perf_counter() - started, 2),
             "serve": dg.MetadataValue.md(f"`bentoml serve {bento.tag}`"),
         }

@@ -55,6 +55,7 @@ from starlette.routing import Route
 from tracseq_dagster import settings
 from tracseq_dagster.artifact_digest import verify_saved_model
 from tracseq_dagster.control.service_access import add_access_control
+from tracseq_dagster.models.sample_quality import recommend as sample_quality_recommend
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_routes import COLUMNAR_PATH, CatalogService, catalog_routes
@@ -65,6 +66,7 @@ from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
+from tracseq_dagster.serving.recommendation_citations import PackedCitations, cite_catalog, citing
 from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest, SampleRecord
 from tracseq_dagster.serving.rollout import RolloutWatcher
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
@@ -121,6 +123,9 @@ class Predictions:
         self.model_tag = str(self.bundle.tag)
         models_path = Path(self.bundle.path)
         self._verify(models_path, self.bundle.info.metadata, self.model_tag)  # the resolved stored model
+        # The SOP passages of each recommendation kind, packed at build time when SOPs were indexed
+        # (serving/recommendation_citations.py); None: answers carry no citations.
+        self.citations = PackedCitations.load(models_path)
         # The original routes' bundle is there when sample_quality had a champion at build time.
         self.predictor = self._sample_quality_predictor(models_path)
         self.metrics = ServiceMetrics()
@@ -140,8 +145,8 @@ class Predictions:
             breaker=self.dependencies.breaker("prediction_log", probe=getattr(log, "ping", None)),
             on_dropped=self.metrics.rows_dropped,
         )
-        self.batcher = self._batcher(self.predictor)
-        self.catalog = CatalogService(ServedCatalog(models_path, self.split, self.attribution), self.log.submit)
+        self.batcher = self._batcher(self.predictor, self.citations)
+        self.catalog = CatalogService(self._served_catalog(models_path, self.citations), self.log.submit)
         self.storage = StorageService.of_catalog(self.catalog.catalog)
         # A newly built model is served without a restart (tracseq_dagster/serving/rollout.py).
         self.rollout = RolloutWatcher(self.model_tag, self._switch_to, interval_s=settings.rollout_interval_s()).start()
@@ -162,10 +167,16 @@ class Predictions:
         return SampleQualityPredictor(path, self.split, self.attribution) if (path / "bundle.json").exists() else None
 
     @staticmethod
-    def _batcher(predictor: SampleQualityPredictor | None) -> MicroBatcher | None:
+    def _batcher(predictor: SampleQualityPredictor | None, citations: PackedCitations | None) -> MicroBatcher | None:
         if predictor is None:
             return None
-        return MicroBatcher(predictor.predict, max_batch=settings.max_batch(), max_wait_ms=settings.max_wait_ms())
+        predict = citing(predictor.predict, citations, sample_quality_recommend)
+        return MicroBatcher(predict, max_batch=settings.max_batch(), max_wait_ms=settings.max_wait_ms())
+
+    def _served_catalog(self, path: Path, citations: PackedCitations | None) -> ServedCatalog:
+        served = ServedCatalog(path, self.split, self.attribution)
+        cite_catalog(served.models, citations)
+        return served
 
     def _switch_to(self, tag: str) -> None:
         """Load, check and warm the announced model off the request path, then swap the references.
@@ -177,10 +188,12 @@ class Predictions:
         path = Path(stored.path)
         self._verify(path, stored.info.metadata, tag)
         predictor = self._sample_quality_predictor(path)  # loads and warms up (serving/warm_up.py)
-        catalog = CatalogService(ServedCatalog(path, self.split, self.attribution), self.log.submit)
-        storage, batcher = StorageService.of_catalog(catalog.catalog), self._batcher(predictor)
+        citations = PackedCitations.load(path)
+        catalog = CatalogService(self._served_catalog(path, citations), self.log.submit)
+        storage, batcher = StorageService.of_catalog(catalog.catalog), self._batcher(predictor, citations)
         gc.unfreeze()  # the old models become garbage once the last request on them ends
         self.predictor, self.batcher, self.catalog, self.storage, self.model_tag = predictor, batcher, catalog, storage, tag
+        self.citations = citations
         gc.collect()
         gc.freeze()
 
@@ -212,7 +225,8 @@ class Predictions:
 
     async def _predict_record(self, record: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
-        key = cache_key(self._sample_quality().tag, record)
+        citations = self.citations  # the cached answer holds the citations it was answered with
+        key = cache_key(self._sample_quality().tag + (f"-s{citations.digest}" if citations else ""), record)
         cached = self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -264,7 +278,8 @@ class Predictions:
     def batch_predict(self, samples: list[Any]) -> list[dict[str, Any]]:
         """The same answer as /predict for each record, in order (features and models run once per batch)."""
         started = time.perf_counter()
-        answers = self._sample_quality().predict([s.model_dump() for s in samples])
+        records = [s.model_dump() for s in samples]
+        answers = citing(self._sample_quality().predict, self.citations, sample_quality_recommend)(records)
         self._log(answers, started)
         return [a.response for a in answers]
 
@@ -293,7 +308,8 @@ class Predictions:
         """Served versions, metrics, lineage, traffic split, feature glossary and category thresholds."""
         if self.predictor is None:
             raise HTTPException(status_code=404, detail=NO_SAMPLE_QUALITY)
-        return {**self.predictor.model_info(), "rollout": self.rollout.status()}
+        cited = self.citations.summary() if self.citations is not None else None
+        return {**self.predictor.model_info(), "rollout": self.rollout.status(), "sop_citations": cited}
 
     @bentoml.on_shutdown
     def _flush_prediction_log(self) -> None:

@@ -27,6 +27,7 @@ import bentoml  # noqa: E402
 from tracseq_dagster.artifact_digest import FILES_METADATA_KEY, files_metadata  # noqa: E402
 from tracseq_dagster.serving.bundle import BundleInfo  # noqa: E402
 from tracseq_dagster.serving.catalog_bundle import CatalogBundle  # noqa: E402
+from tracseq_dagster.serving.recommendation_citations import PackedCitations  # noqa: E402
 from tracseq_dagster.serving.rollout import announce  # noqa: E402
 
 BENTO_NAME = "tracseq_predictions"
@@ -79,7 +80,11 @@ def build_catalog_bento(
     """The Bento serving every packed catalog model (and sample_quality's original routes when ``info``)."""
     labels = {**(_labels(info) if info is not None else {}), "models": "_".join(models.served)[:60] or "none"}
     metadata = {"bundle": json.dumps(asdict(info)) if info is not None else "", "catalog": json.dumps(models.summary())}
-    return _build(bundle_dir, catalog_tag(info, models), labels, metadata, root)
+    version = catalog_tag(info, models)
+    citations = PackedCitations.load(bundle_dir)  # the SOP citations packed beside the models, if any
+    if citations is not None:  # other citations, another Bento (the store keeps one folder per version)
+        version, labels["sop_citations"] = f"{version}-s{citations.digest}", f"index_v{citations.index_version}"
+    return _build(bundle_dir, version, labels, metadata, root)
 
 
 def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dict[str, str], root: Path | None) -> bentoml.Bento:
