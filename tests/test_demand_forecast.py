@@ -11,6 +11,7 @@ from scipy import stats
 from tracseq_dagster.operations.count_intervals import dispersion, empirical_interval, negbin_interval
 from tracseq_dagster.operations.demand_backtest import backtest
 from tracseq_dagster.operations.demand_forecast import (
+    CONFORMAL_INTERVALS,
     EMPIRICAL_INTERVALS,
     FALLBACK,
     LEVEL,
@@ -128,6 +129,8 @@ def test_only_samples_received_by_as_of_are_used() -> None:
 
 
 def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(DemandInputError, match="unknown interval method 'normal'"):
+        forecast_series(series(np.ones(70)), intervals="normal")
     with pytest.raises(DemandInputError, match="no column site"):
         forecast_demand(pd.DataFrame({"received_ts": [], "sample_type": []}))
     with pytest.raises(DemandInputError, match="no validated sample"):
@@ -180,11 +183,12 @@ def test_poisson_series_intervals_hold_about_their_level_over_many_draws() -> No
     history = pd.concat([series(rng.poisson(r, 154).astype(float), uid=f"p{i}") for i, r in enumerate(rates)])
     cut = history["ds"].max() - pd.Timedelta(days=14)
     forecast, models = forecast_series(
-        history[history["ds"] <= cut], compare=(EMPIRICAL_INTERVALS, QUANTILE_INTERVALS, MODEL_INTERVALS)
+        history[history["ds"] <= cut],
+        compare=(EMPIRICAL_INTERVALS, QUANTILE_INTERVALS, MODEL_INTERVALS, CONFORMAL_INTERVALS),
     )
     joined = forecast.merge(history, on=["unique_id", "ds"])
     assert len(joined) == 30 * 14
-    for column in ("lo", "hi", "lo[empirical]", "hi[empirical]"):
+    for column in ("lo", "hi", "lo[empirical]", "hi[empirical]", "lo[conformal]", "hi[conformal]"):
         assert (joined[column] == np.round(joined[column])).all(), column
 
     def held(lo: str, hi: str) -> float:
