@@ -10,12 +10,19 @@ import pandas as pd
 import pytest
 from feast_support import clear_project, feast_settings, generated_lake
 
+from tracseq_dagster.feature_repo.config import FeastSettings
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
+from tracseq_dagster.feature_repo.model_tables import model_table_path
 from tracseq_dagster.feature_repo.queries import list_feature_views
 from tracseq_dagster.feature_repo.services import feature_service
 from tracseq_dagster.feature_repo.store import apply_repo, materialize_all, open_store
 from tracseq_dagster.feature_repo.tables import write_feature_tables
-from tracseq_dagster.feature_repo.training_rows import NotInFeatureStore, feast_training_set
+from tracseq_dagster.feature_repo.training_rows import (
+    NotInFeatureStore,
+    TrainingSetSkew,
+    catalog_training_set,
+    feast_training_set,
+)
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.training_set import load_training_set
@@ -129,3 +136,31 @@ def test_sql_registry_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
     assert not (tmp_path / "data" / "feast" / "registry.db").exists()
     listed = {v["name"]: v for v in list_feature_views(again)}  # the version history lives in PostgreSQL too
     assert listed["sample_features"]["versions"][0]["version"] == "v0" and listed["sample_features"]["owner"]
+
+
+def test_training_assets_join_through_feast_only_when_it_serves_this_lake(world, tmp_path: Path) -> None:
+    lake, settings, store, _ = world
+    spec = get_model("turnaround_hours")
+    sourced = catalog_training_set(store, lake, spec)
+    assert sourced.source.startswith("feast get_historical_features (service turnaround_hours")
+    assert sourced.training_set.fingerprint == load_training_set(lake, spec).fingerprint
+
+    # A store that never applied the repository: the feature code, saying why.
+    empty = open_store(FeastSettings(str(tmp_path / "data"), settings.project, None, None))
+    assert catalog_training_set(empty, lake, spec).source.startswith("feature code (Feast project")
+    # The store reads another lake (e.g. the demo's data folder under a test's lake): the feature code.
+    other = generated_lake(tmp_path / "other", rows=200, seed=3)
+    assert "not this lake" in catalog_training_set(store, other, spec).source
+
+
+def test_a_feature_store_older_than_the_exports_stops_training(tmp_path: Path) -> None:
+    lake = generated_lake(tmp_path / "lake", rows=300, seed=5)
+    write_feature_tables(lake)
+    settings = feast_settings(tmp_path / "data", redis=False)
+    store = open_store(settings)
+    apply_repo(store, repo_objects(lake.root))
+    table = model_table_path(lake.root, "turnaround_hours")
+    pd.read_parquet(table).iloc[::2].to_parquet(table)  # the table as it stood before half the samples arrived
+    with pytest.raises(TrainingSetSkew, match="older than the exports.*feast_entity_tables"):
+        catalog_training_set(store, lake, get_model("turnaround_hours"))
+    assert catalog_training_set(store, lake, get_model("sample_quality")).source.startswith("feast")  # its tables are current

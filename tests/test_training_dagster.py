@@ -61,12 +61,14 @@ def test_tracseq_train_sweeps_registers_and_promotes(tmp_path: Path, monkeypatch
     )
     assert result.exit_code == 0, result.output
     assert "sample_quality promotion gate: promoted (challenger v1)" in result.output, result.output
+    assert "✓ feature store" in result.output, result.output  # feast apply and the tables, before the sweeps
 
     instance = dg.DagsterInstance.get()
     for family in ("logistic", "lightgbm"):
         trials = latest_materialization(instance, "automl_trials", sweep_partition_key("sample_quality", family)).metadata
 
         assert trials["complete"].value >= 1 and trials["best_cv_mean"].value > 0.6
+        assert trials["training_source"].value.startswith("feast get_historical_features (service sample_quality")
     board = latest_materialization(instance, "automl_leaderboard").metadata
     assert board["families"].value == 2 and "| family" in board["leaderboard"].value
     registered = latest_materialization(instance, "registered_model").metadata

@@ -363,7 +363,7 @@ def train_command(
     from tracseq_dagster.automl import ALL_FAMILIES
     from tracseq_dagster.instance import get_instance
     from tracseq_dagster.models import model_names
-    from tracseq_dagster.train import StepOutcome, train
+    from tracseq_dagster.train import StepOutcome, prepare_feature_store, train
 
     specs = [_model_spec(name) for name in (model or model_names())]
     requested = None if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
@@ -392,6 +392,7 @@ def train_command(
     gate = {
         k: v for k, v in {"min_improvement": min_improvement, "max_ece": max_ece, "max_brier": max_brier}.items() if v is not None
     }
+    report(prepare_feature_store())  # a failure is reported; the training sets then say where they came from
     failed = []
     for spec in specs:
         chosen = requested or spec.swept_families()

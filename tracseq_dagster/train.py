@@ -63,6 +63,12 @@ def train(
     return outcomes
 
 
+def prepare_feature_store(definitions_kwargs: dict[str, Any] | None = None, log_level: str = "ERROR") -> StepOutcome:
+    """``feast apply`` and the tables training sets are joined from, before the sweeps read them
+    (the training assets join through Feast when its store serves the lake)."""
+    return _run_job("feast_apply_and_tables", "feature store", {}, definitions_kwargs or {}, log_level)
+
+
 def _sweep(
     model: str, family: str, sweep_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
 ) -> StepOutcome:

@@ -18,6 +18,14 @@ feast_job = dg.define_asset_job(
     description="feast apply, the entity histories, and materialisation into the online store.",
 )
 
+# What training reads from Feast: the definitions applied and the tables its point-in-time join reads
+# (no online materialisation). `tracseq train` runs it before the sweeps.
+feast_training_tables_job = dg.define_asset_job(
+    "feast_apply_and_tables",
+    selection=dg.AssetSelection.assets("feast_registry", "feast_entity_tables"),
+    description="feast apply and the tables training sets are joined from (point in time), without materialising.",
+)
+
 # Declarative automation keeps sample_features, the Feast tables and the online stores fresh once
 # new exports are validated, and applies the Feast definitions when they change.
 features_automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -12,8 +12,11 @@ import dagster as dg
 
 from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
 from resources import LakeResource, MLflowResource, OptunaStorageResource
+from resources.feast import FeastResource
 from tracseq_dagster.automl.plots import leaderboard_figure
-from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.feature_repo.training_rows import SourcedTrainingSet, catalog_training_set
+from tracseq_dagster.lake import Lake
+from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.plots import markdown_image
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.tracking import parent_run
@@ -27,7 +30,11 @@ from tracseq_dagster.training import (
     run_promotion_gate,
     sweep_one_family,
 )
-from tracseq_dagster.training_set import load_training_set
+
+
+def training_set_of(lake: Lake, spec: ModelSpec, feast: FeastResource) -> SourcedTrainingSet:
+    """The model's training set, through Feast's point-in-time join when the store serves this lake."""
+    return catalog_training_set(feast.store(), lake, spec)
 
 
 class SweepConfig(dg.Config):
@@ -63,7 +70,8 @@ class GateConfig(dg.Config):
 
 
 @dg.asset(
-    deps=sorted({source for spec in catalog().values() for source in spec.sources}),
+    # The exports the labels come from, and the feature store the training set is joined through.
+    deps=[*sorted({source for spec in catalog().values() for source in spec.sources}), "feast_registry", "feast_entity_tables"],
     partitions_def=AUTOML_PARTITIONS,
     group_name="training",
     kinds={"optuna", "mlflow", "scikitlearn"},
@@ -75,6 +83,7 @@ def automl_trials(
     lake: LakeResource,
     mlflow_tracking: MLflowResource,
     optuna_storage: OptunaStorageResource,
+    feast: FeastResource,
 ) -> dg.MaterializeResult:
     """One model family's Optuna sweep over one catalog model's labelled rows.
 
@@ -88,7 +97,8 @@ def automl_trials(
     if family not in spec.swept_families():
         context.log.info(f"{model} does not sweep {family} (its families: {', '.join(spec.swept_families())})")
         return dg.MaterializeResult(metadata={"model": model, "swept": False, "trials": 0})
-    training_set = load_training_set(lake.lake(), spec)
+    sourced = training_set_of(lake.lake(), spec, feast)
+    training_set = sourced.training_set
     client = mlflow_tracking.client()
     experiment = mlflow_tracking.experiment_id(client, model)
     outcome = sweep_one_family(
@@ -119,6 +129,7 @@ def automl_trials(
             "wall_seconds": round(outcome.wall_seconds, 2),
             "training_rows": training_set.rows,
             "training_fingerprint": training_set.fingerprint,
+            "training_source": sourced.source,
             "optuna_study": outcome.study_name,
             "mlflow_run_id": outcome.mlflow_run_id,
         }
@@ -135,7 +146,7 @@ def automl_trials(
     kinds={"pandas"},
 )
 def automl_leaderboard(
-    context: dg.AssetExecutionContext, lake: LakeResource, optuna_storage: OptunaStorageResource
+    context: dg.AssetExecutionContext, lake: LakeResource, optuna_storage: OptunaStorageResource, feast: FeastResource
 ) -> dg.MaterializeResult:
     """Every family's best trial on the model's current training set: CV mean and spread, fit time, latency.
 
@@ -146,7 +157,7 @@ def automl_leaderboard(
     model = context.partition_key
     spec = get_model(model)
     lake_ = lake.lake()
-    training_set = load_training_set(lake_, spec)
+    training_set = training_set_of(lake_, spec, feast).training_set
     families = spec.swept_families()
     outcomes = [
         FamilyOutcome.from_json(lake_.read_json(lake_.automl_family_path(model, f)))
@@ -198,6 +209,7 @@ def registered_model(
     lake: LakeResource,
     mlflow_tracking: MLflowResource,
     optuna_storage: OptunaStorageResource,
+    feast: FeastResource,
 ) -> dg.MaterializeResult:
     """The leaderboard's winner refit on all training rows, scored on the holdout, registered as challenger.
 
@@ -208,7 +220,8 @@ def registered_model(
     """
     model = context.partition_key
     lake_ = lake.lake()
-    training_set = load_training_set(lake_, get_model(model))
+    sourced = training_set_of(lake_, get_model(model), feast)
+    training_set = sourced.training_set
     board = lake_.read_json(lake_.leaderboard_path(model))
     ranked = rank_families([FamilyOutcome.from_json(o) for o in board["ranked"]], training_set.fingerprint)
     client = mlflow_tracking.client()
@@ -243,13 +256,18 @@ def registered_model(
             "mlflow_run_id": registered.mlflow_run_id,
             "feature_code_version": training_set.feature_code_version,
             "training_exports": len(registered.export_hashes),
+            "training_source": sourced.source,
         }
     )
 
 
 @dg.asset(deps=[registered_model], partitions_def=MODEL_PARTITIONS, group_name="training", kinds={"mlflow"})
 def promotion_gate(
-    context: dg.AssetExecutionContext, config: GateConfig, lake: LakeResource, mlflow_tracking: MLflowResource
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    lake: LakeResource,
+    mlflow_tracking: MLflowResource,
+    feast: FeastResource,
 ) -> dg.MaterializeResult:
     """Moves the alias champion to the challenger only if it passes the gate.
 
@@ -261,7 +279,7 @@ def promotion_gate(
     model = context.partition_key
     spec = get_model(model)
     lake_ = lake.lake()
-    training_set = load_training_set(lake_, spec)
+    training_set = training_set_of(lake_, spec, feast).training_set
     registered = lake_.read_json(lake_.registered_model_path(model))
     client = mlflow_tracking.client()
     experiment = mlflow_tracking.experiment_id(client, model)

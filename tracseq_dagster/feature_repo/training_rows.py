@@ -18,9 +18,13 @@ A model whose feature service is not complete raises :class:`NotInFeatureStore`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.parquet as pq
-from feast import FeatureStore
+from feast import FeatureStore, FileSource
+from feast.errors import FeatureServiceNotFoundException
 
 from tracseq_dagster.entity_history import label_times
 from tracseq_dagster.feature_repo.model_tables import MODEL_TABLES, PREDICTION_TIME, model_table_path
@@ -28,7 +32,7 @@ from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.features import LABEL_COLUMN, SAMPLE_ID
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import HOLDOUT_GROUP, ModelSpec
-from tracseq_dagster.training_set import TrainingSet, build_training_set
+from tracseq_dagster.training_set import TrainingSet, build_training_set, load_training_set
 
 ENTITY_TIMESTAMP = "event_timestamp"
 
@@ -94,3 +98,61 @@ def feast_training_set(store: FeatureStore, lake: Lake, spec: ModelSpec) -> Trai
     """``spec``'s training set from Feast's point-in-time join over the model's labelled entities."""
     rows = historical_labelled_rows(store, spec, model_entities(lake, spec))
     return build_training_set(spec, rows, tuple(r.file_hash for r in lake.current_records()))
+
+
+class TrainingSetSkew(RuntimeError):
+    """Feast's point-in-time join and the feature code disagree on a model's training set."""
+
+
+@dataclass(frozen=True)
+class SourcedTrainingSet:
+    """A training set and where it came from, in words (shown in the training assets' metadata)."""
+
+    training_set: TrainingSet
+    source: str
+
+
+def catalog_training_set(store: FeatureStore, lake: Lake, spec: ModelSpec) -> SourcedTrainingSet:
+    """``spec``'s training set through Feast's point-in-time join when the store serves this lake.
+
+    The store serves the lake when its registry holds the model's complete feature service and
+    every view of it reads a table of this lake that exists. Otherwise (a lab that never applied
+    the repository, a test's lake) the feature code builds it, and the source says why.
+
+    The join is checked against the feature code's own rows, which cost a fraction of the join:
+    a different fingerprint means the store's tables are older than the exports (or skewed), and
+    a model trained on them would be trained on the past without saying so. That is an error
+    naming the remedy, never a silent switch.
+    """
+    reason = _why_not_from_the_store(store, lake, spec)
+    own = load_training_set(lake, spec)
+    if reason is not None:
+        return SourcedTrainingSet(own, f"feature code ({reason})")
+    joined = feast_training_set(store, lake, spec)
+    if joined.fingerprint != own.fingerprint:
+        raise TrainingSetSkew(
+            f"{spec.name}: Feast's point-in-time join gives {joined.rows} rows (fingerprint {joined.fingerprint}), the "
+            f"feature code {own.rows} ({own.fingerprint}): the feature store's tables are older than the exports or skewed; "
+            "materialize feast_entity_tables (job feast_apply_and_materialize) and train again"
+        )
+    return SourcedTrainingSet(joined, f"feast get_historical_features (service {spec.name}, project {store.project})")
+
+
+def _why_not_from_the_store(store: FeatureStore, lake: Lake, spec: ModelSpec) -> str | None:
+    try:
+        service = store.get_feature_service(spec.name)
+    except FeatureServiceNotFoundException:
+        return f"Feast project {store.project} has no service {spec.name}: apply the repository (asset feast_registry)"
+    if service.tags.get("coverage") != "complete":
+        return f"the feature store lacks {service.tags.get('missing_features', '?')}"
+    root = Path(lake.root).resolve()
+    for projection in service.feature_view_projections:
+        source = store.get_feature_view(projection.name).batch_source
+        if not isinstance(source, FileSource):
+            return f"view {projection.name} reads {type(source).__name__}, not a table of the lake"
+        path = Path(source.path).resolve()
+        if not path.is_relative_to(root):
+            return f"Feast project {store.project} reads {path}, not this lake ({root})"
+        if not path.exists():
+            return f"{path} is missing: materialize feast_entity_tables"
+    return None
