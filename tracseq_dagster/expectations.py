@@ -50,7 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -66,6 +66,13 @@ from tracseq_dagster.contract import SAMPLE_CONTRACT  # noqa: E402
 from tracseq_dagster.export_contract import ExportContract  # noqa: E402
 from tracseq_dagster.rules import Rule, RuleContext, as_utc, contract_rules, utc_now  # noqa: E402
 from tracseq_dagster.run_rules import with_sample_facts  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+    from great_expectations.core.result_format import ResultFormatUnion
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
 
 logger = logging.getLogger(__name__)
 
@@ -131,15 +138,15 @@ class GXRunSummary:
     evaluated: int
     successful: int
     unsuccessful: int
-    results: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
     data_docs_index: Path | None = None
     seconds: float = 0.0
 
-    def unexpected_rows(self) -> dict[str, set]:
+    def unexpected_rows(self) -> dict[str, set[Any]]:
         """Rule name -> index labels of the rows its failed expectations flagged (``COMPLETE``
         result format; a failed expectation without row indices, such as a dtype check, maps to
         an empty set, so it still shows up)."""
-        out: dict[str, set] = {}
+        out: dict[str, set[Any]] = {}
         for r in self.results:
             if not r["success"]:
                 out.setdefault(r["rule"], set()).update(r["unexpected_index_list"] or ())
@@ -162,7 +169,7 @@ def run_expectation_suite(
     run_name: str | None = None,
     include_cross_export_uniqueness: bool = True,
     now: pd.Timestamp | None = None,
-    result_format: dict[str, Any] | str | None = None,
+    result_format: ResultFormatUnion | None = None,
     rules: Sequence[Rule] | None = None,
     contract: ExportContract = SAMPLE_CONTRACT,
 ) -> GXRunSummary:
@@ -238,11 +245,16 @@ def run_expectation_suite_detailing_failures(frame: pd.DataFrame, **kwargs: Any)
 
 
 def _run_checkpoint(
-    frame: pd.DataFrame, suite: gx.ExpectationSuite, project_dir: Path, fmt: Any, run_id: Any, contract: ExportContract
-):
+    frame: pd.DataFrame,
+    suite: gx.ExpectationSuite,
+    project_dir: Path,
+    fmt: ResultFormatUnion,
+    run_id: RunIdentifier,
+    contract: ExportContract,
+) -> tuple[ExpectationSuiteValidationResult, Path | None]:
     """Validate in the file-mode project: stores, a checkpoint, and Data Docs updated (one
     validation definition and checkpoint per export kind, so the kinds do not overwrite each other)."""
-    from great_expectations.checkpoint import UpdateDataDocsAction  # noqa: PLC0415
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction  # noqa: PLC0415
 
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
     _quiet(context)
@@ -273,7 +285,7 @@ def _kind_name(name: str, contract: ExportContract) -> str:
     return name if contract is SAMPLE_CONTRACT else f"{name}_{contract.name}"
 
 
-def _run_id(run_name: str | None):
+def _run_id(run_name: str | None) -> RunIdentifier:
     from great_expectations.core.run_identifier import RunIdentifier  # noqa: PLC0415
 
     # run_time explicitly: without it GX 1.24 tries dateutil.parse(run_name), so a name like
@@ -281,19 +293,26 @@ def _run_id(run_name: str | None):
     return RunIdentifier(run_name=run_name or None, run_time=datetime.now(UTC))
 
 
-def _quiet(context) -> None:
+def _quiet(context: AbstractDataContext) -> None:
     """No progress bars on stderr (they flood Dagster logs); analytics stay off."""
     from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
 
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
 
 
-def _batch_definition(context):
+def _batch_definition(context: AbstractDataContext) -> BatchDefinition[Any]:
     """Get or create the pandas datasource, dataframe asset and whole-dataframe batch definition."""
+    from great_expectations.datasource.fluent.pandas_datasource import PandasDatasource  # noqa: PLC0415
+
     try:
         datasource = context.data_sources.get(DATASOURCE_NAME)
     except (KeyError, ValueError, LookupError):
         datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
+    if not isinstance(datasource, PandasDatasource):
+        raise TypeError(
+            f"the GX project's datasource {DATASOURCE_NAME!r} is a {type(datasource).__name__}, "
+            "not the pandas datasource this project creates"
+        )
     try:
         asset = datasource.get_asset(ASSET_NAME)
     except LookupError:
@@ -304,7 +323,7 @@ def _batch_definition(context):
         return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION_NAME)
 
 
-def _data_docs_index(context, project_dir: Path) -> Path | None:
+def _data_docs_index(context: AbstractDataContext, project_dir: Path) -> Path | None:
     for site in context.get_docs_sites_urls() or []:
         url = site.get("site_url")
         if url and url.startswith("file://"):
@@ -349,10 +368,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _summarise(result) -> GXRunSummary:
-    results: list[dict] = []
+def _summarise(result: ExpectationSuiteValidationResult) -> GXRunSummary:
+    results: list[dict[str, Any]] = []
     for r in result.results:
         config = r.expectation_config
+        assert config is not None  # GX sets it on every result of a suite run
         meta = config.meta or {}
         res = r.result or {}
         exception = None

@@ -149,6 +149,10 @@ __all__ = [
 _DAY_S = 86_400
 _HOUR_S = 3_600
 RUN_SERIAL_SPACE = 100_000  # RUN-YYYY-NNNNN: five serial digits
+#: One run as the scheduler places it: (member samples, their attempt numbers, instrument index,
+#: start and end in seconds, the members' latent outcome scores, when each member's QC is
+#: done, their metric noise).
+_ScheduledRun = tuple[np.ndarray, np.ndarray, int, float, float, np.ndarray, np.ndarray, np.ndarray]
 
 INSTRUMENTS: tuple[str, ...] = tuple(f"SEQ-{i:02d}" for i in range(1, 7))
 # Two high-output sequencers, two mid-range, two bench-top: share of the lab's capacity,
@@ -445,7 +449,7 @@ def generate_runs(samples: pd.DataFrame, *, seed: int = 0, id_offset: int = 0) -
     reruns: list[tuple[float, int]] = []  # (ready, sample), not yet ready
     cursor = 0
     busy_until = np.full(len(INSTRUMENTS), -np.inf)
-    rows: list[tuple[np.ndarray, np.ndarray, int, float, float, np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: list[_ScheduledRun] = []
     for slot_index, slot in enumerate(slots):
         t = slot.time
         if t > export_time:
@@ -496,7 +500,7 @@ def generate_runs(samples: pd.DataFrame, *, seed: int = 0, id_offset: int = 0) -
 def _assemble(
     samples: pd.DataFrame,
     chosen: np.ndarray,
-    rows: list,
+    rows: list[_ScheduledRun],
     prep: np.ndarray,
     input_ng: np.ndarray,
     kit: np.ndarray,

@@ -8,6 +8,7 @@ whatever the file's encoding or line ends.
 from __future__ import annotations
 
 import codecs
+from typing import IO
 
 import numpy as np
 
@@ -19,7 +20,7 @@ _READ_BLOCK = 8 * 1024 * 1024
 class _LineStream:
     """The text of a file as UTF-8 bytes, handed out in whole lines with physical line numbers."""
 
-    def __init__(self, f, head: bytes, encoding: str, skip: int, cr_newlines: bool, file: str) -> None:
+    def __init__(self, f: IO[bytes], head: bytes, encoding: str, skip: int, cr_newlines: bool, file: str) -> None:
         self._f = f
         self._pending = head[skip:]
         self._encoding = encoding
@@ -81,9 +82,9 @@ class _LineStream:
         buf = self._buf
         if self._buf_nl >= k:
             newlines = k
-            view = np.frombuffer(buf, dtype=np.uint8)
-            cut = int(np.flatnonzero(view == 10)[k - 1]) + 1
-            del view  # release the export so the bytearray can shrink
+            octets = np.frombuffer(buf, dtype=np.uint8)
+            cut = int(np.flatnonzero(octets == 10)[k - 1]) + 1
+            del octets  # release the export so the bytearray can shrink
         else:
             newlines = self._buf_nl
             cut = len(buf)

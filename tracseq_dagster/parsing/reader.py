@@ -14,7 +14,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import fsspec
 import numpy as np
@@ -80,7 +80,7 @@ class ExportReader:
         self._trailing_separators = 0
         self._short_count = 0
         self._last_line = 0
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._finished = False
         try:
             self._open(chunk_rows)
@@ -92,13 +92,14 @@ class ExportReader:
 
     def _open(self, chunk_rows: int) -> None:
         fs, path = fsspec.core.url_to_fs(self.source)
-        self._file = fs.open(path, "rb")
-        head = self._file.read(SNIFF_BYTES)
+        file: IO[bytes] = fs.open(path, "rb")
+        self._file = file
+        head = file.read(SNIFF_BYTES)
         if not head:
             raise ExportParseError(self.source, 1, None, "file is empty")
         complete = len(head) < SNIFF_BYTES
         if not complete:
-            more = self._file.read(1)
+            more = file.read(1)
             complete = not more
             head += more
         fmt = _SUFFIX_FORMATS.get(PurePosixPath(path).suffix.lower())
@@ -110,8 +111,8 @@ class ExportReader:
         encoding = None
         bom = False
         if fmt == "parquet":
-            self._file.seek(0)
-            src: Any = _ParquetSource(self._file, self.source, chunk_rows, self.contract)
+            file.seek(0)
+            src: Any = _ParquetSource(file, self.source, chunk_rows, self.contract)
         else:
             encoding, skip, bom = _detect_encoding(head, complete, self.source)
             decoder = codecs.getincrementaldecoder(encoding)("strict")
@@ -132,7 +133,7 @@ class ExportReader:
                     )
                 fmt = "jsonl" if first_char == "{" else "csv"
             cr_newlines = "\n" not in head_text and "\r" in head_text
-            stream = _LineStream(self._file, head, encoding, skip, cr_newlines, self.source)
+            stream = _LineStream(file, head, encoding, skip, cr_newlines, self.source)
             if fmt == "csv":
                 src = _CsvSource(stream, self.source, head_text, complete, chunk_rows, self.contract)
             else:
@@ -173,7 +174,8 @@ class ExportReader:
             self._warn_missing_optional(columns)
         self.columns = list(self.contract.column_names) + self.extra_columns + list(LINEAGE_COLUMNS)
         timestamp_columns = self.contract.names_of(Kind.TIMESTAMP)
-        timestamps = [first.raw.get(c) for c in timestamp_columns if first.raw.get(c) is not None]
+        timestamps = [a for a in (first.raw.get(c) for c in timestamp_columns) if a is not None]
+        date_style: str | None
         if timestamps and all(pa.types.is_timestamp(a.type) or pa.types.is_date(a.type) for a in timestamps):
             date_style = "native"
         else:
@@ -331,7 +333,7 @@ class ExportReader:
     def __enter__(self) -> ExportReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
