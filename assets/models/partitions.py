@@ -10,7 +10,7 @@ new row of partitions, nothing else.
 import dagster as dg
 
 from tracseq_dagster.automl import ALL_FAMILIES
-from tracseq_dagster.models import model_names
+from tracseq_dagster.models import catalog, model_names
 
 MODEL_DIMENSION = "model"
 FAMILY_DIMENSION = "family"
@@ -18,6 +18,17 @@ MODEL_PARTITIONS = dg.StaticPartitionsDefinition(list(model_names()))
 AUTOML_PARTITIONS = dg.MultiPartitionsDefinition(
     {MODEL_DIMENSION: MODEL_PARTITIONS, FAMILY_DIMENSION: dg.StaticPartitionsDefinition(list(ALL_FAMILIES))}
 )
+
+
+def label_source_deps() -> list[dg.AssetDep]:
+    """The exports the catalog's labelled rows are read from, as dependencies of a per-model asset.
+
+    Those exports have one partition per file; a model's partition reads every file, which
+    Dagster must be told (the default mapping between two different partitionings is invalid,
+    and the asset graph then fails its partition validation at load).
+    """
+    sources = sorted({source for spec in catalog().values() for source in spec.sources})
+    return [dg.AssetDep(source, partition_mapping=dg.AllPartitionMapping()) for source in sources]
 
 
 def sweep_partition_key(model: str, family: str) -> dg.MultiPartitionKey:

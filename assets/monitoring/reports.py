@@ -13,10 +13,10 @@ import dagster as dg
 import pandas as pd
 
 from assets.metadata import records_table
-from assets.models.partitions import MODEL_PARTITIONS
+from assets.models.partitions import MODEL_PARTITIONS, label_source_deps
 from resources import LakeResource, MLflowResource, PredictionLogResource
 from tracseq_dagster import settings
-from tracseq_dagster.models import catalog, get_model
+from tracseq_dagster.models import get_model
 from tracseq_dagster.monitoring import ab_report
 from tracseq_dagster.monitoring.ab_report import ABSettings
 from tracseq_dagster.monitoring.drift import DRIFT_CHECK_NAME, DriftThresholds, drift_against_training
@@ -35,7 +35,7 @@ prediction_log = dg.AssetSpec(
     "(TRACSEQ_PREDICTION_LOG).",
 )
 #: What the models' labelled rows are read from (the drift reference, the A/B report's labels).
-LABEL_SOURCES = sorted({source for spec in catalog().values() for source in spec.sources})
+LABEL_SOURCES = label_source_deps()
 
 
 class DriftConfig(dg.Config):

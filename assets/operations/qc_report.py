@@ -31,7 +31,14 @@ def week_of_key(key: str) -> IsoWeek:
 
 @dg.asset(
     # Lineage: what the sections read (the prediction log is a resource, not an asset).
-    deps=["validated_samples", "validated_runs", "anomalies", "lab_alerts", "storage_utilisation", "demand_forecast"],
+    # A week's report reads every export file (one partition each), which Dagster must be told.
+    deps=[
+        *(dg.AssetDep(s, partition_mapping=dg.AllPartitionMapping()) for s in ("validated_samples", "validated_runs")),
+        "anomalies",
+        "lab_alerts",
+        "storage_utilisation",
+        "demand_forecast",
+    ],
     group_name="operations",
     partitions_def=QC_REPORT_PARTITIONS,
     kinds={"python", "html", "pdf"},

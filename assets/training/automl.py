@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import dagster as dg
 
-from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, sweep_partition
+from assets.models.partitions import AUTOML_PARTITIONS, MODEL_PARTITIONS, label_source_deps, sweep_partition
 from resources import LakeResource, MLflowResource, OptunaStorageResource
 from resources.feast import FeastResource
 from tracseq_dagster.automl.plots import leaderboard_figure
 from tracseq_dagster.feature_repo.training_rows import SourcedTrainingSet, catalog_training_set
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models import ModelSpec, catalog, get_model
+from tracseq_dagster.models import ModelSpec, get_model
 from tracseq_dagster.plots import markdown_image
 from tracseq_dagster.promotion import GatePolicy
 from tracseq_dagster.tracking import parent_run
@@ -71,7 +71,7 @@ class GateConfig(dg.Config):
 
 @dg.asset(
     # The exports the labels come from, and the feature store the training set is joined through.
-    deps=[*sorted({source for spec in catalog().values() for source in spec.sources}), "feast_registry", "feast_entity_tables"],
+    deps=[*label_source_deps(), "feast_registry", "feast_entity_tables"],
     partitions_def=AUTOML_PARTITIONS,
     group_name="training",
     kinds={"optuna", "mlflow", "scikitlearn"},
