@@ -96,12 +96,15 @@ class CompiledForest:
         if max(map(len, thresholds), default=0) >= _LEAF_LIMIT:
             return None
         cuts = np.full((width, max(map(len, thresholds), default=0) + 1), np.inf)
-        for j, values in enumerate(thresholds):
-            cuts[j, : len(values)] = values
+        for j, feature_thresholds in enumerate(thresholds):
+            cuts[j, : len(feature_thresholds)] = feature_thresholds
         bin_of = [{value: k for k, value in enumerate(values)} for values in thresholds]
         nodes: list[int] = []
         leaf_of_node: list[int] = []
-        roots, min_depth, leaf_value, credit = [], [], [], []
+        roots: list[int] = []
+        min_depth: list[int] = []
+        leaf_value: list[np.ndarray] = []
+        credit: list[np.ndarray] = []
         leaf_base = 0
         for t, info in enumerate(dump["tree_info"]):
             leaves = info["num_leaves"]
@@ -194,7 +197,7 @@ def _node(feature: int, nan_right: bool, limit: int, first_child: int) -> int:
 
 
 @numba.njit(inline="always")
-def _step(bins, r, node, nodes):  # pragma: no cover - compiled
+def _step(bins: np.ndarray, r: int, node: int, nodes: np.ndarray) -> tuple[int, bool]:  # pragma: no cover - compiled
     """One level down for row ``r``, without a branch (a leaf leads to itself); and whether ``node`` was a leaf."""
     record = nodes[node]
     limit = (record >> _LIMIT_SHIFT) & _LIMIT_MASK
@@ -204,7 +207,8 @@ def _step(bins, r, node, nodes):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes):  # pragma: no cover - compiled
+def _step_lanes(bins: np.ndarray, r: int, n0: int, n1: int, n2: int, n3: int, n4: int, n5: int, n6: int, n7: int,
+                nodes: np.ndarray) -> tuple[int, int, int, int, int, int, int, int, bool]:  # fmt: skip  # pragma: no cover - compiled
     """One level down for the eight rows from ``r`` (one per lane); and whether all were at their leaf."""
     n0, d0 = _step(bins, r, n0, nodes)
     n1, d1 = _step(bins, r + 1, n1, nodes)
@@ -218,7 +222,8 @@ def _step_lanes(bins, r, n0, n1, n2, n3, n4, n5, n6, n7, nodes):  # pragma: no c
 
 
 @numba.njit(inline="always")
-def _finish(r, hi, node, k, explains, leaf_of_node, leaf_value, credit, raw, contributions):  # pragma: no cover - compiled
+def _finish(r: int, hi: int, node: int, k: int, explains: bool, leaf_of_node: np.ndarray, leaf_value: np.ndarray,
+            credit: np.ndarray, raw: np.ndarray, contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     if r < hi:
         leaf = leaf_of_node[node]
         raw[r, k] += leaf_value[leaf]
@@ -228,8 +233,9 @@ def _finish(r, hi, node, k, explains, leaf_of_node, leaf_value, credit, raw, con
 
 
 @numba.njit(inline="always")
-def _walk_block(b, all_bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
-                contributions):  # fmt: skip  # pragma: no cover - compiled
+def _walk_block(b: int, all_bins: np.ndarray, nodes: np.ndarray, roots: np.ndarray, min_depth: np.ndarray,
+                leaf_of_node: np.ndarray, tree_class: np.ndarray, explains: np.ndarray, leaf_value: np.ndarray,
+                credit: np.ndarray, raw: np.ndarray, contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     # Eight rows walk each tree in lockstep: their loads are independent, so the CPU overlaps
     # them (eight is what the registers hold), and no branch depends on a comparison. Down to
     # the tree's shallowest leaf no row can have finished; below it, the block stops once all have.
@@ -263,16 +269,18 @@ def _walk_block(b, all_bins, nodes, roots, min_depth, leaf_of_node, tree_class, 
 # serial twin of the same function loaded the parallel machine code from the cache, and every
 # micro-batch woke OpenMP threads that then spun for milliseconds on this 2-core machine.
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _walk(bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
-          contributions):  # fmt: skip  # pragma: no cover - compiled
+def _walk(bins: np.ndarray, nodes: np.ndarray, roots: np.ndarray, min_depth: np.ndarray, leaf_of_node: np.ndarray,
+          tree_class: np.ndarray, explains: np.ndarray, leaf_value: np.ndarray, credit: np.ndarray, raw: np.ndarray,
+          contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in numba.prange(bins.shape[0] // _BLOCK):
         _walk_block(b, bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
                     raw, contributions)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_serial(bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit, raw,
-                 contributions):  # fmt: skip  # pragma: no cover - compiled
+def _walk_serial(bins: np.ndarray, nodes: np.ndarray, roots: np.ndarray, min_depth: np.ndarray, leaf_of_node: np.ndarray,
+                 tree_class: np.ndarray, explains: np.ndarray, leaf_value: np.ndarray, credit: np.ndarray, raw: np.ndarray,
+                 contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in range(bins.shape[0] // _BLOCK):
         _walk_block(b, bins, nodes, roots, min_depth, leaf_of_node, tree_class, explains, leaf_value, credit,
                     raw, contributions)  # fmt: skip

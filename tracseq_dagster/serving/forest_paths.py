@@ -33,7 +33,7 @@ column), see :mod:`.pipeline_arrays`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,7 +337,7 @@ class ForestPaths:
         return dataclasses.replace(paths, compiled=compiled)
 
     @classmethod
-    def _flatten(cls, parts: list[tuple[np.ndarray, ...]], feature_of_column: np.ndarray, features: int, base: np.ndarray,
+    def _flatten(cls, parts: Sequence[tuple[np.ndarray, ...]], feature_of_column: np.ndarray, features: int, base: np.ndarray,
                  target_column: int, sign: float, explains: np.ndarray, leaves: CheckedLeaves) -> ForestPaths:  # fmt: skip
         sizes = np.array([len(p[0]) for p in parts])
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

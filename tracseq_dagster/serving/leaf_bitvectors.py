@@ -155,7 +155,8 @@ def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
                 context.make_array(sig.args[i])(context, builder, args[i]) for i in (0, 1, 2, 3, 6)
             )
             # bits[g][k]: word k of the leaf bits of the rows of lane group g; allocas LLVM keeps in registers
-            bits = [[cgutils.alloca_once(builder, _WORD_VECTOR) for _ in range(words)] for _ in range(_GROUPS)]
+            # (the ignore: numba.core.cgutils has no annotations)
+            bits = [[cgutils.alloca_once(builder, _WORD_VECTOR) for _ in range(words)] for _ in range(_GROUPS)]  # type: ignore[no-untyped-call]
             for word in (word for group in bits for word in group):
                 builder.store(ir.Constant(_WORD_VECTOR, [0xFFFFFFFF] * _WORD_LANES), word)
             with cgutils.for_range(builder, args[5]) as loop:
@@ -174,7 +175,7 @@ def _leaf_exits_of(words: int):  # type: ignore[no-untyped-def]
                     for k, word in enumerate(group):
                         value = builder.load(word)
                         builder.store(builder.select(turned, builder.and_(value, keep[k]), value), word)
-            cttz = cgutils.get_or_insert_function(
+            cttz = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]  # untyped numba.core.cgutils
                 builder.module, ir.FunctionType(_WORD_VECTOR, [_WORD_VECTOR, _I1]), "llvm.cttz.v16i32"
             )
             for g, group in enumerate(bits):
@@ -222,8 +223,10 @@ def _add_lanes(typingctx, total, at, values, start):  # type: ignore[no-untyped-
 
 
 @numba.njit(inline="always")
-def _score_block(b, all_bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
-                 contributions):  # fmt: skip  # pragma: no cover - compiled
+def _score_block(b: int, all_bins: np.ndarray, column: np.ndarray, limit: np.ndarray, keeps: np.ndarray, first: np.ndarray,
+                 splits: np.ndarray, words: np.ndarray, leaf: np.ndarray, tree_class: np.ndarray, explains: np.ndarray,
+                 leaf_value: np.ndarray, credit: np.ndarray, raw: np.ndarray,
+                 contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     width, padded = all_bins.shape[1], credit.shape[1]
     lo = b * _ROWS
     hi = min(raw.shape[0], lo + _ROWS)
@@ -263,16 +266,20 @@ def _score_block(b, all_bins, column, limit, keeps, first, splits, words, leaf, 
 
 # Two kernels with their own names (numba's on-disk cache is keyed by name): see compiled_trees._walk.
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _score(bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
-           contributions):  # fmt: skip  # pragma: no cover - compiled
+def _score(bins: np.ndarray, column: np.ndarray, limit: np.ndarray, keeps: np.ndarray, first: np.ndarray,
+           splits: np.ndarray, words: np.ndarray, leaf: np.ndarray, tree_class: np.ndarray, explains: np.ndarray,
+           leaf_value: np.ndarray, credit: np.ndarray, raw: np.ndarray,
+           contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in numba.prange(bins.shape[0] // _ROWS):
         _score_block(b, bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit,
                      raw, contributions)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_serial(bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit, raw,
-                  contributions):  # fmt: skip  # pragma: no cover - compiled
+def _score_serial(bins: np.ndarray, column: np.ndarray, limit: np.ndarray, keeps: np.ndarray, first: np.ndarray,
+                  splits: np.ndarray, words: np.ndarray, leaf: np.ndarray, tree_class: np.ndarray, explains: np.ndarray,
+                  leaf_value: np.ndarray, credit: np.ndarray, raw: np.ndarray,
+                  contributions: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in range(bins.shape[0] // _ROWS):
         _score_block(b, bins, column, limit, keeps, first, splits, words, leaf, tree_class, explains, leaf_value, credit,
                      raw, contributions)  # fmt: skip

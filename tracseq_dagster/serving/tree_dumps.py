@@ -38,7 +38,7 @@ def lightgbm_dump(
     would draw more than ``MAX_DRAWN_LEAVES`` leaves."""
     if any(_drawn_leaves_of(tree) > MAX_DRAWN_LEAVES for tree in trees):
         return None
-    infos = []
+    infos: list[dict[str, Any]] = []
     for tree, values in zip(trees, leaf_values, strict=True):
         split = tree.left >= 0
         categorical = tree.category_left or {}

@@ -66,15 +66,30 @@ class FlatTrees:
 
     @classmethod
     def of(cls, trees: list[TreeArrays], float32_input: bool) -> FlatTrees:
-        feature, threshold, first, nan_left, category, number = [], [], [], [], [], []
+        feature: list[int] = []
+        threshold: list[float] = []
+        first: list[int] = []
+        nan_left: list[int] = []
+        category: list[int] = []
+        number: list[int] = []
         tables: list[np.ndarray] = []
-        roots, min_depth = [], []
+        roots: list[int] = []
+        min_depth: list[int] = []
+
+        def add_slots(count: int, first_child: int) -> None:
+            """``count`` new node slots, each a numeric leaf leading to ``first_child`` until filled in."""
+            feature.extend([0] * count)
+            threshold.extend([np.inf] * count)
+            first.extend([first_child] * count)
+            nan_left.extend([1] * count)
+            category.extend([-1] * count)
+            number.extend([0] * count)
+
         for tree in trees:
             root = len(feature)
             roots.append(root)
             shallowest: int | None = None
-            for lst, value in ((feature, 0), (threshold, np.inf), (first, root), (nan_left, 1), (category, -1), (number, 0)):
-                lst.append(value)
+            add_slots(1, root)
             queue = [(0, root, 0)]  # (own node, flat slot, depth)
             for own, at, depth in queue:
                 number[at] = own
@@ -83,8 +98,7 @@ class FlatTrees:
                     shallowest = depth if shallowest is None else min(shallowest, depth)
                     continue
                 child = len(feature)
-                for lst, value in ((feature, 0), (threshold, np.inf), (first, 0), (nan_left, 1), (category, -1), (number, 0)):
-                    lst += [value, value]
+                add_slots(2, 0)
                 feature[at] = int(tree.feature[own])
                 threshold[at] = float(tree.threshold[own])
                 first[at] = child
@@ -136,7 +150,8 @@ def float32_below(threshold: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(inline="always")
-def _down(x, r, node, records, threshold, category, category_left):  # pragma: no cover - compiled
+def _down(x: np.ndarray, r: int, node: int, records: np.ndarray, threshold: np.ndarray, category: np.ndarray,
+          category_left: np.ndarray) -> int:  # fmt: skip  # pragma: no cover - compiled
     """One level down for row ``r`` (a leaf leads to itself)."""
     record = records[node]
     v = x[r, record & 0xFFFF]
@@ -153,8 +168,19 @@ def _down(x, r, node, records, threshold, category, category_left):  # pragma: n
 
 @numba.njit(inline="always")
 def _block(
-    lo, hi, t, x, records, threshold, category, category_left, roots, min_depth, number, out
-):  # pragma: no cover - compiled
+    lo: int,
+    hi: int,
+    t: int,
+    x: np.ndarray,
+    records: np.ndarray,
+    threshold: np.ndarray,
+    category: np.ndarray,
+    category_left: np.ndarray,
+    roots: np.ndarray,
+    min_depth: np.ndarray,
+    number: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
     # Eight rows at a time; past the padding (hi) a lane repeats the last row, and is not stored.
     last = hi - 1
     r0, r1, r2, r3 = lo, min(lo + 1, last), min(lo + 2, last), min(lo + 3, last)
@@ -193,7 +219,8 @@ def _block(
 
 
 @numba.njit(inline="always")
-def _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
+def _rows(b: int, x: np.ndarray, records: np.ndarray, threshold: np.ndarray, category: np.ndarray, category_left: np.ndarray,
+          roots: np.ndarray, min_depth: np.ndarray, number: np.ndarray, out: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     """Rows 64b..64b+63, tree by tree (a tree's nodes stay in cache for the 64 rows)."""
     lo = b * 64
     hi = min(x.shape[0], lo + 64)
@@ -204,12 +231,14 @@ def _rows(b, x, records, threshold, category, category_left, roots, min_depth, n
 
 # Two kernels with their own names (see compiled_trees: numba's cache does not key on `parallel`).
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _walk(x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
+def _walk(x: np.ndarray, records: np.ndarray, threshold: np.ndarray, category: np.ndarray, category_left: np.ndarray,
+          roots: np.ndarray, min_depth: np.ndarray, number: np.ndarray, out: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in numba.prange((x.shape[0] + 63) // 64):
         _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out)
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_serial(x, records, threshold, category, category_left, roots, min_depth, number, out):  # pragma: no cover - compiled
+def _walk_serial(x: np.ndarray, records: np.ndarray, threshold: np.ndarray, category: np.ndarray, category_left: np.ndarray,
+                 roots: np.ndarray, min_depth: np.ndarray, number: np.ndarray, out: np.ndarray) -> None:  # fmt: skip  # pragma: no cover - compiled
     for b in range((x.shape[0] + 63) // 64):
         _rows(b, x, records, threshold, category, category_left, roots, min_depth, number, out)
