@@ -4,6 +4,9 @@ Built for real (``build_catalog_bento``, what ``tracseq bento build`` calls) int
 the test's own; the service loaded for real with fitted catalog models, in a fresh interpreter, to
 see which modules it imports. benchmarks/serving_env.py goes further (a fresh venv with only the
 serving lock, ``bentoml serve``, predictions over HTTP) and measures the sizes.
+
+The Bento's setup_script (``bentos/predictions/prune_env.sh``) prunes that environment in the image; it is
+run here on a hard-linked copy of this venv, and the service must still load its models and answer there.
 """
 
 from __future__ import annotations
@@ -15,32 +18,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from catalog_support import generated_lab, pack
+from catalog_support import generated_lab, pack, records_of
+from serving_env_support import FORBIDDEN, FORBIDDEN_MODULES, PRUNE_SCRIPT, pruned_copy
 
 from tracseq_dagster.features import compute_features
-from tracseq_dagster.models import turnaround_hours
+from tracseq_dagster.models import get_model, turnaround_hours
 from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+from tracseq_dagster.serving.catalog_schema import request_columns
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Issue 20: none of these in the prediction service's environment (distribution names).
-FORBIDDEN = (
-    "torch",
-    "transformers",
-    "spacy",
-    "unstructured",
-    "playwright",
-    "schemathesis",
-    "flaml",
-    "dagster",
-    "feast",
-    "mlflow",
-)
-#: The same as the modules they are imported as, and Optuna (the pickled models' classes load without the AutoML engine).
-FORBIDDEN_MODULES = ("torch", "transformers", "spacy", "unstructured", "playwright", "schemathesis", "flaml", "dagster", "feast",
-                     "mlflow", "sentence_transformers", "lancedb", "great_expectations",
-                     "optuna")  # fmt: skip
 
 
 def pins(text: str) -> dict[str, str]:
@@ -87,6 +75,15 @@ def test_the_built_bento_installs_exactly_the_serving_lock(bundle: Path, tmp_pat
     dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
     assert "requirements.txt" in dockerfile
     assert "torch" not in dockerfile and "download.pytorch.org" not in dockerfile
+    # ... and then runs the prune script (bentofile.yaml docker.setup_script), after the install, before the
+    # Bento's files are copied in; the script in the build context is ours, unchanged.
+    lines = dockerfile.splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install -r" in line)
+    prune = next(i for i, line in enumerate(lines) if line.startswith("RUN") and "./env/docker/script__" in line)
+    copy_all = next(i for i, line in enumerate(lines) if line.startswith("COPY") and " . ./" in line)
+    assert install < prune < copy_all
+    copied = bento / "env" / "docker" / lines[prune].rsplit("./env/docker/", 1)[1].strip()
+    assert copied.read_text() == PRUNE_SCRIPT.read_text() and os.access(copied, os.X_OK)
 
 
 LOAD = """
@@ -109,3 +106,44 @@ def test_loading_the_service_and_its_models_imports_none_of_the_heavy_packages(b
     modules = set(answer["modules"])
     assert {"bentoml", "lightgbm", "sklearn"} <= modules  # the models were really unpickled
     assert modules & set(FORBIDDEN_MODULES) == set()
+
+
+SERVE_PRUNED = """
+import json, sys
+from pathlib import Path
+import bentos.predictions.service
+from tracseq_dagster.serving.catalog_predictor import ServedCatalog
+from tracseq_dagster.serving.catalog_schema import request_model
+catalog = ServedCatalog(Path(sys.argv[1]))
+posted = json.loads(sys.stdin.read())  # as a LIMS posts them, validated as the service validates them
+answers = {name: [a.response.get("probability", a.response.get("prediction"))
+                  for a in predictor.predict([request_model(name).model_validate(r).model_dump() for r in posted[name]])]
+           for name, predictor in catalog.models.items()}
+print(json.dumps({"answers": answers, "modules": sorted({name.split(".")[0] for name in sys.modules})}))
+"""
+
+
+def test_the_pruned_environment_still_loads_the_models_and_answers(bundle: Path, tmp_path: Path) -> None:
+    """The setup_script on a hard-linked copy of this venv (its own import check must pass), then the service,
+    its models and one prediction per model in that copy."""
+    python = pruned_copy(tmp_path / "pruned")
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    original = Path(next(p for p in sys.path if p.endswith("site-packages")))
+    for pruned in ("pandas/tests", "numpy/_core/tests", "pyarrow/libarrow_flight.so.2500", "numpy/distutils", "numba/cuda"):
+        assert (original / pruned).exists(), pruned  # the rule still finds something to remove in this lock
+        assert not (site / pruned).exists(), pruned
+    samples, _ = generated_lab(40, seed=8)
+    requests = {
+        name: records_of(samples, request_columns(get_model(name)))[-3:] for name in ("sample_quality", "turnaround_hours")
+    }
+    env = {**os.environ, "DO_NOT_TRACK": "1", "TRACSEQ_DATA_DIR": str(tmp_path), "BENTOML_HOME": str(tmp_path / "bentoml")}
+    served = subprocess.run([str(python), "-c", SERVE_PRUNED, str(bundle)], input=json.dumps(requests), env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert served.returncode == 0, served.stderr[-4000:]
+    answer = json.loads(served.stdout.strip().splitlines()[-1])
+    assert sorted(answer["answers"]) == ["sample_quality", "turnaround_hours"]
+    for name, values in answer["answers"].items():
+        assert len(values) == 3 and all(isinstance(v, float) for v in values), (name, values)
+    assert {"bentoml", "lightgbm", "sklearn", "pyarrow"} <= set(answer["modules"])
+    assert set(answer["modules"]) & set(FORBIDDEN_MODULES) == set()
