@@ -152,7 +152,10 @@ def test_both_assets_materialize_with_a_registered_champion(tmp_path: Path) -> N
     assert first.success
     meta = first.asset_materializations_for_node("freezer_state")[0].metadata
     assert "no freezer_excursion_risk champion" in meta["excursion_risk"].value and meta["unparsable_locations"].value == 1
-    assert pd.read_parquet(lake.operations_path(outputs.FREEZER_STATE))["excursion_risk_30d"].isna().all()
+    # No champion: the history rule, said so per freezer (the alerts and the CLI read it).
+    without = pd.read_parquet(lake.operations_path(outputs.FREEZER_STATE))
+    assert without["excursion_risk_30d"].between(0, 1).all() and meta["excursion_risk_source"].value == "history"
+    assert (without["excursion_risk_source"] == "risk from history, no model").all()
     util = first.asset_materializations_for_node("storage_utilisation")[0].metadata
     assert "data:image/png;base64," in util["plot"].value and util["freezers"].value == 13
     assert set(pd.read_parquet(lake.operations_path(outputs.STORAGE_UTILISATION)).columns) == set(UTILISATION_COLUMNS)
@@ -171,7 +174,9 @@ def test_both_assets_materialize_with_a_registered_champion(tmp_path: Path) -> N
     second = dg.materialize([freezer_state_asset], instance=instance, resources=resources)
     assert second.success
     meta = second.asset_materializations_for_node("freezer_state")[0].metadata
-    assert meta["excursion_risk"].value == "freezer_excursion_risk champion version 1"
+    assert meta["excursion_risk"].value == "predicted by freezer_excursion_risk v1 (the registered champion)"
     state = pd.read_parquet(lake.operations_path(outputs.FREEZER_STATE))
     assert state["excursion_risk_30d"].between(0, 1).all() and len(state) == 13
+    assert (state["excursion_risk_source"] == "predicted by freezer_excursion_risk v1").all()
+    assert not np.allclose(state["excursion_risk_30d"].to_numpy(), without["excursion_risk_30d"].to_numpy())
     assert len(pd.read_parquet(lake.operations_path(outputs.BOX_STATE))) == meta["boxes"].value

@@ -133,7 +133,7 @@ def test_a_served_models_answers_become_the_risk_and_say_so(samples: pd.DataFram
     risk = model_risk(predictor, [*freezers, "FRZ-99"], state.as_of)
     assert sorted(risk) == sorted(freezers)  # FRZ-99 has no packed sample: left to history
     assert all(0.0 <= r.probability <= 1.0 for r in risk.values())
-    assert {r.source for r in risk.values()} == {"model sample_quality v1 (champion)"}
+    assert {r.source for r in risk.values()} == {"predicted by sample_quality v1"}  # the champion variant only
     report = excursion_risk(samples, freezers, state.as_of, predictor=predictor)
     assert report.source == "model" and report.notes == [] and sorted(report.risk) == sorted(risk)
     assert all(abs(report.risk[f].probability - risk[f].probability) < 1e-3 for f in risk)

@@ -6,8 +6,6 @@ outputs; both follow the validated samples like the sample features do.
 Thin over :mod:`tracseq_dagster.operations.freezer_state`, :mod:`~tracseq_dagster.operations.freezer_history`
 and :mod:`~tracseq_dagster.operations.storage_utilisation`."""
 
-from typing import Any
-
 import dagster as dg
 import pandas as pd
 
@@ -17,14 +15,15 @@ from resources import LakeResource, MLflowResource
 from tracseq_dagster.operations import outputs
 from tracseq_dagster.operations.freezer_history import freezer_days
 from tracseq_dagster.operations.freezer_state import freezer_state as build_freezer_state
-from tracseq_dagster.operations.storage_utilisation import champion_risk, state_tables, utilisation, utilisation_figure
+from tracseq_dagster.operations.placement_risk import Champion, freezer_risk, model_source
+from tracseq_dagster.operations.storage_utilisation import state_tables, utilisation, utilisation_figure
 from tracseq_dagster.plots import markdown_image
 
 RISK_MODEL = "freezer_excursion_risk"
 
 
-def _champion(mlflow_tracking: MLflowResource) -> tuple[Any | None, str]:
-    """The registered champion of the risk model, or None and why (never raises: no champion is normal)."""
+def _champion(mlflow_tracking: MLflowResource) -> tuple[Champion | None, str]:
+    """The registered champion of the risk model (it passed its gate), or None and why (never raises: no champion is normal)."""
     try:
         import mlflow
 
@@ -35,12 +34,12 @@ def _champion(mlflow_tracking: MLflowResource) -> tuple[Any | None, str]:
         registry = mlflow_tracking.registry(RISK_MODEL, client)
         version = registry.version(CHAMPION)
         if version is None:
-            return None, f"no {RISK_MODEL} champion registered: excursion_risk_30d left empty"
+            return None, f"no {RISK_MODEL} champion registered: excursion_risk_30d from history, no model"
         with fluent_api(client):
             model = mlflow.sklearn.load_model(registry.model_uri(str(version.version)))
-        return model, f"{RISK_MODEL} champion version {version.version}"
+        return Champion(model, str(version.version)), f"{model_source(RISK_MODEL, version.version)} (the registered champion)"
     except Exception as error:  # noqa: BLE001 - a registry that is down must not fail the freezer view
-        return None, f"{RISK_MODEL} champion not loaded ({type(error).__name__}: {error}): excursion_risk_30d left empty"
+        return None, f"{RISK_MODEL} champion not loaded ({type(error).__name__}: {error}): excursion_risk_30d from history"
 
 
 @dg.asset(
@@ -53,20 +52,19 @@ def freezer_state(context: dg.AssetExecutionContext, lake: LakeResource, mlflow_
     """Every freezer and box as of the last receipt: occupied and free positions (the latest claim of
     a position wins; positions claimed twice and locations that break the pattern are listed, not
     fatal), the excursion history (excursions per sample-day of exposure over 30 days, days since
-    an excursion record, from records closed by then) and, when a freezer_excursion_risk champion
-    is registered, its P(excursion in the next 30 days) per freezer. Writes FREEZER_STATE and BOX_STATE."""
+    an excursion record, from records closed by then) and P(excursion in the next 30 days) per
+    freezer: predicted by the freezer_excursion_risk champion when one is registered (it passed its
+    gate), else the history rule, with ``excursion_risk_source`` saying which. Writes FREEZER_STATE and BOX_STATE."""
     lake_ = lake.lake()
     samples = lake_.read_validated()
     state = build_freezer_state(samples)
     history = freezer_days(samples, until=state.as_of) if len(samples) else None
-    model, risk_note = _champion(mlflow_tracking)
-    risk = None
-    if model is not None and history is not None and len(state.freezers):
-        try:
-            risk = champion_risk(model, history, state.freezers["freezer_id"].astype(str).tolist(), state.as_of)
-        except Exception as error:  # noqa: BLE001 - a model that cannot score is reported, the state is still written
-            risk_note = f"{RISK_MODEL} champion could not score ({type(error).__name__}: {error}): excursion_risk_30d left empty"
-    freezers, boxes = state_tables(state, samples, risk, history)
+    champion, risk_note = _champion(mlflow_tracking)
+    report = freezer_risk(history, state.freezers["freezer_id"].astype(str).tolist(), state.as_of, champion)
+    risk_note = "; ".join([risk_note, *[n for n in report.notes if not n.startswith("no ")]])
+    risk = pd.Series({f: r.probability for f, r in report.risk.items()}, dtype="float64")
+    sources = pd.Series({f: r.source for f, r in report.risk.items()}, dtype="object")
+    freezers, boxes = state_tables(state, samples, risk, history, sources)
     freezer_path, box_path = lake_.operations_path(outputs.FREEZER_STATE), lake_.operations_path(outputs.BOX_STATE)
     lake_.write_table(freezer_path, freezers)
     lake_.write_table(box_path, boxes)
@@ -82,6 +80,7 @@ def freezer_state(context: dg.AssetExecutionContext, lake: LakeResource, mlflow_
             "as_of": str(state.as_of),
             **{name: int(value) for name, value in state.counts.items()},
             "excursion_risk": risk_note,
+            "excursion_risk_source": report.source,
             "freezers": preview(shown, rows=len(shown)),
             "unparsable_locations_table": records_table(state.unparsable.head(20).to_dict("records")),
             "double_booked_table": records_table(state.double_booked.head(20).astype(str).to_dict("records")),

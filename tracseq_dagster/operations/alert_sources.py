@@ -14,6 +14,8 @@ from tracseq_dagster.operations.notifications import Alert
 
 #: excursion_risk_30d at or above this sends a freezer alert.
 DEFAULT_RISK_BOUND = 0.5
+#: A FREEZER_STATE written before it said its risk source held only the model's risk.
+LEGACY_SOURCE = "freezer_excursion_risk"
 #: At most this many anomaly alerts per run, highest scores first (the rest stay in ANOMALIES).
 MAX_ANOMALY_ALERTS = 50
 
@@ -41,24 +43,45 @@ def anomaly_alerts(anomalies: pd.DataFrame, limit: int = MAX_ANOMALY_ALERTS) -> 
 
 
 def freezer_risk_alerts(freezer_state: pd.DataFrame, bound: float = DEFAULT_RISK_BOUND) -> list[Alert]:
-    """One alert per freezer whose excursion_risk_30d is at or above ``bound`` (FREEZER_STATE rows)."""
+    """One alert per freezer whose excursion_risk_30d is at or above ``bound`` (FREEZER_STATE rows).
+
+    The message says where the risk comes from (``excursion_risk_source``): "predicted by
+    freezer_excursion_risk vN" when the registered champion scored it, else the history rule
+    ("risk from history, no model"), so the lab knows how much to trust it. The source is kept
+    in the details; the dedupe key stays freezer and ISO week (a new champion does not re-send).
+    """
     if freezer_state.empty or "excursion_risk_30d" not in freezer_state.columns:
         return []
     risk = pd.to_numeric(freezer_state["excursion_risk_30d"], errors="coerce")
+    at_risk = freezer_state[risk >= bound]
+    sources = (
+        at_risk["excursion_risk_source"] if "excursion_risk_source" in at_risk.columns else pd.Series(None, index=at_risk.index)
+    )
     alerts = []
-    for row, value in zip(freezer_state[risk >= bound].itertuples(index=False), risk[risk >= bound], strict=True):
+    for row, value, said in zip(at_risk.itertuples(index=False), risk[risk >= bound], sources, strict=True):
         as_of = pd.Timestamp(getattr(row, "as_of", None) or pd.Timestamp.now(tz="UTC"))
         year, week, _ = as_of.isocalendar()
+        source = str(said) if isinstance(said, str) and said else LEGACY_SOURCE
+        if source.startswith("predicted"):
+            how = f"The excursion risk {source}"
+        elif source == LEGACY_SOURCE:
+            how = f"The {LEGACY_SOURCE} model puts the excursion risk"
+        else:
+            how = f"No {LEGACY_SOURCE} champion is registered; from its recorded excursion rate ({source}), the risk"
         alerts.append(
             Alert(
                 kind="freezer_risk",
                 about=f"{row.freezer_id}:{year}-W{week:02d}",
                 subject=f"Freezer {row.freezer_id}: excursion risk {value:.0%} in the next 30 days",
-                message=f"The freezer_excursion_risk model puts the probability of a temperature excursion in "
-                f"{row.freezer_id} within 30 days at {value:.0%} (alert bound {bound:.0%}). Check the unit and "
-                "consider moving sensitive samples.",
+                message=f"{how} of a temperature excursion in {row.freezer_id} within 30 days is {value:.0%} "
+                f"(alert bound {bound:.0%}). Check the unit and consider moving sensitive samples.",
                 severity="critical" if value >= 0.8 else "warning",
-                details={"freezer_id": str(row.freezer_id), "excursion_risk_30d": float(value), "as_of": as_of.isoformat()},
+                details={
+                    "freezer_id": str(row.freezer_id),
+                    "excursion_risk_30d": float(value),
+                    "as_of": as_of.isoformat(),
+                    "risk_source": source,
+                },  # fmt: skip
             )
         )
     return alerts

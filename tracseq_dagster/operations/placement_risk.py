@@ -1,11 +1,20 @@
-"""P(excursion in the next 30 days) per freezer, for the placement recommender: the served model, else history.
+"""P(excursion in the next 30 days) per freezer, for the placement recommender and the freezer alerts:
+the ``freezer_excursion_risk`` champion where there is one, else history.
 
-1. **The served ``freezer_excursion_risk`` champion**, when the prediction Bento packs it. Its
-   request is a sample record: the features are those of the freezer of ``storage_location`` as
-   of ``received_ts``. So each freezer is asked with a copy of the last sample packed in it,
-   moved to the moment asked about (``received_ts`` = ``as_of``, not yet extracted). Its answer is
-   P(the declared target class); the risk is P(``excursion``) (``1 - P(none)``). The reasons
-   name the model and version.
+1. **The champion of ``freezer_excursion_risk``** (registered and passed its gate: the
+   ``champion`` alias). Two ways to reach it, with the same features:
+
+   * served by the prediction Bento (:func:`model_risk`, the ``/storage/recommend`` route): its
+     request is a sample record, so each freezer is asked with a copy of the last sample packed in
+     it, moved to the moment asked about (``received_ts`` = ``as_of``, not yet extracted), and
+     scored by the **champion** variant only (an A/B challenger that has not passed the gate does
+     not place samples);
+   * loaded from the registry by the ``freezer_state`` asset (:func:`freezer_risk`), scored on
+     the freezers' day rows as of the state's time; the alerts and ``tracseq storage recommend``
+     read what it wrote.
+
+   The risk is P(``excursion``) (``1 - P(none)``); the reasons say
+   "predicted by freezer_excursion_risk vN".
 2. **Else the freezer's history** (:func:`~tracseq_dagster.operations.freezer_history.freezer_days`):
    its excursion rate ``λ`` (excursions per day: recorded excursions per sample-day of exposure,
    the mean of the 30-day, 90-day and all-history rates, those known) read as a Poisson
@@ -37,16 +46,31 @@ MODEL = "freezer_excursion_risk"
 HORIZON_DAYS = 30
 HISTORY_SOURCE = "risk from history, no model"
 EXCURSION_CLASS = "excursion"
+CHAMPION_ALIAS = "champion"
 RATE_COLUMNS = ("excursion_rate_30d", "excursion_rate_90d", "excursion_rate_all")
 
 
 class Answering(Protocol):
-    """What the Bento's :class:`~tracseq_dagster.serving.catalog_predictor.ModelPredictor` offers."""
+    """What the Bento's :class:`~tracseq_dagster.serving.catalog_predictor.ModelPredictor` offers
+    (its ``variants`` and ``features`` are used when present: the champion scores alone)."""
 
     name: str
     samples: pd.DataFrame
 
     def predict(self, records: list[dict[str, Any]]) -> list[Any]: ...
+
+
+def model_source(model: str, version: object) -> str:
+    """How a reason names a model's prediction: ``predicted by freezer_excursion_risk v3``."""
+    return f"predicted by {model} v{version}"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A registered champion loaded from the registry: the fitted model and its version."""
+
+    model: Any
+    version: str
 
 
 @dataclass
@@ -56,6 +80,12 @@ class RiskReport:
     risk: dict[str, FreezerRisk]
     source: str
     notes: list[str] = field(default_factory=list)
+
+
+def overall_source(risk: dict[str, FreezerRisk]) -> str:
+    """ "model", "history", "mixed" or "none": where the freezers' risks came from."""
+    sources = {"model" if r.source.startswith(("predicted", "model")) else "history" for r in risk.values()}
+    return "model" if sources == {"model"} else "history" if sources == {"history"} else "mixed" if sources else "none"
 
 
 def history_risk(history: pd.DataFrame, freezer_ids: Sequence[str], as_of: pd.Timestamp) -> dict[str, FreezerRisk]:
@@ -99,22 +129,60 @@ def _request_rows(
 
 
 def model_risk(predictor: Answering, freezer_ids: Sequence[str], as_of: pd.Timestamp) -> dict[str, FreezerRisk]:
-    """P(excursion in 30 days) per freezer from the served model (freezers it has no packed sample of are left out)."""
+    """P(excursion in 30 days) per freezer from the served model's champion (freezers it has no packed sample of are left out).
+
+    A served predictor with ``variants`` is scored by its champion variant only (no A/B split,
+    no prediction log: these are the lab's own questions, not a sample's prediction); an object
+    that only answers ``predict`` is taken at its word and its answers' versions are named.
+    """
     names, rows = _request_rows(predictor.name, predictor.samples, freezer_ids, as_of)
     if not rows:
         return {}
+    champion = getattr(predictor, "variants", {}).get(CHAMPION_ALIAS)
+    if champion is not None:
+        scores = champion.scorer.score(predictor.features(rows))  # type: ignore[attr-defined]
+        classes = list(scores.classes)
+        if EXCURSION_CLASS in classes:
+            risk = scores.probabilities[:, classes.index(EXCURSION_CLASS)]
+        else:
+            risk = 1.0 - scores.values
+        source = model_source(predictor.name, champion.card.version)
+        return {n: FreezerRisk(min(max(float(r), 0.0), 1.0), source) for n, r in zip(names, risk, strict=True)}
     answers = predictor.predict(rows)
     out = {}
     for name, answer in zip(names, answers):
         body = answer.response if hasattr(answer, "response") else answer
         p = float(body["probability"])
-        risk = p if body.get("target_class") == EXCURSION_CLASS else 1.0 - p
+        risk_p = p if body.get("target_class") == EXCURSION_CLASS else 1.0 - p
         model = body.get("model", {})
-        source = f"model {predictor.name} v{model.get('version', '?')}" + (
-            f" ({model['variant']})" if model.get("variant") else ""
-        )
-        out[name] = FreezerRisk(min(max(risk, 0.0), 1.0), source)
+        out[name] = FreezerRisk(min(max(risk_p, 0.0), 1.0), model_source(predictor.name, model.get("version", "?")))
     return out
+
+
+def freezer_risk(
+    history: pd.DataFrame | None, freezer_ids: Sequence[str], as_of: pd.Timestamp, champion: Champion | None
+) -> RiskReport:
+    """The risk of every freezer as the ``freezer_state`` asset records it: the registered champion's
+    prediction where there is one, the history rule for the rest (and for all without a champion),
+    each with its source; never raises for a champion that cannot score."""
+    from tracseq_dagster.operations.storage_utilisation import champion_risk  # the model's features, as served
+
+    notes: list[str] = []
+    risk: dict[str, FreezerRisk] = {}
+    days = history if history is not None else pd.DataFrame()
+    if champion is None:
+        notes.append(f"no {MODEL} champion registered: risk from history, no model")
+    elif not days.empty and len(freezer_ids):
+        try:
+            predicted = champion_risk(champion.model, days, [str(f) for f in freezer_ids], as_of)
+            source = model_source(MODEL, champion.version)
+            risk = {f: FreezerRisk(float(p), source) for f, p in predicted.items() if np.isfinite(p)}
+        except Exception as error:  # noqa: BLE001 - a champion that cannot score leaves history to answer
+            notes.append(f"{MODEL} v{champion.version} could not score ({type(error).__name__}: {error}); risk from history")
+    missing = [f for f in freezer_ids if f not in risk]
+    if missing and not days.empty:
+        risk |= history_risk(days, missing, as_of)
+    return RiskReport(risk, overall_source(risk), notes)
 
 
 def excursion_risk(
@@ -148,6 +216,4 @@ def excursion_risk(
     unknown = [f for f in freezer_ids if f not in risk]
     if unknown:
         notes.append(f"no model answer and no excursion history for {', '.join(unknown)}: the median of the others assumed")
-    sources = {"model" if r.source.startswith("model") else "history" for r in risk.values()}
-    source = "model" if sources == {"model"} else "history" if sources == {"history"} else "mixed" if sources else "none"
-    return RiskReport(risk, source, notes)
+    return RiskReport(risk, overall_source(risk), notes)

@@ -89,7 +89,7 @@ def lake_risk(lake: Lake, freezer_ids: list[str], state_as_of: pd.Timestamp) -> 
     import pandas as pd
 
     from tracseq_dagster.operations.outputs import FREEZER_STATE
-    from tracseq_dagster.operations.placement_risk import MODEL, RiskReport, excursion_risk
+    from tracseq_dagster.operations.placement_risk import MODEL, RiskReport, excursion_risk, overall_source
     from tracseq_dagster.operations.storage_placement import FreezerRisk
 
     path = lake.operations_path(FREEZER_STATE)
@@ -99,11 +99,14 @@ def lake_risk(lake: Lake, freezer_ids: list[str], state_as_of: pd.Timestamp) -> 
             frame = pd.read_parquet(path)
             if "excursion_risk_30d" in frame:
                 as_of = str(frame["as_of"].iloc[0]) if "as_of" in frame and len(frame) else "?"
-                for freezer, p in zip(
-                    frame["freezer_id"].astype(str), pd.to_numeric(frame["excursion_risk_30d"], errors="coerce")
+                # The asset says where each risk came from (the champion's prediction or the history rule).
+                said = frame["excursion_risk_source"] if "excursion_risk_source" in frame else pd.Series(None, index=frame.index)
+                for freezer, p, source in zip(
+                    frame["freezer_id"].astype(str), pd.to_numeric(frame["excursion_risk_30d"], errors="coerce"), said
                 ):
                     if pd.notna(p):
-                        served[freezer] = FreezerRisk(float(p), f"model {MODEL}, freezer_state of {as_of}")
+                        named = str(source) if isinstance(source, str) and source else f"model {MODEL}"
+                        served[freezer] = FreezerRisk(float(p), f"{named}, freezer_state of {as_of}")
         except Exception:  # an unreadable output: history answers instead
             served = {}
     samples = lake.read_validated()
@@ -112,9 +115,10 @@ def lake_risk(lake: Lake, freezer_ids: list[str], state_as_of: pd.Timestamp) -> 
     if not served:
         return report
     risk = {**report.risk, **{f: r for f, r in served.items() if f in freezer_ids}}
-    source = "model" if not missing else "mixed"
     notes = [n for n in report.notes if not n.startswith("no ")] if missing else []
-    return RiskReport(risk, source, notes)
+    if not any(r.source.startswith(("predicted", "model")) for r in served.values()):
+        notes.append(f"no {MODEL} champion: risk from history, no model")
+    return RiskReport(risk, overall_source(risk), notes)
 
 
 @storage_app.command("recommend")

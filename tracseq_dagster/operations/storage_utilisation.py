@@ -32,7 +32,8 @@ INTAKE_WINDOW_DAYS = 30
 #: A fill date further out than this (100 years) is reported as none.
 MAX_FILL_DAYS = 36_500
 FREEZER_COLUMNS = ["freezer_id", "set_point_c", "boxes", "positions", "occupied", "free", "excursions_30d",
-                   "excursion_rate_30d_per_day", "days_since_excursion", "excursion_risk_30d", "as_of"]  # fmt: skip
+                   "excursion_rate_30d_per_day", "days_since_excursion", "excursion_risk_30d", "excursion_risk_source",
+                   "as_of"]  # fmt: skip
 BOX_COLUMNS = ["freezer_id", "rack", "box", "capacity", "occupied", "free", "full", "as_of"]
 UTILISATION_COLUMNS = ["freezer_id", "rack", "level", "positions", "occupied", "occupancy", "intake_per_day", "outflow_per_day",
                        "net_per_day", "intake_source", "fills_on", "as_of"]  # fmt: skip
@@ -50,9 +51,16 @@ def champion_risk(model: Any, history: pd.DataFrame, freezer_ids: list[str], as_
 
 
 def state_tables(
-    state: FreezerState, samples: pd.DataFrame, risk: pd.Series | None = None, history: pd.DataFrame | None = None
+    state: FreezerState,
+    samples: pd.DataFrame,
+    risk: pd.Series | None = None,
+    history: pd.DataFrame | None = None,
+    risk_source: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(freezers, boxes) as ``FREEZER_STATE`` and ``BOX_STATE`` hold them, as of ``state.as_of``."""
+    """(freezers, boxes) as ``FREEZER_STATE`` and ``BOX_STATE`` hold them, as of ``state.as_of``.
+
+    ``risk`` / ``risk_source`` per freezer id: P(excursion in 30 days) and where it came from
+    ("predicted by freezer_excursion_risk vN" or the history rule; see ``placement_risk.freezer_risk``)."""
     as_of = state.as_of
     history = freezer_days(samples, until=as_of) if history is None else history
     freezers = state.freezers.copy()
@@ -65,6 +73,7 @@ def state_tables(
         freezers["excursion_rate_30d_per_day"] = pd.Series(dtype="float64")
         freezers["days_since_excursion"] = pd.Series(dtype="float64")
     freezers["excursion_risk_30d"] = risk.reindex(ids).to_numpy(float) if risk is not None else np.full(len(ids), np.nan)
+    freezers["excursion_risk_source"] = risk_source.reindex(ids).to_numpy(object) if risk_source is not None else None
     freezers["as_of"] = as_of
     boxes = state.boxes.copy()
     boxes["as_of"] = as_of
