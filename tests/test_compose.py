@@ -36,6 +36,7 @@ STATEFUL_PATHS = {
     "/opt/dagster/home/storage",  # compute logs
     "/data/landing",
     "/data/lake",
+    "/data/feast",  # the Feast registry (file) and its statistics, shared by the code location and the feature server
     "/data/documents",
     "/data/lancedb",
     "/data/bentoml",
@@ -139,7 +140,7 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_renders_with_a_filled_env_file(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "postgres", "redis", "mlflow", "dagster-init", "code-location", "webserver", "daemon",
-        "ollama", "ollama-pull", "predictions", "predictions-gateway", "document-qa", "management",
+        "ollama", "ollama-pull", "feature-server", "predictions", "predictions-gateway", "document-qa", "management",
     }  # fmt: skip
     # The secrets of the env file reached the services.
     assert environment(services["code-location"])["DAGSTER_PG_URL"] == (
@@ -237,7 +238,7 @@ def test_state_lives_in_named_volumes(rendered: dict[str, Any], services: dict[s
             if folder:
                 assert folder in mounted, f"{name}: {setting}={folder} is not on a volume"
     assert used == declared, f"declared but never mounted: {declared - used}"
-    for path in ("/var/lib/postgresql/data", "/mlflow/artifacts", "/data/lancedb", "/data/bentoml", "/root/.ollama"):
+    for path in ("/var/lib/postgresql/data", "/mlflow/artifacts", "/data/lancedb", "/data/bentoml", "/data/feast", "/root/.ollama"):
         assert path in volume_of_path, f"nothing keeps {path}"
 
 
@@ -272,7 +273,10 @@ def test_every_variable_of_the_compose_file_is_in_env_example() -> None:
 
 def _project_reads(name: str) -> bool:
     needle = f'"{name}"'
-    return any(needle in path.read_text() for folder in PROJECT_SOURCES for path in (ROOT / folder).rglob("*.py"))
+    feast_yaml = (ROOT / "tracseq_dagster" / "feature_repo" / "feature_store.yaml").read_text()  # the feast CLI's
+    return any(needle in path.read_text() for folder in PROJECT_SOURCES for path in (ROOT / folder).rglob("*.py")) or (
+        f"${{{name}}}" in feast_yaml
+    )
 
 
 def _third_party_reads(name: str) -> bool:
@@ -314,7 +318,7 @@ def test_services_agree_on_shared_settings(services: dict[str, dict[str, Any]]) 
             assert first[1] == value, f"{variable}: {first[0]} says {first[1]}, {name} says {value}"
     # Every host named in a URL is a service of the stack, on the port that service listens on.
     ports = {"postgres": 5432, "redis": 6379, "mlflow": 5000, "ollama": 11434, "code-location": 4000, "webserver": 3000,
-             "predictions-gateway": 8080}  # fmt: skip
+             "predictions-gateway": 8080, "feature-server": 6566}  # fmt: skip
     for variable, (name, value) in seen.items():
         for host, port in re.findall(r"[@/]([a-z-]+):(\d+)", value):
             assert host in services and ports.get(host) == int(port), (name, variable, value)

@@ -142,6 +142,25 @@ def test_features_of_a_few_rows_equal_those_of_many() -> None:
 # -- predictions ------------------------------------------------------------------------------------
 
 
+def test_an_installed_history_is_what_answers_use_and_keys_the_cache(served) -> None:  # type: ignore[no-untyped-def]
+    """What the service's refresh from Feast (serving/online_history.py) installs: features follow it, cached answers too."""
+    trained, _, bundle = served
+    predictor = SampleQualityPredictor(bundle)
+    assert predictor.cache_tag == predictor.tag  # the packed history: keys as before
+    older = trained.samples.iloc[: len(trained.samples) // 3]
+    predictor.install_history(HistorySnapshot.build(older))
+    first_tag = predictor.cache_tag
+    assert first_tag.startswith(predictor.tag + "-h") and first_tag != predictor.tag
+    new = recent_samples(25, seed=31, id_offset=720_000)
+    moment = HistorySnapshot.build(trained.samples).cutoff + pd.Timedelta(hours=1)
+    served_features = predictor._features(new, moment).frame()
+    expected = compute_features(new, older, as_of=moment)
+    for name in ("operator_history_count", "site_failure_rate", "freezer_utilisation"):
+        np.testing.assert_allclose(served_features[name].to_numpy(float), expected[name].to_numpy(float), err_msg=name)
+    predictor.install_history(HistorySnapshot.build(trained.samples))
+    assert predictor.cache_tag not in (first_tag, predictor.tag)
+
+
 def test_answers_equal_the_registered_model_on_offline_features(served) -> None:  # type: ignore[no-untyped-def]
     trained, info, bundle = served
     predictor = SampleQualityPredictor(bundle)

@@ -363,6 +363,17 @@ def max_wait_ms() -> float:
     return env_float("TRACSEQ_MAX_WAIT_MS", 5.0, minimum=0, meaning="milliseconds a request waits for a batch")
 
 
+def feature_server_url() -> str | None:
+    """Feast's feature server (``feast serve``) the prediction service refreshes its history aggregates from; none = the packed history."""
+    url = _raw("TRACSEQ_FEATURE_SERVER_URL")
+    return None if url is None else checked_url("TRACSEQ_FEATURE_SERVER_URL", url, example="http://feature-server:6566")
+
+
+def history_refresh_s() -> float:
+    """Seconds between a prediction worker's refreshes of the history aggregates from the feature server."""
+    return env_float("TRACSEQ_HISTORY_REFRESH_S", 30.0, minimum=1, meaning="seconds between refreshes of the history aggregates")
+
+
 def rollout_interval_s() -> float:
     """Seconds between a prediction worker's looks at the rollout announcement (0: never switch while running)."""
     return env_float("TRACSEQ_ROLLOUT_INTERVAL_S", 5.0, minimum=0, meaning="seconds between checks for a newly built model")

@@ -62,6 +62,7 @@ from tracseq_dagster.serving.catalog_routes import COLUMNAR_PATH, CatalogService
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
 from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
+from tracseq_dagster.serving.online_history import FeatureServer, HistoryRefresher, OnlineHistory
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
@@ -128,6 +129,7 @@ class Predictions:
         self.citations = PackedCitations.load(models_path)
         # The original routes' bundle is there when sample_quality had a champion at build time.
         self.predictor = self._sample_quality_predictor(models_path)
+        self.history = self._online_history(self.predictor)
         self.metrics = ServiceMetrics()
         self.dependencies = Dependencies()
         self.dependencies.listen(self.metrics.dependency_event)
@@ -167,6 +169,19 @@ class Predictions:
         return SampleQualityPredictor(path, self.split, self.attribution) if (path / "bundle.json").exists() else None
 
     @staticmethod
+    def _online_history(predictor: SampleQualityPredictor | None) -> HistoryRefresher | None:
+        """With TRACSEQ_FEATURE_SERVER_URL, the history aggregates refreshed from Feast's online store
+        (serving/online_history.py); without it, or before the first refresh, the packed history."""
+        url = settings.feature_server_url()
+        if url is None or predictor is None:
+            return None
+        online = OnlineHistory(predictor.history, FeatureServer(url))
+        predictor.online = online
+        refresher = HistoryRefresher(online, predictor.install_history, settings.history_refresh_s())
+        refresher.refresh_now()  # best effort: a feature server that is down leaves the packed history
+        return refresher.start()
+
+    @staticmethod
     def _batcher(predictor: SampleQualityPredictor | None, citations: PackedCitations | None) -> MicroBatcher | None:
         if predictor is None:
             return None
@@ -188,12 +203,16 @@ class Predictions:
         path = Path(stored.path)
         self._verify(path, stored.info.metadata, tag)
         predictor = self._sample_quality_predictor(path)  # loads and warms up (serving/warm_up.py)
+        history = self._online_history(predictor)
         citations = PackedCitations.load(path)
         catalog = CatalogService(self._served_catalog(path, citations), self.log.submit)
         storage, batcher = StorageService.of_catalog(catalog.catalog), self._batcher(predictor, citations)
         gc.unfreeze()  # the old models become garbage once the last request on them ends
         self.predictor, self.batcher, self.catalog, self.storage, self.model_tag = predictor, batcher, catalog, storage, tag
         self.citations = citations
+        if self.history is not None:
+            self.history.stop()
+        self.history = history
         gc.collect()
         gc.freeze()
 
@@ -226,7 +245,7 @@ class Predictions:
     async def _predict_record(self, record: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         citations = self.citations  # the cached answer holds the citations it was answered with
-        key = cache_key(self._sample_quality().tag + (f"-s{citations.digest}" if citations else ""), record)
+        key = cache_key(self._sample_quality().cache_tag + (f"-s{citations.digest}" if citations else ""), record)
         cached = self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -257,7 +276,7 @@ class Predictions:
         started = time.perf_counter()
         batch_id = uuid.uuid4().hex
         predictor = self.predictor  # read once: a rollout may swap it meanwhile
-        key = blob_key(predictor.tag, body, f"{kind}:{texts}")
+        key = blob_key(predictor.cache_tag, body, f"{kind}:{texts}")
         cached = self.cache.get_blob(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -309,12 +328,20 @@ class Predictions:
         if self.predictor is None:
             raise HTTPException(status_code=404, detail=NO_SAMPLE_QUALITY)
         cited = self.citations.summary() if self.citations is not None else None
-        return {**self.predictor.model_info(), "rollout": self.rollout.status(), "sop_citations": cited}
+        history = self.history.status() if self.history is not None else {"source": "packed at build time"}
+        return {
+            **self.predictor.model_info(),
+            "rollout": self.rollout.status(),
+            "sop_citations": cited,
+            "history_source": history,
+        }
 
     @bentoml.on_shutdown
     def _flush_prediction_log(self) -> None:
         """Write what the prediction log still holds before the worker exits."""
         self.rollout.stop()
+        if self.history is not None:
+            self.history.stop()
         self.log.close()
 
     def _log(self, answers: list[Any], started: float) -> None:

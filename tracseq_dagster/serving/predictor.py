@@ -9,6 +9,7 @@ challenger, scores each group with its model and words the answer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from tracseq_dagster.serving.advice import (
 )
 from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
+from tracseq_dagster.serving.online_history import OnlineHistory
 from tracseq_dagster.serving.request_schema import records_columns
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
@@ -72,6 +74,9 @@ class SampleQualityPredictor:
         self.info: dict[str, Any] = json.loads((folder / "bundle.json").read_text())
         self.tag: str = self.info["tag"]
         self.history = HistorySnapshot.load(folder / "history")
+        #: Set by the service when the history aggregates are refreshed from Feast (:mod:`.online_history`).
+        self.online: OnlineHistory | None = None
+        self.history_digest = ""  # of the refreshed aggregates; empty while the packed ones serve
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
             name: Variant(card, QualityScorer(model, reference, tree_attribution))
@@ -82,6 +87,17 @@ class SampleQualityPredictor:
         if self.split.challenger_share > 0 and CHALLENGER not in self.variants:
             # Asked for an A/B test without a challenger in the bundle: everything goes to the champion.
             self.split = TrafficSplit(0.0, self.split.salt)
+
+    def install_history(self, snapshot: HistorySnapshot) -> None:
+        """Serve a refreshed history snapshot; cached answers of the previous one are no longer used."""
+        hashed = pd.util.hash_pandas_object(snapshot.groups, index=True).to_numpy()
+        self.history = snapshot
+        self.history_digest = hashlib.blake2b(hashed.tobytes(), digest_size=6).hexdigest()
+
+    @property
+    def cache_tag(self) -> str:
+        """What cached answers are keyed by: the bundle, and the history aggregates when they are refreshed."""
+        return f"{self.tag}-h{self.history_digest}" if self.history_digest else self.tag
 
     def model_info(self) -> dict[str, Any]:
         """What ``GET /model`` answers."""
@@ -157,8 +173,11 @@ class SampleQualityPredictor:
         moment = pd.Timestamp.now(tz="UTC") if as_of is None else as_of
         received = samples["received_ts"]
         latest = pd.Timestamp(received.max(), tz="UTC") if isinstance(received, np.ndarray) else received.max()
-        as_of = max(moment, latest, self.history.cutoff + pd.Timedelta(microseconds=1))
-        features = feature_columns(samples, self.history, as_of=as_of)
+        history = self.history  # one snapshot for the whole call: a refresh may swap it meanwhile
+        if self.online is not None:
+            self.online.note_samples(samples)
+        as_of = max(moment, latest, history.cutoff + pd.Timedelta(microseconds=1))
+        features = feature_columns(samples, history, as_of=as_of)
         if len(features) != len(received):  # validation requires received_ts, so every sample exists by as_of
             raise ValueError("every sample needs a received_ts to be scored")
         return features
