@@ -130,9 +130,9 @@ def test_the_pruned_environment_still_loads_the_models_and_answers(bundle: Path,
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
     original = Path(next(p for p in sys.path if p.endswith("site-packages")))
-    for pruned in ("pandas/tests", "numpy/_core/tests", "pyarrow/libarrow_flight.so.2500", "numpy/distutils", "numba/cuda"):
-        assert (original / pruned).exists(), pruned  # the rule still finds something to remove in this lock
-        assert not (site / pruned).exists(), pruned
+    for pruned in ("pandas/tests", "numpy/_core/tests", "pyarrow/libarrow_flight.so*", "numpy/distutils", "numba/cuda"):
+        assert list(original.glob(pruned)), pruned  # the rule still finds something to remove in this lock
+        assert not list(site.glob(pruned)), pruned
     samples, _ = generated_lab(40, seed=8)
     requests = {
         name: records_of(samples, request_columns(get_model(name)))[-3:] for name in ("sample_quality", "turnaround_hours")
