@@ -69,7 +69,7 @@ def _last_event(*frames: pd.DataFrame) -> pd.Timestamp:
 def _with_unknown(values: np.ndarray) -> np.ndarray:
     """The distinct known values, sorted, then None (a key the history does not know)."""
     known = pd.Index(values, dtype=object).dropna().unique().sort_values()
-    return np.append(np.asarray(known, dtype=object), None)
+    return np.append(np.asarray(known, dtype=object), np.array([None], dtype=object))
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,8 @@ class RunHistorySnapshot:
         return np.full(len(t), self.totals["queue_length"])
 
     def instrument_load(self, instrument: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return _instrument_load(*self._arrays["run_starts"], instrument, t)
+        run_instruments, run_starts = self._arrays["run_starts"]
+        return _instrument_load(run_instruments, run_starts, instrument, t)
 
     def previous_runs(self, sample_ids: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self._sample_rows(sample_ids)

@@ -42,7 +42,9 @@ def request_model(name: str) -> type[BaseModel]:
     context |= {c: _run_field(c, required=False) for c in spec.serving.optional_run_context}
     if not context:
         return SampleRecord
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    # the ignore: pydantic's stub wants callables in __validators__; model_validator() returns the
+    # decorator proxy that pydantic reads there at run time
+    return create_model(  # type: ignore[call-overload]
         f"{name.title().replace('_', '')}Request",
         __base__=SampleRecord,
         __doc__=f"One {name} request: the sample record plus the run context {', '.join(context)}.",
@@ -77,10 +79,11 @@ def batch_model(name: str) -> type[BaseModel]:
                 raise ValueError(f"records[{position}]: {'/'.join(map(str, key))} appears earlier with other values")
         return self
 
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"{name.title().replace('_', '')}Batch",
         records=(list[row], Field(..., min_length=1, max_length=MAX_BATCH_RECORDS)),  # type: ignore[valid-type]
-        __validators__={"one_row_per_entity": model_validator(mode="after")(_one_row_per_entity)},
+        # the ignore: as in request_model (a decorator proxy where the stub wants a callable)
+        __validators__={"one_row_per_entity": model_validator(mode="after")(_one_row_per_entity)},  # type: ignore[dict-item]
     )
 
 
@@ -96,13 +99,13 @@ def request_frame(spec: ModelSpec, records: list[dict[str, Any]]) -> pd.DataFram
         columns[name] = _typed(values)
     for name in (*spec.serving.run_context, *spec.serving.optional_run_context):
         column = _RUN_COLUMN[name]
-        values = [r.get(name) for r in records]
+        run_values = [r.get(name) for r in records]
         if column.kind in _TIMESTAMP_KINDS:
-            columns[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True)
+            columns[name] = pd.to_datetime(pd.Series(run_values, dtype=object), utc=True)
         elif column.kind is Kind.FLOAT:
-            columns[name] = pd.Series(values, dtype="float64")
+            columns[name] = pd.Series(run_values, dtype="float64")
         else:
-            columns[name] = pd.Series(values, dtype="string")
+            columns[name] = pd.Series(run_values, dtype="string")
     return pd.DataFrame(columns)
 
 

@@ -84,7 +84,7 @@ class RawInputs:
         for j, (name, index) in enumerate(zip(self.categorical, self.indexes, strict=True)):
             column = frame[name]
             if isinstance(column.dtype, pd.CategoricalDtype):
-                labels = np.append(np.asarray(column.cat.categories.astype(str), dtype=object), None)
+                labels = np.append(np.asarray(column.cat.categories.astype(str), dtype=object), np.array([None], dtype=object))
                 found = np.append(index.get_indexer(labels[:-1]), MISSING)
                 found[:-1][found[:-1] < 0] = UNSEEN
                 out[:, j] = found[column.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing MISSING
@@ -233,8 +233,8 @@ class _Encoding:
             if imputers:  # a constant imputer turns a missing value into its fill value first
                 fill = [k for k, c in enumerate(cats) if not pd.isna(c) and str(c) == str(imputers[-1].fill_value)]
                 missing_to[j] = fill[0] if fill else UNSEEN
-            elif one_hot and nan_at[j] is not None:
-                missing_to[j] = nan_at[j]
+            elif one_hot and (nan_category := nan_at[j]) is not None:
+                missing_to[j] = nan_category
         sizes = np.array([len(c) for c in categories], dtype=np.int64)
         unseen = float(np.nan if one_hot else encoder.unknown_value)
         # ordinal: a missing value is a category of its own when training had one, else an unknown one

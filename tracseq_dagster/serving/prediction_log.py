@@ -153,7 +153,7 @@ class PredictionLog(Protocol):
     """Where predictions are kept. ``append`` writes one batch synchronously (rows, or a frame of
     the log's columns from a columnar batch); ``read`` a time window."""
 
-    def append(self, rows: list[dict] | pd.DataFrame | pa.Table) -> None: ...
+    def append(self, rows: list[dict[str, Any]] | pd.DataFrame | pa.Table) -> None: ...
 
     def read(
         self, since: datetime | None = None, until: datetime | None = None, *, model: str | None = SERVED_MODEL
@@ -318,7 +318,7 @@ class ParquetPredictionLog:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def append(self, rows: list[dict] | pd.DataFrame | pa.Table) -> None:
+    def append(self, rows: list[dict[str, Any]] | pd.DataFrame | pa.Table) -> None:
         table = log_table(rows)
         if not table.num_rows:
             return
@@ -397,7 +397,7 @@ class PostgresPredictionLog:
         self.connect_timeout_s = connect_timeout_s
         self._ready = False
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self) -> Any:  # psycopg2 ships no types: its connection is Any here
         import psycopg2
 
         options = {} if "connect_timeout" in self.url else {"connect_timeout": self.connect_timeout_s}
@@ -443,7 +443,7 @@ class PostgresPredictionLog:
                 "prediction log: no unique index on %s.request_id (%s); a retried batch may repeat rows", self.table, error
             )
 
-    def append(self, rows: list[dict] | pd.DataFrame | pa.Table) -> None:
+    def append(self, rows: list[dict[str, Any]] | pd.DataFrame | pa.Table) -> None:
         frame = as_log_frame(rows.to_pandas() if isinstance(rows, pa.Table) else rows)
         if frame.empty:
             return
@@ -535,7 +535,7 @@ class BackgroundLogWriter:
         self.written = 0
         self.failed = 0
         self.write_failures = 0
-        self._pending: deque[list[dict] | pd.DataFrame] = deque()
+        self._pending: deque[list[dict[str, Any]] | pd.DataFrame] = deque()
         self._pending_rows = 0
         self._closed = False
         self._retry_at = 0.0  # monotonic time before which the thread does not try again
@@ -552,7 +552,7 @@ class BackgroundLogWriter:
     def queued(self) -> int:
         return self._pending_rows
 
-    def submit(self, rows: list[dict] | pd.DataFrame) -> None:
+    def submit(self, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
         """Queue rows: dicts, or a frame of the log's columns (a columnar batch logs in bulk)."""
         try:
             count = len(rows)
@@ -608,7 +608,7 @@ class BackgroundLogWriter:
             if self.breaker is not None:
                 self.breaker.succeeded()
 
-    def _requeue(self, batches: deque[list[dict] | pd.DataFrame]) -> None:
+    def _requeue(self, batches: deque[list[dict[str, Any]] | pd.DataFrame]) -> None:
         """Failed batches back at the head of the queue; what no longer fits is dropped from the tail."""
         with self._queue_lock:
             self._pending.extendleft(reversed(batches))

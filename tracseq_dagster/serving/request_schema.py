@@ -40,7 +40,7 @@ def _field(column: ContractColumn) -> tuple[Any, Any]:
     """The pydantic type and ``Field`` of one contract column."""
     python_type: Any = {Kind.STRING: str, Kind.TIMESTAMP: datetime, Kind.FLOAT: float, Kind.INT: int}.get(column.kind)
     if column.kind is Kind.ENUM:
-        python_type = Literal[column.allowed]  # type: ignore[valid-type]
+        python_type = Literal[column.allowed]
     bounds: dict[str, Any] = {}
     if column.minimum is not None:
         bounds["gt" if column.exclusive_minimum else "ge"] = column.minimum
@@ -103,7 +103,8 @@ class BatchRequest(BaseModel):
     def _one_record_per_sample(self) -> BatchRequest:
         """A batch describes distinct samples: the same id twice must be the same record."""
         seen: dict[str, Any] = {}
-        for position, sample in enumerate(self.samples):
+        samples: list[BaseModel] = self.samples  # SampleRecord is built at run time: a BaseModel to mypy
+        for position, sample in enumerate(samples):
             record = sample.model_dump()
             earlier = seen.setdefault(record["sample_id"], record)
             if earlier != record:

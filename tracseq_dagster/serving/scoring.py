@@ -160,7 +160,7 @@ class ModelScorer:
         self.family = type(estimator).__name__ if estimator is not None else type(model).__name__
         arrays = PreprocessArrays.of(pipeline) if estimator is not None else None
         self._fast_input = arrays
-        converter = pipeline.named_steps.get("features") if hasattr(pipeline, "named_steps") else None
+        converter: Any = pipeline.named_steps.get("features") if hasattr(pipeline, "named_steps") else None
         columns = [*converter.numeric, *converter.categorical] if hasattr(converter, "numeric") else None
         if columns is not None and not set(columns) <= set(self.feature_names):
             raise ValueError(f"the model reads features not given: {sorted(set(columns) - set(self.feature_names))}")
@@ -173,9 +173,9 @@ class ModelScorer:
         self._outputs_checked = False
         if kind == "linear":
             assert arrays is not None and self._position is not None
-            reference = arrays.transform(self._reference_frame())[0]
+            baseline = arrays.transform(self._reference_frame())[0]
             self._linear = LinearAttribution.of(
-                estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names)
+                estimator, self._position[arrays.origins], baseline, self._target, len(self.feature_names)
             )
         elif kind in ("random_forest", "hist_gradient_boosting"):
             assert arrays is not None and self._position is not None
@@ -183,9 +183,9 @@ class ModelScorer:
             self._trees = build(estimator, self._position[arrays.origins], len(self.feature_names), self._target)
         elif kind == "mlp":
             assert arrays is not None and self._position is not None
-            reference = arrays.transform(self._reference_frame())[0]
+            baseline = arrays.transform(self._reference_frame())[0]
             self._mlp = MlpOcclusion.of(
-                estimator, self._position[arrays.origins], reference, self._target, len(self.feature_names)
+                estimator, self._position[arrays.origins], baseline, self._target, len(self.feature_names)
             )
         elif kind == "xgboost" and tree_attribution == "tree_path":
             assert self._position is not None
@@ -195,12 +195,25 @@ class ModelScorer:
         self.method: ContributionMethod = (tree_attribution if self._native else "tree_path" if self._trees is not None
                                            else "linear" if self._linear is not None else "occlusion")  # fmt: skip
         own = self._target if self._target is not None else 1  # a binary booster's one output is class 1's
-        self._paths = _LeafPaths.of(self._estimator.booster_, own, max(len(self.classes), 1)) if (
+        self._paths = _LeafPaths.of(self._fitted.booster_, own, max(len(self.classes), 1)) if (
             self._native == "lightgbm" and self.method == "tree_path") else None  # fmt: skip
         self._forest = self._paths.forest if self._paths is not None and self._compiled_ok() else None
         self._forest_checked = False
         if self._forest is not None:  # compile (or load the cached compilation) now, not in the first request
             self._forest.raw_and_credit(np.zeros((1, self._forest.credit.shape[1])))
+
+    @property
+    def _fitted(self) -> Any:
+        """The pipeline's estimator (scikit-learn, LightGBM or XGBoost: untyped). The native and traced
+        paths ask for it; they exist only when the model is a pipeline, so there is one."""
+        assert self._estimator is not None
+        return self._estimator
+
+    @property
+    def _steps_before(self) -> Any:
+        """The pipeline without its estimator: the slow but authoritative transform to its input matrix."""
+        assert self._transform is not None
+        return self._transform
 
     def _kind(self, arrays: PreprocessArrays | None) -> str | None:
         name = type(self._estimator).__name__
@@ -271,9 +284,9 @@ class ModelScorer:
             if compiled is not None:
                 return compiled
         if self._paths is not None and self._paths.softmax_or_sigmoid and self._target is not None:
-            leaves = self._estimator.booster_.predict(matrix, pred_leaf=True)
+            leaves = self._fitted.booster_.predict(matrix, pred_leaf=True)
             return self._scores(self._paths.probabilities(leaves), self._reorder(self._paths.contributions(leaves)), self.method)
-        values = self._estimator.predict(matrix) if self._target is None else self._estimator.predict_proba(matrix)
+        values = self._fitted.predict(matrix) if self._target is None else self._fitted.predict_proba(matrix)
         return self._scores(np.asarray(values, dtype=np.float64), self._tree_contributions(kind, matrix), self.method)
 
     def _compiled_scores(self, matrix: np.ndarray) -> Scores | None:
@@ -283,13 +296,15 @@ class ModelScorer:
         raw, credit = self._forest.raw_and_credit(matrix)
         if not self._forest_checked:
             head = raw[:CHECKED_ROWS]
-            expected = np.asarray(self._estimator.booster_.predict(matrix[:CHECKED_ROWS], raw_score=True)).reshape(head.shape)
+            expected = np.asarray(self._fitted.booster_.predict(matrix[:CHECKED_ROWS], raw_score=True)).reshape(head.shape)
             if not np.allclose(head, expected, rtol=0.0, atol=1e-9):
                 self._forest = None  # for good: LightGBM's predictor answers from now on
                 return None
             self._forest_checked = True
-        values = raw[:, 0].copy() if self._target is None else self._paths.from_raw(raw)
-        return self._scores(values, self._reorder(self._paths.sign * credit), self.method)
+        paths = self._paths
+        assert paths is not None  # the compiled forest is built from the leaf paths
+        values = raw[:, 0].copy() if self._target is None else paths.from_raw(raw)
+        return self._scores(values, self._reorder(paths.sign * credit), self.method)
 
     def _matrix(self, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
         """The estimator's input: the pipeline's own transform, or its plain-numpy equivalent.
@@ -300,15 +315,15 @@ class ModelScorer:
         ever differ.
         """
         if self._fast_input is None:
-            return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
+            return np.asarray(self._steps_before.transform(_feature_frame(features, self.feature_names)), dtype=float)
         fast = self._fast_input.transform(features)
         if not self._fast_input.checked:
             slow = np.asarray(
-                self._transform.transform(_feature_frame(features, self.feature_names, rows=CHECKED_ROWS)), dtype=float
+                self._steps_before.transform(_feature_frame(features, self.feature_names, rows=CHECKED_ROWS)), dtype=float
             )
             if not self._fast_input.agrees(fast[: len(slow)], slow):
                 self._fast_input = None
-                return np.asarray(self._transform.transform(_feature_frame(features, self.feature_names)), dtype=float)
+                return np.asarray(self._steps_before.transform(_feature_frame(features, self.feature_names)), dtype=float)
             self._fast_input.checked = True
         return fast
 
@@ -323,11 +338,12 @@ class ModelScorer:
         elif self._mlp is not None:
             values, contributions = self._mlp.outputs_and_contributions(matrix)
         else:
+            assert self._trees is not None  # score() traces only with one of the three
             outputs, contributions = self._trees.outputs_and_contributions(matrix)
             values = self._forest_values(outputs)
         if not self._outputs_checked:
             head = matrix[:CHECKED_ROWS]
-            own = self._estimator.predict(head) if self._target is None else self._estimator.predict_proba(head)
+            own = self._fitted.predict(head) if self._target is None else self._fitted.predict_proba(head)
             # XGBoost computes in float32; everything else in float64
             tolerance = 1e-5 if self.family.startswith("XGB") else 1e-9
             if not np.allclose(values[: len(head)], own, rtol=tolerance, atol=tolerance):
@@ -344,7 +360,7 @@ class ModelScorer:
         if self._target is None:  # histogram boosting's link (identity for squared error); XGBoost: the margin
             if self.family.startswith("XGB"):
                 return outputs[:, 0].copy()
-            return np.asarray(self._estimator._loss.link.inverse(outputs[:, 0]), dtype=np.float64)
+            return np.asarray(self._fitted._loss.link.inverse(outputs[:, 0]), dtype=np.float64)
         if outputs.shape[1] == 1:
             positive = 1.0 / (1.0 + np.exp(-outputs[:, 0]))
             return np.column_stack([1.0 - positive, positive])
@@ -360,15 +376,15 @@ class ModelScorer:
         """
         n, width = matrix.shape
         if self._paths is not None:
-            toward = self._paths.contributions(self._estimator.booster_.predict(matrix, pred_leaf=True))
+            toward = self._paths.contributions(self._fitted.booster_.predict(matrix, pred_leaf=True))
         else:
             if kind == "lightgbm":
-                raw = np.asarray(self._estimator.booster_.predict(matrix, pred_contrib=True))
+                raw = np.asarray(self._fitted.booster_.predict(matrix, pred_contrib=True))
             else:
                 import xgboost
 
                 approx = self.method == "tree_path"
-                raw = self._estimator.get_booster().predict(xgboost.DMatrix(matrix), pred_contribs=True, approx_contribs=approx)
+                raw = self._fitted.get_booster().predict(xgboost.DMatrix(matrix), pred_contribs=True, approx_contribs=approx)
             per_class = raw.reshape(n, -1, width + 1)
             if per_class.shape[1] == 1:  # binary: one margin, for the positive class (index 1); regression: the prediction
                 toward = per_class[:, 0, :width] * (-1.0 if self._target == 0 else 1.0)
