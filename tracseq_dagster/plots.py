@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Literal
 
 import matplotlib
 
@@ -21,7 +22,9 @@ from matplotlib.figure import Figure  # noqa: E402
 DPI = 100
 
 
-def new_figure(width: float = 7.0, height: float = 3.5, layout: str | None = "constrained") -> Figure:
+def new_figure(
+    width: float = 7.0, height: float = 3.5, layout: Literal["constrained", "compressed", "tight"] | None = "constrained"
+) -> Figure:
     """A figure not registered with pyplot, so nothing leaks between runs in one process.
 
     ``layout=None`` for many small panels with fixed margins: the constrained layout measures

@@ -125,6 +125,8 @@ def fluent_api(client: MlflowClient) -> Iterator[None]:
     registry_state = mlflow.tracking._model_registry.utils
     previous = (tracking_state._tracking_uri, registry_state._registry_uri, dict(os.environ))
     mlflow.set_tracking_uri(client.tracking_uri)
+    # MlflowClient resolves a registry URI for every tracking URI; mlflow types it Optional all the same
+    assert client._registry_uri is not None
     mlflow.set_registry_uri(client._registry_uri)
     try:
         yield

@@ -452,5 +452,7 @@ def optimisation_history_figure(study_names: list[str], storage: str | None) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
         axes = plot_optimization_history(studies)
-    axes.figure.set_size_inches(8, 5)
-    return axes.figure
+    figure = axes.get_figure(root=True)  # Optuna draws on a figure of its own: root and axes' figure are one
+    assert figure is not None
+    figure.set_size_inches(8, 5)
+    return figure

@@ -297,7 +297,13 @@ class LightGBM(ModelFamily):
     def build(self, params: Params, task: TaskType, columns: FeatureColumns, *, seed: int, balance: bool) -> Pipeline:
         # subsample only acts with subsample_freq > 0; deterministic=True pins LightGBM's
         # otherwise thread-order-dependent histogram sums.
-        common = {"subsample_freq": 1, "n_jobs": threads(), "random_state": seed, "deterministic": True, "verbose": -1}
+        common: dict[str, Any] = {
+            "subsample_freq": 1,
+            "n_jobs": threads(),
+            "random_state": seed,
+            "deterministic": True,
+            "verbose": -1,
+        }
         if is_classification(task):
             model: Any = LGBMClassifier(**params, **common, class_weight="balanced" if balance else None)
         else:
