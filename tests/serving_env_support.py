@@ -54,7 +54,10 @@ def pruned_copy(dest: Path, site_packages: Path | None = None) -> Path:
     target = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                  capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
     shutil.rmtree(target)
-    subprocess.run(["cp", "-al", str(source), str(target)], check=True)
+    linked = subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True, text=True)
+    if linked.returncode != 0:  # another filesystem than the venv's (no hard links there): a real copy, slower
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(source), str(target)], check=True)
     env = {**os.environ, "VIRTUAL_ENV": str(dest), "DO_NOT_TRACK": "1"}
     pruned = subprocess.run([str(PRUNE_SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
     if pruned.returncode != 0:
