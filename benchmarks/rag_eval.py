@@ -1,6 +1,6 @@
 """Retrieval and refusal on real documents: the product beside the naive baseline, in one run.
 
-    .venv/bin/python benchmarks/rag_eval.py [--cache DIR] [--split dev|heldout|all]
+    .venv/bin/python benchmarks/rag_eval.py [--cache DIR] [--split dev|heldout|all] [--embedder minilm-onnx-int8]
 
 The corpus is benchmarks/rag_corpus.py (11 Debian manuals, 514 pages, fetched at exact
 versions); the questions are benchmarks/rag/questions.jsonl, written from reading the pages:
@@ -348,13 +348,15 @@ def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: lis
     ]
 
 
-def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev", engine: str = "unstructured") -> list[str]:
-    from tracseq_dagster.documents.embedding import MiniLMEmbedder
+def bench_real(
+    cache: Path, folder: Path, *, show_misses: str = "dev", engine: str = "unstructured", embedder: str = "minilm"
+) -> list[str]:
+    from tracseq_dagster.documents.embedding import make_embedder
 
     started = time.perf_counter()
     parsed = parsed_corpus(cache, engine)
     pages = sum(d.pages for d in parsed.values())
-    vectors = VectorCache(cache, MiniLMEmbedder())
+    vectors = VectorCache(cache, make_embedder(embedder))
     questions = load_questions()
     systems = [naive_system(parsed, vectors, folder), product_system(parsed, vectors, folder)]
     rows, misses = [], []
@@ -378,6 +380,7 @@ def bench_real(cache: Path, folder: Path, *, show_misses: str = "dev", engine: s
                     )
     lines_cost = rerank_cost(parsed, vectors, folder, questions)
     lines = [
+        f"Embedder: {vectors.embedder.identity}",
         f"Real documents: {len(parsed)} Debian manuals, {pages} pages; {sum(q.answerable for q in questions)} answerable and "
         f"{sum(not q.answerable for q in questions)} unanswerable questions ({time.perf_counter() - started:.0f} s)",
         "",
@@ -463,6 +466,8 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="chunk sizes on the dev questions instead")
     parser.add_argument("--rerank-sweep", action="store_true", help="the reranker's weight on the dev questions instead")
     parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default="unstructured")
+    parser.add_argument("--embedder", choices=["minilm", "minilm-onnx", "minilm-onnx-int8"], default="minilm",
+                        help="MiniLM on torch (float32), or on onnxruntime: fused float32 or int8 (onnx_embedding.py)")  # fmt: skip
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
@@ -472,7 +477,8 @@ def main() -> None:
         if args.rerank_sweep:
             rerank_sweep(args.cache, Path(tmp))
             return
-        print("\n".join(bench_real(args.cache, Path(tmp), show_misses=args.misses, engine=args.pdf_engine)))
+        lines = bench_real(args.cache, Path(tmp), show_misses=args.misses, engine=args.pdf_engine, embedder=args.embedder)
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

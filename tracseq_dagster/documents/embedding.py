@@ -189,14 +189,31 @@ class OllamaEmbedder:
         return _normalise(np.array(self.chat.embed(self.model, [f"{self.query_prefix}{text}"])))[0]
 
 
+#: The local MiniLM variants: the same weights on torch or on onnxruntime (onnx_embedding.py).
+LOCAL_SPECS = ("minilm", "minilm-onnx", "minilm-onnx-int8")
+
+
 def make_embedder(spec: str = DEFAULT_EMBEDDER, *, ollama_host: str | None = None) -> Embedder:
-    """``minilm`` (default) or ``ollama:<model>`` such as ``ollama:nomic-embed-text``."""
+    """``minilm`` (default, torch), ``minilm-onnx`` / ``minilm-onnx-int8`` (onnxruntime), or
+    ``ollama:<model>`` such as ``ollama:nomic-embed-text``."""
     if spec in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers"):
         return MiniLMEmbedder()
+    if spec in ("minilm-onnx", "minilm-onnx-int8"):
+        from tracseq_dagster.documents.onnx_embedding import OnnxMiniLMEmbedder
+
+        return OnnxMiniLMEmbedder(quantized=spec.endswith("int8"))
     if spec.startswith("ollama:"):
         chat = OllamaChat(host=ollama_host) if ollama_host else OllamaChat()
         return OllamaEmbedder(model=spec.split(":", 1)[1], chat=chat)
-    raise ValueError(f"unknown embedder {spec!r}: use 'minilm' or 'ollama:<model>'")
+    raise ValueError(f"unknown embedder {spec!r}: use one of {', '.join(LOCAL_SPECS)} or 'ollama:<model>'")
+
+
+def local_spec(embedder: object) -> str | None:
+    """The ``make_embedder`` spec of a local MiniLM (what worker processes rebuild it from); None for others."""
+    if isinstance(embedder, MiniLMEmbedder):
+        return "minilm"
+    spec = getattr(embedder, "spec", None)
+    return spec if spec in LOCAL_SPECS else None
 
 
 # Texts per call to the embedder: large enough that its length-sorted batches pad little,

@@ -22,7 +22,7 @@ import numpy as np
 
 from tracseq_dagster.documents.chunking import Chunk, chunk_document
 from tracseq_dagster.documents.doctypes import classify_document
-from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder, embed_texts
+from tracseq_dagster.documents.embedding import Embedder, embed_texts, local_spec
 from tracseq_dagster.documents.index import DocumentIndex
 from tracseq_dagster.documents.parsing import ParsedDocument, parse_document
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
@@ -144,8 +144,9 @@ def sync_index(
 
         fresh = not_yet_embedded()
         whole = _new_documents(pending, prefetched, known)
-        if isinstance(embedder, MiniLMEmbedder) and len(fresh) >= parallel_min_chunks and len(whole) > 1:
-            embedded_apart = _embed_in_workers(store, embedder, whole)
+        spec = local_spec(embedder)
+        if spec is not None and len(fresh) >= parallel_min_chunks and len(whole) > 1:
+            embedded_apart = _embed_in_workers(store, embedder, whole, spec)
             prefetched.update(embedded_apart)
             fresh = not_yet_embedded()
         else:
@@ -192,9 +193,9 @@ def _new_documents(pending: list[tuple[str, list[Chunk]]], prefetched: dict[str,
     return [d for d, chunks in pending if not any(c.chunk_id in prefetched or c.search_text in known for c in chunks)]
 
 
-def _embed_in_workers(store: DocumentStore, embedder: Embedder, document_ids: list[str]) -> dict[str, np.ndarray]:
+def _embed_in_workers(store: DocumentStore, embedder: Embedder, document_ids: list[str], spec: str) -> dict[str, np.ndarray]:
     """Embed whole documents with one single-threaded worker process per core; chunk id -> vector."""
-    with EmbeddingPrefetcher(store.root.parent, "minilm") as workers:
+    with EmbeddingPrefetcher(store.root.parent, spec) as workers:
         for document_id in document_ids:
             workers.submit(document_id)
     vectors: dict[str, np.ndarray] = {}

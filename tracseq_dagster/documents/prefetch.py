@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tracseq_dagster.documents.embedding import Embedder, MiniLMEmbedder, embed_texts, make_embedder
+from tracseq_dagster.documents.embedding import Embedder, embed_texts, local_spec, make_embedder
 
 # Each worker holds its own copy of the model (~100 MB for MiniLM).
 MAX_WORKERS = 4
@@ -52,9 +52,9 @@ def _start_worker(spec: str, ollama_host: str | None) -> None:
 
     set_offline_environment()
     embedder = make_embedder(spec, ollama_host=ollama_host)
-    if isinstance(embedder, MiniLMEmbedder):
-        embedder.threads = 1  # one per process: the processes share the cores
-        embedder.load()
+    if local_spec(embedder) is not None:  # MiniLM on torch or onnxruntime
+        embedder.threads = 1  # type: ignore[attr-defined]  # one per process: the processes share the cores
+        embedder.load()  # type: ignore[attr-defined]
     _worker["embedder"] = embedder
 
 
