@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Column, Table
 from typer.core import TyperGroup
 
 from tracseq_dagster.settings import ConfigurationError
+
+if TYPE_CHECKING:  # Dagster imports in seconds: the commands import it when they need it
+    import dagster as dg
 
 #: Exit code of an operator's mistake (a setting, a folder, an unreachable server), as for a usage error.
 CONFIGURATION_EXIT_CODE = 2
@@ -208,7 +212,7 @@ def ingest_command(
         with console.status("building sample_features"):
             result = build_features(defs=defs, instance=instance, log_level=log_level)
         console.print("sample_features: " + ("[green]materialized[/]" if result.success else "[red]failed[/]"))
-    console.print(f"Dagster instance: {instance.root_directory}; lake: {defs.resources['lake'].root}")
+    console.print(f"Dagster instance: {instance.root_directory}; lake: {_resource(defs, 'lake').root}")
     failed = [o for o in outcomes if o.status == "failed"] + [r for r in revalidated if not r.success]
     if failed or (features and not result.success):
         raise typer.Exit(code=1)
@@ -287,12 +291,12 @@ def automl_command(
     chosen = ALL_FAMILIES if families is None else tuple(f.strip() for f in families.split(",") if f.strip())
     config = AutoMLConfig(
         target=target,
-        task=task,
+        task=task,  # type: ignore[arg-type]  # run_automl checks it and names a bad value
         time_budget_s=budget_s,
         max_trials=max_trials,
         seed=seed,
         families=chosen,  # type: ignore[arg-type]
-        final_fit=final_fit,
+        final_fit=final_fit,  # type: ignore[arg-type]  # checked by run_automl, as task
         metric=metric,  # type: ignore[arg-type]
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
@@ -374,7 +378,10 @@ def train_command(
     _require_mlflow()
     started = time.perf_counter()
 
-    def report(step: StepOutcome) -> None:
+    def report(step: StepOutcome, bars: _SweepBars | None = None) -> None:
+        """One line per finished step (with ``bars``: that model's bars first move on)."""
+        if bars is not None:
+            bars.step_done(step.name, step.success)
         mark = "[green]✓[/]" if step.success else "[red]✗[/]"
         console.print(
             f"{mark} {escape(step.name)} ({time.perf_counter() - started:.0f} s, run {step.run_id[:8]})"
@@ -403,7 +410,7 @@ def train_command(
                 sweep_config=sweep,
                 gate_config=gate,
                 workers=workers,
-                on_step=lambda step: (bars.step_done(step.name, step.success), report(step)),
+                on_step=functools.partial(report, bars=bars),
             )
         _print_training_summary(instance, spec.name)
         if not outcomes or not outcomes[-1].success or not outcomes[-1].name.startswith("register_and_promote"):
@@ -591,7 +598,13 @@ def _mlflow_resource():  # type: ignore[no-untyped-def]
     _require_mlflow()
     from tracseq_dagster.definitions import build_definitions
 
-    return build_definitions().resources["mlflow_tracking"]
+    return _resource(build_definitions(), "mlflow_tracking")
+
+
+def _resource(defs: dg.Definitions, name: str) -> Any:
+    """One resource of the code location (Dagster types ``Definitions.resources`` Optional; ours has them)."""
+    assert defs.resources is not None, "the code location's Definitions carry their resources"
+    return defs.resources[name]
 
 
 def _require_mlflow() -> None:
@@ -815,7 +828,8 @@ def monitor_drift_command(
     from tracseq_dagster.serving.prediction_log import last_hours, open_prediction_log
 
     given = {"psi": psi, "ks_statistic": ks_statistic, "ks_alpha": ks_alpha}  # the defaults live in DriftThresholds
-    thresholds = replace(DriftThresholds(), **{k: v for k, v in given.items() if v is not None})
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    thresholds = replace(DriftThresholds(), **overrides)
     since, until = last_hours(window_hours)
     prediction_log = open_prediction_log(log or settings.prediction_log_url())
     counts = predictions_per_model(prediction_log, since, until)
@@ -915,7 +929,7 @@ def documents_ingest_command(
         console.print(
             f"document_index: [green]{meta.get('documents', 0)} documents, {meta.get('dagster/row_count', 0)} chunks[/] "
             f"({meta.get('documents_written', 0)} written, {meta.get('documents_unchanged', 0)} unchanged, "
-            f"{meta.get('documents_removed', 0)} removed) in {defs.resources['lancedb'].uri}"
+            f"{meta.get('documents_removed', 0)} removed) in {_resource(defs, 'lancedb').uri}"
         )
     else:
         from tracseq_dagster.ingest import failure_message

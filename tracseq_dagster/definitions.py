@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import overload
 
 import dagster as dg
 
@@ -97,6 +98,10 @@ def build_definitions(
     )
 
 
+@overload
+def _secret_url(variable: str, default: str) -> str | dg.EnvVar: ...
+@overload
+def _secret_url(variable: str, default: None) -> str | dg.EnvVar | None: ...
 def _secret_url(variable: str, default: str | None) -> str | dg.EnvVar | None:
     """From the environment as an EnvVar when set: a URL may hold a password, kept out of the UI."""
     return dg.EnvVar(variable) if os.getenv(variable) else default

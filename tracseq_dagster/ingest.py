@@ -108,7 +108,7 @@ def run_file_partition(
 ) -> dg.ExecuteInProcessResult:
     """Run ``job`` in this process for one landed file: its content hash becomes a partition
     of ``partitions`` (if new) and the run carries the file's path, as a sensor run would."""
-    instance.add_dynamic_partitions(partitions.name, [key])
+    instance.add_dynamic_partitions(_name(partitions), [key])
     return job.execute_in_process(
         run_config=console_log_level(log_level),
         instance=instance,
@@ -125,10 +125,17 @@ def console_log_level(level: str) -> dict:
 def _is_materialized(instance: dg.DagsterInstance, key: str) -> bool:
     """Whether these bytes were ingested already, as whichever kind."""
     return any(
-        instance.has_dynamic_partition(p.partitions.name, key)
+        instance.has_dynamic_partition(_name(p.partitions), key)
         and _latest_materialization(instance, p.validated_asset, key) is not None
         for p in EXPORT_PIPELINES
     )
+
+
+def _name(partitions: dg.DynamicPartitionsDefinition) -> str:
+    """The partitions' name: Dagster types it Optional (a definition may list its keys through a
+    function instead), but the export pipelines' partitions are all named."""
+    assert partitions.name is not None, "the export pipelines' dynamic partitions are named"
+    return partitions.name
 
 
 def _latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str) -> dg.AssetMaterialization | None:
@@ -142,7 +149,8 @@ def _row_count(instance: dg.DagsterInstance, asset: str, partition: str) -> int 
     materialization = _latest_materialization(instance, asset, partition)
     if materialization is None or "dagster/row_count" not in materialization.metadata:
         return None
-    return int(materialization.metadata["dagster/row_count"].value)
+    value = materialization.metadata["dagster/row_count"].value
+    return int(value) if isinstance(value, int | float | str) else None
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
