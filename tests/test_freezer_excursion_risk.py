@@ -44,9 +44,9 @@ def lab() -> pd.DataFrame:
     return generate_samples(10000, seed=3)
 
 
-def test_the_model_is_declared_in_the_catalog_with_two_cheap_families() -> None:
+def test_the_model_is_declared_in_the_catalog_with_the_logistic_family() -> None:
     spec = get_model(NAME)
-    assert NAME in catalog() and spec.swept_families() == ("logistic", "lightgbm")
+    assert NAME in catalog() and spec.swept_families() == ("logistic",)  # lightgbm: see the catalog entry's comment
     assert spec.task == "binary" and spec.serving.target_class == QUIET and spec.slice_column in spec.features
     assert tuple(s.name for s in spec.serving.feature_specs) == spec.features == FEATURES
 
