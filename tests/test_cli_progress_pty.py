@@ -127,3 +127,31 @@ def test_documents_ingest_bar_counts_files_and_pages_and_finishes(tmp_path: Path
         row = next((line for line in after.split("\n") if path.name in line), None)
         assert row is not None and "ingested" in row and re.search(rf"\b{n}\b", row), after[-2000:]
     assert "document_index:" in after and "2 documents" in after, after[-2000:]
+
+
+@pytest.mark.slow
+def test_train_bars_show_trials_and_best_score_live_and_end_with_the_family_done(tmp_path: Path) -> None:
+    """``tracseq train`` on a generated lab, one family, two trials at most: the family's bar starts
+    with no trial, then shows the trials and the best CV score read live from Optuna's storage,
+    and ends marked done beside the step lines and the training summary."""
+    env = clean_env(tmp_path)
+    landing = tmp_path / "data" / "landing"
+    for args in (["generate-exports", "--rows", "1500", "--seed", "4", "--out", str(landing)], ["ingest", str(landing)]):
+        prepared = subprocess.run([TRACSEQ, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+
+    code, raw = run_in_terminal(
+        ["train", "--model", "sample_quality", "--families", "logistic", "--budget-s", "30", "--max-trials", "2",
+         "--cv-folds", "2", "--max-ece", "0.5"],
+        env, tmp_path, timeout_s=900,
+    )  # fmt: skip
+    screen = screen_text(raw)
+    assert code == 0, screen[-3000:]
+
+    frames = [line for line in screen.split("\n") if "sample_quality/logistic" in line and "trials, best" in line]
+    assert frames, f"no bar on the terminal:\n{screen[-3000:]}"
+    trials = [int(m.group(1)) for line in frames if (m := re.search(r"(\d+) trials, best", line))]
+    assert trials[0] == 0 and "best –" in frames[0], frames[:3]  # drawn before the sweep's first trial
+    assert trials == sorted(trials) and trials[-1] in (1, 2), trials  # live, never backwards, at most --max-trials
+    assert re.search(r"sample_quality/logistic ✓ .*[12] trials, best 0\.\d{4}", frames[-1]), frames[-1]
+    assert "✓ automl_trials[sample_quality|logistic]" in screen and "promotion gate" in screen, screen[-3000:]
