@@ -143,3 +143,28 @@ def test_the_training_set_carries_its_groups() -> None:
     plain = build_training_set(spec, rows.drop(columns=[HOLDOUT_GROUP]))
     assert plain.groups is None and plain.fingerprint == frame_fingerprint(plain.frame)
     assert grouped.fingerprint != plain.fingerprint  # grouped CV scores never share a study with row-wise ones
+
+
+def test_the_dagster_sweep_step_cross_validates_on_the_training_sets_groups(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``sweep_one_family`` (what the automl_trials partitions run) passes the training set's groups:
+    on rows that are near-duplicates per group with a noise label, its best CV score is the grouped
+    one (near chance), not the row-wise one a forest reaches by memorising groups."""
+    from tracseq_dagster.tracking import ensure_experiment, open_client, parent_run
+    from tracseq_dagster.training import SweepSettings, sweep_one_family
+
+    spec = get_model("freezer_excursion_risk")
+    frame, groups = grouped_frame(groups=80, per_group=12, seed=2)
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({f: frame["level"] + rng.normal(0, 0.01, len(frame)) for f in spec.features}, index=frame.index)
+    rows = rows.assign(**{spec.label: frame["label"].to_numpy(), HOLDOUT_GROUP: groups.to_numpy()})
+    training_set = build_training_set(spec, rows)
+    client = open_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = ensure_experiment(client, spec.name, (tmp_path / "artifacts").as_uri())
+    settings = SweepSettings(time_budget_s=30, max_trials=1, cv_folds=4)
+    outcome = sweep_one_family(training_set, "random_forest", settings, storage=None, client=client, experiment_id=experiment,
+                               parent_run_id=parent_run(client, experiment, "run-1"), dagster_run_id="run-1")  # fmt: skip
+    grouped = outcome.leaderboard["cv_mean"]  # type: ignore[index]
+    config = AutoMLConfig(target=spec.label, families=("random_forest",), max_trials=1, time_budget_s=30, cv_folds=4,
+                          ensemble=False)  # fmt: skip
+    row_wise = run_automl(training_set.frame, config, holdout=training_set.holdout).leaderboard[0].cv_mean
+    assert grouped < 0.65 and row_wise > 0.8, (grouped, row_wise)
