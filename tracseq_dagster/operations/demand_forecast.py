@@ -216,7 +216,8 @@ def _conformal(fit: pd.DataFrame, chosen: dict[str, str], horizon: int, level: i
         if not ids:
             continue
         part = fit[fit["unique_id"].isin(ids)]
-        windows = min(CONFORMAL_WINDOWS, (int(part.groupby("unique_id").size().min()) - 1) // horizon)
+        # Every window's fit keeps at least four weeks before it (MIN_HISTORY_DAYS leaves room for two windows).
+        windows = min(CONFORMAL_WINDOWS, (int(part.groupby("unique_id").size().min()) - 4 * SEASON) // horizon)
         intervals = ConformalIntervals(h=horizon, n_windows=max(2, windows))
         out.append(
             StatsForecast(models=[model], freq="D", n_jobs=1).forecast(
