@@ -38,18 +38,14 @@ from tracseq_dagster.documents.environment import set_offline_environment
 
 OPSET = 17
 EXPORT_VERSION = "1"  # bump when the export or optimisation below changes what is written
-MODEL_DIR_VARIABLE = "TRACSEQ_MODEL_DIR"
 
 
 def model_dir() -> Path:
-    """Where exported models are kept: ``TRACSEQ_MODEL_DIR``, else the user's cache (``~/.cache/tracseq/models``).
+    """Where exported models are kept: the user's cache, ``$XDG_CACHE_HOME/tracseq/models`` (``~/.cache/…``).
 
     Not under the data folder: tests and labs start many data folders on one machine, and an
     export (10-40 s) is the same for all of them (its file name says what it was made from).
     """
-    value = os.environ.get(MODEL_DIR_VARIABLE)
-    if value:
-        return Path(value)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tracseq" / "models"
 
 
