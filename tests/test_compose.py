@@ -238,7 +238,14 @@ def test_state_lives_in_named_volumes(rendered: dict[str, Any], services: dict[s
             if folder:
                 assert folder in mounted, f"{name}: {setting}={folder} is not on a volume"
     assert used == declared, f"declared but never mounted: {declared - used}"
-    for path in ("/var/lib/postgresql/data", "/mlflow/artifacts", "/data/lancedb", "/data/bentoml", "/data/feast", "/root/.ollama"):
+    for path in (
+        "/var/lib/postgresql/data",
+        "/mlflow/artifacts",
+        "/data/lancedb",
+        "/data/bentoml",
+        "/data/feast",
+        "/root/.ollama",
+    ):
         assert path in volume_of_path, f"nothing keeps {path}"
 
 
