@@ -739,7 +739,7 @@ def _to_utc_timestamp(as_of: pd.Timestamp | datetime | str) -> pd.Timestamp:
 
 
 #: An instant, or one instant per sample row (see the module docstring), or None.
-AsOf: TypeAlias = pd.Timestamp | datetime | str | np.datetime64 | np.ndarray | pd.Series | pd.DatetimeIndex | list | None
+AsOf: TypeAlias = pd.Timestamp | datetime | str | np.datetime64 | np.ndarray | pd.Series | pd.DatetimeIndex | list[Any] | None
 
 
 def _is_scalar_instant(as_of: Any) -> bool:

@@ -196,8 +196,9 @@ class ModelPredictor:
                 answer["interval"] = {"low": round(low, ANSWER_DECIMALS), "high": round(value + half, ANSWER_DECIMALS),
                                       "half_width": half, "coverage": interval["coverage"]}  # fmt: skip
         else:
+            assert probabilities is not None, "a classifier's answer has its class probabilities"
             category = serving.category(value)
-            predicted = classes[int(np.argmax(probabilities))] if probabilities is not None else None
+            predicted = classes[int(np.argmax(probabilities))]
             answer |= {"probability": value, "target_class": serving.target_class, "category": category,
                        "predicted_class": predicted,
                        "class_probabilities": dict(zip(classes, np.round(probabilities, ANSWER_DECIMALS).tolist(), strict=True))}  # fmt: skip
@@ -212,7 +213,7 @@ class ModelPredictor:
         toward_risk = contributions if self.regression else -contributions
         order = np.argsort(-toward_risk, kind="stable")[:TOP_RISK_FACTORS]
         wording = self.spec.serving.factor_wording
-        factors = []
+        factors: list[dict[str, Any]] = []
         for j in order.tolist():
             if not toward_risk[j] > 0:
                 break

@@ -153,7 +153,8 @@ class SampleQualityPredictor:
         names = tuple(self.variants)
         for name, rows in self._split(valid.frame):
             scores = self.variants[name].scorer.score(features if len(rows) == n else features.take(rows))
-            probabilities[np.ix_(rows, [classes.index(c) for c in scores.classes])] = scores.probabilities
+            columns = np.asarray([classes.index(c) for c in scores.classes], dtype=np.intp)
+            probabilities[np.ix_(rows, columns)] = scores.probabilities
             contributions[rows] = scores.contributions
             variant_code[rows] = names.index(name)
         advice = None
