@@ -15,9 +15,12 @@ takes, per day, the whole-number interval whose probability is nearest the level
 with its tail nearest (100 - level) / 2 %, then the upper bound that brings the interval's
 probability nearest the level; a tie keeps the wider): each day's interval may hold a few
 points more or fewer than the level, and over many days the share inside is close to it. The
-backtest (``benchmarks/demand_backtest.py``) measures both rules.
+backtest (``benchmarks/demand_backtest.py``) measures both rules (the quantile rule held 91-93 %
+of the generated pairs' days, the nearest rule 78-81 %).
 
-Two distributions, chosen by the backtest (both are kept to be compared there):
+Two distributions (both kept so that the backtest compares them; ``negbin`` is the forecast's,
+within 5 points of 80 % on every generated variant and seed, ``empirical`` fell to 70 % on the
+lab total):
 
 * ``negbin``: negative binomial with the forecast as its mean and variance ``m + alpha m^2``;
   ``alpha`` (over-dispersion, 0 = Poisson) is the method-of-moments value from the
