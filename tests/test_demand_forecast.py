@@ -1,5 +1,7 @@
 """The demand forecast on small hand-made histories: a constant series, a weekly pattern, the
-interval, sparse / short / silent series, a week without data, bad input."""
+interval, sparse / short / silent series, a week without data, bad input; the whole-number
+count intervals (the rule on exact Poisson probabilities, over-dispersion, coverage of Poisson
+series over many draws)."""
 
 from __future__ import annotations
 
