@@ -30,7 +30,7 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def ingest(folder: Path, paths: list[Path], embedder_spec: str, engine: str) -> list[str]:
+def ingest(folder: Path, paths: list[Path], embedder_spec: str, engine: str, workers: int | None = None) -> list[str]:
     from tracseq_dagster.documents import pipeline
     from tracseq_dagster.documents.embedding import make_embedder
     from tracseq_dagster.documents.parsing import parse_document
@@ -51,7 +51,7 @@ def ingest(folder: Path, paths: list[Path], embedder_spec: str, engine: str) -> 
     chunk(paths[0], "warm")  # the parser's one-off imports (pdfminer, spaCy's model)
     parser_load = time.perf_counter() - started
     store = DocumentStore(folder / "lake")
-    prefetcher = EmbeddingPrefetcher(folder / "lake", embedder_spec)
+    prefetcher = EmbeddingPrefetcher(folder / "lake", embedder_spec, workers=workers)
     worker_load = prefetcher.start()  # spawn, load (and on a first run export) the model: one-off
     before = load_average()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -123,12 +123,15 @@ def main() -> None:
     parser.add_argument("--embedder", choices=["minilm", "minilm-onnx", "minilm-onnx-int8"], default="minilm")
     parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default="unstructured")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="embedding processes (default: one per core)")
     args = parser.parse_args()
     set_offline_environment()
     paths = list(fetch_corpus(args.cache).values())
     for run in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
-            print(f"\nRun {run + 1}:", *ingest(Path(tmp), paths, args.embedder, args.pdf_engine), sep="\n", flush=True)
+            print(
+                f"\nRun {run + 1}:", *ingest(Path(tmp), paths, args.embedder, args.pdf_engine, args.workers), sep="\n", flush=True
+            )
 
 
 if __name__ == "__main__":
