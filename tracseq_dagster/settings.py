@@ -318,8 +318,10 @@ def lancedb_folder(name: str, value: str) -> str:
 
 
 def embedder() -> str:
-    """``minilm`` (offline all-MiniLM-L6-v2) or ``ollama:<model>``, e.g. ``ollama:nomic-embed-text``."""
-    return os.getenv("TRACSEQ_EMBEDDER", "minilm")
+    """``minilm-onnx`` (offline all-MiniLM-L6-v2 on onnxruntime, the default: torch's vectors at less than half
+    the CPU, BENCHMARKS.md), ``minilm`` (on torch), ``minilm-onnx-int8``, or ``ollama:<model>``, e.g.
+    ``ollama:nomic-embed-text``."""
+    return os.getenv("TRACSEQ_EMBEDDER", "minilm-onnx")
 
 
 def ollama_host() -> str:
