@@ -7,8 +7,9 @@ materialisation into Redis); then, from this process, through Feast's Python SDK
   instrument rates (four feature views) of 1 or 100 entity rows;
 * ``sample_features``: ``FeastFeatureStore.get_many`` (the ``/features`` documents) of 1 or 100
   samples;
-* ``aggregates_cached``: ``OnlineAggregates`` (what serving would call: the four aggregates by
-  entity, with its per-entity TTL cache) for 1 or 100 rows, warm (every entity cached);
+
+(A per-request reader with a per-entity TTL cache was measured here too; the Bento refreshes its
+history aggregates in the background instead: ``benchmarks/feast_online_history.py``.)
 
 The answers are checked (every aggregate of the 100 rows found) before anything is timed.
 
@@ -38,7 +39,7 @@ from tracseq_dagster.feature_store import build_feature_table
 from tracseq_dagster.generator import generate_samples
 from tracseq_dagster.lake import RUNS, Lake
 from tracseq_dagster.run_generator import generate_runs
-from tracseq_dagster.serving.online_store import FeastFeatureStore, OnlineAggregates
+from tracseq_dagster.serving.online_store import FeastFeatureStore
 
 OUT = Path(__file__).resolve().parent / "out"
 AGGREGATES = ["operator_history:operator_failure_rate", "site_history:site_failure_rate",
@@ -98,11 +99,6 @@ def main() -> None:
                  "instrument_id": str(runs["instrument_id"].iloc[i % len(runs)])} for i in picks]  # fmt: skip
         ids = [str(samples["sample_id"].iloc[i]) for i in picks]
         reader = FeastFeatureStore(store)
-        cached = OnlineAggregates(store, ttl_s=3600)
-
-        def aggregates_cached(part: list[dict[str, str]]) -> None:
-            for key in ("operator_id", "site", "freezer", "instrument_id"):
-                cached.get(key, [r[key] for r in part])
 
         client = redis.Redis.from_url(args.redis)
         answer = store.get_online_features(features=AGGREGATES, entity_rows=rows).to_dict()
@@ -123,8 +119,6 @@ def main() -> None:
             "aggregates_100": timed(
                 lambda: store.get_online_features(features=AGGREGATES, entity_rows=rows).to_dict(), args.calls
             ),
-            "aggregates_cached_1": timed(lambda: aggregates_cached(rows[:1]), args.calls),
-            "aggregates_cached_100": timed(lambda: aggregates_cached(rows), args.calls),
             "sample_features_1": timed(lambda: reader.get_many(ids[:1]), args.calls),
             "sample_features_100": timed(lambda: reader.get_many(ids), args.calls),
             "measured_at": pd.Timestamp.now(tz="UTC").isoformat(),

@@ -6,7 +6,6 @@ from resources.lancedb import LanceDBResource
 from resources.landing import LandingZoneResource
 from resources.mlflow_tracking import MLflowResource
 from resources.ollama import OllamaResource
-from resources.online_store import OnlineStoreResource
 from resources.optuna_storage import OptunaStorageResource
 from resources.parsing import ExportParsingResource
 from resources.prediction_log import PredictionLogResource
@@ -19,7 +18,6 @@ __all__ = [
     "LandingZoneResource",
     "MLflowResource",
     "OllamaResource",
-    "OnlineStoreResource",
     "OptunaStorageResource",
     "PredictionLogResource",
 ]

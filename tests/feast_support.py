@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pandas as pd
 from feast import FeatureStore
+from processes import free_port
 
 from tracseq_dagster.feature_repo.config import FeastSettings
 from tracseq_dagster.feature_repo.definitions import repo_objects
@@ -68,3 +76,34 @@ def materialized_store(root: Path, rows: int, seed: int) -> tuple[Lake, FeastSet
 
 def utc(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
+
+
+@contextmanager
+def feature_server(settings: FeastSettings) -> Iterator[str]:
+    """A real ``feast serve`` (Feast's feature server) over the project of ``settings``, started
+    with the repository's ``feature_store.yaml``; its URL, ready. Stopped on exit."""
+    port = free_port()
+    redis_url = settings.redis_url or REDIS_URL
+    host, _, db = redis_url.removeprefix("redis://").partition("/")
+    env = {**os.environ, "TRACSEQ_DATA_DIR": settings.data_dir, "TRACSEQ_FEAST_PROJECT": settings.project,
+           "TRACSEQ_FEAST_REDIS": f"{host},db={db or 0}"}  # fmt: skip
+    repo = Path(__file__).resolve().parent.parent / "tracseq_dagster" / "feature_repo"
+    command = [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port),
+               "--no-access-log"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else "feast serve exited"
+            assert time.monotonic() < deadline, "feast serve did not start in 120 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

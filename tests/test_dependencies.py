@@ -26,7 +26,7 @@ from tracseq_dagster import settings
 from tracseq_dagster.features import compute_features
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.serving.dependencies import CircuitBreaker, Dependencies, ReadinessMiddleware
-from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore, open_feature_store
+from tracseq_dagster.serving.online_store import OfflineFeatureStore, open_feature_store
 from tracseq_dagster.serving.prediction_cache import RedisCache, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, PostgresPredictionLog
 from tracseq_dagster.settings import ConfigurationError
@@ -104,25 +104,14 @@ def redis_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     server.stop()
 
 
-def test_redis_cache_and_online_store_go_on_without_redis_and_come_back(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_the_redis_cache_goes_on_without_redis_and_comes_back(redis_server: RedisServer) -> None:
     clock = FakeClock()
     dependencies = Dependencies(clock=clock)
     breaker = dependencies.breaker("redis", retry_after_s=2.0)
     prefix = f"t-{uuid.uuid4().hex[:6]}:"
     cache = RedisCache(redis_server.url, prefix=prefix + "prediction:", ttl_s=60, breaker=breaker)
-    samples = recent_samples(30, seed=5)
-    features = compute_features(samples, samples).reset_index()
-    lake = Lake(tmp_path / "lake")
-    lake.write_table(lake.features_path, features)
-    RedisFeatureStore(redis_server.url, prefix=prefix + "features:").publish(features)
-    store = open_feature_store(redis_server.url, tmp_path / "lake", breaker)
-    store.online.prefix = prefix + "features:"  # type: ignore[attr-defined]
-    wanted = features["sample_id"].iloc[[1, 4]].tolist()
-
     cache.put("k", {"p": 0.5})
     assert cache.get("k") == {"p": 0.5}
-    found, source = store.get_many_from(wanted)  # type: ignore[attr-defined]
-    assert source == "online" and set(found) == set(wanted)
 
     redis_server.stop()
     started = time.perf_counter()
@@ -130,25 +119,32 @@ def test_redis_cache_and_online_store_go_on_without_redis_and_come_back(redis_se
     cache.put("k2", {"p": 0.1})
     cache.put_blob("b", b"x")
     assert cache.get_blob("b") is None
-    offline, source = store.get_many_from(wanted)  # type: ignore[attr-defined]
     assert time.perf_counter() - started < 1.0
-    assert source == "offline" and offline == found  # the same answers from the lake
-    assert breaker.failures == 1 and breaker.bypassed == 4  # one failed call, then no call at all
+    assert breaker.failures == 1 and breaker.bypassed == 3  # one failed call, then no call at all
     assert dependencies.report() == {"status": "degraded", "dependencies": {"redis": f"down: {breaker.last_error}"}}
     assert "Connection refused" in breaker.last_error or "Error" in breaker.last_error
 
     redis_server.start()  # empty, on the same port
-    assert cache.get("k") is None and breaker.bypassed == 5  # still waiting out the interval
+    assert cache.get("k") is None and breaker.bypassed == 4  # still waiting out the interval
     clock.now += 2.0
     cache.put("k3", {"p": 0.9})  # the trial: Redis answers, it is used again
     assert breaker.up and cache.get("k3") == {"p": 0.9}
     assert dependencies.report()["status"] == "ready"
-    assert store.get_many_from(wanted)[1] == "online"  # type: ignore[attr-defined]
 
 
-def test_open_cache_and_store_without_redis_stay_in_process(tmp_path: Path) -> None:
+def test_without_a_feature_server_features_come_from_the_lake(tmp_path: Path) -> None:
+    samples = recent_samples(30, seed=5)
+    features = compute_features(samples, samples).reset_index()
+    lake = Lake(tmp_path / "lake")
+    lake.write_table(lake.features_path, features)
+    store = open_feature_store(tmp_path / "lake")
+    assert isinstance(store, OfflineFeatureStore)
+    wanted = features["sample_id"].iloc[[1, 4]].tolist()
+    assert set(store.get_many([*wanted, "TS-1999-000001"])) == set(wanted)
+
+
+def test_open_cache_without_redis_stays_in_process() -> None:
     assert not isinstance(open_cache(None), RedisCache)
-    assert isinstance(open_feature_store(None, tmp_path / "lake"), OfflineFeatureStore)
 
 
 def test_readiness_probes_only_what_was_not_heard_from_recently(redis_server: RedisServer) -> None:
@@ -286,8 +282,7 @@ def test_a_service_can_start_while_redis_is_down(tmp_path: Path) -> None:
     dependencies = Dependencies()
     breaker = dependencies.breaker("redis")
     cache = open_cache(url, breaker)
-    store = open_feature_store(url, tmp_path / "lake", breaker)
     started = time.perf_counter()
-    assert cache.get("k") is None and store.get_many(["TS-2026-000001"]) == {}
+    assert cache.get("k") is None
     assert time.perf_counter() - started < 1.0
     assert dependencies.report()["status"] == "degraded" and breaker.failures == 1

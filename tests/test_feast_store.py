@@ -3,7 +3,9 @@ online, and build sample_quality's training set through Feast's point-in-time jo
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from tracseq_dagster.feature_repo.training_rows import (
     feast_training_set,
 )
 from tracseq_dagster.features import FEATURE_NAMES
+from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.training_set import load_training_set
 
@@ -164,3 +167,24 @@ def test_a_feature_store_older_than_the_exports_stops_training(tmp_path: Path) -
     with pytest.raises(TrainingSetSkew, match="older than the exports.*feast_entity_tables"):
         catalog_training_set(store, lake, get_model("turnaround_hours"))
     assert catalog_training_set(store, lake, get_model("sample_quality")).source.startswith("feast")  # its tables are current
+
+
+def _rows_through_feast(queue: Any, settings: FeastSettings, lake_root: Path, model: str) -> None:
+    queue.put(catalog_training_set(open_store(settings), Lake(lake_root), get_model(model)).training_set.rows)
+
+
+def test_a_process_forked_after_a_join_joins_again(world) -> None:
+    """tracseq train forks its sweep workers after the parent joined a training set through Feast:
+    Dask's default thread pool does not survive a fork (the child waited forever), its synchronous one does."""
+    lake, settings, store, _ = world
+    rows = catalog_training_set(store, lake, get_model("turnaround_hours")).training_set.rows
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    child = fork.Process(target=_rows_through_feast, args=(queue, settings, lake.root, "turnaround_hours"))
+    child.start()
+    child.join(120)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "the forked process never finished its join"
+    assert queue.get(timeout=10) == rows

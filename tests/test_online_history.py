@@ -4,41 +4,28 @@ feature server that is down leaves the last history, and cached answers follow t
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from feast_support import REDIS_URL, clear_project, materialized_store
+from feast_support import clear_project, feature_server, materialized_store
+from processes import free_port
 
 from tracseq_dagster.entity_history import freezer_history, operator_history, site_history
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.features import HistorySnapshot, compute_features
 from tracseq_dagster.generator import generate_samples
-from tracseq_dagster.serving.online_history import (
-    AGGREGATES,
-    FeatureServer,
-    HistoryRefresher,
-    OnlineHistory,
-    groups_from_online,
-)
+from tracseq_dagster.run_history import RunHistorySnapshot
+from tracseq_dagster.serving.feature_server import FeatureServer
+from tracseq_dagster.serving.online_history import AGGREGATES, HistoryRefresher, OnlineHistory, groups_from_online
+from tracseq_dagster.serving.online_store import OfflineFeatureStore, open_feature_store
 
 REPO = Path(__file__).resolve().parent.parent
 AGGREGATE_FEATURES = ["operator_failure_rate", "operator_history_count", "site_failure_rate", "site_history_count",
                       "freezer_utilisation"]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_feast_values_convert_exactly_to_the_snapshot_groups() -> None:
@@ -60,41 +47,24 @@ def test_feast_values_convert_exactly_to_the_snapshot_groups() -> None:
     assert groups_from_online("operator", ["OP-NEW"], {"operator_history_count": [None], "operator_failure_rate": [None]}).empty
 
 
+served_runs: list[pd.DataFrame] = []  # the fixture lake's accepted runs
+
+
 @pytest.fixture(scope="module")
-def feature_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pd.DataFrame, str]]:
-    root = tmp_path_factory.mktemp("online_history")
-    lake, settings, _ = materialized_store(root, rows=1200, seed=17)
-    port = _free_port()
-    env = {**os.environ, "TRACSEQ_DATA_DIR": settings.data_dir, "TRACSEQ_FEAST_PROJECT": settings.project,
-           "TRACSEQ_FEAST_REDIS": REDIS_URL.removeprefix("redis://").replace("/13", ",db=13")}  # fmt: skip
-    feast = Path(sys.executable).parent / "feast"
-    server = subprocess.Popen(
-        [str(feast), "-c", str(REPO / "tracseq_dagster" / "feature_repo"), "serve", "-h", "127.0.0.1", "-p", str(port),
-         "--no-access-log"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pd.DataFrame, str, Path]]:
+    """A materialised store (Redis) and Feast's feature server over it: accepted samples, URL, lake folder."""
+    lake, settings, _ = materialized_store(tmp_path_factory.mktemp("online_history"), rows=1200, seed=17)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else "feast serve exited"
-            assert time.monotonic() < deadline, "feast serve did not start in 120 s"
-            time.sleep(0.5)
-        yield accepted_samples(lake), url
+        with feature_server(settings) as url:
+            served_runs[:] = [lake.read_validated_runs()]
+            yield accepted_samples(lake), url, lake.root
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         clear_project(settings)
 
 
 @pytest.mark.slow
-def test_a_bento_packed_with_old_history_serves_the_online_history(feature_server: tuple[pd.DataFrame, str]) -> None:
-    samples, url = feature_server
+def test_a_bento_packed_with_old_history_serves_the_online_history(served: tuple[pd.DataFrame, str, Path]) -> None:
+    samples, url, _ = served
     order = pd.to_datetime(samples["received_ts"], utc=True).sort_values().index
     packed = HistorySnapshot.build(samples.loc[order[: len(order) // 2]])  # a Bento built months ago
     full = HistorySnapshot.build(samples)  # what a rebuild today would pack
@@ -114,11 +84,11 @@ def test_a_bento_packed_with_old_history_serves_the_online_history(feature_serve
 
 
 @pytest.mark.slow
-def test_a_feature_server_that_is_down_leaves_the_last_history(feature_server: tuple[pd.DataFrame, str]) -> None:
-    samples, url = feature_server
+def test_a_feature_server_that_is_down_leaves_the_last_history(served: tuple[pd.DataFrame, str, Path]) -> None:
+    samples, url, _ = served
     packed = HistorySnapshot.build(samples.iloc[:300])
     installed: list[HistorySnapshot] = []
-    down = HistoryRefresher(OnlineHistory(packed, FeatureServer(f"http://127.0.0.1:{_free_port()}", timeout_s=0.5)),
+    down = HistoryRefresher(OnlineHistory(packed, FeatureServer(f"http://127.0.0.1:{free_port()}", timeout_s=0.5)),
                             installed.append, interval_s=60)  # fmt: skip
     assert down.refresh_now() is False and installed == []
     assert down.status()["last_error"] and "get-online-features" in down.status()["last_error"]
@@ -132,3 +102,48 @@ def test_a_feature_server_that_is_down_leaves_the_last_history(feature_server: t
         up.stop()
     assert up.refreshes >= 2 and up.status()["last_error"] is None and len(installed) >= 2
     assert installed[-1].groups.loc["operator", "count"].sum() > packed.groups.loc["operator", "count"].sum()
+
+
+@pytest.mark.slow
+def test_features_of_samples_come_from_the_feature_server_and_the_lake_when_it_is_down(
+    served: tuple[pd.DataFrame, str, Path],
+) -> None:
+    samples, url, lake_dir = served
+    ids = samples["sample_id"].astype(str).tolist()[:5] + ["TS-2099-999999"]
+    store = open_feature_store(lake_dir, feature_server=FeatureServer(url))
+    online, source = store.get_many_from(ids)  # type: ignore[attr-defined]
+    offline = OfflineFeatureStore(lake_dir).get_many(ids)
+    assert source == "online" and set(online) == set(offline) == set(ids[:5])  # the unknown sample is absent from both
+    for sample_id in ids[:5]:
+        for name, value in offline[sample_id].items():
+            if name != "as_of" and isinstance(value, float):
+                assert online[sample_id][name] == pytest.approx(value, rel=1e-9), name
+            elif name != "as_of":
+                assert online[sample_id][name] == value, name
+    down = open_feature_store(lake_dir, feature_server=FeatureServer(f"http://127.0.0.1:{free_port()}", timeout_s=0.5))
+    found, source = down.get_many_from(ids)  # type: ignore[attr-defined]
+    assert source == "offline" and set(found) == set(ids[:5])
+
+
+@pytest.mark.slow
+def test_a_run_models_instrument_windows_and_sample_aggregates_are_refreshed(served: tuple[pd.DataFrame, str, Path]) -> None:
+    samples, url, _ = served
+    runs = served_runs[0]
+    ends = pd.to_datetime(runs["run_end_ts"], utc=True)
+    early = runs[ends < ends.quantile(0.5)]
+    packed = RunHistorySnapshot.build(samples, early)  # a Bento packed when half the runs had ended
+    full = RunHistorySnapshot.build(samples, runs)
+    refreshed = OnlineHistory(packed, FeatureServer(url)).refresh()
+    assert isinstance(refreshed, RunHistorySnapshot) and refreshed.cutoff >= packed.cutoff
+
+    def instruments(snapshot: RunHistorySnapshot) -> pd.DataFrame:
+        table = snapshot.failure_table
+        return table[(table["kind"] == "instrument_id") & table["key"].notna()].set_index("key").sort_index()
+
+    got, want, before = instruments(refreshed), instruments(full), instruments(packed)
+    assert list(got.index) == list(before.index) and set(got.index) <= set(want.index)
+    pd.testing.assert_frame_equal(got.drop(columns="kind"), want.loc[got.index].drop(columns="kind"), rtol=1e-9)
+    assert not np.allclose(before["failure_rate"], want.loc[before.index, "failure_rate"])  # the refresh mattered
+    assert refreshed.failure_table["key"].iloc[-1] is None  # the unknown key's row stays last
+    kits = refreshed.failure_table[refreshed.failure_table["kind"] == "library_kit"]
+    pd.testing.assert_frame_equal(kits, packed.failure_table[packed.failure_table["kind"] == "library_kit"])  # as packed

@@ -19,13 +19,11 @@ from serving_support import recent_samples, request_records, trained_registry
 
 from tracseq_dagster import features
 from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features, feature_columns
-from tracseq_dagster.lake import Lake
 from tracseq_dagster.registry import RegistryError
 from tracseq_dagster.serving import columnar, compiled_trees, leaf_bitvectors
 from tracseq_dagster.serving.advice import category, recommendations, risk_factors
 from tracseq_dagster.serving.bundle import export_bundle
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
-from tracseq_dagster.serving.online_store import OfflineFeatureStore, RedisFeatureStore
 from tracseq_dagster.serving.prediction_cache import InProcessCache, RedisCache, blob_key, cache_key
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, ParquetPredictionLog
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
@@ -334,24 +332,13 @@ def test_cached_answers_are_not_walked_by_the_garbage_collector() -> None:
     assert len(gc.get_objects()) - before < 100  # 5,000 answers, not 5,000 × 10 tracked objects
 
 
-def test_redis_cache_and_online_store_round_trip(tmp_path: Path) -> None:
+def test_redis_cache_round_trip() -> None:
     prefix = f"tracseq-test-{uuid.uuid4().hex[:8]}:"
     client = redis.Redis.from_url(REDIS_URL)
     try:
         cache = RedisCache(REDIS_URL, prefix=prefix + "prediction:", ttl_s=60)
         cache.put("k1", {"quality_probability": 0.5})
         assert cache.get("k1") == {"quality_probability": 0.5} and cache.get("k2") is None
-        samples = recent_samples(50, seed=14)
-        features = compute_features(samples, samples).reset_index()
-        store = RedisFeatureStore(REDIS_URL, prefix=prefix + "features:")
-        assert store.publish(features) == 50
-        wanted = features["sample_id"].iloc[[3, 7]].tolist()
-        found = store.get_many([*wanted, "TS-1999-000001"])
-        assert set(found) == set(wanted)
-        assert found[wanted[0]]["freeze_thaw_cycles"] == features.set_index("sample_id").loc[wanted[0], "freeze_thaw_cycles"]
-        lake = Lake(tmp_path / "lake")
-        lake.write_table(lake.features_path, features)
-        assert OfflineFeatureStore(tmp_path / "lake").get_many(wanted) == found  # the same answers
     finally:
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)

@@ -28,19 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 import redis
 import requests
+from feast_support import clear_project, feature_server
 from processes import free_port, stop, wait_until_ready
 from serving_support import TrainedRegistry, recent_samples, request_records
 
-from assets.serving import online_sample_features
-from resources import LakeResource, OnlineStoreResource
 from tracseq_dagster.conformal import INTERVAL_HALF_WIDTH_TAG
+from tracseq_dagster.feature_repo.config import FeastSettings
+from tracseq_dagster.feature_repo.definitions import repo_objects
+from tracseq_dagster.feature_repo.materialization import materialize_with_statistics
+from tracseq_dagster.feature_repo.store import apply_repo, open_store
+from tracseq_dagster.feature_repo.tables import write_feature_tables
 from tracseq_dagster.feature_store import accepted_samples
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import get_model
@@ -237,23 +240,6 @@ def test_identical_requests_are_answered_from_the_cache(stack: Stack, records) -
         k.startswith(f"{stack.prefix}prediction:".encode())
         for k in redis.Redis.from_url(REDIS_URL).scan_iter(match=stack.prefix + "*")
     )
-
-
-def test_features_come_from_redis_after_publishing(stack: Stack) -> None:
-    sample_id = stack.trained.samples["sample_id"].iloc[5]
-    assert requests.get(f"{stack.url}/features/{sample_id}", headers=AUTH, timeout=10).status_code == 404
-    result = dg.materialize(
-        [online_sample_features],
-        resources={"lake": LakeResource(root=str(stack.lake.root)),
-                   "online_store": OnlineStoreResource(redis_url=REDIS_URL, key_prefix=stack.prefix + "features:")},
-    )  # fmt: skip
-    assert result.success
-    one = requests.get(f"{stack.url}/features/{sample_id}", headers=AUTH, timeout=10)
-    assert one.status_code == 200
-    offline = stack.lake.read_features().set_index("sample_id").loc[sample_id]
-    assert one.json()["features"]["freeze_thaw_cycles"] == offline["freeze_thaw_cycles"]
-    many = stack.post("/features", {"sample_ids": [sample_id, "TS-1999-000001"]}).json()
-    assert set(many["features"]) == {sample_id} and many["missing"] == ["TS-1999-000001"]
 
 
 def test_model_info_and_metrics(stack: Stack) -> None:
@@ -525,3 +511,43 @@ def test_a_served_model_file_changed_after_the_build_stops_the_service_naming_it
     finally:
         stop(process)
         pickled.write_bytes(original)
+
+
+def test_with_a_feature_server_history_and_features_come_from_feast(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    """TRACSEQ_FEATURE_SERVER_URL: the running Bento refreshes its history aggregates and answers /features
+    from Feast's online store through a real `feast serve`; with the server gone it answers from what it has."""
+    write_feature_tables(stack.lake)
+    settings = FeastSettings(stack.env["TRACSEQ_DATA_DIR"], f"e2e{uuid.uuid4().hex[:8]}", None, "redis://127.0.0.1:6379/13")
+    store = open_store(settings)
+    apply_repo(store, repo_objects(stack.lake.root))
+    materialize_with_statistics(store, settings.folder)
+    sample_id = stack.trained.samples["sample_id"].iloc[7]
+    libraries = (
+        stack.lake.read_validated_runs().tail(2).merge(accepted_samples(stack.lake).drop(columns=["qc_status"]), on="sample_id")
+    )
+    runs_request = json_rows(libraries, request_columns(get_model("sequencing_success")))[0]
+    try:
+        with feature_server(settings) as url:
+            stack.env = {**stack.env, "TRACSEQ_FEATURE_SERVER_URL": url, "TRACSEQ_HISTORY_REFRESH_S": "1",
+                         "TRACSEQ_SERVICE_AUTH": "token"}  # fmt: skip
+            stack.serve(None)
+            sources = stack.get("/model").json()["history_source"]
+            # the original route's predictor and the catalog models with sample or run history (not the freezer days)
+            assert set(sources) == {"/predict", "sample_quality", "sequencing_success", "turnaround_hours"}, sources
+            for history in sources.values():
+                assert history["source"] == f"feast feature server {url}" and history["refreshes"] >= 1, history
+                assert history["last_error"] is None
+            features = stack.get(f"/features/{sample_id}").json()
+            assert features["source"] == "online", features  # Feast's online store, through the feature server
+            offline = stack.lake.read_features().set_index("sample_id").loc[sample_id]
+            assert features["features"]["freeze_thaw_cycles"] == offline["freeze_thaw_cycles"]
+            assert stack.post("/predict", records[3]).status_code == 200
+            assert stack.post("/models/sequencing_success/predict", runs_request).status_code == 200
+        time.sleep(2.5)  # the server is gone: the next refreshes fail
+        history = stack.get("/model").json()["history_source"]["sequencing_success"]
+        assert history["last_error"] and "get-online-features" in history["last_error"]
+        assert stack.post("/models/sequencing_success/predict", runs_request).status_code == 200
+        assert stack.post("/predict", records[4]).status_code == 200  # the last aggregates answer
+        assert stack.get(f"/features/{sample_id}").status_code == 200  # from the lake's table
+    finally:
+        clear_project(settings)

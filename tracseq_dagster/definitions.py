@@ -22,7 +22,6 @@ from resources import (
     LandingZoneResource,
     MLflowResource,
     OllamaResource,
-    OnlineStoreResource,
     OptunaStorageResource,
     PredictionLogResource,
 )
@@ -74,7 +73,6 @@ def build_definitions(
                 "optuna_storage": OptunaStorageResource(
                     url=optuna_storage or _secret_url("TRACSEQ_OPTUNA_STORAGE", settings.optuna_storage_url())
                 ),
-                "online_store": OnlineStoreResource(redis_url=_secret_url("TRACSEQ_REDIS_URL", settings.redis_url())),
                 "feast": FeastResource(
                     data_dir=str(settings.data_dir()),
                     project=feast_project(),

@@ -19,9 +19,9 @@ from tracseq_dagster.feature_repo.materialization import materialize_with_statis
 def feast_online_features(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.MaterializeResult:
     """Every feature view materialised into the online store (Redis when configured), after the feature tables.
 
-    Supersedes the hand-written publisher (``online_sample_features``, kept while the
-    prediction service reads its documents): the latest row of every sample, operator, site,
-    freezer and instrument is loaded by Feast. At each materialisation the statistics of every
+    The online store the prediction service reads through Feast's feature server (``/features``
+    and the history aggregates): the latest row of every sample, operator, site, freezer and
+    instrument is loaded by Feast. At each materialisation the statistics of every
     feature (count, nulls, quantiles, histogram) are computed and kept under the view's
     registry version.
     """

@@ -26,13 +26,11 @@ feast_training_tables_job = dg.define_asset_job(
     description="feast apply and the tables training sets are joined from (point in time), without materialising.",
 )
 
-# Declarative automation keeps sample_features, the Feast tables and the online stores fresh once
+# Declarative automation keeps sample_features, the Feast tables and Feast's online store fresh once
 # new exports are validated, and applies the Feast definitions when they change.
 features_automation_sensor = dg.AutomationConditionSensorDefinition(
     "features_automation",
-    target=dg.AssetSelection.assets(
-        "sample_features", "online_sample_features", "feast_registry", "feast_entity_tables", "feast_online_features"
-    ),
+    target=dg.AssetSelection.assets("sample_features", "feast_registry", "feast_entity_tables", "feast_online_features"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=settings.sensor_interval_s(),
 )

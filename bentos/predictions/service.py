@@ -61,8 +61,9 @@ from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_routes import COLUMNAR_PATH, CatalogService, catalog_routes
 from tracseq_dagster.serving.content_type_guard import JsonOnlyMiddleware
 from tracseq_dagster.serving.dependencies import Dependencies, ReadinessMiddleware
+from tracseq_dagster.serving.feature_server import FeatureServer
 from tracseq_dagster.serving.micro_batcher import MicroBatcher
-from tracseq_dagster.serving.online_history import FeatureServer, HistoryRefresher, OnlineHistory
+from tracseq_dagster.serving.online_history import OnlineHistories
 from tracseq_dagster.serving.online_store import open_feature_store
 from tracseq_dagster.serving.prediction_cache import blob_key, cache_key, open_cache
 from tracseq_dagster.serving.prediction_log import BackgroundLogWriter, open_prediction_log
@@ -129,7 +130,6 @@ class Predictions:
         self.citations = PackedCitations.load(models_path)
         # The original routes' bundle is there when sample_quality had a champion at build time.
         self.predictor = self._sample_quality_predictor(models_path)
-        self.history = self._online_history(self.predictor)
         self.metrics = ServiceMetrics()
         self.dependencies = Dependencies()
         self.dependencies.listen(self.metrics.dependency_event)
@@ -138,7 +138,12 @@ class Predictions:
         self.cache = open_cache(redis_url, redis_breaker)
         if redis_breaker is not None:
             self.dependencies.breaker("redis", probe=self.cache.ping)  # type: ignore[attr-defined]
-        self.features_store = open_feature_store(redis_url, settings.lake_dir(), redis_breaker)
+        server_url = settings.feature_server_url()
+        self.features_store = open_feature_store(  # Feast's online store through its feature server, else the lake
+            settings.lake_dir(),
+            self.dependencies.breaker("feature_server") if server_url else None,
+            feature_server=FeatureServer(server_url) if server_url else None,
+        )
         log = open_prediction_log(settings.prediction_log_url())
         self.log = BackgroundLogWriter(
             log,
@@ -150,6 +155,7 @@ class Predictions:
         self.batcher = self._batcher(self.predictor, self.citations)
         self.catalog = CatalogService(self._served_catalog(models_path, self.citations), self.log.submit)
         self.storage = StorageService.of_catalog(self.catalog.catalog)
+        self.history = self._online_history(self.predictor, self.catalog.catalog)
         # A newly built model is served without a restart (tracseq_dagster/serving/rollout.py).
         self.rollout = RolloutWatcher(self.model_tag, self._switch_to, interval_s=settings.rollout_interval_s()).start()
         # The model, the history snapshot and the imported modules live as long as the worker:
@@ -169,17 +175,13 @@ class Predictions:
         return SampleQualityPredictor(path, self.split, self.attribution) if (path / "bundle.json").exists() else None
 
     @staticmethod
-    def _online_history(predictor: SampleQualityPredictor | None) -> HistoryRefresher | None:
+    def _online_history(predictor: SampleQualityPredictor | None, served: ServedCatalog) -> OnlineHistories | None:
         """With TRACSEQ_FEATURE_SERVER_URL, the history aggregates refreshed from Feast's online store
         (serving/online_history.py); without it, or before the first refresh, the packed history."""
         url = settings.feature_server_url()
-        if url is None or predictor is None:
+        if url is None:
             return None
-        online = OnlineHistory(predictor.history, FeatureServer(url))
-        predictor.online = online
-        refresher = HistoryRefresher(online, predictor.install_history, settings.history_refresh_s())
-        refresher.refresh_now()  # best effort: a feature server that is down leaves the packed history
-        return refresher.start()
+        return OnlineHistories.start(FeatureServer(url), {"/predict": predictor, **served.models}, settings.history_refresh_s())
 
     @staticmethod
     def _batcher(predictor: SampleQualityPredictor | None, citations: PackedCitations | None) -> MicroBatcher | None:
@@ -203,9 +205,9 @@ class Predictions:
         path = Path(stored.path)
         self._verify(path, stored.info.metadata, tag)
         predictor = self._sample_quality_predictor(path)  # loads and warms up (serving/warm_up.py)
-        history = self._online_history(predictor)
         citations = PackedCitations.load(path)
         catalog = CatalogService(self._served_catalog(path, citations), self.log.submit)
+        history = self._online_history(predictor, catalog.catalog)
         storage, batcher = StorageService.of_catalog(catalog.catalog), self._batcher(predictor, citations)
         gc.unfreeze()  # the old models become garbage once the last request on them ends
         self.predictor, self.batcher, self.catalog, self.storage, self.model_tag = predictor, batcher, catalog, storage, tag
@@ -304,7 +306,7 @@ class Predictions:
 
     @bentoml.api(route="/features", input_spec=FeatureRequest)
     def features(self, sample_ids: list[str]) -> dict[str, Any]:
-        """Latest features of known samples (Redis when configured and up, the offline store otherwise)."""
+        """Latest features of known samples (Feast's online store through its feature server when configured and up, the lake's table otherwise)."""
         found, source = self._features_of(sample_ids)
         return {"features": found, "missing": [s for s in sample_ids if s not in found], "source": source}
 
@@ -317,7 +319,7 @@ class Predictions:
         return {"sample_id": sample_id, "features": found[sample_id], "source": source}
 
     def _features_of(self, sample_ids: list[str]) -> tuple[dict[str, Any], str]:
-        """Features found and the store that answered: online (Redis) or offline (the lake's table)."""
+        """Features found and the store that answered: online (Feast) or offline (the lake's table)."""
         if hasattr(self.features_store, "get_many_from"):
             return self.features_store.get_many_from(sample_ids)
         return self.features_store.get_many(sample_ids), "offline"
@@ -328,7 +330,7 @@ class Predictions:
         if self.predictor is None:
             raise HTTPException(status_code=404, detail=NO_SAMPLE_QUALITY)
         cited = self.citations.summary() if self.citations is not None else None
-        history = self.history.status() if self.history is not None else {"source": "packed at build time"}
+        history = self.history.status() if self.history is not None else "packed at build time"
         return {
             **self.predictor.model_info(),
             "rollout": self.rollout.status(),

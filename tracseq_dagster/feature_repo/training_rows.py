@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import pandas as pd
 import pyarrow.parquet as pq
 from feast import FeatureStore, FileSource
@@ -74,7 +75,10 @@ def historical_labelled_rows(store: FeatureStore, spec: ModelSpec, entities: pd.
     service = store.get_feature_service(spec.name)
     if service.tags.get("coverage") != "complete":
         raise NotInFeatureStore(f"{spec.name}: the feature store lacks {service.tags.get('missing_features', '?')}")
-    joined = store.get_historical_features(entity_df=entities, features=service).to_df()
+    # Dask's synchronous scheduler: its default thread pool is process-wide, and a process that forks
+    # after using it (tracseq train's sweep workers) leaves the child waiting forever on its queue.
+    with dask.config.set(scheduler="synchronous"):
+        joined = store.get_historical_features(entity_df=entities, features=service).to_df()
     keys = [joined[k].astype(str) for k in spec.entity]
     key = keys[0]
     for part in keys[1:]:

@@ -33,11 +33,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 
 from tracseq_dagster.features import FAILURE_PRIOR, FAILURE_PRIOR_WEIGHT, HistorySnapshot
+from tracseq_dagster.run_history import RunHistorySnapshot
+from tracseq_dagster.serving.feature_server import FeatureServer, FeatureServerError
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +73,6 @@ AGGREGATES: dict[str, OnlineAggregate] = {
 }
 
 
-class FeatureServerError(RuntimeError):
-    """The feature server did not answer, or answered something else than Feast's format."""
-
-
-class FeatureServer:
-    """Feast's feature server over HTTP: ``POST /get-online-features``."""
-
-    def __init__(self, url: str, timeout_s: float = 2.0, transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
-
-    def online(self, features: list[str], join_key: str, values: list[str]) -> tuple[dict[str, list[Any]], pd.Timestamp | None]:
-        """``{feature: values}`` aligned with ``values`` (None where Feast has nothing), and the
-        latest event time among the rows found."""
-        try:
-            response = self._client.post("/get-online-features", json={"features": features, "entities": {join_key: values}})
-            response.raise_for_status()
-            body = response.json()
-            names = body["metadata"]["feature_names"]
-            results = body["results"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
-            raise FeatureServerError(f"{self.url}/get-online-features: {error}") from error
-        columns = {name: list(result["values"]) for name, result in zip(names, results, strict=True)}
-        stamps = [
-            pd.Timestamp(s)
-            for name, result in zip(names, results, strict=True)
-            if name != join_key
-            for s, v in zip(result["event_timestamps"], result["values"], strict=True)
-            if v is not None
-        ]
-        return columns, (max(stamps) if stamps else None)
-
-    def close(self) -> None:
-        self._client.close()
-
-
 def groups_from_online(kind: str, keys: list[str], columns: dict[str, list[Any]]) -> pd.DataFrame:
     """The snapshot's groups of ``kind`` (index (kind, key); count, total) for the keys Feast knows."""
     aggregate = AGGREGATES[kind]
@@ -118,18 +83,36 @@ def groups_from_online(kind: str, keys: list[str], columns: dict[str, list[Any]]
     return pd.DataFrame({"count": count[known], "total": aggregate.total(value[known], count[known])}, index=index)
 
 
-class OnlineHistory:
-    """Refreshed snapshots: the packed one's groups, replaced by Feast's for every key Feast knows."""
+#: The instrument failure window of the run models (``RunHistorySnapshot.failure_table``, kind
+#: ``instrument_id``) as the ``instrument_history`` view keeps it, column for column.
+INSTRUMENT_VIEW = "instrument_history"
+INSTRUMENT_FEATURES = {
+    "failure_rate": "instrument_failure_rate",
+    "recent_failures": "instrument_recent_failures",
+    "recent_libraries": "instrument_recent_libraries",
+    "recent_runs": "instrument_recent_runs",
+}
 
-    def __init__(self, packed: HistorySnapshot, server: FeatureServer) -> None:
+
+class OnlineHistory:
+    """Refreshed snapshots: the packed one's aggregates, replaced by Feast's for every key Feast knows.
+
+    ``packed`` is a sample model's :class:`HistorySnapshot` or a run model's
+    :class:`~tracseq_dagster.run_history.RunHistorySnapshot`; for the latter its sample aggregates
+    and its instruments' failure windows are refreshed (the kit windows, the 7-day load and the
+    queue, which no Feast view holds, stay as packed).
+    """
+
+    def __init__(self, packed: HistorySnapshot | RunHistorySnapshot, server: FeatureServer) -> None:
         self.packed = packed
         self.server = server
+        self._samples = packed if isinstance(packed, HistorySnapshot) else packed.sample_history
         self._new_keys: dict[str, set[str]] = {kind: set() for kind in AGGREGATES}
         self._lock = threading.Lock()
 
     def note_keys(self, kind: str, keys: Iterable[Any]) -> None:
         """Keys a request brought (cheap: only those the packed snapshot lacks are kept)."""
-        known = self.packed.groups.index
+        known = self._samples.groups.index
         fresh = {str(k) for k in keys if isinstance(k, str) and (kind, k) not in known}
         if fresh:
             with self._lock:
@@ -145,32 +128,63 @@ class OnlineHistory:
             self.note_keys(kind, values)
 
     def keys(self, kind: str) -> list[str]:
-        groups = self.packed.groups
+        groups = self._samples.groups
         packed = list(groups.xs(kind, level="kind").index) if kind in groups.index.get_level_values(0) else []
         with self._lock:
             new = sorted(self._new_keys[kind])
         return [str(k) for k in packed] + new
 
-    def refresh(self) -> HistorySnapshot:
-        """A snapshot with Feast's aggregates (raises :class:`FeatureServerError` when the server fails)."""
-        parts, latest = [], self.packed.cutoff
+    def refresh(self) -> HistorySnapshot | RunHistorySnapshot:
+        """A snapshot with Feast's aggregates (raises :class:`FeatureServerError` when the server fails).
+
+        Its cutoff moves to the latest event Feast's rows include: a request computed as of an
+        earlier moment must not see them (the run models then read their packed frames).
+        """
+        samples = self._refreshed_samples()
+        if isinstance(self.packed, HistorySnapshot):
+            return samples
+        failures, latest = self._refreshed_instruments(self.packed.failure_table)
+        cutoff = max(self.packed.cutoff, samples.cutoff, latest or self.packed.cutoff)
+        return replace(self.packed, sample_history=samples, failure_table=failures, cutoff=cutoff)
+
+    def _refreshed_instruments(self, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+        """The failure table with every instrument Feast knows updated (new instruments wait for a rebuild:
+        the run features' open set of instruments is the packed one)."""
+        rows = np.flatnonzero((table["kind"] == "instrument_id").to_numpy() & table["key"].notna().to_numpy())
+        if not len(rows):
+            return table, None
+        keys = [str(k) for k in table["key"].iloc[rows]]
+        online = self.server.online([f"{INSTRUMENT_VIEW}:{f}" for f in INSTRUMENT_FEATURES.values()], "instrument_id", keys)
+        values = {c: pd.to_numeric(pd.Series(online.columns[f], dtype=object), errors="coerce").to_numpy(dtype=float)
+                  for c, f in INSTRUMENT_FEATURES.items()}  # fmt: skip
+        known = ~np.isnan(values["failure_rate"])
+        out = table.copy()
+        for column, found in values.items():
+            position = out.columns.get_loc(column)
+            out.iloc[rows[known], position] = found[known].astype(out[column].dtype)
+        return out, online.latest()
+
+    def _refreshed_samples(self) -> HistorySnapshot:
+        packed = self._samples
+        parts, latest = [], packed.cutoff
         for kind, aggregate in AGGREGATES.items():
             keys = self.keys(kind)
             if not keys:
                 continue
-            columns, stamp = self.server.online(aggregate.features(), aggregate.join_key, keys)
-            parts.append(groups_from_online(kind, keys, columns))
+            rows = self.server.online(aggregate.features(), aggregate.join_key, keys)
+            parts.append(groups_from_online(kind, keys, rows.columns))
+            stamp = rows.latest()
             if stamp is not None and stamp > latest:
                 latest = stamp
-        online = pd.concat(parts) if parts else self.packed.groups.iloc[:0]
-        kept = self.packed.groups[~self.packed.groups.index.isin(online.index)]
-        return replace(self.packed, groups=pd.concat([kept, online]), cutoff=latest)
+        online = pd.concat(parts) if parts else packed.groups.iloc[:0]
+        kept = packed.groups[~packed.groups.index.isin(online.index)]
+        return replace(packed, groups=pd.concat([kept, online]), cutoff=latest)
 
 
 class HistoryRefresher:
     """Every ``interval_s``, a refreshed snapshot handed to ``install`` (a daemon thread); failures keep the last one."""
 
-    def __init__(self, history: OnlineHistory, install: Callable[[HistorySnapshot], None], interval_s: float = 30.0) -> None:
+    def __init__(self, history: OnlineHistory, install: Callable[[Any], None], interval_s: float = 30.0) -> None:
         self.history = history
         self.install = install
         self.interval_s = interval_s
@@ -214,3 +228,39 @@ class HistoryRefresher:
             started = time.monotonic()
             self.refresh_now()
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+
+class OnlineHistories:
+    """A refresher per served model whose history Feast holds (sample aggregates, run windows).
+
+    ``targets`` maps a name (``/predict`` for the original route's predictor, else the catalog
+    model's) to an object with a ``history`` attribute: it receives each refreshed snapshot through
+    its ``install_history`` when it has one, else in ``history``; one whose ``online`` attribute
+    exists is told the keys of its requests. Models whose history is of another kind (the freezer
+    model's freezer days) keep the packed one.
+    """
+
+    def __init__(self, refreshers: dict[str, HistoryRefresher]) -> None:
+        self.refreshers = refreshers
+
+    @classmethod
+    def start(cls, server: FeatureServer, targets: dict[str, Any], interval_s: float) -> OnlineHistories:
+        refreshers: dict[str, HistoryRefresher] = {}
+        for name, target in targets.items():
+            if target is None or not isinstance(target.history, HistorySnapshot | RunHistorySnapshot):
+                continue
+            online = OnlineHistory(target.history, server)
+            if hasattr(target, "online"):
+                target.online = online
+            install = getattr(target, "install_history", None) or (lambda snapshot, t=target: setattr(t, "history", snapshot))
+            refresher = HistoryRefresher(online, install, interval_s)
+            refresher.refresh_now()  # best effort: a feature server that is down leaves the packed history
+            refreshers[name] = refresher.start()
+        return cls(refreshers)
+
+    def status(self) -> dict[str, Any]:
+        return {name: refresher.status() for name, refresher in self.refreshers.items()}
+
+    def stop(self) -> None:
+        for refresher in self.refreshers.values():
+            refresher.stop()
