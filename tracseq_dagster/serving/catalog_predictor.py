@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tracseq_dagster.features import FEATURE_SPEC_BY_NAME, SAMPLE_ID, feature_columns
+from tracseq_dagster.features import FEATURE_SPEC_BY_NAME, SAMPLE_ID, HistorySnapshot, feature_columns
 from tracseq_dagster.models import ModelSpec, catalog, get_model
 from tracseq_dagster.models.catalog import EXTRA_MODULES_VARIABLE
 from tracseq_dagster.models.spec import ServingRows
@@ -66,6 +66,8 @@ class ModelPredictor:
         runs = folder / "history" / RUNS_FILE
         self.runs = pd.read_parquet(runs) if runs.exists() else None
         build_history = self.spec.serving.history_snapshot  # once per process, not per request
+        if build_history is None and self.spec.serving.features is None:
+            build_history = _sample_history  # the sample features: aggregates as they stand after the packed history
         self.history = build_history(self.samples, self.runs) if build_history is not None else None
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
@@ -154,7 +156,11 @@ class ModelPredictor:
         if serving.features is not None:
             features = serving.features(rows)
         else:
-            computed = feature_columns(frame, self.samples, as_of=as_of.to_numpy())
+            # The snapshot (which serving/online_history.py may refresh from Feast) answers rows computed
+            # after its cutoff, the same features as the packed frame; earlier rows need the frame.
+            history = self.history
+            after = isinstance(history, HistorySnapshot) and len(as_of) and as_of.min() > history.cutoff
+            computed = feature_columns(frame, history if after else self.samples, as_of=as_of.to_numpy())
             features = computed.frame(sort=False).reset_index(drop=True)
         if len(features) != len(frame) or features.index.tolist() != list(range(len(frame))):
             raise ValueError(f"{self.name}: the serving features must have one row per request row, in order")
@@ -257,3 +263,7 @@ class ServedCatalog:
 
     def listing(self) -> dict[str, Any]:
         return {"models": [m.listing() for m in self.models.values()], "not_served": self.skipped}
+
+
+def _sample_history(samples: pd.DataFrame, runs: pd.DataFrame | None) -> HistorySnapshot:
+    return HistorySnapshot.build(samples)

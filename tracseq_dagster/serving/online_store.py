@@ -45,6 +45,19 @@ def feature_documents(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
+def online_documents(ids: list[str], columns: dict[str, Any], stamps: list[pd.Timestamp]) -> dict[str, dict[str, Any]]:
+    """Feast's online answer (feature columns aligned with ``ids``, each row's event time) as the
+    offline table's documents; a sample with no feature at all is unknown to the store and left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, sample_id in enumerate(ids):
+        document = {name: json_value(columns[name][i]) for name in FEATURE_NAMES}
+        if all(v is None for v in document.values()):
+            continue
+        document[AS_OF_COLUMN] = stamps[i].isoformat()
+        out[sample_id] = document
+    return out
+
+
 class FeastFeatureStore:
     """The latest sample features from Feast's online store (the Feast SDK), as documents like the offline table's.
 
@@ -66,15 +79,8 @@ class FeastFeatureStore:
             return {}
         response = self.store.get_online_features(features=self._references, entity_rows=[{SAMPLE_ID: s} for s in ids])
         columns = response.to_dict(include_event_timestamps=True)
-        stamps = columns[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]
-        out: dict[str, dict[str, Any]] = {}
-        for i, sample_id in enumerate(ids):
-            document = {name: json_value(columns[name][i]) for name in FEATURE_NAMES}
-            if all(v is None for v in document.values()):
-                continue  # unknown to the online store
-            document[AS_OF_COLUMN] = pd.Timestamp(stamps[i], unit="s", tz="UTC").isoformat()
-            out[sample_id] = document
-        return out
+        stamps = [pd.Timestamp(t, unit="s", tz="UTC") for t in columns[FEATURE_NAMES[0] + TIMESTAMP_POSTFIX]]
+        return online_documents(ids, columns, stamps)
 
 
 class FeatureServerFeatureStore:
@@ -91,15 +97,7 @@ class FeatureServerFeatureStore:
         if not ids:
             return {}
         rows = self.server.online(self._references, SAMPLE_ID, ids)
-        stamps = rows.timestamps[FEATURE_NAMES[0]]
-        out: dict[str, dict[str, Any]] = {}
-        for i, sample_id in enumerate(ids):
-            document = {name: json_value(rows.columns[name][i]) for name in FEATURE_NAMES}
-            if all(v is None for v in document.values()):
-                continue  # unknown to the online store
-            document[AS_OF_COLUMN] = pd.Timestamp(stamps[i]).isoformat()
-            out[sample_id] = document
-        return out
+        return online_documents(ids, rows.columns, [pd.Timestamp(t) for t in rows.timestamps[FEATURE_NAMES[0]]])
 
 
 class OfflineFeatureStore:
