@@ -227,3 +227,15 @@ def test_resource_channels_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert resource.policy().rate_limit_per_hour == 7
     configured = NotificationsResource.from_env()
     assert configured.rate_limit_per_hour == 7
+
+
+def test_the_alert_history_keeps_its_last_days_only(receiver: Receiver) -> None:
+    channel = WebhookChannel(receiver.url("/hook"))
+    old = deliver([alert(1)], [channel], now=NOW - pd.Timedelta(days=200), sleep=no_sleep)
+    recent = deliver([alert(2)], [channel], now=NOW - pd.Timedelta(days=10), sleep=no_sleep)
+    history = append_history(append_history(None, old), recent, now=NOW)
+    assert history["key"].tolist() == [alert(2).key]  # 200 days old: gone
+    history = append_history(history, deliver([alert(3)], [channel], history, now=NOW, sleep=no_sleep), now=NOW)
+    assert history["key"].tolist() == [alert(2).key, alert(3).key]
+    assert deliver([alert(2)], [channel], history, now=NOW, sleep=no_sleep).empty  # kept: still not sent twice
+    assert deliver([alert(1)], [channel], history, now=NOW, sleep=no_sleep)["key"].tolist() == [alert(1).key]  # news again

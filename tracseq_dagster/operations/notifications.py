@@ -44,6 +44,8 @@ ALERT_COLUMNS: tuple[str, ...] = (
     "attempts",
     "error",
 )
+#: Days of alert history the ALERTS table keeps (dedupe and the weekly report look back far less).
+HISTORY_DAYS = 180.0
 #: The channel name recorded when no channel is configured: alerts are recorded, not sent.
 NO_CHANNEL = "none"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -245,10 +247,20 @@ def deliver(
     return out
 
 
-def append_history(history: pd.DataFrame | None, new_rows: pd.DataFrame) -> pd.DataFrame:
-    """The ALERTS table after a run: the history plus this run's rows."""
+def append_history(
+    history: pd.DataFrame | None, new_rows: pd.DataFrame, *, keep_days: float = HISTORY_DAYS, now: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """The ALERTS table after a run: the history of the last ``keep_days`` days plus this run's rows.
+
+    The table is written whole every hour, so it must not grow without end. What it is read for
+    (an alert not sent twice, the weekly report's counts) looks back days, not years: an older
+    alert that fires again is news again and is sent again.
+    """
     if history is None or history.empty:
         return new_rows.reset_index(drop=True)
+    moment = now if now is not None else pd.Timestamp.now(tz="UTC")
+    created = pd.to_datetime(history["created_at"], utc=True, errors="coerce")
+    kept = history[created.isna() | (created >= moment - pd.Timedelta(days=keep_days))]
     if new_rows.empty:
-        return history.reset_index(drop=True)
-    return pd.concat([history[list(ALERT_COLUMNS)], new_rows], ignore_index=True)
+        return kept[list(ALERT_COLUMNS)].reset_index(drop=True)
+    return pd.concat([kept[list(ALERT_COLUMNS)], new_rows], ignore_index=True)
