@@ -188,3 +188,17 @@ def test_a_process_forked_after_a_join_joins_again(world) -> None:
         child.kill()
     assert not hung, "the forked process never finished its join"
     assert queue.get(timeout=10) == rows
+
+
+def test_a_model_labelled_by_something_else_than_qc_trains_from_the_feature_code(world) -> None:
+    """A new catalog model over the sample features with a label of its own: Feast's entity rows carry
+    the QC status, so its training set comes from the feature code, saying why (README's example model)."""
+    lake, _, store, _ = world
+    columns = ["purity_score", "integrity_score", "freeze_thaw_cycles"]
+    spec = ModelSpec("own_label_model", "a label of its own", "freeze_thaw_cycles", "at receipt", ("sample_id",), "now",
+                     tuple(columns[:2]), lambda lake_: lake_.read_features().set_index("sample_id")[columns], task="regression")  # fmt: skip
+    store.apply([feature_service(spec, store.list_feature_views())])
+    assert store.get_feature_service("own_label_model").tags["coverage"] == "complete"
+    sourced = catalog_training_set(store, lake, spec)
+    assert sourced.source.startswith("feature code (no Feast table holds its label freeze_thaw_cycles")
+    assert sourced.training_set.rows == len(lake.read_features())

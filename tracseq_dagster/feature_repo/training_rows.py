@@ -149,6 +149,9 @@ def _why_not_from_the_store(store: FeatureStore, lake: Lake, spec: ModelSpec) ->
         return f"Feast project {store.project} has no service {spec.name}: apply the repository (asset feast_registry)"
     if service.tags.get("coverage") != "complete":
         return f"the feature store lacks {service.tags.get('missing_features', '?')}"
+    if spec.name not in MODEL_TABLES and spec.label != LABEL_COLUMN:
+        # The entity rows of a model without a table are the QC-labelled samples (labelled_sample_entities).
+        return f"no Feast table holds its label {spec.label} (give the model a table in feature_repo/model_tables.py)"
     root = Path(lake.root).resolve()
     for projection in service.feature_view_projections:
         source = store.get_feature_view(projection.name).batch_source
