@@ -33,7 +33,7 @@ import pandas as pd
 
 from tracseq_dagster.features import FeatureSpec
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec
+from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec, distinct_actions
 from tracseq_dagster.operations.freezer_history import freezer_days, freezer_days_as_of, located_samples
 from tracseq_dagster.operations.freezer_state import parse_locations
 from tracseq_dagster.promotion import GatePolicy
@@ -185,21 +185,19 @@ def word_factor(feature: str, record: Mapping[str, Any], features: Mapping[str, 
     return words.get(feature)
 
 
+_SERVICE = "Have the freezer serviced (compressor, door seal) and prefer another freezer for new samples."
+_SPREAD = "Spread intake over freezers at the same temperature to limit door openings."
+#: Also the day columns the model no longer uses (an older champion's factors, the SOP citations' kinds).
+_ACTIONS = {
+    **dict.fromkeys(("excursion_rate_30d", "excursion_rate_90d", "excursion_rate_all", "rate_trend", "max_deviation_30d_c",
+                     "days_since_excursion"), _SERVICE),
+    **dict.fromkeys(("intake_7d", "intake_30d"), _SPREAD),
+}  # fmt: skip
+
+
 def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
     """What the lab can do about a risky freezer."""
-    out: list[str] = []
-    for feature in factors:
-        # Also the day columns the model no longer uses (an older champion's factors, the SOP citations' kinds).
-        if feature in ("excursion_rate_30d", "excursion_rate_90d", "excursion_rate_all", "rate_trend", "max_deviation_30d_c",
-                       "days_since_excursion"):  # fmt: skip
-            action = "Have the freezer serviced (compressor, door seal) and prefer another freezer for new samples."
-        elif feature in ("intake_7d", "intake_30d"):
-            action = "Spread intake over freezers at the same temperature to limit door openings."
-        else:
-            continue
-        if action not in out:
-            out.append(action)
-    return out
+    return distinct_actions(_ACTIONS.get(feature) for feature in factors)
 
 
 MODEL = ModelSpec(

@@ -28,7 +28,7 @@ import pandas as pd
 from tracseq_dagster.features import SAMPLE_ID
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import sample_quality
-from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec
+from tracseq_dagster.models.spec import HOLDOUT_GROUP, ModelSpec, ServingRows, ServingSpec, distinct_actions
 from tracseq_dagster.run_features import (
     RUN_FEATURE_CODE_VERSION,
     RUN_ID,
@@ -115,12 +115,12 @@ def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[s
     }
     kinds = {"queue_length": "queue", "sequencing_queue": "queue", "sequencing_queue_days": "queue",
              "instrument_load_7d": "load", "is_rerun": "rerun", "previous_run_failures": "rerun"}  # fmt: skip
-    out: list[str] = []
-    for feature in factors:
+
+    def action(feature: str) -> str | None:
         kind = kinds.get(feature) or next((k for k in ("instrument", "kit") if feature.startswith(f"{k}_")), None)
-        if kind is not None and actions[kind] not in out:
-            out.append(actions[kind])
-    return out + [a for a in sample_quality.recommend(factors, record, features) if a not in out]
+        return actions[kind] if kind is not None else None
+
+    return distinct_actions([*(action(f) for f in factors), *sample_quality.recommend(factors, record, features)])
 
 
 MODEL = ModelSpec(

@@ -15,7 +15,7 @@ default, so a model whose features are the sample features is served without ser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,6 +58,11 @@ class ServingRows:
 FactorWording = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "str | None"]
 #: Recommendations: (risk factor features worst first, request record, the row's features) -> actions.
 Recommend = Callable[[list[str], Mapping[str, Any], Mapping[str, Any]], list[str]]
+
+
+def distinct_actions(actions: Iterable[str | None]) -> list[str]:
+    """A model's recommendations from one action (or None) per risk factor: in the factors' order, each once."""
+    return list(dict.fromkeys(a for a in actions if a is not None))
 
 
 @dataclass(frozen=True)

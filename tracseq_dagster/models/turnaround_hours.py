@@ -27,7 +27,7 @@ import pandas as pd
 from tracseq_dagster import conformal
 from tracseq_dagster.features import SAMPLE_ID
 from tracseq_dagster.lake import Lake
-from tracseq_dagster.models.spec import ModelSpec, ServingRows, ServingSpec
+from tracseq_dagster.models.spec import ModelSpec, ServingRows, ServingSpec, distinct_actions
 from tracseq_dagster.run_features import (
     RUN_FEATURE_CODE_VERSION,
     TURNAROUND_FEATURE_NAMES,
@@ -88,17 +88,15 @@ def word_factor(feature: str, record: Mapping[str, Any], features: Mapping[str, 
 
 def recommend(factors: list[str], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
     """What can shorten the wait, for the factors that allow it."""
-    out: list[str] = []
-    for feature in factors:
+
+    def action(feature: str) -> str | None:
         if feature in ("sequencing_queue", "sequencing_queue_days", "runs_in_progress", "arrivals_7d"):
-            action = "Tell the requester to expect a delay, or mark the sample urgent if it cannot wait."
-        elif feature == "priority" and record.get("priority") != "urgent":
-            action = "Mark the sample urgent if the result is needed sooner."
-        else:
-            continue
-        if action not in out:
-            out.append(action)
-    return out
+            return "Tell the requester to expect a delay, or mark the sample urgent if it cannot wait."
+        if feature == "priority" and record.get("priority") != "urgent":
+            return "Mark the sample urgent if the result is needed sooner."
+        return None
+
+    return distinct_actions(action(feature) for feature in factors)
 
 
 MODEL = ModelSpec(

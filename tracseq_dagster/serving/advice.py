@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tracseq_dagster.features import FEATURE_NAMES, FEATURE_SPEC_BY_NAME
+from tracseq_dagster.models.spec import distinct_actions
 
 HIGH_THRESHOLD = 0.70
 MEDIUM_THRESHOLD = 0.40
@@ -183,11 +184,5 @@ _ACTIONS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], str]] = {
 
 def recommendations(factors: list[RiskFactor], record: Mapping[str, Any], features: Mapping[str, Any]) -> list[str]:
     """One action per risk factor that has one, in the factors' order, without repeats."""
-    out: list[str] = []
-    for factor in factors:
-        action = _ACTIONS.get(factor.feature)
-        if action is not None:
-            text = action(record, features)
-            if text not in out:
-                out.append(text)
-    return out
+    actions = (_ACTIONS.get(factor.feature) for factor in factors)
+    return distinct_actions(action(record, features) if action is not None else None for action in actions)
