@@ -80,16 +80,16 @@ def utc(text: str) -> pd.Timestamp:
 
 @contextmanager
 def feature_server(settings: FeastSettings) -> Iterator[str]:
-    """A real ``feast serve`` (Feast's feature server) over the project of ``settings``, started
-    with the repository's ``feature_store.yaml``; its URL, ready. Stopped on exit."""
+    """A real Feast feature server over the store of ``settings``, started as the stack starts it
+    (``tracseq feature-server``: the platform's configuration from the environment); its URL, ready.
+    Stopped on exit."""
     port = free_port()
-    redis_url = settings.redis_url or REDIS_URL
-    host, _, db = redis_url.removeprefix("redis://").partition("/")
     env = {**os.environ, "TRACSEQ_DATA_DIR": settings.data_dir, "TRACSEQ_FEAST_PROJECT": settings.project,
-           "TRACSEQ_FEAST_REDIS": f"{host},db={db or 0}"}  # fmt: skip
-    repo = Path(__file__).resolve().parent.parent / "tracseq_dagster" / "feature_repo"
-    command = [str(Path(sys.executable).parent / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port),
-               "--no-access-log"]  # fmt: skip
+           "TRACSEQ_REDIS_URL": settings.redis_url or REDIS_URL}  # fmt: skip
+    env.pop("TRACSEQ_FEAST_REGISTRY", None)
+    if settings.registry_url:
+        env["TRACSEQ_FEAST_REGISTRY"] = settings.registry_url
+    command = [str(Path(sys.executable).parent / "tracseq"), "feature-server", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -100,8 +100,8 @@ def feature_server(settings: FeastSettings) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else "feast serve exited"
-            assert time.monotonic() < deadline, "feast serve did not start in 120 s"
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else "the feature server exited"
+            assert time.monotonic() < deadline, "the feature server did not start in 120 s"
             time.sleep(0.5)
         yield url
     finally:

@@ -345,7 +345,7 @@ def test_postgres_init_script_creates_every_database_the_stack_uses(services: di
         db for s in services.values() for value in environment(s).values() for db in re.findall(r"@postgres:5432/(\w+)", value)
     }
     used |= set(re.findall(r"@postgres:5432/(\w+)", str(services["mlflow"]["command"])))
-    assert used == {"dagster", "mlflow", "optuna", "prediction_log", "control"}
+    assert used == {"dagster", "mlflow", "optuna", "prediction_log", "control", "feast"}
     script = ROOT / "compose" / "postgres" / "10-tracseq-databases.sh"
     assert os.access(script, os.X_OK)
     created = set(re.search(r"for database in ([\w ]+);", script.read_text()).group(1).split())  # type: ignore[union-attr]

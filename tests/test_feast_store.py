@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from feast_support import clear_project, feast_settings, generated_lake
+from feast_support import clear_project, feast_settings, feature_server, generated_lake
 
 from tracseq_dagster.feature_repo.config import FeastSettings
 from tracseq_dagster.feature_repo.definitions import definitions_hash, repo_objects
@@ -28,6 +28,7 @@ from tracseq_dagster.feature_repo.training_rows import (
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.lake import Lake
 from tracseq_dagster.models import ModelSpec, catalog, get_model
+from tracseq_dagster.serving.feature_server import FeatureServer
 from tracseq_dagster.training_set import load_training_set
 
 
@@ -202,3 +203,26 @@ def test_a_model_labelled_by_something_else_than_qc_trains_from_the_feature_code
     sourced = catalog_training_set(store, lake, spec)
     assert sourced.source.startswith("feature code (no Feast table holds its label freeze_thaw_cycles")
     assert sourced.training_set.rows == len(lake.read_features())
+
+
+def test_the_feature_server_serves_a_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
+    """The stack's feature server: `tracseq feature-server` over the SQL registry the code location applied."""
+    lake = generated_lake(tmp_path / "lake", rows=120)
+    write_feature_tables(lake)
+    settings = feast_settings(tmp_path / "data", registry_url=postgres_url)
+    store = open_store(settings)
+    apply_repo(store, repo_objects(lake.root))
+    materialize_all(store)
+    operator = str(lake.read_validated()["operator_id"].iloc[0])
+    try:
+        with feature_server(settings) as url:
+            rows = FeatureServer(url).online(["operator_history:operator_history_count"], "operator_id", [operator])
+        expected = store.get_online_features(
+            features=["operator_history:operator_history_count"], entity_rows=[{"operator_id": operator}]
+        ).to_dict()
+        assert (
+            rows.columns["operator_history_count"] == expected["operator_history_count"] and expected["operator_history_count"][0]
+        )
+        assert not (tmp_path / "data" / "feast" / "registry.db").exists()  # read from PostgreSQL
+    finally:
+        clear_project(settings)

@@ -253,6 +253,22 @@ def features_command(
         raise typer.Exit(code=2 if len(missing) == len(wanted) else 0)
 
 
+@app.command("feature-server")
+def feature_server_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port (Feast's default 6566).")] = 6566,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Feast's feature server (``POST /get-online-features``) over the platform's store: the registry and
+    online store of this environment (TRACSEQ_FEAST_REGISTRY, TRACSEQ_REDIS_URL, TRACSEQ_FEAST_PROJECT), the
+    same configuration the code location applies and materialises with. The prediction service reads it
+    (TRACSEQ_FEATURE_SERVER_URL)."""
+    from tracseq_dagster.feature_repo.config import FeastSettings
+    from tracseq_dagster.feature_repo.store import open_store
+
+    open_store(FeastSettings.from_environment()).serve(host, port, no_access_log=True, workers=workers)
+
+
 @app.command("automl")
 def automl_command(
     csv: Annotated[Path, typer.Option("--csv", help="Table to learn from (CSV with a header row).")],
