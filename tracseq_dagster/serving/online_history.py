@@ -107,13 +107,20 @@ class OnlineHistory:
         self.packed = packed
         self.server = server
         self._samples = packed if isinstance(packed, HistorySnapshot) else packed.sample_history
+        groups = self._samples.groups
+        kinds = set(groups.index.get_level_values(0))
+        #: The packed snapshot's keys per kind, in order (a set beside them: requests are checked against it).
+        self._packed: dict[str, list[str]] = {
+            kind: [str(k) for k in groups.xs(kind, level="kind").index] if kind in kinds else [] for kind in AGGREGATES
+        }
+        self._packed_sets = {kind: set(keys) for kind, keys in self._packed.items()}
         self._new_keys: dict[str, set[str]] = {kind: set() for kind in AGGREGATES}
         self._lock = threading.Lock()
 
     def note_keys(self, kind: str, keys: Iterable[Any]) -> None:
         """Keys a request brought (cheap: only those the packed snapshot lacks are kept)."""
-        known = self._samples.groups.index
-        fresh = {str(k) for k in keys if isinstance(k, str) and (kind, k) not in known}
+        known, new = self._packed_sets[kind], self._new_keys[kind]
+        fresh = {k for k in keys if isinstance(k, str) and k not in known and k not in new}
         if fresh:
             with self._lock:
                 room = MAX_NEW_KEYS - len(self._new_keys[kind])
@@ -128,11 +135,9 @@ class OnlineHistory:
             self.note_keys(kind, values)
 
     def keys(self, kind: str) -> list[str]:
-        groups = self._samples.groups
-        packed = list(groups.xs(kind, level="kind").index) if kind in groups.index.get_level_values(0) else []
         with self._lock:
             new = sorted(self._new_keys[kind])
-        return [str(k) for k in packed] + new
+        return self._packed[kind] + new
 
     def refresh(self) -> HistorySnapshot | RunHistorySnapshot:
         """A snapshot with Feast's aggregates (raises :class:`FeatureServerError` when the server fails).
