@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from tracseq_dagster import settings
 from tracseq_dagster.features import AS_OF_COLUMN, FEATURE_NAMES, SAMPLE_ID
 from tracseq_dagster.json_values import json_value
 from tracseq_dagster.lake import Lake
@@ -27,8 +26,6 @@ from tracseq_dagster.serving.feature_server import FeatureServer, FeatureServerE
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore as FeastStore
-
-    from tracseq_dagster.feature_repo.config import FeastSettings
 
 
 class FeatureStore(Protocol):
@@ -145,26 +142,10 @@ class OnlineOrOfflineStore:
 
 
 def open_feature_store(
-    lake_dir: str | Path,
-    breaker: CircuitBreaker | None = None,
-    *,
-    feature_server: FeatureServer | None = None,
-    feast: FeastSettings | None = None,
+    lake_dir: str | Path, breaker: CircuitBreaker | None = None, *, feature_server: FeatureServer | None = None
 ) -> FeatureStore:
-    """Feast's online store with the offline table as its fallback, or the offline table alone.
-
-    ``feature_server``: Feast's feature server over HTTP (the prediction service's way); ``feast``:
-    settings whose online store is Redis, read with the Feast SDK (where it is installed, with the
-    request path's short Redis timeouts). Neither: the lake's table.
-    """
-    if feature_server is not None:
-        return OnlineOrOfflineStore(FeatureServerFeatureStore(feature_server), OfflineFeatureStore(lake_dir),
-                                    breaker or CircuitBreaker("feature_server"), (FeatureServerError,))  # fmt: skip
-    if feast is not None and feast.redis_url:
-        from dataclasses import replace
-
-        from tracseq_dagster.feature_repo.store import open_store
-
-        quick = replace(feast, redis_timeout_s=feast.redis_timeout_s or settings.redis_timeout_s())
-        return OnlineOrOfflineStore(FeastFeatureStore(open_store(quick)), OfflineFeatureStore(lake_dir), breaker)
-    return OfflineFeatureStore(lake_dir)
+    """Feast's online store through its feature server with the lake's table as the fallback, or the table alone."""
+    if feature_server is None:
+        return OfflineFeatureStore(lake_dir)
+    return OnlineOrOfflineStore(FeatureServerFeatureStore(feature_server), OfflineFeatureStore(lake_dir),
+                                breaker or CircuitBreaker("feature_server"), (FeatureServerError,))  # fmt: skip
