@@ -70,6 +70,22 @@ def pack(bundle_dir: Path, name: str, rows: pd.DataFrame, samples: pd.DataFrame,
     write_catalog(CatalogBundle(served={p.name: ModelBundleInfo.load(p / "bundle.json") for p in packed}), bundle_dir)
 
 
+def pack_catalog(bundle_dir: Path, samples: pd.DataFrame, runs: pd.DataFrame, families: dict[str, tuple[str, ...]]) -> Path:
+    """Each model of ``families`` fitted on its labelled rows of the lab and packed into ``bundle_dir``, as the Bento packs them."""
+    from tracseq_dagster.features import compute_features
+    from tracseq_dagster.models import sequencing_success, turnaround_hours
+    from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+
+    for name, chosen in families.items():
+        if name == "sample_quality":
+            features = compute_features(samples, samples, as_of=None).reset_index()
+            pack(bundle_dir, name, labelled_rows_from_features(features), samples, None, chosen)
+        else:
+            module = {"sequencing_success": sequencing_success, "turnaround_hours": turnaround_hours}[name]
+            pack(bundle_dir, name, module.labelled_rows_from_exports(samples, runs), samples, runs, chosen)
+    return bundle_dir
+
+
 def records_of(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     """Rows as the JSON a LIMS would post: the request columns only, ISO timestamps, null for missing."""
     part = frame[[c for c in columns if c in frame.columns]]

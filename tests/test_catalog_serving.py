@@ -16,15 +16,13 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import generated_lab, pack, records_of
+from catalog_support import generated_lab, pack_catalog, records_of
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from tracseq_dagster.conformal import conformal_half_width
 from tracseq_dagster.evaluation import Evaluation, with_conformal_interval
-from tracseq_dagster.features import compute_features
-from tracseq_dagster.models import get_model, sequencing_success, turnaround_hours
-from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+from tracseq_dagster.models import get_model, turnaround_hours
 from tracseq_dagster.run_features import (
     SEQUENCING_SUCCESS_FEATURE_NAMES,
     TURNAROUND_FEATURE_NAMES,
@@ -50,13 +48,12 @@ def lab() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def bundle(lab, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     samples, runs = lab
-    folder = tmp_path_factory.mktemp("catalog") / "bundle"
-    features = compute_features(samples, samples, as_of=None).reset_index()
-    pack(folder, "sample_quality", labelled_rows_from_features(features), samples, None, ("logistic",))
-    pack(folder, "sequencing_success", sequencing_success.labelled_rows_from_exports(samples, runs), samples, runs,
-         ("logistic", "lightgbm"))  # fmt: skip
-    pack(folder, "turnaround_hours", turnaround_hours.labelled_rows_from_exports(samples, runs), samples, runs, ("lightgbm",))
-    return folder
+    families = {
+        "sample_quality": ("logistic",),
+        "sequencing_success": ("logistic", "lightgbm"),
+        "turnaround_hours": ("lightgbm",),
+    }
+    return pack_catalog(tmp_path_factory.mktemp("catalog") / "bundle", samples, runs, families)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from catalog_support import generated_lab, pack, records_of
+from catalog_support import generated_lab, pack_catalog, records_of
 
 from tests.documents_helpers import example_folder
 from tracseq_dagster.documents.citation_pack import pack_sop_citations
 from tracseq_dagster.documents.pdf import PageLayout, write_pdf
 from tracseq_dagster.documents.pipeline import index_folder
-from tracseq_dagster.features import compute_features
-from tracseq_dagster.models import get_model, sequencing_success
-from tracseq_dagster.models.sample_quality import labelled_rows_from_features
+from tracseq_dagster.models import get_model
 from tracseq_dagster.serving.advice import RiskFactor, recommendations
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_schema import request_columns
@@ -175,12 +173,8 @@ def lab() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def bundle(lab, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     samples, runs = lab
-    folder = tmp_path_factory.mktemp("catalog") / "bundle"
-    features = compute_features(samples, samples, as_of=None).reset_index()
-    pack(folder, "sample_quality", labelled_rows_from_features(features), samples, None, ("logistic",))
-    pack(folder, "sequencing_success", sequencing_success.labelled_rows_from_exports(samples, runs), samples, runs,
-         ("logistic",))  # fmt: skip
-    return folder
+    families = {"sample_quality": ("logistic",), "sequencing_success": ("logistic",)}
+    return pack_catalog(tmp_path_factory.mktemp("catalog") / "bundle", samples, runs, families)
 
 
 def test_served_answers_carry_citations_and_are_otherwise_unchanged(lab, bundle: Path, lancedb_uri: str) -> None:  # type: ignore[no-untyped-def]
