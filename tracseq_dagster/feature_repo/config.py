@@ -47,8 +47,6 @@ class FeastSettings:
     project: str = DEFAULT_PROJECT
     registry_url: str | None = None
     redis_url: str | None = None
-    #: Socket timeouts of the online store's Redis client (the request path sets them short).
-    redis_timeout_s: float | None = None
 
     @classmethod
     def from_environment(cls) -> FeastSettings:
@@ -96,7 +94,7 @@ def feast_config(feast: FeastSettings) -> RepoConfig:
     else:
         registry = RegistryConfig(path=str(feast.folder / "registry.db"), cache_ttl_seconds=60)
     if feast.redis_url:
-        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(feast.redis_url, feast.redis_timeout_s))
+        online = RedisOnlineStoreConfig(connection_string=redis_connection_string(feast.redis_url))
     else:
         online = SqliteOnlineStoreConfig(path=str(feast.folder / "online_store.db"))
     return RepoConfig(
