@@ -215,13 +215,15 @@ class XGBoost(ModelFamily):
         return {
             # Log-scaled from a low floor, as FLAML's cost-frugal search: most random draws are
             # cheap, and the sampler raises the count where it pays.
-            "n_estimators": trial.suggest_int("n_estimators", 20, 500, log=True),
+            # Feature sampling down to a tenth and L2 up to 100 as LightGBM's (FLAML's spaces
+            # go further still): wide tables of weak features, small noisy ones.
+            "n_estimators": trial.suggest_int("n_estimators", 8, 1000, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "max_depth": trial.suggest_int("max_depth", 2, 10),
             "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20.0, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.1, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 100.0, log=True),
             "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
         }
 
@@ -266,20 +268,46 @@ class XGBoost(ModelFamily):
         return {"model__sample_weight": balanced_sample_weight(y)}
 
 
+def native_categories(columns: FeatureColumns) -> dict[str, Any]:
+    """LightGBM's ``categorical_column``: every categorical column (wide ones too) split natively.
+
+    Why: an ordinal code is an arbitrary order (alphabetical), so a threshold on it groups
+    unrelated categories and a 100-value column needs many splits to isolate the few values
+    that matter; LightGBM's native split sorts the categories by their gradient statistics and
+    sends any subset left in one split (with its own smoothing: ``cat_smooth``,
+    ``min_data_per_group``). It is what FLAML and a default ``LGBMRegressor`` on pandas
+    ``category`` columns do. The columns are those of :func:`.preprocessing.ordinal_with_missing`
+    (numeric first, then categorical and wide codes; missing and unseen categories are NaN,
+    which LightGBM's categorical splits send right, as it does negative codes).
+
+    The name is the alias (not ``categorical_feature``): LightGBM passes either to its Dataset,
+    but warns that ``categorical_feature`` "will be ignored" when it is a constructor argument.
+    """
+    first = len(columns.numeric)
+    coded = list(range(first, first + len(columns.categorical) + len(columns.wide)))
+    return {"categorical_column": coded} if coded else {}
+
+
 class LightGBM(ModelFamily):
-    """LightGBM (leaf-wise boosting) on ordinal-coded categories, NaN handled natively."""
+    """LightGBM (leaf-wise boosting), categories split natively (:func:`native_categories`),
+    NaN handled natively."""
 
     name = "lightgbm"
 
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
+        # FLAML's LightGBM space, bounded where serving or the budget needs it: leaves from 4
+        # (cheap, strongly regularised trees for small or noisy tables) up to 128, the served
+        # leaf bit vectors' limit (serving/leaf_bitvectors.py); trees from 8 up to 1,000 (log:
+        # most random draws are cheap; the cost estimates skip the ones a share cannot pay);
+        # feature sampling down to a tenth (wide tables of weak features) and L2 up to 100.
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 20, 500, log=True),  # as XGBoost's
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
-            "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 8, 1000, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.5, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 2, 128, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.1, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 100.0, log=True),
         }
 
     def default_params(self, task: TaskType, columns: FeatureColumns) -> Params:
@@ -303,6 +331,7 @@ class LightGBM(ModelFamily):
             "random_state": seed,
             "deterministic": True,
             "verbose": -1,
+            **native_categories(columns),
         }
         if is_classification(task):
             model: Any = LGBMClassifier(**params, **common, class_weight="balanced" if balance else None)
