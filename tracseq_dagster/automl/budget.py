@@ -95,3 +95,21 @@ class Budget:
             return statistics.median(own)
         every = [s for times in self._fold_seconds.values() for s in times]
         return statistics.median(every) if every else 0.0
+
+    def same_deadlines_as(self, start: float) -> None:
+        """Share another process's run: the same start and deadline (``time.perf_counter`` is
+        the system's monotonic clock on Linux, so its readings compare across processes)."""
+        self.start = start
+        self.deadline = start + self.total_s
+
+    def learnt(self) -> tuple[dict[str, list[float]], dict[str, list[float]], float]:
+        """What this budget learnt: fold times, cost rates and the reserve (see :meth:`merge`)."""
+        return {f: list(s) for f, s in self._fold_seconds.items()}, self.cost.learnt(), self._reserve_s
+
+    def merge(self, learnt: tuple[dict[str, list[float]], dict[str, list[float]], float]) -> None:
+        """Add what a worker's budget learnt (its families' fold times and rates; the larger reserve)."""
+        folds, rates, reserve = learnt
+        for family, seconds in folds.items():
+            self._fold_seconds.setdefault(family, []).extend(seconds)
+        self.cost.merge(rates)
+        self._reserve_s = max(self._reserve_s, reserve)

@@ -79,3 +79,12 @@ class CostModel:
         """Seconds one fit of ``units`` will take, or None before ``family`` has fitted anything."""
         rates = self._rates.get(family)
         return statistics.median(rates) * units if rates else None
+
+    def learnt(self) -> dict[str, list[float]]:
+        """Every rate recorded so far, per family (for another process's model to :meth:`merge`)."""
+        return {family: list(rates) for family, rates in self._rates.items()}
+
+    def merge(self, rates: dict[str, list[float]]) -> None:
+        """Add rates learnt elsewhere (a worker process that swept other families)."""
+        for family, values in rates.items():
+            self._rates.setdefault(family, []).extend(values)

@@ -34,6 +34,15 @@
    winner only when its out-of-fold score is better and its members' refits fit the time left
    (:mod:`.ensemble`).
 
+Processes: ``config.workers`` (default :func:`available_cores`) processes sweep side by side,
+one thread each. The families are dealt round-robin, cheapest first (:data:`CHEAP_FIRST`), into
+that many groups; this process runs the first group's :func:`schedule` while worker processes
+(:mod:`.parallel`) run the others' on the same deadlines, and their trials reach ``on_trial``
+as they end. Each family's study lives in one process, so with ``max_trials`` and a budget that
+is not reached every family runs the same trials as with one worker. The refits then happen here.
+``workers=1`` is the sweep in this process alone; :func:`sweep_family` (one family, the Dagster
+path, whose callers run families in their own processes already) never starts workers.
+
 Threads: ``config.n_jobs`` per fit (default one). Measured on the 2-core machine while other
 work ran on it, two OpenMP threads made a LightGBM fold on 16,000 rows 6× *slower* (0.28 s →
 1.8 s: spin-waiting threads on busy cores), so more threads are opt-in.
@@ -45,13 +54,15 @@ and ``max_trials`` and a budget that is not reached, two runs give the same tria
 
 from __future__ import annotations
 
+import copyreg
 import os
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -63,6 +74,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder
 from threadpoolctl import threadpool_limits
 
+from tracseq_dagster.automl import parallel
 from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
 from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
 from tracseq_dagster.automl.deadline import FitInterrupted, fit_deadline, fit_forest_in_chunks, grows_in_chunks
@@ -71,6 +83,7 @@ from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily,
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
 from tracseq_dagster.automl.tasks import (
+    METRICS,
     Metric,
     TaskChoice,
     TaskType,
@@ -128,7 +141,9 @@ class AutoMLConfig:
     (the default) chooses it from the budget and the table's width
     (:func:`~tracseq_dagster.automl.cost.auto_sweep_rows`); a number overrides that. The final
     model is refit on every training row (unless that fit alone would overrun the budget).
-    ``n_jobs``: threads per fit (None: see the module docstring). ``ensemble``: whether a
+    ``n_jobs``: threads per fit (None: see the module docstring). ``workers``: processes that
+    sweep side by side (None: :func:`available_cores`; 1: only this process; never more than the
+    families). ``ensemble``: whether a
     weighted ensemble of the families' best trials may replace the single winner (it does only
     when its out-of-fold score is better).
     ``final_fit="all"`` refits the winner once more on training *and* holdout rows after the
@@ -152,6 +167,7 @@ class AutoMLConfig:
     study_name: str | None = None
     n_jobs: int | None = None
     ensemble: bool = True
+    workers: int | None = None
 
 
 def available_cores() -> int:
@@ -167,7 +183,9 @@ class TrialRecord:
     """One trial of one family. ``cv_mean`` of a pruned trial is the mean of the folds it ran;
     ``fit_seconds`` is the time spent fitting all its folds. A trial abandoned because the time
     budget ran out is ``"pruned"`` with ``reason="time budget"``, one skipped for its estimated
-    cost or interrupted mid-fold with a reason that says so; an estimator error is ``"failed"``."""
+    cost or interrupted mid-fold with a reason that says so; an estimator error is ``"failed"``.
+    ``start_s`` / ``end_s``: when the trial ran, in seconds since the run started; ``pid``: the
+    process that ran it (several when ``workers`` > 1)."""
 
     family: str
     number: int
@@ -178,6 +196,9 @@ class TrialRecord:
     fit_seconds: float
     state: TrialState
     reason: str | None = None  # why it did not complete: the pruner, the time budget, or the error
+    start_s: float = 0.0
+    end_s: float = 0.0
+    pid: int = 0
 
 
 @dataclass
@@ -267,8 +288,17 @@ def run_automl(
     # A fit on training + holdout rows costs about 1 / (1 - holdout_fraction) training-rows refits.
     extra = 1.0 / (1.0 - config.holdout_fraction) if config.final_fit == "all" else 0.0
     budget = Budget(config.time_budget_s, refits=1.0 + extra)
+    helpers = _worker_count(config) - 1
+    if helpers > 0 and budget.clock is time.perf_counter:
+        parallel.warm_up(helpers)  # the workers start while the table is prepared
     with using_threads(config.n_jobs or 1):
         return _run(frame, config, budget, holdout, groups, on_trial)
+
+
+def _worker_count(config: AutoMLConfig) -> int:
+    """Processes that sweep: ``config.workers`` (default: the cores), at most one per family."""
+    wanted = config.workers if config.workers is not None else available_cores()
+    return max(1, min(wanted, len(config.families)))
 
 
 def _run(
@@ -282,8 +312,15 @@ def _run(
     problem = prepare_problem(frame, config, holdout=holdout, groups=groups)
     base_name = config.study_name or f"tracseq-automl-{uuid.uuid4().hex[:8]}"
 
-    sweeps = [FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", on_trial) for name in config.families]
-    schedule(sweeps, problem, budget)
+    workers = _worker_count(config)
+    if budget.clock is not time.perf_counter:
+        workers = 1  # a test's fake clock cannot be shared with other processes
+    report = _serialised(on_trial) if workers > 1 else on_trial
+    sweeps = [FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", report) for name in config.families]
+    if workers > 1:
+        _schedule_side_by_side(sweeps, problem, config, budget, workers, report)
+    else:
+        schedule(sweeps, problem, budget)
 
     finished = [s for s in sweeps if s.best is not None]
     if not finished:
@@ -347,6 +384,103 @@ def schedule(sweeps: list[FamilySweep], problem: Problem, budget: Budget) -> Non
         chosen.run(share_s=share, max_new_trials=1)
         if chosen.done:
             active.remove(chosen)
+
+
+def _serialised(on_trial: Callable[[TrialRecord], None] | None) -> Callable[[TrialRecord], None] | None:
+    """``on_trial`` called by one thread at a time (this process's sweep, and the workers' relay)."""
+    if on_trial is None:
+        return None
+    lock = threading.Lock()
+
+    def call(record: TrialRecord) -> None:
+        with lock:
+            on_trial(record)
+
+    return call
+
+
+def family_groups(families: list[str], workers: int) -> list[list[str]]:
+    """``families`` dealt into ``workers`` groups, cheapest first (:data:`CHEAP_FIRST`), round-robin,
+    so that every group starts with a cheap family and the boosters land in different groups."""
+    ordered = sorted(families, key=_cheapness)
+    return [group for group in (ordered[i::workers] for i in range(workers)) if group]
+
+
+def _schedule_side_by_side(
+    sweeps: list[FamilySweep],
+    problem: Problem,
+    config: AutoMLConfig,
+    budget: Budget,
+    workers: int,
+    on_trial: Callable[[TrialRecord], None] | None,
+) -> None:
+    """:func:`schedule` on ``workers`` groups of families at once: the first here, the others in
+    worker processes on the same deadlines; their sweeps' outcomes are then adopted here."""
+    by_name = {s.family: s for s in sweeps}
+    groups = family_groups([s.family for s in sweeps], workers)
+    pool = parallel.pool(len(groups) - 1)
+    portable = _for_workers(problem)
+    with parallel.relay(pool, on_trial) as run:
+        futures = [
+            pool.submit(
+                _sweep_group,
+                portable,
+                config,
+                group,
+                [by_name[f].study_name for f in group],
+                budget.start,
+                budget.refits,
+                run,
+                optuna.logging.get_verbosity(),
+            )
+            for group in groups[1:]
+        ]
+        try:
+            schedule([by_name[f] for f in groups[0]], problem, budget)
+        finally:
+            outcomes = [future.result() for future in futures]
+    for group, (states, learnt) in zip(groups[1:], outcomes, strict=True):
+        for family, state in zip(group, states, strict=True):
+            by_name[family].adopt(state)
+        budget.merge(learnt)
+
+
+def _for_workers(problem: Problem) -> Problem:
+    """What a worker's sweep needs of ``problem``: not the training rows beyond the sweep sample,
+    nor the holdout (only their number, through ``y_train``), so less is pickled."""
+    return replace(problem, x_train=problem.x_train.iloc[:0], x_holdout=problem.x_holdout.iloc[:0])
+
+
+def _metric_by_name(name: str) -> Metric:
+    return METRICS[name]
+
+
+# A problem goes to the workers pickled, and some metrics' scores are lambdas: a metric travels by name.
+copyreg.pickle(Metric, lambda metric: (_metric_by_name, (metric.name,)))
+
+
+def _sweep_group(
+    problem: Problem,
+    config: AutoMLConfig,
+    families: list[str],
+    study_names: list[str],
+    start: float,
+    refits: float,
+    run: str,
+    verbosity: int,
+) -> tuple[list[dict[str, Any]], Any]:
+    """In a worker process: :func:`schedule` on ``families``, on the caller's deadlines (and
+    with the caller's Optuna log level: a worker's log lines end up in the caller's stderr)."""
+    optuna.logging.set_verbosity(verbosity)
+    budget = Budget(config.time_budget_s, refits=refits)
+    budget.same_deadlines_as(start)
+    report = parallel.sender(run)
+    with using_threads(config.n_jobs or 1):
+        sweeps = [
+            FamilySweep(FAMILIES[f], problem, config, budget, n, report) for f, n in zip(families, study_names, strict=True)
+        ]
+        schedule(sweeps, problem, budget)
+    return [s.outcome() for s in sweeps], budget.learnt()
 
 
 def _priority(sweep: FamilySweep, ranked: list[FamilySweep]) -> float:
@@ -914,6 +1048,7 @@ class FamilySweep:
         }
         state: TrialState = states.get(trial.state, "failed")
         scores = [float(s) for s in trial.user_attrs.get("fold_scores", [])]
+        now = self.budget.clock()
         record = TrialRecord(
             family=self.family,
             number=trial.number,
@@ -924,6 +1059,9 @@ class FamilySweep:
             fit_seconds=float(trial.user_attrs.get("fit_seconds", 0.0)),
             state=state,
             reason=trial.user_attrs.get("reason"),
+            start_s=now - self._trial_seconds - self.budget.start,
+            end_s=now - self.budget.start,
+            pid=os.getpid(),
         )
         self.records.append(record)
         skipped = bool(trial.user_attrs.get("skipped"))
@@ -959,6 +1097,18 @@ class FamilySweep:
             self.done = True
         if now + typical > min(self._family_deadline, self.budget.sweep_deadline):
             study.stop()
+
+    #: What :meth:`outcome` carries from a worker's sweep back to the caller's.
+    OUTCOME = ("records", "best", "best_record", "_best_value", "_best_model", "best_oof", "_durations", "spent", "done")
+
+    def outcome(self) -> dict[str, Any]:
+        """What this sweep found, picklable (no study, problem or callback): see :meth:`adopt`."""
+        return {name: getattr(self, name) for name in self.OUTCOME}
+
+    def adopt(self, outcome: dict[str, Any]) -> None:
+        """Take over the outcome of this family's sweep run in a worker process."""
+        for name in self.OUTCOME:
+            setattr(self, name, outcome[name])
 
     def _is_better(self, value: float) -> bool:
         if self._best_value is None:

@@ -1,0 +1,165 @@
+"""Worker processes for one AutoML sweep, and the relay that brings their trials back as they end.
+
+Why processes, one thread each: on the shared 2-core machine two OpenMP threads per fit made a
+LightGBM fold several times *slower* (threads spin-waiting on cores that other work holds), while
+two single-threaded fits in two processes each keep a core busy and never wait on one another.
+The engine (:func:`~tracseq_dagster.automl.engine.run_automl`) keeps one group of families in its
+own process and sends each other group to a worker here (see its module docstring).
+
+Why ``forkserver``: a ``fork`` of a process that has already run OpenMP (LightGBM, XGBoost,
+histogram boosting) can deadlock in the child, and ``spawn`` re-imports scikit-learn, LightGBM,
+XGBoost and Optuna in every worker (seconds on a busy machine). The fork server is a fresh,
+single-threaded process that imports the engine once (:data:`PRELOAD`) and forks each worker from
+there, before any OpenMP runtime started. The pool is kept for the life of the process, so only
+the first sweep pays for starting it (:func:`warm_up` starts it while the caller prepares its table).
+
+Why a queue: the caller's ``on_trial`` (progress bars, logs) lives in the caller's process. A
+worker puts every finished trial on a queue inherited at its start; a thread in the caller
+(:func:`relay`) hands each record to the callback, tagged with the run it belongs to so that a
+late record of an earlier, abandoned run is dropped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import queue
+import sys
+import threading
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+#: Modules the fork server imports once, so that workers forked from it start in milliseconds.
+PRELOAD = ["tracseq_dagster.automl.engine"]
+#: How often the relay thread checks whether its run ended (seconds).
+RELAY_POLL_S = 0.05
+
+_QUEUE: Any = None  # in a worker: the queue its records go to (set by _init_worker)
+_POOLS: dict[int, WorkerPool] = {}
+_LOCK = threading.Lock()
+
+
+class WorkerPool:
+    """``size`` single-threaded worker processes (forkserver) and the queue they report trials on."""
+
+    def __init__(self, size: int) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        self.size = size
+        self.queue: Any = context.Queue()
+        self.executor = ProcessPoolExecutor(
+            max_workers=size, mp_context=context, initializer=_init_worker, initargs=(self.queue,)
+        )
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``function(*args)`` in a worker (both must pickle: module-level functions, plain data)."""
+        with _without_main_script():  # a submit may start the fork server and workers
+            return self.executor.submit(function, *args)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.queue.close()
+
+
+@contextmanager
+def _without_main_script() -> Iterator[None]:
+    """Hide the caller's script from the processes started in this block.
+
+    ``multiprocessing`` re-runs the parent's ``__main__`` file in every new process (as
+    ``__mp_main__``); a script without an ``if __name__ == "__main__":`` guard then starts its
+    work again in the worker, which fails. The workers here run engine functions only and need
+    nothing of the caller's script, so the processes are started with a bare ``__main__``.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def pool(size: int) -> WorkerPool:
+    """The process's pool of ``size`` workers, started on first use and kept (a broken one is replaced)."""
+    with _LOCK:
+        existing = _POOLS.get(size)
+        if existing is not None and not getattr(existing.executor, "_broken", False):
+            return existing
+        if existing is not None:
+            existing.shutdown()
+        made = _POOLS[size] = WorkerPool(size)
+        return made
+
+
+def warm_up(size: int) -> None:
+    """Start ``size`` workers now (without waiting), so that they are ready when the sweep begins."""
+    workers = pool(size)
+    for _ in range(size):
+        workers.submit(_ready)
+
+
+def _ready() -> bool:
+    return True
+
+
+def _init_worker(records: Any) -> None:
+    global _QUEUE
+    _QUEUE = records
+
+
+def sender(run: str) -> Callable[[Any], None]:
+    """In a worker: a callback that puts ``record`` on the caller's queue, tagged with ``run``."""
+    return _Sender(run)
+
+
+class _Sender:
+    """Picklable (a worker builds it from the run's tag); puts nothing when not in a worker."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+
+    def __call__(self, record: Any) -> None:
+        if _QUEUE is not None:
+            _QUEUE.put((self.run, record))
+
+
+@contextmanager
+def relay(workers: WorkerPool, callback: Callable[[Any], None] | None) -> Iterator[str]:
+    """A run tag for the workers' records; while the block runs, a thread passes each of this
+    run's records to ``callback``. On leaving, the records already queued are delivered too."""
+    run = uuid.uuid4().hex
+    stop = threading.Event()
+
+    def deliver(timeout: float) -> bool:
+        try:
+            tag, record = workers.queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if tag == run and callback is not None:
+            callback(record)
+        return True
+
+    def loop() -> None:
+        while not stop.is_set():
+            deliver(RELAY_POLL_S)
+
+    thread = threading.Thread(target=loop, name=f"automl-relay-{run[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield run
+    finally:
+        stop.set()
+        thread.join()
+        while deliver(RELAY_POLL_S):  # what the workers put before their results came back
+            pass
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    for workers in _POOLS.values():
+        workers.shutdown()
+    _POOLS.clear()
