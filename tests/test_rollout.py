@@ -1,5 +1,6 @@
 """Rollout: a build announces its model, a running worker switches to it (or refuses it and keeps
-serving), and the sensor asks for a build exactly when a champion moved away from what is served."""
+serving), and the sensor asks for a build exactly when a champion moved away from what is served,
+or when the document index has a version other than the one the served build cited from."""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ import pytest
 from control_support import add_version, registry_copy, template_registry
 
 from assets.serving.rollout import ROLLOUT_TAG, champion_rollout_sensor
-from resources import MLflowResource
-from tracseq_dagster.serving.rollout import RolloutWatcher, announce, announced, announced_champions, rollout_needed
+from resources import EmbedderResource, LanceDBResource, MLflowResource
+from tracseq_dagster.serving.rollout import (
+    RolloutWatcher,
+    announce,
+    announced,
+    announced_champions,
+    announced_document_index_version,
+    documents_rollout_needed,
+    rollout_needed,
+)
 
 
 @pytest.fixture
@@ -85,7 +94,8 @@ def test_the_sensor_asks_for_one_build_when_a_champion_moved(tmp_path: Path, hom
     with dg.instance_for_test() as instance:
 
         def evaluate() -> dg.SensorResult:
-            return champion_rollout_sensor(dg.build_sensor_context(instance=instance), mlflow_tracking=resource)
+            return champion_rollout_sensor(dg.build_sensor_context(instance=instance), mlflow_tracking=resource,
+                                           lancedb=LanceDBResource(uri=str(tmp_path / "no-db")), embedder=EmbedderResource())  # fmt: skip
 
         first = evaluate()
         assert [r.tags[ROLLOUT_TAG] for r in first.run_requests] == ["turnaround_hours: not served -> v1"]
@@ -96,3 +106,56 @@ def test_the_sensor_asks_for_one_build_when_a_champion_moved(tmp_path: Path, hom
         assert request.tags[ROLLOUT_TAG] == "turnaround_hours: v1 -> v2" and request.run_key != first.run_requests[0].run_key
         registry.rollback("back to v1")
         assert evaluate().run_requests == []  # the announced build serves v1 again
+    assert not (tmp_path / "no-db").exists()  # without documents the sensor looked and created nothing
+
+
+def test_the_announced_document_index_version_round_trips(home: Path) -> None:
+    announce("m:v1", {"a": "1"})
+    assert announced_document_index_version() is None  # a build that found no index
+    announce("m:v2", {"a": "1"}, document_index_version=7)
+    assert announced_document_index_version() == 7
+    assert documents_rollout_needed(7, 7, announced_tag="m:v2") is None
+    assert documents_rollout_needed(9, 7, announced_tag="m:v2") == "documents: index v7 -> index v9"
+    assert documents_rollout_needed(3, None, announced_tag="m:v2") == "documents: no index -> index v3"
+    assert documents_rollout_needed(3, None, announced_tag=None) is None  # no build yet: the champions decide
+    assert documents_rollout_needed(None, None, announced_tag="m:v2") is None
+
+
+def test_a_new_document_index_version_asks_for_one_rebuild(tmp_path: Path, home: Path) -> None:
+    """The real index (unstructured, MiniLM, LanceDB) grows a version: the sensor asks once, per version."""
+    from tracseq_dagster.documents.citation_pack import indexed_version
+    from tracseq_dagster.documents.pipeline import index_folder
+
+    (tmp_path / "template").mkdir()
+    client = registry_copy(template_registry(tmp_path / "template"), tmp_path)
+    add_version(client, "turnaround_hours", tmp_path, gate="promote", metrics={"holdout_score": 3.2})
+    from tracseq_dagster.registry import ModelRegistry
+
+    ModelRegistry(client, "turnaround_hours").promote("1", "first")
+    db, sops = tmp_path / "db", tmp_path / "sops"
+    sops.mkdir()
+    resources = {"mlflow_tracking": MLflowResource(tracking_uri=client.tracking_uri),
+                 "lancedb": LanceDBResource(uri=str(db)), "embedder": EmbedderResource(spec="minilm")}  # fmt: skip
+    with dg.instance_for_test() as instance:
+
+        def requests() -> list[dg.RunRequest]:
+            return list(champion_rollout_sensor(dg.build_sensor_context(instance=instance), **resources).run_requests or [])
+
+        announce("tracseq_predictions:v1", {"turnaround_hours": "1"})  # built before any SOP was indexed
+        assert requests() == [] and indexed_version(str(db), "minilm") is None
+        (sops / "SOP-031-storage.md").write_text("# Storage\n\nSamples are kept at -80 C and thawed at most three times.\n")
+        index_folder(sops, lake_root=tmp_path / "lake", lancedb_uri=db, in_process=True)
+        first = indexed_version(str(db), "minilm")
+        assert first is not None
+        [request] = requests()
+        assert request.tags[ROLLOUT_TAG] == f"documents: no index -> index v{first}"
+        assert [r.run_key for r in requests()] == [request.run_key]  # asked again until built: one run key, one run
+        announce("tracseq_predictions:v1-s1", {"turnaround_hours": "1"}, document_index_version=first)  # the build ran
+        assert requests() == []  # unchanged: nothing
+        (sops / "SOP-032-thawing.md").write_text("# Thawing\n\nThaw on ice; never refreeze an aliquot.\n")
+        index_folder(sops, lake_root=tmp_path / "lake", lancedb_uri=db, in_process=True)
+        second = indexed_version(str(db), "minilm")
+        assert second is not None and second > first
+        [again] = requests()
+        assert again.tags[ROLLOUT_TAG] == f"documents: index v{first} -> index v{second}"
+        assert again.run_key != request.run_key

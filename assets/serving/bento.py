@@ -18,7 +18,12 @@ from tracseq_dagster.serving.bundle import export_bundle
 from tracseq_dagster.serving.catalog_bundle import export_catalog
 
 
-@dg.asset(deps=["promotion_gate", "sample_features", "validated_runs"], group_name="serving", kinds={"bentoml", "mlflow"})
+# document_index: the SOP citations are packed from it (the rollout sensor rebuilds when it has a new version).
+@dg.asset(
+    deps=["promotion_gate", "sample_features", "validated_runs", "document_index"],
+    group_name="serving",
+    kinds={"bentoml", "mlflow"},
+)
 def prediction_bento(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -38,7 +43,9 @@ def prediction_bento(
 
     When the lab's SOPs are indexed, each recommendation kind's SOP passages are retrieved here
     (the service's environment cannot) and packed with the models (documents/citation_pack.py);
-    ``sop_citations`` in the metadata says what was packed, or why nothing was.
+    ``sop_citations`` in the metadata says what was packed, or why nothing was, and from which
+    document index version; the build announces that version with its model, and
+    ``champion_rollout_sensor`` rebuilds when the index has another one.
     """
     lake_ = lake.lake()
     started = time.perf_counter()
@@ -52,7 +59,7 @@ def prediction_bento(
             f"no catalog model has a champion yet: train and promote one first (tracseq train --model …); {models.skipped}"
         )
     citations = pack_sop_citations(bundle_dir, lancedb.uri, embedder.spec)
-    bento = build_catalog_bento(bundle_dir, info, models)
+    bento = build_catalog_bento(bundle_dir, info, models, document_index_version=citations.index_version)
     context.log.info(f"built {bento.tag} serving {', '.join(models.served)}; skipped {models.skipped or 'none'}")
     return dg.MaterializeResult(
         metadata={

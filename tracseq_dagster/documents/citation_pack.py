@@ -11,6 +11,11 @@ Nothing is written, and the Bento is built as before, when there is no documents
 no chunk table for the embedder, no SOP in it, or no kind the SOPs answer; the returned
 ``PackOutcome.status`` says which, for the asset's metadata. Opening the index never creates a
 database or a table (the build only reads).
+
+Every build records the index version it read (``PackOutcome.index_version``, also when it
+packed nothing) in its rollout announcement; :func:`indexed_version` reads the current one the
+same way, without loading a model, so the rollout sensor can rebuild the Bento once per new
+version of the SOPs (assets/serving/rollout.py).
 """
 
 from __future__ import annotations
@@ -101,6 +106,29 @@ def pack_sop_citations(bundle_dir: str | Path, lancedb_uri: str, embedder: str =
     log.info("packed SOP citations for %d kinds from index version %s at %s", len(kinds), table["index_version"],
              datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
     return PackOutcome("packed", kinds, table["index_version"], time.perf_counter() - started)
+
+
+def indexed_version(lancedb_uri: str, embedder: str = "minilm") -> int | None:
+    """The version of the chunk table :func:`pack_sop_citations` would read now; None without one.
+
+    The same table and the same version a build records (``PackOutcome.index_version``), so
+    "the index moved since the served Bento was built" is one comparison. Cheap enough for a
+    sensor: no embedding model is loaded (only its name is needed) and nothing is created.
+    """
+    try:
+        import lancedb
+
+        from tracseq_dagster.documents.embedding import make_embedder
+        from tracseq_dagster.documents.index import table_name_for
+    except ImportError:  # no documents environment: no build here could pack citations either
+        return None
+    name = table_name_for(make_embedder(embedder).name)
+    if not _database_exists(lancedb_uri):
+        return None
+    database = lancedb.connect(lancedb_uri)
+    if name not in database.table_names():
+        return None
+    return int(database.open_table(name).version)
 
 
 def _database_exists(uri: str) -> bool:

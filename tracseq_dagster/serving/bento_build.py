@@ -75,19 +75,30 @@ def catalog_tag(info: BundleInfo | None, models: CatalogBundle) -> str:
 
 
 def build_catalog_bento(
-    bundle_dir: Path, info: BundleInfo | None, models: CatalogBundle, root: Path | None = None
+    bundle_dir: Path,
+    info: BundleInfo | None,
+    models: CatalogBundle,
+    root: Path | None = None,
+    *,
+    document_index_version: int | None = None,
 ) -> bentoml.Bento:
-    """The Bento serving every packed catalog model (and sample_quality's original routes when ``info``)."""
+    """The Bento serving every packed catalog model (and sample_quality's original routes when ``info``).
+
+    ``document_index_version`` is the document index version the build read for its SOP
+    citations (None: no index), announced with the model so the rollout sensor rebuilds when
+    the SOPs change.
+    """
     labels = {**(_labels(info) if info is not None else {}), "models": "_".join(models.served)[:60] or "none"}
     metadata = {"bundle": json.dumps(asdict(info)) if info is not None else "", "catalog": json.dumps(models.summary())}
     version = catalog_tag(info, models)
     citations = PackedCitations.load(bundle_dir)  # the SOP citations packed beside the models, if any
     if citations is not None:  # other citations, another Bento (the store keeps one folder per version)
         version, labels["sop_citations"] = f"{version}-s{citations.digest}", f"index_v{citations.index_version}"
-    return _build(bundle_dir, version, labels, metadata, root)
+    return _build(bundle_dir, version, labels, metadata, root, document_index_version)
 
 
-def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dict[str, str], root: Path | None) -> bentoml.Bento:
+def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dict[str, str], root: Path | None,
+           document_index_version: int | None = None) -> bentoml.Bento:  # fmt: skip
     root = root or project_root()
     model_tag = _save_folder(bundle_dir, version, labels, metadata)
     try:
@@ -97,7 +108,8 @@ def _build(bundle_dir: Path, version: str, labels: dict[str, str], metadata: dic
     bento = bentoml.bentos.build_bentofile(
         str(root / BENTOFILE), build_ctx=str(root), version=version, args={"model_tag": model_tag}
     )
-    announce(model_tag, _packed_champions(metadata))  # running services switch to it by themselves (rollout)
+    # running services switch to it by themselves (rollout)
+    announce(model_tag, _packed_champions(metadata), document_index_version=document_index_version)
     return bento
 
 

@@ -16,6 +16,10 @@ How a promotion reaches the replicas:
 
 A model that cannot be loaded (missing, tampered) is refused with an error in the log and the
 ``/model`` answer, and the worker keeps serving what it had; the next announcement is tried again.
+
+The announcement also names the document index version the build packed its SOP citations
+from (``document_index_version``; None when it found no index): new SOPs are a reason to
+rebuild as a moved champion is (:func:`documents_rollout_needed`).
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ def rollout_file(bentoml_home: str | Path | None = None) -> Path:
     return Path(bentoml_home or os.environ["BENTOML_HOME"]) / ROLLOUT_FILE
 
 
-def announce(model_tag: str, champions: dict[str, str], bentoml_home: str | Path | None = None) -> Path:
-    """Tell every running service to serve ``model_tag``, which packs ``champions`` (model -> version).
+def announce(model_tag: str, champions: dict[str, str], bentoml_home: str | Path | None = None, *,
+             document_index_version: int | None = None) -> Path:  # fmt: skip
+    """Tell every running service to serve ``model_tag``, which packs ``champions`` (model -> version)
+    and the SOP citations of ``document_index_version`` (None: the build found no document index).
 
     Atomic: a reader sees the old file or the new one, never half of one.
     """
@@ -47,7 +53,8 @@ def announce(model_tag: str, champions: dict[str, str], bentoml_home: str | Path
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_suffix(f".{os.getpid()}.tmp")
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    scratch.write_text(json.dumps({"model_tag": model_tag, "champions": champions, "at": at}))
+    scratch.write_text(json.dumps({"model_tag": model_tag, "champions": champions, "at": at,
+                                   "document_index_version": document_index_version}))  # fmt: skip
     os.replace(scratch, path)
     return path
 
@@ -70,6 +77,26 @@ def announced_champions(bentoml_home: str | Path | None = None) -> dict[str, str
     """The champion version of each model the announced build packs ({} when nothing was announced)."""
     champions = _read(bentoml_home).get("champions")
     return {str(m): str(v) for m, v in champions.items()} if isinstance(champions, dict) else {}
+
+
+def announced_document_index_version(bentoml_home: str | Path | None = None) -> int | None:
+    """The document index version the announced build read its SOP citations from (None: none, or an older build)."""
+    version = _read(bentoml_home).get("document_index_version")
+    return int(version) if isinstance(version, int) else None
+
+
+def documents_rollout_needed(current: int | None, built: int | None, *, announced_tag: str | None) -> str | None:
+    """Why the announced build's SOP citations are stale ("documents: index v3 -> v5"), or None.
+
+    ``current`` is the document index's version now, ``built`` the one the announced build read.
+    Nothing is asked before any build was announced (the champions decide the first build; a
+    build with no champion would fail), nor when neither saw an index.
+    """
+    if announced_tag is None or current == built:
+        return None
+    return f"documents: {'index v' + str(built) if built is not None else 'no index'} -> " + (
+        f"index v{current}" if current is not None else "no index"
+    )
 
 
 def rollout_needed(desired: dict[str, str | None], built: dict[str, str]) -> list[str]:
