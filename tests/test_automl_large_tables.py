@@ -42,10 +42,11 @@ def test_the_sweep_sample_is_chosen_from_the_budget_and_can_be_overridden() -> N
 
 
 @pytest.mark.slow
-def test_200000_rows_in_30_seconds() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_200000_rows_in_30_seconds(workers: int) -> None:
     frame = synthetic_regression(200_000)
     started = time.perf_counter()
-    result = run_automl(frame, AutoMLConfig(target="y", time_budget_s=30))
+    result = run_automl(frame, AutoMLConfig(target="y", time_budget_s=30, workers=workers))
     wall = time.perf_counter() - started
     assert wall <= 30 * 1.05, wall
     assert result.wall_seconds <= wall
