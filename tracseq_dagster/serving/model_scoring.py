@@ -5,7 +5,8 @@ family: linear models from their coefficients, tree ensembles from their trees, 
 the MLP) for one catalog model: per row its value (P(target class) for a classifier, the
 prediction for a regressor) and one contribution per feature of the model's feature set, toward
 the target class (classifier) or upward (regressor). The predictor reads only :class:`ModelScores`,
-so how contributions are computed stays :mod:`.scoring`'s business.
+so how contributions are computed stays :mod:`.scoring`'s business. An AutoML ensemble is
+scored through its members, weighted (:mod:`.ensemble_scoring`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer, catalog_model_scorer
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, ModelScorer
 
 
@@ -33,7 +35,7 @@ class ModelScores:
 class CatalogScorer:
     """One fitted catalog model's scorer, answering :class:`ModelScores`."""
 
-    def __init__(self, scorer: ModelScorer) -> None:
+    def __init__(self, scorer: ModelScorer | EnsembleScorer) -> None:
         self.scorer = scorer
         self.method: str = scorer.method
         self.regression = scorer.target is None
@@ -48,4 +50,4 @@ def model_scorer(model: Any, features: tuple[str, ...], reference: dict[str, Any
                  tree_attribution: ContributionMethod = DEFAULT_TREE_ATTRIBUTION) -> CatalogScorer:  # fmt: skip
     """The scorer of one fitted model: toward ``target_class`` for a classifier, upward for a regressor."""
     target = target_class if hasattr(model, "classes_") else None
-    return CatalogScorer(ModelScorer(model, features, reference, target, tree_attribution))
+    return CatalogScorer(catalog_model_scorer(model, features, reference, target, tree_attribution))

@@ -40,9 +40,10 @@ from tracseq_dagster.serving.advice import (
 )
 from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
+from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer, ensemble_of
 from tracseq_dagster.serving.online_history import OnlineHistory
 from tracseq_dagster.serving.request_schema import records_columns
-from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, ContributionMethod, QualityScorer
+from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, PASS, ContributionMethod, QualityScorer
 from tracseq_dagster.serving.traffic_split import CHALLENGER, CHAMPION, TrafficSplit
 from tracseq_dagster.serving.warm_up import warm_up
 
@@ -50,7 +51,7 @@ from tracseq_dagster.serving.warm_up import warm_up
 @dataclass(frozen=True)
 class Variant:
     card: ModelCard
-    scorer: QualityScorer
+    scorer: QualityScorer | EnsembleScorer
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class SampleQualityPredictor:
         self.history_digest = ""  # of the refreshed aggregates; empty while the packed ones serve
         reference = json.loads((folder / "reference.json").read_text())
         self.variants: dict[str, Variant] = {
-            name: Variant(card, QualityScorer(model, reference, tree_attribution))
+            name: Variant(card, _quality_scorer(model, reference, tree_attribution))
             for name, (card, model) in load_variants(folder).items()
         }
         self.warm_up_s = warm_up([v.scorer for v in self.variants.values()], folder)
@@ -237,6 +238,15 @@ class SampleQualityPredictor:
             }
             answers.append(Answer(response, log_row))
         return answers
+
+
+def _quality_scorer(
+    model: Any, reference: dict[str, Any], tree_attribution: ContributionMethod
+) -> QualityScorer | EnsembleScorer:
+    """``sample_quality``'s scorer: an ensemble's through its members (:mod:`.ensemble_scoring`)."""
+    if ensemble_of(model) is not None:
+        return EnsembleScorer(model, FEATURE_NAMES, reference, PASS, tree_attribution)
+    return QualityScorer(model, reference, tree_attribution)
 
 
 def _with_request_id(answer: Answer, request_id: str) -> Answer:

@@ -62,7 +62,8 @@ from tracseq_dagster.serving.pipeline_arrays import PreprocessArrays
 #: The class whose probability is the sample's quality probability.
 PASS = "pass"
 
-ContributionMethod = Literal["tree_path", "tree_shap", "linear", "occlusion"]
+#: "ensemble": a weighted ensemble's members' contributions, weighted (:mod:`.ensemble_scoring`).
+ContributionMethod = Literal["tree_path", "tree_shap", "linear", "occlusion", "ensemble"]
 #: What boosters use unless told otherwise (see the module docstring for the trade-off).
 DEFAULT_TREE_ATTRIBUTION: ContributionMethod = "tree_path"
 #: LightGBM objectives whose raw score is the prediction itself.
