@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
+from typer.testing import CliRunner
 
 from tracseq_dagster.automl import AutoMLConfig, TrialRecord, run_automl
 from tracseq_dagster.automl.engine import family_groups
@@ -70,3 +73,25 @@ def test_one_worker_and_a_single_family_stay_in_this_process() -> None:
     ):
         result = run_automl(_frame(), config)
         assert {t.pid for t in result.trials} == {os.getpid()}
+
+
+def test_the_cli_passes_workers_to_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracseq_dagster.automl as automl
+    from tracseq_dagster.cli import app
+
+    csv = tmp_path / "bc.csv"
+    _frame().to_csv(csv, index=False)
+    seen: list[AutoMLConfig] = []
+
+    def spy(frame: pd.DataFrame, config: AutoMLConfig, **_: object) -> None:
+        seen.append(config)
+        raise automl.AutoMLInputError("stopped by the test")
+
+    monkeypatch.setattr(automl, "run_automl", spy)
+    args = ["automl", "--csv", str(csv), "--target", "target"]
+    for extra, expected in (([], None), (["--workers", "2"], 2), (["--workers", "1"], 1)):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
+        assert seen.pop().workers == expected
+    assert CliRunner().invoke(app, [*args, "--workers", "0"]).exit_code == 2  # at least one process
+    assert not seen

@@ -287,6 +287,10 @@ def automl_command(
             "--final-fit", help="train: the model is fit on training rows; all: refit on holdout rows too after scoring."
         ),
     ] = "train",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Processes that sweep side by side, one thread each (default: the cores)."),
+    ] = None,
 ) -> None:
     """Sweep the AutoML engine over any table and print the leaderboard and the holdout score."""
     from typing import NoReturn
@@ -314,6 +318,7 @@ def automl_command(
         families=chosen,  # type: ignore[arg-type]
         final_fit=final_fit,  # type: ignore[arg-type]  # checked by run_automl, as task
         metric=metric,  # type: ignore[arg-type]
+        workers=workers,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
     try:
