@@ -13,18 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from catalog_support import generated_lab, pack_catalog, records_of
+from serving_support import recent_samples
 
 from tests.documents_helpers import example_folder
 from tracseq_dagster.documents.citation_pack import pack_sop_citations
 from tracseq_dagster.documents.pdf import PageLayout, write_pdf
 from tracseq_dagster.documents.pipeline import index_folder
 from tracseq_dagster.models import get_model
+from tracseq_dagster.models.sample_quality import recommend as sample_quality_recommend
+from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import RiskFactor, recommendations
 from tracseq_dagster.serving.catalog_predictor import ServedCatalog
 from tracseq_dagster.serving.catalog_schema import request_columns
+from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.recommendation_citations import CITATIONS_FILE, FIELD, PackedCitations, cite_catalog, citing
+from tracseq_dagster.serving.table_citations import METADATA_KEY, cite_table
 
 SOP_014 = "SOP-014-nucleic-acid-extraction.pdf"
 SOP_022 = "SOP-022-freezers-and-sequencing-runs.pdf"
@@ -211,6 +217,57 @@ def test_served_answers_carry_citations_and_are_otherwise_unchanged(lab, bundle:
                            request_columns(get_model("sequencing_success")))  # fmt: skip
     for answer in cited.models["sequencing_success"].predict(libraries):
         assert len(answer.response[FIELD]) == len(answer.response["recommendations"])
+
+
+@pytest.fixture(scope="module")
+def sample_quality_predictor(tmp_path_factory: pytest.TempPathFactory) -> SampleQualityPredictor:
+    """The original routes' predictor over a real bundle (a logistic champion in a real MLflow registry)."""
+    from serving_support import trained_registry
+
+    from tracseq_dagster.serving.bundle import export_bundle
+
+    folder = tmp_path_factory.mktemp("sample_quality")
+    trained = trained_registry(folder, rows=1500)
+    trained.train("logistic", "run-1")
+    export_bundle(trained.registry, trained.samples, trained.features, folder / "bundle")
+    return SampleQualityPredictor(folder / "bundle")
+
+
+def test_the_columnar_table_cites_like_predict(sample_quality_predictor: SampleQualityPredictor,
+                                               citations: PackedCitations) -> None:  # fmt: skip
+    """/fast/batch_predict: the side table names the passages of the kinds among the risk factors; worded
+    answers carry a column aligned with ``recommendations``, the same citations as /predict (text aside)."""
+    predictor = sample_quality_predictor
+    samples = recent_samples(300, seed=41, id_offset=700_000)
+    records = json.loads(samples.drop(columns=["qc_status"]).to_json(orient="records", date_format="iso"))
+    records.append(dict(records[3]))  # a repeated row is answered (and cited) twice
+    moment = predictor.history.cutoff + pd.Timedelta(hours=1)
+    expected = citations.attach(predictor.predict(records, as_of=moment), records, sample_quality_recommend)
+    valid = columnar.validate_table(pa.Table.from_pylist(records))
+
+    worded = predictor.predict_table(valid, as_of=moment, texts=True)
+    table = cite_table(worded, worded.table("b1"), citations, sample_quality_recommend)
+    column = table[FIELD].to_pylist()
+    assert len(column) == len(records)
+    cited = 0
+    for want, got, texts in zip(expected, column, table["recommendations"].to_pylist(), strict=True):
+        assert texts == want.response["recommendations"] and len(got) == len(texts)
+        assert got == [[{k: c[k] for k in ("citation", "file_name", "page_start", "page_end")} for c in passages]
+                       for passages in want.response[FIELD]]  # fmt: skip
+        cited += any(got)
+    assert cited, "no answer among 300 had a recommendation the SOPs answer"
+
+    side = json.loads(table.schema.metadata[METADATA_KEY.encode()])
+    factors = {row[f"risk_factor_{i}"] for row in table.to_pylist() for i in range(1, 6)} - {None}
+    assert set(side) == {kind for kind in factors if kind in citations.kinds} and side
+    assert all(side[kind] == list(citations.kinds[kind]) for kind in side)  # the passages with their text
+    assert table.schema.metadata[b"batch_id"] == b"b1"  # the answer's own metadata kept
+
+    plain = predictor.predict_table(valid, as_of=moment)  # without ?recommendations=text: the side table only
+    fast = cite_table(plain, plain.table("b2"), citations, sample_quality_recommend)
+    assert FIELD not in fast.column_names and json.loads(fast.schema.metadata[METADATA_KEY.encode()]) == side
+    unchanged = plain.table("b3")
+    assert cite_table(plain, unchanged, None, sample_quality_recommend) is unchanged  # no citations packed
 
 
 def test_the_sample_quality_predictor_is_wrapped_only_with_citations(citations: PackedCitations) -> None:

@@ -12,6 +12,15 @@ The original routes stay ``sample_quality``'s:
     POST /predict          one raw LIMS record → probability, category, risk factors, recommendations
     POST /batch_predict    {"samples": [record, …]} → one answer per record, in order
     POST /fast/batch_predict   an Arrow IPC stream or Parquet table of records → a table of answers
+
+When the Bento was built with the lab's SOPs indexed, every answer with ``recommendations`` also
+carries ``recommendation_citations``: one list per recommendation, in the same order, of the SOP
+passages that say what to do (``{citation: "SOP-014-….pdf, p. 2", file_name, page_start,
+page_end, text}``; serving/recommendation_citations.py). The columnar route puts them in its
+schema metadata ``sop_citations`` (keyed by risk factor kind) and, with ``?recommendations=text``,
+in a column aligned with ``recommendations`` (serving/table_citations.py). Without SOPs packed
+the answers have neither. ``GET /model`` says what was packed (``sop_citations``: index
+version, digest, kinds; null without).
     POST /features         {"sample_ids": [...]} → latest features of known samples (online store)
     GET  /features/{id}    the same for one sample
     GET  /model            versions, aliases, metrics, lineage, traffic split
@@ -73,6 +82,7 @@ from tracseq_dagster.serving.request_schema import BatchRequest, FeatureRequest,
 from tracseq_dagster.serving.rollout import RolloutWatcher
 from tracseq_dagster.serving.service_metrics import ServiceMetrics
 from tracseq_dagster.serving.storage_routes import StorageService, storage_routes
+from tracseq_dagster.serving.table_citations import cite_table
 from tracseq_dagster.serving.traffic_split import TrafficSplit
 
 MODEL_TAG = (
@@ -263,7 +273,10 @@ class Predictions:
         The columnar contract (:mod:`tracseq_dagster.serving.columnar`) for bulk scoring: the same
         answers as /batch_predict, without per-record objects. ``?recommendations=text`` adds the
         worded recommendations (per-row Python, slower). A bad table gets 400 naming each bad row
-        and field; an identical body is answered from the cache.
+        and field; an identical body is answered from the cache. When the Bento packed SOP
+        citations, the schema metadata ``sop_citations`` holds the passages of the kinds among the
+        risk factors, and worded answers a ``recommendation_citations`` column aligned with
+        ``recommendations`` (serving/table_citations.py).
         """
         kind = columnar.media_type(request.headers.get("content-type"))
         if kind is None:
@@ -277,8 +290,8 @@ class Predictions:
     def _answer_table(self, body: bytes, kind: str, texts: bool) -> Response:
         started = time.perf_counter()
         batch_id = uuid.uuid4().hex
-        predictor = self.predictor  # read once: a rollout may swap it meanwhile
-        key = blob_key(predictor.cache_tag, body, f"{kind}:{texts}")
+        predictor, citations = self.predictor, self.citations  # read once: a rollout may swap them meanwhile
+        key = blob_key(predictor.cache_tag + (f"-s{citations.digest}" if citations else ""), body, f"{kind}:{texts}")
         cached = self.cache.get_blob(key)
         if cached is not None:
             self.metrics.cache_hit()
@@ -289,7 +302,7 @@ class Predictions:
         except columnar.ColumnarError as error:
             return JSONResponse(error.payload(), status_code=400)
         answers = predictor.predict_table(valid, texts=texts)
-        table = answers.table(batch_id)
+        table = cite_table(answers, answers.table(batch_id), citations, sample_quality_recommend)
         self.cache.put_blob(key, columnar.write_table(table, columnar.ARROW_STREAM))
         self.metrics.observe_table(table)
         self.log.submit(answers.log_frame(batch_id, (time.perf_counter() - started) * 1000.0))  # in bulk, one frame
