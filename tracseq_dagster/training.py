@@ -2,9 +2,12 @@
 
 1. :func:`sweep_one_family`: one family's Optuna study on the training set (one
    ``automl_trials`` partition, one process), every trial logged as a nested MLflow run.
+   Its best trial's out-of-fold predictions are kept beside its outcome, for the ensemble.
 2. :func:`rank_families`: the families that finished on the *current* training set, ranked.
 3. :func:`register_winner`: the winner refit on every training row, scored on the stable
-   holdout, logged to MLflow with its plots and registered as the ``challenger``.
+   holdout; the families' weighted ensemble replaces it when it scores better there
+   (:mod:`tracseq_dagster.training_ensemble`); logged to MLflow with its plots and registered
+   as the ``challenger``.
 4. :func:`run_promotion_gate`: challenger and champion scored on the same holdout; the gate
    decides; ``champion`` moves only if it says so.
 
@@ -37,6 +40,7 @@ from tracseq_dagster.automl import (
     prepare_problem,
     sweep_family,
 )
+from tracseq_dagster.automl.out_of_fold import OutOfFold
 from tracseq_dagster.automl.plots import leaderboard_figure
 from tracseq_dagster.automl.tasks import METRICS
 from tracseq_dagster.conformal import DEFAULT_COVERAGE, INTERVAL_COVERAGE_TAG, INTERVAL_HALF_WIDTH_TAG
@@ -53,6 +57,7 @@ from tracseq_dagster.models import UnknownModelError, get_model
 from tracseq_dagster.promotion import GateCheck, GateDecision, GatePolicy, decide
 from tracseq_dagster.registry import CHALLENGER, CHAMPION, ModelRegistry
 from tracseq_dagster.tracking import DAGSTER_RUN_TAG, TrialLogger, child_run, fluent_api, log_values, running
+from tracseq_dagster.training_ensemble import ENSEMBLE_FAMILY, EnsembleChoice, choose_model
 from tracseq_dagster.training_set import TrainingSet
 
 #: Packages the logged model needs, pinned to what trained it (skips MLflow's slow inference).
@@ -88,6 +93,8 @@ class FamilyOutcome:
     leaderboard: dict[str, Any] | None  # a LeaderboardRow as a dict
     mlflow_run_id: str | None = None
     dagster_run_id: str | None = None
+    #: Where the best trial's out-of-fold predictions were saved (None: not kept; see out_of_fold).
+    oof_path: str | None = None
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> FamilyOutcome:
@@ -107,6 +114,8 @@ class RegisteredModel:
     model_uri: str
     fingerprint: str
     export_hashes: list[str] = field(default_factory=list)
+    #: The ensemble's choice (EnsembleChoice.as_dict()): None when the ensemble was turned off.
+    ensemble: dict[str, Any] | None = None
 
 
 def automl_config(settings: SweepSettings, *, family: str, storage: str | None, training_set: TrainingSet) -> AutoMLConfig:
@@ -137,8 +146,13 @@ def sweep_one_family(
     experiment_id: str,
     parent_run_id: str,
     dagster_run_id: str,
+    oof_path: Path | None = None,
 ) -> FamilyOutcome:
-    """Run ``family``'s study on the training set; every trial becomes a nested MLflow run."""
+    """Run ``family``'s study on the training set; every trial becomes a nested MLflow run.
+
+    With ``oof_path``, the best trial's out-of-fold predictions are saved there (when the metric
+    scores probabilities or values: what an ensemble averages), for :func:`register_winner`'s ensemble.
+    """
     config = automl_config(settings, family=family, storage=storage, training_set=training_set)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # every trial is in MLflow; no line per trial in the logs
     started = time.perf_counter()
@@ -164,12 +178,22 @@ def sweep_one_family(
             leaderboard=asdict(row) if row is not None else None,
             mlflow_run_id=family_run,
             dagster_run_id=dagster_run_id,
+            oof_path=_save_out_of_fold(sweep.best_oof, problem, training_set, family, oof_path),
         )
         client.log_dict(family_run, asdict(outcome), "family_outcome.json")
         if row is not None:
             client.log_metric(family_run, "best_cv_mean", row.cv_mean)
             client.log_metric(family_run, "best_cv_std", row.cv_std)
     return outcome
+
+
+def _save_out_of_fold(oof: Any, problem: Any, training_set: TrainingSet, family: str, path: Path | None) -> str | None:
+    """Save the best trial's out-of-fold output with the training rows it belongs to; the path, or None."""
+    if oof is None or path is None or not training_set.frame.index.is_unique:
+        return None
+    rows = training_set.frame.index.get_indexer(problem.x_sweep.index)  # positions: any index dtype saves
+    OutOfFold(family, training_set.fingerprint, rows.astype("int64"), problem.y_sweep, oof).save(path)
+    return str(path)
 
 
 def rank_families(outcomes: list[FamilyOutcome], fingerprint: str) -> list[FamilyOutcome]:
@@ -204,8 +228,14 @@ def register_winner(
     parent_run_id: str,
     dagster_run_id: str,
     root_run_id: str | None = None,
+    ensemble: bool = True,
 ) -> RegisteredModel:
     """Refit the winner on all training rows, score it on the holdout, log and register it as challenger.
+
+    With ``ensemble`` (the default), the families' greedy ensemble is built from their saved
+    out-of-fold predictions and registered instead when it scores better on the holdout
+    (:func:`~tracseq_dagster.training_ensemble.choose_model`); the choice, its weights and both
+    holdout scores are logged (tags, metrics, ``ensemble_choice.json``) either way.
 
     ``root_run_id`` is the first run of a re-execution lineage (Dagster's ``root_run_id``):
     the registration key uses it, so a run re-executed from failure after it had already
@@ -217,13 +247,18 @@ def register_winner(
     model, _ = fit_final(problem, winner.family, winner.best_params or {}, seed)
     holdout = training_set.holdout_frame()
     evaluation = evaluate(model, holdout, training_set.target, winner.metric, training_set.slice_column)
+    choice: EnsembleChoice | None = None
+    if ensemble:
+        model, evaluation, choice = choose_model(training_set, ranked, problem, model, evaluation, seed=seed)
+    family = ENSEMBLE_FAMILY if choice is not None and choice.chosen else winner.family
+    params = _ensemble_params(choice, ranked) if family == ENSEMBLE_FAMILY else winner.best_params or {}
     if not hasattr(model, "classes_"):  # a regressor: answers carry prediction ± half-width (tracseq_dagster.conformal)
         with_conformal_interval(evaluation, model, holdout, training_set.target, interval_coverage(training_set.model))
     importances = feature_importances(model, holdout, training_set.target, winner.metric, seed=seed)
 
     tags = {
         DAGSTER_RUN_TAG: dagster_run_id,
-        "family": winner.family,
+        "family": family,
         "model": training_set.model,
         "feature_code_version": training_set.feature_code_version,
         "training_fingerprint": training_set.fingerprint,
@@ -231,11 +266,15 @@ def register_winner(
         "export_hashes": ",".join(training_set.export_hashes)[:4900],
         "export_count": str(len(training_set.export_hashes)),
     }
-    run_id = child_run(client, experiment_id, parent_run_id, f"registered-{winner.family}", "registered_model", tags)
+    if choice is not None:
+        tags |= choice.tags()
+    run_id = child_run(client, experiment_id, parent_run_id, f"registered-{family}", "registered_model", tags)
     # The fluent API throughout: the registry store itself looks the logged model up through it.
     with running(client, run_id), fluent_api(client):
         metrics = {**evaluation.mlflow_metrics(), "cv_mean": winner.leaderboard["cv_mean"]}  # type: ignore[index]
-        log_values(client, run_id, metrics, params=winner.best_params or {})
+        log_values(client, run_id, metrics | (choice.metrics() if choice else {}), params=params)
+        if choice is not None:
+            client.log_dict(run_id, choice.as_dict(), "ensemble_choice.json")
         _log_artifacts(client, run_id, model, training_set, evaluation, importances, ranked, storage)
         info = _log_model(run_id, model, training_set)
         digest = {ARTIFACT_DIGEST_TAG: model_artifact_digest(info.model_uri)}  # checked again before it is packaged
@@ -254,15 +293,27 @@ def register_winner(
         )
     return RegisteredModel(
         version=str(version.version),
-        family=winner.family,
-        params=winner.best_params or {},
+        family=family,
+        params=params,
         evaluation=evaluation.as_dict(),
         importances=importances.round(6).to_dict(),
         mlflow_run_id=run_id,
         model_uri=registry.model_uri(str(version.version)),
         fingerprint=training_set.fingerprint,
         export_hashes=list(training_set.export_hashes),
+        ensemble=None if choice is None else choice.as_dict(),
     )
+
+
+def _ensemble_params(choice: EnsembleChoice | None, ranked: list[FamilyOutcome]) -> dict[str, Any]:
+    """The ensemble's parameters as MLflow params: each member's weight and its own parameters, prefixed."""
+    assert choice is not None
+    best = {o.family: o.best_params or {} for o in ranked}
+    params: dict[str, Any] = {}
+    for member, weight in choice.weights.items():
+        params[f"weight.{member}"] = round(weight, 6)
+        params |= {f"{member}.{name}": value for name, value in best[member].items()}
+    return params
 
 
 def model_artifact_digest(model_uri: str) -> str:

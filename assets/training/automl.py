@@ -7,6 +7,8 @@ the domain code, and describe what happened in their metadata.
 """
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -37,6 +39,11 @@ def training_set_of(lake: Lake, spec: ModelSpec, feast: FeastResource) -> Source
     return catalog_training_set(feast.store(), lake, spec)
 
 
+def out_of_fold_path(lake: Lake, model: str, family: str) -> Path:
+    """Where a family's sweep keeps its best trial's out-of-fold predictions: beside its outcome."""
+    return lake.automl_family_path(model, family).with_name(f"{family}.oof.npz")
+
+
 class SweepConfig(dg.Config):
     """How hard each family tries (per partition); defaults from SweepSettings.
 
@@ -52,9 +59,12 @@ class SweepConfig(dg.Config):
 
 
 class RefitConfig(dg.Config):
-    """Seed of the final fit (the sweep's seed, for a reproducible model)."""
+    """Seed of the final fit (the sweep's seed, for a reproducible model), and whether the
+    families' weighted ensemble may replace the winner (it does only when it scores better on
+    the holdout; ``ensemble: false`` registers the winner without building it)."""
 
     seed: int = 0
+    ensemble: bool = True
 
 
 class GateConfig(dg.Config):
@@ -110,6 +120,7 @@ def automl_trials(
         experiment_id=experiment,
         parent_run_id=parent_run(client, experiment, context.run_id),
         dagster_run_id=context.run_id,
+        oof_path=out_of_fold_path(lake.lake(), model, family),
     )
     lake.lake().write_json(lake.lake().automl_family_path(model, family), outcome.__dict__)
     best = outcome.leaderboard or {}
@@ -237,6 +248,7 @@ def registered_model(
         parent_run_id=parent_run(client, experiment, context.run_id),
         dagster_run_id=context.run_id,
         root_run_id=context.run.root_run_id,
+        ensemble=config.ensemble,
     )
     lake_.write_json(lake_.registered_model_path(model), registered.__dict__)
     evaluation = registered.evaluation
@@ -257,8 +269,23 @@ def registered_model(
             "feature_code_version": training_set.feature_code_version,
             "training_exports": len(registered.export_hashes),
             "training_source": sourced.source,
+            **_ensemble_metadata(registered.ensemble),
         }
     )
+
+
+def _ensemble_metadata(choice: dict[str, Any] | None) -> dict[str, Any]:
+    """What the materialization says about the ensemble: kept or not, why, weights, both holdout scores."""
+    if choice is None:
+        return {"ensemble": "off"}
+    return {
+        "ensemble": "chosen" if choice["chosen"] else "not chosen",
+        "ensemble_reason": choice["reason"],
+        "ensemble_weights": dg.MetadataValue.json(choice["weights"]),
+        "single_family": choice["single_family"],
+        "single_holdout_score": choice["single_holdout"],
+        "ensemble_holdout_score": choice["ensemble_holdout"],
+    }
 
 
 @dg.asset(deps=[registered_model], partitions_def=MODEL_PARTITIONS, group_name="training", kinds={"mlflow"})
