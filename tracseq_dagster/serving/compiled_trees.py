@@ -23,7 +23,8 @@ threshold bin, where NaN goes, first child), siblings are adjacent (the child is
 It reproduces LightGBM's numerical decision exactly (``x <= threshold`` in double precision;
 missing type ``NaN``: NaN follows ``default_left``; ``None``: NaN counts as 0; magnitudes up to
 LightGBM's 1e-35 count as 0, as its predictor reads them), and sums the
-trees in LightGBM's order. Forests with categorical or zero-as-missing splits are not compiled
+trees in LightGBM's order. Categorical splits (a set of codes goes left) read a derived 0/1
+column per distinct split (:mod:`.category_splits`). Forests with zero-as-missing splits are not compiled
 (:meth:`CompiledForest.of` returns None) and keep LightGBM's predictor; :class:`.scoring.QualityScorer` also checks the kernel against
 LightGBM's raw scores on the first batch (its first ``CHECKED_ROWS``) and drops it, for good, if they
 ever differ.
@@ -39,6 +40,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from tracseq_dagster.serving.category_splits import CategorySplits
 from tracseq_dagster.serving.leaf_bitvectors import LeafBitvectors
 from tracseq_dagster.serving.threshold_bins import PAD_ROWS, PARALLEL_ROWS, ZERO_THRESHOLD, bin_rows
 
@@ -80,22 +82,28 @@ class CompiledForest:
     n_classes: int
     bitvectors: LeafBitvectors | None = None  # the same splits for the vector kernel, when its trees are small enough
     zero: float = ZERO_THRESHOLD  # magnitudes read as 0: LightGBM's rule; 0.0 for trees of models that read values as they are
+    categories: CategorySplits | None = None  # categorical splits: their derived columns follow the features in ``cuts``
 
     @classmethod
     def of(cls, dump: dict[str, Any], tree_tables: dict[int, np.ndarray], zero: float = ZERO_THRESHOLD) -> CompiledForest | None:
         """From ``Booster.dump_model()`` and the credit table (leaves × features) of each explaining tree
         (``zero``: see the field; other models' trees in that format, :mod:`.tree_dumps`, pass 0.0)."""
-        width = dump["max_feature_idx"] + 1
-        if width > 1 << _FEATURE_BITS:
+        width = dump["max_feature_idx"] + 1  # the features credited; categorical splits' columns follow
+        derived = CategorySplits.of(dump)
+        if derived is None:
+            return None  # their lookup table would be too large: LightGBM's predictor it is
+        dump, categories = derived
+        columns = dump["max_feature_idx"] + 1
+        if columns > 1 << _FEATURE_BITS:
             return None
         per_iteration = dump.get("num_tree_per_iteration", 1)
         splits = [n for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"])]
         if any(n.get("decision_type") != "<=" or str(n.get("missing_type", "None")) not in ("None", "NaN") for n in splits):
-            return None  # a categorical or zero-as-missing split: LightGBM's predictor it is
-        thresholds = [sorted({float(n["threshold"]) for n in splits if n["split_feature"] == j}) for j in range(width)]
+            return None  # a zero-as-missing split (or a decision type LightGBM may add): LightGBM's predictor it is
+        thresholds = [sorted({float(n["threshold"]) for n in splits if n["split_feature"] == j}) for j in range(columns)]
         if max(map(len, thresholds), default=0) >= _LEAF_LIMIT:
             return None
-        cuts = np.full((width, max(map(len, thresholds), default=0) + 1), np.inf)
+        cuts = np.full((columns, max(map(len, thresholds), default=0) + 1), np.inf)
         for j, feature_thresholds in enumerate(thresholds):
             cuts[j, : len(feature_thresholds)] = feature_thresholds
         bin_of = [{value: k for k, value in enumerate(values)} for values in thresholds]
@@ -152,6 +160,7 @@ class CompiledForest:
             credit=np.ascontiguousarray(np.concatenate(credit)) if credit else np.zeros((0, width)),
             n_classes=per_iteration,
             zero=zero,
+            categories=categories,
         )
         return dataclasses.replace(forest, bitvectors=LeafBitvectors.of(forest))
 
@@ -164,6 +173,8 @@ class CompiledForest:
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the raw score of each class (rows × classes) and the summed path credit (rows × features)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
+        if self.categories is not None:
+            x = self.categories.with_split_columns(x)
         bins = bin_rows(x, self.cuts, self.cut_count, self.zero)
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))

@@ -92,7 +92,8 @@ class LeafBitvectors:
             splits.append(len(columns) - first[-1])
             words.append(next(w for w in (1, 2, 4) if len(left_to_right) <= 32 * w))
             leaf[t, : len(left_to_right)] = forest.leaf_of_node[left_to_right]
-        padded = -(-width // _CREDIT_LANES) * _CREDIT_LANES
+        credited = forest.credit.shape[1]  # the features; derived columns of categorical splits (if any) get no credit
+        padded = -(-credited // _CREDIT_LANES) * _CREDIT_LANES
         return cls(
             column=np.asarray(columns, dtype=np.uint8),
             limit=np.asarray(limits, dtype=np.uint8),
@@ -101,7 +102,7 @@ class LeafBitvectors:
             splits=np.asarray(splits, dtype=np.int64),
             words=np.asarray(words, dtype=np.int64),
             leaf=leaf,
-            credit=np.ascontiguousarray(np.pad(forest.credit, ((0, 0), (0, padded - width)))),
+            credit=np.ascontiguousarray(np.pad(forest.credit, ((0, 0), (0, padded - credited)))),
         )
 
     def score(self, bins: np.ndarray, forest: CompiledForest, raw: np.ndarray, contributions: np.ndarray, parallel: bool) -> None:
@@ -260,7 +261,7 @@ def _score_block(b: int, all_bins: np.ndarray, column: np.ndarray, limit: np.nda
     for r in range(hi - lo):
         for k in range(raw.shape[1]):
             raw[lo + r, k] = scores[k, r]
-        for j in range(width):
+        for j in range(contributions.shape[1]):  # the credited features (bins may have derived columns after them)
             contributions[lo + r, j] = credits[r * padded + j]
 
 
