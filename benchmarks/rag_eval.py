@@ -131,14 +131,10 @@ class System:
     evidence: Callable[[str, list], object] | None = None  # the product's Evidence, for calibration
 
 
-def product_system(
-    parsed: dict, vectors: VectorCache, folder: Path, *, rerank_weight: float | None = None, **chunking: int
-) -> System:
+def product_index(parsed: dict, vectors: VectorCache, folder: Path, **chunking: int):  # type: ignore[no-untyped-def]
+    """The product's chunks of the corpus in a DocumentIndex under ``folder``, and their search texts."""
     from tracseq_dagster.documents.chunking import chunk_document
-    from tracseq_dagster.documents.evidence import judge
     from tracseq_dagster.documents.index import DocumentIndex
-    from tracseq_dagster.documents.qa import DocumentQA
-    from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, retrieve
 
     index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
     texts = []
@@ -147,6 +143,24 @@ def product_system(
         index.upsert_document(chunks, vectors.embed([c.search_text for c in chunks]))
         texts += [c.search_text for c in chunks]
     index.refresh_indexes()
+    return index, texts
+
+
+def product_system(
+    parsed: dict,
+    vectors: VectorCache,
+    folder: Path,
+    *,
+    rerank_weight: float | None = None,
+    learned_weights: tuple[float, ...] | None = None,
+    **chunking: int,
+) -> System:
+    """The product's path; ``rerank_weight`` (coverage reranker) or ``learned_weights`` (learned_rerank) replace its reranker."""
+    from tracseq_dagster.documents.evidence import judge
+    from tracseq_dagster.documents.qa import DocumentQA
+    from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, retrieve
+
+    index, texts = product_index(parsed, vectors, folder, **chunking)
     embedder = vectors.embedder
     qa = DocumentQA(index, embedder, None)  # what tracseq ask and /ask search with
     statistics = qa.statistics()
@@ -155,9 +169,15 @@ def product_system(
         return judge(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
 
     def search(question: str) -> list:  # type: ignore[type-arg]
+        from tracseq_dagster.documents.rerank import CANDIDATES, rerank
+
+        if learned_weights is not None:
+            from tracseq_dagster.documents.learned_rerank import learned_rerank
+
+            candidates = retrieve(index, embedder, question, top_k=CANDIDATES)
+            return learned_rerank(question, candidates, statistics, learned_weights)[:TOP]
         if rerank_weight is None:  # the product's own path: hybrid retrieval, then the reranker
             return qa.search(question, top_k=TOP)
-        from tracseq_dagster.documents.rerank import CANDIDATES, rerank
 
         return rerank(question, retrieve(index, embedder, question, top_k=CANDIDATES), statistics, weight=rerank_weight)[:TOP]
 
@@ -348,8 +368,56 @@ def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: lis
     ]
 
 
+STAND_IN_SHARES = (0.4, 0.5, 0.6, 0.67, 0.75, 0.8)
+
+
+def stand_in_refusals(
+    vectors: VectorCache, folder: Path, questions: list[Question], shares: tuple[float, ...] = STAND_IN_SHARES
+) -> list[str]:
+    """Refusals through ``DocumentQA.ask`` (evidence, then the verdict call) with the tests' Ollama stand-in.
+
+    The stand-in (tests/fake_ollama.py, real HTTP) answers the constrained verdict call by the
+    rule of rag_stand_in.py at each key-term share; a question is refused when ``ask`` returns
+    ``not_found``. It measures the plumbing and the combination rule, not an LLM's judgement.
+    """
+    from benchmarks.rag_stand_in import KEY_SHARE, fake_ollama, reply_for
+    from tracseq_dagster.documents.index import DocumentIndex
+    from tracseq_dagster.documents.llm import OllamaChat
+    from tracseq_dagster.documents.qa import DocumentQA
+
+    index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
+    lines = [
+        "Refusals with the tests' Ollama stand-in (DocumentQA.ask: evidence, then the JSON-schema verdict by the rule of "
+        "rag_stand_in.py; not an LLM's judgement), per key-term share one passage must hold:",
+        "",
+        "| key-term share | dev refused | dev false refusals | held-out refused | held-out false refusals | all refused | all false refusals | verdict calls |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key_share in sorted({*shares, KEY_SHARE}):
+        with fake_ollama().FakeOllama(reply=reply_for(key_share)) as fake:
+            qa = DocumentQA(index, vectors.embedder, OllamaChat(host=fake.url))
+            refused = {q.id: qa.ask(q.question).mode == "not_found" for q in questions}
+            calls = sum(1 for _, body in fake.requests if isinstance(body.get("format"), dict))
+        cells = []
+        for split in ("dev", "heldout", "all"):
+            chosen = [q for q in questions if split == "all" or q.split == split]
+            no = [q for q in chosen if not q.answerable]
+            yes = [q for q in chosen if q.answerable]
+            cells += [f"{sum(refused[q.id] for q in no)}/{len(no)}", f"{sum(refused[q.id] for q in yes)}/{len(yes)}"]
+        mark = " (default)" if key_share == KEY_SHARE else ""
+        lines.append(f"| {key_share:.2f}{mark} | {' | '.join(cells)} | {calls} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def bench_real(
-    cache: Path, folder: Path, *, show_misses: str = "dev", engine: str = "unstructured", embedder: str = "minilm"
+    cache: Path,
+    folder: Path,
+    *,
+    show_misses: str = "dev",
+    engine: str = "unstructured",
+    embedder: str = "minilm",
+    ollama_stand_in: bool = False,
 ) -> list[str]:
     from tracseq_dagster.documents.embedding import make_embedder
 
@@ -379,6 +447,8 @@ def bench_real(
                         f"missing {', '.join(e.missing[:4])}): {o.question.question}"
                     )
     lines_cost = rerank_cost(parsed, vectors, folder, questions)
+    if ollama_stand_in:
+        lines_cost += ["", *stand_in_refusals(vectors, folder, questions)]
     lines = [
         f"Embedder: {vectors.embedder.identity}",
         f"Real documents: {len(parsed)} Debian manuals, {pages} pages; {sum(q.answerable for q in questions)} answerable and "
@@ -468,6 +538,8 @@ def main() -> None:
     parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default="unstructured")
     parser.add_argument("--embedder", choices=["minilm", "minilm-onnx", "minilm-onnx-int8"], default="minilm",
                         help="MiniLM on torch (float32), or on onnxruntime: fused float32 or int8 (onnx_embedding.py)")  # fmt: skip
+    parser.add_argument("--ollama-stand-in", action="store_true",
+                        help="also ask every question through DocumentQA.ask with the tests' Ollama stand-in (rag_stand_in.py)")  # fmt: skip
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
@@ -477,7 +549,14 @@ def main() -> None:
         if args.rerank_sweep:
             rerank_sweep(args.cache, Path(tmp))
             return
-        lines = bench_real(args.cache, Path(tmp), show_misses=args.misses, engine=args.pdf_engine, embedder=args.embedder)
+        lines = bench_real(
+            args.cache,
+            Path(tmp),
+            show_misses=args.misses,
+            engine=args.pdf_engine,
+            embedder=args.embedder,
+            ollama_stand_in=args.ollama_stand_in,
+        )
         print("\n".join(lines))
 
 

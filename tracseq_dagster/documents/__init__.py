@@ -13,7 +13,8 @@ One concept per module; the Dagster assets, the CLI and the Bento service all im
 - ``retrieval``: hybrid search (vector + full text, reciprocal rank fusion) with filters.
 - ``evidence``: whether the best passages hold the question's rare words (refusals).
 - ``term_store``: the index's term statistics, counted at ingest and stored beside it.
-- ``rerank``: fused candidates re-scored by their own rare-term evidence.
+- ``learned_rerank``: fused candidates re-ordered by a logistic model trained here (the product's).
+- ``rerank``: fused candidates re-scored by their rare-term coverage (the earlier reranker, compared).
 - ``verdict``: the model's JSON-schema judgement of the passages, checked against them.
 - ``sop_citations``: the SOP passages behind a bench recommendation, cached per index version.
 - ``llm``: the Ollama client, with its failures turned into one clear line and a fix.

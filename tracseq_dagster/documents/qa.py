@@ -9,8 +9,9 @@ from tracseq_dagster.documents.answering import Answer, answer_question
 from tracseq_dagster.documents.embedding import Embedder, make_embedder
 from tracseq_dagster.documents.evidence import TermStatistics
 from tracseq_dagster.documents.index import DocumentIndex, table_name_for
+from tracseq_dagster.documents.learned_rerank import learned_rerank
 from tracseq_dagster.documents.llm import OllamaChat
-from tracseq_dagster.documents.rerank import CANDIDATES, rerank
+from tracseq_dagster.documents.rerank import CANDIDATES
 from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, DEFAULT_TOP_K, Filters, Passage, retrieve
 from tracseq_dagster.documents.term_store import index_statistics
 
@@ -64,9 +65,14 @@ class DocumentQA:
         return cls(open_index(lancedb_uri, vectors), vectors, chat, min_similarity)
 
     def search(self, question: str, *, top_k: int = DEFAULT_TOP_K, filters: Filters | None = None) -> list[Passage]:
-        """Hybrid retrieval of ``rerank.CANDIDATES`` passages, re-ordered by their rare-term evidence (rerank.py)."""
+        """Hybrid retrieval of ``rerank.CANDIDATES`` passages, re-ordered by the trained reranker (learned_rerank.py).
+
+        The trained one, not rerank.py's coverage score: on the held-out real questions the
+        coverage score found the right page first for 0.759 of them, fusion order alone 0.862,
+        the trained model 0.862 with a higher MRR@10 (0.931; BENCHMARKS.md).
+        """
         candidates = retrieve(self.index, self.embedder, question, top_k=max(top_k, CANDIDATES), filters=filters)
-        return rerank(question, candidates, self.statistics())[:top_k]
+        return learned_rerank(question, candidates, self.statistics())[:top_k]
 
     def ask(
         self,
