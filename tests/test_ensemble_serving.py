@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from serving_support import recent_samples, request_records
 from sklearn.compose import ColumnTransformer
@@ -22,6 +23,7 @@ from tracseq_dagster.automl.ensemble import WeightedEnsemble
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
 from tracseq_dagster.models.sample_quality import training_set_from_features
+from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import top_risk_factors
 from tracseq_dagster.serving.bundle import BundleInfo, ModelCard
 from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer
@@ -157,3 +159,25 @@ def test_a_served_ensemble_answers_with_risk_factors_and_recommendations(trained
         contributions = [f["contribution"] for f in response["risk_factors"]]
         assert all(c < 0 for c in contributions) and contributions == sorted(contributions)
     assert any(r["recommendations"] for r in explained)
+
+
+def test_batch_and_columnar_answers_of_an_ensemble_equal_its_single_answers(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """/batch_predict (many records in one call) and the columnar route answer an ensemble as /predict does."""
+    predictor = SampleQualityPredictor(_bundle(tmp_path / "bundle", trained))
+    samples = recent_samples(80, seed=31, id_offset=700_000)
+    records = request_records(samples)
+    # after every sample's receipt: one moment for a record alone and for the batch (else "now" is its latest receipt)
+    received = pd.to_datetime(samples["received_ts"], utc=True).max()
+    moment = max(predictor.history.cutoff, received) + pd.Timedelta(hours=1)
+    batch = [a.response for a in predictor.predict(records, as_of=moment)]
+    singles = [predictor.predict([r], as_of=moment)[0].response for r in records[:10]]
+    for one, many in zip(singles, batch, strict=False):
+        assert one["class_probabilities"] == pytest.approx(many["class_probabilities"], abs=1e-9)
+        assert one["risk_factors"] == many["risk_factors"] and one["recommendations"] == many["recommendations"]
+    valid = columnar.validate_table(pa.Table.from_pylist(records))
+    table = predictor.predict_table(valid, as_of=moment).table("b").to_pylist()
+    assert len(table) == len(batch) and {row["attribution"] for row in table} == {"ensemble"}
+    for row, want in zip(table, batch, strict=True):
+        assert row["quality_probability"] == pytest.approx(want["quality_probability"], abs=1e-6)
+        factors = [(row[f"risk_factor_{i}"], row[f"risk_contribution_{i}"]) for i in range(1, 6) if row[f"risk_factor_{i}"]]
+        assert factors == [(f["feature"], pytest.approx(f["contribution"], abs=1e-6)) for f in want["risk_factors"]]
