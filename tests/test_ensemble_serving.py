@@ -3,54 +3,33 @@ probabilities weighted, its risk factors its members' contributions (in probabil
 
 from __future__ import annotations
 
-import json
-import pickle
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from ensemble_support import ensemble_bundle, fitted_ensemble
 from serving_support import recent_samples, request_records
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from tracseq_dagster.automl import FAMILIES, fit_final, prepare_problem
 from tracseq_dagster.automl.ensemble import WeightedEnsemble
 from tracseq_dagster.automl.model import LabelDecodingClassifier
-from tracseq_dagster.features import FEATURE_NAMES, HistorySnapshot, compute_features
-from tracseq_dagster.models.sample_quality import training_set_from_features
+from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import top_risk_factors
-from tracseq_dagster.serving.bundle import BundleInfo, ModelCard
 from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer
 from tracseq_dagster.serving.model_scoring import model_scorer
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
-from tracseq_dagster.serving.scoring import PASS, ModelScorer, reference_values
-from tracseq_dagster.serving.warm_up import write_warm_up_rows
-from tracseq_dagster.training import SweepSettings, automl_config
-
-#: Three members whose attributions come in both units: log-odds (logistic, LightGBM) and probability (forest).
-MEMBERS = {"logistic": 0.5, "lightgbm": 0.3, "random_forest": 0.2}
+from tracseq_dagster.serving.scoring import PASS, ModelScorer
 
 
 @pytest.fixture(scope="module")
 def trained() -> dict:  # type: ignore[type-arg]
-    samples = recent_samples(2000, seed=5)
-    features = compute_features(samples, samples, as_of=None).reset_index()
-    training_set = training_set_from_features(features, ("export-a",))
-    config = automl_config(SweepSettings(), family="logistic", storage=None, training_set=training_set)
-    problem = prepare_problem(training_set.frame, config, holdout=training_set.holdout)
-    pipelines = []
-    for family in MEMBERS:
-        decoded, _ = fit_final(problem, family, FAMILIES[family].default_params(problem.task, problem.columns), 0)
-        pipelines.append(decoded.estimator_)
-    ensemble = WeightedEnsemble(pipelines, list(MEMBERS.values()), problem.task)
-    model = LabelDecodingClassifier.from_fitted(ensemble, np.asarray(problem.classes))
-    return {"samples": samples, "features": features, "model": model, "reference": reference_values(features)}
+    return fitted_ensemble()
 
 
 def _independent_contributions(model: LabelDecodingClassifier, x: pd.DataFrame, reference: dict) -> np.ndarray:  # type: ignore[type-arg]
@@ -129,18 +108,7 @@ def test_a_regression_ensemble_adds_up_to_its_prediction(trained) -> None:  # ty
 
 
 def _bundle(folder: Path, trained: dict) -> Path:  # type: ignore[type-arg]
-    """A serving bundle holding the ensemble as champion, laid out as export_bundle writes one."""
-    (folder / "champion").mkdir(parents=True)
-    (folder / "champion" / "model.pkl").write_bytes(pickle.dumps(trained["model"]))
-    card = ModelCard("sample_quality", "7", "champion", "ensemble", "run", {"roc_auc_ovr": 0.8}, "v", "fp", 2000)
-    (folder / "champion" / "card.json").write_text(json.dumps(asdict(card)))
-    snapshot = HistorySnapshot.build(trained["samples"])
-    snapshot.save(folder / "history")
-    (folder / "reference.json").write_text(json.dumps(trained["reference"]))
-    write_warm_up_rows(trained["features"], FEATURE_NAMES, folder)
-    info = BundleInfo("v7-test", card, None, snapshot.cutoff.isoformat(), len(trained["samples"]), "now")
-    (folder / "bundle.json").write_text(json.dumps(asdict(info)))
-    return folder
+    return ensemble_bundle(folder, trained)[0]
 
 
 def test_a_served_ensemble_answers_with_risk_factors_and_recommendations(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
