@@ -343,8 +343,9 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> l
 
 
 def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: list[Question]) -> list[str]:
-    """Milliseconds per question: hybrid retrieval of the candidates, and the reranker over them alone."""
+    """Milliseconds per question: hybrid retrieval of the candidates, and each reranker over them alone."""
     from tracseq_dagster.documents.index import DocumentIndex
+    from tracseq_dagster.documents.learned_rerank import learned_rerank
     from tracseq_dagster.documents.qa import DocumentQA
     from tracseq_dagster.documents.rerank import CANDIDATES, rerank
     from tracseq_dagster.documents.retrieval import retrieve
@@ -352,19 +353,27 @@ def rerank_cost(parsed: dict, vectors: VectorCache, folder: Path, questions: lis
     index = DocumentIndex(folder / "product.lancedb", "chunks", 384)
     qa = DocumentQA(index, vectors.embedder, None)
     statistics = qa.statistics()
-    retrieval_ms, rerank_ms = [], []
+    retrieval_ms, learned_ms, coverage_ms = [], [], []
     for _ in range(3):
         for question in questions:
             started = time.perf_counter()
             candidates = retrieve(index, vectors.embedder, question.question, top_k=CANDIDATES)
             middle = time.perf_counter()
+            learned_rerank(question.question, candidates, statistics)
+            after_learned = time.perf_counter()
             rerank(question.question, candidates, statistics)
             retrieval_ms.append((middle - started) * 1000)
-            rerank_ms.append((time.perf_counter() - middle) * 1000)
+            learned_ms.append((after_learned - middle) * 1000)
+            coverage_ms.append((time.perf_counter() - after_learned) * 1000)
+
+    def p(values: list[float], q: int) -> str:
+        return f"{np.percentile(values, q):.2f}"
+
     return [
         f"Cost per question over {index.count()} chunks ({len(retrieval_ms)} timings; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}): "
-        f"retrieval of {CANDIDATES} candidates (query embedding + hybrid search) p50 {np.percentile(retrieval_ms, 50):.1f} ms, "
-        f"p99 {np.percentile(retrieval_ms, 99):.1f} ms; reranker p50 {np.percentile(rerank_ms, 50):.2f} ms, p99 {np.percentile(rerank_ms, 99):.2f} ms."
+        f"retrieval of {CANDIDATES} candidates (query embedding + hybrid search) p50 {p(retrieval_ms, 50)} ms, p99 {p(retrieval_ms, 99)} ms; "
+        f"learned reranker (the product's) p50 {p(learned_ms, 50)} ms, p99 {p(learned_ms, 99)} ms; "
+        f"coverage reranker p50 {p(coverage_ms, 50)} ms, p99 {p(coverage_ms, 99)} ms."
     ]
 
 

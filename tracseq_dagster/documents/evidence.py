@@ -295,23 +295,33 @@ def passage_terms(passage: object) -> set[str]:
     return set(terms(" ".join(p for p in parts if p)))
 
 
+def term_weights(question: str, statistics: TermStatistics) -> dict[str, float]:
+    """The question's terms with their weights (a term's heaviest spelling in the question)."""
+    weights: dict[str, float] = {}
+    for word in words(question):
+        weights[stem(word)] = max(weights.get(stem(word), 0.0), statistics.weight(word))
+    return weights
+
+
+def covered(weights: dict[str, float], found: set[str]) -> tuple[float, tuple[str, ...]]:
+    """Share of ``weights`` that the terms ``found`` hold (1.0 for no terms), and the missing terms, heaviest first."""
+    if not weights:
+        return 1.0, ()
+    total = sum(weights.values())
+    missing = tuple(sorted((t for t in weights if t not in found), key=weights.__getitem__, reverse=True))
+    held = total - sum(weights[t] for t in missing)
+    return (held / total if total else 1.0), missing
+
+
 def coverage(
     question: str, passages: list[Any], statistics: TermStatistics, *, top: int = EVIDENCE_PASSAGES
 ) -> tuple[float, tuple[str, ...]]:
     """Share of the question's idf weight that the ``top`` best passages contain, and what they miss."""
-    weights: dict[str, float] = {}
-    for word in words(question):
-        weights[stem(word)] = max(weights.get(stem(word), 0.0), statistics.weight(word))
-    wanted = list(weights)
-    if not wanted:
-        return 1.0, ()
+    weights = term_weights(question, statistics)
     found: set[str] = set()
     for passage in passages[:top]:
         found |= passage_terms(passage)
-    total = sum(weights.values())
-    missing = tuple(sorted((t for t in wanted if t not in found), key=weights.__getitem__, reverse=True))
-    covered = total - sum(weights[t] for t in missing)
-    return (covered / total if total else 1.0), missing
+    return covered(weights, found)
 
 
 def judge(

@@ -17,23 +17,14 @@ part (a dot product: microseconds per candidate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from tracseq_dagster.documents.evidence import TermStatistics, coverage, passage_terms, terms
+from tracseq_dagster.documents.evidence import TermStatistics, covered, passage_terms, term_weights, terms
 from tracseq_dagster.documents.retrieval import Passage
 
 FEATURES = ("fused", "inverse_rank", "similarity", "similarity_gap", "coverage", "heading_coverage", "term_share")
-
-
-@dataclass(frozen=True)
-class _Heading:
-    """A passage's heading alone, for evidence.coverage."""
-
-    title: str
-    section: str
-    text: str = ""
 
 
 def features(question: str, passages: list[Passage], statistics: TermStatistics) -> np.ndarray:
@@ -42,7 +33,8 @@ def features(question: str, passages: list[Passage], statistics: TermStatistics)
         return np.zeros((0, len(FEATURES)))
     best_score = max(p.score for p in passages) or 1.0
     best_similarity = max(p.similarity for p in passages)
-    key = set(terms(question))
+    weights = term_weights(question, statistics)  # once per question, not per candidate
+    key = set(weights)
     rows = []
     for rank, p in enumerate(passages, 1):
         held = passage_terms(p)
@@ -52,8 +44,8 @@ def features(question: str, passages: list[Passage], statistics: TermStatistics)
                 1.0 / rank,
                 p.similarity,
                 p.similarity - best_similarity,
-                coverage(question, [p], statistics)[0],
-                coverage(question, [_Heading(p.title, p.section)], statistics)[0],
+                covered(weights, held)[0],
+                covered(weights, set(terms(f"{p.title} {p.section}")))[0],
                 len(key & held) / len(key) if key else 1.0,
             )
         )
