@@ -22,8 +22,20 @@ def _imbalanced_cancer() -> pd.DataFrame:
     return pd.concat([cancer[cancer.target == 1], cancer[cancer.target == 0].head(40)])  # 357 : 40
 
 
+def _categorical_prices(rows: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    """A regression driven by a 90-value categorical (a wide one) and a 5-value one: LightGBM's
+    first trial splits them natively (its default), later ones may choose codes."""
+    rng = np.random.default_rng(seed)
+    agent, room = rng.integers(0, 90, rows), rng.integers(0, 5, rows)
+    nights = rng.integers(1, 10, rows).astype(float)
+    price = rng.normal(100, 30, 90)[agent] + np.array([0.0, 20.0, -10.0, 40.0, 5.0])[room] + 2 * nights
+    return pd.DataFrame({"agent": [f"AG{a}" for a in agent], "room": [f"R{r}" for r in room], "nights": nights,
+                         "target": price + rng.normal(0, 5, rows)})  # fmt: skip
+
+
 TABLES = {
     "breast_cancer": lambda: load_breast_cancer(as_frame=True).frame,
+    "categorical_prices": _categorical_prices,
     "wine": lambda: load_wine(as_frame=True).frame,
     "diabetes": lambda: load_diabetes(as_frame=True).frame,
     "imbalanced": _imbalanced_cancer,

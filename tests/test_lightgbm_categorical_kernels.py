@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import LabelEncoder
 
-from tracseq_dagster.automl.families import FAMILIES
+from tracseq_dagster.automl.families import FAMILIES, NATIVE_CATEGORIES
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import prepare_features
 from tracseq_dagster.serving.category_splits import CategorySplits
@@ -175,3 +175,19 @@ def test_a_served_automl_lightgbm_with_native_categories_is_compiled_and_explain
     np.testing.assert_allclose(scores.contributions.sum(axis=1) + scorer.bias, raw, rtol=1e-9, atol=1e-9)
     site = names.index("site")
     assert np.abs(scores.contributions[:, site]).mean() > 0  # the site's credit reaches its own column
+
+
+def test_lightgbms_native_choice_switches_set_splits_on_and_off() -> None:
+    """``native_categories`` is a tuned parameter of LightGBM's trials; without it, native (LightGBM's default)."""
+    frame = _lab_table()
+    features, columns = prepare_features(frame, "status")
+    y = LabelEncoder().fit_transform(frame["status"])
+    family = FAMILIES["lightgbm"]
+    base = {k: v for k, v in family.default_params("binary", columns).items() if k != NATIVE_CATEGORIES}
+    for params, expect_sets in (
+        (base, True),
+        ({**base, NATIVE_CATEGORIES: True}, True),
+        ({**base, NATIVE_CATEGORIES: False}, False),
+    ):
+        pipeline = family.build(params, "binary", columns, seed=0, balance=False).fit(features, y)
+        assert (_categorical_splits(pipeline.steps[-1][1].booster_) > 0) == expect_sets, params
