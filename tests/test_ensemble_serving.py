@@ -21,7 +21,7 @@ from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.advice import top_risk_factors
-from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer
+from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer, scorer_description
 from tracseq_dagster.serving.model_scoring import model_scorer
 from tracseq_dagster.serving.predictor import SampleQualityPredictor
 from tracseq_dagster.serving.scoring import PASS, ModelScorer
@@ -84,6 +84,8 @@ def test_the_catalog_seam_scores_an_ensemble_through_its_members(trained) -> Non
     x = trained["features"][list(FEATURE_NAMES)].head(40)
     catalog = model_scorer(model, FEATURE_NAMES, reference, PASS)
     assert catalog.method == "ensemble" and not catalog.regression
+    described = scorer_description(catalog)  # what the catalog's GET /models/{name} shows of a variant
+    assert described["attribution"] == "ensemble" and [m["weight"] for m in described["members"]] == [0.5, 0.3, 0.2]
     scores = catalog.score(x)
     direct = EnsembleScorer(model, FEATURE_NAMES, reference, PASS).score(x)
     np.testing.assert_allclose(scores.contributions, direct.contributions)
@@ -114,7 +116,13 @@ def _bundle(folder: Path, trained: dict) -> Path:  # type: ignore[type-arg]
 def test_a_served_ensemble_answers_with_risk_factors_and_recommendations(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     predictor = SampleQualityPredictor(_bundle(tmp_path / "bundle", trained))
     assert predictor.variants["champion"].scorer.method == "ensemble"
-    assert predictor.model_info()["variants"]["champion"]["family"] == "ensemble"
+    champion = predictor.model_info()["variants"]["champion"]
+    assert champion["family"] == "ensemble" and champion["attribution"] == "ensemble"
+    assert champion["members"] == [
+        {"estimator": "LogisticRegression", "weight": 0.5, "attribution": "linear"},
+        {"estimator": "LGBMClassifier", "weight": 0.3, "attribution": "tree_path"},
+        {"estimator": "RandomForestClassifier", "weight": 0.2, "attribution": "tree_path"},
+    ]
     requests = recent_samples(60, seed=99, id_offset=900_000)
     answers = predictor.predict(request_records(requests))
     assert len(answers) == 60

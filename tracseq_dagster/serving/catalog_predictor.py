@@ -35,6 +35,7 @@ from tracseq_dagster.serving.advice import ANSWER_DECIMALS, TOP_RISK_FACTORS, _p
 from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.catalog_bundle import CATALOG_FILE, CATALOG_FOLDER, RUNS_FILE, SAMPLES_FILE, ModelBundleInfo
 from tracseq_dagster.serving.catalog_schema import request_columns, request_frame
+from tracseq_dagster.serving.ensemble_scoring import scorer_description
 from tracseq_dagster.serving.model_scoring import CatalogScorer, model_scorer
 from tracseq_dagster.serving.prediction_log import entity_key
 from tracseq_dagster.serving.predictor import Answer, _with_request_id
@@ -116,7 +117,7 @@ class ModelPredictor:
             "declaration": self.spec.summary(),
             "serving": self.spec.serving.summary(),
             "request_columns": list(request_columns(self.spec)),
-            "variants": {alias: v.card.__dict__ | {"attribution": v.scorer.method} for alias, v in self.variants.items()},
+            "variants": {alias: v.card.__dict__ | scorer_description(v.scorer) for alias, v in self.variants.items()},
             "traffic_split": {"challenger_share": self.split.challenger_share, "salt": self.split.salt},
             "history": {"samples": self.info.history_samples, "runs": self.info.history_runs},
             "feature_glossary": glossary or {n: {"unit": u} for n, u in self._units.items()},

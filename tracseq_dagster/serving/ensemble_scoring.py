@@ -118,6 +118,13 @@ class EnsembleScorer:
         """Each member's own attribution method (``tree_path``, ``linear``, …), in member order."""
         return tuple(m.method for m in self.members)
 
+    def composition(self) -> list[dict[str, Any]]:
+        """What ``GET /model`` says of the members: estimator, weight and attribution of each."""
+        return [
+            {"estimator": m.family, "weight": round(float(w), 6), "attribution": m.method}
+            for m, w in zip(self.members, self.weights, strict=True)
+        ]
+
     @property
     def units(self) -> str:
         return "prediction" if self.target is None else "probability"
@@ -164,3 +171,12 @@ def catalog_model_scorer(model: Any, feature_names: tuple[str, ...] | list[str],
     if ensemble_of(model) is not None:
         return EnsembleScorer(model, feature_names, reference, target_class, tree_attribution)
     return ModelScorer(model, feature_names, reference, target_class, tree_attribution)
+
+
+def scorer_description(scorer: Any) -> dict[str, Any]:
+    """A served variant's attribution for ``GET /model``: its method, and an ensemble's members."""
+    inner = getattr(scorer, "scorer", scorer)  # the catalog's CatalogScorer wraps the scorer
+    described: dict[str, Any] = {"attribution": scorer.method}
+    if isinstance(inner, EnsembleScorer):
+        described["members"] = inner.composition()
+    return described

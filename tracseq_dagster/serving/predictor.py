@@ -40,7 +40,7 @@ from tracseq_dagster.serving.advice import (
 )
 from tracseq_dagster.serving.bundle import ModelCard, load_variants
 from tracseq_dagster.serving.columnar import TableAnswers, ValidTable
-from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer, ensemble_of
+from tracseq_dagster.serving.ensemble_scoring import EnsembleScorer, ensemble_of, scorer_description
 from tracseq_dagster.serving.online_history import OnlineHistory
 from tracseq_dagster.serving.request_schema import records_columns
 from tracseq_dagster.serving.scoring import DEFAULT_TREE_ATTRIBUTION, PASS, ContributionMethod, QualityScorer
@@ -104,7 +104,7 @@ class SampleQualityPredictor:
         """What ``GET /model`` answers."""
         return {
             "bundle": self.tag,
-            "variants": {name: v.card.__dict__ | {"attribution": v.scorer.method} for name, v in self.variants.items()},
+            "variants": {name: v.card.__dict__ | scorer_description(v.scorer) for name, v in self.variants.items()},
             "traffic_split": {"challenger_share": self.split.challenger_share, "salt": self.split.salt},
             "history_cutoff": self.info["history_cutoff"],
             "history_samples": self.info["history_samples"],
