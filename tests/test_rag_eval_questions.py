@@ -15,8 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.rag_corpus import DOCUMENTS  # noqa: E402
-from benchmarks.rag_eval import load_questions, rank_of, scores  # noqa: E402
+from benchmarks.rag_corpus import DOCUMENTS, FRESH_DOCUMENTS  # noqa: E402
+from benchmarks.rag_eval import FRESH_QUESTIONS, load_questions, rank_of, scores  # noqa: E402
 
 QUESTIONS = load_questions()
 PAGES = {d.file_name: d.pages for d in DOCUMENTS}
@@ -38,6 +38,19 @@ def test_gold_pages_exist_in_a_document_of_the_same_half(question) -> None:  # t
     assert question.file_name in PAGES
     assert question.pages and all(1 <= page <= PAGES[question.file_name] for page in question.pages)
     assert SPLIT[question.file_name] == question.split
+
+
+def test_the_second_held_out_set_is_independent_and_large_enough() -> None:
+    """Issue 19: >= 3 other manuals, >= 15 answerable and >= 5 unanswerable questions, pinned, on no document of the first set."""
+    fresh = load_questions(FRESH_QUESTIONS)
+    pages = {d.file_name: d.pages for d in FRESH_DOCUMENTS}
+    assert len(FRESH_DOCUMENTS) >= 3 and not set(pages) & set(PAGES)
+    assert all(d.sha256 and len(d.sha256) == 64 and d.split == "fresh" for d in FRESH_DOCUMENTS)
+    assert sum(q.answerable for q in fresh) >= 15 and sum(not q.answerable for q in fresh) >= 5
+    assert {q.split for q in fresh} == {"fresh"} and not {q.id for q in fresh} & {q.id for q in QUESTIONS}
+    for question in (q for q in fresh if q.answerable):
+        assert question.file_name in pages and all(1 <= page <= pages[question.file_name] for page in question.pages)
+    assert {q.file_name for q in fresh if q.answerable} == set(pages)  # every manual is asked about
 
 
 def test_ranks_and_scores() -> None:
