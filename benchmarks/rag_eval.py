@@ -1,6 +1,7 @@
 """Retrieval and refusal on real documents: the product beside the naive baseline, in one run.
 
-    .venv/bin/python benchmarks/rag_eval.py [--cache DIR] [--split dev|heldout|all] [--embedder minilm-onnx-int8]
+    .venv/bin/python benchmarks/rag_eval.py [--cache DIR] [--misses dev|heldout|fresh|all|none] [--embedder minilm-onnx-int8]
+                                            [--ollama-stand-in] [--fresh]
 
 The corpus is benchmarks/rag_corpus.py (11 Debian manuals, 514 pages, fetched at exact
 versions); the questions are benchmarks/rag/questions.jsonl, written from reading the pages:
@@ -10,13 +11,17 @@ gold file and its page span touches a gold page.
 
 Two systems, over the same parsed pages and the same embedder (all-MiniLM-L6-v2):
 
-- ``product``: the project's chunks (chunking.chunk_document), index (DocumentIndex) and
-  hybrid retrieval (retrieval.retrieve), refusal by retrieval.evidence_is_weak.
+- ``product``: the project's chunks (chunking.chunk_document), index (DocumentIndex),
+  hybrid retrieval and reranker (DocumentQA.search), refusal by evidence.judge.
 - ``naive``: the issue's baseline: one chunk per page, LanceDB's own hybrid query with its
   RRF reranker, refusal by the same similarity threshold.
 
 Questions on ``dev`` documents may be looked at while tuning; ``heldout`` ones are only
-reported. Parsed documents and vectors are cached under the cache directory (keyed by the
+reported. ``--fresh`` runs the same evaluation on a second, independent held-out set (three
+other manuals, rag_corpus.FRESH_DOCUMENTS, questions in rag/questions_fresh.jsonl), indexed
+alone. ``--ollama-stand-in`` also asks every question through ``DocumentQA.ask`` with the
+tests' Ollama stand-in, whose verdict is the key-term rule of rag_stand_in.py: it measures the
+verdict call's plumbing and its combination with the evidence, not an LLM's judgement. Parsed documents and vectors are cached under the cache directory (keyed by the
 PDF's hash and the embedded text), so a second run measures retrieval, not parsing.
 """
 
