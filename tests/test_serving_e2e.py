@@ -11,7 +11,9 @@ Arrow), bad input and unknown models, and the prediction log per model. The last
 the sample_quality challenger, rebuilds and restarts.
 
 The catalog routes share this Bento rather than building and serving a second one: one build
-serves every model. sample_quality's own `tracseq train` is test_training_dagster's.
+serves every model. sample_quality's own `tracseq train` is test_training_dagster's. So do the SOP
+citations: the first build has no documents (answers without citations); then the example SOPs are
+ingested and the Bento rebuilt, and every later build packs their citations.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tracseq_dagster.run_generator import generate_runs
 from tracseq_dagster.serving import columnar
 from tracseq_dagster.serving.catalog_schema import request_columns
 from tracseq_dagster.serving.prediction_log import ParquetPredictionLog, open_prediction_log
+from tracseq_dagster.serving.recommendation_citations import FIELD as CITATIONS
 from tracseq_dagster.serving.request_schema import MAX_BATCH_RECORDS
 from tracseq_dagster.tracking import open_client
 
@@ -409,6 +412,81 @@ def test_the_prediction_log_keeps_each_models_rows(stack: Stack) -> None:
     assert set(log.read()["model"]) == {"sample_quality"}  # what the existing reports read
     split = rows[rows["model"] == "sequencing_success"]
     assert split["variant"].isin(["champion", "challenger"]).all() and split["prediction"].between(0, 1).all()
+
+
+# -- recommendations that cite the SOP ---------------------------------------------------------
+
+
+def _cited_pages(answer: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Each recommendation with the citations of its SOP passages, checked aligned with ``recommendations``."""
+    cited = answer[CITATIONS]
+    assert len(cited) == len(answer["recommendations"]), answer
+    return [(text, [c["citation"] for c in passages]) for text, passages in zip(answer["recommendations"], cited, strict=True)]
+
+
+def test_a_bento_built_with_the_sops_indexed_cites_them_over_http(stack: Stack, records) -> None:  # type: ignore[no-untyped-def]
+    """The Bento served so far was built without documents: its answers have no citations (the schema as
+    before). Then the example SOPs are ingested (`tracseq documents ingest`: the Dagster assets, the
+    build's embedder), the Bento rebuilt and served: recommendations cite SOP-014's page that says what to
+    do, on /predict, /batch_predict, /models/sample_quality/predict and /fast/batch_predict, and the build
+    announced the index version it cited from (what the rollout sensor compares)."""
+    from tests.documents_helpers import example_folder
+    from tracseq_dagster.documents.citation_pack import indexed_version
+    from tracseq_dagster.serving.rollout import announced_document_index_version
+    from tracseq_dagster.serving.table_citations import METADATA_KEY
+
+    # many freeze-thaw cycles, little DNA/RNA, low integrity (on the integrity each sample type records)
+    risky = [{**r, "freeze_thaw_cycles": 14, "concentration_ng_ul": 0.4, **{k: 2.0 for k in ("rin", "din") if r.get(k) is not None}}
+             for r in records[:30]]  # fmt: skip
+    body = columnar.write_table(pa.Table.from_pylist(risky), columnar.ARROW_STREAM)
+    arrow = {**AUTH, "Content-Type": columnar.ARROW_STREAM}
+
+    def fast() -> pa.Table:
+        answered = requests.post(stack.url + "/fast/batch_predict?recommendations=text", data=body, headers=arrow, timeout=60)
+        assert answered.status_code == 200, answered.text
+        return columnar.read_table(answered.content, columnar.ARROW_STREAM)
+
+    plain = stack.post("/predict", risky[0]).json()
+    assert plain["recommendations"] and CITATIONS not in plain
+    assert all(CITATIONS not in a for a in stack.post("/batch_predict", {"samples": risky}).json())
+    assert CITATIONS not in stack.post("/models/sample_quality/predict", risky[0]).json()
+    table = fast()
+    assert CITATIONS not in table.column_names and METADATA_KEY.encode() not in (table.schema.metadata or {})
+    assert stack.get("/model").json()["sop_citations"] is None
+
+    stack.run("documents", "ingest", str(example_folder(stack.folder / "sops")))
+    tag = stack.build()
+    assert re.search(r"-s[0-9a-f]{8}$", tag), tag  # the citations' digest is part of the Bento's version
+    lancedb = str(Path(stack.env["TRACSEQ_DATA_DIR"]) / "lancedb")
+    assert announced_document_index_version(stack.env["BENTOML_HOME"]) == indexed_version(lancedb, "minilm-onnx") is not None
+    stack.serve(tag)
+
+    sop, pages = (
+        "SOP-014-nucleic-acid-extraction.pdf",
+        {"Limit freeze-thaw": "p. 2", "Re-extract": "p. 3", "Re-quantify:": "p. 3"},
+    )
+    seen: set[str] = set()
+    answers = [stack.post("/predict", r).json() for r in risky[:10]] + stack.post("/batch_predict", {"samples": risky}).json()
+    answers.append(stack.post("/models/sample_quality/predict", risky[0]).json())
+    for answer in answers:
+        for text, citations in _cited_pages(answer):
+            for start, page in pages.items():
+                if text.startswith(start):
+                    assert f"{sop}, {page}" in citations, (text, citations)
+                    seen.add(start)
+    assert "Limit freeze-thaw" in seen, answers[:2]
+    passage = next(p for a in answers for found in a[CITATIONS] for p in found)
+    assert set(passage) == {"citation", "file_name", "page_start", "page_end", "text"} and passage["text"]
+    assert stack.get("/model").json()["sop_citations"]["kinds"]
+
+    table = fast()
+    side = json.loads(table.schema.metadata[METADATA_KEY.encode()])
+    assert side.get("freeze_thaw_cycles") and side["freeze_thaw_cycles"][0]["citation"] == f"{sop}, p. 2"
+    for texts, cited in zip(table["recommendations"].to_pylist(), table[CITATIONS].to_pylist(), strict=True):
+        assert len(cited) == len(texts)
+        for text, passages in zip(texts, cited, strict=True):
+            if text.startswith("Limit freeze-thaw"):
+                assert [(p["file_name"], p["page_start"]) for p in passages][:1] == [(sop, 2)], (text, passages)
 
 
 # -- last: the served model switched ---------------------------------------------------------
