@@ -33,7 +33,7 @@ def test_tracseq_train_chooses_between_the_ensemble_and_the_winner(tmp_path: Pat
 
     # Every sweep left its best trial's out-of-fold predictions beside its outcome, on the same rows.
     paths = sorted(data.rglob("*.oof.npz"))
-    assert {p.name for p in paths} == {f"{f}.oof.npz" for f in FAMILIES}, paths
+    assert {p.name for p in paths} == {f"{f}.oof.npz" for f in FAMILIES}, f"{paths}\n{result.output}"
     parts = [OutOfFold.load(p) for p in paths]
     assert len({p.fingerprint for p in parts}) == 1 and all(len(p.index) == len(parts[0].index) for p in parts)
     assert all(p.predictions.shape == (len(p.index), 3) for p in parts)  # pass / borderline / fail probabilities
