@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import LabelEncoder
 
+import tracseq_dagster.serving.category_splits as category_splits
 from tracseq_dagster.automl.families import FAMILIES, NATIVE_CATEGORIES
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import prepare_features
@@ -81,6 +82,13 @@ def _categorical_splits(booster: lgb.Booster) -> int:
     return sum(n["decision_type"] == "==" for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"]))
 
 
+@pytest.fixture
+def any_number_of_splits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compile however many distinct categorical splits (past the cap, LightGBM's walk answers)."""
+    monkeypatch.setattr(category_splits, "MAX_SPLIT_COLUMNS", 1_000_000)
+
+
+@pytest.mark.usefixtures("any_number_of_splits")
 @pytest.mark.parametrize(("task", "classes"), [("binary", 2), ("multiclass", 3), ("regression", 1)])
 def test_categorical_splits_compile_to_lightgbms_own_answers(task: str, classes: int) -> None:
     booster = _booster(task)
@@ -113,6 +121,7 @@ def test_a_dump_without_categorical_splits_is_left_as_it_is() -> None:
     assert CategorySplits.of(dump) == (dump, None)
 
 
+@pytest.mark.usefixtures("any_number_of_splits")
 def test_each_distinct_categorical_split_gets_one_derived_column_and_the_trees_keep_their_size() -> None:
     booster = _booster("binary")
     dump = booster.dump_model()
@@ -128,13 +137,27 @@ def test_each_distinct_categorical_split_gets_one_derived_column_and_the_trees_k
         assert all(n["decision_type"] == "<=" for n in _internal_nodes(after["tree_structure"]))
 
 
+@pytest.mark.usefixtures("any_number_of_splits")
 def test_a_lookup_table_too_large_is_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Then LightGBM's own predictor answers for the forest (``CompiledForest.of`` returns None)."""
-    import tracseq_dagster.serving.category_splits as category_splits
-
     booster = _booster("binary")
+    assert CompiledForest.of(booster.dump_model(), {}) is not None
     monkeypatch.setattr(category_splits, "MAX_TABLE_BYTES", 10)
     assert CompiledForest.of(booster.dump_model(), {}) is None
+
+
+def test_more_distinct_splits_than_the_cap_are_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each split column is binned for every row: past MAX_SPLIT_COLUMNS LightGBM's walk answers."""
+    monkeypatch.setattr(category_splits, "MAX_SPLIT_COLUMNS", 100)
+    booster = _booster("multiclass")
+    dump = booster.dump_model()
+    distinct = {(n["split_feature"], n["threshold"]) for info in dump["tree_info"] for n in _internal_nodes(info["tree_structure"])
+                if n["decision_type"] == "=="}  # fmt: skip
+    assert len(distinct) > category_splits.MAX_SPLIT_COLUMNS
+    assert CategorySplits.of(dump) is None and CompiledForest.of(dump, {}) is None
+    few = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 4, "categorical_column": [1], "seed": 1},
+                    lgb.Dataset(_data()[0], (_data()[1] > 0).astype(int)), num_boost_round=3)  # fmt: skip
+    assert _categorical_splits(few) > 0 and CompiledForest.of(few.dump_model(), {}) is not None
 
 
 def _lab_table(rows: int = 3000, seed: int = 2) -> pd.DataFrame:
@@ -150,6 +173,7 @@ def _lab_table(rows: int = 3000, seed: int = 2) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.usefixtures("any_number_of_splits")
 def test_a_served_automl_lightgbm_with_native_categories_is_compiled_and_explained() -> None:
     frame = _lab_table()
     features, columns = prepare_features(frame, "status")
@@ -175,6 +199,26 @@ def test_a_served_automl_lightgbm_with_native_categories_is_compiled_and_explain
     np.testing.assert_allclose(scores.contributions.sum(axis=1) + scorer.bias, raw, rtol=1e-9, atol=1e-9)
     site = names.index("site")
     assert np.abs(scores.contributions[:, site]).mean() > 0  # the site's credit reaches its own column
+
+
+def test_a_served_lightgbm_past_the_cap_answers_the_same_through_lightgbms_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(category_splits, "MAX_SPLIT_COLUMNS", 20)
+    frame = _lab_table()
+    features, columns = prepare_features(frame, "status")
+    pipeline = FAMILIES["lightgbm"].build(FAMILIES["lightgbm"].default_params("binary", columns), "binary", columns,
+                                          seed=0, balance=False)  # fmt: skip
+    encoder = LabelEncoder().fit(frame["status"])
+    model = LabelDecodingClassifier.from_fitted(pipeline.fit(features, encoder.transform(frame["status"])), encoder.classes_)
+    assert CategorySplits.of(pipeline.steps[-1][1].booster_.dump_model()) is None  # 100 trees: more splits than 20
+    names = list(columns.all)
+    scorer = ModelScorer(model, names, reference_values(frame, names), "pass")
+    assert scorer.method == "tree_path" and scorer._forest is None
+    x = frame[names].iloc[:300]
+    scores = scorer.score(x)
+    np.testing.assert_allclose(scores.probabilities, model.predict_proba(x), rtol=0, atol=1e-12)
+    raw = np.asarray(pipeline.steps[-1][1].booster_.predict(pipeline[:-1].transform(x), raw_score=True))
+    assert scorer.bias is not None
+    np.testing.assert_allclose(scores.contributions.sum(axis=1) + scorer.bias, raw, rtol=1e-9, atol=1e-9)
 
 
 def test_lightgbms_native_choice_switches_set_splits_on_and_off() -> None:

@@ -173,9 +173,11 @@ class CompiledForest:
     def raw_and_credit(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the raw score of each class (rows × classes) and the summed path credit (rows × features)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
-        if self.categories is not None:
-            x = self.categories.with_split_columns(x)
-        bins = bin_rows(x, self.cuts, self.cut_count, self.zero)
+        if self.categories is None:
+            bins = bin_rows(x, self.cuts, self.cut_count, self.zero)
+        else:  # the features binned, then each categorical split's column binned directly
+            width = x.shape[1]
+            bins = self.categories.with_split_bins(x, bin_rows(x, self.cuts[:width], self.cut_count[:width], self.zero))
         raw = np.zeros((len(x), self.n_classes))
         contributions = np.zeros((len(x), self.credit.shape[1]))
         # Waking the thread pool costs more than walking a micro-batch: small batches walk on this thread.
