@@ -61,3 +61,9 @@ def test_tracseq_train_chooses_between_the_ensemble_and_the_winner(tmp_path: Pat
         and version.tags["family"] == family
         and version.tags["ensemble_chosen"] == str(chosen == "chosen").lower()
     )
+
+    # `--no-ensemble` registers the winner without building the ensemble, and says so.
+    result = runner.invoke(app, [*arguments, "--max-trials", "2", "--cv-folds", "3", "--max-ece", "0.3", "--no-ensemble"])
+    assert result.exit_code == 0, result.output
+    metadata = latest_materialization(dg.DagsterInstance.get(), "registered_model").metadata
+    assert metadata["ensemble"].value == "off" and metadata["family"].value in FAMILIES

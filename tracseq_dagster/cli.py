@@ -370,6 +370,10 @@ def train_command(
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the sweeps and the final fit.")] = 0,
     workers: Annotated[int, typer.Option(help="Families swept at the same time, each in its own process.")] = 2,
+    ensemble: Annotated[
+        bool,
+        typer.Option(help="Register the families' weighted ensemble instead of the winner when it scores better on the holdout."),
+    ] = True,
     min_improvement: Annotated[
         float | None, typer.Option(help="Gate: holdout gain over the champion required (default: the model's policy).")
     ] = None,
@@ -431,6 +435,7 @@ def train_command(
                 sweep_config=sweep,
                 gate_config=gate,
                 workers=workers,
+                ensemble=ensemble,
                 on_step=functools.partial(report, bars=bars),
             )
         _print_training_summary(instance, spec.name)

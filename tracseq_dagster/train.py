@@ -37,12 +37,16 @@ def train(
     sweep_config: dict[str, Any],
     gate_config: dict[str, Any] | None = None,
     workers: int = 2,
+    ensemble: bool = True,
     definitions_kwargs: dict[str, Any] | None = None,
     on_step: Callable[[StepOutcome], None] | None = None,
     log_level: str = "ERROR",
 ) -> list[StepOutcome]:
     """Sweep ``families`` of catalog model ``model`` (``workers`` at a time, each in its own process),
     then register and gate.
+
+    ``ensemble``: whether registration may register the families' weighted ensemble instead of the
+    winner (only when it scores better on the holdout; see :mod:`tracseq_dagster.training_ensemble`).
 
     ``sweep_config`` is the ``SweepConfig`` of every family run; the final step runs when at
     least one family succeeded. The instance is ``$DAGSTER_HOME`` (set it before calling).
@@ -56,7 +60,8 @@ def train(
             if on_step:
                 on_step(outcome)
     if any(o.success for o in outcomes):
-        final = _register_and_promote(model, sweep_config.get("seed", 0), gate_config or {}, definitions_kwargs or {}, log_level)
+        refit = {"seed": sweep_config.get("seed", 0), "ensemble": ensemble}
+        final = _register_and_promote(model, refit, gate_config or {}, definitions_kwargs or {}, log_level)
         outcomes.append(final)
         if on_step:
             on_step(final)
@@ -84,9 +89,9 @@ def _sweep(
 
 
 def _register_and_promote(
-    model: str, seed: int, gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
+    model: str, refit_config: dict[str, Any], gate_config: dict[str, Any], definitions_kwargs: dict[str, Any], log_level: str
 ) -> StepOutcome:
-    ops = {"registered_model": {"config": {"seed": seed}}, "promotion_gate": {"config": gate_config}}
+    ops = {"registered_model": {"config": refit_config}, "promotion_gate": {"config": gate_config}}
     return _run_job(
         "register_and_promote", f"register_and_promote[{model}]", {"ops": ops}, definitions_kwargs, log_level, partition_key=model
     )
