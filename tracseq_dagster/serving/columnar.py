@@ -185,6 +185,9 @@ class TableAnswers:
     model_name: str
     bundle: str
     recommendations: list[list[str]] | None = None
+    # what the recommendations were worded from, per distinct row (plain record, feature values): kept for
+    # their SOP citations (table_citations.py), which would otherwise convert every row again
+    worded_from: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 
     @property
     def quality_probability(self) -> np.ndarray:

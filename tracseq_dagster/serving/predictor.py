@@ -158,16 +158,18 @@ class SampleQualityPredictor:
             probabilities[np.ix_(rows, columns)] = scores.probabilities
             contributions[rows] = scores.contributions
             variant_code[rows] = names.index(name)
-        advice = None
+        advice, worded_from = None, None
         if texts:  # per-row Python wording: about as costly as everything else together, hence on request
             records = _plain_records(valid.frame)
             vectors = _feature_vectors(features)
             advice = [recommendations(risk_factors(contributions[i], vectors[i]), records[i], vectors[i]) for i in range(n)]
+            worded_from = (records, vectors)
         return TableAnswers(valid=valid, features=features, classes=classes, probabilities=probabilities,
                             contributions=contributions, variant_code=variant_code, variants=names,
                             versions=tuple(v.card.version for v in self.variants.values()),
                             methods=tuple(v.scorer.method for v in self.variants.values()),
-                            model_name=self.variants[CHAMPION].card.name, bundle=self.tag, recommendations=advice)  # fmt: skip
+                            model_name=self.variants[CHAMPION].card.name, bundle=self.tag, recommendations=advice,
+                            worded_from=worded_from)  # fmt: skip
 
     def _features(self, samples: Samples, as_of: pd.Timestamp | None) -> FeatureColumns:
         """Features of the samples (a typed frame or plain columns), in their order, as of now

@@ -14,7 +14,9 @@ citations do not cost a row each:
   aligned with ``recommendations`` (one list per recommendation, possibly empty) of
   ``{citation, file_name, page_start, page_end}``; the passage text is in the side table
   (repeating it on every row would multiply the answer's size). The alignment is
-  :meth:`PackedCitations.for_answer`'s, the one ``/predict`` uses.
+  :meth:`PackedCitations.for_answer`'s, the one ``/predict`` uses, on the plain records and
+  feature values ``predict_table`` worded the recommendations from (``TableAnswers.worded_from``),
+  so no row is converted twice; only rows with a cited risk factor are looked at.
 
 Without packed citations the table is returned as it was: no metadata key, no column.
 """
@@ -31,7 +33,6 @@ import pyarrow as pa
 from tracseq_dagster.features import FEATURE_NAMES
 from tracseq_dagster.serving.advice import top_risk_factors
 from tracseq_dagster.serving.columnar import TableAnswers
-from tracseq_dagster.serving.predictor import _feature_vectors, _plain_records
 from tracseq_dagster.serving.recommendation_citations import FIELD, PackedCitations, Recommend
 
 METADATA_KEY = "sop_citations"
@@ -62,20 +63,18 @@ def cite_table(answers: TableAnswers, table: pa.Table, citations: PackedCitation
 
 def _aligned(answers: TableAnswers, citations: PackedCitations, recommend: Recommend) -> pa.Array:
     """Per request row, one list of passages (no text) per recommendation; worded again only where a factor is cited."""
-    assert answers.recommendations is not None
+    assert answers.recommendations is not None and answers.worded_from is not None  # predict_table sets both
     factor, _ = top_risk_factors(answers.contributions)
     cited_codes = np.asarray([FEATURE_NAMES.index(k) for k in citations.kinds if k in FEATURE_NAMES], dtype=np.intp)
     needed = np.flatnonzero(np.isin(factor, cited_codes).any(axis=1))  # distinct rows with a cited factor
     per_distinct: list[list[list[dict[str, Any]]]] = [[[] for _ in texts] for texts in answers.recommendations]
-    if len(needed):
-        records = _plain_records(answers.valid.frame.iloc[needed])
-        vectors = _feature_vectors(answers.features.take(needed))
-        for i, record, vector in zip(needed.tolist(), records, vectors, strict=True):
-            response: Mapping[str, Any] = {
-                "risk_factors": [FEATURE_NAMES[j] for j in factor[i].tolist() if j >= 0],
-                "recommendations": answers.recommendations[i],
-            }
-            found = citations.for_answer(response, record, vector, recommend)
-            per_distinct[i] = [[{k: c[k] for k in ("citation", "file_name", "page_start", "page_end")} for c in passages]
-                               for passages in found]  # fmt: skip
+    records, vectors = answers.worded_from  # what predict_table worded them from: not converted twice
+    for i in needed.tolist():
+        response: Mapping[str, Any] = {
+            "risk_factors": [FEATURE_NAMES[j] for j in factor[i].tolist() if j >= 0],
+            "recommendations": answers.recommendations[i],
+        }
+        found = citations.for_answer(response, records[i], vectors[i], recommend)
+        per_distinct[i] = [[{k: c[k] for k in ("citation", "file_name", "page_start", "page_end")} for c in passages]
+                           for passages in found]  # fmt: skip
     return pa.array([per_distinct[r] for r in answers.valid.rows.tolist()], COLUMN_TYPE)
