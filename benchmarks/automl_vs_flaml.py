@@ -266,7 +266,8 @@ def _boosting_rounds(model: Any) -> int | None:
         return int(estimator.booster_.current_iteration())
     if hasattr(estimator, "get_booster"):
         return int(estimator.get_booster().num_boosted_rounds())
-    return getattr(estimator, "n_iter_", None)
+    rounds = getattr(estimator, "n_iter_", None)  # histogram boosting's (a linear model's is an array)
+    return rounds if isinstance(rounds, int) else None
 
 
 def run_flaml(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
