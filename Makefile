@@ -111,7 +111,9 @@ rag-corpus: venv
 
 ## rag-eval: retrieval and refusals on the real documents, product beside a naive baseline, dev and held-out halves apart
 rag-eval: venv rag-corpus
-	$(BIN)/python benchmarks/rag_eval.py
+	$(BIN)/python benchmarks/rag_eval.py --ollama-stand-in
+	$(BIN)/python benchmarks/rag_corpus.py --fresh
+	$(BIN)/python benchmarks/rag_eval.py --fresh --misses fresh --ollama-stand-in
 
 ## bench-feast: Feast's online reads (the aggregates serving would need) and training sets through its point-in-time join
 bench-feast: venv
