@@ -180,3 +180,37 @@ def test_a_budget_that_no_trial_can_finish_in_is_an_input_error(fake_clock: Fake
         run_automl(_frame(), AutoMLConfig(target="target", families=("logistic",), time_budget_s=2.0))
     assert 1 <= fake_clock.fits <= 2  # abandoned between folds, as soon as the pace is known
     assert fake_clock.now - 1000.0 <= 2.0 * 1.05
+
+
+# -- histogram boosting stops at a deadline ----------------------------------------------------------
+
+
+def test_histogram_boosting_stops_at_the_deadline_and_otherwise_grows_the_same_trees() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from tracseq_dagster.automl.deadline import FitInterrupted, fit_deadline, fit_histogram_boosting
+
+    x, y = load_breast_cancer(return_X_y=True)
+
+    def pipeline() -> Pipeline:
+        return Pipeline([("model", HistGradientBoostingClassifier(max_iter=60, early_stopping=False, random_state=0))])
+
+    class Ticking(FakeClock):
+        """Every reading is one second later: the deadline passes after a known number of checks."""
+
+        def __call__(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    plain = pipeline().fit(x, y)
+    unbounded = fit_histogram_boosting(pipeline(), x, y)  # no deadline: every iteration, the same trees
+    assert unbounded[-1].n_iter_ == 60 and np.array_equal(unbounded.predict_proba(x), plain.predict_proba(x))
+    assert unbounded[-1].get_params()["early_stopping"] is False  # the family's parameters are restored
+    clock = Ticking()
+    with fit_deadline(clock.now + 10.5, clock, graceful=True):
+        stopped = fit_histogram_boosting(pipeline(), x, y)
+    assert 5 <= stopped[-1].n_iter_ < 60  # stopped after the deadline's iteration, and kept its trees
+    assert stopped.predict_proba(x).shape == (len(y), 2)
+    clock = Ticking()
+    with fit_deadline(clock.now + 10.5, clock, graceful=False), pytest.raises(FitInterrupted):
+        fit_histogram_boosting(pipeline(), x, y)  # a sweep fold is abandoned instead

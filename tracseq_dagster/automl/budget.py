@@ -24,7 +24,7 @@ scoring. It is shared as follows:
   keep what they fitted, see :mod:`.deadline`) or is fitted on fewer rows (the others).
 * Sweep folds stop at the end of their family's share (:mod:`.deadline`), and trials whose
   cost estimate (:attr:`Budget.cost`, :mod:`.cost`) does not fit the share are not started, so
-  only a fold of a learner that cannot stop mid-fit (logistic, MLP, histogram boosting) whose
+  only a fold of a learner that cannot stop mid-fit (logistic, MLP) whose
   cost was underestimated can overrun.
 """
 

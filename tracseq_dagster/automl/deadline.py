@@ -13,12 +13,18 @@ deadline after every step:
 The deadline lives in a :class:`~contextvars.ContextVar`, not in the estimators, so the fitted
 models carry only stateless callbacks (no clock, no time) and behave the same once the context
 ends: outside :func:`fit_deadline` every check is a no-op. Learners that cannot stop mid-fit
-(logistic, MLP, histogram boosting) are kept within budget by the cost estimate instead
-(:mod:`.cost`).
+(logistic, MLP) are kept within budget by the cost estimate instead (:mod:`.cost`).
+
+scikit-learn's histogram boosting has no callbacks, but its early stopping calls a scorer after
+every iteration: :func:`fit_histogram_boosting` gives it :class:`HistGradientBoostingDeadline`, a
+scorer that scores nothing (it returns the time, always "improving") until the deadline, then
+stops the fit. The trees are the ones a plain fit grows (checked: identical predictions).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,7 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from xgboost.callback import TrainingCallback
 
 #: Trees a forest grows between two deadline checks.
@@ -98,6 +109,46 @@ class XGBoostDeadline(TrainingCallback):
         if deadline.graceful:
             return True  # XGBoost ends training and keeps the trees so far
         raise _interrupted()
+
+
+class HistGradientBoostingDeadline:
+    """An early-stopping "scorer" for histogram boosting, called after every iteration.
+
+    Before the deadline it returns the monotonic time, which always improves, so early stopping
+    never triggers; after it, a sweep fold raises :class:`FitInterrupted` and a graceful fit
+    returns minus infinity, so that (with ``n_iter_no_change=1``) the fit ends after this
+    iteration and keeps the trees so far. Stateless: fitted models may carry it.
+    """
+
+    def __call__(self, estimator: Any, x: Any, y: Any, sample_weight: Any = None) -> float:
+        deadline = current()
+        if deadline is not None and deadline.passed():
+            if deadline.graceful:
+                return -math.inf
+            raise _interrupted()
+        return time.monotonic()
+
+
+#: What :func:`fit_histogram_boosting` sets for the fit (and restores after it).
+_HISTOGRAM_STOPPING = {"early_stopping": True, "validation_fraction": None, "n_iter_no_change": 1, "tol": 0.0}
+
+
+def stops_by_scorer(estimator: Any) -> bool:
+    """Whether ``estimator`` is histogram boosting without early stopping of its own (the families')."""
+    kinds = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+    return isinstance(estimator, kinds) and estimator.get_params()["early_stopping"] is False
+
+
+def fit_histogram_boosting(pipeline: Any, x: Any, y: Any, **fit_params: Any) -> Any:
+    """Fit a pipeline ending in histogram boosting that stops at the current deadline (see
+    :class:`HistGradientBoostingDeadline`); the estimator's own parameters are restored after."""
+    model = pipeline.steps[-1][1]
+    keep = {name: model.get_params()[name] for name in [*_HISTOGRAM_STOPPING, "scoring"]}
+    model.set_params(**_HISTOGRAM_STOPPING, scoring=HistGradientBoostingDeadline())
+    try:
+        return pipeline.fit(x, y, **fit_params)
+    finally:
+        model.set_params(**keep)
 
 
 def grows_in_chunks(estimator: Any) -> bool:

@@ -78,7 +78,14 @@ from threadpoolctl import threadpool_limits
 from tracseq_dagster.automl import parallel
 from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
 from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
-from tracseq_dagster.automl.deadline import FitInterrupted, fit_deadline, fit_forest_in_chunks, grows_in_chunks
+from tracseq_dagster.automl.deadline import (
+    FitInterrupted,
+    fit_deadline,
+    fit_forest_in_chunks,
+    fit_histogram_boosting,
+    grows_in_chunks,
+    stops_by_scorer,
+)
 from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
 from tracseq_dagster.automl.ladder import RungResult, best_of_highest_rung, next_promotion, rung_rows
@@ -1417,7 +1424,7 @@ def _bounded_fit(
     """
     estimate = _fit_estimate(family, params, problem, len(y), budget)
     available = until - budget.clock()
-    stoppable = family.name in ("lightgbm", "xgboost", "random_forest")
+    stoppable = family.name in ("lightgbm", "xgboost", "random_forest", "gradient_boosting")
     if not stoppable and estimate is not None and estimate > FINAL_FIT_MARGIN * max(available, 0.0):
         keep = max(int(len(y) * FINAL_FIT_MARGIN * max(available, 0.0) / estimate), min(len(problem.y_sweep), len(y)))
         if keep < len(y):
@@ -1513,7 +1520,10 @@ def _ensemble_output(metric: Metric, task: TaskType) -> bool:
 
 
 def _fit_pipeline(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, fit_params: dict[str, Any]) -> Pipeline:
-    """Fit ``pipeline``; a forest grows its trees in batches so that a deadline can stop it."""
+    """Fit ``pipeline``; a forest grows its trees in batches and histogram boosting checks after
+    every iteration, so that a deadline can stop them (:mod:`.deadline`)."""
     if grows_in_chunks(pipeline.steps[-1][1]):
         return fit_forest_in_chunks(pipeline, x, y, **fit_params)
+    if stops_by_scorer(pipeline.steps[-1][1]):
+        return fit_histogram_boosting(pipeline, x, y, **fit_params)
     return pipeline.fit(x, y, **fit_params)
