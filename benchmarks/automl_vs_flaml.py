@@ -139,6 +139,7 @@ DATASETS: dict[str, Callable[[int], tuple[pd.DataFrame, str]]] = {
 DEFAULT_DATASETS = ("breast_cancer", "digits", "diamonds", "flights", "caravan", "credit_data", "mpls_stops", "hotel_rates")
 #: Threads of every contender (``--n-jobs``).
 N_JOBS = 1
+WORKERS = 1  # the engine's sweep processes (--workers)
 
 
 @dataclass
@@ -234,7 +235,9 @@ ENGINE_DETAILS: dict[str, Any] = {}
 
 
 def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
-    config = AutoMLConfig(target=data.target, time_budget_s=budget_s, seed=seed, final_fit=ENGINE_FINAL_FIT, n_jobs=N_JOBS)  # type: ignore[arg-type]
+    config = AutoMLConfig(
+        target=data.target, time_budget_s=budget_s, seed=seed, final_fit=ENGINE_FINAL_FIT, n_jobs=N_JOBS, workers=WORKERS
+    )  # type: ignore[arg-type]
     result, wall = timed(lambda: run_automl(data.train, config))
     if result.task != data.task:
         raise RuntimeError(f"the engine detected {result.task}, the benchmark {data.task}")
@@ -403,14 +406,22 @@ def main() -> None:
     parser.add_argument("--lab-rows", type=int, default=5000, help="generated samples in the lab table")
     parser.add_argument("--engine-final-fit", choices=["all", "train"], default="all", help="the engine's final_fit")
     parser.add_argument("--n-jobs", type=int, default=1, help="threads of every contender")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the engine's sweep processes (AutoMLConfig.workers; its own default is the cores). 1 keeps the contenders"
+        " on one core each; compare both cores with --workers 2 --n-jobs 2",
+    )
     parser.add_argument("--out", default="automl_vs_flaml.json", help="file name under benchmarks/out/")
     parser.add_argument(
         "--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS), help="the contenders to run"
     )
     args = parser.parse_args()
-    global ENGINE_FINAL_FIT, N_JOBS, SELECTED
+    global ENGINE_FINAL_FIT, N_JOBS, WORKERS, SELECTED
     ENGINE_FINAL_FIT = args.engine_final_fit
     N_JOBS = args.n_jobs
+    WORKERS = args.workers
     SELECTED = tuple(c for c in CONTENDERS if c in args.contenders)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -423,6 +434,7 @@ def main() -> None:
         "lab_rows": args.lab_rows,
         "test_fraction": TEST_FRACTION,
         "n_jobs": N_JOBS,
+        "workers": WORKERS,
         "datasets": args.datasets,
         "engine_final_fit": ENGINE_FINAL_FIT,
         "contenders": list(SELECTED),
