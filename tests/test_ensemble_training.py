@@ -51,16 +51,10 @@ def linear_plus_interaction(rows: int = 2_500, seed: int = 0, *, regression: boo
     return TrainingSet("toy_ensemble", "qc", None, "auto", None, frame, holdout, ("export-a",), "v1", frame_fingerprint(frame))
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
-    """Both families swept as the automl_trials partitions sweep them, out-of-fold predictions kept."""
-    folder = tmp_path_factory.mktemp("ensemble")
-    client = open_client(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = ensure_experiment(client, "toy_ensemble", (folder / "artifacts").as_uri())
-    training_set = linear_plus_interaction()
-    parent = parent_run(client, experiment, "sweep-run")
+def _sweep_every_family(training_set, client, experiment: str, parent: str, folder: Path, run_id: str) -> list:  # type: ignore[no-untyped-def, type-arg]
+    """Each of FAMILIES swept as an automl_trials partition sweeps it, its out-of-fold predictions kept in ``folder``."""
     settings = SweepSettings(time_budget_s=20, max_trials=4, cv_folds=3)
-    outcomes = [
+    return [
         sweep_one_family(
             training_set,
             f,
@@ -69,11 +63,22 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[typ
             client=client,
             experiment_id=experiment,
             parent_run_id=parent,
-            dagster_run_id="sweep-run",
+            dagster_run_id=run_id,
             oof_path=folder / f"{f}.oof.npz",
         )  # fmt: skip
         for f in FAMILIES
     ]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """Both families swept as the automl_trials partitions sweep them, out-of-fold predictions kept."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    client = open_client(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = ensure_experiment(client, "toy_ensemble", (folder / "artifacts").as_uri())
+    training_set = linear_plus_interaction()
+    parent = parent_run(client, experiment, "sweep-run")
+    outcomes = _sweep_every_family(training_set, client, experiment, parent, folder, "sweep-run")
     return {"client": client, "experiment": experiment, "training_set": training_set, "outcomes": outcomes, "folder": folder}
 
 
@@ -177,21 +182,7 @@ def test_a_regression_ensemble_is_registered_with_its_conformal_interval(tmp_pat
     experiment = ensure_experiment(client, "toy_ensemble", (tmp_path / "artifacts").as_uri())
     training_set = linear_plus_interaction(regression=True)
     parent = parent_run(client, experiment, "regression")
-    settings = SweepSettings(time_budget_s=20, max_trials=4, cv_folds=3)
-    outcomes = [
-        sweep_one_family(
-            training_set,
-            f,
-            settings,
-            storage=None,
-            client=client,
-            experiment_id=experiment,
-            parent_run_id=parent,
-            dagster_run_id="regression",
-            oof_path=tmp_path / f"{f}.oof.npz",
-        )  # fmt: skip
-        for f in FAMILIES
-    ]
+    outcomes = _sweep_every_family(training_set, client, experiment, parent, tmp_path, "regression")
     ranked = rank_families(outcomes, training_set.fingerprint)
     registered = register_winner(training_set, ranked[0], ranked, seed=0, storage=None,
                                  registry=ModelRegistry(client, "toy_ensemble_regression"), experiment_id=experiment,
