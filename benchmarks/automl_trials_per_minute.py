@@ -55,7 +55,7 @@ def lab_table(rows: int) -> pd.DataFrame:
 
 
 def synthetic_regression(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Issue 18's large table (as in tests/test_automl_large_tables.py): 8 numeric features, one
+    """Issue 18's large table (also tests/test_automl_large_tables.py's): 8 numeric features, one
     categorical, a nonlinear target."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 8))

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 
+from benchmarks.automl_trials_per_minute import synthetic_regression
 from tracseq_dagster.automl import AutoMLConfig, prepare_problem, run_automl
 from tracseq_dagster.automl.cost import auto_sweep_rows
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def synthetic_regression(rows: int, seed: int = 0) -> pd.DataFrame:
-    """The issue's table: 8 numeric features, one categorical, a nonlinear target."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, 8))
-    kit = rng.choice(list("ABCDEFGH"), rows)
-    y = 2 * np.sin(x[:, 0]) + x[:, 1] * x[:, 2] + np.where(kit == "C", 1.5, 0.0) + np.abs(x[:, 3]) + rng.normal(0, 0.3, rows)
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
-    frame["kit"] = kit
-    frame["y"] = y
-    return frame
 
 
 def test_the_sweep_sample_is_chosen_from_the_budget_and_can_be_overridden() -> None:
