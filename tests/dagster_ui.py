@@ -68,7 +68,8 @@ def dagster_webserver(env: dict[str, str], log: Path) -> Iterator[Webserver]:
     binary = Path(sys.executable).parent / "dagster-webserver"
     command = [str(binary), "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
     with log.open("w") as out:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # a session of its own, so that stop() also ends the code server it starts
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(process, f"{url}/server_info", log, timeout_s=180)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -32,9 +34,27 @@ def wait_until_ready(process: subprocess.Popen, url: str, log: Path, timeout_s: 
 
 
 def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Terminate ``process``; when it leads a session of its own, also kill what it left in that session.
+
+    A ``dagster-webserver`` starts a ``dagster api grpc`` code server; if the webserver exits before
+    shutting it down, the code server outlives the test suite unless its process group is killed.
+    """
+    leads_its_group = _leads_its_group(process)
     process.terminate()
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    if leads_its_group:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # nothing was left behind
+
+
+def _leads_its_group(process: subprocess.Popen) -> bool:
+    try:
+        return os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return False
