@@ -99,3 +99,48 @@ def test_the_cli_passes_workers_to_the_engine(tmp_path: Path, monkeypatch: pytes
         assert seen.pop().workers == expected
     assert CliRunner().invoke(app, [*args, "--workers", "0"]).exit_code == 2  # at least one process
     assert not seen
+
+
+_CALLER = """
+import multiprocessing.forkserver, sys, time
+from tracseq_dagster.automl import parallel
+
+workers = parallel.pool(1)
+assert workers.wait_ready(300)
+busy = workers.submit(time.sleep, 600)  # a worker busy in a long "fit"
+worker_pids = [process.pid for process in workers.executor._processes.values()]
+server_pid = multiprocessing.forkserver._forkserver._forkserver_pid
+print(" ".join(map(str, [*worker_pids, server_pid])), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_caller_leaves_no_worker_behind() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    caller = subprocess.Popen([sys.executable, "-c", _CALLER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert caller.stdout is not None
+        pids = [int(pid) for pid in caller.stdout.readline().split()]  # the worker, then the fork server
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        os.kill(caller.pid, signal.SIGKILL)  # no atexit, no executor shutdown
+        caller.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in pids), f"worker and fork server {pids}: outlived their killed caller"
+    finally:
+        if caller.poll() is None:
+            caller.kill()

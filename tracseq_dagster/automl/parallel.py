@@ -20,13 +20,22 @@ Why a queue: the caller's ``on_trial`` (progress bars, logs) lives in the caller
 worker puts every finished trial on a queue inherited at its start; a thread in the caller
 (:func:`relay`) hands each record to the callback, tagged with the run it belongs to so that a
 late record of an earlier, abandoned run is dropped.
+
+Why each worker watches its caller: a caller killed outright (SIGKILL, or SIGTERM without
+handlers) runs no ``atexit``. A worker busy in a fit would finish it and wait on its call queue
+forever, and the fork server lives as long as any worker does (each worker holds the server's
+"alive" pipe so that it could fork more). So every worker opens a pidfd on the caller and a
+daemon thread ends the worker when the caller exits (``os.pidfd_open``: Linux 5.3+, exact even
+if the PID is reused); the last worker's end then ends the fork server.
 """
 
 from __future__ import annotations
 
 import atexit
 import multiprocessing
+import os
 import queue
+import select
 import threading
 import time
 import uuid
@@ -56,7 +65,7 @@ class WorkerPool:
         self.size = size
         self.queue: Any = context.Queue()
         self.executor = ProcessPoolExecutor(
-            max_workers=size, mp_context=context, initializer=_init_worker, initargs=(self.queue,)
+            max_workers=size, mp_context=context, initializer=_init_worker, initargs=(self.queue, os.getpid())
         )
         self.started: list[Future[Any]] = []  # the warm-up's tasks: done once every worker runs
         self._starter: threading.Thread | None = None
@@ -113,9 +122,26 @@ def _ready() -> bool:
     return True
 
 
-def _init_worker(records: Any) -> None:
+def _init_worker(records: Any, caller: int) -> None:
     global _QUEUE
     _QUEUE = records
+    _end_with_caller(caller)
+
+
+def _end_with_caller(caller: int) -> None:
+    """End this worker when process ``caller`` exits (see the module docstring)."""
+    if not hasattr(os, "pidfd_open"):
+        return  # not Linux: the worker still ends at the caller's clean exit (atexit)
+    try:
+        handle = os.pidfd_open(caller)
+    except ProcessLookupError:
+        os._exit(1)  # the caller is already gone
+
+    def watch() -> None:
+        select.select([handle], [], [])  # readable once the caller has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="automl-caller-watch", daemon=True).start()
 
 
 def sender(run: str) -> Callable[[Any], None]:
