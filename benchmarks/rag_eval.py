@@ -320,8 +320,25 @@ def example_evidence(folder: Path) -> list[tuple[bool, object]]:
     ]
 
 
-def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> list[str]:
-    """Refusal evidence on the dev questions only (and the generated examples): refusals per coverage threshold."""
+def band(answerable: list[float], unanswerable: list[float]) -> tuple[float, float, int]:
+    """(gap, middle, refused): the widest zero-false-refusal band of a "refuse below t" rule.
+
+    The lowest answerable value bounds the band; the unanswerable values under it are the ones
+    such a rule can refuse, the highest of them the band's lower end; the middle is the threshold.
+    """
+    lowest = min(answerable)
+    below = [v for v in unanswerable if v < lowest]
+    top = max(below, default=lowest)
+    return lowest - top, (lowest + top) / 2, len(below)
+
+
+def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> tuple[list[str], dict[str, float]]:
+    """Refusal evidence on the dev questions only (and the generated examples): refusals per threshold.
+
+    Two measures of the best passages' words: coverage (what the product refuses by) and
+    together (evidence.window_coverage: the words within one stretch of one passage; reported).
+    Returns the lines and, per measure, the middle of its zero-false band on dev + examples.
+    """
     answerable = [o.evidence for o in outcomes if o.question.answerable]
     unanswerable = [o.evidence for o in outcomes if not o.question.answerable]
     examples_yes = [e for a, e in examples if a]
@@ -333,20 +350,54 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> l
     lines = [
         f"Refusal evidence, dev questions: best similarity answerable {spread([e.similarity for e in answerable])}; "
         f"unanswerable {spread([e.similarity for e in unanswerable])}. Rare-term coverage answerable "
-        f"{spread([e.coverage for e in answerable])}; unanswerable {spread([e.coverage for e in unanswerable])}.",
+        f"{spread([e.coverage for e in answerable])}; unanswerable {spread([e.coverage for e in unanswerable])}. "
+        f"Together (one window) answerable {spread([e.together for e in answerable])}; unanswerable "
+        f"{spread([e.together for e in unanswerable])}.",
         "",
-        "| min coverage | dev unanswerable refused | dev false refusals | examples unanswerable refused | examples false refusals |",
-        "|---:|---:|---:|---:|---:|",
+        "| measure | threshold | dev unanswerable refused | dev false refusals | examples unanswerable refused | examples false refusals |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for threshold in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
+    middles: dict[str, float] = {}
+    grid = {"coverage": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8), "together": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)}
+    for measure, thresholds in grid.items():
+        for threshold in thresholds:
 
-        def refused(evidence: list) -> int:  # type: ignore[type-arg]
-            return sum(e.coverage < threshold for e in evidence)
+            def refused(evidence: list, measure: str = measure, threshold: float = threshold) -> int:  # type: ignore[type-arg]
+                return sum(getattr(e, measure) < threshold for e in evidence)
 
-        lines.append(
-            f"| {threshold:.2f} | {refused(unanswerable)}/{len(unanswerable)} | {refused(answerable)}/{len(answerable)} | "
-            f"{refused(examples_no)}/{len(examples_no)} | {refused(examples_yes)}/{len(examples_yes)} |"
-        )
+            lines.append(
+                f"| {measure} | {threshold:.2f} | {refused(unanswerable)}/{len(unanswerable)} | {refused(answerable)}/{len(answerable)} | "
+                f"{refused(examples_no)}/{len(examples_no)} | {refused(examples_yes)}/{len(examples_yes)} |"
+            )
+    lines += [
+        "",
+        "| measure | lowest answerable (dev + examples) | gap to the highest refusable unanswerable | refusable | middle (threshold) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for measure in grid:
+        yes = [getattr(e, measure) for e in answerable + examples_yes]
+        no = [getattr(e, measure) for e in unanswerable + examples_no]
+        gap, middle, count = band(yes, no)
+        middles[measure] = middle
+        lines.append(f"| {measure} | {min(yes):.3f} | {gap:.3f} | {count}/{len(no)} | {middle:.3f} |")
+    return lines, middles
+
+
+def rule_table(outcomes: list[Outcome], middles: dict[str, float], splits: tuple[str, ...]) -> list[str]:
+    """Each measure's rule at the middle of its dev band, reported on every split as it falls."""
+    lines = [
+        "| rule (threshold from dev + examples) | " + " | ".join(f"{s} refused · false" for s in splits) + " |",
+        "|---|" + "---:|" * len(splits),
+    ]
+    for measure, middle in middles.items():
+        cells = []
+        for split in splits:
+            chosen = [o for o in outcomes if split == "all" or o.question.split == split]
+            no = [o for o in chosen if not o.question.answerable]
+            yes = [o for o in chosen if o.question.answerable]
+            below = [o for o in chosen if getattr(o.evidence, measure) < middle]
+            cells.append(f"{sum(o in below for o in no)}/{len(no)} · {sum(o in below for o in yes)}/{len(yes)}")
+        lines.append(f"| {measure} < {middle:.3f} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -451,6 +502,9 @@ def bench_real(
     questions = load_questions(FRESH_QUESTIONS if fresh else QUESTIONS)
     splits = ("fresh",) if fresh else ("dev", "heldout", "all")
     calibration: list[str] = []
+    # The middles of the dev bands (rag_eval on the first set, 2026-12-07 03:50 UTC); the fresh
+    # set has no dev half, so its rule table uses these.
+    middles = {"coverage": 0.446, "together": 0.390}
     systems = [naive_system(parsed, vectors, folder), product_system(parsed, vectors, folder)]
     rows, misses = [], []
     for system in systems:
@@ -460,7 +514,9 @@ def bench_real(
             rows.append((f"{system.name} ({system.chunks} chunks)", split, summary(chosen)))
         if system.name == "product":
             if not fresh:
-                calibration = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
+                calibration, middles = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
+            calibration += ["", "Refusal rules at the middle of their dev band (the product refuses below coverage 0.5):", ""]
+            calibration += rule_table(outcomes, middles, splits)
             for o in outcomes:
                 if show_misses in ("all", o.question.split) and o.question.answerable and o.rank != 1:
                     misses.append(
@@ -469,7 +525,7 @@ def bench_real(
                 if show_misses in ("all", o.question.split) and o.question.answerable == o.refused:
                     e = o.evidence
                     misses.append(
-                        f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, "
+                        f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, together {e.together:.2f}, "
                         f"missing {', '.join(e.missing[:4])}): {o.question.question}"
                     )
     lines_cost = rerank_cost(parsed, vectors, folder, questions)
