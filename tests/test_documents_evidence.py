@@ -57,6 +57,9 @@ def test_terms_are_normalised_content_words_with_light_stemming() -> None:
         "class",
     ]
     assert terms("asn1_strerror and read.fwf") == ["asn1_strerror", "read.fwf"]  # identifiers stay whole
+    # A possessive ending is no term ("GLPK's" once made "s", held by most chunks), nor is "whose".
+    assert terms("GLPK’s routines and the file's name, whose end") == ["glpk", "routin", "file", "name", "end"]
+    assert terms("It's the users' files") == ["user", "file"]
 
 
 def test_a_term_in_no_chunk_weighs_most_and_one_in_every_chunk_least() -> None:
