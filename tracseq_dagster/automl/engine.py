@@ -20,7 +20,8 @@
    and the folds keep every group whole (stratified group k-fold / group k-fold).
    ``max_trials`` is **per family**. Each family's first trial is its default configuration
    (:meth:`~tracseq_dagster.automl.families.ModelFamily.default_params`), so the winner's CV
-   score is never below the best default's. :func:`schedule` interleaves the families' trials
+   score is never below the best default's; the boosting families' second trial is a
+   table-specific known-good point (:mod:`.zero_shot`, FLAML's mined portfolio). :func:`schedule` interleaves the families' trials
    one at a time: every family's default first, cheapest families first (:data:`CHEAP_FIRST`),
    then most of the time to the two best families so far, a little to the others. Time is
    shared as described in :mod:`~tracseq_dagster.automl.budget`; a trial whose estimated cost (:mod:`.cost`) does not
@@ -75,7 +76,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder
 from threadpoolctl import threadpool_limits
 
-from tracseq_dagster.automl import parallel
+from tracseq_dagster.automl import parallel, zero_shot
 from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
 from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
 from tracseq_dagster.automl.deadline import (
@@ -885,6 +886,19 @@ def _group_folds(
 # -- the sweep ---------------------------------------------------------------------------------
 
 
+def zero_shot_start(family: ModelFamily, data: Problem) -> dict[str, Any] | None:
+    """The family's zero-shot configuration for this table (:mod:`.zero_shot`: FLAML's mined
+    portfolio, matched on the training rows, features, classes and numeric share), as Optuna
+    parameters of its space; None when the family or task has no portfolio."""
+    columns = data.columns
+    width = max(len(columns.all), 1)
+    meta = zero_shot.meta_features(
+        len(data.y_train), width, 0 if data.classes is None else len(data.classes), len(columns.numeric) / width
+    )
+    config = zero_shot.suggest(family.name, data.task, meta)
+    return None if config is None else family.zero_shot_params(config, data.task, columns)
+
+
 class FamilySweep:
     """One family's Optuna study: runs trials, records them, keeps the best trial's fold model.
 
@@ -960,10 +974,14 @@ class FamilySweep:
             self.study = self._create_study()
             defaults = self.model_family.default_params(self.data.task, self.data.columns)
             if defaults and not self.study.get_trials(deepcopy=False):
-                # A fresh study starts at the family's default: the sweep never ends below it.
-                if self.data.balance:
-                    defaults = {**defaults, BALANCE_PARAM: False}
-                self.study.enqueue_trial(defaults)
+                # A fresh study starts at the family's default: the sweep never ends below it;
+                # then, for the boosters, at the table-specific zero-shot point (zero_shot_start).
+                starts = [defaults]
+                suggested = zero_shot_start(self.model_family, self.data)
+                if suggested is not None and suggested != defaults:
+                    starts.append(suggested)
+                for start in starts:
+                    self.study.enqueue_trial({**start, BALANCE_PARAM: False} if self.data.balance else start)
         self.study.optimize(
             self._objective,
             n_trials=remaining,
@@ -1055,6 +1073,14 @@ class FamilySweep:
                 # more. After it, only this (slow) configuration does not; a cheaper one may.
                 trial.set_user_attr("family_out_of_time", fold == 0)
                 raise optuna.TrialPruned("time budget")
+            if fold and now + pace * (len(data.folds) - fold) > share_end:
+                # At its own pace this trial's remaining folds overrun the family's share. The
+                # boosters' and forests' folds would be interrupted at its end anyway; the MLP
+                # and linear fits cannot stop mid-way, and a first trial (no cost estimate yet:
+                # an MLP default took 40 s of a 60 s budget on 9,230 rows) would otherwise run
+                # on to the end of the sweep.
+                trial.set_user_attr("reason", f"abandoned after fold {fold - 1}: at {pace:.1f} s a fold its share ends first")
+                raise optuna.TrialPruned("share")
             pipeline = self.model_family.build(params, data.task, data.columns, seed=self.config.seed, balance=balance)
             y_fold = data.y_sweep[train]
             started = self.budget.clock()
