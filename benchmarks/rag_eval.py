@@ -56,6 +56,7 @@ class Question:
     question: str
     file_name: str | None  # None: the documents do not answer it
     pages: tuple[int, ...]
+    added: str = ""  # date a question was added after the set's first numbers (reported apart too)
 
     @property
     def answerable(self) -> bool:
@@ -67,7 +68,9 @@ def load_questions(path: Path = QUESTIONS) -> list[Question]:
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            questions.append(Question(row["id"], row["split"], row["question"], row["file_name"], tuple(row["pages"])))
+            questions.append(
+                Question(row["id"], row["split"], row["question"], row["file_name"], tuple(row["pages"]), row.get("added", ""))
+            )
     return questions
 
 
@@ -512,6 +515,21 @@ def bench_real(
         for split in splits:
             chosen = [o for o in outcomes if split == "all" or o.question.split == split]
             rows.append((f"{system.name} ({system.chunks} chunks)", split, summary(chosen)))
+        for added in sorted({o.question.added for o in outcomes} - {""}):  # the later questions alone, and the set without them
+            rows.append(
+                (
+                    f"{system.name} ({system.chunks} chunks)",
+                    f"added {added}",
+                    summary([o for o in outcomes if o.question.added == added]),
+                )
+            )
+            rows.append(
+                (
+                    f"{system.name} ({system.chunks} chunks)",
+                    f"all but added {added}",
+                    summary([o for o in outcomes if o.question.added != added]),
+                )
+            )
         if system.name == "product":
             if not fresh:
                 calibration, middles = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
