@@ -89,7 +89,7 @@ from tracseq_dagster.automl.deadline import (
 )
 from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
 from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
-from tracseq_dagster.automl.ladder import RungResult, best_of_highest_rung, next_promotion, rung_rows
+from tracseq_dagster.automl.ladder import RungResult, chosen_by_climb, next_promotion, rung_rows
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
 from tracseq_dagster.automl.tasks import (
@@ -943,11 +943,11 @@ class FamilySweep:
         self.rungs: list[list[RungResult]] = [[] for _ in self.rung_rows]
 
     def chosen_params(self) -> dict[str, Any]:
-        """The configuration to refit: the best of the highest rung reached (the sweep's best
-        when nothing was promoted)."""
-        promoted = best_of_highest_rung(self.rungs[1:], self.data.metric.greater_is_better)
-        if promoted is not None:
-            return dict(promoted.params)
+        """The configuration to refit: :func:`.ladder.chosen_by_climb` (the sweep's best unless
+        it met a better one on more rows)."""
+        climbed = chosen_by_climb(self.rungs, self.data.metric.greater_is_better)
+        if climbed is not None:
+            return dict(climbed.params)
         assert self.best is not None
         return dict(self.best.params)
 
