@@ -1,6 +1,7 @@
 """Train the learned reranker (documents/learned_rerank.py) and judge it on the held-out questions.
 
-    .venv/bin/python benchmarks/rag_train_reranker.py [--cache DIR]
+    .venv/bin/python benchmarks/rag_train_reranker.py [--cache DIR] [--pdf-engine pdfium|unstructured]
+                                                      [--embedder minilm|minilm-onnx]
 
 Training questions: the generated example documents' questions (examples.EXAMPLE_QUESTIONS,
 a lab's SOPs) and the dev half of benchmarks/rag/questions.jsonl. For each, the product's 20
@@ -10,6 +11,10 @@ regression on standardised features is fitted, its regularisation C chosen by 5-
 cross-validation over the dev questions (grouped by question), and the coefficients are
 printed mapped back to raw features, ready for ``WEIGHTS``. The held-out half is used only for
 the final table, beside the coverage reranker and no reranker, every try reported.
+
+``--pdf-engine`` parses the manuals and the example PDFs with that engine (parsing.py; the
+product's default when not given): the reranker is trained on the chunks the product makes.
+``--embedder minilm-onnx`` gives torch's vectors (to 2e-7) at less than half the CPU.
 """
 
 from __future__ import annotations
@@ -82,22 +87,31 @@ def main() -> None:
     from tracseq_dagster.documents.environment import set_offline_environment
     from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, generate_examples
     from tracseq_dagster.documents.learned_rerank import FEATURES
+    from tracseq_dagster.documents.parsing import DEFAULT_PDF_ENGINE, PDF_ENGINES
     from tracseq_dagster.documents.pipeline import index_folder
     from tracseq_dagster.documents.qa import DocumentQA
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--pdf-engine", choices=PDF_ENGINES, default=DEFAULT_PDF_ENGINE)
+    parser.add_argument("--embedder", choices=["minilm", "minilm-onnx"], default="minilm")
     args = parser.parse_args()
     set_offline_environment()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        vectors = VectorCache(args.cache, make_embedder("minilm"))
-        parsed = parsed_corpus(args.cache)
+        vectors = VectorCache(args.cache, make_embedder(args.embedder))
+        parsed = parsed_corpus(args.cache, args.pdf_engine)
+        print(f"parser {args.pdf_engine}, embedder {vectors.embedder.identity}")
         index, _ = product_index(parsed, vectors, folder)
         real = DocumentQA(index, vectors.embedder, None)
         generate_examples(folder / "examples")
         example_index, example_embedder, _ = index_folder(
-            folder / "examples", lake_root=folder / "lake", lancedb_uri=folder / "examples.lancedb", in_process=True
+            folder / "examples",
+            lake_root=folder / "lake",
+            lancedb_uri=folder / "examples.lancedb",
+            embedder=args.embedder,
+            in_process=True,
+            pdf_engine=args.pdf_engine,
         )
         examples = DocumentQA(example_index, example_embedder, None)
 

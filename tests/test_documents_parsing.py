@@ -24,16 +24,18 @@ def test_fast_strategy_yields_elements_offline_without_downloading_a_spacy_model
         raise AssertionError("unstructured tried to download its spaCy model")
 
     monkeypatch.setattr(tokenize, "_install_spacy_model", no_download)
-    parsed = parse_document(docs / "QC-report-run-R-2025-031.pdf")
+    parsed = parse_document(docs / "QC-report-run-R-2025-031.pdf", pdf_engine="unstructured")
     assert parsed.pages == 2 and parsed.ocr_pages == []
+    assert parsed.parser == "unstructured fast"
     kinds = {type(e).__name__ for e in parsed.elements}
     assert "Title" in kinds and "NarrativeText" in kinds  # classification needs the spaCy model
     assert "412 million" in parsed.page_text(1)
     assert "FC-88K2" in parsed.page_text(2)
 
 
-def test_multi_page_pdf_with_a_table_and_a_scanned_page_keeps_facts_on_their_pages(docs: Path) -> None:
-    parsed = parse_document(docs / "SOP-014-nucleic-acid-extraction.pdf")
+@pytest.mark.parametrize("engine", ["pdfium", "unstructured"])
+def test_multi_page_pdf_with_a_table_and_a_scanned_page_keeps_facts_on_their_pages(docs: Path, engine: str) -> None:
+    parsed = parse_document(docs / "SOP-014-nucleic-acid-extraction.pdf", pdf_engine=engine)
     assert parsed.pages == 4
     assert parsed.ocr_pages == [4]  # only the page without a text layer went through tesseract
     assert "EDTA" in parsed.page_text(1)
@@ -44,11 +46,12 @@ def test_multi_page_pdf_with_a_table_and_a_scanned_page_keeps_facts_on_their_pag
     assert set(parsed.seconds) == {"partition", "ocr"}
 
 
-def test_chunks_carry_title_section_page_span_and_stable_ids(docs: Path) -> None:
+@pytest.mark.parametrize("engine", ["pdfium", "unstructured"])
+def test_chunks_carry_title_section_page_span_and_stable_ids(docs: Path, engine: str) -> None:
     path = docs / "SOP-014-nucleic-acid-extraction.pdf"
-    parsed = parse_document(path)
+    parsed = parse_document(path, pdf_engine=engine)
     chunks = chunk_document(parsed, document_id="abc", source=str(path), document_type="sop")
-    again = chunk_document(parse_document(path), document_id="abc", source=str(path), document_type="sop")
+    again = chunk_document(parse_document(path, pdf_engine=engine), document_id="abc", source=str(path), document_type="sop")
     assert [c.chunk_id for c in chunks] == [c.chunk_id for c in again]
     assert len({c.chunk_id for c in chunks}) == len(chunks)
     assert all(c.title == "SOP-014 Nucleic Acid Extraction from Whole Blood" for c in chunks)

@@ -51,3 +51,23 @@ def test_unreadable_pdfs_fail_with_a_reason(tmp_path: Path, kind: str) -> None:
     with pytest.raises(DocumentParseError) as error:
         parse_document(broken, pdf_engine="pdfium")
     assert ("password" in error.value.reason) if kind == "encrypted" else ("corrupt" in error.value.reason)
+
+
+def test_a_line_that_ends_a_sentence_short_of_the_width_ends_a_paragraph() -> None:
+    text = (
+        "Storage of extracts\n"
+        "DNA extracts are stored at -20 C in freezer FRZ-03, rack R2, in boxes of\n"
+        "eighty-one positions.\n"
+        "RNA extracts are stored at -80 C in freezer FRZ-07 and thawed at most\n"
+        "three times; every thaw is logged with the date and the operator\n"
+        "Compound Text Encoding version 1.1.xf86.1 of the X Consortium Standard,\n"
+        "which ends a sentence at the full width of the page for this line here.\n"
+        "The last line."
+    )
+    elements = page_elements(text, 2)
+    assert [(type(e).__name__, e.text.splitlines()[0]) for e in elements] == [
+        ("Title", "Storage of extracts"),
+        ("NarrativeText", "DNA extracts are stored at -20 C in freezer FRZ-03, rack R2, in boxes of"),
+        ("NarrativeText", "RNA extracts are stored at -80 C in freezer FRZ-07 and thawed at most"),
+    ]
+    assert elements[2].text.endswith("for this line here.\nThe last line.")  # a full-width line's "." goes on

@@ -5,6 +5,11 @@ file (a bad file fails alone), then one ``index_documents`` run that embeds, ind
 removes deleted documents and extracts submission forms. While the next file is parsed, a
 worker process embeds the chunks of the last one into the lake (prefetch.py), so
 ``document_index`` finds their vectors ready and only merges them.
+
+A file is skipped when its bytes were chunked before by the parser its type gets now: a
+lake chunked by another parser (an older default) is parsed again once. A new version of a
+file already in the lake is not prefetched: ``document_index`` reuses the vectors of its
+unchanged chunks and embeds only the changed ones (pipeline.prefetch_wanted).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import dagster as dg
 
 from assets.documents.partitions import document_partitions
 from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES
+from tracseq_dagster.documents.pipeline import prefetch_wanted
 from tracseq_dagster.documents.prefetch import EmbeddingPrefetcher
+from tracseq_dagster.documents.store import DocumentStore
 from tracseq_dagster.ingest import console_log_level, failure_message, run_file_partition
 from tracseq_dagster.landing import content_hash, list_landing_files
 
@@ -49,7 +56,7 @@ def ingest_documents(
     log_level: str = "DEBUG",
     prefetch: bool = True,
 ) -> list[DocumentOutcome]:
-    """Chunk every document under ``url`` not yet chunked (all of them with ``force``).
+    """Chunk every document under ``url`` not yet chunked by the current parser (all of them with ``force``).
 
     With ``prefetch`` each chunked document is embedded, with the embedder that
     ``document_index`` is configured with, while the next one is parsed; the worker starts
@@ -60,17 +67,24 @@ def ingest_documents(
     assert partitions_name is not None, "the documents' dynamic partitions are named"
     outcomes = []
     prefetcher: EmbeddingPrefetcher | None = None
+    store = _store(defs)
+    by_source = store.documents_by_source()
     try:
         for landed in list_landing_files(url, DOCUMENT_SUFFIXES):
             key = content_hash(landed.path)
-            if not force and instance.has_dynamic_partition(partitions_name, key) and _metadata(instance, "document_chunks", key):
+            if (
+                not force
+                and instance.has_dynamic_partition(partitions_name, key)
+                and _metadata(instance, "document_chunks", key)
+                and store.parsed_by_current(key)
+            ):
                 outcome = DocumentOutcome(landed.path, key, "unchanged")
             else:
                 result = run_file_partition(job, instance, document_partitions, key, landed.path, log_level)
                 if result.success:
                     meta = _metadata(instance, "document_chunks", key)
                     outcome = DocumentOutcome(landed.path, key, "ingested", pages=meta.get("pages"), chunks=meta.get("chunks"))
-                    if prefetch:
+                    if prefetch and prefetch_wanted(by_source, landed.path, key):
                         prefetcher = prefetcher or _prefetcher(defs)
                         prefetcher.submit(key)
                 else:
@@ -82,6 +96,12 @@ def ingest_documents(
         if prefetcher is not None:
             prefetcher.close()
     return outcomes
+
+
+def _store(defs: dg.Definitions) -> DocumentStore:
+    resources = defs.resources
+    assert resources is not None, "the code location's definitions carry their resources"
+    return DocumentStore(resources["lake"].root)
 
 
 def _prefetcher(defs: dg.Definitions) -> EmbeddingPrefetcher:

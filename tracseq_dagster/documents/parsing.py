@@ -1,11 +1,17 @@
 """A document file into unstructured elements, each with the page it came from.
 
-PDFs go through unstructured's ``fast`` strategy (pdfminer reads the text layer). Pages
-that yield nothing have no text layer, usually scans: only those pages are copied into a
-temporary PDF and read by the ``ocr_only`` strategy (tesseract through poppler's
-pdftoppm), and their elements take the original page numbers back. ``hi_res`` needs layout
-models from a hub and is never used. DOCX, HTML, Markdown and plain text have their own
-partitioners.
+PDFs: their text layer is read by pypdfium2 (``pdf_engine="pdfium"``, the default,
+pdf_text.py), or by unstructured's ``fast`` strategy (``"unstructured"``: pdfminer and
+unstructured's element classification, about 40 times the CPU for the same retrieval
+quality, BENCHMARKS.md). Pages that yield nothing have no text layer, usually scans: with
+either engine only those pages are copied into a temporary PDF and read by unstructured's
+``ocr_only`` strategy (tesseract through poppler's pdftoppm), and their elements take the
+original page numbers back. ``hi_res`` needs layout models from a hub and is never used.
+DOCX, HTML, Markdown and plain text have their own unstructured partitioners.
+
+Every ParsedDocument names the parser that made it (``parser_identity``); the lake stores it
+with the chunks, and a document parsed by another parser than the current one is parsed
+again once (pipeline.rechunk_stale), so that an index never mixes two parsers' chunks.
 
 A file that cannot be read fails with a ``DocumentParseError`` whose reason says why in
 words a lab can act on: corrupt, encrypted, empty, no text even after OCR.
@@ -25,6 +31,8 @@ from tracseq_dagster.documents.environment import prepare_unstructured, require_
 PDF_SUFFIXES = (".pdf",)
 DOCUMENT_SUFFIXES: tuple[str, ...] = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt")
 LANGUAGES = ["eng"]
+PDF_ENGINES = ("pdfium", "unstructured")
+DEFAULT_PDF_ENGINE = "pdfium"
 # pypdf logs every repair it attempts on a broken file; the DocumentParseError says it once.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -48,6 +56,7 @@ class ParsedDocument:
     pages: int
     ocr_pages: list[int] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
+    parser: str = ""  # parser_identity of what made the elements
 
     @property
     def characters(self) -> int:
@@ -57,15 +66,45 @@ class ParsedDocument:
         return "\n".join(e.text for e in self.elements if e.metadata.page_number == page)
 
 
-def parse_document(path: str | Path, *, ocr: bool = True, pdf_engine: str = "unstructured") -> ParsedDocument:
+def file_type_of(path: str | Path) -> str:
+    """The file type a ParsedDocument records for ``path``: pdf, docx, html, md, txt."""
+    suffix = Path(str(path)).suffix.lower()
+    return {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
+
+
+def parser_identity(file_type: str, pdf_engine: str | None = None) -> str:
+    """What parses a file of ``file_type`` (``file_type_of``) with ``pdf_engine`` (None: the default).
+
+    Stored with each document's chunks: chunks are reused only while the identity is the
+    same. It names the engine and the version of this project's own rules over it
+    (pdf_text.RULES_VERSION), not library versions.
+    """
+    if file_type != "pdf":
+        return "unstructured"
+    engine = pdf_engine or DEFAULT_PDF_ENGINE
+    if engine == "pdfium":
+        from tracseq_dagster.documents.pdf_text import RULES_VERSION
+
+        return f"pdfium text layer {RULES_VERSION}"
+    return "unstructured fast"
+
+
+def recorded_parser(record: dict[str, Any]) -> str:
+    """The parser identity of a stored document record; records from before it was stored were unstructured's."""
+    return str(record.get("parser") or parser_identity(str(record.get("file_type", "")), "unstructured"))
+
+
+def parse_document(path: str | Path, *, ocr: bool = True, pdf_engine: str | None = None) -> ParsedDocument:
     """Partition the file at ``path`` (a local file) by its suffix.
 
-    ``pdf_engine="pdfium"`` reads a PDF's text layer with pypdfium2 instead (pdf_text.py):
-    about 70 times faster on the benchmark's manuals, an experiment not yet judged on the
-    retrieval evaluation, so not the default.
+    PDFs: ``pdf_engine`` ``"pdfium"`` (pdf_text.py, the default) or ``"unstructured"``
+    (the fast strategy); pages without a text layer are OCR'd with either.
     """
     path = str(path)
     suffix = Path(path).suffix.lower()
+    pdf_engine = pdf_engine or DEFAULT_PDF_ENGINE
+    if pdf_engine not in PDF_ENGINES:
+        raise ValueError(f"pdf_engine {pdf_engine!r}: expected one of {', '.join(PDF_ENGINES)}")
     if suffix not in DOCUMENT_SUFFIXES:
         raise DocumentParseError(
             path, f"unsupported file type {suffix or '(none)'}; expected one of {', '.join(DOCUMENT_SUFFIXES)}"
@@ -92,6 +131,7 @@ def parse_document(path: str | Path, *, ocr: bool = True, pdf_engine: str = "uns
     if not any((e.text or "").strip() for e in parsed.elements):
         detail = f" even after OCR of {len(parsed.ocr_pages)} page(s)" if parsed.ocr_pages else ""
         raise DocumentParseError(path, f"no text found{detail}: the document is empty or unreadable")
+    parsed.parser = parser_identity(parsed.file_type, pdf_engine)
     return parsed
 
 
@@ -177,5 +217,4 @@ def _parse_other(path: str, suffix: str) -> ParsedDocument:
         if element.metadata.page_number is None:
             element.metadata.page_number = 1
     pages = max((e.metadata.page_number for e in elements if e.metadata.page_number is not None), default=1)  # all set above
-    file_type = {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
-    return ParsedDocument(path, file_type, elements, pages, [], {"partition": time.perf_counter() - started})
+    return ParsedDocument(path, file_type_of(path), elements, pages, [], {"partition": time.perf_counter() - started})

@@ -63,14 +63,17 @@ class ChunkedDocument:
             "elements": len(self.parsed.elements),
             "chunks": len(self.chunks),
             "characters": self.parsed.characters,
+            "parser": self.parsed.parser,
             "seconds": self.seconds,
         }
 
 
-def chunk_file(url: str, *, document_id: str, ocr: bool = True, **storage_options: object) -> ChunkedDocument:
-    """Parse and chunk one landed file (raises DocumentParseError with a reason)."""
+def chunk_file(
+    url: str, *, document_id: str, ocr: bool = True, pdf_engine: str | None = None, **storage_options: object
+) -> ChunkedDocument:
+    """Parse and chunk one landed file (raises DocumentParseError with a reason); ``pdf_engine``: parsing.py."""
     with local_file(url, **storage_options) as path:
-        parsed = parse_document(path, ocr=ocr)
+        parsed = parse_document(path, ocr=ocr, pdf_engine=pdf_engine)
     started = time.perf_counter()
     document_type = classify_document(url, parsed.page_text(1))
     chunks = chunk_document(parsed, document_id=document_id, source=url, document_type=document_type)
@@ -87,11 +90,42 @@ class IndexReport:
     chunks_embedded: int = 0  # chunks whose text went through the embedding model
     chunks_reused: int = 0  # chunks of a changed document whose text was already indexed: vector reused
     chunks_prefetched: int = 0  # chunks whose vectors the lake held from the same model (prefetch.py)
+    rechunked: list[str] = field(default_factory=list)  # documents parsed again: another parser had made their chunks
+    stale: list[str] = field(default_factory=list)  # such documents whose file could not be parsed again here
     chunks_inserted: int = 0
     chunks_deleted: int = 0
     rows: int = 0
     indexes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # model_load is apart from embed
+
+
+def rechunk_stale(store: DocumentStore, document_ids: list[str], pdf_engine: str | None = None) -> tuple[list[str], list[str]]:
+    """Parse again the documents whose chunks another parser made (store.parsed_by_current).
+
+    Their file is read from the source the record names, if it still holds the same bytes
+    (the document id is their hash); the new chunks replace the old in the lake, and
+    sync_index then merges them like a changed file's (the old chunks go in the same
+    commit). Returns (parsed again, left as they were: file gone, changed, remote or unreadable).
+    """
+    from tracseq_dagster.documents.parsing import DocumentParseError
+    from tracseq_dagster.landing import content_hash
+
+    rechunked: list[str] = []
+    stale: list[str] = []
+    for document_id in document_ids:
+        if store.parsed_by_current(document_id, pdf_engine):
+            continue
+        source = str(store.read_record(document_id).get("source", ""))
+        try:
+            if content_hash(source) != document_id:
+                raise OSError(f"{source} no longer holds document {document_id}")
+            chunked = chunk_file(source, document_id=document_id, pdf_engine=pdf_engine)
+        except (OSError, ValueError, DocumentParseError):
+            stale.append(document_id)
+            continue
+        store.write(document_id, chunked.chunks, chunked.record(source))
+        rechunked.append(document_id)
+    return rechunked, stale
 
 
 # Below this many chunks, starting worker processes (a model load each) costs more than
@@ -106,9 +140,11 @@ def sync_index(
     current_ids: set[str],
     *,
     parallel_min_chunks: float = PARALLEL_MIN_CHUNKS,
+    pdf_engine: str | None = None,
 ) -> IndexReport:
     """Make the index hold exactly the chunks of ``current_ids`` that the lake has.
 
+    Documents another parser chunked (an older default) are parsed again first (rechunk_stale).
     Unchanged documents are skipped before embedding (their chunk ids are all present).
     The chunks of all new and changed documents are embedded together, in one call per
     ``embedding.EMBED_GROUP`` texts, except those already embedded: chunks whose vectors the lake
@@ -124,6 +160,9 @@ def sync_index(
     report = IndexReport()
     timer = {"model_load": 0.0, "embed": 0.0, "write": 0.0}
     stored = set(store.document_ids())
+    started = time.perf_counter()
+    report.rechunked, report.stale = rechunk_stale(store, sorted(stored & current_ids), pdf_engine)
+    timer["rechunk"] = time.perf_counter() - started
     pending: list[tuple[str, list[Chunk]]] = []
     for document_id in sorted(stored & current_ids):
         chunks = store.read_chunks(document_id)
@@ -212,12 +251,14 @@ def index_folder(
     embedder: str = "minilm",
     prefetch: bool = False,
     in_process: bool = False,
+    pdf_engine: str | None = None,
 ) -> tuple[DocumentIndex, Embedder, IndexReport]:
     """Chunk and index every document of a local folder in process, without Dagster.
 
     For the benchmark and tests of retrieval; files that cannot be parsed are left out.
     ``prefetch`` embeds each document in a worker process while the next one is parsed,
-    as ``tracseq documents ingest`` does; ``in_process`` embeds everything in this process.
+    as ``tracseq documents ingest`` does, except a new version of a file already in the lake
+    (``prefetch_wanted``); ``in_process`` embeds everything in this process.
     """
     from tracseq_dagster.documents.embedding import make_embedder
     from tracseq_dagster.documents.parsing import DOCUMENT_SUFFIXES, DocumentParseError
@@ -227,21 +268,33 @@ def index_folder(
     store = DocumentStore(lake_root)
     current = set()
     prefetcher = EmbeddingPrefetcher(lake_root, embedder) if prefetch else None
+    by_source = store.documents_by_source()
     for landed in list_landing_files(str(folder), DOCUMENT_SUFFIXES):
         document_id = content_hash(landed.path)
         current.add(document_id)
-        if document_id in store.document_ids():
+        if document_id in store.document_ids() and store.parsed_by_current(document_id, pdf_engine):
             continue
         try:
-            chunked = chunk_file(landed.path, document_id=document_id)
+            chunked = chunk_file(landed.path, document_id=document_id, pdf_engine=pdf_engine)
         except DocumentParseError:
             continue
         store.write(document_id, chunked.chunks, chunked.record(landed.path))
-        if prefetcher is not None:
+        if prefetcher is not None and prefetch_wanted(by_source, landed.path, document_id):
             prefetcher.submit(document_id)
     if prefetcher is not None:
         prefetcher.close()
     vectors = make_embedder(embedder)
     index = open_index(str(lancedb_uri), vectors)
     parallel = float("inf") if in_process else PARALLEL_MIN_CHUNKS
-    return index, vectors, sync_index(store, index, vectors, current, parallel_min_chunks=parallel)
+    return index, vectors, sync_index(store, index, vectors, current, parallel_min_chunks=parallel, pdf_engine=pdf_engine)
+
+
+def prefetch_wanted(by_source: dict[str, list[str]], source: str, document_id: str) -> bool:
+    """Whether to embed a just-chunked document whole in the prefetch workers.
+
+    Not when the lake holds another version of the same file (``by_source``:
+    DocumentStore.documents_by_source, read before this ingest): that version is indexed, and
+    sync_index reuses the vectors of every chunk whose text it already has (the unchanged
+    pages) and embeds only the rest, where a worker would embed every chunk again.
+    """
+    return not any(other != document_id for other in by_source.get(source, []))

@@ -3,7 +3,9 @@
 Layout under the lake root::
 
     documents/chunks/<content hash>.parquet   the document's chunks (text, pages, ids)
-    documents/chunks/<content hash>.json      what parsing found: source, pages, OCR pages, timings
+    documents/chunks/<content hash>.json      what parsing found: source, pages, OCR pages, timings,
+                                              and the identity of the parser that made the
+                                              chunks (parsing.parser_identity)
     documents/vectors/<content hash>.parquet  the chunks' vectors, embedded while the next
                                               document was parsed (prefetch.py), with the
                                               identity of the model that made them
@@ -100,6 +102,33 @@ class DocumentStore:
 
     def read_record(self, document_id: str) -> dict[str, Any]:
         return json.loads(self.record_path(document_id).read_text())
+
+    def parsed_by_current(self, document_id: str, pdf_engine: str | None = None) -> bool:
+        """True when the document's chunks come from the parser its file type gets now.
+
+        The parser identity is stored in the record, as the embedder's is with vectors; a
+        record without one is from before it was stored (unstructured). False when there is
+        no record: the document must be parsed.
+        """
+        from tracseq_dagster.documents.parsing import parser_identity, recorded_parser
+
+        try:
+            record = self.read_record(document_id)
+        except (OSError, ValueError):
+            return False
+        return recorded_parser(record) == parser_identity(str(record.get("file_type", "")), pdf_engine)
+
+    def documents_by_source(self) -> dict[str, list[str]]:
+        """Source file -> ids of the stored documents parsed from it (an older version and the new one)."""
+        found: dict[str, list[str]] = {}
+        for document_id in self.document_ids():
+            try:
+                source = self.read_record(document_id).get("source")
+            except (OSError, ValueError):
+                continue
+            if source:
+                found.setdefault(str(source), []).append(document_id)
+        return found
 
     def document_ids(self) -> list[str]:
         folder = self.root / "chunks"
