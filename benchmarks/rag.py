@@ -161,7 +161,7 @@ def bench_ingest(folder: Path, pdfs: int, run: int = 0) -> tuple[list[str], list
     files = [*(p for p in MANUALS.values() if p.exists()), *generated]
     warm = generated_pdf(root / "warm.pdf", 1, 99)
     started = time.perf_counter()
-    chunk_file(str(warm), document_id="warm")  # loads pdfminer, spaCy's model
+    chunk_file(str(warm), document_id="warm")  # loads the parsers (pdfium, unstructured's modules)
     parser_load_s = time.perf_counter() - started
     store = DocumentStore(root / "lake")
     prefetcher = EmbeddingPrefetcher(root / "lake", "minilm")
@@ -202,7 +202,7 @@ def bench_ingest(folder: Path, pdfs: int, run: int = 0) -> tuple[list[str], list
     lines = [
         f"Run {run + 1}. Ingest: {len(files)} text PDFs ({len(MANUALS)} Debian manuals + {pdfs} generated), {pages} pages, "
         f"{len(all_chunks)} chunks, {prefetcher.workers} embedding workers of 1 torch thread; load average before {load_before}, after {load_after}; one-off loads not counted: "
-        f"parser (pdfminer, spaCy) {parser_load_s:.1f} s, embedding worker start and model {worker_load_s:.1f} s",
+        f"parser (pdfium, unstructured) {parser_load_s:.1f} s, embedding worker start and model {worker_load_s:.1f} s",
         "",
         "| stage | seconds | pages/s |",
         "|---|---:|---:|",

@@ -39,16 +39,17 @@ def current_documents(landing_zone: LandingZoneResource) -> dict[str, str]:
 @dg.asset(
     partitions_def=document_partitions,
     group_name="documents",
-    kinds={"unstructured", "parquet"},
+    kinds={"pdfium", "unstructured", "parquet"},
     pool="documents",
 )
 def document_chunks(
     context: dg.AssetExecutionContext, lake: LakeResource, documents_landing: LandingZoneResource
 ) -> dg.MaterializeResult:
-    """One lab document (PDF, DOCX, HTML, Markdown, text) parsed by unstructured and chunked by title.
+    """One lab document (PDF, DOCX, HTML, Markdown, text) parsed and chunked by title.
 
-    The partition key is the SHA-256 of the file's bytes. PDFs use the fast strategy; pages
-    without a text layer are OCR'd with tesseract. Each chunk keeps its page span, the
+    The partition key is the SHA-256 of the file's bytes. PDFs are read from their text layer by
+    pdfium (40x cheaper than unstructured's fast strategy, equal retrieval on the real manuals);
+    pages without a text layer are OCR'd with tesseract. Other formats go through unstructured. Each chunk keeps its page span, the
     document's title and its section, and a stable id. A file that cannot be parsed
     (corrupt, encrypted, empty, no text even after OCR) fails this partition only, with the
     reason.
