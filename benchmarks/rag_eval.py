@@ -338,11 +338,8 @@ def band(answerable: list[float], unanswerable: list[float]) -> tuple[float, flo
 def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> tuple[list[str], dict[str, float]]:
     """Refusal evidence on the dev questions only (and the generated examples): refusals per threshold.
 
-    Three measures of the best passages' words: coverage (what the product refuses by),
-    together (evidence.window_coverage: the words within one stretch of one passage; reported)
-    local (evidence.local_coverage: coverage with each term's idf counted over the chunks of
-    the best passage's document instead of the whole index; reported) and blend (the product of
-    that local idf and the index's weight; reported).
+    Two measures of the best passages' words: coverage (what the product refuses by) and
+    together (evidence.window_coverage: the words within one stretch of one passage; reported).
     Returns the lines and, per measure, the middle of its zero-false band on dev + examples.
     """
     answerable = [o.evidence for o in outcomes if o.question.answerable]
@@ -358,20 +355,13 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> t
         f"unanswerable {spread([e.similarity for e in unanswerable])}. Rare-term coverage answerable "
         f"{spread([e.coverage for e in answerable])}; unanswerable {spread([e.coverage for e in unanswerable])}. "
         f"Together (one window) answerable {spread([e.together for e in answerable])}; unanswerable "
-        f"{spread([e.together for e in unanswerable])}. Local (document idf) answerable {spread([e.local for e in answerable])}; "
-        f"unanswerable {spread([e.local for e in unanswerable])}. Blend (document idf x index idf) answerable "
-        f"{spread([e.blend for e in answerable])}; unanswerable {spread([e.blend for e in unanswerable])}.",
+        f"{spread([e.together for e in unanswerable])}.",
         "",
         "| measure | threshold | dev unanswerable refused | dev false refusals | examples unanswerable refused | examples false refusals |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     middles: dict[str, float] = {}
-    grid = {
-        "coverage": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8),
-        "together": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65),
-        "local": (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55),
-        "blend": (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5),
-    }
+    grid = {"coverage": (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8), "together": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)}
     for measure, thresholds in grid.items():
         for threshold in thresholds:
 
@@ -397,19 +387,15 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> t
 
 
 def rule_table(outcomes: list[Outcome], middles: dict[str, float], splits: tuple[str, ...]) -> list[str]:
-    """Each measure's rule at the middle of its dev band, reported on every split as it falls (and without the added questions)."""
-    columns = [*splits, "all but added"] if any(o.question.added for o in outcomes) else list(splits)
+    """Each measure's rule at the middle of its dev band, reported on every split as it falls."""
     lines = [
-        "| rule (threshold from dev + examples) | " + " | ".join(f"{s} refused · false" for s in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        "| rule (threshold from dev + examples) | " + " | ".join(f"{s} refused · false" for s in splits) + " |",
+        "|---|" + "---:|" * len(splits),
     ]
     for measure, middle in middles.items():
         cells = []
-        for split in columns:
-            if split == "all but added":
-                chosen = [o for o in outcomes if not o.question.added]
-            else:
-                chosen = [o for o in outcomes if split == "all" or o.question.split == split]
+        for split in splits:
+            chosen = [o for o in outcomes if split == "all" or o.question.split == split]
             no = [o for o in chosen if not o.question.answerable]
             yes = [o for o in chosen if o.question.answerable]
             below = [o for o in chosen if getattr(o.evidence, measure) < middle]
@@ -519,15 +505,11 @@ def bench_real(
     questions = load_questions(FRESH_QUESTIONS if fresh else QUESTIONS)
     splits = ("fresh",) if fresh else ("dev", "heldout", "all")
     calibration: list[str] = []
-    # The middles of the dev bands (rag_eval on the first set with this parser, 2026-12-07 04:05-04:13
-    # UTC); the fresh set has no dev half, so its rule table uses these.
-    middles = {
-        "unstructured": {"coverage": 0.446, "together": 0.390, "local": 0.320, "blend": 0.222},
-        "pdfium": {"coverage": 0.509, "together": 0.444, "local": 0.343, "blend": 0.224},
-    }[engine]
+    # The middles of the dev bands (rag_eval on the first set, 2026-12-07 03:50 UTC); the fresh
+    # set has no dev half, so its rule table uses these.
+    middles = {"coverage": 0.446, "together": 0.390}
     systems = [naive_system(parsed, vectors, folder), product_system(parsed, vectors, folder)]
     rows, misses = [], []
-    unanswerable_lines: list[str] = []
     for system in systems:
         outcomes = evaluate(system, questions)
         for split in splits:
@@ -558,16 +540,10 @@ def bench_real(
                     misses.append(
                         f"- {o.question.id} rank {o.rank}: {o.question.question} (gold {o.question.file_name} {o.question.pages}; got {o.found[:3]})"
                     )
-                if show_misses in ("all", o.question.split) and not o.question.answerable:
-                    e = o.evidence
-                    unanswerable_lines.append(
-                        f"- {o.question.id} {o.question.split} {'refused' if o.refused else 'answered'}: coverage {e.coverage:.2f}, "
-                        f"together {e.together:.2f}, local {e.local:.2f}, blend {e.blend:.2f}: {o.question.question}"
-                    )
                 if show_misses in ("all", o.question.split) and o.question.answerable == o.refused:
                     e = o.evidence
                     misses.append(
-                        f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, together {e.together:.2f}, local {e.local:.2f}, blend {e.blend:.2f}, "
+                        f"- {o.question.id} {'refused' if o.refused else 'answered'} (similarity {e.similarity:.2f}, coverage {e.coverage:.2f}, together {e.together:.2f}, "
                         f"missing {', '.join(e.missing[:4])}): {o.question.question}"
                     )
     lines_cost = rerank_cost(parsed, vectors, folder, questions)
@@ -583,8 +559,6 @@ def bench_real(
     lines += ["", *lines_cost, "", *calibration]
     if misses:
         lines += ["", f"Product misses and wrong refusal decisions ({show_misses} questions only):", *misses]
-    if unanswerable_lines:
-        lines += ["", f"Unanswerable questions' evidence ({show_misses} questions only):", *unanswerable_lines]
     return lines
 
 

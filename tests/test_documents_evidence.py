@@ -20,7 +20,6 @@ from tracseq_dagster.documents.evidence import (
     common_english_words,
     coverage,
     judge,
-    local_coverage,
     stem,
     term_weights,
     terms,
@@ -144,15 +143,12 @@ def test_document_qa_uses_statistics_of_its_index_stored_by_the_ingest_and_renew
     counted = []
     monkeypatch.setattr(
         term_store.TermStatistics,
-        "from_chunks",
-        classmethod(lambda cls, chunks, common=None: counted.append(1) or TermStatistics(0, {})),
+        "from_texts",
+        classmethod(lambda cls, texts, common=None: counted.append(1) or TermStatistics(0, {})),
     )
     qa = DocumentQA(index, embedder, None)
     first = qa.statistics()
     assert counted == [] and first.chunks == index.count() and first.frequency  # loaded, not counted
-    # Each source document's counts are stored too, and add up to the index's chunks.
-    assert set(first.documents) == set(index.documents().values())
-    assert sum(d.chunks for d in first.documents.values()) == first.chunks
     assert qa.statistics() is first  # and kept in memory
     assert qa.ask("Which courier firm ships our parquet flooring samples?").mode == "not_found"
     index.delete_documents([next(iter(index.documents()))])  # a new table version: the stored counts are stale
@@ -199,58 +195,3 @@ def test_judge_reports_the_words_together_without_refusing_by_them() -> None:
     evidence = judge(question, [apart], STATISTICS, min_similarity=0.18)
     assert evidence.coverage == 1.0 and evidence.together < 0.75
     assert not evidence.weak  # reported beside coverage; the decision is coverage's and similarity's
-
-
-# Two manuals: every chunk of the GLPK one names GLPK; "shortest" is in one of its chunks only,
-# and in many chunks of the graph textbook, so across the index "glpk" is the rarer word.
-GLPK_CHUNKS = [
-    "GLPK routine glp_simplex solves the linear program.",
-    "GLPK routine glp_intopt solves the mixed integer program.",
-    "GLPK routine glp_read_mps reads a problem in MPS format.",
-    "GLPK graph routine glp_mincost_relax4 finds a minimum cost flow.",
-    "GLPK graph routine glp_asnprob_okalg solves the assignment problem.",
-    "GLPK routine glp_bf_shortest_info: shortest augmenting path statistics.",
-]
-BOOK_CHUNKS = [f"The shortest path from vertex {i} is found by relaxing its edges." for i in range(8)]
-BY_SOURCE = TermStatistics.from_chunks(
-    [("/docs/glpk.pdf", c) for c in GLPK_CHUNKS] + [("/docs/graphs.pdf", c) for c in BOOK_CHUNKS], common=frozenset()
-)
-
-
-def glpk_passage(text: str) -> Passage:
-    return Passage("g1", "/docs/glpk.pdf", "glpk.pdf", "manual", "GLPK Reference Manual", "", 40, 40, text, 0.03, 0.6)
-
-
-def test_a_term_in_most_chunks_of_the_document_weighs_less_there_than_one_rare_in_it() -> None:
-    assert BY_SOURCE.chunks == len(GLPK_CHUNKS) + len(BOOK_CHUNKS)
-    assert BY_SOURCE.documents["/docs/glpk.pdf"].chunks == len(GLPK_CHUNKS)
-    assert BY_SOURCE.documents["/docs/glpk.pdf"].frequency["glpk"] == len(GLPK_CHUNKS)
-    # Across the index "glpk" (6 of 14 chunks) is rarer than "shortest" (9 of 14) ...
-    assert BY_SOURCE.weight("glpk") > BY_SOURCE.weight("shortest")
-    # ... within the GLPK manual it names the manual (every chunk) and "shortest" is the rare word.
-    assert BY_SOURCE.local_weight("glpk", "/docs/glpk.pdf") < BY_SOURCE.local_weight("shortest", "/docs/glpk.pdf")
-    assert BY_SOURCE.local_weight("glpk", "/docs/glpk.pdf") < 0.2 * BY_SOURCE.local_weight("shortest", "/docs/glpk.pdf")
-    # The blend multiplies the two idfs: "glpk" still weighs less than "shortest" in this manual.
-    glpk_idf = BY_SOURCE.documents["/docs/glpk.pdf"].idf("glpk")
-    assert BY_SOURCE.local_weight("glpk", "/docs/glpk.pdf", blend=True) == pytest.approx(glpk_idf * BY_SOURCE.weight("glpk"))
-    assert BY_SOURCE.local_weight("glpk", "/docs/glpk.pdf", blend=True) < BY_SOURCE.local_weight(
-        "shortest", "/docs/glpk.pdf", blend=True
-    )
-    # A document that was not counted (statistics from texts alone) falls back to the index's weights.
-    assert BY_SOURCE.local_weight("glpk", "/docs/other.pdf") == BY_SOURCE.weight("glpk")
-    assert STATISTICS.local_weight("parquet", "/docs/R-data.pdf") == STATISTICS.weight("parquet")
-
-
-def test_local_coverage_sees_the_missing_subject_that_words_naming_the_document_hide() -> None:
-    question = "Which GLPK graph routine computes all pairs shortest paths?"
-    best = [glpk_passage(GLPK_CHUNKS[3]), glpk_passage(GLPK_CHUNKS[4])]  # GLPK graph routines, none on shortest paths
-    share, missing = coverage(question, best, BY_SOURCE)
-    local, local_missing = local_coverage(question, best, BY_SOURCE)
-    assert set(missing) == set(local_missing) == {"comput", "pair", "shortest", "path"}
-    assert local < share  # the words that name the manual carry less of the question's weight
-    answered = [glpk_passage(GLPK_CHUNKS[5]), glpk_passage(GLPK_CHUNKS[3])]  # the passage that does hold them
-    assert local_coverage("GLPK routine for shortest augmenting path statistics", answered, BY_SOURCE) == (1.0, ())
-    assert local_coverage(question, [], BY_SOURCE) == coverage(question, [], BY_SOURCE)
-    evidence = judge(question, best, BY_SOURCE, min_similarity=0.18)
-    assert evidence.local == pytest.approx(local) and evidence.coverage == pytest.approx(share)
-    assert evidence.blend == pytest.approx(local_coverage(question, best, BY_SOURCE, blend=True)[0])

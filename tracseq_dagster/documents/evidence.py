@@ -36,23 +36,6 @@ fresh ones with 1/23, where the product's coverage rule refuses 5/7 with 0/37 an
 2/23 (the sets with the questions added on 2026-12-07). The questions it was meant for miss the asked-for words from the best passages
 altogether ("semi", "shortest", "spanning", "repeat rate", "XML"), often from the whole
 collection, so no measure of where the passages' words stand can see them.
-
-Weighing the question's terms within the best passage's document is measured too, and not
-used to refuse (``local_coverage``, ``Evidence.local``; ``blend`` multiplies that local idf by
-the index's weight): the words that name the manual ("glpk", "xkb", "glp_read_cnfsat") are in
-most of its chunks and weigh little there, the word asked about ("shortest", "repeat") is rare
-in it. The per-document counts come from the same pass as the index's (``from_chunks``,
-term_store.py). On dev + examples (rag_eval.py, 2026-12-07 04:05-04:17 UTC) it refuses the
-same 12 of 13 as coverage with a narrower margin (0.204 against 0.246 with the unstructured
-parser; 0.194 against 0.320 with pdfium). At the middle of its dev band it refuses 5/7 held-out
-with 0/37 false (unstructured, local < 0.320; pdfium, local < 0.343: 4/7, 0/37) where the
-product refuses 5/7 with 0/37, and 4/6 fresh with 0/23 false (pdfium: 4/6, 1/23) where the
-product refuses 2/6 with 2/23. It is not adopted: it refuses no more held-out questions, and
-its fresh gain rests on the false refusals f14/f20 sitting 0.01-0.03 above its threshold. The
-GLPK questions it was meant for stay answered (local 0.44-0.64): "glpk" is in 14 of the 292
-chunks of glpk-graphs.pdf, so it stays heavy within the manual too (local idf 3.0), and the
-missing words are general English ("shortest", "spanning", "tree", "semi": a quarter of the
-weight, COMMON_WORD_WEIGHT), in no chunk of the manual yet weighing 1.6 each.
 """
 
 from __future__ import annotations
@@ -285,30 +268,13 @@ def common_english_words() -> frozenset[str]:
     return frozenset(w for w in vocabulary.read_text(encoding="utf-8").split() if w.isalpha() and len(w) > 1)
 
 
-def bm25_idf(chunks: int, df: int) -> float:
-    """BM25's idf, kept positive: a term in no chunk weighs most, one in every chunk almost nothing."""
-    return math.log(1 + (chunks - df + 0.5) / (df + 0.5))
-
-
-@dataclass(frozen=True)
-class DocumentTerms:
-    """How many chunks of one document contain each term: the document's own (local) idf."""
-
-    chunks: int
-    frequency: dict[str, int]
-
-    def idf(self, term: str) -> float:
-        return bm25_idf(self.chunks, self.frequency.get(term, 0))
-
-
 @dataclass(frozen=True)
 class TermStatistics:
-    """How many chunks contain each term: the inverse document frequencies of the index (and of each document)."""
+    """How many chunks contain each term: the inverse document frequencies of the index."""
 
     chunks: int
     frequency: dict[str, int]
     common: frozenset[str] = field(default=frozenset(), repr=False)  # general-English words
-    documents: dict[str, DocumentTerms] = field(default_factory=dict, repr=False)  # source -> its chunks' counts
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], common: frozenset[str] | None = None) -> TermStatistics:
@@ -319,38 +285,14 @@ class TermStatistics:
             count += 1
         return cls(count, dict(frequency), common_english_words() if common is None else common)
 
-    @classmethod
-    def from_chunks(cls, chunks: Iterable[tuple[str, str]], common: frozenset[str] | None = None) -> TermStatistics:
-        """From (source, search text) pairs: the index's counts and each source document's."""
-        frequency: Counter[str] = Counter()
-        local: dict[str, Counter[str]] = {}
-        sizes: Counter[str] = Counter()
-        for source, text in chunks:
-            found = set(terms(text))
-            frequency.update(found)
-            local.setdefault(source, Counter()).update(found)
-            sizes[source] += 1
-        documents = {source: DocumentTerms(sizes[source], dict(counts)) for source, counts in local.items()}
-        return cls(sizes.total(), dict(frequency), common_english_words() if common is None else common, documents)
-
     def weight(self, word: str) -> float:
         """The word's idf, a general-English word's scaled by COMMON_WORD_WEIGHT."""
         return self.idf(stem(word)) * (COMMON_WORD_WEIGHT if word in self.common else 1.0)
 
     def idf(self, term: str) -> float:
-        """BM25's idf over the index's chunks."""
-        return bm25_idf(self.chunks, self.frequency.get(term, 0))
-
-    def local_weight(self, word: str, source: str, *, blend: bool = False) -> float:
-        """The word's idf over the chunks of document ``source`` (its global weight when that document is not counted).
-
-        ``blend``: the product of that local idf and the word's weight across the index.
-        """
-        document = self.documents.get(source)
-        if document is None:
-            return self.weight(word)
-        local = document.idf(stem(word))
-        return local * self.weight(word) if blend else local * (COMMON_WORD_WEIGHT if word in self.common else 1.0)
+        """BM25's idf, kept positive: a term in no chunk weighs most, one in every chunk almost nothing."""
+        df = self.frequency.get(term, 0)
+        return math.log(1 + (self.chunks - df + 0.5) / (df + 0.5))
 
 
 @dataclass(frozen=True)
@@ -360,8 +302,6 @@ class Evidence:
     missing: tuple[str, ...]  # the question's terms no best passage contains, rarest first
     weak: bool
     together: float = 1.0  # window_coverage: the share one stretch of one best passage holds (reported, not used)
-    local: float = 1.0  # local_coverage: coverage with weights from the best passage's document (reported, not used)
-    blend: float = 1.0  # local_coverage(blend=True): weights local idf x index idf (reported, not used)
 
     @property
     def reason(self) -> str:
@@ -400,32 +340,6 @@ def coverage(
 ) -> tuple[float, tuple[str, ...]]:
     """Share of the question's idf weight that the ``top`` best passages contain, and what they miss."""
     weights = term_weights(question, statistics)
-    found: set[str] = set()
-    for passage in passages[:top]:
-        found |= passage_terms(passage)
-    return covered(weights, found)
-
-
-def local_term_weights(question: str, statistics: TermStatistics, source: str, *, blend: bool = False) -> dict[str, float]:
-    """The question's terms weighted by how rare they are among the chunks of document ``source``."""
-    weights: dict[str, float] = {}
-    for word in words(question):
-        weights[stem(word)] = max(weights.get(stem(word), 0.0), statistics.local_weight(word, source, blend=blend))
-    return weights
-
-
-def local_coverage(
-    question: str, passages: list[Any], statistics: TermStatistics, *, top: int = EVIDENCE_PASSAGES, blend: bool = False
-) -> tuple[float, tuple[str, ...]]:
-    """Coverage with each term weighted by its idf within the best passage's document, not the whole index.
-
-    A term in most chunks of that document (its name, its subject: "glpk", "xkb") says nothing
-    about whether these passages answer the question; a term rare in it ("shortest", "repeat") does.
-    ``blend``: each term weighted by the product of that local idf and its weight across the index.
-    """
-    if not passages:
-        return coverage(question, passages, statistics, top=top)
-    weights = local_term_weights(question, statistics, getattr(passages[0], "source", ""), blend=blend)
     found: set[str] = set()
     for passage in passages[:top]:
         found |= passage_terms(passage)
@@ -475,6 +389,4 @@ def judge(
     best = max((p.similarity for p in passages), default=-1.0)
     share, missing = coverage(question, passages, statistics)
     weak = not passages or best < min_similarity or share < min_coverage
-    local = local_coverage(question, passages, statistics)[0]
-    blend = local_coverage(question, passages, statistics, blend=True)[0]
-    return Evidence(best, share, missing, weak, window_coverage(question, passages, statistics), local, blend)
+    return Evidence(best, share, missing, weak, window_coverage(question, passages, statistics))

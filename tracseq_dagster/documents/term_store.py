@@ -6,8 +6,7 @@ question time, the first question after every index change would wait that long.
 ``sync_index`` (the ingest) counts them once after it writes, and stores them next to the
 LanceDB table as JSON stamped with the table version they were counted at; questions load
 that file (milliseconds) and count again only when the table has moved on since (then the
-new count is stored for the next process). The same pass counts each source document's
-chunks too (evidence.DocumentTerms: the idf of a term within one document).
+new count is stored for the next process).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from tracseq_dagster.documents.evidence import DocumentTerms, TermStatistics, common_english_words
-from tracseq_dagster.documents.index import FTS_COLUMN, DocumentIndex
+from tracseq_dagster.documents.evidence import TermStatistics, common_english_words
+from tracseq_dagster.documents.index import DocumentIndex
 
 
 def statistics_path(index: DocumentIndex) -> Path | None:
@@ -37,14 +36,9 @@ def load_statistics(index: DocumentIndex) -> TermStatistics | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("version") != index.version or "documents" not in data:  # counted before per-document counts: again
+    if data.get("version") != index.version:
         return None
-    documents = {
-        str(source): DocumentTerms(int(counts["chunks"]), {str(k): int(v) for k, v in counts["frequency"].items()})
-        for source, counts in data["documents"].items()
-    }
-    frequency = {str(k): int(v) for k, v in data["frequency"].items()}
-    return TermStatistics(int(data["chunks"]), frequency, common_english_words(), documents)
+    return TermStatistics(int(data["chunks"]), {str(k): int(v) for k, v in data["frequency"].items()}, common_english_words())
 
 
 def store_statistics(index: DocumentIndex, statistics: TermStatistics) -> None:
@@ -54,20 +48,8 @@ def store_statistics(index: DocumentIndex, statistics: TermStatistics) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "w") as out:
-        documents = {s: {"chunks": d.chunks, "frequency": d.frequency} for s, d in statistics.documents.items()}
-        json.dump(
-            {"version": index.version, "chunks": statistics.chunks, "frequency": statistics.frequency, "documents": documents},
-            out,
-        )
+        json.dump({"version": index.version, "chunks": statistics.chunks, "frequency": statistics.frequency}, out)
     os.replace(tmp, path)
-
-
-def index_chunks(index: DocumentIndex) -> list[tuple[str, str]]:
-    """Every chunk's (source, normalised search text): what the index-wide and per-document counts are made of."""
-    if index.count() == 0:
-        return []
-    rows = index.table.search().select(["source", FTS_COLUMN]).limit(None).to_arrow()
-    return list(zip(rows.column("source").to_pylist(), rows.column(FTS_COLUMN).to_pylist()))
 
 
 def index_statistics(index: DocumentIndex) -> TermStatistics:
@@ -75,6 +57,6 @@ def index_statistics(index: DocumentIndex) -> TermStatistics:
     stored = load_statistics(index)
     if stored is not None:
         return stored
-    statistics = TermStatistics.from_chunks(index_chunks(index))
+    statistics = TermStatistics.from_texts(index.search_texts())
     store_statistics(index, statistics)
     return statistics
