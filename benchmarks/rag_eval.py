@@ -92,17 +92,17 @@ def scores(ranks: list[int | None]) -> dict[str, float]:
 
 
 # -- the corpus, parsed once ---------------------------------------------------------------
-def parsed_corpus(
-    cache: Path, engine: str = "unstructured", documents: tuple[CorpusDocument, ...] = DOCUMENTS
-) -> dict[str, object]:
-    """file name -> ParsedDocument (the product's parser, ``pdf_engine``), pickled beside the PDFs."""
-    from tracseq_dagster.documents.parsing import parse_document
+def parsed_corpus(cache: Path, engine: str | None = None, documents: tuple[CorpusDocument, ...] = DOCUMENTS) -> dict[str, object]:
+    """file name -> ParsedDocument (the product's parser, ``pdf_engine``; None: its default), pickled beside
+    the PDFs under the parser's identity (engine and rules version), so a change of rules parses again."""
+    from tracseq_dagster.documents.parsing import parse_document, parser_identity
 
     paths = fetch_corpus(cache, documents=documents)
     parsed = {}
     for name, path in paths.items():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        stored = cache / "parsed" / f"{name}.{digest}{'' if engine == 'unstructured' else '.' + engine}.pkl"
+        parser = parser_identity("pdf", engine).replace(" ", "-")
+        stored = cache / "parsed" / f"{name}.{digest}.{parser}.pkl"
         if stored.exists():
             parsed[name] = pickle.loads(stored.read_bytes())
             continue
@@ -304,7 +304,7 @@ def table(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
     return lines
 
 
-def example_evidence(folder: Path) -> list[tuple[bool, object]]:
+def example_evidence(folder: Path, engine: str | None = None) -> list[tuple[bool, object]]:
     """(answerable, Evidence) for the generated example documents' questions: a lab's small collection."""
     from tracseq_dagster.documents.evidence import judge
     from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, generate_examples
@@ -314,7 +314,11 @@ def example_evidence(folder: Path) -> list[tuple[bool, object]]:
 
     generate_examples(folder / "examples")
     index, embedder, _ = index_folder(
-        folder / "examples", lake_root=folder / "examples-lake", lancedb_uri=folder / "examples.lancedb", in_process=True
+        folder / "examples",
+        lake_root=folder / "examples-lake",
+        lancedb_uri=folder / "examples.lancedb",
+        in_process=True,
+        pdf_engine=engine,
     )
     qa = DocumentQA(index, embedder, None)
     asked = [(True, q.question) for q in EXAMPLE_QUESTIONS] + [(False, q) for q in UNANSWERABLE_QUESTIONS]
@@ -490,7 +494,7 @@ def bench_real(
     folder: Path,
     *,
     show_misses: str = "dev",
-    engine: str = "unstructured",
+    engine: str | None = None,
     embedder: str = "minilm",
     ollama_stand_in: bool = False,
     fresh: bool = False,
@@ -532,7 +536,9 @@ def bench_real(
             )
         if system.name == "product":
             if not fresh:
-                calibration, middles = calibrate([o for o in outcomes if o.question.split == "dev"], example_evidence(folder))
+                calibration, middles = calibrate(
+                    [o for o in outcomes if o.question.split == "dev"], example_evidence(folder, engine)
+                )
             calibration += ["", "Refusal rules at the middle of their dev band (the product refuses below coverage 0.5):", ""]
             calibration += rule_table(outcomes, middles, splits)
             for o in outcomes:
@@ -636,7 +642,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="the second, independent held-out set (rag_corpus.FRESH_DOCUMENTS)")
     parser.add_argument("--sweep", action="store_true", help="chunk sizes on the dev questions instead")
     parser.add_argument("--rerank-sweep", action="store_true", help="the reranker's weight on the dev questions instead")
-    parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default="unstructured")
+    parser.add_argument("--pdf-engine", choices=["unstructured", "pdfium"], default=None, help="default: the product's")
     parser.add_argument("--embedder", choices=["minilm", "minilm-onnx", "minilm-onnx-int8"], default="minilm",
                         help="MiniLM on torch (float32), or on onnxruntime: fused float32 or int8 (onnx_embedding.py)")  # fmt: skip
     parser.add_argument("--ollama-stand-in", action="store_true",
