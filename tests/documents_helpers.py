@@ -34,3 +34,27 @@ def example_folder(root: Path) -> Path:
     folder = root / "documents"
     generate_examples(folder)
     return folder
+
+
+def protocol_manual(folder: Path) -> Path:
+    """A Markdown protocol of five steps whose chunks differ by their reagent lot: edit one lot to change one chunk."""
+    sections = [
+        f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)
+    ]
+    manual = folder / "protocol.md"
+    manual.write_text("# Protocol\n\n" + "\n\n".join(sections))
+    return manual
+
+
+def documents_definitions(root: Path, landing: Path):  # type: ignore[no-untyped-def]
+    """The code location over ``landing`` with every store of its own under ``root``."""
+    from tracseq_dagster.definitions import build_definitions
+
+    return build_definitions(
+        lake_dir=str(root / "lake"),
+        documents_url=str(landing),
+        lancedb_dir=str(root / "lancedb"),
+        landing_url=str(root / "exports"),
+        mlflow_tracking_uri=f"sqlite:///{root / 'm.db'}",
+        optuna_storage=f"sqlite:///{root / 'o.db'}",
+    )

@@ -10,7 +10,7 @@ import dagster as dg
 from assets.documents.partitions import document_partitions
 from assets.documents.sensors import documents_sensor
 from tests.dagster_helpers import latest_materialization
-from tests.documents_helpers import example_folder, write_broken_pdfs
+from tests.documents_helpers import documents_definitions, example_folder, write_broken_pdfs
 from tracseq_dagster.definitions import build_definitions
 from tracseq_dagster.documents.ingest import index_documents, ingest_documents
 from tracseq_dagster.documents.store import DocumentStore
@@ -20,14 +20,7 @@ def test_documents_flow_through_dagster_idempotently_and_deletions_reach_the_ind
     landing = example_folder(tmp_path)
     broken = write_broken_pdfs(tmp_path / "broken")
     shutil.copy(broken["encrypted"], landing / "encrypted.pdf")
-    defs = build_definitions(
-        lake_dir=str(tmp_path / "lake"),
-        documents_url=str(landing),
-        lancedb_dir=str(tmp_path / "lancedb"),
-        landing_url=str(tmp_path / "exports"),
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-        optuna_storage=f"sqlite:///{tmp_path / 'o.db'}",
-    )
+    defs = documents_definitions(tmp_path, landing)
     outcomes = ingest_documents(str(landing), defs=defs, instance=sqlite_instance, log_level="CRITICAL")
     status = {Path(o.path).name: o for o in outcomes}
     assert status["encrypted.pdf"].status == "failed" and "encrypted with a password" in status["encrypted.pdf"].error

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.documents_helpers import example_folder
+from tests.documents_helpers import documents_definitions, example_folder, protocol_manual
 from tracseq_dagster.documents.parsing import (
     DEFAULT_PDF_ENGINE,
     file_type_of,
@@ -100,11 +100,7 @@ def test_index_folder_parses_again_what_another_parser_chunked(tmp_path: Path) -
 def test_a_new_version_of_a_file_is_not_prefetched_and_embeds_only_its_changed_chunks(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
-    sections = [
-        f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)
-    ]
-    manual = folder / "protocol.md"
-    manual.write_text("# Protocol\n\n" + "\n\n".join(sections))
+    manual = protocol_manual(folder)
     lake, db = tmp_path / "lake", tmp_path / "db"
     _, _, first = index_folder(folder, lake_root=lake, lancedb_uri=db, in_process=True)
     old_id = DocumentStore(lake).document_ids()
@@ -121,18 +117,10 @@ def test_a_new_version_of_a_file_is_not_prefetched_and_embeds_only_its_changed_c
 
 def test_tracseq_documents_ingest_parses_again_the_files_another_parser_chunked(tmp_path: Path, sqlite_instance) -> None:  # type: ignore[no-untyped-def]
     """The Dagster path (ingest_documents): same bytes are skipped only when the current parser chunked them."""
-    from tracseq_dagster.definitions import build_definitions
     from tracseq_dagster.documents.ingest import index_documents, ingest_documents
 
     landing = example_folder(tmp_path)
-    defs = build_definitions(
-        lake_dir=str(tmp_path / "lake"),
-        documents_url=str(landing),
-        lancedb_dir=str(tmp_path / "lancedb"),
-        landing_url=str(tmp_path / "exports"),
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-        optuna_storage=f"sqlite:///{tmp_path / 'o.db'}",
-    )
+    defs = documents_definitions(tmp_path, landing)
     first = ingest_documents(str(landing), defs=defs, instance=sqlite_instance, log_level="CRITICAL", prefetch=False)
     assert {o.status for o in first} == {"ingested"}
     store = DocumentStore(tmp_path / "lake")

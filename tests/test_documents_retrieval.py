@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.documents_helpers import example_folder
+from tests.documents_helpers import example_folder, protocol_manual
 from tests.fake_ollama import FakeOllama
 from tracseq_dagster.cli import app
 from tracseq_dagster.documents.answering import answer_question
@@ -110,11 +110,7 @@ def test_minilm_query_path_equals_the_batch_encoder_and_stops_at_256_word_pieces
 def test_a_changed_document_embeds_only_its_changed_chunks(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
-    sections = [
-        f"# Step {n}\n\n" + f"Step {n} of the protocol uses reagent lot L-{n:03d} and buffer B{n}. " * 6 for n in range(1, 6)
-    ]
-    manual = folder / "protocol.md"
-    manual.write_text("# Protocol\n\n" + "\n\n".join(sections))
+    manual = protocol_manual(folder)
     (folder / "other.txt").write_text("Freezer FRZ-09 holds the plasma aliquots at -80 C.")
     _, embedder, first = index_folder(folder, lake_root=tmp_path / "lake", lancedb_uri=tmp_path / "db")
     assert first.chunks_reused == 0 and first.chunks_embedded == first.rows >= 6
