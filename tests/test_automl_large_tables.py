@@ -71,3 +71,28 @@ def test_on_a_sample_the_runner_up_is_refit_on_every_row_too_and_the_better_kept
     assert {name for name, _ in scored} == {"LogisticRegression", "LGBMClassifier"}  # both families were refit
     assert result.holdout_score == max(score for _, score in scored)  # the better on the holdout is kept
     assert result.best_family in ("logistic", "lightgbm")
+
+
+def test_the_leaderboard_times_prediction_on_a_bounded_slice_of_the_holdout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It runs after the deadline, once per family: on a 40,000-row holdout it took 3.5 s of a 30 s budget."""
+    from tracseq_dagster.automl import engine
+
+    frame = synthetic_regression(30_000)
+    timed: list[int] = []
+    original = engine.FamilySweep.leaderboard_row
+
+    def spy(self: engine.FamilySweep, refit: object) -> object:
+        calls: list[int] = []
+        real_output = engine._output
+        monkeypatch.setattr(engine, "_output", lambda model, x, metric: calls.append(len(x)) or real_output(model, x, metric))
+        try:
+            return original(self, refit)  # type: ignore[arg-type]
+        finally:
+            monkeypatch.setattr(engine, "_output", real_output)
+            timed.extend(calls)
+
+    monkeypatch.setattr(engine.FamilySweep, "leaderboard_row", spy)
+    result = run_automl(frame, AutoMLConfig(target="y", families=("logistic",), time_budget_s=6, max_trials=2, workers=1))
+    assert result.holdout_size > engine.LATENCY_ROWS
+    assert timed == [engine.LATENCY_ROWS]
+    assert result.leaderboard[0].predict_latency_ms > 0

@@ -122,6 +122,8 @@ CHEAP_FIRST = ("logistic", "lightgbm", "xgboost", "gradient_boosting", "mlp", "r
 MAX_SKIPS_IN_A_ROW = 8
 #: Held back from the final refit's deadline for the holdout scoring after it (share of budget).
 SCORING_SHARE = 0.02
+#: Holdout rows the leaderboard's prediction latency is timed on.
+LATENCY_ROWS = 1_000
 #: Priority of the families ranked below the leaders and the next one (see :func:`schedule`).
 LOW_PRIORITY = 0.25
 #: A sweep sample above this many rows is cross-validated with at most LARGE_SAMPLE_FOLDS folds:
@@ -1289,9 +1291,12 @@ class FamilySweep:
         record = self.best_record
         assert record is not None and self._best_model is not None
         model = refit if refit is not None else self._best_model
+        # Timed on a bounded slice: this runs after the budget's deadline, once per family, and
+        # predicting a 40,000-row holdout with six families' models took 3.5 s of a 30 s budget.
+        rows = self.data.x_holdout.iloc[:LATENCY_ROWS]
         started = time.perf_counter()
-        _output(model, self.data.x_holdout, self.data.metric)
-        latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(self.data.x_holdout), 1)
+        _output(model, rows, self.data.metric)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(rows), 1)
         return LeaderboardRow(
             family=self.family,
             best_trial=record.number,
