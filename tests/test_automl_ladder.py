@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from tracseq_dagster.automl import AutoMLConfig, run_automl
-from tracseq_dagster.automl.ladder import ETA, RungResult, best_of_highest_rung, next_promotion, rung_rows
+from tracseq_dagster.automl.ladder import ETA, RungResult, next_promotion, rung_rows
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -39,12 +39,6 @@ def test_the_best_third_of_a_rung_is_promoted_one_at_a_time_highest_rung_first()
     # Three complete on rung 1 send its best to rung 2 before rung 0's next.
     climbing = [_results([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]), _results([0.6, 0.95, 0.7]), []]
     assert next_promotion(climbing, greater_is_better=True) == (2, climbing[1][1])
-
-
-def test_the_chosen_configuration_is_the_best_of_the_highest_rung_reached() -> None:
-    rungs = [_results([0.9, 0.8]), [RungResult(0, {"n": 0}, 0.85), RungResult(1, {"n": 1}, 0.88)], []]
-    assert best_of_highest_rung(rungs, greater_is_better=True) == rungs[1][1]
-    assert best_of_highest_rung([_results([None]), []], greater_is_better=True) is None
 
 
 @pytest.mark.slow

@@ -163,7 +163,8 @@ class AutoMLConfig:
     ``n_jobs``: threads per fit (None: see the module docstring). ``ladder``: successive halving on rows
     when the trials see a sample (:mod:`.ladder`): the best third of a family's configurations are
     cross-validated again on three times the rows, and so on up to every training row; the
-    family's final configuration is the best of the highest rung it reached. ``workers``: processes that
+    family's final configuration is rung 0's best, replaced only by one that beat it on a higher rung both
+    completed (:func:`.ladder.chosen_by_climb`). ``workers``: processes that
     sweep side by side (None: :func:`available_cores`, or 1 on budgets under
     :data:`PARALLEL_MIN_BUDGET_S`; 1: only this process; never more than the families). ``ensemble``: whether a
     weighted ensemble of the families' best trials may replace the single winner (it does only

@@ -61,15 +61,6 @@ def next_promotion(rungs: list[list[RungResult]], greater_is_better: bool, eta: 
     return None
 
 
-def best_of_highest_rung(rungs: list[list[RungResult]], greater_is_better: bool) -> RungResult | None:
-    """The best complete configuration of the highest rung that has one (None: nothing completed)."""
-    for results in reversed(rungs):
-        complete = [r for r in results if r.score is not None]
-        if complete:
-            return min(complete, key=lambda r: _ordered(r, greater_is_better))
-    return None
-
-
 def chosen_by_climb(rungs: list[list[RungResult]], greater_is_better: bool) -> RungResult | None:
     """The family's configuration: rung 0's best, replaced by the best of the next rung only when
     it completed that rung as well (compared on the same rows, and lost or won), and so on up.
