@@ -98,16 +98,18 @@ def ingest_documents(
     return outcomes
 
 
+def _resources(defs: dg.Definitions) -> dict:
+    assert defs.resources is not None, "the code location's definitions carry their resources"
+    return dict(defs.resources)
+
+
 def _store(defs: dg.Definitions) -> DocumentStore:
-    resources = defs.resources
-    assert resources is not None, "the code location's definitions carry their resources"
-    return DocumentStore(resources["lake"].root)
+    return DocumentStore(_resources(defs)["lake"].root)
 
 
 def _prefetcher(defs: dg.Definitions) -> EmbeddingPrefetcher:
     """A prefetcher writing to the lake of ``defs`` with the embedder document_index uses."""
-    resources = defs.resources
-    assert resources is not None, "the code location's definitions carry their resources"
+    resources = _resources(defs)
     embedder = resources["embedder"]
     return EmbeddingPrefetcher(resources["lake"].root, embedder.spec, ollama_host=embedder.ollama_host)
 
