@@ -1,6 +1,6 @@
 """Soft (late-interaction) coverage as refusal evidence, measured on the real-manual questions; not adopted.
 
-    .venv/bin/python benchmarks/rag_soft_coverage.py [--cache DIR] [--dump FILE] [--analyse-only] [--detail]
+    .venv/bin/python benchmarks/rag_soft_coverage.py [--cache DIR] [--dump FILE] [--analyse-only] [--detail] [--static] [--cost]
 
 Exact coverage (evidence.coverage) cannot tell a word the passages lack from a word they
 phrase differently ("backslash" where the page shows the sign). Here each content word of the
@@ -11,7 +11,8 @@ the mean over its word pieces of the best cosine to any passage token (``word_sc
 Three refusal measures are built on it: ``soft`` (the idf-weighted mean of the scores, the
 weights of evidence.term_weights), ``blend`` (the same with the terms the best five passages
 hold exactly given full credit, a score under ``floor`` counting nothing) and ``weakest``
-(the lowest score of a word the passages do not hold exactly).
+(the lowest score of a word the passages do not hold exactly). ``--static`` scores with the
+model's input word-piece embeddings instead (no model run: a few ms a question, no context).
 
 For every question of benchmarks/rag/questions.jsonl, the fresh set (questions_fresh.jsonl)
 and the generated example documents, the product's passages (DocumentQA.search, as in
@@ -19,12 +20,21 @@ rag_eval.py) and each word's scores against the best 1, 3 and 5 passages are dum
 then each rule gets its threshold at the middle of its zero-false-refusal band on the dev half
 + the examples (rag_eval.band) and is reported on held-out and fresh as it falls, beside the
 product's rule (similarity threshold, or coverage < 0.5). The cost of the scores per question
-is timed at each k. The numbers and why nothing was adopted: BENCHMARKS.md (soft coverage).
+is timed at each k.
+
+Verdict (2026-12-07, BENCHMARKS.md): the rule dev chose (the product's, or ``weakest`` < 0.357
+at k = 3; dev 7/7 refused, 0/37 false) refused held-out 6/7 with 1/37 false and fresh 6/6 with
+3/23 (the product: 5/7 with 0/37, 2/6 with 2/23), at ~250 ms a question (k = 1: ~100 ms):
+it adds false refusals and costs more than the budget, so the product keeps exact coverage.
+The words unanswerable questions ask for score 0.2-0.4, but so do ordinary words answerable
+ones phrase differently ("control" 0.19, "units" 0.33, "backslash" 0.39). ``--static`` is
+cheap (3-9 ms) and refuses no more held-out questions than the product.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -74,6 +84,23 @@ def _states(embedder: Any, texts: list[str]) -> list[tuple[Any, np.ndarray]]:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
         out.append((encoding, vectors))
     return out
+
+
+@functools.cache
+def _input_embeddings() -> np.ndarray:
+    """The model's word-piece embedding table (30,522 x 384), rows L2-normalised."""
+    from safetensors.numpy import load_file
+
+    from tracseq_dagster.documents.onnx_embedding import package_path
+
+    table = load_file(str(package_path() / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    return table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-9)
+
+
+def _static_states(embedder: Any, texts: list[str]) -> list[tuple[Any, np.ndarray]]:
+    """Like ``_states`` but with the model's input word-piece embeddings: no model run, no context (``--static``)."""
+    tokenizer, _ = embedder._parts()
+    return [(e, _input_embeddings()[np.asarray(e.ids)]) for e in tokenizer.encode_batch(texts)]
 
 
 def passage_text(passage: object) -> str:
@@ -303,11 +330,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--dump", type=Path, default=Path("/tmp/rag_soft_coverage.json"))
     parser.add_argument("--analyse-only", action="store_true", help="read --dump instead of computing it")
+    parser.add_argument("--static", action="store_true", help="input word-piece embeddings instead of the last hidden state")
     parser.add_argument("--detail", action="store_true", help="also list every question's values (k = 3, floor 0.3)")
     parser.add_argument("--cost", action="store_true", help="only time the scores per k and onnxruntime threads")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="onnxruntime threads for --cost")
     args = parser.parse_args()
     set_offline_environment()
+    if args.static:
+        global _states
+        _states = _static_states  # noqa: F811
     if args.cost:
         with tempfile.TemporaryDirectory() as tmp:
             cost(args.cache, Path(tmp), tuple(args.threads))

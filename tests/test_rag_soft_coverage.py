@@ -44,3 +44,13 @@ def test_a_word_the_passage_holds_scores_above_one_it_does_not() -> None:
     assert scores["octet"] > 0.8 and scores["string"] > 0.8
     assert scores["parquet"] < scores["octet"] - 0.3 and scores["schema"] < scores["octet"] - 0.3
     assert word_scores(OnnxMiniLMEmbedder(), "What is an octet?", []) == {}
+
+
+def test_static_scores_give_a_word_held_exactly_full_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.rag_soft_coverage as bench
+
+    monkeypatch.setattr(bench, "_states", bench._static_states)  # what --static does
+    passage = SimpleNamespace(title="", section="", text="Each octet of the string is written in hexadecimal.")
+    scores = word_scores(OnnxMiniLMEmbedder(), "Is an octet written in parquet?", [passage])
+    assert scores["octet"] == pytest.approx(1.0, abs=1e-5) and scores["written"] == pytest.approx(1.0, abs=1e-5)
+    assert scores["parquet"] < 0.6  # no piece of it in the passage: its best match is another word's piece
