@@ -139,7 +139,7 @@ class System:
     search: Callable[[str], list]  # question -> passages, best first (each with file_name, page_start, page_end)
     refuses: Callable[[str, list], bool]
     chunks: int
-    evidence: Callable[[str, list], object] | None = None  # the product's Evidence, for calibration
+    evidence: Callable[[str, list], object] | None = None  # the product's evidence (+ together), for calibration
 
 
 def product_index(parsed: dict, vectors: VectorCache, folder: Path, **chunking: int):  # type: ignore[no-untyped-def]
@@ -167,7 +167,7 @@ def product_system(
     **chunking: int,
 ) -> System:
     """The product's path; ``rerank_weight`` (coverage reranker) or ``learned_weights`` (learned_rerank) replace its reranker."""
-    from tracseq_dagster.documents.evidence import judge
+    from benchmarks.rag_proximity import measured
     from tracseq_dagster.documents.qa import DocumentQA
     from tracseq_dagster.documents.retrieval import DEFAULT_MIN_SIMILARITY, retrieve
 
@@ -177,7 +177,7 @@ def product_system(
     statistics = qa.statistics()
 
     def evidence(question: str, passages: list):  # type: ignore[no-untyped-def]
-        return judge(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
+        return measured(question, passages, statistics, min_similarity=DEFAULT_MIN_SIMILARITY)
 
     def search(question: str) -> list:  # type: ignore[type-arg]
         from tracseq_dagster.documents.rerank import CANDIDATES, rerank
@@ -305,8 +305,8 @@ def table(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
 
 
 def example_evidence(folder: Path, engine: str | None = None) -> list[tuple[bool, object]]:
-    """(answerable, Evidence) for the generated example documents' questions: a lab's small collection."""
-    from tracseq_dagster.documents.evidence import judge
+    """(answerable, evidence) for the generated example documents' questions: a lab's small collection."""
+    from benchmarks.rag_proximity import measured
     from tracseq_dagster.documents.examples import EXAMPLE_QUESTIONS, UNANSWERABLE_QUESTIONS, generate_examples
     from tracseq_dagster.documents.pipeline import index_folder
     from tracseq_dagster.documents.qa import DocumentQA
@@ -323,7 +323,7 @@ def example_evidence(folder: Path, engine: str | None = None) -> list[tuple[bool
     qa = DocumentQA(index, embedder, None)
     asked = [(True, q.question) for q in EXAMPLE_QUESTIONS] + [(False, q) for q in UNANSWERABLE_QUESTIONS]
     return [
-        (answerable, judge(q, qa.search(q), qa.statistics(), min_similarity=DEFAULT_MIN_SIMILARITY)) for answerable, q in asked
+        (answerable, measured(q, qa.search(q), qa.statistics(), min_similarity=DEFAULT_MIN_SIMILARITY)) for answerable, q in asked
     ]
 
 
@@ -343,7 +343,7 @@ def calibrate(outcomes: list[Outcome], examples: list[tuple[bool, object]]) -> t
     """Refusal evidence on the dev questions only (and the generated examples): refusals per threshold.
 
     Two measures of the best passages' words: coverage (what the product refuses by) and
-    together (evidence.window_coverage: the words within one stretch of one passage; reported).
+    together (rag_proximity.window_coverage: the words within one stretch of one passage; reported).
     Returns the lines and, per measure, the middle of its zero-false band on dev + examples.
     """
     answerable = [o.evidence for o in outcomes if o.question.answerable]

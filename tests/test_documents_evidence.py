@@ -15,16 +15,12 @@ from tracseq_dagster.documents.answering import NOT_FOUND_TEXT, answer_question
 from tracseq_dagster.documents.evidence import (
     COMMON_WORD_WEIGHT,
     DEFAULT_MIN_COVERAGE,
-    PROXIMITY_WINDOW,
     TermStatistics,
     common_english_words,
     coverage,
     judge,
     stem,
-    term_weights,
     terms,
-    window_coverage,
-    window_share,
 )
 from tracseq_dagster.documents.retrieval import Passage
 
@@ -155,43 +151,3 @@ def test_document_qa_uses_statistics_of_its_index_stored_by_the_ingest_and_renew
     assert term_store.load_statistics(index) is None
     renewed = qa.statistics()
     assert counted == [1] and renewed is not first
-
-
-FILLER = " ".join(f"filler{i}" for i in range(PROXIMITY_WINDOW))  # content words, none of the question's
-
-
-def test_words_together_in_one_window_weigh_more_than_the_same_words_apart() -> None:
-    question = "How do I read fixed-width files with read.fwf?"
-    together = passage("read.fwf reads fixed-width files: each line is cut at the field widths.")
-    apart = passage(f"read.fwf takes a vector. {FILLER} Fixed-width files have widths. {FILLER} Each line is read.")
-    # Coverage counts the passage's words wherever they are: both passages hold every term.
-    assert coverage(question, [together], STATISTICS) == coverage(question, [apart], STATISTICS) == (1.0, ())
-    assert window_coverage(question, [together], STATISTICS) == 1.0
-    weights = term_weights(question, STATISTICS)
-    apart_share = window_coverage(question, [apart], STATISTICS)
-    # Apart, the best stretch holds read.fwf, the fixed-width words or "read", never all of them.
-    assert set(weights) == {"read", "fix", "width", "file", "read.fwf"}
-    best_group = max(weights["read.fwf"], weights["fix"] + weights["width"] + weights["file"], weights["read"])
-    assert apart_share == pytest.approx(best_group / sum(weights.values()))
-    assert apart_share < 0.75
-    # The best of the passages counts, and a wider window joins the apart words again.
-    assert window_coverage(question, [apart, together], STATISTICS) == 1.0
-    assert window_coverage(question, [apart], STATISTICS, window=3 * PROXIMITY_WINDOW) == 1.0
-    assert window_coverage(question, [], STATISTICS) == 0.0
-
-
-def test_the_heading_belongs_to_every_window_and_a_question_without_terms_is_held() -> None:
-    weights = term_weights("fixed columns read.fwf", STATISTICS)
-    plain = passage(f"Fixed columns. {FILLER} read.fwf takes a vector of widths.")
-    headed = passage(f"Fixed columns. {FILLER} read.fwf takes a vector of widths.", section="Fixed columns")
-    assert window_share(weights, plain) < 1.0
-    assert window_share(weights, headed) == 1.0
-    assert window_share({}, plain) == 1.0
-
-
-def test_judge_reports_the_words_together_without_refusing_by_them() -> None:
-    question = "How do I read fixed-width files with read.fwf?"
-    apart = passage(f"read.fwf takes a vector. {FILLER} Fixed-width files have widths. {FILLER} Each line is read.", 0.6)
-    evidence = judge(question, [apart], STATISTICS, min_similarity=0.18)
-    assert evidence.coverage == 1.0 and evidence.together < 0.75
-    assert not evidence.weak  # reported beside coverage; the decision is coverage's and similarity's

