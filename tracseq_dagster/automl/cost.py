@@ -16,6 +16,15 @@ grows with rows × features × the size of its configuration (trees, iterations,
   final model is refit on every training row.
 
 The units are proportional, not absolute: only their ratio within one family matters.
+
+A boosting fit is a fixed part plus a part per tree. The fixed part (binning the features into
+histograms, building the library's dataset, the pipeline's preprocessing, scoring the fold)
+does not grow with the trees; counting trees alone made a 4,096-tree configuration cost 41×
+the 100-tree default that calibrates the rate, where it costs about 20×, and the sweep skipped
+many-tree configurations it had time for (FLAML's mined 7,363-tree XGBoost configuration on
+hotel_rates). So the boosters' units are ``cells × classes × (setup + trees × per-tree factor)``,
+the setup in *default rounds* (:data:`SETUP_TREES`), and the one rate learnt per family still
+absorbs the machine and its load.
 """
 
 from __future__ import annotations
@@ -35,6 +44,28 @@ MLP_EPOCHS = 40
 #: network's, where counting multiply-adds alone said 45× (and skipped it, estimated at 65 s, for
 #: a 0.2 s fit): on small tables numpy's per-batch overhead, not the arithmetic, is the cost.
 MLP_BATCH_OVERHEAD = 4_000_000
+#: A boosting fit's fixed part, in boosting rounds of the family's default configuration
+#: (XGBoost: depth 6; every feature; one tree a class for multiclass). Measured 2026-12-07
+#: 06:54–07:00 UTC (CPU time, one thread, load 1.3–3; BENCHMARKS.md, issue 18): one
+#: fold fit plus its validation scoring of the default configuration at 25 / 100 / 400 / 1,600
+#: rounds on a fold-sized sample of six benchmark tables, least squares
+#: ``seconds = fixed + per_round × rounds``, fixed ÷ per_round:
+#:
+#: ===========  ================  ========  =======
+#: table        fold rows × cols  LightGBM  XGBoost
+#: ===========  ================  ========  =======
+#: hotel_rates    7,384 × 26          150       76
+#: diamonds      21,332 × 9            12      109
+#: mpls_stops    17,454 × 11          136      130
+#: credit_data    2,137 × 13           16      193
+#: digits (10)      861 × 60          231      117
+#: flights       16,000 × 12           88       90
+#: ===========  ================  ========  =======
+#:
+#: Both families' median is 112–113 rounds: one constant for both. scikit-learn's histogram
+#: boosting is left proportional: its ``max_iter`` stops at 300, and its CPU time under load
+#: (OpenMP threads spinning) gave no consistent fixed part.
+SETUP_TREES = 110.0
 
 
 def auto_sweep_rows(train_rows: int, features: int, classes: int, budget_s: float) -> int | None:
@@ -58,10 +89,12 @@ def work_units(family: str, params: dict[str, Any], rows: int, features: int, cl
     if family == "gradient_boosting":
         return float(params.get("max_iter", 100)) * cells * per_class * float(params.get("max_features", 1.0))
     if family == "xgboost":
-        depth = float(params.get("max_depth", 6))
-        return float(params.get("n_estimators", 100)) * cells * per_class * depth * float(params.get("colsample_bytree", 1.0))
+        depth = float(params.get("max_depth", 6)) / 6.0
+        per_tree = depth * float(params.get("colsample_bytree", 1.0))
+        return cells * per_class * (SETUP_TREES + float(params.get("n_estimators", 100)) * per_tree)
     if family == "lightgbm":
-        return float(params.get("n_estimators", 100)) * cells * per_class * float(params.get("colsample_bytree", 1.0))
+        per_tree = float(params.get("colsample_bytree", 1.0))
+        return cells * per_class * (SETUP_TREES + float(params.get("n_estimators", 100)) * per_tree)
     if family == "mlp":
         width = float(params.get("width", 100))
         layers = float(params.get("n_layers", 1))
