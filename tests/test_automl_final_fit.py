@@ -1,4 +1,5 @@
-"""``final_fit="all"`` never returns a refit its deadline cut short.
+"""``final_fit="all"`` never returns a refit its deadline cut short, and the training-rows refit gives way
+to the sweep's fold model of the same configuration when its deadline cut it short and the holdout prefers that.
 
 On a loaded machine the all-rows refit's cost estimate can be low; a booster stopped after a few
 trees is far worse than the same configuration fitted on the training rows (measured on the
@@ -65,3 +66,35 @@ def test_a_refit_that_ends_in_time_uses_every_row() -> None:
     assert model is not final.model and rows == len(problem.y_train) + len(problem.y_holdout)
     assert model.named_steps["model"].booster_.num_trees() == 200
     assert np.isfinite(engine._holdout_score(model, problem))
+
+
+def test_a_training_rows_refit_cut_short_gives_way_to_the_sweeps_fold_model() -> None:
+    problem = _problem()
+    lightgbm, params = FAMILIES["lightgbm"], _params(problem)
+    train, _ = problem.folds[-1]
+    fold_model = engine._fit(lightgbm, params, problem, problem.x_sweep.iloc[train], problem.y_sweep[train], seed=0)
+    budget = Budget(30.0, clock=TickingClock(step=1.0))  # a second per tree: the refit stops after a few trees
+    cut = engine._bounded_fit(lightgbm, params, problem, problem.x_train, problem.y_train, 0, budget, budget.clock() + 5.0)
+    assert cut.cut_short and cut.pipeline.named_steps["model"].booster_.num_trees() < 10
+
+    model, rows = engine._unless_cut_short(cut, fold_model, problem)
+
+    assert model is fold_model and rows == len(train) < len(problem.y_train)
+    # rmse: the complete fold model beats the few trees of the refit on the holdout.
+    assert engine._holdout_score(fold_model, problem) < engine._holdout_score(cut.pipeline, problem)
+
+
+def test_a_training_rows_refit_in_time_or_without_a_fold_model_is_kept() -> None:
+    problem = _problem()
+    lightgbm, params = FAMILIES["lightgbm"], _params(problem)
+    train, _ = problem.folds[-1]
+    fold_model = engine._fit(lightgbm, params, problem, problem.x_sweep.iloc[train], problem.y_sweep[train], seed=0)
+    budget = Budget(30.0, clock=TickingClock(step=1e-4))
+    whole = engine._bounded_fit(lightgbm, params, problem, problem.x_train, problem.y_train, 0, budget, budget.clock() + 5.0)
+    assert not whole.cut_short
+    assert engine._unless_cut_short(whole, fold_model, problem) == (whole.pipeline, len(problem.y_train))
+
+    slow = Budget(30.0, clock=TickingClock(step=1.0))
+    cut = engine._bounded_fit(lightgbm, params, problem, problem.x_train, problem.y_train, 0, slow, slow.clock() + 5.0)
+    assert cut.cut_short
+    assert engine._unless_cut_short(cut, None, problem) == (cut.pipeline, len(problem.y_train))
