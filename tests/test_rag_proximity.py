@@ -10,24 +10,10 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.rag_proximity import PROXIMITY_WINDOW, measured, window_coverage, window_share
-from tracseq_dagster.documents.evidence import TermStatistics, coverage, judge, term_weights
-from tracseq_dagster.documents.retrieval import Passage
+from tests.test_documents_evidence import STATISTICS, passage  # the same small collection and passage shape
+from tracseq_dagster.documents.evidence import coverage, judge, term_weights
 
-CHUNKS = [
-    "Reading fixed-width files: read.fwf takes a vector of field widths and reads each line.",
-    "Spreadsheet-like data: read.table reads a file into a data frame; the file has one line per row.",
-    "Connections: a file connection is opened with file() and closed with close().",
-    "Binary files: readBin and writeBin read and write binary data on a connection.",
-    "Data frames hold the columns of a data set; a data frame is a list of columns.",
-]
-STATISTICS = TermStatistics.from_texts(CHUNKS)
 FILLER = " ".join(f"filler{i}" for i in range(PROXIMITY_WINDOW))  # content words, none of the question's
-
-
-def passage(text: str, similarity: float = 0.6, section: str = "") -> Passage:
-    return Passage(
-        "c1", "/docs/R-data.pdf", "R-data.pdf", "manual", "R Data Import/Export", section, 3, 3, text, 0.03, similarity
-    )
 
 
 def test_words_together_in_one_window_weigh_more_than_the_same_words_apart() -> None:
