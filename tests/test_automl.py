@@ -326,6 +326,10 @@ def test_cli_prints_leaderboard_and_holdout(breast_cancer: pd.DataFrame, tmp_pat
     assert result.exit_code == 0, result.output
     assert "logistic" in result.output and "lightgbm" in result.output
     assert "holdout roc_auc" in result.output
+    assert "trials scored by 5-fold of 455 training rows" in result.output
+    one_split = CliRunner().invoke(app, [*args, "--families", "logistic", "--validation", "holdout"])
+    assert one_split.exit_code == 0 and "trials scored by holdout 20% of 455" in one_split.output, one_split.output
+    assert " score " in one_split.output and "CV mean" not in one_split.output  # one split: not a CV mean
     overridden = CliRunner().invoke(app, [*args, "--families", "logistic", "--metric", "log_loss"])
     assert overridden.exit_code == 0 and "log_loss (lower is better)" in overridden.output, overridden.output
     wrong = CliRunner().invoke(app, [*args, "--metric", "rmse"])

@@ -19,8 +19,11 @@ def test_the_sweep_sample_is_chosen_from_the_budget_and_can_be_overridden() -> N
     frame = synthetic_regression(60_000)
     auto = prepare_problem(frame, AutoMLConfig(target="y", time_budget_s=30))
     expected = auto_sweep_rows(48_000, 9, 1, 30)
-    assert expected is not None and len(auto.y_sweep) == expected < 48_000 and len(auto.y_train) == 48_000
-    assert len(auto.folds) == 3  # a large sample: 3 folds instead of 5
+    assert expected is not None
+    assert len(auto.y_sweep) == expected < 48_000 and len(auto.y_train) == 48_000
+    assert len(auto.folds) == 1  # many cells for the budget: one holdout split (test_automl_validation.py)
+    cross_validated = prepare_problem(frame, AutoMLConfig(target="y", time_budget_s=30, validation="cv"))
+    assert len(cross_validated.y_sweep) == expected and len(cross_validated.folds) == 3  # a large sample: 3 folds
     longer = prepare_problem(frame, AutoMLConfig(target="y", time_budget_s=120))
     assert len(longer.y_sweep) > len(auto.y_sweep)  # more budget, more rows
     explicit = prepare_problem(frame, AutoMLConfig(target="y", time_budget_s=30, max_sweep_rows=3_000))

@@ -291,6 +291,13 @@ def automl_command(
         int | None,
         typer.Option("--workers", min=1, help="Processes that sweep side by side, one thread each (default: the cores)."),
     ] = None,
+    validation: Annotated[
+        str,
+        typer.Option(
+            "--validation",
+            help="How trials are scored: cv (k folds), holdout (one split), or auto (holdout when the table is large for the budget).",
+        ),
+    ] = "auto",
 ) -> None:
     """Sweep the AutoML engine over any table and print the leaderboard and the holdout score."""
     from typing import NoReturn
@@ -319,6 +326,7 @@ def automl_command(
         final_fit=final_fit,  # type: ignore[arg-type]  # checked by run_automl, as task
         metric=metric,  # type: ignore[arg-type]
         workers=workers,
+        validation=validation,  # type: ignore[arg-type]  # checked by run_automl, as task
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown the table
     try:
@@ -330,7 +338,16 @@ def automl_command(
     table = Table(
         title=f"{result.task} · {result.metric} ({higher} is better) · {len(result.feature_columns)} features",
     )
-    for header in ("#", "family", "trial", "CV mean", "± std", "fit s", "ms/row", "trials"):
+    for header in (
+        "#",
+        "family",
+        "trial",
+        "score" if result.validation.startswith("holdout") else "CV mean",
+        "± std",
+        "fit s",
+        "ms/row",
+        "trials",
+    ):
         table.add_column(header, no_wrap=True, justify="left" if header == "family" else "right")
     for rank, row in enumerate(result.leaderboard, start=1):
         table.add_row(
@@ -351,6 +368,7 @@ def automl_command(
         f"winner [bold]{result.best_family}[/]: holdout {result.metric} = [bold]{result.holdout_score:.4f}[/] "
         f"on {result.holdout_size} rows; wall time {result.wall_seconds:.1f} s of {budget_s:g} s"
     )
+    console.print(f"trials scored by {result.validation} of {result.sweep_rows} training rows", soft_wrap=True)
 
 
 @app.command("train")

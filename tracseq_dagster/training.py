@@ -73,6 +73,7 @@ class SweepSettings:
     cv_folds: int = 5
     seed: int = 0
     max_sweep_rows: int | None = 10_000
+    validation: str = "auto"  # AutoMLConfig.validation: cv, holdout, or auto (by the table's size for the budget)
 
 
 @dataclass
@@ -127,6 +128,7 @@ def automl_config(settings: SweepSettings, *, family: str, storage: str | None, 
         time_budget_s=settings.time_budget_s,
         max_trials=settings.max_trials,
         cv_folds=settings.cv_folds,
+        validation=settings.validation,  # type: ignore[arg-type]  # the engine checks it
         seed=settings.seed,
         max_sweep_rows=settings.max_sweep_rows,
         storage=storage,
@@ -191,8 +193,9 @@ def _save_out_of_fold(oof: Any, problem: Any, training_set: TrainingSet, family:
     """Save the best trial's out-of-fold output with the training rows it belongs to; the path, or None."""
     if oof is None or path is None or not training_set.frame.index.is_unique:
         return None
-    rows = training_set.frame.index.get_indexer(problem.x_sweep.index)  # positions: any index dtype saves
-    OutOfFold(family, training_set.fingerprint, rows.astype("int64"), problem.y_sweep, oof).save(path)
+    scored = problem.scored  # every sweep row under k folds; the validation rows of a holdout split
+    rows = training_set.frame.index.get_indexer(problem.x_sweep.index[scored])  # positions: any index dtype saves
+    OutOfFold(family, training_set.fingerprint, rows.astype("int64"), problem.y_sweep[scored], oof[scored]).save(path)
     return str(path)
 
 

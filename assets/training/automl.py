@@ -56,6 +56,7 @@ class SweepConfig(dg.Config):
     cv_folds: int = SweepSettings.cv_folds
     seed: int = SweepSettings.seed
     max_sweep_rows: int | None = SweepSettings.max_sweep_rows
+    validation: str = SweepSettings.validation
 
 
 class RefitConfig(dg.Config):

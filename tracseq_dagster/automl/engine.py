@@ -78,7 +78,7 @@ from threadpoolctl import threadpool_limits
 
 from tracseq_dagster.automl import parallel, zero_shot
 from tracseq_dagster.automl.budget import MIN_BUDGET_S, Budget
-from tracseq_dagster.automl.cost import auto_sweep_rows, work_units
+from tracseq_dagster.automl.cost import auto_sweep_rows, holdout_pays, work_units
 from tracseq_dagster.automl.deadline import (
     FitInterrupted,
     fit_deadline,
@@ -130,6 +130,13 @@ LOW_PRIORITY = 0.25
 #: each fold still trains on thousands of rows, and a trial costs 3 fits instead of 5.
 LARGE_SAMPLE_ROWS = 10_000
 LARGE_SAMPLE_FOLDS = 3
+#: ``validation="holdout"``: a trial fits on the rest of the sweep rows and scores on this share.
+VALIDATION_FRACTION = 0.2
+#: ``validation="auto"`` keeps k folds when one split would validate on fewer rows than this (or,
+#: for classification, fewer rows of the rarest class than VALIDATION_MIN_CLASS_ROWS): scores on a
+#: few hundred rows, or a few dozen positives, would choose by noise (caravan: 56 positives).
+VALIDATION_MIN_ROWS = 1_000
+VALIDATION_MIN_CLASS_ROWS = 100
 #: The default ``workers`` is 1 below this budget: starting the workers costs seconds of CPU on a
 #: busy machine (10 s at load 10 on 2 cores, measured 2026-12-07, during which this process's
 #: LightGBM fits took twice as long), which a short sweep cannot win back.
@@ -160,6 +167,13 @@ class AutoMLConfig:
     (the default) chooses it from the budget and the table's width
     (:func:`~tracseq_dagster.automl.cost.auto_sweep_rows`); a number overrides that. The final
     model is refit on every training row (unless that fit alone would overrun the budget).
+    ``validation``: how a trial is scored. ``"cv"``: ``cv_folds``-fold cross-validation (3 folds on a
+    sweep sample above :data:`LARGE_SAMPLE_ROWS`); ``"holdout"``: one seeded split, fitted on
+    the rest and scored on :data:`VALIDATION_FRACTION` of the sweep rows, so a trial costs one fit
+    instead of k; ``"auto"`` (the default) chooses the holdout when the sweep rows are too many cells
+    for the budget (:func:`~tracseq_dagster.automl.cost.holdout_pays`, FLAML's rule) and the split
+    still validates on enough rows (:data:`VALIDATION_MIN_ROWS`, :data:`VALIDATION_MIN_CLASS_ROWS`);
+    with ``groups`` it always cross-validates.
     ``n_jobs``: threads per fit (None: see the module docstring). ``ladder``: successive halving on rows
     when the trials see a sample (:mod:`.ladder`): the best third of a family's configurations are
     cross-validated again on three times the rows, and so on up to every training row; the
@@ -182,6 +196,7 @@ class AutoMLConfig:
     time_budget_s: float = 60.0
     max_trials: int | None = None
     cv_folds: int = 5
+    validation: Literal["auto", "cv", "holdout"] = "auto"
     holdout_fraction: float = 0.2
     max_sweep_rows: int | None = None
     final_fit: Literal["train", "all"] = "train"
@@ -267,6 +282,7 @@ class AutoMLResult:
     classes: list[Any] | None = None
     study_names: dict[str, str] = field(default_factory=dict)
     sweep_rows: int = 0  # training rows the trials cross-validated on (the rest: refit only)
+    validation: str = ""  # how the trials were scored on them: "5-fold", "3-fold" or "holdout 20%"
     final_rows: int = 0  # training rows the returned model was fitted on
     ensemble_weights: dict[str, float] | None = None  # family → weight, when an ensemble won
 
@@ -286,7 +302,7 @@ class Problem:
     y_train: np.ndarray
     x_holdout: pd.DataFrame
     y_holdout: np.ndarray
-    folds: list[tuple[np.ndarray, np.ndarray]]  # indices into x_sweep / y_sweep
+    folds: list[tuple[np.ndarray, np.ndarray]]  # indices into x_sweep / y_sweep (one pair: a holdout split)
     classes: np.ndarray | None
     balance: bool  # imbalanced labels: the sweep tunes whether to weight classes
     x_sweep: pd.DataFrame  # the rows trials cross-validate on: x_train, or a sample of it
@@ -294,6 +310,19 @@ class Problem:
     groups_sweep: np.ndarray | None = None  # the group of each sweep row: no group is split across folds
     # The ladder's rungs above the sweep sample, made on first use: rows → (x, y, folds).
     rung_data: dict[int, tuple[pd.DataFrame, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = field(default_factory=dict)
+
+    @property
+    def validation(self) -> str:
+        """How the trials are scored, for people: ``"5-fold"`` or ``"holdout 20%"``."""
+        if len(self.folds) == 1:
+            return f"holdout {len(self.folds[0][1]) / len(self.y_sweep):.0%}"
+        return f"{len(self.folds)}-fold"
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Positions in ``y_sweep`` that a fold validates, in order: every row under k-fold
+        cross-validation, the validation rows of a holdout split. Out-of-fold outputs exist there only."""
+        return np.sort(np.concatenate([valid for _, valid in self.folds]))
 
 
 def run_automl(
@@ -389,6 +418,7 @@ def _run(
         classes=None if problem.classes is None else problem.classes.tolist(),
         study_names={s.family: s.study_name for s in sweeps},
         sweep_rows=len(problem.y_sweep),
+        validation=problem.validation,
         final_rows=final_rows,
         ensemble_weights=dict(final.weights) if final.weights else None,
     )
@@ -627,6 +657,8 @@ def _check_config(config: AutoMLConfig) -> None:
         raise AutoMLInputError(f"max_sweep_rows must be at least 50, not {config.max_sweep_rows}")
     if config.cv_folds < 2:
         raise AutoMLInputError(f"cv_folds must be at least 2, not {config.cv_folds}")
+    if config.validation not in ("auto", "cv", "holdout"):
+        raise AutoMLInputError(f"validation must be auto, cv or holdout, not {config.validation!r}")
     if not 0.0 < config.holdout_fraction <= 0.5:
         raise AutoMLInputError(f"holdout_fraction must be in (0, 0.5], not {config.holdout_fraction}")
     if config.final_fit not in ("train", "all"):
@@ -829,6 +861,17 @@ def _resolve_task(y: pd.Series, config: AutoMLConfig) -> TaskType:
 def _folds(
     x: pd.DataFrame, y: np.ndarray, task: TaskType, config: AutoMLConfig, groups: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The trials' folds on ``x``, ``y``: k folds, or one holdout split (see ``AutoMLConfig.validation``)."""
+    classes = int(y.max()) + 1 if is_classification(task) else 1
+    rarest = int(np.bincount(y).min()) if is_classification(task) else None
+    if groups is None and _one_split(len(y), x.shape[1], classes, rarest, len(y), config):
+        train, valid = train_test_split(
+            np.arange(len(y)),
+            test_size=VALIDATION_FRACTION,
+            random_state=config.seed,
+            stratify=y if is_classification(task) else None,
+        )
+        return [(np.sort(train), np.sort(valid))]
     folds = config.cv_folds if len(y) <= LARGE_SAMPLE_ROWS else min(config.cv_folds, LARGE_SAMPLE_FOLDS)
     if groups is not None:
         return _group_folds(x, y, task, config, groups, folds)
@@ -847,6 +890,18 @@ def _folds(
             raise AutoMLInputError(f"only {len(y)} training rows; {config.cv_folds}-fold cross-validation needs more")
         splitter = KFold(n_splits=folds, shuffle=True, random_state=config.seed)
     return list(splitter.split(x, y))
+
+
+def _one_split(rows: int, width: int, classes: int, rarest: int | None, of_rows: int, config: AutoMLConfig) -> bool:
+    """Whether trials on ``rows`` rows score on one holdout split (``config.validation``; "auto":
+    see ``AutoMLConfig``). ``rarest``: rows of the rarest class among ``of_rows`` (None: regression)."""
+    if config.validation != "auto":
+        return config.validation == "holdout"
+    if not holdout_pays(rows, width, classes, config.time_budget_s):
+        return False
+    valid_rows = VALIDATION_FRACTION * rows
+    valid_rarest = valid_rows if rarest is None else valid_rows * rarest / of_rows
+    return valid_rows >= VALIDATION_MIN_ROWS and valid_rarest >= VALIDATION_MIN_CLASS_ROWS
 
 
 def _group_folds(
@@ -1410,7 +1465,8 @@ def _ensemble_members(
     candidates = [s for s in finished if s.best_oof is not None]
     if not config.ensemble or len(candidates) < 2 or candidates[0] is not finished[0]:
         return []
-    weights, score = greedy_ensemble([s.best_oof for s in candidates], problem.y_sweep, problem.metric)  # type: ignore[misc]
+    scored = problem.scored
+    weights, score = greedy_ensemble([s.best_oof[scored] for s in candidates], problem.y_sweep[scored], problem.metric)  # type: ignore[index]
     single = float(np.mean(_oof_score(candidates[0], problem)))
     gain = score - single if problem.metric.greater_is_better else single - score
     members = [(s, float(w)) for s, w in zip(candidates, weights, strict=True) if w > 0]
@@ -1424,7 +1480,8 @@ def _ensemble_members(
 
 
 def _oof_score(sweep: FamilySweep, problem: Problem) -> float:
-    return problem.metric.score(problem.y_sweep, sweep.best_oof)  # type: ignore[arg-type]
+    scored = problem.scored
+    return problem.metric.score(problem.y_sweep[scored], sweep.best_oof[scored])  # type: ignore[index]
 
 
 def _later_fits_s(
