@@ -15,7 +15,9 @@
    RDB storage) with a seeded multivariate TPE sampler and a median pruner. A trial
    cross-validates one configuration (stratified k-fold for classification, k-fold for
    regression, shuffled with the seed; the same folds for every trial), reporting the running
-   mean score after every fold so that hopeless trials are pruned early. Given ``groups`` (rows
+   mean score after every fold so that hopeless trials are pruned early. On a table large for
+   the budget (FLAML's rule, ``config.validation``) a trial is instead fitted once and scored on
+   one seeded validation split of the sweep rows: one fit per trial instead of k. Given ``groups`` (rows
    that are near-duplicates, e.g. one freezer's neighbouring days), the holdout, the sweep sample
    and the folds keep every group whole (stratified group k-fold / group k-fold).
    ``max_trials`` is **per family**. Each family's first trial is its default configuration
@@ -31,7 +33,8 @@
    as the time left allows, should a fit outgrow the reserve: see :func:`_final_rows`), then
    its score on the holdout. The leaderboard has every family's best trial.
 6. **Ensemble** (``config.ensemble``): a greedy weighted ensemble (Caruana et al. 2004) of the
-   families' best trials, chosen on their out-of-fold predictions; it replaces the single
+   families' best trials, chosen on their out-of-fold predictions (the validation rows, on one
+   split); it replaces the single
    winner only when its out-of-fold score is better and its members' refits fit the time left
    (:mod:`.ensemble`).
 
@@ -1611,8 +1614,10 @@ def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem,
 
 
 def _fit(family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> Pipeline:
-    """A final model: ``params`` (with the tuned class weighting) built and fitted on ``x``, ``y``."""
+    """A final model: ``params`` (with the tuned class weighting) built and fitted on ``x``, ``y``;
+    on many more rows than a trial fitted, as the family adapts them (``ModelFamily.for_more_rows``)."""
     params, balance = _without_balance(params)
+    params = family.for_more_rows(params, len(y) / len(problem.folds[0][0]))
     pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
         _fit_pipeline(pipeline, x, y, family.fit_params(y, problem.task, balance=balance))
