@@ -8,8 +8,7 @@ import optuna
 from sklearn.pipeline import Pipeline
 
 from benchmarks.automl_trials_per_minute import synthetic_regression
-from tracseq_dagster.automl import AutoMLConfig, prepare_problem
-from tracseq_dagster.automl import engine
+from tracseq_dagster.automl import AutoMLConfig, engine, prepare_problem
 from tracseq_dagster.automl.families import FAMILIES, MORE_ROWS_MAX_ITER
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
