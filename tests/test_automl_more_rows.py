@@ -10,17 +10,12 @@ from sklearn.pipeline import Pipeline
 from benchmarks.automl_trials_per_minute import synthetic_regression
 from tracseq_dagster.automl import AutoMLConfig, engine, prepare_problem
 from tracseq_dagster.automl.families import FAMILIES, MORE_ROWS_MAX_ITER
+from tracseq_dagster.automl.preprocessing import prepare_features
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-DEFAULT = {
-    "learning_rate": 0.1,
-    "max_iter": 100,
-    "max_leaf_nodes": 31,
-    "min_samples_leaf": 20,
-    "l2_regularization": 1e-6,
-    "max_features": 1.0,
-}
+#: scikit-learn's defaults, the family's first trial.
+DEFAULT = FAMILIES["gradient_boosting"].default_params("regression", prepare_features(synthetic_regression(50), "y")[1])
 
 
 def test_gradient_boosting_grows_its_iterations_only_on_many_more_rows() -> None:
