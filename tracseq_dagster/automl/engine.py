@@ -137,7 +137,7 @@ LARGE_SAMPLE_FOLDS = 3
 VALIDATION_FRACTION = 0.2
 #: ``validation="auto"`` keeps k folds when one split would validate on fewer rows than this (or,
 #: for classification, fewer rows of the rarest class than VALIDATION_MIN_CLASS_ROWS): scores on a
-#: few hundred rows, or a few dozen positives, would choose by noise (caravan: 56 positives).
+#: few hundred rows, or a few dozen positives, would choose by noise (caravan at 60 s: 42 positives).
 VALIDATION_MIN_ROWS = 1_000
 VALIDATION_MIN_CLASS_ROWS = 100
 #: The default ``workers`` is 1 below this budget: starting the workers costs seconds of CPU on a
@@ -867,7 +867,7 @@ def _folds(
     """The trials' folds on ``x``, ``y``: k folds, or one holdout split (see ``AutoMLConfig.validation``)."""
     classes = int(y.max()) + 1 if is_classification(task) else 1
     rarest = int(np.bincount(y).min()) if is_classification(task) else None
-    if groups is None and _one_split(len(y), x.shape[1], classes, rarest, len(y), config):
+    if groups is None and _one_split(len(y), x.shape[1], classes, rarest, config):
         train, valid = train_test_split(
             np.arange(len(y)),
             test_size=VALIDATION_FRACTION,
@@ -895,15 +895,15 @@ def _folds(
     return list(splitter.split(x, y))
 
 
-def _one_split(rows: int, width: int, classes: int, rarest: int | None, of_rows: int, config: AutoMLConfig) -> bool:
+def _one_split(rows: int, width: int, classes: int, rarest: int | None, config: AutoMLConfig) -> bool:
     """Whether trials on ``rows`` rows score on one holdout split (``config.validation``; "auto":
-    see ``AutoMLConfig``). ``rarest``: rows of the rarest class among ``of_rows`` (None: regression)."""
+    see ``AutoMLConfig``). ``rarest``: rows of the rarest class (None: regression)."""
     if config.validation != "auto":
         return config.validation == "holdout"
     if not holdout_pays(rows, width, classes, config.time_budget_s):
         return False
     valid_rows = VALIDATION_FRACTION * rows
-    valid_rarest = valid_rows if rarest is None else valid_rows * rarest / of_rows
+    valid_rarest = valid_rows if rarest is None else VALIDATION_FRACTION * rarest
     return valid_rows >= VALIDATION_MIN_ROWS and valid_rarest >= VALIDATION_MIN_CLASS_ROWS
 
 
