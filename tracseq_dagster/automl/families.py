@@ -213,7 +213,7 @@ class GradientBoosting(ModelFamily):
     def for_more_rows(self, params: Params, growth: float) -> Params:
         """On many more rows than the trials saw, up to ``growth`` × the iterations, stopped early.
 
-        The best number of rounds grows with the rows: on flights (196,405 training rows, a
+        The best number of rounds grows with the rows: on flights (196,407 training rows, a
         20,000-row sweep sample) the sample's winner, scikit-learn's default of 100 iterations,
         refit on every row scores holdout AUC 0.770; with 300 iterations 0.784, with 1,000 0.794
         (BENCHMARKS.md, issue 18). Early stopping on 10% of the rows (scikit-learn's own) stops it
