@@ -221,8 +221,9 @@ class GradientBoosting(ModelFamily):
         """
         if growth < MORE_ROWS_GROWTH:
             return params
-        rounds = min(int(params.get("max_iter", 100) * growth), MORE_ROWS_MAX_ITER)
-        return {**params, "max_iter": max(rounds, int(params.get("max_iter", 100))), "early_stopping": True}
+        chosen = int(params.get("max_iter", 100))
+        rounds = max(min(int(chosen * growth), MORE_ROWS_MAX_ITER), chosen)  # never fewer than the trials had
+        return {**params, "max_iter": rounds, "early_stopping": True}
 
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
         return {
