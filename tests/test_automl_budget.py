@@ -38,7 +38,7 @@ class FakeClock:
 
 
 def test_constants() -> None:
-    assert (MIN_BUDGET_S, MIN_RESERVE_FRACTION, REFIT_SAFETY, MAX_RESERVE_FRACTION) == (2.0, 0.04, 1.5, 0.2)
+    assert (MIN_BUDGET_S, MIN_RESERVE_FRACTION, REFIT_SAFETY, MAX_RESERVE_FRACTION) == (2.0, 0.04, 1.5, 0.3)
 
 
 def test_elapsed_and_sweep_time_follow_the_clock() -> None:
@@ -64,8 +64,8 @@ def test_the_reserve_grows_to_the_refit_estimate_and_never_shrinks() -> None:
     assert budget.sweep_deadline == pytest.approx(1020.0 - 3.0)
     budget.reserve_refit(0.1, 5)  # a faster family-best does not give the time back
     assert budget.sweep_deadline == pytest.approx(1020.0 - 3.0)
-    budget.reserve_refit(10.0, 5)  # never more than 20% of the budget: the final fit is bounded
-    assert budget.sweep_deadline == pytest.approx(1020.0 - 4.0)
+    budget.reserve_refit(10.0, 5)  # never more than 30% of the budget: the final fit is bounded
+    assert budget.sweep_deadline == pytest.approx(1020.0 - 6.0)
     small = Budget(10.0, clock=FakeClock())
     small.reserve_refit(0.2, 5)  # an estimate (0.375 s) under the 4% minimum leaves the minimum
     assert small.sweep_deadline == pytest.approx(1010.0 - 0.4)
@@ -214,3 +214,50 @@ def test_histogram_boosting_stops_at_the_deadline_and_otherwise_grows_the_same_t
     clock = Ticking()
     with fit_deadline(clock.now + 10.5, clock, graceful=False), pytest.raises(FitInterrupted):
         fit_histogram_boosting(pipeline(), x, y)  # a sweep fold is abandoned instead
+
+
+def test_histogram_boosting_with_its_own_early_stopping_grows_in_chunks_to_the_same_stop() -> None:
+    """A final fit on many more rows stops early by itself (``GradientBoosting.for_more_rows``):
+    under a deadline it grows in chunks of iterations, stops where one plain fit stops, and the
+    deadline can end it between two chunks."""
+    import time
+
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from tracseq_dagster.automl.deadline import (
+        HISTOGRAM_CHUNK,
+        FitInterrupted,
+        fit_deadline,
+        fit_histogram_boosting_in_chunks,
+        stops_by_itself,
+    )
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4_000, 6))
+    y = x[:, 0] * 2 + np.sin(3 * x[:, 1]) + rng.normal(scale=0.5, size=4_000)
+
+    def pipeline(max_iter: int = 1_000) -> Pipeline:
+        model = HistGradientBoostingRegressor(max_iter=max_iter, early_stopping=True, learning_rate=0.05, random_state=0)
+        return Pipeline([("model", model)])
+
+    assert stops_by_itself(pipeline()[-1]) and not stops_by_itself(HistGradientBoostingRegressor(early_stopping=False))
+    plain = pipeline().fit(x, y)
+    assert HISTOGRAM_CHUNK < plain[-1].n_iter_ < 1_000  # it stopped by itself, after more than one chunk
+    with fit_deadline(time.monotonic() + 600.0, time.monotonic, graceful=True):  # far: chunks, never stopped
+        chunked = fit_histogram_boosting_in_chunks(pipeline(), x, y)
+    assert chunked[-1].n_iter_ == plain[-1].n_iter_ and chunked[-1].get_params()["max_iter"] == 1_000
+    np.testing.assert_allclose(chunked.predict(x), plain.predict(x))
+    assert chunked[-1].get_params()["warm_start"] is False  # the family's parameters are restored
+
+    class Ticking(FakeClock):
+        def __call__(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    clock = Ticking()
+    with fit_deadline(clock.now + 1.5, clock, graceful=True):
+        stopped = fit_histogram_boosting_in_chunks(pipeline(), x, y)
+    assert stopped[-1].n_iter_ == HISTOGRAM_CHUNK  # the deadline had passed after the first chunk
+    clock = Ticking()
+    with fit_deadline(clock.now + 1.5, clock, graceful=False), pytest.raises(FitInterrupted):
+        fit_histogram_boosting_in_chunks(pipeline(), x, y)

@@ -176,7 +176,7 @@ def sweep_one_family(
             pruned=states.count("pruned"),
             failed=states.count("failed"),
             wall_seconds=time.perf_counter() - started,
-            best_params=dict(sweep.best.params) if sweep.best is not None else None,
+            best_params=sweep.chosen_params() if sweep.best is not None else None,
             leaderboard=asdict(row) if row is not None else None,
             mlflow_run_id=family_run,
             dagster_run_id=dagster_run_id,

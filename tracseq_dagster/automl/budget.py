@@ -43,7 +43,7 @@ MIN_RESERVE_FRACTION = 0.04
 #: Margin on the refit estimate (timing noise, a busy machine).
 REFIT_SAFETY = 1.5
 #: The reserve's ceiling (share of the budget): the final fit is bounded, not estimated alone.
-MAX_RESERVE_FRACTION = 0.2
+MAX_RESERVE_FRACTION = 0.3
 
 
 class Budget:

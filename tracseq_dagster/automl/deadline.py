@@ -42,6 +42,10 @@ from xgboost.callback import TrainingCallback
 
 #: Trees a forest grows between two deadline checks.
 FOREST_CHUNK = 10
+#: The first chunk of iterations of a histogram boosting fit with early stopping of its own; the next
+#: ones take CHUNK_TIME_SHARE of the time left at its pace (:func:`fit_histogram_boosting_in_chunks`).
+HISTOGRAM_CHUNK = 50
+CHUNK_TIME_SHARE = 0.8
 
 
 class FitInterrupted(Exception):
@@ -149,6 +153,55 @@ def fit_histogram_boosting(pipeline: Any, x: Any, y: Any, **fit_params: Any) -> 
         return pipeline.fit(x, y, **fit_params)
     finally:
         model.set_params(**keep)
+
+
+def stops_by_itself(estimator: Any) -> bool:
+    """Whether ``estimator`` is histogram boosting with early stopping of its own (a final fit on
+    many more rows than the trials': ``GradientBoosting.for_more_rows``)."""
+    kinds = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+    return isinstance(estimator, kinds) and estimator.get_params()["early_stopping"] is True
+
+
+def fit_histogram_boosting_in_chunks(pipeline: Any, x: Any, y: Any, **fit_params: Any) -> Any:
+    """Fit a pipeline ending in histogram boosting with early stopping of its own, in chunks of
+    iterations (``warm_start``) sized to end by the deadline, checking it between them.
+
+    Its own early stopping needs the scorer that :func:`fit_histogram_boosting` would replace.
+    The first chunk is :data:`HISTOGRAM_CHUNK` iterations; each next one as many as
+    :data:`CHUNK_TIME_SHARE` of the time left holds at the last chunk's pace, so that a fit takes a
+    few chunks (each warm start bins the rows and predicts the trees so far again). Warm starts keep
+    the seeded validation split and its score history, so the fit stops where one plain fit would.
+    Past the deadline, or with less time left than a fifth of a chunk, a graceful (final) fit keeps
+    the iterations so far and a sweep fold raises :class:`FitInterrupted`. Outside a deadline: one
+    plain fit. Found on flights' refit on 196,407 rows, which ran 5 s past a 60 s budget.
+    """
+    deadline = current()
+    if deadline is None:
+        return pipeline.fit(x, y, **fit_params)
+    model = pipeline.steps[-1][1]
+    total = int(model.get_params()["max_iter"])
+    model.set_params(warm_start=True, max_iter=min(HISTOGRAM_CHUNK, total))
+    try:
+        started = deadline.clock()
+        pipeline.fit(x, y, **fit_params)
+        model_params = {k.removeprefix(f"{pipeline.steps[-1][0]}__"): v for k, v in fit_params.items()}
+        transformed = pipeline[:-1].transform(x) if len(pipeline.steps) > 1 else x
+        done, chunk = model.n_iter_, model.n_iter_
+        while model.n_iter_ == model.max_iter < total:  # not stopped by its own validation loss yet
+            now = deadline.clock()
+            pace = (now - started) / max(chunk, 1)  # seconds an iteration took in the last chunk
+            more = int((deadline.at - now) * CHUNK_TIME_SHARE / max(pace, 1e-9))
+            if now >= deadline.at or more < HISTOGRAM_CHUNK // 5:
+                if deadline.graceful:
+                    break
+                raise _interrupted()
+            started = now
+            model.set_params(max_iter=min(model.max_iter + more, total))
+            model.fit(transformed, y, **model_params)
+            chunk, done = model.n_iter_ - done, model.n_iter_
+    finally:
+        model.set_params(warm_start=False, max_iter=total)
+    return pipeline
 
 
 def grows_in_chunks(estimator: Any) -> bool:

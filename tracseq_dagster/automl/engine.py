@@ -17,7 +17,9 @@
    regression, shuffled with the seed; the same folds for every trial), reporting the running
    mean score after every fold so that hopeless trials are pruned early. On a table large for
    the budget (FLAML's rule, ``config.validation``) a trial is instead fitted once and scored on
-   one seeded validation split of the sweep rows: one fit per trial instead of k. Given ``groups`` (rows
+   one seeded validation split of the sweep rows: one fit per trial instead of k, and the
+   boosters there stop early on the split's validation rows, the final fit growing the rounds
+   they stopped at (:mod:`.early_stopping`). Given ``groups`` (rows
    that are near-duplicates, e.g. one freezer's neighbouring days), the holdout, the sweep sample
    and the folds keep every group whole (stratified group k-fold / group k-fold).
    ``max_trials`` is **per family**. Each family's first trial is its default configuration
@@ -87,11 +89,14 @@ from tracseq_dagster.automl.deadline import (
     fit_deadline,
     fit_forest_in_chunks,
     fit_histogram_boosting,
+    fit_histogram_boosting_in_chunks,
     grows_in_chunks,
+    stops_by_itself,
     stops_by_scorer,
 )
+from tracseq_dagster.automl.early_stopping import StoppedFit, fit_stopping_early, for_rows, stops_early, with_found_rounds
 from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
-from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, threads, using_threads
+from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, stopping_early, threads, using_threads
 from tracseq_dagster.automl.ladder import RungResult, chosen_by_climb, next_promotion, rung_rows
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
@@ -243,6 +248,7 @@ class TrialRecord:
     pid: int = 0
     rung: int = 0  # 0: a trial on the sweep sample; above: a configuration promoted to more rows (:mod:`.ladder`)
     rows: int = 0  # rows it cross-validated on
+    rounds: int | None = None  # a booster stopped early on one split: its best number of rounds (:mod:`.early_stopping`)
 
 
 @dataclass
@@ -998,6 +1004,8 @@ class FamilySweep:
         self.done = False  # no further trial can run in this sweep (see run)
         self._candidate_oof: np.ndarray | None = None
         self.best_oof: np.ndarray | None = None  # the best trial's out-of-fold output on y_sweep
+        # Trial number → the best rounds early stopping found for it and the rows it fitted then.
+        self.rounds: dict[int, tuple[int, int]] = {}
         self.study: optuna.Study | None = None
         # Successive halving on rows (:mod:`.ladder`): each rung's results, rung 0 the sweep sample.
         self.rung_rows = rung_rows(len(data.y_sweep), len(data.y_train)) if ladder and data.groups_sweep is None else []
@@ -1008,14 +1016,37 @@ class FamilySweep:
         it met a better one on more rows)."""
         climbed = chosen_by_climb(self.rungs, self.data.metric.greater_is_better)
         if climbed is not None:
-            return dict(climbed.params)
+            return self._with_rounds(climbed.number, climbed.params)
         assert self.best is not None
-        return dict(self.best.params)
+        return self._with_rounds(self.best.number, self.best.params)
+
+    def _refit_work(self, trial: optuna.trial.FrozenTrial) -> float:
+        """How many times one of ``trial``'s fits the refit on every training row is: more rows
+        (more than the sweep sample, when it is capped), and the rounds that grow with them
+        (:func:`.early_stopping.for_rows`, ``ModelFamily.for_more_rows``)."""
+        data = self.data
+        fitted, rows = len(data.folds[0][0]), len(data.y_train)
+        params, _ = _without_balance(self._with_rounds(trial.number, dict(trial.params)))
+        planned = self.model_family.for_more_rows(for_rows(params, rows), rows / fitted)
+        stopped = trial.user_attrs.get("grown")
+        grown = params if stopped is None else {**params, "n_estimators": stopped}
+        classes = 1 if data.classes is None else len(data.classes)
+        width = len(data.columns.all)
+        return work_units(self.family, planned, rows, width, classes) / work_units(self.family, grown, fitted, width, classes)
+
+    def _with_rounds(self, number: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Trial ``number``'s ``params``, with the rounds early stopping chose for it (:mod:`.early_stopping`)."""
+        if number not in self.rounds:
+            return dict(params)
+        rounds, rows = self.rounds[number]
+        return with_found_rounds(params, rounds, rows)
 
     def fold_model(self, params: dict[str, Any]) -> Pipeline | None:
         """The best trial's model from the sweep's last fold (fitted on that fold's training rows),
-        when ``params`` is the best trial's configuration; else None."""
-        if self.best is None or dict(self.best.params) != params:
+        when ``params`` is the best trial's configuration; else None. None too when the trial
+        stopped early: its booster holds the patience's rounds beyond the best, which the
+        served trees would count."""
+        if self.best is None or self.best.number in self.rounds or dict(self.best.params) != params:
             return None
         return self._best_model
 
@@ -1104,7 +1135,8 @@ class FamilySweep:
     def _cross_validate(self, trial: optuna.Trial) -> float:
         """Score one configuration fold by fold, reporting the running mean to the pruner."""
         data = self.data
-        params = self.model_family.suggest(trial, data.task)
+        with stopping_early(len(data.folds) == 1):
+            params = self.model_family.suggest(trial, data.task)
         if data.balance:
             # Whether to weight classes is itself tuned: weighting helps threshold metrics on
             # imbalanced labels but can cost ranking quality and calibration.
@@ -1154,11 +1186,12 @@ class FamilySweep:
             started = self.budget.clock()
             with _quiet_and_bounded(), fit_deadline(share_end, self.budget.clock, graceful=False):
                 try:
-                    _fit_pipeline(
+                    stopped = _fit_for_score(
                         pipeline,
-                        data.x_sweep.iloc[train],
-                        y_fold,
+                        (data.x_sweep.iloc[train], y_fold),
+                        (data.x_sweep.iloc[valid], data.y_sweep[valid]),
                         self.model_family.fit_params(y_fold, data.task, balance=balance),
+                        one_split=len(data.folds) == 1,
                     )
                 except FitInterrupted:
                     trial.set_user_attr("reason", f"interrupted in fold {fold}: the fit reached the end of the family's share")
@@ -1171,7 +1204,14 @@ class FamilySweep:
             if not np.isfinite(score):
                 raise ValueError(f"fold {fold} scored {score}")
             self.budget.record_fold(self.family, self.budget.clock() - started)
+            if stopped is not None:  # it grew fewer rounds than its ceiling
+                units = work_units(
+                    self.family, {**trial.params, "n_estimators": stopped.grown}, len(train), len(data.columns.all), classes
+                )
             self.budget.cost.record(self.family, units, self.budget.clock() - started)
+            if stopped is not None:
+                trial.set_user_attr("rounds", stopped.best)
+                trial.set_user_attr("grown", stopped.grown)
             scores.append(float(score))
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("fit_seconds", fit_seconds)
@@ -1213,8 +1253,11 @@ class FamilySweep:
             end_s=now - self.budget.start,
             pid=os.getpid(),
             rows=len(self.data.y_sweep),
+            rounds=trial.user_attrs.get("rounds"),
         )
         self.records.append(record)
+        if state == "complete" and record.rounds is not None:
+            self.rounds[trial.number] = (int(record.rounds), len(self.data.folds[0][0]))
         if state == "complete" and self.rungs:
             self.rungs[0].append(RungResult(trial.number, dict(trial.params), record.cv_mean))
         skipped = bool(trial.user_attrs.get("skipped"))
@@ -1226,9 +1269,7 @@ class FamilySweep:
             self.best, self.best_record, self._best_value = trial, record, record.cv_mean
             self._best_model = self._candidate
             self.best_oof = self._candidate_oof
-            # The refit sees every training row, more than the sweep sample when it is capped.
-            scale = len(self.data.y_train) / len(self.data.y_sweep)
-            self.budget.reserve_refit(record.fit_seconds / len(scores) * scale, len(self.data.folds))
+            self.budget.reserve_refit(record.fit_seconds / len(scores) * self._refit_work(trial), 1)
         self._candidate = None
         self._candidate_oof = None
         if self.on_trial is not None:
@@ -1270,6 +1311,7 @@ class FamilySweep:
         scores: list[float] = []
         fit_seconds = 0.0
         reason: str | None = None
+        stopped: StoppedFit | None = None
         if estimate is None or started + estimate * len(folds) > share_end:
             needed = "unknown" if estimate is None else f"{estimate * len(folds):.1f} s"
             reason = f"skipped: estimated {needed}, {max(share_end - started, 0.0):.1f} s left of the family's share"
@@ -1278,18 +1320,32 @@ class FamilySweep:
             fold_started = self.budget.clock()
             with _quiet_and_bounded(), fit_deadline(share_end, self.budget.clock, graceful=False):
                 try:
-                    _fit_pipeline(
-                        pipeline, x.iloc[train], y[train], self.model_family.fit_params(y[train], self.data.task, balance=balance)
+                    stopped = _fit_for_score(
+                        pipeline,
+                        (x.iloc[train], y[train]),
+                        (x.iloc[valid], y[valid]),
+                        self.model_family.fit_params(y[train], self.data.task, balance=balance),
+                        one_split=len(folds) == 1,
                     )
                 except FitInterrupted:
                     reason = f"interrupted in fold {fold}: the fit reached the end of the family's share"
                     break
                 score = float(self.data.metric.score(y[valid], _output(pipeline, x.iloc[valid], self.data.metric)))
             fit_seconds += self.budget.clock() - fold_started
+            if stopped is not None:  # it grew fewer rounds than its ceiling
+                units = work_units(
+                    self.family,
+                    {**candidate.params, "n_estimators": stopped.grown},
+                    len(train),
+                    len(self.data.columns.all),
+                    classes,
+                )
             self.budget.cost.record(self.family, units, self.budget.clock() - fold_started)
             scores.append(score)
         ended = self.budget.clock()
         complete = reason is None and all(np.isfinite(scores))
+        if complete and stopped is not None:
+            self.rounds[candidate.number] = (stopped.best, len(folds[0][0]))
         self.rungs[rung].append(RungResult(candidate.number, candidate.params, float(np.mean(scores)) if complete else None))
         self.spent += ended - started
         record = TrialRecord(
@@ -1307,6 +1363,7 @@ class FamilySweep:
             pid=os.getpid(),
             rung=rung,
             rows=len(y),
+            rounds=None if stopped is None else stopped.best,
         )
         self.records.append(record)
         if self.on_trial is not None:
@@ -1336,6 +1393,7 @@ class FamilySweep:
         "spent",
         "done",
         "rungs",
+        "rounds",
     )
 
     def outcome(self) -> dict[str, Any]:
@@ -1615,9 +1673,10 @@ def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem,
 
 def _fit(family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> Pipeline:
     """A final model: ``params`` (with the tuned class weighting) built and fitted on ``x``, ``y``;
-    on many more rows than a trial fitted, as the family adapts them (``ModelFamily.for_more_rows``)."""
+    rounds found by early stopping grown with the rows (:func:`.early_stopping.for_rows`), and on
+    many more rows than a trial fitted, as the family adapts them (``ModelFamily.for_more_rows``)."""
     params, balance = _without_balance(params)
-    params = family.for_more_rows(params, len(y) / len(problem.folds[0][0]))
+    params = family.for_more_rows(for_rows(params, len(y)), len(y) / len(problem.folds[0][0]))
     pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
         _fit_pipeline(pipeline, x, y, family.fit_params(y, problem.task, balance=balance))
@@ -1656,6 +1715,22 @@ def _ensemble_output(metric: Metric, task: TaskType) -> bool:
     return metric.needs_proba or not is_classification(task)
 
 
+def _fit_for_score(
+    pipeline: Pipeline,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    fit_params: dict[str, Any],
+    *,
+    one_split: bool,
+) -> StoppedFit | None:
+    """Fit a trial's ``pipeline`` on ``train``, to be scored on ``valid``. A booster scored on one
+    split stops early on its validation rows (:mod:`.early_stopping`): what it found is returned."""
+    if one_split and stops_early(pipeline.steps[-1][1]):
+        return fit_stopping_early(pipeline, *train, *valid, fit_params)
+    _fit_pipeline(pipeline, *train, fit_params)
+    return None
+
+
 def _fit_pipeline(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, fit_params: dict[str, Any]) -> Pipeline:
     """Fit ``pipeline``; a forest grows its trees in batches and histogram boosting checks after
     every iteration, so that a deadline can stop them (:mod:`.deadline`)."""
@@ -1663,4 +1738,6 @@ def _fit_pipeline(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, fit_params
         return fit_forest_in_chunks(pipeline, x, y, **fit_params)
     if stops_by_scorer(pipeline.steps[-1][1]):
         return fit_histogram_boosting(pipeline, x, y, **fit_params)
+    if stops_by_itself(pipeline.steps[-1][1]):
+        return fit_histogram_boosting_in_chunks(pipeline, x, y, **fit_params)
     return pipeline.fit(x, y, **fit_params)

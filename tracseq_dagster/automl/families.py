@@ -79,6 +79,29 @@ def using_threads(count: int) -> Iterator[None]:
         _THREADS.reset(token)
 
 
+#: The boosters' most rounds (the top of their ``n_estimators`` search), and where early stopping
+#: ends a trial's fit at its best round instead (:mod:`.early_stopping`: on one split).
+MOST_ROUNDS = 1000
+MOST_ROUNDS_STOPPED_EARLY = 4096
+
+_ROUNDS_CEILING: ContextVar[int] = ContextVar("automl_rounds_ceiling", default=MOST_ROUNDS)
+
+
+def rounds_ceiling() -> int:
+    """The top of the boosters' ``n_estimators`` search now (see :data:`MOST_ROUNDS`)."""
+    return _ROUNDS_CEILING.get()
+
+
+@contextmanager
+def stopping_early(on: bool) -> Iterator[None]:
+    """Suggestions inside this block are for fits that stop early (``on``): a higher ceiling."""
+    token = _ROUNDS_CEILING.set(MOST_ROUNDS_STOPPED_EARLY if on else MOST_ROUNDS)
+    try:
+        yield
+    finally:
+        _ROUNDS_CEILING.reset(token)
+
+
 Params = dict[str, Any]
 
 
@@ -270,7 +293,7 @@ class XGBoost(ModelFamily):
             # cheap, and the sampler raises the count where it pays.
             # Feature sampling down to a tenth and L2 up to 100 as LightGBM's (FLAML's spaces
             # go further still): wide tables of weak features, small noisy ones.
-            "n_estimators": trial.suggest_int("n_estimators", 8, 1000, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 8, rounds_ceiling(), log=True),
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "max_depth": trial.suggest_int("max_depth", 2, 10),
             "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20.0, log=True),
@@ -375,7 +398,7 @@ class LightGBM(ModelFamily):
         # most random draws are cheap; the cost estimates skip the ones a share cannot pay);
         # feature sampling down to a tenth (wide tables of weak features) and L2 up to 100.
         return {
-            "n_estimators": trial.suggest_int("n_estimators", 8, 1000, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 8, rounds_ceiling(), log=True),
             "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.5, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 2, 128, log=True),
