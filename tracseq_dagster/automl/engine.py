@@ -1044,8 +1044,8 @@ class FamilySweep:
     def fold_model(self, params: dict[str, Any]) -> Pipeline | None:
         """The best trial's model from the sweep's last fold (fitted on that fold's training rows),
         when ``params`` is the best trial's configuration; else None. None too when the trial
-        stopped early: its booster holds the patience's rounds beyond the best, which the
-        served trees would count."""
+        stopped early: an XGBoost booster keeps the patience's rounds beyond the best, which the
+        served trees would count, and the refit carries grown rounds, not the fold model's."""
         if self.best is None or self.best.number in self.rounds or dict(self.best.params) != params:
             return None
         return self._best_model
