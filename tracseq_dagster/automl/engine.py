@@ -1208,10 +1208,9 @@ class FamilySweep:
                 units = work_units(
                     self.family, {**trial.params, "n_estimators": stopped.grown}, len(train), len(data.columns.all), classes
                 )
-            self.budget.cost.record(self.family, units, self.budget.clock() - started)
-            if stopped is not None:
                 trial.set_user_attr("rounds", stopped.best)
                 trial.set_user_attr("grown", stopped.grown)
+            self.budget.cost.record(self.family, units, self.budget.clock() - started)
             scores.append(float(score))
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("fit_seconds", fit_seconds)

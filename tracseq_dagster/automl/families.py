@@ -148,7 +148,7 @@ def _clip(value: Any, low: float, high: float) -> float:
 #: The most trees a zero-shot configuration keeps (the spaces' bound): more are traded for a
 #: proportionally higher learning rate (same rounds × rate), measured on the benchmark's tables
 #: to score as the uncapped configuration (hotel_rates LightGBM 12.61 against 12.63 rmse).
-ZERO_SHOT_MAX_TREES = 1000
+ZERO_SHOT_MAX_TREES = MOST_ROUNDS
 
 
 def _trees_and_rate(config: dict[str, Any], low_rate: float, high_rate: float) -> tuple[int, float]:
