@@ -76,13 +76,16 @@ demo: venv
 lint: venv
 	BIN=$(BIN) scripts/lint.sh
 
-## test: the toolbelt, then every test, the slow end-to-end ones included
+## test: the toolbelt, then every test, the slow end-to-end ones included, on two workers (a module per
+## worker at a time: its fixtures stay in one process). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 test: venv lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 ## test-fast: unit tests only
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## ui: the Dagster UI (webserver + daemon) on the code location, embedded SQLite instance
 ui: venv
