@@ -77,11 +77,17 @@ class FakeOllama:
                 self.send_header("Content-Type", "application/x-ndjson")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                for part in parts:
-                    line = json.dumps(part).encode() + b"\n"
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                    self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
+                try:
+                    for part in parts:
+                        line = json.dumps(part).encode() + b"\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client stopped reading (a stream cut at its deadline): Ollama ends the
+                    # stream quietly. Left to socketserver, the traceback lands on whatever stderr
+                    # is current, another test's captured CLI output among them.
+                    self.close_connection = True
 
             def do_GET(self) -> None:  # noqa: N802
                 fake.requests.append((self.path, {}))
