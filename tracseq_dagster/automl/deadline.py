@@ -83,6 +83,12 @@ def current() -> Deadline | None:
     return _CURRENT.get()
 
 
+def has_time_for(seconds: float) -> bool:
+    """Whether ``seconds`` more fitting end before the current deadline (always, without one)."""
+    deadline = current()
+    return deadline is None or deadline.clock() + seconds < deadline.at
+
+
 def _interrupted() -> FitInterrupted:
     return FitInterrupted("interrupted: the fit reached its time share")
 

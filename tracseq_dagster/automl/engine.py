@@ -91,6 +91,7 @@ from tracseq_dagster.automl.deadline import (
     fit_histogram_boosting,
     fit_histogram_boosting_in_chunks,
     grows_in_chunks,
+    has_time_for,
     stops_by_itself,
     stops_by_scorer,
 )
@@ -1673,13 +1674,43 @@ def _fit_all_rows(family: ModelFamily, params: dict[str, Any], problem: Problem,
 def _fit(family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int) -> Pipeline:
     """A final model: ``params`` (with the tuned class weighting) built and fitted on ``x``, ``y``;
     rounds found by early stopping grown with the rows (:func:`.early_stopping.for_rows`), and on
-    many more rows than a trial fitted, as the family adapts them (``ModelFamily.for_more_rows``)."""
+    many more rows than a trial fitted, as the family adapts them (``ModelFamily.for_more_rows``).
+
+    Where the family offers larger trees for the rows (``ModelFamily.larger_trees``), they are
+    fitted first, then ``params`` when the time left holds :data:`ANOTHER_FIT_FACTOR` times that
+    fit, and the better on the fit's own validation split is kept (both stop early on the same
+    seeded split): the larger trees first, because where they pay the rows are many and time short.
+    """
     params, balance = _without_balance(params)
-    params = family.for_more_rows(for_rows(params, len(y)), len(y) / len(problem.folds[0][0]))
+    growth = len(y) / len(problem.folds[0][0])
+    params = family.for_more_rows(for_rows(params, len(y)), growth)
+    larger = family.larger_trees(params, growth)
+    started = time.perf_counter()
+    kept = _built_and_fitted(family, larger or params, problem, x, y, seed, balance)
+    if larger is None or not has_time_for(ANOTHER_FIT_FACTOR * (time.perf_counter() - started)):
+        return kept
+    pipeline = _built_and_fitted(family, params, problem, x, y, seed, balance)
+    return pipeline if _own_validation_score(pipeline) > _own_validation_score(kept) else kept
+
+
+def _built_and_fitted(
+    family: ModelFamily, params: dict[str, Any], problem: Problem, x: pd.DataFrame, y: np.ndarray, seed: int, balance: bool
+) -> Pipeline:
     pipeline = family.build(params, problem.task, problem.columns, seed=seed, balance=balance)
     with _quiet_and_bounded():
         _fit_pipeline(pipeline, x, y, family.fit_params(y, problem.task, balance=balance))
     return pipeline
+
+
+#: A second candidate of a final fit (``_fit``) starts only with this many times the first's fit
+#: time left before its deadline, so that it rarely ends cut short.
+ANOTHER_FIT_FACTOR = 2.0
+
+
+def _own_validation_score(pipeline: Pipeline) -> float:
+    """The last score on the validation split a self-stopping fit held out (greater is better:
+    scikit-learn's histogram boosting records the negative loss)."""
+    return float(pipeline.steps[-1][1].validation_score_[-1])
 
 
 def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
