@@ -7,21 +7,25 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from benchmarks.automl_trials_per_minute import synthetic_regression
 from tracseq_dagster.automl import AutoMLConfig, engine, prepare_problem, run_automl
 from tracseq_dagster.automl.cost import work_units
 from tracseq_dagster.automl.early_stopping import (
     MOST_GROWN_ROUNDS,
+    MOST_PATIENCE,
     PATIENCE,
     ROUNDS_FOUND_ON_ROWS,
+    StoppedFit,
     fit_stopping_early,
     for_rows,
+    patience,
     stops_early,
     with_found_rounds,
 )
 from tracseq_dagster.automl.families import FAMILIES
-from tracseq_dagster.automl.preprocessing import prepare_features
+from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -32,30 +36,54 @@ def _rounds_of(model: object) -> int:
     return int(model.get_booster().num_boosted_rounds())  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "xgboost"])
-def test_a_booster_stops_at_its_best_round_and_predicts_as_that_many_rounds(family: str) -> None:
-    frame = synthetic_regression(3_000)
-    x, columns = prepare_features(frame, "y")
-    y = frame["y"].to_numpy()
-    fit, valid = np.arange(2_400), np.arange(2_400, 3_000)
-    params = {**FAMILIES[family].default_params("regression", columns), "n_estimators": 3_000, "learning_rate": 0.3}
+#: The synthetic table's first 2,400 rows fit, the last 600 validate.
+FIT, VALID = np.arange(2_400), np.arange(2_400, 3_000)
+
+
+def _stopped_early(family: str, **changes: float) -> tuple[StoppedFit, Pipeline, dict[str, object]]:
+    """``family``'s default configuration with ``changes``, fitted stopping early on the synthetic table."""
+    x, y, columns = _synthetic()
+    params = {**FAMILIES[family].default_params("regression", columns), **changes}
     pipeline = FAMILIES[family].build(params, "regression", columns, seed=0, balance=False)
     assert stops_early(pipeline.steps[-1][1])
-    stopped = fit_stopping_early(
-        pipeline, x.iloc[fit], y[fit], x.iloc[valid], y[valid], FAMILIES[family].fit_params(y, "regression", balance=False)
-    )
-    # A rate of 0.3 overfits long before 3,000 rounds: it stopped PATIENCE rounds after its best.
-    assert 1 <= stopped.best < 3_000 and stopped.grown == min(stopped.best + PATIENCE, 3_000)
+    fit_params = FAMILIES[family].fit_params(y, "regression", balance=False)
+    return fit_stopping_early(pipeline, x.iloc[FIT], y[FIT], x.iloc[VALID], y[VALID], fit_params), pipeline, params
+
+
+def _synthetic() -> tuple[pd.DataFrame, np.ndarray, FeatureColumns]:
+    frame = synthetic_regression(3_000)
+    x, columns = prepare_features(frame, "y")
+    return x, frame["y"].to_numpy(), columns
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost"])
+def test_a_booster_stops_at_its_best_round_and_predicts_as_that_many_rounds(family: str) -> None:
+    stopped, pipeline, params = _stopped_early(family, n_estimators=3_000, learning_rate=0.3)
+    x, y, columns = _synthetic()
+    # A rate of 0.3 overfits long before 3,000 rounds: it stopped its patience's rounds after its best.
+    assert 1 <= stopped.best < 3_000 and stopped.grown == min(stopped.best + patience(stopped.best), 3_000)
     # LightGBM keeps the best rounds only, XGBoost every round it grew (predicting with the best).
     assert _rounds_of(pipeline.steps[-1][1]) == (stopped.best if family == "lightgbm" else stopped.grown)
     # It predicts as the same configuration grown to its best round and no further.
     exact = FAMILIES[family].build({**params, "n_estimators": stopped.best}, "regression", columns, seed=0, balance=False)
-    exact.fit(x.iloc[fit], y[fit])
-    np.testing.assert_allclose(pipeline.predict(x.iloc[valid]), exact.predict(x.iloc[valid]), rtol=1e-6, atol=1e-6)
+    exact.fit(x.iloc[FIT], y[FIT])
+    np.testing.assert_allclose(pipeline.predict(x.iloc[VALID]), exact.predict(x.iloc[VALID]), rtol=1e-6, atol=1e-6)
     # Its validation loss at the best round beats the ceiling's.
-    full = FAMILIES[family].build(params, "regression", columns, seed=0, balance=False).fit(x.iloc[fit], y[fit])
-    rmse = lambda p: float(np.sqrt(np.mean((p.predict(x.iloc[valid]) - y[valid]) ** 2)))  # noqa: E731
+    full = FAMILIES[family].build(params, "regression", columns, seed=0, balance=False).fit(x.iloc[FIT], y[FIT])
+    rmse = lambda p: float(np.sqrt(np.mean((p.predict(x.iloc[VALID]) - y[VALID]) ** 2)))  # noqa: E731
     assert rmse(pipeline) < rmse(full)
+
+
+def test_the_patience_grows_with_the_best_round_between_a_floor_and_a_ceiling() -> None:
+    assert patience(1) == patience(100) == PATIENCE  # an early best: the fixed floor
+    assert patience(500) == 160  # 0.3 × 500 + 10
+    assert patience(1_000) == patience(4_000) == MOST_PATIENCE
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost"])
+def test_a_booster_whose_best_round_is_late_waits_longer_for_a_better_one(family: str) -> None:
+    stopped, _, _ = _stopped_early(family, n_estimators=4_000, learning_rate=0.02)
+    assert stopped.best > 200 and stopped.grown - stopped.best == patience(stopped.best) > PATIENCE
 
 
 def test_other_families_do_not_stop_early() -> None:

@@ -2,7 +2,7 @@
 
 A trial on one holdout split (:func:`.cost.holdout_pays`: a table large for the budget) fits
 LightGBM or XGBoost with its configuration's ``n_estimators`` as a ceiling, watching the loss on
-the split's validation rows, and stops after :data:`PATIENCE` rounds without improvement. The
+the split's validation rows, and stops after :func:`patience` rounds without improvement. The
 trial is scored at its best round. The configuration to refit carries that many rounds and the
 rows they were found on (:func:`with_found_rounds`, :meth:`.engine.FamilySweep.chosen_params`);
 the final fit grows them in proportion to its own rows (:func:`for_rows`).
@@ -25,12 +25,28 @@ from typing import Any
 import lightgbm
 import numpy as np
 import pandas as pd
+import xgboost
 from sklearn.pipeline import Pipeline
 
-#: Rounds without improvement of the validation loss before a fit stops: enough that a short noisy
-#: plateau does not end a fit that would improve again, few enough that a trial grows at most 50
-#: rounds past its best (not tuned: one value, measured as it is in BENCHMARKS.md).
+#: Rounds without improvement of the validation loss before a fit stops (:func:`patience`): at least
+#: PATIENCE, more for a fit whose best round is late, at most MOST_PATIENCE.
 PATIENCE = 50
+PATIENCE_RATE = 0.3
+PATIENCE_OFFSET = 10
+MOST_PATIENCE = 300
+
+
+def patience(best_round: int) -> int:
+    """Rounds a fit whose best round so far is ``best_round`` waits for a better one.
+
+    AutoGluon's adaptive early stopping for its boosters (``AdaptiveES``: 0.3 × the best round + 10,
+    between 20 and 300 rounds), with this module's earlier fixed 50 as the floor. Why: at a low
+    learning rate the validation loss falls slowly for thousands of rounds, with plateaus longer
+    than 50 rounds on the way. On hotel_rates (seed 0, the sweep's winning LightGBM at rate 0.055,
+    BENCHMARKS.md) a patience of 50 stopped at round 1,410 (validation rmse 12.92), 100 at 2,774
+    (12.71), 200 at 3,542 (12.68, the best of 8,000).
+    """
+    return int(min(max(PATIENCE, PATIENCE_RATE * best_round + PATIENCE_OFFSET), MOST_PATIENCE))
 
 
 #: The parameter that carries the rows a configuration's rounds were found on (:func:`with_found_rounds`).
@@ -42,7 +58,7 @@ MOST_GROWN_ROUNDS = 8192
 @dataclass(frozen=True)
 class StoppedFit:
     """``best``: the rounds that scored best on the validation rows (what a refit should grow);
-    ``grown``: the rounds the fit grew before it stopped (``best`` + up to :data:`PATIENCE`)."""
+    ``grown``: the rounds the fit grew before it stopped (``best`` + up to its :func:`patience`)."""
 
     best: int
     grown: int
@@ -72,16 +88,52 @@ def fit_stopping_early(
     valid = head.transform(x_valid)
     own = {name.removeprefix("model__"): value for name, value in fit_params.items()}
     if type(model).__name__.startswith("LGBM"):
-        stop = lightgbm.early_stopping(PATIENCE, first_metric_only=True, verbose=False)
+        stop = _LightGBMStopping()
         model.fit(train, y, eval_X=valid, eval_y=y_valid, **{**own, "callbacks": [*own.get("callbacks", []), stop]})
         grown = _evaluated_rounds(model.evals_result_)  # its booster keeps the best rounds only
         return StoppedFit(best=int(model.best_iteration_ or grown), grown=grown)
-    model.set_params(early_stopping_rounds=PATIENCE)
-    model.fit(train, y, eval_set=[(valid, y_valid)], verbose=False, **own)
-    model.set_params(early_stopping_rounds=None)  # a clone for a refit has no validation rows to watch
+    callbacks = model.get_params()["callbacks"]
+    model.set_params(callbacks=[*(callbacks or []), _XGBoostStopping(rounds=PATIENCE)])
+    try:
+        model.fit(train, y, eval_set=[(valid, y_valid)], verbose=False, **own)
+    finally:
+        model.set_params(callbacks=callbacks)  # a clone for a refit has no validation rows to watch
     grown = _evaluated_rounds(model.evals_result())
     best = getattr(model, "best_iteration", None)
     return StoppedFit(best=grown if best is None else int(best) + 1, grown=grown)
+
+
+class _LightGBMStopping:
+    """LightGBM's early stopping on the first validation metric, with :func:`patience` rounds."""
+
+    def __init__(self) -> None:
+        # Where LightGBM's own early stopping runs, after the evaluation is recorded; set on the
+        # instance, since LightGBM numbers a callback without its own ``order`` to run first.
+        self.order = 30
+        self.before_iteration = False
+        self.best_round = -1  # 0-based, as LightGBM counts
+        self.best_score = np.inf
+        self.best_results: list[Any] = []
+
+    def __call__(self, env: lightgbm.callback.CallbackEnv) -> None:
+        results = env.evaluation_result_list or []
+        if not results:
+            return
+        _, _, value, higher_is_better = results[0][:4]
+        score = -value if higher_is_better else value
+        if score < self.best_score:
+            self.best_round, self.best_score, self.best_results = env.iteration, score, list(results)
+        last = env.iteration == env.end_iteration - 1
+        if last or env.iteration - self.best_round >= patience(self.best_round + 1):
+            raise lightgbm.callback.EarlyStopException(self.best_round, self.best_results)
+
+
+class _XGBoostStopping(xgboost.callback.EarlyStopping):
+    """XGBoost's early stopping, its patience (``rounds``) set by :func:`patience` every round."""
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        self.rounds = patience(epoch - self.current_rounds)  # the best round so far, 1-based
+        return bool(super().after_iteration(model, epoch, evals_log))
 
 
 def _evaluated_rounds(evals: dict[str, dict[str, list[float]]]) -> int:
