@@ -20,6 +20,7 @@ import xgboost
 from sklearn.ensemble import (
     ExtraTreesRegressor,
     HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -302,3 +303,20 @@ def test_a_forest_whose_category_chains_would_explode_keeps_the_walk() -> None:
     assert paths.compiled is None
     probe = np.column_stack([rng.integers(-1, 64, 500).astype(float), rng.normal(size=500), rng.normal(size=500)])
     np.testing.assert_allclose(paths.outputs_and_contributions(probe)[0], booster._raw_predict(probe), rtol=0.0, atol=1e-12)
+
+
+def test_histogram_boosting_trees_larger_than_the_bit_vectors_hold_are_walked_exactly() -> None:
+    """A refit on many more rows may grow trees of up to 1,024 leaves (``GradientBoosting.larger_trees``):
+    those over the leaf bit vectors' 128 are walked, and every answer is the booster's own."""
+    rng = np.random.default_rng(7)
+    x = np.column_stack([rng.integers(0, 60, 20_000).astype(float), rng.normal(size=(20_000, 2))])
+    y = np.sin(x[:, 0]) * x[:, 1] + 0.5 * np.cos(3 * x[:, 2]) + 0.1 * rng.normal(size=20_000)
+    booster = HistGradientBoostingRegressor(max_iter=5, max_leaf_nodes=372, min_samples_leaf=5, random_state=0).fit(x, y)
+    leaves = [int(p.nodes["is_leaf"].sum()) for it in booster._predictors for p in it]
+    assert max(leaves) > 128
+    paths = ForestPaths.of_hist_gradient_boosting(booster, np.arange(3), 3, None)
+    probe = np.column_stack([rng.integers(-1, 64, 500).astype(float), rng.normal(size=(500, 2))])
+    probe[::17, 1] = np.nan
+    np.testing.assert_allclose(
+        paths.outputs_and_contributions(probe)[0].ravel(), booster._raw_predict(probe).ravel(), rtol=0.0, atol=1e-12
+    )
