@@ -104,7 +104,11 @@ def fit_stopping_early(
 
 
 class _LightGBMStopping:
-    """LightGBM's early stopping on the first validation metric, with :func:`patience` rounds."""
+    """LightGBM's early stopping on the first validation metric, with :func:`patience` rounds.
+
+    Written here because LightGBM's own (``lightgbm.early_stopping``) takes a fixed patience and its
+    class is private; it ends a fit the same way, so the booster keeps and predicts at the best round.
+    """
 
     def __init__(self) -> None:
         # Where LightGBM's own early stopping runs, after the evaluation is recorded; set on the
