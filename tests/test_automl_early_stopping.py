@@ -170,3 +170,33 @@ def test_the_refit_reserve_counts_the_rounds_that_grow_with_the_rows() -> None:
     cv_sweep, cv_problem = _sweep("cv")
     assert cv_sweep.best is not None
     assert cv_sweep._refit_work(cv_sweep.best) == pytest.approx(len(cv_problem.y_train) / len(cv_problem.folds[0][0]))
+
+
+def test_a_promotion_lifts_the_ceiling_of_a_trial_still_improving_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert engine.lifted_ceiling(100) == 400 and engine.lifted_ceiling(2_000) == 4_096
+    assert engine.lifted_ceiling(5_000) == 5_000  # never fewer rounds than the trial had
+    config = AutoMLConfig(target="y", time_budget_s=60, validation="holdout", max_trials=4, max_sweep_rows=1_000, seed=0)  # type: ignore[arg-type]
+    problem = prepare_problem(synthetic_regression(6_000), config)
+    sweep = engine.FamilySweep(FAMILIES["lightgbm"], problem, config, engine.Budget(60.0), "lift", None, ladder=True)
+    sweep.run(share_s=60.0)
+    first = {r.number: r for r in sweep.records if r.rung == 0 and r.state == "complete"}
+    # The trials that grew to their n_estimators (their patience reached past it) and those that stopped by themselves.
+    for number, record in first.items():
+        assert record.rounds is not None
+        assert (number in sweep.at_ceiling) == (record.rounds + patience(record.rounds) >= record.params["n_estimators"])
+    assert sweep.at_ceiling and sweep.at_ceiling != set(first)
+    ceilings: list[int] = []
+    fit_for_score = engine._fit_for_score
+
+    def watched(pipeline: Pipeline, *args: object, **kwargs: object) -> object:
+        ceilings.append(int(pipeline.steps[-1][1].n_estimators))
+        return fit_for_score(pipeline, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "_fit_for_score", watched)
+    best = min(first.values(), key=lambda r: r.cv_mean or np.inf)  # the rung's best third: promoted first
+    assert best.number in sweep.at_ceiling
+    sweep._promote(share_s=60.0)
+    promoted = sweep.records[-1]
+    assert (promoted.number, promoted.rung, promoted.state) == (best.number, 1, "complete")
+    assert ceilings == [engine.lifted_ceiling(best.params["n_estimators"])]
+    assert sweep.rounds[best.number] == (promoted.rounds, len(sweep._rung(1)[2][0][0]))  # the refit grows what it found
