@@ -20,6 +20,7 @@ from tracseq_dagster.automl.early_stopping import (
     StoppedFit,
     fit_stopping_early,
     for_rows,
+    lifted_ceiling,
     patience,
     stops_early,
     with_found_rounds,
@@ -173,8 +174,8 @@ def test_the_refit_reserve_counts_the_rounds_that_grow_with_the_rows() -> None:
 
 
 def test_a_promotion_lifts_the_ceiling_of_a_trial_still_improving_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert engine.lifted_ceiling(100) == 400 and engine.lifted_ceiling(2_000) == 4_096
-    assert engine.lifted_ceiling(5_000) == 5_000  # never fewer rounds than the trial had
+    assert lifted_ceiling(100) == 400 and lifted_ceiling(2_000) == 4_096
+    assert lifted_ceiling(5_000) == 5_000  # never fewer rounds than the trial had
     config = AutoMLConfig(target="y", time_budget_s=60, validation="holdout", max_trials=4, max_sweep_rows=1_000, seed=0)  # type: ignore[arg-type]
     problem = prepare_problem(synthetic_regression(6_000), config)
     sweep = engine.FamilySweep(FAMILIES["lightgbm"], problem, config, engine.Budget(60.0), "lift", None, ladder=True)
@@ -198,5 +199,5 @@ def test_a_promotion_lifts_the_ceiling_of_a_trial_still_improving_at_it(monkeypa
     sweep._promote(share_s=60.0)
     promoted = sweep.records[-1]
     assert (promoted.number, promoted.rung, promoted.state) == (best.number, 1, "complete")
-    assert ceilings == [engine.lifted_ceiling(best.params["n_estimators"])]
+    assert ceilings == [lifted_ceiling(best.params["n_estimators"])]
     assert sweep.rounds[best.number] == (promoted.rounds, len(sweep._rung(1)[2][0][0]))  # the refit grows what it found

@@ -95,17 +95,16 @@ from tracseq_dagster.automl.deadline import (
     stops_by_itself,
     stops_by_scorer,
 )
-from tracseq_dagster.automl.early_stopping import StoppedFit, fit_stopping_early, for_rows, stops_early, with_found_rounds
-from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
-from tracseq_dagster.automl.families import (
-    ALL_FAMILIES,
-    FAMILIES,
-    MOST_ROUNDS_STOPPED_EARLY,
-    ModelFamily,
-    stopping_early,
-    threads,
-    using_threads,
+from tracseq_dagster.automl.early_stopping import (
+    StoppedFit,
+    fit_stopping_early,
+    for_rows,
+    lifted_ceiling,
+    stops_early,
+    with_found_rounds,
 )
+from tracseq_dagster.automl.ensemble import WeightedEnsemble, greedy_ensemble
+from tracseq_dagster.automl.families import ALL_FAMILIES, FAMILIES, ModelFamily, stopping_early, threads, using_threads
 from tracseq_dagster.automl.ladder import RungResult, chosen_by_climb, next_promotion, rung_rows
 from tracseq_dagster.automl.model import LabelDecodingClassifier
 from tracseq_dagster.automl.preprocessing import FeatureColumns, prepare_features
@@ -1724,25 +1723,6 @@ def _own_validation_score(pipeline: Pipeline) -> float:
     """The last score on the validation split a self-stopping fit held out (greater is better:
     scikit-learn's histogram boosting records the negative loss)."""
     return float(pipeline.steps[-1][1].validation_score_[-1])
-
-
-#: A promoted configuration whose trial grew to its ``n_estimators`` may grow this many times more.
-CEILING_LIFT = 4
-
-
-def lifted_ceiling(ceiling: int) -> int:
-    """The rounds a promotion (:meth:`FamilySweep._promote`) may grow for a configuration whose
-    one-split trial was still improving at ``ceiling``: :data:`CEILING_LIFT` times more, at most the
-    search's top on one split (never fewer than it had).
-
-    Why: a searched ``n_estimators`` is the trial's cost bound, and the rounds it found there are
-    a floor, not the best round. On hotel_rates (seed 0, BENCHMARKS.md) the best one-split trials
-    all stopped at their ceiling (LightGBM 2,890 of 2,890 and 3,297 of 3,302 rounds), and their
-    configuration refit with 6,500 rounds instead of the 3,910 grown from such a floor scored test
-    rmse 11.885 against 11.978. The promotion is the configuration's second look, on more rows; it
-    stops early as the trial did, and its deadline ends it where its share does.
-    """
-    return max(ceiling, min(ceiling * CEILING_LIFT, MOST_ROUNDS_STOPPED_EARLY))
 
 
 def _without_balance(params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
