@@ -261,3 +261,35 @@ def test_histogram_boosting_with_its_own_early_stopping_grows_in_chunks_to_the_s
     clock = Ticking()
     with fit_deadline(clock.now + 1.5, clock, graceful=False), pytest.raises(FitInterrupted):
         fit_histogram_boosting_in_chunks(pipeline(), x, y)
+
+
+def test_a_family_whose_space_is_covered_leaves_its_time_to_the_others(
+    fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    covered = _TimedFamily("logistic", fake_clock, 0.02)
+    covered.enough_trials = 6  # type: ignore[misc]
+    monkeypatch.setitem(FAMILIES, "logistic", covered)
+    monkeypatch.setitem(FAMILIES, "random_forest", _TimedFamily("random_forest", fake_clock, 0.1))
+    config = AutoMLConfig(target="target", families=("logistic", "random_forest"), time_budget_s=20.0)
+    result = run_automl(_frame(), config)
+    trials = {f: [t for t in result.trials if t.family == f and t.rung == 0] for f in ("logistic", "random_forest")}
+    assert len(trials["logistic"]) == 6
+    # 0.5 s a trial: the other family has the rest of about 19 s of sweep time, not half of it.
+    assert len([t for t in trials["random_forest"] if t.state == "complete"]) >= 25
+    assert result.wall_seconds <= 20.0 * 1.05
+
+
+def test_the_reserve_covers_the_families_that_may_be_refit() -> None:
+    budget = Budget(60.0, clock=FakeClock())
+    budget.reserve_refit(1.0, 5, "lightgbm")  # 1.875 s
+    budget.reserve_refit(8.0, 5, "mlp")  # 15 s: a slow family
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 15.0)  # every family counts at first
+    budget.refit_only({"lightgbm", "logistic"})  # the scheduler's leaders: the MLP is far behind
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 2.4)  # the 4% minimum
+    budget.reserve_refit(4.0, 5, "lightgbm")  # a leader's slower best grows it
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 7.5)
+    budget.refit_only({"mlp"})  # the MLP climbs back: its estimate was kept
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 15.0)
+    budget.merge(({}, {}, 9.0))  # a worker's reserve always counts
+    budget.refit_only({"lightgbm"})
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 9.0)

@@ -140,6 +140,9 @@ MAX_SKIPS_IN_A_ROW = 8
 SCORING_SHARE = 0.02
 #: Holdout rows the leaderboard's prediction latency is timed on.
 LATENCY_ROWS = 1_000
+#: Families whose refit the budget's reserve covers: the best ones so far (the winner, the
+#: ensemble's likely members, the runner-up promoted to every row; see :func:`schedule`).
+REFIT_CONTENDERS = 3
 #: Priority of the families ranked below the leaders and the next one (see :func:`schedule`).
 LOW_PRIORITY = 0.25
 #: A sweep sample above this many rows is cross-validated with at most LARGE_SAMPLE_FOLDS folds:
@@ -451,18 +454,21 @@ def schedule(sweeps: list[FamilySweep], problem: Problem, budget: Budget) -> Non
     Every turn goes to the family with the least sweep time spent per unit of priority (ties:
     :data:`CHEAP_FIRST`). A family that has not run yet has priority 1, so every family's
     default trial comes first, cheapest families first; after that the :data:`EXPLOIT_FAMILIES`
-    best families have priority 1, the next one 1/2, the others :data:`LOW_PRIORITY`, so the
+    best families still in the schedule have priority 1, the next one 1/2, the others :data:`LOW_PRIORITY`, so the
     leaders get most of the time and no family is starved. A turn's trial may take the chosen
     family's priority-weighted part of the sweep time left (a leader's at least
     1/:data:`EXPLOIT_FAMILIES` of it, so that a leader's larger configurations are tried
-    at all on a large table); a trial estimated to take longer
+    at all on a large table; the refit reserve covers the :data:`REFIT_CONTENDERS` best
+    families only); a trial estimated to take longer
     is skipped, a fold that does take longer is interrupted. A family leaves the schedule when
-    it reached ``max_trials``, when its typical trial no longer fits the sweep time left, or
+    it reached ``max_trials`` or its own ``enough_trials`` (a search space that is covered), when its typical trial no longer fits the sweep time left, or
     after :data:`MAX_SKIPS_IN_A_ROW` skipped trials in a row.
     """
     active = list(sweeps)
     while active and budget.sweep_left() > 0:
-        ranked = rank_sweeps([s for s in sweeps if s.best is not None], problem)
+        finished = rank_sweeps([s for s in sweeps if s.best is not None], problem)
+        budget.refit_only({s.family for s in finished[:REFIT_CONTENDERS]})
+        ranked = [s for s in finished if s in active]
         priority = {s.family: _priority(s, ranked) for s in active}
         chosen = min(active, key=lambda s: (s.spent / priority[s.family], _cheapness(s.family)))
         # A leader's trial may take up to 1/EXPLOIT_FAMILIES of the sweep time left; others less.
@@ -1070,7 +1076,8 @@ class FamilySweep:
         if share_s > 0.0 and self._promote(share_s):
             return
         trials = sum(r.rung == 0 for r in self.records)
-        remaining = None if self.config.max_trials is None else self.config.max_trials - trials
+        ceilings = [c for c in (self.config.max_trials, self.model_family.enough_trials) if c is not None]
+        remaining = max(min(ceilings) - trials, 0) if ceilings else None
         if remaining == 0:
             self.done = True
         if share_s <= 0.0 or remaining == 0:
@@ -1279,7 +1286,7 @@ class FamilySweep:
             self.best, self.best_record, self._best_value = trial, record, record.cv_mean
             self._best_model = self._candidate
             self.best_oof = self._candidate_oof
-            self.budget.reserve_refit(record.fit_seconds / len(scores) * self._refit_work(trial), 1)
+            self.budget.reserve_refit(record.fit_seconds / len(scores) * self._refit_work(trial), 1, self.family)
         self._candidate = None
         self._candidate_oof = None
         if self.on_trial is not None:

@@ -109,6 +109,9 @@ class ModelFamily(abc.ABC):
     """One model family: ``suggest`` a configuration, ``build`` its pipeline."""
 
     name: ClassVar[str]
+    #: Trials that cover this family's search space; after them its sweep time goes to the
+    #: other families. None: no such point (a space of several dimensions keeps paying).
+    enough_trials: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
@@ -176,6 +179,9 @@ class Logistic(ModelFamily):
     """Logistic regression (classification) or ridge regression: scaled, one-hot, L2-regularised."""
 
     name = "logistic"
+    # One parameter on a log scale (two with class balancing): on credit_data its best after 15
+    # trials was within 0.0001 AUC of its best after 171, which took a third of the sweep.
+    enough_trials = 30
 
     def suggest(self, trial: optuna.Trial, task: TaskType) -> Params:
         if is_classification(task):
