@@ -283,13 +283,22 @@ def test_the_reserve_covers_the_families_that_may_be_refit() -> None:
     budget = Budget(60.0, clock=FakeClock())
     budget.reserve_refit(1.0, 5, "lightgbm")  # 1.875 s
     budget.reserve_refit(8.0, 5, "mlp")  # 15 s: a slow family
-    assert budget.sweep_deadline == pytest.approx(1060.0 - 15.0)  # every family counts at first
+    # Every family counts at first, and the final choice may refit each: the sum.
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 16.875)
     budget.refit_only({"lightgbm", "logistic"})  # the scheduler's leaders: the MLP is far behind
     assert budget.sweep_deadline == pytest.approx(1060.0 - 2.4)  # the 4% minimum
     budget.reserve_refit(4.0, 5, "lightgbm")  # a leader's slower best grows it
     assert budget.sweep_deadline == pytest.approx(1060.0 - 7.5)
     budget.refit_only({"mlp"})  # the MLP climbs back: its estimate was kept
     assert budget.sweep_deadline == pytest.approx(1060.0 - 15.0)
+    budget.refit_only({"mlp", "lightgbm"})  # 22.5 s for both: at most 30% of the budget
+    assert budget.sweep_deadline == pytest.approx(1060.0 - 18.0)
+    final_fit_all = Budget(60.0, refits=2.25, clock=FakeClock())
+    final_fit_all.reserve_refit(1.6, 5, "lightgbm")  # 2 s
+    final_fit_all.reserve_refit(0.8, 5, "logistic")  # 1 s
+    final_fit_all.refit_only({"lightgbm", "logistic"})
+    # Both refit on the training rows, the slower once more on training and holdout rows.
+    assert final_fit_all.sweep_deadline == pytest.approx(1060.0 - 1.5 * (2.0 + 1.0 + 1.25 * 2.0))
     budget.merge(({}, {}, 9.0))  # a worker's reserve always counts
     budget.refit_only({"lightgbm"})
     assert budget.sweep_deadline == pytest.approx(1060.0 - 9.0)

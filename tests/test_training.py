@@ -115,6 +115,28 @@ def test_evaluate_scores_slices_and_names_unknown_labels(training_set) -> None: 
         evaluate(model, bad, TARGET, "roc_auc_ovr", SLICE_COLUMN)
 
 
+def test_a_slice_of_one_class_has_no_score_and_no_metric() -> None:
+    """ROC AUC is undefined on a slice holding one class (scikit-learn returns NaN with a warning):
+    the slice is reported without a score, and no NaN reaches the metrics a model card serves."""
+    import json
+    import warnings
+
+    from sklearn.dummy import DummyClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=120), "site": ["A"] * 60 + ["B"] * 60})
+    frame["y"] = np.where(frame["site"] == "B", "pass", np.where(frame["x"] > 0, "pass", "fail"))
+    model = DummyClassifier(strategy="prior").fit(frame.drop(columns=["y"]), frame["y"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(model, frame, "y", "roc_auc", "site")
+    assert result.slices["A"].score == pytest.approx(0.5)  # two classes: a score
+    assert result.slices["B"].score is None and "undefined" in (result.slices["B"].note or "")
+    metrics = result.mlflow_metrics()
+    assert "holdout_roc_auc_A" in metrics and "holdout_roc_auc_B" not in metrics
+    json.dumps(metrics, allow_nan=False)  # what a JSON answer of the served listing needs
+
+
 # -- MLflow: nested runs, registry, gate, rollback ----------------------------------------------
 
 

@@ -198,9 +198,14 @@ def _slice_score(metric: Metric, y: np.ndarray, output: np.ndarray) -> SliceScor
     if len(y) < MIN_SLICE_ROWS:
         return SliceScore(len(y), None, f"fewer than {MIN_SLICE_ROWS} rows")
     try:
-        return SliceScore(len(y), float(metric.score(y, output)))
-    except ValueError as error:  # e.g. ROC AUC on a slice that lacks a class
+        score = float(metric.score(y, output))
+    except ValueError as error:  # e.g. ROC AUC on a slice that lacks a class, in older scikit-learn
         return SliceScore(len(y), None, str(error).split("\n")[0])
+    if not np.isfinite(score):
+        # scikit-learn 1.6+ warns and returns NaN instead of raising: a NaN in a model card's metrics
+        # is not JSON, and the served listing of the models answered 500 on it.
+        return SliceScore(len(y), None, f"{metric.name} is undefined on this slice (one class only?)")
+    return SliceScore(len(y), score)
 
 
 def _metric_key(value: str) -> str:

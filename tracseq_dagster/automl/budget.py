@@ -5,13 +5,15 @@ scoring. It is shared as follows:
 
 * A **reserve** is held back at the end for the final refit and scoring. It starts at
   :data:`MIN_RESERVE_FRACTION` of the budget and grows as trials complete to the estimated
-  refit time of the slowest family-best trial among the families that may be refit: its mean
-  fold fit time × the refit's work against a fold's (more rows: every training row, not (k-1)/k
-  of the sweep sample; and the rounds that grow with them, see the engine's
-  ``FamilySweep._refit_work``) × a safety factor. Which families may be refit, the scheduler
-  says (:meth:`Budget.refit_only`: the leaders); until it does, every family counts. A slow family
-  far behind (an MLP at twice the leaders' error on diamonds) then no longer holds back a sixth of
-  the budget that the sweep would otherwise use.
+  refit time of the families that may be refit: for each, its best trial's mean fold fit time ×
+  the refit's work against a fold's (more rows: every training row, not (k-1)/k of the sweep
+  sample; and the rounds that grow with them, see the engine's ``FamilySweep._refit_work``).
+  The final choice refits each of its candidates (the winner, the ensemble's members, the
+  runner-up), so the reserve is their sum, plus the slowest once more for a fit on training and
+  holdout rows, × a safety factor. Which families may be refit, the scheduler says
+  (:meth:`Budget.refit_only`: the leaders); until it does, every family counts. A slow family far
+  behind (an MLP at twice the leaders' error on diamonds) then no longer holds back a sixth of the
+  budget, and the leaders' ensemble still has the time for its refits.
 * The rest, the **sweep time**, is handed out one trial at a time by the engine's scheduler
   (:func:`~tracseq_dagster.automl.engine.schedule`): each turn's trial may take its family's
   priority-weighted part of the sweep time left (its *share*).
@@ -67,6 +69,7 @@ class Budget:
         self.deadline = self.start + total_s
         self._refit_s: dict[str | None, float] = {}  # family → its slowest best's refit estimate
         self._refit_only: set[str] | None = None  # the families the reserve covers (None: all)
+        self._workers_reserve_s = 0.0  # the largest reserve a worker's budget reported (see merge)
         self._fold_seconds: dict[str, list[float]] = {}
         self.cost = CostModel()  # seconds per unit of work, per family, learnt from the folds
 
@@ -76,8 +79,8 @@ class Budget:
 
     def reserve_refit(self, fold_fit_seconds: float, folds: int, family: str | None = None) -> None:
         """Grow the reserve to fit refitting ``family``'s model whose folds took ``fold_fit_seconds``
-        each (a family's estimate never shrinks; no ``family``: one that always counts)."""
-        estimate = fold_fit_seconds * folds / max(folds - 1, 1) * REFIT_SAFETY * self.refits
+        each (a family's estimate never shrinks)."""
+        estimate = fold_fit_seconds * folds / max(folds - 1, 1)  # one fit on every training row
         self._refit_s[family] = max(self._refit_s.get(family, 0.0), estimate)
 
     def refit_only(self, families: set[str]) -> None:
@@ -86,12 +89,13 @@ class Budget:
 
     @property
     def _reserve_s(self) -> float:
-        counted = [
-            seconds
-            for family, seconds in self._refit_s.items()
-            if family is None or self._refit_only is None or family in self._refit_only
-        ]
-        return min(max([MIN_RESERVE_FRACTION * self.total_s, *counted]), MAX_RESERVE_FRACTION * self.total_s)
+        """The covered families' refits on the training rows (the final choice refits each of its
+        candidates: the winner, the ensemble's members, the runner-up), plus ``refits - 1`` more
+        of the slowest (the chosen one's fit on training and holdout rows), × the safety factor."""
+        counted = [seconds for family, seconds in self._refit_s.items() if self._refit_only is None or family in self._refit_only]
+        refits = sum(counted) + (self.refits - 1) * max(counted) if counted and self.refits >= 1 else 0.0
+        needed = max(MIN_RESERVE_FRACTION * self.total_s, REFIT_SAFETY * refits, self._workers_reserve_s)
+        return min(needed, MAX_RESERVE_FRACTION * self.total_s)
 
     @property
     def sweep_deadline(self) -> float:
@@ -134,4 +138,4 @@ class Budget:
         for family, seconds in folds.items():
             self._fold_seconds.setdefault(family, []).extend(seconds)
         self.cost.merge(rates)
-        self._refit_s[None] = max(self._refit_s.get(None, 0.0), reserve)  # a worker's: always counted
+        self._workers_reserve_s = max(self._workers_reserve_s, reserve)
