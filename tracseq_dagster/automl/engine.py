@@ -454,15 +454,15 @@ def schedule(sweeps: list[FamilySweep], problem: Problem, budget: Budget) -> Non
     Every turn goes to the family with the least sweep time spent per unit of priority (ties:
     :data:`CHEAP_FIRST`). A family that has not run yet has priority 1, so every family's
     default trial comes first, cheapest families first; after that the :data:`EXPLOIT_FAMILIES`
-    best families still in the schedule have priority 1, the next one 1/2, the others :data:`LOW_PRIORITY`, so the
-    leaders get most of the time and no family is starved. A turn's trial may take the chosen
-    family's priority-weighted part of the sweep time left (a leader's at least
-    1/:data:`EXPLOIT_FAMILIES` of it, so that a leader's larger configurations are tried
-    at all on a large table; the refit reserve covers the :data:`REFIT_CONTENDERS` best
-    families only); a trial estimated to take longer
-    is skipped, a fold that does take longer is interrupted. A family leaves the schedule when
-    it reached ``max_trials`` or its own ``enough_trials`` (a search space that is covered), when its typical trial no longer fits the sweep time left, or
-    after :data:`MAX_SKIPS_IN_A_ROW` skipped trials in a row.
+    best families still in the schedule have priority 1, the next one 1/2, the others
+    :data:`LOW_PRIORITY`, so the leaders get most of the time and no family is starved. A turn's
+    trial may take the chosen family's priority-weighted part of the sweep time left (a leader's
+    at least 1/:data:`EXPLOIT_FAMILIES` of it, so that a leader's larger configurations are tried
+    at all on a large table); a trial estimated to take longer is skipped, a fold that does take
+    longer is interrupted. The refit reserve covers the :data:`REFIT_CONTENDERS` best families
+    only. A family leaves the schedule when it reached ``max_trials`` or its own
+    ``enough_trials`` (a search space that is covered), when its typical trial no longer fits
+    the sweep time left, or after :data:`MAX_SKIPS_IN_A_ROW` skipped trials in a row.
     """
     active = list(sweeps)
     while active and budget.sweep_left() > 0:
